@@ -1,0 +1,51 @@
+"""The contract every detector follows (after river's ``base.DriftDetector``).
+
+Constructor arguments are public attributes of the same name; running state is private, JSON-native
+(dicts with string keys, lists, numbers) and created in ``_reset()``; ``update`` returns ``self``.
+``to_dict``/``from_dict`` round-trip through JSON, so a detector lives in a Faust table or a file.
+"""
+
+from __future__ import annotations
+
+import copy
+import inspect
+from typing import Any, Self
+
+from detectors.exceptions import StateError
+
+
+class Detector:
+    """Base of every online detector: no I/O, serialisable, clonable."""
+
+    def _reset(self) -> None:
+        raise NotImplementedError
+
+    def _get_params(self) -> dict[str, Any]:
+        names = [p for p in inspect.signature(type(self).__init__).parameters if p != "self"]
+        return {name: copy.deepcopy(getattr(self, name)) for name in names}
+
+    def clone(self) -> Self:
+        """A fresh detector with the same parameters and no state."""
+        return type(self)(**self._get_params())
+
+    def to_dict(self) -> dict[str, Any]:
+        """Parameters and state, JSON-serialisable."""
+        state = {k: copy.deepcopy(v) for k, v in vars(self).items() if k.startswith("_")}
+        return {"type": type(self).__name__, "params": self._get_params(), "state": state}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Self:
+        """Restore a detector written by :meth:`to_dict` (also after a JSON round trip)."""
+        if data.get("type") != cls.__name__:
+            raise StateError(f"state of {data.get('type')!r} cannot restore a {cls.__name__}")
+        detector = cls(**data["params"])
+        expected = set(vars(detector))
+        unknown = set(data["state"]) - expected
+        if unknown:
+            raise StateError(f"unknown state fields for {cls.__name__}: {sorted(unknown)}")
+        detector.__dict__.update(copy.deepcopy(data["state"]))
+        return detector
+
+    def __repr__(self) -> str:
+        params = ", ".join(f"{k}={v!r}" for k, v in self._get_params().items())
+        return f"{type(self).__name__}({params})"

@@ -1,0 +1,29 @@
+"""convowatch's event contract: one pydantic v2 model per event, versioned by ``SCHEMA_VERSION``."""
+
+from schemas.chat_turn import ChatTurn, Outcome
+from schemas.common import FAIL, PASS, QUALITY_DIMENSIONS, SCHEMA_VERSION, Verdict
+from schemas.exceptions import InvalidRecord, SchemaError
+from schemas.human_label import HumanLabel
+from schemas.judge_verdict import JudgeVerdict
+from schemas.outputs import DeadLetter, Defect, Escalation, Segment
+from schemas.parsing import Stream, parse_record
+
+__all__ = [
+    "FAIL",
+    "PASS",
+    "QUALITY_DIMENSIONS",
+    "SCHEMA_VERSION",
+    "ChatTurn",
+    "DeadLetter",
+    "Defect",
+    "Escalation",
+    "HumanLabel",
+    "InvalidRecord",
+    "JudgeVerdict",
+    "Outcome",
+    "SchemaError",
+    "Segment",
+    "Stream",
+    "Verdict",
+    "parse_record",
+]

@@ -1,0 +1,94 @@
+"""Pieces shared by every event model: versions, timestamps, verdicts."""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, datetime
+from typing import Annotated
+
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+
+#: The newest ``schema_version`` this build understands. Older versions are accepted; newer are dead-lettered.
+SCHEMA_VERSION = 1
+
+PASS = "pass"
+FAIL = "fail"
+
+#: Dimensions whose labels are ``pass`` or ``fail``. Any other dimension carries a free categorical label.
+QUALITY_DIMENSIONS = frozenset(
+    {
+        "relevance",
+        "execution_accuracy",
+        "safety",
+        "hallucination",
+        "bias",
+        "personalization",
+        "compliance",
+        "privacy",
+    }
+)
+
+# Event times outside this range are rejected: they are clock bugs, and would poison event-time windows.
+EARLIEST_EVENT_TIME = datetime(2000, 1, 1, tzinfo=UTC)
+LATEST_EVENT_TIME = datetime(2100, 1, 1, tzinfo=UTC)
+
+
+def _plausible_time(value: datetime) -> datetime:
+    if not EARLIEST_EVENT_TIME <= value < LATEST_EVENT_TIME:
+        raise ValueError(f"timestamp {value.isoformat()} is outside {EARLIEST_EVENT_TIME.year}..2099")
+    return value.astimezone(UTC)
+
+
+#: An RFC 3339 timestamp with an explicit offset, normalised to UTC. Naive timestamps are rejected.
+EventTime = Annotated[AwareDatetime, AfterValidator(_plausible_time)]
+
+#: Identifiers and short codes: non-empty, bounded, no surrounding whitespace.
+Identifier = Annotated[str, Field(min_length=1, max_length=256, pattern=r"^\S(.*\S)?$")]
+ShortCode = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:/@+-]+$")]
+
+
+def _finite(value: float | None) -> float | None:
+    if value is not None and not math.isfinite(value):
+        raise ValueError("must be a finite number")
+    return value
+
+
+FiniteFloat = Annotated[float, AfterValidator(_finite)]
+
+
+class EventModel(BaseModel):
+    """Base of every input event: unknown fields are tolerated (forward compatible), models are frozen."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True, allow_inf_nan=False, str_max_length=1_000_000)
+
+    schema_version: Annotated[int, Field(ge=1)] = SCHEMA_VERSION
+    turn_id: Identifier
+    ts: EventTime
+
+
+class Verdict(BaseModel):
+    """One label on one dimension, from a judge or a human."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True, allow_inf_nan=False)
+
+    dimension: ShortCode
+    label: Annotated[str, Field(min_length=1, max_length=64)]
+    score: FiniteFloat | None = None
+    confidence: Annotated[float, Field(ge=0.0, le=1.0)] | None = None
+    rationale: Annotated[str, Field(max_length=20_000)] | None = None
+
+    @model_validator(mode="after")
+    def _quality_labels_are_pass_fail(self) -> Verdict:
+        if self.dimension in QUALITY_DIMENSIONS and self.label not in (PASS, FAIL):
+            raise ValueError(
+                f"dimension {self.dimension!r} is a quality dimension: label must be 'pass' or 'fail', "
+                f"got {self.label!r}"
+            )
+        return self
+
+    @property
+    def is_failure(self) -> bool:
+        return self.dimension in QUALITY_DIMENSIONS and self.label == FAIL
+
+
+Verdicts = Annotated[list[Verdict], Field(min_length=1, max_length=64)]

@@ -1,0 +1,19 @@
+"""HumanLabel: an annotator's labels for one turn (topic ``convowatch.human.labels``)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import Field
+
+from schemas.common import EventModel, ShortCode, Verdicts
+
+
+class HumanLabel(EventModel):
+    """One annotator's labels on one turn; ``is_gold`` marks honeypot items. Key: ``turn_id``."""
+
+    annotator_id: ShortCode
+    vendor_id: ShortCode
+    is_gold: bool = False
+    labeling_seconds: Annotated[float, Field(ge=0.0, le=604_800.0)] | None = None
+    verdicts: Verdicts

@@ -1,0 +1,68 @@
+"""The one place where untrusted bytes become events."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+import orjson
+from pydantic import ValidationError
+
+from schemas.chat_turn import ChatTurn
+from schemas.common import SCHEMA_VERSION, EventModel
+from schemas.exceptions import InvalidRecord
+from schemas.human_label import HumanLabel
+from schemas.judge_verdict import JudgeVerdict
+
+#: Records larger than this are dead-lettered without being decoded.
+DEFAULT_MAX_RECORD_BYTES = 1_048_576
+
+
+class Stream(StrEnum):
+    """The three input streams, by their logical names (also used as metric label values)."""
+
+    CHAT_TURNS = "chat_turns"
+    JUDGE_VERDICTS = "judge_verdicts"
+    HUMAN_LABELS = "human_labels"
+
+
+MODELS: dict[Stream, type[EventModel]] = {
+    Stream.CHAT_TURNS: ChatTurn,
+    Stream.JUDGE_VERDICTS: JudgeVerdict,
+    Stream.HUMAN_LABELS: HumanLabel,
+}
+
+#: Bounded set of dead-letter reasons (safe as a metric label).
+REASONS = ("too_large", "invalid_json", "not_an_object", "unsupported_version", "validation_error")
+
+
+def parse_record(
+    stream: Stream, raw: bytes, *, max_bytes: int = DEFAULT_MAX_RECORD_BYTES
+) -> ChatTurn | JudgeVerdict | HumanLabel:
+    """Decode and validate one record of ``stream``; raise :class:`InvalidRecord` with a reason otherwise."""
+    if len(raw) > max_bytes:
+        raise InvalidRecord("too_large", f"record is {len(raw)} bytes, the limit is {max_bytes}")
+    try:
+        data = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidRecord("invalid_json", str(exc)) from None
+    if not isinstance(data, dict):
+        raise InvalidRecord("not_an_object", f"expected a JSON object, got {type(data).__name__}")
+    version = data.get("schema_version", SCHEMA_VERSION)
+    if isinstance(version, int) and not isinstance(version, bool) and version > SCHEMA_VERSION:
+        raise InvalidRecord(
+            "unsupported_version",
+            f"schema_version {version} is newer than the supported {SCHEMA_VERSION}; upgrade convowatch",
+        )
+    try:
+        return MODELS[stream].model_validate(data)  # type: ignore[return-value]
+    except ValidationError as exc:
+        raise InvalidRecord("validation_error", _summarise(exc)) from None
+
+
+def _summarise(exc: ValidationError) -> str:
+    parts = []
+    for error in exc.errors(include_url=False, include_input=False)[:5]:
+        where = ".".join(str(p) for p in error["loc"]) or "record"
+        parts.append(f"{where}: {error['msg']}")
+    more = exc.error_count() - len(parts)
+    return "; ".join(parts) + (f" (+{more} more)" if more > 0 else "")

@@ -1,0 +1,59 @@
+"""One frozen settings object; every field is read from a ``CONVOWATCH_*`` environment variable."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """convowatch's configuration. Each field names its environment variable."""
+
+    model_config = SettingsConfigDict(env_prefix="CONVOWATCH_", frozen=True, extra="ignore")
+
+    broker: str = Field("localhost:9092", description="CONVOWATCH_BROKER: Kafka bootstrap servers, host:port[,...].")
+    topic_prefix: str = Field(
+        "convowatch.", description="CONVOWATCH_TOPIC_PREFIX: prefix of every topic convowatch reads or writes."
+    )
+    app_id: str = Field("convowatch", description="CONVOWATCH_APP_ID: Faust app id, also the consumer group.")
+    partitions: int = Field(4, ge=1, description="CONVOWATCH_PARTITIONS: partitions of topics convowatch creates.")
+    replication_factor: int = Field(1, ge=1, description="CONVOWATCH_REPLICATION_FACTOR: for created topics.")
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
+        "PLAINTEXT", description="CONVOWATCH_SECURITY_PROTOCOL: Kafka security protocol."
+    )
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = Field(
+        None, description="CONVOWATCH_SASL_MECHANISM: SASL mechanism when the protocol is SASL_*."
+    )
+    sasl_username: str | None = Field(None, description="CONVOWATCH_SASL_USERNAME: SASL user.")
+    sasl_password: SecretStr | None = Field(None, description="CONVOWATCH_SASL_PASSWORD: SASL password (secret).")
+    ssl_cafile: Path | None = Field(None, description="CONVOWATCH_SSL_CAFILE: CA bundle to verify the broker.")
+    join_ttl_seconds: float = Field(
+        7 * 24 * 3600, gt=0, description="CONVOWATCH_JOIN_TTL_SECONDS: event-time life of an unjoined turn."
+    )
+    join_max_entries: int = Field(
+        1_000_000, ge=10, description="CONVOWATCH_JOIN_MAX_ENTRIES: cap on pending turns; the oldest go first."
+    )
+    evict_every: int = Field(
+        5_000, ge=1, description="CONVOWATCH_EVICT_EVERY: look for expired pending turns every N events."
+    )
+    max_record_bytes: int = Field(
+        1_048_576, ge=1024, description="CONVOWATCH_MAX_RECORD_BYTES: larger records are dead-lettered."
+    )
+    metrics_host: str = Field("127.0.0.1", description="CONVOWATCH_METRICS_HOST: address of the /metrics server.")
+    metrics_port: int = Field(9108, ge=0, le=65535, description="CONVOWATCH_METRICS_PORT: 0 picks a free port.")
+    label_max_values: int = Field(
+        20, ge=1, description="CONVOWATCH_LABEL_MAX_VALUES: distinct values per metric label before 'other'."
+    )
+    taxonomy: Path | None = Field(
+        None, description="CONVOWATCH_TAXONOMY: defect taxonomy YAML; the built-in default when unset."
+    )
+    text_redaction: Literal["keep", "hash", "drop"] = Field(
+        "drop", description="CONVOWATCH_TEXT_REDACTION: chat text in published records: keep, hash or drop."
+    )
+
+    def topic(self, name: str) -> str:
+        """The full name of a logical topic, e.g. ``topic("defects") == "convowatch.defects"``."""
+        return f"{self.topic_prefix}{name}"

@@ -1,0 +1,258 @@
+"""Joins chat turns, judge verdicts and human labels by ``turn_id``, in any arrival order.
+
+Pure and transport-agnostic: state lives in an injected ``MutableMapping`` (a dict when embedded, a
+Faust table on Kafka) holding JSON-native entries, written back after every change so a changelog
+sees it. A verdict or label seen twice for the same turn, source and dimension counts once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import MutableMapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from schemas import ChatTurn, HumanLabel, JudgeVerdict
+from schemas.common import FAIL, QUALITY_DIMENSIONS
+from streams.metrics import Metrics
+from streams.taxonomy import Taxonomy
+
+Entry = dict[str, Any]
+UNKNOWN_SEGMENT: dict[str, str | None] = dict.fromkeys(("journey", "intent", "model_version", "channel", "modality"))
+SEP = "\x1f"  # joins parts of internal keys; cannot occur in validated ids
+
+
+@dataclass(frozen=True, slots=True)
+class Emit:
+    """One record to publish: logical topic (``defects``, ``escalations``, ``pairs``, ``deadletter``), key, value."""
+
+    topic: str
+    key: str
+    value: dict[str, Any]
+
+
+def iso(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).isoformat().replace("+00:00", "Z")
+
+
+def escalation_id(kind: str, subject: str) -> str:
+    """Stable id of an escalation about ``subject``: re-delivery and updates keep it."""
+    return f"{kind}-{hashlib.blake2b(subject.encode(), digest_size=10).hexdigest()}"
+
+
+class TurnJoiner:
+    """Holds each turn's events until they can be judged, and emits defects, escalations and agreement pairs."""
+
+    def __init__(
+        self,
+        taxonomy: Taxonomy,
+        metrics: Metrics,
+        store: MutableMapping[str, Entry] | None = None,
+        ttl_seconds: float = 7 * 24 * 3600,
+        max_entries: int = 1_000_000,
+        evict_every: int = 5_000,
+    ) -> None:
+        self.taxonomy = taxonomy
+        self.metrics = metrics
+        self.store: MutableMapping[str, Entry] = store if store is not None else {}
+        self.ttl_seconds = ttl_seconds
+        self.max_entries = max_entries
+        self.evict_every = evict_every
+        self.watermark = 0.0  # newest event time seen (Unix seconds)
+        self._since_evict = 0
+
+    # -- input ---------------------------------------------------------------------------------------
+
+    def handle(self, event: ChatTurn | JudgeVerdict | HumanLabel, partition: int | None = None) -> list[Emit]:
+        ts = event.ts.timestamp()
+        self.watermark = max(self.watermark, ts)
+        entry = self.store.get(event.turn_id)
+        if entry is None:
+            entry = {"p": partition, "last": ts, "turn": None, "judge": {}, "human": {},
+                     "paired": [], "defects": [], "esc": None}
+        entry["last"] = max(entry["last"], ts)
+        if isinstance(event, ChatTurn):
+            changed = self._add_turn(entry, event)
+        elif isinstance(event, JudgeVerdict):
+            changed = self._add_judge(entry, event)
+        else:
+            changed = self._add_human(entry, event)
+        emits = self._outputs(event.turn_id, entry) if changed else []
+        self.store[event.turn_id] = entry
+        self.metrics.join_pending.set(len(self.store))
+        self._since_evict += 1
+        if self._since_evict >= self.evict_every or len(self.store) > self.max_entries:
+            emits.extend(self.evict(partition))
+        return emits
+
+    def _add_turn(self, entry: Entry, turn: ChatTurn) -> bool:
+        if entry["turn"] is not None:
+            self.metrics.duplicates.labels("chat_turns").inc()
+            return False
+        entry["turn"] = {
+            "ts": turn.ts.timestamp(),
+            "segment": {"journey": turn.journey, "intent": turn.intent, "model_version": turn.model_version,
+                        "channel": turn.channel, "modality": turn.modality},
+            "risk": sorted(set(turn.risk_topics) & self.taxonomy.high_risk_topics),
+        }
+        return True
+
+    def _add_judge(self, entry: Entry, verdict: JudgeVerdict) -> bool:
+        labels = entry["judge"].setdefault(verdict.judge_id, {"ts": verdict.ts.timestamp(), "labels": {}})
+        return self._merge(labels["labels"], verdict.verdicts, "judge_verdicts")
+
+    def _add_human(self, entry: Entry, label: HumanLabel) -> bool:
+        labels = entry["human"].setdefault(
+            label.annotator_id,
+            {"ts": label.ts.timestamp(), "vendor": label.vendor_id, "gold": label.is_gold, "labels": {}},
+        )
+        return self._merge(labels["labels"], label.verdicts, "human_labels")
+
+    def _merge(self, labels: dict[str, str], verdicts: list[Any], stream: str) -> bool:
+        changed = False
+        for v in verdicts:
+            if v.dimension in labels:
+                self.metrics.duplicates.labels(stream).inc()
+            else:
+                labels[v.dimension] = v.label
+                changed = True
+        return changed
+
+    # -- output --------------------------------------------------------------------------------------
+
+    def _failures(self, entry: Entry) -> list[tuple[str, str, str, dict[str, Any]]]:
+        """(source, source_id, dimension, source record) for every failing quality label, in a stable order."""
+        found = []
+        for source, group in (("judge", entry["judge"]), ("human", entry["human"])):
+            for source_id, record in group.items():
+                for dim, label in record["labels"].items():
+                    if label == FAIL and dim in QUALITY_DIMENSIONS:
+                        found.append((source, source_id, dim, record))
+        return found
+
+    def _outputs(self, turn_id: str, entry: Entry) -> list[Emit]:
+        emits: list[Emit] = []
+        failures = self._failures(entry)
+        if entry["turn"] is not None:
+            emits.extend(self._defects(turn_id, entry, failures))
+        emits.extend(self._pairs(turn_id, entry))
+        emits.extend(self._escalation(turn_id, entry, failures))
+        return emits
+
+    def _defects(self, turn_id: str, entry: Entry, failures: list[Any]) -> list[Emit]:
+        emits = []
+        turn = entry["turn"]
+        segment = turn["segment"] if turn else UNKNOWN_SEGMENT
+        ts = turn["ts"] if turn else None
+        for source, source_id, dim, record in failures:
+            policy = self.taxonomy.policy(dim)
+            defect_id = SEP.join((policy.category, turn_id, dim, source, source_id)).replace(SEP, "/")
+            if defect_id in entry["defects"]:
+                continue
+            entry["defects"].append(defect_id)
+            value = {
+                "schema_version": 1, "defect_id": defect_id, "turn_id": turn_id, "dimension": dim,
+                "category": policy.category, "label": FAIL, "source": source,
+                "judge_id": source_id if source == "judge" else None,
+                "vendor_id": record.get("vendor") if source == "human" else None,
+                "annotator_id": source_id if source == "human" else None,
+                "severity": policy.severity, "segment": dict(segment),
+                "ts": iso(ts if ts is not None else record["ts"]),
+            }
+            m = self.metrics
+            m.defects.labels(
+                m.label("dimension", dim), policy.category, source,
+                *(m.label(name, segment.get(name)) for name in ("journey", "model_version", "channel", "modality")),
+            ).inc()
+            emits.append(Emit("defects", defect_id, value))
+        return emits
+
+    def _pairs(self, turn_id: str, entry: Entry) -> list[Emit]:
+        emits = []
+        human_labels: dict[str, str] = {}
+        for record in entry["human"].values():  # first human label per dimension, in arrival order
+            for dim, label in record["labels"].items():
+                human_labels.setdefault(dim, label)
+        turn = entry["turn"]
+        for judge_id, record in entry["judge"].items():
+            for dim, label in record["labels"].items():
+                pair_key = f"{judge_id}{SEP}{dim}"
+                if dim not in human_labels or pair_key in entry["paired"]:
+                    continue
+                entry["paired"].append(pair_key)
+                emits.append(Emit("pairs", pair_key, {
+                    "turn_id": turn_id, "judge_id": judge_id, "dimension": dim,
+                    "judge_label": label, "human_label": human_labels[dim],
+                    "segment": turn["segment"] if turn else None,
+                    "ts": turn["ts"] if turn else record["ts"],
+                }))
+        return emits
+
+    def _escalation(self, turn_id: str, entry: Entry, failures: list[Any]) -> list[Emit]:
+        turn = entry["turn"]
+        risky_turn = bool(turn and turn["risk"])
+        triggers = sorted(
+            [source, source_id, dim] for source, source_id, dim, _ in failures
+            if self.taxonomy.policy(dim).high_risk or risky_turn
+        )
+        if not triggers:
+            return []
+        state = entry["esc"] or {"rev": 0, "triggers": [], "segment_known": False}
+        if state["triggers"] == triggers and state["segment_known"] == (turn is not None):
+            return []
+        entry["esc"] = {"rev": state["rev"] + 1, "triggers": triggers, "segment_known": turn is not None}
+        dims = sorted({t[2] for t in triggers})
+        severities = [self.taxonomy.policy(d).severity for d in dims]
+        severity = min(severities, key=("critical", "high", "medium", "low").index)
+        if risky_turn and severity in ("medium", "low"):
+            severity = "high"
+        segment = turn["segment"] if turn else UNKNOWN_SEGMENT
+        sources = ", ".join(f"{s} {i} says {d} fails" for s, i, d in triggers)
+        topics = f" on a {'/'.join(turn['risk'])} topic" if risky_turn else ""
+        eid = escalation_id("high_risk_failure", turn_id)
+        value = {
+            "schema_version": 1, "escalation_id": eid, "kind": "high_risk_failure", "severity": severity,
+            "status": "firing", "revision": entry["esc"]["rev"], "dimension": dims[0], "segment": dict(segment),
+            "event_time": iso(turn["ts"] if turn else min(self._source_ts(entry, t) for t in triggers)),
+            "turn_ids": [turn_id],
+            "summary": f"High-risk failure on turn {turn_id}{topics}: {sources}",
+            "evidence": {"dimensions": dims, "triggers": triggers,
+                         "risk_topics": turn["risk"] if turn else [],
+                         "runbook_url": self.taxonomy.policy(dims[0]).runbook_url},
+        }
+        if state["rev"] == 0:
+            self.metrics.escalations.labels("high_risk_failure", severity).inc()
+        return [Emit("escalations", eid, value)]
+
+    @staticmethod
+    def _source_ts(entry: Entry, trigger: list[str]) -> float:
+        source, source_id, _ = trigger
+        return float(entry["judge" if source == "judge" else "human"][source_id]["ts"])
+
+    # -- bounded state -------------------------------------------------------------------------------
+
+    def evict(self, partition: int | None = None) -> list[Emit]:
+        """Drop entries older than the TTL (event time), then the oldest beyond the size cap.
+
+        Only entries of ``partition`` are touched (a Faust changelog is per partition). An evicted turn that
+        never arrived still publishes its defects, with an unknown segment: nothing is lost silently.
+        """
+        self._since_evict = 0
+        mine = [(entry["last"], key) for key, entry in self.store.items() if entry.get("p") == partition]
+        horizon = self.watermark - self.ttl_seconds
+        doomed = [(key, "ttl") for last, key in mine if last < horizon]
+        excess = len(self.store) - len(doomed) - self.max_entries
+        if excess > 0:
+            survivors = sorted((last, key) for last, key in mine if last >= horizon)
+            # below the cap by a margin, so the scan does not run on every event
+            doomed.extend((key, "capacity") for _, key in survivors[: excess + self.max_entries // 10])
+        emits: list[Emit] = []
+        for key, reason in doomed:
+            entry = self.store[key]
+            if entry["turn"] is None:
+                emits.extend(self._defects(key, entry, self._failures(entry)))
+            del self.store[key]
+            self.metrics.join_evictions.labels(reason).inc()
+        self.metrics.join_pending.set(len(self.store))
+        return emits

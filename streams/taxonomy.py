@@ -1,0 +1,65 @@
+"""The defect taxonomy: dimension -> category, severity, high-risk flag, runbook, owner."""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from streams.exceptions import ConfigError
+
+Severity = Literal["critical", "high", "medium", "low"]
+
+
+class DimensionPolicy(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    category: str = Field(pattern=r"^[a-z0-9_]+$")
+    severity: Severity
+    high_risk: bool = False
+    runbook_url: str | None = None
+    owner: str | None = None
+
+
+class Taxonomy(BaseModel):
+    """Validated taxonomy. Unknown dimensions fall back to category ``other``, severity ``medium``."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    high_risk_topics: frozenset[str] = frozenset({"earnings", "identity", "fraud"})
+    dimensions: dict[str, DimensionPolicy]
+
+    def policy(self, dimension: str) -> DimensionPolicy:
+        return self.dimensions.get(dimension, _FALLBACK)
+
+    @property
+    def categories(self) -> list[str]:
+        return sorted({p.category for p in self.dimensions.values()} | {_FALLBACK.category})
+
+
+_FALLBACK = DimensionPolicy(category="other", severity="medium")
+
+
+def load_taxonomy(path: Path | None = None) -> Taxonomy:
+    """Load ``path`` (or the built-in default); errors name the file and the key at fault."""
+    if path is None:
+        text = resources.files("streams").joinpath("taxonomy.yaml").read_text()
+        where = "built-in taxonomy.yaml"
+    else:
+        try:
+            text = Path(path).read_text()
+        except OSError as exc:
+            raise ConfigError(f"cannot read taxonomy file {path}: {exc.strerror}") from None
+        where = str(path)
+    try:
+        data = yaml.safe_load(text)
+        return Taxonomy.model_validate(data)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{where}: not valid YAML: {exc}") from None
+    except ValidationError as exc:
+        first = exc.errors(include_url=False)[0]
+        key = ".".join(str(p) for p in first["loc"])
+        raise ConfigError(f"{where}: key {key!r}: {first['msg']}") from None
