@@ -21,6 +21,9 @@ class Settings(BaseSettings):
     app_id: str = Field("convowatch", description="CONVOWATCH_APP_ID: Faust app id, also the consumer group.")
     partitions: int = Field(4, ge=1, description="CONVOWATCH_PARTITIONS: partitions of topics convowatch creates.")
     replication_factor: int = Field(1, ge=1, description="CONVOWATCH_REPLICATION_FACTOR: for created topics.")
+    processing_guarantee: Literal["at_least_once", "exactly_once"] = Field(
+        "at_least_once", description="CONVOWATCH_PROCESSING_GUARANTEE: Faust's delivery guarantee."
+    )
     security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
         "PLAINTEXT", description="CONVOWATCH_SECURITY_PROTOCOL: Kafka security protocol."
     )

@@ -1,0 +1,1 @@
+"""The pipeline and its two transports (Kafka via Faust, and embedded), plus the command line."""

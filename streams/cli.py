@@ -1,0 +1,158 @@
+"""The ``convowatch`` command line."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from schemas import Stream
+from streams.config import Settings
+from streams.exceptions import ConvowatchError
+
+
+def _settings(args: argparse.Namespace, **extra: Any) -> Settings:
+    overrides = {k: v for k, v in extra.items() if v is not None}
+    if getattr(args, "broker", None):
+        overrides["broker"] = args.broker
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        first = exc.errors(include_url=False)[0]
+        field = ".".join(str(p) for p in first["loc"])
+        raise ConvowatchError(f"invalid setting {field} (CONVOWATCH_{field.upper()}): {first['msg']}") from None
+
+
+def _cmd_demo(args: argparse.Namespace) -> None:
+    from streams.demo import run_demo
+
+    settings = _settings(args)
+    run_demo(settings, duration=args.duration, rate=args.rate, seed=args.seed, out_dir=args.out,
+             metrics_port=args.metrics_port)
+
+
+def _cmd_replay(args: argparse.Namespace) -> None:
+    from streams.embedded import replay
+    from streams.pipeline import Pipeline
+
+    report = replay(Pipeline(_settings(args)), args.out, chats=args.chats, verdicts=args.verdicts,
+                    labels=args.labels, show_progress=not args.quiet)
+    summary = {"events": report["events"], "outputs": report["outputs"],
+               "agreement": [{k: row[k] for k in ("judge_id", "dimension", "n", "percent_agreement", "cohen_kappa")}
+                             for row in report["agreement"]]}
+    print(json.dumps(summary, indent=2))
+    print(f"wrote {args.out}/report.json", file=sys.stderr)
+
+
+def _cmd_worker(args: argparse.Namespace) -> None:
+    from streams.worker import run_worker
+
+    run_worker(_settings(args, metrics_port=args.metrics_port), loglevel=args.loglevel)
+
+
+def _cmd_produce(args: argparse.Namespace) -> None:
+    from streams import producer
+
+    settings = _settings(args)
+    files = {s: p for s, p in ((Stream.CHAT_TURNS, args.chats), (Stream.JUDGE_VERDICTS, args.verdicts),
+                               (Stream.HUMAN_LABELS, args.labels)) if p is not None}
+    if args.generate:
+        from streams.generator import TrafficGenerator, to_records
+
+        generator = TrafficGenerator(seed=args.seed, rate=args.rate)
+        items = to_records(generator.records(args.duration))
+        sent = producer.produce_records(settings, ((r[2], r[3]) for r in items))
+    elif files:
+        sent = producer.produce_files(settings, files)
+    else:
+        raise ConvowatchError("nothing to produce: give --chats/--verdicts/--labels files or --generate")
+    print(json.dumps({"sent": sent}))
+
+
+def _cmd_topics(args: argparse.Namespace) -> None:
+    from streams.admin import create_topics
+
+    for name, outcome in create_topics(_settings(args, partitions=args.partitions)).items():
+        print(f"{outcome:8} {name}")
+
+
+def _cmd_schemas(args: argparse.Namespace) -> None:
+    from schemas.export import write_json_schemas
+
+    for path in write_json_schemas(args.out):
+        print(path)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="convowatch",
+        description="Real-time quality monitor for conversational AI. Settings also come from CONVOWATCH_* "
+        "environment variables (see README).",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    demo = sub.add_parser("demo", help="embedded demo with generated traffic and an injected incident")
+    demo.add_argument("--duration", type=float, default=30.0, help="wall-clock seconds to run (default 30)")
+    demo.add_argument("--rate", type=float, default=200.0, help="turns per second of event time (default 200)")
+    demo.add_argument("--seed", type=int, default=7, help="random seed (default 7)")
+    demo.add_argument("--out", type=Path, default=Path("convowatch-out"), help="output directory")
+    demo.add_argument("--metrics-port", type=int, default=None, help="Prometheus port (default 9108)")
+    demo.set_defaults(func=_cmd_demo)
+
+    replay = sub.add_parser("replay", help="embedded replay of JSONL files, merged by event time")
+    replay.add_argument("--chats", type=Path, help="chat turns JSONL")
+    replay.add_argument("--verdicts", type=Path, help="judge verdicts JSONL")
+    replay.add_argument("--labels", type=Path, help="human labels JSONL")
+    replay.add_argument("--out", type=Path, required=True, help="output directory")
+    replay.add_argument("--quiet", action="store_true", help="no progress line")
+    replay.set_defaults(func=_cmd_replay)
+
+    worker = sub.add_parser("worker", help="the Faust worker on Kafka")
+    worker.add_argument("--broker", help="bootstrap servers (default CONVOWATCH_BROKER or localhost:9092)")
+    worker.add_argument("--metrics-port", type=int, default=None, help="Prometheus port (default 9108)")
+    worker.add_argument("--loglevel", default="warning", choices=["debug", "info", "warning", "error"])
+    worker.set_defaults(func=_cmd_worker)
+
+    produce = sub.add_parser("produce", help="send JSONL files or generated traffic to the input topics")
+    produce.add_argument("--broker", help="bootstrap servers")
+    produce.add_argument("--chats", type=Path)
+    produce.add_argument("--verdicts", type=Path)
+    produce.add_argument("--labels", type=Path)
+    produce.add_argument("--generate", action="store_true", help="send generated traffic instead of files")
+    produce.add_argument("--duration", type=float, default=60.0, help="event-time seconds to generate")
+    produce.add_argument("--rate", type=float, default=200.0, help="generated turns per event-time second")
+    produce.add_argument("--seed", type=int, default=7)
+    produce.set_defaults(func=_cmd_produce)
+
+    topics = sub.add_parser("topics", help="topic administration")
+    topics_sub = topics.add_subparsers(dest="topics_command", required=True, metavar="ACTION")
+    create = topics_sub.add_parser("create", help="create every convowatch topic that does not exist")
+    create.add_argument("--broker", help="bootstrap servers")
+    create.add_argument("--partitions", type=int, default=None, help="partitions per topic (default 4)")
+    create.set_defaults(func=_cmd_topics)
+
+    schemas = sub.add_parser("schemas", help="export the event contract as JSON Schema")
+    schemas.add_argument("--out", type=Path, required=True, help="directory to write into")
+    schemas.set_defaults(func=_cmd_schemas)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        args.func(args)
+    except ConvowatchError as exc:
+        print(f"convowatch: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,135 @@
+"""The embedded transport: the same :class:`Pipeline`, driven in-process from files or a generator."""
+
+from __future__ import annotations
+
+import heapq
+import sys
+import time
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import ExitStack
+from datetime import datetime
+from pathlib import Path
+from typing import IO, Any
+
+import orjson
+
+from schemas import Stream
+from streams.exceptions import ConvowatchError
+from streams.join import Emit
+from streams.pipeline import Pipeline
+
+OUTPUT_FILES = {"defects": "defects.jsonl", "escalations": "escalations.jsonl", "deadletter": "deadletter.jsonl"}
+
+#: (event time, sequence, stream, raw bytes, source name, line number)
+Record = tuple[float, int, Stream, bytes, str, int]
+
+
+def event_time_of(raw: bytes) -> float:
+    """Best-effort event time for ordering; unreadable records sort first and are dead-lettered by the pipeline."""
+    try:
+        ts = orjson.loads(raw).get("ts")
+        return datetime.fromisoformat(ts).timestamp() if isinstance(ts, str) else float("-inf")
+    except (orjson.JSONDecodeError, AttributeError, ValueError, TypeError, OverflowError):
+        return float("-inf")
+
+
+def read_jsonl(path: Path, stream: Stream) -> Iterator[Record]:
+    """Records of one JSONL file, one per non-blank line, tagged with their event time."""
+    try:
+        handle = path.open("rb")
+    except OSError as exc:
+        raise ConvowatchError(f"cannot read {stream.value} file {path}: {exc.strerror}") from None
+    with handle:
+        for number, line in enumerate(handle, start=1):
+            raw = line.rstrip(b"\r\n")
+            if raw.strip():
+                yield (event_time_of(raw), number, stream, raw, str(path), number)
+
+
+def merge_by_event_time(sources: Iterable[Iterator[Record]]) -> Iterator[Record]:
+    """Merge per-stream record iterators by event time (each file is expected roughly in time order;
+    the join accepts any order, so an unsorted file only changes when things are emitted, not what)."""
+    return heapq.merge(*sources, key=lambda r: (r[0], r[1]))
+
+
+class JsonlSink:
+    """Writes each published record as one JSON line to ``<out_dir>/<topic>.jsonl``."""
+
+    def __init__(self, out_dir: Path, stack: ExitStack) -> None:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        self.files: dict[str, IO[bytes]] = {
+            topic: stack.enter_context((out_dir / name).open("wb")) for topic, name in OUTPUT_FILES.items()
+        }
+        self.counts = dict.fromkeys(OUTPUT_FILES, 0)
+
+    def __call__(self, emit: Emit) -> None:
+        self.files[emit.topic].write(orjson.dumps(emit.value) + b"\n")
+        self.counts[emit.topic] += 1
+
+
+class Progress:
+    """Prints a progress line to stderr at most every ``interval`` seconds."""
+
+    def __init__(self, enabled: bool, interval: float = 1.0, stream: IO[str] = sys.stderr) -> None:
+        self.enabled = enabled
+        self.interval = interval
+        self.stream = stream
+        self.started = self.last = time.monotonic()
+
+    def __call__(self, done: int, *, final: bool = False) -> None:
+        now = time.monotonic()
+        if self.enabled and (final or now - self.last >= self.interval):
+            self.last = now
+            rate = done / max(now - self.started, 1e-9)
+            end = "\n" if final else "\r"
+            print(f"  processed {done:,} records ({rate:,.0f}/s)", end=end, file=self.stream, flush=True)
+
+
+def run_records(
+    pipeline: Pipeline,
+    records: Iterable[Record],
+    publish: Callable[[Emit], None],
+    progress: Callable[..., None] | None = None,
+) -> int:
+    """Feed records through the pipeline; publish what it emits; flush the join at the end."""
+    metrics = pipeline.metrics
+    done = 0
+    for _, _, stream, raw, source, number in records:
+        for emit in pipeline.process(stream, raw, source_topic=source, offset=number):
+            metrics.outputs.labels(emit.topic).inc()
+            publish(emit)
+        done += 1
+        if progress is not None and done % 1024 == 0:
+            progress(done)
+    for emit in pipeline.flush():
+        metrics.outputs.labels(emit.topic).inc()
+        publish(emit)
+    if progress is not None:
+        progress(done, final=True)
+    return done
+
+
+def replay(
+    pipeline: Pipeline,
+    out_dir: Path,
+    chats: Path | None = None,
+    verdicts: Path | None = None,
+    labels: Path | None = None,
+    show_progress: bool = True,
+) -> dict[str, Any]:
+    """Replay JSONL files merged by event time; write outputs and ``report.json`` into ``out_dir``."""
+    inputs = [(p, s) for p, s in ((chats, Stream.CHAT_TURNS), (verdicts, Stream.JUDGE_VERDICTS),
+                                  (labels, Stream.HUMAN_LABELS)) if p is not None]
+    if not inputs:
+        raise ConvowatchError("nothing to replay: give at least one of --chats, --verdicts, --labels")
+    for path, stream in inputs:
+        if not Path(path).is_file():
+            raise ConvowatchError(f"{stream.value} file not found: {path}")
+    with ExitStack() as stack:
+        sink = JsonlSink(out_dir, stack)
+        records = merge_by_event_time(read_jsonl(Path(p), s) for p, s in inputs)
+        run_records(pipeline, records, sink, Progress(show_progress))
+    report = pipeline.report()
+    report["outputs"] = sink.counts
+    (out_dir / "report.json").write_bytes(orjson.dumps(report, option=orjson.OPT_INDENT_2) + b"\n")
+    return report

@@ -1,0 +1,26 @@
+"""Topic names: every logical topic under the configured prefix."""
+
+from __future__ import annotations
+
+from schemas import Stream
+from streams.config import Settings
+
+INPUTS = {
+    Stream.CHAT_TURNS: "chat.turns",
+    Stream.JUDGE_VERDICTS: "judge.verdicts",
+    Stream.HUMAN_LABELS: "human.labels",
+}
+OUTPUTS = {"defects": "defects", "escalations": "escalations", "deadletter": "deadletter"}
+INTERNAL = {"pairs": "internal.pairs"}
+
+
+def input_topics(settings: Settings) -> dict[Stream, str]:
+    return {stream: settings.topic(name) for stream, name in INPUTS.items()}
+
+
+def output_topics(settings: Settings) -> dict[str, str]:
+    return {logical: settings.topic(name) for logical, name in (OUTPUTS | INTERNAL).items()}
+
+
+def all_topics(settings: Settings) -> list[str]:
+    return [*input_topics(settings).values(), *output_topics(settings).values()]

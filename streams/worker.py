@@ -1,0 +1,27 @@
+"""``convowatch worker``: check the broker, create topics, serve metrics, run the Faust worker."""
+
+from __future__ import annotations
+
+import logging
+
+import faust
+from prometheus_client import CollectorRegistry, start_http_server
+
+from streams.admin import create_topics
+from streams.app import KafkaTransport
+from streams.config import Settings
+from streams.metrics import Metrics
+
+log = logging.getLogger("convowatch.worker")
+
+
+def run_worker(settings: Settings, loglevel: str = "warning") -> None:
+    """Blocks until the worker is stopped (SIGTERM or SIGINT)."""
+    create_topics(settings)  # raises BrokerUnreachable with the address when the broker does not answer
+    registry = CollectorRegistry()
+    metrics = Metrics(registry, label_max_values=settings.label_max_values)
+    server, _ = start_http_server(settings.metrics_port, addr=settings.metrics_host, registry=registry)
+    log.warning("convowatch metrics on http://%s:%d/metrics", settings.metrics_host, server.server_port)
+    transport = KafkaTransport(settings, metrics)
+    worker = faust.Worker(transport.app, loglevel=loglevel, quiet=True)
+    worker.execute_from_commandline()
