@@ -67,7 +67,7 @@ class Escalation(OutputModel):
 
 
 class DeadLetter(OutputModel):
-    """A record that could not be processed, with the reason and the original bytes (topic ``convowatch.deadletter``)."""
+    """A record that could not be processed: reason and original bytes (topic ``convowatch.deadletter``)."""
 
     schema_version: int = SCHEMA_VERSION
     reason: str

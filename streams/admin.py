@@ -11,7 +11,9 @@ from streams.kafka_client import admin_config, check_broker
 from streams.topics import all_topics
 
 
-def create_topics(settings: Settings, names: list[str] | None = None, timeout: float = 30.0) -> dict[str, str]:
+def create_topics(
+    settings: Settings, names: list[str] | None = None, timeout: float = 30.0
+) -> dict[str, str]:
     """Create the topics (all of convowatch's by default) that do not exist yet; return name -> outcome."""
     check_broker(settings)
     admin = AdminClient(admin_config(settings))

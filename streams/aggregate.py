@@ -44,12 +44,16 @@ class AgreementAggregator:
         for key in sorted(self.store):
             judge_id, dimension = key.split(SEP)
             tracker = AgreementTracker.from_dict(self.store[key])
-            rows.append({
-                "judge_id": judge_id, "dimension": dimension, "n": tracker.n,
-                "percent_agreement": _finite_or_none(tracker.percent_agreement),
-                "cohen_kappa": _finite_or_none(tracker.cohen_kappa),
-                "confusion": tracker.confusion,
-            })
+            rows.append(
+                {
+                    "judge_id": judge_id,
+                    "dimension": dimension,
+                    "n": tracker.n,
+                    "percent_agreement": _finite_or_none(tracker.percent_agreement),
+                    "cohen_kappa": _finite_or_none(tracker.cohen_kappa),
+                    "confusion": tracker.confusion,
+                }
+            )
         return rows
 
 

@@ -40,16 +40,27 @@ class KafkaTransport:
             web_enabled=False,
             autodiscover=False,
         )
-        raw = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}
+        raw: faust.Schema = faust.Schema(
+            key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw"
+        )
         self.streams_by_topic = {name: stream for stream, name in input_topics(settings).items()}
-        self.inputs = self.app.topic(*self.streams_by_topic, **raw)
+        self.inputs = self.app.topic(*self.streams_by_topic, schema=raw)
         names = output_topics(settings)
-        self.outputs = {logical: self.app.topic(name, **raw) for logical, name in names.items()}
-        self.pairs = self.app.topic(names["pairs"], key_type=bytes, key_serializer="raw", value_serializer="json")
-        json_state = faust.Schema(key_type=str, value_type=dict, key_serializer="json", value_serializer="json")
+        self.outputs = {logical: self.app.topic(name, schema=raw) for logical, name in names.items()}
+        self.pairs = self.app.topic(
+            names["pairs"], key_type=bytes, key_serializer="raw", value_serializer="json"
+        )
+        json_state: faust.Schema = faust.Schema(
+            key_type=str,
+            value_type=dict,  # type: ignore[arg-type]
+            key_serializer="json",
+            value_serializer="json",
+        )
         self.pending = self.app.Table("pending", schema=json_state)
         self.agreement = self.app.Table("agreement", schema=json_state)
-        self.pipeline = Pipeline(settings, metrics, pending_store=self.pending, agreement_store=self.agreement)
+        self.pipeline = Pipeline(
+            settings, metrics, pending_store=self.pending, agreement_store=self.agreement
+        )
         self.app.agent(self.inputs, name="join", concurrency=1)(self._join)
         self.app.agent(self.pairs, name="aggregate", concurrency=1)(self._aggregate)
 
@@ -78,4 +89,3 @@ class KafkaTransport:
         else:
             await self.outputs[emit.topic].send(key=emit.key.encode(), value=orjson.dumps(emit.value))
         self.metrics.outputs.labels(emit.topic).inc()
-

@@ -25,26 +25,45 @@ def _settings(args: argparse.Namespace, **extra: Any) -> Settings:
     except ValidationError as exc:
         first = exc.errors(include_url=False)[0]
         field = ".".join(str(p) for p in first["loc"])
-        raise ConvowatchError(f"invalid setting {field} (CONVOWATCH_{field.upper()}): {first['msg']}") from None
+        raise ConvowatchError(
+            f"invalid setting {field} (CONVOWATCH_{field.upper()}): {first['msg']}"
+        ) from None
 
 
 def _cmd_demo(args: argparse.Namespace) -> None:
     from streams.demo import run_demo
 
     settings = _settings(args)
-    run_demo(settings, duration=args.duration, rate=args.rate, seed=args.seed, out_dir=args.out,
-             metrics_port=args.metrics_port)
+    run_demo(
+        settings,
+        duration=args.duration,
+        rate=args.rate,
+        seed=args.seed,
+        out_dir=args.out,
+        metrics_port=args.metrics_port,
+    )
 
 
 def _cmd_replay(args: argparse.Namespace) -> None:
     from streams.embedded import replay
     from streams.pipeline import Pipeline
 
-    report = replay(Pipeline(_settings(args)), args.out, chats=args.chats, verdicts=args.verdicts,
-                    labels=args.labels, show_progress=not args.quiet)
-    summary = {"events": report["events"], "outputs": report["outputs"],
-               "agreement": [{k: row[k] for k in ("judge_id", "dimension", "n", "percent_agreement", "cohen_kappa")}
-                             for row in report["agreement"]]}
+    report = replay(
+        Pipeline(_settings(args)),
+        args.out,
+        chats=args.chats,
+        verdicts=args.verdicts,
+        labels=args.labels,
+        show_progress=not args.quiet,
+    )
+    summary = {
+        "events": report["events"],
+        "outputs": report["outputs"],
+        "agreement": [
+            {k: row[k] for k in ("judge_id", "dimension", "n", "percent_agreement", "cohen_kappa")}
+            for row in report["agreement"]
+        ],
+    }
     print(json.dumps(summary, indent=2))
     print(f"wrote {args.out}/report.json", file=sys.stderr)
 
@@ -59,8 +78,15 @@ def _cmd_produce(args: argparse.Namespace) -> None:
     from streams import producer
 
     settings = _settings(args)
-    files = {s: p for s, p in ((Stream.CHAT_TURNS, args.chats), (Stream.JUDGE_VERDICTS, args.verdicts),
-                               (Stream.HUMAN_LABELS, args.labels)) if p is not None}
+    files = {
+        s: p
+        for s, p in (
+            (Stream.CHAT_TURNS, args.chats),
+            (Stream.JUDGE_VERDICTS, args.verdicts),
+            (Stream.HUMAN_LABELS, args.labels),
+        )
+        if p is not None
+    }
     if args.generate:
         from streams.generator import TrafficGenerator, to_records
 
@@ -98,7 +124,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = sub.add_parser("demo", help="embedded demo with generated traffic and an injected incident")
     demo.add_argument("--duration", type=float, default=30.0, help="wall-clock seconds to run (default 30)")
-    demo.add_argument("--rate", type=float, default=200.0, help="turns per second of event time (default 200)")
+    demo.add_argument(
+        "--rate", type=float, default=200.0, help="turns per second of event time (default 200)"
+    )
     demo.add_argument("--seed", type=int, default=7, help="random seed (default 7)")
     demo.add_argument("--out", type=Path, default=Path("convowatch-out"), help="output directory")
     demo.add_argument("--metrics-port", type=int, default=None, help="Prometheus port (default 9108)")

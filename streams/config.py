@@ -14,12 +14,17 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="CONVOWATCH_", frozen=True, extra="ignore")
 
-    broker: str = Field("localhost:9092", description="CONVOWATCH_BROKER: Kafka bootstrap servers, host:port[,...].")
+    broker: str = Field(
+        "localhost:9092", description="CONVOWATCH_BROKER: Kafka bootstrap servers, host:port[,...]."
+    )
     topic_prefix: str = Field(
-        "convowatch.", description="CONVOWATCH_TOPIC_PREFIX: prefix of every topic convowatch reads or writes."
+        "convowatch.",
+        description="CONVOWATCH_TOPIC_PREFIX: prefix of every topic convowatch reads or writes.",
     )
     app_id: str = Field("convowatch", description="CONVOWATCH_APP_ID: Faust app id, also the consumer group.")
-    partitions: int = Field(4, ge=1, description="CONVOWATCH_PARTITIONS: partitions of topics convowatch creates.")
+    partitions: int = Field(
+        4, ge=1, description="CONVOWATCH_PARTITIONS: partitions of topics convowatch creates."
+    )
     replication_factor: int = Field(1, ge=1, description="CONVOWATCH_REPLICATION_FACTOR: for created topics.")
     processing_guarantee: Literal["at_least_once", "exactly_once"] = Field(
         "at_least_once", description="CONVOWATCH_PROCESSING_GUARANTEE: Faust's delivery guarantee."
@@ -31,13 +36,19 @@ class Settings(BaseSettings):
         None, description="CONVOWATCH_SASL_MECHANISM: SASL mechanism when the protocol is SASL_*."
     )
     sasl_username: str | None = Field(None, description="CONVOWATCH_SASL_USERNAME: SASL user.")
-    sasl_password: SecretStr | None = Field(None, description="CONVOWATCH_SASL_PASSWORD: SASL password (secret).")
-    ssl_cafile: Path | None = Field(None, description="CONVOWATCH_SSL_CAFILE: CA bundle to verify the broker.")
+    sasl_password: SecretStr | None = Field(
+        None, description="CONVOWATCH_SASL_PASSWORD: SASL password (secret)."
+    )
+    ssl_cafile: Path | None = Field(
+        None, description="CONVOWATCH_SSL_CAFILE: CA bundle to verify the broker."
+    )
     join_ttl_seconds: float = Field(
         7 * 24 * 3600, gt=0, description="CONVOWATCH_JOIN_TTL_SECONDS: event-time life of an unjoined turn."
     )
     join_max_entries: int = Field(
-        1_000_000, ge=10, description="CONVOWATCH_JOIN_MAX_ENTRIES: cap on pending turns; the oldest go first."
+        1_000_000,
+        ge=10,
+        description="CONVOWATCH_JOIN_MAX_ENTRIES: cap on pending turns; the oldest go first.",
     )
     evict_every: int = Field(
         5_000, ge=1, description="CONVOWATCH_EVICT_EVERY: look for expired pending turns every N events."
@@ -45,8 +56,12 @@ class Settings(BaseSettings):
     max_record_bytes: int = Field(
         1_048_576, ge=1024, description="CONVOWATCH_MAX_RECORD_BYTES: larger records are dead-lettered."
     )
-    metrics_host: str = Field("127.0.0.1", description="CONVOWATCH_METRICS_HOST: address of the /metrics server.")
-    metrics_port: int = Field(9108, ge=0, le=65535, description="CONVOWATCH_METRICS_PORT: 0 picks a free port.")
+    metrics_host: str = Field(
+        "127.0.0.1", description="CONVOWATCH_METRICS_HOST: address of the /metrics server."
+    )
+    metrics_port: int = Field(
+        9108, ge=0, le=65535, description="CONVOWATCH_METRICS_PORT: 0 picks a free port."
+    )
     label_max_values: int = Field(
         20, ge=1, description="CONVOWATCH_LABEL_MAX_VALUES: distinct values per metric label before 'other'."
     )

@@ -18,14 +18,18 @@ from streams.exceptions import ConvowatchError
 from streams.join import Emit
 from streams.pipeline import Pipeline
 
-OUTPUT_FILES = {"defects": "defects.jsonl", "escalations": "escalations.jsonl", "deadletter": "deadletter.jsonl"}
+OUTPUT_FILES = {
+    "defects": "defects.jsonl",
+    "escalations": "escalations.jsonl",
+    "deadletter": "deadletter.jsonl",
+}
 
 #: (event time, sequence, stream, raw bytes, source name, line number)
 Record = tuple[float, int, Stream, bytes, str, int]
 
 
 def event_time_of(raw: bytes) -> float:
-    """Best-effort event time for ordering; unreadable records sort first and are dead-lettered by the pipeline."""
+    """Best-effort event time for ordering; unreadable records sort first (the pipeline dead-letters them)."""
     try:
         ts = orjson.loads(raw).get("ts")
         return datetime.fromisoformat(ts).timestamp() if isinstance(ts, str) else float("-inf")
@@ -118,8 +122,15 @@ def replay(
     show_progress: bool = True,
 ) -> dict[str, Any]:
     """Replay JSONL files merged by event time; write outputs and ``report.json`` into ``out_dir``."""
-    inputs = [(p, s) for p, s in ((chats, Stream.CHAT_TURNS), (verdicts, Stream.JUDGE_VERDICTS),
-                                  (labels, Stream.HUMAN_LABELS)) if p is not None]
+    inputs = [
+        (p, s)
+        for p, s in (
+            (chats, Stream.CHAT_TURNS),
+            (verdicts, Stream.JUDGE_VERDICTS),
+            (labels, Stream.HUMAN_LABELS),
+        )
+        if p is not None
+    ]
     if not inputs:
         raise ConvowatchError("nothing to replay: give at least one of --chats, --verdicts, --labels")
     for path, stream in inputs:

@@ -19,13 +19,15 @@ from streams.metrics import Metrics
 from streams.taxonomy import Taxonomy
 
 Entry = dict[str, Any]
-UNKNOWN_SEGMENT: dict[str, str | None] = dict.fromkeys(("journey", "intent", "model_version", "channel", "modality"))
+UNKNOWN_SEGMENT: dict[str, str | None] = dict.fromkeys(
+    ("journey", "intent", "model_version", "channel", "modality")
+)
 SEP = "\x1f"  # joins parts of internal keys; cannot occur in validated ids
 
 
 @dataclass(frozen=True, slots=True)
 class Emit:
-    """One record to publish: logical topic (``defects``, ``escalations``, ``pairs``, ``deadletter``), key, value."""
+    """A record to publish: logical topic (defects, escalations, pairs, deadletter), key and value."""
 
     topic: str
     key: str
@@ -42,7 +44,7 @@ def escalation_id(kind: str, subject: str) -> str:
 
 
 class TurnJoiner:
-    """Holds each turn's events until they can be judged, and emits defects, escalations and agreement pairs."""
+    """Holds each turn's events until they can be judged; emits defects, escalations and agreement pairs."""
 
     def __init__(
         self,
@@ -69,8 +71,16 @@ class TurnJoiner:
         self.watermark = max(self.watermark, ts)
         entry = self.store.get(event.turn_id)
         if entry is None:
-            entry = {"p": partition, "last": ts, "turn": None, "judge": {}, "human": {},
-                     "paired": [], "defects": [], "esc": None}
+            entry = {
+                "p": partition,
+                "last": ts,
+                "turn": None,
+                "judge": {},
+                "human": {},
+                "paired": [],
+                "defects": [],
+                "esc": None,
+            }
         entry["last"] = max(entry["last"], ts)
         if isinstance(event, ChatTurn):
             changed = self._add_turn(entry, event)
@@ -92,8 +102,13 @@ class TurnJoiner:
             return False
         entry["turn"] = {
             "ts": turn.ts.timestamp(),
-            "segment": {"journey": turn.journey, "intent": turn.intent, "model_version": turn.model_version,
-                        "channel": turn.channel, "modality": turn.modality},
+            "segment": {
+                "journey": turn.journey,
+                "intent": turn.intent,
+                "model_version": turn.model_version,
+                "channel": turn.channel,
+                "modality": turn.modality,
+            },
             "risk": sorted(set(turn.risk_topics) & self.taxonomy.high_risk_topics),
         }
         return True
@@ -122,7 +137,7 @@ class TurnJoiner:
     # -- output --------------------------------------------------------------------------------------
 
     def _failures(self, entry: Entry) -> list[tuple[str, str, str, dict[str, Any]]]:
-        """(source, source_id, dimension, source record) for every failing quality label, in a stable order."""
+        """(source, source_id, dimension, source record) of every failing quality label, in a stable order."""
         found = []
         for source, group in (("judge", entry["judge"]), ("human", entry["human"])):
             for source_id, record in group.items():
@@ -152,18 +167,29 @@ class TurnJoiner:
                 continue
             entry["defects"].append(defect_id)
             value = {
-                "schema_version": 1, "defect_id": defect_id, "turn_id": turn_id, "dimension": dim,
-                "category": policy.category, "label": FAIL, "source": source,
+                "schema_version": 1,
+                "defect_id": defect_id,
+                "turn_id": turn_id,
+                "dimension": dim,
+                "category": policy.category,
+                "label": FAIL,
+                "source": source,
                 "judge_id": source_id if source == "judge" else None,
                 "vendor_id": record.get("vendor") if source == "human" else None,
                 "annotator_id": source_id if source == "human" else None,
-                "severity": policy.severity, "segment": dict(segment),
+                "severity": policy.severity,
+                "segment": dict(segment),
                 "ts": iso(ts if ts is not None else record["ts"]),
             }
             m = self.metrics
             m.defects.labels(
-                m.label("dimension", dim), policy.category, source,
-                *(m.label(name, segment.get(name)) for name in ("journey", "model_version", "channel", "modality")),
+                m.label("dimension", dim),
+                policy.category,
+                source,
+                *(
+                    m.label(name, segment.get(name))
+                    for name in ("journey", "model_version", "channel", "modality")
+                ),
             ).inc()
             emits.append(Emit("defects", defect_id, value))
         return emits
@@ -181,19 +207,29 @@ class TurnJoiner:
                 if dim not in human_labels or pair_key in entry["paired"]:
                     continue
                 entry["paired"].append(pair_key)
-                emits.append(Emit("pairs", pair_key, {
-                    "turn_id": turn_id, "judge_id": judge_id, "dimension": dim,
-                    "judge_label": label, "human_label": human_labels[dim],
-                    "segment": turn["segment"] if turn else None,
-                    "ts": turn["ts"] if turn else record["ts"],
-                }))
+                emits.append(
+                    Emit(
+                        "pairs",
+                        pair_key,
+                        {
+                            "turn_id": turn_id,
+                            "judge_id": judge_id,
+                            "dimension": dim,
+                            "judge_label": label,
+                            "human_label": human_labels[dim],
+                            "segment": turn["segment"] if turn else None,
+                            "ts": turn["ts"] if turn else record["ts"],
+                        },
+                    )
+                )
         return emits
 
     def _escalation(self, turn_id: str, entry: Entry, failures: list[Any]) -> list[Emit]:
         turn = entry["turn"]
         risky_turn = bool(turn and turn["risk"])
         triggers = sorted(
-            [source, source_id, dim] for source, source_id, dim, _ in failures
+            [source, source_id, dim]
+            for source, source_id, dim, _ in failures
             if self.taxonomy.policy(dim).high_risk or risky_turn
         )
         if not triggers:
@@ -212,14 +248,23 @@ class TurnJoiner:
         topics = f" on a {'/'.join(turn['risk'])} topic" if risky_turn else ""
         eid = escalation_id("high_risk_failure", turn_id)
         value = {
-            "schema_version": 1, "escalation_id": eid, "kind": "high_risk_failure", "severity": severity,
-            "status": "firing", "revision": entry["esc"]["rev"], "dimension": dims[0], "segment": dict(segment),
+            "schema_version": 1,
+            "escalation_id": eid,
+            "kind": "high_risk_failure",
+            "severity": severity,
+            "status": "firing",
+            "revision": entry["esc"]["rev"],
+            "dimension": dims[0],
+            "segment": dict(segment),
             "event_time": iso(turn["ts"] if turn else min(self._source_ts(entry, t) for t in triggers)),
             "turn_ids": [turn_id],
             "summary": f"High-risk failure on turn {turn_id}{topics}: {sources}",
-            "evidence": {"dimensions": dims, "triggers": triggers,
-                         "risk_topics": turn["risk"] if turn else [],
-                         "runbook_url": self.taxonomy.policy(dims[0]).runbook_url},
+            "evidence": {
+                "dimensions": dims,
+                "triggers": triggers,
+                "risk_topics": turn["risk"] if turn else [],
+                "runbook_url": self.taxonomy.policy(dims[0]).runbook_url,
+            },
         }
         if state["rev"] == 0:
             self.metrics.escalations.labels("high_risk_failure", severity).inc()

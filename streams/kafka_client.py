@@ -1,4 +1,4 @@
-"""Kafka client configuration from :class:`Settings`, for confluent-kafka (librdkafka) and Faust (aiokafka)."""
+"""Kafka client settings from :class:`Settings`, for confluent-kafka (librdkafka) and Faust (aiokafka)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Bounded metric label values: an allow-list, or the first K distinct values, the rest folded to ``other``."""
+"""Bounded metric label values: an allow-list, or the first K distinct values; the rest become ``other``."""
 
 from __future__ import annotations
 

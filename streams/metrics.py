@@ -19,7 +19,9 @@ class Metrics:
     def __init__(self, registry: CollectorRegistry | None = None, label_max_values: int = 20) -> None:
         self.registry = registry if registry is not None else CollectorRegistry()
         r = self.registry
-        self.guards = {name: LabelGuard(label_max_values) for name in (*SEGMENT_LABELS, "judge_id", "vendor_id")}
+        self.guards = {
+            name: LabelGuard(label_max_values) for name in (*SEGMENT_LABELS, "judge_id", "vendor_id")
+        }
         self.guards["dimension"] = LabelGuard(max(label_max_values, 32))
 
         self.records_in = Counter(
@@ -44,7 +46,9 @@ class Metrics:
             "convowatch_outputs_total", "Records published, by output topic.", ["topic"], registry=r
         )
         self.join_pending = Gauge(
-            "convowatch_join_pending_turns", "Turns held in the join state, waiting for more events.", registry=r
+            "convowatch_join_pending_turns",
+            "Turns held in the join state, waiting for more events.",
+            registry=r,
         )
         self.join_evictions = Counter(
             "convowatch_join_evictions_total",

@@ -34,7 +34,9 @@ class Pipeline:
         self.metrics = metrics or Metrics(label_max_values=self.settings.label_max_values)
         self.taxonomy = taxonomy or load_taxonomy(self.settings.taxonomy)
         self.joiner = TurnJoiner(
-            self.taxonomy, self.metrics, pending_store,
+            self.taxonomy,
+            self.metrics,
+            pending_store,
             ttl_seconds=self.settings.join_ttl_seconds,
             max_entries=self.settings.join_max_entries,
             evict_every=self.settings.evict_every,
@@ -68,7 +70,9 @@ class Pipeline:
     def aggregate(self, pair: dict[str, Any]) -> None:
         self.aggregator.update(pair)
 
-    def process(self, stream: Stream, raw: bytes, *, source_topic: str, offset: int | None = None) -> list[Emit]:
+    def process(
+        self, stream: Stream, raw: bytes, *, source_topic: str, offset: int | None = None
+    ) -> list[Emit]:
         """Embedded transport: ingest, aggregate pairs in-process, return what to publish."""
         published = []
         for emit in self.ingest(stream, raw, source_topic=source_topic, offset=offset):
@@ -97,10 +101,16 @@ def dead_letter(
     offset: int | None,
 ) -> Emit:
     value = {
-        "schema_version": 1, "reason": reason, "detail": detail, "stream": stream.value,
-        "source_topic": source_topic, "partition": partition, "offset": offset,
+        "schema_version": 1,
+        "reason": reason,
+        "detail": detail,
+        "stream": stream.value,
+        "source_topic": source_topic,
+        "partition": partition,
+        "offset": offset,
         "received_at": datetime.now(UTC).isoformat(),
-        "original_base64": base64.b64encode(raw).decode("ascii"), "original_size": len(raw),
+        "original_base64": base64.b64encode(raw).decode("ascii"),
+        "original_size": len(raw),
     }
     key = f"{source_topic}/{partition}/{offset}"
     return Emit("deadletter", key, value)

@@ -9,10 +9,11 @@ import orjson
 from confluent_kafka import KafkaError, Message, Producer
 
 from schemas import Stream
+from streams.admin import create_topics
 from streams.config import Settings
 from streams.embedded import merge_by_event_time, read_jsonl
 from streams.exceptions import ConvowatchError
-from streams.kafka_client import check_broker, confluent_config
+from streams.kafka_client import confluent_config
 from streams.topics import input_topics
 
 
@@ -30,12 +31,19 @@ class InputProducer:
     """A confluent-kafka producer for the three input topics; ``close`` flushes and reports failures."""
 
     def __init__(self, settings: Settings) -> None:
-        check_broker(settings)
         self.topics = input_topics(settings)
-        self.producer = Producer(confluent_config(settings, **{
-            "linger.ms": 20, "enable.idempotence": True, "compression.type": "lz4",
-            "message.max.bytes": 4_194_304,
-        }))
+        create_topics(settings, list(self.topics.values()))  # also checks the broker answers
+        self.producer = Producer(
+            confluent_config(
+                settings,
+                **{
+                    "linger.ms": 20,
+                    "enable.idempotence": True,
+                    "compression.type": "lz4",
+                    "message.max.bytes": 4_194_304,
+                },
+            )
+        )
         self.sent = dict.fromkeys((s.value for s in Stream), 0)
         self.errors: list[str] = []
 
@@ -46,8 +54,12 @@ class InputProducer:
     def send(self, stream: Stream, raw: bytes, key: bytes | None = None) -> None:
         while True:
             try:
-                self.producer.produce(self.topics[stream], raw, key if key is not None else turn_key(raw),
-                                      on_delivery=self._on_delivery)
+                self.producer.produce(
+                    self.topics[stream],
+                    raw,
+                    key if key is not None else turn_key(raw),
+                    on_delivery=self._on_delivery,
+                )
                 break
             except BufferError:
                 self.producer.poll(0.1)  # local queue full: let deliveries drain

@@ -1,0 +1,62 @@
+"""Shared fixtures: one real Kafka broker per test session, unique names per test.
+
+A broker that cannot start (jars missing -> ``make kafka``, no ``java``) makes the tests that need it
+FAIL with the reason; they are never skipped.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterator
+
+import pytest
+
+from tests.support.broker import BrokerError, KafkaBroker
+
+
+def _start_broker() -> KafkaBroker:
+    broker = KafkaBroker()
+    try:
+        broker.start()
+    except BrokerError as exc:
+        reason = str(exc)
+    except BaseException:
+        broker.close()
+        raise
+    else:
+        return broker
+    broker.close()
+    pytest.fail(f"Kafka broker could not start: {reason}", pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def kafka_broker() -> Iterator[KafkaBroker]:
+    """The session's shared broker. Do not stop or restart it; use ``kafka_broker_factory`` for that."""
+    broker = _start_broker()
+    yield broker
+    broker.close()
+
+
+@pytest.fixture
+def kafka_broker_factory() -> Iterator[Callable[[], KafkaBroker]]:
+    """Factory for private, started brokers (for stop/kill/restart tests); all are closed after the test."""
+    brokers: list[KafkaBroker] = []
+
+    def make() -> KafkaBroker:
+        broker = _start_broker()
+        brokers.append(broker)
+        return broker
+
+    yield make
+    for broker in brokers:
+        broker.close()
+
+
+@pytest.fixture
+def unique_name() -> Callable[[str], str]:
+    """Factory returning ``f"{prefix}-{8 hex chars}"``: unique topic/group names for each test."""
+
+    def make(prefix: str = "t") -> str:
+        return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+    return make

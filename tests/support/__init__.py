@@ -1,0 +1,1 @@
+"""Test support code: a real Kafka broker harness and polling helpers."""
