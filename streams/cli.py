@@ -125,7 +125,10 @@ def build_parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="embedded demo with generated traffic and an injected incident")
     demo.add_argument("--duration", type=float, default=30.0, help="wall-clock seconds to run (default 30)")
     demo.add_argument(
-        "--rate", type=float, default=200.0, help="turns per second of event time (default 200)"
+        "--rate",
+        type=float,
+        default=200.0,
+        help="turns per wall-clock second; event time runs 60x faster (default 200)",
     )
     demo.add_argument("--seed", type=int, default=7, help="random seed (default 7)")
     demo.add_argument("--out", type=Path, default=Path("convowatch-out"), help="output directory")

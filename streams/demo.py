@@ -27,6 +27,9 @@ from streams.pipeline import Pipeline
 DEFAULT_SPEEDUP = 60.0
 #: Where, as shares of the run's event time, the rollout starts and ends and the incident begins.
 ROLLOUT_START, ROLLOUT_RAMP, INCIDENT_START = 0.1, 0.4, 0.35
+INCIDENT_FAIL_RATE = 0.05
+#: Escalations printed one per line; the rest are counted in the status line (a demo, not a log).
+MAX_PRINTED_ESCALATIONS = 30
 
 
 class _Console:
@@ -77,8 +80,9 @@ def _start_metrics_server(
         return server, f"port {port} is not available ({exc.strerror}); using free port {server.server_port}"
 
 
-def _paced(records: Iterable[Record], speedup: float, deadline: float, state: dict[str, Any],
-           tick: Any) -> Iterator[Record]:
+def _paced(
+    records: Iterable[Record], speedup: float, deadline: float, state: dict[str, Any], tick: Any
+) -> Iterator[Record]:
     """Release each record when its event time is due on the wall clock; stop at ``deadline`` (monotonic)."""
     began = time.monotonic()
     first: float | None = None
@@ -126,10 +130,17 @@ def run_demo(
         raise ValueError("speedup must be positive")
     event_duration = duration * speedup
     generator = TrafficGenerator(
-        seed=seed, rate=rate / speedup,
-        incident=Incident(start_after_s=INCIDENT_START * event_duration, model_version="shopper-v42",
-                          journey="shopper", dimension="safety", fail_rate=0.15),
-        rollout_start_s=ROLLOUT_START * event_duration, rollout_ramp_s=ROLLOUT_RAMP * event_duration,
+        seed=seed,
+        rate=rate / speedup,
+        incident=Incident(
+            start_after_s=INCIDENT_START * event_duration,
+            model_version="shopper-v42",
+            journey="shopper",
+            dimension="safety",
+            fail_rate=INCIDENT_FAIL_RATE,
+        ),
+        rollout_start_s=ROLLOUT_START * event_duration,
+        rollout_ramp_s=ROLLOUT_RAMP * event_duration,
     )
     registry = CollectorRegistry()
     pipeline = Pipeline(settings, Metrics(registry, label_max_values=settings.label_max_values))
@@ -140,11 +151,15 @@ def run_demo(
     metrics_url = f"http://{host}:{server.server_port}/metrics"
     if note:
         console.line(f"convowatch demo: {note}")
-    console.line(f"convowatch demo: {duration:g} s at {rate:g} turns/s, event time x{speedup:g} "
-                 f"({event_duration / 60:.0f} min of traffic), seed {seed}")
+    console.line(
+        f"convowatch demo: {duration:g} s at {rate:g} turns/wall-s, event time x{speedup:g} "
+        f"({event_duration / 60:.0f} min of traffic), seed {seed}"
+    )
     console.line(f"convowatch demo: metrics at {metrics_url}")
-    console.line(f"convowatch demo: shopper-v42 rolls out from +{ROLLOUT_START * event_duration:.0f} s; "
-                 f"a safety regression starts at +{INCIDENT_START * event_duration:.0f} s event time")
+    console.line(
+        f"convowatch demo: shopper-v42 rolls out from +{ROLLOUT_START * event_duration:.0f} s; "
+        f"a safety regression starts at +{INCIDENT_START * event_duration:.0f} s event time"
+    )
 
     defects: Counter[str] = Counter()
     severities: Counter[str] = Counter()
@@ -172,12 +187,22 @@ def run_demo(
                     defects[value["category"]] += 1
                 elif emit.topic == "escalations" and value["revision"] == 1:
                     severities[value["severity"]] += 1
+                    shown = sum(severities.values())
+                    if shown > MAX_PRINTED_ESCALATIONS:
+                        return
+                    if shown == MAX_PRINTED_ESCALATIONS:
+                        console.line(
+                            "  ! ... further escalations are counted below and written to escalations.jsonl"
+                        )
+                        return
                     turn = value["turn_ids"][0]
                     # the summary repeats the turn id: keep what follows it
                     summary = value["summary"].removeprefix(f"High-risk failure on turn {turn}").lstrip(": ")
                     summary = summary if len(summary) <= 100 else summary[:97] + "..."
-                    console.line(f"  ! {value['event_time'][11:19]}Z {value['severity']:<8} {value['kind']} "
-                                 f"{turn}: {summary}")
+                    console.line(
+                        f"  ! {value['event_time'][11:19]}Z {value['severity']:<8} {value['kind']} "
+                        f"{turn}: {summary}"
+                    )
 
             deadline = started + duration + max(2.0, 0.25 * duration)
             records = _paced(to_records(generator.records(event_duration)), speedup, deadline, state, status)
@@ -191,11 +216,22 @@ def run_demo(
     report["defects_by_category"] = dict(sorted(defects.items()))
     report["escalations_by_severity"] = dict(sorted(severities.items()))
     report["demo"] = {
-        "duration_s": duration, "rate": rate, "speedup": speedup, "seed": seed,
-        "event_duration_s": event_duration, "wall_seconds": round(time.monotonic() - started, 3),
-        "truncated": state["truncated"], "metrics_url": metrics_url,
-        "incident": {"journey": "shopper", "model_version": "shopper-v42", "dimension": "safety",
-                     "start_after_s": INCIDENT_START * event_duration, "fail_rate": 0.15},
+        "duration_s": duration,
+        "rate": rate,
+        "turns_per_event_second": rate / speedup,
+        "speedup": speedup,
+        "seed": seed,
+        "event_duration_s": event_duration,
+        "wall_seconds": round(time.monotonic() - started, 3),
+        "truncated": state["truncated"],
+        "metrics_url": metrics_url,
+        "incident": {
+            "journey": "shopper",
+            "model_version": "shopper-v42",
+            "dimension": "safety",
+            "start_after_s": INCIDENT_START * event_duration,
+            "fail_rate": INCIDENT_FAIL_RATE,
+        },
     }
     (out_dir / "report.json").write_bytes(orjson.dumps(report, option=orjson.OPT_INDENT_2) + b"\n")
     _summary(console, report, out_dir)
@@ -219,7 +255,9 @@ def _summary(console: _Console, report: dict[str, Any], out_dir: Path) -> None:
     console.line(f"  agreement:   {len(rows)} judge/dimension rows" + (":" if rows else ""))
     for row in rows:
         pa, kappa = row["percent_agreement"], row["cohen_kappa"]
-        console.line(f"    {row['judge_id']:<10} {row['dimension']:<19} n={row['n']:<5,} "
-                     f"agreement {'-' if pa is None else f'{pa:.1%}':>6}  "
-                     f"kappa {'-' if kappa is None else f'{kappa:.2f}':>5}")
+        console.line(
+            f"    {row['judge_id']:<10} {row['dimension']:<19} n={row['n']:<5,} "
+            f"agreement {'-' if pa is None else f'{pa:.1%}':>6}  "
+            f"kappa {'-' if kappa is None else f'{kappa:.2f}':>5}"
+        )
     console.line(f"  outputs in {out_dir}/ (defects.jsonl, escalations.jsonl, deadletter.jsonl, report.json)")

@@ -26,14 +26,24 @@ JUDGE_VERSION = "2026-10"
 
 #: Base judge failure rate per dimension.
 BASE_FAIL = {
-    "relevance": 0.02, "execution_accuracy": 0.03, "safety": 0.003, "hallucination": 0.025,
-    "bias": 0.002, "personalization": 0.04, "compliance": 0.008,
+    "relevance": 0.02,
+    "execution_accuracy": 0.03,
+    "safety": 0.003,
+    "hallucination": 0.025,
+    "bias": 0.002,
+    "personalization": 0.04,
+    "compliance": 0.008,
 }
 DIMENSIONS = tuple(BASE_FAIL)
 #: Chance that a human marks ``fail`` where the judge said ``pass`` (subjective dimensions disagree more).
 HUMAN_FALSE_FAIL = {
-    "relevance": 0.02, "execution_accuracy": 0.015, "safety": 0.002, "hallucination": 0.015,
-    "bias": 0.002, "personalization": 0.025, "compliance": 0.008,
+    "relevance": 0.02,
+    "execution_accuracy": 0.015,
+    "safety": 0.002,
+    "hallucination": 0.015,
+    "bias": 0.002,
+    "personalization": 0.025,
+    "compliance": 0.008,
 }
 HUMAN_CONFIRMS_FAIL = 0.85  # chance a human agrees with a judge's ``fail``
 RATIONALE = {
@@ -48,10 +58,20 @@ RATIONALE = {
 
 JOURNEYS = {"shopper": 0.65, "driver_support": 0.35}
 INTENTS = {
-    "shopper": {"product_question": 0.3, "recommendation": 0.25, "order_status": 0.2, "returns": 0.15,
-                "in_shop_chat": 0.1},
-    "driver_support": {"earnings": 0.3, "identity_verification": 0.15, "onboarding": 0.2, "payout": 0.2,
-                       "account_access": 0.15},
+    "shopper": {
+        "product_question": 0.3,
+        "recommendation": 0.25,
+        "order_status": 0.2,
+        "returns": 0.15,
+        "in_shop_chat": 0.1,
+    },
+    "driver_support": {
+        "earnings": 0.3,
+        "identity_verification": 0.15,
+        "onboarding": 0.2,
+        "payout": 0.2,
+        "account_access": 0.15,
+    },
 }
 TEXTS = {
     "product_question": ("Does the {item} come in other sizes?", "Yes, the {item} comes in S, M and L."),
@@ -186,8 +206,12 @@ class TrafficGenerator:
         else:
             model, channel = "driver-v7", ("voice" if rng.random() < 0.3 else "chat")
         return {
-            "id": f"conv-{self.seed}-{number:06d}", "journey": journey, "model": model, "channel": channel,
-            "locale": rng.choice(LOCALES), "left": rng.randint(1, 6),
+            "id": f"conv-{self.seed}-{number:06d}",
+            "journey": journey,
+            "model": model,
+            "channel": channel,
+            "locale": rng.choice(LOCALES),
+            "left": rng.randint(1, 6),
         }
 
     def _turn(
@@ -202,8 +226,12 @@ class TrafficGenerator:
 
         # the judge's labels; an active incident overrides its dimension's failure rate
         incident = self.incident
-        hit = (incident is not None and journey == incident.journey and model == incident.model_version
-               and elapsed_s >= incident.start_after_s)
+        hit = (
+            incident is not None
+            and journey == incident.journey
+            and model == incident.model_version
+            and elapsed_s >= incident.start_after_s
+        )
         fail_rates = dict(BASE_FAIL)
         if journey == "driver_support":
             fail_rates["compliance"] *= 1.5
@@ -222,21 +250,30 @@ class TrafficGenerator:
         escalated = rng.random() < (0.25 if failed else 0.04)
         feedback = rng.random()
         turn = {
-            "schema_version": 1, "turn_id": turn_id, "ts": iso_ms(ms), "conversation_id": conv["id"],
-            "journey": journey, "channel": conv["channel"], "model_version": model,
+            "schema_version": 1,
+            "turn_id": turn_id,
+            "ts": iso_ms(ms),
+            "conversation_id": conv["id"],
+            "journey": journey,
+            "channel": conv["channel"],
+            "model_version": model,
             "modality": "audio" if conv["channel"] == "voice" else "text",
             "intent": classified,
-            "intent_confidence": round(rng.uniform(0.75, 0.99) if classified == intent
-                                       else rng.uniform(0.4, 0.7), 3),
-            "user_text": user_text, "response_text": response_text,
+            "intent_confidence": round(
+                rng.uniform(0.75, 0.99) if classified == intent else rng.uniform(0.4, 0.7), 3
+            ),
+            "user_text": user_text,
+            "response_text": response_text,
             "latency_ms": round(min(latency, 60_000.0), 1),
             "guardrail_flags": [rng.choice(GUARDRAILS)] if rng.random() < 0.01 else [],
             "risk_topics": risk,
             "outcome": {
-                "contained": not escalated, "escalated_to_agent": escalated,
+                "contained": not escalated,
+                "escalated_to_agent": escalated,
                 "task_completed": (not escalated) and rng.random() < (0.5 if failed else 0.85),
-                "user_feedback": ("down" if feedback < (0.4 if failed else 0.03)
-                                  else "up" if feedback > 0.9 else None),
+                "user_feedback": (
+                    "down" if feedback < (0.4 if failed else 0.03) else "up" if feedback > 0.9 else None
+                ),
             },
             "attributes": {"locale": conv["locale"]},
         }
@@ -245,19 +282,34 @@ class TrafficGenerator:
         verdicts = []
         for dim, fail in judged.items():
             score = rng.uniform(0.0, 0.4) if fail else rng.uniform(0.7, 1.0)
-            v: dict[str, Any] = {"dimension": dim, "label": "fail" if fail else "pass",
-                                 "score": round(score, 3), "confidence": round(rng.uniform(0.5, 1.0), 3)}
+            v: dict[str, Any] = {
+                "dimension": dim,
+                "label": "fail" if fail else "pass",
+                "score": round(score, 3),
+                "confidence": round(rng.uniform(0.5, 1.0), 3),
+            }
             if fail:
                 v["rationale"] = RATIONALE[dim]
             verdicts.append(v)
         if rng.random() < 0.3:
-            verdicts.append({"dimension": "intent", "label": intent,
-                             "confidence": round(rng.uniform(0.6, 1.0), 3)})
+            verdicts.append(
+                {"dimension": "intent", "label": intent, "confidence": round(rng.uniform(0.6, 1.0), 3)}
+            )
         judge_ms = ms + rng.randint(500, 10_000)
-        out.append((judge_ms, "judge_verdicts", {
-            "schema_version": 1, "turn_id": turn_id, "ts": iso_ms(judge_ms), "judge_id": JUDGE_ID,
-            "judge_version": JUDGE_VERSION, "verdicts": verdicts,
-        }))
+        out.append(
+            (
+                judge_ms,
+                "judge_verdicts",
+                {
+                    "schema_version": 1,
+                    "turn_id": turn_id,
+                    "ts": iso_ms(judge_ms),
+                    "judge_id": JUDGE_ID,
+                    "judge_version": JUDGE_VERSION,
+                    "verdicts": verdicts,
+                },
+            )
+        )
 
         if rng.random() < self.label_share:
             vendor = rng.choice(tuple(VENDORS))
@@ -273,12 +325,22 @@ class TrafficGenerator:
                 else:
                     label = "fail" if rng.random() < HUMAN_FALSE_FAIL[dim] else "pass"
                 human.append({"dimension": dim, "label": label})
-            out.append((label_ms, "human_labels", {
-                "schema_version": 1, "turn_id": turn_id, "ts": iso_ms(label_ms),
-                "annotator_id": rng.choice(VENDORS[vendor]), "vendor_id": vendor,
-                "is_gold": rng.random() < 0.05, "labeling_seconds": round(rng.uniform(20.0, 300.0), 1),
-                "verdicts": human,
-            }))
+            out.append(
+                (
+                    label_ms,
+                    "human_labels",
+                    {
+                        "schema_version": 1,
+                        "turn_id": turn_id,
+                        "ts": iso_ms(label_ms),
+                        "annotator_id": rng.choice(VENDORS[vendor]),
+                        "vendor_id": vendor,
+                        "is_gold": rng.random() < 0.05,
+                        "labeling_seconds": round(rng.uniform(20.0, 300.0), 1),
+                        "verdicts": human,
+                    },
+                )
+            )
         return out
 
 

@@ -245,7 +245,7 @@ class TurnJoiner:
             severity = "high"
         segment = turn["segment"] if turn else UNKNOWN_SEGMENT
         sources = ", ".join(f"{s} {i} says {d} fails" for s, i, d in triggers)
-        topics = f" on a {'/'.join(turn['risk'])} topic" if risky_turn else ""
+        topics = f" about {'/'.join(turn['risk'])}" if risky_turn else ""
         eid = escalation_id("high_risk_failure", turn_id)
         value = {
             "schema_version": 1,
