@@ -49,7 +49,7 @@ def _cmd_replay(args: argparse.Namespace) -> None:
     from streams.pipeline import Pipeline
 
     report = replay(
-        Pipeline(_settings(args)),
+        Pipeline(_settings(args), batched=True),
         args.out,
         chats=args.chats,
         verdicts=args.verdicts,

@@ -29,6 +29,15 @@ class Settings(BaseSettings):
     processing_guarantee: Literal["at_least_once", "exactly_once"] = Field(
         "at_least_once", description="CONVOWATCH_PROCESSING_GUARANTEE: Faust's delivery guarantee."
     )
+    batch_max: int = Field(
+        1_000, ge=1, description="CONVOWATCH_BATCH_MAX: most records an agent processes as one batch."
+    )
+    batch_within_seconds: float = Field(
+        0.05, gt=0, description="CONVOWATCH_BATCH_WITHIN_SECONDS: longest wait to fill a batch."
+    )
+    commit_interval_seconds: float = Field(
+        1.0, gt=0, description="CONVOWATCH_COMMIT_INTERVAL_SECONDS: how often consumed offsets are committed."
+    )
     security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
         "PLAINTEXT", description="CONVOWATCH_SECURITY_PROTOCOL: Kafka security protocol."
     )

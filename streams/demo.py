@@ -143,7 +143,7 @@ def run_demo(
         rollout_ramp_s=ROLLOUT_RAMP * event_duration,
     )
     registry = CollectorRegistry()
-    pipeline = Pipeline(settings, Metrics(registry, label_max_values=settings.label_max_values))
+    pipeline = Pipeline(settings, Metrics(registry, label_max_values=settings.label_max_values), batched=True)
     console = _Console(stream)
     port = settings.metrics_port if metrics_port is None else metrics_port
     server, note = _start_metrics_server(settings, port, registry)

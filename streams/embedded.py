@@ -103,9 +103,11 @@ def run_records(
             metrics.outputs.labels(emit.topic).inc()
             publish(emit)
         done += 1
-        if progress is not None and done % 1024 == 0:
-            progress(done)
-    for emit in pipeline.flush():
+        if done % 1024 == 0:
+            pipeline.flush()
+            if progress is not None:
+                progress(done)
+    for emit in pipeline.finish():
         metrics.outputs.labels(emit.topic).inc()
         publish(emit)
     if progress is not None:

@@ -1,14 +1,16 @@
 """Joins chat turns, judge verdicts and human labels by ``turn_id``, in any arrival order.
 
-Pure and transport-agnostic: state lives in an injected ``MutableMapping`` (a dict when embedded, a
-Faust table on Kafka) holding JSON-native entries, written back after every change so a changelog
-sees it. A verdict or label seen twice for the same turn, source and dimension counts once.
+Pure and transport-agnostic: state lives in an injected :class:`~streams.state.StateStore` (a dict when
+embedded, a Faust table on Kafka) holding JSON-native entries, written behind: once per touched turn at
+:meth:`TurnJoiner.flush`. A verdict or label seen twice for the same turn, source and dimension counts once.
+
+Observations for the aggregation stage carry ``src`` = [input topic/partition, offset, sequence]: a replay
+after a crash re-emits them with the same ``src``, which lets the aggregates apply each exactly once.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import MutableMapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -16,6 +18,7 @@ from typing import Any
 from schemas import ChatTurn, HumanLabel, JudgeVerdict
 from schemas.common import FAIL, QUALITY_DIMENSIONS
 from streams.metrics import Metrics
+from streams.state import DictStore, StateStore, WriteBehind
 from streams.taxonomy import Taxonomy
 
 Entry = dict[str, Any]
@@ -50,14 +53,17 @@ class TurnJoiner:
         self,
         taxonomy: Taxonomy,
         metrics: Metrics,
-        store: MutableMapping[str, Entry] | None = None,
+        store: StateStore | None = None,
         ttl_seconds: float = 7 * 24 * 3600,
         max_entries: int = 1_000_000,
         evict_every: int = 5_000,
+        autoflush: bool = True,
     ) -> None:
         self.taxonomy = taxonomy
         self.metrics = metrics
-        self.store: MutableMapping[str, Entry] = store if store is not None else {}
+        self.store: StateStore = store if store is not None else DictStore()
+        self.state = WriteBehind(self.store)
+        self.autoflush = autoflush
         self.ttl_seconds = ttl_seconds
         self.max_entries = max_entries
         self.evict_every = evict_every
@@ -66,10 +72,17 @@ class TurnJoiner:
 
     # -- input ---------------------------------------------------------------------------------------
 
-    def handle(self, event: ChatTurn | JudgeVerdict | HumanLabel, partition: int | None = None) -> list[Emit]:
+    def handle(
+        self,
+        event: ChatTurn | JudgeVerdict | HumanLabel,
+        partition: int | None = None,
+        source: tuple[str, int | None] = ("", None),
+    ) -> list[Emit]:
+        """Join one event; ``source`` (input topic/partition, offset) tags the observations it causes."""
         ts = event.ts.timestamp()
         self.watermark = max(self.watermark, ts)
-        entry = self.store.get(event.turn_id)
+        entry = self.state.get(event.turn_id)
+        new = entry is None
         if entry is None:
             entry = {
                 "p": partition,
@@ -88,13 +101,20 @@ class TurnJoiner:
             changed = self._add_judge(entry, event)
         else:
             changed = self._add_human(entry, event)
-        emits = self._outputs(event.turn_id, entry) if changed else []
-        self.store[event.turn_id] = entry
-        self.metrics.join_pending.set(len(self.store))
+        emits = self._outputs(event.turn_id, entry, source) if changed else []
+        self.state.touch(event.turn_id, entry, partition, new=new)
+        if self.autoflush:
+            self.state.flush()
+        pending = len(self.state)
+        self.metrics.join_pending.set(pending)
         self._since_evict += 1
-        if self._since_evict >= self.evict_every or len(self.store) > self.max_entries:
-            emits.extend(self.evict(partition))
+        if self._since_evict >= self.evict_every or pending > self.max_entries:
+            emits.extend(self.evict())
         return emits
+
+    def flush(self) -> int:
+        """Write every turn touched since the last flush to the store; returns how many."""
+        return self.state.flush()
 
     def _add_turn(self, entry: Entry, turn: ChatTurn) -> bool:
         if entry["turn"] is not None:
@@ -146,12 +166,12 @@ class TurnJoiner:
                         found.append((source, source_id, dim, record))
         return found
 
-    def _outputs(self, turn_id: str, entry: Entry) -> list[Emit]:
+    def _outputs(self, turn_id: str, entry: Entry, source: tuple[str, int | None]) -> list[Emit]:
         emits: list[Emit] = []
         failures = self._failures(entry)
         if entry["turn"] is not None:
             emits.extend(self._defects(turn_id, entry, failures))
-        emits.extend(self._pairs(turn_id, entry))
+        emits.extend(self._pairs(turn_id, entry, source))
         emits.extend(self._escalation(turn_id, entry, failures))
         return emits
 
@@ -194,8 +214,8 @@ class TurnJoiner:
             emits.append(Emit("defects", defect_id, value))
         return emits
 
-    def _pairs(self, turn_id: str, entry: Entry) -> list[Emit]:
-        emits = []
+    def _pairs(self, turn_id: str, entry: Entry, source: tuple[str, int | None]) -> list[Emit]:
+        emits: list[Emit] = []
         human_labels: dict[str, str] = {}
         for record in entry["human"].values():  # first human label per dimension, in arrival order
             for dim, label in record["labels"].items():
@@ -209,9 +229,11 @@ class TurnJoiner:
                 entry["paired"].append(pair_key)
                 emits.append(
                     Emit(
-                        "pairs",
-                        pair_key,
+                        "observations",
+                        judge_id,  # all of a judge's aggregates live on one partition
                         {
+                            "kind": "pair",
+                            "src": [source[0], source[1], len(emits)],
                             "turn_id": turn_id,
                             "judge_id": judge_id,
                             "dimension": dim,
@@ -277,27 +299,29 @@ class TurnJoiner:
 
     # -- bounded state -------------------------------------------------------------------------------
 
-    def evict(self, partition: int | None = None) -> list[Emit]:
+    def evict(self) -> list[Emit]:
         """Drop entries older than the TTL (event time), then the oldest beyond the size cap.
 
-        Only entries of ``partition`` are touched (a Faust changelog is per partition). An evicted turn that
-        never arrived still publishes its defects, with an unknown segment: nothing is lost silently.
+        An evicted turn that never arrived still publishes its defects, with an unknown segment: nothing
+        is lost silently. Each deletion goes to the changelog partition the entry was written to.
         """
+        self.state.flush()
         self._since_evict = 0
-        mine = [(entry["last"], key) for key, entry in self.store.items() if entry.get("p") == partition]
+        entries = [(entry["last"], key, entry) for key, entry in self.store.items()]
         horizon = self.watermark - self.ttl_seconds
-        doomed = [(key, "ttl") for last, key in mine if last < horizon]
-        excess = len(self.store) - len(doomed) - self.max_entries
+        doomed = [(key, entry, "ttl") for last, key, entry in entries if last < horizon]
+        excess = len(entries) - len(doomed) - self.max_entries
         if excess > 0:
-            survivors = sorted((last, key) for last, key in mine if last >= horizon)
+            survivors = sorted((e for e in entries if e[0] >= horizon), key=lambda e: (e[0], e[1]))
             # below the cap by a margin, so the scan does not run on every event
-            doomed.extend((key, "capacity") for _, key in survivors[: excess + self.max_entries // 10])
+            doomed.extend(
+                (key, entry, "capacity") for _, key, entry in survivors[: excess + self.max_entries // 10]
+            )
         emits: list[Emit] = []
-        for key, reason in doomed:
-            entry = self.store[key]
+        for key, entry, reason in doomed:
             if entry["turn"] is None:
                 emits.extend(self._defects(key, entry, self._failures(entry)))
-            del self.store[key]
+            self.store.delete(key, entry.get("p"))
             self.metrics.join_evictions.labels(reason).inc()
         self.metrics.join_pending.set(len(self.store))
         return emits

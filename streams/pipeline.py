@@ -3,23 +3,24 @@
 from __future__ import annotations
 
 import base64
-from collections.abc import MutableMapping
 from datetime import UTC, datetime
 from typing import Any
 
 from schemas import InvalidRecord, Stream, parse_record
-from streams.aggregate import AgreementAggregator
+from streams.aggregate import Aggregator
 from streams.config import Settings
 from streams.join import Emit, TurnJoiner
 from streams.metrics import Metrics
+from streams.state import StateStore
 from streams.taxonomy import Taxonomy, load_taxonomy
 
 
 class Pipeline:
-    """Parse → join → emit. ``ingest`` never raises on a bad record: it returns a dead letter instead.
+    """Parse → join → observe → aggregate. ``ingest`` never raises on a bad record: it returns a dead letter.
 
-    On Kafka the ``pairs`` it emits go through a topic keyed by judge and dimension to
-    :meth:`aggregate`; embedded, :meth:`process` calls :meth:`aggregate` directly.
+    On Kafka the ``observations`` that :meth:`ingest` emits go through a topic keyed by their shard key to
+    :meth:`aggregate`; embedded, :meth:`process` calls :meth:`aggregate` directly. With ``batched=True``
+    state is written only by :meth:`flush` (the Kafka transport calls it once a batch's outputs are acked).
     """
 
     def __init__(
@@ -27,8 +28,9 @@ class Pipeline:
         settings: Settings | None = None,
         metrics: Metrics | None = None,
         taxonomy: Taxonomy | None = None,
-        pending_store: MutableMapping[str, Any] | None = None,
-        agreement_store: MutableMapping[str, Any] | None = None,
+        pending_store: StateStore | None = None,
+        aggregate_store: StateStore | None = None,
+        batched: bool = False,
     ) -> None:
         self.settings = settings or Settings()
         self.metrics = metrics or Metrics(label_max_values=self.settings.label_max_values)
@@ -40,8 +42,9 @@ class Pipeline:
             ttl_seconds=self.settings.join_ttl_seconds,
             max_entries=self.settings.join_max_entries,
             evict_every=self.settings.evict_every,
+            autoflush=not batched,
         )
-        self.aggregator = AgreementAggregator(self.metrics, agreement_store)
+        self.aggregator = Aggregator(self.metrics, aggregate_store, autoflush=not batched)
         self.counts = {stream.value: 0 for stream in Stream} | {"deadletter": 0}
 
     def ingest(
@@ -65,30 +68,37 @@ class Pipeline:
         m.records_valid.labels(stream.value).inc()
         m.last_event_time.labels(stream.value).set(event.ts.timestamp())
         self.counts[stream.value] += 1
-        return self.joiner.handle(event, partition)
+        source = f"{source_topic}:{partition}" if partition is not None else source_topic
+        return self.joiner.handle(event, partition, (source, offset))
 
-    def aggregate(self, pair: dict[str, Any]) -> None:
-        self.aggregator.update(pair)
+    def aggregate(self, observation: dict[str, Any], partition: int | None = None) -> list[Emit]:
+        return self.aggregator.apply(observation, partition)
 
     def process(
         self, stream: Stream, raw: bytes, *, source_topic: str, offset: int | None = None
     ) -> list[Emit]:
-        """Embedded transport: ingest, aggregate pairs in-process, return what to publish."""
+        """Embedded transport: ingest, aggregate observations in-process, return what to publish."""
         published = []
         for emit in self.ingest(stream, raw, source_topic=source_topic, offset=offset):
-            if emit.topic == "pairs":
-                self.aggregate(emit.value)
+            if emit.topic == "observations":
+                published.extend(self.aggregate(emit.value))
             else:
                 published.append(emit)
         return published
 
-    def flush(self) -> list[Emit]:
+    def flush(self) -> None:
+        """Write the state touched since the last flush."""
+        self.joiner.flush()
+        self.aggregator.flush()
+
+    def finish(self) -> list[Emit]:
         """End of input (embedded): evict everything, publishing defects of turns that never arrived."""
+        self.flush()
         self.joiner.watermark = float("inf")
         return self.joiner.evict()
 
     def report(self) -> dict[str, Any]:
-        return {"events": dict(self.counts), "agreement": self.aggregator.rows()}
+        return {"events": dict(self.counts), "agreement": self.aggregator.agreement_rows()}
 
 
 def dead_letter(
@@ -112,5 +122,4 @@ def dead_letter(
         "original_base64": base64.b64encode(raw).decode("ascii"),
         "original_size": len(raw),
     }
-    key = f"{source_topic}/{partition}/{offset}"
-    return Emit("deadletter", key, value)
+    return Emit("deadletter", f"{source_topic}/{partition}/{offset}", value)

@@ -11,7 +11,7 @@ INPUTS = {
     Stream.HUMAN_LABELS: "human.labels",
 }
 OUTPUTS = {"defects": "defects", "escalations": "escalations", "deadletter": "deadletter"}
-INTERNAL = {"pairs": "internal.pairs"}
+INTERNAL = {"observations": "internal.observations"}
 
 
 def input_topics(settings: Settings) -> dict[Stream, str]:

@@ -1,0 +1,92 @@
+"""Keyed state for the pipeline's stateful stages, with the partition of every write made explicit.
+
+Embedded, state is a :class:`DictStore`. On Kafka it is a Faust table (``streams.app.TableStore``) whose
+changelog partition must be the partition of the input the state belongs to; stages pass it on every write.
+Stages write behind: they mutate live objects during a batch and :meth:`WriteBehind.flush` writes each
+touched key once, after the batch's outputs were acknowledged (see README, "Delivery guarantee").
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any, Protocol
+
+
+class StateStore(Protocol):
+    def get(self, key: str) -> Any: ...
+
+    def put(self, key: str, value: Any, partition: int | None) -> None: ...
+
+    def delete(self, key: str, partition: int | None) -> None: ...
+
+    def items(self) -> Iterator[tuple[str, Any]]: ...
+
+    def __len__(self) -> int: ...
+
+
+class DictStore:
+    """In-process state (embedded transport and tests)."""
+
+    def __init__(self) -> None:
+        self.data: dict[str, Any] = {}
+
+    def get(self, key: str) -> Any:
+        return self.data.get(key)
+
+    def put(self, key: str, value: Any, partition: int | None) -> None:
+        self.data[key] = value
+
+    def delete(self, key: str, partition: int | None) -> None:
+        self.data.pop(key, None)
+
+    def items(self) -> Iterator[tuple[str, Any]]:
+        return iter(list(self.data.items()))
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+
+class WriteBehind:
+    """Live values touched in the current batch, written to the store once each by :meth:`flush`."""
+
+    def __init__(self, store: StateStore) -> None:
+        self.store = store
+        self.live: dict[str, Any] = {}
+        self.dirty: dict[str, int | None] = {}
+        self.new: set[str] = set()  # touched keys the store does not hold yet
+
+    def get(self, key: str) -> Any:
+        value = self.live.get(key)
+        if value is None:
+            value = self.store.get(key)
+            if value is not None:
+                self.live[key] = value
+        return value
+
+    def touch(self, key: str, value: Any, partition: int | None, *, new: bool = False) -> None:
+        self.live[key] = value
+        self.dirty[key] = partition
+        if new:
+            self.new.add(key)
+
+    def delete(self, key: str, partition: int | None) -> None:
+        self.live.pop(key, None)
+        self.dirty.pop(key, None)
+        if key in self.new:
+            self.new.discard(key)
+        else:
+            self.store.delete(key, partition)
+
+    def flush(self, encode: Any = None) -> int:
+        """Write every touched value (through ``encode`` if given); forget live values. Returns the count."""
+        for key, partition in self.dirty.items():
+            value = self.live[key]
+            self.store.put(key, encode(value) if encode else value, partition)
+        written = len(self.dirty)
+        self.live.clear()
+        self.dirty.clear()
+        self.new.clear()
+        return written
+
+    def __len__(self) -> int:
+        return len(self.store) + len(self.new)
