@@ -65,9 +65,16 @@ class TableStore:
 class KafkaTransport:
     """Builds the Faust app for ``settings``; ``pipeline`` and ``metrics`` are this worker's."""
 
-    def __init__(self, settings: Settings, metrics: Metrics) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        metrics: Metrics,
+        escalation_sinks: list[Callable[[dict[str, Any]], None]] | None = None,
+    ) -> None:
         self.settings = settings
         self.metrics = metrics
+        #: called with each escalation once the broker has acknowledged it (e.g. the Alertmanager sink)
+        self.escalation_sinks = escalation_sinks or []
         self.app = faust.App(
             settings.app_id,
             broker=[f"kafka://{host}" for host in settings.broker.split(",")],
@@ -158,3 +165,7 @@ class KafkaTransport:
             self.metrics.outputs.labels(emit.topic).inc()
         if pending:
             await asyncio.gather(*pending)
+        for emit in emits:
+            if emit.topic == "escalations":
+                for sink in self.escalation_sinks:
+                    sink(emit.value)
