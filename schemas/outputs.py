@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
@@ -43,6 +43,12 @@ class Defect(OutputModel):
     severity: str
     segment: Segment
     ts: datetime
+    turn: dict[str, Any] | None = None
+    """The turn's context (conversation, latency, guardrail flags, outcome; chat text only if configured)."""
+    verdicts: dict[str, dict[str, str]] = {}
+    """Every judge's labels on the turn so far: ``{judge_id: {dimension: label}}``."""
+    labels: dict[str, dict[str, Any]] = {}
+    """Every annotator's labels so far: ``{annotator_id: {vendor_id, is_gold, labels}}``."""
 
 
 class Escalation(OutputModel):

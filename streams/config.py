@@ -77,6 +77,9 @@ class Settings(BaseSettings):
     taxonomy: Path | None = Field(
         None, description="CONVOWATCH_TAXONOMY: defect taxonomy YAML; the built-in default when unset."
     )
+    defect_category_topics: bool = Field(
+        True, description="CONVOWATCH_DEFECT_CATEGORY_TOPICS: also publish each defect to defects.<category>."
+    )
     text_redaction: Literal["keep", "hash", "drop"] = Field(
         "drop", description="CONVOWATCH_TEXT_REDACTION: chat text in published records: keep, hash or drop."
     )

@@ -67,7 +67,10 @@ class JsonlSink:
         self.counts = dict.fromkeys(OUTPUT_FILES, 0)
 
     def __call__(self, emit: Emit) -> None:
-        self.files[emit.topic].write(orjson.dumps(emit.value) + b"\n")
+        handle = self.files.get(emit.topic)
+        if handle is None:  # defects.<category> copies: the same records are in defects.jsonl
+            return
+        handle.write(orjson.dumps(emit.value) + b"\n")
         self.counts[emit.topic] += 1
 
 

@@ -58,12 +58,18 @@ class TurnJoiner:
         max_entries: int = 1_000_000,
         evict_every: int = 5_000,
         autoflush: bool = True,
+        text_redaction: str = "drop",
+        category_topics: bool = True,
     ) -> None:
         self.taxonomy = taxonomy
         self.metrics = metrics
         self.store: StateStore = store if store is not None else DictStore()
         self.state = WriteBehind(self.store)
         self.autoflush = autoflush
+        if text_redaction not in ("keep", "hash", "drop"):
+            raise ValueError(f"text_redaction must be keep, hash or drop, not {text_redaction!r}")
+        self.text_redaction = text_redaction
+        self.category_topics = category_topics
         self.ttl_seconds = ttl_seconds
         self.max_entries = max_entries
         self.evict_every = evict_every
@@ -130,12 +136,37 @@ class TurnJoiner:
                 "modality": turn.modality,
             },
             "risk": sorted(set(turn.risk_topics) & self.taxonomy.high_risk_topics),
+            "ctx": self._context(turn),
         }
         return True
 
+    def _context(self, turn: ChatTurn) -> dict[str, Any]:
+        """What a defect record carries about its turn; chat text only as ``text_redaction`` allows."""
+        ctx: dict[str, Any] = {"conversation_id": turn.conversation_id}
+        if turn.intent_confidence is not None:
+            ctx["intent_confidence"] = turn.intent_confidence
+        if turn.latency_ms is not None:
+            ctx["latency_ms"] = turn.latency_ms
+        if turn.guardrail_flags:
+            ctx["guardrail_flags"] = list(turn.guardrail_flags)
+        outcome = turn.outcome.model_dump(exclude_none=True)
+        if outcome:
+            ctx["outcome"] = outcome
+        if self.text_redaction == "keep":
+            ctx["user_text"], ctx["response_text"] = turn.user_text, turn.response_text
+        elif self.text_redaction == "hash":
+            ctx["user_text_sha256"] = hashlib.sha256(turn.user_text.encode()).hexdigest()
+            ctx["response_text_sha256"] = hashlib.sha256(turn.response_text.encode()).hexdigest()
+        return ctx
+
     def _add_judge(self, entry: Entry, verdict: JudgeVerdict) -> bool:
-        labels = entry["judge"].setdefault(verdict.judge_id, {"ts": verdict.ts.timestamp(), "labels": {}})
-        return self._merge(labels["labels"], verdict.verdicts, "judge_verdicts")
+        record = entry["judge"].setdefault(verdict.judge_id, {"ts": verdict.ts.timestamp(), "labels": {}})
+        changed = self._merge(record["labels"], verdict.verdicts, "judge_verdicts")
+        for v in verdict.verdicts:  # the judge's confidence (or score), for calibration against humans
+            confidence = v.confidence if v.confidence is not None else v.score
+            if confidence is not None and v.dimension not in record.get("conf", {}):
+                record.setdefault("conf", {})[v.dimension] = confidence
+        return changed
 
     def _add_human(self, entry: Entry, label: HumanLabel) -> bool:
         labels = entry["human"].setdefault(
@@ -200,6 +231,12 @@ class TurnJoiner:
                 "severity": policy.severity,
                 "segment": dict(segment),
                 "ts": iso(ts if ts is not None else record["ts"]),
+                "turn": dict(turn["ctx"]) if turn else None,
+                "verdicts": {judge_id: dict(r["labels"]) for judge_id, r in entry["judge"].items()},
+                "labels": {
+                    annotator: {"vendor_id": r["vendor"], "is_gold": r["gold"], "labels": dict(r["labels"])}
+                    for annotator, r in entry["human"].items()
+                },
             }
             m = self.metrics
             m.defects.labels(
@@ -212,6 +249,8 @@ class TurnJoiner:
                 ),
             ).inc()
             emits.append(Emit("defects", defect_id, value))
+            if self.category_topics:
+                emits.append(Emit(f"defects.{policy.category}", defect_id, value))
         return emits
 
     def _pairs(self, turn_id: str, entry: Entry, source: tuple[str, int | None]) -> list[Emit]:

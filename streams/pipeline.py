@@ -43,6 +43,8 @@ class Pipeline:
             max_entries=self.settings.join_max_entries,
             evict_every=self.settings.evict_every,
             autoflush=not batched,
+            text_redaction=self.settings.text_redaction,
+            category_topics=self.settings.defect_category_topics,
         )
         self.aggregator = Aggregator(self.metrics, aggregate_store, autoflush=not batched)
         self.counts = {stream.value: 0 for stream in Stream} | {"deadletter": 0}

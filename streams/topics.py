@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from schemas import Stream
 from streams.config import Settings
+from streams.taxonomy import load_taxonomy
 
 INPUTS = {
     Stream.CHAT_TURNS: "chat.turns",
@@ -19,7 +20,12 @@ def input_topics(settings: Settings) -> dict[Stream, str]:
 
 
 def output_topics(settings: Settings) -> dict[str, str]:
-    return {logical: settings.topic(name) for logical, name in (OUTPUTS | INTERNAL).items()}
+    """Logical name -> topic, including one ``defects.<category>`` topic per taxonomy category."""
+    names = dict(OUTPUTS | INTERNAL)
+    if settings.defect_category_topics:
+        for category in load_taxonomy(settings.taxonomy).categories:
+            names[f"defects.{category}"] = f"defects.{category}"
+    return {logical: settings.topic(name) for logical, name in names.items()}
 
 
 def all_topics(settings: Settings) -> list[str]:

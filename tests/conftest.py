@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 
 from tests.support.broker import BrokerError, KafkaBroker
+from tests.support.worker import WorkerProcess
 
 
 def _start_broker() -> KafkaBroker:
@@ -60,3 +62,18 @@ def unique_name() -> Callable[[str], str]:
         return f"{prefix}-{uuid.uuid4().hex[:8]}"
 
     return make
+
+
+@pytest.fixture
+def make_worker(tmp_path: Path) -> Iterator[Callable[[str, dict[str, str]], WorkerProcess]]:
+    """Factory for real ``convowatch worker`` processes (stopped with SIGTERM after the test)."""
+    workers: list[WorkerProcess] = []
+
+    def make(bootstrap: str, env: dict[str, str]) -> WorkerProcess:
+        worker = WorkerProcess(bootstrap, env, tmp_path / f"worker-{len(workers)}.log")
+        workers.append(worker)
+        return worker.start()
+
+    yield make
+    for worker in workers:
+        worker.stop()

@@ -6,8 +6,7 @@ import base64
 import json
 import shutil
 import subprocess
-import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -15,7 +14,7 @@ import pytest
 from tests.support.broker import KafkaBroker
 from tests.support.kafka_io import read_topic
 from tests.support.wait import wait_until
-from tests.support.worker import REPO, WorkerProcess
+from tests.support.worker import REPO, WorkerProcess, run_cli
 
 pytestmark = pytest.mark.kafka
 
@@ -70,33 +69,6 @@ def input_files(tmp_path: Path) -> dict[str, Path]:
         path.write_bytes(b"\n".join(lines) + b"\n")
         files[name] = path
     return files
-
-
-@pytest.fixture
-def make_worker(tmp_path: Path) -> Iterator[Callable[..., WorkerProcess]]:
-    workers: list[WorkerProcess] = []
-
-    def make(bootstrap: str, env: dict[str, str]) -> WorkerProcess:
-        worker = WorkerProcess(bootstrap, env, tmp_path / f"worker-{len(workers)}.log")
-        workers.append(worker)
-        return worker.start()
-
-    yield make
-    for worker in workers:
-        worker.stop()
-
-
-def run_cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    import os
-
-    return subprocess.run(
-        [sys.executable, "-m", "streams.cli", *args],
-        cwd=REPO,
-        env={**os.environ, **env},
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
 
 
 def test_llmbar_through_broker_and_worker(

@@ -1,0 +1,572 @@
+"""Escalations to Prometheus Alertmanager: one alert per escalation, kept alive while it fires.
+
+:func:`alert_from_escalation` turns an escalation (the value published on ``convowatch.escalations``) into
+an Alertmanager API v2 ``postableAlert``. :class:`AlertmanagerSink` owns the client side of Alertmanager's
+protocol, which is the one Prometheus follows:
+
+- a new or changed escalation is POSTed to ``/api/v2/alerts`` at once (batched for ~150 ms);
+- every active alert is re-sent every ``resend_seconds`` (default 60) with ``endsAt`` = now + 4 x
+  ``resend_seconds``: Alertmanager considers an alert resolved once its ``endsAt`` has passed, so alerts of
+  a convowatch process that died resolve by themselves a few minutes later instead of firing forever;
+- an escalation published with ``status: resolved`` is sent once with ``endsAt`` = now, then forgotten;
+- ``high_risk_failure`` escalations are about one turn and nothing ever resolves them, so the sink resolves
+  them itself after ``expire_after`` seconds (default 6 h) without an update; otherwise Alertmanager's
+  state, and the pages it sends, would grow without bound. A later revision of the same escalation fires
+  it again. Kinds with a resolution signal of their own (spikes, drift) are never expired;
+- HTTP and connection errors are retried with exponential backoff; nothing ever raises into the caller.
+
+Only the standard library is used for HTTP (:mod:`urllib.request`, which honours ``*_proxy`` variables).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import random
+import re
+import threading
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections import OrderedDict
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+_log = logging.getLogger(__name__)
+
+#: Prometheus' label-name grammar (names starting with ``__`` are reserved and never produced here).
+LABEL_NAME_RE = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
+#: Segment fields copied into labels, when known. All are short codes from the event contract.
+SEGMENT_LABELS = ("journey", "model_version", "channel", "modality", "intent")
+MAX_LABEL_VALUE = 256  # the longest identifier the event contract admits
+MAX_SUMMARY = 1024
+MAX_EVIDENCE_BYTES = 4096
+MAX_EVIDENCE_TURN_IDS = 20
+#: Escalation kinds that nothing resolves (one per turn): :class:`AlertmanagerSink` expires them.
+EXPIRING_KINDS = frozenset({"high_risk_failure"})
+ALERTS_PATH = "/api/v2/alerts"
+#: Fields that may hold chat text (or a judge's free-text rationale quoting it): never sent to Alertmanager.
+CHAT_TEXT_KEYS = frozenset({"user_text", "response_text", "rationale", "text"})
+
+
+def alertname(kind: str) -> str:
+    """The alert name of an escalation kind.
+
+    >>> alertname("high_risk_failure"), alertname("defect_spike"), alertname("judge_drift")
+    ('ConvowatchHighRiskFailure', 'ConvowatchDefectSpike', 'ConvowatchJudgeDrift')
+    """
+    parts = [p for p in re.split(r"[^0-9A-Za-z]+", kind) if p]
+    return "Convowatch" + ("".join(p[0].upper() + p[1:] for p in parts) or "Escalation")
+
+
+def _label_value(value: object) -> str:
+    text = str(value).strip()[:MAX_LABEL_VALUE]
+    return text.encode("utf-8", "replace").decode("utf-8")  # lone surrogates would be invalid UTF-8
+
+
+def _parse_time(value: object) -> datetime:
+    if isinstance(value, datetime):
+        ts = value
+    elif isinstance(value, str):
+        ts = datetime.fromisoformat(value)
+    else:
+        raise ValueError(f"event_time must be an RFC 3339 string or datetime, not {type(value).__name__}")
+    return ts.replace(tzinfo=UTC) if ts.tzinfo is None else ts.astimezone(UTC)
+
+
+def rfc3339(ts: datetime) -> str:
+    """``ts`` in UTC as RFC 3339 with milliseconds, e.g. ``2026-11-02T08:00:00.000Z``."""
+    return ts.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _dumps(doc: object) -> str:
+    return json.dumps(doc, separators=(",", ":"), sort_keys=True, ensure_ascii=False, default=str)
+
+
+def _scrub(value: Any) -> Any:
+    """``value`` without any :data:`CHAT_TEXT_KEYS` field, at any depth."""
+    if isinstance(value, Mapping):
+        return {str(k): _scrub(v) for k, v in value.items() if k not in CHAT_TEXT_KEYS}
+    if isinstance(value, list | tuple):
+        return [_scrub(v) for v in value]
+    return value
+
+
+def _size(text: str) -> int:
+    return len(text.encode("utf-8", "replace"))
+
+
+def evidence_annotation(
+    turn_ids: list[str], evidence: Mapping[str, Any], limit: int = MAX_EVIDENCE_BYTES
+) -> str:
+    """Compact JSON ``{"turn_ids": [...], "evidence": {...}}`` of at most ``limit`` bytes, still valid JSON.
+
+    Chat text fields (:data:`CHAT_TEXT_KEYS`) are left out at any depth. At most 20 turn ids are kept
+    (``turn_count`` then gives the total). When too long, the largest evidence
+    fields are left out and named in ``evidence_truncated``; then turn ids are dropped from the end.
+    """
+    doc: dict[str, Any] = {"turn_ids": list(turn_ids[:MAX_EVIDENCE_TURN_IDS]), "evidence": _scrub(evidence)}
+    if len(turn_ids) > MAX_EVIDENCE_TURN_IDS:
+        doc["turn_count"] = len(turn_ids)
+    text = _dumps(doc)
+    if _size(text) <= limit:
+        return text
+    by_size = sorted(doc["evidence"], key=lambda k: (-_size(_dumps(doc["evidence"][k])), k))
+    dropped: list[str] = []
+    for key in by_size:
+        del doc["evidence"][key]
+        dropped.append(key)
+        doc["evidence_truncated"] = sorted(dropped)
+        text = _dumps(doc)
+        if _size(text) <= limit:
+            return text
+    while doc["turn_ids"]:
+        doc["turn_ids"].pop()
+        doc["turn_count"] = len(turn_ids)
+        text = _dumps(doc)
+        if _size(text) <= limit:
+            return text
+    return _dumps({"evidence_truncated": True, "turn_count": len(turn_ids)})
+
+
+def alert_from_escalation(
+    escalation: Mapping[str, Any],
+    generator_url: str | None,
+    resolved_at: datetime | None = None,
+    *,
+    valid_until: datetime | None = None,
+    now: datetime | None = None,
+) -> dict[str, Any]:
+    """The Alertmanager API v2 ``postableAlert`` for an escalation (a ``convowatch.escalations`` value).
+
+    Labels identify and route the alert; they hold no chat text and no free text, only ``alertname``
+    (``Convowatch`` + the kind in CamelCase), ``kind``, ``severity``, ``dimension``, the known segment fields
+    and ``escalation_id``. Annotations carry ``summary``, ``runbook_url`` and ``evidence`` (compact JSON of
+    up to 20 turn ids and the escalation's evidence, at most 4 KB).
+
+    ``startsAt`` is the escalation's event time (never later than ``now``: Alertmanager rejects an alert
+    that ends before it starts). The alert is resolved (``endsAt`` = ``resolved_at``, or ``now`` when the
+    escalation's status is ``resolved``) or firing: then ``endsAt`` is ``valid_until`` if given, else left
+    out, and Alertmanager resolves the alert after its ``resolve_timeout`` unless it is re-sent first.
+    Raises ``ValueError`` on an escalation without id, kind, severity or event time.
+    """
+    now = now or datetime.now(UTC)
+    for field in ("escalation_id", "kind", "severity"):
+        if not isinstance(escalation.get(field), str) or not escalation[field].strip():
+            raise ValueError(f"escalation has no {field}")
+    kind = escalation["kind"]
+    labels: dict[str, str] = {
+        "alertname": alertname(kind),
+        "kind": _label_value(kind),
+        "severity": _label_value(escalation["severity"]),
+    }
+    if escalation.get("dimension"):
+        labels["dimension"] = _label_value(escalation["dimension"])
+    segment = escalation.get("segment") or {}
+    for name in SEGMENT_LABELS:
+        if segment.get(name) is not None:
+            labels[name] = _label_value(segment[name])
+    # Alertmanager identifies an alert by its label set and merges alerts whose label sets are equal: two
+    # escalations in the same segment (two unsafe answers of one model) would collapse into one alert.
+    # escalation_id keeps them apart; it is stable across revisions, so an update replaces the alert.
+    labels["escalation_id"] = _label_value(escalation["escalation_id"])
+    labels = {k: v for k, v in labels.items() if v}  # Alertmanager drops empty labels anyway
+
+    evidence = escalation.get("evidence") or {}
+    annotations = {"summary": str(escalation.get("summary") or labels["alertname"])[:MAX_SUMMARY]}
+    runbook = evidence.get("runbook_url")
+    if isinstance(runbook, str) and runbook:
+        annotations["runbook_url"] = runbook[:2048]
+    annotations["evidence"] = evidence_annotation(
+        [str(t) for t in escalation.get("turn_ids") or []], evidence
+    )
+    if escalation.get("revision") is not None:
+        annotations["revision"] = str(escalation["revision"])
+    annotations = {k: v.encode("utf-8", "replace").decode("utf-8") for k, v in annotations.items()}
+
+    if "event_time" not in escalation:
+        raise ValueError("escalation has no event_time")
+    starts = min(_parse_time(escalation["event_time"]), now)
+    alert: dict[str, Any] = {"labels": labels, "annotations": annotations, "startsAt": rfc3339(starts)}
+    if resolved_at is None and escalation.get("status") == "resolved":
+        resolved_at = now
+    if resolved_at is not None:
+        alert["endsAt"] = rfc3339(max(resolved_at, starts))
+    elif valid_until is not None:
+        alert["endsAt"] = rfc3339(max(valid_until, starts))
+    if generator_url:
+        alert["generatorURL"] = generator_url
+    return alert
+
+
+@dataclass(slots=True)
+class _Active:
+    """What the sink knows about one escalation."""
+
+    escalation: dict[str, Any]
+    revision: int
+    resolved_at: datetime | None  # wall clock; None while firing
+    touched: float  # monotonic time of the last update (the expiry clock)
+    version: int  # bumped on every change, to tell whether what was sent is still current
+    last_sent: float = -math.inf  # monotonic time Alertmanager last accepted it
+
+
+class _Retryable(Exception):
+    """Alertmanager unreachable, timed out or answered 5xx/408/429: try again later."""
+
+
+class AlertmanagerSink:
+    """Keeps Alertmanager's view of convowatch's escalations current, from a background thread.
+
+    ``publish`` is cheap, thread-safe and never raises. Call :meth:`start` once and :meth:`close` at the
+    end (or use the sink as a context manager). Counters, readable as attributes at any time: ``sent``
+    (alerts Alertmanager accepted), ``failed`` (alerts in POSTs that failed, each attempt counted, as in
+    Prometheus' ``prometheus_notifications_errors_total``), ``dropped`` (active alerts forgotten because
+    more than ``max_active`` were held: Alertmanager resolves them when their ``endsAt`` passes),
+    ``expired`` (alerts resolved by ``expire_after``), ``invalid`` (escalations that could not be turned
+    into an alert). ``metrics``, if given, is called as ``metrics(name, amount)`` on every change of one.
+
+    ``url`` is Alertmanager's base URL (``http://alertmanager:9093``, with any ``--web.route-prefix``) or
+    the full ``.../api/v2/alerts`` endpoint. The sink sends to one Alertmanager; for a highly available
+    cluster put a load balancer in front, as each Alertmanager gossips the alerts it receives.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        generator_url: str | None = None,
+        resend_seconds: float = 60.0,
+        expire_after: float | None = 6 * 3600.0,
+        expiring_kinds: frozenset[str] = EXPIRING_KINDS,
+        max_active: int = 10_000,
+        batch_delay: float = 0.15,
+        max_batch: int = 500,
+        timeout: float = 10.0,
+        backoff_initial: float = 0.5,
+        backoff_max: float = 30.0,
+        metrics: Callable[[str, int], None] | None = None,
+    ) -> None:
+        parsed = urllib.parse.urlsplit(url)
+        if parsed.scheme not in ("http", "https") or not parsed.netloc:
+            raise ValueError(f"Alertmanager URL must be http(s)://host[:port][/prefix], got {url!r}")
+        if resend_seconds <= 0 or max_active < 1 or max_batch < 1 or timeout <= 0 or batch_delay < 0:
+            raise ValueError("resend_seconds, max_active, max_batch and timeout must be positive")
+        if expire_after is not None and expire_after <= 0:
+            raise ValueError("expire_after must be positive (or None to never expire)")
+        path = parsed.path.rstrip("/")
+        if not path.endswith(ALERTS_PATH):
+            path += ALERTS_PATH
+        self.endpoint = urllib.parse.urlunsplit((parsed.scheme, parsed.netloc, path, parsed.query, ""))
+        self.generator_url = generator_url
+        self.resend_seconds = resend_seconds
+        self.expire_after = expire_after
+        self.expiring_kinds = frozenset(expiring_kinds)
+        self.max_active = max_active
+        self.batch_delay = batch_delay
+        self.max_batch = max_batch
+        self.timeout = timeout
+        self.backoff_initial = backoff_initial
+        self.backoff_max = max(backoff_max, backoff_initial)
+        self._metrics = metrics
+
+        self.sent = 0
+        self.failed = 0
+        self.dropped = 0
+        self.expired = 0
+        self.invalid = 0
+        self.last_error: str | None = None
+
+        self._cond = threading.Condition(threading.Lock())
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._active: OrderedDict[str, _Active] = OrderedDict()  # least recently updated first
+        self._done: OrderedDict[str, int] = OrderedDict()  # resolved id -> revision, to ignore replays
+        self._dirty: set[str] = set()  # ids to send as soon as the batch delay is over
+        self._flush_at: float | None = None
+        self._in_flight = 0
+        self._close_timeout = 5.0
+        self._scan_interval = max(0.05, min(resend_seconds, expire_after or math.inf, 60.0) / 4)
+        self._next_scan = time.monotonic() + self._scan_interval
+        self._retry_at = 0.0
+        self._backoff = backoff_initial
+        self._opener = urllib.request.build_opener()
+
+    # -- caller side ---------------------------------------------------------------------------------
+
+    def publish(self, escalation: Mapping[str, Any]) -> None:
+        """Record a new or updated escalation (status ``resolved`` resolves it); sent shortly after."""
+        try:
+            self._publish(escalation)
+        except Exception as exc:  # never into the pipeline
+            with self._cond:
+                self.invalid += 1
+            _log.warning("escalation not sent to Alertmanager: %s", exc)
+            self._count("invalid", 1)
+
+    def _publish(self, escalation: Mapping[str, Any]) -> None:
+        value = dict(escalation)
+        alert_from_escalation(value, None)  # reject what could never be sent, here rather than later
+        eid = str(value["escalation_id"])
+        revision = int(value.get("revision") or 1)
+        resolved = value.get("status") == "resolved"
+        dropped = 0
+        with self._cond:
+            current = self._active.get(eid)
+            if current is not None and (
+                revision < current.revision
+                # the same revision again, unless it resolves what fires (a later one always applies)
+                or (revision == current.revision and not (resolved and current.resolved_at is None))
+            ):
+                return  # re-delivered or out of date (at-least-once delivery)
+            if current is None and self._done.get(eid, 0) >= revision:
+                return  # already resolved at this revision or later
+            now = time.monotonic()
+            self._active[eid] = _Active(
+                escalation=value,
+                revision=revision,
+                resolved_at=datetime.now(UTC) if resolved else None,
+                touched=now,
+                version=current.version + 1 if current else 1,
+                last_sent=current.last_sent if current else -math.inf,
+            )
+            self._active.move_to_end(eid)
+            self._dirty.add(eid)
+            if self._flush_at is None:
+                self._flush_at = now + self.batch_delay
+            while len(self._active) > self.max_active:
+                old, _ = self._active.popitem(last=False)
+                self._dirty.discard(old)
+                dropped += 1
+            self.dropped += dropped
+            self._cond.notify_all()
+        if dropped:
+            _log.warning(
+                "more than %d active alerts: dropped the %d least recently updated", self.max_active, dropped
+            )
+            self._count("dropped", dropped)
+
+    @property
+    def active(self) -> int:
+        """Alerts held: firing, or resolved and not yet delivered."""
+        with self._cond:
+            return len(self._active)
+
+    def pending(self) -> int:
+        """Alerts waiting to be sent, or being sent."""
+        with self._cond:
+            return len(self._dirty) + self._in_flight
+
+    def flush(self, timeout: float = 5.0) -> bool:
+        """Send new and changed alerts now; wait until none is waiting (``False`` after ``timeout``).
+
+        Alerts Alertmanager rejected (HTTP 4xx) are not waited for; those waiting for a retry are.
+        """
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            if self._flush_at is not None:
+                self._flush_at = time.monotonic()  # no need to wait for the batch delay
+                self._cond.notify_all()
+            while self._dirty or self._in_flight:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or self._thread is None or not self._thread.is_alive():
+                    return False
+                self._cond.wait(min(remaining, 0.5))
+            return True
+
+    def start(self) -> AlertmanagerSink:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="convowatch-alertmanager", daemon=True)
+            self._thread.start()
+        return self
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Stop the thread after one last attempt (bounded by ``timeout``) to send what is pending.
+
+        Firing alerts are not resolved: a restarted convowatch re-publishes them, and if it does not come
+        back they resolve in Alertmanager when their ``endsAt`` passes.
+        """
+        self._stop.set()
+        with self._cond:
+            self._cond.notify_all()
+        if self._thread is not None:
+            self._close_timeout = timeout
+            self._thread.join(timeout + 1.0)
+
+    def __enter__(self) -> AlertmanagerSink:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- background thread ---------------------------------------------------------------------------
+
+    def _count(self, name: str, amount: int) -> None:
+        if self._metrics is not None and amount:
+            try:
+                self._metrics(name, amount)
+            except Exception:
+                _log.exception("Alertmanager sink metrics callback failed")
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            with self._cond:
+                now = time.monotonic()
+                due = self._due(now)
+                if due > now:
+                    self._cond.wait(due - now)
+                    continue
+                batch = self._collect(now)
+            if batch:
+                self._send(batch, self.timeout)
+        with self._cond:  # last attempt, no retry
+            batch = self._collect(time.monotonic(), scan=False)
+        if batch:
+            self._send(batch, min(self.timeout, self._close_timeout))
+
+    def _due(self, now: float) -> float:
+        """When the thread must next act (monotonic)."""
+        if now < self._retry_at:
+            return self._retry_at
+        due = self._next_scan
+        if self._dirty:
+            due = min(due, self._flush_at if self._flush_at is not None else now)
+        return due
+
+    def _collect(
+        self, now: float, scan: bool = True
+    ) -> list[tuple[str, int, dict[str, Any], datetime | None]]:
+        """Take what must be sent now: new and changed alerts, and (on a scan) those due for re-sending."""
+        ids = set(self._dirty)
+        self._dirty.clear()
+        self._flush_at = None
+        expired = 0
+        if scan and now >= self._next_scan:
+            self._next_scan = now + self._scan_interval
+            # due a little early rather than a whole scan late
+            resend_before = now - self.resend_seconds + self._scan_interval / 2
+            for eid, entry in self._active.items():
+                if (
+                    self.expire_after is not None
+                    and entry.resolved_at is None
+                    and entry.escalation.get("kind") in self.expiring_kinds
+                    and now - entry.touched >= self.expire_after
+                ):
+                    entry.resolved_at = datetime.now(UTC)
+                    entry.version += 1
+                    expired += 1
+                    ids.add(eid)
+                elif entry.last_sent <= resend_before:
+                    ids.add(eid)
+        self.expired += expired
+        if expired:
+            _log.info("resolved %d high-risk alerts without updates for %.0f s", expired, self.expire_after)
+            self._count("expired", expired)
+        batch = [
+            (eid, e.version, e.escalation, e.resolved_at)
+            for eid in ids
+            if (e := self._active.get(eid)) is not None
+        ]
+        self._in_flight = len(batch)
+        return batch
+
+    def _send(self, batch: list[tuple[str, int, dict[str, Any], datetime | None]], timeout: float) -> None:
+        now = datetime.now(UTC)
+        valid_until = now + timedelta(seconds=4 * self.resend_seconds)
+        items: list[tuple[str, int, dict[str, Any]]] = []
+        for eid, version, escalation, resolved_at in batch:
+            try:
+                alert = alert_from_escalation(
+                    escalation, self.generator_url, resolved_at, valid_until=valid_until, now=now
+                )
+            except Exception as exc:  # checked in publish; kept from killing the thread
+                _log.warning("escalation %s not sent to Alertmanager: %s", eid, exc)
+                continue
+            items.append((eid, version, alert))
+        for start in range(0, len(items), self.max_batch):
+            chunk = items[start : start + self.max_batch]
+            try:
+                self._post([alert for _, _, alert in chunk], timeout)
+            except _Retryable as exc:
+                self._failed(chunk, items[start + self.max_batch :], str(exc))
+                return
+            except Exception as exc:  # rejected (4xx) or a bug: retrying the same alerts will not help
+                self._done_with(chunk, delivered=False, error=str(exc))
+                continue
+            self._done_with(chunk, delivered=True)
+        with self._cond:
+            self._in_flight = 0
+            self._cond.notify_all()
+
+    def _post(self, alerts: list[dict[str, Any]], timeout: float) -> None:
+        body = json.dumps(alerts, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+        request = urllib.request.Request(
+            self.endpoint,
+            data=body,
+            method="POST",
+            headers={"Content-Type": "application/json", "User-Agent": "convowatch"},
+        )
+        try:
+            with self._opener.open(request, timeout=timeout) as response:
+                response.read()
+        except urllib.error.HTTPError as exc:
+            detail = exc.read(1024).decode("utf-8", "replace").strip()
+            message = f"Alertmanager {self.endpoint} answered HTTP {exc.code}: {detail or exc.reason}"
+            if exc.code >= 500 or exc.code in (408, 429):
+                raise _Retryable(message) from exc
+            raise RuntimeError(message) from exc
+        except (OSError, ValueError) as exc:  # URLError, refused, reset, timeout, bad status line
+            raise _Retryable(f"Alertmanager {self.endpoint} unreachable: {exc}") from exc
+
+    def _failed(self, chunk: list[Any], rest: list[Any], error: str) -> None:
+        with self._cond:
+            first = self.last_error is None
+            self.failed += len(chunk)
+            self.last_error = error
+            for eid, _, _ in chunk + rest:
+                if eid in self._active:
+                    self._dirty.add(eid)  # sent again after the backoff
+            delay = self._backoff * random.uniform(0.75, 1.0)
+            self._backoff = min(self._backoff * 2, self.backoff_max)
+            self._retry_at = time.monotonic() + delay
+            self._in_flight = 0
+            self._cond.notify_all()
+        (_log.warning if first else _log.debug)("%s; retrying in %.1f s", error, delay)
+        self._count("failed", len(chunk))
+
+    def _done_with(
+        self, chunk: list[tuple[str, int, dict[str, Any]]], delivered: bool, error: str = ""
+    ) -> None:
+        recovered = False
+        with self._cond:
+            now = time.monotonic()
+            for eid, version, _ in chunk:
+                entry = self._active.get(eid)
+                if entry is None:
+                    continue
+                entry.last_sent = now
+                if entry.version == version and entry.resolved_at is not None:
+                    del self._active[eid]  # resolved and delivered: forget it
+                    self._done[eid] = entry.revision
+                    self._done.move_to_end(eid)
+                    while len(self._done) > self.max_active:
+                        self._done.popitem(last=False)
+            if delivered:
+                self.sent += len(chunk)
+                recovered = self.last_error is not None
+                self.last_error = None
+                self._backoff = self.backoff_initial
+            else:
+                self.failed += len(chunk)
+                self.last_error = error
+        if delivered:
+            if recovered:
+                _log.info("Alertmanager %s reachable again", self.endpoint)
+            self._count("sent", len(chunk))
+        else:
+            _log.error("%s; %d alerts not accepted", error, len(chunk))
+            self._count("failed", len(chunk))
