@@ -6,7 +6,16 @@ import math
 from datetime import UTC, datetime
 from typing import Annotated
 
-from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictInt,
+    model_validator,
+)
 
 #: The newest ``schema_version`` this build understands. Older versions are accepted; newer are dead-lettered.
 SCHEMA_VERSION = 1
@@ -39,8 +48,14 @@ def _plausible_time(value: datetime) -> datetime:
     return value.astimezone(UTC)
 
 
+def _text_only(value: object) -> object:
+    if not isinstance(value, str | datetime):  # a bare number would be read as Unix seconds
+        raise ValueError("must be an RFC 3339 string with an offset, e.g. 2026-11-02T08:00:00Z")
+    return value
+
+
 #: An RFC 3339 timestamp with an explicit offset, normalised to UTC. Naive timestamps are rejected.
-EventTime = Annotated[AwareDatetime, AfterValidator(_plausible_time)]
+EventTime = Annotated[AwareDatetime, BeforeValidator(_text_only), AfterValidator(_plausible_time)]
 
 #: Identifiers and short codes: non-empty, bounded, no surrounding whitespace.
 Identifier = Annotated[str, Field(min_length=1, max_length=256, pattern=r"^\S(.*\S)?$")]
@@ -61,7 +76,7 @@ class EventModel(BaseModel):
 
     model_config = ConfigDict(extra="ignore", frozen=True, allow_inf_nan=False, str_max_length=1_000_000)
 
-    schema_version: Annotated[int, Field(ge=1)] = SCHEMA_VERSION
+    schema_version: Annotated[StrictInt, Field(ge=1)] = SCHEMA_VERSION
     turn_id: Identifier
     ts: EventTime
 

@@ -253,7 +253,12 @@ class TurnJoiner:
                 emits.append(Emit(f"defects.{policy.category}", defect_id, value))
         return emits
 
-    def _pairs(self, turn_id: str, entry: Entry, source: tuple[str, int | None]) -> list[Emit]:
+    def _pairs(
+        self, turn_id: str, entry: Entry, source: tuple[str, int | None], final: bool = False
+    ) -> list[Emit]:
+        """Judge/human pairs not yet emitted; they wait for the turn (for its segment) unless ``final``."""
+        if entry["turn"] is None and not final:
+            return []
         emits: list[Emit] = []
         human_labels: dict[str, str] = {}
         for record in entry["human"].values():  # first human label per dimension, in arrival order
@@ -344,9 +349,8 @@ class TurnJoiner:
         An evicted turn that never arrived still publishes its defects, with an unknown segment: nothing
         is lost silently. Each deletion goes to the changelog partition the entry was written to.
         """
-        self.state.flush()
         self._since_evict = 0
-        entries = [(entry["last"], key, entry) for key, entry in self.store.items()]
+        entries = [(entry["last"], key, entry) for key, entry in self.state.items()]
         horizon = self.watermark - self.ttl_seconds
         doomed = [(key, entry, "ttl") for last, key, entry in entries if last < horizon]
         excess = len(entries) - len(doomed) - self.max_entries
@@ -358,9 +362,12 @@ class TurnJoiner:
             )
         emits: list[Emit] = []
         for key, entry, reason in doomed:
-            if entry["turn"] is None:
+            if entry["turn"] is None:  # publish what it holds, with an unknown segment
                 emits.extend(self._defects(key, entry, self._failures(entry)))
-            self.store.delete(key, entry.get("p"))
+                emits.extend(self._pairs(key, entry, ("", None), final=True))
+            self.state.delete(key, entry.get("p"))
             self.metrics.join_evictions.labels(reason).inc()
-        self.metrics.join_pending.set(len(self.store))
+        if self.autoflush:
+            self.state.flush()
+        self.metrics.join_pending.set(len(self.state))
         return emits

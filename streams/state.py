@@ -54,8 +54,11 @@ class WriteBehind:
         self.live: dict[str, Any] = {}
         self.dirty: dict[str, int | None] = {}
         self.new: set[str] = set()  # touched keys the store does not hold yet
+        self.deleted: dict[str, int | None] = {}  # deletions, applied at flush like writes
 
     def get(self, key: str) -> Any:
+        if key in self.deleted:
+            return None
         value = self.live.get(key)
         if value is None:
             value = self.store.get(key)
@@ -66,6 +69,7 @@ class WriteBehind:
     def touch(self, key: str, value: Any, partition: int | None, *, new: bool = False) -> None:
         self.live[key] = value
         self.dirty[key] = partition
+        self.deleted.pop(key, None)
         if new:
             self.new.add(key)
 
@@ -75,18 +79,29 @@ class WriteBehind:
         if key in self.new:
             self.new.discard(key)
         else:
-            self.store.delete(key, partition)
+            self.deleted[key] = partition
 
     def flush(self, encode: Any = None) -> int:
         """Write every touched value (through ``encode`` if given); forget live values. Returns the count."""
         for key, partition in self.dirty.items():
             value = self.live[key]
             self.store.put(key, encode(value) if encode else value, partition)
-        written = len(self.dirty)
+        for key, partition in self.deleted.items():
+            self.store.delete(key, partition)
+        written = len(self.dirty) + len(self.deleted)
         self.live.clear()
         self.dirty.clear()
         self.new.clear()
+        self.deleted.clear()
         return written
 
+    def items(self) -> Iterator[tuple[str, Any]]:
+        """The store's entries as this batch sees them (live values, no deleted keys)."""
+        merged = dict(self.store.items())
+        merged.update({k: v for k, v in self.live.items() if k in self.dirty or k in merged})
+        for key in self.deleted:
+            merged.pop(key, None)
+        return iter(merged.items())
+
     def __len__(self) -> int:
-        return len(self.store) + len(self.new)
+        return len(self.store) + len(self.new) - len(self.deleted)

@@ -1,0 +1,212 @@
+"""Every public detector honours the Detector contract (clone, pickle, JSON state, update returns self)."""
+
+from __future__ import annotations
+
+import inspect
+import json
+import math
+import pickle
+import random
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+import detectors
+from detectors import Detector, StateError
+
+Args = tuple[Any, ...]
+
+
+def _agreement_inputs(rng: random.Random) -> Iterator[Args]:
+    labels = ["pass", "fail", "unsure"]
+    for _ in range(300):
+        human = rng.choice(labels)
+        judge = human if rng.random() < 0.7 else rng.choice(labels)
+        yield (judge, human)
+
+
+#: Class name -> a seeded stream of ``update`` argument tuples. Every public detector MUST have an entry.
+INPUTS: dict[str, Callable[[random.Random], Iterator[Args]]] = {
+    "AgreementTracker": _agreement_inputs,
+}
+
+
+def _all_subclasses(cls: type) -> set[type]:
+    found = set()
+    for sub in cls.__subclasses__():
+        found.add(sub)
+        found |= _all_subclasses(sub)
+    return found
+
+
+def discover() -> list[type[Detector]]:
+    exported = {getattr(detectors, name) for name in detectors.__all__}
+    public = {c for c in exported if isinstance(c, type) and issubclass(c, Detector) and c is not Detector}
+    public |= {
+        c
+        for c in _all_subclasses(Detector)
+        if c.__module__.split(".")[0] == "detectors"
+        and not c.__name__.startswith("_")
+        and not inspect.isabstract(c)
+    }
+    return sorted(public, key=lambda c: c.__name__)
+
+
+DETECTORS = discover()
+
+
+def _inputs(cls: type[Detector], seed: int = 1234) -> list[Args]:
+    return list(INPUTS[cls.__name__](random.Random(seed)))
+
+
+def _feed(detector: Detector, args_list: list[Args]) -> Detector:
+    for args in args_list:
+        result = detector.update(*args)
+        assert result is detector
+    return detector
+
+
+def _same(x: Any, y: Any) -> bool:
+    """Equality where NaN equals NaN (undefined figures must stay undefined)."""
+    if isinstance(x, float) and isinstance(y, float):
+        return (math.isnan(x) and math.isnan(y)) or x == y
+    if isinstance(x, dict) and isinstance(y, dict):
+        return x.keys() == y.keys() and all(_same(x[k], y[k]) for k in x)
+    if isinstance(x, list | tuple) and isinstance(y, list | tuple):
+        return len(x) == len(y) and all(_same(a, b) for a, b in zip(x, y, strict=True))
+    return type(x) is type(y) and x == y
+
+
+def observe(detector: Detector) -> dict[str, Any]:
+    """Everything a user can see: public properties and the serialised state."""
+    props = {
+        name: getattr(detector, name)
+        for name, member in inspect.getmembers(type(detector))
+        if isinstance(member, property) and not name.startswith("_")
+    }
+    return {"properties": props, "dict": detector.to_dict()}
+
+
+#: Constructor arguments for detectors whose defaults are not enough (class name -> kwargs).
+PARAMS: dict[str, dict[str, Any]] = {}
+
+
+def _default(cls: type[Detector]) -> Detector:
+    return cls(**PARAMS.get(cls.__name__, {}))
+
+
+def test_detectors_are_discovered():
+    names = {c.__name__ for c in DETECTORS}
+    assert "AgreementTracker" in names
+    assert Detector not in DETECTORS
+
+
+@pytest.mark.parametrize("cls", DETECTORS, ids=lambda c: c.__name__)
+def test_every_detector_has_an_input_stream_registered(cls):
+    assert cls.__name__ in INPUTS, (
+        f"{cls.__name__} has no entry in INPUTS of {__file__}: add a seeded update-argument stream for it"
+    )
+    assert len(_inputs(cls)) >= 50
+
+
+@pytest.mark.parametrize("cls", DETECTORS, ids=lambda c: c.__name__)
+def test_constructor_arguments_are_public_attributes(cls):
+    detector = _default(cls)
+    for name in inspect.signature(cls.__init__).parameters:
+        if name != "self":
+            assert hasattr(detector, name) and not name.startswith("_")
+    assert set(detector._get_params()) == {
+        p for p in inspect.signature(cls.__init__).parameters if p != "self"
+    }
+
+
+@pytest.mark.parametrize("cls", DETECTORS, ids=lambda c: c.__name__)
+def test_update_returns_self_and_changes_state(cls):
+    detector = _default(cls)
+    fresh = observe(_default(cls))
+    args = _inputs(cls)
+    assert detector.update(*args[0]) is detector
+    _feed(detector, args[1:])
+    assert not _same(observe(detector), fresh)
+
+
+@pytest.mark.parametrize("cls", DETECTORS, ids=lambda c: c.__name__)
+def test_clone_has_same_params_and_fresh_state(cls):
+    detector = _feed(_default(cls), _inputs(cls))
+    clone = detector.clone()
+    assert type(clone) is cls and clone is not detector
+    assert _same(clone._get_params(), detector._get_params())
+    assert _same(observe(clone), observe(cls(**detector._get_params())))
+    assert not _same(observe(clone), observe(detector))
+    # the clone is independent: feeding it does not touch the original
+    before = observe(detector)
+    _feed(clone, _inputs(cls, seed=99))
+    assert _same(observe(detector), before)
+
+
+@pytest.mark.parametrize("cls", DETECTORS, ids=lambda c: c.__name__)
+def test_pickle_round_trip(cls):
+    args = _inputs(cls)
+    half = len(args) // 2
+    detector = _feed(_default(cls), args[:half])
+    restored = pickle.loads(pickle.dumps(detector))
+    assert _same(observe(restored), observe(detector))
+    _feed(detector, args[half:])
+    _feed(restored, args[half:])
+    assert _same(observe(restored), observe(detector))
+
+
+@pytest.mark.parametrize("cls", DETECTORS, ids=lambda c: c.__name__)
+@pytest.mark.parametrize("split", [0, 1, 37, 150])
+def test_json_round_trip_behaves_identically(cls, split):
+    args = _inputs(cls, seed=split + 7)
+    detector = _feed(_default(cls), args[:split])
+    data = detector.to_dict()
+    text = json.dumps(data, allow_nan=False)  # JSON-native: no NaN, tuples, non-string keys, objects
+    loaded = json.loads(text)
+    assert loaded == data
+    restored = cls.from_dict(loaded)
+    assert type(restored) is cls
+    assert _same(observe(restored), observe(detector))
+    # the restored state is not shared with the original
+    _feed(detector, args[split:])
+    assert split == len(args) or not _same(observe(restored), observe(detector))
+    _feed(restored, args[split:])
+    assert _same(observe(restored), observe(detector))
+    # and can round-trip again
+    again = cls.from_dict(json.loads(json.dumps(restored.to_dict())))
+    assert _same(observe(again), observe(detector))
+
+
+@pytest.mark.parametrize("cls", DETECTORS, ids=lambda c: c.__name__)
+def test_from_dict_with_the_wrong_type_raises_state_error(cls):
+    data = _feed(_default(cls), _inputs(cls)[:10]).to_dict()
+    for wrong in ("NotADetector", "Detector", cls.__name__.lower(), None):
+        with pytest.raises(StateError):
+            cls.from_dict({**data, "type": wrong})
+    without_type = {k: v for k, v in data.items() if k != "type"}
+    with pytest.raises(StateError):
+        cls.from_dict(without_type)
+    # another detector's state is refused too
+    for other in DETECTORS:
+        if other is not cls:
+            with pytest.raises(StateError):
+                cls.from_dict(_default(other).to_dict())
+
+
+@pytest.mark.parametrize("cls", DETECTORS, ids=lambda c: c.__name__)
+def test_from_dict_with_unknown_state_fields_raises_state_error(cls):
+    data = _default(cls).to_dict()
+    data["state"] = {**data["state"], "_from_a_future_version": 1}
+    with pytest.raises(StateError):
+        cls.from_dict(data)
+
+
+@pytest.mark.parametrize("cls", DETECTORS, ids=lambda c: c.__name__)
+def test_state_is_private_and_reset_restores_it(cls):
+    detector = _feed(_default(cls), _inputs(cls))
+    state = detector.to_dict()["state"]
+    assert state and all(k.startswith("_") for k in state)
+    detector._reset()
+    assert _same(observe(detector), observe(_default(cls)))

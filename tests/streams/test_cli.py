@@ -1,0 +1,134 @@
+"""The ``convowatch`` command line, run in-process."""
+
+from __future__ import annotations
+
+import json
+import socket
+import time
+from pathlib import Path
+
+import pytest
+
+from streams.cli import main
+
+LLMBAR = Path(__file__).parents[2].parent / "shared/data/llmbar-mtbench"
+CHATS = LLMBAR / "chat_turns.jsonl"
+VERDICTS = LLMBAR / "judge_verdicts.jsonl"
+LABELS = LLMBAR / "human_labels.jsonl"
+
+
+def _one_line_error(err: str) -> str:
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1, err
+    assert "Traceback" not in err
+    assert lines[0].startswith("convowatch: error: ")
+    return lines[0]
+
+
+def test_replay_writes_outputs_and_report(tmp_path, capsys):
+    out = tmp_path / "out"
+    code = main(
+        [
+            "replay",
+            "--chats",
+            str(CHATS),
+            "--verdicts",
+            str(VERDICTS),
+            "--labels",
+            str(LABELS),
+            "--out",
+            str(out),
+            "--quiet",
+        ]
+    )
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    for name in ("defects.jsonl", "escalations.jsonl", "deadletter.jsonl", "report.json"):
+        assert (out / name).is_file(), name
+    report = json.loads((out / "report.json").read_text())
+    assert report["events"] == {
+        "chat_turns": 200,
+        "judge_verdicts": 400,
+        "human_labels": 200,
+        "deadletter": 0,
+    }
+    summary = json.loads(captured.out)
+    assert summary["events"] == report["events"]
+    rows = {r["judge_id"]: r for r in summary["agreement"]}
+    assert rows["gpt-4"]["n"] == 200
+    assert rows["gpt-4"]["cohen_kappa"] == pytest.approx(0.589918, abs=1e-6)
+    assert rows["chatgpt"]["percent_agreement"] == pytest.approx(0.700, abs=1e-9)
+    assert "report.json" in captured.err
+    assert "processed" not in captured.err  # --quiet
+
+
+def test_replay_of_one_stream_with_bad_lines_dead_letters_them(tmp_path, capsys):
+    chats = tmp_path / "chats.jsonl"
+    good = CHATS.read_bytes().splitlines()[0]
+    chats.write_bytes(good + b"\n\n[1, 2]\n{broken\n")
+    out = tmp_path / "out"
+    assert main(["replay", "--chats", str(chats), "--out", str(out), "--quiet"]) == 0
+    capsys.readouterr()
+    dead = [json.loads(line) for line in (out / "deadletter.jsonl").read_text().splitlines()]
+    assert sorted(d["reason"] for d in dead) == ["invalid_json", "not_an_object"]
+    assert sorted(d["offset"] for d in dead) == [3, 4]  # line numbers in the file
+    assert json.loads((out / "report.json").read_text())["events"]["deadletter"] == 2
+
+
+@pytest.mark.parametrize("flag", ["--chats", "--verdicts", "--labels"])
+def test_replay_with_a_missing_file_exits_1_naming_the_file(tmp_path, capsys, flag):
+    missing = tmp_path / "nope" / "missing.jsonl"
+    others = {"--chats": CHATS, "--verdicts": VERDICTS, "--labels": LABELS}
+    argv = ["replay", "--out", str(tmp_path / "out"), "--quiet"]
+    for name, path in others.items():
+        argv += [name, str(missing if name == flag else path)]
+    code = main(argv)
+    err = capsys.readouterr().err
+    assert code == 1
+    line = _one_line_error(err)
+    assert str(missing) in line
+
+
+def test_replay_with_no_inputs_exits_1(tmp_path, capsys):
+    code = main(["replay", "--out", str(tmp_path / "out"), "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 1
+    line = _one_line_error(err)
+    assert "--chats" in line
+
+
+def test_schemas_writes_six_schema_files(tmp_path, capsys):
+    out = tmp_path / "schemas"
+    assert main(["schemas", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out.split()
+    files = sorted(out.glob("*.schema.json"))
+    assert len(files) == 6
+    assert sorted(printed) == sorted(str(f) for f in files)
+    for f in files:
+        assert json.loads(f.read_text())["$id"].endswith(f.name)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_topics_create_against_an_unreachable_broker_exits_1_naming_the_address(capsys):
+    address = f"127.0.0.1:{_free_port()}"
+    started = time.monotonic()
+    code = main(["topics", "create", "--broker", address])
+    elapsed = time.monotonic() - started
+    err = capsys.readouterr().err
+    assert code == 1
+    line = _one_line_error(err)
+    assert address in line
+    assert elapsed < 30
+
+
+@pytest.mark.parametrize("argv", [["frobnicate"], [], ["topics"], ["topics", "delete"], ["replay"]])
+def test_usage_errors_exit_2(argv, capsys):
+    with pytest.raises(SystemExit) as info:
+        main(argv)
+    assert info.value.code == 2
+    assert "usage:" in capsys.readouterr().err

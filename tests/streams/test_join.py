@@ -1,0 +1,461 @@
+"""TurnJoiner: any arrival order, dedup, escalations, defects, TTL and capacity eviction."""
+
+from __future__ import annotations
+
+import itertools
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from prometheus_client import CollectorRegistry
+
+from schemas import ChatTurn, Defect, Escalation, HumanLabel, JudgeVerdict
+from schemas.common import QUALITY_DIMENSIONS
+from streams.join import Emit, TurnJoiner
+from streams.metrics import Metrics
+from streams.taxonomy import load_taxonomy
+from tests.factories import chat_turn, human_label, judge_verdict, verdict
+
+T0 = datetime(2026, 11, 2, 8, 0, tzinfo=UTC)
+SEGMENT_KEYS = {"journey", "intent", "model_version", "channel", "modality"}
+TAXONOMY = load_taxonomy()
+
+
+def at(seconds: float) -> str:
+    return (T0 + timedelta(seconds=seconds)).isoformat().replace("+00:00", "Z")
+
+
+def turn(turn_id: str = "t-1", seconds: float = 0, **kw: Any) -> ChatTurn:
+    return ChatTurn.model_validate(chat_turn(turn_id=turn_id, ts=at(seconds), **kw))
+
+
+def judged(
+    turn_id: str = "t-1", seconds: float = 30, verdicts: list | None = None, **kw: Any
+) -> JudgeVerdict:
+    verdicts = verdicts if verdicts is not None else [verdict("relevance", "pass")]
+    return JudgeVerdict.model_validate(
+        judge_verdict(turn_id=turn_id, ts=at(seconds), verdicts=verdicts, **kw)
+    )
+
+
+def labelled(
+    turn_id: str = "t-1", seconds: float = 3600, verdicts: list | None = None, **kw: Any
+) -> HumanLabel:
+    verdicts = verdicts if verdicts is not None else [verdict("relevance", "pass")]
+    return HumanLabel.model_validate(human_label(turn_id=turn_id, ts=at(seconds), verdicts=verdicts, **kw))
+
+
+class Harness:
+    def __init__(self, **kwargs: Any) -> None:
+        self.registry = CollectorRegistry()
+        self.metrics = Metrics(self.registry)
+        self.joiner = TurnJoiner(TAXONOMY, self.metrics, **kwargs)
+        self.emits: list[Emit] = []
+
+    def feed(self, *events: Any) -> list[Emit]:
+        out = []
+        for event in events:
+            out.extend(self.joiner.handle(event))
+        self.emits.extend(out)
+        return out
+
+    def topic(self, name: str) -> list[Emit]:
+        return [e for e in self.emits if e.topic == name]
+
+    def pairs(self) -> list[dict[str, Any]]:
+        return pair_values(self.emits)
+
+    def holds(self, turn_id: str) -> bool:
+        return self.joiner.store.get(turn_id) is not None
+
+    def value(self, name: str, **labels: str) -> float:
+        v = self.registry.get_sample_value(name, labels)
+        return 0.0 if v is None else v
+
+
+def pair_values(emits: list[Emit]) -> list[dict[str, Any]]:
+    """Judge/human pairs: the join's agreement observations."""
+    return [e.value for e in emits if e.topic == "observations" and e.value["kind"] == "pair"]
+
+
+def _final_escalations(emits: list[Emit]) -> dict[str, dict[str, Any]]:
+    latest: dict[str, dict[str, Any]] = {}
+    for e in emits:
+        if e.topic == "escalations":
+            assert e.key == e.value["escalation_id"]
+            prev = latest.get(e.key)
+            assert prev is None or e.value["revision"] > prev["revision"]
+            latest[e.key] = e.value
+    return latest
+
+
+#: Defect fields that describe the turn's labels "so far" when the defect was published: they depend on
+#: arrival order by design, so the order-independence check leaves them out.
+SO_FAR_FIELDS = ("verdicts", "labels")
+
+
+def _outcome(emits: list[Emit]) -> dict[str, Any]:
+    defects = {}
+    for e in emits:
+        if e.topic == "defects":
+            assert e.key == e.value["defect_id"]
+            assert e.key not in defects, "a defect must be published once"
+            defects[e.key] = {k: v for k, v in e.value.items() if k not in SO_FAR_FIELDS}
+    pairs = sorted(
+        (p["turn_id"], p["judge_id"], p["dimension"], p["judge_label"], p["human_label"])
+        for p in pair_values(emits)
+    )
+    escalations = {
+        k: {f: v for f, v in value.items() if f != "revision"}
+        for k, value in _final_escalations(emits).items()
+    }
+    return {"defects": defects, "pairs": pairs, "escalations": escalations}
+
+
+# -- arrival order ---------------------------------------------------------------------------------
+
+SCENARIOS = {
+    "safety_and_relevance_fail": dict(
+        turn_kw={"risk_topics": []},
+        judge=[verdict("safety", "fail"), verdict("relevance", "fail"), verdict("preference", "output_1")],
+        human=[verdict("safety", "fail"), verdict("relevance", "pass"), verdict("preference", "output_2")],
+    ),
+    "risky_topic_relevance_fail": dict(
+        turn_kw={"risk_topics": ["earnings", "weather"]},
+        judge=[verdict("relevance", "fail"), verdict("hallucination", "pass")],
+        human=[verdict("relevance", "fail"), verdict("hallucination", "fail")],
+    ),
+    "all_pass": dict(
+        turn_kw={},
+        judge=[verdict("relevance", "pass"), verdict("safety", "pass")],
+        human=[verdict("relevance", "pass"), verdict("safety", "pass")],
+    ),
+    "no_risk_relevance_fail": dict(
+        turn_kw={},
+        judge=[verdict("relevance", "fail")],
+        human=[verdict("relevance", "fail")],
+    ),
+}
+
+
+def _events(scenario: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "turn": turn(**scenario["turn_kw"]),
+        "judge": judged(verdicts=scenario["judge"]),
+        "human": labelled(verdicts=scenario["human"]),
+    }
+
+
+@pytest.mark.parametrize("name", sorted(SCENARIOS))
+def test_every_arrival_order_gives_the_same_defects_pairs_and_escalations(name):
+    events = _events(SCENARIOS[name])
+    outcomes = {}
+    for order in itertools.permutations(["turn", "judge", "human"]):
+        h = Harness()
+        h.feed(*(events[k] for k in order))
+        outcomes[order] = _outcome(h.emits)
+        # metrics agree with what was published
+        assert sum(
+            s.value for s in h.registry.collect() for s in s.samples if s.name == "convowatch_defects_total"
+        ) == len(outcomes[order]["defects"])
+    assert len(outcomes) == 6
+    reference = outcomes[("turn", "judge", "human")]
+    for order, outcome in outcomes.items():
+        assert outcome == reference, f"order {order} differs"
+    if name != "all_pass":
+        assert reference["defects"]
+    assert len(reference["pairs"]) == len(SCENARIOS[name]["judge"])
+
+
+def test_expected_content_of_the_mixed_scenario():
+    h = Harness()
+    h.feed(*_events(SCENARIOS["safety_and_relevance_fail"]).values())
+    outcome = _outcome(h.emits)
+    assert sorted((d["dimension"], d["source"]) for d in outcome["defects"].values()) == [
+        ("relevance", "judge"),
+        ("safety", "human"),
+        ("safety", "judge"),
+    ]
+    assert outcome["pairs"] == [
+        ("t-1", "judge-a", "preference", "output_1", "output_2"),
+        ("t-1", "judge-a", "relevance", "fail", "pass"),
+        ("t-1", "judge-a", "safety", "fail", "fail"),
+    ]
+    (esc,) = outcome["escalations"].values()
+    assert esc["evidence"]["triggers"] == [["human", "ann-1", "safety"], ["judge", "judge-a", "safety"]]
+    assert esc["severity"] == "critical"
+    assert esc["dimension"] == "safety"
+
+
+# -- duplicates ------------------------------------------------------------------------------------
+
+
+def test_a_duplicate_verdict_counts_once():
+    h = Harness()
+    first = judged(verdicts=[verdict("relevance", "fail"), verdict("safety", "pass")])
+    h.feed(turn(), first)
+    assert h.feed(first) == []  # the redelivery publishes nothing
+    h.feed(labelled(verdicts=[verdict("relevance", "pass"), verdict("safety", "pass")]))
+    assert h.feed(judged(verdicts=[verdict("relevance", "fail")], seconds=99)) == []
+    pairs = h.pairs()
+    assert sorted((p["dimension"], p["judge_label"], p["human_label"]) for p in pairs) == [
+        ("relevance", "fail", "pass"),
+        ("safety", "pass", "pass"),
+    ]
+    assert len(h.topic("defects")) == 1
+    assert h.value("convowatch_duplicates_total", stream="judge_verdicts") == 3
+    assert h.value("convowatch_duplicates_total", stream="human_labels") == 0
+
+
+def test_duplicate_human_labels_and_turns_are_counted():
+    h = Harness()
+    label = labelled(verdicts=[verdict("relevance", "fail")])
+    h.feed(turn(), judged(), label)
+    before = len(h.emits)
+    assert h.feed(label, turn()) == []
+    assert len(h.emits) == before
+    assert h.value("convowatch_duplicates_total", stream="human_labels") == 1
+    assert h.value("convowatch_duplicates_total", stream="chat_turns") == 1
+    assert len(h.pairs()) == 1
+
+
+# -- escalations -----------------------------------------------------------------------------------
+
+
+def test_judge_safety_fail_escalates_before_the_turn_then_updates_the_same_escalation():
+    h = Harness()
+    out = h.feed(judged(verdicts=[verdict("safety", "fail")]))
+    assert [e.topic for e in out] == ["escalations"]
+    first = out[0].value
+    Escalation.model_validate(first)
+    assert first["kind"] == "high_risk_failure"
+    assert first["revision"] == 1
+    assert first["status"] == "firing"
+    assert first["severity"] == "critical"
+    assert first["turn_ids"] == ["t-1"]
+    assert first["segment"] == dict.fromkeys(SEGMENT_KEYS)
+    assert first["event_time"] == at(30)
+    assert h.value("convowatch_escalations_total", kind="high_risk_failure", severity="critical") == 1
+
+    out = h.feed(
+        turn(journey="payments", intent="refund", model_version="m-7", channel="voice", modality="audio")
+    )
+    escalations = [e for e in out if e.topic == "escalations"]
+    assert len(escalations) == 1
+    second = escalations[0].value
+    Escalation.model_validate(second)
+    assert second["escalation_id"] == first["escalation_id"]
+    assert second["revision"] > first["revision"]
+    assert second["segment"] == {
+        "journey": "payments",
+        "intent": "refund",
+        "model_version": "m-7",
+        "channel": "voice",
+        "modality": "audio",
+    }
+    assert second["event_time"] == at(0)
+    assert [e.topic for e in out].count("defects") == 1
+
+    out = h.feed(labelled(verdicts=[verdict("safety", "fail")]))
+    third = [e.value for e in out if e.topic == "escalations"]
+    assert len(third) == 1
+    assert third[0]["escalation_id"] == first["escalation_id"]
+    assert third[0]["revision"] > second["revision"]
+    assert ["human", "ann-1", "safety"] in third[0]["evidence"]["triggers"]
+    assert third[0]["segment"] == second["segment"]
+    # one escalation, however many revisions
+    assert len({e.key for e in h.topic("escalations")}) == 1
+    assert h.value("convowatch_escalations_total", kind="high_risk_failure", severity="critical") == 1
+
+
+def test_escalation_ids_are_stable_across_joiners_and_differ_across_turns():
+    ids = []
+    for turn_id in ("t-1", "t-1", "t-2"):
+        h = Harness()
+        (e,) = h.feed(judged(turn_id=turn_id, verdicts=[verdict("bias", "fail")]))
+        ids.append(e.value["escalation_id"])
+    assert ids[0] == ids[1] != ids[2]
+
+
+@pytest.mark.parametrize("turn_first", [True, False])
+def test_failing_relevance_on_a_risky_turn_escalates(turn_first):
+    h = Harness()
+    events = [turn(risk_topics=["earnings"]), judged(verdicts=[verdict("relevance", "fail")])]
+    h.feed(*(events if turn_first else events[::-1]))
+    escalations = _final_escalations(h.emits)
+    assert len(escalations) == 1
+    (esc,) = escalations.values()
+    Escalation.model_validate(esc)
+    assert esc["dimension"] == "relevance"
+    assert esc["severity"] == "high"  # relevance is medium; a high-risk topic raises it
+    assert esc["evidence"]["risk_topics"] == ["earnings"]
+    assert "earnings" in esc["summary"]
+    assert h.value("convowatch_escalations_total", kind="high_risk_failure", severity="high") == 1
+
+
+@pytest.mark.parametrize("risk_topics", [[], ["weather"], ["sports", "music"]])
+def test_failing_relevance_without_a_high_risk_topic_does_not_escalate(risk_topics):
+    h = Harness()
+    h.feed(
+        turn(risk_topics=risk_topics),
+        judged(verdicts=[verdict("relevance", "fail")]),
+        labelled(verdicts=[verdict("relevance", "fail")]),
+    )
+    assert h.topic("escalations") == []
+    assert len(h.topic("defects")) == 2
+    assert h.value("convowatch_escalations_total", kind="high_risk_failure", severity="high") == 0
+
+
+def test_nothing_fails_nothing_escalates_and_no_defects():
+    h = Harness()
+    passes = [verdict(d, "pass") for d in sorted(QUALITY_DIMENSIONS)] + [verdict("preference", "output_2")]
+    h.feed(turn(risk_topics=["earnings", "fraud"]), judged(verdicts=passes), labelled(verdicts=passes))
+    assert h.topic("escalations") == []
+    assert h.topic("defects") == []
+    assert len(h.pairs()) == len(passes)
+
+
+# -- defects ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("dimension", sorted(QUALITY_DIMENSIONS))
+def test_defects_carry_segment_taxonomy_and_a_stable_id(dimension):
+    def run() -> list[Emit]:
+        h = Harness()
+        h.feed(
+            turn(
+                journey="billing",
+                intent="check_balance",
+                model_version="assistant-v1",
+                channel="chat",
+                modality="text",
+            ),
+            judged(verdicts=[verdict(dimension, "fail")]),
+            labelled(verdicts=[verdict(dimension, "fail")], annotator_id="ann-9", vendor_id="acme"),
+        )
+        return h.topic("defects")
+
+    defects = run()
+    assert len(defects) == 2
+    # each defect is also published, unchanged, to its category's topic
+    h = Harness()
+    h.feed(turn(), judged(verdicts=[verdict(dimension, "fail")]))
+    copies = h.topic(f"defects.{TAXONOMY.dimensions[dimension].category}")
+    assert [(e.key, e.value) for e in copies] == [(e.key, e.value) for e in h.topic("defects")]
+    assert len(copies) == 1
+    policy = TAXONOMY.dimensions[dimension]
+    by_source = {d.value["source"]: d.value for d in defects}
+    for source, value in by_source.items():
+        Defect.model_validate(value)
+        assert value["segment"] == {
+            "journey": "billing",
+            "intent": "check_balance",
+            "model_version": "assistant-v1",
+            "channel": "chat",
+            "modality": "text",
+        }
+        assert value["category"] == policy.category
+        assert value["severity"] == policy.severity
+        assert value["dimension"] == dimension
+        assert value["label"] == "fail"
+        assert value["turn_id"] == "t-1"
+        assert value["ts"] == at(0)  # the turn's event time
+        assert source in ("judge", "human")
+    assert by_source["judge"]["judge_id"] == "judge-a"
+    assert by_source["judge"]["annotator_id"] is None
+    assert (by_source["human"]["annotator_id"], by_source["human"]["vendor_id"]) == ("ann-9", "acme")
+    # stable: the same failures give the same ids in another process; sources get distinct ids
+    assert [d.key for d in run()] == [d.key for d in defects]
+    assert len({d.key for d in defects}) == 2
+
+
+def test_defect_metric_is_labelled_by_segment():
+    h = Harness()
+    h.feed(turn(journey="payments"), judged(verdicts=[verdict("privacy", "fail")]))
+    assert (
+        h.value(
+            "convowatch_defects_total",
+            dimension="privacy",
+            category="privacy",
+            source="judge",
+            journey="payments",
+            model_version="assistant-v1",
+            channel="chat",
+            modality="text",
+        )
+        == 1
+    )
+
+
+# -- bounded state ---------------------------------------------------------------------------------
+
+
+def test_ttl_eviction_by_event_time_publishes_orphan_defects_with_unknown_segment():
+    h = Harness(ttl_seconds=3600, evict_every=1)
+    h.feed(judged(turn_id="orphan", seconds=0, verdicts=[verdict("hallucination", "fail")]))
+    assert h.topic("defects") == []  # the turn may still come
+    assert h.holds("orphan")
+    # still within the TTL: nothing goes
+    h.feed(turn(turn_id="other", seconds=3599))
+    assert h.holds("orphan")
+    assert h.value("convowatch_join_evictions_total", reason="ttl") == 0
+    # event time moves past the TTL
+    out = h.feed(turn(turn_id="late", seconds=3601))
+    assert not h.holds("orphan")
+    assert h.holds("other") and h.holds("late")
+    assert h.value("convowatch_join_evictions_total", reason="ttl") == 1
+    assert h.value("convowatch_join_pending_turns") == len(h.joiner.store)
+    (defect,) = [e.value for e in out if e.topic == "defects"]
+    Defect.model_validate(defect)
+    assert defect["turn_id"] == "orphan"
+    assert defect["dimension"] == "hallucination"
+    assert defect["segment"] == dict.fromkeys(SEGMENT_KEYS)
+    assert defect["ts"] == at(0)  # the verdict's time, as the turn never came
+    assert (
+        h.value(
+            "convowatch_defects_total",
+            dimension="hallucination",
+            category="hallucination",
+            source="judge",
+            journey="unknown",
+            model_version="unknown",
+            channel="unknown",
+            modality="unknown",
+        )
+        == 1
+    )
+
+
+def test_ttl_is_event_time_not_arrival_order():
+    """An old event arriving late does not move the watermark back, and is itself expired at the next scan."""
+    h = Harness(ttl_seconds=3600, evict_every=1)
+    h.feed(turn(turn_id="new", seconds=10_000))
+    h.feed(judged(turn_id="ancient", seconds=0, verdicts=[verdict("safety", "fail")]))
+    assert h.joiner.watermark == (T0 + timedelta(seconds=10_000)).timestamp()
+    assert not h.holds("ancient")
+    assert h.value("convowatch_join_evictions_total", reason="ttl") == 1
+    assert [e.value["turn_id"] for e in h.topic("defects")] == ["ancient"]
+
+
+def test_capacity_cap_keeps_the_store_bounded_and_counts_evictions():
+    h = Harness(max_entries=10)
+    for i in range(100):
+        h.feed(turn(turn_id=f"t-{i:03d}", seconds=i))
+        assert len(h.joiner.store) <= 10
+    evicted = h.value("convowatch_join_evictions_total", reason="capacity")
+    assert evicted > 0
+    assert evicted == 100 - len(h.joiner.store)
+    assert h.value("convowatch_join_evictions_total", reason="ttl") == 0
+    assert h.holds("t-099")  # the oldest go first
+    assert not h.holds("t-000")
+    assert h.value("convowatch_join_pending_turns") == len(h.joiner.store)
+
+
+def test_capacity_eviction_of_orphans_publishes_their_defects():
+    h = Harness(max_entries=10)
+    for i in range(30):
+        h.feed(judged(turn_id=f"o-{i:03d}", seconds=i, verdicts=[verdict("compliance", "fail")]))
+    defects = h.topic("defects")
+    evicted = h.value("convowatch_join_evictions_total", reason="capacity")
+    assert len(defects) == evicted == 30 - len(h.joiner.store)
+    assert all(d.value["segment"] == dict.fromkeys(SEGMENT_KEYS) for d in defects)

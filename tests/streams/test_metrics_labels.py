@@ -1,0 +1,150 @@
+"""Bounded label values and the shape of every exported metric."""
+
+from __future__ import annotations
+
+import ast
+import inspect
+import random
+import string
+
+import prometheus_client
+import pytest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+import streams.metrics
+from schemas import ChatTurn, JudgeVerdict
+from streams.join import TurnJoiner
+from streams.labels import OTHER, UNKNOWN, LabelGuard
+from streams.metrics import Metrics
+from streams.taxonomy import load_taxonomy
+from tests.factories import chat_turn, judge_verdict, verdict
+
+
+def _random_value(rng: random.Random) -> str | None:
+    roll = rng.random()
+    if roll < 0.01:
+        return None
+    if roll < 0.02:
+        return ""
+    length = rng.choice([1, 5, 12, 40, 64, 65, 200])
+    return "".join(rng.choices(string.ascii_letters + string.digits + "-_./", k=length))
+
+
+@pytest.mark.parametrize("max_values", [1, 5, 20])
+def test_label_guard_bounds_distinct_outputs(max_values):
+    rng = random.Random(max_values)
+    guard = LabelGuard(max_values=max_values)
+    outputs = set()
+    first_seen = []
+    for _ in range(100_000):
+        value = _random_value(rng)
+        out = guard(value)
+        outputs.add(out)
+        if out not in (OTHER, UNKNOWN) and out not in first_seen:
+            first_seen.append(out)
+        assert out == value or out in (OTHER, UNKNOWN)
+    assert len(outputs) <= max_values + 2
+    assert {OTHER, UNKNOWN} <= outputs
+    assert len(first_seen) == max_values
+    # admitted values keep passing, new ones keep folding
+    for value in first_seen:
+        assert guard(value) == value
+    assert guard("never-seen-before") == OTHER
+    assert guard(None) == guard("") == UNKNOWN
+
+
+def test_label_guard_refuses_long_values():
+    guard = LabelGuard(max_values=10)
+    assert guard("x" * 65) == OTHER
+    assert guard("x" * 64) == "x" * 64
+
+
+def test_label_guard_allow_list():
+    guard = LabelGuard(max_values=2, allow=["chat", "voice", "email"])
+    assert [guard(v) for v in ("chat", "voice", "email", "fax", "chat", None, "")] == [
+        "chat",
+        "voice",
+        "email",
+        OTHER,
+        "chat",
+        UNKNOWN,
+        UNKNOWN,
+    ]
+    rng = random.Random(3)
+    outputs = {guard(_random_value(rng)) for _ in range(10_000)}
+    assert outputs <= {"chat", "voice", "email", OTHER, UNKNOWN}
+
+
+def test_label_guard_rejects_a_non_positive_bound():
+    with pytest.raises(ValueError):
+        LabelGuard(max_values=0)
+
+
+def test_metrics_build_twice_on_fresh_registries_and_not_globally():
+    before = {m.name for m in prometheus_client.REGISTRY.collect()}
+    first, second = Metrics(CollectorRegistry()), Metrics(CollectorRegistry())
+    assert first.registry is not second.registry
+    assert Metrics().registry is not prometheus_client.REGISTRY
+    assert {m.name for m in prometheus_client.REGISTRY.collect()} == before
+    # the injected registry is the one used: a second build on it collides
+    with pytest.raises(ValueError, match="Duplicated timeseries"):
+        Metrics(first.registry)
+
+
+def _collectors(metrics: Metrics) -> dict[str, object]:
+    return {k: v for k, v in vars(metrics).items() if isinstance(v, Counter | Gauge | Histogram)}
+
+
+def test_every_metric_is_prefixed_and_counters_end_in_total():
+    registry = CollectorRegistry()
+    metrics = Metrics(registry)
+    families = list(registry.collect())
+    assert len(families) == len(_collectors(metrics)) >= 10
+    for family in families:
+        assert family.name.startswith("convowatch_"), family.name
+        if family.type != "counter":
+            assert not family.name.endswith("_total"), f"{family.type} {family.name} looks like a counter"
+    # counters as declared in the source (prometheus_client would append _total silently)
+    tree = ast.parse(inspect.getsource(streams.metrics))
+    declared: dict[str, list[str]] = {}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.args:
+            first = node.args[0]
+            if isinstance(first, ast.Constant) and isinstance(first.value, str):
+                declared.setdefault(node.func.id, []).append(first.value)
+    every = [name for names in declared.values() for name in names]
+    assert len(every) == len(families)
+    for name in every:
+        assert name.startswith("convowatch_"), name
+    assert declared["Counter"]
+    for name in declared["Counter"]:
+        assert name.endswith("_total"), name
+    for kind in ("Gauge", "Histogram"):
+        for name in declared.get(kind, []):
+            assert not name.endswith("_total"), name
+
+
+def test_segment_labels_are_bounded_end_to_end():
+    registry = CollectorRegistry()
+    metrics = Metrics(registry, label_max_values=3)
+    joiner = TurnJoiner(load_taxonomy(), metrics)
+    for i in range(50):
+        turn_id = f"t-{i}"
+        joiner.handle(
+            ChatTurn.model_validate(
+                chat_turn(turn_id=turn_id, journey=f"journey-{i}", model_version=f"m-{i}")
+            )
+        )
+        joiner.handle(
+            JudgeVerdict.model_validate(
+                judge_verdict(turn_id=turn_id, verdicts=[verdict("relevance", "fail")])
+            )
+        )
+    samples = [
+        s for family in registry.collect() for s in family.samples if s.name == "convowatch_defects_total"
+    ]
+    journeys = {s.labels["journey"] for s in samples}
+    versions = {s.labels["model_version"] for s in samples}
+    assert journeys == {"journey-0", "journey-1", "journey-2", OTHER}
+    assert len(versions) == 4
+    assert sum(s.value for s in samples) == 50

@@ -1,0 +1,238 @@
+"""Pipeline: dead letters for bad records, counters, and the LLMBar replay figures."""
+
+from __future__ import annotations
+
+import base64
+import json
+import random
+from collections import Counter
+from pathlib import Path
+
+import orjson
+import pytest
+from prometheus_client import CollectorRegistry
+from sklearn.metrics import cohen_kappa_score
+
+from schemas import DeadLetter, Defect, Stream
+from streams.config import Settings
+from streams.embedded import replay
+from streams.metrics import Metrics
+from streams.pipeline import Pipeline
+from tests.factories import chat_turn, human_label, judge_verdict, raw, verdict
+
+LLMBAR = Path(__file__).parents[2].parent / "shared/data/llmbar-mtbench"
+FILES = {
+    "chats": LLMBAR / "chat_turns.jsonl",
+    "verdicts": LLMBAR / "judge_verdicts.jsonl",
+    "labels": LLMBAR / "human_labels.jsonl",
+}
+MAX_BYTES = 2048
+
+
+def _pipeline(**settings) -> tuple[Pipeline, CollectorRegistry]:
+    registry = CollectorRegistry()
+    pipeline = Pipeline(Settings(max_record_bytes=MAX_BYTES, **settings), metrics=Metrics(registry))
+    return pipeline, registry
+
+
+def _sample(registry: CollectorRegistry, name: str, **labels: str) -> float:
+    value = registry.get_sample_value(name, labels)
+    return 0.0 if value is None else value
+
+
+# (stream, bytes, expected reason); None reason means valid
+def _records() -> list[tuple[Stream, bytes, str | None]]:
+    c, j, h = Stream.CHAT_TURNS, Stream.JUDGE_VERDICTS, Stream.HUMAN_LABELS
+    records: list[tuple[Stream, bytes, str | None]] = [
+        (c, raw(chat_turn(turn_id="a")), None),
+        (j, raw(judge_verdict(turn_id="a", verdicts=[verdict("safety", "fail")])), None),
+        (h, raw(human_label(turn_id="a", verdicts=[verdict("safety", "pass")])), None),
+        (c, raw(chat_turn(turn_id="b", risk_topics=["earnings"])), None),
+        (j, raw(judge_verdict(turn_id="b")), None),
+        (c, b"\xff\xfe not utf-8 \x80", "invalid_json"),
+        (j, b'{"turn_id": "x", ', "invalid_json"),
+        (h, b"", "invalid_json"),
+        (c, b'{"turn_id": "x", "latency_ms": NaN}', "invalid_json"),
+        (j, b'[{"turn_id": "x"}]', "not_an_object"),
+        (h, b'"just a string"', "not_an_object"),
+        (c, raw(chat_turn(turn_id="big", response_text="x" * (MAX_BYTES + 1))), "too_large"),
+        (h, raw(human_label(schema_version=7)), "unsupported_version"),
+        (c, raw(chat_turn(ts="2026-11-02T08:00:00")), "validation_error"),
+        (j, raw(judge_verdict(verdicts=[verdict("relevance", "good")])), "validation_error"),
+        (h, raw(human_label(verdicts=[])), "validation_error"),
+        (c, raw(chat_turn(ts="1999-12-31T23:59:59Z")), "validation_error"),
+        (j, b'{"turn_id": "\xed\xa0\x80"}', "invalid_json"),
+    ]
+    # a shuffled mix, so dead letters are interleaved with valid records
+    random.Random(5).shuffle(records)
+    return records
+
+
+def test_every_invalid_record_yields_exactly_one_faithful_dead_letter():
+    pipeline, registry = _pipeline()
+    records = _records()
+    for offset, (stream, data, reason) in enumerate(records):
+        topic = f"convowatch.{stream.value}"
+        out = pipeline.process(stream, data, source_topic=topic, offset=offset)
+        dead = [e for e in out if e.topic == "deadletter"]
+        # process aggregates the join's observations in-process: only publishable records come out
+        assert all(
+            e.topic in ("defects", "escalations", "deadletter") or e.topic.startswith("defects.") for e in out
+        )
+        if reason is None:
+            assert dead == []
+            continue
+        assert len(dead) == 1 and len(out) == 1, (reason, out)
+        value = dead[0].value
+        DeadLetter.model_validate(value)
+        assert value["reason"] == reason
+        assert isinstance(value["detail"], str) and value["detail"]
+        assert value["stream"] == stream.value
+        assert value["source_topic"] == topic
+        assert value["offset"] == offset
+        assert base64.b64decode(value["original_base64"], validate=True) == data
+        assert value["original_size"] == len(data)
+        assert dead[0].key == f"{topic}/None/{offset}"
+        orjson.dumps(value)  # publishable as JSON
+
+    expected_valid = Counter(s.value for s, _, r in records if r is None)
+    expected_dead = Counter(s.value for s, _, r in records if r is not None)
+    by_reason = Counter((s.value, r) for s, _, r in records if r is not None)
+    for stream in Stream:
+        assert _sample(registry, "convowatch_records_in_total", stream=stream.value) == (
+            expected_valid[stream.value] + expected_dead[stream.value]
+        )
+        assert (
+            _sample(registry, "convowatch_records_valid_total", stream=stream.value)
+            == expected_valid[stream.value]
+        )
+    for (stream, reason), count in by_reason.items():
+        assert (
+            _sample(registry, "convowatch_records_deadlettered_total", stream=stream, reason=reason) == count
+        )
+    assert pipeline.report()["events"] == {
+        **{s.value: expected_valid[s.value] for s in Stream},
+        "deadletter": sum(expected_dead.values()),
+    }
+
+
+def test_valid_records_flow_through_to_defects_escalations_and_agreement():
+    pipeline, registry = _pipeline()
+    published = []
+    for offset, (stream, data, reason) in enumerate(_records()):
+        if reason is None:
+            published += pipeline.process(stream, data, source_topic="t", offset=offset)
+    published += pipeline.finish()
+    topics = Counter(e.topic for e in published)
+    # the escalation is published before and after the turn arrives, with the same id
+    assert (topics["defects"], topics["escalations"]) == (1, 2)
+    # and its copy on the category topic, when configured
+    assert topics["defects.unsafe"] == (1 if pipeline.settings.defect_category_topics else 0)
+    assert len({e.key for e in published if e.topic == "escalations"}) == 1
+    (row,) = [r for r in pipeline.report()["agreement"] if r["dimension"] == "safety"]
+    assert (row["judge_id"], row["n"], row["percent_agreement"]) == ("judge-a", 1, 0.0)
+    assert _sample(registry, "convowatch_judge_agreement_pairs", judge_id="judge-a", dimension="safety") == 1
+
+
+def test_finish_publishes_defects_of_turns_that_never_arrived():
+    pipeline, _ = _pipeline()
+    out = pipeline.process(
+        Stream.JUDGE_VERDICTS,
+        raw(judge_verdict(turn_id="ghost", verdicts=[verdict("execution_accuracy", "fail")])),
+        source_topic="t",
+        offset=1,
+    )
+    assert out == []
+    flushed = pipeline.finish()
+    (defect,) = [e.value for e in flushed if e.topic == "defects"]
+    Defect.model_validate(defect)
+    assert defect["turn_id"] == "ghost"
+    assert defect["segment"]["journey"] is None
+    assert len(pipeline.joiner.store) == 0
+
+
+# -- the LLMBar replay -----------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def llmbar(tmp_path_factory):
+    out = tmp_path_factory.mktemp("replay")
+    registry = CollectorRegistry()
+    pipeline = Pipeline(Settings(), metrics=Metrics(registry))
+    report = replay(
+        pipeline,
+        out,
+        chats=FILES["chats"],
+        verdicts=FILES["verdicts"],
+        labels=FILES["labels"],
+        show_progress=False,
+    )
+    return report, out, registry
+
+
+def _row(report, judge_id):
+    (row,) = [r for r in report["agreement"] if r["judge_id"] == judge_id and r["dimension"] == "preference"]
+    return row
+
+
+@pytest.mark.parametrize(
+    ("judge_id", "agreement", "kappa"), [("gpt-4", 0.795, 0.589918), ("chatgpt", 0.700, 0.397409)]
+)
+def test_llmbar_replay_agreement_figures(llmbar, judge_id, agreement, kappa):
+    report, _, registry = llmbar
+    row = _row(report, judge_id)
+    assert row["n"] == 200
+    assert row["percent_agreement"] == pytest.approx(agreement, abs=1e-6)
+    assert row["cohen_kappa"] == pytest.approx(kappa, abs=1e-6)
+    labels = {"judge_id": judge_id, "dimension": "preference"}
+    assert registry.get_sample_value("convowatch_judge_agreement_ratio", labels) == pytest.approx(
+        agreement, abs=1e-9
+    )
+    assert registry.get_sample_value("convowatch_judge_cohen_kappa", labels) == pytest.approx(kappa, abs=1e-6)
+    assert registry.get_sample_value("convowatch_judge_agreement_pairs", labels) == 200
+
+
+def test_llmbar_report_on_disk(llmbar):
+    report, out, registry = llmbar
+    on_disk = json.loads((out / "report.json").read_text())
+    assert on_disk["events"] == {
+        "chat_turns": 200,
+        "judge_verdicts": 400,
+        "human_labels": 200,
+        "deadletter": 0,
+    }
+    assert on_disk["agreement"] == json.loads(json.dumps(report["agreement"]))
+    assert {r["judge_id"] for r in on_disk["agreement"]} == {"gpt-4", "chatgpt"}
+    for name in ("defects.jsonl", "escalations.jsonl", "deadletter.jsonl"):
+        assert (out / name).is_file()
+    assert (out / "deadletter.jsonl").read_bytes() == b""
+    for stream, count in (("chat_turns", 200), ("judge_verdicts", 400), ("human_labels", 200)):
+        assert registry.get_sample_value("convowatch_records_in_total", {"stream": stream}) == count
+
+
+def _read(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+@pytest.mark.parametrize("judge_id", ["gpt-4", "chatgpt"])
+def test_llmbar_kappa_matches_sklearn_computed_from_the_files(llmbar, judge_id):
+    report, _, _ = llmbar
+    human = {}
+    for record in _read(FILES["labels"]):
+        for v in record["verdicts"]:
+            if v["dimension"] == "preference":
+                human[record["turn_id"]] = v["label"]
+    pairs = []
+    for record in _read(FILES["verdicts"]):
+        if record["judge_id"] != judge_id:
+            continue
+        for v in record["verdicts"]:
+            if v["dimension"] == "preference" and record["turn_id"] in human:
+                pairs.append((v["label"], human[record["turn_id"]]))
+    assert len(pairs) == 200
+    judge_labels, human_labels = zip(*pairs, strict=True)
+    expected_kappa = cohen_kappa_score(judge_labels, human_labels)
+    expected_agreement = sum(a == b for a, b in pairs) / len(pairs)
+    row = _row(report, judge_id)
+    assert row["cohen_kappa"] == pytest.approx(expected_kappa, abs=1e-9)
+    assert row["percent_agreement"] == pytest.approx(expected_agreement, abs=1e-12)
