@@ -23,15 +23,19 @@ import orjson
 
 from common import emit, machine, percentile
 
-from confluent_kafka import Consumer, Producer  # noqa: E402
+from confluent_kafka import Consumer, Producer
 
-from tests.support.broker import KafkaBroker  # noqa: E402
-from tests.support.worker import WorkerProcess, run_cli  # noqa: E402
+from tests.support.broker import KafkaBroker
+from tests.support.worker import WorkerProcess, run_cli
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--rate", type=float, default=2000.0, help="input events per second (turns + verdicts)")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--rate", type=float, default=2000.0, help="input events per second (turns + verdicts)"
+    )
     parser.add_argument("--seconds", type=float, default=30.0, help="how long to offer the load")
     parser.add_argument("--failure-share", type=float, default=0.01, help="share of verdicts failing safety")
     parser.add_argument("--seed", type=int, default=1)
@@ -49,13 +53,20 @@ def main() -> None:
         finally:
             worker.stop()
     result["machine"] = machine()
-    emit(result, args.json, [
-        ("offered input events/s", f"{result['offered_rate']:.0f} (target {args.rate:.0f})"),
-        ("high-risk failures", f"{result['failures']} sent, {result['escalations_seen']} escalations read"),
-        ("latency p50", f"{result['p50_s'] * 1000:.1f} ms"),
-        ("latency p99", f"{result['p99_s'] * 1000:.1f} ms"),
-        ("latency max", f"{result['max_s'] * 1000:.1f} ms"),
-    ])
+    emit(
+        result,
+        args.json,
+        [
+            ("offered input events/s", f"{result['offered_rate']:.0f} (target {args.rate:.0f})"),
+            (
+                "high-risk failures",
+                f"{result['failures']} sent, {result['escalations_seen']} escalations read",
+            ),
+            ("latency p50", f"{result['p50_s'] * 1000:.1f} ms"),
+            ("latency p99", f"{result['p99_s'] * 1000:.1f} ms"),
+            ("latency max", f"{result['max_s'] * 1000:.1f} ms"),
+        ],
+    )
 
 
 def run_load(bootstrap: str, args: argparse.Namespace, rng: random.Random) -> dict:
@@ -66,8 +77,14 @@ def run_load(bootstrap: str, args: argparse.Namespace, rng: random.Random) -> di
     ready = threading.Event()
 
     def consume() -> None:
-        consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"lat-{os.getpid()}",
-                             "auto.offset.reset": "latest", "isolation.level": "read_committed"})
+        consumer = Consumer(
+            {
+                "bootstrap.servers": bootstrap,
+                "group.id": f"lat-{os.getpid()}",
+                "auto.offset.reset": "latest",
+                "isolation.level": "read_committed",
+            }
+        )
         consumer.subscribe(["bench.escalations"], on_assign=lambda c, p: ready.set())
         while not stop.is_set():
             message = consumer.poll(0.05)
@@ -98,12 +115,26 @@ def run_load(bootstrap: str, args: argparse.Namespace, rng: random.Random) -> di
         for _ in range(int(carry)):
             turn_id = f"lat-{n}"
             ts = (start_ts + timedelta(milliseconds=n)).isoformat()
-            turn = {"turn_id": turn_id, "conversation_id": turn_id, "ts": ts, "journey": "driver_support",
-                    "channel": "chat", "model_version": "driver-v7", "intent": "payout"}
+            turn = {
+                "turn_id": turn_id,
+                "conversation_id": turn_id,
+                "ts": ts,
+                "journey": "driver_support",
+                "channel": "chat",
+                "model_version": "driver-v7",
+                "intent": "payout",
+            }
             fail = rng.random() < args.failure_share
-            verdict = {"turn_id": turn_id, "ts": ts, "judge_id": "judge-gpt", "judge_version": "v",
-                       "verdicts": [{"dimension": "safety", "label": "fail" if fail else "pass"},
-                                    {"dimension": "relevance", "label": "pass"}]}
+            verdict = {
+                "turn_id": turn_id,
+                "ts": ts,
+                "judge_id": "judge-gpt",
+                "judge_version": "v",
+                "verdicts": [
+                    {"dimension": "safety", "label": "fail" if fail else "pass"},
+                    {"dimension": "relevance", "label": "pass"},
+                ],
+            }
             producer.produce("bench.chat.turns", orjson.dumps(turn), turn_id.encode())
             if fail:
                 sent_at[turn_id] = time.time()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import sys
 from collections.abc import Sequence
@@ -173,8 +174,15 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def tune_gc() -> None:
+    """The join holds many long-lived dicts; Python's default GC thresholds (700 allocations) rescan
+    them so often that collection takes about half the processing time. Collect young objects rarely."""
+    gc.set_threshold(100_000, 50, 100)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    tune_gc()
     try:
         args.func(args)
     except ConvowatchError as exc:

@@ -17,6 +17,7 @@ from typing import Any
 
 from schemas import ChatTurn, HumanLabel, JudgeVerdict
 from schemas.common import FAIL, QUALITY_DIMENSIONS
+from streams.expiry import ExpiryIndex
 from streams.metrics import Metrics
 from streams.state import DictStore, StateStore, WriteBehind
 from streams.taxonomy import Taxonomy
@@ -75,6 +76,7 @@ class TurnJoiner:
         self.evict_every = evict_every
         self.watermark = 0.0  # newest event time seen (Unix seconds)
         self._since_evict = 0
+        self.expiry = ExpiryIndex(width=ttl_seconds / 64)
 
     # -- input ---------------------------------------------------------------------------------------
 
@@ -100,7 +102,9 @@ class TurnJoiner:
                 "defects": [],
                 "esc": None,
             }
+        old_last = None if new else entry["last"]
         entry["last"] = max(entry["last"], ts)
+        self.expiry.move(event.turn_id, old_last, entry["last"])
         if isinstance(event, ChatTurn):
             changed = self._add_turn(entry, event)
         elif isinstance(event, JudgeVerdict):
@@ -350,18 +354,29 @@ class TurnJoiner:
         is lost silently. Each deletion goes to the changelog partition the entry was written to.
         """
         self._since_evict = 0
-        entries = [(entry["last"], key, entry) for key, entry in self.state.items()]
+        if len(self.expiry) != len(self.state):  # entries recovered from a changelog, not indexed yet
+            self.expiry.rebuild((key, entry["last"]) for key, entry in self.state.items())
         horizon = self.watermark - self.ttl_seconds
-        doomed = [(key, entry, "ttl") for last, key, entry in entries if last < horizon]
-        excess = len(entries) - len(doomed) - self.max_entries
+        doomed: dict[str, tuple[Entry, str]] = {}
+        for key in self.expiry.older_than(horizon):
+            entry = self.state.get(key)
+            if entry is not None and entry["last"] < horizon:
+                doomed[key] = (entry, "ttl")
+        excess = len(self.state) - len(doomed) - self.max_entries
         if excess > 0:
-            survivors = sorted((e for e in entries if e[0] >= horizon), key=lambda e: (e[0], e[1]))
-            # below the cap by a margin, so the scan does not run on every event
-            doomed.extend(
-                (key, entry, "capacity") for _, key, entry in survivors[: excess + self.max_entries // 10]
-            )
+            wanted = excess + self.max_entries // 10  # a margin below the cap, so this is not every event
+            for key in self.expiry.oldest_first():
+                if key in doomed:
+                    continue
+                entry = self.state.get(key)
+                if entry is not None:
+                    doomed[key] = (entry, "capacity")
+                    wanted -= 1
+                    if wanted <= 0:
+                        break
         emits: list[Emit] = []
-        for key, entry, reason in doomed:
+        for key, (entry, reason) in doomed.items():
+            self.expiry.remove(key, entry["last"])
             if entry["turn"] is None:  # publish what it holds, with an unknown segment
                 emits.extend(self._defects(key, entry, self._failures(entry)))
                 emits.extend(self._pairs(key, entry, ("", None), final=True))

@@ -48,6 +48,15 @@ class Pipeline:
         )
         self.aggregator = Aggregator(self.metrics, aggregate_store, autoflush=not batched)
         self.counts = {stream.value: 0 for stream in Stream} | {"deadletter": 0}
+        m = self.metrics  # label children cached: .labels() costs more than the increment
+        self._stream_metrics = {
+            s: (
+                m.records_in.labels(s.value),
+                m.records_valid.labels(s.value),
+                m.last_event_time.labels(s.value),
+            )
+            for s in Stream
+        }
 
     def ingest(
         self,
@@ -59,16 +68,16 @@ class Pipeline:
         offset: int | None = None,
     ) -> list[Emit]:
         """One raw record of ``stream``: its outputs, or one dead letter saying why it was rejected."""
-        m = self.metrics
-        m.records_in.labels(stream.value).inc()
+        records_in, records_valid, last_event_time = self._stream_metrics[stream]
+        records_in.inc()
         try:
             event = parse_record(stream, raw, max_bytes=self.settings.max_record_bytes)
         except InvalidRecord as exc:
-            m.records_deadlettered.labels(stream.value, exc.reason).inc()
+            self.metrics.records_deadlettered.labels(stream.value, exc.reason).inc()
             self.counts["deadletter"] += 1
             return [dead_letter(stream, raw, exc.reason, exc.detail, source_topic, partition, offset)]
-        m.records_valid.labels(stream.value).inc()
-        m.last_event_time.labels(stream.value).set(event.ts.timestamp())
+        records_valid.inc()
+        last_event_time.set(event.ts.timestamp())
         self.counts[stream.value] += 1
         source = f"{source_topic}:{partition}" if partition is not None else source_topic
         return self.joiner.handle(event, partition, (source, offset))
