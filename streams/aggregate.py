@@ -4,15 +4,16 @@ On Kafka, observations are repartitioned by a shard key (the judge, for agreemen
 each aggregate and the figures are global, not per partition. Each aggregate remembers, per source input
 partition, the last (offset, sequence) it applied: a replay after a crash re-delivers observations with
 the same source positions, and they are skipped instead of counted twice.
+
+What is aggregated lives in views (``streams/views/``): each view handles some observation kinds and keeps
+its detectors under keys of its own, through :meth:`Aggregator.update`.
 """
 
 from __future__ import annotations
 
-import math
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Iterator
+from typing import Any, Protocol
 
-from detectors import AgreementTracker
 from detectors.base import Detector
 from streams.join import SEP, Emit
 from streams.metrics import Metrics
@@ -34,7 +35,7 @@ class Aggregate:
     def first_time(self, src: list[Any]) -> bool:
         """Record ``src`` = [source, offset, seq]; False if it was applied already (a replay)."""
         source, offset, seq = src
-        if offset is None:  # no position (generated input): nothing to replay
+        if offset is None:  # no position (generated input, end-of-input flushes): nothing to replay
             return True
         last = self.applied.get(source)
         if last is not None and [offset, seq] <= last:
@@ -43,24 +44,52 @@ class Aggregate:
         return True
 
 
-DETECTORS: dict[str, type[Detector]] = {"AgreementTracker": AgreementTracker}
+class View(Protocol):
+    """A family of aggregates fed by some observation kinds."""
+
+    kinds: tuple[str, ...]
+
+    def apply(
+        self, aggregator: Aggregator, observation: dict[str, Any], partition: int | None
+    ) -> list[Emit]: ...
+
+
+def detector_types() -> dict[str, type[Detector]]:
+    """Every Detector subclass by class name, for restoring stored state."""
+    found: dict[str, type[Detector]] = {}
+    pending: list[type[Detector]] = [Detector]
+    while pending:
+        for sub in pending.pop().__subclasses__():
+            found[sub.__name__] = sub
+            pending.append(sub)
+    return found
 
 
 class Aggregator:
-    """Applies observations by kind; values in the store are :meth:`Aggregate.encode` dicts."""
+    """Dispatches observations to views; values in the store are :meth:`Aggregate.encode` dicts."""
 
-    def __init__(self, metrics: Metrics, store: StateStore | None = None, autoflush: bool = True) -> None:
+    def __init__(
+        self,
+        metrics: Metrics,
+        store: StateStore | None = None,
+        autoflush: bool = True,
+        views: list[View] | None = None,
+    ) -> None:
         self.metrics = metrics
         self.store: StateStore = store if store is not None else DictStore()
         self.state = WriteBehind(self.store)
         self.autoflush = autoflush
         self.duplicates = 0
-        self._handlers: dict[str, Callable[[dict[str, Any], int | None], list[Emit]]] = {
-            "pair": self._pair,
-        }
+        self._types = detector_types()
+        self._views: dict[str, list[View]] = {}
+        for view in views or []:
+            for kind in view.kinds:
+                self._views.setdefault(kind, []).append(view)
 
     def apply(self, observation: dict[str, Any], partition: int | None = None) -> list[Emit]:
-        emits = self._handlers[observation["kind"]](observation, partition)
+        emits: list[Emit] = []
+        for view in self._views.get(observation["kind"], ()):
+            emits.extend(view.apply(self, observation, partition))
         if self.autoflush:
             self.flush()
         return emits
@@ -68,13 +97,22 @@ class Aggregator:
     def flush(self) -> int:
         return self.state.flush(Aggregate.encode)
 
-    def _update(
+    def detector(self, key: str) -> Detector | None:
+        """The current detector at ``key`` (read-only use), or None."""
+        value = self.state.get(key)
+        if value is None:
+            return None
+        if isinstance(value, Aggregate):
+            return value.detector
+        return self._types[value["detector"]["type"]].from_dict(value["detector"])
+
+    def update(
         self,
         key: str,
         observation: dict[str, Any],
         partition: int | None,
         make: Callable[[], Detector],
-        apply: Callable[[Any], None],
+        apply: Callable[[Any], Any],
     ) -> Any:
         """Apply ``observation`` to the aggregate at ``key`` once; its detector, or None for a replay."""
         value = self.state.get(key)
@@ -84,7 +122,7 @@ class Aggregator:
         elif isinstance(value, Aggregate):
             aggregate = value
         else:
-            detector = DETECTORS[value["detector"]["type"]].from_dict(value["detector"])
+            detector = self._types[value["detector"]["type"]].from_dict(value["detector"])
             aggregate = Aggregate(detector, value["applied"])
         if not aggregate.first_time(observation["src"]):
             self.duplicates += 1
@@ -94,49 +132,14 @@ class Aggregator:
         self.state.touch(key, aggregate, partition, new=new)
         return aggregate.detector
 
-    # -- agreement ---------------------------------------------------------------------------------
-
-    def _pair(self, pair: dict[str, Any], partition: int | None) -> list[Emit]:
-        judge_id, dimension = pair["judge_id"], pair["dimension"]
-        tracker = self._update(
-            f"agreement{SEP}{judge_id}{SEP}{dimension}",
-            pair,
-            partition,
-            AgreementTracker,
-            lambda t: t.update(pair["judge_label"], pair["human_label"]),
-        )
-        if tracker is not None:
-            m = self.metrics
-            labels = (m.label("judge_id", judge_id), m.label("dimension", dimension))
-            m.agreement_ratio.labels(*labels).set(tracker.percent_agreement)
-            m.cohen_kappa.labels(*labels).set(tracker.cohen_kappa)
-            m.agreement_pairs.labels(*labels).set(tracker.n)
-        return []
-
-    # -- reading -----------------------------------------------------------------------------------
-
-    def agreement_rows(self) -> list[dict[str, Any]]:
-        """Report rows, sorted by judge and dimension; undefined figures are ``None``."""
+    def items(self, prefix: str) -> Iterator[tuple[list[str], Detector]]:
+        """(key parts after the prefix, detector) for every aggregate whose key starts with ``prefix``."""
         self.flush()
-        rows = []
         for key, value in sorted(self.store.items()):
             kind, *parts = key.split(SEP)
-            if kind != "agreement":
-                continue
-            judge_id, dimension = parts
-            tracker = AgreementTracker.from_dict(value["detector"])
-            rows.append(
-                {
-                    "judge_id": judge_id,
-                    "dimension": dimension,
-                    "n": tracker.n,
-                    "percent_agreement": finite_or_none(tracker.percent_agreement),
-                    "cohen_kappa": finite_or_none(tracker.cohen_kappa),
-                    "confusion": tracker.confusion,
-                }
-            )
-        return rows
+            if kind == prefix:
+                yield parts, self._types[value["detector"]["type"]].from_dict(value["detector"])
 
 
-def finite_or_none(value: float) -> float | None:
-    return value if math.isfinite(value) else None
+def key(*parts: str) -> str:
+    return SEP.join(parts)

@@ -20,6 +20,8 @@ Only the standard library is used for HTTP (:mod:`urllib.request`, which honours
 
 from __future__ import annotations
 
+import base64
+import copy
 import json
 import logging
 import math
@@ -34,12 +36,10 @@ from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 _log = logging.getLogger(__name__)
 
-#: Prometheus' label-name grammar (names starting with ``__`` are reserved and never produced here).
-LABEL_NAME_RE = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
 #: Segment fields copied into labels, when known. All are short codes from the event contract.
 SEGMENT_LABELS = ("journey", "model_version", "channel", "modality", "intent")
 MAX_LABEL_VALUE = 256  # the longest identifier the event contract admits
@@ -106,30 +106,34 @@ def evidence_annotation(
     """Compact JSON ``{"turn_ids": [...], "evidence": {...}}`` of at most ``limit`` bytes, still valid JSON.
 
     Chat text fields (:data:`CHAT_TEXT_KEYS`) are left out at any depth. At most 20 turn ids are kept
-    (``turn_count`` then gives the total). When too long, the largest evidence
-    fields are left out and named in ``evidence_truncated``; then turn ids are dropped from the end.
+    (``turn_count`` then gives the total). When too long, turn ids beyond half the limit are dropped from the
+    end, then the largest evidence fields are left out (named in ``evidence_truncated``), then more turn ids.
     """
-    doc: dict[str, Any] = {"turn_ids": list(turn_ids[:MAX_EVIDENCE_TURN_IDS]), "evidence": _scrub(evidence)}
+    scrubbed = _scrub(evidence) if isinstance(evidence, Mapping) else {"value": _scrub(evidence)}
+    doc: dict[str, Any] = {"turn_ids": list(turn_ids[:MAX_EVIDENCE_TURN_IDS]), "evidence": scrubbed}
     if len(turn_ids) > MAX_EVIDENCE_TURN_IDS:
         doc["turn_count"] = len(turn_ids)
     text = _dumps(doc)
     if _size(text) <= limit:
         return text
+    while len(doc["turn_ids"]) > 1 and _size(_dumps(doc["turn_ids"])) > limit // 2:  # leave room
+        doc["turn_ids"].pop()
+        doc["turn_count"] = len(turn_ids)
     by_size = sorted(doc["evidence"], key=lambda k: (-_size(_dumps(doc["evidence"][k])), k))
     dropped: list[str] = []
-    for key in by_size:
+    text = _dumps(doc)
+    while _size(text) > limit and by_size:
+        key = by_size.pop(0)
         del doc["evidence"][key]
         dropped.append(key)
         doc["evidence_truncated"] = sorted(dropped)
         text = _dumps(doc)
-        if _size(text) <= limit:
-            return text
-    while doc["turn_ids"]:
+    while _size(text) > limit and doc["turn_ids"]:
         doc["turn_ids"].pop()
         doc["turn_count"] = len(turn_ids)
         text = _dumps(doc)
-        if _size(text) <= limit:
-            return text
+    if _size(text) <= limit:
+        return text
     return _dumps({"evidence_truncated": True, "turn_count": len(turn_ids)})
 
 
@@ -140,6 +144,7 @@ def alert_from_escalation(
     *,
     valid_until: datetime | None = None,
     now: datetime | None = None,
+    latest_start: datetime | None = None,
 ) -> dict[str, Any]:
     """The Alertmanager API v2 ``postableAlert`` for an escalation (a ``convowatch.escalations`` value).
 
@@ -148,10 +153,11 @@ def alert_from_escalation(
     and ``escalation_id``. Annotations carry ``summary``, ``runbook_url`` and ``evidence`` (compact JSON of
     up to 20 turn ids and the escalation's evidence, at most 4 KB).
 
-    ``startsAt`` is the escalation's event time (never later than ``now``: Alertmanager rejects an alert
-    that ends before it starts). The alert is resolved (``endsAt`` = ``resolved_at``, or ``now`` when the
-    escalation's status is ``resolved``) or firing: then ``endsAt`` is ``valid_until`` if given, else left
-    out, and Alertmanager resolves the alert after its ``resolve_timeout`` unless it is re-sent first.
+    ``startsAt`` is the escalation's event time, but no later than ``latest_start`` (default ``now``): an
+    event time ahead of the clock must not make the alert end before it starts, which Alertmanager rejects.
+    The alert is resolved (``endsAt`` = ``resolved_at``, or ``now`` when the escalation's status is
+    ``resolved``) or firing: then ``endsAt`` is ``valid_until`` if given, else left out, and Alertmanager
+    resolves the alert after its ``resolve_timeout`` unless it is re-sent first.
     Raises ``ValueError`` on an escalation without id, kind, severity or event time.
     """
     now = now or datetime.now(UTC)
@@ -190,7 +196,7 @@ def alert_from_escalation(
 
     if "event_time" not in escalation:
         raise ValueError("escalation has no event_time")
-    starts = min(_parse_time(escalation["event_time"]), now)
+    starts = min(_parse_time(escalation["event_time"]), latest_start or now)
     alert: dict[str, Any] = {"labels": labels, "annotations": annotations, "startsAt": rfc3339(starts)}
     if resolved_at is None and escalation.get("status") == "resolved":
         resolved_at = now
@@ -211,8 +217,19 @@ class _Active:
     revision: int
     resolved_at: datetime | None  # wall clock; None while firing
     touched: float  # monotonic time of the last update (the expiry clock)
+    first_seen: datetime  # wall clock of the first publish: the latest startsAt, stable across re-sends
     version: int  # bumped on every change, to tell whether what was sent is still current
     last_sent: float = -math.inf  # monotonic time Alertmanager last accepted it
+
+
+class _Outgoing(NamedTuple):
+    """A snapshot of one alert to send, taken under the lock."""
+
+    eid: str
+    version: int
+    escalation: dict[str, Any]
+    resolved_at: datetime | None
+    first_seen: datetime
 
 
 class _Retryable(Exception):
@@ -231,8 +248,9 @@ class AlertmanagerSink:
     into an alert). ``metrics``, if given, is called as ``metrics(name, amount)`` on every change of one.
 
     ``url`` is Alertmanager's base URL (``http://alertmanager:9093``, with any ``--web.route-prefix``) or
-    the full ``.../api/v2/alerts`` endpoint. The sink sends to one Alertmanager; for a highly available
-    cluster put a load balancer in front, as each Alertmanager gossips the alerts it receives.
+    the full ``.../api/v2/alerts`` endpoint; ``http://user:password@host:9093`` sends HTTP basic auth.
+    The sink sends to one Alertmanager. Alertmanagers in a highly available cluster share silences and
+    notification logs but not alerts: run one sink per instance, never one behind a load balancer.
     """
 
     def __init__(
@@ -261,7 +279,17 @@ class AlertmanagerSink:
         path = parsed.path.rstrip("/")
         if not path.endswith(ALERTS_PATH):
             path += ALERTS_PATH
-        self.endpoint = urllib.parse.urlunsplit((parsed.scheme, parsed.netloc, path, parsed.query, ""))
+        host = parsed.hostname or ""
+        netloc = f"[{host}]" if ":" in host else host
+        netloc += f":{parsed.port}" if parsed.port else ""
+        #: where alerts are POSTed (without credentials: it appears in logs and ``last_error``)
+        self.endpoint = urllib.parse.urlunsplit((parsed.scheme, netloc, path, parsed.query, ""))
+        self._headers = {"Content-Type": "application/json", "User-Agent": "convowatch"}
+        if parsed.username is not None:  # Alertmanager's --web.config.file basic_auth_users
+            user = urllib.parse.unquote(parsed.username)
+            password = urllib.parse.unquote(parsed.password or "")
+            token = base64.b64encode(f"{user}:{password}".encode()).decode("ascii")
+            self._headers["Authorization"] = f"Basic {token}"
         self.generator_url = generator_url
         self.resend_seconds = resend_seconds
         self.expire_after = expire_after
@@ -309,7 +337,7 @@ class AlertmanagerSink:
             self._count("invalid", 1)
 
     def _publish(self, escalation: Mapping[str, Any]) -> None:
-        value = dict(escalation)
+        value = copy.deepcopy(dict(escalation))  # held for hours: not shared with the caller
         alert_from_escalation(value, None)  # reject what could never be sent, here rather than later
         eid = str(value["escalation_id"])
         revision = int(value.get("revision") or 1)
@@ -331,6 +359,7 @@ class AlertmanagerSink:
                 revision=revision,
                 resolved_at=datetime.now(UTC) if resolved else None,
                 touched=now,
+                first_seen=current.first_seen if current else datetime.now(UTC),
                 version=current.version + 1 if current else 1,
                 last_sent=current.last_sent if current else -math.inf,
             )
@@ -356,6 +385,12 @@ class AlertmanagerSink:
         with self._cond:
             return len(self._active)
 
+    def escalations(self) -> list[dict[str, Any]]:
+        """The escalations held (latest revision each), least recently updated first."""
+        with self._cond:
+            return [entry.escalation for entry in self._active.values()]
+
+    @property
     def pending(self) -> int:
         """Alerts waiting to be sent, or being sent."""
         with self._cond:
@@ -387,14 +422,14 @@ class AlertmanagerSink:
     def close(self, timeout: float = 5.0) -> None:
         """Stop the thread after one last attempt (bounded by ``timeout``) to send what is pending.
 
-        Firing alerts are not resolved: a restarted convowatch re-publishes them, and if it does not come
-        back they resolve in Alertmanager when their ``endsAt`` passes.
+        Firing alerts are not resolved (a process stopping does not end the problem): unless something
+        re-sends them, Alertmanager resolves them when their ``endsAt`` (4 x ``resend_seconds``) passes.
         """
-        self._stop.set()
         with self._cond:
+            self._close_timeout = timeout
+            self._stop.set()
             self._cond.notify_all()
         if self._thread is not None:
-            self._close_timeout = timeout
             self._thread.join(timeout + 1.0)
 
     def __enter__(self) -> AlertmanagerSink:
@@ -437,9 +472,7 @@ class AlertmanagerSink:
             due = min(due, self._flush_at if self._flush_at is not None else now)
         return due
 
-    def _collect(
-        self, now: float, scan: bool = True
-    ) -> list[tuple[str, int, dict[str, Any], datetime | None]]:
+    def _collect(self, now: float, scan: bool = True) -> list[_Outgoing]:
         """Take what must be sent now: new and changed alerts, and (on a scan) those due for re-sending."""
         ids = set(self._dirty)
         self._dirty.clear()
@@ -467,26 +500,31 @@ class AlertmanagerSink:
             _log.info("resolved %d high-risk alerts without updates for %.0f s", expired, self.expire_after)
             self._count("expired", expired)
         batch = [
-            (eid, e.version, e.escalation, e.resolved_at)
+            _Outgoing(eid, e.version, e.escalation, e.resolved_at, e.first_seen)
             for eid in ids
             if (e := self._active.get(eid)) is not None
         ]
         self._in_flight = len(batch)
         return batch
 
-    def _send(self, batch: list[tuple[str, int, dict[str, Any], datetime | None]], timeout: float) -> None:
+    def _send(self, batch: list[_Outgoing], timeout: float) -> None:
         now = datetime.now(UTC)
         valid_until = now + timedelta(seconds=4 * self.resend_seconds)
         items: list[tuple[str, int, dict[str, Any]]] = []
-        for eid, version, escalation, resolved_at in batch:
+        for out in batch:
             try:
                 alert = alert_from_escalation(
-                    escalation, self.generator_url, resolved_at, valid_until=valid_until, now=now
+                    out.escalation,
+                    self.generator_url,
+                    out.resolved_at,
+                    valid_until=valid_until,
+                    now=now,
+                    latest_start=out.first_seen,
                 )
             except Exception as exc:  # checked in publish; kept from killing the thread
-                _log.warning("escalation %s not sent to Alertmanager: %s", eid, exc)
+                _log.warning("escalation %s not sent to Alertmanager: %s", out.eid, exc)
                 continue
-            items.append((eid, version, alert))
+            items.append((out.eid, out.version, alert))
         for start in range(0, len(items), self.max_batch):
             chunk = items[start : start + self.max_batch]
             try:
@@ -508,7 +546,7 @@ class AlertmanagerSink:
             self.endpoint,
             data=body,
             method="POST",
-            headers={"Content-Type": "application/json", "User-Agent": "convowatch"},
+            headers=self._headers,
         )
         try:
             with self._opener.open(request, timeout=timeout) as response:

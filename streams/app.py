@@ -8,26 +8,40 @@ aggregates in the ``aggregates`` table. Both tables are changelogged: a restarte
 Each agent takes a batch, publishes its outputs, waits until the broker has acknowledged them, and only
 then writes the batch's state to the changelog; Faust commits offsets after that. A crash therefore never
 loses an output: it can only replay inputs whose outputs are re-published with the same keys.
+
+A batch's messages are held (an extra reference each) until that point: Faust's ``take_events`` acks a batch
+when the agent asks for the next one, but also when an aborted iteration is finalised, which would commit a
+batch that failed half-way. A batch that fails for any other reason than a cancellation ends the process
+(exit status 70) before anything more is committed; the restarted worker replays it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
+import hashlib
 import logging
-from collections.abc import Callable, Iterator
+import os
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import faust
 import orjson
 
+from detectors import AgreementTracker
 from streams.config import Settings
-from streams.join import Emit
+from streams.join import SEP, Emit
 from streams.kafka_client import faust_credentials
 from streams.metrics import Metrics
 from streams.pipeline import Pipeline, dead_letter
 from streams.topics import input_topics, output_topics
 
 log = logging.getLogger("convowatch.app")
+
+#: Largest record the worker publishes; Faust's producer refuses requests over 1,000,000 bytes.
+MAX_OUTPUT_BYTES = 900_000
+EX_SOFTWARE = 70  # sysexits.h: internal software error
 
 
 class TableStore:
@@ -86,6 +100,8 @@ class KafkaTransport:
             broker_commit_interval=settings.commit_interval_seconds,
             consumer_auto_offset_reset="earliest",
             producer_acks=-1,
+            broker_session_timeout=settings.session_timeout_seconds,
+            broker_heartbeat_interval=settings.heartbeat_interval_seconds,
             web_enabled=False,
             autodiscover=False,
         )
@@ -103,7 +119,7 @@ class KafkaTransport:
             value_serializer="json",
         )
         pending = self.app.Table("pending", schema=json_state)
-        aggregates = self.app.Table("aggregates", schema=json_state)
+        self.aggregates = aggregates = self.app.Table("aggregates", schema=json_state)
         self.pipeline = Pipeline(
             settings,
             metrics,
@@ -113,6 +129,7 @@ class KafkaTransport:
         )
         self.app.agent(self.inputs, name="join", concurrency=1)(self._join)
         self.app.agent(self.outputs["observations"], name="aggregate", concurrency=1)(self._aggregate)
+        self.app.on_rebalance_complete.connect(self._on_rebalance_complete)
 
     def _owns_input_partition(self, partition: int | None) -> bool:
         assigned = self.app.consumer.assignment()
@@ -121,12 +138,36 @@ class KafkaTransport:
     async def _join(self, stream: Any) -> None:
         settings = self.settings
         async for events in stream.take_events(settings.batch_max, within=settings.batch_within_seconds):
-            emits: list[Emit] = []
-            with self.metrics.processing_seconds.time():
-                for event in events:
-                    emits.extend(self._ingest(event))
-            await self._publish(emits)
-            self.pipeline.joiner.flush()
+            with self._holding(events, "join"):
+                emits: list[Emit] = []
+                with self.metrics.processing_seconds.time():
+                    for event in events:
+                        emits.extend(self._ingest(event))
+                await self._publish(emits)
+                self.pipeline.joiner.flush()
+
+    @contextmanager
+    def _holding(self, events: Sequence[Any], stage: str) -> Iterator[None]:
+        """Keep ``events`` from being acked (so committed) unless the block completes (module docstring)."""
+        for event in events:
+            event.message.incref()
+        try:
+            yield
+        except Exception:
+            first = events[0].message
+            log.critical(
+                "%s: batch of %d records from %s[%d]@%d failed; exiting: a restart replays it",
+                stage,
+                len(events),
+                first.topic,
+                first.partition,
+                first.offset,
+                exc_info=True,
+            )
+            logging.shutdown()
+            os._exit(EX_SOFTWARE)
+        for event in events:
+            event.message.decref()  # take_events acks them when the agent asks for the next batch
 
     def _ingest(self, event: Any) -> list[Emit]:
         message = event.message
@@ -149,18 +190,28 @@ class KafkaTransport:
     async def _aggregate(self, stream: Any) -> None:
         settings = self.settings
         async for events in stream.take_events(settings.batch_max, within=settings.batch_within_seconds):
-            emits: list[Emit] = []
-            for event in events:
-                observation = orjson.loads(event.value)
-                emits.extend(self.pipeline.aggregate(observation, event.message.partition))
-            await self._publish(emits)
-            self.pipeline.aggregator.flush()
+            with self._holding(events, "aggregate"):
+                emits: list[Emit] = []
+                for event in events:
+                    message = event.message
+                    try:
+                        observation = orjson.loads(event.value)
+                        emits.extend(self.pipeline.aggregate(observation, message.partition))
+                    except Exception:  # a bug (observations are ours): log where, count, go on
+                        log.exception(
+                            "internal error on %s[%d]@%d", message.topic, message.partition, message.offset
+                        )
+                        self.metrics.internal_errors.labels("aggregate").inc()
+                await self._publish(emits)
+                self.pipeline.aggregator.flush()
 
     async def _publish(self, emits: list[Emit]) -> None:
         """Send every record, then wait until the broker has acknowledged all of them."""
         pending = []
         for emit in emits:
             value = orjson.dumps(emit.value)
+            if emit.topic == "deadletter" and len(value) > MAX_OUTPUT_BYTES:
+                value = truncated_dead_letter(emit.value)
             pending.append(await self.outputs[emit.topic].send(key=emit.key.encode(), value=value))
             self.metrics.outputs.labels(emit.topic).inc()
         if pending:
@@ -169,3 +220,55 @@ class KafkaTransport:
             if emit.topic == "escalations":
                 for sink in self.escalation_sinks:
                     sink(emit.value)
+
+    # -- rebalances ----------------------------------------------------------------------------------
+
+    async def _on_rebalance_complete(self, sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
+        """After a rebalance and table recovery: report what this worker owns, re-export its figures."""
+        assigned = self.app.consumer.assignment()
+        owned: dict[str, list[int]] = {}
+        for stream_topic, stream in self.streams_by_topic.items():
+            partitions = sorted(tp.partition for tp in assigned if tp.topic == stream_topic)
+            self.metrics.assigned_partitions.labels(stream.value).set(len(partitions))
+            owned[stream.value] = partitions
+        log.warning("assigned input partitions: %s", owned)
+        self._export_agreement(
+            {tp.partition for tp in assigned if tp.topic == self.outputs["observations"].get_topic_name()}
+        )
+
+    def _export_agreement(self, partitions: set[int]) -> None:
+        """Agreement gauges from the recovered table, for the aggregates this worker owns now only: a
+        restarted worker shows its figures before new pairs arrive, a worker that lost them stops showing
+        stale ones."""
+        m = self.metrics
+        for gauge in (m.agreement_ratio, m.cohen_kappa, m.agreement_pairs):
+            gauge.clear()
+        topic = self.outputs["observations"].get_topic_name()
+        for key, value in list(self.aggregates.data.items()):
+            kind, *parts = key.split(SEP)
+            if kind != "agreement" or len(parts) != 2:
+                continue
+            judge_id, dimension = parts
+            if self.app.producer.key_partition(topic, judge_id.encode()).partition not in partitions:
+                continue
+            tracker = AgreementTracker.from_dict(value["detector"])
+            labels = (m.label("judge_id", judge_id), m.label("dimension", dimension))
+            m.agreement_ratio.labels(*labels).set(tracker.percent_agreement)
+            m.cohen_kappa.labels(*labels).set(tracker.cohen_kappa)
+            m.agreement_pairs.labels(*labels).set(tracker.n)
+
+
+def truncated_dead_letter(value: dict[str, Any]) -> bytes:
+    """A dead letter too large to publish, with its original cut to fit; ``detail`` says so and gives the
+    SHA-256 of the whole original (``original_size`` keeps its size; the source position finds it)."""
+    original = base64.b64decode(value["original_base64"])
+    keep = MAX_OUTPUT_BYTES // 2
+    digest = hashlib.sha256(original).hexdigest()
+    return orjson.dumps(
+        value
+        | {
+            "detail": f"{value['detail']} [original truncated to its first {keep} of {len(original)} bytes; "
+            f"sha256 of the whole original {digest}]",
+            "original_base64": base64.b64encode(original[:keep]).decode("ascii"),
+        }
+    )

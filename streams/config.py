@@ -83,6 +83,24 @@ class Settings(BaseSettings):
     text_redaction: Literal["keep", "hash", "drop"] = Field(
         "drop", description="CONVOWATCH_TEXT_REDACTION: chat text in published records: keep, hash or drop."
     )
+    session_timeout_seconds: float = Field(
+        60.0,
+        ge=1,
+        description="CONVOWATCH_SESSION_TIMEOUT_SECONDS: a worker silent this long (crashed) leaves the "
+        "consumer group and its partitions move to the others; the broker allows 6 to 1800 by default.",
+    )
+    heartbeat_interval_seconds: float = Field(
+        3.0,
+        gt=0,
+        description="CONVOWATCH_HEARTBEAT_INTERVAL_SECONDS: consumer group heartbeats; well below the "
+        "session timeout.",
+    )
+    broker_probe_interval_seconds: float = Field(
+        2.0,
+        gt=0,
+        description="CONVOWATCH_BROKER_PROBE_INTERVAL_SECONDS: how often the worker checks that the broker "
+        "answers (convowatch_broker_connected, convowatch_broker_outages_total).",
+    )
 
     def topic(self, name: str) -> str:
         """The full name of a logical topic, e.g. ``topic("defects") == "convowatch.defects"``."""

@@ -1,16 +1,28 @@
-"""Kafka client settings from :class:`Settings`, for confluent-kafka (librdkafka) and Faust (aiokafka)."""
+"""Kafka client settings from :class:`Settings`, for confluent-kafka (librdkafka) and Faust (aiokafka).
+
+Also the broker checks: :func:`check_broker` before anything starts, and :class:`BrokerMonitor`, which
+keeps probing while a worker runs so an outage shows up in the metrics and the log.
+"""
 
 from __future__ import annotations
 
+import logging
 import ssl
+import threading
+import time
 from typing import Any
 
 import faust
-from confluent_kafka import KafkaException
+from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient
 
 from streams.config import Settings
 from streams.exceptions import BrokerUnreachable
+from streams.metrics import Metrics
+
+log = logging.getLogger("convowatch.kafka")
+#: librdkafka's own log lines go through Python logging instead of raw ``%3|...`` lines on stderr.
+librdkafka_log = logging.getLogger("convowatch.librdkafka")
 
 
 def confluent_config(settings: Settings, **extra: Any) -> dict[str, Any]:
@@ -20,6 +32,7 @@ def confluent_config(settings: Settings, **extra: Any) -> dict[str, Any]:
         "security.protocol": settings.security_protocol,
         # Java's and aiokafka's partitioner: the same turn_id lands in the same partition on every topic.
         "partitioner": "murmur2_random",
+        "logger": librdkafka_log,
     }
     if settings.sasl_mechanism:
         config["sasl.mechanism"] = settings.sasl_mechanism
@@ -31,8 +44,8 @@ def confluent_config(settings: Settings, **extra: Any) -> dict[str, Any]:
     return config
 
 
-def admin_config(settings: Settings) -> dict[str, Any]:
-    config = confluent_config(settings)
+def admin_config(settings: Settings, **extra: Any) -> dict[str, Any]:
+    config = confluent_config(settings, **extra)
     config.pop("partitioner")
     return config
 
@@ -55,14 +68,100 @@ def faust_credentials(settings: Settings) -> Any:
     return None
 
 
+class _Probe:
+    """A metadata request with the configured credentials; remembers why the last one failed."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.errors: list[KafkaError] = []
+        # log_level 0: failed connects are reported once, by the caller, not as one line per retry
+        self.admin = AdminClient(admin_config(settings, log_level=0, error_cb=self.errors.append))
+
+    def __call__(self, timeout: float) -> str | None:
+        """``None`` if the broker answered within ``timeout``, else the reason it did not."""
+        self.errors.clear()
+        try:
+            if self.admin.list_topics(timeout=timeout).brokers:
+                return None
+            reason = "metadata lists no brokers"
+        except KafkaException as exc:
+            reason = exc.args[0].str() if exc.args else str(exc)
+        self.admin.poll(0)  # serves error_cb: the underlying cause (refused, authentication, ...)
+        auth = [e for e in self.errors if e.code() == KafkaError._AUTHENTICATION]
+        return f"authentication failed: {auth[-1].str()}" if auth else reason
+
+    @property
+    def authentication_failed(self) -> bool:
+        return any(e.code() == KafkaError._AUTHENTICATION for e in self.errors)
+
+
 def check_broker(settings: Settings, timeout: float = 10.0) -> None:
-    """Raise :class:`BrokerUnreachable` naming the address unless the broker answers within ``timeout``."""
-    # librdkafka would print one line per failed connect; the error below says it once, with the address
-    admin = AdminClient({**admin_config(settings), "log_level": 0})
-    try:
-        admin.list_topics(timeout=timeout)
-    except KafkaException as exc:
-        raise BrokerUnreachable(
-            f"cannot reach the Kafka broker at {settings.broker} within {timeout:.0f}s "
-            f"({exc.args[0].str() if exc.args else exc}); check --broker / CONVOWATCH_BROKER"
-        ) from None
+    """Raise :class:`BrokerUnreachable` naming the address unless the broker answers within ``timeout``.
+
+    Rejected SASL credentials fail at once, with a message that names the user (never the password).
+    """
+    probe = _Probe(settings)
+    deadline = time.monotonic() + timeout
+    while True:
+        reason = probe(max(0.1, min(1.0, deadline - time.monotonic())))
+        if reason is None:
+            return
+        if probe.authentication_failed:
+            raise BrokerUnreachable(
+                f"the Kafka broker at {settings.broker} rejected the credentials of SASL user "
+                f"{settings.sasl_username!r} ({settings.sasl_mechanism}): {reason}; check "
+                "CONVOWATCH_SASL_USERNAME / CONVOWATCH_SASL_PASSWORD / CONVOWATCH_SASL_MECHANISM"
+            )
+        if time.monotonic() >= deadline:
+            raise BrokerUnreachable(
+                f"cannot reach the Kafka broker at {settings.broker} within {timeout:.0f}s "
+                f"({reason}); check --broker / CONVOWATCH_BROKER"
+            )
+
+
+class BrokerMonitor:
+    """Probes the broker every ``settings.broker_probe_interval_seconds`` from a daemon thread.
+
+    Sets ``convowatch_broker_connected`` (1/0), counts outages in ``convowatch_broker_outages_total`` and
+    logs each outage's start and end. It runs outside Faust's event loop on purpose: it keeps reporting
+    while the Kafka clients are stuck reconnecting or a table is recovering.
+    """
+
+    def __init__(self, settings: Settings, metrics: Metrics) -> None:
+        self.settings = settings
+        self.metrics = metrics
+        self.interval = settings.broker_probe_interval_seconds
+        self.timeout = max(1.0, self.interval)
+        self.down_since: float | None = None
+        self._stop = threading.Event()
+        self._probe = _Probe(settings)
+        self._thread = threading.Thread(target=self._run, name="convowatch-broker-monitor", daemon=True)
+        metrics.broker_connected.set(1)  # the worker checked the broker before starting
+
+    def start(self) -> BrokerMonitor:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            self.check()
+
+    def check(self) -> bool:
+        """Probe once and update the metrics; True if the broker answered."""
+        started = time.monotonic()
+        reason = self._probe(self.timeout)
+        now = time.monotonic()
+        if reason is None and self.down_since is not None:
+            outage = now - self.down_since
+            self.down_since = None
+            self.metrics.broker_connected.set(1)
+            self.metrics.broker_last_outage_seconds.set(outage)
+            log.warning("Kafka broker at %s reachable again after %.1fs", self.settings.broker, outage)
+        elif reason is not None and self.down_since is None:
+            self.down_since = started
+            self.metrics.broker_connected.set(0)
+            self.metrics.broker_outages.inc()
+            log.error("Kafka broker at %s unreachable: %s", self.settings.broker, reason)
+        return reason is None

@@ -98,6 +98,34 @@ class Metrics:
             buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
             registry=r,
         )
+        # -- worker health (Kafka transport) --
+        self.broker_connected = Gauge(
+            "convowatch_broker_connected",
+            "1 while the Kafka broker answers the worker's periodic metadata probe, else 0.",
+            registry=r,
+        )
+        self.broker_outages = Counter(
+            "convowatch_broker_outages_total",
+            "Times the Kafka broker stopped answering the worker's probe.",
+            registry=r,
+        )
+        self.broker_last_outage_seconds = Gauge(
+            "convowatch_broker_last_outage_seconds",
+            "Duration of the last broker outage that ended (seconds, as seen by the probe).",
+            registry=r,
+        )
+        self.assigned_partitions = Gauge(
+            "convowatch_assigned_partitions",
+            "Input partitions this worker owns after the last rebalance, by stream.",
+            ["stream"],
+            registry=r,
+        )
+        self.internal_errors = Counter(
+            "convowatch_internal_errors_total",
+            "Records an agent could not process because of a bug (logged with their position), by stage.",
+            ["stage"],
+            registry=r,
+        )
 
     def label(self, name: str, value: str | None) -> str:
         """``value`` made safe for label ``name``."""

@@ -13,6 +13,8 @@ from streams.join import Emit, TurnJoiner
 from streams.metrics import Metrics
 from streams.state import StateStore
 from streams.taxonomy import Taxonomy, load_taxonomy
+from streams.views import default_views
+from streams.views.agreement import AgreementView
 
 
 class Pipeline:
@@ -46,7 +48,12 @@ class Pipeline:
             text_redaction=self.settings.text_redaction,
             category_topics=self.settings.defect_category_topics,
         )
-        self.aggregator = Aggregator(self.metrics, aggregate_store, autoflush=not batched)
+        self.aggregator = Aggregator(
+            self.metrics,
+            aggregate_store,
+            autoflush=not batched,
+            views=default_views(self.metrics, self.taxonomy),
+        )
         self.counts = {stream.value: 0 for stream in Stream} | {"deadletter": 0}
         m = self.metrics  # label children cached: .labels() costs more than the increment
         self._stream_metrics = {
@@ -109,7 +116,7 @@ class Pipeline:
         return self.joiner.evict()
 
     def report(self) -> dict[str, Any]:
-        return {"events": dict(self.counts), "agreement": self.aggregator.agreement_rows()}
+        return {"events": dict(self.counts), "agreement": AgreementView.rows(self.aggregator)}
 
 
 def dead_letter(

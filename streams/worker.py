@@ -10,6 +10,7 @@ from prometheus_client import CollectorRegistry, start_http_server
 from streams.admin import create_topics
 from streams.app import KafkaTransport
 from streams.config import Settings
+from streams.kafka_client import BrokerMonitor
 from streams.metrics import Metrics
 
 log = logging.getLogger("convowatch.worker")
@@ -23,5 +24,6 @@ def run_worker(settings: Settings, loglevel: str = "warning") -> None:
     server, _ = start_http_server(settings.metrics_port, addr=settings.metrics_host, registry=registry)
     log.warning("convowatch metrics on http://%s:%d/metrics", settings.metrics_host, server.server_port)
     transport = KafkaTransport(settings, metrics)
+    BrokerMonitor(settings, metrics).start()  # daemon thread: convowatch_broker_connected, outages
     worker = faust.Worker(transport.app, loglevel=loglevel, quiet=True)
     worker.execute_from_commandline()
