@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator
 from typing import Any, Protocol
 
 from detectors.base import Detector
-from streams.join import SEP, Emit
+from streams.emit import SEP, Emit
 from streams.metrics import Metrics
 from streams.state import DictStore, StateStore, WriteBehind
 

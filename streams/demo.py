@@ -19,8 +19,8 @@ from prometheus_client import CollectorRegistry, start_http_server
 
 from streams.config import Settings
 from streams.embedded import JsonlSink, Record, run_records
+from streams.emit import Emit
 from streams.generator import Incident, TrafficGenerator, to_records
-from streams.join import Emit
 from streams.metrics import Metrics
 from streams.pipeline import Pipeline
 

@@ -14,8 +14,8 @@ from typing import IO, Any
 import orjson
 
 from schemas import Stream
+from streams.emit import Emit
 from streams.exceptions import ConvowatchError
-from streams.join import Emit
 from streams.pipeline import Pipeline
 
 OUTPUT_FILES = {

@@ -11,40 +11,16 @@ after a crash re-emits them with the same ``src``, which lets the aggregates app
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 from schemas import ChatTurn, HumanLabel, JudgeVerdict
 from schemas.common import FAIL, QUALITY_DIMENSIONS
+from streams.emit import SEP, UNKNOWN_SEGMENT, Emit, Entry, iso
 from streams.expiry import ExpiryIndex
 from streams.metrics import Metrics
+from streams.policy import HighRiskPolicy
 from streams.state import DictStore, StateStore, WriteBehind
 from streams.taxonomy import Taxonomy
-
-Entry = dict[str, Any]
-UNKNOWN_SEGMENT: dict[str, str | None] = dict.fromkeys(
-    ("journey", "intent", "model_version", "channel", "modality")
-)
-SEP = "\x1f"  # joins parts of internal keys; cannot occur in validated ids
-
-
-@dataclass(frozen=True, slots=True)
-class Emit:
-    """A record to publish: logical topic (defects, escalations, pairs, deadletter), key and value."""
-
-    topic: str
-    key: str
-    value: dict[str, Any]
-
-
-def iso(ts: float) -> str:
-    return datetime.fromtimestamp(ts, UTC).isoformat().replace("+00:00", "Z")
-
-
-def escalation_id(kind: str, subject: str) -> str:
-    """Stable id of an escalation about ``subject``: re-delivery and updates keep it."""
-    return f"{kind}-{hashlib.blake2b(subject.encode(), digest_size=10).hexdigest()}"
 
 
 class TurnJoiner:
@@ -77,6 +53,7 @@ class TurnJoiner:
         self.watermark = 0.0  # newest event time seen (Unix seconds)
         self._since_evict = 0
         self.expiry = ExpiryIndex(width=ttl_seconds / 64)
+        self.policy = HighRiskPolicy(taxonomy, metrics)
 
     # -- input ---------------------------------------------------------------------------------------
 
@@ -99,6 +76,7 @@ class TurnJoiner:
                 "judge": {},
                 "human": {},
                 "paired": [],
+                "observed": [],
                 "defects": [],
                 "esc": None,
             }
@@ -206,8 +184,51 @@ class TurnJoiner:
         failures = self._failures(entry)
         if entry["turn"] is not None:
             emits.extend(self._defects(turn_id, entry, failures))
-        emits.extend(self._pairs(turn_id, entry, source))
-        emits.extend(self._escalation(turn_id, entry, failures))
+            emits.extend(self._observed(turn_id, entry))
+        emits.extend(self._pairs(turn_id, entry))
+        emits.extend(self.policy.evaluate(turn_id, entry, failures))
+        number_observations(emits, source)
+        return emits
+
+    def _observed(self, turn_id: str, entry: Entry) -> list[Emit]:
+        """Once per judge and per annotator whose labels meet the turn: ``judged`` and ``labelled``."""
+        turn = entry["turn"]
+        ctx = turn["ctx"]
+        common = {
+            "turn_id": turn_id,
+            "ts": turn["ts"],
+            "segment": turn["segment"],
+            "risk": turn["risk"],
+            "guardrail_flags": ctx.get("guardrail_flags", []),
+            "intent_confidence": ctx.get("intent_confidence"),
+        }
+        emits = []
+        observed = entry.setdefault("observed", [])
+        for judge_id, record in entry["judge"].items():
+            if f"j{SEP}{judge_id}" not in observed:
+                observed.append(f"j{SEP}{judge_id}")
+                value = {
+                    "kind": "judged",
+                    "judge_id": judge_id,
+                    "labels": dict(record["labels"]),
+                    "conf": dict(record.get("conf", {})),
+                    **common,
+                }
+                emits.append(Emit("observations", judge_id, value))
+        for annotator, record in entry["human"].items():
+            if f"h{SEP}{annotator}" not in observed:
+                observed.append(f"h{SEP}{annotator}")
+                value = {
+                    "kind": "labelled",
+                    "annotator_id": annotator,
+                    "vendor_id": record["vendor"],
+                    "is_gold": record["gold"],
+                    "labels": dict(record["labels"]),
+                    "label_ts": record["ts"],
+                    "judges": {j: dict(r["labels"]) for j, r in entry["judge"].items()},
+                    **common,
+                }
+                emits.append(Emit("observations", record["vendor"], value))
         return emits
 
     def _defects(self, turn_id: str, entry: Entry, failures: list[Any]) -> list[Emit]:
@@ -257,9 +278,7 @@ class TurnJoiner:
                 emits.append(Emit(f"defects.{policy.category}", defect_id, value))
         return emits
 
-    def _pairs(
-        self, turn_id: str, entry: Entry, source: tuple[str, int | None], final: bool = False
-    ) -> list[Emit]:
+    def _pairs(self, turn_id: str, entry: Entry, final: bool = False) -> list[Emit]:
         """Judge/human pairs not yet emitted; they wait for the turn (for its segment) unless ``final``."""
         if entry["turn"] is None and not final:
             return []
@@ -281,7 +300,6 @@ class TurnJoiner:
                         judge_id,  # all of a judge's aggregates live on one partition
                         {
                             "kind": "pair",
-                            "src": [source[0], source[1], len(emits)],
                             "turn_id": turn_id,
                             "judge_id": judge_id,
                             "dimension": dim,
@@ -293,57 +311,6 @@ class TurnJoiner:
                     )
                 )
         return emits
-
-    def _escalation(self, turn_id: str, entry: Entry, failures: list[Any]) -> list[Emit]:
-        turn = entry["turn"]
-        risky_turn = bool(turn and turn["risk"])
-        triggers = sorted(
-            [source, source_id, dim]
-            for source, source_id, dim, _ in failures
-            if self.taxonomy.policy(dim).high_risk or risky_turn
-        )
-        if not triggers:
-            return []
-        state = entry["esc"] or {"rev": 0, "triggers": [], "segment_known": False}
-        if state["triggers"] == triggers and state["segment_known"] == (turn is not None):
-            return []
-        entry["esc"] = {"rev": state["rev"] + 1, "triggers": triggers, "segment_known": turn is not None}
-        dims = sorted({t[2] for t in triggers})
-        severities = [self.taxonomy.policy(d).severity for d in dims]
-        severity = min(severities, key=("critical", "high", "medium", "low").index)
-        if risky_turn and severity in ("medium", "low"):
-            severity = "high"
-        segment = turn["segment"] if turn else UNKNOWN_SEGMENT
-        sources = ", ".join(f"{s} {i} says {d} fails" for s, i, d in triggers)
-        topics = f" about {'/'.join(turn['risk'])}" if risky_turn else ""
-        eid = escalation_id("high_risk_failure", turn_id)
-        value = {
-            "schema_version": 1,
-            "escalation_id": eid,
-            "kind": "high_risk_failure",
-            "severity": severity,
-            "status": "firing",
-            "revision": entry["esc"]["rev"],
-            "dimension": dims[0],
-            "segment": dict(segment),
-            "event_time": iso(turn["ts"] if turn else min(self._source_ts(entry, t) for t in triggers)),
-            "turn_ids": [turn_id],
-            "summary": f"High-risk failure on turn {turn_id}{topics}: {sources}",
-            "evidence": {
-                "dimensions": dims,
-                "triggers": triggers,
-                "risk_topics": turn["risk"] if turn else [],
-                "runbook_url": self.taxonomy.policy(dims[0]).runbook_url,
-            },
-        }
-        if state["rev"] == 0:
-            self.metrics.escalations.labels("high_risk_failure", severity).inc()
-        return [Emit("escalations", eid, value)]
-
-    @staticmethod
-    def _source_ts(entry: Entry, trigger: list[str]) -> float:
-        source, source_id, _ = trigger
-        return float(entry["judge" if source == "judge" else "human"][source_id]["ts"])
 
     # -- bounded state -------------------------------------------------------------------------------
 
@@ -379,10 +346,20 @@ class TurnJoiner:
             self.expiry.remove(key, entry["last"])
             if entry["turn"] is None:  # publish what it holds, with an unknown segment
                 emits.extend(self._defects(key, entry, self._failures(entry)))
-                emits.extend(self._pairs(key, entry, ("", None), final=True))
+                emits.extend(number_observations(self._pairs(key, entry, final=True), ("", None)))
             self.state.delete(key, entry.get("p"))
             self.metrics.join_evictions.labels(reason).inc()
         if self.autoflush:
             self.state.flush()
         self.metrics.join_pending.set(len(self.state))
         return emits
+
+
+def number_observations(emits: list[Emit], source: tuple[str, int | None]) -> list[Emit]:
+    """Tag each observation with ``src`` = [source, offset, n-th observation of this input record]."""
+    seq = 0
+    for emit in emits:
+        if emit.topic == "observations":
+            emit.value["src"] = [source[0], source[1], seq]
+            seq += 1
+    return emits

@@ -9,7 +9,8 @@ from typing import Any
 from schemas import InvalidRecord, Stream, parse_record
 from streams.aggregate import Aggregator
 from streams.config import Settings
-from streams.join import Emit, TurnJoiner
+from streams.emit import Emit
+from streams.join import TurnJoiner
 from streams.metrics import Metrics
 from streams.state import StateStore
 from streams.taxonomy import Taxonomy, load_taxonomy

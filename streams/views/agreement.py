@@ -7,7 +7,7 @@ from typing import Any
 
 from detectors import AgreementTracker
 from streams.aggregate import Aggregator, key
-from streams.join import Emit
+from streams.emit import Emit
 from streams.metrics import Metrics
 
 

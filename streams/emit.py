@@ -1,0 +1,26 @@
+"""What the pipeline's stages hand back: records to publish, and the shapes they share."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+Entry = dict[str, Any]
+UNKNOWN_SEGMENT: dict[str, str | None] = dict.fromkeys(
+    ("journey", "intent", "model_version", "channel", "modality")
+)
+SEP = "\x1f"  # joins parts of internal keys; cannot occur in validated ids
+
+
+@dataclass(frozen=True, slots=True)
+class Emit:
+    """A record to publish: logical topic (defects, escalations, pairs, deadletter), key and value."""
+
+    topic: str
+    key: str
+    value: dict[str, Any]
+
+
+def iso(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).isoformat().replace("+00:00", "Z")

@@ -1,0 +1,78 @@
+"""The high-risk policy: which single failures escalate at once, as one escalation per turn.
+
+By default a ``safety`` or ``bias`` fail (``high_risk`` in the taxonomy), or any failing dimension on a
+turn whose ``risk_topics`` include a high-risk topic (earnings, identity, fraud), from the judge or a human.
+A later verdict or label on the same turn updates the escalation: same ``escalation_id``, next revision.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+from streams.emit import UNKNOWN_SEGMENT, Emit, Entry, iso
+from streams.metrics import Metrics
+from streams.taxonomy import Taxonomy
+
+
+def escalation_id(kind: str, subject: str) -> str:
+    """Stable id of an escalation about ``subject``: re-delivery and updates keep it."""
+    return f"{kind}-{hashlib.blake2b(subject.encode(), digest_size=10).hexdigest()}"
+
+
+class HighRiskPolicy:
+    def __init__(self, taxonomy: Taxonomy, metrics: Metrics) -> None:
+        self.taxonomy = taxonomy
+        self.metrics = metrics
+
+    def evaluate(self, turn_id: str, entry: Entry, failures: list[Any]) -> list[Emit]:
+        """The escalation to (re-)publish for ``entry``, if its triggers or known segment changed."""
+        turn = entry["turn"]
+        risky_turn = bool(turn and turn["risk"])
+        triggers = sorted(
+            [source, source_id, dim]
+            for source, source_id, dim, _ in failures
+            if self.taxonomy.policy(dim).high_risk or risky_turn
+        )
+        if not triggers:
+            return []
+        state = entry["esc"] or {"rev": 0, "triggers": [], "segment_known": False}
+        if state["triggers"] == triggers and state["segment_known"] == (turn is not None):
+            return []
+        entry["esc"] = {"rev": state["rev"] + 1, "triggers": triggers, "segment_known": turn is not None}
+        dims = sorted({t[2] for t in triggers})
+        severities = [self.taxonomy.policy(d).severity for d in dims]
+        severity = min(severities, key=("critical", "high", "medium", "low").index)
+        if risky_turn and severity in ("medium", "low"):
+            severity = "high"
+        segment = turn["segment"] if turn else UNKNOWN_SEGMENT
+        sources = ", ".join(f"{s} {i} says {d} fails" for s, i, d in triggers)
+        topics = f" about {'/'.join(turn['risk'])}" if risky_turn else ""
+        eid = escalation_id("high_risk_failure", turn_id)
+        value = {
+            "schema_version": 1,
+            "escalation_id": eid,
+            "kind": "high_risk_failure",
+            "severity": severity,
+            "status": "firing",
+            "revision": entry["esc"]["rev"],
+            "dimension": dims[0],
+            "segment": dict(segment),
+            "event_time": iso(turn["ts"] if turn else min(self._source_ts(entry, t) for t in triggers)),
+            "turn_ids": [turn_id],
+            "summary": f"High-risk failure on turn {turn_id}{topics}: {sources}",
+            "evidence": {
+                "dimensions": dims,
+                "triggers": triggers,
+                "risk_topics": turn["risk"] if turn else [],
+                "runbook_url": self.taxonomy.policy(dims[0]).runbook_url,
+            },
+        }
+        if state["rev"] == 0:
+            self.metrics.escalations.labels("high_risk_failure", severity).inc()
+        return [Emit("escalations", eid, value)]
+
+    @staticmethod
+    def _source_ts(entry: Entry, trigger: list[str]) -> float:
+        source, source_id, _ = trigger
+        return float(entry["judge" if source == "judge" else "human"][source_id]["ts"])

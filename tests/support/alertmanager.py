@@ -1,0 +1,167 @@
+"""A real Prometheus Alertmanager (the Debian ``prometheus-alertmanager`` binary) for integration tests.
+
+:class:`AlertmanagerServer` runs it in its own process group on a free loopback port, with clustering
+disabled, a private storage directory and the given configuration file, and waits for ``/-/ready``.
+A missing binary raises :class:`AlertmanagerError` naming the fix (``make system``); tests turn that into
+a failure, never a skip.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from tests.support.broker import free_ports
+
+BINARIES = ("prometheus-alertmanager", "alertmanager")  # Debian's name, upstream's name
+_live: set[AlertmanagerServer] = set()
+
+
+class AlertmanagerError(RuntimeError):
+    """Alertmanager could not be started (binary missing, bad config, not ready in time)."""
+
+
+@atexit.register
+def _kill_leftovers() -> None:
+    for server in list(_live):
+        server.close()
+
+
+def find_alertmanager() -> str:
+    """Path of the Alertmanager binary, or raise :class:`AlertmanagerError`."""
+    for name in BINARIES:
+        if found := shutil.which(name) or (os.access(f"/usr/bin/{name}", os.X_OK) and f"/usr/bin/{name}"):
+            return str(found)
+    raise AlertmanagerError(
+        "Alertmanager binary not found (looked for prometheus-alertmanager and alertmanager on PATH): "
+        "run `make system` (.ci/install-system.sh installs the Debian package prometheus-alertmanager)"
+    )
+
+
+def find_amtool() -> str:
+    """Path of ``amtool``, or raise :class:`AlertmanagerError`."""
+    if found := shutil.which("amtool"):
+        return found
+    raise AlertmanagerError("amtool not found: run `make system` (Debian package prometheus-alertmanager)")
+
+
+class AlertmanagerServer:
+    """One Alertmanager process. ``url`` is its base URL once started."""
+
+    def __init__(self, config_file: Path, *, start_timeout: float = 30.0, extra_args: tuple[str, ...] = ()):
+        self.config_file = Path(config_file)
+        self.start_timeout = start_timeout
+        self.extra_args = extra_args
+        self.dir = Path(tempfile.mkdtemp(prefix="convowatch-alertmanager-"))
+        self.log_file = self.dir / "alertmanager.log"
+        self.port = 0
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> AlertmanagerServer:
+        binary = find_alertmanager()
+        for attempt in range(3):  # the free port may be taken between probing and binding
+            self.port = free_ports(1)[0]
+            cmd = [
+                binary,
+                f"--config.file={self.config_file}",
+                f"--storage.path={self.dir / 'data'}",
+                f"--web.listen-address=127.0.0.1:{self.port}",
+                "--cluster.listen-address=",  # no HA gossip: nothing waits for peers
+                "--log.level=debug",
+                *self.extra_args,
+            ]
+            with self.log_file.open("ab") as log:
+                self._proc = subprocess.Popen(
+                    cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True
+                )
+            _live.add(self)
+            try:
+                self._wait_ready()
+                return self
+            except AlertmanagerError:
+                self.stop()
+                if attempt == 2 or "address already in use" not in self.tail():
+                    raise
+        raise AssertionError("unreachable")
+
+    def _wait_ready(self) -> None:
+        assert self._proc is not None
+        deadline = time.monotonic() + self.start_timeout
+        last = "no answer yet"
+        while time.monotonic() < deadline:
+            if (code := self._proc.poll()) is not None:
+                raise AlertmanagerError(f"Alertmanager exited with code {code} during startup\n{self.tail()}")
+            try:
+                with urllib.request.urlopen(f"{self.url}/-/ready", timeout=1) as response:
+                    if response.status == 200:
+                        return
+                    last = f"HTTP {response.status}"
+            except (OSError, urllib.error.URLError) as exc:
+                last = repr(exc)
+            time.sleep(0.05)
+        raise AlertmanagerError(
+            f"Alertmanager at {self.url} not ready after {self.start_timeout:.0f}s ({last})\n{self.tail()}"
+        )
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """SIGTERM, then SIGKILL if still alive after ``timeout``; reap the process."""
+        if self._proc is None:
+            return
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            if self._proc.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(self._proc.pid, sig)
+            try:
+                self._proc.wait(timeout)
+                break
+            except subprocess.TimeoutExpired:
+                continue
+        self._proc = None
+        _live.discard(self)
+
+    def close(self) -> None:
+        self.stop()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def __enter__(self) -> AlertmanagerServer:
+        try:
+            return self.start()
+        except BaseException:
+            self.close()
+            raise
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def tail(self, lines: int = 40) -> str:
+        if not self.log_file.is_file():
+            return f"(no Alertmanager log in {self.dir})"
+        text = self.log_file.read_text(errors="replace").splitlines()[-lines:]
+        return f"--- {self.log_file} (last {len(text)} lines) ---\n" + "\n".join(text)
+
+    def get(self, path: str, **params: Any) -> Any:
+        """GET ``path`` (e.g. ``/api/v2/alerts``) with query parameters (lists repeat); parsed JSON."""
+        query = urllib.parse.urlencode(params, doseq=True)
+        with urllib.request.urlopen(f"{self.url}{path}{'?' + query if query else ''}", timeout=5) as response:
+            return json.loads(response.read())
+
+    def alerts(self, **params: Any) -> list[dict[str, Any]]:
+        """``GET /api/v2/alerts``: the active (not resolved) alerts, e.g. ``alerts(filter=['kind="x"'])``."""
+        result: list[dict[str, Any]] = self.get("/api/v2/alerts", **params)
+        return result
