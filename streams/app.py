@@ -31,7 +31,7 @@ import orjson
 
 from detectors import AgreementTracker
 from streams.config import Settings
-from streams.join import SEP, Emit
+from streams.emit import SEP, Emit
 from streams.kafka_client import faust_credentials
 from streams.metrics import Metrics
 from streams.pipeline import Pipeline, dead_letter

@@ -80,6 +80,19 @@ class Settings(BaseSettings):
     defect_category_topics: bool = Field(
         True, description="CONVOWATCH_DEFECT_CATEGORY_TOPICS: also publish each defect to defects.<category>."
     )
+    alertmanager_url: SecretStr | None = Field(
+        None,
+        description="CONVOWATCH_ALERTMANAGER_URL: Alertmanager base URL; escalations become alerts when set "
+        "(a secret: it may carry basic-auth credentials).",
+    )
+    alert_resend_seconds: float = Field(
+        60.0, gt=0, description="CONVOWATCH_ALERT_RESEND_SECONDS: how often active alerts are re-sent."
+    )
+    alert_expire_seconds: float = Field(
+        21_600.0,
+        gt=0,
+        description="CONVOWATCH_ALERT_EXPIRE_SECONDS: an alert with no update resolves after this long.",
+    )
     text_redaction: Literal["keep", "hash", "drop"] = Field(
         "drop", description="CONVOWATCH_TEXT_REDACTION: chat text in published records: keep, hash or drop."
     )

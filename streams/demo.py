@@ -17,6 +17,7 @@ from typing import IO, Any
 import orjson
 from prometheus_client import CollectorRegistry, start_http_server
 
+from streams.alerting import build_alertmanager_sink, publish_escalation
 from streams.config import Settings
 from streams.embedded import JsonlSink, Record, run_records
 from streams.emit import Emit
@@ -161,6 +162,10 @@ def run_demo(
         f"a safety regression starts at +{INCIDENT_START * event_duration:.0f} s event time"
     )
 
+    alerts = build_alertmanager_sink(settings, pipeline.metrics, generator_url=metrics_url)
+    if alerts is not None:
+        console.line("convowatch demo: escalations also go to Alertmanager")
+    to_alertmanager = publish_escalation(alerts)
     defects: Counter[str] = Counter()
     severities: Counter[str] = Counter()
     state: dict[str, Any] = {"truncated": False, "event_time": None}
@@ -185,7 +190,9 @@ def run_demo(
                 value = emit.value
                 if emit.topic == "defects":
                     defects[value["category"]] += 1
-                elif emit.topic == "escalations" and value["revision"] == 1:
+                elif emit.topic == "escalations":
+                    to_alertmanager(value)
+                if emit.topic == "escalations" and value["revision"] == 1:
                     severities[value["severity"]] += 1
                     shown = sum(severities.values())
                     if shown > MAX_PRINTED_ESCALATIONS:
@@ -210,6 +217,9 @@ def run_demo(
     finally:
         server.shutdown()
         server.server_close()
+        if alerts is not None:
+            alerts.flush(2.0)
+            alerts.close()
 
     report = pipeline.report()
     report["outputs"] = sink.counts

@@ -130,3 +130,17 @@ class Metrics:
     def label(self, name: str, value: str | None) -> str:
         """``value`` made safe for label ``name``."""
         return self.guards[name](value)
+
+
+def alert_metrics(registry: CollectorRegistry) -> tuple[Counter, Gauge]:
+    """Metrics of the Alertmanager sink (registered only when one is configured)."""
+    alerts = Counter(
+        "convowatch_alertmanager_alerts_total",
+        "Alerts handled by the Alertmanager sink, by result (sent, failed, dropped, expired, invalid).",
+        ["result"],
+        registry=registry,
+    )
+    active = Gauge(
+        "convowatch_alertmanager_active_alerts", "Escalations currently firing as alerts.", registry=registry
+    )
+    return alerts, active

@@ -1,0 +1,42 @@
+"""Escalations to Alertmanager, when ``CONVOWATCH_ALERTMANAGER_URL`` is set (shared by worker and demo)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from streams.alertmanager import AlertmanagerSink
+from streams.config import Settings
+from streams.exceptions import ConfigError
+from streams.metrics import Metrics, alert_metrics
+
+
+def build_alertmanager_sink(
+    settings: Settings, metrics: Metrics, generator_url: str | None
+) -> AlertmanagerSink | None:
+    """A started sink, or None when no Alertmanager is configured."""
+    if settings.alertmanager_url is None:
+        return None
+    alerts, active = alert_metrics(metrics.registry)
+
+    def count(name: str, n: int) -> None:
+        alerts.labels(name).inc(n)
+
+    try:
+        sink = AlertmanagerSink(
+            settings.alertmanager_url.get_secret_value(),
+            generator_url=generator_url,
+            resend_seconds=settings.alert_resend_seconds,
+            expire_after=settings.alert_expire_seconds,
+            metrics=count,
+        )
+    except ValueError as exc:
+        raise ConfigError(f"CONVOWATCH_ALERTMANAGER_URL: {exc}") from None
+    active.set_function(lambda: float(sink.active))
+    return sink.start()
+
+
+def publish_escalation(sink: AlertmanagerSink | None) -> Any:
+    """A callback publishing each escalation record to ``sink`` (a no-op without one)."""
+    if sink is None:
+        return lambda value: None
+    return sink.publish
