@@ -210,3 +210,60 @@ def test_state_is_private_and_reset_restores_it(cls):
     assert state and all(k.startswith("_") for k in state)
     detector._reset()
     assert _same(observe(detector), observe(_default(cls)))
+
+
+# -- agreement with intervals, multi-rater, calibration, prediction-powered rate, event-time windows
+
+
+def _multi_rater_items(rng: random.Random) -> Iterator[Args]:
+    for _ in range(300):
+        truth = rng.choice(["pass", "fail", "unsure"])
+        raters = rng.choice([2, 3, 4])
+        yield ([truth if rng.random() < 0.7 else rng.choice(["pass", "fail"]) for _ in range(raters)],)
+
+
+def _rater_items(rng: random.Random) -> Iterator[Args]:
+    for _ in range(300):
+        truth = rng.choice(["pass", "fail"])
+        raters = rng.sample(["ann", "bob", "cy", "dee"], rng.choice([2, 3, 4]))
+        yield ({r: truth if rng.random() < 0.8 else rng.choice(["pass", "fail", "unsure"]) for r in raters},)
+
+
+def _binary_calibration_inputs(rng: random.Random) -> Iterator[Args]:
+    for _ in range(300):
+        human = rng.random() < 0.2
+        judge = rng.random() < (0.8 if human else 0.1)
+        yield (judge, human, None if rng.random() < 0.2 else rng.random())
+
+
+def _class_accuracy_inputs(rng: random.Random) -> Iterator[Args]:
+    intents = ["balance", "refund", "cancel"]
+    for _ in range(300):
+        truth = rng.choice(intents)
+        confidence = rng.random()
+        yield (truth if rng.random() < confidence else rng.choice(intents), truth, confidence)
+
+
+def _ppi_inputs(rng: random.Random) -> Iterator[Args]:
+    for _ in range(300):
+        y = rng.random() < 0.1
+        f = rng.random() < (0.8 if y else 0.05)
+        yield (f, y) if rng.random() < 0.3 else (f,)
+
+
+def _windowed_inputs(rng: random.Random) -> Iterator[Args]:
+    ts = 1_700_000_000.0
+    for judge, human in _agreement_inputs(rng):  # 300 events over ~3 h: buckets expire, some events are late
+        ts += rng.uniform(0, 70)
+        yield (ts - (rng.uniform(0, 4000) if rng.random() < 0.1 else 0.0), judge, human)
+
+
+INPUTS.update({
+    "AgreementStats": _agreement_inputs,
+    "InterAnnotatorAgreement": _multi_rater_items,
+    "RaterVsConsensus": _rater_items,
+    "BinaryCalibration": _binary_calibration_inputs,
+    "ClassAccuracy": _class_accuracy_inputs,
+    "PredictionPoweredRate": _ppi_inputs,
+    "EventTimeWindows": _windowed_inputs,
+})

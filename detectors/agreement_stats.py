@@ -1,0 +1,253 @@
+"""Agreement between two raters with uncertainty: Cohen's kappa, Gwet's AC1 and percent agreement.
+
+Every figure comes with a two-sided interval at ``confidence_level`` (95% by default):
+
+- percent agreement ``p_o``: Wilson score interval (Wilson 1927) for a binomial proportion;
+- Cohen's kappa ``(p_o - p_e) / (1 - p_e)``, ``p_e = sum_k p_k. p_.k``: Wald interval with the large-sample
+  (non-null) variance of Fleiss, Cohen and Everitt (1969, Psychological Bulletin 72, 323-327)::
+
+      var = [ sum_i p_ii (1 - (p_i. + p_.i)(1 - k))^2
+              + (1 - k)^2 sum_{i != j} p_ij (p_.i + p_j.)^2
+              - (k - p_e (1 - k))^2 ] / (n (1 - p_e)^2)
+
+  (the formula of ``statsmodels.stats.inter_rater.cohens_kappa``);
+- Gwet's AC1 (Gwet 2008, BJMSP 61, 29-48) with ``pi_k = (p_k. + p_.k) / 2`` and
+  ``p_e = sum_k pi_k (1 - pi_k) / (q - 1)``: Wald interval with Gwet's (2008) variance, no finite-population
+  correction::
+
+      var = [ sum_{k,l} p_kl (d_kl - 2 (1 - g)(1 - (pi_k + pi_l) / 2) / (q - 1))^2
+              - (p_o - 2 (1 - g) p_e)^2 ] / (n (1 - p_e)^2)
+
+  ``q`` is the number of categories of the scale: ``len(categories)`` when given, otherwise the number of
+  distinct labels either rater has used so far.
+
+Wald intervals are clipped to ``[-1, 1]``; they are large-sample approximations and mean little below a few
+dozen pairs. Undefined figures are ``nan``: everything with no pairs; kappa when both raters only ever used
+one and the same label (``p_e = 1``); AC1 when ``q < 2``.
+"""
+
+from __future__ import annotations
+
+import math
+from statistics import NormalDist
+from typing import Any
+
+from detectors.base import Detector
+
+Confusion = dict[str, dict[str, int]]
+NAN = math.nan
+
+
+def z_value(confidence_level: float) -> float:
+    """The two-sided standard-normal quantile for ``confidence_level`` (1.959963984540054 for 0.95)."""
+    return NormalDist().inv_cdf(0.5 + confidence_level / 2.0)
+
+
+def check_confidence_level(confidence_level: float) -> None:
+    if not (isinstance(confidence_level, int | float) and 0.0 < confidence_level < 1.0):
+        raise ValueError(f"confidence_level must be in (0, 1), got {confidence_level!r}")
+
+
+def wilson_interval(successes: float, n: float, confidence_level: float = 0.95) -> tuple[float, float]:
+    """Wilson score interval for ``successes`` out of ``n`` (``n`` may be an effective, non-integer size).
+
+    ``(nan, nan)`` when ``n <= 0``. Matches ``statsmodels`` ``proportion_confint(method="wilson")``.
+    """
+    if n <= 0:
+        return (NAN, NAN)
+    z = z_value(confidence_level)
+    p = min(max(successes / n, 0.0), 1.0)
+    z2n = z * z / n
+    centre = (p + z2n / 2.0) / (1.0 + z2n)
+    half = z / (1.0 + z2n) * math.sqrt(p * (1.0 - p) / n + z2n / (4.0 * n))
+    return (max(centre - half, 0.0), min(centre + half, 1.0))
+
+
+def _wald(estimate: float, se: float, z: float, low: float, high: float) -> tuple[float, float]:
+    if math.isnan(estimate) or math.isnan(se):
+        return (NAN, NAN)
+    return (max(estimate - z * se, low), min(estimate + z * se, high))
+
+
+def _marginals(confusion: Confusion) -> tuple[int, dict[str, int], dict[str, int]]:
+    rows = {a: sum(row.values()) for a, row in confusion.items()}
+    cols: dict[str, int] = {}
+    for row in confusion.values():
+        for b, count in row.items():
+            cols[b] = cols.get(b, 0) + count
+    return sum(rows.values()), rows, cols
+
+
+def cohen_kappa_with_se(confusion: Confusion) -> tuple[float, float]:
+    """Cohen's kappa and its Fleiss-Cohen-Everitt (1969) standard error from ``{a: {b: count}}``."""
+    n, rows, cols = _marginals(confusion)
+    if n == 0:
+        return (NAN, NAN)
+    labels = set(rows) | set(cols)
+    p_row = {k: rows.get(k, 0) / n for k in labels}
+    p_col = {k: cols.get(k, 0) / n for k in labels}
+    p_o = sum(confusion.get(k, {}).get(k, 0) for k in labels) / n
+    p_e = sum(p_row[k] * p_col[k] for k in labels)
+    if p_e >= 1.0:
+        return (NAN, NAN)
+    kappa = (p_o - p_e) / (1.0 - p_e)
+    term_a = term_b = 0.0
+    for a, row in confusion.items():
+        for b, count in row.items():
+            p = count / n
+            if a == b:
+                term_a += p * (1.0 - (p_row[a] + p_col[a]) * (1.0 - kappa)) ** 2
+            else:
+                term_b += p * (p_col[a] + p_row[b]) ** 2
+    term_c = (kappa - p_e * (1.0 - kappa)) ** 2
+    var = (term_a + (1.0 - kappa) ** 2 * term_b - term_c) / ((1.0 - p_e) ** 2 * n)
+    return (kappa, math.sqrt(max(var, 0.0)))
+
+
+def gwet_ac1_with_se(confusion: Confusion, q: int | None = None) -> tuple[float, float]:
+    """Gwet's AC1 and its Gwet (2008) standard error; ``q`` defaults to the number of labels seen."""
+    n, rows, cols = _marginals(confusion)
+    labels = set(rows) | set(cols)
+    q = len(labels) if q is None else q
+    if n == 0 or q < 2:
+        return (NAN, NAN)
+    pi = {k: (rows.get(k, 0) + cols.get(k, 0)) / (2.0 * n) for k in labels}
+    p_o = sum(confusion.get(k, {}).get(k, 0) for k in labels) / n
+    p_e = sum(v * (1.0 - v) for v in pi.values()) / (q - 1)
+    ac1 = (p_o - p_e) / (1.0 - p_e)
+    total = 0.0
+    for a, row in confusion.items():
+        for b, count in row.items():
+            term = (1.0 if a == b else 0.0) - 2.0 * (1.0 - ac1) * (1.0 - (pi[a] + pi[b]) / 2.0) / (q - 1)
+            total += count / n * term * term
+    var = (total - (p_o - 2.0 * (1.0 - ac1) * p_e) ** 2) / (n * (1.0 - p_e) ** 2)
+    return (ac1, math.sqrt(max(var, 0.0)))
+
+
+class AgreementStats(Detector):
+    """Confusion counts of rater ``a`` (e.g. a judge) against rater ``b`` (e.g. a human), with intervals.
+
+    ``categories`` fixes the label set (AC1's ``q``; other labels raise ``ValueError``); by default it is
+    the labels seen so far. ``merge`` adds another tracker's counts, so per-window trackers combine.
+
+    Examples
+    --------
+    >>> import random
+    >>> rng = random.Random(7)
+    >>> stats = AgreementStats()
+    >>> for _ in range(500):
+    ...     human = "fail" if rng.random() < 0.1 else "pass"
+    ...     judge = human if rng.random() < 0.9 else rng.choice(["pass", "fail"])
+    ...     stats = stats.update(judge, human)
+    >>> stats.n, round(stats.percent_agreement, 3), round(stats.cohen_kappa, 3), round(stats.gwet_ac1, 3)
+    (500, 0.938, 0.757, 0.917)
+    >>> [round(x, 3) for x in stats.cohen_kappa_interval]
+    [0.676, 0.838]
+    """
+
+    def __init__(self, categories: list[str] | None = None, confidence_level: float = 0.95) -> None:
+        if categories is not None:
+            if not all(isinstance(c, str) for c in categories) or len(set(categories)) != len(categories):
+                raise ValueError(f"categories must be distinct strings, got {categories!r}")
+            if len(categories) < 2:
+                raise ValueError("categories needs at least two labels")
+        check_confidence_level(confidence_level)
+        self.categories = categories
+        self.confidence_level = confidence_level
+        self._reset()
+
+    def _reset(self) -> None:
+        # confusion[a_label][b_label] -> count
+        self._confusion: Confusion = {}
+        self._n = 0
+        self._agree = 0
+
+    def update(self, a: str, b: str) -> AgreementStats:
+        if self.categories is not None and (a not in self.categories or b not in self.categories):
+            raise ValueError(f"labels {a!r}, {b!r} not in categories {self.categories!r}")
+        row = self._confusion.setdefault(a, {})
+        row[b] = row.get(b, 0) + 1
+        self._n += 1
+        if a == b:
+            self._agree += 1
+        return self
+
+    def merge(self, other: AgreementStats) -> AgreementStats:
+        """Add ``other``'s counts to this tracker (same parameters required); returns ``self``."""
+        if type(other) is not type(self) or other._get_params() != self._get_params():
+            raise ValueError(f"cannot merge {other!r} into {self!r}")
+        for a, row in other._confusion.items():
+            mine = self._confusion.setdefault(a, {})
+            for b, count in row.items():
+                mine[b] = mine.get(b, 0) + count
+        self._n += other._n
+        self._agree += other._agree
+        return self
+
+    @property
+    def n(self) -> int:
+        return self._n
+
+    @property
+    def confusion(self) -> Confusion:
+        """A copy of ``{a_label: {b_label: count}}``."""
+        return {a: dict(row) for a, row in self._confusion.items()}
+
+    @property
+    def _z(self) -> float:
+        return z_value(self.confidence_level)
+
+    @property
+    def percent_agreement(self) -> float:
+        return self._agree / self._n if self._n else NAN
+
+    @property
+    def percent_agreement_interval(self) -> tuple[float, float]:
+        """Wilson score interval."""
+        return wilson_interval(self._agree, self._n, self.confidence_level)
+
+    @property
+    def cohen_kappa(self) -> float:
+        return cohen_kappa_with_se(self._confusion)[0]
+
+    @property
+    def cohen_kappa_se(self) -> float:
+        """Large-sample standard error (Fleiss, Cohen and Everitt 1969)."""
+        return cohen_kappa_with_se(self._confusion)[1]
+
+    @property
+    def cohen_kappa_interval(self) -> tuple[float, float]:
+        return _wald(*cohen_kappa_with_se(self._confusion), self._z, -1.0, 1.0)
+
+    @property
+    def _q(self) -> int | None:
+        return None if self.categories is None else len(self.categories)
+
+    @property
+    def gwet_ac1(self) -> float:
+        return gwet_ac1_with_se(self._confusion, self._q)[0]
+
+    @property
+    def gwet_ac1_se(self) -> float:
+        """Standard error from Gwet (2008), no finite-population correction."""
+        return gwet_ac1_with_se(self._confusion, self._q)[1]
+
+    @property
+    def gwet_ac1_interval(self) -> tuple[float, float]:
+        return _wald(*gwet_ac1_with_se(self._confusion, self._q), self._z, -1.0, 1.0)
+
+    def summary(self) -> dict[str, Any]:
+        """Every figure in one dict (intervals as ``[low, high]`` lists; ``nan`` when undefined)."""
+        kappa, kappa_se = cohen_kappa_with_se(self._confusion)
+        ac1, ac1_se = gwet_ac1_with_se(self._confusion, self._q)
+        return {
+            "n": self._n,
+            "percent_agreement": self.percent_agreement,
+            "percent_agreement_interval": list(self.percent_agreement_interval),
+            "cohen_kappa": kappa,
+            "cohen_kappa_se": kappa_se,
+            "cohen_kappa_interval": list(_wald(kappa, kappa_se, self._z, -1.0, 1.0)),
+            "gwet_ac1": ac1,
+            "gwet_ac1_se": ac1_se,
+            "gwet_ac1_interval": list(_wald(ac1, ac1_se, self._z, -1.0, 1.0)),
+        }

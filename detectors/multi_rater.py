@@ -1,0 +1,281 @@
+"""Several human raters on the same item: consensus, Krippendorff's alpha, Fleiss' kappa, rater vs. the rest.
+
+Krippendorff's alpha (nominal; Krippendorff 2011, "Computing Krippendorff's alpha-reliability") accepts a
+different number of raters per item: with ``n_uc`` the count of label ``c`` in item ``u`` of ``m_u`` labels,
+``n_c = sum_u n_uc``, ``n = sum_c n_c`` and ``O = sum_u sum_c n_uc (n_uc - 1) / (m_u - 1)`` (the agreeing
+entries of the coincidence matrix), ``alpha = 1 - (n - 1) (n - O) / (n^2 - sum_c n_c^2)``.
+
+Fleiss' kappa (Fleiss 1971) assumes the same number of raters ``m`` on every item, so it is computed over
+the items with exactly ``fleiss_raters`` labels, or by default over the items with the most common label
+count (ties go to the larger count, which carries more information per item); ``fleiss_raters_used`` and
+``fleiss_items`` say which. Both statistics are kept as integer counts per label count ``m``, so they are
+exact, JSON-native and mergeable.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from typing import Any
+
+from detectors.agreement_stats import (
+    Confusion,
+    check_confidence_level,
+    cohen_kappa_with_se,
+    wilson_interval,
+)
+from detectors.base import Detector
+
+NAN = math.nan
+
+
+def consensus(labels: list[str]) -> tuple[str | None, bool]:
+    """The most frequent label (plurality) and whether the top count is tied.
+
+    A tie is reported, not broken: ``(None, True)``. No labels gives ``(None, False)``.
+
+    >>> consensus(["fail", "pass", "fail"]), consensus(["fail", "pass"]), consensus([])
+    (('fail', False), (None, True), (None, False))
+    """
+    if not labels:
+        return (None, False)
+    ranked = Counter(labels).most_common(2)
+    if len(ranked) == 2 and ranked[0][1] == ranked[1][1]:
+        return (None, True)
+    return (ranked[0][0], False)
+
+
+def _check_labels(labels: Any, minimum: int) -> None:
+    if not isinstance(labels, list | tuple) or not all(isinstance(x, str) for x in labels):
+        raise ValueError(f"labels must be a list of strings, got {labels!r}")
+    if len(labels) < minimum:
+        raise ValueError(f"an item needs labels from at least {minimum} raters, got {len(labels)}")
+
+
+class InterAnnotatorAgreement(Detector):
+    """Krippendorff's alpha (nominal) and Fleiss' kappa over items rated by two or more raters.
+
+    ``update(labels)`` adds one item: the labels its raters gave (order and rater identity do not matter).
+
+    Examples
+    --------
+    >>> import random
+    >>> rng = random.Random(11)
+    >>> iaa = InterAnnotatorAgreement()
+    >>> for _ in range(300):
+    ...     truth = rng.choice(["pass", "fail", "unsure"])
+    ...     raters = rng.choice([2, 3, 3, 3, 4])
+    ...     labels = [truth if rng.random() < 0.8 else rng.choice(["pass", "fail"]) for _ in range(raters)]
+    ...     iaa = iaa.update(labels)
+    >>> iaa.n_items, round(iaa.krippendorff_alpha, 3)
+    (300, 0.627)
+    >>> iaa.fleiss_raters_used, iaa.fleiss_items, round(iaa.fleiss_kappa, 3)
+    (3, 193, 0.645)
+    """
+
+    def __init__(self, fleiss_raters: int | None = None) -> None:
+        if fleiss_raters is not None and (
+            isinstance(fleiss_raters, bool) or not isinstance(fleiss_raters, int) or fleiss_raters < 2
+        ):
+            raise ValueError(f"fleiss_raters must be None or an integer >= 2, got {fleiss_raters!r}")
+        self.fleiss_raters = fleiss_raters
+        self._reset()
+
+    def _reset(self) -> None:
+        # by_m[str(m)] = {"items": items with m labels, "pairs": sum_u sum_c n_uc (n_uc - 1),
+        #                 "totals": {label: sum_u n_uc}}
+        self._by_m: dict[str, dict[str, Any]] = {}
+
+    def update(self, labels: list[str]) -> InterAnnotatorAgreement:
+        _check_labels(labels, 2)
+        group = self._by_m.setdefault(str(len(labels)), {"items": 0, "pairs": 0, "totals": {}})
+        group["items"] += 1
+        totals = group["totals"]
+        for label, count in Counter(labels).items():
+            group["pairs"] += count * (count - 1)
+            totals[label] = totals.get(label, 0) + count
+        return self
+
+    def merge(self, other: InterAnnotatorAgreement) -> InterAnnotatorAgreement:
+        """Add ``other``'s items to this tracker; returns ``self``."""
+        if type(other) is not type(self) or other._get_params() != self._get_params():
+            raise ValueError(f"cannot merge {other!r} into {self!r}")
+        for m, theirs in other._by_m.items():
+            group = self._by_m.setdefault(m, {"items": 0, "pairs": 0, "totals": {}})
+            group["items"] += theirs["items"]
+            group["pairs"] += theirs["pairs"]
+            for label, count in theirs["totals"].items():
+                group["totals"][label] = group["totals"].get(label, 0) + count
+        return self
+
+    @property
+    def n_items(self) -> int:
+        return sum(g["items"] for g in self._by_m.values())
+
+    @property
+    def raters_per_item(self) -> dict[int, int]:
+        """``{number of labels: number of items}``."""
+        return {int(m): g["items"] for m, g in sorted(self._by_m.items(), key=lambda kv: int(kv[0]))}
+
+    def _pairable(self) -> tuple[int, float, dict[str, int]]:
+        n = 0
+        agreeing = 0.0
+        totals: dict[str, int] = {}
+        for m, group in self._by_m.items():
+            agreeing += group["pairs"] / (int(m) - 1)
+            for label, count in group["totals"].items():
+                totals[label] = totals.get(label, 0) + count
+                n += count
+        return n, agreeing, totals
+
+    @property
+    def pairwise_agreement(self) -> float:
+        """Share of agreeing ordered rater pairs, each item weighted by its number of labels."""
+        n, agreeing, _ = self._pairable()
+        return agreeing / n if n else NAN
+
+    @property
+    def krippendorff_alpha(self) -> float:
+        """Nominal alpha; ``nan`` with no items or when a single label was ever used."""
+        n, agreeing, totals = self._pairable()
+        expected = n * n - sum(c * c for c in totals.values())
+        if n < 2 or expected <= 0:
+            return NAN
+        return 1.0 - (n - 1) * (n - agreeing) / expected
+
+    @property
+    def fleiss_raters_used(self) -> int | None:
+        """The label count ``m`` of the items Fleiss' kappa uses (``None`` with no items)."""
+        if self.fleiss_raters is not None:
+            return self.fleiss_raters
+        if not self._by_m:
+            return None
+        return max((g["items"], int(m)) for m, g in self._by_m.items())[1]
+
+    @property
+    def fleiss_items(self) -> int:
+        m = self.fleiss_raters_used
+        group = self._by_m.get(str(m)) if m is not None else None
+        return group["items"] if group else 0
+
+    @property
+    def fleiss_kappa(self) -> float:
+        """Fleiss' kappa over the items with ``fleiss_raters_used`` labels; ``nan`` if undefined."""
+        m = self.fleiss_raters_used
+        group = self._by_m.get(str(m)) if m is not None else None
+        if not group or m is None:
+            return NAN
+        ratings = group["items"] * m
+        p_bar = group["pairs"] / (group["items"] * m * (m - 1))
+        p_e = sum((count / ratings) ** 2 for count in group["totals"].values())
+        if p_e >= 1.0:
+            return NAN
+        return (p_bar - p_e) / (1.0 - p_e)
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "n_items": self.n_items,
+            "pairwise_agreement": self.pairwise_agreement,
+            "krippendorff_alpha": self.krippendorff_alpha,
+            "fleiss_kappa": self.fleiss_kappa,
+            "fleiss_raters_used": self.fleiss_raters_used,
+            "fleiss_items": self.fleiss_items,
+        }
+
+
+class RaterVsConsensus(Detector):
+    """Each rater's agreement with the consensus of the *other* raters on the same item (leave-one-out).
+
+    ``update(ratings)`` takes ``{rater_id: label}`` for one item with at least two raters. For every rater,
+    the consensus of the others is their plurality label; when it is tied the rater is not scored on that
+    item and ``ties`` counts it. ``per_rater`` gives, per rater, the items scored, agreement with its Wilson
+    interval, Cohen's kappa against the consensus, and ties.
+
+    Examples
+    --------
+    >>> import random
+    >>> rng = random.Random(5)
+    >>> raters = {"ann": 0.95, "bob": 0.9, "cy": 0.6}
+    >>> rvc = RaterVsConsensus()
+    >>> def label(truth, accuracy):
+    ...     return truth if rng.random() < accuracy else rng.choice(["pass", "fail"])
+    >>> for _ in range(400):
+    ...     truth = "fail" if rng.random() < 0.3 else "pass"
+    ...     item = {rater: label(truth, accuracy) for rater, accuracy in raters.items()}
+    ...     rvc = rvc.update(item)
+    >>> {r: round(s["agreement"], 3) for r, s in rvc.per_rater.items()}
+    {'ann': 0.967, 'bob': 0.936, 'cy': 0.795}
+    """
+
+    def __init__(self, confidence_level: float = 0.95) -> None:
+        check_confidence_level(confidence_level)
+        self.confidence_level = confidence_level
+        self._reset()
+
+    def _reset(self) -> None:
+        # raters[rater_id] = {"confusion": {rater_label: {consensus_label: count}}, "ties": int}
+        self._raters: dict[str, dict[str, Any]] = {}
+        self._items = 0
+
+    def update(self, ratings: dict[str, str]) -> RaterVsConsensus:
+        if not isinstance(ratings, dict) or not all(
+            isinstance(r, str) and isinstance(x, str) for r, x in ratings.items()
+        ):
+            raise ValueError(f"ratings must be a dict of rater id -> label, got {ratings!r}")
+        _check_labels(list(ratings.values()), 2)
+        self._items += 1
+        for rater, label in ratings.items():
+            others = [x for r, x in ratings.items() if r != rater]
+            agreed, tie = consensus(others)
+            entry = self._raters.setdefault(rater, {"confusion": {}, "ties": 0})
+            if agreed is None:
+                entry["ties"] += int(tie)
+                continue
+            row = entry["confusion"].setdefault(label, {})
+            row[agreed] = row.get(agreed, 0) + 1
+        return self
+
+    def merge(self, other: RaterVsConsensus) -> RaterVsConsensus:
+        """Add ``other``'s counts to this tracker; returns ``self``."""
+        if type(other) is not type(self) or other._get_params() != self._get_params():
+            raise ValueError(f"cannot merge {other!r} into {self!r}")
+        self._items += other._items
+        for rater, theirs in other._raters.items():
+            entry = self._raters.setdefault(rater, {"confusion": {}, "ties": 0})
+            entry["ties"] += theirs["ties"]
+            for label, row in theirs["confusion"].items():
+                mine = entry["confusion"].setdefault(label, {})
+                for agreed, count in row.items():
+                    mine[agreed] = mine.get(agreed, 0) + count
+        return self
+
+    @property
+    def n_items(self) -> int:
+        return self._items
+
+    @property
+    def raters(self) -> list[str]:
+        return sorted(self._raters)
+
+    def confusion(self, rater: str) -> Confusion:
+        """A copy of ``{rater_label: {consensus_label: count}}`` for ``rater``."""
+        entry = self._raters.get(rater, {"confusion": {}})
+        return {a: dict(row) for a, row in entry["confusion"].items()}
+
+    @property
+    def per_rater(self) -> dict[str, dict[str, Any]]:
+        """``{rater: {"n", "agreement", "agreement_interval", "kappa", "ties"}}``, raters sorted."""
+        result: dict[str, dict[str, Any]] = {}
+        for rater in self.raters:
+            entry = self._raters[rater]
+            confusion: Confusion = entry["confusion"]
+            n = sum(sum(row.values()) for row in confusion.values())
+            agree = sum(row.get(label, 0) for label, row in confusion.items())
+            result[rater] = {
+                "n": n,
+                "agreement": agree / n if n else NAN,
+                "agreement_interval": list(wilson_interval(agree, n, self.confidence_level)),
+                "kappa": cohen_kappa_with_se(confusion)[0],
+                "ties": entry["ties"],
+            }
+        return result

@@ -1,0 +1,281 @@
+"""AgreementStats against scikit-learn, statsmodels, Gwet's published example and a direct numpy AC1."""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import warnings
+
+import numpy as np
+import pytest
+from sklearn.metrics import cohen_kappa_score
+from statsmodels.stats.inter_rater import cohens_kappa
+from statsmodels.stats.proportion import proportion_confint
+
+from detectors.agreement_stats import AgreementStats, wilson_interval
+
+TOL = 1e-9
+Z = 1.959963984540054
+
+
+def _close(x: float, y: float, tol: float = TOL) -> bool:
+    return (math.isnan(x) and math.isnan(y)) or abs(x - y) <= tol
+
+
+def _table(a: list[str], b: list[str]) -> tuple[list[str], np.ndarray]:
+    labels = sorted(set(a) | set(b))
+    index = {label: i for i, label in enumerate(labels)}
+    table = np.zeros((len(labels), len(labels)))
+    for x, y in zip(a, b, strict=True):
+        table[index[x], index[y]] += 1
+    return labels, table
+
+
+def _numpy_ac1(table: np.ndarray, q: int) -> tuple[float, float]:
+    """Gwet (2008), eqs. for AC1 and its variance in the expanded three-term form, written independently."""
+    n = table.sum()
+    p = table / n
+    p_a = np.trace(p)
+    pi = (p.sum(axis=1) + p.sum(axis=0)) / 2
+    p_e = (pi * (1 - pi)).sum() / (q - 1)
+    g = (p_a - p_e) / (1 - p_e)
+    term1 = p_a * (1 - p_a)
+    term2 = np.sum(np.diag(p) * (1 - pi)) / (q - 1) - p_a * p_e
+    weights = (1 - (pi[:, None] + pi[None, :]) / 2) ** 2
+    term3 = np.sum(p * weights) / (q - 1) ** 2 - p_e**2
+    var = (term1 - 4 * (1 - g) * term2 + 4 * (1 - g) ** 2 * term3) / (n * (1 - p_e) ** 2)
+    return float(g), float(math.sqrt(max(var, 0.0)))
+
+
+def _stream(
+    rng: random.Random,
+    n: int,
+    classes: list[str],
+    accuracy: float,
+    weights: list[float] | None = None,
+    b_never: frozenset[str] = frozenset(),
+) -> tuple[list[str], list[str]]:
+    b_classes = [c for c in classes if c not in b_never]
+    b_weights = [w for c, w in zip(classes, weights, strict=True) if c not in b_never] if weights else None
+    a, b = [], []
+    for _ in range(n):
+        truth = rng.choices(b_classes, weights=b_weights)[0]
+        a.append(truth if rng.random() < accuracy else rng.choices(classes, weights=weights)[0])
+        b.append(truth)
+    return a, b
+
+
+KINDS = [
+    "binary",
+    "three",
+    "five",
+    "skewed_98_2",
+    "skewed_multi",
+    "b_never_uses_a_label",
+    "disjoint",
+    "constant_b",
+    "one_class_only",
+]
+
+
+def _make(kind: str, seed: int) -> tuple[list[str], list[str]]:
+    rng = random.Random(f"{kind}-{seed}")
+    n = rng.choice([2, 3, 10, 57, 200, 1000])
+    accuracy = rng.random()
+    if kind == "binary":
+        return _stream(rng, n, ["pass", "fail"], accuracy)
+    if kind == "three":
+        return _stream(rng, n, ["a", "b", "c"], accuracy)
+    if kind == "five":
+        return _stream(rng, n, [f"c{i}" for i in range(5)], accuracy)
+    if kind == "skewed_98_2":
+        return _stream(rng, max(n, 300), ["pass", "fail"], 0.5 + accuracy / 2, weights=[98, 2])
+    if kind == "skewed_multi":
+        return _stream(rng, max(n, 300), ["a", "b", "c", "d"], accuracy, weights=[90, 6, 3, 1])
+    if kind == "b_never_uses_a_label":
+        return _stream(rng, n, ["output_1", "output_2", "tie"], accuracy, b_never=frozenset({"tie"}))
+    if kind == "disjoint":
+        return [rng.choice("xy") for _ in range(n)], [rng.choice("pq") for _ in range(n)]
+    if kind == "constant_b":
+        return [rng.choice(["pass", "fail"]) for _ in range(n)], ["pass"] * n
+    if kind == "one_class_only":
+        return ["pass"] * n, ["pass"] * n
+    raise AssertionError(kind)
+
+
+CASES = [(kind, seed) for kind in KINDS for seed in range(6)]
+
+
+def _feed(a: list[str], b: list[str], **params) -> AgreementStats:
+    stats = AgreementStats(**params)
+    for x, y in zip(a, b, strict=True):
+        assert stats.update(x, y) is stats
+    return stats
+
+
+@pytest.mark.parametrize(("kind", "seed"), CASES)
+def test_kappa_and_its_interval_match_sklearn_and_statsmodels(kind, seed):
+    a, b = _make(kind, seed)
+    stats = _feed(a, b)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        expected = float(cohen_kappa_score(a, b))
+        result = cohens_kappa(_table(a, b)[1])
+    assert _close(stats.cohen_kappa, expected), (stats.cohen_kappa, expected)
+    if math.isnan(expected):
+        assert math.isnan(stats.cohen_kappa_se) and all(math.isnan(x) for x in stats.cohen_kappa_interval)
+        return
+    # statsmodels' var_kappa can round to -1e-17 when it is 0 (it then reports std nan): compare the variance
+    assert abs(stats.cohen_kappa_se**2 - float(result.var_kappa)) <= TOL, (
+        stats.cohen_kappa_se,
+        result.var_kappa,
+    )
+    if float(result.var_kappa) > 0:
+        assert _close(stats.cohen_kappa_se, float(result.std_kappa))
+        low, high = stats.cohen_kappa_interval
+        assert _close(low, max(float(result.kappa_low), -1.0))
+        assert _close(high, min(float(result.kappa_upp), 1.0))
+
+
+@pytest.mark.parametrize(("kind", "seed"), CASES)
+def test_ac1_matches_a_direct_numpy_implementation(kind, seed):
+    a, b = _make(kind, seed)
+    stats = _feed(a, b)
+    labels, table = _table(a, b)
+    if len(labels) < 2:
+        assert math.isnan(stats.gwet_ac1) and math.isnan(stats.gwet_ac1_se)
+        return
+    ac1, se = _numpy_ac1(table, len(labels))
+    assert _close(stats.gwet_ac1, ac1) and _close(stats.gwet_ac1_se, se), (
+        stats.gwet_ac1,
+        ac1,
+        stats.gwet_ac1_se,
+        se,
+    )
+    low, high = stats.gwet_ac1_interval
+    assert _close(low, max(ac1 - Z * se, -1.0)) and _close(high, min(ac1 + Z * se, 1.0))
+
+
+@pytest.mark.parametrize(("kind", "seed"), CASES)
+def test_percent_agreement_and_wilson_interval_match_statsmodels(kind, seed):
+    a, b = _make(kind, seed)
+    stats = _feed(a, b)
+    agree = sum(x == y for x, y in zip(a, b, strict=True))
+    assert stats.percent_agreement == pytest.approx(agree / len(a), abs=TOL)
+    low, high = proportion_confint(agree, len(a), alpha=0.05, method="wilson")
+    assert stats.percent_agreement_interval == pytest.approx((low, high), abs=TOL)
+
+
+def test_gwet_handbook_example_published_values():
+    """Gwet's 3x3 'abstractors' table; irrCAC (Gwet's own package) prints AC1 0.8493305 (se 0.04321747)
+    and Cohen's kappa 0.7964094 (se 0.05891072)."""
+    counts = {"Ectopic": {"Ectopic": 13}, "AIU": {"AIU": 20, "NIU": 7}, "NIU": {"AIU": 4, "NIU": 56}}
+    stats = AgreementStats()
+    for a, row in counts.items():
+        for b, count in row.items():
+            for _ in range(count):
+                stats.update(a, b)
+    assert stats.n == 100
+    assert stats.gwet_ac1 == pytest.approx(0.8493305, abs=5e-8)
+    assert stats.gwet_ac1_se == pytest.approx(0.04321747, abs=5e-9)
+    assert stats.cohen_kappa == pytest.approx(0.7964094, abs=5e-8)
+    assert stats.cohen_kappa_se == pytest.approx(0.05891072, abs=5e-9)
+    assert stats.percent_agreement == pytest.approx(0.89)
+
+
+def test_hand_worked_two_by_two():
+    """40 pairs: both fail 10, a fail/b pass 5, a pass/b fail 5, both pass 20 (worked by hand)."""
+    stats = AgreementStats()
+    for a, b, count in [("fail", "fail", 10), ("fail", "pass", 5), ("pass", "fail", 5), ("pass", "pass", 20)]:
+        for _ in range(count):
+            stats.update(a, b)
+    # p_o = 30/40 = 0.75; marginals 15/40 and 25/40 for both raters
+    p_e_kappa = (15 / 40) ** 2 + (25 / 40) ** 2  # 0.53125
+    assert stats.cohen_kappa == pytest.approx((0.75 - p_e_kappa) / (1 - p_e_kappa))  # 0.4666...
+    # AC1: pi = (0.375, 0.625), p_e = 2 * 0.375 * 0.625 / 1 = 0.46875
+    assert stats.gwet_ac1 == pytest.approx((0.75 - 0.46875) / (1 - 0.46875))  # 0.5294...
+
+
+def test_fixed_categories_set_q_and_reject_other_labels():
+    a, b = _make("skewed_98_2", 1)
+    observed = _feed(a, b)
+    fixed = _feed(a, b, categories=["pass", "fail", "unsure"])
+    assert fixed.cohen_kappa == observed.cohen_kappa  # kappa does not depend on unused categories
+    _, table = _table(a, b)
+    padded = np.zeros((3, 3))
+    padded[:2, :2] = table
+    ac1, se = _numpy_ac1(padded, 3)
+    assert fixed.gwet_ac1 == pytest.approx(ac1, abs=TOL) and fixed.gwet_ac1_se == pytest.approx(se, abs=TOL)
+    with pytest.raises(ValueError, match="not in categories"):
+        fixed.update("pass", "maybe")
+    # one label only, but a two-label scale: AC1 is defined (= percent agreement), kappa is not
+    one = _feed(["pass"] * 5, ["pass"] * 5, categories=["pass", "fail"])
+    assert one.gwet_ac1 == 1.0 and math.isnan(one.cohen_kappa)
+
+
+@pytest.mark.parametrize("bad", [[], ["x"], ["a", "a"], [1, 2]])
+def test_bad_categories_raise(bad):
+    with pytest.raises(ValueError):
+        AgreementStats(categories=bad)
+
+
+@pytest.mark.parametrize("level", [0, 1, 1.5, -0.1, "0.95"])
+def test_bad_confidence_level_raises(level):
+    with pytest.raises(ValueError):
+        AgreementStats(confidence_level=level)
+
+
+def test_empty_is_undefined():
+    stats = AgreementStats()
+    assert stats.n == 0 and stats.confusion == {}
+    for name in ("percent_agreement", "cohen_kappa", "cohen_kappa_se", "gwet_ac1", "gwet_ac1_se"):
+        assert math.isnan(getattr(stats, name))
+    for name in ("percent_agreement_interval", "cohen_kappa_interval", "gwet_ac1_interval"):
+        assert all(math.isnan(x) for x in getattr(stats, name))
+
+
+def test_merge_equals_one_stream_and_checks_params():
+    a, b = _make("three", 4)
+    half = len(a) // 2
+    left, right = _feed(a[:half], b[:half]), _feed(a[half:], b[half:])
+    whole = _feed(a, b)
+    assert left.merge(right) is left
+    assert left.confusion == whole.confusion and left.n == whole.n
+    assert left.summary() == whole.summary()
+    with pytest.raises(ValueError):
+        left.merge(AgreementStats(confidence_level=0.9))
+    assert right.n == len(a) - half  # the merged-in tracker is untouched
+
+
+def test_summary_is_complete_and_json_serialisable():
+    a, b = _make("binary", 2)
+    summary = _feed(a, b).summary()
+    assert set(summary) == {
+        "n",
+        "percent_agreement",
+        "percent_agreement_interval",
+        "cohen_kappa",
+        "cohen_kappa_se",
+        "cohen_kappa_interval",
+        "gwet_ac1",
+        "gwet_ac1_se",
+        "gwet_ac1_interval",
+    }
+    json.dumps(summary)
+
+
+@pytest.mark.parametrize(
+    ("successes", "n"), [(0, 1), (1, 1), (0, 50), (50, 50), (3, 200), (117, 250), (1, 3)]
+)
+def test_wilson_interval_matches_statsmodels(successes, n):
+    assert wilson_interval(successes, n) == pytest.approx(
+        proportion_confint(successes, n, alpha=0.05, method="wilson"), abs=TOL
+    )
+    assert wilson_interval(successes, n, 0.8) == pytest.approx(
+        proportion_confint(successes, n, alpha=0.2, method="wilson"), abs=TOL
+    )
+
+
+def test_wilson_interval_of_nothing_is_undefined():
+    assert all(math.isnan(x) for x in wilson_interval(0, 0))
