@@ -2,6 +2,7 @@
 
 from detectors.agreement import AgreementTracker
 from detectors.base import Detector
+from detectors.category_spikes import CategorySpikes
 from detectors.exceptions import DetectorError, StateError
 
 __all__ = ["AgreementTracker", "Detector", "DetectorError", "StateError"]
@@ -9,18 +10,24 @@ __all__ = ["AgreementTracker", "Detector", "DetectorError", "StateError"]
 # Agreement with intervals, multi-rater agreement, calibration, prediction-powered rates, event-time windows.
 from detectors.agreement_stats import AgreementStats, wilson_interval
 from detectors.calibration import BinaryCalibration, ClassAccuracy
+from detectors.msprt import MixtureSPRT, VersionComparison
 from detectors.multi_rater import InterAnnotatorAgreement, RaterVsConsensus, consensus
 from detectors.ppi import PredictionPoweredRate
+from detectors.traffic_watch import TrafficWatch
 from detectors.windowed import EventTimeWindows
 
 __all__ += [
     "AgreementStats",
     "BinaryCalibration",
+    "CategorySpikes",
     "ClassAccuracy",
     "EventTimeWindows",
     "InterAnnotatorAgreement",
+    "MixtureSPRT",
     "PredictionPoweredRate",
     "RaterVsConsensus",
+    "TrafficWatch",
+    "VersionComparison",
     "consensus",
     "wilson_interval",
 ]

@@ -81,8 +81,9 @@ class Aggregator:
         self.autoflush = autoflush
         self.duplicates = 0
         self._types = detector_types()
+        self.views: list[View] = list(views or [])
         self._views: dict[str, list[View]] = {}
-        for view in views or []:
+        for view in self.views:
             for kind in view.kinds:
                 self._views.setdefault(kind, []).append(view)
 
@@ -100,11 +101,7 @@ class Aggregator:
     def detector(self, key: str) -> Detector | None:
         """The current detector at ``key`` (read-only use), or None."""
         value = self.state.get(key)
-        if value is None:
-            return None
-        if isinstance(value, Aggregate):
-            return value.detector
-        return self._types[value["detector"]["type"]].from_dict(value["detector"])
+        return None if value is None else self._decode(value).detector
 
     def update(
         self,
@@ -117,13 +114,7 @@ class Aggregator:
         """Apply ``observation`` to the aggregate at ``key`` once; its detector, or None for a replay."""
         value = self.state.get(key)
         new = value is None
-        if new:
-            aggregate = Aggregate(make())
-        elif isinstance(value, Aggregate):
-            aggregate = value
-        else:
-            detector = self._types[value["detector"]["type"]].from_dict(value["detector"])
-            aggregate = Aggregate(detector, value["applied"])
+        aggregate = Aggregate(make()) if new else self._decode(value)
         if not aggregate.first_time(observation["src"]):
             self.duplicates += 1
             self.state.live[key] = aggregate
@@ -135,10 +126,16 @@ class Aggregator:
     def items(self, prefix: str) -> Iterator[tuple[list[str], Detector]]:
         """(key parts after the prefix, detector) for every aggregate whose key starts with ``prefix``."""
         self.flush()
-        for key, value in sorted(self.store.items()):
+        for key, value in sorted(self.store.items(), key=lambda item: item[0]):
             kind, *parts = key.split(SEP)
             if kind == prefix:
-                yield parts, self._types[value["detector"]["type"]].from_dict(value["detector"])
+                yield parts, self._decode(value).detector
+
+    def _decode(self, value: Any) -> Aggregate:
+        if isinstance(value, Aggregate):
+            return value
+        detector = self._types[value["detector"]["type"]].from_dict(value["detector"])
+        return Aggregate(detector, value["applied"])
 
 
 def key(*parts: str) -> str:

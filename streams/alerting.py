@@ -7,7 +7,7 @@ from typing import Any
 from streams.alertmanager import AlertmanagerSink
 from streams.config import Settings
 from streams.exceptions import ConfigError
-from streams.metrics import Metrics, alert_metrics
+from streams.metrics import Metrics
 
 
 def build_alertmanager_sink(
@@ -16,10 +16,9 @@ def build_alertmanager_sink(
     """A started sink, or None when no Alertmanager is configured."""
     if settings.alertmanager_url is None:
         return None
-    alerts, active = alert_metrics(metrics.registry)
 
     def count(name: str, n: int) -> None:
-        alerts.labels(name).inc(n)
+        metrics.alertmanager_alerts.labels(name).inc(n)
 
     try:
         sink = AlertmanagerSink(
@@ -31,7 +30,7 @@ def build_alertmanager_sink(
         )
     except ValueError as exc:
         raise ConfigError(f"CONVOWATCH_ALERTMANAGER_URL: {exc}") from None
-    active.set_function(lambda: float(sink.active))
+    metrics.alertmanager_active.set_function(lambda: float(sink.active))
     return sink.start()
 
 

@@ -9,10 +9,20 @@ Each agent takes a batch, publishes its outputs, waits until the broker has ackn
 then writes the batch's state to the changelog; Faust commits offsets after that. A crash therefore never
 loses an output: it can only replay inputs whose outputs are re-published with the same keys.
 
-A batch's messages are held (an extra reference each) until that point: Faust's ``take_events`` acks a batch
-when the agent asks for the next one, but also when an aborted iteration is finalised, which would commit a
-batch that failed half-way. A batch that fails for any other reason than a cancellation ends the process
-(exit status 70) before anything more is committed; the restarted worker replays it.
+Faust (0.15.3) acks, and so commits, records it has not processed in two places, which this module guards:
+
+- ``take_events`` acks a batch when the agent asks for the next one, but also when an aborted iteration is
+  finalised: a batch that failed or was cancelled half-way would be committed;
+- a stream *skips* records that arrive while flow control is suspended during a rebalance and acks them;
+  the seek to committed offsets that follows rewinds only partitions that have a committed offset, so on a
+  partition nobody has committed yet (one that a worker took over before its first commit) the skipped
+  records were never read again: lost.
+
+So the consumer's ``ack`` refuses every record of our agents' topics unless its batch completed
+(:meth:`KafkaTransport._guard_acks`), and after each rebalance the agents' partitions are rewound to their
+beginning before Faust seeks them to their committed offsets (:meth:`KafkaTransport._on_rebalance_complete`).
+A batch that fails for any reason but a cancellation ends the process (exit status 70) before anything more
+is committed; the restarted worker replays it.
 """
 
 from __future__ import annotations
@@ -22,6 +32,7 @@ import base64
 import hashlib
 import logging
 import os
+import weakref
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -50,6 +61,8 @@ class TableStore:
     ``owned`` tells whether this worker holds a partition now; iteration skips entries of partitions it
     does not (their tombstones would go to another worker's changelog partition).
     """
+
+    serialises = True
 
     def __init__(self, table: Any, owned: Callable[[int | None], bool] | None = None) -> None:
         self.table = table
@@ -112,11 +125,11 @@ class KafkaTransport:
         self.inputs = self.app.topic(*self.streams_by_topic, schema=raw)
         names = output_topics(settings)
         self.outputs = {logical: self.app.topic(name, schema=raw) for logical, name in names.items()}
+        # value_type None: plain JSON values. With ``dict``, Faust calls ``dict.from_data`` on every changelog
+        # record during recovery; each fails (logged as "Error in recovery"), so a restarted worker never
+        # recovered its tables and recovery never completed.
         json_state: faust.Schema = faust.Schema(
-            key_type=str,
-            value_type=dict,  # type: ignore[arg-type]
-            key_serializer="json",
-            value_serializer="json",
+            key_type=str, value_type=None, key_serializer="json", value_serializer="json"
         )
         pending = self.app.Table("pending", schema=json_state)
         self.aggregates = aggregates = self.app.Table("aggregates", schema=json_state)
@@ -130,15 +143,19 @@ class KafkaTransport:
         self.app.agent(self.inputs, name="join", concurrency=1)(self._join)
         self.app.agent(self.outputs["observations"], name="aggregate", concurrency=1)(self._aggregate)
         self.app.on_rebalance_complete.connect(self._on_rebalance_complete)
+        #: records of completed batches, the only ones whose acks reach the consumer (see _guard_acks)
+        self._done: weakref.WeakSet[Any] = weakref.WeakSet()
+        self._agent_topics = {*self.streams_by_topic, self.outputs["observations"].get_topic_name()}
 
     def _owns_input_partition(self, partition: int | None) -> bool:
         assigned = self.app.consumer.assignment()
         return any(tp.partition == partition and tp.topic in self.streams_by_topic for tp in assigned)
 
     async def _join(self, stream: Any) -> None:
+        self._guard_acks()
         settings = self.settings
         async for events in stream.take_events(settings.batch_max, within=settings.batch_within_seconds):
-            with self._holding(events, "join"):
+            with self._batch(events, "join"):
                 emits: list[Emit] = []
                 with self.metrics.processing_seconds.time():
                     for event in events:
@@ -147,10 +164,8 @@ class KafkaTransport:
                 self.pipeline.joiner.flush()
 
     @contextmanager
-    def _holding(self, events: Sequence[Any], stage: str) -> Iterator[None]:
-        """Keep ``events`` from being acked (so committed) unless the block completes (module docstring)."""
-        for event in events:
-            event.message.incref()
+    def _batch(self, events: Sequence[Any], stage: str) -> Iterator[None]:
+        """Mark ``events`` done (ackable: :meth:`_guard_acks`) once the block completes; exit if it fails."""
         try:
             yield
         except Exception:
@@ -166,8 +181,24 @@ class KafkaTransport:
             )
             logging.shutdown()
             os._exit(EX_SOFTWARE)
-        for event in events:
-            event.message.decref()  # take_events acks them when the agent asks for the next batch
+        self._done.update(event.message for event in events)
+
+    def _guard_acks(self) -> None:
+        """Make the consumer refuse acks of our agents' records that no completed batch processed."""
+        consumer = self.app.consumer
+        if getattr(consumer, "convowatch_guarded", False):
+            return
+        ack, done, topics = consumer.ack, self._done, self._agent_topics
+
+        def guarded_ack(message: Any) -> bool:
+            if message.topic in topics and message not in done:
+                return False  # skipped in a rebalance, or its batch did not complete: never commit it
+            done.discard(message)
+            return bool(ack(message))
+
+        # an instance attribute: every ack (Message.ack -> consumer.ack) goes through it
+        setattr(consumer, "ack", guarded_ack)  # noqa: B010
+        setattr(consumer, "convowatch_guarded", True)  # noqa: B010
 
     def _ingest(self, event: Any) -> list[Emit]:
         message = event.message
@@ -188,9 +219,10 @@ class KafkaTransport:
             ]
 
     async def _aggregate(self, stream: Any) -> None:
+        self._guard_acks()
         settings = self.settings
         async for events in stream.take_events(settings.batch_max, within=settings.batch_within_seconds):
-            with self._holding(events, "aggregate"):
+            with self._batch(events, "aggregate"):
                 emits: list[Emit] = []
                 for event in events:
                     message = event.message
@@ -224,8 +256,13 @@ class KafkaTransport:
     # -- rebalances ----------------------------------------------------------------------------------
 
     async def _on_rebalance_complete(self, sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
-        """After a rebalance and table recovery: report what this worker owns, re-export its figures."""
-        assigned = self.app.consumer.assignment()
+        """After a rebalance and table recovery, before Faust seeks to committed offsets and resumes: rewind
+        the agents' partitions (module docstring), report what this worker owns, export its figures."""
+        consumer = self.app.consumer
+        assigned = consumer.assignment()
+        for tp in assigned:
+            if tp.topic in self._agent_topics:
+                await consumer.seek(tp, 0)  # Faust's seek moves partitions with a committed offset there
         owned: dict[str, list[int]] = {}
         for stream_topic, stream in self.streams_by_topic.items():
             partitions = sorted(tp.partition for tp in assigned if tp.topic == stream_topic)

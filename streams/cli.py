@@ -7,6 +7,7 @@ import gc
 import json
 import sys
 from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -91,7 +92,8 @@ def _cmd_produce(args: argparse.Namespace) -> None:
     if args.generate:
         from streams.generator import TrafficGenerator, to_records
 
-        generator = TrafficGenerator(seed=args.seed, rate=args.rate)
+        start = args.start or datetime.now(UTC).replace(microsecond=0) - timedelta(seconds=args.duration)
+        generator = TrafficGenerator(seed=args.seed, rate=args.rate, start=start)
         items = to_records(generator.records(args.duration))
         sent = producer.produce_records(settings, ((r[2], r[3]) for r in items))
     elif files:
@@ -113,6 +115,13 @@ def _cmd_schemas(args: argparse.Namespace) -> None:
 
     for path in write_json_schemas(args.out):
         print(path)
+
+
+def _aware_datetime(text: str) -> datetime:
+    value = datetime.fromisoformat(text)
+    if value.tzinfo is None:
+        raise argparse.ArgumentTypeError(f"{text!r} has no UTC offset (e.g. 2026-11-02T08:00:00Z)")
+    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -159,6 +168,12 @@ def build_parser() -> argparse.ArgumentParser:
     produce.add_argument("--duration", type=float, default=60.0, help="event-time seconds to generate")
     produce.add_argument("--rate", type=float, default=200.0, help="generated turns per event-time second")
     produce.add_argument("--seed", type=int, default=7)
+    produce.add_argument(
+        "--start",
+        type=_aware_datetime,
+        default=None,
+        help="event time of the first generated record, RFC 3339 (default: --duration before now)",
+    )
     produce.set_defaults(func=_cmd_produce)
 
     topics = sub.add_parser("topics", help="topic administration")

@@ -80,6 +80,17 @@ class Settings(BaseSettings):
     defect_category_topics: bool = Field(
         True, description="CONVOWATCH_DEFECT_CATEGORY_TOPICS: also publish each defect to defects.<category>."
     )
+    spike_false_alarms_per_day: float = Field(
+        1.0,
+        gt=0,
+        description="CONVOWATCH_SPIKE_FALSE_ALARMS_PER_DAY: false defect_spike alarms tolerated per day, all "
+        "segments together, at the traffic below.",
+    )
+    spike_turns_per_day: float = Field(
+        1_000_000.0,
+        gt=0,
+        description="CONVOWATCH_SPIKE_TURNS_PER_DAY: judged turns a day the budget is stated for.",
+    )
     alertmanager_url: SecretStr | None = Field(
         None,
         description="CONVOWATCH_ALERTMANAGER_URL: Alertmanager base URL; escalations become alerts when set "
@@ -113,6 +124,50 @@ class Settings(BaseSettings):
         gt=0,
         description="CONVOWATCH_BROKER_PROBE_INTERVAL_SECONDS: how often the worker checks that the broker "
         "answers (convowatch_broker_connected, convowatch_broker_outages_total).",
+    )
+    golden: Path | None = Field(
+        None,
+        description="CONVOWATCH_GOLDEN: golden set, JSONL of {turn_id, labels: {dimension: label}}; vendors, "
+        "annotators and judges are scored on these turns (validated at start).",
+    )
+    agreement_windows: dict[str, tuple[int, int]] = Field(
+        default_factory=lambda: {"1h": (3600, 300), "24h": (86400, 3600)},
+        description="CONVOWATCH_AGREEMENT_WINDOWS: sliding event-time windows of judge/human agreement, JSON "
+        "{name: [window_seconds, bucket_seconds]}; the name is the metrics' window label.",
+    )
+    divergence_refresh_every: int = Field(
+        200,
+        ge=1,
+        description="CONVOWATCH_DIVERGENCE_REFRESH_EVERY: agreement, calibration and defect-rate gauges are "
+        "recomputed after this many observations of their aggregate (1 = on every one) ...",
+    )
+    divergence_refresh_seconds: float = Field(
+        60.0,
+        gt=0,
+        description="CONVOWATCH_DIVERGENCE_REFRESH_SECONDS: ... or once this much event time has passed.",
+    )
+
+    version_horizon_seconds: float = Field(
+        3600.0,
+        gt=0,
+        description="CONVOWATCH_VERSION_HORIZON_SECONDS: two model versions seen on a journey within this "
+        "much event time of each other are compared (version_regression).",
+    )
+    version_alpha: float = Field(
+        0.05,
+        gt=0,
+        lt=1,
+        description="CONVOWATCH_VERSION_ALPHA: false-positive rate of each version comparison, valid under "
+        "continuous monitoring (always-valid mSPRT).",
+    )
+    version_tau2: float = Field(
+        1e-4,
+        gt=0,
+        description="CONVOWATCH_VERSION_TAU2: prior variance of the defect-rate lift; the test is most "
+        "sensitive to lifts near its square root (1e-4: one percentage point).",
+    )
+    version_min_samples: int = Field(
+        100, ge=1, description="CONVOWATCH_VERSION_MIN_SAMPLES: judged turns per version before testing."
     )
 
     def topic(self, name: str) -> str:

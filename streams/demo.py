@@ -11,6 +11,7 @@ import time
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from contextlib import ExitStack
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import IO, Any
 
@@ -130,7 +131,10 @@ def run_demo(
     if not speedup > 0:
         raise ValueError("speedup must be positive")
     event_duration = duration * speedup
+    # event time ends about now, so the demo's metrics look live to Prometheus' staleness alerts
+    start = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(seconds=event_duration)
     generator = TrafficGenerator(
+        start=start,
         seed=seed,
         rate=rate / speedup,
         incident=Incident(

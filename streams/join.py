@@ -22,6 +22,9 @@ from streams.policy import HighRiskPolicy
 from streams.state import DictStore, StateStore, WriteBehind
 from streams.taxonomy import Taxonomy
 
+#: Human labels on one dimension of one turn that make an inter-annotator item (emitted once).
+MIN_RATERS = 2
+
 
 class TurnJoiner:
     """Holds each turn's events until they can be judged; emits defects, escalations and agreement pairs."""
@@ -191,7 +194,7 @@ class TurnJoiner:
         return emits
 
     def _observed(self, turn_id: str, entry: Entry) -> list[Emit]:
-        """Once per judge and per annotator whose labels meet the turn: ``judged`` and ``labelled``."""
+        """Once per turn (``turn``), judge (``judged``) and annotator (``labelled``) meeting the turn."""
         turn = entry["turn"]
         ctx = turn["ctx"]
         common = {
@@ -204,6 +207,10 @@ class TurnJoiner:
         }
         emits = []
         observed = entry.setdefault("observed", [])
+        if "t" not in observed:  # the turn itself, for volume and latency per journey
+            observed.append("t")
+            value = {"kind": "turn", "latency_ms": ctx.get("latency_ms"), **common}
+            emits.append(Emit("observations", turn["segment"]["journey"], value))
         for judge_id, record in entry["judge"].items():
             if f"j{SEP}{judge_id}" not in observed:
                 observed.append(f"j{SEP}{judge_id}")
@@ -228,7 +235,30 @@ class TurnJoiner:
                     "judges": {j: dict(r["labels"]) for j, r in entry["judge"].items()},
                     **common,
                 }
-                emits.append(Emit("observations", record["vendor"], value))
+                emits.append(Emit("observations", "humans", value))  # human labels are few: one shard
+        emits.extend(self._raters(turn_id, entry, common))
+        return emits
+
+    def _raters(self, turn_id: str, entry: Entry, common: dict[str, Any]) -> list[Emit]:
+        """Once a dimension of the turn has labels from ``MIN_RATERS`` annotators: one ``raters`` item."""
+        by_dimension: dict[str, dict[str, str]] = {}
+        for annotator, record in entry["human"].items():
+            for dim, label in record["labels"].items():
+                by_dimension.setdefault(dim, {})[annotator] = label
+        emits = []
+        observed = entry["observed"]
+        for dim, labels in by_dimension.items():
+            if len(labels) >= MIN_RATERS and f"r{SEP}{dim}" not in observed:
+                observed.append(f"r{SEP}{dim}")
+                value = {
+                    "kind": "raters",
+                    "dimension": dim,
+                    "labels": labels,
+                    "vendors": {a: entry["human"][a]["vendor"] for a in labels},
+                    "judges": {j: r["labels"][dim] for j, r in entry["judge"].items() if dim in r["labels"]},
+                    **common,
+                }
+                emits.append(Emit("observations", "humans", value))
         return emits
 
     def _defects(self, turn_id: str, entry: Entry, failures: list[Any]) -> list[Emit]:
@@ -294,23 +324,43 @@ class TurnJoiner:
                 if dim not in human_labels or pair_key in entry["paired"]:
                     continue
                 entry["paired"].append(pair_key)
-                emits.append(
-                    Emit(
-                        "observations",
-                        judge_id,  # all of a judge's aggregates live on one partition
-                        {
-                            "kind": "pair",
-                            "turn_id": turn_id,
-                            "judge_id": judge_id,
-                            "dimension": dim,
-                            "judge_label": label,
-                            "human_label": human_labels[dim],
-                            "segment": turn["segment"] if turn else None,
-                            "ts": turn["ts"] if turn else record["ts"],
-                        },
-                    )
-                )
+                pair = {
+                    "kind": "pair",
+                    "turn_id": turn_id,
+                    "judge_id": judge_id,
+                    "dimension": dim,
+                    "judge_label": label,
+                    "human_label": human_labels[dim],
+                    "confidence": record.get("conf", {}).get(dim),
+                    "segment": turn["segment"] if turn else None,
+                    "ts": turn["ts"] if turn else record["ts"],
+                }
+                # all of a judge's aggregates live on one partition
+                emits.append(Emit("observations", judge_id, pair))
+                if label != human_labels[dim] and self.taxonomy.policy(dim).high_risk:
+                    emits.append(self._divergence(turn_id, entry, pair))
         return emits
+
+    def _divergence(self, turn_id: str, entry: Entry, pair: dict[str, Any]) -> Emit:
+        """A high-risk disagreement between judge and human, for labelling-guide review."""
+        divergence_id = f"{turn_id}/{pair['judge_id']}/{pair['dimension']}"
+        value = {
+            "schema_version": 1,
+            "divergence_id": divergence_id,
+            "turn_id": turn_id,
+            "dimension": pair["dimension"],
+            "judge_id": pair["judge_id"],
+            "judge_label": pair["judge_label"],
+            "human_label": pair["human_label"],
+            "human_labels": {
+                annotator: {"vendor_id": r["vendor"], "label": r["labels"].get(pair["dimension"])}
+                for annotator, r in entry["human"].items()
+                if pair["dimension"] in r["labels"]
+            },
+            "segment": dict(pair["segment"] or UNKNOWN_SEGMENT),
+            "ts": iso(pair["ts"]),
+        }
+        return Emit("divergences", divergence_id, value)
 
     # -- bounded state -------------------------------------------------------------------------------
 

@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from schemas import InvalidRecord, Stream, parse_record
+from schemas.parsing import REASONS
 from streams.aggregate import Aggregator
 from streams.config import Settings
 from streams.emit import Emit
@@ -15,7 +16,6 @@ from streams.metrics import Metrics
 from streams.state import StateStore
 from streams.taxonomy import Taxonomy, load_taxonomy
 from streams.views import default_views
-from streams.views.agreement import AgreementView
 
 
 class Pipeline:
@@ -53,10 +53,13 @@ class Pipeline:
             self.metrics,
             aggregate_store,
             autoflush=not batched,
-            views=default_views(self.metrics, self.taxonomy),
+            views=default_views(self.settings, self.metrics, self.taxonomy),
         )
         self.counts = {stream.value: 0 for stream in Stream} | {"deadletter": 0}
         m = self.metrics  # label children cached: .labels() costs more than the increment
+        m.zero_known_children(
+            [s.value for s in Stream], [*REASONS, "internal_error"], ["defects", "escalations", "deadletter"]
+        )
         self._stream_metrics = {
             s: (
                 m.records_in.labels(s.value),
@@ -117,7 +120,12 @@ class Pipeline:
         return self.joiner.evict()
 
     def report(self) -> dict[str, Any]:
-        return {"events": dict(self.counts), "agreement": AgreementView.rows(self.aggregator)}
+        report: dict[str, Any] = {"events": dict(self.counts)}
+        for view in self.aggregator.views:
+            section = getattr(view, "report", None)
+            if section is not None:
+                report.update(section(self.aggregator))
+        return report
 
 
 def dead_letter(

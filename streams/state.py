@@ -25,7 +25,9 @@ class StateStore(Protocol):
 
 
 class DictStore:
-    """In-process state (embedded transport and tests)."""
+    """In-process state (embedded transport and tests). Holds live objects: nothing is serialised."""
+
+    serialises = False
 
     def __init__(self) -> None:
         self.data: dict[str, Any] = {}
@@ -82,7 +84,9 @@ class WriteBehind:
             self.deleted[key] = partition
 
     def flush(self, encode: Any = None) -> int:
-        """Write every touched value (through ``encode`` if given); forget live values. Returns the count."""
+        """Write every touched value (through ``encode`` if the store serialises); forget live values."""
+        if not getattr(self.store, "serialises", True):
+            encode = None
         for key, partition in self.dirty.items():
             value = self.live[key]
             self.store.put(key, encode(value) if encode else value, partition)

@@ -11,7 +11,12 @@ INPUTS = {
     Stream.JUDGE_VERDICTS: "judge.verdicts",
     Stream.HUMAN_LABELS: "human.labels",
 }
-OUTPUTS = {"defects": "defects", "escalations": "escalations", "deadletter": "deadletter"}
+OUTPUTS = {
+    "defects": "defects",
+    "escalations": "escalations",
+    "deadletter": "deadletter",
+    "divergences": "divergences",
+}
 INTERNAL = {"observations": "internal.observations"}
 
 

@@ -1,57 +1,291 @@
-"""Agreement between each judge and the humans, per dimension (cumulative)."""
+"""Agreement between each judge and the humans, per dimension: cumulative, per segment and over windows.
+
+From ``pair`` observations (judge label vs the turn's first human label; shard: the judge):
+
+- ``agreement/<judge>/<dimension>``: :class:`~detectors.AgreementTracker`, the cumulative figures behind
+  ``convowatch_judge_agreement_ratio`` and friends (the Kafka worker re-exports them after a rebalance);
+- ``agreement_detail/<judge>/<dimension>``: :class:`~detectors.agreement_breakdown.AgreementBreakdown`:
+  intervals, Gwet's AC1, per segment value (journey, intent, model version, channel, modality) and over
+  sliding event-time windows by the turn's time (``CONVOWATCH_AGREEMENT_WINDOWS``).
+
+From ``labelled`` observations (one annotator's labels with the judges' labels of the turn; shard:
+``humans``): ``agreement_vendor/<judge>/<dimension>``, the judge against each annotator's own label, per
+vendor.
+
+Interval and window figures cost tens to hundreds of microseconds, so gauges are recomputed through
+:class:`Refresh`, not on every pair. Per-segment gauges are cumulative only, and only for values the
+metric label guard admits; windows are exported for the judge and dimension overall.
+"""
 
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
+from functools import partial
 from typing import Any
 
-from detectors import AgreementTracker
+from detectors import AgreementStats, AgreementTracker
+from detectors.agreement_breakdown import DEFAULT_SEGMENTS, AgreementBreakdown
 from streams.aggregate import Aggregator, key
-from streams.emit import Emit
+from streams.emit import Emit, iso
+from streams.exceptions import ConfigError
+from streams.labels import OTHER, UNKNOWN
 from streams.metrics import Metrics
+
+#: Metric label guard of each segment (``streams.metrics.Metrics.guards``).
+SEGMENT_GUARDS = {
+    "journey": "journey",
+    "intent": "intent",
+    "model_version": "model_version",
+    "channel": "channel",
+    "modality": "modality",
+    "vendor": "vendor_id",
+}
+DEFAULT_WINDOWS = {"1h": (3600, 300), "24h": (86400, 3600)}
+#: Distinct values kept per segment in one judge/dimension aggregate; later ones share ``other``.
+MAX_SEGMENT_VALUES = 50
+
+
+class Refresh:
+    """When to recompute an aggregate's gauges: on its first observation, then after ``every``
+    observations or once its event time has moved ``seconds`` past the last refresh (process-local)."""
+
+    def __init__(self, every: int = 200, seconds: float = 60.0) -> None:
+        self.every = every
+        self.seconds = seconds
+        self._seen: dict[Any, list[float]] = {}  # key -> [observations since refresh, event time then]
+
+    def __call__(self, name: Any, ts: float | None) -> bool:
+        ts = 0.0 if ts is None else ts
+        state = self._seen.get(name)
+        if state is None:
+            self._seen[name] = [0, ts]
+            return True
+        state[0] += 1
+        if state[0] >= self.every or ts - state[1] >= self.seconds:
+            state[0], state[1] = 0, max(ts, state[1])
+            return True
+        return False
 
 
 class AgreementView:
-    kinds: tuple[str, ...] = ("pair",)
+    kinds: tuple[str, ...] = ("pair", "labelled")
 
-    def __init__(self, metrics: Metrics) -> None:
+    def __init__(
+        self,
+        metrics: Metrics,
+        windows: dict[str, tuple[int, int]] | None = None,
+        refresh_every: int = 200,
+        refresh_seconds: float = 60.0,
+    ) -> None:
         self.metrics = metrics
+        self.windows = {name: [int(w), int(b)] for name, (w, b) in (windows or DEFAULT_WINDOWS).items()}
+        for name, (window, bucket) in self.windows.items():
+            if not name or window <= 0 or bucket <= 0 or window % bucket:
+                raise ConfigError(
+                    f"CONVOWATCH_AGREEMENT_WINDOWS: window {name!r} needs positive sizes with window_seconds "
+                    f"a multiple of bucket_seconds, got [{window}, {bucket}]"
+                )
+        self.refresh = Refresh(refresh_every, refresh_seconds)
+        self.refresh_windows = Refresh(refresh_every, refresh_seconds)
+        self._labels: dict[tuple[str, str], tuple[str, str]] = {}
 
-    def apply(self, aggregator: Aggregator, pair: dict[str, Any], partition: int | None) -> list[Emit]:
+    def _breakdown(self) -> AgreementBreakdown:
+        return AgreementBreakdown(windows=self.windows, max_values=MAX_SEGMENT_VALUES)
+
+    def apply(self, aggregator: Aggregator, obs: dict[str, Any], partition: int | None) -> list[Emit]:
+        if obs["kind"] == "pair":
+            self._pair(aggregator, obs, partition)
+        else:
+            self._labelled(aggregator, obs, partition)
+        return []
+
+    def _pair(self, aggregator: Aggregator, pair: dict[str, Any], partition: int | None) -> None:
         judge_id, dimension = pair["judge_id"], pair["dimension"]
+        judge_label, human_label = pair["judge_label"], pair["human_label"]
+        ts, segment = pair["ts"], pair["segment"]
         tracker = aggregator.update(
             key("agreement", judge_id, dimension),
             pair,
             partition,
             AgreementTracker,
-            lambda t: t.update(pair["judge_label"], pair["human_label"]),
+            lambda t: t.update(judge_label, human_label),
         )
+        jd = (judge_id, dimension)
+        labels = self._labels.get(jd) or self._label_values(jd)
         if tracker is not None:
+            # no cached children: the Kafka worker clears these gauges after a rebalance
             m = self.metrics
-            labels = (m.label("judge_id", judge_id), m.label("dimension", dimension))
             m.agreement_ratio.labels(*labels).set(tracker.percent_agreement)
             m.cohen_kappa.labels(*labels).set(tracker.cohen_kappa)
             m.agreement_pairs.labels(*labels).set(tracker.n)
-        return []
+        breakdown = aggregator.update(
+            key("agreement_detail", judge_id, dimension),
+            pair,
+            partition,
+            self._breakdown,
+            lambda b: b.update(ts, segment, judge_label, human_label),
+        )
+        if breakdown is None:
+            return
+        if self.refresh(jd, ts):
+            self._export_overall(breakdown.overall(), labels)
+        if self.refresh_windows(jd, ts):
+            m = self.metrics
+            for name in self.windows:
+                window = breakdown.window(name)
+                m.window_agreement_ratio.labels(*labels, name).set(window.percent_agreement)
+                m.window_cohen_kappa.labels(*labels, name).set(window.cohen_kappa)
+                m.window_gwet_ac1.labels(*labels, name).set(window.gwet_ac1)
+                m.window_agreement_pairs.labels(*labels, name).set(window.n)
+        for name in DEFAULT_SEGMENTS:
+            value = segment.get(name) if segment else None
+            if self.refresh((judge_id, dimension, name, value), ts):
+                self._export_segment(breakdown, labels, name, value)
+
+    def _label_values(self, jd: tuple[str, str]) -> tuple[str, str]:
+        labels = (self.metrics.label("judge_id", jd[0]), self.metrics.label("dimension", jd[1]))
+        self._labels[jd] = labels
+        return labels
+
+    def _labelled(self, aggregator: Aggregator, obs: dict[str, Any], partition: int | None) -> None:
+        vendor = obs["vendor_id"]
+        m = self.metrics
+        for judge_id, judge_labels in sorted(obs["judges"].items()):
+            for dimension, human_label in obs["labels"].items():
+                judge_label = judge_labels.get(dimension)
+                if judge_label is None:
+                    continue
+                breakdown = aggregator.update(
+                    key("agreement_vendor", judge_id, dimension),
+                    obs,
+                    partition,
+                    _vendor_breakdown,
+                    partial(_add_vendor_pair, ts=obs["ts"], vendor=vendor, a=judge_label, b=human_label),
+                )
+                if breakdown is not None and self.refresh((judge_id, dimension, "vendor", vendor), obs["ts"]):
+                    labels = (m.label("judge_id", judge_id), m.label("dimension", dimension))
+                    self._export_segment(breakdown, labels, "vendor", vendor)
+
+    def _export_overall(self, stats: AgreementStats, labels: tuple[str, str]) -> None:
+        m = self.metrics
+        summary = stats.summary()
+        m.gwet_ac1.labels(*labels).set(summary["gwet_ac1"])
+        for statistic in ("percent_agreement", "cohen_kappa", "gwet_ac1"):
+            low, high = summary[f"{statistic}_interval"]
+            m.agreement_bound.labels(*labels, statistic, "lower").set(low)
+            m.agreement_bound.labels(*labels, statistic, "upper").set(high)
+
+    def _export_segment(
+        self, breakdown: AgreementBreakdown, labels: tuple[str, str], name: str, value: str | None
+    ) -> None:
+        stats = breakdown.segment_value(name, value)
+        if stats is None:  # folded into "other" in the aggregate
+            stats = breakdown.segment_value(name, OTHER)
+            value = OTHER
+        raw = UNKNOWN if value is None or value == "" else value
+        label = self.metrics.label(SEGMENT_GUARDS[name], None if raw == UNKNOWN else raw)
+        if label != raw or stats is None:
+            return  # a value the metric guard folds into "other" is in report.json only
+        m = self.metrics
+        series = (*labels, name, label)
+        m.segment_agreement_ratio.labels(*series).set(stats.percent_agreement)
+        m.segment_cohen_kappa.labels(*series).set(stats.cohen_kappa)
+        m.segment_gwet_ac1.labels(*series).set(stats.gwet_ac1)
+        m.segment_agreement_pairs.labels(*series).set(stats.n)
+
+    # -- report.json ---------------------------------------------------------------------------------
+
+    def report(self, aggregator: Aggregator) -> dict[str, Any]:
+        """``agreement`` (one row per judge and dimension) and ``agreement_segments``."""
+        return {"agreement": self.rows(aggregator), "agreement_segments": self.segment_rows(aggregator)}
 
     @staticmethod
     def rows(aggregator: Aggregator) -> list[dict[str, Any]]:
-        """Report rows, sorted by judge and dimension; undefined figures are ``None``."""
+        """Rows sorted by judge and dimension; undefined figures are ``None``. Windows are as of the newest
+        turn time of the judge and dimension (they do not depend on the order pairs arrived in)."""
         rows = []
         for (judge_id, dimension), tracker in aggregator.items("agreement"):
             assert isinstance(tracker, AgreementTracker)
-            rows.append(
-                {
-                    "judge_id": judge_id,
-                    "dimension": dimension,
-                    "n": tracker.n,
-                    "percent_agreement": finite_or_none(tracker.percent_agreement),
-                    "cohen_kappa": finite_or_none(tracker.cohen_kappa),
-                    "confusion": tracker.confusion,
+            row: dict[str, Any] = {
+                "judge_id": judge_id,
+                "dimension": dimension,
+                "segment": None,
+                "segment_value": None,
+                "n": tracker.n,
+                "percent_agreement": finite_or_none(tracker.percent_agreement),
+                "cohen_kappa": finite_or_none(tracker.cohen_kappa),
+                "confusion": tracker.confusion,
+            }
+            breakdown = aggregator.detector(key("agreement_detail", judge_id, dimension))
+            if isinstance(breakdown, AgreementBreakdown):
+                row |= {k: v for k, v in stats_row(breakdown.overall()).items() if k not in row}
+                row["windows"] = {
+                    name: {
+                        "start": iso_or_none(breakdown.window_bounds(name)[0]),
+                        "end": iso_or_none(breakdown.window_bounds(name)[1]),
+                        **stats_row(breakdown.window(name)),
+                    }
+                    for name in breakdown.windows
                 }
-            )
+            rows.append(row)
+        return rows
+
+    @staticmethod
+    def segment_rows(aggregator: Aggregator) -> list[dict[str, Any]]:
+        """One row per judge, dimension, segment and value (vendor rows: the judge against each
+        annotator's own label), sorted."""
+        rows = []
+        for prefix in ("agreement_detail", "agreement_vendor"):
+            for (judge_id, dimension), breakdown in aggregator.items(prefix):
+                assert isinstance(breakdown, AgreementBreakdown)
+                for name in breakdown.segments:
+                    for value, stats in breakdown.segment(name).items():
+                        rows.append(
+                            {
+                                "judge_id": judge_id,
+                                "dimension": dimension,
+                                "segment": name,
+                                "segment_value": value,
+                                **stats_row(stats),
+                            }
+                        )
+        rows.sort(key=lambda r: (r["judge_id"], r["dimension"], r["segment"], r["segment_value"]))
         return rows
 
 
-def finite_or_none(value: float) -> float | None:
-    return value if math.isfinite(value) else None
+def _vendor_breakdown() -> AgreementBreakdown:
+    return AgreementBreakdown(segments=["vendor"], windows={}, max_values=MAX_SEGMENT_VALUES)
+
+
+def _add_vendor_pair(breakdown: AgreementBreakdown, ts: float, vendor: str, a: str, b: str) -> None:
+    breakdown.update(ts, {"vendor": vendor}, a, b)
+
+
+def stats_row(stats: AgreementStats) -> dict[str, Any]:
+    """Every figure of ``stats`` for report.json: NaN becomes ``None``, intervals ``[low, high]``."""
+    summary = stats.summary()
+    return {
+        "n": stats.n,
+        "percent_agreement": finite_or_none(summary["percent_agreement"]),
+        "percent_agreement_interval": interval_or_none(summary["percent_agreement_interval"]),
+        "cohen_kappa": finite_or_none(summary["cohen_kappa"]),
+        "cohen_kappa_interval": interval_or_none(summary["cohen_kappa_interval"]),
+        "gwet_ac1": finite_or_none(summary["gwet_ac1"]),
+        "gwet_ac1_interval": interval_or_none(summary["gwet_ac1_interval"]),
+        "confusion": stats.confusion,
+    }
+
+
+def finite_or_none(value: float | None) -> float | None:
+    return value if value is not None and math.isfinite(value) else None
+
+
+def interval_or_none(bounds: Iterable[float]) -> list[float] | None:
+    """``[low, high]``, or ``None`` when undefined."""
+    low, high = bounds
+    return [low, high] if math.isfinite(low) and math.isfinite(high) else None
+
+
+def iso_or_none(ts: float | None) -> str | None:
+    return None if ts is None else iso(ts)

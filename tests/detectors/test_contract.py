@@ -13,6 +13,9 @@ from typing import Any
 import pytest
 
 import detectors
+import detectors.agreement_breakdown  # composites not exported by the package: discover them too
+import detectors.keyed
+import detectors.rater_panel
 from detectors import Detector, StateError
 
 Args = tuple[Any, ...]
@@ -258,12 +261,81 @@ def _windowed_inputs(rng: random.Random) -> Iterator[Args]:
         yield (ts - (rng.uniform(0, 4000) if rng.random() < 0.1 else 0.0), judge, human)
 
 
-INPUTS.update({
-    "AgreementStats": _agreement_inputs,
-    "InterAnnotatorAgreement": _multi_rater_items,
-    "RaterVsConsensus": _rater_items,
-    "BinaryCalibration": _binary_calibration_inputs,
-    "ClassAccuracy": _class_accuracy_inputs,
-    "PredictionPoweredRate": _ppi_inputs,
-    "EventTimeWindows": _windowed_inputs,
-})
+INPUTS.update(
+    {
+        "AgreementStats": _agreement_inputs,
+        "InterAnnotatorAgreement": _multi_rater_items,
+        "RaterVsConsensus": _rater_items,
+        "BinaryCalibration": _binary_calibration_inputs,
+        "ClassAccuracy": _class_accuracy_inputs,
+        "PredictionPoweredRate": _ppi_inputs,
+        "EventTimeWindows": _windowed_inputs,
+    }
+)
+
+
+# Traffic and category-spike composites.
+def _traffic_inputs(rng: random.Random) -> Iterator[Args]:
+    ts = 0.0
+    for _ in range(3_000):
+        ts += rng.expovariate(1.0)
+        yield (ts, rng.lognormvariate(6.0, 0.4) if rng.random() < 0.9 else None)
+
+
+def _category_spike_inputs(rng: random.Random) -> Iterator[Args]:
+    for i in range(3_000):
+        failed = [c for c, p in (("unsafe", 0.03), ("irrelevant", 0.05)) if rng.random() < p]
+        yield (["unsafe", "irrelevant"], failed, f"t{i}")
+
+
+INPUTS.update({"TrafficWatch": _traffic_inputs, "CategorySpikes": _category_spike_inputs})
+
+
+# Divergence composites (streams/views/agreement.py, raters.py, ppi.py, gold.py, live_model.py).
+
+
+def _keyed_inputs(rng: random.Random) -> Iterator[Args]:
+    for judge, human in _agreement_inputs(rng):
+        yield (rng.choice(["safety", "relevance", "bias"]), judge, human)
+
+
+def _breakdown_inputs(rng: random.Random) -> Iterator[Args]:
+    ts = 1_700_000_000.0
+    for judge, human in _agreement_inputs(rng):  # ~3 h: hour buckets expire, some labels are late
+        ts += rng.uniform(0, 70)
+        late = rng.uniform(0, 4000) if rng.random() < 0.1 else 0.0
+        segment = {
+            "journey": rng.choice(["shopper", "driver_support", None]),
+            "intent": f"i{rng.randrange(60)}",
+        }
+        yield (ts - late, segment if rng.random() < 0.95 else None, judge, human)
+
+
+def _panel_inputs(rng: random.Random) -> Iterator[Args]:
+    for (ratings,) in _rater_items(rng):
+        vendors = {r: "v1" if r in ("ann", "bob") else "v2" for r in ratings}
+        yield (ratings, vendors, {"judge-a": rng.choice(["pass", "fail"])})
+
+
+INPUTS.update(
+    {"KeyedDetectors": _keyed_inputs, "AgreementBreakdown": _breakdown_inputs, "RaterPanel": _panel_inputs}
+)
+
+
+# Model-version comparison (detectors/msprt.py).
+def _msprt_inputs(rng: random.Random) -> Iterator[Args]:
+    for _ in range(600):
+        arm = "treatment" if rng.random() < 0.5 else "control"
+        yield (arm, rng.random() < (0.2 if arm == "treatment" else 0.05))
+
+
+def _version_inputs(rng: random.Random) -> Iterator[Args]:
+    ts = 1_700_000_000.0
+    for i in range(900):  # v2 joins v1 after 100 turns, v3 after 400, v1 goes quiet after 600
+        ts += rng.uniform(0, 20 if i < 600 else 80)
+        versions = ["v1"] * (i < 600) + ["v2"] * (i >= 100) + ["v3"] * (i >= 400)
+        version = rng.choice(versions)
+        yield (version, rng.random() < (0.25 if version == "v2" else 0.05), ts)
+
+
+INPUTS.update({"MixtureSPRT": _msprt_inputs, "VersionComparison": _version_inputs})

@@ -77,7 +77,9 @@ def test_every_invalid_record_yields_exactly_one_faithful_dead_letter():
         dead = [e for e in out if e.topic == "deadletter"]
         # process aggregates the join's observations in-process: only publishable records come out
         assert all(
-            e.topic in ("defects", "escalations", "deadletter") or e.topic.startswith("defects.") for e in out
+            e.topic in ("defects", "escalations", "deadletter", "divergences")
+            or e.topic.startswith("defects.")
+            for e in out
         )
         if reason is None:
             assert dead == []

@@ -1,0 +1,183 @@
+"""Agreement of two raters overall, per segment value and over sliding event-time windows, as one aggregate.
+
+Each judge/human pair is counted once overall, once under the value each segment (journey, intent, ...)
+takes on its turn, and once in each event-time window by the *turn's* time, so a late label lands in the
+window of its turn. Segment values per segment are bounded by ``max_values``: later new values share
+``other``; a missing value counts as ``unknown``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Self
+
+from detectors.agreement_stats import AgreementStats, check_confidence_level
+from detectors.base import Detector
+from detectors.exceptions import StateError
+from detectors.windowed import EventTimeWindows
+
+DEFAULT_SEGMENTS = ("journey", "intent", "model_version", "channel", "modality")
+DEFAULT_WINDOWS = {"1h": [3600, 300], "24h": [86400, 3600]}
+OTHER = "other"
+UNKNOWN = "unknown"
+
+
+class AgreementBreakdown(Detector):
+    """:class:`AgreementStats` overall, per ``segments`` value, and per window of ``windows``.
+
+    ``windows`` maps a window name to ``[window_seconds, bucket_seconds]``. ``update(ts, segment, a, b)``
+    adds one pair of labels (``a``: e.g. the judge, ``b``: the human) for a turn at event time ``ts``
+    (Unix seconds) whose segment is ``segment`` (a dict; ``None`` when unknown).
+
+    Examples
+    --------
+    >>> import random
+    >>> rng = random.Random(8)
+    >>> breakdown = AgreementBreakdown(segments=["journey"], windows={"1h": [3600, 300]})
+    >>> for i in range(3000):
+    ...     journey = rng.choice(["shopper", "driver_support"])
+    ...     human = "fail" if rng.random() < 0.2 else "pass"
+    ...     accurate = rng.random() < (0.95 if journey == "shopper" else 0.75)
+    ...     judge = human if accurate else rng.choice(["pass", "fail"])
+    ...     breakdown = breakdown.update(6.0 * i, {"journey": journey}, judge, human)
+    >>> round(breakdown.overall().cohen_kappa, 3)
+    0.782
+    >>> {v: round(s.cohen_kappa, 3) for v, s in breakdown.segment("journey").items()}
+    {'driver_support': 0.649, 'shopper': 0.928}
+    >>> hour = breakdown.window("1h")
+    >>> hour.n, round(hour.percent_agreement, 3)
+    (600, 0.915)
+    >>> breakdown.window_bounds("1h")  # the 12 five-minute buckets up to the newest turn
+    (14400, 18000)
+    """
+
+    def __init__(
+        self,
+        segments: list[str] | None = None,
+        windows: dict[str, list[int]] | None = None,
+        max_values: int = 50,
+        confidence_level: float = 0.95,
+    ) -> None:
+        segments = list(DEFAULT_SEGMENTS) if segments is None else list(segments)
+        windows = {k: list(v) for k, v in (DEFAULT_WINDOWS if windows is None else windows).items()}
+        if not all(isinstance(s, str) for s in segments) or len(set(segments)) != len(segments):
+            raise ValueError(f"segments must be distinct names, got {segments!r}")
+        for name, spec in windows.items():
+            if not isinstance(name, str) or len(spec) != 2:
+                raise ValueError(
+                    f"windows must map a name to [window_seconds, bucket_seconds], got {windows!r}"
+                )
+        if isinstance(max_values, bool) or not isinstance(max_values, int) or max_values < 1:
+            raise ValueError(f"max_values must be a positive integer, got {max_values!r}")
+        check_confidence_level(confidence_level)
+        self.segments = segments
+        self.windows = windows
+        self.max_values = max_values
+        self.confidence_level = confidence_level
+        self._reset()  # EventTimeWindows checks each window's sizes
+
+    def _reset(self) -> None:
+        self._overall = self._stats()
+        self._segments: dict[str, dict[str, AgreementStats]] = {name: {} for name in self.segments}
+        self._windows = {
+            name: EventTimeWindows(
+                "AgreementStats",
+                {"confidence_level": self.confidence_level},
+                window_seconds=spec[0],
+                bucket_seconds=spec[1],
+            )
+            for name, spec in self.windows.items()
+        }
+
+    def _stats(self) -> AgreementStats:
+        return AgreementStats(confidence_level=self.confidence_level)
+
+    def update(self, ts: float, segment: dict[str, Any] | None, a: str, b: str) -> Self:
+        if not isinstance(a, str) or not isinstance(b, str):
+            raise ValueError(f"labels must be strings, got {a!r}, {b!r}")
+        for windows in self._windows.values():  # validates ts before anything changes
+            windows.update(ts, a, b)
+        self._overall.update(a, b)
+        for name, values in self._segments.items():
+            value = segment.get(name) if segment else None
+            value = UNKNOWN if value is None or value == "" else str(value)
+            stats = values.get(value)
+            if stats is None:
+                if len(values) >= self.max_values - (OTHER not in values):
+                    value = OTHER
+                    stats = values.get(value)
+                if stats is None:
+                    stats = values[value] = self._stats()
+            stats.update(a, b)
+        return self
+
+    def overall(self) -> AgreementStats:
+        """All pairs (the live tracker: read only)."""
+        return self._overall
+
+    @property
+    def n(self) -> int:
+        return self._overall.n
+
+    def segment(self, name: str) -> dict[str, AgreementStats]:
+        """``{value: tracker}`` of segment ``name``, sorted by value (live trackers: read only)."""
+        return dict(sorted(self._segments[name].items()))
+
+    def segment_value(self, name: str, value: str | None) -> AgreementStats | None:
+        """The tracker of one segment value (``None`` for no value yet)."""
+        key = UNKNOWN if value is None or value == "" else value
+        return self._segments[name].get(key)
+
+    def window(self, name: str) -> AgreementStats:
+        """A new tracker holding the pairs of window ``name`` as of the newest turn seen."""
+        return self._windows[name].window()  # type: ignore[return-value]
+
+    def window_bounds(self, name: str) -> tuple[int | None, int | None]:
+        """``(start, end)`` of window ``name`` in Unix seconds (end exclusive); ``None`` before any pair."""
+        windows = self._windows[name]
+        return (windows.window_start, windows.window_end)
+
+    def too_late(self, name: str) -> int:
+        """Pairs whose turn was already older than window ``name`` when they arrived."""
+        return self._windows[name].too_late
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "type": type(self).__name__,
+            "params": self._get_params(),
+            "state": {
+                "_overall": self._overall.to_dict()["state"],
+                "_segments": {
+                    name: {v: s.to_dict()["state"] for v, s in values.items()}
+                    for name, values in self._segments.items()
+                },
+                "_windows": {name: w.to_dict()["state"] for name, w in self._windows.items()},
+            },
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Self:
+        if data.get("type") != cls.__name__:
+            raise StateError(f"state of {data.get('type')!r} cannot restore a {cls.__name__}")
+        breakdown = cls(**data["params"])
+        state = data["state"]
+        unknown = set(state) - {"_overall", "_segments", "_windows"}
+        if unknown:
+            raise StateError(f"unknown state fields for {cls.__name__}: {sorted(unknown)}")
+        stats_params = breakdown._overall._get_params()
+
+        def stats(s: dict[str, Any]) -> AgreementStats:
+            return AgreementStats.from_dict({"type": "AgreementStats", "params": stats_params, "state": s})
+
+        breakdown._overall = stats(state["_overall"])
+        breakdown._segments = {
+            name: {v: stats(s) for v, s in values.items()} for name, values in state["_segments"].items()
+        }
+        for name, windows in breakdown._windows.items():
+            breakdown._windows[name] = EventTimeWindows.from_dict(
+                {
+                    "type": "EventTimeWindows",
+                    "params": windows._get_params(),
+                    "state": state["_windows"][name],
+                }
+            )
+        return breakdown

@@ -1,0 +1,100 @@
+"""One segment's defect-rate spike detectors, one per defect category, updated together."""
+
+from __future__ import annotations
+
+from typing import Any, Self
+
+from detectors.base import Detector
+from detectors.defect_rate_spike import DefectRateSpike
+from detectors.exceptions import StateError
+
+
+class CategorySpikes(Detector):
+    """A :class:`DefectRateSpike` per category, created on the category's first observation.
+
+    ``update(judged, failed, ref)`` adds one turn: ``judged`` are the categories the turn was assessed
+    on, ``failed`` those it failed (a subset). After an update, ``alarms`` and ``resolutions`` list the
+    categories whose detector just fired or just resolved. Parameters go to every ``DefectRateSpike``.
+
+    >>> import random
+    >>> rng = random.Random(5)
+    >>> spikes = CategorySpikes(arl0=1e6)
+    >>> for i in range(30_000):
+    ...     unsafe_rate = 0.08 if i >= 20_000 else 0.02
+    ...     failed = [c for c, p in (("unsafe", unsafe_rate), ("irrelevant", 0.03)) if rng.random() < p]
+    ...     spikes = spikes.update(["unsafe", "irrelevant"], failed, ref=f"t{i}")
+    ...     if spikes.alarms:
+    ...         print(i, spikes.alarms, round(spikes.detector("unsafe").spike_rate, 3))
+    20182 ['unsafe'] 0.097
+    >>> sorted(spikes.in_alarm)
+    ['unsafe']
+    """
+
+    def __init__(self, arl0: float = 1e6, warmup: int = 2000, max_evidence: int = 20) -> None:
+        self.arl0 = arl0
+        self.warmup = warmup
+        self.max_evidence = max_evidence
+        self._reset()
+
+    def _reset(self) -> None:
+        self._detectors: dict[str, DefectRateSpike] = {}
+        self._alarms: list[str] = []
+        self._resolutions: list[str] = []
+
+    def update(self, judged: list[str], failed: list[str], ref: int | str | None = None) -> Self:
+        self._alarms = []
+        self._resolutions = []
+        failed_set = set(failed)
+        for category in judged:
+            detector = self._detectors.get(category)
+            if detector is None:
+                detector = DefectRateSpike(arl0=self.arl0, warmup=self.warmup, max_evidence=self.max_evidence)
+                self._detectors[category] = detector
+            detector.update(category in failed_set, ref=ref)
+            if detector.drift_detected:
+                self._alarms.append(category)
+            elif detector.resolved:
+                self._resolutions.append(category)
+        return self
+
+    @property
+    def alarms(self) -> list[str]:
+        """Categories whose detector fired on the last update."""
+        return list(self._alarms)
+
+    @property
+    def resolutions(self) -> list[str]:
+        """Categories whose spike was shown over on the last update."""
+        return list(self._resolutions)
+
+    @property
+    def in_alarm(self) -> list[str]:
+        return [c for c, d in self._detectors.items() if d.in_alarm]
+
+    def detector(self, category: str) -> DefectRateSpike:
+        return self._detectors[category]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "type": type(self).__name__,
+            "params": self._get_params(),
+            "state": {
+                "_detectors": {c: d.to_dict() for c, d in self._detectors.items()},
+                "_alarms": list(self._alarms),
+                "_resolutions": list(self._resolutions),
+            },
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Self:
+        if data.get("type") != cls.__name__:
+            raise StateError(f"state of {data.get('type')!r} cannot restore a {cls.__name__}")
+        spikes = cls(**data["params"])
+        state = data["state"]
+        unknown = set(state) - {"_detectors", "_alarms", "_resolutions"}
+        if unknown:
+            raise StateError(f"unknown state fields for {cls.__name__}: {sorted(unknown)}")
+        spikes._detectors = {c: DefectRateSpike.from_dict(d) for c, d in state["_detectors"].items()}
+        spikes._alarms = list(state["_alarms"])
+        spikes._resolutions = list(state["_resolutions"])
+        return spikes

@@ -1,0 +1,376 @@
+"""Increases of a Bernoulli defect rate of unknown size over a learned baseline, at a stated false-alarm rate."""
+
+from __future__ import annotations
+
+import functools
+import math
+
+from detectors.arl import lattice, threshold_for_arl
+from detectors.base import Detector
+
+#: Design rates live on a log grid this fine (0.5% steps); a rate is rounded *up* to it (conservative).
+_GRID_STEP = 0.005
+#: Highest design rate: a "defect spike" above a 50% baseline is out of scope.
+_MAX_RATE = 0.5
+#: Multiplier of the baseline-uncertainty inflation (see ``DefectRateSpike``); 1 is the Gaussian argument,
+#: which overstates the hazard of a young baseline (the baseline keeps learning, and the hazard saturates).
+#: Calibrated by simulation (``bench/detection.py``) so the false-alarm rate in the first 20k events of a
+#: stream, when the baseline is youngest, stays near the target.
+_UNCERTAINTY_MARGIN = 0.8
+#: Exponent of the bank correction: each of ``m`` charts targets ``arl0 * m**_BANK_EXPONENT``. 1 would be
+#: Bonferroni; the charts' alarms are correlated, so less is enough. With a *known* baseline, 4 charts
+#: need a factor 2.6 (exponent 0.7); the extra covers the learned baseline (calibrated by simulation).
+_BANK_EXPONENT = 0.9
+
+
+def arl0_for_budget(false_alarms_per_day: float, events_per_day_per_stream: float, streams: int) -> float:
+    """Per-stream in-control ARL (events per false alarm) that meets a fleet-wide false-alarm budget.
+
+    With ``streams`` independent streams each seeing ``events_per_day_per_stream`` events a day, a
+    per-stream ARL of ``A`` events gives ``streams * events_per_day_per_stream / A`` false alarms a day.
+
+    >>> arl0_for_budget(false_alarms_per_day=0.5, events_per_day_per_stream=20_000, streams=25)
+    1000000.0
+    """
+    if not false_alarms_per_day > 0.0 or math.isinf(false_alarms_per_day):
+        raise ValueError(f"false_alarms_per_day must be positive and finite, got {false_alarms_per_day}")
+    if not events_per_day_per_stream > 0.0 or math.isinf(events_per_day_per_stream):
+        raise ValueError(f"events_per_day_per_stream must be positive, got {events_per_day_per_stream}")
+    if streams < 1:
+        raise ValueError(f"streams must be >= 1, got {streams}")
+    return streams * events_per_day_per_stream / false_alarms_per_day
+
+
+@functools.lru_cache(maxsize=8192)
+def _chart(q: int, ratio: float, arl: float) -> tuple[int, int, float]:
+    """Lattice chart ``(up, threshold, unit)`` for design rate ``exp(q * _GRID_STEP)`` and shift ``ratio``.
+
+    ``down`` is 1 lattice unit, so the chart is exactly the finite Markov chain of :mod:`detectors.arl`
+    and its zero-state ARL at the design rate is exactly ``>= arl``.
+    """
+    p0 = math.exp(q * _GRID_STEP)
+    p1 = min(ratio * p0, 0.5 + 0.5 * p0)
+    up, _, unit = lattice(p0, p1, 1)
+    return up, threshold_for_arl(up, 1, p0, arl), unit
+
+
+class DefectRateSpike(Detector):
+    """Online alarm on a rise of a defect rate (``x`` truthy = defective) over the stream's own baseline.
+
+    **Baseline.** The first ``warmup`` events only estimate the rate. Afterwards the baseline keeps
+    learning, but only from events *confirmed in control*: those up to the last moment all charts were
+    at 0. Events of an excursion that ends in an alarm, and events while in alarm, are never learned,
+    so a sustained spike is not absorbed. The estimate is ``(k + 0.5) / (n + 1)`` (never 0), floored at
+    ``min_rate``; counts older than about ``memory`` events fade out, so a slow drift is followed.
+
+    **Charts.** A bank of ``n_charts`` Bernoulli CUSUMs tuned for rate ratios spaced geometrically from
+    ``min_ratio`` to ``max_ratio`` covers an unknown shift size. Each runs on the integer lattice of
+    Reynolds & Stoumbos (down 1 unit per ok event, up ``round(ln(p1/p0)/ln((1-p0)/(1-p1)))`` units per
+    defect), so its in-control ARL is computed *exactly* by the Markov chain of :mod:`detectors.arl`;
+    its threshold is the smallest with zero-state ARL ``>= arl0 * n_charts**0.9`` (the bank correction:
+    the charts' alarms overlap, so this is less than Bonferroni's ``n_charts``; calibrated by simulation).
+
+    **Uncertain baseline.** A plug-in estimate ``p̂`` from ``k`` defects is off by about ``1/sqrt(k)``
+    relative, and a chart's log-ARL falls steeply when the true rate is above its design rate. Each
+    chart is therefore designed at ``p̂·exp(δ)`` with ``δ = c·g·H/(2k)``, where ``H`` is its threshold
+    in nats and ``g = (ρ-1)/(ρ·lnρ-ρ+1)`` the sensitivity of its Wald exponent to the rate; with
+    ``c = 1`` this restores the hazard ``exp(-H)`` averaged over ``ε ~ N(0, 1/k)`` to first order.
+    The simulation in ``bench/detection.py`` shows that overstates it, and ``c = 0.8`` keeps the
+    false-alarm rate of young baselines near the target. The inflation fades as defects accumulate.
+    Rates are rounded *up* to a 0.5% log grid, so designs are cached and stay conservative.
+
+    **Alarm and resolution.** ``drift_detected`` is true on the alarming update; ``in_alarm`` stays true
+    until the rate is shown back at the baseline: a CUSUM of ``ln P(x | baseline) - ln P(x | min_ratio ×
+    baseline)`` reaches ``resolve_llr`` nats (``resolved`` is true on that update; monitoring then
+    restarts with all charts at 0). ``onset`` is the alarming chart's last zero (the change-point
+    MLE), ``spike_rate`` the rate since then, ``evidence`` the refs of the last ``max_evidence`` defects
+    since ``onset`` (``update(x, ref)``; the event index when ``ref`` is None).
+
+    Examples
+    --------
+    A segment at 2% defective rises to 6% at event 20,000 and returns to 2% at 23,000:
+
+    >>> import random
+    >>> rng = random.Random(3)
+    >>> spike = DefectRateSpike(arl0=1e6)
+    >>> for i in range(30_000):
+    ...     rate = 0.06 if 20_000 <= i < 23_000 else 0.02
+    ...     spike = spike.update(rng.random() < rate, ref=f"turn-{i}")
+    ...     if spike.drift_detected:
+    ...         print(f"alarm at {i}: onset {spike.onset}, rate {spike.spike_rate:.3f}, "
+    ...               f"baseline {spike.baseline:.4f}, evidence {spike.evidence[-2:]}")
+    ...     if spike.resolved:
+    ...         print(f"resolved at {i}")
+    alarm at 20261: onset 20025, rate 0.080, baseline 0.0186, evidence ['turn-20243', 'turn-20261']
+    resolved at 25147
+    """
+
+    def __init__(
+        self,
+        arl0: float = 1e6,
+        min_ratio: float = 1.5,
+        max_ratio: float = 5.0,
+        n_charts: int = 4,
+        warmup: int = 2000,
+        memory: int = 200_000,
+        max_evidence: int = 20,
+        resolve_llr: float = math.log(100.0),
+        min_rate: float = 1e-3,
+    ) -> None:
+        if not 1.0 < arl0 < 1e12:
+            raise ValueError(f"arl0 (in-control events per false alarm) must be in (1, 1e12), got {arl0}")
+        if not 1.0 < min_ratio <= max_ratio < 1e3:
+            raise ValueError(f"need 1 < min_ratio <= max_ratio < 1000, got {min_ratio}, {max_ratio}")
+        if not 1 <= n_charts <= 16 or (n_charts > 1 and min_ratio == max_ratio):
+            raise ValueError(f"n_charts must be in 1..16 (1 when min_ratio == max_ratio), got {n_charts}")
+        if warmup < 10:
+            raise ValueError(f"warmup must be >= 10 events, got {warmup}")
+        if memory < warmup:
+            raise ValueError(f"memory ({memory}) must be >= warmup ({warmup})")
+        if max_evidence < 0:
+            raise ValueError(f"max_evidence must be >= 0, got {max_evidence}")
+        if not 0.0 < resolve_llr < 100.0:
+            raise ValueError(f"resolve_llr must be in (0, 100) nats, got {resolve_llr}")
+        if not 1e-6 <= min_rate < _MAX_RATE:
+            raise ValueError(f"min_rate must be in [1e-6, {_MAX_RATE}), got {min_rate}")
+        self.arl0 = arl0
+        self.min_ratio = min_ratio
+        self.max_ratio = max_ratio
+        self.n_charts = n_charts
+        self.warmup = warmup
+        self.memory = memory
+        self.max_evidence = max_evidence
+        self.resolve_llr = resolve_llr
+        self.min_rate = min_rate
+        if n_charts == 1:
+            self._ratios = [float(min_ratio)]
+        else:
+            step = math.log(max_ratio / min_ratio) / (n_charts - 1)
+            self._ratios = [min_ratio * math.exp(j * step) for j in range(n_charts)]
+        self._gains = [(r - 1.0) / (r * math.log(r) - r + 1.0) for r in self._ratios]
+        self._chart_arl = float(arl0 * n_charts**_BANK_EXPONENT)
+        self._decay = 1.0 - 1.0 / 1000.0  # current_rate: exponential average over ~1,000 events
+        self._reset()
+
+    def _reset(self) -> None:
+        m = self.n_charts
+        self._n = 0  # events seen; the index of the next event
+        self._k = 0  # defects seen
+        self._ew = 0.0  # exponentially weighted defect count (current_rate)
+        self._base_n = 0.0  # confirmed in-control events (faded by memory)
+        self._base_k = 0.0  # defects among them
+        self._fold_at = self.warmup  # first event not yet confirmed
+        self._pend_k = 0  # defects among the unconfirmed events
+        # charts: value just after the last defect; value now is max(0, v - ok events since then)
+        self._last = -1  # index of the last defect seen while monitoring
+        self._v = [0] * m
+        self._vmax = 0
+        self._onsets = [0] * m  # first event of each chart's excursion
+        self._onset_k = [0] * m  # defects seen before it
+        self._q = [0] * m  # design-rate grid index of each chart (0 = not designed yet)
+        self._up = [0] * m
+        self._thr = [0] * m
+        self._unit = [0.0] * m
+        # alarm
+        self._alarm = False
+        self._drift = False
+        self._resolved = False
+        self._n_alarms = 0
+        self._alarm_onset = -1
+        self._alarm_onset_k = 0
+        self._r = 0.0  # resolution CUSUM (nats)
+        self._r_defect = 0.0
+        self._r_ok = 0.0
+        self._ring: list[list[int | str]] = []  # [index, ref] of the latest defects
+
+    # -- updating ---------------------------------------------------------------------------------
+
+    def update(self, x: float, ref: int | str | None = None) -> DefectRateSpike:
+        """Add one event: ``x`` truthy when defective; ``ref`` (int or str) identifies it in ``evidence``."""
+        n = self._n
+        self._n = n + 1
+        self._drift = False
+        self._resolved = False
+        self._ew *= self._decay
+        if not x:
+            if n < self.warmup:
+                self._base_n += 1.0
+                if n + 1 == self.warmup:
+                    self._design()
+            elif self._alarm:
+                self._r += self._r_ok
+                if self._r >= self.resolve_llr:
+                    self._resolve(n)
+            return self  # monitoring: the charts step down lazily (see _defect)
+
+        self._ew += 1.0
+        self._k += 1
+        if ref is None:
+            ref = n
+        elif not isinstance(ref, int | str):
+            raise TypeError(f"ref must be an int or a str (JSON-native), got {type(ref).__name__}")
+        ring = self._ring
+        ring.append([n, ref])
+        if len(ring) > self.max_evidence:
+            del ring[0]
+        if n < self.warmup:
+            self._base_n += 1.0
+            self._base_k += 1.0
+            if n + 1 == self.warmup:
+                self._design()
+        elif self._alarm:
+            r = self._r + self._r_defect
+            self._r = r if r > 0.0 else 0.0
+        else:
+            self._defect(n)
+        return self
+
+    def _defect(self, n: int) -> None:
+        ok_run = n - self._last - 1  # ok events since the previous defect: every chart fell that much
+        v, up = self._v, self._up
+        if ok_run >= self._vmax:
+            # all charts are at 0: everything before this event is confirmed in control
+            self._base_n += n - self._fold_at
+            self._base_k += self._pend_k
+            self._pend_k = 0
+            self._fold_at = n
+            if self._base_n > self.memory:
+                self._base_k *= self.memory / self._base_n
+                self._base_n = float(self.memory)
+            self._design()
+            self._v = v = list(up)
+            self._onsets = [n] * self.n_charts
+            self._onset_k = [self._k - 1] * self.n_charts
+        else:
+            for j in range(self.n_charts):
+                s = v[j] - ok_run
+                if s > 0:
+                    v[j] = s + up[j]
+                else:
+                    v[j] = up[j]
+                    self._onsets[j] = n
+                    self._onset_k[j] = self._k - 1
+        self._pend_k += 1
+        self._last = n
+        self._vmax = max(v)
+        thr = self._thr
+        best, best_score = -1, 1.0
+        for j in range(self.n_charts):
+            if v[j] >= thr[j] and v[j] / thr[j] >= best_score:
+                best, best_score = j, v[j] / thr[j]
+        if best >= 0:
+            self._raise_alarm(n, best)
+
+    def _design(self) -> None:
+        """(Re)design each chart for the current baseline estimate, inflated for its uncertainty."""
+        k = self._base_k + 0.5
+        log_p = math.log(min(max(k / (self._base_n + 1.0), self.min_rate), _MAX_RATE))
+        q_max = math.floor(math.log(_MAX_RATE) / _GRID_STEP)
+        for j, ratio in enumerate(self._ratios):
+            if self._q[j] == 0:  # first design: threshold of the uninflated chart
+                _, thr, unit = _chart(math.ceil(log_p / _GRID_STEP), ratio, self._chart_arl)
+            else:
+                thr, unit = self._thr[j], self._unit[j]
+            delta = _UNCERTAINTY_MARGIN * self._gains[j] * thr * unit / (2.0 * k)
+            q = min(math.ceil((log_p + delta) / _GRID_STEP), q_max)
+            if q != self._q[j]:
+                self._q[j] = q
+                self._up[j], self._thr[j], self._unit[j] = _chart(q, ratio, self._chart_arl)
+
+    def _raise_alarm(self, n: int, chart: int) -> None:
+        self._alarm = True
+        self._drift = True
+        self._n_alarms += 1
+        self._alarm_onset = self._onsets[chart]
+        self._alarm_onset_k = self._onset_k[chart]
+        self._pend_k = 0  # the excursion is never learned as baseline
+        p0 = self.baseline
+        p1 = min(self.min_ratio * p0, 0.5 + 0.5 * p0)
+        self._r = 0.0
+        self._r_defect = math.log(p0 / p1)
+        self._r_ok = math.log((1.0 - p0) / (1.0 - p1))
+
+    def _resolve(self, n: int) -> None:
+        self._alarm = False
+        self._resolved = True
+        self._r = 0.0
+        self._last = n
+        self._fold_at = n + 1
+        self._pend_k = 0
+        self._v = [0] * self.n_charts
+        self._vmax = 0
+
+    # -- results ----------------------------------------------------------------------------------
+
+    @property
+    def n(self) -> int:
+        """Number of updates so far."""
+        return self._n
+
+    @property
+    def monitoring(self) -> bool:
+        """False during the warm-up, while only the baseline is learned."""
+        return self._n >= self.warmup
+
+    @property
+    def drift_detected(self) -> bool:
+        """True when the last update raised an alarm."""
+        return self._drift
+
+    @property
+    def in_alarm(self) -> bool:
+        """True from an alarm until the rate is shown back at the baseline."""
+        return self._alarm
+
+    @property
+    def resolved(self) -> bool:
+        """True when the last update ended an alarm (the rate is back at the baseline)."""
+        return self._resolved
+
+    @property
+    def n_alarms(self) -> int:
+        return self._n_alarms
+
+    @property
+    def baseline(self) -> float:
+        """Baseline defect rate learned from confirmed in-control events (never 0)."""
+        return min(max((self._base_k + 0.5) / (self._base_n + 1.0), self.min_rate), _MAX_RATE)
+
+    @property
+    def current_rate(self) -> float:
+        """Defect rate of the recent events (exponential average over about 1,000), nan before any."""
+        if not self._n:
+            return math.nan
+        return self._ew * (1.0 - self._decay) / (1.0 - self._decay**self._n)
+
+    @property
+    def onset(self) -> int | None:
+        """Estimated index of the first event of the spike, while in alarm."""
+        return self._alarm_onset if self._alarm else None
+
+    @property
+    def spike_rate(self) -> float:
+        """Defect rate since ``onset`` while in alarm, else nan."""
+        if not self._alarm:
+            return math.nan
+        return (self._k - self._alarm_onset_k) / (self._n - self._alarm_onset)
+
+    @property
+    def evidence(self) -> list[int | str]:
+        """Refs of the latest (at most ``max_evidence``) defective events since ``onset``, while in alarm."""
+        if not self._alarm:
+            return []
+        return [ref for index, ref in self._ring if isinstance(index, int) and index >= self._alarm_onset]
+
+    @property
+    def statistic(self) -> float:
+        """Closeness to an alarm: the largest chart statistic over its threshold (alarm at 1)."""
+        if self._alarm or self._n <= self.warmup or not self._thr[0]:
+            return 0.0
+        ok_run = self._n - self._last - 1
+        return max(max(0, v - ok_run) / t for v, t in zip(self._v, self._thr, strict=True))
+
+    @property
+    def design_rates(self) -> list[float]:
+        """The rate each chart treats as in control (baseline inflated for its uncertainty)."""
+        return [math.exp(q * _GRID_STEP) if q else math.nan for q in self._q]

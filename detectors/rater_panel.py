@@ -1,0 +1,189 @@
+"""Several humans on the same items of one dimension: consensus, reliability and who departs from it.
+
+One aggregate per dimension holds :class:`~detectors.InterAnnotatorAgreement` (Krippendorff's alpha,
+Fleiss' kappa), :class:`~detectors.RaterVsConsensus` (each annotator against the others' plurality, ties
+not scored), the items' consensus labels with ties counted (:func:`~detectors.consensus`), each vendor's
+agreement (its annotators' leave-one-out comparisons pooled) and each judge's agreement with the
+consensus of all annotators (items with a tied consensus are left out).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Self
+
+from detectors.agreement_stats import (
+    AgreementStats,
+    Confusion,
+    check_confidence_level,
+    cohen_kappa_with_se,
+    wilson_interval,
+)
+from detectors.base import Detector
+from detectors.exceptions import StateError
+from detectors.multi_rater import InterAnnotatorAgreement, RaterVsConsensus, consensus
+
+
+class RaterPanel(Detector):
+    """Multi-rater agreement of one dimension; ``update(labels, vendors, judges)`` adds one item.
+
+    ``labels`` is ``{annotator_id: label}`` (two or more), ``vendors`` ``{annotator_id: vendor_id}`` and
+    ``judges`` ``{judge_id: label}`` for the same item. An annotator's vendor is the last one seen.
+
+    Examples
+    --------
+    >>> import random
+    >>> rng = random.Random(9)
+    >>> acc = {"ann": 0.95, "bob": 0.9, "cy": 0.6, "dee": 0.9}
+    >>> vendor = {"ann": "v1", "bob": "v1", "cy": "v2", "dee": "v2"}
+    >>> panel = RaterPanel()
+    >>> for _ in range(500):
+    ...     truth = "fail" if rng.random() < 0.3 else "pass"
+    ...     raters = rng.sample(sorted(acc), 3)
+    ...     labels = {r: truth if rng.random() < acc[r] else rng.choice(["pass", "fail"]) for r in raters}
+    ...     judge = truth if rng.random() < 0.85 else rng.choice(["pass", "fail"])
+    ...     panel = panel.update(labels, {r: vendor[r] for r in raters}, {"judge-a": judge})
+    >>> panel.n_items, panel.ties, panel.consensus_counts
+    (500, 0, {'fail': 143, 'pass': 357})
+    >>> round(panel.reliability().krippendorff_alpha, 3), round(panel.reliability().fleiss_kappa, 3)
+    (0.67, 0.67)
+    >>> {v: round(s["agreement"], 3) for v, s in panel.per_vendor.items()}
+    {'v1': 0.959, 'v2': 0.876}
+    >>> round(panel.judge("judge-a").cohen_kappa, 3)
+    0.815
+    """
+
+    def __init__(self, confidence_level: float = 0.95) -> None:
+        check_confidence_level(confidence_level)
+        self.confidence_level = confidence_level
+        self._reset()
+
+    def _reset(self) -> None:
+        self._agreement = InterAnnotatorAgreement()
+        self._raters = RaterVsConsensus(confidence_level=self.confidence_level)
+        self._vendor_of: dict[str, str] = {}
+        self._consensus: dict[str, int] = {}
+        self._ties = 0
+        self._judges: dict[str, AgreementStats] = {}
+
+    def update(
+        self,
+        labels: dict[str, str],
+        vendors: dict[str, str] | None = None,
+        judges: dict[str, str] | None = None,
+    ) -> Self:
+        if not isinstance(labels, dict) or not all(isinstance(x, str) for x in labels.values()):
+            raise ValueError(f"labels must be a dict of annotator id -> label, got {labels!r}")
+        values = list(labels.values())
+        self._agreement.update(values)  # checks there are two or more
+        self._raters.update(labels)
+        if vendors:
+            self._vendor_of.update({a: str(v) for a, v in vendors.items() if a in labels})
+        agreed, tie = consensus(values)
+        if agreed is None:
+            self._ties += int(tie)
+            return self
+        self._consensus[agreed] = self._consensus.get(agreed, 0) + 1
+        for judge_id, label in (judges or {}).items():
+            stats = self._judges.get(judge_id)
+            if stats is None:
+                stats = self._judges[judge_id] = AgreementStats(confidence_level=self.confidence_level)
+            stats.update(label, agreed)
+        return self
+
+    @property
+    def n_items(self) -> int:
+        return self._agreement.n_items
+
+    @property
+    def ties(self) -> int:
+        """Items whose labels have no single most frequent value."""
+        return self._ties
+
+    @property
+    def consensus_counts(self) -> dict[str, int]:
+        """``{consensus label: items}``, sorted by label (tied items are in :attr:`ties`)."""
+        return dict(sorted(self._consensus.items()))
+
+    def reliability(self) -> InterAnnotatorAgreement:
+        """Krippendorff's alpha and Fleiss' kappa (the live detector: read only)."""
+        return self._agreement
+
+    @property
+    def per_annotator(self) -> dict[str, dict[str, Any]]:
+        """:attr:`RaterVsConsensus.per_rater` plus each annotator's ``vendor_id``."""
+        return {a: {**s, "vendor_id": self._vendor_of.get(a)} for a, s in self._raters.per_rater.items()}
+
+    @property
+    def per_vendor(self) -> dict[str, dict[str, Any]]:
+        """Per vendor, its annotators' comparisons with the others' consensus pooled: ``n``, ``agreement``,
+        ``agreement_interval``, ``kappa``, ``ties``, ``annotators``."""
+        pooled: dict[str, dict[str, Any]] = {}
+        per_rater = self._raters.per_rater
+        for annotator in self._raters.raters:
+            vendor = self._vendor_of.get(annotator, "unknown")
+            entry = pooled.setdefault(vendor, {"confusion": {}, "ties": 0, "annotators": 0})
+            entry["ties"] += per_rater[annotator]["ties"]
+            entry["annotators"] += 1
+            confusion: Confusion = entry["confusion"]
+            for label, row in self._raters.confusion(annotator).items():
+                mine = confusion.setdefault(label, {})
+                for agreed, count in row.items():
+                    mine[agreed] = mine.get(agreed, 0) + count
+        result = {}
+        for vendor, entry in sorted(pooled.items()):
+            confusion = entry["confusion"]
+            n = sum(sum(row.values()) for row in confusion.values())
+            agree = sum(row.get(label, 0) for label, row in confusion.items())
+            result[vendor] = {
+                "n": n,
+                "agreement": agree / n if n else float("nan"),
+                "agreement_interval": list(wilson_interval(agree, n, self.confidence_level)),
+                "kappa": cohen_kappa_with_se(confusion)[0],
+                "ties": entry["ties"],
+                "annotators": entry["annotators"],
+            }
+        return result
+
+    @property
+    def judges(self) -> list[str]:
+        return sorted(self._judges)
+
+    def judge(self, judge_id: str) -> AgreementStats:
+        """The judge's labels against the annotators' consensus (the live tracker: read only)."""
+        return self._judges[judge_id]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "type": type(self).__name__,
+            "params": self._get_params(),
+            "state": {
+                "_agreement": self._agreement.to_dict()["state"],
+                "_raters": self._raters.to_dict()["state"],
+                "_vendor_of": dict(self._vendor_of),
+                "_consensus": dict(self._consensus),
+                "_ties": self._ties,
+                "_judges": {j: s.to_dict()["state"] for j, s in self._judges.items()},
+            },
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Self:
+        if data.get("type") != cls.__name__:
+            raise StateError(f"state of {data.get('type')!r} cannot restore a {cls.__name__}")
+        panel = cls(**data["params"])
+        state = data["state"]
+        unknown = set(state) - set(panel.to_dict()["state"])
+        if unknown:
+            raise StateError(f"unknown state fields for {cls.__name__}: {sorted(unknown)}")
+
+        def restore(detector: Detector, s: dict[str, Any]) -> Any:
+            return type(detector).from_dict({**detector.to_dict(), "state": s})
+
+        panel._agreement = restore(panel._agreement, state["_agreement"])
+        panel._raters = restore(panel._raters, state["_raters"])
+        panel._vendor_of = dict(state["_vendor_of"])
+        panel._consensus = dict(state["_consensus"])
+        panel._ties = int(state["_ties"])
+        template = AgreementStats(confidence_level=panel.confidence_level)
+        panel._judges = {j: restore(template, s) for j, s in state["_judges"].items()}
+        return panel

@@ -1,0 +1,169 @@
+"""Volume and latency anomalies of one segment's turns: two-sided CUSUMs on a learned baseline.
+
+river's ``PageHinkley`` and ``ADWIN`` compute the same kind of statistic, but their state can only be
+persisted by pickling, and unpickling what is read back from a changelog topic would let whoever can write
+that topic run code. This detector keeps JSON-native state instead (see ``detectors/base.py``).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Self
+
+from detectors.base import Detector
+
+
+class _Cusum:
+    """Standardised two-sided CUSUM over a baseline learned in ``warmup`` samples (state: a plain dict)."""
+
+    @staticmethod
+    def fresh() -> dict[str, Any]:
+        return {"n": 0, "mean": 0.0, "m2": 0.0, "up": 0.0, "down": 0.0, "alarm": None, "since": None}
+
+    @staticmethod
+    def update(s: dict[str, Any], x: float, ts: float, warmup: int, k: float, h: float) -> str | None:
+        """Add ``x``; returns ``"up"``/``"down"`` when an alarm starts, ``"resolved"`` when it ends."""
+        if s["n"] < warmup:  # Welford: the baseline's mean and spread
+            s["n"] += 1
+            delta = x - s["mean"]
+            s["mean"] += delta / s["n"]
+            s["m2"] += delta * (x - s["mean"])
+            return None
+        sd = math.sqrt(s["m2"] / max(s["n"] - 1, 1)) or 1e-9
+        z = (x - s["mean"]) / sd
+        # capped at 2h: the statistic comes back to 0 soon after the shift ends, so the alarm resolves
+        s["up"] = min(max(0.0, s["up"] + z - k), 2 * h)
+        s["down"] = min(max(0.0, s["down"] - z - k), 2 * h)
+        if s["alarm"] is None:
+            if s["up"] > h or s["down"] > h:
+                s["alarm"] = "up" if s["up"] > h else "down"
+                s["since"] = ts
+                return str(s["alarm"])
+        elif s["up"] == 0.0 and s["down"] == 0.0:
+            s["alarm"] = None
+            return "resolved"
+        return None
+
+
+class TrafficWatch(Detector):
+    """Turns per ``bucket_seconds`` (volume) and ``latency_ms`` of one segment, each against its baseline.
+
+    Volume: the log of each closed minute's count (empty minutes count as 0) feeds a two-sided CUSUM with
+    reference ``k`` and threshold ``volume_threshold`` in baseline standard deviations, after
+    ``volume_warmup`` minutes. Latency: the log of each turn's latency feeds the same statistic with
+    ``latency_threshold`` (higher: one sample per turn, not per minute), after ``latency_warmup`` turns;
+    only rises alarm. After an update, ``volume_event`` / ``latency_event`` say ``"up"``, ``"down"`` or
+    ``"resolved"`` when something started or ended (else None). Turns later than the open minute only
+    count for latency.
+
+    >>> import random
+    >>> rng = random.Random(2)
+    >>> watch = TrafficWatch()
+    >>> events = []
+    >>> for minute in range(180):
+    ...     turns = rng.randint(45, 55) if minute < 120 else rng.randint(5, 10)  # traffic collapses
+    ...     for i in range(turns):
+    ...         latency = rng.lognormvariate(6.5, 0.3) * (3.0 if 60 <= minute < 90 else 1.0)
+    ...         watch = watch.update(minute * 60 + i * 60 / turns, latency)
+    ...         if watch.volume_event or watch.latency_event:
+    ...             events.append((minute, watch.volume_event, watch.latency_event))
+    >>> [e for e in events if e[2]][:2]
+    [(60, None, 'up'), (90, None, 'resolved')]
+    >>> [e for e in events if e[1]][:1]
+    [(121, 'down', None)]
+    """
+
+    def __init__(
+        self,
+        bucket_seconds: float = 60.0,
+        volume_warmup: int = 30,
+        volume_threshold: float = 10.0,
+        latency_warmup: int = 500,
+        latency_threshold: float = 20.0,
+        k: float = 1.0,
+    ) -> None:
+        if not bucket_seconds > 0:
+            raise ValueError("bucket_seconds must be positive")
+        if volume_warmup < 2 or latency_warmup < 2:
+            raise ValueError("warm-ups need at least 2 samples")
+        self.bucket_seconds = bucket_seconds
+        self.volume_warmup = volume_warmup
+        self.volume_threshold = volume_threshold
+        self.latency_warmup = latency_warmup
+        self.latency_threshold = latency_threshold
+        self.k = k
+        self._reset()
+
+    def _reset(self) -> None:
+        self._bucket: int | None = None
+        self._count = 0
+        self._volume = _Cusum.fresh()
+        self._latency = _Cusum.fresh()
+        self._volume_event: str | None = None
+        self._latency_event: str | None = None
+        self._late = 0
+
+    def update(self, ts: float, latency_ms: float | None = None) -> Self:
+        self._volume_event = None
+        self._latency_event = None
+        bucket = math.floor(ts / self.bucket_seconds)
+        if self._bucket is None:
+            self._bucket = bucket
+        if bucket > self._bucket:
+            closed = [self._count] + [0] * min(bucket - self._bucket - 1, 1440)
+            for count in closed:
+                event = _Cusum.update(
+                    self._volume, math.log1p(count), ts, self.volume_warmup, self.k, self.volume_threshold
+                )
+                self._volume_event = event or self._volume_event
+            self._bucket, self._count = bucket, 0
+        if bucket == self._bucket:
+            self._count += 1
+        else:
+            self._late += 1
+        if latency_ms is not None and latency_ms > 0:
+            event = _Cusum.update(
+                self._latency, math.log(latency_ms), ts, self.latency_warmup, self.k, self.latency_threshold
+            )
+            if event == "down" and self._latency["alarm"] == "down":  # faster answers are not an incident
+                self._latency["alarm"], self._latency["down"] = None, 0.0
+                event = None
+            self._latency_event = event
+        return self
+
+    @property
+    def volume_event(self) -> str | None:
+        return self._volume_event
+
+    @property
+    def latency_event(self) -> str | None:
+        return self._latency_event
+
+    @property
+    def volume_baseline(self) -> float:
+        """Usual turns per bucket (geometric mean of the baseline)."""
+        return math.expm1(self._volume["mean"])
+
+    @property
+    def volume_last(self) -> int:
+        """Turns in the bucket that closed last."""
+        return self._count
+
+    @property
+    def latency_baseline_ms(self) -> float:
+        return math.exp(self._latency["mean"]) if self._latency["n"] else math.nan
+
+    @property
+    def volume_since(self) -> float | None:
+        """Event time the current (or last) volume alarm started."""
+        since = self._volume["since"]
+        return None if since is None else float(since)
+
+    @property
+    def latency_since(self) -> float | None:
+        since = self._latency["since"]
+        return None if since is None else float(since)
+
+    @property
+    def late(self) -> int:
+        return self._late

@@ -1,0 +1,85 @@
+"""Judge drift: a sustained rise in how often a judge disagrees with humans, per dimension and journey.
+
+Each judge/human pair is one Bernoulli observation (1 = they disagree) for the judge and dimension, overall
+and per journey. A :class:`~detectors.DefectRateSpike` on that stream learns the usual disagreement rate
+and alarms on a rise of unknown size; the alarm raises ``judge_drift`` naming judge, dimension and
+segment with the disagreeing turns as evidence, and resolves when the rate is back.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from detectors.defect_rate_spike import DefectRateSpike
+from streams.aggregate import Aggregator, key
+from streams.emit import UNKNOWN_SEGMENT, Emit, iso
+from streams.labels import LabelGuard
+from streams.metrics import Metrics
+from streams.policy import escalation_id
+
+
+class JudgeDriftView:
+    kinds: tuple[str, ...] = ("pair",)
+
+    def __init__(self, metrics: Metrics, arl0: float = 1e5, warmup: int = 200) -> None:
+        self.metrics = metrics
+        # human labels are a small sample: a short warm-up, and a false-alarm rate per pair stream
+        self.arl0 = arl0
+        self.warmup = warmup
+        self.journeys = LabelGuard(50)
+
+    def apply(self, aggregator: Aggregator, pair: dict[str, Any], partition: int | None) -> list[Emit]:
+        judge_id, dimension = pair["judge_id"], pair["dimension"]
+        disagree = pair["judge_label"] != pair["human_label"]
+        segment = pair["segment"] or UNKNOWN_SEGMENT
+        emits = []
+        for journey in ("*", self.journeys(segment.get("journey"))):
+            detector = aggregator.update(
+                key("drift", judge_id, dimension, journey),
+                pair,
+                partition,
+                lambda: DefectRateSpike(arl0=self.arl0, warmup=self.warmup),
+                lambda d: d.update(disagree, ref=pair["turn_id"]),
+            )
+            if detector is not None and (detector.drift_detected or detector.resolved):
+                emits.append(self._escalation(detector, judge_id, dimension, journey, pair))
+        return emits
+
+    def _escalation(
+        self, detector: DefectRateSpike, judge_id: str, dimension: str, journey: str, pair: dict[str, Any]
+    ) -> Emit:
+        firing = detector.drift_detected
+        where = "all journeys" if journey == "*" else f"journey {journey}"
+        eid = escalation_id("judge_drift", f"{judge_id}|{dimension}|{journey}|{detector.n_alarms}")
+        if firing:
+            summary = (
+                f"Judge drift: {judge_id} disagrees with humans on {dimension} in {where} "
+                f"{detector.spike_rate:.1%} of the time, against a usual {detector.baseline:.1%}"
+            )
+            self.metrics.escalations.labels("judge_drift", "high").inc()
+        else:
+            summary = (
+                f"Judge drift over: {judge_id} on {dimension} in {where} is back near {detector.baseline:.1%}"
+            )
+        value = {
+            "schema_version": 1,
+            "escalation_id": eid,
+            "kind": "judge_drift",
+            "severity": "high",
+            "status": "firing" if firing else "resolved",
+            "revision": 1 if firing else 2,
+            "dimension": dimension,
+            "segment": {**UNKNOWN_SEGMENT, "journey": None if journey == "*" else journey},
+            "event_time": iso(pair["ts"]),
+            "turn_ids": [str(ref) for ref in detector.evidence],
+            "summary": summary,
+            "evidence": {
+                "judge_id": judge_id,
+                "baseline_disagreement": detector.baseline,
+                "current_disagreement": detector.current_rate,
+                "spike_disagreement": detector.spike_rate,
+                "pairs_since_onset": detector.n - (detector.onset or 0),
+                "episode": detector.n_alarms,
+            },
+        }
+        return Emit("escalations", eid, value)

@@ -1,0 +1,94 @@
+"""Accuracy on the golden set (``CONVOWATCH_GOLDEN``): each vendor, annotator and judge against known truth.
+
+Observations of golden-set turns only: ``labelled`` (shard ``humans``) feed ``gold_vendor/<vendor>`` and
+``gold_annotator/<vendor>/<annotator>``, ``judged`` (shard: the judge) feeds ``gold_judge/<judge>``. Each
+is a :class:`~detectors.keyed.KeyedDetectors` of :class:`~detectors.ClassAccuracy` by dimension, plus
+``*`` for all dimensions pooled. Dimensions absent from a turn's golden labels are not scored.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from detectors import ClassAccuracy
+from detectors.keyed import KeyedDetectors
+from streams.aggregate import Aggregator, key
+from streams.emit import Emit
+from streams.golden import GoldenSet
+from streams.metrics import Metrics
+from streams.views.agreement import finite_or_none, interval_or_none
+
+ALL = "*"
+
+
+def _accuracies() -> KeyedDetectors:
+    return KeyedDetectors("ClassAccuracy")
+
+
+class GoldView:
+    kinds: tuple[str, ...] = ("labelled", "judged")
+
+    def __init__(self, metrics: Metrics, golden: GoldenSet) -> None:
+        self.metrics = metrics
+        self.golden = golden
+
+    def apply(self, aggregator: Aggregator, obs: dict[str, Any], partition: int | None) -> list[Emit]:
+        truth = self.golden.get(obs["turn_id"])
+        if truth is None:
+            return []
+        labels: dict[str, str] = obs["labels"]
+        scored = [(dim, labels[dim], label) for dim, label in truth.items() if dim in labels]
+        if not scored:
+            return []
+
+        def score(keyed: KeyedDetectors) -> None:
+            for dim, given, true in scored:
+                keyed.update(dim, given, true)
+                keyed.update(ALL, given, true)
+
+        m = self.metrics
+        if obs["kind"] == "labelled":
+            vendor = obs["vendor_id"]
+            keyed = aggregator.update(key("gold_vendor", vendor), obs, partition, _accuracies, score)
+            aggregator.update(
+                key("gold_annotator", vendor, obs["annotator_id"]), obs, partition, _accuracies, score
+            )
+            gauge, who = m.vendor_gold_accuracy, m.label("vendor_id", vendor)
+        else:
+            keyed = aggregator.update(key("gold_judge", obs["judge_id"]), obs, partition, _accuracies, score)
+            gauge, who = m.judge_gold_accuracy, m.label("judge_id", obs["judge_id"])
+        if keyed is not None:
+            for dim in (*(d for d, _, _ in scored), ALL):
+                dimension = dim if dim == ALL else m.label("dimension", dim)
+                gauge.labels(who, dimension).set(keyed.get(dim).accuracy)
+        return []
+
+    def report(self, aggregator: Aggregator) -> dict[str, Any]:
+        """``gold``: the golden set's size and accuracy rows per vendor, annotator and judge."""
+        return {
+            "gold": {
+                "turns": len(self.golden),
+                "vendors": self._rows(aggregator, "gold_vendor", ("vendor_id",)),
+                "annotators": self._rows(aggregator, "gold_annotator", ("vendor_id", "annotator_id")),
+                "judges": self._rows(aggregator, "gold_judge", ("judge_id",)),
+            }
+        }
+
+    @staticmethod
+    def _rows(aggregator: Aggregator, prefix: str, names: tuple[str, ...]) -> list[dict[str, Any]]:
+        rows = []
+        for parts, keyed in aggregator.items(prefix):
+            assert isinstance(keyed, KeyedDetectors)
+            for dimension, accuracy in keyed.items():
+                assert isinstance(accuracy, ClassAccuracy)
+                rows.append(
+                    {
+                        **dict(zip(names, parts, strict=True)),
+                        "dimension": dimension,
+                        "n": accuracy.n,
+                        "accuracy": finite_or_none(accuracy.accuracy),
+                        "accuracy_interval": interval_or_none(accuracy.accuracy_interval),
+                        "confusion": accuracy.confusion,
+                    }
+                )
+        return rows

@@ -1,0 +1,132 @@
+"""The live model as a third voice: its intent and its guardrails, checked against humans and judges.
+
+- Intent (``labelled``, shard ``humans``): the turn's ``intent`` against the annotator's ``intent`` label,
+  with the model's ``intent_confidence``: :class:`~detectors.ClassAccuracy` under ``live_intent``.
+- Guardrails: a turn with ``guardrail_flags`` counts as flagged; the truth is a ``fail`` on ``safety`` or
+  ``compliance`` (turns labelled on neither are skipped). :class:`~detectors.BinaryCalibration` (flagged
+  in the judge's place) gives the guardrails' recall (its sensitivity) and precision against each
+  annotator (``labelled``: ``guardrail_human``) and against each judge (``judged``:
+  ``guardrail_judge/<judge>``, shard: the judge).
+
+Each is a :class:`~detectors.keyed.KeyedDetectors` by model version, plus ``*`` for all versions.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from detectors import BinaryCalibration, ClassAccuracy
+from detectors.keyed import KeyedDetectors
+from schemas.common import FAIL
+from streams.aggregate import Aggregator, key
+from streams.emit import Emit
+from streams.labels import UNKNOWN
+from streams.metrics import Metrics
+from streams.views.agreement import MAX_SEGMENT_VALUES, Refresh, finite_or_none, interval_or_none
+
+ALL = "*"
+GUARDED_DIMENSIONS = ("safety", "compliance")
+
+
+def _intents() -> KeyedDetectors:
+    return KeyedDetectors("ClassAccuracy", max_keys=MAX_SEGMENT_VALUES + 1)
+
+
+def _guardrails() -> KeyedDetectors:
+    return KeyedDetectors("BinaryCalibration", max_keys=MAX_SEGMENT_VALUES + 1)
+
+
+class LiveModelView:
+    kinds: tuple[str, ...] = ("labelled", "judged")
+
+    def __init__(self, metrics: Metrics, refresh_every: int = 200, refresh_seconds: float = 60.0) -> None:
+        self.metrics = metrics
+        self.refresh = Refresh(refresh_every, refresh_seconds)
+
+    def apply(self, aggregator: Aggregator, obs: dict[str, Any], partition: int | None) -> list[Emit]:
+        labels: dict[str, str] = obs["labels"]
+        segment = obs["segment"] or {}
+        version = segment.get("model_version") or UNKNOWN
+        m = self.metrics
+        version_label = m.label("model_version", segment.get("model_version"))
+        versions = [(ALL, ALL)] + ([(version, version_label)] if version_label == version else [])
+        ts = obs["ts"]
+        if obs["kind"] == "labelled":
+            truth, predicted = labels.get("intent"), segment.get("intent")
+            if truth is not None and predicted is not None:
+                confidence = obs.get("intent_confidence")
+                intents = aggregator.update(
+                    key("live_intent"),
+                    obs,
+                    partition,
+                    _intents,
+                    lambda k: [k.update(v, predicted, truth, confidence) for v in (ALL, version)],
+                )
+                if intents is not None and self.refresh(("intent", version), ts):
+                    for where, label in versions:
+                        accuracy = intents.get(where)
+                        m.live_intent_accuracy.labels(label).set(accuracy.accuracy)
+                        m.live_intent_ece.labels(label).set(accuracy.ece)
+            name, source, judge = key("guardrail_human"), "human", ""
+        else:
+            name, source, judge = key("guardrail_judge", obs["judge_id"]), "judge", obs["judge_id"]
+        checked = [labels[d] for d in GUARDED_DIMENSIONS if d in labels]
+        if not checked:
+            return []
+        flagged, failed = bool(obs.get("guardrail_flags")), FAIL in checked
+        guardrails = aggregator.update(
+            name,
+            obs,
+            partition,
+            _guardrails,
+            lambda k: [k.update(v, flagged, failed) for v in (ALL, version)],
+        )
+        if guardrails is not None and self.refresh((name, version), ts):
+            judge_label = m.label("judge_id", judge) if judge else ""
+            for where, label in versions:
+                calibration = guardrails.get(where)
+                m.guardrail_recall.labels(source, judge_label, label).set(calibration.sensitivity)
+                m.guardrail_precision.labels(source, judge_label, label).set(calibration.precision)
+        return []
+
+    def report(self, aggregator: Aggregator) -> dict[str, Any]:
+        """``live_model``: ``intent`` rows per model version, ``guardrails`` rows per source and version."""
+        intent = []
+        for _, keyed in aggregator.items("live_intent"):
+            assert isinstance(keyed, KeyedDetectors)
+            for version, accuracy in keyed.items():
+                assert isinstance(accuracy, ClassAccuracy)
+                intent.append(
+                    {
+                        "model_version": version,
+                        "n": accuracy.n,
+                        "accuracy": finite_or_none(accuracy.accuracy),
+                        "accuracy_interval": interval_or_none(accuracy.accuracy_interval),
+                        "n_scored": accuracy.n_scored,
+                        "ece": finite_or_none(accuracy.ece),
+                        "recall_by_class": accuracy.recall_by_class,
+                        "confusion": accuracy.confusion,
+                    }
+                )
+        guardrails = []
+        for prefix, source in (("guardrail_human", "human"), ("guardrail_judge", "judge")):
+            for parts, keyed in aggregator.items(prefix):
+                assert isinstance(keyed, KeyedDetectors)
+                for version, calibration in keyed.items():
+                    assert isinstance(calibration, BinaryCalibration)
+                    guardrails.append(
+                        {
+                            "source": source,
+                            "judge_id": parts[0] if parts else None,
+                            "model_version": version,
+                            "n": calibration.n,
+                            **calibration.counts,
+                            "recall": finite_or_none(calibration.sensitivity),
+                            "recall_interval": interval_or_none(calibration.sensitivity_interval),
+                            "precision": finite_or_none(calibration.precision),
+                            "precision_interval": interval_or_none(calibration.precision_interval),
+                            "flagged_rate": finite_or_none(calibration.judge_fail_rate),
+                            "fail_rate": finite_or_none(calibration.human_fail_rate),
+                        }
+                    )
+        return {"live_model": {"intent": intent, "guardrails": guardrails}}

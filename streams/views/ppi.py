@@ -1,0 +1,117 @@
+"""Human-calibrated defect rates: the judge on every turn, corrected by the human labels it has.
+
+Per judge, dimension and journey (and ``*``, all journeys) a :class:`~detectors.PredictionPoweredRate`
+(prediction-powered inference, PPI++): every ``judged`` observation counts the judge's verdict ``f`` (1 =
+fail) once, every ``pair`` adds the human truth ``y`` for a turn already counted (``add_label``). A pair
+whose turn never arrived was never counted as judged, so it adds both (journey ``unknown``). All of a
+judge's estimators live in one :class:`~detectors.keyed.KeyedDetectors` under ``ppi/<judge>`` (shard: the
+judge), keyed ``<journey>\\x1f<dimension>``: one state update per judged turn.
+
+The estimate assumes labelled turns are a uniform random sample of judged turns; labelling that targets
+the judge's fails, or gold turns chosen for difficulty, bias it. Journeys beyond the first 50 seen share
+``other``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from detectors import PredictionPoweredRate
+from detectors.keyed import KeyedDetectors
+from schemas.common import FAIL, QUALITY_DIMENSIONS
+from streams.aggregate import Aggregator, key
+from streams.emit import SEP, Emit
+from streams.labels import LabelGuard
+from streams.metrics import Metrics
+from streams.views.agreement import MAX_SEGMENT_VALUES, Refresh, finite_or_none, interval_or_none
+
+ALL = "*"
+
+
+def _estimators() -> KeyedDetectors:
+    return KeyedDetectors("PredictionPoweredRate")
+
+
+class DefectRateView:
+    kinds: tuple[str, ...] = ("judged", "pair")
+
+    def __init__(self, metrics: Metrics, refresh_every: int = 200, refresh_seconds: float = 60.0) -> None:
+        self.metrics = metrics
+        self.refresh = Refresh(refresh_every, refresh_seconds)
+        self.journeys = LabelGuard(MAX_SEGMENT_VALUES)  # bounds the estimators per judge
+
+    def apply(self, aggregator: Aggregator, obs: dict[str, Any], partition: int | None) -> list[Emit]:
+        judge_id = obs["judge_id"]
+        segment = obs["segment"]
+        journey = self.journeys(segment.get("journey") if segment else None)
+        if obs["kind"] == "judged":
+            verdicts = [(d, label == FAIL) for d, label in obs["labels"].items() if d in QUALITY_DIMENSIONS]
+            if not verdicts:
+                return []
+
+            def apply(keyed: KeyedDetectors) -> None:
+                for dim, fail in verdicts:
+                    keyed.at(journey + SEP + dim).update(fail)
+                    keyed.at(ALL + SEP + dim).update(fail)
+
+        else:
+            dim = obs["dimension"]
+            if dim not in QUALITY_DIMENSIONS:
+                return []
+            fail, truth = obs["judge_label"] == FAIL, obs["human_label"] == FAIL
+            verdicts = [(dim, fail)]
+
+            def apply(keyed: KeyedDetectors) -> None:
+                for where in (journey, ALL):
+                    ppi = keyed.at(where + SEP + dim)
+                    if segment is None:  # the turn never arrived: never counted by a judged observation
+                        ppi.update(fail, truth)
+                    else:
+                        ppi.add_label(fail, truth)
+
+        keyed = aggregator.update(key("ppi", judge_id), obs, partition, _estimators, apply)
+        if keyed is None or not self.refresh((judge_id, journey), obs["ts"]):
+            return []
+        m = self.metrics
+        judge = m.label("judge_id", judge_id)
+        journey_label = m.label("journey", segment.get("journey") if segment else None)
+        for dim, _ in verdicts:
+            dimension = m.label("dimension", dim)
+            for where, label in ((journey, journey_label), (ALL, ALL)):
+                if where != ALL and label != journey:
+                    continue  # a journey the metric guard folds into "other": report.json only
+                ppi = keyed.get(where + SEP + dim)
+                low, high = ppi.interval
+                m.calibrated_rate.labels(judge, dimension, label).set(ppi.estimate)
+                m.calibrated_rate_bound.labels(judge, dimension, label, "lower").set(low)
+                m.calibrated_rate_bound.labels(judge, dimension, label, "upper").set(high)
+        return []
+
+    def report(self, aggregator: Aggregator) -> dict[str, Any]:
+        """``defect_rates``: one row per judge, quality dimension and journey (``*``: all journeys)."""
+        rows = []
+        for (judge_id,), keyed in aggregator.items("ppi"):
+            assert isinstance(keyed, KeyedDetectors)
+            for inner, ppi in keyed.items():
+                assert isinstance(ppi, PredictionPoweredRate)
+                journey, dimension = inner.split(SEP)
+                rows.append(
+                    {"judge_id": judge_id, "dimension": dimension, "journey": journey, **ppi_row(ppi)}
+                )
+        rows.sort(key=lambda r: (r["judge_id"], r["dimension"], r["journey"]))
+        return {"defect_rates": rows}
+
+
+def ppi_row(ppi: PredictionPoweredRate) -> dict[str, Any]:
+    return {
+        "n_judged": ppi.n_judged,
+        "n_labelled": ppi.n_labelled,
+        "coverage": ppi.n_labelled / ppi.n_judged if ppi.n_judged else None,
+        "estimate": finite_or_none(ppi.estimate),
+        "interval": interval_or_none(ppi.interval),
+        "std_error": finite_or_none(ppi.std_error),
+        "lambda_hat": finite_or_none(ppi.lambda_hat),
+        "judge_rate": finite_or_none(ppi.judge_rate),
+        "human_estimate": finite_or_none(ppi.human_estimate),
+        "human_interval": interval_or_none(ppi.human_interval),
+    }

@@ -1,0 +1,158 @@
+"""Defect-rate spikes per category and segment, from judge verdicts and, separately, from human labels.
+
+Each judged turn is one Bernoulli observation per category it was assessed on (1 = it failed a dimension
+of that category). Segments are slices: journey; journey and model version; journey and intent. One
+:class:`~detectors.CategorySpikes` holds a slice value's detectors for every category, per source (a
+judge id, or ``humans``). The false-alarm budget is stated per day across all segments
+(``CONVOWATCH_SPIKE_FALSE_ALARMS_PER_DAY`` at ``CONVOWATCH_SPIKE_TURNS_PER_DAY``) and turned into each
+detector's in-control run length. A spike raises ``defect_spike`` (firing, then resolved).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from detectors.category_spikes import CategorySpikes
+from detectors.defect_rate_spike import arl0_for_budget
+from schemas.common import FAIL, QUALITY_DIMENSIONS
+from streams.aggregate import Aggregator, key
+from streams.emit import Emit, iso
+from streams.labels import LabelGuard
+from streams.metrics import Metrics
+from streams.policy import escalation_id
+from streams.taxonomy import Taxonomy
+
+SLICES: tuple[tuple[str, ...], ...] = (("journey",), ("journey", "model_version"), ("journey", "intent"))
+SEVERITY_ORDER = ("critical", "high", "medium", "low")
+
+
+class SpikeView:
+    kinds: tuple[str, ...] = ("judged", "labelled")
+
+    def __init__(
+        self,
+        metrics: Metrics,
+        taxonomy: Taxonomy,
+        false_alarms_per_day: float = 1.0,
+        turns_per_day: float = 1_000_000.0,
+        max_segment_values: int = 50,
+    ) -> None:
+        self.metrics = metrics
+        self.taxonomy = taxonomy
+        self.category_of = {dim: taxonomy.policy(dim).category for dim in QUALITY_DIMENSIONS}
+        categories = sorted(set(self.category_of.values()))
+        # every judged turn is one event for each (slice, category) stream it falls in
+        self.arl0 = arl0_for_budget(false_alarms_per_day, turns_per_day, len(SLICES) * len(categories))
+        self.severity = {
+            c: min(
+                (taxonomy.policy(d).severity for d, cat in self.category_of.items() if cat == c),
+                key=SEVERITY_ORDER.index,
+            )
+            for c in categories
+        }
+        self.runbook = {
+            c: next(
+                (
+                    taxonomy.policy(d).runbook_url
+                    for d, cat in self.category_of.items()
+                    if cat == c and taxonomy.policy(d).runbook_url
+                ),
+                None,
+            )
+            for c in categories
+        }
+        # detector keys must stay bounded too: rare segment values share an "other" detector
+        self.guards = {
+            name: LabelGuard(max_segment_values) for name in ("journey", "model_version", "intent")
+        }
+
+    def apply(self, aggregator: Aggregator, obs: dict[str, Any], partition: int | None) -> list[Emit]:
+        labels: dict[str, str] = obs["labels"]
+        judged = sorted({self.category_of[d] for d in labels if d in self.category_of})
+        if not judged:
+            return []
+        failed = sorted(
+            {self.category_of[d] for d, v in labels.items() if v == FAIL and d in self.category_of}
+        )
+        source = obs["judge_id"] if obs["kind"] == "judged" else "humans"
+        segment = obs["segment"]
+        emits: list[Emit] = []
+        for names in SLICES:
+            values = {name: self.guards[name](segment.get(name)) for name in names}
+            spikes = aggregator.update(
+                key("spike", source, *(f"{n}={v}" for n, v in values.items())),
+                obs,
+                partition,
+                lambda: CategorySpikes(arl0=self.arl0),
+                lambda s: s.update(judged, failed, ref=obs["turn_id"]),
+            )
+            if spikes is None:
+                continue
+            for category in spikes.alarms:
+                emits.append(self._escalation(spikes, category, source, values, obs, firing=True))
+            for category in spikes.resolutions:
+                emits.append(self._escalation(spikes, category, source, values, obs, firing=False))
+        return emits
+
+    def _escalation(
+        self,
+        spikes: CategorySpikes,
+        category: str,
+        source: str,
+        values: dict[str, str],
+        obs: dict[str, Any],
+        firing: bool,
+    ) -> Emit:
+        detector = spikes.detector(category)
+        episode = detector.n_alarms
+        where = ", ".join(f"{n} {v}" for n, v in values.items())
+        subject = f"{source}|{category}|{where}|{episode}"
+        eid = escalation_id("defect_spike", subject)
+        severity = self.severity[category]
+        who = "human labels" if source == "humans" else f"judge {source}"
+        if firing:
+            ago = detector.n - (detector.onset or 0)
+            summary = (
+                f"Defect spike: {category} at {detector.spike_rate:.1%} against a baseline of "
+                f"{detector.baseline:.1%} in {where} ({who}), since about {ago} turns ago"
+            )
+            self.metrics.escalations.labels("defect_spike", severity).inc()
+        else:
+            summary = f"Defect spike over: {category} back near {detector.baseline:.1%} in {where} ({who})"
+        self._set_active(category, values, firing)
+        value = {
+            "schema_version": 1,
+            "escalation_id": eid,
+            "kind": "defect_spike",
+            "severity": severity,
+            "status": "firing" if firing else "resolved",
+            "revision": 1 if firing else 2,
+            "dimension": None,
+            "segment": {
+                name: values.get(name)
+                for name in ("journey", "intent", "model_version", "channel", "modality")
+            },
+            "event_time": iso(obs["ts"]),
+            "turn_ids": [str(ref) for ref in detector.evidence],
+            "summary": summary,
+            "evidence": {
+                "category": category,
+                "source": source,
+                "baseline_rate": detector.baseline,
+                "current_rate": detector.current_rate,
+                "spike_rate": detector.spike_rate,
+                "onset_turns_ago": detector.n - (detector.onset or 0),
+                "episode": episode,
+                "runbook_url": self.runbook[category],
+            },
+        }
+        return Emit("escalations", eid, value)
+
+    def _set_active(self, category: str, values: dict[str, str], active: bool) -> None:
+        m = self.metrics
+        m.spike_active.labels(
+            category,
+            m.label("journey", values.get("journey")),
+            m.label("model_version", values["model_version"]) if "model_version" in values else "*",
+            values.get("intent", "*"),
+        ).set(1.0 if active else 0.0)

@@ -1,0 +1,74 @@
+"""Volume and latency anomalies per journey (``volume_anomaly``, ``latency_anomaly`` escalations)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from detectors.traffic_watch import TrafficWatch
+from streams.aggregate import Aggregator, key
+from streams.emit import UNKNOWN_SEGMENT, Emit, iso
+from streams.metrics import Metrics
+from streams.policy import escalation_id
+
+
+class TrafficView:
+    kinds: tuple[str, ...] = ("turn",)
+
+    def __init__(self, metrics: Metrics) -> None:
+        self.metrics = metrics
+
+    def apply(self, aggregator: Aggregator, turn: dict[str, Any], partition: int | None) -> list[Emit]:
+        journey = turn["segment"]["journey"]
+        watch = aggregator.update(
+            key("traffic", journey),
+            turn,
+            partition,
+            TrafficWatch,
+            lambda w: w.update(turn["ts"], turn.get("latency_ms")),
+        )
+        if watch is None:
+            return []
+        emits = []
+        if watch.volume_event:
+            emits.append(self._escalation("volume_anomaly", watch.volume_event, watch, journey, turn))
+        if watch.latency_event:
+            emits.append(self._escalation("latency_anomaly", watch.latency_event, watch, journey, turn))
+        return emits
+
+    def _escalation(
+        self, kind: str, event: str, watch: TrafficWatch, journey: str, turn: dict[str, Any]
+    ) -> Emit:
+        firing = event != "resolved"
+        since = watch.volume_since if kind == "volume_anomaly" else watch.latency_since
+        eid = escalation_id(kind, f"{journey}|{since}")
+        if kind == "volume_anomaly":
+            detail = (
+                f"{watch.volume_last} turns in the last minute against a usual {watch.volume_baseline:.0f}"
+            )
+            what = {"up": "Traffic surge", "down": "Traffic drop"}.get(event, "Traffic back to normal")
+        else:
+            detail = f"usual latency {watch.latency_baseline_ms:.0f} ms"
+            what = "Latency rise" if firing else "Latency back to normal"
+        severity = "high" if kind == "volume_anomaly" and event == "down" else "medium"
+        if firing:
+            self.metrics.escalations.labels(kind, severity).inc()
+        value = {
+            "schema_version": 1,
+            "escalation_id": eid,
+            "kind": kind,
+            "severity": severity,
+            "status": "firing" if firing else "resolved",
+            "revision": 1 if firing else 2,
+            "dimension": None,
+            "segment": {**UNKNOWN_SEGMENT, "journey": journey},
+            "event_time": iso(turn["ts"]),
+            "turn_ids": [turn["turn_id"]],
+            "summary": f"{what} in journey {journey}: {detail}",
+            "evidence": {
+                "direction": event,
+                "since": iso(since) if since is not None else None,
+                "volume_baseline_per_minute": watch.volume_baseline,
+                "latency_baseline_ms": watch.latency_baseline_ms,
+            },
+        }
+        return Emit("escalations", eid, value)

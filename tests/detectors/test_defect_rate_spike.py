@@ -1,0 +1,220 @@
+"""DefectRateSpike: learned baseline, unknown shift size, calibrated false alarms, resolution, evidence, state."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from detectors import arl
+from detectors.defect_rate_spike import DefectRateSpike, _chart, arl0_for_budget
+
+ORACLE_DELAY_2_6 = 319  # exact steady-state delay of the oracle CUSUM 2% -> 6% at ARL0 = 1e6 (KNOWN.md)
+
+
+def _stream(seed: int | list[int], *segments: tuple[int, float]) -> list[bool]:
+    rng = np.random.default_rng(seed)
+    return np.concatenate([rng.random(n) < p for n, p in segments]).tolist()
+
+
+def _run(detector: DefectRateSpike, xs: list[bool]) -> tuple[list[int], list[int]]:
+    alarms, resolutions = [], []
+    for i, x in enumerate(xs):
+        detector.update(x)
+        if detector.drift_detected:
+            alarms.append(i)
+        if detector.resolved:
+            resolutions.append(i)
+    return alarms, resolutions
+
+
+def _observe(d: DefectRateSpike) -> tuple:
+    return (
+        d.n,
+        d.drift_detected,
+        d.in_alarm,
+        d.resolved,
+        d.onset,
+        d.baseline,
+        d.current_rate,
+        d.statistic,
+        d.evidence,
+        d.n_alarms,
+        d.design_rates,
+    )
+
+
+def test_a_rise_from_2_to_6_percent_at_20000_is_found_like_the_oracle():
+    detector = DefectRateSpike()
+    alarms, _ = _run(detector, _stream(20_000, (20_000, 0.02), (5_000, 0.06)))
+    # oracle delay 319 events; a learned baseline costs ~10% (bench/detection.py); one run's delay has
+    # a long right tail (sd ~ 0.5 x mean), so 3 x 319 bounds it
+    assert len(alarms) == 1 and 20_000 <= alarms[0] < 20_000 + 3 * ORACLE_DELAY_2_6
+    assert abs(detector.onset - 20_000) <= 150
+    assert detector.spike_rate == pytest.approx(0.06, abs=0.03)
+
+
+def test_over_seeded_streams_delay_and_onset_are_close_to_the_oracle():
+    delays, onset_errors = [], []
+    for seed in range(40):
+        detector = DefectRateSpike()
+        alarms, _ = _run(detector, _stream([seed, 6], (20_000, 0.02), (3_000, 0.06)))
+        assert len(alarms) == 1 and alarms[0] >= 20_000, (seed, alarms)
+        delays.append(alarms[0] - 20_000 + 1)
+        onset_errors.append(detector.onset - 20_000)
+    # the bench measures 1.13x the oracle on average; 40 streams give a standard error of ~8%
+    assert ORACLE_DELAY_2_6 * 0.8 < np.mean(delays) < ORACLE_DELAY_2_6 * 1.35
+    assert abs(np.median(onset_errors)) <= 40
+
+
+def test_resolves_after_the_rate_returns_and_does_not_learn_the_spike():
+    detector = DefectRateSpike()
+    xs = _stream(7, (20_000, 0.02), (3_000, 0.06), (17_000, 0.02))
+    in_alarm_while_high = []
+    alarms, resolutions = [], []
+    for i, x in enumerate(xs):
+        detector.update(x)
+        alarms += [i] if detector.drift_detected else []
+        resolutions += [i] if detector.resolved else []
+        if 21_000 <= i < 23_000:
+            in_alarm_while_high.append(detector.in_alarm)
+    assert len(alarms) == 1 and 20_000 <= alarms[0] < 21_000
+    assert all(in_alarm_while_high)
+    # resolution needs ln(100) nats for "baseline" over "1.5 x baseline": ~2,400 events at 2% on average
+    assert len(resolutions) == 1 and 23_000 < resolutions[0] < 23_000 + 8_000
+    assert not detector.in_alarm and detector.onset is None and detector.evidence == []
+    assert 0.015 < detector.baseline < 0.025
+
+
+def test_a_sustained_spike_is_not_absorbed_into_the_baseline():
+    detector = DefectRateSpike()
+    alarms, resolutions = _run(detector, _stream(8, (10_000, 0.02), (60_000, 0.06)))
+    assert len(alarms) == 1 and resolutions == []
+    assert detector.in_alarm and 0.015 < detector.baseline < 0.025
+    assert detector.spike_rate == pytest.approx(0.06, abs=0.005)
+
+
+def test_no_false_alarm_on_long_in_control_streams():
+    # default arl0 = 1e6: 10^6 events give Poisson(~1) alarms; more than 3 has probability ~2%
+    alarms, _ = _run(DefectRateSpike(), _stream(100, (1_000_000, 0.02)))
+    assert len(alarms) <= 3
+    # at arl0 = 1e7, an alarm in 5 x 10^5 events has probability ~5%: this seeded stream has none
+    alarms, _ = _run(DefectRateSpike(arl0=1e7), _stream(101, (500_000, 0.02)))
+    assert alarms == []
+
+
+def test_false_alarm_rate_tracks_a_lower_target():
+    # at arl0 = 1e4 alarms are frequent enough to count: the rate must be within 2x of the target
+    monitored = alarms_total = 0
+    for seed in range(20):
+        detector = DefectRateSpike(arl0=1e4)
+        for x in _stream([seed, 4], (60_000, 0.02)):
+            watching = detector.monitoring and not detector.in_alarm
+            detector.update(x)
+            monitored += watching
+            alarms_total += detector.drift_detected
+    assert alarms_total > 30
+    assert 0.5e4 < monitored / alarms_total < 2e4, (monitored, alarms_total)
+
+
+def test_evidence_is_bounded_and_comes_from_after_the_onset():
+    xs = _stream(9, (20_000, 0.02), (2_000, 0.10))
+    for max_evidence in (20, 3):
+        detector = DefectRateSpike(max_evidence=max_evidence)
+        for i, x in enumerate(xs):
+            detector.update(x, ref=f"turn-{i}")
+            if detector.drift_detected:
+                break
+        evidence = detector.evidence
+        assert 0 < len(evidence) <= max_evidence
+        indices = [int(ref.removeprefix("turn-")) for ref in evidence]
+        assert all(detector.onset <= k <= i and xs[k] for k in indices)
+        assert indices == sorted(indices) and indices[-1] == i  # the alarming defect is the latest
+    assert len(evidence) == 3
+
+
+def test_refs_default_to_the_event_index_and_must_be_json_native():
+    detector = DefectRateSpike()
+    for i, x in enumerate(_stream(10, (20_000, 0.02), (2_000, 0.10))):
+        detector.update(x)
+        if detector.drift_detected:
+            break
+    assert all(isinstance(ref, int) and ref >= detector.onset for ref in detector.evidence)
+    with pytest.raises(TypeError):
+        detector.update(1, ref=("a", 1))  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("split", [1_500, 20_050, 20_400, 24_000, 29_000])
+def test_json_round_trip_mid_stream_continues_identically(split):
+    # splits: during warm-up, at the spike's start, in alarm, during resolution, after it
+    xs = _stream(11, (20_000, 0.02), (2_500, 0.08), (10_000, 0.02))
+    original = DefectRateSpike()
+    for i, x in enumerate(xs[:split]):
+        original.update(x, ref=f"t{i}")
+    restored = DefectRateSpike.from_dict(json.loads(json.dumps(original.to_dict(), allow_nan=False)))
+    assert _observe(restored) == pytest.approx(_observe(original), nan_ok=True)
+    for i, x in enumerate(xs[split:], start=split):
+        original.update(x, ref=f"t{i}")
+        restored.update(x, ref=f"t{i}")
+        assert _observe(restored) == pytest.approx(_observe(original), nan_ok=True), i
+    assert original.n_alarms == 1
+
+
+def test_each_chart_threshold_is_the_exact_smallest_for_its_target():
+    detector = DefectRateSpike()
+    _run(detector, _stream(12, (30_000, 0.02)))
+    for rate, up, thr in zip(detector.design_rates, detector._up, detector._thr, strict=True):
+        assert arl.arl(up, 1, thr, rate) >= detector._chart_arl > arl.arl(up, 1, thr - 1, rate)
+    assert min(detector.design_rates) >= detector.baseline  # inflated for the baseline's uncertainty
+
+
+def test_design_is_cached_and_conservative():
+    up, thr, unit = _chart(-782, 1.5, 1e6)
+    assert _chart(-782, 1.5, 1e6) == (up, thr, unit)
+    assert math.exp(-782 * 0.005) >= 0.02  # a 2% rate is designed at the grid rate just above it
+
+
+def test_baseline_is_never_zero_and_follows_the_warm_up():
+    detector = DefectRateSpike(warmup=100)
+    _run(detector, [False] * 5_000)
+    assert 0.0 < detector.baseline == detector.min_rate
+    assert detector.current_rate == 0.0
+    fresh = DefectRateSpike()
+    assert math.isnan(fresh.current_rate) and fresh.statistic == 0.0 and not fresh.monitoring
+
+
+def test_current_rate_follows_recent_events():
+    detector = DefectRateSpike()
+    _run(detector, _stream(13, (20_000, 0.02), (5_000, 0.10)))
+    assert detector.current_rate == pytest.approx(0.10, abs=0.025)
+
+
+def test_arl0_for_budget():
+    # half a false alarm a day over 25 streams of 20,000 events a day: one per 10^6 events per stream
+    assert arl0_for_budget(0.5, 20_000, 25) == 1e6
+    assert arl0_for_budget(2.0, 1_000, 1) == 500.0
+    for bad in ((0.0, 1e4, 1), (1.0, 0.0, 1), (1.0, 1e4, 0), (math.inf, 1e4, 1)):
+        with pytest.raises(ValueError):
+            arl0_for_budget(*bad)
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"arl0": 1.0},
+        {"min_ratio": 1.0},
+        {"min_ratio": 3.0, "max_ratio": 2.0},
+        {"n_charts": 0},
+        {"min_ratio": 2.0, "max_ratio": 2.0, "n_charts": 2},
+        {"warmup": 5},
+        {"warmup": 5_000, "memory": 4_000},
+        {"max_evidence": -1},
+        {"resolve_llr": 0.0},
+        {"min_rate": 0.0},
+    ],
+)
+def test_bad_parameters_raise(kwargs):
+    with pytest.raises(ValueError):
+        DefectRateSpike(**kwargs)

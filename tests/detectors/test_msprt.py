@@ -1,0 +1,171 @@
+"""The always-valid version test: monotone p-value, type-I control under continuous monitoring, detection."""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+
+import pytest
+
+from detectors.msprt import MixtureSPRT, VersionComparison, confidence_half_width, mixture_log_lr
+
+
+def _stream(test: MixtureSPRT, rng: random.Random, control: float, treatment: float, n: int) -> MixtureSPRT:
+    for _ in range(n):
+        arm = "treatment" if rng.random() < 0.5 else "control"
+        test.update(arm, rng.random() < (treatment if arm == "treatment" else control))
+    return test
+
+
+def test_p_value_is_non_increasing_and_the_confidence_sequence_nested() -> None:
+    rng = random.Random(1)
+    test = MixtureSPRT()
+    last_p, last = 1.0, (-1.0, 1.0)
+    for _ in range(5_000):
+        test.update("treatment" if rng.random() < 0.5 else "control", rng.random() < 0.05)
+        assert 0.0 <= test.p_value <= last_p
+        low, high = test.interval
+        assert last[0] <= low <= high <= last[1]
+        last_p, last = test.p_value, (low, high)
+    assert last[0] < 0.0 < last[1]  # an A/A stream: the lift interval keeps 0
+
+
+def test_nothing_is_tested_before_min_samples_per_arm() -> None:
+    test = MixtureSPRT(min_samples=50)
+    for _ in range(500):
+        test.update("treatment", True)
+    for _ in range(49):
+        test.update("control", False)
+    assert test.p_value == 1.0 and test.decision == "continue" and test.interval == (-1.0, 1.0)
+    test.update("control", False)
+    assert test.decision == "worse" and test.decided_now and test.decided_at == (50, 500)
+    test.update("control", False)
+    assert test.decision == "worse" and not test.decided_now
+
+
+def test_type_one_error_under_continuous_monitoring_stays_near_alpha() -> None:
+    # 250 A/A runs of 2,400 turns (~1,200 per arm) at 3%, checked after every turn
+    rng = random.Random(20240)
+    runs, rejected, naive = 250, 0, 0
+    for _ in range(runs):
+        test = MixtureSPRT(alpha=0.05)
+        naive_rejected = False
+        for _ in range(2_400):
+            test.update("treatment" if rng.random() < 0.5 else "control", rng.random() < 0.03)
+            if not naive_rejected and min(test.n_control, test.n_treatment) >= test.min_samples:
+                naive_rejected = abs(test.lift) > 1.96 * math.sqrt(test.variance)
+        rejected += test.decision != "continue"
+        naive += naive_rejected
+    assert rejected / runs <= 0.05 + 2 * math.sqrt(0.05 * 0.95 / runs)
+    assert naive / runs > 2 * 0.05  # peeking at a fixed-horizon test inflates its error; mSPRT's does not
+
+
+@pytest.mark.parametrize(
+    ("control", "treatment", "decision", "within"),
+    [
+        (0.03, 0.10, "worse", 800),
+        (0.10, 0.03, "better", 800),
+        (0.03, 0.06, "worse", 4_000),
+    ],
+)
+def test_a_large_change_is_detected_with_its_sign_within_a_bounded_number_of_turns(
+    control: float, treatment: float, decision: str, within: int
+) -> None:
+    for seed in range(5):
+        test = _stream(MixtureSPRT(), random.Random(seed), control, treatment, 2 * within)
+        assert test.decision == decision, seed
+        assert test.decided_at is not None and max(test.decided_at) <= within, (seed, test.decided_at)
+        low, high = test.interval
+        assert low <= treatment - control <= high  # the confidence sequence covers the true lift
+        assert (high < 0) if decision == "better" else (low > 0)
+
+
+def test_higher_is_better_flips_the_decision() -> None:
+    test = _stream(MixtureSPRT(higher_is_better=True), random.Random(3), 0.03, 0.10, 2_000)
+    assert test.decision == "better"
+
+
+def test_formulas_match_the_definition() -> None:
+    s2, tau2, alpha = 2e-5, 1e-4, 0.05
+    h = confidence_half_width(s2, tau2, alpha)
+    # the interval's edge is where the mixture likelihood ratio reaches 1 / alpha
+    assert mixture_log_lr(0.01 + h, s2, tau2, theta0=0.01) == pytest.approx(math.log(1 / alpha))
+    assert mixture_log_lr(0.0, s2, tau2) < 0  # no evidence: the ratio is below 1
+
+
+def test_json_round_trip_continues_identically() -> None:
+    rng = random.Random(9)
+    test = _stream(MixtureSPRT(), rng, 0.03, 0.05, 3_000)
+    restored = MixtureSPRT.from_dict(json.loads(json.dumps(test.to_dict())))
+    for _ in range(6_000):
+        args = ("treatment" if rng.random() < 0.5 else "control", rng.random() < 0.04)
+        test.update(*args)
+        restored.update(*args)
+        assert restored.p_value == test.p_value and restored.interval == test.interval
+    assert restored.summary() == test.summary()
+
+
+@pytest.mark.parametrize(
+    "kwargs", [{"alpha": 0}, {"alpha": 1.0}, {"tau2": 0}, {"min_samples": 0}, {"higher_is_better": 1}]
+)
+def test_bad_parameters_raise(kwargs: dict[str, object]) -> None:
+    with pytest.raises(ValueError):
+        MixtureSPRT(**kwargs)  # type: ignore[arg-type]
+
+
+def test_bad_inputs_raise() -> None:
+    with pytest.raises(ValueError):
+        MixtureSPRT().update("canary", True)
+    with pytest.raises(ValueError):
+        MixtureSPRT().update("control", 2)  # type: ignore[arg-type]
+
+
+# -- VersionComparison -------------------------------------------------------------------------------
+
+
+def test_versions_are_compared_only_while_both_are_live() -> None:
+    cmp = VersionComparison(horizon_seconds=100.0, min_samples=5)
+    for i in range(50):
+        cmp.update("v1", False, ts=float(i))
+    assert cmp.live_pairs == [] and cmp.tests() == []
+    for i in range(50, 100):
+        cmp.update("v2" if i % 2 else "v1", False, ts=float(i))
+    assert cmp.live_pairs == [["v1", "v2"]]
+    test = cmp.test("v1", "v2")
+    # v1's turns before v2's first one (at ts 51) do not count
+    assert (test.n_control, test.n_treatment) == (24, 25)
+    ended = []
+    for i in range(100, 400):  # v2 rolled back: v1 only; v2 (last seen at 99) is out at 200
+        cmp.update("v1", False, ts=float(i))
+        ended += [(i, e) for e in cmp.events]
+    assert ended == [(200, ("v1", "v2", "ended"))]
+    # v1's turns count while v2 is live (until ts 199), not after
+    assert cmp.test("v1", "v2").n_control == 24 + 100
+
+
+def test_the_control_is_the_version_seen_first_whatever_its_name() -> None:
+    cmp = VersionComparison(min_samples=5)
+    cmp.update("b-new", False, ts=10.0)
+    cmp.update("a-newer", True, ts=20.0)
+    assert cmp.live_pairs == [["b-new", "a-newer"]]
+    assert cmp.test("b-new", "a-newer").n_treatment == 1
+
+
+def test_at_most_max_versions_are_kept() -> None:
+    cmp = VersionComparison(max_versions=3)
+    for i in range(10):
+        cmp.update(f"v{i}", False, ts=float(i))
+    assert cmp.versions == ["v7", "v8", "v9"]
+    assert {(c, t) for c, t, _ in cmp.tests()} <= {("v7", "v8"), ("v7", "v9"), ("v8", "v9")}
+
+
+def test_a_worse_canary_is_reported_once() -> None:
+    rng = random.Random(4)
+    cmp = VersionComparison(min_samples=100)
+    events = []
+    for i in range(40_000):
+        canary = i >= 10_000 and rng.random() < 0.1
+        cmp.update("v2" if canary else "v1", rng.random() < (0.08 if canary else 0.03), ts=i * 0.1)
+        events += cmp.events
+    assert events == [("v1", "v2", "worse")]

@@ -1,0 +1,190 @@
+"""Detection through the whole embedded pipeline: defect spikes per segment, judge drift per dimension."""
+
+from __future__ import annotations
+
+import random
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import orjson
+from prometheus_client import CollectorRegistry
+
+from schemas import Stream
+from streams.config import Settings
+from streams.metrics import Metrics
+from streams.pipeline import Pipeline
+
+START = datetime(2026, 11, 2, 8, tzinfo=UTC)
+
+
+def _pipeline(**settings: Any) -> tuple[Pipeline, CollectorRegistry]:
+    registry = CollectorRegistry()
+    return Pipeline(Settings(**settings), Metrics(registry), batched=True), registry
+
+
+def _turn(turn_id: str, ts: datetime, journey: str, model_version: str) -> bytes:
+    return orjson.dumps(
+        {
+            "turn_id": turn_id,
+            "conversation_id": turn_id,
+            "ts": ts.isoformat(),
+            "journey": journey,
+            "channel": "chat",
+            "model_version": model_version,
+            "intent": f"{journey}-intent",
+        }
+    )
+
+
+def _verdict(turn_id: str, ts: datetime, judge_id: str = "judge-a", **labels: str) -> bytes:
+    return orjson.dumps(
+        {
+            "turn_id": turn_id,
+            "ts": ts.isoformat(),
+            "judge_id": judge_id,
+            "judge_version": "1",
+            "verdicts": [{"dimension": d, "label": v} for d, v in labels.items()],
+        }
+    )
+
+
+def _label(turn_id: str, ts: datetime, **labels: str) -> bytes:
+    return orjson.dumps(
+        {
+            "turn_id": turn_id,
+            "ts": ts.isoformat(),
+            "annotator_id": "ann-1",
+            "vendor_id": "vendor-a",
+            "verdicts": [{"dimension": d, "label": v} for d, v in labels.items()],
+        }
+    )
+
+
+def _escalations(out: list[Any], kind: str) -> list[dict[str, Any]]:
+    return [e.value for e in out if e.topic == "escalations" and e.value["kind"] == kind]
+
+
+def test_spike_in_one_segment_among_many_quiet_ones() -> None:
+    # 24 judged turns an event-second across 12 journeys x 2 model versions; budget 1 false alarm a day
+    pipeline, registry = _pipeline(spike_turns_per_day=200_000, spike_false_alarms_per_day=1.0)
+    rng = random.Random(11)
+    segments = [(f"journey-{j}", f"model-{m}") for j in range(12) for m in range(2)]
+    hot = ("journey-3", "model-1")
+    change_at = 4_000  # turns per segment before the spike
+    out: list[Any] = []
+    n = 0
+    for i in range(7_000):
+        for journey, model in segments:
+            rate = 0.10 if (journey, model) == hot and i >= change_at else 0.02
+            ts = START + timedelta(seconds=n / 24)
+            turn_id = f"t{n}"
+            n += 1
+            relevance = "fail" if rng.random() < rate else "pass"
+            out += pipeline.process(
+                Stream.CHAT_TURNS, _turn(turn_id, ts, journey, model), source_topic="c", offset=n
+            )
+            out += pipeline.process(
+                Stream.JUDGE_VERDICTS,
+                _verdict(turn_id, ts, relevance=relevance, safety="pass"),
+                source_topic="v",
+                offset=n,
+            )
+    spikes = _escalations(out, "defect_spike")
+    firing = [e for e in spikes if e["status"] == "firing"]
+    assert firing, "the spike was not detected"
+    assert all(e["segment"]["journey"] == hot[0] for e in spikes), [e["summary"] for e in spikes]
+    assert all(e["segment"]["model_version"] in (None, hot[1]) for e in spikes)
+    assert all(e["evidence"]["category"] == "irrelevant" for e in spikes)
+    exact = [e for e in firing if e["segment"]["model_version"] == hot[1]]
+    assert len(exact) == 1
+    alarm = exact[0]
+    assert alarm["evidence"]["baseline_rate"] < 0.04 and alarm["evidence"]["spike_rate"] > 0.05
+    assert 0 < alarm["evidence"]["onset_turns_ago"] < 1_500
+    assert alarm["turn_ids"] and len(alarm["turn_ids"]) <= 20
+    assert (
+        registry.get_sample_value(
+            "convowatch_defect_spike_active",
+            {"category": "irrelevant", "journey": hot[0], "model_version": hot[1], "intent": "*"},
+        )
+        == 1.0
+    )
+
+
+def test_judge_drift_on_one_dimension_only() -> None:
+    pipeline, _ = _pipeline()
+    rng = random.Random(5)
+    out: list[Any] = []
+    for i in range(2_400):
+        ts = START + timedelta(seconds=30 * i)
+        turn_id = f"t{i}"
+        human = {
+            d: ("fail" if rng.random() < 0.1 else "pass") for d in ("relevance", "safety", "hallucination")
+        }
+        miss = {d: 0.04 for d in human}
+        if i >= 1_200:
+            miss["relevance"] = 0.30  # the judge starts missing relevance failures
+        judge = {
+            d: (("pass" if v == "fail" else "fail") if rng.random() < miss[d] else v)
+            for d, v in human.items()
+        }
+        out += pipeline.process(
+            Stream.CHAT_TURNS, _turn(turn_id, ts, "shopper", "m1"), source_topic="c", offset=i
+        )
+        out += pipeline.process(
+            Stream.JUDGE_VERDICTS, _verdict(turn_id, ts, **judge), source_topic="v", offset=i
+        )
+        out += pipeline.process(
+            Stream.HUMAN_LABELS, _label(turn_id, ts + timedelta(hours=1), **human), source_topic="h", offset=i
+        )
+    drift = [e for e in _escalations(out, "judge_drift") if e["status"] == "firing"]
+    assert drift, "the judge's drift on relevance was not detected"
+    assert {e["dimension"] for e in drift} == {"relevance"}
+    assert {e["evidence"]["judge_id"] for e in drift} == {"judge-a"}
+    assert all(e["evidence"]["spike_disagreement"] > e["evidence"]["baseline_disagreement"] for e in drift)
+
+
+def _turn_with_latency(turn_id: str, ts: datetime, journey: str, latency_ms: float) -> bytes:
+    return orjson.dumps(
+        {
+            "turn_id": turn_id,
+            "conversation_id": turn_id,
+            "ts": ts.isoformat(),
+            "journey": journey,
+            "channel": "voice",
+            "model_version": "m1",
+            "latency_ms": latency_ms,
+        }
+    )
+
+
+def test_volume_drop_and_latency_rise_in_one_journey_only() -> None:
+    pipeline, _ = _pipeline()
+    rng = random.Random(8)
+    out: list[Any] = []
+    n = 0
+    for minute in range(240):
+        for journey in ("shopper", "driver_support"):
+            per_minute = rng.randint(40, 60)
+            if journey == "driver_support" and minute >= 180:
+                per_minute = rng.randint(2, 6)  # traffic collapses
+            slow = 4.0 if journey == "shopper" and 100 <= minute < 130 else 1.0
+            for i in range(per_minute):
+                ts = START + timedelta(minutes=minute, seconds=i * 60 / per_minute)
+                latency = rng.lognormvariate(6.5, 0.3) * slow
+                n += 1
+                out += pipeline.process(
+                    Stream.CHAT_TURNS,
+                    _turn_with_latency(f"t{n}", ts, journey, latency),
+                    source_topic="c",
+                    offset=n,
+                )
+    volume = _escalations(out, "volume_anomaly")
+    latency = _escalations(out, "latency_anomaly")
+    assert [(e["segment"]["journey"], e["status"], e["evidence"]["direction"]) for e in volume] == [
+        ("driver_support", "firing", "down")
+    ]
+    assert [(e["segment"]["journey"], e["status"]) for e in latency] == [
+        ("shopper", "firing"),
+        ("shopper", "resolved"),
+    ]
+    assert latency[0]["escalation_id"] == latency[1]["escalation_id"]
