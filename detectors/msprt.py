@@ -88,7 +88,7 @@ class MixtureSPRT(Detector):
     ...         print(i, test.decision, test.n_control, test.n_treatment, round(test.p_value, 4))
     2968 worse 1468 1501 0.0498
     >>> round(test.lift, 4), [round(x, 4) for x in test.interval]
-    (0.0302, [0.0268, 0.0366])
+    (0.0302, [0.0267, 0.0367])
     """
 
     def __init__(

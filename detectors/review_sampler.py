@@ -1,0 +1,288 @@
+"""Which judged turns to send to human review, within a budget, with known inclusion probabilities.
+
+Poisson sampling: each judged turn ``i`` is requested with its own probability ``pi_i``, decided by a
+uniform draw that is a hash of ``(seed, turn_id)`` (so a replayed turn gets the same decision) and::
+
+    pi_i = 1                                  for a high-risk turn (risk topics, a safety or bias fail)
+    pi_i = min(1, max(floor_i, c * s_i))      otherwise, with the priority
+    s_i  = 1 + disagreement_weight * disagreement + uncertainty_weight * (1 - |2 confidence - 1|)
+             + segment_weight / sqrt(1 + R_segment)
+
+High-risk turns are always reviewed (and count against the budget). Then turns where the live model's
+signals disagree with the judge (a guardrail flag on a turn the judge passes on safety, a thumbs-down on a
+turn it passes), turns where the judge is unsure (confidence near 0.5), and segments with few recent review
+requests ``R_segment`` (their estimates are the least certain) come first. ``floor_i`` is at least
+``min_probability`` and, per segment, enough for ``segment_floor_per_hour`` requests an hour at the
+segment's recent traffic. Every turn has ``pi_i >= min_probability > 0``.
+
+The scale ``c`` is the budget controller: every ``recompute_every`` turns it is set so that the expected
+requests per hour, ``sum pi`` over an exponentially decayed histogram of recent priorities and count of
+high-risk turns (half-life ``half_life_seconds`` of event time) divided by the decayed elapsed time, equals
+``budget_per_hour``. Segment floors come on top (they are meant to be small). If high-risk turns alone
+exceed the budget, every other turn falls to its floor and ``expected_requests_per_hour`` shows the excess.
+
+Because ``pi_i`` depends only on the past and the turn's own features, weighting a human label by
+``1 / pi_i`` (``PredictionPoweredRate.add_label(f, y, weight=1 / pi)``) keeps the calibrated rate unbiased
+(Horvitz-Thompson); ``bench/review_sampling.py`` measures the bias and the interval width against uniform
+sampling at the same budget. The default half-life (15 min) lets the budget follow a traffic surge within
+the hour; a longer one is steadier but over-spends for longer after a surge.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from typing import Any, Self
+
+from detectors.base import Detector
+
+BINS = 32
+OTHER = "other"
+
+
+def _check_positive(name: str, value: Any, allow_zero: bool = False) -> float:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not math.isfinite(value)
+        or value < 0
+        or (value == 0 and not allow_zero)
+    ):
+        raise ValueError(f"{name} must be a finite number {'>=' if allow_zero else '>'} 0, got {value!r}")
+    return float(value)
+
+
+def uniform_draw(seed: int, turn_id: str) -> float:
+    """A uniform number in [0, 1) fixed by ``seed`` and ``turn_id`` (the sampler's only randomness)."""
+    digest = hashlib.blake2b(f"{seed}:{turn_id}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") / 2.0**64
+
+
+class ReviewSampler(Detector):
+    """Budgeted, prioritised Poisson sampling of judged turns for human review (see the module doc).
+
+    ``update(turn_id, ts, segment, high_risk, confidence, disagreement)`` decides one judged turn; then
+    ``requested``, ``inclusion_probability`` (``pi``), ``weight`` (``1 / pi``), ``priority`` and
+    ``reason`` describe the decision.
+
+    >>> import random
+    >>> rng = random.Random(1)
+    >>> sampler = ReviewSampler(budget_per_hour=60, seed=7)
+    >>> requested = risky = 0
+    >>> for i in range(18_000):                                    # 5 hours at one judged turn a second
+    ...     high_risk = rng.random() < 0.002
+    ...     sampler = sampler.update(f"t{i}", ts=float(i), segment=rng.choice("ab"), high_risk=high_risk,
+    ...                              confidence=rng.random())
+    ...     requested += sampler.requested
+    ...     risky += sampler.requested and high_risk
+    >>> requested, risky, round(sampler.scale, 5), round(sampler.expected_requests_per_hour, 1)
+    (330, 35, 0.0037, 59.9)
+    """
+
+    def __init__(
+        self,
+        budget_per_hour: float = 60.0,
+        min_probability: float = 0.001,
+        segment_floor_per_hour: float = 0.0,
+        disagreement_weight: float = 5.0,
+        uncertainty_weight: float = 5.0,
+        segment_weight: float = 1.0,
+        half_life_seconds: float = 900.0,
+        recompute_every: int = 20,
+        max_segments: int = 100,
+        seed: int = 0,
+    ) -> None:
+        _check_positive("budget_per_hour", budget_per_hour)
+        if isinstance(min_probability, bool) or not isinstance(min_probability, int | float):
+            raise ValueError(f"min_probability must be a number in (0, 1], got {min_probability!r}")
+        if not 0.0 < min_probability <= 1.0:
+            raise ValueError(f"min_probability must be a number in (0, 1], got {min_probability!r}")
+        _check_positive("segment_floor_per_hour", segment_floor_per_hour, allow_zero=True)
+        for name, weight in (
+            ("disagreement_weight", disagreement_weight),
+            ("uncertainty_weight", uncertainty_weight),
+            ("segment_weight", segment_weight),
+        ):
+            _check_positive(name, weight, allow_zero=True)
+        _check_positive("half_life_seconds", half_life_seconds)
+        for name, count in (("recompute_every", recompute_every), ("max_segments", max_segments)):
+            if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+                raise ValueError(f"{name} must be an integer >= 1, got {count!r}")
+        if isinstance(seed, bool) or not isinstance(seed, int):
+            raise ValueError(f"seed must be an integer, got {seed!r}")
+        self.budget_per_hour = budget_per_hour
+        self.min_probability = min_probability
+        self.segment_floor_per_hour = segment_floor_per_hour
+        self.disagreement_weight = disagreement_weight
+        self.uncertainty_weight = uncertainty_weight
+        self.segment_weight = segment_weight
+        self.half_life_seconds = half_life_seconds
+        self.recompute_every = recompute_every
+        self.max_segments = max_segments
+        self.seed = seed
+        self._reset()
+
+    def _reset(self) -> None:
+        self._clock: float | None = None  # newest event time seen
+        self._elapsed = 0.0  # decayed event time (seconds)
+        self._hist = [0.0] * BINS  # decayed counts of turns by log-priority bin
+        self._forced = 0.0  # decayed count of high-risk turns (always requested)
+        self._segments: dict[str, list[float]] = {}  # segment -> [decayed turns, decayed requests, ts]
+        self._scale = 1.0
+        self._since_solve = 0
+        self._counts = {"turns": 0, "requested": 0}
+        self._last: dict[str, Any] = {}
+
+    # -- the decision ---------------------------------------------------------------------------------
+
+    @property
+    def _max_priority(self) -> float:
+        return 1.0 + self.disagreement_weight + self.uncertainty_weight + self.segment_weight
+
+    def _bin(self, priority: float) -> int:
+        return min(BINS - 1, int(BINS * math.log(priority) / math.log(self._max_priority + 1e-9)))
+
+    def _bin_priority(self, b: int) -> float:
+        return math.exp((b + 0.5) / BINS * math.log(self._max_priority + 1e-9))
+
+    def _decay(self, ts: float) -> None:
+        if self._clock is None:
+            self._clock = ts
+            return
+        if ts <= self._clock:
+            return  # a late turn counts at full weight: a small, conservative error
+        f = 0.5 ** ((ts - self._clock) / self.half_life_seconds)
+        rate = math.log(2.0) / self.half_life_seconds
+        self._elapsed = self._elapsed * f + (1.0 - f) / rate
+        self._hist = [h * f for h in self._hist]
+        self._forced *= f
+        self._clock = ts
+
+    def _segment(self, name: str, ts: float) -> list[float]:
+        if name not in self._segments and len(self._segments) >= self.max_segments:
+            name = OTHER
+        seg = self._segments.setdefault(name, [0.0, 0.0, ts])
+        if ts > seg[2]:
+            f = 0.5 ** ((ts - seg[2]) / self.half_life_seconds)
+            seg[0], seg[1], seg[2] = seg[0] * f, seg[1] * f, ts
+        return seg
+
+    def _window_seconds(self) -> float:
+        # a young sampler has seen little time: count at least a minute, so it starts cautiously
+        return max(self._elapsed, 60.0)
+
+    def _expected_requests(self, scale: float) -> float:
+        """Expected requests over the decayed window at ``scale`` (segment floors aside)."""
+        total = self._forced
+        for b, count in enumerate(self._hist):
+            if count:
+                total += count * min(1.0, max(self.min_probability, scale * self._bin_priority(b)))
+        return total
+
+    def _solve(self) -> None:
+        target = self.budget_per_hour * self._window_seconds() / 3600.0
+        low, high = math.log(1e-9), math.log(1.0)
+        if self._expected_requests(1.0) <= target:
+            self._scale = 1.0
+            return
+        for _ in range(40):
+            mid = 0.5 * (low + high)
+            if self._expected_requests(math.exp(mid)) > target:
+                high = mid
+            else:
+                low = mid
+        self._scale = math.exp(low)
+
+    def update(
+        self,
+        turn_id: str,
+        ts: float,
+        segment: str = "",
+        high_risk: bool = False,
+        confidence: float | None = None,
+        disagreement: bool = False,
+    ) -> Self:
+        ts = float(ts)
+        self._decay(ts)
+        seg = self._segment(segment, ts)
+        unsure = 0.0 if confidence is None else 1.0 - abs(2.0 * min(max(confidence, 0.0), 1.0) - 1.0)
+        need = 1.0 / math.sqrt(1.0 + seg[1])
+        parts = {
+            "disagreement": self.disagreement_weight * bool(disagreement),
+            "uncertain": self.uncertainty_weight * unsure,
+            "segment": self.segment_weight * need,
+        }
+        priority = 1.0 + sum(parts.values())
+        if high_risk:
+            self._forced += 1.0
+        else:
+            self._hist[self._bin(priority)] += 1.0
+        if self._since_solve % self.recompute_every == 0:
+            self._solve()
+        self._since_solve += 1
+        floor = self.min_probability
+        if self.segment_floor_per_hour:
+            segment_per_hour = seg[0] * 3600.0 / self._window_seconds()
+            if segment_per_hour > 0:
+                floor = max(floor, min(1.0, self.segment_floor_per_hour / segment_per_hour))
+        seg[0] += 1.0
+        pi = 1.0 if high_risk else min(1.0, max(floor, self._scale * priority))
+        requested = uniform_draw(self.seed, turn_id) < pi
+        reason = None
+        if requested:
+            seg[1] += 1.0
+            top = max(parts, key=lambda k: parts[k])
+            reason = "high_risk" if high_risk else top if parts[top] > 1.0 else "random"
+        self._counts["turns"] += 1
+        self._counts["requested"] += int(requested)
+        self._last = {"requested": requested, "pi": pi, "priority": priority, "reason": reason}
+        return self
+
+    # -- results ------------------------------------------------------------------------------------
+
+    @property
+    def requested(self) -> bool:
+        """Whether the last turn is sent to human review."""
+        return bool(self._last.get("requested", False))
+
+    @property
+    def inclusion_probability(self) -> float:
+        """``pi`` of the last turn (``nan`` before any): weight its human label by ``1 / pi``."""
+        return float(self._last.get("pi", math.nan))
+
+    @property
+    def weight(self) -> float:
+        return 1.0 / self.inclusion_probability if self._last else math.nan
+
+    @property
+    def priority(self) -> float:
+        return float(self._last.get("priority", math.nan))
+
+    @property
+    def reason(self) -> str | None:
+        """Why the last turn was requested (its largest priority term, or ``random``); None if not."""
+        reason = self._last.get("reason")
+        return str(reason) if reason is not None else None
+
+    @property
+    def scale(self) -> float:
+        """The budget controller's current ``c``."""
+        return self._scale
+
+    @property
+    def turns_per_hour(self) -> float:
+        """Recent judged turns per hour (decayed)."""
+        return (sum(self._hist) + self._forced) * 3600.0 / self._window_seconds()
+
+    @property
+    def expected_requests_per_hour(self) -> float:
+        """Requests per hour the current scale gives at the recent traffic (segment floors aside)."""
+        return self._expected_requests(self._scale) * 3600.0 / self._window_seconds()
+
+    @property
+    def n_turns(self) -> int:
+        return int(self._counts["turns"])
+
+    @property
+    def n_requested(self) -> int:
+        return int(self._counts["requested"])
