@@ -61,7 +61,8 @@ def load_golden(path: Path | None) -> GoldenSet:
         except ValidationError as exc:
             first = exc.errors(include_url=False)[0]
             where = ".".join(str(p) for p in first["loc"]) or "the line"
-            raise ConfigError(f"{path} line {number}: {where}: {first['msg']}") from None
+            message = first["msg"].removeprefix("Value error, ")
+            raise ConfigError(f"{path} line {number}: {where}: {message}") from None
         if item.turn_id in golden:
             earlier = first_line[item.turn_id]
             raise ConfigError(f"{path} line {number}: turn_id {item.turn_id!r} is already on line {earlier}")

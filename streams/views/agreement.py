@@ -14,7 +14,9 @@ vendor.
 
 Interval and window figures cost tens to hundreds of microseconds, so gauges are recomputed through
 :class:`Refresh`, not on every pair. Per-segment gauges are cumulative only, and only for values the
-metric label guard admits; windows are exported for the judge and dimension overall.
+metric label guard admits (the first ``CONVOWATCH_LABEL_MAX_VALUES`` of each segment; the aggregate keeps
+50 per segment and folds later ones into ``other``, all in report.json); windows are exported for the judge
+and dimension overall.
 """
 
 from __future__ import annotations
@@ -132,16 +134,16 @@ class AgreementView:
             self._export_overall(breakdown.overall(), labels)
         if self.refresh_windows(jd, ts):
             m = self.metrics
-            for name in self.windows:
+            for name in breakdown.windows:  # those it was created with (the setting may change since)
                 window = breakdown.window(name)
                 m.window_agreement_ratio.labels(*labels, name).set(window.percent_agreement)
                 m.window_cohen_kappa.labels(*labels, name).set(window.cohen_kappa)
                 m.window_gwet_ac1.labels(*labels, name).set(window.gwet_ac1)
                 m.window_agreement_pairs.labels(*labels, name).set(window.n)
         for name in DEFAULT_SEGMENTS:
-            value = segment.get(name) if segment else None
+            value, stats = _stored(breakdown, name, segment.get(name) if segment else None)
             if self.refresh((judge_id, dimension, name, value), ts):
-                self._export_segment(breakdown, labels, name, value)
+                self._export_segment(labels, name, value, stats)
 
     def _label_values(self, jd: tuple[str, str]) -> tuple[str, str]:
         labels = (self.metrics.label("judge_id", jd[0]), self.metrics.label("dimension", jd[1]))
@@ -163,9 +165,12 @@ class AgreementView:
                     _vendor_breakdown,
                     partial(_add_vendor_pair, ts=obs["ts"], vendor=vendor, a=judge_label, b=human_label),
                 )
-                if breakdown is not None and self.refresh((judge_id, dimension, "vendor", vendor), obs["ts"]):
+                if breakdown is None:
+                    continue
+                value, stats = _stored(breakdown, "vendor", vendor)
+                if self.refresh((judge_id, dimension, "vendor", value), obs["ts"]):
                     labels = (m.label("judge_id", judge_id), m.label("dimension", dimension))
-                    self._export_segment(breakdown, labels, "vendor", vendor)
+                    self._export_segment(labels, "vendor", value, stats)
 
     def _export_overall(self, stats: AgreementStats, labels: tuple[str, str]) -> None:
         m = self.metrics
@@ -176,17 +181,10 @@ class AgreementView:
             m.agreement_bound.labels(*labels, statistic, "lower").set(low)
             m.agreement_bound.labels(*labels, statistic, "upper").set(high)
 
-    def _export_segment(
-        self, breakdown: AgreementBreakdown, labels: tuple[str, str], name: str, value: str | None
-    ) -> None:
-        stats = breakdown.segment_value(name, value)
-        if stats is None:  # folded into "other" in the aggregate
-            stats = breakdown.segment_value(name, OTHER)
-            value = OTHER
-        raw = UNKNOWN if value is None or value == "" else value
-        label = self.metrics.label(SEGMENT_GUARDS[name], None if raw == UNKNOWN else raw)
-        if label != raw or stats is None:
-            return  # a value the metric guard folds into "other" is in report.json only
+    def _export_segment(self, labels: tuple[str, str], name: str, value: str, stats: AgreementStats) -> None:
+        label = self.metrics.label(SEGMENT_GUARDS[name], None if value == UNKNOWN else value)
+        if label != value or value == OTHER:
+            return  # values the metric guard or the aggregate fold into "other": report.json only
         m = self.metrics
         series = (*labels, name, label)
         m.segment_agreement_ratio.labels(*series).set(stats.percent_agreement)
@@ -252,6 +250,16 @@ class AgreementView:
                         )
         rows.sort(key=lambda r: (r["judge_id"], r["dimension"], r["segment"], r["segment_value"]))
         return rows
+
+
+def _stored(breakdown: AgreementBreakdown, name: str, value: str | None) -> tuple[str, AgreementStats]:
+    """The value a segment value is kept under in ``breakdown`` (``unknown``, ``other``) and its tracker."""
+    stats = breakdown.segment_value(name, value)
+    if stats is not None:
+        return (UNKNOWN if value is None or value == "" else value), stats
+    other = breakdown.segment_value(name, OTHER)
+    assert other is not None  # the value was just counted: if not under its name, under "other"
+    return OTHER, other
 
 
 def _vendor_breakdown() -> AgreementBreakdown:

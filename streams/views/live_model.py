@@ -16,7 +16,7 @@ from __future__ import annotations
 from typing import Any
 
 from detectors import BinaryCalibration, ClassAccuracy
-from detectors.keyed import KeyedDetectors
+from detectors.keyed import OTHER, KeyedDetectors
 from schemas.common import FAIL
 from streams.aggregate import Aggregator, key
 from streams.emit import Emit
@@ -36,6 +36,11 @@ def _guardrails() -> KeyedDetectors:
     return KeyedDetectors("BinaryCalibration", max_keys=MAX_SEGMENT_VALUES + 1)
 
 
+def _stored(keyed: KeyedDetectors, version: str) -> str:
+    """The key ``version`` is counted under: itself, or ``other`` once the map is full."""
+    return version if keyed.get(version) is not None else OTHER
+
+
 class LiveModelView:
     kinds: tuple[str, ...] = ("labelled", "judged")
 
@@ -48,8 +53,6 @@ class LiveModelView:
         segment = obs["segment"] or {}
         version = segment.get("model_version") or UNKNOWN
         m = self.metrics
-        version_label = m.label("model_version", segment.get("model_version"))
-        versions = [(ALL, ALL)] + ([(version, version_label)] if version_label == version else [])
         ts = obs["ts"]
         if obs["kind"] == "labelled":
             truth, predicted = labels.get("intent"), segment.get("intent")
@@ -62,8 +65,8 @@ class LiveModelView:
                     _intents,
                     lambda k: [k.update(v, predicted, truth, confidence) for v in (ALL, version)],
                 )
-                if intents is not None and self.refresh(("intent", version), ts):
-                    for where, label in versions:
+                if intents is not None and self.refresh(("intent", _stored(intents, version)), ts):
+                    for where, label in self._versions(intents, version):
                         accuracy = intents.get(where)
                         m.live_intent_accuracy.labels(label).set(accuracy.accuracy)
                         m.live_intent_ece.labels(label).set(accuracy.ece)
@@ -81,13 +84,20 @@ class LiveModelView:
             _guardrails,
             lambda k: [k.update(v, flagged, failed) for v in (ALL, version)],
         )
-        if guardrails is not None and self.refresh((name, version), ts):
+        if guardrails is not None and self.refresh((name, _stored(guardrails, version)), ts):
             judge_label = m.label("judge_id", judge) if judge else ""
-            for where, label in versions:
+            for where, label in self._versions(guardrails, version):
                 calibration = guardrails.get(where)
                 m.guardrail_recall.labels(source, judge_label, label).set(calibration.sensitivity)
                 m.guardrail_precision.labels(source, judge_label, label).set(calibration.precision)
         return []
+
+    def _versions(self, keyed: KeyedDetectors, version: str) -> list[tuple[str, str]]:
+        """(detector key, model_version label) of the gauges to set: all versions, and this one unless the
+        detector or the metric guard folds it into "other" (then it is in report.json only)."""
+        stored = _stored(keyed, version)
+        label = self.metrics.label("model_version", None if stored == UNKNOWN else stored)
+        return [(ALL, ALL), (stored, label)] if label == stored != OTHER else [(ALL, ALL)]
 
     def report(self, aggregator: Aggregator) -> dict[str, Any]:
         """``live_model``: ``intent`` rows per model version, ``guardrails`` rows per source and version."""

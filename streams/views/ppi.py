@@ -21,7 +21,7 @@ from detectors.keyed import KeyedDetectors
 from schemas.common import FAIL, QUALITY_DIMENSIONS
 from streams.aggregate import Aggregator, key
 from streams.emit import SEP, Emit
-from streams.labels import LabelGuard
+from streams.labels import OTHER, LabelGuard
 from streams.metrics import Metrics
 from streams.views.agreement import MAX_SEGMENT_VALUES, Refresh, finite_or_none, interval_or_none
 
@@ -78,8 +78,8 @@ class DefectRateView:
         for dim, _ in verdicts:
             dimension = m.label("dimension", dim)
             for where, label in ((journey, journey_label), (ALL, ALL)):
-                if where != ALL and label != journey:
-                    continue  # a journey the metric guard folds into "other": report.json only
+                if where != ALL and (label != journey or journey == OTHER):
+                    continue  # journeys the metric guard or the view fold into "other": report.json only
                 ppi = keyed.get(where + SEP + dim)
                 low, high = ppi.interval
                 m.calibrated_rate.labels(judge, dimension, label).set(ppi.estimate)

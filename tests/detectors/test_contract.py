@@ -339,3 +339,36 @@ def _version_inputs(rng: random.Random) -> Iterator[Args]:
 
 
 INPUTS.update({"MixtureSPRT": _msprt_inputs, "VersionComparison": _version_inputs})
+
+
+# Review sampling (detectors/review_sampler.py).
+def _review_inputs(rng: random.Random) -> Iterator[Args]:
+    ts = 1_700_000_000.0
+    for i in range(600):
+        ts += rng.uniform(0, 10)
+        confidence = None if rng.random() < 0.2 else rng.random()
+        yield (f"t{i}", ts, rng.choice(["a", "b", "c"]), rng.random() < 0.02, confidence, rng.random() < 0.05)
+
+
+INPUTS.update({"ReviewSampler": _review_inputs})
+
+
+# Defect-rate spike detection (detectors/bernoulli_cusum.py, detectors/defect_rate_spike.py).
+def _bernoulli_inputs(rng: random.Random) -> Iterator[Args]:
+    for i in range(300):
+        yield (int(rng.random() < (0.1 if i < 150 else 0.4)),)
+
+
+def _defect_rate_inputs(rng: random.Random) -> Iterator[Args]:
+    for i in range(400):  # short warm-up (PARAMS), a spike, then back to the baseline
+        x = rng.random() < (0.5 if 150 <= i < 250 else 0.1)
+        yield (x, f"t{i}") if rng.random() < 0.5 else (x,)
+
+
+INPUTS.update({"BernoulliCUSUM": _bernoulli_inputs, "DefectRateSpike": _defect_rate_inputs})
+PARAMS.update(
+    {
+        "BernoulliCUSUM": {"p0": 0.1, "p1": 0.3, "threshold": 3.0},
+        "DefectRateSpike": {"arl0": 1e3, "warmup": 50, "resolve_llr": 2.0},
+    }
+)
