@@ -21,8 +21,7 @@ class Detector:
         raise NotImplementedError
 
     def _get_params(self) -> dict[str, Any]:
-        names = [p for p in inspect.signature(type(self).__init__).parameters if p != "self"]
-        return {name: copy.deepcopy(getattr(self, name)) for name in names}
+        return {name: copy.deepcopy(getattr(self, name)) for name in _param_names(type(self))}
 
     def clone(self) -> Self:
         """A fresh detector with the same parameters and no state."""
@@ -49,3 +48,14 @@ class Detector:
     def __repr__(self) -> str:
         params = ", ".join(f"{k}={v!r}" for k, v in self._get_params().items())
         return f"{type(self).__name__}({params})"
+
+
+_PARAM_NAMES: dict[type, tuple[str, ...]] = {}
+
+
+def _param_names(cls: type) -> tuple[str, ...]:
+    """Constructor parameter names of ``cls``, cached: inspect.signature is slow and called often."""
+    names = _PARAM_NAMES.get(cls)
+    if names is None:
+        names = _PARAM_NAMES[cls] = tuple(inspect.signature(cls).parameters)
+    return names

@@ -147,10 +147,9 @@ class TurnJoiner:
     def _add_judge(self, entry: Entry, verdict: JudgeVerdict) -> bool:
         record = entry["judge"].setdefault(verdict.judge_id, {"ts": verdict.ts.timestamp(), "labels": {}})
         changed = self._merge(record["labels"], verdict.verdicts, "judge_verdicts")
-        for v in verdict.verdicts:  # the judge's confidence (or score), for calibration against humans
-            confidence = v.confidence if v.confidence is not None else v.score
-            if confidence is not None and v.dimension not in record.get("conf", {}):
-                record.setdefault("conf", {})[v.dimension] = confidence
+        for v in verdict.verdicts:  # the judge's confidence, for calibration against humans
+            if v.confidence is not None and v.dimension not in record.get("conf", {}):
+                record.setdefault("conf", {})[v.dimension] = v.confidence
         return changed
 
     def _add_human(self, entry: Entry, label: HumanLabel) -> bool:

@@ -117,7 +117,14 @@ class Pipeline:
         """End of input (embedded): evict everything, publishing defects of turns that never arrived."""
         self.flush()
         self.joiner.watermark = float("inf")
-        return self.joiner.evict()
+        published = []
+        for emit in self.joiner.evict():
+            if emit.topic == "observations":
+                published.extend(self.aggregate(emit.value))
+            else:
+                published.append(emit)
+        self.flush()
+        return published
 
     def report(self) -> dict[str, Any]:
         report: dict[str, Any] = {"events": dict(self.counts)}
