@@ -27,6 +27,10 @@ SEVERITY = "high"
 DECISION_VALUE = {"continue": 0.0, "better": 1.0, "worse": -1.0}
 
 
+#: Turns of one judge and journey between two refreshes of the version gauges.
+PUBLISH_EVERY = 50
+
+
 class VersionView:
     kinds: tuple[str, ...] = ("judged",)
 
@@ -47,6 +51,7 @@ class VersionView:
         # aggregate keys stay bounded: rare journeys share one comparison
         self.journeys = LabelGuard(max_journeys)
         self._children: dict[tuple[str, str, str, str], tuple[Any, ...]] = {}
+        self._since_publish: dict[tuple[str, str], int] = {}
         metrics.escalations.labels(KIND, SEVERITY)  # 0 from the start, so increase() sees the first one
 
     def _make(self) -> VersionComparison:
@@ -75,9 +80,18 @@ class VersionView:
         )
         if comparison is None:
             return []
-        for control, treatment in comparison.live_pairs:
-            if version in (control, treatment):
+        # gauges are refreshed every PUBLISH_EVERY turns of a comparison (and on every decision), not on
+        # every turn: with several live versions that would be most of the view's cost
+        since = self._since_publish.get((judge_id, journey), 0) + 1
+        if since >= PUBLISH_EVERY:
+            since = 0
+            for control, treatment in comparison.live_pairs:
                 self._publish(judge_id, journey, control, treatment, comparison.test(control, treatment))
+        else:
+            for control, treatment, what in comparison.events:
+                if what != "ended":
+                    self._publish(judge_id, journey, control, treatment, comparison.test(control, treatment))
+        self._since_publish[(judge_id, journey)] = since
         emits = []
         for control, treatment, what in comparison.events:
             if what == "worse":
@@ -99,15 +113,15 @@ class VersionView:
             return None
 
     def _publish(self, judge_id: str, journey: str, control: str, treatment: str, test: MixtureSPRT) -> None:
-        children = self._children.get((judge_id, journey, control, treatment))
+        m = self.metrics
+        labels = (  # the cache is keyed by the bounded label values, so it stays bounded too
+            m.label("judge_id", judge_id),
+            m.label("journey", journey),
+            m.label("model_version", control),
+            m.label("model_version", treatment),
+        )
+        children = self._children.get(labels)
         if children is None:
-            m = self.metrics
-            labels = (
-                m.label("judge_id", judge_id),
-                m.label("journey", journey),
-                m.label("model_version", control),
-                m.label("model_version", treatment),
-            )
             children = (
                 m.version_lift.labels(*labels),
                 m.version_lift_bound.labels(*labels, "lower"),
@@ -117,7 +131,7 @@ class VersionView:
                 m.version_turns.labels(*labels, "control"),
                 m.version_turns.labels(*labels, "treatment"),
             )
-            self._children[(judge_id, journey, control, treatment)] = children
+            self._children[labels] = children
         lift, low, high, decision, p_value, n_control, n_treatment = children
         lift.set(test.lift)
         interval = test.interval
