@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import sys
 import time
 from dataclasses import asdict, dataclass
@@ -63,10 +64,11 @@ class Scale:
     adwin_tune_streams: int
     adwin_steps: int
     ph_deltas: tuple[float, ...]
+    resolution: int  # lattice denominator of the exact oracle computation (detectors.arl.lattice)
 
 
-FULL = Scale(1000, 200_000, 2000, 300, 50_000, 20_000_000, 250, 6, (0.002, 0.003, 0.004, 0.006, 0.008, 0.011))
-QUICK = Scale(60, 100_000, 150, 30, 30_000, 2_000_000, 40, 3, (0.004, 0.008))
+FULL = Scale(1000, 200_000, 2000, 300, 50_000, 10_000_000, 200, 5, (0.002, 0.003, 0.004, 0.006, 0.008), 16)
+QUICK = Scale(60, 100_000, 150, 30, 30_000, 2_000_000, 40, 3, (0.004, 0.008), 4)
 
 
 # -- streams (common random numbers: every method sees the same events) ---------------------------
@@ -93,7 +95,7 @@ def change_stream(seed: int, family: int, s: int, p1: float, change: tuple[int, 
 # -- per-stream jobs (run in worker processes) ----------------------------------------------------
 
 
-def _first_alarm(detector: Any, xs: list[bool], start: int = 0) -> int:
+def _first_alarm(detector: Any, xs: list[Any], start: int = 0) -> int:
     for i, x in enumerate(xs):
         detector.update(x)
         if detector.drift_detected and i >= start:
@@ -218,16 +220,18 @@ def _ph_job(job: tuple[int, int, list[int], int, float, list[float], int]) -> np
 
 
 def _ph_check_against_river(seed: int) -> tuple[int, int]:
-    """First alarms of the replica and of river itself on a few streams: (streams checked, mismatches)."""
+    """First alarms of the replica and of river itself: (streams x settings checked, mismatches)."""
     from river.drift import PageHinkley
 
-    delta, lam, mismatches = 0.005, 6.0, 0
+    checked = mismatches = 0
     streams = [incontrol_stream(seed + 1, s, 30_000) for s in range(6)]
-    replica = _ph_run(np.stack(streams, axis=1), delta, np.array([lam]), WARMUP)[:, 0]
-    for k, x in enumerate(streams):
-        ph = PageHinkley(min_instances=WARMUP, delta=delta, threshold=lam, alpha=1, mode="up")
-        mismatches += _first_alarm(ph, [int(v) for v in x]) != replica[k]
-    return len(streams), mismatches
+    for delta, lam in ((0.005, 3.0), (0.005, 6.0), (0.002, 12.0)):
+        replica = _ph_run(np.stack(streams, axis=1), delta, np.array([lam]), WARMUP)[:, 0]
+        for k, x in enumerate(streams):
+            ph = PageHinkley(min_instances=WARMUP, delta=delta, threshold=lam, alpha=1, mode="up")
+            mismatches += _first_alarm(ph, [int(v) for v in x]) != replica[k]
+            checked += 1
+    return checked, mismatches
 
 
 # -- statistics --------------------------------------------------------------------------------------
@@ -292,8 +296,9 @@ def oracle_section(scale: Scale, seed: int, pool: Any) -> dict[str, Any]:
     """Thresholds, exact ARL0 and delays of the oracle; the Markov chain checked by simulation at 1e4."""
     out: dict[str, Any] = {}
     for p1 in SHIFTS:
-        h = llr_threshold_for_arl(P0, p1, ARL0)
-        h4 = llr_threshold_for_arl(P0, p1, 1e4)
+        res = scale.resolution
+        h = llr_threshold_for_arl(P0, p1, ARL0, res)
+        h4 = llr_threshold_for_arl(P0, p1, 1e4, res)
         parts = 10
         jobs = [(seed + k, p1, h4, P0, scale.verify_events // parts) for k in range(parts)]
         jobs += [(seed + k, p1, h4, p1, scale.verify_events // (10 * parts)) for k in range(parts)]
@@ -302,17 +307,17 @@ def oracle_section(scale: Scale, seed: int, pool: Any) -> dict[str, Any]:
         sim_out = [sum(e for e, _ in sims[parts:]), sum(a for _, a in sims[parts:])]
         out[str(p1)] = {
             "threshold_nats": h,
-            "exact_arl0": llr_chart_arl(P0, p1, h, P0),
-            "exact_zero_state_delay": llr_chart_arl(P0, p1, h, p1),
-            "exact_steady_state_delay": llr_steady_state_delay(P0, p1, h),
+            "exact_arl0": llr_chart_arl(P0, p1, h, P0, res),
+            "exact_zero_state_delay": llr_chart_arl(P0, p1, h, p1, res),
+            "exact_steady_state_delay": llr_steady_state_delay(P0, p1, h, res),
             "known_md_delay": KNOWN_ORACLE_DELAY[p1],
             "check_1e4": {
                 "threshold_nats": h4,
-                "exact_arl0": llr_chart_arl(P0, p1, h4, P0),
+                "exact_arl0": llr_chart_arl(P0, p1, h4, P0, res),
                 "simulated_arl0": sim_in[0] / sim_in[1],
                 "simulated_arl0_se": sim_in[0] / sim_in[1] / math.sqrt(sim_in[1]),
                 "simulated_alarms": sim_in[1],
-                "exact_arl1": llr_chart_arl(P0, p1, h4, p1),
+                "exact_arl1": llr_chart_arl(P0, p1, h4, p1, res),
                 "simulated_arl1": sim_out[0] / sim_out[1],
                 "simulated_arl1_se": sim_out[0] / sim_out[1] / math.sqrt(sim_out[1]),
             },
@@ -320,14 +325,14 @@ def oracle_section(scale: Scale, seed: int, pool: Any) -> dict[str, Any]:
     return out
 
 
-def _lattice_renewal(job: tuple[int, int, int, float, int, int]) -> tuple[int, int]:
-    seed, up, thr, p, streams, steps = job
+def _lattice_renewal(job: tuple[int, int, int, int, float, int, int]) -> tuple[int, int]:
+    seed, up, down, thr, p, streams, steps = job
     rng = np.random.default_rng([seed, 8, up, thr])
     s = np.zeros(streams, dtype=np.int64)
     alarms = 0
     for _ in range(steps):
         x = rng.random(streams) < p
-        s = np.where(x, s + up, np.maximum(s - 1, 0))
+        s = np.where(x, s + up, np.maximum(s - down, 0))
         hit = s >= thr
         alarms += int(hit.sum())
         s[hit] = 0
@@ -340,19 +345,21 @@ def lattice_section(scale: Scale, seed: int, pool: Any) -> list[dict[str, Any]]:
     q = math.ceil(math.log(P0) / 0.005)
     out = []
     for ratio in d._ratios:
-        up, thr, unit = _chart(q, ratio, 1e4)
+        up, down, thr, unit = _chart(q, ratio, 1e4)
         p = math.exp(q * 0.005)
         streams = 20  # few streams, each much longer than the ARL: the renewal estimate is then unbiased
-        jobs = [(seed + k, up, thr, p, streams, scale.verify_events // (2 * streams)) for k in range(2)]
+        steps = scale.verify_events // (2 * streams)
+        jobs = [(seed + k, up, down, thr, p, streams, steps) for k in range(2)]
         sims = pool.map(_lattice_renewal, jobs)
         events, alarms = sum(e for e, _ in sims), sum(a for _, a in sims)
         out.append(
             {
                 "ratio": ratio,
                 "up": up,
+                "down": down,
                 "threshold_units": thr,
                 "threshold_nats": thr * unit,
-                "exact_arl0": lattice_arl(up, 1, thr, p),
+                "exact_arl0": lattice_arl(up, down, thr, p),
                 "simulated_arl0": events / alarms,
                 "simulated_arl0_se": events / alarms / math.sqrt(alarms),
             }
@@ -418,7 +425,7 @@ def ph_section(scale: Scale, seed: int, pool: Any, workers: int, target: float) 
     length = scale.incontrol_length
     streams = _chunks(list(range(scale.incontrol_streams)), workers)
     dstreams = _chunks(list(range(scale.delay_streams)), workers)
-    candidates = []
+    candidates: list[dict[str, Any]] = []
     for delta in scale.ph_deltas:
         jobs = [(0, seed, chunk, length, delta, PH_GRID.tolist(), 0) for chunk in streams]
         first = np.concatenate(pool.map(_ph_job, jobs), axis=0)
@@ -598,7 +605,7 @@ def report(result: dict[str, Any]) -> list[str]:
         ph = result["page_hinkley"]
         lines.append(
             f"  PageHinkley replica vs river: {ph['river_check'][1]} mismatching first alarms"
-            f" in {ph['river_check'][0]} streams"
+            f" in {ph['river_check'][0]} stream runs"
         )
         lines.append(
             "  PageHinkley candidates (delta: threshold, mean delay ratio): "
@@ -617,7 +624,8 @@ def report(result: dict[str, Any]) -> list[str]:
         + ", ".join(f"{k} {v:.2f}" for k, v in result["update_cost_us"].items())
     )
     lines.append(
-        f"Runtime: {result['runtime_s']:.0f} s on {result['workers']} workers; scale {result['scale']}"
+        f"Runtime: {result['runtime_s']:.0f} s wall, {result.get('cpu_s', math.nan):.0f} s CPU,"
+        f" {result['workers']} workers; scale {result['scale']}"
     )
     return lines
 
@@ -641,7 +649,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--seed", type=int, default=20_240_601)
     parser.add_argument("--skip-river", action="store_true", help="only the oracle and DefectRateSpike")
+    parser.add_argument("--render", metavar="FILE", help="print the table of a result saved with --json")
     args = parser.parse_args(argv)
+    if args.render:
+        import json
+
+        def restore(v: Any) -> Any:  # JSON null stands for an infinite or undefined figure
+            if isinstance(v, dict):
+                return {k: restore(x) for k, x in v.items()}
+            if isinstance(v, list):
+                return [restore(x) for x in v]
+            return math.inf if v is None else v
+
+        print("\n".join(report(restore(json.loads(Path(args.render).read_text())))))
+        return 0
     scale = QUICK if args.quick else FULL
     started = time.perf_counter()
 
@@ -670,6 +691,8 @@ def main(argv: list[str] | None = None) -> int:
     result["update_cost_us"] = update_costs(200_000 if args.quick else 1_000_000)
     result["machine"] = machine()
     result["runtime_s"] = time.perf_counter() - started
+    cpu = os.times()
+    result["cpu_s"] = cpu.user + cpu.system + cpu.children_user + cpu.children_system
     if args.json:
         import json
 

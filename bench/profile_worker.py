@@ -1,10 +1,12 @@
 """Where does a saturated ``convowatch worker`` spend its time? py-spy on a real worker, summarised.
 
 Starts a private broker, pre-produces ``--events`` generator records (as ``bench/throughput.py`` does), starts
-a worker, and once it has processed its first record samples it with py-spy (``--idle --threads``, raw
-collapsed stacks) for ``--duration`` seconds. Prints, per thread, the share of samples that were busy, then
-for the busy samples of the event-loop thread: the share by component (the innermost frame that belongs to a
-known component decides) and the top functions by own time and by inclusive time.
+a worker, and once it has processed its first record samples it for ``--duration`` seconds with three py-spy
+recorders (raw collapsed stacks, ``--threads``): ``--idle`` (everything), default (not idle) and ``--gil``
+(only a thread holding the GIL: Python CPU work; a thread descheduled inside a syscall such as a socket send
+counts as "busy" but not as holding the GIL, and on a loaded 2-core machine that difference is large).
+Prints, per thread, the busy and GIL shares, then for the event-loop thread the share by component (the first
+matching rule over the running task's stack) and the top functions by own and by inclusive time.
 
     .venv/bin/pip install py-spy
     .venv/bin/python bench/profile_worker.py [--events 200000] [--duration 30] [--out /tmp/worker.spy]
@@ -74,9 +76,10 @@ RULES: list[tuple[str, Callable[[str], bool]]] = [
 
 def parse_raw(path: Path) -> list[tuple[str, list[str], int]]:
     samples = []
-    for line in path.read_text().splitlines():
+    # split on "\n" only: frames garbled by non-blocking sampling may hold other line separators
+    for line in path.read_text(errors="replace").split("\n"):
         stack, _, count = line.rpartition(" ")
-        if not stack:
+        if not stack or not count.isdigit():
             continue
         frames = stack.split(";")
         samples.append((re.sub(r"\(\d+\)", "", frames[0]).strip(), frames[1:], int(count)))
@@ -103,51 +106,71 @@ def short(frame: str) -> str:
     return frame.replace(str(REPO) + "/", "").replace(".venv/lib/python3.11/site-packages/", "")
 
 
+def components(samples: list[tuple[str, list[str], int]]) -> tuple[Counter[str], int]:
+    comp: Counter[str] = Counter()
+    for thread, frames, count in samples:
+        if "MainThread" in thread:
+            comp[classify(frames)] += count
+    return comp, sum(comp.values())
+
+
 def analyse(path: Path, busy_path: Path | None = None, top: int = 25, cpu_us: float | None = None) -> dict:
-    """Print the summary; ``cpu_us`` (worker CPU µs per event, measured without the profiler) turns shares
-    into µs per event."""
+    """Print the summary of ``path`` (``--idle``), ``path.busy`` (not idle) and ``path.gil`` (holding the
+    GIL); ``cpu_us`` (worker CPU µs per event, measured without the profiler) turns GIL shares into µs."""
     everything = parse_raw(path)
     busy = parse_raw(busy_path) if busy_path else everything
+    gil_path = path.with_suffix(path.suffix + ".gil")
+    gil = parse_raw(gil_path) if gil_path.exists() else []
     seen: Counter[str] = Counter()
     active: Counter[str] = Counter()
+    holding: Counter[str] = Counter()
     for thread, _, count in everything:
         seen[thread] += count
     for thread, _, count in busy:
         active[thread] += count
-    print(f"\nsamples: {sum(seen.values()):,} (all threads, idle included), {sum(active.values()):,} busy")
-    print("threads: share of their samples that were busy (not waiting in select/recv/sleep)")
+    for thread, _, count in gil:
+        holding[thread] += count
+    print(f"\nsamples: {sum(seen.values()):,} (all threads, idle included)")
+    print("threads: share of their samples busy (not in select/recv/sleep) and holding the GIL")
     for thread, count in seen.most_common():
         if active.get(thread, 0) or count > 50:
-            print(f"  {active.get(thread, 0) / count:6.1%} of {count:6,}  {thread}")
-    main = [(f, c) for t, f, c in busy if "MainThread" in t]
-    n_main = sum(c for _, c in main)
-    comp: Counter[str] = Counter()
+            print(
+                f"  busy {active.get(thread, 0) / count:6.1%}  GIL {holding.get(thread, 0) / count:6.1%}"
+                f"  of {count:6,}  {thread}"
+            )
+    comp_busy, n_busy = components(busy)
+    comp_gil, n_gil = components(gil)
+    primary, n_primary = (comp_gil, n_gil) if n_gil else (comp_busy, n_busy)
+    unit = f"; µs/event at {cpu_us:.0f} CPU µs/event" if cpu_us and n_gil else ""
+    print(
+        f"\nevent-loop thread (MainThread) by component (first matching rule); busy = {n_busy:,} samples "
+        f"(includes time descheduled inside syscalls), GIL = {n_gil:,} samples (Python CPU){unit}:"
+    )
+    print(f"  {'busy':>6}  {'GIL':>6}{'   µs/ev' if unit else ''}")
+    for name, _ in primary.most_common():
+        b = comp_busy.get(name, 0) / max(n_busy, 1)
+        g = comp_gil.get(name, 0) / max(n_gil, 1)
+        extra = f"  {g * cpu_us:6.1f}" if unit and cpu_us else ""
+        print(f"  {b:6.1%}  {g:6.1%}{extra}  {name}")
+    main = [(f, c) for t, f, c in (gil or busy) if "MainThread" in t]
     own: Counter[str] = Counter()
     incl: Counter[str] = Counter()
     for frames, count in main:
-        comp[classify(frames)] += count
         own[short(frames[-1]) if frames else "?"] += count
         for frame in {re.sub(r":\d+\)", ")", f) for f in frames}:
             incl[short(frame)] += count
-    unit = f", µs/event at {cpu_us:.0f} CPU µs/event" if cpu_us else ""
-    print(
-        f"\nevent-loop thread (MainThread), {n_main:,} busy samples, by component "
-        f"(first matching rule){unit}:"
-    )
-    for name, count in comp.most_common():
-        extra = f"  {count / n_main * cpu_us:6.1f} µs" if cpu_us else ""
-        print(f"  {count / n_main:6.1%}{extra}  {name}")
-    print(f"\ntop {top} functions by own time (innermost frame, with line):")
+    which = "GIL" if gil else "busy"
+    print(f"\ntop {top} functions by own time ({which} samples, innermost frame, with line):")
     for frame, count in own.most_common(top):
-        print(f"  {count / n_main:6.1%}  {frame}")
-    print("\ntop functions by inclusive time (>= 2%, outer run-loop frames omitted):")
+        print(f"  {count / n_primary:6.1%}  {frame}")
+    print(f"\ntop functions by inclusive time ({which} samples, >= 2%, outer run-loop frames omitted):")
     for frame, count in incl.most_common(80):
-        if count / n_main < 0.02:
+        if count / n_primary < 0.02:
             break
-        if count / n_main > 0.97:
+        if count / n_primary > 0.97:
             continue
-        print(f"  {count / n_main:6.1%}  {frame}")
-    return {"components": {k: v / n_main for k, v in comp.items()}, "main_busy_samples": n_main}
+        print(f"  {count / n_primary:6.1%}  {frame}")
+    return {"components": {k: v / n_primary for k, v in primary.items()}, "main_samples": n_primary}
 
 
 def main() -> None:
@@ -223,6 +246,13 @@ def main() -> None:
         spies.append(
             subprocess.Popen(
                 [*common, "-o", str(busy_out)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+            )
+        )
+        spies.append(
+            subprocess.Popen(
+                [*common, "--gil", "-o", str(out) + ".gil"],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
             )
         )
 

@@ -13,6 +13,7 @@ from detectors.calibration import BinaryCalibration, ClassAccuracy
 from detectors.msprt import MixtureSPRT, VersionComparison
 from detectors.multi_rater import InterAnnotatorAgreement, RaterVsConsensus, consensus
 from detectors.ppi import PredictionPoweredRate
+from detectors.review_sampler import ReviewSampler
 from detectors.traffic_watch import TrafficWatch
 from detectors.windowed import EventTimeWindows
 
@@ -26,8 +27,10 @@ __all__ += [
     "MixtureSPRT",
     "PredictionPoweredRate",
     "RaterVsConsensus",
+    "ReviewSampler",
     "TrafficWatch",
     "VersionComparison",
     "consensus",
     "wilson_interval",
 ]
+from detectors.defect_rate_spike import BernoulliCUSUM, DefectRateSpike, arl0_for_budget  # noqa: E402, F401

@@ -10,7 +10,7 @@ from detectors.base import Detector
 class BernoulliCUSUM(Detector):
     """The optimal detector (Page 1954; Lorden 1971, Moustakides 1986) when both rates are known.
 
-    Each event adds its log-likelihood ratio, ``x·ln(p1/p0) + (1−x)·ln((1−p1)/(1−p0))``, to a
+    Each event adds its log-likelihood ratio, ``x·ln(p1/p0) + (1-x)·ln((1-p1)/(1-p0))``, to a
     statistic floored at 0; an alarm is raised when the statistic reaches ``threshold`` (nats).
     ``x`` is 1 (truthy) for a defective event and 0 otherwise. After an alarm the next update starts
     fresh from 0, as river's detectors do, so alarms on an in-control stream form a renewal process

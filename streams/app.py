@@ -58,13 +58,13 @@ EX_SOFTWARE = 70  # sysexits.h: internal software error
 class TableStore:
     """A Faust table as a :class:`~streams.state.StateStore`: every write names its changelog partition.
 
-    ``owned`` tells whether this worker holds a partition now; iteration skips entries of partitions it
-    does not (their tombstones would go to another worker's changelog partition).
+    ``owned`` gives the partitions this worker holds now; iteration skips entries of other partitions
+    (their tombstones would go to another worker's changelog partition).
     """
 
     serialises = True
 
-    def __init__(self, table: Any, owned: Callable[[int | None], bool] | None = None) -> None:
+    def __init__(self, table: Any, owned: Callable[[], set[int]] | None = None) -> None:
         self.table = table
         self.owned = owned
 
@@ -83,7 +83,18 @@ class TableStore:
         entries = list(self.table.data.items())
         if self.owned is None:
             return iter(entries)
-        return iter([(k, v) for k, v in entries if self.owned(v.get("p"))])
+        owned = self.owned()
+        return iter([(k, v) for k, v in entries if v.get("p") in owned])
+
+    def drop_unowned(self) -> int:
+        """Forget entries of partitions this worker no longer holds (after a rebalance); how many."""
+        if self.owned is None:
+            return 0
+        owned = self.owned()
+        stale = [k for k, v in self.table.data.items() if v.get("p") not in owned]
+        for key in stale:
+            self.table.data.pop(key, None)
+        return len(stale)
 
     def __len__(self) -> int:
         return len(self.table.data)
@@ -115,6 +126,10 @@ class KafkaTransport:
             producer_acks=-1,
             broker_session_timeout=settings.session_timeout_seconds,
             broker_heartbeat_interval=settings.heartbeat_interval_seconds,
+            # No standby replicas: they would fill ``pending`` with other workers' turns, which its size
+            # (the join's cap, convowatch_join_pending_turns) must not count. A worker taking partitions
+            # over reads their (compacted) changelogs instead.
+            table_standby_replicas=0,
             web_enabled=False,
             autodiscover=False,
         )
@@ -131,12 +146,12 @@ class KafkaTransport:
         json_state: faust.Schema = faust.Schema(
             key_type=str, value_type=None, key_serializer="json", value_serializer="json"
         )
-        pending = self.app.Table("pending", schema=json_state)
+        self.pending = TableStore(self.app.Table("pending", schema=json_state), owned=self._input_partitions)
         self.aggregates = aggregates = self.app.Table("aggregates", schema=json_state)
         self.pipeline = Pipeline(
             settings,
             metrics,
-            pending_store=TableStore(pending, owned=self._owns_input_partition),
+            pending_store=self.pending,
             aggregate_store=TableStore(aggregates),
             batched=True,
         )
@@ -147,9 +162,8 @@ class KafkaTransport:
         self._done: weakref.WeakSet[Any] = weakref.WeakSet()
         self._agent_topics = {*self.streams_by_topic, self.outputs["observations"].get_topic_name()}
 
-    def _owns_input_partition(self, partition: int | None) -> bool:
-        assigned = self.app.consumer.assignment()
-        return any(tp.partition == partition and tp.topic in self.streams_by_topic for tp in assigned)
+    def _input_partitions(self) -> set[int]:
+        return {tp.partition for tp in self.app.consumer.assignment() if tp.topic in self.streams_by_topic}
 
     async def _join(self, stream: Any) -> None:
         self._guard_acks()
@@ -251,7 +265,10 @@ class KafkaTransport:
         for emit in emits:
             if emit.topic == "escalations":
                 for sink in self.escalation_sinks:
-                    sink(emit.value)
+                    try:
+                        sink(emit.value)
+                    except Exception:  # a sink is a notification: it must not stop or replay the stream
+                        log.exception("escalation sink %r failed on %s", sink, emit.key)
 
     # -- rebalances ----------------------------------------------------------------------------------
 
@@ -260,15 +277,16 @@ class KafkaTransport:
         the agents' partitions (module docstring), report what this worker owns, export its figures."""
         consumer = self.app.consumer
         assigned = consumer.assignment()
-        for tp in assigned:
-            if tp.topic in self._agent_topics:
-                await consumer.seek(tp, 0)  # Faust's seek moves partitions with a committed offset there
+        # Faust's seek that follows moves partitions with a committed offset on to it (in the consumer thread)
+        await consumer.seek_wait({tp: 0 for tp in assigned if tp.topic in self._agent_topics})
         owned: dict[str, list[int]] = {}
         for stream_topic, stream in self.streams_by_topic.items():
             partitions = sorted(tp.partition for tp in assigned if tp.topic == stream_topic)
             self.metrics.assigned_partitions.labels(stream.value).set(len(partitions))
             owned[stream.value] = partitions
         log.warning("assigned input partitions: %s", owned)
+        if dropped := self.pending.drop_unowned():
+            log.info("dropped %d pending turns of partitions now owned by other workers", dropped)
         self._export_agreement(
             {tp.partition for tp in assigned if tp.topic == self.outputs["observations"].get_topic_name()}
         )

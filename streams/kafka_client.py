@@ -118,6 +118,36 @@ def check_broker(settings: Settings, timeout: float = 10.0) -> None:
             )
 
 
+class RepeatFilter(logging.Filter):
+    """Lets one record per logger and message template through every ``window`` seconds; the next one
+    that passes says how many were held back. aiokafka logs each failed reconnect (about a thousand lines
+    a second while a broker is down); :class:`BrokerMonitor` reports the outage itself."""
+
+    def __init__(self, window: float = 30.0) -> None:
+        super().__init__()
+        self.window = window
+        self._seen: dict[tuple[str, Any], list[float]] = {}  # (logger, template) -> [last passed, held]
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        now = time.monotonic()
+        state = self._seen.setdefault((record.name, record.msg), [-self.window, 0])
+        if now - state[0] < self.window:
+            state[1] += 1
+            return False
+        if state[1]:
+            record.msg = f"{record.msg} [{int(state[1])} more like this in the last {self.window:.0f}s]"
+        state[0], state[1] = now, 0
+        return True
+
+
+def quiet_client_logs(window: float = 30.0) -> None:
+    """Install a :class:`RepeatFilter` on the Kafka clients' loggers (aiokafka's and Faust's producer)."""
+    repeat = RepeatFilter(window)
+    names = [n for n in logging.root.manager.loggerDict if n.startswith("aiokafka")]
+    for name in [*names, "faust.transport.producer"]:
+        logging.getLogger(name).addFilter(repeat)
+
+
 class BrokerMonitor:
     """Probes the broker every ``settings.broker_probe_interval_seconds`` from a daemon thread.
 

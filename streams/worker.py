@@ -10,7 +10,7 @@ from prometheus_client import CollectorRegistry, start_http_server
 from streams.admin import create_topics
 from streams.app import KafkaTransport
 from streams.config import Settings
-from streams.kafka_client import BrokerMonitor
+from streams.kafka_client import BrokerMonitor, quiet_client_logs
 from streams.metrics import Metrics
 
 log = logging.getLogger("convowatch.worker")
@@ -21,9 +21,11 @@ def run_worker(settings: Settings, loglevel: str = "warning") -> None:
     create_topics(settings)  # raises BrokerUnreachable with the address when the broker does not answer
     registry = CollectorRegistry()
     metrics = Metrics(registry, label_max_values=settings.label_max_values)
+    monitor = BrokerMonitor(settings, metrics)  # convowatch_broker_connected, _outages_total; log
     server, _ = start_http_server(settings.metrics_port, addr=settings.metrics_host, registry=registry)
     log.warning("convowatch metrics on http://%s:%d/metrics", settings.metrics_host, server.server_port)
     transport = KafkaTransport(settings, metrics)
-    BrokerMonitor(settings, metrics).start()  # daemon thread: convowatch_broker_connected, outages
+    quiet_client_logs()  # after the Kafka clients are imported: their loggers exist
+    monitor.start()
     worker = faust.Worker(transport.app, loglevel=loglevel, quiet=True)
     worker.execute_from_commandline()

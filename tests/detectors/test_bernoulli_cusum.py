@@ -38,7 +38,17 @@ def _dense_arl(up: int, down: int, threshold: int, p: float) -> np.ndarray:
 
 @pytest.mark.parametrize(("up", "down", "threshold", "p"), [(3, 1, 20, 0.2), (5, 2, 33, 0.1), (1, 3, 7, 0.5)])
 def test_banded_solution_matches_a_dense_solve(up, down, threshold, p):
-    np.testing.assert_allclose(arl.arl_vector(up, down, threshold, p), _dense_arl(up, down, threshold, p), rtol=1e-10)
+    np.testing.assert_allclose(
+        arl.arl_vector(up, down, threshold, p), _dense_arl(up, down, threshold, p), rtol=1e-10
+    )
+
+
+@pytest.mark.parametrize(
+    ("up", "threshold", "p"), [(40, 725, 0.02), (19, 138, 0.02), (400, 2114, 0.001), (3, 30, 0.2)]
+)
+def test_fast_skip_free_arl_matches_the_banded_solve(up, threshold, p):
+    # down = 1 charts (DefectRateSpike's) use an O(threshold) recursion instead of the banded solve
+    assert arl.arl(up, 1, threshold, p) == pytest.approx(arl.arl_vector(up, 1, threshold, p)[0], rel=1e-8)
 
 
 def test_small_chain_arl_agrees_with_simulation():
@@ -70,10 +80,12 @@ def test_llr_chart_arl_agrees_with_the_detector_simulated():
         assert abs(measured - exact) < 4 * measured / math.sqrt(n_alarms), (p, measured, exact)
 
 
-def test_lattice_resolution_converges():
-    coarse = arl.llr_chart_arl(0.02, 0.06, H_2_6, 0.02, resolution=4)
-    fine = arl.llr_chart_arl(0.02, 0.06, H_2_6, 0.02, resolution=32)
-    assert abs(coarse / fine - 1) < 0.02
+def test_lattice_approximates_the_llr_steps_closely():
+    for p1 in (0.03, 0.04, 0.06, 0.10):
+        up, down, unit = arl.lattice(0.02, p1, resolution=16)
+        assert down * unit == pytest.approx(math.log(0.98 / (1 - p1)))
+        assert up * unit == pytest.approx(math.log(p1 / 0.02), rel=2e-4)
+    assert arl.lattice(0.02, 0.06, resolution=1)[1] == 1  # the integer chart DefectRateSpike runs
     assert 1e6 <= arl.llr_chart_arl(0.02, 0.06, H_2_6, 0.02) < 1.02e6
 
 
@@ -97,13 +109,12 @@ def test_a_chart_drifting_upward_has_no_threshold():
 
 def test_detects_a_known_change_within_the_oracle_range():
     rng = np.random.default_rng(2024)
-    xs = np.concatenate([rng.random(20_000) < 0.02, rng.random(5_000) < 0.06])
+    xs = np.concatenate([rng.random(20_000) < 0.02, rng.random(5_000) < 0.06]).tolist()
     cusum = BernoulliCUSUM(0.02, 0.06, H_2_6)
-    alarms = _alarms(cusum, xs)
-    assert alarms, "no alarm"
+    alarm = next(i for i, x in enumerate(xs) if cusum.update(x).drift_detected)
     # exact steady-state delay 319; the delay of one run has a long right tail: 3x covers it
-    assert 20_000 <= alarms[0] < 20_000 + 3 * 319
-    assert 20_000 - 100 <= cusum.onset <= alarms[0]
+    assert 20_000 <= alarm < 20_000 + 3 * 319
+    assert cusum.onset is not None and 20_000 - 100 <= cusum.onset <= alarm
 
 
 def test_mean_delay_over_seeded_streams_matches_the_exact_steady_state_delay():

@@ -105,9 +105,9 @@ class Worker(WorkerProcess):
     def start(self) -> Worker:
         env = {**os.environ, **self.env, "CONVOWATCH_METRICS_PORT": str(self.metrics_port)}
         with self.log_path.open("ab") as log:
+            command = ["worker", "--broker", self.bootstrap, "--loglevel", self.loglevel]
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "streams.cli", "worker", "--broker", self.bootstrap]
-                + ["--loglevel", self.loglevel],
+                [sys.executable, "-m", "streams.cli", *command],
                 cwd=REPO,
                 env=env,
                 stdout=log,

@@ -135,6 +135,8 @@ def test_state_after_crashes_equals_uninterrupted_run(crash_run: CrashRun) -> No
     run = crash_run
     assert run.oracle.agreement, "the oracle found no judge/human pairs"
     assert run.agreement == run.oracle.agreement  # n, agreement, kappa and confusion, every judge/dimension
+    # the join state too: every turn the uninterrupted run holds, no more
+    assert run.worker.value("convowatch_join_pending_turns") == run.oracle.pending
     # the restarted worker exports the recovered figures (not only those it updated since)
     for row in run.oracle.agreement:
         labels = {"judge_id": row["judge_id"], "dimension": row["dimension"]}

@@ -94,12 +94,14 @@ def test_survivor_takes_over_a_killed_workers_partitions(
         )
         checks = check_outputs(bootstrap, prefix, oracle)
         b_records = b.records_in()
+        b_pending = b.value("convowatch_join_pending_turns")
         assert agreement_from_changelog(bootstrap, app_id) == oracle.agreement
     finally:
         a.kill()
         b.stop()
 
     # A's last scrape can trail what it committed by a few ms of work: take the larger of the two.
+    assert b_pending == oracle.pending  # the survivor holds every pending turn, its own and A's
     a_records = max(a_seen, a_committed)
     assert a_records + b_records >= len(records)
     report(
