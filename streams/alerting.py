@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from streams.alertmanager import AlertmanagerSink
@@ -34,7 +35,7 @@ def build_alertmanager_sink(
     return sink.start()
 
 
-def publish_escalation(sink: AlertmanagerSink | None) -> Any:
+def publish_escalation(sink: AlertmanagerSink | None) -> Callable[[dict[str, Any]], None]:
     """A callback publishing each escalation record to ``sink`` (a no-op without one)."""
     if sink is None:
         return lambda value: None

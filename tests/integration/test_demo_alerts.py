@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -11,7 +12,9 @@ import pytest
 from streams.config import Settings
 from streams.demo import run_demo
 from tests.support.alertmanager import AlertmanagerServer
-from tests.support.worker import REPO
+from tests.support.broker import KafkaBroker
+from tests.support.wait import wait_until
+from tests.support.worker import REPO, WorkerProcess, run_cli
 
 pytestmark = pytest.mark.prometheus
 
@@ -28,3 +31,53 @@ def test_demo_escalations_become_alerts(tmp_path: Path) -> None:
         assert ids == expected
         assert {a["labels"]["alertname"] for a in alerts} == {"ConvowatchHighRiskFailure"}
         assert report["outputs"]["escalations"] >= len(expected)
+
+
+@pytest.mark.kafka
+def test_worker_escalations_become_alerts(
+    kafka_broker: KafkaBroker,
+    unique_name: Callable[[str], str],
+    make_worker: Callable[[str, dict[str, str]], WorkerProcess],
+    tmp_path: Path,
+) -> None:
+    with AlertmanagerServer(REPO / "prometheus" / "alertmanager.yml") as alertmanager:
+        prefix = unique_name("cw") + "."
+        env = {
+            "CONVOWATCH_TOPIC_PREFIX": prefix,
+            "CONVOWATCH_APP_ID": unique_name("app"),
+            "CONVOWATCH_ALERTMANAGER_URL": alertmanager.url,
+        }
+        turn = {
+            "turn_id": "unsafe-7",
+            "conversation_id": "c7",
+            "ts": "2026-11-02T09:00:00Z",
+            "journey": "driver_support",
+            "channel": "voice",
+            "model_version": "driver-v7",
+        }
+        verdict = {
+            "turn_id": "unsafe-7",
+            "ts": "2026-11-02T09:00:05Z",
+            "judge_id": "judge-gpt",
+            "judge_version": "1",
+            "verdicts": [{"dimension": "safety", "label": "fail"}],
+        }
+        (tmp_path / "c.jsonl").write_text(json.dumps(turn) + "\n")
+        (tmp_path / "v.jsonl").write_text(json.dumps(verdict) + "\n")
+        produced = run_cli(
+            "produce",
+            "--broker",
+            kafka_broker.bootstrap,
+            "--chats",
+            str(tmp_path / "c.jsonl"),
+            "--verdicts",
+            str(tmp_path / "v.jsonl"),
+            env=env,
+        )
+        assert produced.returncode == 0, produced.stderr
+        worker = make_worker(kafka_broker.bootstrap, env)
+        alerts = wait_until(alertmanager.alerts, timeout=60, message=worker.log_tail)
+        assert alerts[0]["labels"]["alertname"] == "ConvowatchHighRiskFailure"
+        assert alerts[0]["labels"]["severity"] == "critical"
+        assert alerts[0]["labels"]["journey"] == "driver_support"
+        assert worker.value("convowatch_alertmanager_alerts_total", result="sent") >= 1
