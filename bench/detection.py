@@ -393,7 +393,9 @@ def oracle_delay_section(
 
 
 def adwin_section(scale: Scale, seed: int, pool: Any, target: float) -> dict[str, Any]:
-    """Bisect log(delta) until the measured events per upward false alarm matches ``target``."""
+    """Bisect log(delta) on a subset of the in-control streams until the measured events per upward
+    false alarm matches ``target``; then measure on all of them and, if still more than 15% off, take
+    one secant step (log-log slope from the bisection) and keep the delta that lands closer."""
     length = scale.incontrol_length
     lo, hi = math.log(1e-3), math.log(0.5)
     tried = []
@@ -406,13 +408,31 @@ def adwin_section(scale: Scale, seed: int, pool: Any, target: float) -> dict[str
             lo = math.log(delta)
         else:
             hi = math.log(delta)
+
+    def measure(delta: float) -> dict[str, Any]:
+        jobs = [(seed, s, length, delta) for s in range(scale.incontrol_streams)]
+        return false_alarm_summary(pool.map(_adwin_incontrol, jobs, chunksize=2), length)
+
     delta = math.exp((lo + hi) / 2)
-    jobs = [(seed, s, length, delta) for s in range(scale.incontrol_streams)]
-    fa = false_alarm_summary(pool.map(_adwin_incontrol, jobs, chunksize=2), length)
+    fa = measure(delta)
+    finals = [{"delta": delta, "events_per_false_alarm": fa["events_per_false_alarm"]}]
+    miss = math.log(fa["events_per_false_alarm"] / target)
+    finite = [t for t in tried if math.isfinite(t["events_per_false_alarm"])]
+    if abs(miss) > math.log(1.15) and len(finite) >= 2:
+        xs = np.log([t["delta"] for t in finite])
+        ys = np.log([t["events_per_false_alarm"] for t in finite])
+        slope = float(np.polyfit(xs, ys, 1)[0])
+        if slope < 0:
+            delta2 = delta * math.exp(-miss / slope)
+            fa2 = measure(delta2)
+            finals.append({"delta": delta2, "events_per_false_alarm": fa2["events_per_false_alarm"]})
+            if abs(math.log(fa2["events_per_false_alarm"] / target)) < abs(miss):
+                delta, fa = delta2, fa2
     delays = pool.map(_adwin_delays, [(seed, s, delta, scale.horizon) for s in range(scale.delay_streams)])
     return {
         "delta": delta,
         "tuning": tried,
+        "full_set_measurements": finals,
         "false_alarms": fa,
         "delays": _split_delays(delays, scale.horizon),
     }
@@ -612,6 +632,13 @@ def report(result: dict[str, Any]) -> list[str]:
             + ", ".join(f"{c['delta']:g}: {c['threshold']:.3g}, {c['score']:.2f}" for c in ph["candidates"])
         )
     if "adwin" in result:
+        lines.append(
+            "  ADWIN on all in-control streams (delta: events/FA): "
+            + ", ".join(
+                f"{t['delta']:.3g}: {t['events_per_false_alarm']:.3g}"
+                for t in result["adwin"].get("full_set_measurements", [])
+            )
+        )
         lines.append(
             "  ADWIN tuning (delta: events/FA on the tuning streams): "
             + ", ".join(

@@ -68,7 +68,10 @@ RULES: list[tuple[str, Callable[[str], bool]]] = [
     ),
     ("faust producer buffer", lambda s: "ProducerBuffer" in s),
     ("aiokafka consumer (fetch, decode)", lambda s: "(aiokafka/consumer" in s),
-    ("faust/mode other (commit, monitor, timers)", lambda s: "(faust/" in s or "(mode/" in s),
+    (
+        "faust/mode other (send path with cut stacks, stream draining, commit, timers)",
+        lambda s: "(faust/" in s or "(mode/" in s,
+    ),
     ("aiokafka other", lambda s: "(aiokafka/" in s),
     ("asyncio event loop (scheduling, select)", lambda s: True),
 ]

@@ -94,8 +94,8 @@ def crash_run(kafka_broker: KafkaBroker, tmp_path_factory: pytest.TempPathFactor
             kills.append({"kill": n + 1, "after_records": last_seen, "produced_so_far": producer.sent})
             worker.start()
         producer.join()
-        checks = wait_until(
-            lambda: _done(bootstrap, settings, oracle, app_id),
+        checks: dict[str, TopicCheck] = wait_until(
+            lambda: _done(bootstrap, settings, oracle, app_id) or {},
             timeout=150,
             interval=1.0,
             message=lambda: summarise(check_outputs(bootstrap, prefix, oracle)) + "\n" + worker.log_tail(),

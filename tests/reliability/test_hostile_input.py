@@ -106,20 +106,18 @@ def test_hostile_input_is_dead_lettered_and_accounted_for(
 
     outcomes = Counter((s.value, expected_outcome(s, v, settings.max_record_bytes)) for s, _, v in records)
     counters: Counter[tuple[str, str]] = Counter()
-    for (name, labels), value in samples.items():
+    for (name, labels), count in samples.items():
         d = dict(labels)
         if name == "convowatch_records_valid_total":
-            counters[(d["stream"], "valid")] += int(value)
+            counters[(d["stream"], "valid")] += int(count)
         elif name == "convowatch_records_deadlettered_total":
-            counters[(d["stream"], d["reason"])] += int(value)
+            counters[(d["stream"], d["reason"])] += int(count)
     assert counters == +outcomes  # per stream: valid, and dead-lettered by reason, as parse_record says
-    for stream in STREAMS:
-        valid = counters[(stream, "valid")]
-        lettered = sum(n for (s, r), n in counters.items() if s == stream and r != "valid")
+    for name in STREAMS:
+        valid = counters[(name, "valid")]
+        lettered = sum(n for (s, r), n in counters.items() if s == name and r != "valid")
         assert (
-            samples[("convowatch_records_in_total", (("stream", stream),))]
-            == valid + lettered
-            == sent[stream]
+            samples[("convowatch_records_in_total", (("stream", name),))] == valid + lettered == sent[name]
         )
     assert not samples.get(("convowatch_internal_errors_total", (("stage", "aggregate"),)))
 

@@ -23,7 +23,14 @@ from streams.generator import TrafficGenerator, to_records
 from tests.reliability.harness import STREAMS, Worker, report, worker_env
 from tests.reliability.sasl_broker import MECHANISM, ScramBroker
 from tests.support.broker import BrokerError
-from tests.support.verify import check_outputs, consumer_lag, embedded_oracle, read_raw, summarise
+from tests.support.verify import (
+    TopicCheck,
+    check_outputs,
+    consumer_lag,
+    embedded_oracle,
+    read_raw,
+    summarise,
+)
 from tests.support.wait import wait_until
 from tests.support.worker import REPO
 
@@ -32,7 +39,8 @@ pytestmark = pytest.mark.reliability
 USER = "convowatch"
 PASSWORD = f"Pw-{uuid.uuid4().hex}"  # unique: any occurrence in a log can only be a leak
 WRONG = f"Wrong-{uuid.uuid4().hex}"
-GENERATE = {"seed": 5, "rate": 40.0, "duration": 30.0, "start": "2026-11-02T08:00:00+00:00"}
+SEED, RATE, DURATION, START = 5, 40.0, 30.0, "2026-11-02T08:00:00+00:00"
+GENERATE = {"seed": SEED, "rate": RATE, "duration": DURATION, "start": START}
 
 
 @pytest.fixture(scope="module")
@@ -80,12 +88,8 @@ def test_scram_end_to_end_without_leaking_secrets_or_chat_text(
     produced = cli("produce", "--broker", bootstrap, "--generate", *generate, env=env)
     assert produced.returncode == 0, produced.stderr
     sent = orjson.loads(produced.stdout)["sent"]
-    generator = TrafficGenerator(
-        seed=int(GENERATE["seed"]),
-        rate=float(GENERATE["rate"]),
-        start=datetime.fromisoformat(str(GENERATE["start"])),
-    )
-    records = [(r[2], r[3]) for r in to_records(generator.records(float(GENERATE["duration"])))]
+    generator = TrafficGenerator(seed=SEED, rate=RATE, start=datetime.fromisoformat(START))
+    records = [(r[2], r[3]) for r in to_records(generator.records(DURATION))]
     assert sum(sent.values()) == len(records)
 
     worker = Worker(bootstrap, env, tmp_path / "worker.log", loglevel="debug")
@@ -103,12 +107,13 @@ def test_scram_end_to_end_without_leaking_secrets_or_chat_text(
             interval=0.5,
             message=worker.log_tail,
         )
+
+        def complete() -> dict[str, TopicCheck]:
+            checks = check_outputs(bootstrap, prefix, oracle, client)
+            return checks if all(c.ok for c in checks.values()) else {}
+
         checks = wait_until(
-            lambda: (
-                (c := check_outputs(bootstrap, prefix, oracle, client))
-                and all(x.ok for x in c.values())
-                and c
-            ),
+            complete,
             timeout=60,
             interval=1.0,
             message=lambda: summarise(check_outputs(bootstrap, prefix, oracle, client)),
