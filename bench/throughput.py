@@ -12,20 +12,24 @@ the mix would average under ``--min-avg-bytes``) to the three input topics (4 pa
            record processed until ``convowatch_records_in_total`` == N *and* the group's committed offsets
            reach the end of every input partition (so every output was acknowledged first); also until the
            internal observations topic is committed (aggregation done). Its ratio to (a), same run;
-(c) latency a fresh worker on topics of its own (prefix ``lat.``), offered turns + verdicts (+ ~10% labels,
-           2 s later) at ``--rate`` events/s: produce time → record readable with ``read_committed`` on
-           ``lat.escalations`` (``high_risk_failure``, a ``--failure-share`` of verdicts fail safety) and on
-           ``lat.defects`` (every defect); p50/p99/max per measured window after a warm-up;
+(c) latency a fresh worker on topics of its own (prefix ``lat0.``, ``lat1.`` ... per rate), offered turns +
+           verdicts (+ ~10% labels, 2 s later) at each ``--rate`` events/s: produce time → record readable
+           with ``read_committed`` on ``escalations`` (``high_risk_failure``; a ``--failure-share`` of
+           verdicts fail safety) and on ``defects`` (every defect); p50/p99/max per ``--seconds`` window
+           after a warm-up. If the worker has not caught up when the drain ends, figures are lower bounds (≥);
 (d) memory per pending (unjoined) turn, chat text empty, no verdicts: embedded pipeline under tracemalloc;
-(e) embedded the same records through the in-process pipeline (``run_records``, all views on), events/s.
+(e) embedded the same records through the in-process pipeline (``run_records``, all views on), in a fresh
+           interpreter: a cold pass (as a restarted worker) and a warm pass (detector design caches filled).
 
-(a) and (b) alternate ``--repeat`` times (a1 b1 a2 b2 ...); the table shows medians. CPU µs per event
-(process CPU time / events) is shown too: it is less sensitive to other load on a shared machine than wall
-time. The machine's load average is reported before and after.
+(a) and (b) alternate ``--repeat`` times (a1 b1 a2 b2 ...); the table shows medians, each run's figure, and
+the ratio from the same run. CPU µs per event (process CPU time / events) is shown too: on a shared machine it
+is less sensitive to other load than wall time. Also shown: what the worker writes back to Kafka per input
+event, the machine's load average, and which code was measured (HEAD + a hash of the uncommitted diff).
 
-    .venv/bin/python bench/throughput.py                 # 300k events, 5,000 events/s for 20 s, 2 repeats
+    .venv/bin/python bench/throughput.py                 # 300k events, 5,000 events/s for 2 x 20 s, 2 repeats
     .venv/bin/python bench/throughput.py --quick         # smoke test, < 1 min
-    .venv/bin/python bench/throughput.py --events 1000000 --rate 5000 --seconds 20 --json
+    .venv/bin/python bench/throughput.py --rate 5000,1000 --json-out result.json   # table + JSON file
+    .venv/bin/python bench/throughput.py --show result.json                         # its table again
 """
 
 from __future__ import annotations
@@ -350,6 +354,7 @@ def run_worker_once(
     finally:
         worker.stop()
     events = n - first
+    assert t_in is not None
     result = {
         "startup_seconds": startup,
         "events_per_second": events / (t_committed - t_first),
@@ -503,12 +508,12 @@ def _offer(
                 continue
             now = time.time()
             last_seen[0] = time.monotonic()
-            value = orjson.loads(message.value())
-            key = message.key().decode()
-            if message.topic().endswith("escalations") and value.get("kind") != "high_risk_failure":
+            raw, raw_key, topic = message.value() or b"{}", message.key() or b"", message.topic() or ""
+            value = orjson.loads(raw)
+            if topic.endswith("escalations") and value.get("kind") != "high_risk_failure":
                 other_escalations[0] += 1
                 continue
-            topics[message.topic()].setdefault(key, (now, value))
+            topics[topic].setdefault(raw_key.decode(), (now, value))
         consumer.close()
 
     reader = threading.Thread(target=consume, daemon=True)
@@ -693,8 +698,9 @@ def pending_memory(n: int, seed: int) -> dict[str, Any]:
         for stat in after.compare_to(before, "lineno")[:8]
     ]
     pending = len(pipeline.joiner.state)
-    sample_key = next(iter(pipeline.joiner.store.data))
-    entry_json = len(orjson.dumps(pipeline.joiner.store.data[sample_key]))
+    data = pipeline.joiner.store.data  # type: ignore[attr-defined]  # a DictStore when embedded
+    sample_key = next(iter(data))
+    entry_json = len(orjson.dumps(data[sample_key]))
     return {
         "turns": len(measured),
         "pending": pending,
@@ -800,9 +806,15 @@ def main() -> None:
     )
     parser.add_argument("--quick", action="store_true", help="small smoke run (< 1 min)")
     parser.add_argument("--keep-logs", action="store_true", help="keep worker logs (path printed)")
+    parser.add_argument(
+        "--show", type=Path, default=None, help="print the table of an earlier --json-out file"
+    )
     parser.add_argument("--json", action="store_true", help="print the JSON result instead of the table")
     parser.add_argument("--json-out", type=Path, default=None, help="also write the JSON result to this file")
     args = parser.parse_args()
+    if args.show is not None:
+        print_table(json.loads(args.show.read_text()))
+        return
     if args.quick:
         args.events, args.seconds, args.warmup, args.repeat = 8_000, 4.0, 1.0, 1
         args.pending_turns, args.embedded_events = 5_000, 3_000
@@ -824,7 +836,7 @@ def main() -> None:
     logdir = Path(tempfile.mkdtemp(prefix="convowatch-bench-"))
     log(args, f"generating {args.events:,} records ...")
     records = generate(args.events, args.seed, args.min_avg_bytes)
-    sizes = {}
+    sizes: dict[str, list[int]] = {}
     for stream, _, value in records:
         sizes.setdefault(stream, []).append(len(value))
     n = len(records)
@@ -835,7 +847,8 @@ def main() -> None:
     }
     with KafkaBroker(heap="1g") as broker:
         bootstrap = broker.bootstrap
-        admin = AdminClient({"bootstrap.servers": bootstrap, "logger": QUIET})
+        admin_conf: dict[str, Any] = {"bootstrap.servers": bootstrap, "logger": QUIET}
+        admin = AdminClient(admin_conf)
         env = {"CONVOWATCH_TOPIC_PREFIX": INPUT_PREFIX, "CONVOWATCH_APP_ID": "bench-tp-setup"}
         created = run_cli("topics", "create", "--broker", bootstrap, "--partitions", str(PARTITIONS), env=env)
         assert created.returncode == 0, created.stderr
@@ -887,13 +900,13 @@ def main() -> None:
         ]
         if "latency" not in skip:
             result["latency"] = []
-            for k, rate in enumerate(args.rates):
-                log(args, f"(c) latency at {rate:,.0f} events/s ...")
+            for index, offered in enumerate(args.rates):
+                log(args, f"(c) latency at {offered:,.0f} events/s ...")
                 result["latency"].append(
                     run_latency(
                         bootstrap,
-                        f"lat{k}.",
-                        rate,
+                        f"lat{index}.",
+                        offered,
                         args.seconds,
                         args.repeat,
                         args.warmup,
@@ -1055,6 +1068,9 @@ def print_table(r: dict[str, Any]) -> None:
             )
             for name in ("escalations", "defects"):
                 x = w[name]
+                if not x["n"]:
+                    rows.append((f"      {name} p50/p99/max", "none read (n=0)"))
+                    continue
                 rows.append(
                     (
                         f"      {name} p50/p99/max",
