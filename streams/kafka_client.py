@@ -126,11 +126,12 @@ class RepeatFilter(logging.Filter):
     def __init__(self, window: float = 30.0) -> None:
         super().__init__()
         self.window = window
-        self._seen: dict[tuple[str, Any], list[float]] = {}  # (logger, template) -> [last passed, held]
+        self._seen: dict[tuple[str, str], list[float]] = {}  # (logger, template) -> [last passed, held]
 
     def filter(self, record: logging.LogRecord) -> bool:
         now = time.monotonic()
-        state = self._seen.setdefault((record.name, record.msg), [-self.window, 0])
+        template = record.msg if isinstance(record.msg, str) else type(record.msg).__name__
+        state = self._seen.setdefault((record.name, template), [-self.window, 0])
         if now - state[0] < self.window:
             state[1] += 1
             return False
