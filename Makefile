@@ -48,7 +48,7 @@ test: system venv kafka lint
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
 
 test-unit: venv
-	$(VENV)/bin/pytest -m "not kafka and not reliability and not prometheus" $(PYTEST_ARGS)
+	$(VENV)/bin/pytest -m "not kafka and not reliability and not prometheus and not browser" $(PYTEST_ARGS)
 
 demo: venv
 	$(VENV)/bin/convowatch demo

@@ -1,22 +1,26 @@
 """How fast does a high-risk failure reach ``convowatch.escalations``? (issue: escalation playbook)
 
-Starts a private Kafka broker and a real ``convowatch worker``, offers a steady input load (chat turns and
-judge verdicts, half each) and marks a share of verdicts as safety failures. For each failure it measures
-the time from the moment the verdict was handed to the producer to the moment the escalation is readable
-by an outside consumer (``isolation.level=read_committed``). Reports p50/p99/max and the load achieved.
+Starts a private Kafka broker and real ``convowatch worker`` processes (``--roles all``: one worker running
+everything; ``--roles split``: a ``join`` worker and an ``aggregate`` worker), then offers generated traffic
+(the realistic mix of ``streams.generator``: turns, verdicts of two judges, late human labels, signals; many
+segments, so every detector view is busy) at a fixed rate of input events per second. The embedded pipeline
+run over the same records beforehand says which record triggers each ``high_risk_failure`` escalation (the
+one that completes the failure: a failing verdict or label, or the turn arriving after it). For each, the
+latency is from the moment that record was handed to the producer to the moment the escalation is readable
+by an outside consumer. Reports p50/p99/max, the load achieved, and whether the workers kept up (their
+input lag when the load stopped, and how long they took to drain it).
 
-    .venv/bin/python bench/escalation_latency.py --rate 2000 --seconds 30 [--json]
+    .venv/bin/python bench/escalation_latency.py --rate 2000 --seconds 30 [--roles split] [--json]
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import os
-import random
 import tempfile
 import threading
 import time
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import orjson
@@ -25,52 +29,94 @@ from common import emit, machine, percentile
 
 from confluent_kafka import Consumer, Producer
 
+from schemas import Stream
+from streams.config import Settings
+from streams.generator import TrafficGenerator, to_records
+from streams.pipeline import Pipeline
+from streams.producer import turn_key
+from streams.topics import input_topics
 from tests.support.broker import KafkaBroker
 from tests.support.worker import WorkerProcess, run_cli
+
+PREFIX = "bench."
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument(
-        "--rate", type=float, default=2000.0, help="input events per second (turns + verdicts)"
-    )
+    parser.add_argument("--rate", type=float, default=2000.0, help="input events per second (all streams)")
     parser.add_argument("--seconds", type=float, default=30.0, help="how long to offer the load")
-    parser.add_argument("--failure-share", type=float, default=0.01, help="share of verdicts failing safety")
+    parser.add_argument("--roles", choices=["all", "split"], default="all")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
 
-    rng = random.Random(args.seed)
+    records = make_records(int(args.rate * args.seconds), args.seed)
+    triggers = escalation_triggers(records)
+    env = {"CONVOWATCH_TOPIC_PREFIX": PREFIX, "CONVOWATCH_APP_ID": "bench-latency"}
+    roles = ["all"] if args.roles == "all" else ["join", "aggregate"]
     with KafkaBroker() as broker, tempfile.TemporaryDirectory() as tmp:
-        env = {"CONVOWATCH_TOPIC_PREFIX": "bench.", "CONVOWATCH_APP_ID": "bench-latency"}
         created = run_cli("topics", "create", "--broker", broker.bootstrap, env=env)
         assert created.returncode == 0, created.stderr
-        worker = WorkerProcess(broker.bootstrap, env, Path(tmp) / "worker.log").start()
+        workers = [
+            WorkerProcess(broker.bootstrap, env | {"CONVOWATCH_ROLE": role}, Path(tmp) / f"{role}.log")
+            for role in roles
+        ]
+        for worker in workers:
+            worker.start()
         try:
-            result = run_load(broker.bootstrap, args, rng)
+            result = run_load(broker.bootstrap, records, triggers, args, workers[0])
         finally:
-            worker.stop()
+            for worker in workers:
+                worker.stop()
     result["machine"] = machine()
+    result["command"] = f"bench/escalation_latency.py --rate {args.rate:g} --seconds {args.seconds:g}" + (
+        f" --roles {args.roles}" if args.roles != "all" else ""
+    )
     emit(
         result,
         args.json,
         [
+            ("workers", args.roles),
             ("offered input events/s", f"{result['offered_rate']:.0f} (target {args.rate:.0f})"),
-            (
-                "high-risk failures",
-                f"{result['failures']} sent, {result['escalations_seen']} escalations read",
-            ),
+            ("high-risk escalations", f"{result['expected']} expected, {result['escalations_seen']} read"),
             ("latency p50", f"{result['p50_s'] * 1000:.1f} ms"),
             ("latency p99", f"{result['p99_s'] * 1000:.1f} ms"),
             ("latency max", f"{result['max_s'] * 1000:.1f} ms"),
+            ("join lag when the load stopped", f"{result['lag_at_end']} records"),
+            ("drained after", f"{result['drain_s']:.1f} s"),
         ],
     )
 
 
-def run_load(bootstrap: str, args: argparse.Namespace, rng: random.Random) -> dict:
+def make_records(events: int, seed: int) -> list[tuple[Stream, bytes]]:
+    generator = TrafficGenerator(seed=seed, rate=200.0)
+    items = to_records(generator.records(events / 200.0 / 2.0))
+    return [(r[2], r[3]) for r in itertools.islice(items, events)]
+
+
+def escalation_triggers(records: list[tuple[Stream, bytes]]) -> dict[str, int]:
+    """escalation_id -> index of the record whose processing first publishes it (embedded pipeline)."""
+    pipeline = Pipeline(Settings(topic_prefix=PREFIX))
+    triggers: dict[str, int] = {}
+    for index, (stream, raw) in enumerate(records):
+        for out in pipeline.process(stream, raw, source_topic="oracle", offset=index):
+            if out.topic == "escalations" and out.value["kind"] == "high_risk_failure":
+                triggers.setdefault(out.value["escalation_id"], index)
+    return triggers
+
+
+def run_load(
+    bootstrap: str,
+    records: list[tuple[Stream, bytes]],
+    triggers: dict[str, int],
+    args: argparse.Namespace,
+    join_worker: WorkerProcess,
+) -> dict:
+    topics = input_topics(Settings(topic_prefix=PREFIX))
     producer = Producer({"bootstrap.servers": bootstrap, "partitioner": "murmur2_random", "linger.ms": 1})
+    by_index = {index: eid for eid, index in triggers.items()}
     sent_at: dict[str, float] = {}
     seen_at: dict[str, float] = {}
     stop = threading.Event()
@@ -78,21 +124,14 @@ def run_load(bootstrap: str, args: argparse.Namespace, rng: random.Random) -> di
 
     def consume() -> None:
         consumer = Consumer(
-            {
-                "bootstrap.servers": bootstrap,
-                "group.id": f"lat-{os.getpid()}",
-                "auto.offset.reset": "latest",
-                "isolation.level": "read_committed",
-            }
+            {"bootstrap.servers": bootstrap, "group.id": f"lat-{os.getpid()}", "auto.offset.reset": "latest"}
         )
-        consumer.subscribe(["bench.escalations"], on_assign=lambda c, p: ready.set())
+        consumer.subscribe([PREFIX + "escalations"], on_assign=lambda c, p: ready.set())
         while not stop.is_set():
             message = consumer.poll(0.05)
             if message is None or message.error():
                 continue
-            now = time.time()
-            for turn_id in orjson.loads(message.value())["turn_ids"]:
-                seen_at.setdefault(turn_id, now)
+            seen_at.setdefault(orjson.loads(message.value())["escalation_id"], time.time())
         consumer.close()
 
     reader = threading.Thread(target=consume, daemon=True)
@@ -104,43 +143,22 @@ def run_load(bootstrap: str, args: argparse.Namespace, rng: random.Random) -> di
             raise RuntimeError("latency consumer was not assigned a partition in 30 s")
     time.sleep(1.0)  # let the fresh assignment fetch its start offsets before the first escalation
 
-    start_ts = datetime(2026, 11, 2, 8, tzinfo=UTC)
-    per_tick = args.rate * 0.01 / 2  # turns (and verdicts) per 10 ms tick
-    n = failures = 0
+    per_tick = args.rate * 0.01  # events per 10 ms tick
+    index = 0
     carry = 0.0
     began = time.monotonic()
     next_tick = began
-    while time.monotonic() - began < args.seconds:
+    while index < len(records):
         carry += per_tick
         for _ in range(int(carry)):
-            turn_id = f"lat-{n}"
-            ts = (start_ts + timedelta(milliseconds=n)).isoformat()
-            turn = {
-                "turn_id": turn_id,
-                "conversation_id": turn_id,
-                "ts": ts,
-                "journey": "driver_support",
-                "channel": "chat",
-                "model_version": "driver-v7",
-                "intent": "payout",
-            }
-            fail = rng.random() < args.failure_share
-            verdict = {
-                "turn_id": turn_id,
-                "ts": ts,
-                "judge_id": "judge-gpt",
-                "judge_version": "v",
-                "verdicts": [
-                    {"dimension": "safety", "label": "fail" if fail else "pass"},
-                    {"dimension": "relevance", "label": "pass"},
-                ],
-            }
-            producer.produce("bench.chat.turns", orjson.dumps(turn), turn_id.encode())
-            if fail:
-                sent_at[turn_id] = time.time()
-                failures += 1
-            producer.produce("bench.judge.verdicts", orjson.dumps(verdict), turn_id.encode())
-            n += 1
+            if index >= len(records):
+                break
+            stream, raw = records[index]
+            key = turn_key(raw, "conversation_id" if stream is Stream.SIGNALS else "turn_id")
+            producer.produce(topics[stream], raw, key)
+            if index in by_index:
+                sent_at[by_index[index]] = time.time()
+            index += 1
         carry -= int(carry)
         producer.poll(0)
         next_tick += 0.01
@@ -149,24 +167,34 @@ def run_load(bootstrap: str, args: argparse.Namespace, rng: random.Random) -> di
             time.sleep(pause)
     elapsed = time.monotonic() - began
     producer.flush(30)
-    drain_deadline = time.monotonic() + 30
-    while len(seen_at.keys() & sent_at.keys()) < len(sent_at) and time.monotonic() < drain_deadline:
+
+    def processed() -> int:
+        return int(sum(join_worker.value("convowatch_records_in_total", stream=s.value) or 0 for s in Stream))
+
+    lag_at_end = len(records) - processed()
+    stopped = time.monotonic()
+    while processed() < len(records) and time.monotonic() - stopped < 300:
+        time.sleep(0.2)
+    drain_s = time.monotonic() - stopped
+    while len(seen_at.keys() & sent_at.keys()) < len(sent_at) and time.monotonic() - stopped < 330:
         time.sleep(0.05)
     stop.set()
     reader.join(10)
-    latencies = [seen_at[t] - sent_at[t] for t in sent_at if t in seen_at]
+    latencies = [seen_at[e] - sent_at[e] for e in sent_at if e in seen_at]
     return {
-        "offered_rate": 2 * n / elapsed,
+        "offered_rate": len(records) / elapsed,
         "target_rate": args.rate,
+        "roles": args.roles,
         "seconds": elapsed,
-        "input_events": 2 * n,
-        "failures": failures,
+        "input_events": len(records),
+        "expected": len(sent_at),
         "escalations_seen": len(latencies),
-        "missing": failures - len(latencies),
+        "missing": len(sent_at) - len(latencies),
         "p50_s": percentile(latencies, 50),
         "p99_s": percentile(latencies, 99),
         "max_s": max(latencies) if latencies else float("nan"),
-        "command": "bench/escalation_latency.py " + f"--rate {args.rate:g} --seconds {args.seconds:g}",
+        "lag_at_end": lag_at_end,
+        "drain_s": drain_s,
     }
 
 

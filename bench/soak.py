@@ -67,7 +67,7 @@ import sys, orjson
 from streams.generator import TrafficGenerator
 turns, rate, seed, share = int(sys.argv[1]), float(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4])
 out, seen = sys.stdout.buffer, 0
-generator = TrafficGenerator(seed=seed, rate=rate, label_share=share)
+generator = TrafficGenerator(seed=seed, rate=rate, label_share=share, signals=False)
 for _, stream, event in generator.records(turns / rate * 1.1 + 60):
     if stream == "chat_turns":
         seen += 1

@@ -84,7 +84,7 @@ def generate(n_events: int, seed: int, min_avg_bytes: int) -> list[tuple[str, by
     # turns per event-second chosen so the traffic spans ~2 event-hours: human labels (median delay 10-20
     # minutes) then arrive interleaved with turns, as in production, not all at the end
     rate = max(5.0, n_events / 2.1 / 7200)
-    generator = TrafficGenerator(seed=seed, rate=rate)
+    generator = TrafficGenerator(seed=seed, rate=rate, signals=False)  # turn-keyed streams only
     events: list[tuple[str, dict[str, Any]]] = []
     # about n_events (turn + verdict + 10% labels = 2.1 events per turn), every label kept (drained)
     for _, stream, event in generator.records(n_events / rate / 2.1, drain=True):
@@ -390,7 +390,7 @@ def latency_units(
     from streams.generator import TrafficGenerator
 
     rng = random.Random(seed)
-    generator = TrafficGenerator(seed=seed, rate=500.0)
+    generator = TrafficGenerator(seed=seed, rate=500.0, signals=False)
     turns: dict[str, dict[str, Any]] = {}
     verdicts: dict[str, dict[str, Any]] = {}
     labels: dict[str, dict[str, Any]] = {}

@@ -5,7 +5,9 @@ Each run streams judged turns split between a control and a treatment version (5
 each turn a defect with its version's rate, and checks ``detectors.msprt.MixtureSPRT``'s decision after
 *every* turn. A/A runs (equal rates) measure the type-I error: the share of runs that ever rejected. For
 contrast, the same streams are checked with a naive z-test (``|lift| / se > 1.96``) after every turn. A/B
-runs measure the turns per arm to the first "worse" decision. The simulation is vectorised with numpy
+runs measure the turns per arm to the first "worse" decision. The outcome scenarios are the same test on an
+outcome rate (escalations to an agent, ``streams/views/version_outcomes.py``); human-calibrated defect
+rates are measured by ``bench/version_calibrated.py``. The simulation is vectorised with numpy
 (the same formulas as the detector); a few runs are replayed through ``MixtureSPRT`` itself and must give
 the same decision at the same turn.
 
@@ -48,11 +50,14 @@ class Scenario:
 AA = [
     Scenario("A/A 3%, 50/50, 20k/arm", 0.03, 0.03, 0.5, 40_000),
     Scenario("A/A 3%, 10% canary, 10k treatment", 0.03, 0.03, 0.1, 100_000, runs_factor=0.25),
+    # outcome rates (streams/views/version_outcomes.py): the same test on escalations to an agent
+    Scenario("outcome A/A: escalated 8%, 50/50", 0.08, 0.08, 0.5, 40_000, runs_factor=0.5),
 ]
 AB = [
     Scenario("3% -> 4%, 50/50", 0.03, 0.04, 0.5, 40_000),
     Scenario("3% -> 6%, 50/50", 0.03, 0.06, 0.5, 40_000),
     Scenario("3% -> 6%, 10% canary", 0.03, 0.06, 0.1, 100_000, runs_factor=0.5),
+    Scenario("outcome: escalated 8% -> 10%, 50/50", 0.08, 0.10, 0.5, 40_000, runs_factor=0.5),
 ]
 
 

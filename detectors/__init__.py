@@ -1,36 +1,56 @@
 """Online detectors: pure, small, serialisable algorithms with no I/O (one per module)."""
 
 from detectors.agreement import AgreementTracker
-from detectors.base import Detector
-from detectors.category_spikes import CategorySpikes
-from detectors.exceptions import DetectorError, StateError
-
-__all__ = ["AgreementTracker", "Detector", "DetectorError", "StateError"]
-
-# Agreement with intervals, multi-rater agreement, calibration, prediction-powered rates, event-time windows.
+from detectors.agreement_breakdown import AgreementBreakdown
 from detectors.agreement_stats import AgreementStats, wilson_interval
+from detectors.base import Detector
+from detectors.bernoulli_cusum import BernoulliCUSUM
+from detectors.calibrated_comparison import CalibratedComparison, CalibratedVersionComparison
 from detectors.calibration import BinaryCalibration, ClassAccuracy
+from detectors.category_spikes import CategorySpikes
+from detectors.defect_rate_spike import DefectRateSpike, arl0_for_budget
+from detectors.exceptions import DetectorError, StateError
+from detectors.keyed import KeyedDetectors
 from detectors.msprt import MixtureSPRT, VersionComparison
 from detectors.multi_rater import InterAnnotatorAgreement, RaterVsConsensus, consensus
 from detectors.ppi import PredictionPoweredRate
+from detectors.rater_panel import RaterPanel
 from detectors.review_sampler import ReviewSampler
+from detectors.score_drift import ScoreDrift
+from detectors.sla_status import SlaStatus
 from detectors.traffic_watch import TrafficWatch
+from detectors.vendor_scorecard import LabelTally, VendorScorecard
 from detectors.windowed import EventTimeWindows
 
-__all__ += [
+__all__ = [
+    "AgreementBreakdown",
     "AgreementStats",
+    "AgreementTracker",
+    "BernoulliCUSUM",
     "BinaryCalibration",
+    "CalibratedComparison",
+    "CalibratedVersionComparison",
     "CategorySpikes",
     "ClassAccuracy",
+    "DefectRateSpike",
+    "Detector",
+    "DetectorError",
     "EventTimeWindows",
     "InterAnnotatorAgreement",
+    "KeyedDetectors",
+    "LabelTally",
     "MixtureSPRT",
     "PredictionPoweredRate",
+    "RaterPanel",
     "RaterVsConsensus",
     "ReviewSampler",
+    "ScoreDrift",
+    "SlaStatus",
+    "StateError",
     "TrafficWatch",
+    "VendorScorecard",
     "VersionComparison",
+    "arl0_for_budget",
     "consensus",
     "wilson_interval",
 ]
-from detectors.defect_rate_spike import BernoulliCUSUM, DefectRateSpike, arl0_for_budget  # noqa: E402, F401

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import inspect
+import pickle
 from typing import Any, Self
 
 from detectors.exceptions import StateError
@@ -29,7 +30,7 @@ class Detector:
 
     def to_dict(self) -> dict[str, Any]:
         """Parameters and state, JSON-serialisable."""
-        state = {k: copy.deepcopy(v) for k, v in vars(self).items() if k.startswith("_")}
+        state = _copy({k: v for k, v in vars(self).items() if k.startswith("_")})
         return {"type": type(self).__name__, "params": self._get_params(), "state": state}
 
     @classmethod
@@ -42,12 +43,18 @@ class Detector:
         unknown = set(data["state"]) - expected
         if unknown:
             raise StateError(f"unknown state fields for {cls.__name__}: {sorted(unknown)}")
-        detector.__dict__.update(copy.deepcopy(data["state"]))
+        detector.__dict__.update(_copy(data["state"]))
         return detector
 
     def __repr__(self) -> str:
         params = ", ".join(f"{k}={v!r}" for k, v in self._get_params().items())
         return f"{type(self).__name__}({params})"
+
+
+def _copy(state: dict[str, Any]) -> dict[str, Any]:
+    """A deep copy of JSON-native state; pickle's C round trip is several times faster than
+    ``copy.deepcopy`` on nested lists and dicts (a worker copies every touched detector per batch)."""
+    return pickle.loads(pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL))
 
 
 _PARAM_NAMES: dict[type, tuple[str, ...]] = {}

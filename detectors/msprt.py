@@ -36,6 +36,7 @@ against a naive repeated z-test) and the time to detect given regressions.
 from __future__ import annotations
 
 import math
+from abc import ABCMeta, abstractmethod
 from typing import Any, Self
 
 from detectors.base import Detector
@@ -212,14 +213,142 @@ class MixtureSPRT(Detector):
         }
 
 
-class VersionComparison(Detector):
+class LiveVersionPairs(Detector, metaclass=ABCMeta):
+    """Which model versions serve one stream at the same time, and one test per ordered live pair.
+
+    A version is *live* while it was seen within ``horizon_seconds`` of the newest event time. Each pair of
+    live versions gets a test from :meth:`_new_test`: control = the version first seen earlier, treatment =
+    the newer one. At most ``max_versions`` versions are tracked (the least recently seen is forgotten
+    with its tests). Subclasses feed the tests (:class:`VersionComparison`: one Bernoulli stream;
+    ``detectors.calibrated_comparison``: human-calibrated rates per dimension).
+    """
+
+    def __init__(self, horizon_seconds: float = 3600.0, max_versions: int = 8) -> None:
+        _check_fraction("horizon_seconds", horizon_seconds, 0.0, math.inf)
+        _check_count("max_versions", max_versions, 2)
+        self.horizon_seconds = horizon_seconds
+        self.max_versions = max_versions
+
+    def _reset(self) -> None:
+        self._seen: dict[str, list[float]] = {}  # version -> [first ts, last ts]
+        self._tests: dict[str, dict[str, Any]] = {}  # control -> treatment -> test
+        self._live: list[list[str]] = []  # pairs live together at the last update
+        self._events: list[list[str]] = []
+        self._watermark = -math.inf
+
+    @abstractmethod
+    def _new_test(self) -> Any:
+        """A fresh test for a newly live pair."""
+
+    @abstractmethod
+    def _dump_test(self, test: Any) -> Any:
+        """The test's JSON-native state."""
+
+    @abstractmethod
+    def _load_test(self, data: Any) -> Any:
+        """The test written by :meth:`_dump_test`."""
+
+    def _arrive(self, version: str, ts: float) -> list[tuple[str, str, Any]]:
+        """Record a turn of ``version`` at ``ts``: ``(control, treatment, test)`` of every pair it is live in
+        now (tests created as needed), after which the caller feeds the tests and calls :meth:`_settle`."""
+        self._events = []
+        self._watermark = max(self._watermark, float(ts))
+        seen = self._seen.setdefault(version, [float(ts), float(ts)])
+        seen[0], seen[1] = min(seen[0], ts), max(seen[1], ts)
+        if len(self._seen) > self.max_versions:
+            self._forget(min(self._seen, key=lambda v: (self._seen[v][1], v)))
+        live_since = self._watermark - self.horizon_seconds
+        pairs = []
+        for other, (_, last) in self._seen.items():
+            if other == version or last < live_since:
+                continue
+            control, treatment = self._order(version, other)
+            test = self._tests.setdefault(control, {}).get(treatment)
+            if test is None:
+                test = self._tests[control][treatment] = self._new_test()
+            pairs.append((control, treatment, test))
+        return pairs
+
+    def _settle(self) -> None:
+        """After :meth:`_arrive`: pairs no longer live together become ``ended`` events."""
+        live = self.live_pairs
+        self._events.extend([*pair, "ended"] for pair in self._live if pair not in live)
+        self._live = live
+
+    def _order(self, a: str, b: str) -> tuple[str, str]:
+        return (a, b) if (self._seen[a][0], a) <= (self._seen[b][0], b) else (b, a)
+
+    def _forget(self, version: str) -> None:
+        del self._seen[version]
+        self._tests.pop(version, None)
+        for tests in self._tests.values():
+            tests.pop(version, None)
+
+    @property
+    def live_pairs(self) -> list[list[str]]:
+        """``[control, treatment]`` of every pair of versions live together now."""
+        live_since = self._watermark - self.horizon_seconds
+        live = sorted(v for v, (_, last) in self._seen.items() if last >= live_since)
+        return sorted(list(self._order(a, b)) for i, a in enumerate(live) for b in live[i + 1 :])
+
+    @property
+    def events(self) -> list[tuple[str, str, str]]:
+        return [(c, t, what) for c, t, what in self._events]
+
+    @property
+    def versions(self) -> list[str]:
+        return sorted(self._seen)
+
+    def first_seen(self, version: str) -> float | None:
+        """Event time ``version`` was first seen (None if not tracked)."""
+        seen = self._seen.get(version)
+        return None if seen is None else seen[0]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "type": type(self).__name__,
+            "params": self._get_params(),
+            "state": {
+                "_seen": {v: list(s) for v, s in self._seen.items()},
+                "_tests": {
+                    c: {t: self._dump_test(x) for t, x in by.items()} for c, by in self._tests.items()
+                },
+                "_live": [list(p) for p in self._live],
+                "_events": [list(e) for e in self._events],
+                # JSON has no infinity: a comparison that saw nothing has no watermark
+                "_watermark": None if self._watermark == -math.inf else self._watermark,
+            },
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Self:
+        if data.get("type") != cls.__name__:
+            raise StateError(f"state of {data.get('type')!r} cannot restore a {cls.__name__}")
+        comparison = cls(**data["params"])
+        state = data["state"]
+        unknown = set(state) - {"_seen", "_tests", "_live", "_events", "_watermark"}
+        if unknown:
+            raise StateError(f"unknown state fields for {cls.__name__}: {sorted(unknown)}")
+        comparison._seen = {v: list(s) for v, s in state["_seen"].items()}
+        comparison._tests = {
+            c: {t: comparison._load_test(x) for t, x in by.items()} for c, by in state["_tests"].items()
+        }
+        comparison._live = [list(p) for p in state["_live"]]
+        comparison._events = [list(e) for e in state["_events"]]
+        watermark = state["_watermark"]
+        comparison._watermark = -math.inf if watermark is None else float(watermark)
+        return comparison
+
+
+class VersionComparison(LiveVersionPairs):
     """Compares every pair of model versions that serve one stream (a journey) at the same time.
 
     ``update(version, defect, ts)`` adds one judged turn served by ``version`` at event time ``ts``. A
     version is *live* while it was seen within ``horizon_seconds`` of the newest event time. Each live
     pair gets a :class:`MixtureSPRT`: control = the version first seen earlier, treatment = the newer one.
     A turn counts in a pair only while both are live, so a comparison never mixes periods. At most
-    ``max_versions`` versions are tracked (the least recently seen is forgotten with its tests).
+    ``max_versions`` versions are tracked (the least recently seen is forgotten with its tests). With
+    ``higher_is_better`` the outcomes are successes (containment, task completion), not defects.
 
     After an update, ``events`` lists ``(control, treatment, what)`` for pairs whose test just reached a
     decision (``worse`` or ``better``) or that stopped being live together (``ended``).
@@ -246,109 +375,36 @@ class VersionComparison(Detector):
         tau2: float = 1e-4,
         min_samples: int = 100,
         max_versions: int = 8,
+        higher_is_better: bool = False,
     ) -> None:
-        _check_fraction("horizon_seconds", horizon_seconds, 0.0, math.inf)
-        _check_fraction("alpha", alpha)
-        _check_fraction("tau2", tau2, 0.0, math.inf)
-        _check_count("min_samples", min_samples, 1)
-        _check_count("max_versions", max_versions, 2)
-        self.horizon_seconds = horizon_seconds
+        super().__init__(horizon_seconds, max_versions)
+        MixtureSPRT(alpha, tau2, min_samples, higher_is_better)  # fails early on bad values
         self.alpha = alpha
         self.tau2 = tau2
         self.min_samples = min_samples
-        self.max_versions = max_versions
+        self.higher_is_better = higher_is_better
         self._reset()
 
-    def _reset(self) -> None:
-        self._seen: dict[str, list[float]] = {}  # version -> [first ts, last ts]
-        self._tests: dict[str, dict[str, MixtureSPRT]] = {}  # control -> treatment -> test
-        self._live: list[list[str]] = []  # pairs live together at the last update
-        self._events: list[list[str]] = []
-        self._watermark = -math.inf
+    def _new_test(self) -> MixtureSPRT:
+        return MixtureSPRT(self.alpha, self.tau2, self.min_samples, self.higher_is_better)
+
+    def _dump_test(self, test: MixtureSPRT) -> dict[str, Any]:
+        return test.to_dict()
+
+    def _load_test(self, data: dict[str, Any]) -> MixtureSPRT:
+        return MixtureSPRT.from_dict(data)
 
     def update(self, version: str, defect: bool, ts: float) -> Self:
-        self._events = []
-        self._watermark = max(self._watermark, float(ts))
-        seen = self._seen.setdefault(version, [float(ts), float(ts)])
-        seen[0], seen[1] = min(seen[0], ts), max(seen[1], ts)
-        if len(self._seen) > self.max_versions:
-            self._forget(min(self._seen, key=lambda v: (self._seen[v][1], v)))
-        live_since = self._watermark - self.horizon_seconds
-        for other, (_, last) in self._seen.items():
-            if other == version or last < live_since:
-                continue
-            control, treatment = self._order(version, other)
-            test = self._tests.setdefault(control, {}).get(treatment)
-            if test is None:
-                test = MixtureSPRT(alpha=self.alpha, tau2=self.tau2, min_samples=self.min_samples)
-                self._tests[control][treatment] = test
+        for control, treatment, test in self._arrive(version, ts):
             test.update("treatment" if version == treatment else "control", defect)
             if test.decided_now:
                 self._events.append([control, treatment, test.decision])
-        live = self.live_pairs
-        self._events.extend([*pair, "ended"] for pair in self._live if pair not in live)
-        self._live = live
+        self._settle()
         return self
 
-    def _order(self, a: str, b: str) -> tuple[str, str]:
-        return (a, b) if (self._seen[a][0], a) <= (self._seen[b][0], b) else (b, a)
-
-    def _forget(self, version: str) -> None:
-        del self._seen[version]
-        self._tests.pop(version, None)
-        for tests in self._tests.values():
-            tests.pop(version, None)
-
-    @property
-    def live_pairs(self) -> list[list[str]]:
-        """``[control, treatment]`` of every pair of versions live together now."""
-        live_since = self._watermark - self.horizon_seconds
-        live = sorted(v for v, (_, last) in self._seen.items() if last >= live_since)
-        return sorted(list(self._order(a, b)) for i, a in enumerate(live) for b in live[i + 1 :])
-
-    @property
-    def events(self) -> list[tuple[str, str, str]]:
-        return [(c, t, what) for c, t, what in self._events]
-
-    @property
-    def versions(self) -> list[str]:
-        return sorted(self._seen)
-
     def test(self, control: str, treatment: str) -> MixtureSPRT:
-        return self._tests[control][treatment]
+        test: MixtureSPRT = self._tests[control][treatment]
+        return test
 
     def tests(self) -> list[tuple[str, str, MixtureSPRT]]:
         return [(c, t, test) for c, by in sorted(self._tests.items()) for t, test in sorted(by.items())]
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "type": type(self).__name__,
-            "params": self._get_params(),
-            "state": {
-                "_seen": {v: list(s) for v, s in self._seen.items()},
-                "_tests": {c: {t: x.to_dict() for t, x in by.items()} for c, by in self._tests.items()},
-                "_live": [list(p) for p in self._live],
-                "_events": [list(e) for e in self._events],
-                # JSON has no infinity: a comparison that saw nothing has no watermark
-                "_watermark": None if self._watermark == -math.inf else self._watermark,
-            },
-        }
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Self:
-        if data.get("type") != cls.__name__:
-            raise StateError(f"state of {data.get('type')!r} cannot restore a {cls.__name__}")
-        comparison = cls(**data["params"])
-        state = data["state"]
-        unknown = set(state) - {"_seen", "_tests", "_live", "_events", "_watermark"}
-        if unknown:
-            raise StateError(f"unknown state fields for {cls.__name__}: {sorted(unknown)}")
-        comparison._seen = {v: list(s) for v, s in state["_seen"].items()}
-        comparison._tests = {
-            c: {t: MixtureSPRT.from_dict(x) for t, x in by.items()} for c, by in state["_tests"].items()
-        }
-        comparison._live = [list(p) for p in state["_live"]]
-        comparison._events = [list(e) for e in state["_events"]]
-        watermark = state["_watermark"]
-        comparison._watermark = -math.inf if watermark is None else float(watermark)
-        return comparison

@@ -72,8 +72,10 @@ JUDGE_LOW = alert_runbook("judge-agreement-low", "judge agreement low")
 JUDGE_DRIFT = alert_runbook("judge-drift", "judge drift")
 DEAD_LETTERS = alert_runbook("dead-letter-ratio-high", "dead letters")
 WORKER_DOWN = alert_runbook("worker-down", "worker down")
+CONSUMER_LAG = alert_runbook("consumer-lag-high", "consumer lag")
 STALE = alert_runbook("events-stale", "stale events")
 LABELS_STALE = alert_runbook("human-labels-stale", "human labels stale")
+VENDOR_SLA = alert_runbook("vendor-sla", "vendor SLA breached")
 
 
 # ---- panels ---------------------------------------------------------------------------------------------
@@ -232,6 +234,7 @@ DIMENSION = variable(
 CATEGORY = variable("category", "Category", "convowatch_defects_total", "category")
 SOURCE = variable("source", "Source", "convowatch_defects_total", "source")
 INSTANCE = variable("instance", "Worker", 'up{job="convowatch"}', "instance")
+VENDOR = variable("vendor", "Vendor", "convowatch_vendor_labels_per_hour", "vendor_id")
 
 
 # ---- dashboards -----------------------------------------------------------------------------------------
@@ -299,12 +302,151 @@ def dashboard(
     }
 
 
+OUTCOMES_RUNBOOK = link("Runbook: business outcomes", f"{RUNBOOKS}/business-outcomes")
+VERSION_REGRESSION = link("Runbook: version regression", f"{RUNBOOKS}/version-regression")
+
+
+def business_outcomes() -> list[dict[str, Any]]:
+    """The business-outcome panels of the on-call overview (semantics: streams/views/outcomes.py)."""
+
+    def ratio(numerator: str, denominator: str, only: str = "") -> str:
+        """Increase of ``numerator`` over that of ``denominator`` in range (absent rather than 0/0)."""
+        num = f"sum(increase({numerator}{{{only}{SEGMENT}}}[$__range]))"
+        return f"{num} / (sum(increase({denominator}{{{SEGMENT}}}[$__range])) > 0)"
+
+    conversations = "convowatch_conversations_total"
+    percent = {"unit": "percentunit", "min_value": 0, "max_value": 1, "links": [OUTCOMES_RUNBOOK]}
+    stats = [
+        (
+            "Containment",
+            ratio("convowatch_conversations_contained_total", "convowatch_conversations_closed_total"),
+            "Share of conversations closed in range (idle for CONVOWATCH_CONVERSATION_IDLE_SECONDS) that "
+            "never reached a human agent.",
+            [("red", None), ("orange", 0.6), ("green", 0.75)],
+        ),
+        (
+            "Escalation to agents",
+            ratio("convowatch_conversations_escalated_total", conversations),
+            "Conversations handed to a human agent (turn outcome or agent_handoff signal), per conversation "
+            "started in range.",
+            [("green", None), ("orange", 0.2), ("red", 0.3)],
+        ),
+        (
+            "Task completion",
+            ratio("convowatch_conversations_task_completed_total", conversations),
+            "Conversations with a turn that completed the user's task, per conversation started in range.",
+            [("red", None), ("orange", 0.6), ("green", 0.75)],
+        ),
+        (
+            "Thumbs-up share",
+            ratio("convowatch_user_feedback_total", "convowatch_user_feedback_total", 'feedback="up", '),
+            "Share of user feedback (turn outcomes and thumbs signals) that is a thumbs up.",
+            [("red", None), ("orange", 0.6), ("green", 0.8)],
+        ),
+    ]
+    panels = [
+        stat(title, target(expr, "ratio"), description=text, thresholds=steps, **percent)
+        for title, expr, text, steps in stats
+    ]
+    panels += [
+        stat(
+            "First-contact resolution",
+            target(
+                ratio(
+                    "convowatch_conversations_resolved_first_contact_total",
+                    "convowatch_conversations_settled_total",
+                ),
+                "ratio",
+            ),
+            description="Conversations with no recontact (signal, or a new turn after the close) within "
+            "CONVOWATCH_RECONTACT_WINDOW_SECONDS, of those whose window ended in range.",
+            thresholds=[("red", None), ("orange", 0.7), ("green", 0.85)],
+            w=8,
+            **percent,
+        ),
+        stat(
+            "Average handle time",
+            target(
+                ratio("convowatch_handle_time_seconds_sum", "convowatch_handle_time_seconds_count"), "avg"
+            ),
+            description="Average handling time reported by handle_time signals in range.",
+            links=[OUTCOMES_RUNBOOK],
+            unit="s",
+            w=8,
+        ),
+        stat(
+            "Contacts per order",
+            target(ratio(conversations, "convowatch_orders_total"), "contacts/order"),
+            description="Conversations started per order placed (purchase signals) in range; lower is "
+            "better.",
+            links=[OUTCOMES_RUNBOOK],
+            w=8,
+        ),
+        ts(
+            "Escalation and task completion by model version",
+            target(
+                f"sum by (model_version) (rate(convowatch_conversations_escalated_total{{{SEGMENT}}}[1h])) / "
+                f"(sum by (model_version) (rate({conversations}{{{SEGMENT}}}[1h])) > 0)",
+                "escalated {{model_version}}",
+            ),
+            target(
+                "sum by (model_version) "
+                f"(rate(convowatch_conversations_task_completed_total{{{SEGMENT}}}[1h])) / "
+                f"(sum by (model_version) (rate({conversations}{{{SEGMENT}}}[1h])) > 0)",
+                "task completed {{model_version}}",
+            ),
+            description="Business outcomes of each model version over the last hour, to read next to its "
+            "judge-detected defects: a version that fails more should escalate more and complete less.",
+            links=[OUTCOMES_RUNBOOK, DEFECT_SPIKE],
+            unit="percentunit",
+            min_value=0,
+            max_value=1,
+        ),
+        ts(
+            "Outcome lift of the newer model version (always-valid interval)",
+            target(
+                "max by (journey, outcome, control, treatment) "
+                '(convowatch_version_outcome_lift{journey=~"$journey", treatment=~"$model_version"})',
+                "{{journey}} {{outcome}}: {{treatment}} - {{control}}",
+            ),
+            target(
+                "max by (journey, outcome, control, treatment, bound) "
+                '(convowatch_version_outcome_lift_bound{journey=~"$journey", treatment=~"$model_version"})',
+                "{{bound}} {{journey}} {{outcome}}: {{treatment}} - {{control}}",
+            ),
+            description="When two model versions serve a journey at once: the newer one's outcome rate minus "
+            "the older one's, per turn outcome, with the always-valid interval (safe to watch continuously). "
+            "Escalated and thumbs-down: above 0 is worse; contained and task completed: below 0 is worse. "
+            "A significant worsening raises version_regression (convowatch_version_outcome_decision -1).",
+            links=[VERSION_REGRESSION, OUTCOMES_RUNBOOK],
+            unit="percentunit",
+        ),
+        ts(
+            "Containment and first-contact resolution by journey",
+            target('convowatch:containment:ratio_rate1h{journey=~"$journey"}', "contained {{journey}}"),
+            target(
+                'convowatch:first_contact_resolution:ratio_rate1h{journey=~"$journey"}',
+                "resolved at first contact {{journey}}",
+            ),
+            description="Recorded hourly ratios (prometheus/rules/convowatch.yml). Both are decided late: "
+            "containment when a conversation closes, first-contact resolution a recontact window later.",
+            links=[OUTCOMES_RUNBOOK],
+            unit="percentunit",
+            min_value=0,
+            max_value=1,
+        ),
+    ]
+    return panels
+
+
 def oncall() -> dict[str, Any]:
     crit = critical_categories()
     return dashboard(
         "convowatch-oncall",
         "convowatch / On-call overview",
-        "Is anything on fire: escalations, defect rates, dead letters, workers and data freshness.",
+        "Is anything on fire: escalations, defect rates, dead letters, workers and data freshness; and "
+        "what it does to the business: containment, escalation to agents, task completion, feedback, "
+        "first-contact resolution, handle time and contacts per order.",
         [
             stat(
                 "High-risk escalations in range",
@@ -408,6 +550,7 @@ def oncall() -> dict[str, Any]:
                 min_value=-1,
                 max_value=1,
             ),
+            *business_outcomes(),
         ],
         [JOURNEY, MODEL_VERSION],
         annotations=[
@@ -429,6 +572,7 @@ def oncall() -> dict[str, Any]:
 
 def judges() -> dict[str, Any]:
     sel = 'judge_id=~"$judge", dimension=~"$dimension"'
+    version_sel = 'journey=~"$journey", treatment=~"$model_version"'
     return dashboard(
         "convowatch-judges",
         "convowatch / Judge calibration and divergence",
@@ -548,9 +692,76 @@ def judges() -> dict[str, Any]:
                 "turns, so compare shapes, not levels.",
                 links=category_runbooks(),
             ),
+            ts(
+                "Human-calibrated defect-rate lift of the newer model version",
+                target(
+                    "max by (judge_id, journey, dimension, control, treatment) "
+                    f"(convowatch_version_calibrated_lift{{{sel}, {version_sel}}})",
+                    "{{judge_id}} {{journey}} {{dimension}}: {{treatment}} - {{control}}",
+                ),
+                target(
+                    "max by (judge_id, journey, dimension, control, treatment, bound) "
+                    f"(convowatch_version_calibrated_lift_bound{{{sel}, {version_sel}}})",
+                    "{{bound}} {{judge_id}} {{journey}} {{dimension}}: {{treatment}} - {{control}}",
+                ),
+                description="When two model versions serve a journey at once: the newer one's defect rate "
+                "minus the older one's, per judge and dimension, each rate the judge's corrected by the "
+                "human labels of the same turns (prediction-powered), with the always-valid interval. Above "
+                "0 is worse; a significant lift raises version_regression. Wide while few turns are "
+                "labelled.",
+                links=[VERSION_REGRESSION, JUDGE_LOW],
+                unit="percentunit",
+            ),
+            *perceptual_panels(),
         ],
         [JUDGE, DIMENSION, JOURNEY, MODEL_VERSION],
     )
+
+
+def perceptual_panels() -> list[dict[str, Any]]:
+    """Judges' perceptual scores of image, audio, video and 3D outputs (streams/views/perceptual.py)."""
+    sel = 'judge_id=~"$judge", model_version=~"$model_version"'
+    runbook = [link("Runbook: perceptual drift", f"{RUNBOOKS}/escalations/perceptual-drift")]
+    buckets = f"sum by (modality, le) (rate(convowatch_perceptual_score_bucket{{{sel}}}[$__rate_interval]))"
+    return [
+        ts(
+            "Perceptual score quantiles by modality",
+            *(
+                target(f"histogram_quantile({q}, {buckets})", f"{{{{modality}}}} p{round(q * 100):02d}")
+                for q in (0.1, 0.5, 0.9)
+            ),
+            description="10th, 50th and 90th percentiles of the judges' perceptual scores (artifact, prompt "
+            "alignment, CLIP-style...; all score names together), per modality. Scores are expected in 0-1. "
+            "A shape change can leave the median where it was and move the outer percentiles.",
+            links=runbook,
+            min_value=0,
+            max_value=1,
+        ),
+        ts(
+            "Perceptual drift: KS distance to the reference",
+            target(
+                f"max by (modality, model_version, score) (convowatch_perceptual_drift_statistic{{{sel}}})",
+                "{{modality}} {{model_version}} {{score}}",
+            ),
+            description="Largest gap between the CDF of each score's latest window and of its reference "
+            "sample (0 = same distribution, 1 = disjoint), at the last test. perceptual_drift fires above "
+            "the threshold in its evidence (about 0.2 with the default sizes and false-alarm budget).",
+            links=runbook,
+            min_value=0,
+            max_value=1,
+            w=16,
+        ),
+        stat(
+            "Open perceptual drift escalations",
+            target(f"sum(convowatch_perceptual_drift_active{{{sel}}})"),
+            description="Scores (per judge, modality and model version) with a perceptual_drift escalation "
+            "firing now.",
+            links=runbook,
+            thresholds=[("green", None), ("red", 1)],
+            w=8,
+            h=8,
+        ),
+    ]
 
 
 def defects() -> dict[str, Any]:
@@ -688,6 +899,24 @@ def pipeline() -> dict[str, Any]:
                 min_value=0,
             ),
             ts(
+                "Consumer lag by topic (all workers)",
+                target("convowatch:consumer_lag:sum", "{{topic}}"),
+                description="Messages past the consumer group's committed offsets, per consumed topic "
+                "(inputs and internal observations); the alert fires above 10,000 for 10 minutes. Not "
+                "filtered by worker: every worker reports the whole group.",
+                links=[CONSUMER_LAG],
+                thresholds=[("green", None), ("orange", 10_000)],
+                threshold_line=True,
+                min_value=0,
+            ),
+            ts(
+                "Consumer lag by partition",
+                target("max by (topic, partition) (convowatch_consumer_lag)", "{{topic}}[{{partition}}]"),
+                description="The partition a stuck or slow worker owns stands out here.",
+                links=[CONSUMER_LAG],
+                min_value=0,
+            ),
+            ts(
                 "Batch processing time",
                 *(
                     target(
@@ -711,6 +940,13 @@ def pipeline() -> dict[str, Any]:
                 "Join pending turns by worker",
                 target(f"sum by (instance) (convowatch_join_pending_turns{{{inst}}})", "{{instance}}"),
                 description="Bounded by CONVOWATCH_JOIN_MAX_ENTRIES and the event-time TTL.",
+                links=[RUNBOOK_INDEX],
+            ),
+            ts(
+                "Aggregates held by kind",
+                target(f"sum by (kind) (convowatch_aggregates{{{inst}}})", "{{kind}}"),
+                description="Detectors and view records the workers hold (all workers), by kind: "
+                "agreement, spike, drift, conversation (business outcomes), ... Counted every 10 s.",
                 links=[RUNBOOK_INDEX],
             ),
             ts(
@@ -844,9 +1080,95 @@ def labelling() -> dict[str, Any]:
                 description="Turns with both a judge and a human label: the evidence behind agreement.",
                 links=[JUDGE_LOW],
             ),
+            ts(
+                "Review requests per hour by reason",
+                target(
+                    rate_sum("convowatch_review_requests_total", 'journey=~"$journey"', "reason") + " * 3600",
+                    "{{reason}}",
+                ),
+                target("max(convowatch_review_expected_requests_per_hour)", "expected (sampler)"),
+                target("max(convowatch_review_budget_per_hour)", "budget"),
+                description="Turns sent to human review (convowatch.review.requests), by why. The sampler "
+                "holds expected requests at the budget per hour of event time; above it, high-risk turns "
+                "alone exceed the budget (they are always requested).",
+                links=[LABELS_STALE],
+                min_value=0,
+            ),
+            *vendor_scorecards(),
         ],
-        [JOURNEY, MODEL_VERSION, JUDGE],
+        [JOURNEY, MODEL_VERSION, JUDGE, VENDOR],
     )
+
+
+def vendor_scorecards() -> list[dict[str, Any]]:
+    """Vendor scorecards and SLA state over the SLA window (streams/views/vendors.py, CONVOWATCH_VENDOR_SLA);
+    ``max by`` keeps one series per vendor whichever worker holds the scorecard."""
+    vendor = 'vendor_id=~"$vendor"'
+
+    def per_vendor(metric: str, extra: str = "") -> str:
+        return f"max by (vendor_id) ({metric}{{{vendor}{extra}}})"
+
+    breached = f"max by (vendor_id, sla) (convowatch_vendor_sla_breached{{{vendor}}})"
+    columns = {
+        "labels/h": per_vendor("convowatch_vendor_labels_per_hour"),
+        "p90 turnaround": per_vendor("convowatch_vendor_turnaround_seconds", ', quantile="0.9"'),
+        "gold accuracy": per_vendor("convowatch_vendor_window_gold_accuracy_ratio"),
+        "judge agreement": per_vendor("convowatch_vendor_window_judge_agreement_ratio"),
+        "consensus agreement": per_vendor("convowatch_vendor_window_consensus_agreement_ratio"),
+        "SLAs breached": f"sum by (vendor_id) ({breached})",
+    }
+    rename = {f"Value #{chr(ord('A') + i)}": name for i, name in enumerate(columns)}
+    return [
+        panel(
+            "table",
+            "Vendor scorecards (SLA window)",
+            [target(expr, name, instant=True, table=True) for name, expr in columns.items()],
+            description="Per vendor, over the SLA window of label event time: labels per hour, p90 "
+            "turnaround (turn to label), accuracy on golden-set turns, agreement with the judges and with "
+            "the other annotators' consensus, and how many SLAs it breaches. Per-annotator rows are in "
+            "report.json (vendors).",
+            links=[VENDOR_SLA, LABELS_STALE],
+            w=24,
+            h=6,
+            transformations=[
+                {"id": "merge", "options": {}},
+                {"id": "organize", "options": {"excludeByName": {"Time": True}, "renameByName": rename}},
+            ],
+        ),
+        stat(
+            "Vendor SLA breaches",
+            target(breached, "{{vendor_id}} {{sla}}"),
+            description="1 while a vendor breaches an SLA of CONVOWATCH_VENDOR_SLA (a vendor_sla escalation "
+            "is open), 0 within target or not judged yet (too few labels).",
+            links=[VENDOR_SLA],
+            thresholds=[("green", None), ("red", 1)],
+            w=24,
+        ),
+        ts(
+            "Vendor turnaround (SLA window)",
+            target(
+                "max by (vendor_id, quantile) (convowatch_vendor_turnaround_seconds{" + vendor + "})",
+                "{{vendor_id}} q{{quantile}}",
+            ),
+            description="Median and 90th percentile of the delay from a turn to its human label, per vendor.",
+            links=[VENDOR_SLA, LABELS_STALE],
+            unit="s",
+            min_value=0,
+        ),
+        ts(
+            "Vendor gold accuracy and agreement (SLA window)",
+            target(per_vendor("convowatch_vendor_window_gold_accuracy_ratio"), "{{vendor_id}} gold"),
+            target(per_vendor("convowatch_vendor_window_judge_agreement_ratio"), "{{vendor_id}} judge"),
+            target(
+                per_vendor("convowatch_vendor_window_consensus_agreement_ratio"), "{{vendor_id}} consensus"
+            ),
+            description="Accuracy on golden-set turns (CONVOWATCH_GOLDEN), agreement with the judges' labels "
+            "and with the other annotators' consensus, per vendor.",
+            links=[VENDOR_SLA],
+            unit="percentunit",
+            max_value=1,
+        ),
+    ]
 
 
 DASHBOARDS = {

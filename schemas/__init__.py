@@ -5,8 +5,9 @@ from schemas.common import FAIL, PASS, QUALITY_DIMENSIONS, SCHEMA_VERSION, Verdi
 from schemas.exceptions import InvalidRecord, SchemaError
 from schemas.human_label import HumanLabel
 from schemas.judge_verdict import JudgeVerdict
-from schemas.outputs import DeadLetter, Defect, Escalation, Segment
+from schemas.outputs import DeadLetter, Defect, Escalation, ReviewRequest, Segment
 from schemas.parsing import Stream, parse_record
+from schemas.signal import ConversationSignal
 
 __all__ = [
     "FAIL",
@@ -14,6 +15,7 @@ __all__ = [
     "QUALITY_DIMENSIONS",
     "SCHEMA_VERSION",
     "ChatTurn",
+    "ConversationSignal",
     "DeadLetter",
     "Defect",
     "Escalation",
@@ -21,6 +23,7 @@ __all__ = [
     "InvalidRecord",
     "JudgeVerdict",
     "Outcome",
+    "ReviewRequest",
     "SchemaError",
     "Segment",
     "Stream",

@@ -11,15 +11,18 @@ from schemas.chat_turn import ChatTurn
 from schemas.common import SCHEMA_VERSION
 from schemas.human_label import HumanLabel
 from schemas.judge_verdict import JudgeVerdict
-from schemas.outputs import DeadLetter, Defect, Escalation
+from schemas.outputs import DeadLetter, Defect, Escalation, ReviewRequest
+from schemas.signal import ConversationSignal
 
 EXPORTED: dict[str, type[BaseModel]] = {
     "chat_turn": ChatTurn,
     "judge_verdict": JudgeVerdict,
     "human_label": HumanLabel,
+    "signal": ConversationSignal,
     "defect": Defect,
     "escalation": Escalation,
     "deadletter": DeadLetter,
+    "review_request": ReviewRequest,
 }
 
 

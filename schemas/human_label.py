@@ -10,10 +10,16 @@ from schemas.common import EventModel, ShortCode, Verdicts
 
 
 class HumanLabel(EventModel):
-    """One annotator's labels on one turn; ``is_gold`` marks honeypot items. Key: ``turn_id``."""
+    """One annotator's labels on one turn; ``is_gold`` marks honeypot items. Key: ``turn_id``.
+
+    ``inclusion_probability`` is copied by the labelling tool from the review request the turn was labelled
+    for (``convowatch.review.requests``): the calibrated defect rate weights the label by its inverse.
+    Absent means the turn was not sampled by convowatch (weight 1).
+    """
 
     annotator_id: ShortCode
     vendor_id: ShortCode
     is_gold: bool = False
     labeling_seconds: Annotated[float, Field(ge=0.0, le=604_800.0)] | None = None
+    inclusion_probability: Annotated[float, Field(gt=0.0, le=1.0)] | None = None
     verdicts: Verdicts

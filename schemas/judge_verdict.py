@@ -2,12 +2,33 @@
 
 from __future__ import annotations
 
-from schemas.common import EventModel, ShortCode, Verdicts
+from typing import Annotated
+
+from pydantic import Field, StrictFloat
+
+from schemas.common import EventModel, FiniteFloat, ShortCode, Verdicts
+
+#: Most perceptual scores one verdict may carry (each becomes a tracked distribution).
+MAX_SCORES = 16
+
+#: Numeric perceptual scores of a multimodal output, by score name (``artifact``, ``prompt_alignment``,
+#: ``clip``...): JSON numbers only (no strings, booleans, NaN or infinities), at most :data:`MAX_SCORES`.
+#: convowatch tracks each score's distribution per modality and model version and expects values in [0, 1].
+Scores = Annotated[
+    dict[ShortCode, Annotated[StrictFloat, FiniteFloat]],
+    Field(max_length=MAX_SCORES),
+]
 
 
 class JudgeVerdict(EventModel):
-    """One judge's verdicts on one turn, one per dimension. Key: ``turn_id``."""
+    """One judge's verdicts on one turn, one per dimension. Key: ``turn_id``.
+
+    ``scores`` (optional, added in schema version 1 without a bump: older records simply have none) holds
+    the judge's numeric perceptual scores of an image, audio, video or 3D output, e.g. a VLM's artifact,
+    prompt-alignment or CLIP-style score.
+    """
 
     judge_id: ShortCode
     judge_version: ShortCode
     verdicts: Verdicts
+    scores: Scores = {}

@@ -1,11 +1,11 @@
-"""Records convowatch publishes: defects, escalations and dead letters."""
+"""Records convowatch publishes: defects, escalations, review requests and dead letters."""
 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from schemas.common import SCHEMA_VERSION
 
@@ -70,6 +70,37 @@ class Escalation(OutputModel):
     turn_ids: list[str]
     summary: str
     evidence: dict[str, object] = {}
+
+
+#: Why a turn is sent to human review: its largest priority term (see ``detectors.review_sampler``).
+REVIEW_REASONS = ("high_risk", "disagreement", "uncertain", "segment_coverage", "random")
+
+
+class ReviewRequest(OutputModel):
+    """A judged turn sent to human review (topic ``convowatch.review.requests``). Key: ``request_id``.
+
+    One per sampled turn, ``request_id`` stable (``review/<turn_id>``): a replay re-publishes the same
+    request. The labelling tool copies ``inclusion_probability`` into the HumanLabel it produces, so the
+    calibrated defect rate can weight the label by ``1 / inclusion_probability``. ``priority`` orders the
+    queue: 1 for high-risk turns, otherwise the sampler's priority over its maximum.
+    """
+
+    schema_version: int = SCHEMA_VERSION
+    request_id: str
+    turn_id: str
+    reason: Literal["high_risk", "disagreement", "uncertain", "segment_coverage", "random"]
+    priority: Annotated[float, Field(gt=0.0, le=1.0)]
+    inclusion_probability: Annotated[float, Field(gt=0.0, le=1.0)]
+    queue: str
+    segment: Segment
+    judge_ids: list[str]
+    ts: datetime
+    """The turn's event time."""
+    requested_at: datetime
+    """Wall-clock time the request was made (a replay publishes a new one under the same id)."""
+    evidence: dict[str, object] = {}
+    """What raised the priority: risk topics, high-risk fails, disagreements, the judge's least sure
+    confidence."""
 
 
 class DeadLetter(OutputModel):

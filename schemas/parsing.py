@@ -12,23 +12,27 @@ from schemas.common import SCHEMA_VERSION, EventModel
 from schemas.exceptions import InvalidRecord
 from schemas.human_label import HumanLabel
 from schemas.judge_verdict import JudgeVerdict
+from schemas.signal import ConversationSignal
 
 #: Records larger than this are dead-lettered without being decoded.
 DEFAULT_MAX_RECORD_BYTES = 1_048_576
 
 
 class Stream(StrEnum):
-    """The three input streams, by their logical names (also used as metric label values)."""
+    """The input streams, by their logical names (also used as metric label values). The first three are
+    keyed by ``turn_id``; ``signals`` (business events, optional) by ``conversation_id``."""
 
     CHAT_TURNS = "chat_turns"
     JUDGE_VERDICTS = "judge_verdicts"
     HUMAN_LABELS = "human_labels"
+    SIGNALS = "signals"
 
 
-MODELS: dict[Stream, type[EventModel]] = {
+MODELS: dict[Stream, type[EventModel] | type[ConversationSignal]] = {
     Stream.CHAT_TURNS: ChatTurn,
     Stream.JUDGE_VERDICTS: JudgeVerdict,
     Stream.HUMAN_LABELS: HumanLabel,
+    Stream.SIGNALS: ConversationSignal,
 }
 
 #: Bounded set of dead-letter reasons (safe as a metric label).
@@ -37,7 +41,7 @@ REASONS = ("too_large", "invalid_json", "not_an_object", "unsupported_version", 
 
 def parse_record(
     stream: Stream, raw: bytes, *, max_bytes: int = DEFAULT_MAX_RECORD_BYTES
-) -> ChatTurn | JudgeVerdict | HumanLabel:
+) -> ChatTurn | JudgeVerdict | HumanLabel | ConversationSignal:
     """Decode and validate one record of ``stream``; raise :class:`InvalidRecord` with a reason otherwise."""
     if len(raw) > max_bytes:
         raise InvalidRecord("too_large", f"record is {len(raw)} bytes, the limit is {max_bytes}")

@@ -11,13 +11,23 @@ its detectors under keys of its own, through :meth:`Aggregator.update`.
 
 from __future__ import annotations
 
+import math
+import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from typing import Any, Protocol
+
+import orjson
 
 from detectors.base import Detector
 from streams.emit import SEP, Emit
 from streams.metrics import Metrics
 from streams.state import DictStore, StateStore, WriteBehind
+
+#: Decoded aggregates kept across batches (see WriteBehind): every one a worker holds, in practice.
+KEEP_LIVE = 100_000
+#: How often (wall clock) flush exports the aggregate counts: a scan of the whole store.
+COUNT_EVERY_SECONDS = 10.0
 
 
 class Aggregate:
@@ -77,9 +87,10 @@ class Aggregator:
     ) -> None:
         self.metrics = metrics
         self.store: StateStore = store if store is not None else DictStore()
-        self.state = WriteBehind(self.store)
+        self.state = WriteBehind(self.store, keep_live=KEEP_LIVE)
         self.autoflush = autoflush
         self.duplicates = 0
+        self._counted_at = -math.inf
         self._types = detector_types()
         self.views: list[View] = list(views or [])
         self._views: dict[str, list[View]] = {}
@@ -96,7 +107,21 @@ class Aggregator:
         return emits
 
     def flush(self) -> int:
-        return self.state.flush(Aggregate.encode)
+        written = self.state.flush(_encode)
+        now = time.monotonic()
+        if now - self._counted_at >= COUNT_EVERY_SECONDS:
+            self._counted_at = now
+            self.export_counts()
+        return written
+
+    def export_counts(self) -> None:
+        """``convowatch_aggregates{kind}``: the aggregates (detectors and view records) this process holds,
+        by kind (the first part of their key: a code constant, so the label stays bounded)."""
+        counts = Counter(key.split(SEP, 1)[0] for key, _ in self.store.items())
+        gauge = self.metrics.aggregates
+        gauge.clear()
+        for kind, n in counts.items():
+            gauge.labels(kind).set(n)
 
     def detector(self, key: str) -> Detector | None:
         """The current detector at ``key`` (read-only use), or None."""
@@ -123,6 +148,30 @@ class Aggregator:
         self.state.touch(key, aggregate, partition, new=new)
         return aggregate.detector
 
+    # -- plain records: JSON dicts a view keeps itself (no detector, no replay bookkeeping by the aggregator)
+
+    def record(self, key: str) -> Any:
+        """The plain record at ``key`` (a JSON-native dict, mutable until the next flush), or None."""
+        return self.state.get(key)
+
+    def put_record(
+        self, key: str, value: dict[str, Any], partition: int | None, *, new: bool = False
+    ) -> None:
+        """Write ``value`` at ``key`` (behind, at the next flush); ``new`` if the key was not there."""
+        self.state.touch(key, value, partition, new=new)
+
+    def delete(self, key: str, partition: int | None) -> None:
+        """Remove ``key`` (a tombstone to the changelog ``partition`` at the next flush)."""
+        self.state.delete(key, partition)
+
+    def records(self, prefix: str) -> Iterator[tuple[str, Any]]:
+        """(key, value) of every entry whose key starts with ``prefix`` and a separator, as this batch
+        sees them; a full scan: for rebuilding derived indexes, not for every observation."""
+        start = prefix + SEP
+        for key, value in self.state.items():
+            if key.startswith(start):
+                yield key, value
+
     def items(self, prefix: str) -> Iterator[tuple[list[str], Detector]]:
         """(key parts after the prefix, detector) for every aggregate whose key starts with ``prefix``."""
         self.flush()
@@ -134,8 +183,18 @@ class Aggregator:
     def _decode(self, value: Any) -> Aggregate:
         if isinstance(value, Aggregate):
             return value
+        if isinstance(value, bytes):  # written by this worker to a Faust table (recovered values are dicts)
+            value = orjson.loads(value)
         detector = self._types[value["detector"]["type"]].from_dict(value["detector"])
         return Aggregate(detector, value["applied"])
+
+
+def _encode(value: Any) -> Any:
+    """What a serialising store keeps: an aggregate as the JSON bytes of :meth:`Aggregate.encode` (compact,
+    and a snapshot the live object can keep changing after); plain records as they are (JSON-native)."""
+    if isinstance(value, Aggregate):
+        return orjson.dumps(value.encode(), option=orjson.OPT_NON_STR_KEYS)
+    return value
 
 
 def key(*parts: str) -> str:

@@ -32,6 +32,7 @@ import base64
 import hashlib
 import logging
 import os
+import time
 import weakref
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -46,6 +47,8 @@ from streams.emit import SEP, Emit
 from streams.kafka_client import faust_credentials
 from streams.metrics import Metrics
 from streams.pipeline import Pipeline, dead_letter
+from streams.state import DictStore
+from streams.tables import NamedChangelogTable, TableStore
 from streams.topics import input_topics, output_topics
 
 log = logging.getLogger("convowatch.app")
@@ -53,51 +56,24 @@ log = logging.getLogger("convowatch.app")
 #: Largest record the worker publishes; Faust's producer refuses requests over 1,000,000 bytes.
 MAX_OUTPUT_BYTES = 900_000
 EX_SOFTWARE = 70  # sysexits.h: internal software error
-
-
-class TableStore:
-    """A Faust table as a :class:`~streams.state.StateStore`: every write names its changelog partition.
-
-    ``owned`` gives the partitions this worker holds now; iteration skips entries of other partitions
-    (their tombstones would go to another worker's changelog partition).
-    """
-
-    serialises = True
-
-    def __init__(self, table: Any, owned: Callable[[], set[int]] | None = None) -> None:
-        self.table = table
-        self.owned = owned
-
-    def get(self, key: str) -> Any:
-        return self.table.data.get(key)
-
-    def put(self, key: str, value: Any, partition: int | None) -> None:
-        self.table.data[key] = value
-        self.table.send_changelog(partition, key, value)
-
-    def delete(self, key: str, partition: int | None) -> None:
-        self.table.data.pop(key, None)
-        self.table.send_changelog(partition, key, None, value_serializer="raw")
-
-    def items(self) -> Iterator[tuple[str, Any]]:
-        entries = list(self.table.data.items())
-        if self.owned is None:
-            return iter(entries)
-        owned = self.owned()
-        return iter([(k, v) for k, v in entries if v.get("p") in owned])
-
-    def drop_unowned(self) -> int:
-        """Forget entries of partitions this worker no longer holds (after a rebalance); how many."""
-        if self.owned is None:
-            return 0
-        owned = self.owned()
-        stale = [k for k, v in self.table.data.items() if v.get("p") not in owned]
-        for key in stale:
-            self.table.data.pop(key, None)
-        return len(stale)
-
-    def __len__(self) -> int:
-        return len(self.table.data)
+#: Gauges (Metrics attributes) set by the aggregates of one observations shard key (streams/join.py)
+SHARD_GAUGES = {
+    "humans": (
+        "raters_alpha",
+        "raters_fleiss_kappa",
+        "raters_items",
+        "raters_ties",
+        "vendor_consensus_ratio",
+        "vendor_gold_accuracy",
+        "vendor_labels_per_hour",
+        "vendor_turnaround",
+        "vendor_window_gold_accuracy",
+        "vendor_window_judge_agreement",
+        "vendor_window_consensus_agreement",
+        "vendor_sla_breached",
+    ),
+    "review": ("review_expected_per_hour",),
+}
 
 
 class KafkaTransport:
@@ -113,14 +89,15 @@ class KafkaTransport:
         self.metrics = metrics
         #: called with each escalation once the broker has acknowledged it (e.g. the Alertmanager sink)
         self.escalation_sinks = escalation_sinks or []
+        self.role = role = settings.role
+        #: one consumer group per role: the join and the aggregation stage scale and fail independently
         self.app = faust.App(
-            settings.app_id,
+            settings.app_id if role != "aggregate" else f"{settings.app_id}-aggregate",
             broker=[f"kafka://{host}" for host in settings.broker.split(",")],
             broker_credentials=faust_credentials(settings),
             store="memory://",
             topic_partitions=settings.partitions,
             topic_replication_factor=settings.replication_factor,
-            processing_guarantee=settings.processing_guarantee,
             broker_commit_interval=settings.commit_interval_seconds,
             consumer_auto_offset_reset="earliest",
             producer_acks=-1,
@@ -140,27 +117,59 @@ class KafkaTransport:
         self.inputs = self.app.topic(*self.streams_by_topic, schema=raw)
         names = output_topics(settings)
         self.outputs = {logical: self.app.topic(name, schema=raw) for logical, name in names.items()}
+        self._topic_names = names
+        self._output_counters = {logical: metrics.outputs.labels(logical) for logical in names}
         # value_type None: plain JSON values. With ``dict``, Faust calls ``dict.from_data`` on every changelog
         # record during recovery; each fails (logged as "Error in recovery"), so a restarted worker never
         # recovered its tables and recovery never completed.
         json_state: faust.Schema = faust.Schema(
             key_type=str, value_type=None, key_serializer="json", value_serializer="json"
         )
-        self.pending = TableStore(self.app.Table("pending", schema=json_state), owned=self._input_partitions)
-        self.aggregates = aggregates = self.app.Table("aggregates", schema=json_state)
+        joins, aggregates = role in ("all", "join"), role in ("all", "aggregate")
+        self.pending = self.aggregate_store = None
+        if joins:
+            pending = self.app.Table("pending", schema=json_state)
+            self.pending = TableStore(pending, owned=self._input_partitions)
+        if aggregates:
+            # the changelog keeps the name of the "all" role's: switching roles keeps the aggregates
+            table = self.app.tables.add(
+                NamedChangelogTable(
+                    self.app,
+                    name="aggregates",
+                    beacon=self.app.tables.beacon,
+                    schema=json_state,
+                    changelog_name=f"{settings.app_id}-aggregates-changelog",
+                )
+            )
+            self.aggregate_store = TableStore(table)
         self.pipeline = Pipeline(
             settings,
             metrics,
-            pending_store=self.pending,
-            aggregate_store=TableStore(aggregates),
+            # "is None", not "or": an empty table is falsy (it has a length)
+            pending_store=self.pending if self.pending is not None else DictStore(),
+            aggregate_store=self.aggregate_store if self.aggregate_store is not None else DictStore(),
             batched=True,
         )
-        self.app.agent(self.inputs, name="join", concurrency=1)(self._join)
-        self.app.agent(self.outputs["observations"], name="aggregate", concurrency=1)(self._aggregate)
+        self._agent_topics: set[str] = set()
+        if joins:
+            self.app.agent(self.inputs, name="join", concurrency=1)(self._join)
+            self._agent_topics.update(self.streams_by_topic)
+        if aggregates:
+            self.app.agent(self.outputs["observations"], name="aggregate", concurrency=1)(self._aggregate)
+            self._agent_topics.add(self.outputs["observations"].get_topic_name())
         self.app.on_rebalance_complete.connect(self._on_rebalance_complete)
         #: records of completed batches, the only ones whose acks reach the consumer (see _guard_acks)
         self._done: weakref.WeakSet[Any] = weakref.WeakSet()
-        self._agent_topics = {*self.streams_by_topic, self.outputs["observations"].get_topic_name()}
+        #: for health checks (read from other threads): tables recovered after the first rebalance, the
+        #: agents' partitions this worker owns, and when a batch last completed (time.monotonic())
+        self.recovered = False
+        self.owned: frozenset[tuple[str, int]] = frozenset()
+        self.last_progress = time.monotonic()
+
+    @property
+    def agent_topics(self) -> list[str]:
+        """The topics the agents consume (the inputs and the internal observations)."""
+        return sorted(self._agent_topics)
 
     def _input_partitions(self) -> set[int]:
         return {tp.partition for tp in self.app.consumer.assignment() if tp.topic in self.streams_by_topic}
@@ -174,8 +183,8 @@ class KafkaTransport:
                 with self.metrics.processing_seconds.time():
                     for event in events:
                         emits.extend(self._ingest(event))
-                await self._publish(emits)
-                self.pipeline.joiner.flush()
+                assert self.pending is not None  # the join agent runs only with a pending table
+                await self._publish(emits, self.pipeline.joiner.flush, self.pending)
 
     @contextmanager
     def _batch(self, events: Sequence[Any], stage: str) -> Iterator[None]:
@@ -196,6 +205,7 @@ class KafkaTransport:
             logging.shutdown()
             os._exit(EX_SOFTWARE)
         self._done.update(event.message for event in events)
+        self.last_progress = time.monotonic()
 
     def _guard_acks(self) -> None:
         """Make the consumer refuse acks of our agents' records that no completed batch processed."""
@@ -248,20 +258,31 @@ class KafkaTransport:
                             "internal error on %s[%d]@%d", message.topic, message.partition, message.offset
                         )
                         self.metrics.internal_errors.labels("aggregate").inc()
-                await self._publish(emits)
-                self.pipeline.aggregator.flush()
+                assert self.aggregate_store is not None  # the aggregate agent runs only with its table
+                await self._publish(emits, self.pipeline.aggregator.flush, self.aggregate_store)
 
-    async def _publish(self, emits: list[Emit]) -> None:
-        """Send every record, then wait until the broker has acknowledged all of them."""
+    async def _publish(self, emits: list[Emit], flush: Callable[[], Any], store: TableStore) -> None:
+        """Send every record and wait until the broker has acknowledged all of them; then write the batch's
+        state (``flush``) and wait for its changelog records too. Only then may the batch be committed.
+
+        Records go straight to the producer (aiokafka, through Faust's driver), not through Faust's topic
+        channels and buffer: a profile of the worker found those to cost more than the sending itself.
+        """
+        producer = self.app.producer
+        names = self._topic_names
+        counters = self._output_counters
         pending = []
         for emit in emits:
             value = orjson.dumps(emit.value)
             if emit.topic == "deadletter" and len(value) > MAX_OUTPUT_BYTES:
                 value = truncated_dead_letter(emit.value)
-            pending.append(await self.outputs[emit.topic].send(key=emit.key.encode(), value=value))
-            self.metrics.outputs.labels(emit.topic).inc()
+            pending.append(await producer.send(names[emit.topic], emit.key.encode(), value, None, None, None))
+            counters[emit.topic].inc()
         if pending:
             await asyncio.gather(*pending)
+        flush()
+        if changelog := await store.send(producer):
+            await asyncio.gather(*changelog)
         for emit in emits:
             if emit.topic == "escalations":
                 for sink in self.escalation_sinks:
@@ -285,11 +306,28 @@ class KafkaTransport:
             self.metrics.assigned_partitions.labels(stream.value).set(len(partitions))
             owned[stream.value] = partitions
         log.warning("assigned input partitions: %s", owned)
-        if dropped := self.pending.drop_unowned():
+        self.owned = frozenset((tp.topic, tp.partition) for tp in assigned if tp.topic in self._agent_topics)
+        self.last_progress = time.monotonic()
+        self.recovered = True
+        # the tables were recovered, and may hold values newer than the decoded ones kept across batches
+        self.pipeline.joiner.state.forget()
+        self.pipeline.aggregator.state.forget()
+        if self.pending is not None and (dropped := self.pending.drop_unowned()):
             log.info("dropped %d pending turns of partitions now owned by other workers", dropped)
-        self._export_agreement(
-            {tp.partition for tp in assigned if tp.topic == self.outputs["observations"].get_topic_name()}
-        )
+        observations = self.outputs["observations"].get_topic_name()
+        observed = {tp.partition for tp in assigned if tp.topic == observations}
+        if self.aggregate_store is not None:
+            self._export_agreement(observed)
+            self._clear_lost_shards(observed)
+
+    def _clear_lost_shards(self, partitions: set[int]) -> None:
+        """Clear the gauges of single-shard aggregates (every human label; the review budget) when another
+        worker owns their shard now: a stale value (a vendor SLA breached) would keep an alert firing."""
+        topic = self.outputs["observations"].get_topic_name()
+        for shard, names in SHARD_GAUGES.items():
+            if self.app.producer.key_partition(topic, shard.encode()).partition not in partitions:
+                for name in names:
+                    getattr(self.metrics, name).clear()
 
     def _export_agreement(self, partitions: set[int]) -> None:
         """Agreement gauges from the recovered table, for the aggregates this worker owns now only: a
@@ -299,14 +337,16 @@ class KafkaTransport:
         for gauge in (m.agreement_ratio, m.cohen_kappa, m.agreement_pairs):
             gauge.clear()
         topic = self.outputs["observations"].get_topic_name()
-        for key, value in list(self.aggregates.data.items()):
+        assert self.aggregate_store is not None
+        for key, value in list(self.aggregate_store.table.data.items()):
             kind, *parts = key.split(SEP)
             if kind != "agreement" or len(parts) != 2:
                 continue
             judge_id, dimension = parts
             if self.app.producer.key_partition(topic, judge_id.encode()).partition not in partitions:
                 continue
-            tracker = AgreementTracker.from_dict(value["detector"])
+            stored = orjson.loads(value) if isinstance(value, bytes) else value  # ours bytes, recovered dict
+            tracker = AgreementTracker.from_dict(stored["detector"])
             labels = (m.label("judge_id", judge_id), m.label("dimension", dimension))
             m.agreement_ratio.labels(*labels).set(tracker.percent_agreement)
             m.cohen_kappa.labels(*labels).set(tracker.cohen_kappa)

@@ -56,6 +56,7 @@ def _cmd_replay(args: argparse.Namespace) -> None:
         chats=args.chats,
         verdicts=args.verdicts,
         labels=args.labels,
+        signals=args.signals,
         show_progress=not args.quiet,
     )
     summary = {
@@ -73,7 +74,7 @@ def _cmd_replay(args: argparse.Namespace) -> None:
 def _cmd_worker(args: argparse.Namespace) -> None:
     from streams.worker import run_worker
 
-    run_worker(_settings(args, metrics_port=args.metrics_port), loglevel=args.loglevel)
+    run_worker(_settings(args, metrics_port=args.metrics_port, role=args.role), loglevel=args.loglevel)
 
 
 def _cmd_produce(args: argparse.Namespace) -> None:
@@ -86,6 +87,7 @@ def _cmd_produce(args: argparse.Namespace) -> None:
             (Stream.CHAT_TURNS, args.chats),
             (Stream.JUDGE_VERDICTS, args.verdicts),
             (Stream.HUMAN_LABELS, args.labels),
+            (Stream.SIGNALS, args.signals),
         )
         if p is not None
     }
@@ -99,7 +101,9 @@ def _cmd_produce(args: argparse.Namespace) -> None:
     elif files:
         sent = producer.produce_files(settings, files)
     else:
-        raise ConvowatchError("nothing to produce: give --chats/--verdicts/--labels files or --generate")
+        raise ConvowatchError(
+            "nothing to produce: give --chats/--verdicts/--labels/--signals files or --generate"
+        )
     print(json.dumps({"sent": sent}))
 
 
@@ -115,6 +119,38 @@ def _cmd_schemas(args: argparse.Namespace) -> None:
 
     for path in write_json_schemas(args.out):
         print(path)
+
+
+def _cmd_report(args: argparse.Namespace) -> None:
+    from streams.report import TimeRange, audit, write_report
+    from streams.report_sources import directory_inputs, file_items, topic_items
+
+    window = TimeRange(args.since, args.until)
+    settings = _settings(args)
+    files = {
+        s: p
+        for s, p in (
+            (Stream.CHAT_TURNS, args.chats),
+            (Stream.JUDGE_VERDICTS, args.verdicts),
+            (Stream.HUMAN_LABELS, args.labels),
+            (Stream.SIGNALS, args.signals),
+        )
+        if p is not None
+    }
+    if sum((args.input is not None, bool(files), args.from_topics)) != 1:
+        raise ConvowatchError(
+            "give exactly one source: --input DIR, --chats/--verdicts/--labels/--signals or --from-topics"
+        )
+    if args.from_topics:
+        items = topic_items(settings, window.since)
+        source = f"topics {settings.topic_prefix}* on {settings.broker}"
+    else:
+        inputs = directory_inputs(args.input) if args.input is not None else files
+        items = file_items(inputs)
+        source = "files " + ", ".join(str(p) for p in inputs.values())
+    data = audit(settings, window, items, source)
+    out = write_report(data, args.out)
+    print(json.dumps({"turns": data["turns"], "events": data["events"], "out": str(out)}))
 
 
 def _aware_datetime(text: str) -> datetime:
@@ -149,6 +185,7 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("--chats", type=Path, help="chat turns JSONL")
     replay.add_argument("--verdicts", type=Path, help="judge verdicts JSONL")
     replay.add_argument("--labels", type=Path, help="human labels JSONL")
+    replay.add_argument("--signals", type=Path, help="conversation signals JSONL (business outcomes)")
     replay.add_argument("--out", type=Path, required=True, help="output directory")
     replay.add_argument("--quiet", action="store_true", help="no progress line")
     replay.set_defaults(func=_cmd_replay)
@@ -156,6 +193,12 @@ def build_parser() -> argparse.ArgumentParser:
     worker = sub.add_parser("worker", help="the Faust worker on Kafka")
     worker.add_argument("--broker", help="bootstrap servers (default CONVOWATCH_BROKER or localhost:9092)")
     worker.add_argument("--metrics-port", type=int, default=None, help="Prometheus port (default 9108)")
+    worker.add_argument(
+        "--role",
+        choices=["all", "join", "aggregate"],
+        default=None,
+        help="all (default, CONVOWATCH_ROLE), join (escalation path) or aggregate (detector views)",
+    )
     worker.add_argument("--loglevel", default="warning", choices=["debug", "info", "warning", "error"])
     worker.set_defaults(func=_cmd_worker)
 
@@ -164,6 +207,7 @@ def build_parser() -> argparse.ArgumentParser:
     produce.add_argument("--chats", type=Path)
     produce.add_argument("--verdicts", type=Path)
     produce.add_argument("--labels", type=Path)
+    produce.add_argument("--signals", type=Path, help="conversation signals JSONL, keyed by conversation_id")
     produce.add_argument("--generate", action="store_true", help="send generated traffic instead of files")
     produce.add_argument("--duration", type=float, default=60.0, help="event-time seconds to generate")
     produce.add_argument("--rate", type=float, default=200.0, help="generated turns per event-time second")
@@ -186,6 +230,21 @@ def build_parser() -> argparse.ArgumentParser:
     schemas = sub.add_parser("schemas", help="export the event contract as JSON Schema")
     schemas.add_argument("--out", type=Path, required=True, help="directory to write into")
     schemas.set_defaults(func=_cmd_schemas)
+
+    report = sub.add_parser("report", help="self-contained HTML audit of an event-time range")
+    report.add_argument("--since", type=_aware_datetime, required=True, help="range start, RFC 3339")
+    report.add_argument("--until", type=_aware_datetime, required=True, help="range end (excluded)")
+    report.add_argument(
+        "--input", type=Path, help="directory of chat_turns.jsonl, judge_verdicts.jsonl, ... (replay's files)"
+    )
+    report.add_argument("--chats", type=Path, help="chat turns JSONL")
+    report.add_argument("--verdicts", type=Path, help="judge verdicts JSONL")
+    report.add_argument("--labels", type=Path, help="human labels JSONL")
+    report.add_argument("--signals", type=Path, help="conversation signals JSONL")
+    report.add_argument("--from-topics", action="store_true", help="read the input topics on Kafka")
+    report.add_argument("--broker", help="bootstrap servers (with --from-topics)")
+    report.add_argument("--out", type=Path, required=True, help="HTML file to write")
+    report.set_defaults(func=_cmd_report)
     return parser
 
 

@@ -22,13 +22,17 @@ class Settings(BaseSettings):
         description="CONVOWATCH_TOPIC_PREFIX: prefix of every topic convowatch reads or writes.",
     )
     app_id: str = Field("convowatch", description="CONVOWATCH_APP_ID: Faust app id, also the consumer group.")
+    role: Literal["all", "join", "aggregate"] = Field(
+        "all",
+        description="CONVOWATCH_ROLE: what a worker runs: all (join and aggregation in one process), join "
+        "(parse, join, defects, escalations: the latency-critical path) or aggregate (the detector views, "
+        "reading the join's observations). Split roles run as separate processes that scale apart; the "
+        "aggregate role's consumer group is <app id>-aggregate.",
+    )
     partitions: int = Field(
         4, ge=1, description="CONVOWATCH_PARTITIONS: partitions of topics convowatch creates."
     )
     replication_factor: int = Field(1, ge=1, description="CONVOWATCH_REPLICATION_FACTOR: for created topics.")
-    processing_guarantee: Literal["at_least_once", "exactly_once"] = Field(
-        "at_least_once", description="CONVOWATCH_PROCESSING_GUARANTEE: Faust's delivery guarantee."
-    )
     batch_max: int = Field(
         1_000, ge=1, description="CONVOWATCH_BATCH_MAX: most records an agent processes as one batch."
     )
@@ -125,10 +129,28 @@ class Settings(BaseSettings):
         description="CONVOWATCH_BROKER_PROBE_INTERVAL_SECONDS: how often the worker checks that the broker "
         "answers (convowatch_broker_connected, convowatch_broker_outages_total).",
     )
+    lag_interval_seconds: float = Field(
+        15.0,
+        gt=0,
+        description="CONVOWATCH_LAG_INTERVAL_SECONDS: how often the worker measures its consumer group's lag "
+        "(convowatch_consumer_lag).",
+    )
+    health_stall_seconds: float = Field(
+        60.0,
+        gt=0,
+        description="CONVOWATCH_HEALTH_STALL_SECONDS: /healthz fails once the worker's event loop has not "
+        "beaten for this long (an orchestrator then restarts it).",
+    )
     golden: Path | None = Field(
         None,
         description="CONVOWATCH_GOLDEN: golden set, JSONL of {turn_id, labels: {dimension: label}}; vendors, "
         "annotators and judges are scored on these turns (validated at start).",
+    )
+    vendor_sla: Path | None = Field(
+        None,
+        description="CONVOWATCH_VENDOR_SLA: labelling SLAs YAML (window, default targets, per-vendor "
+        "overrides; vendor_sla escalations); the built-in streams/vendor_sla.yaml when unset (validated at "
+        "start).",
     )
     agreement_windows: dict[str, tuple[int, int]] = Field(
         default_factory=lambda: {"1h": (3600, 300), "24h": (86400, 3600)},
@@ -168,6 +190,85 @@ class Settings(BaseSettings):
     )
     version_min_samples: int = Field(
         100, ge=1, description="CONVOWATCH_VERSION_MIN_SAMPLES: judged turns per version before testing."
+    )
+    version_min_labels: int = Field(
+        30,
+        ge=2,
+        description="CONVOWATCH_VERSION_MIN_LABELS: human-labelled turns per version (per judge, journey and "
+        "dimension) before the human-calibrated version comparison tests.",
+    )
+    conversation_idle_seconds: float = Field(
+        1800.0,
+        gt=0,
+        description="CONVOWATCH_CONVERSATION_IDLE_SECONDS: a conversation without turns or signals for this "
+        "much event time is closed (containment decided).",
+    )
+    recontact_window_seconds: float = Field(
+        259_200.0,
+        gt=0,
+        description="CONVOWATCH_RECONTACT_WINDOW_SECONDS: a closed conversation with no recontact within "
+        "this much event time is resolved at first contact; its state is then dropped.",
+    )
+    conversations_max: int = Field(
+        1_000_000,
+        ge=10,
+        description="CONVOWATCH_CONVERSATIONS_MAX: cap on conversations held for business outcomes per "
+        "worker; beyond it the oldest are decided early (convowatch_conversation_evictions_total).",
+    )
+    perceptual_reference_size: int = Field(
+        500,
+        ge=10,
+        description="CONVOWATCH_PERCEPTUAL_REFERENCE_SIZE: first perceptual scores of each judge, modality, "
+        "model version and score name kept as the reference distribution (perceptual_drift).",
+    )
+    perceptual_window_size: int = Field(
+        200,
+        ge=10,
+        description="CONVOWATCH_PERCEPTUAL_WINDOW_SIZE: latest scores compared with the reference "
+        "(two-sample Kolmogorov-Smirnov test).",
+    )
+    perceptual_check_every: int = Field(
+        50, ge=1, description="CONVOWATCH_PERCEPTUAL_CHECK_EVERY: scores between two tests (<= the window)."
+    )
+    perceptual_false_alarms: float = Field(
+        0.01,
+        gt=0,
+        lt=1,
+        description="CONVOWATCH_PERCEPTUAL_FALSE_ALARMS: chance of a false perceptual_drift alarm per score "
+        "stream within CONVOWATCH_PERCEPTUAL_HORIZON in-control scores (Bonferroni over its tests).",
+    )
+    perceptual_horizon: int = Field(
+        100_000, ge=1, description="CONVOWATCH_PERCEPTUAL_HORIZON: scores the false-alarm budget is for."
+    )
+    review_budget_per_hour: float = Field(
+        60.0,
+        gt=0,
+        description="CONVOWATCH_REVIEW_BUDGET_PER_HOUR: human review requests per hour of event time "
+        "(convowatch.review.requests), high-risk turns included; segment floors come on top.",
+    )
+    review_segment_floor_per_hour: float = Field(
+        0.0,
+        ge=0,
+        description="CONVOWATCH_REVIEW_SEGMENT_FLOOR_PER_HOUR: review requests per hour each journey gets at "
+        "least (while it has that many judged turns).",
+    )
+    review_min_probability: float = Field(
+        0.001,
+        gt=0,
+        le=1,
+        description="CONVOWATCH_REVIEW_MIN_PROBABILITY: every judged turn's least chance of review (its "
+        "label then weighs at most 1/this in the calibrated defect rate).",
+    )
+    review_seed: int = Field(
+        0, description="CONVOWATCH_REVIEW_SEED: seed of the review draws (a hash of seed and turn_id)."
+    )
+    review_queues: dict[str, str] = Field(
+        default_factory=dict,
+        description='CONVOWATCH_REVIEW_QUEUES: labelling queue (or vendor) per journey, JSON {"journey": '
+        '"queue"}; other journeys go to the default queue.',
+    )
+    review_default_queue: str = Field(
+        "default", min_length=1, description="CONVOWATCH_REVIEW_DEFAULT_QUEUE: queue of unmapped journeys."
     )
 
     def topic(self, name: str) -> str:

@@ -22,6 +22,7 @@ OUTPUT_FILES = {
     "defects": "defects.jsonl",
     "escalations": "escalations.jsonl",
     "deadletter": "deadletter.jsonl",
+    "review_requests": "review_requests.jsonl",
 }
 
 #: (event time, sequence, stream, raw bytes, source name, line number)
@@ -128,6 +129,7 @@ def replay(
     chats: Path | None = None,
     verdicts: Path | None = None,
     labels: Path | None = None,
+    signals: Path | None = None,
     show_progress: bool = True,
 ) -> dict[str, Any]:
     """Replay JSONL files merged by event time; write outputs and ``report.json`` into ``out_dir``."""
@@ -137,11 +139,14 @@ def replay(
             (chats, Stream.CHAT_TURNS),
             (verdicts, Stream.JUDGE_VERDICTS),
             (labels, Stream.HUMAN_LABELS),
+            (signals, Stream.SIGNALS),
         )
         if p is not None
     ]
     if not inputs:
-        raise ConvowatchError("nothing to replay: give at least one of --chats, --verdicts, --labels")
+        raise ConvowatchError(
+            "nothing to replay: give at least one of --chats, --verdicts, --labels, --signals"
+        )
     for path, stream in inputs:
         if not Path(path).is_file():
             raise ConvowatchError(f"{stream.value} file not found: {path}")

@@ -44,6 +44,10 @@ class ExpiryIndex:
             self._size += 1
         self._buckets.setdefault(new, {})[key] = None
 
+    def holds(self, key: str, last: float) -> bool:
+        """Whether ``key`` is indexed under ``last``."""
+        return key in self._buckets.get(self._bucket(last), {})
+
     def remove(self, key: str, last: float) -> None:
         if self._discard(key, self._bucket(last)):
             self._size -= 1

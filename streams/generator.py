@@ -1,8 +1,10 @@
-"""A seeded, realistic traffic generator: chat turns, judge verdicts and late human labels.
+"""A seeded, realistic traffic generator: chat turns, judge verdicts, late human labels and business
+signals (handoffs, handle times, thumbs, carts, orders, recontacts) at the end of each conversation.
 
 Everything is synthetic (no real personal data) and deterministic for a seed. Events come out in
-non-decreasing event-time order; verdicts and labels that happen after their turn are held in a heap
-and emitted at their own, later, event time.
+non-decreasing event-time order; verdicts, labels and signals that happen after their turn are held in a
+heap and emitted at their own, later, event time. Signals draw from their own random stream, so the other
+streams are the same with or without them (``signals=False``).
 """
 
 from __future__ import annotations
@@ -85,6 +87,8 @@ TEXTS = {
     "payout": ("When will payout {ref} reach my bank?", "Payout {ref} is scheduled within 2 business days."),
     "account_access": ("I can't log in to the driver app.", "I've sent a reset link to your email."),
 }
+#: Shopper intents after which a conversation may lead to a cart and an order.
+SHOPPING_INTENTS = frozenset({"product_question", "recommendation", "in_shop_chat"})
 ITEMS = ("rain jacket", "desk lamp", "running shoe", "coffee grinder", "backpack", "phone case")
 LOCALES = ("en-GB", "en-US", "nl-NL", "de-DE", "fr-FR")
 GUARDRAILS = ("pii_redacted", "toxicity_filter", "prompt_injection")
@@ -107,6 +111,37 @@ class Incident:
             raise ValueError(f"incident dimension must be one of {sorted(BASE_FAIL)}, got {self.dimension!r}")
         if not 0.0 <= self.fail_rate <= 1.0:
             raise ValueError("fail_rate must be within [0, 1]")
+
+
+#: Modalities of shopper chat turns (product images and clips); voice turns are ``audio``, others text.
+SHOPPER_MODALITIES = {"text": 0.85, "image": 0.12, "video": 0.03}
+#: The judge's perceptual scores per modality, each Beta-distributed with (mean, concentration).
+PERCEPTUAL_SCORES = {"artifact": (0.12, 40.0), "prompt_alignment": (0.72, 40.0), "clip": (0.31, 200.0)}
+MODALITY_SCORES = {
+    "image": ("artifact", "prompt_alignment", "clip"),
+    "video": ("artifact", "prompt_alignment", "clip"),
+    "audio": ("artifact", "prompt_alignment"),
+}
+
+
+@dataclass(frozen=True)
+class ScoreShift:
+    """A perceptual regression: after ``start_after_s`` event-seconds, the judge's ``score`` of ``modality``
+    turns on ``model_version`` splits into two modes ``separation`` apart around the usual mean (the same
+    mean, another shape: some outputs get better, as many get worse)."""
+
+    start_after_s: float
+    model_version: str
+    modality: str = "image"
+    score: str = "prompt_alignment"
+    separation: float = 0.3
+
+    def __post_init__(self) -> None:
+        if self.score not in MODALITY_SCORES.get(self.modality, ()):
+            raise ValueError(f"{self.modality} turns carry no {self.score!r} score: see MODALITY_SCORES")
+        mean, half = PERCEPTUAL_SCORES[self.score][0], self.separation / 2
+        if not (half > 0.0 and mean - half >= 0.02 and mean + half <= 0.98):
+            raise ValueError("separation must be positive and keep both modes within [0.02, 0.98]")
 
 
 def iso_ms(ms: int) -> str:
@@ -132,6 +167,9 @@ class TrafficGenerator:
         *,
         rollout_start_s: float | None = None,
         rollout_ramp_s: float | None = None,
+        score_shift: ScoreShift | None = None,
+        signals: bool = True,
+        overlap_share: float = 0.1,
     ) -> None:
         if start.tzinfo is None:
             raise ValueError("start must be timezone-aware")
@@ -139,6 +177,8 @@ class TrafficGenerator:
             raise ValueError("rate must be a positive number")
         if not 0.0 <= label_share <= 1.0:
             raise ValueError("label_share must be within [0, 1]")
+        if not 0.0 <= overlap_share <= 1.0:
+            raise ValueError("overlap_share must be within [0, 1]")
         self.seed = seed
         self.rate = rate
         self.start = start.astimezone(UTC)
@@ -146,6 +186,9 @@ class TrafficGenerator:
         self.incident = incident
         self.rollout_start_s = rollout_start_s
         self.rollout_ramp_s = rollout_ramp_s
+        self.score_shift = score_shift
+        self.signals = signals
+        self.overlap_share = overlap_share
 
     def records(
         self, duration_s: float, *, drain: bool = False
@@ -154,6 +197,7 @@ class TrafficGenerator:
         traffic, in non-decreasing event time. Verdicts and labels due after the end are dropped, unless
         ``drain`` (then they follow, at their own times)."""
         rng = random.Random(self.seed)
+        signal_rng = random.Random(f"{self.seed}/signals")  # its own stream: the others do not change
         rollout = (
             self.rollout_start_s if self.rollout_start_s is not None else 0.2 * duration_s,
             max(self.rollout_ramp_s if self.rollout_ramp_s is not None else 0.4 * duration_s, 1e-9),
@@ -183,7 +227,10 @@ class TrafficGenerator:
             if conv["left"] <= 0:
                 conversations.remove(conv)
             n_turns += 1
-            for ms, stream, event in self._turn(rng, conv, n_turns, now, (now - start_ms) / 1000):
+            events = self._turn(rng, conv, n_turns, now, (now - start_ms) / 1000)
+            if conv["left"] <= 0 and self.signals:
+                events += self._signals(signal_rng, conv, now)
+            for ms, stream, event in events:
                 heapq.heappush(heap, (ms, seq, stream, event))
                 seq += 1
             while heap and heap[0][0] <= now:
@@ -212,6 +259,11 @@ class TrafficGenerator:
             "channel": channel,
             "locale": rng.choice(LOCALES),
             "left": rng.randint(1, 6),
+            "first_ms": None,
+            "escalated": False,
+            "failed": False,
+            "completed": False,
+            "shopping": False,
         }
 
     def _turn(
@@ -249,6 +301,7 @@ class TrafficGenerator:
         classified = intent if rng.random() < 0.95 else _pick(rng, INTENTS[journey])
         escalated = rng.random() < (0.25 if failed else 0.04)
         feedback = rng.random()
+        modality, scores = _multimodal(self.seed, self.score_shift, conv, model, number, elapsed_s)
         turn = {
             "schema_version": 1,
             "turn_id": turn_id,
@@ -257,7 +310,7 @@ class TrafficGenerator:
             "journey": journey,
             "channel": conv["channel"],
             "model_version": model,
-            "modality": "audio" if conv["channel"] == "voice" else "text",
+            "modality": modality,
             "intent": classified,
             "intent_confidence": round(
                 rng.uniform(0.75, 0.99) if classified == intent else rng.uniform(0.4, 0.7), 3
@@ -278,6 +331,12 @@ class TrafficGenerator:
             "attributes": {"locale": conv["locale"]},
         }
         out: list[tuple[int, str, dict[str, Any]]] = [(ms, "chat_turns", turn)]
+        if conv["first_ms"] is None:
+            conv["first_ms"] = ms
+        conv["escalated"] |= escalated
+        conv["failed"] |= failed
+        conv["completed"] |= bool(turn["outcome"]["task_completed"])
+        conv["shopping"] |= intent in SHOPPING_INTENTS
 
         verdicts = []
         for dim, fail in judged.items():
@@ -307,6 +366,7 @@ class TrafficGenerator:
                     "judge_id": JUDGE_ID,
                     "judge_version": JUDGE_VERSION,
                     "verdicts": verdicts,
+                    **({"scores": scores} if scores else {}),
                 },
             )
         )
@@ -341,7 +401,100 @@ class TrafficGenerator:
                     },
                 )
             )
+            out.extend(self._second_label(out[-1][2], ms, number, judged, hit))
         return out
+
+    def _second_label(
+        self, first: dict[str, Any], ms: int, number: int, judged: dict[str, bool], hit: bool
+    ) -> list[tuple[int, str, dict[str, Any]]]:
+        """Another annotator's label on ``overlap_share`` of the labelled turns (agreement with the
+        consensus), from a random stream of its own per turn: every other event is the same without it."""
+        rng = random.Random(f"{self.seed}/overlap/{number}")
+        if rng.random() >= self.overlap_share:
+            return []
+        vendor = rng.choice(tuple(VENDORS))
+        annotator = rng.choice([a for a in VENDORS[vendor] if a != first["annotator_id"]])
+        median_s = 600 if vendor == "vendor-a" else 1200
+        label_ms = ms + round(min(max(rng.lognormvariate(math.log(median_s), 0.9), 60.0), 6 * 3600.0) * 1000)
+        incident = self.incident.dimension if hit and self.incident is not None else None
+        human = []
+        for dim, fail in judged.items():
+            agree = (0.95 if dim == incident else HUMAN_CONFIRMS_FAIL) if fail else 1 - HUMAN_FALSE_FAIL[dim]
+            says_fail = rng.random() < agree if fail else rng.random() >= agree
+            human.append({"dimension": dim, "label": "fail" if says_fail else "pass"})
+        label = {**first, "ts": iso_ms(label_ms), "annotator_id": annotator, "vendor_id": vendor}
+        label["labeling_seconds"] = round(rng.uniform(20.0, 300.0), 1)
+        return [(label_ms, "human_labels", {**label, "verdicts": human})]
+
+    def golden(self, duration_s: float) -> dict[str, dict[str, str]]:
+        """A golden set (``CONVOWATCH_GOLDEN``) for :meth:`records` of ``duration_s``: every turn a label
+        marks ``is_gold``, the judge's quality labels as the truth (the generator's annotators are the
+        judge plus noise)."""
+        truth: dict[str, dict[str, str]] = {}
+        golden: dict[str, dict[str, str]] = {}
+        for _, stream, event in self.records(duration_s, drain=True):
+            if stream == "judge_verdicts":
+                verdicts = event["verdicts"]
+                truth[event["turn_id"]] = {
+                    v["dimension"]: v["label"] for v in verdicts if v["dimension"] in BASE_FAIL
+                }
+            elif stream == "human_labels" and event["is_gold"] and event["turn_id"] in truth:
+                golden[event["turn_id"]] = truth[event["turn_id"]]
+        return golden
+
+    def _signals(
+        self, rng: random.Random, conv: dict[str, Any], end_ms: int
+    ) -> list[tuple[int, str, dict[str, Any]]]:
+        """Business signals of a conversation that ended at ``end_ms`` (its last turn)."""
+        out: list[tuple[int, str, dict[str, Any]]] = []
+        cid = conv["id"]
+
+        def add(ms: int, kind: str, **fields: Any) -> None:
+            event = {"schema_version": 1, "event_id": f"sig-{cid}-{len(out) + 1}", "conversation_id": cid}
+            out.append((ms, "signals", {**event, "ts": iso_ms(ms), "kind": kind, **fields}))
+
+        escalated, failed = conv["escalated"], conv["failed"]
+        if escalated and rng.random() < 0.5:  # the contact centre reports half the handoffs itself
+            add(end_ms + rng.randint(1_000, 5_000), "agent_handoff")
+        handled_s = (end_ms - conv["first_ms"]) / 1000 + rng.uniform(20.0, 90.0)
+        if escalated:
+            handled_s += rng.lognormvariate(math.log(420.0), 0.5)  # the agent's part
+        add(end_ms + 1_000, "handle_time", handle_time_seconds=round(handled_s, 1))
+        if rng.random() < 0.2:
+            up = rng.random() < (0.3 if failed else 0.85)
+            add(end_ms + rng.randint(2_000, 30_000), "thumbs_up" if up else "thumbs_down")
+        if conv["shopping"] and not escalated and rng.random() < 0.35:
+            cart_ms, value = end_ms + rng.randint(10_000, 300_000), round(rng.uniform(10.0, 120.0), 2)
+            add(cart_ms, "add_to_cart", value=value)
+            if rng.random() < 0.6:
+                add(cart_ms + rng.randint(30_000, 600_000), "purchase", order_id=f"order-{cid}", value=value)
+        recontact = 0.25 if failed else 0.15 if escalated or not conv["completed"] else 0.05
+        if rng.random() < recontact:  # the customer comes back about the same issue, hours later
+            delay_s = min(max(rng.lognormvariate(math.log(7200.0), 1.0), 600.0), 48 * 3600.0)
+            add(end_ms + round(delay_s * 1000), "recontact")
+        return out
+
+
+def _multimodal(
+    seed: int, shift: ScoreShift | None, conv: dict[str, Any], model: str, number: int, elapsed_s: float
+) -> tuple[str, dict[str, float]]:
+    """The turn's modality and the judge's perceptual scores of it (none for text). They draw from a random
+    stream of their own per turn, so every other field is the same as without them."""
+    if conv["channel"] != "voice" and conv["journey"] != "shopper":
+        return "text", {}
+    rng = random.Random(f"{seed}/multimodal/{number}")
+    modality = "audio" if conv["channel"] == "voice" else _pick(rng, SHOPPER_MODALITIES)
+    scores = {}
+    for name in MODALITY_SCORES.get(modality, ()):
+        mean, concentration = PERCEPTUAL_SCORES[name]
+        if (
+            shift is not None
+            and (shift.modality, shift.score, shift.model_version) == (modality, name, model)
+            and elapsed_s >= shift.start_after_s
+        ):
+            mean += shift.separation / 2 if rng.random() < 0.5 else -shift.separation / 2
+        scores[name] = round(rng.betavariate(mean * concentration, (1.0 - mean) * concentration), 3)
+    return modality, scores
 
 
 def _pick(rng: random.Random, weights: dict[str, float]) -> str:

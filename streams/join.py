@@ -15,6 +15,7 @@ from typing import Any
 
 from schemas import ChatTurn, HumanLabel, JudgeVerdict
 from schemas.common import FAIL, QUALITY_DIMENSIONS
+from schemas.judge_verdict import MAX_SCORES
 from streams.emit import SEP, UNKNOWN_SEGMENT, Emit, Entry, iso
 from streams.expiry import ExpiryIndex
 from streams.metrics import Metrics
@@ -150,6 +151,10 @@ class TurnJoiner:
         for v in verdict.verdicts:  # the judge's confidence, for calibration against humans
             if v.confidence is not None and v.dimension not in record.get("conf", {}):
                 record.setdefault("conf", {})[v.dimension] = v.confidence
+        for name, score in verdict.scores.items():  # perceptual scores: the first value per name counts
+            scores = record.setdefault("scores", {})
+            if name not in scores and len(scores) < MAX_SCORES:
+                scores[name] = score
         return changed
 
     def _add_human(self, entry: Entry, label: HumanLabel) -> bool:
@@ -157,6 +162,8 @@ class TurnJoiner:
             label.annotator_id,
             {"ts": label.ts.timestamp(), "vendor": label.vendor_id, "gold": label.is_gold, "labels": {}},
         )
+        if label.inclusion_probability is not None:  # from the review request: weights the label by 1/p
+            labels.setdefault("pi", label.inclusion_probability)
         return self._merge(labels["labels"], label.verdicts, "human_labels")
 
     def _merge(self, labels: dict[str, str], verdicts: list[Any], stream: str) -> bool:
@@ -193,7 +200,8 @@ class TurnJoiner:
         return emits
 
     def _observed(self, turn_id: str, entry: Entry) -> list[Emit]:
-        """Once per turn (``turn``), judge (``judged``) and annotator (``labelled``) meeting the turn."""
+        """Once per turn (``turn``), judge (``judged``) and annotator (``labelled``) meeting the turn, and
+        once per turn with its first verdict (``reviewable``, for review sampling)."""
         turn = entry["turn"]
         ctx = turn["ctx"]
         common = {
@@ -208,7 +216,12 @@ class TurnJoiner:
         observed = entry.setdefault("observed", [])
         if "t" not in observed:  # the turn itself, for volume and latency per journey
             observed.append("t")
-            value = {"kind": "turn", "latency_ms": ctx.get("latency_ms"), **common}
+            value = {
+                "kind": "turn",
+                "latency_ms": ctx.get("latency_ms"),
+                "outcome": ctx.get("outcome", {}),  # for outcome rates per model version
+                **common,
+            }
             emits.append(Emit("observations", turn["segment"]["journey"], value))
         for judge_id, record in entry["judge"].items():
             if f"j{SEP}{judge_id}" not in observed:
@@ -218,6 +231,7 @@ class TurnJoiner:
                     "judge_id": judge_id,
                     "labels": dict(record["labels"]),
                     "conf": dict(record.get("conf", {})),
+                    "scores": dict(record.get("scores", {})),
                     **common,
                 }
                 emits.append(Emit("observations", judge_id, value))
@@ -231,11 +245,38 @@ class TurnJoiner:
                     "is_gold": record["gold"],
                     "labels": dict(record["labels"]),
                     "label_ts": record["ts"],
+                    "inclusion_probability": record.get("pi"),
                     "judges": {j: dict(r["labels"]) for j, r in entry["judge"].items()},
                     **common,
                 }
                 emits.append(Emit("observations", "humans", value))  # human labels are few: one shard
+        if entry["judge"] and "v" not in observed:
+            # one review-sampling decision per turn, once its first verdict is known; one shard, because
+            # the budget is global (no hotter than the shard of a single judge's ``judged`` observations)
+            observed.append("v")
+            value = {
+                "kind": "reviewable",
+                "judges": {
+                    j: {"labels": dict(r["labels"]), "conf": dict(r.get("conf", {}))}
+                    for j, r in entry["judge"].items()
+                },
+                "user_feedback": ctx.get("outcome", {}).get("user_feedback"),
+                **common,
+            }
+            emits.append(Emit("observations", "review", value))
         emits.extend(self._raters(turn_id, entry, common))
+        if "c" not in observed:  # the turn as a contact of its conversation, for business outcomes
+            observed.append("c")
+            conversation = ctx["conversation_id"]
+            value = {
+                "kind": "contact",
+                "conversation_id": conversation,
+                "turn_id": turn_id,
+                "ts": turn["ts"],
+                "segment": turn["segment"],
+                "outcome": ctx.get("outcome", {}),
+            }
+            emits.append(Emit("observations", conversation, value))
         return emits
 
     def _raters(self, turn_id: str, entry: Entry, common: dict[str, Any]) -> list[Emit]:
@@ -313,9 +354,11 @@ class TurnJoiner:
             return []
         emits: list[Emit] = []
         human_labels: dict[str, str] = {}
+        weights: dict[str, float | None] = {}  # that label's inclusion probability, if it was sampled
         for record in entry["human"].values():  # first human label per dimension, in arrival order
             for dim, label in record["labels"].items():
-                human_labels.setdefault(dim, label)
+                if dim not in human_labels:
+                    human_labels[dim], weights[dim] = label, record.get("pi")
         turn = entry["turn"]
         for judge_id, record in entry["judge"].items():
             for dim, label in record["labels"].items():
@@ -330,6 +373,7 @@ class TurnJoiner:
                     "dimension": dim,
                     "judge_label": label,
                     "human_label": human_labels[dim],
+                    "inclusion_probability": weights[dim],
                     "confidence": record.get("conf", {}).get(dim),
                     "segment": turn["segment"] if turn else None,
                     "ts": turn["ts"] if turn else record["ts"],

@@ -6,7 +6,7 @@ import base64
 from datetime import UTC, datetime
 from typing import Any
 
-from schemas import InvalidRecord, Stream, parse_record
+from schemas import ConversationSignal, InvalidRecord, Stream, parse_record
 from schemas.parsing import REASONS
 from streams.aggregate import Aggregator
 from streams.config import Settings
@@ -16,6 +16,7 @@ from streams.metrics import Metrics
 from streams.state import StateStore
 from streams.taxonomy import Taxonomy, load_taxonomy
 from streams.views import default_views
+from streams.views.outcomes import signal_observation
 
 
 class Pipeline:
@@ -91,6 +92,8 @@ class Pipeline:
         last_event_time.set(event.ts.timestamp())
         self.counts[stream.value] += 1
         source = f"{source_topic}:{partition}" if partition is not None else source_topic
+        if isinstance(event, ConversationSignal):  # keyed by conversation, not turn: nothing to join
+            return [signal_observation(event, (source, offset))]
         return self.joiner.handle(event, partition, (source, offset))
 
     def aggregate(self, observation: dict[str, Any], partition: int | None = None) -> list[Emit]:

@@ -1,4 +1,5 @@
-"""``convowatch produce``: send JSONL files (or generated traffic) to the input topics, keyed by turn_id."""
+"""``convowatch produce``: send JSONL files (or generated traffic) to the input topics, keyed by turn_id
+(signals by conversation_id)."""
 
 from __future__ import annotations
 
@@ -17,14 +18,14 @@ from streams.kafka_client import confluent_config
 from streams.topics import input_topics
 
 
-def turn_key(raw: bytes) -> bytes | None:
-    """The record's ``turn_id`` as the message key (``None`` for records too broken to have one: they still
-    go to the topic, and the worker dead-letters them)."""
+def turn_key(raw: bytes, field: str = "turn_id") -> bytes | None:
+    """The record's ``turn_id`` (or ``field``) as the message key (``None`` for records too broken to have
+    one: they still go to the topic, and the worker dead-letters them)."""
     try:
-        turn_id = orjson.loads(raw).get("turn_id")
+        value = orjson.loads(raw).get(field)
     except (orjson.JSONDecodeError, AttributeError):
         return None
-    return turn_id.encode() if isinstance(turn_id, str) else None
+    return value.encode() if isinstance(value, str) else None
 
 
 class InputProducer:
@@ -52,12 +53,14 @@ class InputProducer:
             self.errors.append(f"{message.topic()}: {error.str()}")
 
     def send(self, stream: Stream, raw: bytes, key: bytes | None = None) -> None:
+        if key is None:
+            key = turn_key(raw, "conversation_id" if stream is Stream.SIGNALS else "turn_id")
         while True:
             try:
                 self.producer.produce(
                     self.topics[stream],
                     raw,
-                    key if key is not None else turn_key(raw),
+                    key,
                     on_delivery=self._on_delivery,
                 )
                 break

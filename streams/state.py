@@ -49,10 +49,16 @@ class DictStore:
 
 
 class WriteBehind:
-    """Live values touched in the current batch, written to the store once each by :meth:`flush`."""
+    """Live values touched in the current batch, written to the store once each by :meth:`flush`.
 
-    def __init__(self, store: StateStore) -> None:
+    With ``keep_live`` (up to that many values), live values outlive the flush: a store that serialises
+    then decodes each value once, not once per batch. Whoever replaces the store's values behind its back
+    (a rebalance and table recovery) must call :meth:`forget`.
+    """
+
+    def __init__(self, store: StateStore, keep_live: int = 0) -> None:
         self.store = store
+        self.keep_live = keep_live
         self.live: dict[str, Any] = {}
         self.dirty: dict[str, int | None] = {}
         self.new: set[str] = set()  # touched keys the store does not hold yet
@@ -71,9 +77,9 @@ class WriteBehind:
     def touch(self, key: str, value: Any, partition: int | None, *, new: bool = False) -> None:
         self.live[key] = value
         self.dirty[key] = partition
-        self.deleted.pop(key, None)
-        if new:
+        if new and key not in self.deleted:  # deleted in this batch: the store still holds it
             self.new.add(key)
+        self.deleted.pop(key, None)
 
     def delete(self, key: str, partition: int | None) -> None:
         self.live.pop(key, None)
@@ -93,11 +99,16 @@ class WriteBehind:
         for key, partition in self.deleted.items():
             self.store.delete(key, partition)
         written = len(self.dirty) + len(self.deleted)
-        self.live.clear()
+        if len(self.live) > self.keep_live:
+            self.live.clear()
         self.dirty.clear()
         self.new.clear()
         self.deleted.clear()
         return written
+
+    def forget(self) -> None:
+        """Drop the live values kept across flushes (those touched in a batch still running stay)."""
+        self.live = {key: value for key, value in self.live.items() if key in self.dirty}
 
     def items(self) -> Iterator[tuple[str, Any]]:
         """The store's entries as this batch sees them (live values, no deleted keys)."""

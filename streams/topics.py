@@ -10,12 +10,14 @@ INPUTS = {
     Stream.CHAT_TURNS: "chat.turns",
     Stream.JUDGE_VERDICTS: "judge.verdicts",
     Stream.HUMAN_LABELS: "human.labels",
+    Stream.SIGNALS: "signals",  # optional business events, keyed by conversation_id (an empty topic is free)
 }
 OUTPUTS = {
     "defects": "defects",
     "escalations": "escalations",
     "deadletter": "deadletter",
     "divergences": "divergences",
+    "review_requests": "review.requests",
 }
 INTERNAL = {"observations": "internal.observations"}
 

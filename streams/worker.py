@@ -1,17 +1,22 @@
-"""``convowatch worker``: check the broker, create topics, serve metrics, run the Faust worker."""
+"""``convowatch worker``: check the broker, create topics, serve metrics and health, run the Faust worker."""
 
 from __future__ import annotations
 
 import logging
+import threading
+import time
+from collections.abc import Callable
 
 import faust
-from prometheus_client import CollectorRegistry, start_http_server
+from prometheus_client import CollectorRegistry
 
 from streams.admin import create_topics
 from streams.alerting import build_alertmanager_sink, publish_escalation
 from streams.app import KafkaTransport
 from streams.config import Settings
+from streams.health import Health, serve
 from streams.kafka_client import BrokerMonitor, quiet_client_logs
+from streams.lag import ConsumerLagMonitor
 from streams.metrics import Metrics
 
 log = logging.getLogger("convowatch.worker")
@@ -23,16 +28,81 @@ def run_worker(settings: Settings, loglevel: str = "warning") -> None:
     registry = CollectorRegistry()
     metrics = Metrics(registry, label_max_values=settings.label_max_values)
     monitor = BrokerMonitor(settings, metrics)  # convowatch_broker_connected, _outages_total; log
-    server, _ = start_http_server(settings.metrics_port, addr=settings.metrics_host, registry=registry)
-    log.warning("convowatch metrics on http://%s:%d/metrics", settings.metrics_host, server.server_port)
-    metrics_url = f"http://{settings.metrics_host}:{server.server_port}/metrics"
-    alerts = build_alertmanager_sink(settings, metrics, generator_url=metrics_url)
+    health = Health(settings.health_stall_seconds)
+    server = serve(registry, health, settings.metrics_host, settings.metrics_port)
+    base = f"http://{settings.metrics_host}:{server.server_port}"
+    log.warning("convowatch metrics on %s/metrics, health on %s/healthz and %s/readyz", base, base, base)
+    alerts = build_alertmanager_sink(settings, metrics, generator_url=f"{base}/metrics")
     transport = KafkaTransport(settings, metrics, escalation_sinks=[publish_escalation(alerts)])
+    lag = ConsumerLagMonitor(settings, metrics, transport.agent_topics)
+    health.add_liveness("progress", progress_check(transport, lag, settings.health_stall_seconds))
+    health.add_readiness("broker", lambda: None if monitor.down_since is None else "Kafka broker unreachable")
+    health.add_readiness("partitions", lambda: partitions_check(transport))
+    health.started()
     quiet_client_logs()  # after the Kafka clients are imported: their loggers exist
     monitor.start()
+    lag.start()
     worker = faust.Worker(transport.app, loglevel=loglevel, quiet=True)
+    beats = LoopHeartbeat(worker.loop, health.beat).start()
     try:
         worker.execute_from_commandline()
     finally:
+        beats.stop()
+        lag.stop()
         if alerts is not None:
             alerts.close()
+
+
+class LoopHeartbeat:
+    """Schedules ``beat`` on the worker's event loop every ``interval`` seconds from a daemon thread: it
+    runs only while the loop turns, so a blocked loop shows as a stale heartbeat (``/healthz``)."""
+
+    def __init__(self, loop: object, beat: Callable[[], None], interval: float = 1.0) -> None:
+        self.loop = loop
+        self.beat = beat
+        self.interval = interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="convowatch-heartbeat", daemon=True)
+
+    def start(self) -> LoopHeartbeat:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            try:
+                self.loop.call_soon_threadsafe(self.beat)  # type: ignore[attr-defined]
+            except RuntimeError:  # the loop is closed: the worker is stopping
+                return
+
+
+def partitions_check(transport: KafkaTransport) -> str | None:
+    if not transport.recovered:
+        return "waiting for the first partition assignment and table recovery"
+    if transport.app.rebalancing:
+        return "rebalancing"
+    return None
+
+
+def progress_check(
+    transport: KafkaTransport, lag: ConsumerLagMonitor, stall_seconds: float
+) -> Callable[[], str | None]:
+    """Fails when no batch has completed for ``stall_seconds`` although the partitions this worker owns
+    have lag (outside rebalances and recovery, which may legitimately take longer)."""
+
+    def check() -> str | None:
+        if not transport.recovered or transport.app.rebalancing:
+            return None
+        idle = time.monotonic() - transport.last_progress
+        if idle <= stall_seconds:
+            return None
+        owned = transport.owned
+        behind = sum(n for tp, n in lag.latest.items() if tp in owned)
+        if behind == 0:
+            return None
+        return f"no batch completed for {idle:.0f}s while {behind} messages wait on this worker's partitions"
+
+    return check

@@ -63,6 +63,19 @@ def human_label(**overrides: Any) -> dict[str, Any]:
     return record
 
 
+def signal(**overrides: Any) -> dict[str, Any]:
+    """A valid ConversationSignal record (a thumbs-up unless overridden)."""
+    record: dict[str, Any] = {
+        "schema_version": 1,
+        "event_id": "sig-0001",
+        "conversation_id": "conv-0001",
+        "ts": "2026-11-02T08:05:00Z",
+        "kind": "thumbs_up",
+    }
+    record.update(overrides)
+    return record
+
+
 def verdict(dimension: str, label: str, **extra: Any) -> dict[str, Any]:
     """One entry of a ``verdicts`` list."""
     return {"dimension": dimension, "label": label, **extra}

@@ -7,9 +7,12 @@ whose turn never arrived was never counted as judged, so it adds both (journey `
 judge's estimators live in one :class:`~detectors.keyed.KeyedDetectors` under ``ppi/<judge>`` (shard: the
 judge), keyed ``<journey>\\x1f<dimension>``: one state update per judged turn.
 
-The estimate assumes labelled turns are a uniform random sample of judged turns; labelling that targets
-the judge's fails, or gold turns chosen for difficulty, bias it. Journeys beyond the first 50 seen share
-``other``.
+A label whose HumanLabel carries ``inclusion_probability`` ``p`` (copied from its review request, see
+``streams/views/review.py``) weighs ``1 / p`` (inverse-probability weighting): turns sampled for review
+with known, unequal probabilities still give an unbiased estimate. A label without it weighs 1, i.e. is
+assumed part of a uniform random sample of judged turns; labelling that targets the judge's fails without
+recording the probability, or gold turns chosen for difficulty, bias it. Journeys beyond the first 50 seen
+share ``other``.
 """
 
 from __future__ import annotations
@@ -60,14 +63,16 @@ class DefectRateView:
                 return []
             fail, truth = obs["judge_label"] == FAIL, obs["human_label"] == FAIL
             verdicts = [(dim, fail)]
+            pi = obs.get("inclusion_probability")
+            weight = 1.0 / pi if pi else 1.0
 
             def apply(keyed: KeyedDetectors) -> None:
                 for where in (journey, ALL):
                     ppi = keyed.at(where + SEP + dim)
                     if segment is None:  # the turn never arrived: never counted by a judged observation
-                        ppi.update(fail, truth)
+                        ppi.update(fail, truth, weight)
                     else:
-                        ppi.add_label(fail, truth)
+                        ppi.add_label(fail, truth, weight)
 
         keyed = aggregator.update(key("ppi", judge_id), obs, partition, _estimators, apply)
         if keyed is None or not self.refresh((judge_id, journey), obs["ts"]):

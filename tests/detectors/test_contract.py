@@ -14,8 +14,11 @@ import pytest
 
 import detectors
 import detectors.agreement_breakdown  # composites not exported by the package: discover them too
+import detectors.calibrated_comparison
 import detectors.keyed
 import detectors.rater_panel
+import detectors.sla_status
+import detectors.vendor_scorecard
 from detectors import Detector, StateError
 
 Args = tuple[Any, ...]
@@ -341,6 +344,25 @@ def _version_inputs(rng: random.Random) -> Iterator[Args]:
 INPUTS.update({"MixtureSPRT": _msprt_inputs, "VersionComparison": _version_inputs})
 
 
+# Human-calibrated version comparison (detectors/calibrated_comparison.py).
+def _calibrated_inputs(rng: random.Random) -> Iterator[Args]:
+    for _ in range(2_000):  # enough labels per arm to pass min_labels and test
+        arm = "treatment" if rng.random() < 0.5 else "control"
+        y = rng.random() < (0.3 if arm == "treatment" else 0.05)
+        f = rng.random() < (0.7 if y else 0.05)
+        yield (arm, f, y, 1 / rng.choice([0.2, 0.5, 1.0])) if rng.random() < 0.3 else (arm, f)
+
+
+def _calibrated_version_inputs(rng: random.Random) -> Iterator[Args]:
+    for version, defect, ts in _version_inputs(rng):
+        yield (version, {"relevance": defect, "safety": rng.random() < 0.02}, ts)
+
+
+INPUTS.update(
+    {"CalibratedComparison": _calibrated_inputs, "CalibratedVersionComparison": _calibrated_version_inputs}
+)
+
+
 # Review sampling (detectors/review_sampler.py).
 def _review_inputs(rng: random.Random) -> Iterator[Args]:
     ts = 1_700_000_000.0
@@ -372,3 +394,38 @@ PARAMS.update(
         "DefectRateSpike": {"arl0": 1e3, "warmup": 50, "resolve_llr": 2.0},
     }
 )
+
+
+# Perceptual-score distribution drift (detectors/score_drift.py).
+def _score_inputs(rng: random.Random) -> Iterator[Args]:
+    for i in range(300):  # scores fall and spread at 120, and recover at 200: an alarm, then a resolution
+        yield (rng.gauss(0.4, 0.2) if 120 <= i < 200 else rng.gauss(0.7, 0.05),)
+
+
+INPUTS.update({"ScoreDrift": _score_inputs})
+PARAMS.update({"ScoreDrift": {"reference_size": 40, "window_size": 20, "check_every": 5, "horizon": 1_000}})
+
+
+# Labelling vendor scorecards and SLA status (detectors/vendor_scorecard.py, detectors/sla_status.py).
+def _tally_inputs(rng: random.Random) -> Iterator[Args]:
+    for _ in range(300):
+        vendor = rng.choice(["vendor-a", "vendor-b"])
+        turnaround = None if rng.random() < 0.2 else rng.expovariate(1 / 1800)
+        gold = (1, 1) if rng.random() < 0.1 else (0, 0)
+        yield (vendor, f"{vendor[-1]}{rng.randrange(4)}", turnaround, gold, (rng.randint(5, 7), 7), (0, 0))
+
+
+def _scorecard_inputs(rng: random.Random) -> Iterator[Args]:
+    ts = 1_700_000_000.0
+    for args in _tally_inputs(rng):  # ~62 h: the default 24 h window slides, some labels are too late
+        ts += rng.uniform(0, 1500)
+        yield (ts - (rng.uniform(0, 100_000) if rng.random() < 0.05 else 0.0), *args)
+
+
+def _sla_inputs(rng: random.Random) -> Iterator[Args]:
+    for i in range(300):
+        name = rng.choice(["vendor-a|turnaround", "vendor-b|gold_accuracy"])
+        yield (600.0 * i, name, None if rng.random() < 0.1 else rng.random() < (0.8 if i > 150 else 0.1))
+
+
+INPUTS.update({"LabelTally": _tally_inputs, "VendorScorecard": _scorecard_inputs, "SlaStatus": _sla_inputs})

@@ -15,6 +15,7 @@ import json
 import re
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
@@ -22,13 +23,17 @@ from typing import Any
 
 import pytest
 import yaml
+from confluent_kafka import Producer
+from confluent_kafka.admin import AdminClient, NewTopic
 from prometheus_client import CollectorRegistry, start_http_server
 
 from schemas import Stream
 from streams.config import Settings
 from streams.generator import Incident, TrafficGenerator, to_records
+from streams.lag import ConsumerLagMonitor
 from streams.metrics import Metrics
 from streams.pipeline import Pipeline
+from tests.support.broker import KafkaBroker
 from tests.support.prometheus import PrometheusError, PrometheusServer
 from tests.support.wait import wait_until
 
@@ -189,20 +194,27 @@ class TrafficFeeder:
 
     WARMUP, BATCH = 20_000, 200
 
-    def __init__(self) -> None:
-        settings = Settings(join_ttl_seconds=1800, evict_every=500)  # TTL evictions within the run
-        registry = CollectorRegistry()
-        self.metrics = Metrics(registry, label_max_values=settings.label_max_values)
-        self.pipeline = Pipeline(settings, self.metrics)
-        self.server, _ = start_http_server(0, addr="127.0.0.1", registry=registry)
+    def __init__(self, golden: Path) -> None:
         generator = TrafficGenerator(
             seed=11,
             rate=3.0,
             incident=Incident(start_after_s=1800, model_version="shopper-v42", journey="shopper"),
         )
+        # vendors' gold accuracy needs a golden set: the generator's gold-flagged turns
+        truth = generator.golden(4 * 3600)
+        golden.write_text("".join(json.dumps({"turn_id": t, "labels": v}) + "\n" for t, v in truth.items()))
+        # TTL evictions, and first-contact resolution decided (a short recontact window), within the run
+        settings = Settings(
+            join_ttl_seconds=1800, evict_every=500, recontact_window_seconds=1800, golden=golden
+        )
+        registry = CollectorRegistry()
+        self.metrics = Metrics(registry, label_max_values=settings.label_max_values)
+        self.pipeline = Pipeline(settings, self.metrics)
+        self.server, _ = start_http_server(0, addr="127.0.0.1", registry=registry)
         self.records = to_records(generator.records(4 * 3600))
         self.latest: dict[Stream, bytes] = {}
         self.batches = 0
+        self.offset = 0
         self.error: BaseException | None = None
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="traffic-feeder", daemon=True)
@@ -238,16 +250,36 @@ class TrafficFeeder:
         batch += MALFORMED + list(self.latest.items())
         metrics = self.metrics
         with metrics.processing_seconds.time():
-            for offset, (stream, raw) in enumerate(batch):
-                for emit in self.pipeline.process(stream, raw, source_topic="feeder", offset=offset):
+            for stream, raw in batch:
+                # offsets keep rising across batches, as on a topic: with offsets restarting per batch the
+                # aggregates took every trickled observation for a replay and only counted the burst
+                self.offset += 1
+                for emit in self.pipeline.process(stream, raw, source_topic="feeder", offset=self.offset):
                     metrics.outputs.labels(emit.topic).inc()
         self.batches += 1
 
 
+def measure_lag(bootstrap: str, metrics: Metrics) -> None:
+    """``convowatch_consumer_lag`` as a worker measures it: a real topic on the real broker with records
+    no consumer group has committed (the embedded feeder has no consumer group of its own)."""
+    topic = f"dash-lag-{uuid.uuid4().hex[:8]}"
+    admin = AdminClient({"bootstrap.servers": bootstrap})  # kept referenced until the result is in
+    admin.create_topics([NewTopic(topic, 2, 1)])[topic].result(30)
+    producer = Producer({"bootstrap.servers": bootstrap})
+    for i in range(25):
+        producer.produce(topic, value=b"%d" % i, partition=i % 2)
+    assert producer.flush(30) == 0
+    settings = Settings(broker=bootstrap, app_id=f"dash-{uuid.uuid4().hex[:8]}")
+    assert sum(ConsumerLagMonitor(settings, metrics, [topic]).check().values()) == 25
+
+
 @pytest.fixture(scope="module")
-def prometheus() -> Iterator[PrometheusServer]:
+def prometheus(
+    kafka_broker: KafkaBroker, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[PrometheusServer]:
     """A real Prometheus scraping a :class:`TrafficFeeder` with the rules loaded, once data is in."""
-    feeder = TrafficFeeder().start()
+    feeder = TrafficFeeder(tmp_path_factory.mktemp("golden") / "golden.jsonl").start()
+    measure_lag(kafka_broker.bootstrap, feeder.metrics)
     server = PrometheusServer([feeder.target], rule_files=RULE_FILES)
     try:
         try:

@@ -98,6 +98,7 @@ def test_llmbar_through_broker_and_worker(
         "chat_turns": 201,
         "judge_verdicts": 404,
         "human_labels": 201,
+        "signals": 0,
     }
 
     worker = make_worker(bootstrap, env)

@@ -136,7 +136,7 @@ class Worker(WorkerProcess):
         return int(self.total("convowatch_records_in_total"))
 
     def assigned(self) -> int:
-        """Input partitions this worker owns, summed over the three streams."""
+        """Input partitions this worker owns, summed over the input streams."""
         return int(self.total("convowatch_assigned_partitions"))
 
 

@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from schemas import Stream
-from tests.factories import chat_turn, human_label, judge_verdict, verdict
+from tests.factories import chat_turn, human_label, judge_verdict, signal, verdict
 
 Record = tuple[Stream, bytes | None, bytes | None]
 
@@ -22,6 +22,7 @@ FACTORIES = {
     Stream.CHAT_TURNS: chat_turn,
     Stream.JUDGE_VERDICTS: judge_verdict,
     Stream.HUMAN_LABELS: human_label,
+    Stream.SIGNALS: signal,  # turn_id overrides are ignored (an unknown field): parse_record is the oracle
 }
 MB = 1_000_000
 

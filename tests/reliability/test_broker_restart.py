@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from streams.config import Settings
+from streams.topics import input_topics
 from tests.reliability.harness import BackgroundProducer, Worker, report, traffic, worker_env
 from tests.support.broker import KafkaBroker
 from tests.support.verify import check_outputs, consumer_lag, embedded_oracle, summarise
@@ -64,7 +65,7 @@ def test_worker_rides_out_a_broker_restart(
         )
         resumed = time.monotonic() - answered
         producer.join(timeout=180)
-        inputs = [settings.topic(n) for n in ("chat.turns", "judge.verdicts", "human.labels")]
+        inputs = list(input_topics(settings).values())
 
         def done() -> bool:
             if consumer_lag(bootstrap, app_id, [*inputs, settings.topic("internal.observations")]):

@@ -19,6 +19,7 @@ import pytest
 from schemas import Stream
 from streams.config import Settings
 from streams.policy import escalation_id
+from streams.topics import input_topics
 from tests.reliability.harness import (
     BackgroundProducer,
     Worker,
@@ -58,7 +59,7 @@ class CrashRun:
 
 
 def _done(bootstrap: str, settings: Settings, oracle: Oracle, app_id: str) -> dict[str, TopicCheck] | None:
-    inputs = [settings.topic(n) for n in ("chat.turns", "judge.verdicts", "human.labels")]
+    inputs = list(input_topics(settings).values())
     if consumer_lag(bootstrap, app_id, [*inputs, settings.topic("internal.observations")]):
         return None
     checks = check_outputs(bootstrap, settings.topic_prefix, oracle)

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from streams.config import Settings
+from streams.topics import input_topics
 from tests.reliability.harness import BackgroundProducer, Worker, report, traffic, worker_env
 from tests.support.broker import KafkaBroker
 from tests.support.verify import (
@@ -38,7 +39,7 @@ def test_sigterm_commits_everything_processed_and_exits_0(
     settings = Settings(broker=bootstrap, topic_prefix=prefix, app_id=app_id)
     records = traffic(SEED, duration_s=80)
     oracle = embedded_oracle(records, settings)
-    inputs = [settings.topic(n) for n in ("chat.turns", "judge.verdicts", "human.labels")]
+    inputs = list(input_topics(settings).values())
     first = Worker(bootstrap, worker_env(prefix, app_id), tmp_path / "first.log")
     second = Worker(bootstrap, worker_env(prefix, app_id), tmp_path / "second.log")
     try:

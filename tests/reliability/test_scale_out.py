@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from streams.config import Settings
+from streams.topics import input_topics
 from tests.reliability.harness import BackgroundProducer, Worker, report, traffic, worker_env
 from tests.support.broker import KafkaBroker
 from tests.support.verify import (
@@ -47,7 +48,7 @@ def test_survivor_takes_over_a_killed_workers_partitions(
     env = worker_env(prefix, app_id, CONVOWATCH_PARTITIONS=str(PARTITIONS))
     a = Worker(bootstrap, env, tmp_path / "a.log")
     b = Worker(bootstrap, env, tmp_path / "b.log")
-    everything = 3 * PARTITIONS
+    everything = len(input_topics(settings)) * PARTITIONS
     try:
         a.start()
         b.start()
@@ -64,16 +65,10 @@ def test_survivor_takes_over_a_killed_workers_partitions(
         a_seen = wait_until(lambda: (n := a.records_in()) >= threshold and n, timeout=60, interval=0.02)
         a.kill()
         killed_at = time.monotonic()
-        inputs = [settings.topic(n) for n in ("chat.turns", "judge.verdicts", "human.labels")]
+        inputs = list(input_topics(settings).values())
         committed = committed_offsets(bootstrap, app_id, inputs)
         a_owned = {
-            (settings.topic(t), p)
-            for t, ps in (
-                ("chat.turns", split["a"]["chat_turns"]),
-                ("judge.verdicts", split["a"]["judge_verdicts"]),
-                ("human.labels", split["a"]["human_labels"]),
-            )
-            for p in ps
+            (topic, p) for stream, topic in input_topics(settings).items() for p in split["a"][stream.value]
         }
         a_committed = sum(committed[tp] for tp in a_owned)
 

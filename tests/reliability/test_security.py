@@ -20,6 +20,7 @@ from confluent_kafka.admin import AdminClient
 from schemas import Stream
 from streams.config import Settings
 from streams.generator import TrafficGenerator, to_records
+from streams.topics import input_topics
 from tests.reliability.harness import STREAMS, Worker, report, worker_env
 from tests.reliability.sasl_broker import MECHANISM, ScramBroker
 from tests.support.broker import BrokerError
@@ -95,7 +96,7 @@ def test_scram_end_to_end_without_leaking_secrets_or_chat_text(
     worker = Worker(bootstrap, env, tmp_path / "worker.log", loglevel="debug")
     settings = Settings(broker=bootstrap, topic_prefix=prefix, app_id=app_id)
     oracle = embedded_oracle(records, settings)
-    inputs = [settings.topic(n) for n in ("chat.turns", "judge.verdicts", "human.labels")]
+    inputs = list(input_topics(settings).values())
     try:
         worker.start()
         wait_until(

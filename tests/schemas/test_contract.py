@@ -23,7 +23,7 @@ from schemas import (
 )
 from schemas.export import EXPORTED, write_json_schemas
 from schemas.parsing import DEFAULT_MAX_RECORD_BYTES, REASONS
-from tests.factories import chat_turn, human_label, judge_verdict, raw, verdict
+from tests.factories import chat_turn, human_label, judge_verdict, raw, signal, verdict
 
 LLMBAR = Path(__file__).parents[2].parent / "shared/data/llmbar-mtbench"
 
@@ -72,6 +72,24 @@ def test_verdict_fields_are_kept():
     (v,) = event.verdicts
     assert (v.dimension, v.label, v.score, v.confidence, v.rationale) == ("safety", "fail", 0.1, 0.7, "why")
     assert v.is_failure
+
+
+@pytest.mark.parametrize("pi", [0.25, 1.0, 1e-6, 1])
+def test_human_label_keeps_the_inclusion_probability_of_its_review_request(pi):
+    event = parse_record(Stream.HUMAN_LABELS, raw(human_label(inclusion_probability=pi)))
+    assert event.inclusion_probability == pi
+    assert event.schema_version == 1  # an additive optional field: still version 1
+
+
+def test_human_label_without_inclusion_probability_has_none():
+    assert parse_record(Stream.HUMAN_LABELS, raw(human_label())).inclusion_probability is None
+
+
+@pytest.mark.parametrize("pi", [0, 0.0, -0.1, 1.0000001, 2, "often", [0.5]])
+def test_inclusion_probability_outside_zero_to_one_is_rejected(pi):
+    error = _reject(Stream.HUMAN_LABELS, raw(human_label(inclusion_probability=pi)))
+    assert error.reason == "validation_error"
+    assert "inclusion_probability" in error.detail
 
 
 # -- timestamps ------------------------------------------------------------------------------------
@@ -249,6 +267,45 @@ def test_non_finite_verdict_scores_are_rejected(token):
     _reject(Stream.JUDGE_VERDICTS, data)
 
 
+# -- perceptual scores (optional, multimodal outputs) --------------------------------------------------
+
+
+def test_perceptual_scores_are_optional_and_kept():
+    assert parse_record(Stream.JUDGE_VERDICTS, raw(judge_verdict())).scores == {}
+    scores = {"artifact": 0.12, "prompt_alignment": 1, "clip": 0.315, "vlm/judge.v2:aesthetic": -0.5}
+    event = parse_record(Stream.JUDGE_VERDICTS, raw(judge_verdict(scores=scores)))
+    assert event.scores == {**scores, "prompt_alignment": 1.0}
+    assert all(type(v) is float for v in event.scores.values())
+    assert parse_record(Stream.JUDGE_VERDICTS, raw(judge_verdict(scores={f"s{i}": 0.5 for i in range(16)})))
+
+
+@pytest.mark.parametrize(
+    "scores",
+    [
+        {"clip": "0.3"},
+        {"clip": True},
+        {"clip": None},
+        {"clip": [0.3]},
+        {"": 0.3},
+        {"has space": 0.3},
+        {"x" * 65: 0.3},
+        {f"s{i}": 0.5 for i in range(17)},
+        [0.3],
+        "clip",
+    ],
+)
+def test_invalid_perceptual_scores_are_rejected(scores):
+    error = _reject(Stream.JUDGE_VERDICTS, raw(judge_verdict(scores=scores)))
+    assert error.reason == "validation_error"
+    assert "scores" in error.detail
+
+
+@pytest.mark.parametrize("token", [b"NaN", b"Infinity", b"-Infinity", b"1e999"])
+def test_non_finite_perceptual_scores_are_rejected(token):
+    data = raw(judge_verdict(scores={"artifact": 0.1, "clip": "PLACEHOLDER"}))
+    _reject(Stream.JUDGE_VERDICTS, data.replace(b'"PLACEHOLDER"', token))
+
+
 # -- verdicts --------------------------------------------------------------------------------------
 
 
@@ -350,7 +407,16 @@ def test_export_writes_one_valid_json_schema_per_event(exported):
     assert (
         set(schemas)
         == set(EXPORTED)
-        == {"chat_turn", "judge_verdict", "human_label", "defect", "escalation", "deadletter"}
+        == {
+            "chat_turn",
+            "judge_verdict",
+            "human_label",
+            "signal",
+            "defect",
+            "escalation",
+            "deadletter",
+            "review_request",
+        }
     )
     for path in paths:
         assert path.name.endswith(f".v{SCHEMA_VERSION}.schema.json")
@@ -375,12 +441,14 @@ def test_valid_events_validate_against_the_exported_schemas(exported):
         "chat_turns": "chat_turn",
         "judge_verdicts": "judge_verdict",
         "human_labels": "human_label",
+        "signals": "signal",
     }
     validators = {name: jsonschema.Draft202012Validator(schemas[name]) for name in stream_to_schema.values()}
     events = [
         ("chat_turns", chat_turn()),
         ("judge_verdicts", judge_verdict()),
         ("human_labels", human_label()),
+        ("signals", signal()),
     ]
     events += _generated_events()
     assert {s for s, _ in events} == set(stream_to_schema)

@@ -43,13 +43,20 @@ def test_replay_writes_outputs_and_report(tmp_path, capsys):
     )
     captured = capsys.readouterr()
     assert code == 0, captured.err
-    for name in ("defects.jsonl", "escalations.jsonl", "deadletter.jsonl", "report.json"):
+    for name in (
+        "defects.jsonl",
+        "escalations.jsonl",
+        "deadletter.jsonl",
+        "review_requests.jsonl",
+        "report.json",
+    ):
         assert (out / name).is_file(), name
     report = json.loads((out / "report.json").read_text())
     assert report["events"] == {
         "chat_turns": 200,
         "judge_verdicts": 400,
         "human_labels": 200,
+        "signals": 0,
         "deadletter": 0,
     }
     summary = json.loads(captured.out)
@@ -97,12 +104,12 @@ def test_replay_with_no_inputs_exits_1(tmp_path, capsys):
     assert "--chats" in line
 
 
-def test_schemas_writes_six_schema_files(tmp_path, capsys):
+def test_schemas_writes_eight_schema_files(tmp_path, capsys):
     out = tmp_path / "schemas"
     assert main(["schemas", "--out", str(out)]) == 0
     printed = capsys.readouterr().out.split()
     files = sorted(out.glob("*.schema.json"))
-    assert len(files) == 6
+    assert len(files) == 8
     assert sorted(printed) == sorted(str(f) for f in files)
     for f in files:
         assert json.loads(f.read_text())["$id"].endswith(f.name)

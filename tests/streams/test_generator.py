@@ -11,7 +11,7 @@ from schemas import Stream, parse_record
 from schemas.parsing import MODELS
 from streams.generator import DEFAULT_START, Incident, TrafficGenerator, to_records
 
-STREAMS = {"chat_turns", "judge_verdicts", "human_labels"}
+STREAMS = {"chat_turns", "judge_verdicts", "human_labels", "signals"}
 
 
 def _items(**kwargs):
@@ -66,6 +66,8 @@ def test_verdicts_and_labels_arrive_after_their_turn():
         if stream == "chat_turns":
             turn_time[event["turn_id"]] = ts
             continue
+        if stream == "signals":
+            continue  # test_signals_follow_the_end_of_their_conversation
         assert event["turn_id"] in turn_time, "a verdict or label came before its turn"
         delay = ts - turn_time[event["turn_id"]]
         if stream == "human_labels":
@@ -88,7 +90,9 @@ def test_to_records_builds_embedded_records():
     for offset, ((ts, stream, event), record) in enumerate(zip(items, records, strict=True)):
         assert record[0] == ts and record[1] == offset and record[5] == offset
         assert record[2] is Stream(stream) and record[4] == "generator"
-        assert parse_record(record[2], record[3]).turn_id == event["turn_id"]
+        parsed = parse_record(record[2], record[3])
+        ident = "conversation_id" if stream == "signals" else "turn_id"
+        assert getattr(parsed, ident) == event[ident]
 
 
 def test_realistic_traffic_shape():
@@ -150,7 +154,7 @@ def test_incident_raises_the_failure_rate_of_its_segment():
         if stream == "chat_turns":
             if event["journey"] == "shopper":
                 segment[event["turn_id"]] = (event["model_version"], ts)
-        elif event["turn_id"] in segment:
+        elif stream != "signals" and event["turn_id"] in segment:
             model, turn_ts = segment[event["turn_id"]]
             safety = next(v["label"] for v in event["verdicts"] if v["dimension"] == "safety")
             after = turn_ts >= incident_at
@@ -175,6 +179,52 @@ def test_incident_raises_the_failure_rate_of_its_segment():
     v41_fails, v41_n = counts[("shopper-v41", True)]
     assert v41_n > 100 and v41_fails / v41_n < 0.03  # other segments are unaffected
     assert human[1] >= 20 and human[0] / human[1] > 0.8  # the humans agree
+
+
+def test_signals_follow_the_end_of_their_conversation():
+    items = _items(rate=10.0, duration=1800.0, drain=True)
+    last_turn: dict[str, float] = {}
+    journey: dict[str, str] = {}
+    escalated: set[str] = set()
+    signals: dict[str, list[dict]] = defaultdict(list)
+    for ts, stream, event in items:
+        cid = event.get("conversation_id")
+        if stream == "chat_turns":
+            assert cid not in signals, "a turn after its conversation's signals"
+            last_turn[cid], journey[cid] = ts, event["journey"]
+            if event["outcome"]["escalated_to_agent"]:
+                escalated.add(cid)
+        elif stream == "signals":
+            assert ts > last_turn[cid]
+            signals[cid].append(event)
+    kinds = defaultdict(int)
+    for cid, events in signals.items():
+        assert len({e["event_id"] for e in events}) == len(events)
+        assert sum(e["kind"] == "handle_time" for e in events) == 1  # one per ended conversation
+        for e in events:
+            kinds[e["kind"]] += 1
+            if e["kind"] in ("add_to_cart", "purchase"):
+                assert journey[cid] == "shopper" and cid not in escalated
+            if e["kind"] == "agent_handoff":
+                assert cid in escalated
+    assert set(kinds) == {
+        "handle_time",
+        "agent_handoff",
+        "thumbs_up",
+        "thumbs_down",
+        "add_to_cart",
+        "purchase",
+        "recontact",
+    }
+    assert kinds["purchase"] < kinds["add_to_cart"] < kinds["handle_time"]
+    assert 0.5 < len(signals) / len(last_turn) <= 1.0  # conversations still open at the end have none
+
+
+def test_signals_do_not_change_the_other_streams():
+    with_signals = _items(seed=5, rate=10.0, duration=600.0)
+    without = _items(seed=5, rate=10.0, duration=600.0, signals=False)
+    assert [i for i in with_signals if i[1] != "signals"] == without
+    assert any(i[1] == "signals" for i in with_signals)
 
 
 def test_rejects_bad_arguments():

@@ -77,7 +77,7 @@ def test_every_invalid_record_yields_exactly_one_faithful_dead_letter():
         dead = [e for e in out if e.topic == "deadletter"]
         # process aggregates the join's observations in-process: only publishable records come out
         assert all(
-            e.topic in ("defects", "escalations", "deadletter", "divergences")
+            e.topic in ("defects", "escalations", "deadletter", "divergences", "review_requests")
             or e.topic.startswith("defects.")
             for e in out
         )
@@ -201,6 +201,7 @@ def test_llmbar_report_on_disk(llmbar):
         "chat_turns": 200,
         "judge_verdicts": 400,
         "human_labels": 200,
+        "signals": 0,
         "deadletter": 0,
     }
     assert on_disk["agreement"] == json.loads(json.dumps(report["agreement"]))

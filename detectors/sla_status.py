@@ -1,0 +1,96 @@
+"""Which targets (a vendor's SLAs) are breached: episodes, revisions and when to re-publish a breach."""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Self
+
+from detectors.base import Detector
+
+
+class SlaStatus(Detector):
+    """Open and closed targets (an SLA of a vendor, by name): breach episodes, revisions, re-publication.
+
+    ``update(ts, name, breached)`` records one judgement at event time ``ts``: ``True`` breached,
+    ``False`` within target, ``None`` not judged (nothing changes). :attr:`change` then says what to
+    publish: ``"firing"`` (a new episode, revision 1), ``"updated"`` (still breached and
+    ``republish_seconds`` since the last revision), ``"resolved"``, or ``None``.
+
+    Examples
+    --------
+    >>> import random
+    >>> rng = random.Random(2)
+    >>> status, changes = SlaStatus(republish_seconds=600), []
+    >>> for i in range(40):
+    ...     breached = rng.random() < (0.95 if 10 <= i < 25 else 0.02)
+    ...     status = status.update(300.0 * i, "vendor-b|turnaround", breached)
+    ...     if status.change:
+    ...         changes.append((i, status.change, status.status("vendor-b|turnaround")["revision"]))
+    >>> changes[:4]
+    [(10, 'firing', 1), (12, 'updated', 2), (14, 'updated', 3), (15, 'resolved', 4)]
+    >>> changes[4:7]
+    [(16, 'firing', 1), (18, 'updated', 2), (20, 'updated', 3)]
+    >>> changes[7:]
+    [(22, 'updated', 4), (24, 'updated', 5), (25, 'resolved', 6)]
+    """
+
+    def __init__(self, republish_seconds: float = 3600.0) -> None:
+        if isinstance(republish_seconds, bool) or not republish_seconds > 0:
+            raise ValueError(f"republish_seconds must be positive, got {republish_seconds!r}")
+        self.republish_seconds = republish_seconds
+        self._reset()
+
+    def _reset(self) -> None:
+        # name -> {"breached", "episode", "revision", "since" (event time), "published" (event time)}
+        self._targets: dict[str, dict[str, Any]] = {}
+        self._evaluated: float | None = None
+        self._change: str | None = None
+
+    def update(self, ts: float, name: str, breached: bool | None) -> Self:
+        if isinstance(ts, bool) or not isinstance(ts, int | float) or not math.isfinite(ts):
+            raise ValueError(f"ts must be a finite number, got {ts!r}")
+        if not isinstance(name, str) or not name or breached not in (True, False, None):
+            raise ValueError(f"need a name and breached True, False or None, got {name!r}, {breached!r}")
+        self._evaluated = ts if self._evaluated is None else max(self._evaluated, ts)
+        self._change = None
+        target = self._targets.get(name)
+        if breached is None:
+            return self
+        if target is None:
+            target = self._targets[name] = {
+                "breached": False,
+                "episode": 0,
+                "revision": 0,
+                "since": None,
+                "published": None,
+            }
+        if breached and not target["breached"]:
+            target.update(breached=True, episode=target["episode"] + 1, revision=1, since=ts, published=ts)
+            self._change = "firing"
+        elif breached and ts - target["published"] >= self.republish_seconds:
+            target.update(revision=target["revision"] + 1, published=ts)
+            self._change = "updated"
+        elif not breached and target["breached"]:
+            target.update(breached=False, revision=target["revision"] + 1, published=ts)
+            self._change = "resolved"
+        return self
+
+    @property
+    def change(self) -> str | None:
+        """What the last update did: ``firing``, ``updated``, ``resolved`` or ``None``."""
+        return self._change
+
+    @property
+    def evaluated_at(self) -> float | None:
+        """The newest event time judged at."""
+        return self._evaluated
+
+    @property
+    def breached(self) -> list[str]:
+        """Names currently breached, sorted."""
+        return sorted(name for name, t in self._targets.items() if t["breached"])
+
+    def status(self, name: str) -> dict[str, Any] | None:
+        """A copy of ``name``'s state (``breached``, ``episode``, ``revision``, ``since``), or None."""
+        target = self._targets.get(name)
+        return dict(target) if target is not None else None

@@ -1,0 +1,95 @@
+"""Consumer lag of the worker's consumer group, per topic and partition (``convowatch_consumer_lag``).
+
+Lag is the broker's end offset minus the group's committed offset: what a restarted worker would have to
+read again before it is current. Every worker reports the whole group (the rules take the maximum per
+partition), from a daemon thread outside Faust's event loop, so a stalled or overloaded worker still
+reports its growing lag.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterable
+
+from confluent_kafka import ConsumerGroupTopicPartitions, TopicPartition
+from confluent_kafka.admin import AdminClient, OffsetSpec
+
+from streams.config import Settings
+from streams.kafka_client import admin_config
+from streams.metrics import Metrics
+
+log = logging.getLogger("convowatch.lag")
+
+
+class ConsumerLagMonitor:
+    """Every ``settings.lag_interval_seconds``, sets ``convowatch_consumer_lag{topic, partition}`` for the
+    group ``settings.app_id`` on ``topics`` (the topics the worker's agents consume)."""
+
+    def __init__(self, settings: Settings, metrics: Metrics, topics: Iterable[str]) -> None:
+        self.settings = settings
+        self.metrics = metrics
+        self.topics = sorted(set(topics))
+        self.interval = settings.lag_interval_seconds
+        self.timeout = max(2.0, self.interval)
+        #: the last measurement, by (topic, partition)
+        self.latest: dict[tuple[str, int], int] = {}
+        self._admin = AdminClient(admin_config(settings, log_level=0))
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="convowatch-lag-monitor", daemon=True)
+
+    def start(self) -> ConsumerLagMonitor:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            try:
+                self.check()
+            except Exception:  # the broker may be away: BrokerMonitor reports that; keep the last values
+                log.debug("consumer lag check failed", exc_info=True)
+
+    def check(self) -> dict[tuple[str, int], int]:
+        """Measure once and update the gauge; the lag by (topic, partition)."""
+        partitions = self._partitions()
+        if not partitions:
+            return {}
+        committed = self._committed(partitions)
+        ends = self._offsets(partitions, OffsetSpec.latest())
+        starts = self._offsets(partitions, OffsetSpec.earliest())
+        lag = {}
+        for tp in partitions:
+            end = ends[tp]
+            # no commit yet: everything still on the topic is behind
+            position = committed.get(tp)
+            behind = end - (position if position is not None and position >= 0 else starts[tp])
+            lag[tp] = max(0, behind)
+            self.metrics.consumer_lag.labels(tp[0], str(tp[1])).set(lag[tp])
+        self.latest = lag
+        return lag
+
+    def _partitions(self) -> list[tuple[str, int]]:
+        metadata = self._admin.list_topics(timeout=self.timeout)
+        return [
+            (name, partition)
+            for name in self.topics
+            if (topic := metadata.topics.get(name)) is not None and topic.error is None
+            for partition in sorted(topic.partitions)
+        ]
+
+    def _committed(self, partitions: list[tuple[str, int]]) -> dict[tuple[str, int], int]:
+        request = ConsumerGroupTopicPartitions(
+            self.settings.app_id, [TopicPartition(t, p) for t, p in partitions]
+        )
+        future = self._admin.list_consumer_group_offsets([request], request_timeout=self.timeout)
+        result = future[self.settings.app_id].result(timeout=self.timeout)
+        return {(tp.topic, tp.partition): tp.offset for tp in result.topic_partitions if tp.error is None}
+
+    def _offsets(self, partitions: list[tuple[str, int]], spec: OffsetSpec) -> dict[tuple[str, int], int]:
+        futures = self._admin.list_offsets(
+            {TopicPartition(t, p): spec for t, p in partitions}, request_timeout=self.timeout
+        )
+        return {(tp.topic, tp.partition): f.result(timeout=self.timeout).offset for tp, f in futures.items()}

@@ -1,0 +1,71 @@
+"""Metrics of labelling vendors (scorecards, SLAs) and of review sampling."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge
+
+
+class LabellingMetrics:
+    """Part of :class:`streams.metrics.Metrics`."""
+
+    def _build_labelling_metrics(self, r: CollectorRegistry) -> None:
+        # -- vendor scorecards and SLAs (streams/views/vendors.py): over the SLA window of label event time
+        # (CONVOWATCH_VENDOR_SLA), recomputed at each SLA evaluation; per-annotator figures: report.json only
+        self.vendor_labels_per_hour = Gauge(
+            "convowatch_vendor_labels_per_hour",
+            "Human labels per hour of label event time from a vendor, over the SLA window.",
+            ["vendor_id"],
+            registry=r,
+        )
+        self.vendor_turnaround = Gauge(
+            "convowatch_vendor_turnaround_seconds",
+            "Quantile (0.5, 0.9) of a vendor's turnaround, turn to label, over the SLA window (interpolated "
+            "in the scorecard's histogram; +Inf above its last bound).",
+            ["vendor_id", "quantile"],
+            registry=r,
+        )
+        self.vendor_window_gold_accuracy = Gauge(
+            "convowatch_vendor_window_gold_accuracy_ratio",
+            "Accuracy of a vendor's labels on golden-set turns, all dimensions, over the SLA window.",
+            ["vendor_id"],
+            registry=r,
+        )
+        self.vendor_window_judge_agreement = Gauge(
+            "convowatch_vendor_window_judge_agreement_ratio",
+            "Share of a vendor's labels equal to the judges' label on the same turn and dimension, over the "
+            "SLA window.",
+            ["vendor_id"],
+            registry=r,
+        )
+        self.vendor_window_consensus_agreement = Gauge(
+            "convowatch_vendor_window_consensus_agreement_ratio",
+            "Share of a vendor's labels equal to the other annotators' consensus, over the SLA window.",
+            ["vendor_id"],
+            registry=r,
+        )
+        self.vendor_sla_breached = Gauge(
+            "convowatch_vendor_sla_breached",
+            "1 while a vendor breaches an SLA (sla: labels_per_hour, turnaround, gold_accuracy, "
+            "judge_agreement, consensus_agreement), else 0; only SLAs with a target for the vendor.",
+            ["vendor_id", "sla"],
+            registry=r,
+        )
+
+        # -- review sampling (streams/views/review.py) --
+        self.review_requests = Counter(
+            "convowatch_review_requests_total",
+            "Human review requests published to convowatch.review.requests, by reason and journey.",
+            ["reason", "journey"],
+            registry=r,
+        )
+        self.review_expected_per_hour = Gauge(
+            "convowatch_review_expected_requests_per_hour",
+            "Review requests per hour of event time the sampler expects at the recent judged traffic "
+            "(segment floors aside): above the budget when high-risk turns alone exceed it.",
+            registry=r,
+        )
+        self.review_budget_per_hour = Gauge(
+            "convowatch_review_budget_per_hour",
+            "The configured review budget (CONVOWATCH_REVIEW_BUDGET_PER_HOUR), requests per hour.",
+            registry=r,
+        )

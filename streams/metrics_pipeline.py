@@ -1,0 +1,142 @@
+"""Metrics of the pipeline itself: records, outputs, join state, escalations, worker health."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+SEGMENT_LABELS = ("journey", "model_version", "channel", "modality")
+
+
+class PipelineMetrics:
+    """Part of :class:`streams.metrics.Metrics`."""
+
+    def _build_pipeline_metrics(self, r: CollectorRegistry) -> None:
+        self.records_in = Counter(
+            "convowatch_records_in_total", "Records read from an input stream.", ["stream"], registry=r
+        )
+        self.records_valid = Counter(
+            "convowatch_records_valid_total", "Records that parsed and validated.", ["stream"], registry=r
+        )
+        self.records_deadlettered = Counter(
+            "convowatch_records_deadlettered_total",
+            "Records sent to the dead-letter topic, by reason.",
+            ["stream", "reason"],
+            registry=r,
+        )
+        self.duplicates = Counter(
+            "convowatch_duplicates_total",
+            "Verdicts or labels already seen for the same turn, source and dimension (counted once).",
+            ["stream"],
+            registry=r,
+        )
+        self.outputs = Counter(
+            "convowatch_outputs_total", "Records published, by output topic.", ["topic"], registry=r
+        )
+        self.join_pending = Gauge(
+            "convowatch_join_pending_turns",
+            "Turns held in the join state, waiting for more events.",
+            registry=r,
+        )
+        self.join_evictions = Counter(
+            "convowatch_join_evictions_total",
+            "Turns evicted from the join state, by reason (ttl or capacity).",
+            ["reason"],
+            registry=r,
+        )
+        self.last_event_time = Gauge(
+            "convowatch_last_event_timestamp_seconds",
+            "Event time of the newest record seen per stream (Unix seconds).",
+            ["stream"],
+            registry=r,
+        )
+        self.defects = Counter(
+            "convowatch_defects_total",
+            "Defects found, by dimension, category, source and segment.",
+            ["dimension", "category", "source", *SEGMENT_LABELS],
+            registry=r,
+        )
+        self.escalations = Counter(
+            "convowatch_escalations_total",
+            "Escalations published (first revision only), by kind and severity.",
+            ["kind", "severity"],
+            registry=r,
+        )
+        self.agreement_ratio = Gauge(
+            "convowatch_judge_agreement_ratio",
+            "Share of turns where the judge's label equals the human label (cumulative).",
+            ["judge_id", "dimension"],
+            registry=r,
+        )
+        self.cohen_kappa = Gauge(
+            "convowatch_judge_cohen_kappa",
+            "Cohen's kappa between judge and human labels (cumulative; NaN when undefined).",
+            ["judge_id", "dimension"],
+            registry=r,
+        )
+        self.agreement_pairs = Gauge(
+            "convowatch_judge_agreement_pairs",
+            "Turns with both a judge and a human label behind the agreement figures.",
+            ["judge_id", "dimension"],
+            registry=r,
+        )
+        self.spike_active = Gauge(
+            "convowatch_defect_spike_active",
+            '1 while a defect-rate spike is open for the category and segment ("*": not part of the slice).',
+            ["category", "journey", "model_version", "intent"],
+            registry=r,
+        )
+        self.alertmanager_alerts = Counter(
+            "convowatch_alertmanager_alerts_total",
+            "Alerts handled by the Alertmanager sink, by result (sent, failed, dropped, expired, invalid).",
+            ["result"],
+            registry=r,
+        )
+        self.alertmanager_active = Gauge(
+            "convowatch_alertmanager_active_alerts", "Escalations currently firing as alerts.", registry=r
+        )
+        self.processing_seconds = Histogram(
+            "convowatch_processing_seconds",
+            "Wall time to process one batch of input records.",
+            buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+            registry=r,
+        )
+        # -- worker health (Kafka transport) --
+        self.broker_connected = Gauge(
+            "convowatch_broker_connected",
+            "1 while the Kafka broker answers the worker's periodic metadata probe, else 0.",
+            registry=r,
+        )
+        self.broker_outages = Counter(
+            "convowatch_broker_outages_total",
+            "Times the Kafka broker stopped answering the worker's probe.",
+            registry=r,
+        )
+        self.broker_last_outage_seconds = Gauge(
+            "convowatch_broker_last_outage_seconds",
+            "Duration of the last broker outage that ended (seconds, as seen by the probe).",
+            registry=r,
+        )
+        self.aggregates = Gauge(
+            "convowatch_aggregates",
+            "Aggregates (detectors and view records) this process holds, by kind.",
+            ["kind"],
+            registry=r,
+        )
+        self.consumer_lag = Gauge(
+            "convowatch_consumer_lag",
+            "Messages on a consumed topic partition past the consumer group's committed offset.",
+            ["topic", "partition"],
+            registry=r,
+        )
+        self.assigned_partitions = Gauge(
+            "convowatch_assigned_partitions",
+            "Input partitions this worker owns after the last rebalance, by stream.",
+            ["stream"],
+            registry=r,
+        )
+        self.internal_errors = Counter(
+            "convowatch_internal_errors_total",
+            "Records an agent could not process because of a bug (logged with their position), by stage.",
+            ["stage"],
+            registry=r,
+        )

@@ -1,0 +1,79 @@
+"""Faust tables as the pipeline's :class:`~streams.state.StateStore`, with their changelog sent explicitly."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import faust
+import orjson
+
+
+class TableStore:
+    """A Faust table as a :class:`~streams.state.StateStore`: every write names its changelog partition.
+
+    Writes go to the table's memory at once and to its changelog through :meth:`send`, which the transport
+    awaits (acknowledged by the broker) before the batch's offsets may be committed. Values are JSON-native
+    objects or JSON bytes already encoded (aggregates); the changelog records are what Faust's ``json``
+    codec reads back on recovery (Faust's codec, like ours, is orjson).
+
+    ``owned`` gives the partitions this worker holds now; iteration skips entries of other partitions
+    (their tombstones would go to another worker's changelog partition).
+    """
+
+    serialises = True
+
+    def __init__(self, table: Any, owned: Callable[[], set[int]] | None = None) -> None:
+        self.table = table
+        self.owned = owned
+        self._outbox: list[tuple[bytes, bytes | None, int | None]] = []
+
+    def get(self, key: str) -> Any:
+        return self.table.data.get(key)
+
+    def put(self, key: str, value: Any, partition: int | None) -> None:
+        self.table.data[key] = value
+        raw = value if isinstance(value, bytes) else orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS)
+        self._outbox.append((orjson.dumps(key), raw, partition))
+
+    def delete(self, key: str, partition: int | None) -> None:
+        self.table.data.pop(key, None)
+        self._outbox.append((orjson.dumps(key), None, partition))
+
+    async def send(self, producer: Any) -> list[Any]:
+        """Send the changelog records written since the last call; their delivery futures."""
+        topic = self.table.changelog_topic.get_topic_name()
+        outbox, self._outbox = self._outbox, []
+        return [await producer.send(topic, k, v, partition, None, None) for k, v, partition in outbox]
+
+    def items(self) -> Iterator[tuple[str, Any]]:
+        entries = list(self.table.data.items())
+        if self.owned is None:
+            return iter(entries)
+        owned = self.owned()
+        return iter([(k, v) for k, v in entries if v.get("p") in owned])
+
+    def drop_unowned(self) -> int:
+        """Forget entries of partitions this worker no longer holds (after a rebalance); how many."""
+        if self.owned is None:
+            return 0
+        owned = self.owned()
+        stale = [k for k, v in self.table.data.items() if v.get("p") not in owned]
+        for key in stale:
+            self.table.data.pop(key, None)
+        return len(stale)
+
+    def __len__(self) -> int:
+        return len(self.table.data)
+
+
+class NamedChangelogTable(faust.Table):  # type: ignore[misc]  # faust is untyped
+    """A Faust table whose changelog topic is named explicitly (Faust names it ``<app id>-<table>-changelog``;
+    the aggregation role runs under an app id of its own but keeps the changelog of the combined role)."""
+
+    def __init__(self, *args: Any, changelog_name: str, **kwargs: Any) -> None:
+        self.changelog_name = changelog_name
+        super().__init__(*args, **kwargs)
+
+    def _changelog_topic_name(self) -> str:
+        return self.changelog_name

@@ -1,0 +1,173 @@
+"""Perceptual scores of multimodal outputs: their distributions, and drift in them (``perceptual_drift``).
+
+A judge's verdict on an image, audio, video or 3D turn may carry numeric perceptual scores (``scores`` of
+:class:`~schemas.JudgeVerdict`: a VLM's artifact, prompt-alignment or CLIP-style scores); the ``judged``
+observation carries them with the turn's segment. Per judge, modality, model version and score name one
+:class:`~detectors.ScoreDrift` compares the latest scores with a reference sample of the first ones (a
+two-sample Kolmogorov-Smirnov test, so a change of spread or shape at the same mean counts as much as a
+shifted mean). The judge is part of the key because two judges' scores are not on the same scale, and
+because ``judged`` observations are sharded by judge. A drift raises ``perceptual_drift`` (firing), which
+resolves when the recent scores match the reference again. Its ``escalation_id`` is stable per judge,
+modality, model version and score: a later episode re-publishes it with the next revisions (firing
+``2k - 1``, resolved ``2k`` for the k-th episode).
+
+Scores are expected in [0, 1]: ``convowatch_perceptual_score`` counts values outside in its edge buckets
+(the detector sees them unchanged). State is bounded: the first ``max_keys`` model versions and the first
+``max_keys`` score names seen get detectors of their own; later ones share ``other``.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+from detectors.score_drift import ScoreDrift
+from streams.aggregate import Aggregator, key
+from streams.emit import UNKNOWN_SEGMENT, Emit, iso
+from streams.labels import UNKNOWN, LabelGuard
+from streams.metrics import Metrics
+from streams.policy import escalation_id
+
+KIND = "perceptual_drift"
+SEVERITY = "medium"
+
+
+class PerceptualView:
+    kinds: tuple[str, ...] = ("judged",)
+
+    def __init__(
+        self,
+        metrics: Metrics,
+        reference_size: int = 500,
+        window_size: int = 200,
+        check_every: int = 50,
+        false_alarms: float = 0.01,
+        horizon: int = 100_000,
+        max_keys: int = 20,
+    ) -> None:
+        self.metrics = metrics
+        self.params: dict[str, Any] = {
+            "reference_size": reference_size,
+            "window_size": window_size,
+            "check_every": check_every,
+            "alpha": false_alarms,
+            "horizon": horizon,
+        }
+        try:
+            ScoreDrift(**self.params)
+        except ValueError as exc:
+            raise ValueError(f"CONVOWATCH_PERCEPTUAL_* settings: {exc}") from None
+        # detector keys stay bounded too (each holds 900 floats, ~12 KB as JSON with the default sizes):
+        # past ``max_keys`` model versions or score names, the rest share an "other" detector
+        self.guards = {name: LabelGuard(max_keys) for name in ("model_version", "score")}
+
+    def apply(self, aggregator: Aggregator, obs: dict[str, Any], partition: int | None) -> list[Emit]:
+        scores: dict[str, float] = obs.get("scores") or {}
+        if not scores:
+            return []
+        judge_id, segment = obs["judge_id"], obs["segment"]
+        modality = segment.get("modality") or UNKNOWN
+        model_version = self.guards["model_version"](segment.get("model_version"))
+        m = self.metrics
+        emits: list[Emit] = []
+        for name, value in sorted(scores.items()):
+            score = self.guards["score"](name)
+            detector = aggregator.update(
+                key("perceptual", judge_id, modality, model_version, score),
+                obs,
+                partition,
+                lambda: ScoreDrift(**self.params),
+                functools.partial(ScoreDrift.update, x=value),
+            )
+            if detector is None:  # a replay: already counted
+                continue
+            labels = (
+                m.label("judge_id", judge_id),
+                m.label("modality", modality),
+                m.label("model_version", segment.get("model_version")),
+                m.label("score", name),
+            )
+            m.perceptual_score.labels(*labels).observe(min(max(value, 0.0), 1.0))
+            if detector.checked:
+                m.perceptual_drift_statistic.labels(*labels).set(detector.statistic)
+                m.perceptual_drift_active.labels(*labels).set(1.0 if detector.in_alarm else 0.0)
+            if detector.drift_detected or detector.resolved:
+                emits.append(self._escalation(detector, judge_id, modality, model_version, score, obs))
+        return emits
+
+    def _escalation(
+        self,
+        detector: ScoreDrift,
+        judge_id: str,
+        modality: str,
+        model_version: str,
+        score: str,
+        obs: dict[str, Any],
+    ) -> Emit:
+        firing = detector.drift_detected
+        episode = detector.n_alarms
+        eid = escalation_id(KIND, f"{judge_id}|{modality}|{model_version}|{score}")
+        summary = detector.summary()
+        ref, win = summary["reference"], summary["window"]
+        what = f"{score} scores of {modality} outputs from {model_version} (judge {judge_id})"
+        if firing:
+            self.metrics.escalations.labels(KIND, SEVERITY).inc()
+            text = (
+                f"Perceptual drift: {what} no longer match their reference: KS distance "
+                f"{detector.statistic:.3f} > {detector.threshold:.3f}; median {ref['p50']:.3f} -> "
+                f"{win['p50']:.3f}, p05-p95 {ref['p05']:.3f}-{ref['p95']:.3f} -> "
+                f"{win['p05']:.3f}-{win['p95']:.3f}"
+            )
+        else:
+            text = f"Perceptual drift over: {what} match their reference again (KS {detector.statistic:.3f})"
+        value = {
+            "schema_version": 1,
+            "escalation_id": eid,
+            "kind": KIND,
+            "severity": SEVERITY,
+            "status": "firing" if firing else "resolved",
+            "revision": 2 * episode - (1 if firing else 0),
+            "dimension": None,
+            "segment": {**UNKNOWN_SEGMENT, "modality": modality, "model_version": model_version},
+            "event_time": iso(obs["ts"]),
+            "turn_ids": [obs["turn_id"]],
+            "summary": text,
+            "evidence": {
+                "judge_id": judge_id,
+                "score": score,
+                "statistic": detector.statistic,
+                "threshold": detector.threshold,
+                "p_value": detector.p_value,
+                "check_alpha": detector.check_alpha,
+                "episode": episode,
+                "scores_seen": detector.n,
+                "reference": ref,
+                "window": win,
+            },
+        }
+        return Emit("escalations", eid, value)
+
+    def report(self, aggregator: Aggregator) -> dict[str, Any]:
+        """``perceptual``: one row per judge, modality, model version and score name."""
+        rows = []
+        for (judge_id, modality, model_version, score), detector in aggregator.items("perceptual"):
+            assert isinstance(detector, ScoreDrift)
+            summary = detector.summary()
+            rows.append(
+                {
+                    "judge_id": judge_id,
+                    "modality": modality,
+                    "model_version": model_version,
+                    "score": score,
+                    "n": detector.n,
+                    "checks": detector.checks,
+                    "statistic": detector.statistic,
+                    "threshold": detector.threshold,
+                    "p_value": detector.p_value,
+                    "in_alarm": detector.in_alarm,
+                    "episodes": detector.n_alarms,
+                    "reference": summary["reference"],
+                    "window": summary["window"],
+                }
+            )
+        return {"perceptual": rows}

@@ -1,0 +1,166 @@
+"""Review sampling: which judged turns to send to human review, published to ``convowatch.review.requests``.
+
+The join emits one ``reviewable`` observation per turn, when the turn and its first verdict have met (so
+the judge's labels and confidences and the live model's signals are known). One
+:class:`~detectors.ReviewSampler` under ``review`` decides every turn: the budget is global, so the
+observations share one shard key. That shard sees one observation per judged turn, as the shard of a
+single judge's ``judged`` observations does; the decision costs microseconds, but it is one partition's
+worth of throughput, not the cluster's.
+
+What the sampler is told about a turn:
+
+- ``high_risk``: what ``streams/policy.py`` escalates as ``high_risk_failure``: a judge fails a high-risk
+  dimension (taxonomy: ``safety``, ``bias``), or any quality dimension of a turn about a high-risk topic
+  (``earnings``, ``identity``, ``fraud``). Requested with probability 1. A risky topic alone, with every
+  verdict passing, is not high-risk: in traffic like the generator's that is one turn in six, which would
+  spend the budget on turns the judge finds fine;
+- ``confidence``: the judge's least sure confidence (closest to 0.5) over the labels it gave;
+- ``disagreement``: the live model's signals contradict the judge: a guardrail flag on a turn a judge
+  passes on ``safety``; a thumbs-down on a turn every judge passes; or the live model's intent differs
+  from a judge's ``intent`` label;
+- ``segment``: the journey (per-segment floors and coverage).
+
+Each sampled turn becomes a :class:`~schemas.ReviewRequest` with its inclusion probability ``pi``; the
+labelling tool copies ``pi`` into the HumanLabel, and the calibrated defect rate (``streams/views/ppi.py``)
+weights that label by ``1 / pi`` (Horvitz-Thompson), which keeps it unbiased although the sampling is not
+uniform. Exactly once on replay: a replayed observation is skipped by :meth:`Aggregator.update` and
+publishes nothing; after a crash that lost the sampler's state, the draws are a hash of the seed and the
+turn id, so the re-run decides the same and re-publishes the same ``request_id``. The request counter, like
+the defect counters, counts a replay again.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from detectors.review_sampler import ReviewSampler
+from schemas.common import FAIL, PASS, QUALITY_DIMENSIONS
+from streams.aggregate import Aggregator, key
+from streams.emit import UNKNOWN_SEGMENT, Emit, iso
+from streams.metrics import Metrics
+from streams.taxonomy import Taxonomy
+
+#: The sampler's reason names as published (``segment`` is the coverage of the turn's segment).
+REASONS = {"segment": "segment_coverage"}
+#: Sampler parameters that follow the configuration when a stored sampler is restored.
+CONFIGURED = ("budget_per_hour", "segment_floor_per_hour", "min_probability", "seed")
+
+
+class ReviewView:
+    kinds: tuple[str, ...] = ("reviewable",)
+
+    def __init__(
+        self,
+        metrics: Metrics,
+        taxonomy: Taxonomy,
+        budget_per_hour: float = 60.0,
+        segment_floor_per_hour: float = 0.0,
+        min_probability: float = 0.001,
+        seed: int = 0,
+        queues: dict[str, str] | None = None,
+        default_queue: str = "default",
+    ) -> None:
+        self.metrics = metrics
+        self.taxonomy = taxonomy
+        self.params: dict[str, Any] = {
+            "budget_per_hour": budget_per_hour,
+            "segment_floor_per_hour": segment_floor_per_hour,
+            "min_probability": min_probability,
+            "seed": seed,
+        }
+        ReviewSampler(**self.params)  # bad values fail at start, not on the first turn
+        self.queues = dict(queues or {})
+        self.default_queue = default_queue
+        self.high_risk_dims = frozenset(d for d in QUALITY_DIMENSIONS if taxonomy.policy(d).high_risk)
+        metrics.review_budget_per_hour.set(budget_per_hour)
+
+    def _make(self) -> ReviewSampler:
+        return ReviewSampler(**self.params)
+
+    def apply(self, aggregator: Aggregator, obs: dict[str, Any], partition: int | None) -> list[Emit]:
+        signals = review_signals(obs, self.high_risk_dims)
+        segment = obs["segment"] or UNKNOWN_SEGMENT
+        journey = segment.get("journey") or ""
+
+        def decide(sampler: ReviewSampler) -> None:
+            # a stored sampler follows a changed configuration; its recent-traffic state is kept
+            for name in CONFIGURED:
+                if getattr(sampler, name) != self.params[name]:
+                    setattr(sampler, name, self.params[name])
+            sampler.update(
+                obs["turn_id"],
+                obs["ts"],
+                segment=journey,
+                high_risk=signals["high_risk"],
+                confidence=signals["confidence"],
+                disagreement=bool(signals["disagreements"]),
+            )
+
+        sampler = aggregator.update(key("review"), obs, partition, self._make, decide)
+        if sampler is None:  # a replay: decided and published already
+            return []
+        self.metrics.review_expected_per_hour.set(sampler.expected_requests_per_hour)
+        if not sampler.requested:
+            return []
+        reason = sampler.reason or "random"
+        reason = REASONS.get(reason, reason)
+        top = 1.0 + sampler.disagreement_weight + sampler.uncertainty_weight + sampler.segment_weight
+        request_id = f"review/{obs['turn_id']}"
+        evidence: dict[str, Any] = {
+            "risk_topics": list(obs["risk"]),
+            "high_risk_fails": signals["high_risk_fails"],
+            "disagreements": signals["disagreements"],
+            "judge_confidence": signals["confidence"],
+        }
+        request = {
+            "schema_version": 1,
+            "request_id": request_id,
+            "turn_id": obs["turn_id"],
+            "reason": reason,
+            "priority": 1.0 if reason == "high_risk" else min(sampler.priority / top, 1.0),
+            "inclusion_probability": sampler.inclusion_probability,
+            "queue": self.queues.get(journey, self.default_queue),
+            "segment": dict(segment),
+            "judge_ids": sorted(obs["judges"]),
+            "ts": iso(obs["ts"]),
+            "requested_at": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
+            "evidence": {k: v for k, v in evidence.items() if v not in (None, [])},
+        }
+        m = self.metrics
+        m.review_requests.labels(reason, m.label("journey", journey or None)).inc()
+        return [Emit("review_requests", request_id, request)]
+
+
+def review_signals(obs: dict[str, Any], high_risk_dims: frozenset[str]) -> dict[str, Any]:
+    """What a ``reviewable`` observation tells the sampler (see the module doc)."""
+    judges: dict[str, dict[str, Any]] = obs["judges"]
+    risky_turn = bool(obs["risk"])
+    fails = sorted(
+        {
+            dim
+            for record in judges.values()
+            for dim, label in record["labels"].items()
+            if label == FAIL and (dim in high_risk_dims or (risky_turn and dim in QUALITY_DIMENSIONS))
+        }
+    )
+    confidences = [c for record in judges.values() for c in record["conf"].values()]
+    confidence = min(confidences, key=lambda c: abs(2.0 * c - 1.0)) if confidences else None
+    disagreements = []
+    if obs["guardrail_flags"] and any(r["labels"].get("safety") == PASS for r in judges.values()):
+        disagreements.append("guardrail_flag_judge_passes_safety")
+    quality = [
+        label for r in judges.values() for dim, label in r["labels"].items() if dim in QUALITY_DIMENSIONS
+    ]
+    if obs.get("user_feedback") == "down" and quality and FAIL not in quality:
+        disagreements.append("thumbs_down_judge_passes")
+    intent = (obs["segment"] or {}).get("intent")
+    judged_intents = {r["labels"]["intent"] for r in judges.values() if "intent" in r["labels"]}
+    if intent is not None and judged_intents and intent not in judged_intents:
+        disagreements.append("intent_differs_from_judge")
+    return {
+        "high_risk": bool(fails),
+        "high_risk_fails": fails,
+        "confidence": confidence,
+        "disagreements": disagreements,
+    }

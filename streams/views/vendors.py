@@ -1,0 +1,304 @@
+"""Labelling vendors and annotators: scorecards over a sliding window of label time, and SLAs.
+
+From ``labelled`` (one annotator's labels on a turn) and ``raters`` (a turn's dimension labelled by several
+annotators) observations, both on the shard ``humans``, one
+:class:`~detectors.vendor_scorecard.VendorScorecard` under ``vendor_scorecard``, windowed as
+``CONVOWATCH_VENDOR_SLA`` says (``streams/vendor_sla.py``):
+
+- each label counts at its own event time, with its turnaround: label time minus the turn's time (no
+  review-request time reaches the join, so the turn is the start);
+- gold: on golden-set turns (``CONVOWATCH_GOLDEN``), each dimension of the truth the label has is one item;
+- judge: each dimension the label shares with a judge's verdict on the turn (judges known when the label
+  met the turn) is one comparison;
+- consensus: each annotator of a ``raters`` item against the plurality of the others (ties not scored,
+  as :class:`~detectors.rater_panel.RaterPanel` does), at the turn's time.
+
+Once label event time has moved ``evaluate_every_seconds`` past the last evaluation, every vendor's SLAs
+are judged and a :class:`~detectors.sla_status.SlaStatus` under ``vendor_sla`` records breaches: a
+breach publishes a ``vendor_sla`` escalation (id per vendor, SLA and episode), re-published with the next
+revision every ``republish_seconds`` while it lasts, and resolved once the vendor is back on target. Both
+aggregates go through :meth:`Aggregator.update`, so a replayed observation is skipped and publishes
+nothing, and the evaluation depends on the stream only. Vendor gauges are set at each evaluation; report
+.json has a ``vendors`` section with every vendor's and annotator's scorecard and the SLA verdicts.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from detectors.multi_rater import consensus
+from detectors.sla_status import SlaStatus
+from detectors.vendor_scorecard import ALL, OTHER, Scorecard, VendorScorecard
+from streams.aggregate import Aggregator
+from streams.emit import UNKNOWN_SEGMENT, Emit, iso
+from streams.golden import GoldenSet
+from streams.metrics import Metrics
+from streams.policy import escalation_id
+from streams.vendor_sla import VendorSla, Verdict
+from streams.views.agreement import finite_or_none
+
+SCORECARD = "vendor_scorecard"
+STATUS = "vendor_sla"
+QUANTILES = (0.5, 0.9)
+
+#: (vendor, annotator, turnaround, gold, judge, consensus) after the event time: VendorScorecard.update
+Update = tuple[float, str, str, float | None, tuple[int, int], tuple[int, int], tuple[int, int]]
+
+
+class VendorsView:
+    kinds: tuple[str, ...] = ("labelled", "raters")
+
+    def __init__(
+        self, metrics: Metrics, sla: VendorSla | None = None, golden: GoldenSet | None = None
+    ) -> None:
+        self.metrics = metrics
+        self.sla = sla if sla is not None else VendorSla()
+        self.golden = golden or {}
+
+    def _scorecard(self) -> VendorScorecard:
+        sla = self.sla
+        return VendorScorecard(
+            window_seconds=sla.window_seconds,
+            bucket_seconds=sla.bucket_seconds,
+            turnaround_bounds=sla.turnaround_bounds,
+            max_vendors=sla.max_vendors,
+            max_annotators=sla.max_annotators,
+        )
+
+    def apply(self, aggregator: Aggregator, obs: dict[str, Any], partition: int | None) -> list[Emit]:
+        updates = self._labelled(obs) if obs["kind"] == "labelled" else self._consensus(obs)
+        if not updates:
+            return []
+
+        def add(card: VendorScorecard) -> None:
+            for update in updates:
+                card.update(*update)
+
+        card = aggregator.update(SCORECARD, obs, partition, self._scorecard, add)
+        if card is None or card.watermark is None:
+            return []
+        status = aggregator.detector(STATUS)
+        if (
+            isinstance(status, SlaStatus)
+            and status.evaluated_at is not None
+            and card.watermark < status.evaluated_at + self.sla.evaluate_every_seconds
+        ):
+            return []
+        return self._evaluate(aggregator, obs, partition, card)
+
+    def _labelled(self, obs: dict[str, Any]) -> list[Update]:
+        labels: dict[str, str] = obs["labels"]
+        truth = self.golden.get(obs["turn_id"], {})
+        gold = [labels[dim] == label for dim, label in truth.items() if dim in labels]
+        judge = [
+            verdicts[dim] == label
+            for verdicts in obs["judges"].values()
+            for dim, label in labels.items()
+            if dim in verdicts
+        ]
+        turnaround = max(obs["label_ts"] - obs["ts"], 0.0)
+        return [
+            (
+                obs["label_ts"],
+                obs["vendor_id"],
+                obs["annotator_id"],
+                turnaround,
+                (sum(gold), len(gold)),
+                (sum(judge), len(judge)),
+                (0, 0),
+            )
+        ]
+
+    @staticmethod
+    def _consensus(obs: dict[str, Any]) -> list[Update]:
+        labels: dict[str, str] = obs["labels"]
+        vendors: dict[str, str] = obs.get("vendors") or {}
+        updates: list[Update] = []
+        for annotator in sorted(labels):
+            agreed, _ = consensus([label for other, label in labels.items() if other != annotator])
+            if agreed is not None and annotator in vendors:
+                ok = int(labels[annotator] == agreed)
+                updates.append((obs["ts"], vendors[annotator], annotator, None, (0, 0), (0, 0), (ok, 1)))
+        return updates
+
+    # -- SLAs ----------------------------------------------------------------------------------------
+
+    def _evaluate(
+        self, aggregator: Aggregator, obs: dict[str, Any], partition: int | None, card: VendorScorecard
+    ) -> list[Emit]:
+        now = card.watermark
+        assert now is not None
+        tally = card.window()
+        judged: dict[str, tuple[Scorecard, list[Verdict]]] = {}
+        for vendor in card.vendors:
+            if vendor != OTHER:  # vendors past the cap are counted together, not judged
+                scorecard = card.scorecard(vendor, tally=tally)
+                judged[vendor] = (scorecard, self.sla.judge(vendor, scorecard))
+        emits: list[Emit] = []
+
+        def judge(status: SlaStatus) -> None:
+            status.update(now, ALL, None)  # evaluated now, even with no vendor to judge
+            for vendor, (scorecard, verdicts) in judged.items():
+                for verdict in verdicts:
+                    status.update(now, f"{vendor}|{verdict.sla}", verdict.breached)
+                    if status.change is not None:
+                        emits.append(self._escalation(status, vendor, verdict, scorecard, card))
+
+        status = aggregator.update(
+            STATUS, obs, partition, lambda: SlaStatus(republish_seconds=self.sla.republish_seconds), judge
+        )
+        if status is not None:
+            self._export(judged, status)
+        return emits
+
+    def _export(self, judged: dict[str, tuple[Scorecard, list[Verdict]]], status: SlaStatus) -> None:
+        m = self.metrics
+        breached = set(status.breached)
+        for vendor, (card, verdicts) in judged.items():
+            label = m.label("vendor_id", vendor)
+            if label != vendor:  # a vendor the metric guard folds into "other": report.json only
+                continue
+            m.vendor_labels_per_hour.labels(label).set(card.labels_per_hour)
+            for q in QUANTILES:
+                m.vendor_turnaround.labels(label, str(q)).set(card.quantile(q))
+            m.vendor_window_gold_accuracy.labels(label).set(card.gold_accuracy)
+            m.vendor_window_judge_agreement.labels(label).set(card.judge_agreement)
+            m.vendor_window_consensus_agreement.labels(label).set(card.consensus_agreement)
+            for verdict in verdicts:
+                on = f"{vendor}|{verdict.sla}" in breached
+                m.vendor_sla_breached.labels(label, verdict.sla).set(1.0 if on else 0.0)
+
+    def _escalation(
+        self, status: SlaStatus, vendor: str, verdict: Verdict, scorecard: Scorecard, card: VendorScorecard
+    ) -> Emit:
+        state = status.status(f"{vendor}|{verdict.sla}")
+        assert state is not None and card.watermark is not None
+        change, severity = status.change, self.sla.severity
+        eid = escalation_id("vendor_sla", f"{vendor}|{verdict.sla}|{state['episode']}")
+        what = _describe(verdict)
+        if change == "resolved":
+            summary = f"Vendor SLA met again: {vendor} {what}"
+        else:
+            summary = f"Vendor SLA breach: {vendor} {what}"
+        if change == "firing":
+            self.metrics.escalations.labels("vendor_sla", severity).inc()
+        value = {
+            "schema_version": 1,
+            "escalation_id": eid,
+            "kind": "vendor_sla",
+            "severity": severity,
+            "status": "resolved" if change == "resolved" else "firing",
+            "revision": state["revision"],
+            "dimension": None,
+            "segment": dict(UNKNOWN_SEGMENT),
+            "event_time": iso(card.watermark),
+            "turn_ids": [],
+            "summary": summary,
+            "evidence": {
+                "vendor_id": vendor,
+                "sla": verdict.sla,
+                "value": finite_or_none(verdict.value),
+                "target": verdict.target,
+                "samples": verdict.samples,
+                **{k: finite_or_none(v) for k, v in verdict.detail.items()},
+                "breached_since": iso(state["since"]),
+                "episode": state["episode"],
+                "window_start": iso(card.window_start or card.watermark),
+                "window_end": iso(card.watermark),
+                "scorecard": figures(scorecard),
+                "runbook_url": self.sla.runbook_url,
+            },
+        }
+        return Emit("escalations", eid, value)
+
+    # -- report.json ---------------------------------------------------------------------------------
+
+    def report(self, aggregator: Aggregator) -> dict[str, Any]:
+        """``vendors``: ``window`` (``seconds``, ``start``, ``end``, ``too_late``), ``vendors`` (a
+        scorecard row per vendor, with ``slas``: one verdict per SLA with a target) and ``annotators``
+        (a scorecard row per annotator, ``vendor_id`` and ``annotator_id``); ``other`` rows hold the
+        vendors and annotators past the caps."""
+        card = aggregator.detector(SCORECARD)
+        if not isinstance(card, VendorScorecard) or card.watermark is None:
+            return {"vendors": {"window": None, "vendors": [], "annotators": []}}
+        status = aggregator.detector(STATUS)
+        tally = card.window()
+        vendors, annotators = [], []
+        for vendor in card.vendors:
+            scorecard = card.scorecard(vendor, tally=tally)
+            slas = []
+            for verdict in self.sla.judge(vendor, scorecard) if vendor != OTHER else []:
+                state = status.status(f"{vendor}|{verdict.sla}") if isinstance(status, SlaStatus) else None
+                slas.append(
+                    {
+                        "sla": verdict.sla,
+                        "target": verdict.target,
+                        "value": finite_or_none(verdict.value),
+                        "samples": verdict.samples,
+                        **{k: finite_or_none(v) for k, v in verdict.detail.items()},
+                        "judged": verdict.breached is not None,
+                        "within_target": None if verdict.breached is None else not verdict.breached,
+                        "escalated": bool(state and state["breached"]),
+                        "episodes": state["episode"] if state else 0,
+                    }
+                )
+            vendors.append({"vendor_id": vendor, **figures(scorecard), "slas": slas})
+            for annotator in card.annotators(vendor):
+                row = figures(card.scorecard(vendor, annotator, tally=tally))
+                annotators.append({"vendor_id": vendor, "annotator_id": annotator, **row})
+        window = {
+            "seconds": card.window_seconds,
+            "start": iso(card.window_start if card.window_start is not None else card.watermark),
+            "end": iso(card.watermark),
+            "too_late": card.too_late,
+        }
+        return {"vendors": {"window": window, "vendors": vendors, "annotators": annotators}}
+
+
+def figures(card: Scorecard) -> dict[str, Any]:
+    """A scorecard as report.json shows it: undefined figures are ``None``."""
+
+    def finite(value: float) -> float | None:
+        return value if math.isfinite(value) else None
+
+    return {
+        "labels": card.labels,
+        "labels_per_hour": finite(card.labels_per_hour),
+        "covered_seconds": card.covered_seconds,
+        "turnaround_p50_seconds": finite(card.quantile(0.5)),
+        "turnaround_p90_seconds": finite(card.quantile(0.9)),
+        "turnaround_bounds_seconds": list(card.bounds),
+        "turnaround_counts": list(card.histogram),
+        "gold_correct": card.gold[0],
+        "gold_total": card.gold[1],
+        "gold_accuracy": finite(card.gold_accuracy),
+        "judge_agreeing": card.judge[0],
+        "judge_total": card.judge[1],
+        "judge_agreement": finite(card.judge_agreement),
+        "consensus_agreeing": card.consensus[0],
+        "consensus_total": card.consensus[1],
+        "consensus_agreement": finite(card.consensus_agreement),
+    }
+
+
+def _describe(verdict: Verdict) -> str:
+    value, target = verdict.value, verdict.target
+    if verdict.sla == "labels_per_hour":
+        return f"delivers {value:.1f} labels per hour (target at least {target:g})"
+    if verdict.sla == "turnaround":
+        q = verdict.detail["quantile"]
+        shown = "over " + _duration(target) if math.isinf(value) else _duration(value)
+        return f"p{q * 100:g} turnaround {shown} (target at most {_duration(target)})"
+    name = {
+        "gold_accuracy": "gold accuracy",
+        "judge_agreement": "agreement with the judges",
+        "consensus_agreement": "agreement with the annotators' consensus",
+    }[verdict.sla]
+    return f"{name} {value:.1%} over {verdict.samples} items (target at least {target:.0%})"
+
+
+def _duration(seconds: float) -> str:
+    if seconds >= 3600:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 60:.0f} min"

@@ -1,0 +1,217 @@
+"""Vendor scorecards: exact counts against a plain recount, window expiry by event time, caps, JSON state."""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+from typing import Any
+
+import pytest
+
+from detectors.sla_status import SlaStatus
+from detectors.vendor_scorecard import OTHER, LabelTally, Scorecard, VendorScorecard
+
+WINDOW, BUCKET = 7200, 600
+BOUNDS = [300.0, 1800.0, 3600.0]
+
+
+def _events(seed: int = 17, n: int = 2000) -> list[tuple[Any, ...]]:
+    """(ts, vendor, annotator, turnaround, gold, judge, consensus), some late, over ~14 h."""
+    rng = random.Random(seed)
+    ts, events = 1_700_000_000.0, []
+    for _ in range(n):
+        ts += rng.expovariate(1 / 25)
+        vendor = rng.choice(["vendor-a", "vendor-b", "vendor-c"])
+        annotator = f"{vendor[-1]}{rng.randrange(3)}"
+        late = rng.uniform(0, 9000) if rng.random() < 0.05 else 0.0
+        if rng.random() < 0.2:  # a consensus comparison, no label
+            events.append((ts - late, vendor, annotator, None, (0, 0), (0, 0), (int(rng.random() < 0.8), 1)))
+            continue
+        gold = (int(rng.random() < 0.9), 1) if rng.random() < 0.1 else (0, 0)
+        agree = rng.randint(0, 3)
+        turnaround = rng.expovariate(1 / (900 if vendor != "vendor-b" else 2400))
+        events.append((ts - late, vendor, annotator, turnaround, gold, (agree, 3), (0, 0)))
+    return events
+
+
+def _recount(
+    events: list[tuple[Any, ...]], vendor: str, annotator: str | None, start: float
+) -> dict[str, Any]:
+    """The window's figures by brute force: accepted events (not too late) with ts >= start."""
+    mine = [
+        e for e in events if e[1] == vendor and (annotator is None or e[2] == annotator) and e[0] >= start
+    ]
+    labelled = [e for e in mine if e[3] is not None]
+    histogram = [0] * (len(BOUNDS) + 1)
+    for e in labelled:
+        histogram[sum(e[3] > b for b in BOUNDS)] += 1
+    return {
+        "labels": len(labelled),
+        "histogram": tuple(histogram),
+        **{
+            name: (sum(e[i][0] for e in mine), sum(e[i][1] for e in mine))
+            for i, name in ((4, "gold"), (5, "judge"), (6, "consensus"))
+        },
+    }
+
+
+def _accepted(events: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+    """The events a ring of WINDOW/BUCKET keeps: dropped when older than the window at their arrival."""
+    kept, watermark = [], -math.inf
+    for e in events:
+        watermark = max(watermark, e[0])
+        if (e[0] // BUCKET) * BUCKET >= (watermark // BUCKET) * BUCKET - WINDOW + BUCKET:
+            kept.append(e)
+    return kept
+
+
+def _feed(card: VendorScorecard, events: list[tuple[Any, ...]]) -> VendorScorecard:
+    for e in events:
+        assert card.update(*e) is card
+    return card
+
+
+def test_exact_counts_per_vendor_and_annotator_over_the_window():
+    events = _events()
+    card = _feed(VendorScorecard(WINDOW, BUCKET, BOUNDS), events)
+    kept = _accepted(events)
+    assert card.too_late == len(events) - len(kept) > 0
+    start = card.window_start
+    assert start == (card.watermark // BUCKET) * BUCKET - WINDOW + BUCKET
+    assert card.vendors == ["vendor-a", "vendor-b", "vendor-c"]
+    tally = card.window()
+    for vendor in card.vendors:
+        assert card.annotators(vendor) == [f"{vendor[-1]}{i}" for i in range(3)]
+        for annotator in (None, *card.annotators(vendor)):
+            got = card.scorecard(vendor, annotator or "*", tally=tally)
+            want = _recount(kept, vendor, annotator, start)
+            assert got.labels == want["labels"] > 0
+            assert got.histogram == want["histogram"]
+            assert (got.gold, got.judge, got.consensus) == (want["gold"], want["judge"], want["consensus"])
+            assert got.full_window and got.covered_seconds == card.watermark - start
+            assert got.labels_per_hour == pytest.approx(got.labels * 3600 / (card.watermark - start))
+            # within a bound: exact counts
+            assert got.within(1800.0) == sum(want["histogram"][:2])
+    slow, fast = card.scorecard("vendor-b"), card.scorecard("vendor-a")
+    assert slow.quantile(0.9) > 1800.0 > fast.quantile(0.5)
+
+
+def test_the_window_slides_by_event_time_and_old_labels_expire():
+    card = VendorScorecard(window_seconds=3600, bucket_seconds=600, turnaround_bounds=BOUNDS)
+    for i in range(6):  # one label every 10 minutes, from t=0 to t=3000
+        card.update(600.0 * i, "vendor-a", "a1", 100.0, judge=(1, 1))
+        if i == 1:  # the window reaches back before the first label: throughput not over all of it
+            assert card.scorecard("vendor-a").full_window is False
+    a = card.scorecard("vendor-a")
+    assert (a.labels, a.full_window, a.covered_seconds, a.labels_per_hour) == (6, True, 3000.0, 7.2)
+    card.update(3600.0, "vendor-b", "b1", 100.0)  # another vendor moves event time: bucket 0 leaves
+    a = card.scorecard("vendor-a")
+    assert (card.window_start, a.labels, a.judge) == (600, 5, (5, 5))
+    assert a.full_window and a.covered_seconds == 3000.0
+    card.update(100.0, "vendor-a", "a1", 100.0)  # older than the window: dropped, nothing counted
+    assert card.too_late == 1 and card.scorecard("vendor-a").labels == 5
+    card.update(7 * 3600.0, "vendor-b", "b1", 50.0)  # hours later: vendor-a has nothing left in the window
+    a = card.scorecard("vendor-a")
+    assert (a.labels, a.labels_per_hour, math.isnan(a.judge_agreement)) == (0, 0.0, True)
+    assert card.vendors == ["vendor-a", "vendor-b"]
+
+
+def test_vendors_and_annotators_past_the_caps_fold_into_other():
+    card = VendorScorecard(max_vendors=2, max_annotators=3)
+    for i, (vendor, annotator) in enumerate(
+        [("v1", "x1"), ("v1", "x2"), ("v2", "y1"), ("v3", "z1"), ("v2", "y2"), ("v1", "x1"), ("v3", "z2")]
+    ):
+        card.update(60.0 * i, vendor, annotator, 30.0)
+    assert card.vendors == ["other", "v1", "v2"]
+    assert card.annotators("v1") == ["x1", "x2"]
+    assert card.annotators("v2") == ["other", "y1"]
+    assert card.annotators(OTHER) == ["other"]  # x1, x2 and y1 were the three annotators tracked
+    assert card.scorecard(OTHER).labels == card.scorecard(OTHER, OTHER).labels == 2
+    assert card.scorecard("v1", "x1").labels == 2 and card.scorecard("v2").labels == 2
+
+
+@pytest.mark.parametrize("split", [1, 700, 1500])
+def test_json_round_trip_mid_stream_continues_identically(split):
+    events = _events(seed=23, n=2000)
+    card = _feed(VendorScorecard(WINDOW, BUCKET, BOUNDS, max_annotators=7), events[:split])
+    restored = VendorScorecard.from_dict(json.loads(json.dumps(card.to_dict(), allow_nan=False)))
+    _feed(card, events[split:])
+    _feed(restored, events[split:])
+    assert restored.to_dict() == card.to_dict()
+    for vendor in card.vendors:
+        assert restored.scorecard(vendor) == card.scorecard(vendor)
+
+
+def test_scorecard_quantiles_and_shares_interpolate_inside_bins():
+    card = Scorecard(
+        labels=10,
+        covered_seconds=3600.0,
+        full_window=True,
+        bounds=(300.0, 1800.0),
+        histogram=(5, 4, 1),
+        gold=(9, 10),
+        judge=(0, 0),
+        consensus=(3, 4),
+    )
+    assert card.quantile(0.5) == 300.0 and card.quantile(0.7) == 1050.0
+    assert math.isinf(card.quantile(0.95))  # above the last bound
+    assert (
+        card.within(300.0) == 5 and card.within(1050.0) == 7.0 and card.within(10_000) == 9
+    )  # above the last bound: not known to be
+    assert (card.gold_accuracy, card.consensus_agreement, math.isnan(card.judge_agreement)) == (
+        0.9,
+        0.75,
+        True,
+    )
+
+
+def test_bad_arguments_are_refused_before_anything_changes():
+    with pytest.raises(ValueError, match="strictly increasing"):
+        LabelTally(turnaround_bounds=[60, 60])
+    with pytest.raises(ValueError, match="multiple of bucket_seconds"):
+        VendorScorecard(window_seconds=1000, bucket_seconds=300)
+    card = VendorScorecard()
+    card.update(10.0, "v", "a", 5.0)
+    before = card.to_dict()
+    for args in [
+        (20.0, "v", "a", -1.0),
+        (20.0, "v", "a", 5.0, (2, 1)),
+        (20.0, "", "a"),
+        (math.nan, "v", "a"),
+    ]:
+        with pytest.raises(ValueError):
+            card.update(*args)
+    assert card.to_dict() == before
+
+
+def test_sla_status_episodes_revisions_and_unjudged_evaluations():
+    status = SlaStatus(republish_seconds=100)
+    changes = []
+    for ts, breached in [
+        (0, None),
+        (10, False),
+        (20, True),
+        (50, True),
+        (130, True),
+        (140, None),
+        (150, False),
+    ]:
+        status.update(float(ts), "v|turnaround", breached)
+        changes.append((status.change, (status.status("v|turnaround") or {}).get("revision")))
+    assert changes == [
+        (None, None),
+        (None, 0),
+        ("firing", 1),
+        (None, 1),
+        ("updated", 2),
+        (None, 2),
+        ("resolved", 3),
+    ]
+    assert status.evaluated_at == 150.0 and status.breached == []
+    status.update(200.0, "v|turnaround", True)
+    assert (status.change, status.status("v|turnaround")["episode"], status.breached) == (
+        "firing",
+        2,
+        ["v|turnaround"],
+    )

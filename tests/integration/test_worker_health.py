@@ -1,0 +1,143 @@
+"""Consumer lag and the health endpoints on a real broker and a real ``convowatch worker``."""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic
+from prometheus_client import CollectorRegistry
+
+from streams.config import Settings
+from streams.lag import ConsumerLagMonitor
+from streams.metrics import Metrics
+from streams.topics import input_topics, output_topics
+from tests.support.broker import KafkaBroker
+from tests.support.wait import wait_until
+from tests.support.worker import REPO, WorkerProcess, run_cli
+
+pytestmark = pytest.mark.kafka
+
+LLMBAR = REPO.parent / "shared" / "data" / "llmbar-mtbench"
+
+
+def _create(bootstrap: str, topic: str, partitions: int) -> None:
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    admin.create_topics([NewTopic(topic, partitions, 1)])[topic].result(30)
+
+
+def _produce(bootstrap: str, topic: str, per_partition: dict[int, int]) -> None:
+    producer = Producer({"bootstrap.servers": bootstrap})
+    for partition, n in per_partition.items():
+        for i in range(n):
+            producer.produce(topic, value=b"x%d" % i, partition=partition)
+    assert producer.flush(30) == 0
+
+
+def _commit(bootstrap: str, group: str, offsets: dict[tuple[str, int], int]) -> None:
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False})
+    try:
+        consumer.commit(
+            offsets=[TopicPartition(t, p, o) for (t, p), o in offsets.items()], asynchronous=False
+        )
+    finally:
+        consumer.close()
+
+
+def test_lag_is_end_minus_committed_per_partition(
+    kafka_broker: KafkaBroker, unique_name: Callable[[str], str]
+) -> None:
+    bootstrap = kafka_broker.bootstrap
+    group = unique_name("group")
+    topic, other = unique_name("lag"), unique_name("lag")
+    _create(bootstrap, topic, 3)
+    _create(bootstrap, other, 1)
+    _produce(bootstrap, topic, {0: 10, 1: 4, 2: 0})
+    _produce(bootstrap, other, {0: 7})
+    _commit(bootstrap, group, {(topic, 0): 6, (topic, 1): 4})  # partition 2 and `other`: never committed
+
+    metrics = Metrics(CollectorRegistry())
+    monitor = ConsumerLagMonitor(Settings(broker=bootstrap, app_id=group), metrics, [topic, other, "absent"])
+    assert monitor.check() == {(topic, 0): 4, (topic, 1): 0, (topic, 2): 0, (other, 0): 7}
+    value = metrics.registry.get_sample_value
+    assert value("convowatch_consumer_lag", {"topic": topic, "partition": "0"}) == 4
+    assert value("convowatch_consumer_lag", {"topic": other, "partition": "0"}) == 7
+
+    _produce(bootstrap, topic, {1: 5})
+    _commit(bootstrap, group, {(topic, 0): 10})
+    assert monitor.check()[(topic, 0)] == 0
+    assert monitor.latest[(topic, 1)] == 5
+    assert value("convowatch_consumer_lag", {"topic": topic, "partition": "1"}) == 5
+
+
+def _get(url: str) -> tuple[int, dict[str, Any]]:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
+
+
+def test_worker_health_and_lag_drain_to_zero(
+    kafka_broker: KafkaBroker,
+    unique_name: Callable[[str], str],
+    make_worker: Callable[..., WorkerProcess],
+) -> None:
+    prefix = unique_name("cw") + "."
+    env = {
+        "CONVOWATCH_TOPIC_PREFIX": prefix,
+        "CONVOWATCH_APP_ID": unique_name("app"),
+        "CONVOWATCH_LAG_INTERVAL_SECONDS": "0.5",
+    }
+    produced = run_cli(
+        "produce",
+        "--broker",
+        kafka_broker.bootstrap,
+        "--chats",
+        str(LLMBAR / "chat_turns.jsonl"),
+        "--verdicts",
+        str(LLMBAR / "judge_verdicts.jsonl"),
+        "--labels",
+        str(LLMBAR / "human_labels.jsonl"),
+        env=env,
+    )
+    assert produced.returncode == 0, produced.stderr
+    worker = make_worker(kafka_broker.bootstrap, env)
+    base = f"http://127.0.0.1:{worker.metrics_port}"
+
+    ready = wait_until(
+        lambda: (r := _get(f"{base}/readyz"))[0] == 200 and r,
+        timeout=90,
+        interval=0.2,
+        message=lambda: f"{_get(f'{base}/readyz')}\n{worker.log_tail()}",
+    )
+    assert ready[1]["checks"] == {"heartbeat": "ok", "progress": "ok", "broker": "ok", "partitions": "ok"}
+    assert _get(f"{base}/healthz") == (200, {"status": "ok", "checks": {"heartbeat": "ok", "progress": "ok"}})
+
+    def lags() -> dict[tuple[str, str], float]:
+        return {
+            (dict(labels)["topic"], dict(labels)["partition"]): value
+            for (name, labels), value in worker.scrape().items()
+            if name == "convowatch_consumer_lag"
+        }
+
+    settings = Settings(topic_prefix=prefix)
+    topics = {*input_topics(settings).values(), output_topics(settings)["observations"]}
+    partitions = settings.partitions
+
+    def drained() -> bool:
+        seen = lags()
+        return (
+            {t for t, _ in seen} == topics
+            and len(seen) == len(topics) * partitions
+            and not any(seen.values())
+        )
+
+    wait_until(drained, timeout=90, interval=0.25, message=lambda: f"lag {lags()}\n{worker.log_tail()}")
+    # 200 + 404 + 200 input records were read and committed
+    assert worker.value("convowatch_records_in_total", stream="judge_verdicts") == 400

@@ -1,0 +1,168 @@
+"""/healthz and /readyz: liveness from the event loop's heartbeat and progress, readiness from checks."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import time
+import urllib.error
+import urllib.request
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+from prometheus_client import CollectorRegistry, Counter
+
+from streams.health import Health, serve
+from streams.worker import LoopHeartbeat, partitions_check, progress_check
+from tests.support.wait import wait_until
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def get(url: str) -> tuple[int, dict[str, Any] | str]:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            body = response.read().decode()
+            status = response.status
+    except urllib.error.HTTPError as exc:
+        body, status = exc.read().decode(), exc.code
+    try:
+        return status, json.loads(body)
+    except json.JSONDecodeError:
+        return status, body
+
+
+def test_liveness_has_a_startup_grace_then_needs_heartbeats() -> None:
+    clock = FakeClock()
+    health = Health(stall_seconds=30, clock=clock)
+    clock.now += 30
+    assert health.live() == (True, {"status": "ok", "checks": {"heartbeat": "ok"}})
+    clock.now += 1
+    ok, body = health.live()
+    assert not ok and body["checks"]["heartbeat"].startswith("event loop stalled: 31s since start")
+    health.beat()
+    clock.now += 30
+    assert health.live()[0]
+    clock.now += 5
+    ok, body = health.live()
+    assert not ok and "35s since last heartbeat" in body["checks"]["heartbeat"]
+
+
+def test_readiness_includes_liveness_and_a_broken_check_fails_without_raising() -> None:
+    health = Health(stall_seconds=30, clock=FakeClock())
+    health.add_readiness("broker", lambda: None)
+    assert health.ready() == (
+        False,
+        {"status": "failing", "checks": {"heartbeat": "ok", "broker": "ok", "startup": "starting"}},
+    )
+    health.started()
+    assert health.ready()[0]
+    health.add_readiness("partitions", lambda: "rebalancing")
+    health.add_readiness("broken", lambda: 1 / 0)  # type: ignore[arg-type,return-value]
+    ok, body = health.ready()
+    assert not ok
+    assert body == {
+        "status": "failing",
+        "checks": {
+            "heartbeat": "ok",
+            "broker": "ok",
+            "partitions": "rebalancing",
+            "broken": "check failed: ZeroDivisionError",
+        },
+    }
+    assert health.live()[0]  # readiness checks never fail liveness
+
+
+def test_stall_seconds_must_be_positive() -> None:
+    with pytest.raises(ValueError, match="stall_seconds"):
+        Health(stall_seconds=0)
+
+
+def test_http_endpoints_serve_health_and_metrics() -> None:
+    registry = CollectorRegistry()
+    Counter("convowatch_probe_total", "A probe counter.", registry=registry).inc(3)
+    clock = FakeClock()
+    health = Health(stall_seconds=10, clock=clock)
+    ready = {"value": "waiting for the first partition assignment and table recovery"}
+    health.add_readiness("partitions", lambda: ready["value"])
+    health.started()
+    server = serve(registry, health, "127.0.0.1", 0)
+    base = f"http://127.0.0.1:{server.server_port}"
+    try:
+        assert get(f"{base}/healthz") == (200, {"status": "ok", "checks": {"heartbeat": "ok"}})
+        status, body = get(f"{base}/readyz")
+        assert status == 503 and isinstance(body, dict)
+        assert body["checks"]["partitions"] == ready["value"]
+        ready["value"] = None  # type: ignore[assignment]
+        assert get(f"{base}/readyz")[0] == 200
+        status, text = get(f"{base}/metrics")
+        assert status == 200 and "convowatch_probe_total 3.0" in str(text)
+        clock.now += 11
+        status, body = get(f"{base}/healthz")
+        assert status == 503 and isinstance(body, dict) and body["status"] == "failing"
+        assert get(f"{base}/readyz")[0] == 503
+    finally:
+        server.shutdown()
+
+
+def test_loop_heartbeat_goes_stale_while_the_loop_is_blocked() -> None:
+    loop = asyncio.new_event_loop()
+    runner = threading.Thread(target=loop.run_forever, daemon=True)
+    runner.start()
+    health = Health(stall_seconds=0.5)
+    beats = LoopHeartbeat(loop, health.beat, interval=0.05).start()
+    try:
+        wait_until(lambda: health.live()[0], timeout=5)
+        release = threading.Event()
+        loop.call_soon_threadsafe(release.wait, 10)  # a callback that blocks the loop, as a stall does
+        wait_until(lambda: not health.live()[0], timeout=5, message="heartbeat stayed fresh while blocked")
+        release.set()
+        wait_until(lambda: health.live()[0], timeout=5, message="heartbeat did not come back")
+    finally:
+        beats.stop()
+        loop.call_soon_threadsafe(loop.stop)
+        runner.join(5)
+        loop.close()
+
+
+def transport(recovered: bool = True, rebalancing: bool = False, idle: float = 0.0) -> Any:
+    return SimpleNamespace(
+        recovered=recovered,
+        app=SimpleNamespace(rebalancing=rebalancing),
+        owned=frozenset({("in", 0), ("in", 1)}),
+        last_progress=time.monotonic() - idle,
+    )
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "lag", "failing"),
+    [
+        ({"idle": 100}, {("in", 0): 5, ("in", 2): 0}, True),  # owned partition behind, no batch for 100 s
+        ({"idle": 100}, {("in", 0): 0, ("in", 2): 9}, False),  # only another worker's partition is behind
+        ({"idle": 10}, {("in", 0): 5}, False),  # progress within the limit
+        ({"idle": 100, "rebalancing": True}, {("in", 0): 5}, False),  # recovery may take longer
+        ({"idle": 100, "recovered": False}, {("in", 0): 5}, False),
+    ],
+)
+def test_progress_check_fails_only_for_owned_lag_without_progress(
+    kwargs: dict[str, Any], lag: dict[tuple[str, int], int], failing: bool
+) -> None:
+    check = progress_check(transport(**kwargs), SimpleNamespace(latest=lag), stall_seconds=60)  # type: ignore[arg-type]
+    reason = check()
+    assert (reason is not None) is failing
+    if failing:
+        assert reason is not None and "5 messages wait" in reason
+
+
+def test_partitions_check() -> None:
+    assert partitions_check(transport(recovered=False)) is not None  # type: ignore[arg-type]
+    assert partitions_check(transport(rebalancing=True)) == "rebalancing"  # type: ignore[arg-type]
+    assert partitions_check(transport()) is None  # type: ignore[arg-type]

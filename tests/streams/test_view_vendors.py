@@ -1,0 +1,336 @@
+"""Vendor and annotator scorecards and SLAs, end to end through the embedded pipeline.
+
+A seeded world of 8 hours: a turn a minute, each labelled by one annotator (vendor-a: a1/a2, vendor-b:
+b1), every third turn on the golden set. Between hours 2 and 4, vendor-b labels 50 minutes late and fails
+the golden turns; then it recovers. With a 1 h SLA window, vendor-b must get exactly one turnaround and
+one gold-accuracy escalation (revised while it lasts, then resolved), vendor-a none.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from prometheus_client import CollectorRegistry
+
+from detectors.vendor_scorecard import VendorScorecard
+from schemas import Stream
+from schemas.outputs import Escalation
+from streams.aggregate import Aggregator
+from streams.config import Settings
+from streams.emit import iso
+from streams.exceptions import ConfigError
+from streams.metrics import Metrics
+from streams.pipeline import Pipeline
+from streams.vendor_sla import VendorSla, load_vendor_sla
+from streams.views.vendors import VendorsView
+from tests.factories import chat_turn, human_label, judge_verdict, raw, verdict
+
+START = 1_793_606_400.0  # 2026-11-02T08:00:00Z
+HOUR = 3600.0
+SLA = """
+window_seconds: 3600
+bucket_seconds: 300
+evaluate_every_seconds: 1
+republish_seconds: 1800
+defaults:
+  min_samples: 10
+  min_gold_samples: 5
+  max_turnaround_seconds: 1800
+  turnaround_quantile: 0.9
+  min_gold_accuracy: 0.9
+  min_judge_agreement: 0.7
+  min_consensus_agreement: null
+vendors:
+  vendor-a:
+    min_judge_agreement: 0.75
+"""
+
+Record = tuple[float, int, Stream, bytes]
+
+
+def _world() -> tuple[list[Record], dict[str, dict[str, str]], list[dict[str, Any]]]:
+    """Records in event-time order, the golden set, and every label as the scorecard should count it."""
+    records: list[Record] = []
+    golden: dict[str, dict[str, str]] = {}
+    labels: list[dict[str, Any]] = []
+    for i in range(480):
+        ts, turn_id = START + 60.0 * i, f"t{i:04d}"
+        vendor, annotator = ("vendor-b", "b1") if i % 2 else ("vendor-a", f"a{1 + i // 2 % 2}")
+        bad = vendor == "vendor-b" and 2 * HOUR <= ts - START < 4 * HOUR
+        gold = i % 3 == 0
+        if gold:
+            golden[turn_id] = {"relevance": "pass"}
+        label = "fail" if bad and gold else "pass"
+        label_ts = ts + (3000.0 if bad else 300.0)
+        records.append((ts, len(records), Stream.CHAT_TURNS, raw(chat_turn(turn_id=turn_id, ts=iso(ts)))))
+        verdicts = [verdict("relevance", "pass", confidence=0.9), verdict("safety", "pass", confidence=0.9)]
+        judged = judge_verdict(turn_id=turn_id, ts=iso(ts + 2), verdicts=verdicts)
+        records.append((ts + 2, len(records), Stream.JUDGE_VERDICTS, raw(judged)))
+        human = human_label(
+            turn_id=turn_id,
+            ts=iso(label_ts),
+            annotator_id=annotator,
+            vendor_id=vendor,
+            is_gold=gold,
+            verdicts=[verdict("relevance", label), verdict("safety", "pass")],
+        )
+        records.append((label_ts, len(records), Stream.HUMAN_LABELS, raw(human)))
+        labels.append(
+            {
+                "ts": label_ts,
+                "vendor": vendor,
+                "annotator": annotator,
+                "turnaround": label_ts - ts,
+                "gold": (int(label == "pass"), 1) if gold else (0, 0),
+                "judge": (1 + int(label == "pass"), 2),
+            }
+        )
+    records.sort(key=lambda r: (r[0], r[1]))
+    return records, golden, labels
+
+
+@pytest.fixture()
+def files(tmp_path: Path) -> tuple[Path, Path]:
+    _, golden, _ = _world()
+    sla = tmp_path / "vendor_sla.yaml"
+    sla.write_text(SLA)
+    path = tmp_path / "golden.jsonl"
+    path.write_bytes(b"\n".join(orjson.dumps({"turn_id": k, "labels": v}) for k, v in golden.items()))
+    return sla, path
+
+
+def _escalations(emits: list[Any]) -> list[dict[str, Any]]:
+    return [e.value for e in emits if e.topic == "escalations" and e.value["kind"] == "vendor_sla"]
+
+
+def test_a_breaching_vendor_gets_one_escalation_per_sla_revised_then_resolved(files):
+    sla, golden = files
+    records, _, labels = _world()
+    registry = CollectorRegistry()
+    pipeline = Pipeline(Settings(vendor_sla=sla, golden=golden), Metrics(registry))
+
+    def breached(vendor: str, name: str) -> float | None:
+        return registry.get_sample_value("convowatch_vendor_sla_breached", {"vendor_id": vendor, "sla": name})
+
+    seen: list[dict[str, Any]] = []
+    checked_midway = False
+    for offset, (ts, _, stream, data) in enumerate(records):
+        if not checked_midway and ts >= START + 4 * HOUR:  # vendor-b is late and wrong: both breached
+            checked_midway = True
+            assert breached("vendor-b", "turnaround") == 1.0
+            assert breached("vendor-b", "gold_accuracy") == 1.0
+            assert breached("vendor-b", "judge_agreement") == 0.0
+            assert {breached("vendor-a", s) for s in ("turnaround", "gold_accuracy", "judge_agreement")} == {
+                0
+            }
+        seen += _escalations(pipeline.process(stream, data, source_topic=stream.value, offset=offset))
+    seen += _escalations(pipeline.finish())
+    assert checked_midway
+
+    by_sla: dict[str, list[dict[str, Any]]] = {}
+    for value in seen:
+        Escalation.model_validate(value)
+        assert value["evidence"]["vendor_id"] == "vendor-b"
+        by_sla.setdefault(value["evidence"]["sla"], []).append(value)
+    assert sorted(by_sla) == ["gold_accuracy", "turnaround"]
+    for name, published in by_sla.items():
+        assert len({v["escalation_id"] for v in published}) == 1, f"{name}: one escalation, revised"
+        assert [v["revision"] for v in published] == list(range(1, len(published) + 1))
+        assert [v["status"] for v in published] == ["firing"] * (len(published) - 1) + ["resolved"]
+        assert len(published) >= 3  # fired, re-published at least once while it lasted, resolved
+        first, last = published[0], published[-1]
+        assert START + 2 * HOUR < _ts(first["event_time"]) < START + 4 * HOUR
+        assert START + 4 * HOUR < _ts(last["event_time"]) < START + 6 * HOUR
+        assert first["severity"] == "medium" and first["evidence"]["episode"] == 1
+        assert first["summary"].startswith("Vendor SLA breach: vendor-b")
+        assert last["summary"].startswith("Vendor SLA met again: vendor-b")
+    assert (
+        by_sla["turnaround"][0]["evidence"]["share_within"]
+        < 0.9
+        <= by_sla["turnaround"][-1]["evidence"]["share_within"]
+    )
+    assert (
+        by_sla["gold_accuracy"][0]["evidence"]["value"]
+        < 0.9
+        <= by_sla["gold_accuracy"][-1]["evidence"]["value"]
+    )
+    assert (
+        registry.get_sample_value(
+            "convowatch_escalations_total", {"kind": "vendor_sla", "severity": "medium"}
+        )
+        == 2
+    )
+    assert {breached(v, s) for v in ("vendor-a", "vendor-b") for s in ("turnaround", "gold_accuracy")} == {0}
+    # consensus has no target (null), so no series; vendor-a's override applies
+    assert breached("vendor-a", "consensus_agreement") is None
+
+    # the gauges and report.json hold the exact window figures (evaluated on every label here)
+    report = pipeline.report()["vendors"]
+    end = max(label["ts"] for label in labels)
+    start = (end // 300) * 300 - 3600 + 300
+    assert report["window"] == {"seconds": 3600, "start": iso(start), "end": iso(end), "too_late": 0}
+    rows = {row["vendor_id"]: row for row in report["vendors"]}
+    assert sorted(rows) == ["vendor-a", "vendor-b"]
+    for vendor, row in rows.items():
+        mine = [x for x in labels if x["vendor"] == vendor and x["ts"] >= start]
+        n = len(mine)
+        assert row["labels"] == n
+        assert row["labels_per_hour"] == pytest.approx(n * 3600 / (end - start))
+        assert row["gold_total"] == sum(x["gold"][1] for x in mine)
+        assert row["gold_correct"] == sum(x["gold"][0] for x in mine) == row["gold_total"]
+        assert row["judge_total"] == 2 * n and row["judge_agreeing"] == sum(x["judge"][0] for x in mine)
+        assert row["consensus_total"] == 0 and row["consensus_agreement"] is None
+        assert row["turnaround_counts"][row["turnaround_bounds_seconds"].index(300.0)] == n
+        slas = {s["sla"]: s for s in row["slas"]}
+        assert sorted(slas) == ["gold_accuracy", "judge_agreement", "turnaround"]
+        assert slas["judge_agreement"]["target"] == (0.75 if vendor == "vendor-a" else 0.7)
+        assert all(s["judged"] and s["within_target"] and not s["escalated"] for s in slas.values())
+        assert slas["turnaround"]["episodes"] == (1 if vendor == "vendor-b" else 0)
+
+        def gauge(name: str, vendor: str = vendor, **labels: str) -> float | None:
+            return registry.get_sample_value(name, {"vendor_id": vendor, **labels})
+
+        assert gauge("convowatch_vendor_labels_per_hour") == pytest.approx(row["labels_per_hour"])
+        assert gauge("convowatch_vendor_window_gold_accuracy_ratio") == 1.0
+        assert gauge("convowatch_vendor_window_judge_agreement_ratio") == row["judge_agreement"]
+        assert math.isnan(gauge("convowatch_vendor_window_consensus_agreement_ratio") or 0.0)
+        p90 = gauge("convowatch_vendor_turnaround_seconds", quantile="0.9")
+        assert p90 == row["turnaround_p90_seconds"] and 60 < p90 <= 300
+    annotators = {(r["vendor_id"], r["annotator_id"]): r["labels"] for r in report["annotators"]}
+    assert annotators == {
+        (v, a): sum(x["ts"] >= start and (x["vendor"], x["annotator"]) == (v, a) for x in labels)
+        for v, a in (("vendor-a", "a1"), ("vendor-a", "a2"), ("vendor-b", "b1"))
+    }
+
+
+def _ts(text: str) -> float:
+    return datetime.fromisoformat(text).timestamp()
+
+
+def test_consensus_of_several_annotators_per_vendor_and_annotator(tmp_path):
+    """Each annotator of a multi-annotator turn against the others' plurality (ties not scored)."""
+    sla = tmp_path / "vendor_sla.yaml"
+    sla.write_text(
+        "evaluate_every_seconds: 1\nrepublish_seconds: 86400\n"
+        "defaults: {min_samples: 5, min_consensus_agreement: 0.9}\n"
+    )
+    registry = CollectorRegistry()
+    pipeline = Pipeline(Settings(vendor_sla=sla), Metrics(registry))
+    raters = {"a1": "vendor-a", "a2": "vendor-a", "c1": "vendor-c"}
+    escalations = []
+    offset = 0
+    for i in range(20):
+        ts = START + 600.0 * i
+        turn_id = f"m{i:03d}"
+        # c1 says fail on every other turn; a1 and a2 always pass
+        says = {"a1": "pass", "a2": "pass", "c1": "fail" if i % 2 else "pass"}
+        # the labels come before the turn, so the join sees all three annotators at once
+        events = []
+        for n, (annotator, label) in enumerate(says.items()):
+            events.append(
+                (
+                    Stream.HUMAN_LABELS,
+                    human_label(
+                        turn_id=turn_id,
+                        ts=iso(ts - 30 + 10 * n),
+                        annotator_id=annotator,
+                        vendor_id=raters[annotator],
+                        verdicts=[verdict("relevance", label)],
+                    ),
+                )
+            )
+        events.append((Stream.CHAT_TURNS, chat_turn(turn_id=turn_id, ts=iso(ts))))
+        for stream, event in events:
+            escalations += _escalations(pipeline.process(stream, raw(event), source_topic="t", offset=offset))
+            offset += 1
+    report = pipeline.report()["vendors"]
+    rows = {r["vendor_id"]: r for r in report["vendors"]}
+    # pass-fail-pass turns (10): a1 vs {a2, c1} tie, a2 vs {a1, c1} tie, c1 vs {a1, a2} = pass: disagrees
+    # all-pass turns (10): everybody agrees with the others
+    assert (rows["vendor-a"]["consensus_agreeing"], rows["vendor-a"]["consensus_total"]) == (20, 20)
+    assert (rows["vendor-c"]["consensus_agreeing"], rows["vendor-c"]["consensus_total"]) == (10, 20)
+    per = {r["annotator_id"]: (r["consensus_agreeing"], r["consensus_total"]) for r in report["annotators"]}
+    assert per == {"a1": (10, 10), "a2": (10, 10), "c1": (10, 20)}
+    assert [(e["evidence"]["vendor_id"], e["evidence"]["sla"], e["status"]) for e in escalations] == [
+        ("vendor-c", "consensus_agreement", "firing")
+    ]
+    value = registry.get_sample_value(
+        "convowatch_vendor_window_consensus_agreement_ratio", {"vendor_id": "vendor-c"}
+    )
+    assert value == 0.5
+
+
+@pytest.mark.parametrize(
+    ("content", "key", "message"),
+    [
+        ("defaults: {min_gold_accuracy: 1.5}", "defaults.min_gold_accuracy", "less than or equal to 1"),
+        ("vendors: {vendor-b: {max_turnaround: 10}}", "vendors.vendor-b.max_turnaround", "Extra inputs"),
+        ("bucket_seconds: 700\nwindow_seconds: 3600", "window_seconds", "multiple of bucket_seconds (700)"),
+        ("severity: urgent", "severity", "Input should be"),
+        ("evaluate_every: 60", "evaluate_every", "Extra inputs"),
+    ],
+)
+def test_a_bad_sla_file_is_refused_at_start_naming_file_and_key(tmp_path, content, key, message):
+    path = tmp_path / "vendor_sla.yaml"
+    path.write_text(content)
+    with pytest.raises(ConfigError) as error:
+        Pipeline(Settings(vendor_sla=path), Metrics(CollectorRegistry()))
+    assert str(error.value).startswith(f"{path}: key {key!r}: ")
+    assert message in str(error.value)
+
+
+def test_sla_file_errors_and_defaults(tmp_path):
+    with pytest.raises(ConfigError, match=f"cannot read vendor SLA file {tmp_path / 'missing'}"):
+        load_vendor_sla(tmp_path / "missing")
+    (tmp_path / "bad.yaml").write_text("defaults: [")
+    with pytest.raises(ConfigError, match=r"bad\.yaml: not valid YAML"):
+        load_vendor_sla(tmp_path / "bad.yaml")
+    shipped = load_vendor_sla()
+    assert (shipped.window_seconds, shipped.bucket_seconds, shipped.severity) == (86400, 3600, "medium")
+    assert shipped.defaults.max_turnaround_seconds == 86400 and shipped.vendors == {}
+    (tmp_path / "o.yaml").write_text(
+        "defaults: {max_turnaround_seconds: 7200}\n"
+        "vendors: {vendor-b: {max_turnaround_seconds: 28800, min_gold_accuracy: null}}\n"
+    )
+    sla = load_vendor_sla(tmp_path / "o.yaml")
+    b, a = sla.targets("vendor-b"), sla.targets("vendor-a")
+    assert (b.max_turnaround_seconds, b.min_gold_accuracy, b.min_judge_agreement) == (28800, None, None)
+    assert (a.max_turnaround_seconds, a.min_gold_accuracy) == (7200, 0.9)
+    assert {7200.0, 28800.0} <= set(sla.turnaround_bounds)
+
+
+def test_a_replayed_observation_is_applied_once_and_publishes_nothing():
+    """After a crash the join re-emits observations with the same source positions: skipped."""
+
+    registry = CollectorRegistry()
+    sla = VendorSla.model_validate(
+        {"evaluate_every_seconds": 1, "defaults": {"min_samples": 2, "max_turnaround_seconds": 14400}}
+    )
+    aggregator = Aggregator(Metrics(registry), views=[VendorsView(Metrics(CollectorRegistry()), sla)])
+
+    def labelled(i: int) -> dict[str, Any]:
+        return {
+            "kind": "labelled",
+            "src": ["human_labels:0", i, 0],
+            "turn_id": f"t{i}",
+            "ts": START + 60 * i,
+            "label_ts": START + 60 * i + 20_000,  # far beyond the 4 h turnaround target
+            "vendor_id": "vendor-b",
+            "annotator_id": "b1",
+            "labels": {"relevance": "pass"},
+            "judges": {"judge-a": {"relevance": "pass"}},
+        }
+
+    first = [e.value for i in range(3) for e in aggregator.apply(labelled(i))]
+    assert [(e["evidence"]["sla"], e["status"], e["revision"]) for e in first] == [
+        ("turnaround", "firing", 1)
+    ]
+    replayed = [e for i in range(3) for e in aggregator.apply(labelled(i))]
+    assert replayed == [] and aggregator.duplicates == 3  # skipped by the scorecard: nothing judged again
+    card = aggregator.detector("vendor_scorecard")
+    assert isinstance(card, VendorScorecard) and card.scorecard("vendor-b").labels == 3
