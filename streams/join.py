@@ -139,7 +139,7 @@ class TurnJoiner:
         if outcome:
             ctx["outcome"] = outcome
         if self.text_redaction == "keep":
-            ctx["user_text"], ctx["response_text"] = turn.user_text, turn.response_text
+            ctx["user_text"], ctx["response_text"] = kept(turn.user_text), kept(turn.response_text)
         elif self.text_redaction == "hash":
             ctx["user_text_sha256"] = hashlib.sha256(turn.user_text.encode()).hexdigest()
             ctx["response_text_sha256"] = hashlib.sha256(turn.response_text.encode()).hexdigest()
@@ -456,3 +456,15 @@ def number_observations(emits: list[Emit], source: tuple[str, int | None]) -> li
             emit.value["src"] = [source[0], source[1], seq]
             seq += 1
     return emits
+
+
+#: Longest chat text a defect keeps (characters): a turn may be as large as the input limit (1 MB), and a
+#: defect carrying it whole would exceed the producer's request limit, failing its batch on every retry.
+MAX_KEPT_TEXT = 16_384
+
+
+def kept(text: str) -> str:
+    """``text`` cut to :data:`MAX_KEPT_TEXT` characters, saying so (the turn's position finds the rest)."""
+    if len(text) <= MAX_KEPT_TEXT:
+        return text
+    return f"{text[:MAX_KEPT_TEXT]}[... {len(text) - MAX_KEPT_TEXT} more characters cut]"

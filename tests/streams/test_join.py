@@ -11,7 +11,7 @@ from prometheus_client import CollectorRegistry
 
 from schemas import ChatTurn, Defect, Escalation, HumanLabel, JudgeVerdict
 from schemas.common import QUALITY_DIMENSIONS
-from streams.join import Emit, TurnJoiner
+from streams.join import MAX_KEPT_TEXT, Emit, TurnJoiner
 from streams.metrics import Metrics
 from streams.taxonomy import load_taxonomy
 from tests.factories import chat_turn, human_label, judge_verdict, verdict
@@ -459,3 +459,19 @@ def test_capacity_eviction_of_orphans_publishes_their_defects():
     evicted = h.value("convowatch_join_evictions_total", reason="capacity")
     assert len(defects) == evicted == 30 - len(h.joiner.store)
     assert all(d.value["segment"] == dict.fromkeys(SEGMENT_KEYS) for d in defects)
+
+
+@pytest.mark.parametrize("length", [10, MAX_KEPT_TEXT, MAX_KEPT_TEXT + 1, 900_000])
+def test_kept_text_is_capped_so_a_defect_always_fits_a_kafka_request(length: int) -> None:
+    joiner = TurnJoiner(TAXONOMY, Metrics(CollectorRegistry()), text_redaction="keep")
+    text = "x" * length
+    joiner.handle(turn(user_text=text, response_text="short"))
+    emits = joiner.handle(judged(verdicts=[verdict("relevance", "fail")]))
+    (defect,) = [e.value for e in emits if e.topic == "defects"]
+    kept_text = defect["turn"]["user_text"]
+    if length <= MAX_KEPT_TEXT:
+        assert kept_text == text
+    else:
+        assert kept_text == "x" * MAX_KEPT_TEXT + f"[... {length - MAX_KEPT_TEXT} more characters cut]"
+    assert defect["turn"]["response_text"] == "short"
+    Defect.model_validate(defect)
