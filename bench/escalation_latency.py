@@ -7,8 +7,9 @@ segments, so every detector view is busy) at a fixed rate of input events per se
 run over the same records beforehand says which record triggers each ``high_risk_failure`` escalation (the
 one that completes the failure: a failing verdict or label, or the turn arriving after it). For each, the
 latency is from the moment that record was handed to the producer to the moment the escalation is readable
-by an outside consumer. Reports p50/p99/max, the load achieved, and whether the workers kept up (their
-input lag when the load stopped, and how long they took to drain it).
+by an outside consumer. Reports p50/p99/max, the load achieved, and whether the workers kept up: the join's
+input lag and the aggregation's observations lag (committed) when the load stopped, and how long each took
+to drain.
 
     .venv/bin/python bench/escalation_latency.py --rate 2000 --seconds 30 [--roles split] [--json]
 """
@@ -32,6 +33,8 @@ from confluent_kafka import Consumer, Producer
 from schemas import Stream
 from streams.config import Settings
 from streams.generator import TrafficGenerator, to_records
+from streams.lag import ConsumerLagMonitor
+from streams.metrics import Metrics
 from streams.pipeline import Pipeline
 from streams.producer import turn_key
 from streams.topics import input_topics
@@ -39,6 +42,7 @@ from tests.support.broker import KafkaBroker
 from tests.support.worker import WorkerProcess, run_cli
 
 PREFIX = "bench."
+APP_ID = "bench-latency"
 
 
 def main() -> None:
@@ -54,7 +58,7 @@ def main() -> None:
 
     records = make_records(int(args.rate * args.seconds), args.seed)
     triggers = escalation_triggers(records)
-    env = {"CONVOWATCH_TOPIC_PREFIX": PREFIX, "CONVOWATCH_APP_ID": "bench-latency"}
+    env = {"CONVOWATCH_TOPIC_PREFIX": PREFIX, "CONVOWATCH_APP_ID": APP_ID}
     roles = ["all"] if args.roles == "all" else ["join", "aggregate"]
     with KafkaBroker() as broker, tempfile.TemporaryDirectory() as tmp:
         created = run_cli("topics", "create", "--broker", broker.bootstrap, env=env)
@@ -85,7 +89,9 @@ def main() -> None:
             ("latency p99", f"{result['p99_s'] * 1000:.1f} ms"),
             ("latency max", f"{result['max_s'] * 1000:.1f} ms"),
             ("join lag when the load stopped", f"{result['lag_at_end']} records"),
-            ("drained after", f"{result['drain_s']:.1f} s"),
+            ("join drained after", f"{result['drain_s']:.1f} s"),
+            ("aggregation lag when the load stopped", f"{result['aggregation_lag_at_end']} observations"),
+            ("aggregation drained after", f"{result['aggregation_drain_s']:.1f} s"),
         ],
     )
 
@@ -171,11 +177,24 @@ def run_load(
     def processed() -> int:
         return int(sum(join_worker.value("convowatch_records_in_total", stream=s.value) or 0 for s in Stream))
 
+    observations = ConsumerLagMonitor(
+        Settings(broker=bootstrap, app_id=APP_ID if args.roles == "all" else f"{APP_ID}-aggregate"),
+        Metrics(),
+        [PREFIX + "internal.observations"],
+    )
+
+    def aggregation_lag() -> int:
+        return sum(observations.check().values())
+
     lag_at_end = len(records) - processed()
+    aggregation_lag_at_end = aggregation_lag()
     stopped = time.monotonic()
     while processed() < len(records) and time.monotonic() - stopped < 300:
         time.sleep(0.2)
     drain_s = time.monotonic() - stopped
+    while aggregation_lag() and time.monotonic() - stopped < 600:
+        time.sleep(0.5)
+    aggregation_drain_s = time.monotonic() - stopped
     while len(seen_at.keys() & sent_at.keys()) < len(sent_at) and time.monotonic() - stopped < 330:
         time.sleep(0.05)
     stop.set()
@@ -195,6 +214,8 @@ def run_load(
         "max_s": max(latencies) if latencies else float("nan"),
         "lag_at_end": lag_at_end,
         "drain_s": drain_s,
+        "aggregation_lag_at_end": aggregation_lag_at_end,
+        "aggregation_drain_s": aggregation_drain_s,
     }
 
 

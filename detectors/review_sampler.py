@@ -171,23 +171,27 @@ class ReviewSampler(Detector):
         # a young sampler has seen little time: count at least a minute, so it starts cautiously
         return max(self._elapsed, 60.0)
 
-    def _expected_requests(self, scale: float) -> float:
-        """Expected requests over the decayed window at ``scale`` (segment floors aside)."""
-        total = self._forced
-        for b, count in enumerate(self._hist):
-            if count:
-                total += count * min(1.0, max(self.min_probability, scale * self._bin_priority(b)))
-        return total
+    def _expected_requests(self, scale: float, bins: list[tuple[float, float]] | None = None) -> float:
+        """Expected requests over the decayed window at ``scale`` (segment floors aside); ``bins`` are the
+        (count, priority) pairs of the non-empty histogram bins (computed once per solve)."""
+        if bins is None:
+            bins = self._nonempty_bins()
+        floor = self.min_probability
+        return self._forced + sum(count * min(1.0, max(floor, scale * p)) for count, p in bins)
+
+    def _nonempty_bins(self) -> list[tuple[float, float]]:
+        return [(count, self._bin_priority(b)) for b, count in enumerate(self._hist) if count]
 
     def _solve(self) -> None:
         target = self.budget_per_hour * self._window_seconds() / 3600.0
+        bins = self._nonempty_bins()
         low, high = math.log(1e-9), math.log(1.0)
-        if self._expected_requests(1.0) <= target:
+        if self._expected_requests(1.0, bins) <= target:
             self._scale = 1.0
             return
         for _ in range(40):
             mid = 0.5 * (low + high)
-            if self._expected_requests(math.exp(mid)) > target:
+            if self._expected_requests(math.exp(mid), bins) > target:
                 high = mid
             else:
                 low = mid
