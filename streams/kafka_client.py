@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 import ssl
-import threading
 import time
 from typing import Any
 
@@ -19,6 +18,7 @@ from confluent_kafka.admin import AdminClient
 from streams.config import Settings
 from streams.exceptions import BrokerUnreachable
 from streams.metrics import Metrics
+from streams.periodic import Periodic
 
 log = logging.getLogger("convowatch.kafka")
 #: librdkafka's own log lines go through Python logging instead of raw ``%3|...`` lines on stderr.
@@ -163,21 +163,16 @@ class BrokerMonitor:
         self.interval = settings.broker_probe_interval_seconds
         self.timeout = max(1.0, self.interval)
         self.down_since: float | None = None
-        self._stop = threading.Event()
         self._probe = _Probe(settings)
-        self._thread = threading.Thread(target=self._run, name="convowatch-broker-monitor", daemon=True)
+        self._timer = Periodic(self.interval, "convowatch-broker-monitor", self.check)
         metrics.broker_connected.set(1)  # the worker checked the broker before starting
 
     def start(self) -> BrokerMonitor:
-        self._thread.start()
+        self._timer.start()
         return self
 
     def stop(self) -> None:
-        self._stop.set()
-
-    def _run(self) -> None:
-        while not self._stop.wait(self.interval):
-            self.check()
+        self._timer.stop()
 
     def check(self) -> bool:
         """Probe once and update the metrics; True if the broker answered."""

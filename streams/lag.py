@@ -8,8 +8,6 @@ reports its growing lag.
 
 from __future__ import annotations
 
-import logging
-import threading
 from collections.abc import Iterable
 
 from confluent_kafka import ConsumerGroupTopicPartitions, TopicPartition
@@ -18,39 +16,33 @@ from confluent_kafka.admin import AdminClient, OffsetSpec
 from streams.config import Settings
 from streams.kafka_client import admin_config
 from streams.metrics import Metrics
-
-log = logging.getLogger("convowatch.lag")
+from streams.periodic import Periodic
 
 
 class ConsumerLagMonitor:
-    """Every ``settings.lag_interval_seconds``, sets ``convowatch_consumer_lag{topic, partition}`` for the
-    group ``settings.app_id`` on ``topics`` (the topics the worker's agents consume)."""
+    """Every ``settings.lag_interval_seconds`` (once started), sets ``convowatch_consumer_lag{topic,
+    partition}`` for consumer group ``group`` (default ``settings.app_id``) on ``topics`` (the topics the
+    worker's agents consume). While the broker is away the last values stay (BrokerMonitor reports it)."""
 
-    def __init__(self, settings: Settings, metrics: Metrics, topics: Iterable[str]) -> None:
+    def __init__(
+        self, settings: Settings, metrics: Metrics, topics: Iterable[str], group: str | None = None
+    ) -> None:
         self.settings = settings
         self.metrics = metrics
         self.topics = sorted(set(topics))
-        self.interval = settings.lag_interval_seconds
-        self.timeout = max(2.0, self.interval)
+        self.group = group or settings.app_id
+        self.timeout = max(2.0, settings.lag_interval_seconds)
         #: the last measurement, by (topic, partition)
         self.latest: dict[tuple[str, int], int] = {}
         self._admin = AdminClient(admin_config(settings, log_level=0))
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="convowatch-lag-monitor", daemon=True)
+        self._timer = Periodic(settings.lag_interval_seconds, "convowatch-lag-monitor", self.check)
 
     def start(self) -> ConsumerLagMonitor:
-        self._thread.start()
+        self._timer.start()
         return self
 
     def stop(self) -> None:
-        self._stop.set()
-
-    def _run(self) -> None:
-        while not self._stop.wait(self.interval):
-            try:
-                self.check()
-            except Exception:  # the broker may be away: BrokerMonitor reports that; keep the last values
-                log.debug("consumer lag check failed", exc_info=True)
+        self._timer.stop()
 
     def check(self) -> dict[tuple[str, int], int]:
         """Measure once and update the gauge; the lag by (topic, partition)."""
@@ -81,11 +73,9 @@ class ConsumerLagMonitor:
         ]
 
     def _committed(self, partitions: list[tuple[str, int]]) -> dict[tuple[str, int], int]:
-        request = ConsumerGroupTopicPartitions(
-            self.settings.app_id, [TopicPartition(t, p) for t, p in partitions]
-        )
+        request = ConsumerGroupTopicPartitions(self.group, [TopicPartition(t, p) for t, p in partitions])
         future = self._admin.list_consumer_group_offsets([request], request_timeout=self.timeout)
-        result = future[self.settings.app_id].result(timeout=self.timeout)
+        result = future[self.group].result(timeout=self.timeout)
         return {(tp.topic, tp.partition): tp.offset for tp in result.topic_partitions if tp.error is None}
 
     def _offsets(self, partitions: list[tuple[str, int]], spec: OffsetSpec) -> dict[tuple[str, int], int]:

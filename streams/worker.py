@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
-import threading
 import time
 from collections.abc import Callable
 
@@ -18,6 +18,7 @@ from streams.health import Health, serve
 from streams.kafka_client import BrokerMonitor, quiet_client_logs
 from streams.lag import ConsumerLagMonitor
 from streams.metrics import Metrics
+from streams.periodic import Periodic
 
 log = logging.getLogger("convowatch.worker")
 
@@ -34,7 +35,7 @@ def run_worker(settings: Settings, loglevel: str = "warning") -> None:
     log.warning("convowatch metrics on %s/metrics, health on %s/healthz and %s/readyz", base, base, base)
     alerts = build_alertmanager_sink(settings, metrics, generator_url=f"{base}/metrics")
     transport = KafkaTransport(settings, metrics, escalation_sinks=[publish_escalation(alerts)])
-    lag = ConsumerLagMonitor(settings, metrics, transport.agent_topics)
+    lag = ConsumerLagMonitor(settings, metrics, transport.agent_topics, group=transport.app.conf.id)
     health.add_liveness("progress", progress_check(transport, lag, settings.health_stall_seconds))
     health.add_readiness("broker", lambda: None if monitor.down_since is None else "Kafka broker unreachable")
     health.add_readiness("partitions", lambda: partitions_check(transport))
@@ -43,7 +44,7 @@ def run_worker(settings: Settings, loglevel: str = "warning") -> None:
     monitor.start()
     lag.start()
     worker = faust.Worker(transport.app, loglevel=loglevel, quiet=True)
-    beats = LoopHeartbeat(worker.loop, health.beat).start()
+    beats = loop_heartbeat(worker.loop, health.beat).start()
     try:
         worker.execute_from_commandline()
     finally:
@@ -53,30 +54,10 @@ def run_worker(settings: Settings, loglevel: str = "warning") -> None:
             alerts.close()
 
 
-class LoopHeartbeat:
-    """Schedules ``beat`` on the worker's event loop every ``interval`` seconds from a daemon thread: it
-    runs only while the loop turns, so a blocked loop shows as a stale heartbeat (``/healthz``)."""
-
-    def __init__(self, loop: object, beat: Callable[[], None], interval: float = 1.0) -> None:
-        self.loop = loop
-        self.beat = beat
-        self.interval = interval
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="convowatch-heartbeat", daemon=True)
-
-    def start(self) -> LoopHeartbeat:
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._stop.set()
-
-    def _run(self) -> None:
-        while not self._stop.wait(self.interval):
-            try:
-                self.loop.call_soon_threadsafe(self.beat)  # type: ignore[attr-defined]
-            except RuntimeError:  # the loop is closed: the worker is stopping
-                return
+def loop_heartbeat(loop: asyncio.AbstractEventLoop, beat: Callable[[], None]) -> Periodic:
+    """Schedules ``beat`` on the worker's event loop every second from a daemon thread: it runs only while
+    the loop turns, so a blocked loop shows as a stale heartbeat (``/healthz``)."""
+    return Periodic(1.0, "convowatch-heartbeat", lambda: loop.call_soon_threadsafe(beat))
 
 
 def partitions_check(transport: KafkaTransport) -> str | None:

@@ -28,11 +28,17 @@ def test_join_and_aggregate_roles_in_separate_processes(
 ) -> None:
     bootstrap = kafka_broker.bootstrap
     prefix, app_id = unique_name("roles") + ".", unique_name("app")
-    env = {"CONVOWATCH_TOPIC_PREFIX": prefix, "CONVOWATCH_APP_ID": app_id}
+    env = {
+        "CONVOWATCH_TOPIC_PREFIX": prefix,
+        "CONVOWATCH_APP_ID": app_id,
+        "CONVOWATCH_LAG_INTERVAL_SECONDS": "0.5",
+    }
     files = []
     for name, source in (("chats", "chat_turns"), ("verdicts", "judge_verdicts"), ("labels", "human_labels")):
         path = tmp_path / f"{name}.jsonl"
-        path.write_bytes((LLMBAR / f"{source}.jsonl").read_bytes() + json.dumps(UNSAFE[name]).encode() + b"\n")
+        path.write_bytes(
+            (LLMBAR / f"{source}.jsonl").read_bytes() + json.dumps(UNSAFE[name]).encode() + b"\n"
+        )
         files += [f"--{name}", str(path)]
     produced = run_cli("produce", "--broker", bootstrap, *files, env=env)
     assert produced.returncode == 0, produced.stderr
@@ -57,6 +63,26 @@ def test_join_and_aggregate_roles_in_separate_processes(
     assert not aggregate.value("convowatch_records_in_total", stream="human_labels")
     escalations = [v for _, v in read_topic(bootstrap, prefix + "escalations")]
     assert [e["turn_ids"] for e in escalations if e["kind"] == "high_risk_failure"][-1] == ["unsafe-1"]
+
+    # each role reports the lag of its own consumer group on the topics it reads: drained to 0
+    def lag(worker: WorkerProcess) -> dict[str, float]:
+        return {
+            dict(labels)["topic"] + ":" + dict(labels)["partition"]: value
+            for (name, labels), value in worker.scrape().items()
+            if name == "convowatch_consumer_lag"
+        }
+
+    observations = prefix + "internal.observations"
+    wait_until(
+        lambda: (seen := lag(aggregate)) and not any(seen.values()) and all(observations in k for k in seen),
+        timeout=60,
+        message=lambda: lag(aggregate),
+    )
+    wait_until(
+        lambda: (seen := lag(join)) and not any(seen.values()) and not any(observations in k for k in seen),
+        timeout=60,
+        message=lambda: lag(join),
+    )
 
     # the aggregation role keeps the changelog name of the combined role, under its own consumer group
     topics = AdminClient({"bootstrap.servers": bootstrap}).list_topics(timeout=30).topics

@@ -15,7 +15,7 @@ import pytest
 from prometheus_client import CollectorRegistry, Counter
 
 from streams.health import Health, serve
-from streams.worker import LoopHeartbeat, partitions_check, progress_check
+from streams.worker import loop_heartbeat, partitions_check, progress_check
 from tests.support.wait import wait_until
 
 
@@ -118,7 +118,9 @@ def test_loop_heartbeat_goes_stale_while_the_loop_is_blocked() -> None:
     runner = threading.Thread(target=loop.run_forever, daemon=True)
     runner.start()
     health = Health(stall_seconds=0.5)
-    beats = LoopHeartbeat(loop, health.beat, interval=0.05).start()
+    beats = loop_heartbeat(loop, health.beat)
+    beats.interval = 0.05
+    beats.start()
     try:
         wait_until(lambda: health.live()[0], timeout=5)
         release = threading.Event()
