@@ -39,14 +39,12 @@ import math
 from collections.abc import Mapping
 from typing import Any, Self
 
-from detectors.base import Detector
 from detectors.msprt import (
     ARMS,
     NAN,
     LiveVersionPairs,
-    MixtureSPRT,
+    _AlwaysValidTest,
     _check_count,
-    confidence_half_width,
     mixture_log_lr,
 )
 
@@ -82,14 +80,14 @@ def _rectifier_variance(lab: list[float]) -> float:
     return n / (n - 1) * spread / (w * w)
 
 
-class CalibratedComparison(Detector):
+class CalibratedComparison(_AlwaysValidTest):
     """Always-valid test of ``theta_treatment - theta_control`` for two human-calibrated defect rates.
 
     ``update(arm, f)`` adds a judged turn (``f``: the judge's fail, 1/0 or a score in ``[0, 1]``);
     ``add_label(arm, f, y, weight)`` the human truth ``y`` of a judged turn (``weight`` = 1 / its inclusion
     probability). ``update(arm, f, y, weight)`` does both for a turn whose label is already known. The
     decision (``worse`` = the treatment has more defects, or ``better``) is final; ``decided_now`` is
-    true on the call that reached it. See the module doc.
+    true on the call that reached it, ``decided_at`` the labelled turns per arm then. See the module doc.
 
     >>> import random
     >>> rng = random.Random(11)
@@ -110,11 +108,8 @@ class CalibratedComparison(Detector):
     def __init__(
         self, alpha: float = 0.05, tau2: float = 1e-4, min_samples: int = 100, min_labels: int = 30
     ) -> None:
-        MixtureSPRT(alpha, tau2, min_samples)  # the same checks
+        super().__init__(alpha, tau2, min_samples)
         _check_count("min_labels", min_labels, 2)
-        self.alpha = alpha
-        self.tau2 = tau2
-        self.min_samples = min_samples
         self.min_labels = min_labels
         self._reset()
 
@@ -123,11 +118,7 @@ class CalibratedComparison(Detector):
         self._labelled = {arm: [0.0] * 6 for arm in ARMS}
         # the rectifier's variance terms (control, treatment, pooled), which only labels change
         self._rectifier = [0.0, 0.0, 0.0]
-        self._p_value = 1.0
-        self._interval = [-1.0, 1.0]  # a difference of two rates
-        self._decision = "continue"
-        self._decided_now = False
-        self._decided_at = [0, 0]  # labelled turns (control, treatment) when decided
+        self._reset_test()  # decided_at: labelled turns (control, treatment)
 
     def update(self, arm: str, f: float, y: bool | None = None, weight: float = 1.0) -> Self:
         """One judged turn of ``arm``; with ``y`` its human label too."""
@@ -186,14 +177,7 @@ class CalibratedComparison(Detector):
         # the lift and its variance inline (this runs for every judged turn of every dimension)
         d = jt[1] / jt[0] + lt[_WR] / lt[_W] - jc[1] / jc[0] - lc[_WR] / lc[_W]
         s2 = self._variance(jc, jt)
-        self._p_value = min(self._p_value, math.exp(-mixture_log_lr(d, s2, self.tau2)))
-        h = confidence_half_width(s2, self.tau2, self.alpha)
-        low, high = max(self._interval[0], d - h), min(self._interval[1], d + h)
-        if low <= high:  # an empty intersection (rare, plug-in variance) keeps the last interval
-            self._interval = [low, high]
-        if self._decision == "continue" and self._p_value <= self.alpha:
-            self._decision = "worse" if d > 0 else "better"
-            self._decided_now = True
+        if self._advance(d, s2, math.exp(-mixture_log_lr(d, s2, self.tau2)), worse=d > 0):
             self._decided_at = [int(lc[_N]), int(lt[_N])]
 
     def _variance(self, jc: list[float], jt: list[float]) -> float:
@@ -236,30 +220,6 @@ class CalibratedComparison(Detector):
     def lift(self) -> float:
         """Point estimate of ``theta_treatment - theta_control``."""
         return self.treatment_rate - self.control_rate
-
-    @property
-    def p_value(self) -> float:
-        """Always-valid p-value of ``lift = 0``: non-increasing, 1 until the minimum counts are reached."""
-        return self._p_value
-
-    @property
-    def interval(self) -> tuple[float, float]:
-        """Always-valid ``1 - alpha`` confidence sequence for the lift (running intersection)."""
-        return (self._interval[0], self._interval[1])
-
-    @property
-    def decision(self) -> str:
-        """``continue``, ``worse`` or ``better`` (for the treatment); final once not ``continue``."""
-        return self._decision
-
-    @property
-    def decided_now(self) -> bool:
-        return self._decided_now
-
-    @property
-    def decided_at(self) -> tuple[int, int] | None:
-        """Labelled turns ``(control, treatment)`` when the decision was reached, or None."""
-        return None if self._decision == "continue" else (self._decided_at[0], self._decided_at[1])
 
     @property
     def n_control(self) -> int:

@@ -71,13 +71,75 @@ def confidence_half_width(s2: float, tau2: float, alpha: float) -> float:
     )
 
 
-class MixtureSPRT(Detector):
+class _AlwaysValidTest(Detector):
+    """What the always-valid two-arm tests share: the running p-value, the confidence sequence for the lift
+    and the final decision, with their read-only views, and the checks of their common parameters.
+    Subclasses keep the arm counts and the lift estimate, and call :meth:`_advance` on every update once
+    both arms are large enough to test."""
+
+    def __init__(self, alpha: float, tau2: float, min_samples: int) -> None:
+        _check_fraction("alpha", alpha)
+        _check_fraction("tau2", tau2, 0.0, math.inf)
+        _check_count("min_samples", min_samples, 1)
+        self.alpha = alpha
+        self.tau2 = tau2
+        self.min_samples = min_samples
+
+    def _reset_test(self) -> None:
+        self._p_value = 1.0
+        self._interval = [-1.0, 1.0]  # the lift is a difference of two rates
+        self._decision = "continue"
+        self._decided_now = False
+        self._decided_at = [0, 0]  # arm counts (control, treatment) when decided
+
+    def _advance(self, d: float, s2: float, p: float, worse: bool) -> bool:
+        """Test the lift estimate ``d`` of variance ``s2``, ``p`` the p-value of ``lift = 0`` now; true when
+        this reached the decision (``worse`` or ``better``): the caller then sets ``_decided_at``."""
+        self._decided_now = False
+        self._p_value = min(self._p_value, p)
+        h = confidence_half_width(s2, self.tau2, self.alpha)
+        low, high = max(self._interval[0], d - h), min(self._interval[1], d + h)
+        if low <= high:  # an empty intersection (rare, plug-in variance) keeps the last interval
+            self._interval = [low, high]
+        if self._decision == "continue" and self._p_value <= self.alpha:
+            self._decision = "worse" if worse else "better"
+            self._decided_now = True
+        return self._decided_now
+
+    @property
+    def p_value(self) -> float:
+        """Always-valid p-value of ``lift = 0``: non-increasing, 1 until the minimum counts are reached."""
+        return self._p_value
+
+    @property
+    def interval(self) -> tuple[float, float]:
+        """Always-valid ``1 - alpha`` confidence sequence for the lift (running intersection)."""
+        return (self._interval[0], self._interval[1])
+
+    @property
+    def decision(self) -> str:
+        """``continue``, ``worse`` or ``better`` (for the treatment); final once not ``continue``."""
+        return self._decision
+
+    @property
+    def decided_now(self) -> bool:
+        """True on the update that reached the decision."""
+        return self._decided_now
+
+    @property
+    def decided_at(self) -> tuple[int, int] | None:
+        """Arm counts ``(control, treatment)`` when the decision was reached (class doc), or None."""
+        return None if self._decision == "continue" else (self._decided_at[0], self._decided_at[1])
+
+
+class MixtureSPRT(_AlwaysValidTest):
     """Always-valid test of ``p_treatment - p_control`` for two Bernoulli streams (see the module doc).
 
     ``update(arm, defect)`` adds one outcome to ``"control"`` or ``"treatment"``. ``decision`` becomes
     ``"worse"`` (treatment significantly worse) or ``"better"`` once the always-valid p-value reaches
-    ``alpha``, and stays so; ``decided_now`` is true on that update only. With ``higher_is_better`` the
-    outcomes are successes rather than defects, which flips what "worse" means.
+    ``alpha``, and stays so; ``decided_now`` is true on that update only, ``decided_at`` holds the turns
+    per arm then. With ``higher_is_better`` the outcomes are successes rather than defects, which flips
+    what "worse" means.
 
     >>> import random
     >>> rng = random.Random(8)
@@ -95,25 +157,16 @@ class MixtureSPRT(Detector):
     def __init__(
         self, alpha: float = 0.05, tau2: float = 1e-4, min_samples: int = 100, higher_is_better: bool = False
     ) -> None:
-        _check_fraction("alpha", alpha)
-        _check_fraction("tau2", tau2, 0.0, math.inf)
-        _check_count("min_samples", min_samples, 1)
+        super().__init__(alpha, tau2, min_samples)
         if not isinstance(higher_is_better, bool):
             raise ValueError(f"higher_is_better must be a bool, got {higher_is_better!r}")
-        self.alpha = alpha
-        self.tau2 = tau2
-        self.min_samples = min_samples
         self.higher_is_better = higher_is_better
         self._reset()
 
     def _reset(self) -> None:
         self._n = {"control": 0, "treatment": 0}
         self._x = {"control": 0, "treatment": 0}
-        self._p_value = 1.0
-        self._interval = [-1.0, 1.0]  # the lift is a difference of two rates
-        self._decision = "continue"
-        self._decided_now = False
-        self._decided_at = [0, 0]  # (n_control, n_treatment) when decided
+        self._reset_test()
 
     def update(self, arm: str, defect: bool) -> Self:
         if arm not in ARMS:
@@ -129,15 +182,7 @@ class MixtureSPRT(Detector):
         s2 = self.variance
         d = self.lift
         p = math.exp(-mixture_log_lr(d, s2, self.tau2)) if s2 > 0 else 1.0
-        self._p_value = min(self._p_value, p)
-        h = confidence_half_width(s2, self.tau2, self.alpha)
-        low, high = max(self._interval[0], d - h), min(self._interval[1], d + h)
-        if low <= high:  # an empty intersection (rare, plug-in variance) keeps the last interval
-            self._interval = [low, high]
-        if self._decision == "continue" and self._p_value <= self.alpha:
-            up = d > 0
-            self._decision = "better" if up == self.higher_is_better else "worse"
-            self._decided_now = True
+        if self._advance(d, s2, p, worse=(d > 0) != self.higher_is_better):
             self._decided_at = [n_c, n_t]
         return self
 
@@ -165,31 +210,6 @@ class MixtureSPRT(Detector):
     def lift(self) -> float:
         """Point estimate of ``p_treatment - p_control``."""
         return self.treatment_rate - self.control_rate
-
-    @property
-    def p_value(self) -> float:
-        """Always-valid p-value of ``lift = 0``: non-increasing, 1 until both arms have ``min_samples``."""
-        return self._p_value
-
-    @property
-    def interval(self) -> tuple[float, float]:
-        """Always-valid ``1 - alpha`` confidence sequence for the lift (running intersection)."""
-        return (self._interval[0], self._interval[1])
-
-    @property
-    def decision(self) -> str:
-        """``continue``, ``worse`` or ``better`` (for the treatment); final once not ``continue``."""
-        return self._decision
-
-    @property
-    def decided_now(self) -> bool:
-        """True on the update that reached the decision."""
-        return self._decided_now
-
-    @property
-    def decided_at(self) -> tuple[int, int] | None:
-        """``(n_control, n_treatment)`` when the decision was reached, or None."""
-        return None if self._decision == "continue" else (self._decided_at[0], self._decided_at[1])
 
     @property
     def n_control(self) -> int:

@@ -23,19 +23,36 @@ import math
 from typing import Any
 
 from detectors.calibrated_comparison import CalibratedComparison, CalibratedVersionComparison
+from detectors.msprt import ARMS
 from schemas.common import FAIL, QUALITY_DIMENSIONS
 from streams.aggregate import Aggregator, key
-from streams.emit import UNKNOWN_SEGMENT, Emit, iso
-from streams.labels import LabelGuard
+from streams.emit import Emit
 from streams.metrics import Metrics
-from streams.policy import escalation_id
-from streams.views.versions import DECISION_VALUE, KIND, PUBLISH_EVERY, SEVERITY
+from streams.views.version_common import TestKey, VersionPairView, regression_text
 
 PREFIX = "version_calibrated"
 
 
-class VersionCalibratedView:
+class VersionCalibratedView(VersionPairView):
     kinds: tuple[str, ...] = ("judged", "pair")
+    prefix = PREFIX
+    gauge_prefix = "version_calibrated"
+    scope_names = ("judge_id", "journey")
+    figure_names = (
+        "n_control",
+        "n_treatment",
+        "labels_control",
+        "labels_treatment",
+        "control_rate",
+        "treatment_rate",
+        "judge_lift",
+        "lift",
+        "interval",
+        "p_value",
+        "decision",
+        "decided_at",
+    )
+    turn_labels = tuple((arm, sample) for sample in ("judged", "labelled") for arm in ARMS)  # as _turns
 
     def __init__(
         self,
@@ -47,25 +64,12 @@ class VersionCalibratedView:
         min_labels: int = 30,
         max_journeys: int = 50,
     ) -> None:
-        self.metrics = metrics
-        self.horizon_seconds = horizon_seconds
-        self.alpha = alpha
-        self.tau2 = tau2
-        self.min_samples = min_samples
+        super().__init__(metrics, horizon_seconds, alpha, tau2, min_samples, max_journeys)
         self.min_labels = min_labels
-        self.journeys = LabelGuard(max_journeys)  # aggregate keys stay bounded
-        self._children: dict[tuple[str, ...], tuple[Any, ...]] = {}
-        self._since_publish: dict[tuple[str, str], int] = {}
-        metrics.escalations.labels(KIND, SEVERITY)
 
     def _make(self) -> CalibratedVersionComparison:
         return CalibratedVersionComparison(
-            horizon_seconds=self.horizon_seconds,
-            alpha=self.alpha,
-            tau2=self.tau2,
-            min_samples=self.min_samples,
-            min_labels=self.min_labels,
-            max_dimensions=len(QUALITY_DIMENSIONS),
+            **self._params(), min_labels=self.min_labels, max_dimensions=len(QUALITY_DIMENSIONS)
         )
 
     def apply(self, aggregator: Aggregator, obs: dict[str, Any], partition: int | None) -> list[Emit]:
@@ -97,165 +101,38 @@ class VersionCalibratedView:
         judge_id = obs["judge_id"]
         journey = self.journeys(segment.get("journey") if segment else None)
         comparison = aggregator.update(key(PREFIX, judge_id, journey), obs, partition, self._make, apply)
-        if comparison is None:
-            return []
-        since = self._since_publish.get((judge_id, journey), 0) + 1
-        if since >= PUBLISH_EVERY:  # refreshed every PUBLISH_EVERY observations and on decisions
-            since = 0
-            for control, treatment in comparison.live_pairs:
-                for dim, test in comparison.test(control, treatment).items():
-                    self._publish(judge_id, journey, dim, control, treatment, test)
-        self._since_publish[(judge_id, journey)] = since
-        emits: list[Emit] = []
-        for control, treatment, dim, what in comparison.events:
-            try:
-                tests = comparison.test(control, treatment)
-            except KeyError:  # a version forgotten (too many versions): its tests went with it
-                continue
-            if what == "ended":
-                emits.extend(
-                    self._escalation(judge_id, journey, d, control, treatment, test, obs, firing=False)
-                    for d, test in sorted(tests.items())
-                    if test.decision == "worse"
-                )
-                continue
-            self._publish(judge_id, journey, dim, control, treatment, tests[dim])
-            if what == "worse":
-                emits.append(
-                    self._escalation(judge_id, journey, dim, control, treatment, tests[dim], obs, firing=True)
-                )
-        return emits
+        return [] if comparison is None else self._after(comparison, (judge_id, journey), obs)
 
-    def _publish(
-        self, judge_id: str, journey: str, dim: str, control: str, treatment: str, test: CalibratedComparison
-    ) -> None:
-        if math.isnan(test.lift):  # an arm without labels yet
-            return
+    # a pair has one test per dimension: the comparison's own tuples carry it already
+    def _pair_tests(self, comparison: Any, control: str, treatment: str) -> dict[str, Any]:
+        tests: dict[str, Any] = comparison.test(control, treatment)
+        return tests
+
+    def _events(self, comparison: Any) -> list[tuple[str, str, str, str]]:
+        events: list[tuple[str, str, str, str]] = comparison.events
+        return events
+
+    def _all_tests(self, comparison: Any) -> list[tuple[str, str, str, Any]]:
+        tests: list[tuple[str, str, str, Any]] = comparison.tests()
+        return tests
+
+    def _turns(self, test: CalibratedComparison) -> tuple[int, ...]:
+        return (test.n_control, test.n_treatment, test.labels_control, test.labels_treatment)
+
+    def _publish(self, at: TestKey, test: CalibratedComparison) -> None:
+        if not math.isnan(test.lift):  # an arm without labels yet
+            super()._publish(at, test)
+
+    def _scope_labels(self, at: TestKey) -> tuple[str, ...]:
         m = self.metrics
-        labels = (
-            m.label("judge_id", judge_id),
-            m.label("journey", journey),
-            m.label("dimension", dim),
-            m.label("model_version", control),
-            m.label("model_version", treatment),
-        )
-        children = self._children.get(labels)
-        if children is None:
-            children = self._children[labels] = (
-                m.version_calibrated_lift.labels(*labels),
-                m.version_calibrated_lift_bound.labels(*labels, "lower"),
-                m.version_calibrated_lift_bound.labels(*labels, "upper"),
-                m.version_calibrated_decision.labels(*labels),
-                m.version_calibrated_p_value.labels(*labels),
-                m.version_calibrated_turns.labels(*labels, "control", "judged"),
-                m.version_calibrated_turns.labels(*labels, "treatment", "judged"),
-                m.version_calibrated_turns.labels(*labels, "control", "labelled"),
-                m.version_calibrated_turns.labels(*labels, "treatment", "labelled"),
-            )
-        lift, low, high, decision, p_value, n_c, n_t, l_c, l_t = children
-        lift.set(test.lift)
-        interval = test.interval
-        low.set(interval[0])
-        high.set(interval[1])
-        decision.set(DECISION_VALUE[test.decision])
-        p_value.set(test.p_value)
-        n_c.set(test.n_control)
-        n_t.set(test.n_treatment)
-        l_c.set(test.labels_control)
-        l_t.set(test.labels_treatment)
+        judge_id, journey = at.scope
+        return (m.label("judge_id", judge_id), m.label("journey", journey), m.label("dimension", at.dim))
 
-    def _escalation(
-        self,
-        judge_id: str,
-        journey: str,
-        dim: str,
-        control: str,
-        treatment: str,
-        test: CalibratedComparison,
-        obs: dict[str, Any],
-        firing: bool,
-    ) -> Emit:
-        eid = escalation_id(KIND, f"calibrated|{judge_id}|{journey}|{dim}|{control}|{treatment}")
-        low, high = test.interval
-        if firing:
-            self.metrics.escalations.labels(KIND, SEVERITY).inc()
-            summary = (
-                f"Model version {treatment} is worse than {control} in journey {journey} on {dim} "
-                f"(human-calibrated, judge {judge_id}): defect rate {test.treatment_rate:.2%} against "
-                f"{test.control_rate:.2%}, lift {test.lift:+.2%} (always-valid {1 - self.alpha:.0%} interval "
-                f"{low:+.2%} to {high:+.2%}; the judge alone sees {test.judge_lift:+.2%}), "
-                f"p = {test.p_value:.2g}"
-            )
-        else:
-            summary = (
-                f"Model versions {control} and {treatment} no longer serve journey {journey} together: "
-                f"calibrated {dim} comparison closed ({treatment} was worse, lift {test.lift:+.2%})"
-            )
-        value = {
-            "schema_version": 1,
-            "escalation_id": eid,
-            "kind": KIND,
-            "severity": SEVERITY,
-            "status": "firing" if firing else "resolved",
-            "revision": 1 if firing else 2,
-            "dimension": dim,
-            "segment": {**UNKNOWN_SEGMENT, "journey": journey, "model_version": treatment},
-            "event_time": iso(obs["ts"]),
-            "turn_ids": [obs["turn_id"]],
-            "summary": summary,
-            "evidence": {
-                "source": "calibrated",
-                "judge_id": judge_id,
-                "journey": journey,
-                "dimension": dim,
-                "control": control,
-                "treatment": treatment,
-                **calibrated_summary(test),
-                "alpha": self.alpha,
-                "tau2": self.tau2,
-            },
-        }
-        return Emit("escalations", eid, value)
-
-    def report(self, aggregator: Aggregator) -> dict[str, Any]:
-        """``version_calibrated``: one row per judge, journey, pair of versions and dimension."""
-        rows = []
-        for (judge_id, journey), comparison in aggregator.items(PREFIX):
-            assert isinstance(comparison, CalibratedVersionComparison)
-            live = comparison.live_pairs
-            for control, treatment, dim, test in comparison.tests():
-                rows.append(
-                    {
-                        "judge_id": judge_id,
-                        "journey": journey,
-                        "dimension": dim,
-                        "control": control,
-                        "treatment": treatment,
-                        "live": [control, treatment] in live,
-                        **calibrated_summary(test),
-                    }
-                )
-        return {"version_calibrated": rows}
-
-
-def calibrated_summary(test: CalibratedComparison) -> dict[str, Any]:
-    """The test's figures, JSON-safe (NaN becomes None)."""
-
-    def safe(x: float) -> float | None:
-        return None if math.isnan(x) else x
-
-    low, high = test.interval
-    return {
-        "n_control": test.n_control,
-        "n_treatment": test.n_treatment,
-        "labels_control": test.labels_control,
-        "labels_treatment": test.labels_treatment,
-        "control_rate": safe(test.control_rate),
-        "treatment_rate": safe(test.treatment_rate),
-        "judge_lift": safe(test.judge_lift),
-        "lift": safe(test.lift),
-        "interval": [low, high],
-        "p_value": test.p_value,
-        "decision": test.decision,
-        "decided_at": list(test.decided_at) if test.decided_at else None,
-    }
+    def _escalation(self, at: TestKey, test: CalibratedComparison, obs: dict[str, Any], firing: bool) -> Emit:
+        (judge_id, journey), dim = at.scope, at.dim
+        where, closed = f" on {dim} (human-calibrated, judge {judge_id})", f"calibrated {dim} "
+        note = f"; the judge alone sees {test.judge_lift:+.2%}"
+        text = regression_text(test, at, journey, self.alpha, firing, where, closed, note=note)
+        head = {"source": "calibrated", "judge_id": judge_id, "journey": journey, "dimension": dim}
+        eid_key = f"calibrated|{judge_id}|{journey}|{dim}|{at.control}|{at.treatment}"
+        return self._regression(eid_key, head, at, test, obs, firing, text)

@@ -1,0 +1,290 @@
+"""What the model-version views share: gauges per pair of versions, the ``version_regression`` escalation.
+
+The three views (``versions.py``: the judge's defect rates; ``version_outcomes.py``: business outcomes;
+``version_calibrated.py``: human-calibrated defect rates) each keep one comparison
+(:class:`~detectors.msprt.LiveVersionPairs`) per *scope*, two key parts such as judge and journey. A
+comparison holds the tests of every pair of versions live together; a test is addressed by its dimension,
+``""`` where a pair has a single test. After each observation of a scope the view calls
+:meth:`VersionPairView._after`: the gauges of all live pairs are refreshed every ``PUBLISH_EVERY``
+observations and those of a test when it decides, not on every observation (with several live versions
+that would be most of a view's cost); a test that decides ``worse`` fires a ``version_regression``
+escalation (severity high, revision 1), resolved (revision 2) when its two versions stop serving the
+journey together (a rollback or a completed rollout).
+"""
+
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+from typing import Any, NamedTuple
+
+from detectors.msprt import LiveVersionPairs
+from streams.aggregate import Aggregator
+from streams.emit import UNKNOWN_SEGMENT, Emit, iso
+from streams.labels import LabelGuard
+from streams.metrics import Metrics
+from streams.policy import escalation_id
+
+KIND = "version_regression"
+SEVERITY = "high"
+DECISION_VALUE = {"continue": 0.0, "better": 1.0, "worse": -1.0}
+
+#: Observations of one comparison between two refreshes of its gauges.
+PUBLISH_EVERY = 50
+
+#: A test's figures in evidence and report rows, in order (properties of the test).
+FIGURES: tuple[str, ...] = (
+    "n_control",
+    "n_treatment",
+    "control_rate",
+    "treatment_rate",
+    "lift",
+    "interval",
+    "p_value",
+    "decision",
+    "decided_at",
+)
+
+
+def figures(test: Any, names: tuple[str, ...] = FIGURES) -> dict[str, Any]:
+    """The test's figures ``names``, JSON-safe (NaN becomes None, tuples lists)."""
+    out: dict[str, Any] = {}
+    for name in names:
+        value = getattr(test, name)
+        if isinstance(value, float) and math.isnan(value):
+            value = None
+        elif isinstance(value, tuple):
+            value = list(value)
+        out[name] = value
+    return out
+
+
+class TestKey(NamedTuple):
+    """Where a test is: its comparison's scope (two key parts), its dimension (``""`` for the single test of
+    a pair) and its pair of versions."""
+
+    scope: tuple[str, str]
+    dim: str
+    control: str
+    treatment: str
+
+
+def regression_text(
+    test: Any,
+    at: TestKey,
+    journey: str,
+    alpha: float,
+    firing: bool,
+    where: str = "",
+    closed: str = "",
+    rates: str = "defect rate {t} against {c}",
+    note: str = "",
+) -> str:
+    """An escalation's summary: ``where`` follows the journey, ``rates`` words the two rates, ``note`` ends
+    the interval's parenthesis; resolved, ``closed`` names the comparison."""
+    control, treatment = at.control, at.treatment
+    if not firing:
+        return (
+            f"Model versions {control} and {treatment} no longer serve journey {journey} together: "
+            f"{closed}comparison closed ({treatment} was worse, lift {test.lift:+.2%})"
+        )
+    low, high = test.interval
+    rates = rates.format(t=f"{test.treatment_rate:.2%}", c=f"{test.control_rate:.2%}")
+    return (
+        f"Model version {treatment} is worse than {control} in journey {journey}{where}: {rates}, lift "
+        f"{test.lift:+.2%} (always-valid {1 - alpha:.0%} interval {low:+.2%} to {high:+.2%}{note}), "
+        f"p = {test.p_value:.2g}"
+    )
+
+
+class VersionPairView(ABC):
+    """Base of the model-version views (module doc). A subclass feeds its comparisons in ``apply`` and
+    says which gauges, labels and escalation a test gets; the defaults here are for
+    :class:`~detectors.msprt.VersionComparison` (one test per pair)."""
+
+    kinds: tuple[str, ...]
+    #: Aggregate key prefix of the comparisons, and the view's key in ``report.json``.
+    prefix: str
+    #: Names of the two scope parts in report rows.
+    scope_names: tuple[str, str]
+    #: The test's figures in evidence and report rows.
+    figure_names: tuple[str, ...] = FIGURES
+    #: The gauges are ``<gauge_prefix>_lift``, ``_lift_bound``, ``_decision``, ``_p_value`` and ``_turns``
+    #: of :class:`~streams.metrics.Metrics` (``streams/metrics_models.py``).
+    gauge_prefix: str
+    #: Extra label values of the turns gauge, one per value of :meth:`_turns`.
+    turn_labels: tuple[tuple[str, ...], ...] = (("control",), ("treatment",))
+
+    def __init__(
+        self,
+        metrics: Metrics,
+        horizon_seconds: float = 3600.0,
+        alpha: float = 0.05,
+        tau2: float = 1e-4,
+        min_samples: int = 100,
+        max_journeys: int = 50,
+    ) -> None:
+        self.metrics = metrics
+        self.horizon_seconds = horizon_seconds
+        self.alpha = alpha
+        self.tau2 = tau2
+        self.min_samples = min_samples
+        # aggregate keys stay bounded: rare journeys share one comparison
+        self.journeys = LabelGuard(max_journeys)
+        self._children: dict[tuple[str, ...], tuple[Any, ...]] = {}
+        self._since_publish: dict[tuple[str, str], int] = {}
+        metrics.escalations.labels(KIND, SEVERITY)  # 0 from the start, so increase() sees the first one
+
+    def _params(self) -> dict[str, Any]:
+        """The comparison's parameters from the view's."""
+        return {
+            "horizon_seconds": self.horizon_seconds,
+            "alpha": self.alpha,
+            "tau2": self.tau2,
+            "min_samples": self.min_samples,
+        }
+
+    # -- what a subclass says ------------------------------------------------------------------------
+
+    @abstractmethod
+    def _scope_labels(self, at: TestKey) -> tuple[str, ...]:
+        """The gauges' label values (bounded) before the two model versions."""
+
+    @abstractmethod
+    def _escalation(self, at: TestKey, test: Any, obs: dict[str, Any], firing: bool) -> Emit:
+        """The test's ``version_regression`` escalation (usually by :meth:`_regression`)."""
+
+    def _pair_tests(self, comparison: Any, control: str, treatment: str) -> dict[str, Any]:
+        """The tests of a pair by dimension (KeyError for a forgotten version)."""
+        return {"": comparison.test(control, treatment)}
+
+    def _events(self, comparison: Any) -> list[tuple[str, str, str, str]]:
+        """``(control, treatment, dimension, what)`` of the comparison's last update."""
+        return [(c, t, "", what) for c, t, what in comparison.events]
+
+    def _all_tests(self, comparison: Any) -> list[tuple[str, str, str, Any]]:
+        """``(control, treatment, dimension, test)`` of every test, sorted."""
+        return [(c, t, "", test) for c, t, test in comparison.tests()]
+
+    def _turns(self, test: Any) -> tuple[int, ...]:
+        """The values of the turns gauges, in the order of :attr:`turn_labels`."""
+        return (test.n_control, test.n_treatment)
+
+    # -- shared ----------------------------------------------------------------------------------------
+
+    def _after(self, comparison: Any, scope: tuple[str, str], obs: dict[str, Any]) -> list[Emit]:
+        """Gauges and escalations after ``comparison`` (of ``scope``) took ``obs``."""
+        since = self._since_publish.get(scope, 0) + 1
+        if since >= PUBLISH_EVERY:
+            since = 0
+            for control, treatment in comparison.live_pairs:
+                for dim, test in self._pair_tests(comparison, control, treatment).items():
+                    self._publish(TestKey(scope, dim, control, treatment), test)
+        self._since_publish[scope] = since
+        emits: list[Emit] = []
+        for control, treatment, dim, what in self._events(comparison):
+            try:
+                tests = self._pair_tests(comparison, control, treatment)
+            except KeyError:  # a version forgotten (too many versions): its tests went with it
+                continue
+            if what == "ended":
+                emits.extend(
+                    self._escalation(TestKey(scope, d, control, treatment), test, obs, firing=False)
+                    for d, test in sorted(tests.items())
+                    if test.decision == "worse"
+                )
+                continue
+            at = TestKey(scope, dim, control, treatment)
+            self._publish(at, tests[dim])
+            if what == "worse":
+                emits.append(self._escalation(at, tests[dim], obs, firing=True))
+        return emits
+
+    def _publish(self, at: TestKey, test: Any) -> None:
+        m = self.metrics
+        labels = (
+            *self._scope_labels(at),
+            m.label("model_version", at.control),
+            m.label("model_version", at.treatment),
+        )
+        children = self._children.get(labels)  # keyed by bounded label values, so bounded too
+        if children is None:
+            prefix = self.gauge_prefix
+            bound, turns = getattr(m, f"{prefix}_lift_bound"), getattr(m, f"{prefix}_turns")
+            children = self._children[labels] = (
+                getattr(m, f"{prefix}_lift").labels(*labels),
+                bound.labels(*labels, "lower"),
+                bound.labels(*labels, "upper"),
+                getattr(m, f"{prefix}_decision").labels(*labels),
+                getattr(m, f"{prefix}_p_value").labels(*labels),
+                *(turns.labels(*labels, *arm) for arm in self.turn_labels),
+            )
+        lift, low, high, decision, p_value, *turns = children
+        lift.set(test.lift)
+        interval = test.interval
+        low.set(interval[0])
+        high.set(interval[1])
+        decision.set(DECISION_VALUE[test.decision])
+        p_value.set(test.p_value)
+        for gauge, n in zip(turns, self._turns(test), strict=True):
+            gauge.set(n)
+
+    def _regression(
+        self,
+        key: str,
+        head: dict[str, Any],
+        at: TestKey,
+        test: Any,
+        obs: dict[str, Any],
+        firing: bool,
+        text: str,
+    ) -> Emit:
+        """The escalation ``key`` of a test (firing or resolved) with the summary ``text``; evidence: ``head``
+        (with the journey), the pair, the test's figures and the test parameters."""
+        eid = escalation_id(KIND, key)
+        if firing:
+            self.metrics.escalations.labels(KIND, SEVERITY).inc()
+        value = {
+            "schema_version": 1,
+            "escalation_id": eid,
+            "kind": KIND,
+            "severity": SEVERITY,
+            "status": "firing" if firing else "resolved",
+            "revision": 1 if firing else 2,
+            "dimension": at.dim or None,
+            "segment": {**UNKNOWN_SEGMENT, "journey": head["journey"], "model_version": at.treatment},
+            "event_time": iso(obs["ts"]),
+            "turn_ids": [obs["turn_id"]],
+            "summary": text,
+            "evidence": {
+                **head,
+                "control": at.control,
+                "treatment": at.treatment,
+                **figures(test, self.figure_names),
+                "alpha": self.alpha,
+                "tau2": self.tau2,
+            },
+        }
+        return Emit("escalations", eid, value)
+
+    def report(self, aggregator: Aggregator) -> dict[str, Any]:
+        """One row per scope, pair of versions (and dimension, where tests have one)."""
+        rows = []
+        for scope, comparison in aggregator.items(self.prefix):
+            if not isinstance(comparison, LiveVersionPairs):
+                continue
+            live = comparison.live_pairs
+            for control, treatment, dim, test in self._all_tests(comparison):
+                row: dict[str, Any] = dict(zip(self.scope_names, scope, strict=True))
+                if dim:
+                    row["dimension"] = dim
+                rows.append(
+                    {
+                        **row,
+                        "control": control,
+                        "treatment": treatment,
+                        "live": [control, treatment] in live,
+                        **figures(test, self.figure_names),
+                    }
+                )
+        return {self.prefix: rows}
