@@ -9,14 +9,11 @@ a failure, never a skip.
 from __future__ import annotations
 
 import atexit
-import contextlib
 import json
 import os
 import shutil
-import signal
 import subprocess
 import tempfile
-import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -24,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.support.broker import free_ports
+from tests.support.process import stop_group, wait_ready
 
 BINARIES = ("prometheus-alertmanager", "alertmanager")  # Debian's name, upstream's name
 _live: set[AlertmanagerServer] = set()
@@ -102,36 +100,20 @@ class AlertmanagerServer:
 
     def _wait_ready(self) -> None:
         assert self._proc is not None
-        deadline = time.monotonic() + self.start_timeout
-        last = "no answer yet"
-        while time.monotonic() < deadline:
-            if (code := self._proc.poll()) is not None:
-                raise AlertmanagerError(f"Alertmanager exited with code {code} during startup\n{self.tail()}")
-            try:
-                with urllib.request.urlopen(f"{self.url}/-/ready", timeout=1) as response:
-                    if response.status == 200:
-                        return
-                    last = f"HTTP {response.status}"
-            except (OSError, urllib.error.URLError) as exc:
-                last = repr(exc)
-            time.sleep(0.05)
-        raise AlertmanagerError(
-            f"Alertmanager at {self.url} not ready after {self.start_timeout:.0f}s ({last})\n{self.tail()}"
+        wait_ready(
+            self._proc,
+            f"{self.url}/-/ready",
+            self.start_timeout,
+            "Alertmanager",
+            self.tail,
+            AlertmanagerError,
         )
 
     def stop(self, timeout: float = 10.0) -> None:
         """SIGTERM, then SIGKILL if still alive after ``timeout``; reap the process."""
         if self._proc is None:
             return
-        for sig in (signal.SIGTERM, signal.SIGKILL):
-            if self._proc.poll() is None:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(self._proc.pid, sig)
-            try:
-                self._proc.wait(timeout)
-                break
-            except subprocess.TimeoutExpired:
-                continue
+        stop_group(self._proc, timeout)
         self._proc = None
         _live.discard(self)
 

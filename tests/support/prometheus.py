@@ -11,14 +11,11 @@ turn that into a failure, never a skip.
 from __future__ import annotations
 
 import atexit
-import contextlib
 import json
 import os
 import shutil
-import signal
 import subprocess
 import tempfile
-import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -30,6 +27,7 @@ from typing import Any
 import yaml
 
 from tests.support.broker import free_ports
+from tests.support.process import stop_group, wait_ready
 
 PROMETHEUS_BIN = Path(os.environ.get("CONVOWATCH_PROMETHEUS_BIN", "/usr/bin/prometheus"))
 PROMTOOL_BIN = Path(os.environ.get("CONVOWATCH_PROMTOOL_BIN", "/usr/bin/promtool"))
@@ -125,21 +123,8 @@ class PrometheusServer:
 
     def _wait_ready(self) -> None:
         assert self._proc is not None
-        deadline = time.monotonic() + self.start_timeout
-        last = "no answer yet"
-        while time.monotonic() < deadline:
-            if (code := self._proc.poll()) is not None:
-                raise PrometheusError(f"prometheus exited with code {code} during startup\n{self.tail()}")
-            try:
-                with urllib.request.urlopen(f"{self.url}/-/ready", timeout=1) as response:
-                    if response.status == 200:
-                        return
-                    last = f"HTTP {response.status}"
-            except (OSError, urllib.error.URLError) as exc:
-                last = repr(exc)
-            time.sleep(0.1)
-        raise PrometheusError(
-            f"prometheus on {self.url} not ready after {self.start_timeout:.0f}s ({last})\n{self.tail()}"
+        wait_ready(
+            self._proc, f"{self.url}/-/ready", self.start_timeout, "prometheus", self.tail, PrometheusError
         )
 
     def _get(self, path: str, params: Sequence[tuple[str, str]]) -> Any:
@@ -186,14 +171,7 @@ class PrometheusServer:
     def close(self) -> None:
         """Stop the server (SIGTERM, then SIGKILL after 10 s) and delete its directory."""
         if self._proc is not None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self._proc.pid, signal.SIGTERM)
-            try:
-                self._proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(self._proc.pid, signal.SIGKILL)
-                self._proc.wait()
+            stop_group(self._proc, timeout=10)
             self._proc = None
         _live.discard(self)
         shutil.rmtree(self.dir, ignore_errors=True)
