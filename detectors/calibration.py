@@ -81,7 +81,27 @@ def _check_flag(name: str, value: Any) -> bool:
     raise ValueError(f"{name} must be a bool (or 0/1), got {value!r}")
 
 
-class BinaryCalibration(Detector):
+class _ConfidenceBins:
+    """The calibration read-outs both detectors derive from their confidence bins ``_bins``."""
+
+    _bins: list[list[float]]
+
+    @property
+    def n_scored(self) -> int:
+        """Predictions that came with a confidence (the ECE's ``n``)."""
+        return int(sum(b[0] for b in self._bins))
+
+    @property
+    def ece(self) -> float:
+        return _ece(self._bins)
+
+    @property
+    def reliability(self) -> list[dict[str, float]]:
+        """Per bin: ``low``, ``high``, ``n``, ``mean_confidence`` and ``accuracy`` (``nan`` when empty)."""
+        return _reliability(self._bins)
+
+
+class BinaryCalibration(_ConfidenceBins, Detector):
     """The judge's 'fail' verdict against the human's 'fail' truth ('fail' is the positive class).
 
     Sensitivity ``TP / (TP + FN)``, specificity ``TN / (TN + FP)`` and precision ``TP / (TP + FP)``, each
@@ -193,20 +213,6 @@ class BinaryCalibration(Detector):
     def human_fail_rate(self) -> float:
         return self._ratio(self._tp + self._fn, self.n)
 
-    @property
-    def n_scored(self) -> int:
-        """Verdicts that came with a confidence (the ECE's ``n``)."""
-        return int(sum(b[0] for b in self._bins))
-
-    @property
-    def ece(self) -> float:
-        return _ece(self._bins)
-
-    @property
-    def reliability(self) -> list[dict[str, float]]:
-        """Per bin: ``low``, ``high``, ``n``, ``mean_confidence`` and ``accuracy`` (``nan`` when empty)."""
-        return _reliability(self._bins)
-
     def summary(self) -> dict[str, Any]:
         return {
             "n": self.n,
@@ -222,7 +228,7 @@ class BinaryCalibration(Detector):
         }
 
 
-class ClassAccuracy(Detector):
+class ClassAccuracy(_ConfidenceBins, Detector):
     """Accuracy of a predicted class (e.g. the intent) against the true class, and its calibration.
 
     Accuracy comes with a Wilson interval; ``recall_by_class`` is the accuracy within each true class; the
@@ -303,18 +309,6 @@ class ClassAccuracy(Detector):
     def recall_by_class(self) -> dict[str, float]:
         """``{true_label: share predicted correctly}``, sorted by label."""
         return {t: row.get(t, 0) / sum(row.values()) for t, row in sorted(self._confusion.items())}
-
-    @property
-    def n_scored(self) -> int:
-        return int(sum(b[0] for b in self._bins))
-
-    @property
-    def ece(self) -> float:
-        return _ece(self._bins)
-
-    @property
-    def reliability(self) -> list[dict[str, float]]:
-        return _reliability(self._bins)
 
     def summary(self) -> dict[str, Any]:
         return {
