@@ -13,7 +13,7 @@ import pytest
 from tests.support.broker import KafkaBroker
 from tests.support.kafka_io import read_topic
 from tests.support.wait import wait_until
-from tests.support.worker import WorkerProcess, run_cli
+from tests.support.worker import WorkerProcess, produce_jsonl
 
 pytestmark = pytest.mark.kafka
 
@@ -58,21 +58,7 @@ def test_kcat_follows_one_category(
         verdict("t-both", 3, safety="fail", relevance="fail"),
         verdict("t-fine", 4, safety="pass", relevance="pass"),
     ]
-    files = {}
-    for name, records in (("chats", chats), ("verdicts", verdicts)):
-        files[name] = tmp_path / f"{name}.jsonl"
-        files[name].write_text("".join(json.dumps(r) + "\n" for r in records))
-    produced = run_cli(
-        "produce",
-        "--broker",
-        kafka_broker.bootstrap,
-        "--chats",
-        str(files["chats"]),
-        "--verdicts",
-        str(files["verdicts"]),
-        env=env,
-    )
-    assert produced.returncode == 0, produced.stderr
+    produce_jsonl(kafka_broker.bootstrap, env, tmp_path, chats=chats, verdicts=verdicts)
     make_worker(kafka_broker.bootstrap, env)
 
     wait_until(lambda: len(read_topic(kafka_broker.bootstrap, prefix + "defects")) == 4, timeout=60)

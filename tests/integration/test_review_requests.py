@@ -13,7 +13,7 @@ from schemas import ReviewRequest
 from tests.support.broker import KafkaBroker
 from tests.support.kafka_io import read_topic
 from tests.support.wait import wait_until
-from tests.support.worker import WorkerProcess, run_cli
+from tests.support.worker import WorkerProcess, produce_jsonl
 
 pytestmark = pytest.mark.kafka
 
@@ -68,21 +68,7 @@ def test_high_risk_turns_are_requested_for_review(
         else:
             chats.append(turn(turn_id, i))
             verdicts.append(verdict(turn_id, i, safety="pass", relevance="pass"))
-    files = {}
-    for name, records in (("chats", chats), ("verdicts", verdicts)):
-        files[name] = tmp_path / f"{name}.jsonl"
-        files[name].write_text("".join(json.dumps(r) + "\n" for r in records))
-    produced = run_cli(
-        "produce",
-        "--broker",
-        kafka_broker.bootstrap,
-        "--chats",
-        str(files["chats"]),
-        "--verdicts",
-        str(files["verdicts"]),
-        env=env,
-    )
-    assert produced.returncode == 0, produced.stderr
+    produce_jsonl(kafka_broker.bootstrap, env, tmp_path, chats=chats, verdicts=verdicts)
     make_worker(kafka_broker.bootstrap, env)
 
     topic = prefix + "review.requests"

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
 import sys
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -99,3 +101,18 @@ def run_cli(*args: str, env: dict[str, str], timeout: float = 120) -> subprocess
         text=True,
         timeout=timeout,
     )
+
+
+def produce_jsonl(
+    bootstrap: str, env: dict[str, str], directory: Path, **streams: list[dict[str, Any]]
+) -> dict[str, int]:
+    """Write each stream's records (``chats=``, ``verdicts=``, ``labels=``, ``signals=``: the flags of
+    ``convowatch produce``) as JSONL under ``directory`` and send them; the counts it reports sent."""
+    flags = []
+    for name, records in streams.items():
+        path = directory / f"{name}.jsonl"
+        path.write_text("".join(json.dumps(r) + "\n" for r in records))
+        flags += [f"--{name}", str(path)]
+    produced = run_cli("produce", "--broker", bootstrap, *flags, env=env)
+    assert produced.returncode == 0, produced.stderr
+    return json.loads(produced.stdout)["sent"]  # type: ignore[no-any-return]
