@@ -49,16 +49,14 @@ class ConsumerLagMonitor:
         partitions = self._partitions()
         if not partitions:
             return {}
-        committed = self._committed(partitions)
+        positions = {tp: o for tp, o in self._committed(partitions).items() if o >= 0}
+        # a partition without a commit yet: everything still on it is behind
+        if uncommitted := [tp for tp in partitions if tp not in positions]:
+            positions |= self._offsets(uncommitted, OffsetSpec.earliest())
         ends = self._offsets(partitions, OffsetSpec.latest())
-        starts = self._offsets(partitions, OffsetSpec.earliest())
         lag = {}
         for tp in partitions:
-            end = ends[tp]
-            # no commit yet: everything still on the topic is behind
-            position = committed.get(tp)
-            behind = end - (position if position is not None and position >= 0 else starts[tp])
-            lag[tp] = max(0, behind)
+            lag[tp] = max(0, ends[tp] - positions[tp])
             self.metrics.consumer_lag.labels(tp[0], str(tp[1])).set(lag[tp])
         self.latest = lag
         return lag
