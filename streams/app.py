@@ -338,15 +338,15 @@ class KafkaTransport:
             gauge.clear()
         topic = self.outputs["observations"].get_topic_name()
         assert self.aggregate_store is not None
-        for key, value in list(self.aggregate_store.table.data.items()):
+        for key in list(self.aggregate_store.table.data):
             kind, *parts = key.split(SEP)
             if kind != "agreement" or len(parts) != 2:
                 continue
             judge_id, dimension = parts
             if self.app.producer.key_partition(topic, judge_id.encode()).partition not in partitions:
                 continue
-            stored = orjson.loads(value) if isinstance(value, bytes) else value  # ours bytes, recovered dict
-            tracker = AgreementTracker.from_dict(stored["detector"])
+            tracker = self.pipeline.aggregator.detector(key)
+            assert isinstance(tracker, AgreementTracker)
             labels = (m.label("judge_id", judge_id), m.label("dimension", dimension))
             m.agreement_ratio.labels(*labels).set(tracker.percent_agreement)
             m.cohen_kappa.labels(*labels).set(tracker.cohen_kappa)
