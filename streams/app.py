@@ -2,8 +2,9 @@
 
 Two agents, concurrency 1 each (faust-streaming#606: concurrency > 1 can commit past in-flight events):
 ``join`` reads the three input topics (co-partitioned by ``turn_id``) with the join state in the
-``pending`` table; ``aggregate`` reads the join's observations, repartitioned by shard key, with the
-aggregates in the ``aggregates`` table. Both tables are changelogged: a restarted worker recovers them.
+``pending`` table; ``aggregate`` reads the join's observations, repartitioned by shard key and sent in packs
+(one record per shard key per batch: :mod:`streams.observation_packs`), with the aggregates in the
+``aggregates`` table. Both tables are changelogged: a restarted worker recovers them.
 
 Each agent takes a batch, publishes its outputs, waits until the broker has acknowledged them, and only
 then writes the batch's state to the changelog; Faust commits offsets after that. A crash therefore never
@@ -46,6 +47,7 @@ from streams.config import Settings
 from streams.emit import SEP, Emit
 from streams.kafka_client import faust_credentials
 from streams.metrics import Metrics
+from streams.observation_packs import packs, unpack
 from streams.pipeline import Pipeline, dead_letter
 from streams.state import DictStore
 from streams.tables import NamedChangelogTable, TableStore
@@ -251,15 +253,21 @@ class KafkaTransport:
                 for event in events:
                     message = event.message
                     try:
-                        observation = orjson.loads(event.value)
-                        emits.extend(self.pipeline.aggregate(observation, message.partition))
+                        observations = unpack(event.value)
                     except Exception:  # a bug (observations are ours): log where, count, go on
-                        log.exception(
-                            "internal error on %s[%d]@%d", message.topic, message.partition, message.offset
-                        )
-                        self.metrics.internal_errors.labels("aggregate").inc()
+                        observations = []
+                        self._aggregate_error(message)
+                    for observation in observations:
+                        try:
+                            emits.extend(self.pipeline.aggregate(observation, message.partition))
+                        except Exception:  # one observation's bug must not drop the rest of its pack
+                            self._aggregate_error(message)
                 assert self.aggregate_store is not None  # the aggregate agent runs only with its table
                 await self._publish(emits, self.pipeline.aggregator.flush, self.aggregate_store)
+
+    def _aggregate_error(self, message: Any) -> None:
+        log.exception("internal error on %s[%d]@%d", message.topic, message.partition, message.offset)
+        self.metrics.internal_errors.labels("aggregate").inc()
 
     async def _publish(self, emits: list[Emit], flush: Callable[[], Any], store: TableStore) -> None:
         """Send every record and wait until the broker has acknowledged all of them; then write the batch's
@@ -272,12 +280,20 @@ class KafkaTransport:
         names = self._topic_names
         counters = self._output_counters
         pending = []
+        observations: dict[str, list[bytes]] = {}  # by shard key, sent as packs (streams/observation_packs)
         for emit in emits:
             value = orjson.dumps(emit.value)
+            counters[emit.topic].inc()
+            if emit.topic == "observations":
+                observations.setdefault(emit.key, []).append(value)
+                continue
             if emit.topic == "deadletter" and len(value) > MAX_OUTPUT_BYTES:
                 value = truncated_dead_letter(emit.value)
             pending.append(await producer.send(names[emit.topic], emit.key.encode(), value, None, None, None))
-            counters[emit.topic].inc()
+        topic = names["observations"]
+        for key, encoded in observations.items():
+            for pack in packs(encoded):
+                pending.append(await producer.send(topic, key.encode(), pack, None, None, None))
         if pending:
             await asyncio.gather(*pending)
         flush()

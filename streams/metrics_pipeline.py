@@ -30,7 +30,10 @@ class PipelineMetrics:
             registry=r,
         )
         self.outputs = Counter(
-            "convowatch_outputs_total", "Records published, by output topic.", ["topic"], registry=r
+            "convowatch_outputs_total",
+            "Records published, by output topic (internal observations: counted one by one, sent in packs).",
+            ["topic"],
+            registry=r,
         )
         self.join_pending = Gauge(
             "convowatch_join_pending_turns",

@@ -119,6 +119,12 @@ def test_llmbar_through_broker_and_worker(
         assert worker.value("convowatch_judge_cohen_kappa", **labels) == pytest.approx(kappa, abs=1e-6)
 
     wait_until(lambda: worker.value("convowatch_records_in_total", stream="human_labels") == 201, timeout=60)
+    # observations travel in packs, one record per shard key per batch: none lost, far fewer records
+    packs = [v for _, v in read_topic(bootstrap, prefix + "internal.observations")]
+    assert all(isinstance(pack, list) and pack for pack in packs)
+    observations = sum(len(pack) for pack in packs)
+    assert observations == worker.value("convowatch_outputs_total", topic="observations")
+    assert len(packs) * 4 < observations
     assert worker.value("convowatch_records_valid_total", stream="judge_verdicts") == 401
     deadlettered = sum(
         worker.value("convowatch_records_deadlettered_total", stream="judge_verdicts", reason=r) or 0

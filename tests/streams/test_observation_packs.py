@@ -1,0 +1,46 @@
+"""Observation packs: every observation arrives, in order, in records under the size limit."""
+
+from __future__ import annotations
+
+import random
+
+import orjson
+import pytest
+
+from streams.observation_packs import PACK_MAX_BYTES, packs, unpack
+
+
+def test_packs_keep_every_observation_in_order_under_the_limit() -> None:
+    rng = random.Random(5)
+    observations = [{"kind": "turn", "i": i, "pad": "x" * rng.randrange(0, 3000)} for i in range(2000)]
+    encoded = [orjson.dumps(o) for o in observations]
+    records = list(packs(encoded, max_bytes=20_000))
+    assert len(records) > 1
+    assert all(len(r) <= 20_000 for r in records)
+    assert [o for r in records for o in unpack(r)] == observations
+    # every pack but the last is full: one more observation would not have fitted
+    sizes = [len(r) for r in records]
+    firsts = [len(orjson.dumps(unpack(r)[0])) for r in records[1:]]
+    assert all(size + first + 1 > 20_000 for size, first in zip(sizes, firsts, strict=False))
+
+
+def test_an_oversized_observation_goes_alone() -> None:
+    big = orjson.dumps({"kind": "turn", "pad": "y" * (PACK_MAX_BYTES + 10)})
+    small = orjson.dumps({"kind": "turn"})
+    records = list(packs([small, big, small]))
+    assert [len(unpack(r)) for r in records] == [1, 1, 1]
+    assert records[1] == b"[" + big + b"]"
+
+
+def test_nothing_to_pack_writes_nothing() -> None:
+    assert list(packs([])) == []
+
+
+def test_a_single_observation_record_reads_as_a_pack_of_one() -> None:
+    assert unpack(b'{"kind":"signal"}') == [{"kind": "signal"}]
+
+
+@pytest.mark.parametrize("raw", [b"3", b'"text"', b"null"])
+def test_anything_else_is_an_error(raw: bytes) -> None:
+    with pytest.raises(ValueError, match="JSON array or object"):
+        unpack(raw)
