@@ -204,7 +204,7 @@ def main() -> None:
         raise SystemExit("py-spy not found: .venv/bin/pip install py-spy")
 
     from confluent_kafka.admin import AdminClient
-    from throughput import (
+    from throughput_inputs import (
         INPUT_PREFIX,
         QUIET,
         PARTITIONS,
@@ -212,8 +212,8 @@ def main() -> None:
         generate,
         input_names,
         produce_all,
-        run_worker_once,
     )
+    from throughput_worker import run_worker_once
 
     from tests.support.broker import KafkaBroker
     from tests.support.worker import run_cli

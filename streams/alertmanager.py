@@ -1,8 +1,8 @@
 """Escalations to Prometheus Alertmanager: one alert per escalation, kept alive while it fires.
 
-:func:`alert_from_escalation` turns an escalation (the value published on ``convowatch.escalations``) into
-an Alertmanager API v2 ``postableAlert``. :class:`AlertmanagerSink` owns the client side of Alertmanager's
-protocol, which is the one Prometheus follows:
+:class:`AlertmanagerSink` owns the client side of Alertmanager's protocol, which is the one Prometheus
+follows (the alert of an escalation is built by :func:`streams.alertmanager_payload.alert_from_escalation`
+and POSTed by :class:`streams.alertmanager_http.AlertsEndpoint`):
 
 - a new or changed escalation is POSTed to ``/api/v2/alerts`` at once (batched for ~150 ms);
 - every active alert is re-sent every ``resend_seconds`` (default 60) with ``endsAt`` = now + 4 x
@@ -14,199 +14,29 @@ protocol, which is the one Prometheus follows:
   state, and the pages it sends, would grow without bound. A later revision of the same escalation fires
   it again. Kinds with a resolution signal of their own (spikes, drift) are never expired;
 - HTTP and connection errors are retried with exponential backoff; nothing ever raises into the caller.
-
-Only the standard library is used for HTTP (:mod:`urllib.request`, which honours ``*_proxy`` variables).
 """
 
 from __future__ import annotations
 
-import base64
 import copy
-import json
 import logging
 import math
 import random
-import re
 import threading
 import time
-import urllib.error
-import urllib.parse
-import urllib.request
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple
 
+from streams.alertmanager_http import AlertmanagerUnavailable, AlertsEndpoint
+from streams.alertmanager_payload import alert_from_escalation
+
 _log = logging.getLogger(__name__)
 
-#: Segment fields copied into labels, when known. All are short codes from the event contract.
-SEGMENT_LABELS = ("journey", "model_version", "channel", "modality", "intent")
-MAX_LABEL_VALUE = 256  # the longest identifier the event contract admits
-MAX_SUMMARY = 1024
-MAX_EVIDENCE_BYTES = 4096
-MAX_EVIDENCE_TURN_IDS = 20
 #: Escalation kinds that nothing resolves (one per turn): :class:`AlertmanagerSink` expires them.
 EXPIRING_KINDS = frozenset({"high_risk_failure"})
-ALERTS_PATH = "/api/v2/alerts"
-#: Fields that may hold chat text (or a judge's free-text rationale quoting it): never sent to Alertmanager.
-CHAT_TEXT_KEYS = frozenset({"user_text", "response_text", "rationale", "text"})
-
-
-def alertname(kind: str) -> str:
-    """The alert name of an escalation kind.
-
-    >>> alertname("high_risk_failure"), alertname("defect_spike"), alertname("judge_drift")
-    ('ConvowatchHighRiskFailure', 'ConvowatchDefectSpike', 'ConvowatchJudgeDrift')
-    """
-    parts = [p for p in re.split(r"[^0-9A-Za-z]+", kind) if p]
-    return "Convowatch" + ("".join(p[0].upper() + p[1:] for p in parts) or "Escalation")
-
-
-def _label_value(value: object) -> str:
-    text = str(value).strip()[:MAX_LABEL_VALUE]
-    return text.encode("utf-8", "replace").decode("utf-8")  # lone surrogates would be invalid UTF-8
-
-
-def _parse_time(value: object) -> datetime:
-    if isinstance(value, datetime):
-        ts = value
-    elif isinstance(value, str):
-        ts = datetime.fromisoformat(value)
-    else:
-        raise ValueError(f"event_time must be an RFC 3339 string or datetime, not {type(value).__name__}")
-    return ts.replace(tzinfo=UTC) if ts.tzinfo is None else ts.astimezone(UTC)
-
-
-def rfc3339(ts: datetime) -> str:
-    """``ts`` in UTC as RFC 3339 with milliseconds, e.g. ``2026-11-02T08:00:00.000Z``."""
-    return ts.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def _dumps(doc: object) -> str:
-    return json.dumps(doc, separators=(",", ":"), sort_keys=True, ensure_ascii=False, default=str)
-
-
-def _scrub(value: Any) -> Any:
-    """``value`` without any :data:`CHAT_TEXT_KEYS` field, at any depth."""
-    if isinstance(value, Mapping):
-        return {str(k): _scrub(v) for k, v in value.items() if k not in CHAT_TEXT_KEYS}
-    if isinstance(value, list | tuple):
-        return [_scrub(v) for v in value]
-    return value
-
-
-def _size(text: str) -> int:
-    return len(text.encode("utf-8", "replace"))
-
-
-def evidence_annotation(
-    turn_ids: list[str], evidence: Mapping[str, Any], limit: int = MAX_EVIDENCE_BYTES
-) -> str:
-    """Compact JSON ``{"turn_ids": [...], "evidence": {...}}`` of at most ``limit`` bytes, still valid JSON.
-
-    Chat text fields (:data:`CHAT_TEXT_KEYS`) are left out at any depth. At most 20 turn ids are kept
-    (``turn_count`` then gives the total). When too long, turn ids beyond half the limit are dropped from the
-    end, then the largest evidence fields are left out (named in ``evidence_truncated``), then more turn ids.
-    """
-    scrubbed = _scrub(evidence) if isinstance(evidence, Mapping) else {"value": _scrub(evidence)}
-    doc: dict[str, Any] = {"turn_ids": list(turn_ids[:MAX_EVIDENCE_TURN_IDS]), "evidence": scrubbed}
-    if len(turn_ids) > MAX_EVIDENCE_TURN_IDS:
-        doc["turn_count"] = len(turn_ids)
-    text = _dumps(doc)
-    if _size(text) <= limit:
-        return text
-    while len(doc["turn_ids"]) > 1 and _size(_dumps(doc["turn_ids"])) > limit // 2:  # leave room
-        doc["turn_ids"].pop()
-        doc["turn_count"] = len(turn_ids)
-    by_size = sorted(doc["evidence"], key=lambda k: (-_size(_dumps(doc["evidence"][k])), k))
-    dropped: list[str] = []
-    text = _dumps(doc)
-    while _size(text) > limit and by_size:
-        key = by_size.pop(0)
-        del doc["evidence"][key]
-        dropped.append(key)
-        doc["evidence_truncated"] = sorted(dropped)
-        text = _dumps(doc)
-    while _size(text) > limit and doc["turn_ids"]:
-        doc["turn_ids"].pop()
-        doc["turn_count"] = len(turn_ids)
-        text = _dumps(doc)
-    if _size(text) <= limit:
-        return text
-    return _dumps({"evidence_truncated": True, "turn_count": len(turn_ids)})
-
-
-def alert_from_escalation(
-    escalation: Mapping[str, Any],
-    generator_url: str | None,
-    resolved_at: datetime | None = None,
-    *,
-    valid_until: datetime | None = None,
-    now: datetime | None = None,
-    latest_start: datetime | None = None,
-) -> dict[str, Any]:
-    """The Alertmanager API v2 ``postableAlert`` for an escalation (a ``convowatch.escalations`` value).
-
-    Labels identify and route the alert; they hold no chat text and no free text, only ``alertname``
-    (``Convowatch`` + the kind in CamelCase), ``kind``, ``severity``, ``dimension``, the known segment fields
-    and ``escalation_id``. Annotations carry ``summary``, ``runbook_url`` and ``evidence`` (compact JSON of
-    up to 20 turn ids and the escalation's evidence, at most 4 KB).
-
-    ``startsAt`` is the escalation's event time, but no later than ``latest_start`` (default ``now``): an
-    event time ahead of the clock must not make the alert end before it starts, which Alertmanager rejects.
-    The alert is resolved (``endsAt`` = ``resolved_at``, or ``now`` when the escalation's status is
-    ``resolved``) or firing: then ``endsAt`` is ``valid_until`` if given, else left out, and Alertmanager
-    resolves the alert after its ``resolve_timeout`` unless it is re-sent first.
-    Raises ``ValueError`` on an escalation without id, kind, severity or event time.
-    """
-    now = now or datetime.now(UTC)
-    for field in ("escalation_id", "kind", "severity"):
-        if not isinstance(escalation.get(field), str) or not escalation[field].strip():
-            raise ValueError(f"escalation has no {field}")
-    kind = escalation["kind"]
-    labels: dict[str, str] = {
-        "alertname": alertname(kind),
-        "kind": _label_value(kind),
-        "severity": _label_value(escalation["severity"]),
-    }
-    if escalation.get("dimension"):
-        labels["dimension"] = _label_value(escalation["dimension"])
-    segment = escalation.get("segment") or {}
-    for name in SEGMENT_LABELS:
-        if segment.get(name) is not None:
-            labels[name] = _label_value(segment[name])
-    # Alertmanager identifies an alert by its label set and merges alerts whose label sets are equal: two
-    # escalations in the same segment (two unsafe answers of one model) would collapse into one alert.
-    # escalation_id keeps them apart; it is stable across revisions, so an update replaces the alert.
-    labels["escalation_id"] = _label_value(escalation["escalation_id"])
-    labels = {k: v for k, v in labels.items() if v}  # Alertmanager drops empty labels anyway
-
-    evidence = escalation.get("evidence") or {}
-    annotations = {"summary": str(escalation.get("summary") or labels["alertname"])[:MAX_SUMMARY]}
-    runbook = evidence.get("runbook_url")
-    if isinstance(runbook, str) and runbook:
-        annotations["runbook_url"] = runbook[:2048]
-    annotations["evidence"] = evidence_annotation(
-        [str(t) for t in escalation.get("turn_ids") or []], evidence
-    )
-    if escalation.get("revision") is not None:
-        annotations["revision"] = str(escalation["revision"])
-    annotations = {k: v.encode("utf-8", "replace").decode("utf-8") for k, v in annotations.items()}
-
-    if "event_time" not in escalation:
-        raise ValueError("escalation has no event_time")
-    starts = min(_parse_time(escalation["event_time"]), latest_start or now)
-    alert: dict[str, Any] = {"labels": labels, "annotations": annotations, "startsAt": rfc3339(starts)}
-    if resolved_at is None and escalation.get("status") == "resolved":
-        resolved_at = now
-    if resolved_at is not None:
-        alert["endsAt"] = rfc3339(max(resolved_at, starts))
-    elif valid_until is not None:
-        alert["endsAt"] = rfc3339(max(valid_until, starts))
-    if generator_url:
-        alert["generatorURL"] = generator_url
-    return alert
 
 
 @dataclass(slots=True)
@@ -230,10 +60,6 @@ class _Outgoing(NamedTuple):
     escalation: dict[str, Any]
     resolved_at: datetime | None
     first_seen: datetime
-
-
-class _Retryable(Exception):
-    """Alertmanager unreachable, timed out or answered 5xx/408/429: try again later."""
 
 
 class AlertmanagerSink:
@@ -269,27 +95,13 @@ class AlertmanagerSink:
         backoff_max: float = 30.0,
         metrics: Callable[[str, int], None] | None = None,
     ) -> None:
-        parsed = urllib.parse.urlsplit(url)
-        if parsed.scheme not in ("http", "https") or not parsed.netloc:
-            raise ValueError(f"Alertmanager URL must be http(s)://host[:port][/prefix], got {url!r}")
+        self._alerts = AlertsEndpoint(url)
         if resend_seconds <= 0 or max_active < 1 or max_batch < 1 or timeout <= 0 or batch_delay < 0:
             raise ValueError("resend_seconds, max_active, max_batch and timeout must be positive")
         if expire_after is not None and expire_after <= 0:
             raise ValueError("expire_after must be positive (or None to never expire)")
-        path = parsed.path.rstrip("/")
-        if not path.endswith(ALERTS_PATH):
-            path += ALERTS_PATH
-        host = parsed.hostname or ""
-        netloc = f"[{host}]" if ":" in host else host
-        netloc += f":{parsed.port}" if parsed.port else ""
         #: where alerts are POSTed (without credentials: it appears in logs and ``last_error``)
-        self.endpoint = urllib.parse.urlunsplit((parsed.scheme, netloc, path, parsed.query, ""))
-        self._headers = {"Content-Type": "application/json", "User-Agent": "convowatch"}
-        if parsed.username is not None:  # Alertmanager's --web.config.file basic_auth_users
-            user = urllib.parse.unquote(parsed.username)
-            password = urllib.parse.unquote(parsed.password or "")
-            token = base64.b64encode(f"{user}:{password}".encode()).decode("ascii")
-            self._headers["Authorization"] = f"Basic {token}"
+        self.endpoint = self._alerts.url
         self.generator_url = generator_url
         self.resend_seconds = resend_seconds
         self.expire_after = expire_after
@@ -322,7 +134,6 @@ class AlertmanagerSink:
         self._next_scan = time.monotonic() + self._scan_interval
         self._retry_at = 0.0
         self._backoff = backoff_initial
-        self._opener = urllib.request.build_opener()
 
     # -- caller side ---------------------------------------------------------------------------------
 
@@ -528,8 +339,8 @@ class AlertmanagerSink:
         for start in range(0, len(items), self.max_batch):
             chunk = items[start : start + self.max_batch]
             try:
-                self._post([alert for _, _, alert in chunk], timeout)
-            except _Retryable as exc:
+                self._alerts.post([alert for _, _, alert in chunk], timeout)
+            except AlertmanagerUnavailable as exc:
                 self._failed(chunk, items[start + self.max_batch :], str(exc))
                 return
             except Exception as exc:  # rejected (4xx) or a bug: retrying the same alerts will not help
@@ -539,26 +350,6 @@ class AlertmanagerSink:
         with self._cond:
             self._in_flight = 0
             self._cond.notify_all()
-
-    def _post(self, alerts: list[dict[str, Any]], timeout: float) -> None:
-        body = json.dumps(alerts, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
-        request = urllib.request.Request(
-            self.endpoint,
-            data=body,
-            method="POST",
-            headers=self._headers,
-        )
-        try:
-            with self._opener.open(request, timeout=timeout) as response:
-                response.read()
-        except urllib.error.HTTPError as exc:
-            detail = exc.read(1024).decode("utf-8", "replace").strip()
-            message = f"Alertmanager {self.endpoint} answered HTTP {exc.code}: {detail or exc.reason}"
-            if exc.code >= 500 or exc.code in (408, 429):
-                raise _Retryable(message) from exc
-            raise RuntimeError(message) from exc
-        except (OSError, ValueError) as exc:  # URLError, refused, reset, timeout, bad status line
-            raise _Retryable(f"Alertmanager {self.endpoint} unreachable: {exc}") from exc
 
     def _failed(self, chunk: list[Any], rest: list[Any], error: str) -> None:
         with self._cond:

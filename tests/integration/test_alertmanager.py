@@ -21,7 +21,8 @@ import pytest
 import yaml
 
 from schemas import Escalation
-from streams.alertmanager import AlertmanagerSink, alert_from_escalation
+from streams.alertmanager import AlertmanagerSink
+from streams.alertmanager_payload import alert_from_escalation
 from tests.support.alertmanager import AlertmanagerError, AlertmanagerServer, find_amtool
 from tests.support.wait import wait_until
 from tests.support.webhook import Received, WebhookServer

@@ -19,9 +19,9 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from schemas import ChatTurn, Escalation, JudgeVerdict
-from streams.alertmanager import (
+from streams.alertmanager import AlertmanagerSink
+from streams.alertmanager_payload import (
     MAX_EVIDENCE_BYTES,
-    AlertmanagerSink,
     alert_from_escalation,
     alertname,
     evidence_annotation,

@@ -1,0 +1,71 @@
+"""Alertmanager's ``/api/v2/alerts`` endpoint over HTTP: where alerts are POSTed, with which credentials,
+and which failures are worth retrying.
+
+Only the standard library is used (:mod:`urllib.request`, which honours ``*_proxy`` variables).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import urllib.error
+import urllib.parse
+import urllib.request
+from typing import Any
+
+ALERTS_PATH = "/api/v2/alerts"
+
+
+class AlertmanagerUnavailable(Exception):
+    """Alertmanager unreachable, timed out or answered 5xx/408/429: try again later."""
+
+
+class AlertsEndpoint:
+    """POSTs alerts to one Alertmanager.
+
+    ``url`` is Alertmanager's base URL (``http://alertmanager:9093``, with any ``--web.route-prefix``) or
+    the full ``.../api/v2/alerts`` endpoint; ``http://user:password@host:9093`` sends HTTP basic auth.
+    Raises ``ValueError`` on a URL that is not ``http(s)://host...``.
+    """
+
+    def __init__(self, url: str) -> None:
+        parsed = urllib.parse.urlsplit(url)
+        if parsed.scheme not in ("http", "https") or not parsed.netloc:
+            raise ValueError(f"Alertmanager URL must be http(s)://host[:port][/prefix], got {url!r}")
+        path = parsed.path.rstrip("/")
+        if not path.endswith(ALERTS_PATH):
+            path += ALERTS_PATH
+        host = parsed.hostname or ""
+        netloc = f"[{host}]" if ":" in host else host
+        netloc += f":{parsed.port}" if parsed.port else ""
+        #: where alerts are POSTed (without credentials: it appears in logs and error messages)
+        self.url = urllib.parse.urlunsplit((parsed.scheme, netloc, path, parsed.query, ""))
+        self._headers = {"Content-Type": "application/json", "User-Agent": "convowatch"}
+        if parsed.username is not None:  # Alertmanager's --web.config.file basic_auth_users
+            user = urllib.parse.unquote(parsed.username)
+            password = urllib.parse.unquote(parsed.password or "")
+            token = base64.b64encode(f"{user}:{password}".encode()).decode("ascii")
+            self._headers["Authorization"] = f"Basic {token}"
+        self._opener = urllib.request.build_opener()
+
+    def post(self, alerts: list[dict[str, Any]], timeout: float) -> None:
+        """Send ``alerts`` in one request. Raises :class:`AlertmanagerUnavailable` when a retry may succeed,
+        ``RuntimeError`` when Alertmanager rejected them (4xx)."""
+        body = json.dumps(alerts, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+        request = urllib.request.Request(
+            self.url,
+            data=body,
+            method="POST",
+            headers=self._headers,
+        )
+        try:
+            with self._opener.open(request, timeout=timeout) as response:
+                response.read()
+        except urllib.error.HTTPError as exc:
+            detail = exc.read(1024).decode("utf-8", "replace").strip()
+            message = f"Alertmanager {self.url} answered HTTP {exc.code}: {detail or exc.reason}"
+            if exc.code >= 500 or exc.code in (408, 429):
+                raise AlertmanagerUnavailable(message) from exc
+            raise RuntimeError(message) from exc
+        except (OSError, ValueError) as exc:  # URLError, refused, reset, timeout, bad status line
+            raise AlertmanagerUnavailable(f"Alertmanager {self.url} unreachable: {exc}") from exc
