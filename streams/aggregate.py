@@ -26,7 +26,7 @@ from streams.state import DictStore, StateStore, WriteBehind
 
 #: Decoded aggregates kept across batches (see WriteBehind): every one a worker holds, in practice.
 KEEP_LIVE = 100_000
-#: How often (wall clock) flush exports the aggregate counts: a scan of the whole store.
+#: How often (wall clock) flush exports the aggregate counts (kept by the store: O(kinds)).
 COUNT_EVERY_SECONDS = 10.0
 
 
@@ -41,17 +41,6 @@ class Aggregate:
 
     def encode(self) -> dict[str, Any]:
         return {"applied": self.applied, "detector": self.detector.to_dict()}
-
-    def first_time(self, src: list[Any]) -> bool:
-        """Record ``src`` = [source, offset, seq]; False if it was applied already (a replay)."""
-        source, offset, seq = src
-        if offset is None:  # no position (generated input, end-of-input flushes): nothing to replay
-            return True
-        last = self.applied.get(source)
-        if last is not None and [offset, seq] <= last:
-            return False
-        self.applied[source] = [offset, seq]
-        return True
 
 
 class View(Protocol):
@@ -91,17 +80,24 @@ class Aggregator:
         self.autoflush = autoflush
         self.duplicates = 0
         self._counted_at = -math.inf
+        # entries by kind, kept up to date by the store on every insert and delete (None: a store that
+        # cannot, counted by a scan)
+        count_kinds = getattr(self.store, "count_kinds", None)
+        self._kind_counts: dict[str, int] | None = count_kinds() if count_kinds is not None else None
         self._types = detector_types()
         self.views: list[View] = list(views or [])
-        self._views: dict[str, list[View]] = {}
+        # each kind's views' apply methods, bound once
+        self._appliers: dict[str, list[Callable[..., list[Emit]]]] = {}
         for view in self.views:
             for kind in view.kinds:
-                self._views.setdefault(kind, []).append(view)
+                self._appliers.setdefault(kind, []).append(view.apply)
 
     def apply(self, observation: dict[str, Any], partition: int | None = None) -> list[Emit]:
         emits: list[Emit] = []
-        for view in self._views.get(observation["kind"], ()):
-            emits.extend(view.apply(self, observation, partition))
+        for apply in self._appliers.get(observation["kind"], ()):
+            out = apply(self, observation, partition)
+            if out:
+                emits.extend(out)
         if self.autoflush:
             self.flush()
         return emits
@@ -117,7 +113,9 @@ class Aggregator:
     def export_counts(self) -> None:
         """``convowatch_aggregates{kind}``: the aggregates (detectors and view records) this process holds,
         by kind (the first part of their key: a code constant, so the label stays bounded)."""
-        counts = Counter(key.split(SEP, 1)[0] for key, _ in self.store.items())
+        counts = self._kind_counts
+        if counts is None:
+            counts = Counter(key.split(SEP, 1)[0] for key, _ in self.store.items())
         gauge = self.metrics.aggregates
         gauge.clear()
         for kind, n in counts.items():
@@ -137,15 +135,34 @@ class Aggregator:
         apply: Callable[[Any], Any],
     ) -> Any:
         """Apply ``observation`` to the aggregate at ``key`` once; its detector, or None for a replay."""
-        value = self.state.get(key)
-        new = value is None
-        aggregate = Aggregate(make()) if new else self._decode(value)
-        if not aggregate.first_time(observation["src"]):
-            self.duplicates += 1
-            self.state.live[key] = aggregate
-            return None
+        state = self.state
+        # the hot path (every observation, several aggregates each): WriteBehind.get and touch inlined (a
+        # live key is never a deleted one: delete drops it from ``live``). A replay is a source position
+        # not after the last one ``applied`` from its source; without an offset there is nothing to replay.
+        aggregate = state.live.get(key)
+        if aggregate is None:
+            value = state.get(key)
+            if value is None:
+                source, offset, seq = observation["src"]
+                aggregate = Aggregate(make(), {} if offset is None else {source: [offset, seq]})
+                apply(aggregate.detector)
+                state.touch(key, aggregate, partition, new=True)
+                return aggregate.detector
+            aggregate = self._decode(value)
+        elif aggregate.__class__ is not Aggregate:
+            aggregate = self._decode(aggregate)
+        source, offset, seq = observation["src"]
+        if offset is not None:
+            applied = aggregate.applied
+            last = applied.get(source)
+            if last is not None and [offset, seq] <= last:
+                self.duplicates += 1
+                state.live[key] = aggregate
+                return None
+            applied[source] = [offset, seq]
         apply(aggregate.detector)
-        self.state.touch(key, aggregate, partition, new=new)
+        state.live[key] = aggregate
+        state.dirty[key] = partition
         return aggregate.detector
 
     # -- plain records: JSON dicts a view keeps itself (no detector, no replay bookkeeping by the aggregator)

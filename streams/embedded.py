@@ -101,11 +101,19 @@ def run_records(
 ) -> int:
     """Feed records through the pipeline; publish what it emits; flush the join at the end."""
     metrics = pipeline.metrics
+    outputs: dict[str, Any] = {}  # label children of convowatch_outputs_total by topic
+
+    def count(topic: str) -> None:
+        counter = outputs.get(topic)
+        if counter is None:
+            counter = outputs[topic] = metrics.outputs.labels(topic)
+        counter.inc()
+
     done = 0
     batch_started = time.perf_counter()
     for _, _, stream, raw, source, number in records:
         for emit in pipeline.process(stream, raw, source_topic=source, offset=number):
-            metrics.outputs.labels(emit.topic).inc()
+            count(emit.topic)
             publish(emit)
         done += 1
         if done % 1024 == 0:
@@ -116,7 +124,7 @@ def run_records(
             if progress is not None:
                 progress(done)
     for emit in pipeline.finish():
-        metrics.outputs.labels(emit.topic).inc()
+        count(emit.topic)
         publish(emit)
     if progress is not None:
         progress(done, final=True)

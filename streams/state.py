@@ -8,11 +8,16 @@ touched key once, after the batch's outputs were acknowledged (see README, "Deli
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any, Protocol
+
+from streams.emit import SEP
 
 
 class StateStore(Protocol):
+    """Keyed state. A store may also offer ``count_kinds()`` (see :class:`KindCounts`); the aggregation
+    stage then reads its entry counts by kind from it instead of scanning every entry."""
+
     def get(self, key: str) -> Any: ...
 
     def put(self, key: str, value: Any, partition: int | None) -> None: ...
@@ -24,6 +29,79 @@ class StateStore(Protocol):
     def __len__(self) -> int: ...
 
 
+_MISSING = object()
+
+
+class KindCounts(dict[str, Any]):
+    """A dict of store entries that keeps how many it holds of each kind, the part of the key before the
+    first :data:`~streams.emit.SEP` (``counts``, in the order kinds first appeared), up to date on every
+    insert and delete, whoever makes them: a stage's writes, or Faust recovering and dropping a table's
+    entries. Reading the counts costs O(kinds) instead of a scan of every entry."""
+
+    def __init__(self, entries: Mapping[str, Any] | Iterable[tuple[str, Any]] = ()) -> None:
+        super().__init__()
+        self.counts: dict[str, int] = {}
+        self.update(entries)
+
+    def _added(self, key: str) -> None:
+        kind = key.partition(SEP)[0]
+        counts = self.counts
+        counts[kind] = counts.get(kind, 0) + 1
+
+    def _removed(self, key: str) -> None:
+        kind = key.partition(SEP)[0]
+        counts = self.counts
+        n = counts[kind] - 1
+        if n:
+            counts[kind] = n
+        else:
+            del counts[kind]
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        if key not in self:
+            self._added(key)
+        dict.__setitem__(self, key, value)
+
+    def __delitem__(self, key: str) -> None:
+        super().__delitem__(key)
+        self._removed(key)
+
+    def pop(self, key: str, *default: Any) -> Any:
+        value = super().pop(key, _MISSING)
+        if value is _MISSING:
+            if default:
+                return default[0]
+            raise KeyError(key)
+        self._removed(key)
+        return value
+
+    def popitem(self) -> tuple[str, Any]:
+        key, value = super().popitem()
+        self._removed(key)
+        return key, value
+
+    def setdefault(self, key: str, default: Any = None) -> Any:
+        if key not in self:
+            self[key] = default
+        return self[key]
+
+    def update(self, other: Any = (), /, **kwargs: Any) -> None:
+        pairs = ((key, other[key]) for key in other) if hasattr(other, "keys") else other
+        for key, value in pairs:
+            self[key] = value
+        for key, value in kwargs.items():
+            self[key] = value
+
+    # dict's own |= (and update, setdefault, pop...) would change entries without counting them
+    def __ior__(self, other: Any) -> KindCounts:  # type: ignore[override,misc]
+        self.update(other)
+        return self
+
+    def clear(self) -> None:
+        super().clear()
+        self.counts.clear()
+
+
 class DictStore:
     """In-process state (embedded transport and tests). Holds live objects: nothing is serialised."""
 
@@ -31,6 +109,12 @@ class DictStore:
 
     def __init__(self) -> None:
         self.data: dict[str, Any] = {}
+
+    def count_kinds(self) -> dict[str, int]:
+        """Start counting entries by kind (:class:`KindCounts`); the counts, kept up to date from now on."""
+        if not isinstance(self.data, KindCounts):
+            self.data = KindCounts(self.data)
+        return self.data.counts
 
     def get(self, key: str) -> Any:
         return self.data.get(key)

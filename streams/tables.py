@@ -8,6 +8,8 @@ from typing import Any
 import faust
 import orjson
 
+from streams.state import KindCounts
+
 
 class TableStore:
     """A Faust table as a :class:`~streams.state.StateStore`: every write names its changelog partition.
@@ -30,6 +32,15 @@ class TableStore:
 
     def get(self, key: str) -> Any:
         return self.table.data.get(key)
+
+    def count_kinds(self) -> dict[str, int]:
+        """Start counting entries by kind; the counts, kept up to date from now on. The table's in-memory
+        store (``memory://``) gets a :class:`~streams.state.KindCounts` as its dict, so the entries Faust
+        recovers from the changelog, or drops after a rebalance, are counted too."""
+        store = self.table.data  # faust.stores.memory.Store: its entries are the dict ``store.data``
+        if not isinstance(store.data, KindCounts):
+            store.data = KindCounts(store.data)
+        return store.data.counts
 
     def put(self, key: str, value: Any, partition: int | None) -> None:
         self.table.data[key] = value

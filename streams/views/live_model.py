@@ -19,7 +19,7 @@ from detectors import BinaryCalibration, ClassAccuracy
 from detectors.keyed import OTHER, KeyedDetectors
 from schemas.common import FAIL
 from streams.aggregate import Aggregator, key
-from streams.emit import Emit
+from streams.emit import SEP, Emit
 from streams.labels import UNKNOWN
 from streams.metrics import Metrics
 from streams.views.agreement import MAX_SEGMENT_VALUES, Refresh, finite_or_none, interval_or_none
@@ -72,7 +72,8 @@ class LiveModelView:
                         m.live_intent_ece.labels(label).set(accuracy.ece)
             name, source, judge = key("guardrail_human"), "human", ""
         else:
-            name, source, judge = key("guardrail_judge", obs["judge_id"]), "judge", obs["judge_id"]
+            judge = obs["judge_id"]
+            name, source = f"guardrail_judge{SEP}{judge}", "judge"
         checked = [labels[d] for d in GUARDED_DIMENSIONS if d in labels]
         if not checked:
             return []

@@ -41,7 +41,7 @@ from typing import Any
 
 from schemas import ConversationSignal
 from streams.aggregate import Aggregator, key
-from streams.emit import Emit
+from streams.emit import SEP, Emit
 from streams.expiry import ExpiryIndex
 from streams.metrics import Metrics
 
@@ -49,6 +49,19 @@ CONVERSATION, WATERMARK = "conversation", "conversation_wm"
 MAX_ORDERS = 32  # order ids (and signal event ids) remembered per conversation, for distinct counting
 MAX_PENDING = 64  # signal facts held while the conversation's first turn has not arrived
 SEGMENT = ("journey", "model_version", "channel")
+#: Facts counted by a counter of their own: the Metrics attribute of each.
+COUNTERS = {
+    "started": "conversations",
+    "escalated": "conversations_escalated",
+    "task_completed": "conversations_task_completed",
+    "order": "orders",
+    "closed": "conversations_closed",
+    "contained": "conversations_contained",
+    "settled": "conversations_settled",
+    "resolved": "conversations_resolved",
+}
+#: Segment label values cached per raw values; cleared past this size (values are unbounded upstream).
+MAX_CACHED = 10_000
 
 
 def signal_observation(signal: ConversationSignal, source: tuple[str, int | None]) -> Emit:
@@ -100,6 +113,11 @@ class OutcomeView:
         self.recontact_window_seconds = recontact_window_seconds
         self.max_conversations = max_conversations
         self.totals: dict[str, float] = {}
+        # metric label values and children, cached (``.labels()`` costs more than the increment); the
+        # children by bounded label values, so bounded too
+        self._seg_labels: dict[tuple[str | None, ...], tuple[str, ...]] = {}
+        self._started: set[tuple[str, ...]] = set()
+        self._children: dict[tuple[str, str | None, tuple[str, ...]], Any] = {}
         # derived, per observation partition: open conversations by last activity, closed ones by close
         self._open: dict[int | None, ExpiryIndex] = {}
         self._closed: dict[int | None, ExpiryIndex] = {}
@@ -117,7 +135,7 @@ class OutcomeView:
             self._rebuild(aggregator, partition)
         ts = float(obs["ts"])
         wm = self._watermark.get(partition, ts)
-        k = key(CONVERSATION, obs["conversation_id"])
+        k = f"{CONVERSATION}{SEP}{obs['conversation_id']}"
         entry = aggregator.record(k)
         new = entry is None
         if entry is None:
@@ -199,9 +217,11 @@ class OutcomeView:
             if len(entry["pend"]) < MAX_PENDING:
                 entry["pend"].append([name, value])
             return
-        m = self.metrics
-        labels = [m.label(label, v) for label, v in zip(SEGMENT, entry["seg"], strict=True)]
-        if name == "started":  # every series of the segment from its first conversation: ratios read 0
+        labels = self._labels(entry["seg"])
+        if name == "started" and labels not in self._started:
+            # every series of the segment from its first conversation: ratios read 0
+            self._started.add(labels)
+            m = self.metrics
             for counter in self._counters():
                 counter.labels(*labels)
             for step in ("add_to_cart", "purchase"):
@@ -209,41 +229,50 @@ class OutcomeView:
             for feedback in ("up", "down"):
                 m.user_feedback.labels(feedback, *labels)
             m.handle_time.labels(*labels)
-        counters = {
-            "started": m.conversations,
-            "escalated": m.conversations_escalated,
-            "task_completed": m.conversations_task_completed,
-            "order": m.orders,
-            "closed": m.conversations_closed,
-            "contained": m.conversations_contained,
-            "settled": m.conversations_settled,
-            "resolved": m.conversations_resolved,
-        }
-        if name in counters:
-            counters[name].labels(*labels).inc()
-        elif name == "converted":
-            m.conversations_converted.labels(value, *labels).inc()
-        elif name == "feedback":
-            m.user_feedback.labels(value, *labels).inc()
-        elif name == "handle_time":
-            m.handle_time.labels(*labels).observe(value)
+        at = (name, value if name in ("converted", "feedback") else None, labels)
+        child = self._children.get(at)
+        if child is None:
+            child = self._children[at] = self._child(name, value, labels)
+        if child is not False:
+            if name == "handle_time":
+                child.observe(value)
+            else:
+                child.inc()
         total = f"{name}_{value}" if name in ("converted", "feedback") else name
         self.totals[total] = self.totals.get(total, 0) + 1
         if name == "handle_time":
             self.totals["handle_time_seconds"] = self.totals.get("handle_time_seconds", 0) + value
 
-    def _counters(self) -> list[Any]:
+    def _labels(self, seg: list[str | None]) -> tuple[str, ...]:
+        """The segment's label values (guarded), cached by the raw values (a guard maps a value the same
+        way from its first call on)."""
+        raw = tuple(seg)
+        labels = self._seg_labels.get(raw)
+        if labels is None:
+            if len(self._seg_labels) >= MAX_CACHED:
+                self._seg_labels.clear()
+            m = self.metrics
+            labels = self._seg_labels[raw] = tuple(
+                m.label(label, v) for label, v in zip(SEGMENT, seg, strict=True)
+            )
+        return labels
+
+    def _child(self, name: str, value: Any, labels: tuple[str, ...]) -> Any:
+        """The metric child counting ``name`` (``value``: a step or feedback) under ``labels``; False for
+        a fact that is only totalled."""
         m = self.metrics
-        return [
-            m.conversations,
-            m.conversations_escalated,
-            m.conversations_task_completed,
-            m.orders,
-            m.conversations_closed,
-            m.conversations_contained,
-            m.conversations_settled,
-            m.conversations_resolved,
-        ]
+        if name in COUNTERS:
+            return getattr(m, COUNTERS[name]).labels(*labels)
+        if name == "converted":
+            return m.conversations_converted.labels(value, *labels)
+        if name == "feedback":
+            return m.user_feedback.labels(value, *labels)
+        if name == "handle_time":
+            return m.handle_time.labels(*labels)
+        return False
+
+    def _counters(self) -> list[Any]:
+        return [getattr(self.metrics, name) for name in COUNTERS.values()]
 
     def _drop(self, reason: str, n: int = 1) -> None:
         self.metrics.conversation_events_dropped.labels(reason).inc(n)
@@ -255,7 +284,7 @@ class OutcomeView:
         wm = max(self._watermark.get(partition, ts), ts)
         if wm != self._watermark.get(partition):
             self._watermark[partition] = wm
-            aggregator.put_record(key(WATERMARK, str(partition)), {"p": partition, "wm": wm}, partition)
+            aggregator.put_record(f"{WATERMARK}{SEP}{partition}", {"p": partition, "wm": wm}, partition)
         if wm - self._checked.get(partition, float("-inf")) >= self._step:
             self._checked[partition] = wm
             self.expire(aggregator, partition)
@@ -328,10 +357,16 @@ class OutcomeView:
     # -- the derived indexes ---------------------------------------------------------------------------
 
     def _open_index(self, partition: int | None) -> ExpiryIndex:
-        return self._open.setdefault(partition, ExpiryIndex(width=self.idle_seconds / 16))
+        index = self._open.get(partition)
+        if index is None:
+            index = self._open[partition] = ExpiryIndex(width=self.idle_seconds / 16)
+        return index
 
     def _closed_index(self, partition: int | None) -> ExpiryIndex:
-        return self._closed.setdefault(partition, ExpiryIndex(width=self.recontact_window_seconds / 64))
+        index = self._closed.get(partition)
+        if index is None:
+            index = self._closed[partition] = ExpiryIndex(width=self.recontact_window_seconds / 64)
+        return index
 
     def _index(self, k: str, entry: dict[str, Any]) -> None:
         if entry["end"] is None:

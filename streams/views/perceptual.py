@@ -22,14 +22,36 @@ import functools
 from typing import Any
 
 from detectors.score_drift import ScoreDrift
-from streams.aggregate import Aggregator, key
-from streams.emit import UNKNOWN_SEGMENT, Emit, iso
+from streams.aggregate import Aggregator
+from streams.emit import SEP, UNKNOWN_SEGMENT, Emit, iso
 from streams.labels import UNKNOWN, LabelGuard
 from streams.metrics import Metrics
 from streams.policy import escalation_id
 
 KIND = "perceptual_drift"
 SEVERITY = "medium"
+#: Metric children cached per raw label values; cleared past this size (values are unbounded upstream).
+MAX_CACHED = 10_000
+
+
+class _Children:
+    """One score's metric children, each created on first use (a series appears when first set)."""
+
+    def __init__(self, metrics: Metrics, labels: tuple[str, ...]) -> None:
+        self.metrics = metrics
+        self.labels = labels
+
+    @functools.cached_property
+    def score(self) -> Any:
+        return self.metrics.perceptual_score.labels(*self.labels)
+
+    @functools.cached_property
+    def statistic(self) -> Any:
+        return self.metrics.perceptual_drift_statistic.labels(*self.labels)
+
+    @functools.cached_property
+    def active(self) -> Any:
+        return self.metrics.perceptual_drift_active.labels(*self.labels)
 
 
 class PerceptualView:
@@ -60,6 +82,7 @@ class PerceptualView:
         # detector keys stay bounded too (each holds 900 floats, ~12 KB as JSON with the default sizes):
         # past ``max_keys`` model versions or score names, the rest share an "other" detector
         self.guards = {name: LabelGuard(max_keys) for name in ("model_version", "score")}
+        self._cache: dict[tuple[str, str, str | None, str], _Children] = {}
 
     def apply(self, aggregator: Aggregator, obs: dict[str, Any], partition: int | None) -> list[Emit]:
         scores: dict[str, float] = obs.get("scores") or {}
@@ -68,12 +91,11 @@ class PerceptualView:
         judge_id, segment = obs["judge_id"], obs["segment"]
         modality = segment.get("modality") or UNKNOWN
         model_version = self.guards["model_version"](segment.get("model_version"))
-        m = self.metrics
         emits: list[Emit] = []
         for name, value in sorted(scores.items()):
             score = self.guards["score"](name)
             detector = aggregator.update(
-                key("perceptual", judge_id, modality, model_version, score),
+                f"perceptual{SEP}{judge_id}{SEP}{modality}{SEP}{model_version}{SEP}{score}",
                 obs,
                 partition,
                 lambda: ScoreDrift(**self.params),
@@ -81,19 +103,32 @@ class PerceptualView:
             )
             if detector is None:  # a replay: already counted
                 continue
-            labels = (
-                m.label("judge_id", judge_id),
-                m.label("modality", modality),
-                m.label("model_version", segment.get("model_version")),
-                m.label("score", name),
-            )
-            m.perceptual_score.labels(*labels).observe(min(max(value, 0.0), 1.0))
+            children = self._children(judge_id, modality, segment.get("model_version"), name)
+            children.score.observe(min(max(value, 0.0), 1.0))
             if detector.checked:
-                m.perceptual_drift_statistic.labels(*labels).set(detector.statistic)
-                m.perceptual_drift_active.labels(*labels).set(1.0 if detector.in_alarm else 0.0)
+                children.statistic.set(detector.statistic)
+                children.active.set(1.0 if detector.in_alarm else 0.0)
             if detector.drift_detected or detector.resolved:
                 emits.append(self._escalation(detector, judge_id, modality, model_version, score, obs))
         return emits
+
+    def _children(self, judge_id: str, modality: str, version: str | None, name: str) -> _Children:
+        """The metric children of a score, cached by the raw values (a guard maps a value the same way
+        from its first call on; the children are created when first used, as ``.labels()`` would)."""
+        raw = (judge_id, modality, version, name)
+        children = self._cache.get(raw)
+        if children is None:
+            if len(self._cache) >= MAX_CACHED:
+                self._cache.clear()
+            m = self.metrics
+            labels = (
+                m.label("judge_id", judge_id),
+                m.label("modality", modality),
+                m.label("model_version", version),
+                m.label("score", name),
+            )
+            children = self._cache[raw] = _Children(m, labels)
+        return children
 
     def _escalation(
         self,

@@ -22,7 +22,7 @@ from typing import Any
 from detectors import PredictionPoweredRate
 from detectors.keyed import KeyedDetectors
 from schemas.common import FAIL, QUALITY_DIMENSIONS
-from streams.aggregate import Aggregator, key
+from streams.aggregate import Aggregator
 from streams.emit import SEP, Emit
 from streams.labels import OTHER, LabelGuard
 from streams.metrics import Metrics
@@ -74,7 +74,7 @@ class DefectRateView:
                     else:
                         ppi.add_label(fail, truth, weight)
 
-        keyed = aggregator.update(key("ppi", judge_id), obs, partition, _estimators, apply)
+        keyed = aggregator.update(f"ppi{SEP}{judge_id}", obs, partition, _estimators, apply)
         if keyed is None or not self.refresh((judge_id, journey), obs["ts"]):
             return []
         m = self.metrics

@@ -36,7 +36,7 @@ from typing import Any
 
 from detectors.review_sampler import ReviewSampler
 from schemas.common import FAIL, PASS, QUALITY_DIMENSIONS
-from streams.aggregate import Aggregator, key
+from streams.aggregate import Aggregator
 from streams.emit import UNKNOWN_SEGMENT, Emit, iso
 from streams.metrics import Metrics
 from streams.taxonomy import Taxonomy
@@ -45,6 +45,8 @@ from streams.taxonomy import Taxonomy
 REASONS = {"segment": "segment_coverage"}
 #: Sampler parameters that follow the configuration when a stored sampler is restored.
 CONFIGURED = ("budget_per_hour", "segment_floor_per_hour", "min_probability", "seed")
+#: The aggregate key of the one sampler (the budget is global).
+SAMPLER_KEY = "review"
 
 
 class ReviewView:
@@ -97,7 +99,7 @@ class ReviewView:
                 disagreement=bool(signals["disagreements"]),
             )
 
-        sampler = aggregator.update(key("review"), obs, partition, self._make, decide)
+        sampler = aggregator.update(SAMPLER_KEY, obs, partition, self._make, decide)
         if sampler is None:  # a replay: decided and published already
             return []
         self.metrics.review_expected_per_hour.set(sampler.expected_requests_per_hour)
@@ -144,8 +146,13 @@ def review_signals(obs: dict[str, Any], high_risk_dims: frozenset[str]) -> dict[
             if label == FAIL and (dim in high_risk_dims or (risky_turn and dim in QUALITY_DIMENSIONS))
         }
     )
-    confidences = [c for record in judges.values() for c in record["conf"].values()]
-    confidence = min(confidences, key=lambda c: abs(2.0 * c - 1.0)) if confidences else None
+    # the confidence closest to 0.5 (the first such): the judge's least certain verdict
+    confidence, distance = None, float("inf")
+    for record in judges.values():
+        for c in record["conf"].values():
+            d = abs(2.0 * c - 1.0)
+            if d < distance:
+                confidence, distance = c, d
     disagreements = []
     if obs["guardrail_flags"] and any(r["labels"].get("safety") == PASS for r in judges.values()):
         disagreements.append("guardrail_flag_judge_passes_safety")

@@ -24,6 +24,8 @@ from streams.taxonomy import Taxonomy
 
 SLICES: tuple[tuple[str, ...], ...] = (("journey",), ("journey", "model_version"), ("journey", "intent"))
 SEVERITY_ORDER = ("critical", "high", "medium", "low")
+#: Slice keys cached per raw segment values; cleared past this size (values are unbounded upstream).
+MAX_CACHED = 10_000
 
 
 class SpikeView:
@@ -65,27 +67,30 @@ class SpikeView:
         self.guards = {
             name: LabelGuard(max_segment_values) for name in ("journey", "model_version", "intent")
         }
+        self._slice_cache: dict[tuple[str, str | None, str | None, str | None], Any] = {}
 
     def apply(self, aggregator: Aggregator, obs: dict[str, Any], partition: int | None) -> list[Emit]:
-        labels: dict[str, str] = obs["labels"]
-        judged = sorted({self.category_of[d] for d in labels if d in self.category_of})
-        if not judged:
+        category_of = self.category_of
+        judged_set: set[str] = set()
+        failed_set: set[str] = set()
+        for d, v in obs["labels"].items():
+            category = category_of.get(d)
+            if category is not None:
+                judged_set.add(category)
+                if v == FAIL:
+                    failed_set.add(category)
+        if not judged_set:
             return []
-        failed = sorted(
-            {self.category_of[d] for d, v in labels.items() if v == FAIL and d in self.category_of}
-        )
+        judged, failed = sorted(judged_set), sorted(failed_set)
         source = obs["judge_id"] if obs["kind"] == "judged" else "humans"
-        segment = obs["segment"]
+        turn_id = obs["turn_id"]
+
+        def apply(s: CategorySpikes) -> None:
+            s.update(judged, failed, ref=turn_id)
+
         emits: list[Emit] = []
-        for names in SLICES:
-            values = {name: self.guards[name](segment.get(name)) for name in names}
-            spikes = aggregator.update(
-                key("spike", source, *(f"{n}={v}" for n, v in values.items())),
-                obs,
-                partition,
-                lambda: CategorySpikes(arl0=self.arl0),
-                lambda s: s.update(judged, failed, ref=obs["turn_id"]),
-            )
+        for spike_key, values in self._slices(source, obs["segment"]):
+            spikes = aggregator.update(spike_key, obs, partition, self._make, apply)
             if spikes is None:
                 continue
             for category in spikes.alarms:
@@ -93,6 +98,24 @@ class SpikeView:
             for category in spikes.resolutions:
                 emits.append(self._escalation(spikes, category, source, values, obs, firing=False))
         return emits
+
+    def _make(self) -> CategorySpikes:
+        return CategorySpikes(arl0=self.arl0)
+
+    def _slices(self, source: str, segment: dict[str, Any]) -> list[tuple[str, dict[str, str]]]:
+        """(aggregate key, guarded slice values) of each slice of ``segment``, cached by the raw values (a
+        guard maps a value the same way from its first call on, so only the first lookup must call it)."""
+        raw = (source, segment.get("journey"), segment.get("model_version"), segment.get("intent"))
+        slices = self._slice_cache.get(raw)
+        if slices is None:
+            if len(self._slice_cache) >= MAX_CACHED:
+                self._slice_cache.clear()
+            slices = []
+            for names in SLICES:
+                values = {name: self.guards[name](segment.get(name)) for name in names}
+                slices.append((key("spike", source, *(f"{n}={v}" for n, v in values.items())), values))
+            self._slice_cache[raw] = slices
+        return slices
 
     def _escalation(
         self,

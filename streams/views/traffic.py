@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from detectors.traffic_watch import TrafficWatch
-from streams.aggregate import Aggregator, key
-from streams.emit import UNKNOWN_SEGMENT, Emit, iso
+from streams.aggregate import Aggregator
+from streams.emit import SEP, UNKNOWN_SEGMENT, Emit, iso
 from streams.metrics import Metrics
 from streams.policy import escalation_id
 
@@ -20,7 +20,7 @@ class TrafficView:
     def apply(self, aggregator: Aggregator, turn: dict[str, Any], partition: int | None) -> list[Emit]:
         journey = turn["segment"]["journey"]
         watch = aggregator.update(
-            key("traffic", journey),
+            f"traffic{SEP}{journey}",
             turn,
             partition,
             TrafficWatch,

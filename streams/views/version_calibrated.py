@@ -25,8 +25,8 @@ from typing import Any
 from detectors.calibrated_comparison import CalibratedComparison, CalibratedVersionComparison
 from detectors.msprt import ARMS
 from schemas.common import FAIL, QUALITY_DIMENSIONS
-from streams.aggregate import Aggregator, key
-from streams.emit import Emit
+from streams.aggregate import Aggregator
+from streams.emit import SEP, Emit
 from streams.metrics import Metrics
 from streams.views.version_common import TestKey, VersionPairView, regression_text
 
@@ -100,7 +100,9 @@ class VersionCalibratedView(VersionPairView):
 
         judge_id = obs["judge_id"]
         journey = self.journeys(segment.get("journey") if segment else None)
-        comparison = aggregator.update(key(PREFIX, judge_id, journey), obs, partition, self._make, apply)
+        comparison = aggregator.update(
+            f"{PREFIX}{SEP}{judge_id}{SEP}{journey}", obs, partition, self._make, apply
+        )
         return [] if comparison is None else self._after(comparison, (judge_id, journey), obs)
 
     # a pair has one test per dimension: the comparison's own tuples carry it already

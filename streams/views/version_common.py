@@ -181,8 +181,11 @@ class VersionPairView(ABC):
                 for dim, test in self._pair_tests(comparison, control, treatment).items():
                     self._publish(TestKey(scope, dim, control, treatment), test)
         self._since_publish[scope] = since
+        events = self._events(comparison)
+        if not events:  # most observations
+            return []
         emits: list[Emit] = []
-        for control, treatment, dim, what in self._events(comparison):
+        for control, treatment, dim, what in events:
             try:
                 tests = self._pair_tests(comparison, control, treatment)
             except KeyError:  # a version forgotten (too many versions): its tests went with it

@@ -17,11 +17,13 @@ serving the journey together. Gauges ``convowatch_version_outcome_*`` mirror ``c
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from typing import Any
 
 from detectors.msprt import MixtureSPRT, VersionComparison
-from streams.aggregate import Aggregator, key
-from streams.emit import Emit
+from streams.aggregate import Aggregator
+from streams.emit import SEP, Emit
 from streams.views.version_common import TestKey, VersionPairView, regression_text
 
 #: Outcome -> higher is better.
@@ -55,19 +57,27 @@ class VersionOutcomeView(VersionPairView):
         if not version or not values:
             return []
         journey = self.journeys(segment.get("journey"))
+        ts = obs["ts"]
         emits: list[Emit] = []
         for outcome, value in values.items():
 
-            def make(better: bool = OUTCOMES[outcome]) -> VersionComparison:
-                return VersionComparison(**self._params(), higher_is_better=better)
-
             def apply(c: VersionComparison, value: bool = value) -> None:
-                c.update(version, value, obs["ts"])
+                c.update(version, value, ts)
 
-            comparison = aggregator.update(key(PREFIX, journey, outcome), obs, partition, make, apply)
+            comparison = aggregator.update(
+                f"{PREFIX}{SEP}{journey}{SEP}{outcome}", obs, partition, self._makers[outcome], apply
+            )
             if comparison is not None:
                 emits.extend(self._after(comparison, (journey, outcome), obs))
         return emits
+
+    @functools.cached_property
+    def _makers(self) -> dict[str, Callable[[], VersionComparison]]:
+        """Per outcome, what makes its comparison."""
+        return {outcome: functools.partial(self._make, better) for outcome, better in OUTCOMES.items()}
+
+    def _make(self, better: bool) -> VersionComparison:
+        return VersionComparison(**self._params(), higher_is_better=better)
 
     def _scope_labels(self, at: TestKey) -> tuple[str, ...]:
         journey, outcome = at.scope

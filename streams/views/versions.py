@@ -16,8 +16,8 @@ from typing import Any
 
 from detectors.msprt import MixtureSPRT, VersionComparison
 from schemas.common import FAIL, QUALITY_DIMENSIONS
-from streams.aggregate import Aggregator, key
-from streams.emit import Emit
+from streams.aggregate import Aggregator
+from streams.emit import SEP, Emit
 from streams.views.version_common import TestKey, VersionPairView, regression_text
 
 
@@ -33,14 +33,21 @@ class VersionView(VersionPairView):
     def apply(self, aggregator: Aggregator, obs: dict[str, Any], partition: int | None) -> list[Emit]:
         version = obs["segment"].get("model_version")
         labels: dict[str, str] = obs["labels"]
-        judged = [d for d in labels if d in QUALITY_DIMENSIONS]
-        if not version or not judged:
+        if not version:
             return []
-        defect = any(labels[d] == FAIL for d in judged)
+        judged, defect = False, False
+        for d, label in labels.items():
+            if d in QUALITY_DIMENSIONS:
+                judged = True
+                if label == FAIL:
+                    defect = True
+                    break
+        if not judged:
+            return []
         judge_id = obs["judge_id"]
         journey = self.journeys(obs["segment"].get("journey"))
         comparison = aggregator.update(
-            key(self.prefix, judge_id, journey),
+            f"{self.prefix}{SEP}{judge_id}{SEP}{journey}",
             obs,
             partition,
             self._make,

@@ -1,0 +1,314 @@
+"""What a joined turn publishes: defects, agreement pairs, divergences, high-risk escalations, and the
+observations for the aggregation stage; and what a turn's state keeps of its chat text.
+
+:class:`TurnOutputs` reads and marks a join entry (``streams.join``): the ``observed``, ``defects`` and
+``paired`` lists of an entry make each output happen once per turn, whatever the arrival order.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+from schemas import ChatTurn
+from schemas.common import FAIL, QUALITY_DIMENSIONS
+from streams.emit import SEP, UNKNOWN_SEGMENT, Emit, Entry, iso
+from streams.metrics import Metrics
+from streams.policy import HighRiskPolicy
+from streams.taxonomy import Taxonomy
+
+#: Human labels on one dimension of one turn that make an inter-annotator item (emitted once).
+MIN_RATERS = 2
+#: Longest chat text a defect keeps (characters): a turn may be as large as the input limit (1 MB), and a
+#: defect carrying it whole would exceed the producer's request limit, failing its batch on every retry.
+MAX_KEPT_TEXT = 16_384
+#: The segment labels of the defects counter, after dimension, category and source.
+DEFECT_SEGMENT_LABELS = ("journey", "model_version", "channel", "modality")
+
+
+class TurnOutputs:
+    """Builds a join entry's outputs not emitted yet (see the module docstring)."""
+
+    def __init__(
+        self,
+        taxonomy: Taxonomy,
+        metrics: Metrics,
+        text_redaction: str = "drop",
+        category_topics: bool = True,
+    ) -> None:
+        if text_redaction not in ("keep", "hash", "drop"):
+            raise ValueError(f"text_redaction must be keep, hash or drop, not {text_redaction!r}")
+        self.taxonomy = taxonomy
+        self.metrics = metrics
+        self.text_redaction = text_redaction
+        self.category_topics = category_topics
+        self.policy = HighRiskPolicy(taxonomy, metrics)
+
+    def context(self, turn: ChatTurn) -> dict[str, Any]:
+        """What a defect record carries about its turn; chat text only as ``text_redaction`` allows."""
+        ctx: dict[str, Any] = {"conversation_id": turn.conversation_id}
+        if turn.intent_confidence is not None:
+            ctx["intent_confidence"] = turn.intent_confidence
+        if turn.latency_ms is not None:
+            ctx["latency_ms"] = turn.latency_ms
+        if turn.guardrail_flags:
+            ctx["guardrail_flags"] = list(turn.guardrail_flags)
+        outcome = turn.outcome.model_dump(exclude_none=True)
+        if outcome:
+            ctx["outcome"] = outcome
+        if self.text_redaction == "keep":
+            ctx["user_text"], ctx["response_text"] = kept(turn.user_text), kept(turn.response_text)
+        elif self.text_redaction == "hash":
+            ctx["user_text_sha256"] = hashlib.sha256(turn.user_text.encode()).hexdigest()
+            ctx["response_text_sha256"] = hashlib.sha256(turn.response_text.encode()).hexdigest()
+        return ctx
+
+    def failures(self, entry: Entry) -> list[tuple[str, str, str, dict[str, Any]]]:
+        """(source, source_id, dimension, source record) of every failing quality label, in a stable order."""
+        found = []
+        for source, group in (("judge", entry["judge"]), ("human", entry["human"])):
+            for source_id, record in group.items():
+                for dim, label in record["labels"].items():
+                    if label == FAIL and dim in QUALITY_DIMENSIONS:
+                        found.append((source, source_id, dim, record))
+        return found
+
+    def outputs(self, turn_id: str, entry: Entry, source: tuple[str, int | None]) -> list[Emit]:
+        """Everything the entry's latest change makes publishable; observations numbered from ``source``."""
+        emits: list[Emit] = []
+        failures = self.failures(entry)
+        if entry["turn"] is not None:
+            if failures:
+                emits.extend(self.defects(turn_id, entry, failures))
+            emits.extend(self.observed(turn_id, entry))
+        if entry["human"]:  # pairs need a human label
+            emits.extend(self.pairs(turn_id, entry))
+        emits.extend(self.policy.evaluate(turn_id, entry, failures))
+        number_observations(emits, source)
+        return emits
+
+    def observed(self, turn_id: str, entry: Entry) -> list[Emit]:
+        """Once per turn (``turn``), judge (``judged``) and annotator (``labelled``) meeting the turn, and
+        once per turn with its first verdict (``reviewable``, for review sampling)."""
+        turn = entry["turn"]
+        ctx = turn["ctx"]
+        segment = turn["segment"]
+        common = {
+            "turn_id": turn_id,
+            "ts": turn["ts"],
+            "segment": segment,
+            "risk": turn["risk"],
+            "guardrail_flags": ctx.get("guardrail_flags", []),
+            "intent_confidence": ctx.get("intent_confidence"),
+        }
+        emits = []
+        observed = entry.setdefault("observed", [])
+        judges = entry["judge"]
+        if "t" not in observed:  # the turn itself, for volume and latency per journey
+            observed.append("t")
+            value = {
+                "kind": "turn",
+                "latency_ms": ctx.get("latency_ms"),
+                "outcome": ctx.get("outcome", {}),  # for outcome rates per model version
+                **common,
+            }
+            emits.append(Emit("observations", segment["journey"], value))
+        for judge_id, record in judges.items():
+            mark = f"j{SEP}{judge_id}"
+            if mark not in observed:
+                observed.append(mark)
+                value = {
+                    "kind": "judged",
+                    "judge_id": judge_id,
+                    "labels": dict(record["labels"]),
+                    "conf": dict(record.get("conf", {})),
+                    "scores": dict(record.get("scores", {})),
+                    **common,
+                }
+                emits.append(Emit("observations", judge_id, value))
+        for annotator, record in entry["human"].items():
+            mark = f"h{SEP}{annotator}"
+            if mark not in observed:
+                observed.append(mark)
+                value = {
+                    "kind": "labelled",
+                    "annotator_id": annotator,
+                    "vendor_id": record["vendor"],
+                    "is_gold": record["gold"],
+                    "labels": dict(record["labels"]),
+                    "label_ts": record["ts"],
+                    "inclusion_probability": record.get("pi"),
+                    "judges": {j: dict(r["labels"]) for j, r in judges.items()},
+                    **common,
+                }
+                emits.append(Emit("observations", "humans", value))  # human labels are few: one shard
+        if judges and "v" not in observed:
+            # one review-sampling decision per turn, once its first verdict is known; one shard, because
+            # the budget is global (no hotter than the shard of a single judge's ``judged`` observations)
+            observed.append("v")
+            value = {
+                "kind": "reviewable",
+                "judges": {
+                    j: {"labels": dict(r["labels"]), "conf": dict(r.get("conf", {}))}
+                    for j, r in judges.items()
+                },
+                "user_feedback": ctx.get("outcome", {}).get("user_feedback"),
+                **common,
+            }
+            emits.append(Emit("observations", "review", value))
+        if len(entry["human"]) >= MIN_RATERS:
+            emits.extend(self.raters(entry, common))
+        if "c" not in observed:  # the turn as a contact of its conversation, for business outcomes
+            observed.append("c")
+            conversation = ctx["conversation_id"]
+            value = {
+                "kind": "contact",
+                "conversation_id": conversation,
+                "turn_id": turn_id,
+                "ts": turn["ts"],
+                "segment": segment,
+                "outcome": ctx.get("outcome", {}),
+            }
+            emits.append(Emit("observations", conversation, value))
+        return emits
+
+    def raters(self, entry: Entry, common: dict[str, Any]) -> list[Emit]:
+        """Once a dimension of the turn has labels from ``MIN_RATERS`` annotators: one ``raters`` item."""
+        by_dimension: dict[str, dict[str, str]] = {}
+        for annotator, record in entry["human"].items():
+            for dim, label in record["labels"].items():
+                by_dimension.setdefault(dim, {})[annotator] = label
+        emits = []
+        observed = entry["observed"]
+        for dim, labels in by_dimension.items():
+            if len(labels) >= MIN_RATERS and f"r{SEP}{dim}" not in observed:
+                observed.append(f"r{SEP}{dim}")
+                value = {
+                    "kind": "raters",
+                    "dimension": dim,
+                    "labels": labels,
+                    "vendors": {a: entry["human"][a]["vendor"] for a in labels},
+                    "judges": {j: r["labels"][dim] for j, r in entry["judge"].items() if dim in r["labels"]},
+                    **common,
+                }
+                emits.append(Emit("observations", "humans", value))
+        return emits
+
+    def defects(self, turn_id: str, entry: Entry, failures: list[Any]) -> list[Emit]:
+        """A defect per failing label not published yet (with an unknown segment if the turn is missing)."""
+        emits = []
+        turn = entry["turn"]
+        segment = turn["segment"] if turn else UNKNOWN_SEGMENT
+        ts = turn["ts"] if turn else None
+        for source, source_id, dim, record in failures:
+            policy = self.taxonomy.policy(dim)
+            defect_id = SEP.join((policy.category, turn_id, dim, source, source_id)).replace(SEP, "/")
+            if defect_id in entry["defects"]:
+                continue
+            entry["defects"].append(defect_id)
+            value = {
+                "schema_version": 1,
+                "defect_id": defect_id,
+                "turn_id": turn_id,
+                "dimension": dim,
+                "category": policy.category,
+                "label": FAIL,
+                "source": source,
+                "judge_id": source_id if source == "judge" else None,
+                "vendor_id": record.get("vendor") if source == "human" else None,
+                "annotator_id": source_id if source == "human" else None,
+                "severity": policy.severity,
+                "segment": dict(segment),
+                "ts": iso(ts if ts is not None else record["ts"]),
+                "turn": dict(turn["ctx"]) if turn else None,
+                "verdicts": {judge_id: dict(r["labels"]) for judge_id, r in entry["judge"].items()},
+                "labels": {
+                    annotator: {"vendor_id": r["vendor"], "is_gold": r["gold"], "labels": dict(r["labels"])}
+                    for annotator, r in entry["human"].items()
+                },
+            }
+            m = self.metrics
+            m.defects.labels(
+                m.label("dimension", dim),
+                policy.category,
+                source,
+                *(m.label(name, segment.get(name)) for name in DEFECT_SEGMENT_LABELS),
+            ).inc()
+            emits.append(Emit("defects", defect_id, value))
+            if self.category_topics:
+                emits.append(Emit(f"defects.{policy.category}", defect_id, value))
+        return emits
+
+    def pairs(self, turn_id: str, entry: Entry, final: bool = False) -> list[Emit]:
+        """Judge/human pairs not yet emitted; they wait for the turn (for its segment) unless ``final``."""
+        if entry["turn"] is None and not final:
+            return []
+        emits: list[Emit] = []
+        human_labels: dict[str, str] = {}
+        weights: dict[str, float | None] = {}  # that label's inclusion probability, if it was sampled
+        for record in entry["human"].values():  # first human label per dimension, in arrival order
+            for dim, label in record["labels"].items():
+                if dim not in human_labels:
+                    human_labels[dim], weights[dim] = label, record.get("pi")
+        turn = entry["turn"]
+        for judge_id, record in entry["judge"].items():
+            for dim, label in record["labels"].items():
+                pair_key = f"{judge_id}{SEP}{dim}"
+                if dim not in human_labels or pair_key in entry["paired"]:
+                    continue
+                entry["paired"].append(pair_key)
+                pair = {
+                    "kind": "pair",
+                    "turn_id": turn_id,
+                    "judge_id": judge_id,
+                    "dimension": dim,
+                    "judge_label": label,
+                    "human_label": human_labels[dim],
+                    "inclusion_probability": weights[dim],
+                    "confidence": record.get("conf", {}).get(dim),
+                    "segment": turn["segment"] if turn else None,
+                    "ts": turn["ts"] if turn else record["ts"],
+                }
+                # all of a judge's aggregates live on one partition
+                emits.append(Emit("observations", judge_id, pair))
+                if label != human_labels[dim] and self.taxonomy.policy(dim).high_risk:
+                    emits.append(self.divergence(turn_id, entry, pair))
+        return emits
+
+    def divergence(self, turn_id: str, entry: Entry, pair: dict[str, Any]) -> Emit:
+        """A high-risk disagreement between judge and human, for labelling-guide review."""
+        divergence_id = f"{turn_id}/{pair['judge_id']}/{pair['dimension']}"
+        value = {
+            "schema_version": 1,
+            "divergence_id": divergence_id,
+            "turn_id": turn_id,
+            "dimension": pair["dimension"],
+            "judge_id": pair["judge_id"],
+            "judge_label": pair["judge_label"],
+            "human_label": pair["human_label"],
+            "human_labels": {
+                annotator: {"vendor_id": r["vendor"], "label": r["labels"].get(pair["dimension"])}
+                for annotator, r in entry["human"].items()
+                if pair["dimension"] in r["labels"]
+            },
+            "segment": dict(pair["segment"] or UNKNOWN_SEGMENT),
+            "ts": iso(pair["ts"]),
+        }
+        return Emit("divergences", divergence_id, value)
+
+
+def number_observations(emits: list[Emit], source: tuple[str, int | None]) -> list[Emit]:
+    """Tag each observation with ``src`` = [source, offset, n-th observation of this input record]."""
+    seq = 0
+    for emit in emits:
+        if emit.topic == "observations":
+            emit.value["src"] = [source[0], source[1], seq]
+            seq += 1
+    return emits
+
+
+def kept(text: str) -> str:
+    """``text`` cut to :data:`MAX_KEPT_TEXT` characters, saying so (the turn's position finds the rest)."""
+    if len(text) <= MAX_KEPT_TEXT:
+        return text
+    return f"{text[:MAX_KEPT_TEXT]}[... {len(text) - MAX_KEPT_TEXT} more characters cut]"
