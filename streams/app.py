@@ -45,7 +45,7 @@ import orjson
 from detectors import AgreementTracker
 from streams.config import Settings
 from streams.emit import SEP, Emit
-from streams.kafka_client import faust_credentials
+from streams.kafka_client import faust_credentials, track_topics
 from streams.metrics import Metrics
 from streams.observation_packs import packs, unpack
 from streams.pipeline import Pipeline, dead_letter
@@ -176,8 +176,22 @@ class KafkaTransport:
     def _input_partitions(self) -> set[int]:
         return {tp.partition for tp in self.app.consumer.assignment() if tp.topic in self.streams_by_topic}
 
+    @property
+    def produced_topics(self) -> list[str]:
+        """Every topic this worker's agents write: the outputs and the changelogs of its tables."""
+        names = set(self._topic_names.values())
+        for store in (self.pending, self.aggregate_store):
+            if store is not None:
+                names.add(store.table.changelog_topic.get_topic_name())
+        return sorted(names)
+
+    async def _track_produced_topics(self) -> None:
+        # Faust's driver creates its aiokafka producer on start; ``_ensure_producer`` returns that one
+        await track_topics(self.app.producer._ensure_producer().client, self.produced_topics)
+
     async def _join(self, stream: Any) -> None:
         self._guard_acks()
+        await self._track_produced_topics()
         settings = self.settings
         async for events in stream.take_events(settings.batch_max, within=settings.batch_within_seconds):
             with self._batch(events, "join"):
@@ -246,6 +260,7 @@ class KafkaTransport:
 
     async def _aggregate(self, stream: Any) -> None:
         self._guard_acks()
+        await self._track_produced_topics()
         settings = self.settings
         async for events in stream.take_events(settings.batch_max, within=settings.batch_within_seconds):
             with self._batch(events, "aggregate"):

@@ -6,9 +6,11 @@ keeps probing while a worker runs so an outage shows up in the metrics and the l
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import ssl
 import time
+from collections.abc import Iterable
 from typing import Any
 
 import faust
@@ -92,6 +94,20 @@ class _Probe:
     @property
     def authentication_failed(self) -> bool:
         return any(e.code() == KafkaError._AUTHENTICATION for e in self.errors)
+
+
+async def track_topics(client: Any, topics: Iterable[str]) -> None:
+    """Make an aiokafka client keep the metadata of every topic in ``topics`` (await before producing).
+
+    aiokafka refreshes metadata only for the topics it *tracks* (all topics while it tracks none). A topic
+    first learned from an all-topics refresh is known but untracked; the first tracked topic then narrows
+    every refresh and the untracked topic drops out of the metadata. A batch already queued for it finds no
+    leader and waits for one that never comes, until the producer's request timeout (20 minutes under
+    Faust): the worker's commit (a producer flush) and its next batch hang with it. Tracking every topic
+    the worker produces to, up front, keeps them all in every refresh
+    (``tests/integration/test_producer_metadata.py`` reproduces the hang without it).
+    """
+    await asyncio.gather(*(client.add_topic(topic) for topic in topics))
 
 
 def check_broker(settings: Settings, timeout: float = 10.0) -> None:
