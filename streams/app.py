@@ -186,8 +186,9 @@ class KafkaTransport:
         return sorted(names)
 
     async def _track_produced_topics(self) -> None:
-        # Faust's driver creates its aiokafka producer on start; ``_ensure_producer`` returns that one
-        await track_topics(self.app.producer._ensure_producer().client, self.produced_topics)
+        # Faust's aiokafka driver creates its AIOKafkaProducer on start; ``_ensure_producer`` returns that one
+        producer: Any = self.app.producer
+        await track_topics(producer._ensure_producer().client, self.produced_topics)
 
     async def _join(self, stream: Any) -> None:
         self._guard_acks()
