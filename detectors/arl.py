@@ -20,6 +20,9 @@ import math
 
 import numpy as np
 
+#: Thresholds searched up to this (a runaway guard: designs in use stay below ~10^5).
+_MAX_THRESHOLD = 50_000_000
+
 
 def _validate(up: int, down: int, threshold: int, p: float) -> None:
     if up < 1 or down < 1 or threshold < 1:
@@ -70,17 +73,20 @@ def _arl_skip_free(up: int, n: int, p: float) -> float:
     Agrees with the banded solve to ~1e-9 relative at ARL 1e6-1e8 (tests).
     """
     q = 1.0 - p
-    a = [1.0] * (n + up + 1)
-    b = [q] * (n + up + 1)  # states n-up .. n-1 fall back, or alarm on a defect: L(i) = 1 + q L(i-1)
-    i = n - up - 1
-    c, e = 0.0, 1.0  # L(i+up) = c + e * L(i)
-    for j in range(i + 1, i + up + 1):
-        c, e = a[j] + b[j] * c, b[j] * e
-    while i >= 1:
+    # states n-up .. n-1 fall back, or alarm on a defect: L(i) = 1 + q L(i-1)
+    a = [1.0] * n
+    b = [q] * n
+    c, e = 0.0, 1.0  # L(i+up) = c + e * L(i), from i = n-up-1 down
+    for _ in range(up):
+        c, e = 1.0 + q * c, q * e
+    # the hot loop of a design: locals only, and a[i], b[i] kept from when they were written
+    for i, j in zip(range(n - up - 1, 0, -1), range(n - 1, up, -1), strict=True):
         d = 1.0 - p * e
-        a[i], b[i] = (1.0 + p * c) / d, q / d
-        c, e = (c + e * a[i] - a[i + up]) / b[i + up], e * b[i] / b[i + up]
-        i -= 1
+        a[i] = ai = (1.0 + p * c) / d
+        b[i] = bi = q / d
+        bj = b[j]
+        c = (c + e * ai - a[j]) / bj
+        e = e * bi / bj
     return (1.0 + p * c) / (p * (1.0 - e))
 
 
@@ -109,6 +115,23 @@ def quasi_stationary(up: int, down: int, threshold: int, p: float, tol: float = 
     raise RuntimeError("quasi-stationary distribution did not converge")  # pragma: no cover
 
 
+def _wald_exponent(up: int, down: int, p: float) -> float:
+    """The root ``theta > 0`` of ``p exp(theta up) + (1-p) exp(-theta down) = 1`` (a chart drifting down).
+
+    ``ln ARL`` of the chart grows like ``theta * threshold`` (Wald): the slope that
+    :func:`threshold_for_arl` steps with. Newton from the right of the convex function's root.
+    """
+    q = 1.0 - p
+    theta = -math.log(p) / up  # p exp(theta up) = 1 here, so the function is positive
+    for _ in range(100):
+        grow, fall = p * math.exp(theta * up), q * math.exp(-theta * down)
+        step = (grow + fall - 1.0) / (up * grow - down * fall)
+        theta -= step
+        if step <= 1e-12 * theta:
+            break
+    return theta
+
+
 def threshold_for_arl(up: int, down: int, p: float, arl0: float) -> int:
     """Smallest integer threshold whose zero-state ARL at defect probability ``p`` is at least ``arl0``.
 
@@ -117,36 +140,72 @@ def threshold_for_arl(up: int, down: int, p: float, arl0: float) -> int:
     _validate(up, down, 1, p)
     if arl0 <= 1.0:
         return 1
-    if p * up >= (1.0 - p) * down:
+    drift = (1.0 - p) * down - p * up
+    if drift <= 0.0:
         raise ValueError(f"chart with up={up}, down={down} drifts upward at p={p}: its ARL stays small")
     target = math.log(arl0)
-    # ln ARL grows about linearly in the threshold: bracket by doubling, then interpolate (regula falsi,
-    # Illinois variant), keeping the bracket so that the answer stays exact
-    lo, f_lo = 0, -target  # ARL(0) = 0 < arl0 (log taken as 0 for the interpolation)
-    hi = max(up, down)
-    f_hi = math.log(arl(up, down, hi, p)) - target
-    while f_hi < 0:
-        lo, f_lo = hi, f_hi
-        hi *= 2
-        if hi > 50_000_000:  # pragma: no cover - guards a runaway loop on absurd inputs
-            raise ValueError(f"no threshold below {hi} reaches ARL {arl0}")
-        f_hi = math.log(arl(up, down, hi, p)) - target
-    side = 0
-    while hi - lo > 1:
-        mid = lo + (hi - lo) * (-f_lo) / (f_hi - f_lo)
-        mid = min(max(round(mid), lo + 1), hi - 1)
-        f_mid = math.log(arl(up, down, mid, p)) - target
-        if f_mid >= 0:
-            hi, f_hi = mid, f_mid
-            if side == 1:
-                f_lo /= 2
-            side = 1
+    if down == 1:
+        found = _skip_free_threshold(up, p, arl0, target)
+        if found:
+            return found
+    # ln ARL(t) is close to theta * t - ln(theta * drift) and its slope tends to theta: Newton steps of
+    # that known slope land next to the answer, usually 3 ARL evaluations in all. Only the bracket decides
+    # the answer (lo misses the target, hi reaches it; done when they are adjacent), so it is the exact
+    # smallest threshold whatever the steps; bisection takes over if the steps have not closed it.
+    theta = _wald_exponent(up, down, p)
+    lo, hi = 0, 0  # hi = 0: no threshold found yet that reaches the target (ARL(0) = 0 < arl0)
+    t = max(1, math.ceil((target + math.log(theta * drift)) / theta))
+    for steps in range(1, 200):
+        excess = math.log(arl(up, down, t, p)) - target
+        if excess >= 0.0:
+            hi = t
         else:
-            lo, f_lo = mid, f_mid
-            if side == -1:
-                f_hi /= 2
-            side = -1
-    return hi
+            lo = t
+        if hi and hi - lo == 1:
+            return hi
+        if steps < 5:
+            t = math.ceil(t - excess / theta)  # the first threshold the slope predicts reaches the target
+        elif hi:
+            t = (lo + hi) // 2
+        else:
+            t = 2 * t
+        t = min(max(t, lo + 1), hi - 1) if hi else max(t, lo + 1)
+        if t > _MAX_THRESHOLD:  # pragma: no cover - guards a runaway loop on absurd inputs
+            raise ValueError(f"no threshold below {t} reaches ARL {arl0}")
+    raise RuntimeError("threshold search did not converge")  # pragma: no cover
+
+
+def _skip_free_threshold(up: int, p: float, arl0: float, target: float) -> int:
+    """:func:`threshold_for_arl` of a chart falling 1 unit per ok event, in one pass; 0 when the answer
+    is ``up + 2`` or less (thresholds whose ARL :func:`arl` takes from the banded solve).
+
+    The recursion of :func:`_arl_skip_free` runs from the threshold down, and its numbers depend only on
+    the distance ``k`` below the threshold, never on the threshold itself: after the step at distance
+    ``k`` it holds, bit for bit, ``_arl_skip_free(up, k + 1, p)``. So one pass, stopped at the first
+    threshold whose ``ln ARL`` reaches ``target = ln(arl0)``, finds the smallest one (``ln ARL`` rises with
+    the threshold) at the cost of a single ARL evaluation.
+    """
+    q = 1.0 - p
+    a = [1.0] * (up + 1)  # a[k], b[k]: the affine map of the state at distance k below the threshold
+    b = [q] * (up + 1)
+    c, e = 0.0, 1.0
+    for _ in range(up):
+        c, e = 1.0 + q * c, q * e
+    near = arl0 * (1.0 - 1e-9)  # an ARL below this has ln ARL < target for certain: no log needed
+    for k in range(up + 1, _MAX_THRESHOLD):
+        d = 1.0 - p * e
+        ak = (1.0 + p * c) / d
+        bk = q / d
+        a.append(ak)
+        b.append(bk)
+        j = k - up
+        bj = b[j]
+        c = (c + e * ak - a[j]) / bj
+        e = e * bk / bj
+        value = (1.0 + p * c) / (p * (1.0 - e))  # _arl_skip_free(up, k + 1, p)
+        if value >= near and math.log(value) - target >= 0.0:
+            return k + 1 if k > up + 1 else 0
+    raise ValueError(f"no threshold below {_MAX_THRESHOLD} reaches ARL {arl0}")  # pragma: no cover
 
 
 def lattice(p0: float, p1: float, resolution: int = 1, tolerance: float = 1e-4) -> tuple[int, int, float]:

@@ -39,7 +39,7 @@ import math
 from collections.abc import Mapping
 from typing import Any, Self
 
-from detectors.msprt import (
+from detectors.always_valid import (
     ARMS,
     NAN,
     LiveVersionPairs,
@@ -337,7 +337,8 @@ class CalibratedVersionComparison(LiveVersionPairs):
 
     def _settle(self) -> None:
         live = self.live_pairs
-        self._events.extend([*pair, "", "ended"] for pair in self._live if pair not in live)
+        if self._live:
+            self._events.extend([*pair, "", "ended"] for pair in self._live if pair not in live)
         self._live = live
 
     @property

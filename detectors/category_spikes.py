@@ -44,16 +44,18 @@ class CategorySpikes(Detector):
     def update(self, judged: list[str], failed: list[str], ref: int | str | None = None) -> Self:
         self._alarms = []
         self._resolutions = []
-        failed_set = set(failed)
+        failed_set = set(failed) if failed else ()  # most turns fail nothing
+        detectors = self._detectors
         for category in judged:
-            detector = self._detectors.get(category)
+            detector = detectors.get(category)
             if detector is None:
                 detector = DefectRateSpike(arl0=self.arl0, warmup=self.warmup, max_evidence=self.max_evidence)
-                self._detectors[category] = detector
+                detectors[category] = detector
             detector.update(category in failed_set, ref=ref)
-            if detector.drift_detected:
+            # drift_detected and resolved, read without the property calls (several per turn)
+            if detector._drift:
                 self._alarms.append(category)
-            elif detector.resolved:
+            elif detector._resolved:
                 self._resolutions.append(category)
         return self
 

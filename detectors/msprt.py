@@ -36,100 +36,34 @@ against a naive repeated z-test) and the time to detect given regressions.
 from __future__ import annotations
 
 import math
-from abc import ABCMeta, abstractmethod
 from typing import Any, Self
 
-from detectors.base import Detector
-from detectors.exceptions import StateError
+# the shared base lives in detectors.always_valid; its names stay importable from here
+from detectors.always_valid import (
+    ARMS,
+    DECISIONS,
+    NAN,
+    LiveVersionPairs,
+    _AlwaysValidTest,
+    _check_count,
+    _check_fraction,
+    confidence_half_width,
+    mixture_log_lr,
+)
 
-NAN = math.nan
-ARMS = ("control", "treatment")
-DECISIONS = ("continue", "worse", "better")
-
-
-def _check_fraction(name: str, value: Any, low: float = 0.0, high: float = 1.0) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not low < value < high:
-        raise ValueError(f"{name} must be a number in ({low}, {high}), got {value!r}")
-    return float(value)
-
-
-def _check_count(name: str, value: Any, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    return value
-
-
-def mixture_log_lr(d: float, s2: float, tau2: float, theta0: float = 0.0) -> float:
-    """``ln Lambda(theta0)`` of the normal-mixture SPRT for a mean difference ``d`` of variance ``s2``."""
-    return 0.5 * math.log(s2 / (s2 + tau2)) + tau2 * (d - theta0) ** 2 / (2.0 * s2 * (s2 + tau2))
-
-
-def confidence_half_width(s2: float, tau2: float, alpha: float) -> float:
-    """Half-width ``h`` of the time-``n`` interval ``{theta0 : Lambda(theta0) < 1 / alpha}``."""
-    return math.sqrt(
-        2.0 * s2 * (s2 + tau2) / tau2 * (math.log(1.0 / alpha) + 0.5 * math.log((s2 + tau2) / s2))
-    )
-
-
-class _AlwaysValidTest(Detector):
-    """What the always-valid two-arm tests share: the running p-value, the confidence sequence for the lift
-    and the final decision, with their read-only views, and the checks of their common parameters.
-    Subclasses keep the arm counts and the lift estimate, and call :meth:`_advance` on every update once
-    both arms are large enough to test."""
-
-    def __init__(self, alpha: float, tau2: float, min_samples: int) -> None:
-        _check_fraction("alpha", alpha)
-        _check_fraction("tau2", tau2, 0.0, math.inf)
-        _check_count("min_samples", min_samples, 1)
-        self.alpha = alpha
-        self.tau2 = tau2
-        self.min_samples = min_samples
-
-    def _reset_test(self) -> None:
-        self._p_value = 1.0
-        self._interval = [-1.0, 1.0]  # the lift is a difference of two rates
-        self._decision = "continue"
-        self._decided_now = False
-        self._decided_at = [0, 0]  # arm counts (control, treatment) when decided
-
-    def _advance(self, d: float, s2: float, p: float, worse: bool) -> bool:
-        """Test the lift estimate ``d`` of variance ``s2``, ``p`` the p-value of ``lift = 0`` now; true when
-        this reached the decision (``worse`` or ``better``): the caller then sets ``_decided_at``."""
-        self._decided_now = False
-        self._p_value = min(self._p_value, p)
-        h = confidence_half_width(s2, self.tau2, self.alpha)
-        low, high = max(self._interval[0], d - h), min(self._interval[1], d + h)
-        if low <= high:  # an empty intersection (rare, plug-in variance) keeps the last interval
-            self._interval = [low, high]
-        if self._decision == "continue" and self._p_value <= self.alpha:
-            self._decision = "worse" if worse else "better"
-            self._decided_now = True
-        return self._decided_now
-
-    @property
-    def p_value(self) -> float:
-        """Always-valid p-value of ``lift = 0``: non-increasing, 1 until the minimum counts are reached."""
-        return self._p_value
-
-    @property
-    def interval(self) -> tuple[float, float]:
-        """Always-valid ``1 - alpha`` confidence sequence for the lift (running intersection)."""
-        return (self._interval[0], self._interval[1])
-
-    @property
-    def decision(self) -> str:
-        """``continue``, ``worse`` or ``better`` (for the treatment); final once not ``continue``."""
-        return self._decision
-
-    @property
-    def decided_now(self) -> bool:
-        """True on the update that reached the decision."""
-        return self._decided_now
-
-    @property
-    def decided_at(self) -> tuple[int, int] | None:
-        """Arm counts ``(control, treatment)`` when the decision was reached (class doc), or None."""
-        return None if self._decision == "continue" else (self._decided_at[0], self._decided_at[1])
+__all__ = [
+    "ARMS",
+    "DECISIONS",
+    "NAN",
+    "LiveVersionPairs",
+    "MixtureSPRT",
+    "VersionComparison",
+    "_AlwaysValidTest",
+    "_check_count",
+    "_check_fraction",
+    "confidence_half_width",
+    "mixture_log_lr",
+]
 
 
 class MixtureSPRT(_AlwaysValidTest):
@@ -171,16 +105,20 @@ class MixtureSPRT(_AlwaysValidTest):
     def update(self, arm: str, defect: bool) -> Self:
         if arm not in ARMS:
             raise ValueError(f"arm must be 'control' or 'treatment', got {arm!r}")
-        if not isinstance(defect, bool | int) or defect not in (0, 1):
+        if not isinstance(defect, int) or defect not in (0, 1):  # a bool is an int
             raise ValueError(f"defect must be a bool (or 0/1), got {defect!r}")
         self._decided_now = False
-        self._n[arm] += 1
-        self._x[arm] += int(defect)
-        n_c, n_t = self._n["control"], self._n["treatment"]
-        if min(n_c, n_t) < self.min_samples:
+        counts, defects = self._n, self._x
+        counts[arm] += 1
+        defects[arm] += int(defect)
+        n_c, n_t = counts["control"], counts["treatment"]
+        if n_c < self.min_samples or n_t < self.min_samples:
             return self
-        s2 = self.variance
-        d = self.lift
+        # self.variance and self.lift, written out: both arms are non-empty here
+        x_c, x_t = defects["control"], defects["treatment"]
+        q_c, q_t, q = (x_c + 1) / (n_c + 2), (x_t + 1) / (n_t + 2), (x_c + x_t + 1) / (n_c + n_t + 2)
+        s2 = max(q_c * (1 - q_c) / n_c + q_t * (1 - q_t) / n_t, q * (1 - q) * (1 / n_c + 1 / n_t))
+        d = x_t / n_t - x_c / n_c
         p = math.exp(-mixture_log_lr(d, s2, self.tau2)) if s2 > 0 else 1.0
         if self._advance(d, s2, p, worse=(d > 0) != self.higher_is_better):
             self._decided_at = [n_c, n_t]
@@ -231,133 +169,6 @@ class MixtureSPRT(_AlwaysValidTest):
             "decision": self.decision,
             "decided_at": list(self.decided_at) if self.decided_at else None,
         }
-
-
-class LiveVersionPairs(Detector, metaclass=ABCMeta):
-    """Which model versions serve one stream at the same time, and one test per ordered live pair.
-
-    A version is *live* while it was seen within ``horizon_seconds`` of the newest event time. Each pair of
-    live versions gets a test from :meth:`_new_test`: control = the version first seen earlier, treatment =
-    the newer one. At most ``max_versions`` versions are tracked (the least recently seen is forgotten
-    with its tests). Subclasses feed the tests (:class:`VersionComparison`: one Bernoulli stream;
-    ``detectors.calibrated_comparison``: human-calibrated rates per dimension).
-    """
-
-    def __init__(self, horizon_seconds: float = 3600.0, max_versions: int = 8) -> None:
-        _check_fraction("horizon_seconds", horizon_seconds, 0.0, math.inf)
-        _check_count("max_versions", max_versions, 2)
-        self.horizon_seconds = horizon_seconds
-        self.max_versions = max_versions
-
-    def _reset(self) -> None:
-        self._seen: dict[str, list[float]] = {}  # version -> [first ts, last ts]
-        self._tests: dict[str, dict[str, Any]] = {}  # control -> treatment -> test
-        self._live: list[list[str]] = []  # pairs live together at the last update
-        self._events: list[list[str]] = []
-        self._watermark = -math.inf
-
-    @abstractmethod
-    def _new_test(self) -> Any:
-        """A fresh test for a newly live pair."""
-
-    @abstractmethod
-    def _dump_test(self, test: Any) -> Any:
-        """The test's JSON-native state."""
-
-    @abstractmethod
-    def _load_test(self, data: Any) -> Any:
-        """The test written by :meth:`_dump_test`."""
-
-    def _arrive(self, version: str, ts: float) -> list[tuple[str, str, Any]]:
-        """Record a turn of ``version`` at ``ts``: ``(control, treatment, test)`` of every pair it is live in
-        now (tests created as needed), after which the caller feeds the tests and calls :meth:`_settle`."""
-        self._events = []
-        self._watermark = max(self._watermark, float(ts))
-        seen = self._seen.setdefault(version, [float(ts), float(ts)])
-        seen[0], seen[1] = min(seen[0], ts), max(seen[1], ts)
-        if len(self._seen) > self.max_versions:
-            self._forget(min(self._seen, key=lambda v: (self._seen[v][1], v)))
-        live_since = self._watermark - self.horizon_seconds
-        pairs = []
-        for other, (_, last) in self._seen.items():
-            if other == version or last < live_since:
-                continue
-            control, treatment = self._order(version, other)
-            test = self._tests.setdefault(control, {}).get(treatment)
-            if test is None:
-                test = self._tests[control][treatment] = self._new_test()
-            pairs.append((control, treatment, test))
-        return pairs
-
-    def _settle(self) -> None:
-        """After :meth:`_arrive`: pairs no longer live together become ``ended`` events."""
-        live = self.live_pairs
-        self._events.extend([*pair, "ended"] for pair in self._live if pair not in live)
-        self._live = live
-
-    def _order(self, a: str, b: str) -> tuple[str, str]:
-        return (a, b) if (self._seen[a][0], a) <= (self._seen[b][0], b) else (b, a)
-
-    def _forget(self, version: str) -> None:
-        del self._seen[version]
-        self._tests.pop(version, None)
-        for tests in self._tests.values():
-            tests.pop(version, None)
-
-    @property
-    def live_pairs(self) -> list[list[str]]:
-        """``[control, treatment]`` of every pair of versions live together now."""
-        live_since = self._watermark - self.horizon_seconds
-        live = sorted(v for v, (_, last) in self._seen.items() if last >= live_since)
-        return sorted(list(self._order(a, b)) for i, a in enumerate(live) for b in live[i + 1 :])
-
-    @property
-    def events(self) -> list[tuple[str, str, str]]:
-        return [(c, t, what) for c, t, what in self._events]
-
-    @property
-    def versions(self) -> list[str]:
-        return sorted(self._seen)
-
-    def first_seen(self, version: str) -> float | None:
-        """Event time ``version`` was first seen (None if not tracked)."""
-        seen = self._seen.get(version)
-        return None if seen is None else seen[0]
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "type": type(self).__name__,
-            "params": self._get_params(),
-            "state": {
-                "_seen": {v: list(s) for v, s in self._seen.items()},
-                "_tests": {
-                    c: {t: self._dump_test(x) for t, x in by.items()} for c, by in self._tests.items()
-                },
-                "_live": [list(p) for p in self._live],
-                "_events": [list(e) for e in self._events],
-                # JSON has no infinity: a comparison that saw nothing has no watermark
-                "_watermark": None if self._watermark == -math.inf else self._watermark,
-            },
-        }
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Self:
-        if data.get("type") != cls.__name__:
-            raise StateError(f"state of {data.get('type')!r} cannot restore a {cls.__name__}")
-        comparison = cls(**data["params"])
-        state = data["state"]
-        unknown = set(state) - {"_seen", "_tests", "_live", "_events", "_watermark"}
-        if unknown:
-            raise StateError(f"unknown state fields for {cls.__name__}: {sorted(unknown)}")
-        comparison._seen = {v: list(s) for v, s in state["_seen"].items()}
-        comparison._tests = {
-            c: {t: comparison._load_test(x) for t, x in by.items()} for c, by in state["_tests"].items()
-        }
-        comparison._live = [list(p) for p in state["_live"]]
-        comparison._events = [list(e) for e in state["_events"]]
-        watermark = state["_watermark"]
-        comparison._watermark = -math.inf if watermark is None else float(watermark)
-        return comparison
 
 
 class VersionComparison(LiveVersionPairs):

@@ -135,11 +135,13 @@ class PredictionPoweredRate(Detector):
 
     def update(self, f: float, y: bool | None = None, weight: float = 1.0) -> PredictionPoweredRate:
         """One judged turn with judge output ``f``; with ``y`` its human truth too (see ``add_label``)."""
-        value = _check_unit("f", f)
+        # a pass/fail verdict (a bool) is the common case: skip the call that checks it
+        value = 1.0 if f is True else 0.0 if f is False else _check_unit("f", f)
         if y is not None:
             self.add_label(value, y, weight)
-        self._judged["n"] += 1
-        self._judged["f"] += value
+        judged = self._judged
+        judged["n"] += 1
+        judged["f"] += value
         return self
 
     def add_label(self, f: float, y: bool, weight: float = 1.0) -> PredictionPoweredRate:

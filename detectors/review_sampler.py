@@ -30,6 +30,7 @@ the hour; a longer one is steadier but over-spends for longer after a surge.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import math
 from typing import Any, Self
@@ -50,6 +51,14 @@ def _check_positive(name: str, value: Any, allow_zero: bool = False) -> float:
     ):
         raise ValueError(f"{name} must be a finite number {'>=' if allow_zero else '>'} 0, got {value!r}")
     return float(value)
+
+
+@functools.lru_cache(maxsize=64)
+def _bin_scale(max_priority: float) -> tuple[float, tuple[float, ...]]:
+    """``ln`` of the top of the priority range and the priority at each bin's centre (the bins only
+    depend on the weights, so the ``exp`` per bin is paid once per parameter set, not per solve)."""
+    log_top = math.log(max_priority + 1e-9)
+    return log_top, tuple(math.exp((b + 0.5) / BINS * log_top) for b in range(BINS))
 
 
 def uniform_draw(seed: int, turn_id: str) -> float:
@@ -140,10 +149,7 @@ class ReviewSampler(Detector):
         return 1.0 + self.disagreement_weight + self.uncertainty_weight + self.segment_weight
 
     def _bin(self, priority: float) -> int:
-        return min(BINS - 1, int(BINS * math.log(priority) / math.log(self._max_priority + 1e-9)))
-
-    def _bin_priority(self, b: int) -> float:
-        return math.exp((b + 0.5) / BINS * math.log(self._max_priority + 1e-9))
+        return min(BINS - 1, int(BINS * math.log(priority) / _bin_scale(self._max_priority)[0]))
 
     def _decay(self, ts: float) -> None:
         if self._clock is None:
@@ -177,10 +183,19 @@ class ReviewSampler(Detector):
         if bins is None:
             bins = self._nonempty_bins()
         floor = self.min_probability
-        return self._forced + sum(count * min(1.0, max(floor, scale * p)) for count, p in bins)
+        # sum(count * min(1.0, max(floor, scale * p))) term by term in the same order, without the calls
+        # (the solve runs this ~40 times): min and max written out keep the same operands
+        total = 0.0
+        for count, p in bins:
+            pi = scale * p
+            if not pi > floor:
+                pi = floor
+            total += count * (pi if pi < 1.0 else 1.0)
+        return self._forced + total
 
     def _nonempty_bins(self) -> list[tuple[float, float]]:
-        return [(count, self._bin_priority(b)) for b, count in enumerate(self._hist) if count]
+        centres = _bin_scale(self._max_priority)[1]
+        return [(count, centres[b]) for b, count in enumerate(self._hist) if count]
 
     def _solve(self) -> None:
         target = self.budget_per_hour * self._window_seconds() / 3600.0
@@ -211,12 +226,10 @@ class ReviewSampler(Detector):
         seg = self._segment(segment, ts)
         unsure = 0.0 if confidence is None else 1.0 - abs(2.0 * min(max(confidence, 0.0), 1.0) - 1.0)
         need = 1.0 / math.sqrt(1.0 + seg[1])
-        parts = {
-            "disagreement": self.disagreement_weight * bool(disagreement),
-            "uncertain": self.uncertainty_weight * unsure,
-            "segment": self.segment_weight * need,
-        }
-        priority = 1.0 + sum(parts.values())
+        disagree = self.disagreement_weight * bool(disagreement)
+        uncertain = self.uncertainty_weight * unsure
+        few = self.segment_weight * need
+        priority = 1.0 + (disagree + uncertain + few)  # the sum of the parts below, in their order
         if high_risk:
             self._forced += 1.0
         else:
@@ -235,6 +248,7 @@ class ReviewSampler(Detector):
         reason = None
         if requested:
             seg[1] += 1.0
+            parts = {"disagreement": disagree, "uncertain": uncertain, "segment": few}
             top = max(parts, key=lambda k: parts[k])
             reason = "high_risk" if high_risk else top if parts[top] > 1.0 else "random"
         self._counts["turns"] += 1

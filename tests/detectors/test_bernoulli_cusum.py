@@ -94,6 +94,33 @@ def test_threshold_for_arl_is_the_smallest_reaching_the_target():
     assert arl.arl(26, 1, thr, 0.02) >= 1e5 > arl.arl(26, 1, thr - 1, 0.02)
 
 
+@pytest.mark.parametrize(
+    ("up", "down", "p", "arl0", "expected"),
+    [
+        (26, 1, 0.02, 1e5, 168),  # down = 1: the one-pass search
+        (808, 1, 0.001, 3.03e6, 10977),  # DefectRateSpike's 1.5x chart at the 0.1% floor
+        (9, 1, 0.08, 3.03e6, 213),
+        (26, 1, 0.02, 182.0, 30),
+        (26, 1, 0.02, 178.0, 29),  # up + 3: the first threshold the one pass gives
+        (26, 1, 0.02, 174.0, 28),  # up + 2 and less: from the banded solve
+        (26, 1, 0.02, 60.0, 27),
+        (26, 1, 0.02, 3.0, 1),
+        (3, 2, 0.2, 1e3, 14),  # down > 1: Newton steps of the Wald slope inside a bracket
+        (1617, 2, 0.001, 1e4, 3938),
+        (1, 3, 0.3, 1e6, 12),
+    ],
+)
+def test_threshold_for_arl_is_exactly_the_first_threshold_past_the_target(up, down, p, arl0, expected):
+    # the same test the search makes, at the answer and just below it: the answer cannot depend on how
+    # the search got there
+    def reaches(t: int) -> bool:
+        return t > 0 and math.log(arl.arl(up, down, t, p)) - math.log(arl0) >= 0.0
+
+    thr = arl.threshold_for_arl(up, down, p, arl0)
+    assert thr == expected
+    assert reaches(thr) and not reaches(thr - 1)
+
+
 def test_exact_oracle_delays_match_the_known_anchors():
     assert round(arl.llr_steady_state_delay(0.02, 0.06, H_2_6)) == 319
     assert round(arl.llr_steady_state_delay(0.02, 0.10, arl.llr_threshold_for_arl(0.02, 0.10, 1e6))) == 114
