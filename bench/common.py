@@ -15,6 +15,18 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 
+def quiet_gc() -> None:
+    """Keep the load generator's own garbage collector from pausing it: freeze what exists (the generated
+    records) out of collection and collect young objects rarely, as the worker does (``streams.cli.tune_gc``).
+    A default-tuned harness holding a few hundred thousand records paused for up to 0.6 s per full
+    collection while it offered load and timed outputs: latency it then charged to the worker."""
+    import gc
+
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(100_000, 50, 100)
+
+
 def percentile(values: Sequence[float], q: float) -> float:
     """Nearest-rank percentile (q in 0..100)."""
     if not values:

@@ -9,9 +9,10 @@ one that completes the failure: a failing verdict or label, or the turn arriving
 latency is from the moment that record was handed to the producer to the moment the escalation is readable
 by an outside consumer. Reports p50/p99/max, the load achieved, and whether the workers kept up: the join's
 input lag and the aggregation's observations lag (committed) when the load stopped, and how long each took
-to drain.
+to drain. With ``--warmup W`` the first W seconds of load are offered but their escalations are reported
+apart: fresh workers start behind (topic metadata, first designs, cold caches) and catch up.
 
-    .venv/bin/python bench/escalation_latency.py --rate 2000 --seconds 30 [--roles split] [--json]
+    .venv/bin/python bench/escalation_latency.py --rate 2000 --seconds 30 [--roles split] [--warmup 15]
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from pathlib import Path
 
 import orjson
 
-from common import emit, machine, percentile
+from common import emit, machine, percentile, quiet_gc
 
 from confluent_kafka import Consumer, Producer
 
@@ -50,13 +51,19 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--rate", type=float, default=2000.0, help="input events per second (all streams)")
-    parser.add_argument("--seconds", type=float, default=30.0, help="how long to offer the load")
+    parser.add_argument("--seconds", type=float, default=30.0, help="how long to offer the load (measured)")
+    parser.add_argument(
+        "--warmup",
+        type=float,
+        default=0.0,
+        help="seconds of load first, its escalations reported apart (fresh workers, cold caches)",
+    )
     parser.add_argument("--roles", choices=["all", "split"], default="all")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
 
-    records = make_records(int(args.rate * args.seconds), args.seed)
+    records = make_records(int(args.rate * (args.warmup + args.seconds)), args.seed)
     triggers = escalation_triggers(records)
     env = {"CONVOWATCH_TOPIC_PREFIX": PREFIX, "CONVOWATCH_APP_ID": APP_ID}
     roles = ["all"] if args.roles == "all" else ["join", "aggregate"]
@@ -75,8 +82,10 @@ def main() -> None:
             for worker in workers:
                 worker.stop()
     result["machine"] = machine()
-    result["command"] = f"bench/escalation_latency.py --rate {args.rate:g} --seconds {args.seconds:g}" + (
-        f" --roles {args.roles}" if args.roles != "all" else ""
+    result["command"] = (
+        f"bench/escalation_latency.py --rate {args.rate:g} --seconds {args.seconds:g}"
+        + (f" --roles {args.roles}" if args.roles != "all" else "")
+        + (f" --warmup {args.warmup:g}" if args.warmup else "")
     )
     emit(
         result,
@@ -85,6 +94,18 @@ def main() -> None:
             ("workers", args.roles),
             ("offered input events/s", f"{result['offered_rate']:.0f} (target {args.rate:.0f})"),
             ("high-risk escalations", f"{result['expected']} expected, {result['escalations_seen']} read"),
+            *(
+                [
+                    (
+                        "warm-up (not measured)",
+                        f"{args.warmup:g} s: {result['warmup_escalations']} escalations, "
+                        f"p99 {result['warmup_p99_s'] * 1000:.0f} ms, "
+                        f"max {result['warmup_max_s'] * 1000:.0f} ms",
+                    )
+                ]
+                if args.warmup
+                else []
+            ),
             ("latency p50", f"{result['p50_s'] * 1000:.1f} ms"),
             ("latency p99", f"{result['p99_s'] * 1000:.1f} ms"),
             ("latency max", f"{result['max_s'] * 1000:.1f} ms"),
@@ -140,6 +161,7 @@ def run_load(
             seen_at.setdefault(orjson.loads(message.value())["escalation_id"], time.time())
         consumer.close()
 
+    quiet_gc()
     reader = threading.Thread(target=consume, daemon=True)
     reader.start()
     deadline = time.monotonic() + 30
@@ -153,6 +175,7 @@ def run_load(
     index = 0
     carry = 0.0
     began = time.monotonic()
+    wall_began = time.time()
     next_tick = began
     while index < len(records):
         carry += per_tick
@@ -199,7 +222,9 @@ def run_load(
         time.sleep(0.05)
     stop.set()
     reader.join(10)
-    latencies = [seen_at[e] - sent_at[e] for e in sent_at if e in seen_at]
+    measured_from = wall_began + args.warmup
+    latencies = [seen_at[e] - sent_at[e] for e in sent_at if e in seen_at and sent_at[e] >= measured_from]
+    warmup = [seen_at[e] - sent_at[e] for e in sent_at if e in seen_at and sent_at[e] < measured_from]
     return {
         "offered_rate": len(records) / elapsed,
         "target_rate": args.rate,
@@ -207,8 +232,13 @@ def run_load(
         "seconds": elapsed,
         "input_events": len(records),
         "expected": len(sent_at),
-        "escalations_seen": len(latencies),
-        "missing": len(sent_at) - len(latencies),
+        "escalations_seen": len(seen_at.keys() & sent_at.keys()),
+        "missing": len(sent_at.keys() - seen_at.keys()),
+        "warmup_s": args.warmup,
+        "warmup_escalations": len(warmup),
+        "warmup_p99_s": percentile(warmup, 99),
+        "warmup_max_s": max(warmup) if warmup else float("nan"),
+        "measured_escalations": len(latencies),
         "p50_s": percentile(latencies, 50),
         "p99_s": percentile(latencies, 99),
         "max_s": max(latencies) if latencies else float("nan"),

@@ -14,7 +14,7 @@ from typing import Any
 
 import orjson
 
-from common import percentile
+from common import percentile, quiet_gc
 
 from confluent_kafka import Consumer, Producer
 
@@ -92,6 +92,7 @@ def run_latency(
             if time.monotonic() > deadline:
                 raise RuntimeError(f"latency worker not assigned in 120 s; log:\n{worker.log_tail()}")
             time.sleep(0.1)
+        quiet_gc()
         return _offer(bootstrap, prefix, worker, units, rate, seconds, windows, warmup, label_delay)
     finally:
         worker.stop()
