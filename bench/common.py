@@ -27,6 +27,24 @@ def quiet_gc() -> None:
     gc.set_threshold(100_000, 50, 100)
 
 
+def start_reader(consume: Any, ready: Any, producer: Any, timeout: float, settle: float) -> Any:
+    """Start the output reader ``consume`` in a daemon thread; serve ``producer``'s callbacks until the
+    reader's consumer is assigned (``ready`` set), then ``settle`` seconds more for it to resolve its start
+    offsets before the first output arrives."""
+    import threading
+    import time
+
+    reader = threading.Thread(target=consume, daemon=True)
+    reader.start()
+    deadline = time.monotonic() + timeout
+    while not ready.is_set():
+        producer.poll(0.1)
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"latency reader was not assigned in {timeout:g} s")
+    time.sleep(settle)
+    return reader
+
+
 def percentile(values: Sequence[float], q: float) -> float:
     """Nearest-rank percentile (q in 0..100)."""
     if not values:

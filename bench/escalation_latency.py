@@ -27,7 +27,7 @@ from pathlib import Path
 
 import orjson
 
-from common import emit, machine, percentile, quiet_gc
+from common import emit, machine, percentile, quiet_gc, start_reader
 
 from confluent_kafka import Consumer, Producer
 
@@ -162,14 +162,7 @@ def run_load(
         consumer.close()
 
     quiet_gc()
-    reader = threading.Thread(target=consume, daemon=True)
-    reader.start()
-    deadline = time.monotonic() + 30
-    while not ready.is_set():
-        producer.poll(0.1)
-        if time.monotonic() > deadline:
-            raise RuntimeError("latency consumer was not assigned a partition in 30 s")
-    time.sleep(1.0)  # let the fresh assignment fetch its start offsets before the first escalation
+    reader = start_reader(consume, ready, producer, timeout=30, settle=1.0)
 
     per_tick = args.rate * 0.01  # events per 10 ms tick
     index = 0

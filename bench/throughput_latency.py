@@ -14,7 +14,7 @@ from typing import Any
 
 import orjson
 
-from common import percentile, quiet_gc
+from common import percentile, quiet_gc, start_reader
 
 from confluent_kafka import Consumer, Producer
 
@@ -157,14 +157,7 @@ def _offer(
             topics[topic].setdefault(raw_key.decode(), (now, value))
         consumer.close()
 
-    reader = threading.Thread(target=consume, daemon=True)
-    reader.start()
-    deadline = time.monotonic() + 60
-    while not ready.is_set():
-        producer.poll(0.1)
-        if time.monotonic() > deadline:
-            raise RuntimeError("latency reader was not assigned in 60 s")
-    time.sleep(1.5)  # let the fresh assignment resolve its start offsets before the first output
+    reader = start_reader(consume, ready, producer, timeout=60, settle=1.5)
 
     turns_topic, verdicts_topic, labels_topic = input_names(prefix)
     per_tick = rate * 0.01 / 2.1  # turns per 10 ms tick (with their verdict and ~10% labels)
