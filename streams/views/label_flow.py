@@ -20,9 +20,7 @@ from typing import Any
 from streams.aggregate import Aggregator
 from streams.emit import Emit
 from streams.metrics import Metrics
-
-#: Label children cached per raw label values; cleared past this size (values are unbounded upstream).
-MAX_CACHED = 10_000
+from streams.views.label_cache import LabelCache
 
 
 class LabelFlowView:
@@ -30,41 +28,27 @@ class LabelFlowView:
 
     def __init__(self, metrics: Metrics) -> None:
         self.metrics = metrics
-        self._judged: dict[tuple[str, str | None], Any] = {}
-        self._labelled: dict[tuple[str, str | None], Any] = {}
-        self._vendors: dict[str, tuple[Any, Any]] = {}
+        m = metrics
+        self._judged = LabelCache(lambda raw: self._judge_child(m.turns_judged, *raw))
+        self._labelled = LabelCache(lambda raw: self._judge_child(m.turns_labelled, *raw))
+        self._vendors = LabelCache(self._vendor_children)
 
     def apply(self, aggregator: Aggregator, obs: dict[str, Any], partition: int | None) -> list[Emit]:
         journey = (obs["segment"] or {}).get("journey")
         if obs["kind"] == "judged":
-            self._child(self._judged, self.metrics.turns_judged, obs["judge_id"], journey).inc()
+            self._judged[obs["judge_id"], journey].inc()
             return []
         for judge_id in obs["judges"]:
-            self._child(self._labelled, self.metrics.turns_labelled, judge_id, journey).inc()
-        vendor = obs["vendor_id"]
-        children = self._vendors.get(vendor)
-        if children is None:
-            if len(self._vendors) >= MAX_CACHED:
-                self._vendors.clear()
-            label = self.metrics.label("vendor_id", vendor)
-            children = self._vendors[vendor] = (
-                self.metrics.human_labels.labels(label),
-                self.metrics.label_latency.labels(label),
-            )
-        labels, latency = children
+            self._labelled[judge_id, journey].inc()
+        labels, latency = self._vendors[obs["vendor_id"]]
         labels.inc()
         latency.observe(max(obs["label_ts"] - obs["ts"], 0.0))
         return []
 
-    def _child(
-        self, cache: dict[tuple[str, str | None], Any], metric: Any, judge_id: str, journey: str | None
-    ) -> Any:
-        child = cache.get((judge_id, journey))
-        if child is None:
-            if len(cache) >= MAX_CACHED:
-                cache.clear()
-            m = self.metrics
-            child = cache[(judge_id, journey)] = metric.labels(
-                m.label("judge_id", judge_id), m.label("journey", journey)
-            )
-        return child
+    def _judge_child(self, metric: Any, judge_id: str, journey: str | None) -> Any:
+        m = self.metrics
+        return metric.labels(m.label("judge_id", judge_id), m.label("journey", journey))
+
+    def _vendor_children(self, vendor: str) -> tuple[Any, Any]:
+        label = self.metrics.label("vendor_id", vendor)
+        return self.metrics.human_labels.labels(label), self.metrics.label_latency.labels(label)

@@ -44,6 +44,7 @@ from streams.aggregate import Aggregator, key
 from streams.emit import SEP, Emit
 from streams.expiry import ExpiryIndex
 from streams.metrics import Metrics
+from streams.views.label_cache import LabelCache
 
 CONVERSATION, WATERMARK = "conversation", "conversation_wm"
 MAX_ORDERS = 32  # order ids (and signal event ids) remembered per conversation, for distinct counting
@@ -60,8 +61,6 @@ COUNTERS = {
     "settled": "conversations_settled",
     "resolved": "conversations_resolved",
 }
-#: Segment label values cached per raw values; cleared past this size (values are unbounded upstream).
-MAX_CACHED = 10_000
 
 
 def signal_observation(signal: ConversationSignal, source: tuple[str, int | None]) -> Emit:
@@ -115,7 +114,9 @@ class OutcomeView:
         self.totals: dict[str, float] = {}
         # metric label values and children, cached (``.labels()`` costs more than the increment); the
         # children by bounded label values, so bounded too
-        self._seg_labels: dict[tuple[str | None, ...], tuple[str, ...]] = {}
+        self._seg_labels = LabelCache(
+            lambda raw: tuple(metrics.label(label, v) for label, v in zip(SEGMENT, raw, strict=True))
+        )
         self._started: set[tuple[str, ...]] = set()
         self._children: dict[tuple[str, str | None, tuple[str, ...]], Any] = {}
         # derived, per observation partition: open conversations by last activity, closed ones by close
@@ -246,15 +247,7 @@ class OutcomeView:
     def _labels(self, seg: list[str | None]) -> tuple[str, ...]:
         """The segment's label values (guarded), cached by the raw values (a guard maps a value the same
         way from its first call on)."""
-        raw = tuple(seg)
-        labels = self._seg_labels.get(raw)
-        if labels is None:
-            if len(self._seg_labels) >= MAX_CACHED:
-                self._seg_labels.clear()
-            m = self.metrics
-            labels = self._seg_labels[raw] = tuple(
-                m.label(label, v) for label, v in zip(SEGMENT, seg, strict=True)
-            )
+        labels: tuple[str, ...] = self._seg_labels[tuple(seg)]
         return labels
 
     def _child(self, name: str, value: Any, labels: tuple[str, ...]) -> Any:

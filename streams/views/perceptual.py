@@ -27,11 +27,10 @@ from streams.emit import SEP, UNKNOWN_SEGMENT, Emit, iso
 from streams.labels import UNKNOWN, LabelGuard
 from streams.metrics import Metrics
 from streams.policy import escalation_id
+from streams.views.label_cache import LabelCache
 
 KIND = "perceptual_drift"
 SEVERITY = "medium"
-#: Metric children cached per raw label values; cleared past this size (values are unbounded upstream).
-MAX_CACHED = 10_000
 
 
 class _Children:
@@ -82,7 +81,7 @@ class PerceptualView:
         # detector keys stay bounded too (each holds 900 floats, ~12 KB as JSON with the default sizes):
         # past ``max_keys`` model versions or score names, the rest share an "other" detector
         self.guards = {name: LabelGuard(max_keys) for name in ("model_version", "score")}
-        self._cache: dict[tuple[str, str, str | None, str], _Children] = {}
+        self._cache = LabelCache(self._new_children)
 
     def apply(self, aggregator: Aggregator, obs: dict[str, Any], partition: int | None) -> list[Emit]:
         scores: dict[str, float] = obs.get("scores") or {}
@@ -115,20 +114,19 @@ class PerceptualView:
     def _children(self, judge_id: str, modality: str, version: str | None, name: str) -> _Children:
         """The metric children of a score, cached by the raw values (a guard maps a value the same way
         from its first call on; the children are created when first used, as ``.labels()`` would)."""
-        raw = (judge_id, modality, version, name)
-        children = self._cache.get(raw)
-        if children is None:
-            if len(self._cache) >= MAX_CACHED:
-                self._cache.clear()
-            m = self.metrics
-            labels = (
-                m.label("judge_id", judge_id),
-                m.label("modality", modality),
-                m.label("model_version", version),
-                m.label("score", name),
-            )
-            children = self._cache[raw] = _Children(m, labels)
+        children: _Children = self._cache[judge_id, modality, version, name]
         return children
+
+    def _new_children(self, raw: tuple[str, str, str | None, str]) -> _Children:
+        judge_id, modality, version, name = raw
+        m = self.metrics
+        labels = (
+            m.label("judge_id", judge_id),
+            m.label("modality", modality),
+            m.label("model_version", version),
+            m.label("score", name),
+        )
+        return _Children(m, labels)
 
     def _escalation(
         self,

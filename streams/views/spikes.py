@@ -21,11 +21,10 @@ from streams.labels import LabelGuard
 from streams.metrics import Metrics
 from streams.policy import escalation_id
 from streams.taxonomy import Taxonomy
+from streams.views.label_cache import LabelCache
 
 SLICES: tuple[tuple[str, ...], ...] = (("journey",), ("journey", "model_version"), ("journey", "intent"))
 SEVERITY_ORDER = ("critical", "high", "medium", "low")
-#: Slice keys cached per raw segment values; cleared past this size (values are unbounded upstream).
-MAX_CACHED = 10_000
 
 
 class SpikeView:
@@ -67,7 +66,7 @@ class SpikeView:
         self.guards = {
             name: LabelGuard(max_segment_values) for name in ("journey", "model_version", "intent")
         }
-        self._slice_cache: dict[tuple[str, str | None, str | None, str | None], Any] = {}
+        self._slice_cache = LabelCache(self._new_slices)
 
     def apply(self, aggregator: Aggregator, obs: dict[str, Any], partition: int | None) -> list[Emit]:
         category_of = self.category_of
@@ -106,15 +105,18 @@ class SpikeView:
         """(aggregate key, guarded slice values) of each slice of ``segment``, cached by the raw values (a
         guard maps a value the same way from its first call on, so only the first lookup must call it)."""
         raw = (source, segment.get("journey"), segment.get("model_version"), segment.get("intent"))
-        slices = self._slice_cache.get(raw)
-        if slices is None:
-            if len(self._slice_cache) >= MAX_CACHED:
-                self._slice_cache.clear()
-            slices = []
-            for names in SLICES:
-                values = {name: self.guards[name](segment.get(name)) for name in names}
-                slices.append((key("spike", source, *(f"{n}={v}" for n, v in values.items())), values))
-            self._slice_cache[raw] = slices
+        slices: list[tuple[str, dict[str, str]]] = self._slice_cache[raw]
+        return slices
+
+    def _new_slices(
+        self, raw: tuple[str, str | None, str | None, str | None]
+    ) -> list[tuple[str, dict[str, str]]]:
+        source, *segment_values = raw
+        segment = dict(zip(("journey", "model_version", "intent"), segment_values, strict=True))
+        slices = []
+        for names in SLICES:
+            values = {name: self.guards[name](segment[name]) for name in names}
+            slices.append((key("spike", source, *(f"{n}={v}" for n, v in values.items())), values))
         return slices
 
     def _escalation(
