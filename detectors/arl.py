@@ -16,7 +16,9 @@ chart *is* the integer chart of Reynolds & Stoumbos (1999), which DefectRateSpik
 
 from __future__ import annotations
 
+import itertools
 import math
+from collections.abc import Iterator
 
 import numpy as np
 
@@ -65,29 +67,40 @@ def arl(up: int, down: int, threshold: int, p: float) -> float:
 
 
 def _arl_skip_free(up: int, n: int, p: float) -> float:
-    """Zero-state ARL of a chart that falls 1 unit per ok event, in ``O(n + up)`` operations.
+    """Zero-state ARL of a chart that falls 1 unit per ok event, threshold ``n > up + 1``, in ``O(n)``
+    operations (:func:`_skip_free_maps`). Agrees with the banded solve to ~1e-9 relative at ARL 1e6-1e8
+    (tests)."""
+    c, e = next(itertools.islice(_skip_free_maps(up, p), n - up - 2, None))
+    return (1.0 + p * c) / (p * (1.0 - e))
+
+
+def _skip_free_maps(up: int, p: float) -> Iterator[tuple[float, float]]:
+    """For thresholds ``up + 2, up + 3, ...`` of a chart that falls 1 unit per ok event, ``(c, e)`` with
+    ``L(up) = c + e * L(0)``: its zero-state ARL is ``(1 + p * c) / (p * (1 - e))``.
 
     Each state's ARL is an affine function of its lower neighbour's, ``L(i) = a_i + b_i L(i-1)``, from
     the top down; the map from ``L(i)`` to ``L(i+up)`` is the composition of ``up`` such functions,
-    updated in O(1) per state by dropping the outermost function and adding the innermost one.
-    Agrees with the banded solve to ~1e-9 relative at ARL 1e6-1e8 (tests).
+    updated in O(1) per state by dropping the outermost function and adding the innermost one. The numbers
+    depend only on the distance ``k`` below the threshold, never on the threshold itself, so one pass
+    serves every threshold in turn: after the step at distance ``k``, threshold ``k + 1``.
     """
     q = 1.0 - p
-    # states n-up .. n-1 fall back, or alarm on a defect: L(i) = 1 + q L(i-1)
-    a = [1.0] * n
-    b = [q] * n
-    c, e = 0.0, 1.0  # L(i+up) = c + e * L(i), from i = n-up-1 down
+    # distance 0 .. up below the threshold: fall back, or alarm on a defect: L = 1 + q L(below)
+    a = [1.0] * (up + 1)  # a[k], b[k]: the affine map of the state at distance k below the threshold
+    b = [q] * (up + 1)
+    c, e = 0.0, 1.0
     for _ in range(up):
         c, e = 1.0 + q * c, q * e
-    # the hot loop of a design: locals only, and a[i], b[i] kept from when they were written
-    for i, j in zip(range(n - up - 1, 0, -1), range(n - 1, up, -1), strict=True):
+    for k in itertools.count(up + 1):
         d = 1.0 - p * e
-        a[i] = ai = (1.0 + p * c) / d
-        b[i] = bi = q / d
-        bj = b[j]
-        c = (c + e * ai - a[j]) / bj
-        e = e * bi / bj
-    return (1.0 + p * c) / (p * (1.0 - e))
+        ak = (1.0 + p * c) / d
+        bk = q / d
+        a.append(ak)
+        b.append(bk)
+        bj = b[k - up]
+        c = (c + e * ak - a[k - up]) / bj
+        e = e * bk / bj
+        yield c, e
 
 
 def quasi_stationary(up: int, down: int, threshold: int, p: float, tol: float = 1e-13) -> np.ndarray:
@@ -176,35 +189,16 @@ def threshold_for_arl(up: int, down: int, p: float, arl0: float) -> int:
 
 
 def _skip_free_threshold(up: int, p: float, arl0: float, target: float) -> int:
-    """:func:`threshold_for_arl` of a chart falling 1 unit per ok event, in one pass; 0 when the answer
-    is ``up + 2`` or less (thresholds whose ARL :func:`arl` takes from the banded solve).
-
-    The recursion of :func:`_arl_skip_free` runs from the threshold down, and its numbers depend only on
-    the distance ``k`` below the threshold, never on the threshold itself: after the step at distance
-    ``k`` it holds, bit for bit, ``_arl_skip_free(up, k + 1, p)``. So one pass, stopped at the first
-    threshold whose ``ln ARL`` reaches ``target = ln(arl0)``, finds the smallest one (``ln ARL`` rises with
-    the threshold) at the cost of a single ARL evaluation.
-    """
-    q = 1.0 - p
-    a = [1.0] * (up + 1)  # a[k], b[k]: the affine map of the state at distance k below the threshold
-    b = [q] * (up + 1)
-    c, e = 0.0, 1.0
-    for _ in range(up):
-        c, e = 1.0 + q * c, q * e
+    """:func:`threshold_for_arl` of a chart falling 1 unit per ok event, in one pass of
+    :func:`_skip_free_maps`, stopped at the first threshold whose ``ln ARL`` reaches ``target = ln(arl0)``
+    (``ln ARL`` rises with the threshold); 0 when the answer is ``up + 2`` or less (thresholds whose ARL
+    :func:`arl` takes from the banded solve)."""
     near = arl0 * (1.0 - 1e-9)  # an ARL below this has ln ARL < target for certain: no log needed
-    for k in range(up + 1, _MAX_THRESHOLD):
-        d = 1.0 - p * e
-        ak = (1.0 + p * c) / d
-        bk = q / d
-        a.append(ak)
-        b.append(bk)
-        j = k - up
-        bj = b[j]
-        c = (c + e * ak - a[j]) / bj
-        e = e * bk / bj
-        value = (1.0 + p * c) / (p * (1.0 - e))  # _arl_skip_free(up, k + 1, p)
+    thresholds = range(up + 2, _MAX_THRESHOLD + 1)
+    for threshold, (c, e) in zip(thresholds, _skip_free_maps(up, p), strict=False):
+        value = (1.0 + p * c) / (p * (1.0 - e))
         if value >= near and math.log(value) - target >= 0.0:
-            return k + 1 if k > up + 1 else 0
+            return threshold if threshold > up + 2 else 0
     raise ValueError(f"no threshold below {_MAX_THRESHOLD} reaches ARL {arl0}")  # pragma: no cover
 
 
