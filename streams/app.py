@@ -33,10 +33,12 @@ import base64
 import hashlib
 import logging
 import os
+import tempfile
 import time
 import weakref
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import faust
@@ -98,6 +100,7 @@ class KafkaTransport:
             broker=[f"kafka://{host}" for host in settings.broker.split(",")],
             broker_credentials=faust_credentials(settings),
             store="memory://",
+            datadir=data_dir(settings),
             topic_partitions=settings.partitions,
             topic_replication_factor=settings.replication_factor,
             broker_commit_interval=settings.commit_interval_seconds,
@@ -383,6 +386,14 @@ class KafkaTransport:
             m.agreement_ratio.labels(*labels).set(tracker.percent_agreement)
             m.cohen_kappa.labels(*labels).set(tracker.cohen_kappa)
             m.agreement_pairs.labels(*labels).set(tracker.n)
+
+
+def data_dir(settings: Settings) -> Path:
+    """The Faust app's data directory (``Settings.data_dir``), its parent created: Faust creates only the
+    last component. Nothing durable goes there (tables are in memory and in their changelogs)."""
+    path = settings.data_dir or Path(tempfile.gettempdir()) / "convowatch" / settings.app_id
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path
 
 
 def truncated_dead_letter(value: dict[str, Any]) -> bytes:

@@ -29,6 +29,16 @@ class Settings(BaseSettings):
         "reading the join's observations). Split roles run as separate processes that scale apart; the "
         "aggregate role's consumer group is <app id>-aggregate.",
     )
+    event_loop: Literal["uvloop", "asyncio"] = Field(
+        "uvloop",
+        description="CONVOWATCH_EVENT_LOOP: the worker's event loop: uvloop (libuv; cheaper scheduling and "
+        "socket I/O per event) or asyncio (the standard library's).",
+    )
+    data_dir: Path | None = Field(
+        None,
+        description="CONVOWATCH_DATA_DIR: the Faust app's data directory. Tables live in memory and in "
+        "their changelogs, so nothing durable is written there; unset: <temp dir>/convowatch/<app id>.",
+    )
     partitions: int = Field(
         4, ge=1, description="CONVOWATCH_PARTITIONS: partitions of topics convowatch creates."
     )

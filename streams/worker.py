@@ -25,6 +25,7 @@ log = logging.getLogger("convowatch.worker")
 
 def run_worker(settings: Settings, loglevel: str = "warning") -> None:
     """Blocks until the worker is stopped (SIGTERM or SIGINT)."""
+    use_event_loop(settings.event_loop)
     create_topics(settings)  # raises BrokerUnreachable with the address when the broker does not answer
     registry = CollectorRegistry()
     metrics = Metrics(registry, label_max_values=settings.label_max_values)
@@ -52,6 +53,17 @@ def run_worker(settings: Settings, loglevel: str = "warning") -> None:
         lag.stop()
         if alerts is not None:
             alerts.close()
+
+
+def use_event_loop(name: str) -> None:
+    """Make ``name`` (``Settings.event_loop``) the loop the Faust worker creates: uvloop or asyncio's own."""
+    if name == "uvloop":
+        import uvloop  # a dependency on every platform uvloop supports
+
+        asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+    else:
+        asyncio.set_event_loop_policy(asyncio.DefaultEventLoopPolicy())
+    log.info("event loop: %s", name)
 
 
 def loop_heartbeat(loop: asyncio.AbstractEventLoop, beat: Callable[[], None]) -> Periodic:

@@ -1,0 +1,54 @@
+"""What the worker sets up before Faust starts: its event loop and its data directory."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import uvloop
+
+from streams.app import data_dir
+from streams.config import Settings
+from streams.worker import use_event_loop
+
+
+@pytest.fixture
+def restore_policy() -> Iterator[None]:
+    policy = asyncio.get_event_loop_policy()
+    yield
+    asyncio.set_event_loop_policy(policy)
+
+
+@pytest.mark.parametrize(("name", "loop_type"), [("uvloop", uvloop.Loop), ("asyncio", asyncio.BaseEventLoop)])
+def test_the_worker_creates_the_configured_event_loop(
+    name: str, loop_type: type, restore_policy: None
+) -> None:
+    use_event_loop(name)
+    loop = asyncio.new_event_loop()
+    try:
+        assert isinstance(loop, loop_type)
+        assert isinstance(loop, uvloop.Loop) == (name == "uvloop")
+    finally:
+        loop.close()
+
+
+def test_uvloop_is_the_default() -> None:
+    assert Settings().event_loop == "uvloop"
+
+
+def test_the_data_dir_defaults_to_a_temp_dir_per_app(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", None)  # re-read TMPDIR
+    path = data_dir(Settings(app_id="shop-assistant"))
+    assert path == tmp_path / "convowatch" / "shop-assistant"
+    assert path.parent.is_dir()  # Faust creates only the last component
+
+
+def test_a_configured_data_dir_is_used_as_is(tmp_path: Path) -> None:
+    wanted = tmp_path / "deep" / "faust"
+    assert data_dir(Settings(data_dir=wanted)) == wanted
+    assert wanted.parent.is_dir()
