@@ -93,6 +93,12 @@ def main() -> None:
     parser.add_argument(
         "--skip", default="", help="comma-separated phases to skip: raw,worker,latency,memory,embedded"
     )
+    parser.add_argument(
+        "--compare-loop",
+        choices=("asyncio", "uvloop"),
+        default=None,
+        help="after each (b) run, run (b) again on this event loop (CONVOWATCH_EVENT_LOOP): A/B in one run",
+    )
     parser.add_argument("--quick", action="store_true", help="small smoke run (< 1 min)")
     parser.add_argument("--keep-logs", action="store_true", help="keep worker logs (path printed)")
     parser.add_argument(
@@ -153,6 +159,7 @@ def main() -> None:
 
         raw_runs: list[dict[str, Any]] = []
         worker_runs: list[dict[str, Any]] = []
+        compare_runs: list[dict[str, Any]] = []
         for r in range(args.repeat):
             if "raw" not in skip:
                 log(args, f"(a) raw aiokafka getmany, run {r + 1} ...")
@@ -162,12 +169,39 @@ def main() -> None:
                 worker_runs.append(
                     run_worker_once(bootstrap, admin, ends, n, f"r{r}", logdir, data_dir=broker.dir / "data")
                 )
+                if args.compare_loop:
+                    log(args, f"(b') worker end to end on {args.compare_loop}, run {r + 1} ...")
+                    compare_runs.append(
+                        run_worker_once(
+                            bootstrap,
+                            admin,
+                            ends,
+                            n,
+                            f"r{r}{args.compare_loop}",
+                            logdir,
+                            extra_env={"CONVOWATCH_EVENT_LOOP": args.compare_loop},
+                        )
+                    )
         result["raw"] = {
             "runs": raw_runs,
             "events_per_second": median([x["events_per_second"] for x in raw_runs]),
             "cpu_us_per_event": median([x["cpu_us_per_event"] for x in raw_runs]),
         }
-        result["worker"] = {"runs": worker_runs}
+        loop = os.environ.get("CONVOWATCH_EVENT_LOOP", "uvloop")
+        result["worker"] = {"runs": worker_runs, "event_loop": loop}
+        if compare_runs:
+            result["worker_compare"] = {
+                "event_loop": args.compare_loop,
+                "runs": compare_runs,
+                **{
+                    k: median([x[k] for x in compare_runs if k in x])
+                    for k in ("events_per_second", "cpu_us_per_event", "cpu_us_per_event_with_aggregation")
+                },
+                "ratio_pairs": [
+                    w["events_per_second"] / c["events_per_second"]
+                    for w, c in zip(worker_runs, compare_runs, strict=False)
+                ],
+            }
         for k in (
             "events_per_second",
             "events_per_second_processed",

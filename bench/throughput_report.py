@@ -37,6 +37,15 @@ def print_table(r: dict[str, Any]) -> None:
             )
         )
         rows.append(("    all records processed", f"{w['events_per_second_processed']:,.0f} events/s"))
+        if c := r.get("worker_compare"):
+            pairs = ", ".join(f"{x:.2f}x" for x in c["ratio_pairs"])
+            rows.append(
+                (
+                    f"(b') same on {c['event_loop']}",
+                    f"{c['events_per_second']:,.0f} events/s ({c['cpu_us_per_event']:.1f} CPU µs/event); "
+                    f"(b) on {w.get('event_loop', '?')} / (b') per run: {pairs}",
+                )
+            )
         agg = w.get("events_per_second_with_aggregation", float("nan"))
         if agg == agg:  # not NaN
             rows.append(

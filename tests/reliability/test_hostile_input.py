@@ -116,9 +116,7 @@ def test_hostile_input_is_dead_lettered_and_accounted_for(
     for name in STREAMS:
         valid = counters[(name, "valid")]
         lettered = sum(n for (s, r), n in counters.items() if s == name and r != "valid")
-        assert (
-            samples[("convowatch_records_in_total", (("stream", name),))] == valid + lettered == sent[name]
-        )
+        assert samples[("convowatch_records_in_total", (("stream", name),))] == valid + lettered == sent[name]
     assert not samples.get(("convowatch_internal_errors_total", (("stage", "aggregate"),)))
 
     assert len(dead) == sum(n for (_, r), n in counters.items() if r != "valid")
