@@ -85,7 +85,7 @@ class ReviewSampler(Detector):
     ...     requested += sampler.requested
     ...     risky += sampler.requested and high_risk
     >>> requested, risky, round(sampler.scale, 5), round(sampler.expected_requests_per_hour, 1)
-    (330, 35, 0.0037, 59.9)
+    (307, 35, 0.0037, 59.9)
     """
 
     def __init__(
@@ -174,8 +174,10 @@ class ReviewSampler(Detector):
         return seg
 
     def _window_seconds(self) -> float:
-        # a young sampler has seen little time: count at least a minute, so it starts cautiously
-        return max(self._elapsed, 60.0)
+        # At least a second: the first turns' window would be 0. A longer floor would not be cautious: it
+        # spreads the few turns seen so far over time they did not fill, which understates the traffic and
+        # over-spends the budget (a 60 s floor requested every one of the first ``recompute_every`` turns).
+        return max(self._elapsed, 1.0)
 
     def _expected_requests(self, scale: float, bins: list[tuple[float, float]] | None = None) -> float:
         """Expected requests over the decayed window at ``scale`` (segment floors aside); ``bins`` are the
