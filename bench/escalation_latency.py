@@ -8,9 +8,10 @@ run over the same records beforehand says which record triggers each ``high_risk
 one that completes the failure: a failing verdict or label, or the turn arriving after it). For each, the
 latency is from the moment that record was handed to the producer to the moment the escalation is readable
 by an outside consumer. Reports p50/p99/max, the load achieved, and whether the workers kept up: the join's
-input lag and the aggregation's observations lag (committed) when the load stopped, and how long each took
-to drain. With ``--warmup W`` the first W seconds of load are offered but their escalations are reported
-apart: fresh workers start behind (topic metadata, first designs, cold caches) and catch up.
+input lag and the aggregation's lag (records of the observations topic past its committed offsets, each a
+pack of observations) when the load stopped, and how long each took to drain. With ``--warmup W`` the
+first W seconds of load are offered but their escalations are reported apart: fresh workers start behind
+(topic metadata, first designs, cold caches) and catch up.
 
     .venv/bin/python bench/escalation_latency.py --rate 2000 --seconds 30 [--roles split] [--warmup 15]
 """
@@ -111,7 +112,10 @@ def main() -> None:
             ("latency max", f"{result['max_s'] * 1000:.1f} ms"),
             ("join lag when the load stopped", f"{result['lag_at_end']} records"),
             ("join drained after", f"{result['drain_s']:.1f} s"),
-            ("aggregation lag when the load stopped", f"{result['aggregation_lag_at_end']} observations"),
+            (
+                "aggregation lag when the load stopped",
+                f"{result['aggregation_lag_at_end']} records (observation packs)",
+            ),
             ("aggregation drained after", f"{result['aggregation_drain_s']:.1f} s"),
         ],
     )
