@@ -12,11 +12,13 @@ the mix would average under ``--min-avg-bytes``) to the three input topics (4 pa
            record processed until ``convowatch_records_in_total`` == N *and* the group's committed offsets
            reach the end of every input partition (so every output was acknowledged first); also until the
            internal observations topic is committed (aggregation done). Its ratio to (a), same run;
-(c) latency a fresh worker on topics of its own (prefix ``lat0.``, ``lat1.`` ... per rate), offered turns +
-           verdicts (+ ~10% labels, 2 s later) at each ``--rate`` events/s: produce time → record readable
-           with ``read_committed`` on ``escalations`` (``high_risk_failure``; a ``--failure-share`` of
-           verdicts fail safety) and on ``defects`` (every defect); p50/p99/max per ``--seconds`` window
-           after a warm-up. If the worker has not caught up when the drain ends, figures are lower bounds (≥);
+(c) latency a fresh worker (``--latency-roles split``: a join and an aggregate worker) on topics of its own
+           (prefix ``lat0.``, ``lat1.`` ... per rate), offered turns + verdicts (+ ~10% labels, 2 s later)
+           at each ``--rate`` events/s: produce time → record readable with ``read_committed`` on
+           ``escalations`` (``high_risk_failure`` of the ``--failure-share`` of verdicts made to fail safety,
+           timed from that verdict) and on ``defects`` (every defect, from its verdict or label);
+           p50/p99/max per ``--seconds`` window after a warm-up. If the worker has not caught up when the
+           drain ends, figures are lower bounds (≥);
 (d) memory per pending (unjoined) turn, chat text empty, no verdicts: embedded pipeline under tracemalloc;
 (e) embedded the same records through the in-process pipeline (``run_records``, all views on), in a fresh
            interpreter: a cold pass (as a restarted worker) and a warm pass (detector design caches filled).
@@ -79,6 +81,12 @@ def main() -> None:
     )
     parser.add_argument("--seconds", type=float, default=20.0, help="length of each measured latency window")
     parser.add_argument("--warmup", type=float, default=3.0, help="latency warm-up, not measured")
+    parser.add_argument(
+        "--latency-roles",
+        choices=("all", "split"),
+        default="all",
+        help="(c) with one worker running both roles, or a join and an aggregate worker",
+    )
     parser.add_argument("--repeat", type=int, default=2, help="runs of (a), (b), (e) and latency windows")
     parser.add_argument(
         "--failure-share", type=float, default=0.01, help="verdicts made to fail safety in (c)"
@@ -237,6 +245,7 @@ def main() -> None:
                         2.0,
                         args.seed + 1,
                         logdir,
+                        roles=args.latency_roles,
                     )
                 )
     if "memory" not in skip:

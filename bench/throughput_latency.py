@@ -74,7 +74,9 @@ def run_latency(
     label_delay: float,
     seed: int,
     logdir: Path,
+    roles: str = "all",
 ) -> dict[str, Any]:
+    """Offer load to a fresh worker (``roles`` "all") or to a join and an aggregate worker ("split")."""
     from tests.support.worker import WorkerProcess, run_cli
 
     env = {"CONVOWATCH_TOPIC_PREFIX": prefix, "CONVOWATCH_APP_ID": f"bench-{prefix}{os.getpid()}"}
@@ -84,8 +86,13 @@ def run_latency(
     total_seconds = warmup + seconds * windows
     units = latency_units(int(rate * total_seconds / events_per_unit * 1.15) + 100, seed, failure_share)
 
-    worker = WorkerProcess(bootstrap, env, logdir / f"worker-{prefix}log").start()
-    assert worker.proc is not None
+    workers = [
+        WorkerProcess(
+            bootstrap, env | {"CONVOWATCH_ROLE": role}, logdir / f"worker-{prefix}{role}.log"
+        ).start()
+        for role in (["join", "aggregate"] if roles == "split" else ["all"])
+    ]
+    worker = workers[0]  # the one that reads the inputs
     try:
         deadline = time.monotonic() + 120
         while scrape_sum(worker.scrape(), "convowatch_assigned_partitions") < 3 * PARTITIONS:
@@ -93,15 +100,19 @@ def run_latency(
                 raise RuntimeError(f"latency worker not assigned in 120 s; log:\n{worker.log_tail()}")
             time.sleep(0.1)
         quiet_gc()
-        return _offer(bootstrap, prefix, worker, units, rate, seconds, windows, warmup, label_delay)
+        pids = [w.proc.pid for w in workers]
+        result = _offer(bootstrap, prefix, worker, pids, units, rate, seconds, windows, warmup, label_delay)
+        return result | {"roles": roles}
     finally:
-        worker.stop()
+        for w in workers:
+            w.stop()
 
 
 def _offer(
     bootstrap: str,
     prefix: str,
     worker: Any,
+    pids: list[int],
     units: list[Any],
     rate: float,
     seconds: float,
@@ -109,7 +120,10 @@ def _offer(
     warmup: float,
     label_delay: float,
 ) -> dict[str, Any]:
-    pid = worker.proc.pid
+
+    def cpu_seconds() -> float:  # of every worker process
+        return sum(proc_cpu_seconds(pid) for pid in pids)
+
     producer = Producer(
         {"bootstrap.servers": bootstrap, "logger": QUIET, "partitioner": "murmur2_random", "linger.ms": 5}
     )
@@ -164,7 +178,7 @@ def _offer(
     labels_due: deque[tuple[float, str, bytes]] = deque()
     sent = i = 0
     carry = 0.0
-    cpu_began = proc_cpu_seconds(pid)
+    cpu_began = cpu_seconds()
     began = time.monotonic()
     window_stats = []
     next_tick = began
@@ -179,14 +193,14 @@ def _offer(
         window = -1 if elapsed < warmup else int((elapsed - warmup) // seconds)
         if window != current_window:
             if current_window >= 0:
-                cpu_now = proc_cpu_seconds(pid)
+                cpu_now = cpu_seconds()
                 window_stats.append(
                     {
                         "offered": (sent - window_start_sent) / (now_m - window_start_t),
                         "cpu_utilisation": (cpu_now - window_start_cpu) / (now_m - window_start_t),
                     }
                 )
-            window_start_sent, window_start_cpu, window_start_t = sent, proc_cpu_seconds(pid), now_m
+            window_start_sent, window_start_cpu, window_start_t = sent, cpu_seconds(), now_m
             current_window = window
         while labels_due and labels_due[0][0] <= now_m:
             _, turn_id, label = labels_due.popleft()
@@ -219,7 +233,7 @@ def _offer(
         window_stats.append(
             {
                 "offered": (sent - window_start_sent) / (end_m - window_start_t),
-                "cpu_utilisation": (proc_cpu_seconds(pid) - window_start_cpu) / (end_m - window_start_t),
+                "cpu_utilisation": (cpu_seconds() - window_start_cpu) / (end_m - window_start_t),
             }
         )
     while labels_due:  # labels still scheduled: send them now (their latency counts from now)
@@ -241,10 +255,12 @@ def _offer(
     stop.set()
     reader.join(10)
 
+    # escalations of injected failures only: their failing verdict is what triggers them (a generated label
+    # may fail a turn too, 2 s later: timed from the verdict, that escalation would count the label delay)
     esc_lat: dict[int, list[float]] = {}
     for seen, value in seen_esc.values():
         turn_id = value["turn_ids"][0]
-        if turn_id in verdict_sent:
+        if turn_id in verdict_sent and turn_id in expected_esc:
             sent_t, window = verdict_sent[turn_id]
             esc_lat.setdefault(window, []).append(seen - sent_t)
     def_lat: dict[int, list[float]] = {}

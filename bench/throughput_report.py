@@ -107,7 +107,8 @@ def print_table(r: dict[str, Any]) -> None:
             rows.append(
                 (
                     f"    window {i + 1}",
-                    f"offered {w['offered']:,.0f} events/s, worker CPU {w['cpu_utilisation']:.0%} of a core",
+                    f"offered {w['offered']:,.0f} events/s, worker CPU {w['cpu_utilisation']:.0%} of a core"
+                    + (" (join and aggregate workers together)" if lat.get("roles") == "split" else ""),
                 )
             )
             for name in ("escalations", "defects"):
