@@ -47,7 +47,7 @@ import orjson
 from detectors import AgreementTracker
 from streams.config import Settings
 from streams.emit import SEP, Emit
-from streams.faust_consumer import use_prompt_consumer
+from streams.faust_consumer import fetch_max_wait_seconds, use_prompt_consumer
 from streams.kafka_client import faust_credentials, track_topics
 from streams.metrics import Metrics
 from streams.observation_packs import packs, unpack
@@ -116,7 +116,7 @@ class KafkaTransport:
             web_enabled=False,
             autodiscover=False,
         )
-        use_prompt_consumer(self.app, settings.fetch_max_wait_seconds)  # Faust's own is 1.5 s
+        use_prompt_consumer(self.app, fetch_max_wait_seconds(role, settings.fetch_max_wait_seconds))
         raw: faust.Schema = faust.Schema(
             key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw"
         )

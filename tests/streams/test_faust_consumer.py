@@ -13,9 +13,12 @@ from streams.faust_consumer import PromptConsumer, PromptConsumerThread
 from streams.metrics import Metrics
 
 
-@pytest.mark.parametrize(("role", "seconds", "expected_ms"), [("all", 0.1, 100), ("aggregate", 0.25, 250)])
+@pytest.mark.parametrize(
+    ("role", "seconds", "expected_ms"),
+    [("all", None, 1500), ("join", None, 1500), ("aggregate", None, 100), ("all", 0.25, 250)],
+)
 def test_the_worker_consumer_fetches_with_the_configured_wait(
-    role: str, seconds: float, expected_ms: int
+    role: str, seconds: float | None, expected_ms: int
 ) -> None:
     # nothing is contacted: the consumer is created, not started
     settings = Settings(role=role, fetch_max_wait_seconds=seconds, broker="127.0.0.1:1")
@@ -32,7 +35,7 @@ def test_the_worker_consumer_fetches_with_the_configured_wait(
         finally:
             await aiokafka_consumer.stop()
 
-    assert asyncio.run(create()) == expected_ms  # Faust alone would give 1500
+    assert asyncio.run(create()) == expected_ms
 
 
 def test_the_fetch_wait_is_validated() -> None:
