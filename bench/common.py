@@ -6,7 +6,8 @@ import json
 import platform
 import statistics
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,26 @@ def quiet_gc() -> None:
     gc.collect()
     gc.freeze()
     gc.set_threshold(100_000, 50, 100)
+
+
+@contextmanager
+def role_workers(
+    bootstrap: str, env: dict[str, str], roles: str, logdir: Path, prefix: str = ""
+) -> Iterator[Any]:
+    """Started ``convowatch worker`` processes for ``roles``: "all" (one worker) or "split" (a join and an
+    aggregate worker), logging to ``logdir/<prefix><role>.log``; every one started is stopped on exit. The
+    first reads the inputs."""
+    from tests.support.worker import WorkerProcess
+
+    workers: list[Any] = []
+    try:
+        for role in ["join", "aggregate"] if roles == "split" else ["all"]:
+            log_path = logdir / f"{prefix}{role}.log"
+            workers.append(WorkerProcess(bootstrap, env | {"CONVOWATCH_ROLE": role}, log_path).start())
+        yield workers
+    finally:
+        for worker in workers:
+            worker.stop()
 
 
 def start_reader(consume: Any, ready: Any, producer: Any, timeout: float, settle: float) -> Any:

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import orjson
 
-from common import emit, machine, percentile, quiet_gc, start_reader
+from common import emit, machine, percentile, quiet_gc, role_workers, start_reader
 
 from confluent_kafka import Consumer, Producer
 
@@ -67,21 +67,11 @@ def main() -> None:
     records = make_records(int(args.rate * (args.warmup + args.seconds)), args.seed)
     triggers = escalation_triggers(records)
     env = {"CONVOWATCH_TOPIC_PREFIX": PREFIX, "CONVOWATCH_APP_ID": APP_ID}
-    roles = ["all"] if args.roles == "all" else ["join", "aggregate"]
     with KafkaBroker() as broker, tempfile.TemporaryDirectory() as tmp:
         created = run_cli("topics", "create", "--broker", broker.bootstrap, env=env)
         assert created.returncode == 0, created.stderr
-        workers = [
-            WorkerProcess(broker.bootstrap, env | {"CONVOWATCH_ROLE": role}, Path(tmp) / f"{role}.log")
-            for role in roles
-        ]
-        for worker in workers:
-            worker.start()
-        try:
+        with role_workers(broker.bootstrap, env, args.roles, Path(tmp)) as workers:
             result = run_load(broker.bootstrap, records, triggers, args, workers[0])
-        finally:
-            for worker in workers:
-                worker.stop()
     result["machine"] = machine()
     result["command"] = (
         f"bench/escalation_latency.py --rate {args.rate:g} --seconds {args.seconds:g}"

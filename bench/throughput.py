@@ -197,31 +197,17 @@ def main() -> None:
         }
         loop = os.environ.get("CONVOWATCH_EVENT_LOOP", "uvloop")
         result["worker"] = {"runs": worker_runs, "event_loop": loop}
+        result["worker"] |= worker_medians(worker_runs)
         if compare_runs:
             result["worker_compare"] = {
                 "event_loop": args.compare_loop,
                 "runs": compare_runs,
-                **{
-                    k: median([x[k] for x in compare_runs if k in x])
-                    for k in ("events_per_second", "cpu_us_per_event", "cpu_us_per_event_with_aggregation")
-                },
+                **worker_medians(compare_runs),
                 "ratio_pairs": [
                     w["events_per_second"] / c["events_per_second"]
                     for w, c in zip(worker_runs, compare_runs, strict=False)
                 ],
             }
-        for k in (
-            "events_per_second",
-            "events_per_second_processed",
-            "events_per_second_with_aggregation",
-            "cpu_us_per_event",
-            "cpu_us_per_event_with_aggregation",
-            "startup_seconds",
-            "cpu_utilisation",
-            "cpu_system_share",
-            "join_processing_share",
-        ):
-            result["worker"][k] = median([x[k] for x in worker_runs if k in x])
         result["ratio_worker_to_raw"] = (
             result["worker"]["events_per_second"] / result["raw"]["events_per_second"]
         )
@@ -276,6 +262,25 @@ def main() -> None:
         print(json.dumps(result, indent=2, sort_keys=True, default=str))
     else:
         print_table(result)
+
+
+#: Figures of a worker run (bench/throughput_worker.run_worker_once) summarised by their median over runs
+WORKER_FIGURES = (
+    "events_per_second",
+    "events_per_second_processed",
+    "events_per_second_with_aggregation",
+    "cpu_us_per_event",
+    "cpu_us_per_event_with_aggregation",
+    "startup_seconds",
+    "cpu_utilisation",
+    "cpu_system_share",
+    "join_processing_share",
+)
+
+
+def worker_medians(runs: list[dict[str, Any]]) -> dict[str, float]:
+    """Each of :data:`WORKER_FIGURES` as its median over ``runs`` (over the runs that have it)."""
+    return {k: median([x[k] for x in runs if k in x]) for k in WORKER_FIGURES}
 
 
 def code_state() -> dict[str, Any]:

@@ -14,7 +14,7 @@ from typing import Any
 
 import orjson
 
-from common import percentile, quiet_gc, start_reader
+from common import percentile, quiet_gc, role_workers, start_reader
 
 from confluent_kafka import Consumer, Producer
 
@@ -77,7 +77,7 @@ def run_latency(
     roles: str = "all",
 ) -> dict[str, Any]:
     """Offer load to a fresh worker (``roles`` "all") or to a join and an aggregate worker ("split")."""
-    from tests.support.worker import WorkerProcess, run_cli
+    from tests.support.worker import run_cli
 
     env = {"CONVOWATCH_TOPIC_PREFIX": prefix, "CONVOWATCH_APP_ID": f"bench-{prefix}{os.getpid()}"}
     created = run_cli("topics", "create", "--broker", bootstrap, env=env)
@@ -86,14 +86,8 @@ def run_latency(
     total_seconds = warmup + seconds * windows
     units = latency_units(int(rate * total_seconds / events_per_unit * 1.15) + 100, seed, failure_share)
 
-    workers = [
-        WorkerProcess(
-            bootstrap, env | {"CONVOWATCH_ROLE": role}, logdir / f"worker-{prefix}{role}.log"
-        ).start()
-        for role in (["join", "aggregate"] if roles == "split" else ["all"])
-    ]
-    worker = workers[0]  # the one that reads the inputs
-    try:
+    with role_workers(bootstrap, env, roles, logdir, prefix=f"worker-{prefix}") as workers:
+        worker = workers[0]  # the one that reads the inputs
         deadline = time.monotonic() + 120
         while scrape_sum(worker.scrape(), "convowatch_assigned_partitions") < 3 * PARTITIONS:
             if time.monotonic() > deadline:
@@ -103,9 +97,6 @@ def run_latency(
         pids = [w.proc.pid for w in workers]
         result = _offer(bootstrap, prefix, worker, pids, units, rate, seconds, windows, warmup, label_delay)
         return result | {"roles": roles}
-    finally:
-        for w in workers:
-            w.stop()
 
 
 def _offer(
