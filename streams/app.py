@@ -6,9 +6,11 @@ Two agents, concurrency 1 each (faust-streaming#606: concurrency > 1 can commit 
 (one record per shard key per batch: :mod:`streams.observation_packs`), with the aggregates in the
 ``aggregates`` table. Both tables are changelogged: a restarted worker recovers them.
 
-Each agent takes a batch, publishes its outputs, waits until the broker has acknowledged them, and only
-then writes the batch's state to the changelog; Faust commits offsets after that. A crash therefore never
-loses an output: it can only replay inputs whose outputs are re-published with the same keys.
+Each agent takes a batch, publishes its outputs and writes its state to the changelog, and waits until the
+broker has acknowledged both; Faust commits offsets after that. The aggregate publishes first; the join
+writes its state first, keeping the batch's outputs in it until they are published
+(:class:`~streams.join.TurnJoiner`). A crash therefore never loses an output: it can only replay inputs
+whose outputs are re-published with the same keys and source positions.
 
 Faust (0.15.3) acks, and so commits, records it has not processed in two places, which this module guards:
 
@@ -47,7 +49,7 @@ import orjson
 from detectors import AgreementTracker
 from streams.config import Settings
 from streams.emit import SEP, Emit
-from streams.faust_consumer import fetch_max_wait_seconds, use_prompt_consumer
+from streams.faust_consumer import use_prompt_consumer
 from streams.kafka_client import faust_credentials, track_topics
 from streams.metrics import Metrics
 from streams.observation_packs import packs, unpack
@@ -116,7 +118,7 @@ class KafkaTransport:
             web_enabled=False,
             autodiscover=False,
         )
-        use_prompt_consumer(self.app, fetch_max_wait_seconds(role, settings.fetch_max_wait_seconds))
+        use_prompt_consumer(self.app, settings.fetch_max_wait_seconds)
         raw: faust.Schema = faust.Schema(
             key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw"
         )
@@ -136,7 +138,7 @@ class KafkaTransport:
         self.pending = self.aggregate_store = None
         if joins:
             pending = self.app.Table("pending", schema=json_state)
-            self.pending = TableStore(pending, owned=self._input_partitions)
+            self.pending = TableStore(pending, owned=self._input_partitions, defer_deletes=True)
         if aggregates:
             # the changelog keeps the name of the "all" role's: switching roles keeps the aggregates
             table = self.app.tables.add(
@@ -156,6 +158,7 @@ class KafkaTransport:
             pending_store=self.pending if self.pending is not None else DictStore(),
             aggregate_store=self.aggregate_store if self.aggregate_store is not None else DictStore(),
             batched=True,
+            keep_outputs=True,
         )
         self._agent_topics: set[str] = set()
         if joins:
@@ -206,7 +209,8 @@ class KafkaTransport:
                     for event in events:
                         emits.extend(self._ingest(event))
                 assert self.pending is not None  # the join agent runs only with a pending table
-                await self._publish(emits, self.pipeline.joiner.flush, self.pending)
+                await self._publish(emits, self.pipeline.joiner.flush, self.pending, state_first=True)
+                self.pipeline.joiner.published()
 
     @contextmanager
     def _batch(self, events: Sequence[Any], stage: str) -> Iterator[None]:
@@ -290,14 +294,24 @@ class KafkaTransport:
         log.exception("internal error on %s[%d]@%d", message.topic, message.partition, message.offset)
         self.metrics.internal_errors.labels("aggregate").inc()
 
-    async def _publish(self, emits: list[Emit], flush: Callable[[], Any], store: TableStore) -> None:
+    async def _publish(
+        self, emits: list[Emit], flush: Callable[[], Any], store: TableStore, *, state_first: bool = False
+    ) -> None:
         """Send every record and wait until the broker has acknowledged all of them; then write the batch's
         state (``flush``) and wait for its changelog records too. Only then may the batch be committed.
+
+        With ``state_first`` (the join) the state goes first, outputs second. The join's state keeps the
+        batch's outputs until they are published (:class:`~streams.join.TurnJoiner`), so a crash between
+        the two publishes them on the replay as they were. Written the other way round, a crash between
+        the two replays the batch from the old state, which may read the three input topics in another
+        order and give an observation needing two records the source position of the other one.
 
         Records go straight to the producer (aiokafka, through Faust's driver), not through Faust's topic
         channels and buffer: a profile of the worker found those to cost more than the sending itself.
         """
         producer = self.app.producer
+        if state_first:
+            await self._write_state(flush, store)
         names = self._topic_names
         counters = self._output_counters
         pending = []
@@ -317,9 +331,8 @@ class KafkaTransport:
                 pending.append(await producer.send(topic, key.encode(), pack, None, None, None))
         if pending:
             await asyncio.gather(*pending)
-        flush()
-        if changelog := await store.send(producer):
-            await asyncio.gather(*changelog)
+        if not state_first:
+            await self._write_state(flush, store)
         for emit in emits:
             if emit.topic == "escalations":
                 for sink in self.escalation_sinks:
@@ -327,6 +340,12 @@ class KafkaTransport:
                         sink(emit.value)
                     except Exception:  # a sink is a notification: it must not stop or replay the stream
                         log.exception("escalation sink %r failed on %s", sink, emit.key)
+
+    async def _write_state(self, flush: Callable[[], Any], store: TableStore) -> None:
+        """Write the batch's state (``flush``) to the changelog and wait until the broker has it."""
+        flush()
+        if changelog := await store.send(self.app.producer):
+            await asyncio.gather(*changelog)
 
     # -- rebalances ----------------------------------------------------------------------------------
 
@@ -348,6 +367,7 @@ class KafkaTransport:
         self.recovered = True
         # the tables were recovered, and may hold values newer than the decoded ones kept across batches
         self.pipeline.joiner.state.forget()
+        self.pipeline.joiner.rebalanced()
         self.pipeline.aggregator.state.forget()
         if self.pending is not None and (dropped := self.pending.drop_unowned()):
             log.info("dropped %d pending turns of partitions now owned by other workers", dropped)

@@ -49,14 +49,12 @@ class Settings(BaseSettings):
     batch_within_seconds: float = Field(
         0.05, gt=0, description="CONVOWATCH_BATCH_WITHIN_SECONDS: longest wait to fill a batch."
     )
-    fetch_max_wait_seconds: float | None = Field(
-        None,
+    fetch_max_wait_seconds: float = Field(
+        0.1,
         gt=0,
         le=30,
         description="CONVOWATCH_FETCH_MAX_WAIT_SECONDS: longest the broker holds a fetch it cannot fill. "
-        "Unset: 0.1 s for the aggregate role (records on busy observation partitions waited behind a held "
-        "fetch for quiet ones) and Faust's 1.5 s for the join (a shorter one made a known crash-replay "
-        "miscount of the join far likelier: see the README).",
+        "Faust's own is 1.5 s; records on busy partitions waited behind a held fetch for quiet ones.",
     )
     commit_interval_seconds: float = Field(
         1.0, gt=0, description="CONVOWATCH_COMMIT_INTERVAL_SECONDS: how often consumed offsets are committed."

@@ -9,9 +9,8 @@ are keyed by shard key (a judge, ``humans``, ``review``...), so a few partitions
 --roles split``, the aggregate worker got a fetch's worth of records (three or four batches), then nothing
 for 1.1-1.3 s, over and over; it fell behind while using 30% of a core.
 
-:class:`PromptConsumer` creates the consumer with the wait :func:`fetch_max_wait_seconds` gives:
-``CONVOWATCH_FETCH_MAX_WAIT_SECONDS`` when set, else 0.1 s for the aggregate role and Faust's 1.5 s for a
-worker that joins. A shorter wait costs an empty fetch round trip per broker that often when there is
+:class:`PromptConsumer` creates the consumer with the app's wait: ``CONVOWATCH_FETCH_MAX_WAIT_SECONDS``,
+0.1 s unless set. A shorter wait costs an empty fetch round trip per broker that often when there is
 nothing to read.
 """
 
@@ -40,21 +39,6 @@ class PromptConsumer(Consumer):
 
     def _new_consumer_thread(self) -> PromptConsumerThread:
         return PromptConsumerThread(self, loop=self.loop, beacon=self.beacon)
-
-
-#: The aggregate role's default fetch wait; the join keeps Faust's (see :func:`fetch_max_wait_seconds`).
-AGGREGATE_FETCH_MAX_WAIT_SECONDS = 0.1
-FAUST_FETCH_MAX_WAIT_SECONDS = 1.5
-
-
-def fetch_max_wait_seconds(role: str, configured: float | None) -> float:
-    """The fetch wait of a worker in ``role``: the configured one, else 0.1 s for the aggregate role and
-    Faust's 1.5 s for a worker that joins. A join with a short wait re-reads its inputs after a crash in a
-    different interleaving of the three topics much more often, and that exposes a known miscount of the
-    replay (README, "Delivery guarantee"): the join keeps Faust's wait until that is fixed."""
-    if configured is not None:
-        return configured
-    return AGGREGATE_FETCH_MAX_WAIT_SECONDS if role == "aggregate" else FAUST_FETCH_MAX_WAIT_SECONDS
 
 
 def use_prompt_consumer(app: Any, fetch_max_wait_seconds: float) -> None:

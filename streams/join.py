@@ -7,6 +7,14 @@ What a joined turn publishes is built by :class:`~streams.join_outputs.TurnOutpu
 
 Observations for the aggregation stage carry ``src`` = [input topic/partition, offset, sequence]: a replay
 after a crash re-emits them with the same ``src``, which lets the aggregates apply each exactly once.
+
+With ``keep_outputs`` (the Kafka transport), an entry also keeps, under ``out``, what each input record made
+it publish in the current batch: [source, offset, [[topic, key, value], ...]]. The transport writes the
+batch's state before its outputs, so a crash in between leaves entries whose outputs were never published;
+the replay re-reads their records, which change nothing, and :meth:`TurnJoiner.handle` publishes the kept
+outputs again, with the same ``src``. Outputs are never recomputed on a replay, so an observation that needs
+two records of a turn keeps the source position it was first given, whatever order the replay reads the
+three topics in. :meth:`TurnJoiner.published` drops the kept outputs once the broker has them.
 """
 
 from __future__ import annotations
@@ -40,6 +48,7 @@ class TurnJoiner:
         autoflush: bool = True,
         text_redaction: str = "drop",
         category_topics: bool = True,
+        keep_outputs: bool = False,
     ) -> None:
         self.taxonomy = taxonomy
         self.metrics = metrics
@@ -54,6 +63,11 @@ class TurnJoiner:
         self._since_evict = 0
         self.expiry = ExpiryIndex(width=ttl_seconds / 64)
         self._evictions: dict[str, Any] = {}  # label children by reason
+        self.keep_outputs = keep_outputs
+        #: per source (input topic/partition): the newest offset read since the last rebalance
+        self._read_through: dict[str, int] = {}
+        #: turns whose entries keep outputs published, or published again, in the current batch
+        self._carrying: set[str] = set()
 
     # -- input ---------------------------------------------------------------------------------------
 
@@ -93,7 +107,16 @@ class TurnJoiner:
             changed = self._add_turn(entry, event)
         else:
             changed = self._add_human(entry, event)
-        emits = self.outputs.outputs(turn_id, entry, source) if changed else []
+        if changed:
+            emits = self.outputs.outputs(turn_id, entry, source)
+            if self.keep_outputs and emits:
+                self._keep(turn_id, entry, source, emits)
+        elif self.keep_outputs and "out" in entry:
+            emits = self._kept(turn_id, entry, source)
+        else:
+            emits = []
+        if self.keep_outputs and source[1] is not None and source[1] > self._read_through.get(source[0], -1):
+            self._read_through[source[0]] = source[1]
         state.touch(turn_id, entry, partition, new=new)
         if self.autoflush:
             state.flush()
@@ -107,6 +130,53 @@ class TurnJoiner:
     def flush(self) -> int:
         """Write every turn touched since the last flush to the store; returns how many."""
         return self.state.flush()
+
+    # -- outputs kept until published (keep_outputs) --------------------------------------------------
+
+    def _keep(self, turn_id: str, entry: Entry, source: tuple[str, int | None], emits: list[Emit]) -> None:
+        if source[1] is None:  # nothing can replay a record without a position
+            return
+        outputs = [[emit.topic, emit.key, emit.value] for emit in emits]
+        entry.setdefault("out", []).append([source[0], source[1], outputs])
+        self._carrying.add(turn_id)
+
+    def _kept(self, turn_id: str, entry: Entry, source: tuple[str, int | None]) -> list[Emit]:
+        """What the record at ``source`` made this entry publish before: a replay publishes it again.
+
+        Except an escalation revision older than the entry's current one: the newer one was published, or
+        is kept for the record that made it and published when that record is read again. Published again
+        after it, the older one would end the escalation's topic on stale content."""
+        current = entry["esc"]["rev"] if entry["esc"] else 0
+        emits = [
+            Emit(topic, key, value)
+            for kept_source, offset, outputs in entry["out"]
+            if offset == source[1] and kept_source == source[0]
+            for topic, key, value in outputs
+            if topic != "escalations" or value["revision"] >= current
+        ]
+        if emits:
+            self._carrying.add(turn_id)
+        return emits
+
+    def published(self) -> None:
+        """The current batch's outputs are acknowledged: entries it touched drop the outputs they keep of
+        records read since the last rebalance (published now, or before it if their offsets are below
+        those read: a committed record is never read again)."""
+        read_through = self._read_through
+        for turn_id in self._carrying:
+            entry = self.store.get(turn_id)  # written: the store holds it
+            if entry is None or "out" not in entry:
+                continue
+            left = [item for item in entry["out"] if item[1] > read_through.get(item[0], -1)]
+            if left:
+                entry["out"] = left
+            else:
+                del entry["out"]
+        self._carrying.clear()
+
+    def rebalanced(self) -> None:
+        """Partitions were reassigned and the state recovered: reading starts again at committed offsets."""
+        self._read_through.clear()
 
     def _add_turn(self, entry: Entry, turn: ChatTurn) -> bool:
         if entry["turn"] is not None:

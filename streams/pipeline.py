@@ -24,7 +24,8 @@ class Pipeline:
 
     On Kafka the ``observations`` that :meth:`ingest` emits go through a topic keyed by their shard key to
     :meth:`aggregate`; embedded, :meth:`process` calls :meth:`aggregate` directly. With ``batched=True``
-    state is written only by :meth:`flush` (the Kafka transport calls it once a batch's outputs are acked).
+    state is written only by :meth:`flush`; ``keep_outputs`` makes the join keep each batch's outputs in its
+    state until they are published (the Kafka transport: :class:`~streams.join.TurnJoiner`).
     """
 
     def __init__(
@@ -35,6 +36,7 @@ class Pipeline:
         pending_store: StateStore | None = None,
         aggregate_store: StateStore | None = None,
         batched: bool = False,
+        keep_outputs: bool = False,
     ) -> None:
         self.settings = settings or Settings()
         self.metrics = metrics or Metrics(label_max_values=self.settings.label_max_values)
@@ -49,6 +51,7 @@ class Pipeline:
             autoflush=not batched,
             text_redaction=self.settings.text_redaction,
             category_topics=self.settings.defect_category_topics,
+            keep_outputs=keep_outputs,
         )
         self.aggregator = Aggregator(
             self.metrics,

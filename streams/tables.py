@@ -21,14 +21,24 @@ class TableStore:
 
     ``owned`` gives the partitions this worker holds now; iteration skips entries of other partitions
     (their tombstones would go to another worker's changelog partition).
+
+    With ``defer_deletes``, a deletion reaches the changelog one :meth:`send` later: for a store written
+    before its batch's outputs (the join), whose deleted entries published their last outputs in that batch.
+    A crash before those outputs were acknowledged then recovers the entry, instead of losing both.
     """
 
     serialises = True
 
-    def __init__(self, table: Any, owned: Callable[[], set[int]] | None = None) -> None:
+    def __init__(
+        self, table: Any, owned: Callable[[], set[int]] | None = None, *, defer_deletes: bool = False
+    ) -> None:
         self.table = table
         self.owned = owned
+        self.defer_deletes = defer_deletes
         self._outbox: list[tuple[bytes, bytes | None, int | None]] = []
+        #: tombstones held back until the next send (defer_deletes), and those due at it
+        self._deferred: list[tuple[bytes, bytes | None, int | None]] = []
+        self._due: list[tuple[bytes, bytes | None, int | None]] = []
 
     def get(self, key: str) -> Any:
         return self.table.data.get(key)
@@ -49,13 +59,15 @@ class TableStore:
 
     def delete(self, key: str, partition: int | None) -> None:
         self.table.data.pop(key, None)
-        self._outbox.append((orjson.dumps(key), None, partition))
+        (self._deferred if self.defer_deletes else self._outbox).append((orjson.dumps(key), None, partition))
 
     async def send(self, producer: Any) -> list[Any]:
-        """Send the changelog records written since the last call; their delivery futures."""
+        """Send the changelog records written since the last call (and the deletions deferred at the call
+        before, first); their delivery futures."""
         topic = self.table.changelog_topic.get_topic_name()
-        outbox, self._outbox = self._outbox, []
-        return [await producer.send(topic, k, v, partition, None, None) for k, v, partition in outbox]
+        records = self._due + self._outbox if self._due else self._outbox
+        self._outbox, self._due, self._deferred = [], self._deferred, []
+        return [await producer.send(topic, k, v, partition, None, None) for k, v, partition in records]
 
     def items(self) -> Iterator[tuple[str, Any]]:
         entries = list(self.table.data.items())
@@ -72,6 +84,9 @@ class TableStore:
         stale = [k for k, v in self.table.data.items() if v.get("p") not in owned]
         for key in stale:
             self.table.data.pop(key, None)
+        # a deferred tombstone of a partition another worker owns now would delete that worker's entry
+        self._deferred = [record for record in self._deferred if record[2] in owned]
+        self._due = [record for record in self._due if record[2] in owned]
         return len(stale)
 
     def __len__(self) -> int:

@@ -15,13 +15,20 @@ from streams.metrics import Metrics
 
 @pytest.mark.parametrize(
     ("role", "seconds", "expected_ms"),
-    [("all", None, 1500), ("join", None, 1500), ("aggregate", None, 100), ("all", 0.25, 250)],
+    [
+        ("all", None, 100),
+        ("join", None, 100),
+        ("aggregate", None, 100),
+        ("all", 0.25, 250),
+        ("join", 1.5, 1500),
+    ],
 )
 def test_the_worker_consumer_fetches_with_the_configured_wait(
     role: str, seconds: float | None, expected_ms: int
 ) -> None:
     # nothing is contacted: the consumer is created, not started
-    settings = Settings(role=role, fetch_max_wait_seconds=seconds, broker="127.0.0.1:1")
+    chosen = {} if seconds is None else {"fetch_max_wait_seconds": seconds}
+    settings = Settings(role=role, broker="127.0.0.1:1", **chosen)
     transport = KafkaTransport(settings, Metrics(CollectorRegistry()))
     consumer = transport.app.consumer
     assert isinstance(consumer, PromptConsumer)

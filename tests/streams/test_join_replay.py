@@ -1,0 +1,195 @@
+"""A crash between the join's state and its outputs: the replay publishes what the first run would have.
+
+The Kafka transport writes the join's state before the batch's outputs (streams/app.py). These tests play
+that crash on the pure joiner: state flushed to a store, outputs never published, a new joiner recovering
+the store's JSON (as from the changelog) and re-reading the records in another interleaving of the three
+input topics.
+"""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+import orjson
+from prometheus_client import CollectorRegistry
+
+from streams.join import Emit, TurnJoiner
+from streams.metrics import Metrics
+from streams.state import DictStore
+from streams.taxonomy import load_taxonomy
+from tests.factories import verdict
+from tests.streams.test_join import judged, labelled, turn
+
+TAXONOMY = load_taxonomy()
+Record = tuple[str, int, Any]  # (source: input topic/partition, offset, event)
+
+
+def joiner(store: DictStore) -> TurnJoiner:
+    return TurnJoiner(TAXONOMY, Metrics(CollectorRegistry()), store, autoflush=False, keep_outputs=True)
+
+
+def records(turns: int = 12) -> dict[str, list[Record]]:
+    """Per input source, its records in offset order: turns, verdicts (some failing) and labels."""
+    by_source: dict[str, list[Record]] = {"turns:0": [], "verdicts:0": [], "labels:0": []}
+    for i in range(turns):
+        turn_id = f"t-{i}"
+        label = "fail" if i % 3 == 0 else "pass"
+        events = {
+            "turns:0": turn(turn_id, seconds=i, risk_topics=["earnings"] if i % 4 == 0 else []),
+            "verdicts:0": judged(turn_id, seconds=i + 1, verdicts=[verdict("relevance", label)]),
+            "labels:0": labelled(turn_id, seconds=i + 2, verdicts=[verdict("relevance", "pass")]),
+        }
+        for source, event in events.items():
+            by_source[source].append((source, 100 + len(by_source[source]), event))
+    return by_source
+
+
+def interleaving(by_source: dict[str, list[Record]], seed: int) -> list[Record]:
+    """The records in a random order that keeps each source's offset order (as a consumer reads them)."""
+    rng = random.Random(seed)
+    queues = {source: list(recs) for source, recs in by_source.items()}
+    order = []
+    while queues:
+        source = rng.choice(sorted(queues))
+        order.append(queues[source].pop(0))
+        if not queues[source]:
+            del queues[source]
+    return order
+
+
+def read(j: TurnJoiner, order: list[Record]) -> list[Emit]:
+    emits = []
+    for source, offset, event in order:
+        emits.extend(j.handle(event, 0, (source, offset)))
+    return emits
+
+
+def recovered(store: DictStore) -> DictStore:
+    """The store as a restarted worker recovers it: every value through JSON, as in the changelog."""
+    copy = DictStore()
+    for key, value in store.items():
+        copy.put(key, orjson.loads(orjson.dumps(value)), 0)
+    return copy
+
+
+def canonical(emits: list[Emit]) -> list[bytes]:
+    return sorted(orjson.dumps([e.topic, e.key, e.value], option=orjson.OPT_SORT_KEYS) for e in emits)
+
+
+def newest(emits: list[Emit]) -> dict[str, dict[str, Any]]:
+    """Each escalation's last record, as a consumer of the topic keeps it."""
+    return {e.key: e.value for e in emits if e.topic == "escalations"}
+
+
+def test_a_replay_in_another_interleaving_publishes_the_outputs_the_crash_lost_unchanged():
+    by_source = records()
+    for seed in range(8):
+        store = DictStore()
+        first = joiner(store)
+        lost = read(first, interleaving(by_source, seed))
+        first.flush()  # the state reached the changelog; the outputs never did
+        assert any(e.value.get("kind") == "pair" for e in lost)
+        replay = read(joiner(recovered(store)), interleaving(by_source, seed + 100))
+        others = [e for e in lost if e.topic != "escalations"]
+        assert canonical([e for e in replay if e.topic != "escalations"]) == canonical(others)
+        assert newest(replay) == newest(lost)
+
+
+def test_a_replay_ends_each_escalation_on_its_newest_revision():
+    """A judge's and a human's safety failure make two revisions of one escalation; a replay reading the
+    label first must not end the topic on the judge's older revision."""
+    events = [
+        ("turns:0", 7, turn("t-1")),
+        ("verdicts:0", 8, judged("t-1", verdicts=[verdict("safety", "fail")])),
+        ("labels:0", 9, labelled("t-1", verdicts=[verdict("safety", "fail"), verdict("bias", "fail")])),
+    ]
+    store = DictStore()
+    first = joiner(store)
+    lost = read(first, events)
+    first.flush()
+    revisions = [e.value["revision"] for e in lost if e.topic == "escalations"]
+    assert len(revisions) >= 2 and revisions == sorted(revisions)
+    replay = read(joiner(recovered(store)), [events[2], events[0], events[1]])
+    assert [e.key for e in replay if e.topic == "escalations"]
+    assert newest(replay) == newest(lost)
+
+
+def test_without_kept_outputs_the_replay_would_give_observations_other_source_positions():
+    """The failure the kept outputs prevent: recomputed from the old state in another order, some
+    observation needing two records gets the other record's position."""
+    by_source = records()
+    moved = 0
+    for seed in range(8):
+        first = read(joiner(DictStore()), interleaving(by_source, seed))
+        again = read(joiner(DictStore()), interleaving(by_source, seed + 100))
+        moved += canonical(first) != canonical(again)
+    assert moved > 0
+
+
+def test_published_drops_the_kept_outputs_of_records_read():
+    by_source = records(3)
+    store = DictStore()
+    j = joiner(store)
+    read(j, interleaving(by_source, 0))
+    j.flush()
+    assert any("out" in entry for _, entry in store.items())
+    j.published()
+    assert not any("out" in entry for _, entry in store.items())
+    # a record read again now publishes nothing: its outputs are out, and its state has it
+    source, offset, event = by_source["verdicts:0"][0]
+    assert j.handle(event, 0, (source, offset)) == []
+
+
+def test_recovered_outputs_stay_until_their_record_is_read_again():
+    by_source = records(3)
+    store = DictStore()
+    first = joiner(store)
+    read(first, by_source["turns:0"] + by_source["verdicts:0"] + by_source["labels:0"])
+    first.flush()
+    second = joiner(recovered(store))
+    # only the turns are read again before the batch completes: the verdicts' and labels' outputs stay
+    turns_out = read(second, by_source["turns:0"])
+    second.flush()
+    second.published()
+    kept = [item for _, entry in second.store.items() for item in entry.get("out", [])]
+    assert kept and {source for source, _, _ in kept} <= {"verdicts:0", "labels:0"}
+    rest = read(second, by_source["verdicts:0"] + by_source["labels:0"])
+    assert canonical(turns_out + rest) == canonical(
+        read(joiner(recovered(store)), interleaving(by_source, 2))
+    )
+    second.published()
+    assert not any("out" in entry for _, entry in second.store.items())
+
+
+def test_records_without_a_position_keep_nothing():
+    store = DictStore()
+    j = joiner(store)
+    emits = j.handle(turn("t-1"), 0, ("turns", None)) + j.handle(judged("t-1"), 0, ("verdicts", None))
+    assert emits
+    j.flush()
+    assert not any("out" in entry for _, entry in store.items())
+
+
+def test_a_replay_never_publishes_an_escalation_revision_older_than_the_turns():
+    """The verdict's revision was published; the turn's newer one was lost with its batch's state. On the
+    replay the turn comes first and makes the newer revision again; the verdict, read after it, must not
+    publish its older one again (that would leave the escalation without its segment)."""
+    verdict_record = ("verdicts:0", 8, judged("t-1", verdicts=[verdict("safety", "fail")]))
+    turn_record = ("turns:0", 7, turn("t-1"))
+    store = DictStore()
+    first = joiner(store)
+    published = read(first, [verdict_record])
+    first.flush()
+    changelog = recovered(store)  # the second batch's state never reached it
+    first.published()
+    published += read(first, [turn_record])
+    assert [e.value["revision"] for e in published if e.topic == "escalations"] == [1, 2]
+
+    replay = joiner(changelog)
+    again = read(replay, [turn_record])
+    replay.flush()
+    replay.published()
+    again += read(replay, [verdict_record])
+    assert [e.value["revision"] for e in again if e.topic == "escalations"] == [2]
+    assert newest(again) == newest(published)
