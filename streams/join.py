@@ -134,9 +134,22 @@ class TurnJoiner:
     # -- outputs kept until published (keep_outputs) --------------------------------------------------
 
     def _keep(self, turn_id: str, entry: Entry, source: tuple[str, int | None], emits: list[Emit]) -> None:
+        """Keep what the record at ``source`` made this entry publish, compactly: a defect's turn context is
+        the entry's own (restored from it when published again; it may hold chat text), and a category
+        topic's copy of a defect refers to the defect before it (``None``)."""
         if source[1] is None:  # nothing can replay a record without a position
             return
-        outputs = [[emit.topic, emit.key, emit.value] for emit in emits]
+        outputs: list[list[Any]] = []
+        previous: dict[str, Any] | None = None
+        for emit in emits:
+            value: Any = emit.value
+            if value is previous:
+                value = None
+            else:
+                previous = value
+                if emit.topic == "defects" and value.get("turn") is not None:
+                    value = value | {"turn": True}
+            outputs.append([emit.topic, emit.key, value])
         entry.setdefault("out", []).append([source[0], source[1], outputs])
         self._carrying.add(turn_id)
 
@@ -147,13 +160,19 @@ class TurnJoiner:
         is kept for the record that made it and published when that record is read again. Published again
         after it, the older one would end the escalation's topic on stale content."""
         current = entry["esc"]["rev"] if entry["esc"] else 0
-        emits = [
-            Emit(topic, key, value)
-            for kept_source, offset, outputs in entry["out"]
-            if offset == source[1] and kept_source == source[0]
-            for topic, key, value in outputs
-            if topic != "escalations" or value["revision"] >= current
-        ]
+        emits: list[Emit] = []
+        for kept_source, offset, outputs in entry["out"]:
+            if offset != source[1] or kept_source != source[0]:
+                continue
+            previous: dict[str, Any] = {}
+            for topic, key, value in outputs:
+                if value is None:
+                    value = previous
+                elif value.get("turn") is True:
+                    value = value | {"turn": dict(entry["turn"]["ctx"])}
+                previous = value
+                if topic != "escalations" or value["revision"] >= current:
+                    emits.append(Emit(topic, key, value))
         if emits:
             self._carrying.add(turn_id)
         return emits

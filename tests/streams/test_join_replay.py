@@ -193,3 +193,31 @@ def test_a_replay_never_publishes_an_escalation_revision_older_than_the_turns():
     again += read(replay, [verdict_record])
     assert [e.value["revision"] for e in again if e.topic == "escalations"] == [2]
     assert newest(again) == newest(published)
+
+
+def test_kept_defects_hold_no_second_copy_of_the_chat_text_yet_replay_with_it():
+    text = "my payout is wrong " * 400  # kept in full by text_redaction="keep"
+    store = DictStore()
+    j = keeping_text(store)
+    events = [
+        ("turns:0", 1, turn("t-1", user_text=text)),
+        ("verdicts:0", 2, judged("t-1", verdicts=[verdict("relevance", "fail"), verdict("safety", "fail")])),
+    ]
+    lost = read(j, events)
+    j.flush()
+    defects = [e for e in lost if e.topic.startswith("defects")]
+    assert len(defects) == 4 and all(e.value["turn"]["user_text"] == text for e in defects)
+    assert orjson.dumps(store.get("t-1")).count(text.encode()) == 1  # the turn's own context only
+    again = [e for e in read(keeping_text(recovered(store)), events) if e.topic.startswith("defects")]
+    assert canonical(again) == canonical(defects)
+
+
+def keeping_text(store: DictStore) -> TurnJoiner:
+    return TurnJoiner(
+        TAXONOMY,
+        Metrics(CollectorRegistry()),
+        store,
+        autoflush=False,
+        keep_outputs=True,
+        text_redaction="keep",
+    )
