@@ -22,8 +22,9 @@ Faust (0.15.3) acks, and so commits, records it has not processed in two places,
   records were never read again: lost.
 
 So the consumer's ``ack`` refuses every record of our agents' topics unless its batch completed
-(:meth:`KafkaTransport._guard_acks`), and after each rebalance the agents' partitions are rewound to their
-beginning before Faust seeks them to their committed offsets (:meth:`KafkaTransport._on_rebalance_complete`).
+(:meth:`KafkaTransport._guard_acks`), and after each rebalance the agents' partitions without a committed
+offset are rewound to their beginning; Faust then seeks the others to their committed offsets
+(:meth:`KafkaTransport._on_rebalance_complete`).
 A batch that fails for any reason but a cancellation ends the process (exit status 70) before anything more
 is committed; the restarted worker replays it.
 """
@@ -135,10 +136,12 @@ class KafkaTransport:
             key_type=str, value_type=None, key_serializer="json", value_serializer="json"
         )
         joins, aggregates = role in ("all", "join"), role in ("all", "aggregate")
-        self.pending = self.aggregate_store = None
+        self.pending = self.aggregate_store = self.published = None
         if joins:
             pending = self.app.Table("pending", schema=json_state)
             self.pending = TableStore(pending, owned=self._input_partitions, defer_deletes=True)
+            # per input partition, the offset through which the join's outputs are acknowledged
+            self.published = TableStore(self.app.Table("published", schema=json_state))
         if aggregates:
             # the changelog keeps the name of the "all" role's: switching roles keeps the aggregates
             table = self.app.tables.add(
@@ -175,6 +178,8 @@ class KafkaTransport:
         self.recovered = False
         self.owned: frozenset[tuple[str, int]] = frozenset()
         self.last_progress = time.monotonic()
+        #: delivery futures of the join's last published marks (awaited with the next batch's state)
+        self._marks_sent: list[Any] = []
 
     @property
     def agent_topics(self) -> list[str]:
@@ -188,7 +193,7 @@ class KafkaTransport:
     def produced_topics(self) -> list[str]:
         """Every topic this worker's agents write: the outputs and the changelogs of its tables."""
         names = set(self._topic_names.values())
-        for store in (self.pending, self.aggregate_store):
+        for store in (self.pending, self.published, self.aggregate_store):
             if store is not None:
                 names.add(store.table.changelog_topic.get_topic_name())
         return sorted(names)
@@ -208,9 +213,14 @@ class KafkaTransport:
                 with self.metrics.processing_seconds.time():
                     for event in events:
                         emits.extend(self._ingest(event))
-                assert self.pending is not None  # the join agent runs only with a pending table
+                assert self.pending is not None and self.published is not None  # the join's tables
                 await self._publish(emits, self.pipeline.joiner.flush, self.pending, state_first=True)
                 self.pipeline.joiner.published()
+                for source, offset in self.pipeline.joiner.published_marks().items():
+                    self.published.put(source, offset, int(source.rsplit(":", 1)[1]))
+                # sent now, awaited with the next batch's state: a crash while that batch is processed
+                # finds the marks written, and re-publishes none of this batch's outputs
+                self._marks_sent.extend(await self.published.send(self.app.producer))
 
     @contextmanager
     def _batch(self, events: Sequence[Any], stage: str) -> Iterator[None]:
@@ -342,9 +352,12 @@ class KafkaTransport:
                         log.exception("escalation sink %r failed on %s", sink, emit.key)
 
     async def _write_state(self, flush: Callable[[], Any], store: TableStore) -> None:
-        """Write the batch's state (``flush``) to the changelog and wait until the broker has it."""
+        """Write the batch's state (``flush``) to the changelog and wait until the broker has it (and the
+        previous batch's published marks)."""
         flush()
-        if changelog := await store.send(self.app.producer):
+        changelog = await store.send(self.app.producer)
+        changelog, self._marks_sent = changelog + self._marks_sent, []
+        if changelog:
             await asyncio.gather(*changelog)
 
     # -- rebalances ----------------------------------------------------------------------------------
@@ -354,8 +367,12 @@ class KafkaTransport:
         the agents' partitions (module docstring), report what this worker owns, export its figures."""
         consumer = self.app.consumer
         assigned = consumer.assignment()
-        # Faust's seek that follows moves partitions with a committed offset on to it (in the consumer thread)
-        await consumer.seek_wait({tp: 0 for tp in assigned if tp.topic in self._agent_topics})
+        # Faust's seek that follows moves partitions with a committed offset to it; rewind only the others.
+        # Rewinding those too put records from offset 0 on their way to the agents before that seek: a
+        # restarted worker processed them again (tests/reliability/test_graceful_shutdown.py).
+        ours = [tp for tp in assigned if tp.topic in self._agent_topics]
+        committed = await committed_offsets(consumer, ours)
+        await consumer.seek_wait({tp: 0 for tp in ours if not committed.get(tp)})
         owned: dict[str, list[int]] = {}
         for stream_topic, stream in self.streams_by_topic.items():
             partitions = sorted(tp.partition for tp in assigned if tp.topic == stream_topic)
@@ -367,7 +384,7 @@ class KafkaTransport:
         self.recovered = True
         # the tables were recovered, and may hold values newer than the decoded ones kept across batches
         self.pipeline.joiner.state.forget()
-        self.pipeline.joiner.rebalanced()
+        self.pipeline.joiner.rebalanced(self._published_through())
         self.pipeline.aggregator.state.forget()
         if self.pending is not None and (dropped := self.pending.drop_unowned()):
             log.info("dropped %d pending turns of partitions now owned by other workers", dropped)
@@ -376,6 +393,17 @@ class KafkaTransport:
         if self.aggregate_store is not None:
             self._export_agreement(observed)
             self._clear_lost_shards(observed)
+
+    def _published_through(self) -> dict[str, int]:
+        """The recovered "published through" offsets of the input partitions this worker owns now."""
+        if self.published is None:
+            return {}
+        owned = self._input_partitions()
+        return {
+            source: offset
+            for source, offset in self.published.table.data.items()
+            if int(source.rsplit(":", 1)[1]) in owned
+        }
 
     def _clear_lost_shards(self, partitions: set[int]) -> None:
         """Clear the gauges of single-shard aggregates (every human label; the review budget) when another
@@ -408,6 +436,18 @@ class KafkaTransport:
             m.agreement_ratio.labels(*labels).set(tracker.percent_agreement)
             m.cohen_kappa.labels(*labels).set(tracker.cohen_kappa)
             m.agreement_pairs.labels(*labels).set(tracker.n)
+
+
+async def committed_offsets(consumer: Any, partitions: list[Any]) -> dict[Any, int | None]:
+    """The group's committed offset of each partition (None: never committed), asked of the broker by the
+    aiokafka consumer in Faust's consumer thread, without moving it."""
+    thread = consumer._thread
+    client = thread._ensure_consumer()
+
+    async def ask() -> dict[Any, int | None]:
+        return {tp: await client.committed(tp) for tp in partitions}
+
+    return dict(await thread.call_thread(ask))
 
 
 def data_dir(settings: Settings) -> Path:
