@@ -218,8 +218,19 @@ class TurnJoiner:
         """Partitions were reassigned and the state recovered: reading starts again at committed offsets.
         ``published_through``: the recovered marks of :meth:`published_marks` (of the sources owned now)."""
         self._read_through.clear()
-        self._published_through = dict(published_through or {})
+        marks = self._published_through = dict(published_through or {})
         self._marks_due.clear()
+        if not marks:
+            return
+        # recovered entries keep the outputs of records published before the crash until written again:
+        # drop them now (in memory, as published() does), rather than when their record is read again
+        for _, entry in self.store.items():
+            if out := entry.get("out"):
+                left = [item for item in out if item[1] > marks.get(item[0], -1)]
+                if not left:
+                    del entry["out"]
+                elif len(left) < len(out):
+                    entry["out"] = left
 
     def _add_turn(self, entry: Entry, turn: ChatTurn) -> bool:
         if entry["turn"] is not None:

@@ -291,7 +291,28 @@ def test_a_replay_publishes_again_only_what_came_after_the_published_marks():
         assert len(canonical(twice)) > len(canonical(again))  # batch 1's outputs, published again
 
 
-def test_recovered_outputs_before_the_marks_are_dropped_when_their_record_is_read_again():
+def test_recovered_outputs_before_the_marks_are_dropped_at_the_rebalance():
+    by_source = records()
+    order = interleaving(by_source, 3)
+    store = Changelog()
+    first = joiner(store)
+    read(first, order[:18])
+    first.flush()
+    first.published()
+    marks = first.published_marks()
+    read(first, order[18:])
+    first.flush()  # the crash: batch 2's kept outputs are all that was not published
+
+    def kept(j: TurnJoiner) -> list[tuple[str, int]]:
+        return sorted((s, o) for _, entry in j.store.items() for s, o, _ in entry.get("out", []))
+
+    replay = joiner(store.recover())
+    assert any(o <= marks.get(s, -1) for s, o in kept(replay))  # batch 1's, left in the changelog
+    replay.rebalanced(marks)
+    assert kept(replay) and all(o > marks.get(s, -1) for s, o in kept(replay))
+
+
+def test_records_before_the_marks_publish_nothing_when_read_again():
     by_source = records(3)
     store = Changelog()
     first = joiner(store)
