@@ -12,7 +12,6 @@ from typing import Any, Self
 
 from detectors.agreement_stats import AgreementStats, check_confidence_level
 from detectors.base import Detector
-from detectors.exceptions import StateError
 from detectors.windowed import EventTimeWindows
 
 DEFAULT_SEGMENTS = ("journey", "intent", "model_version", "channel", "modality")
@@ -141,28 +140,20 @@ class AgreementBreakdown(Detector):
         return self._windows[name].too_late
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "type": type(self).__name__,
-            "params": self._get_params(),
-            "state": {
+        return self._dict_with(
+            {
                 "_overall": self._overall.to_dict()["state"],
                 "_segments": {
                     name: {v: s.to_dict()["state"] for v, s in values.items()}
                     for name, values in self._segments.items()
                 },
                 "_windows": {name: w.to_dict()["state"] for name, w in self._windows.items()},
-            },
-        }
+            }
+        )
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Self:
-        if data.get("type") != cls.__name__:
-            raise StateError(f"state of {data.get('type')!r} cannot restore a {cls.__name__}")
-        breakdown = cls(**data["params"])
-        state = data["state"]
-        unknown = set(state) - {"_overall", "_segments", "_windows"}
-        if unknown:
-            raise StateError(f"unknown state fields for {cls.__name__}: {sorted(unknown)}")
+        breakdown, state = cls._new_from(data, ("_overall", "_segments", "_windows"))
         stats_params = breakdown._overall._get_params()
 
         def stats(s: dict[str, Any]) -> AgreementStats:

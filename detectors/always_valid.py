@@ -14,7 +14,6 @@ from abc import ABCMeta, abstractmethod
 from typing import Any, Self
 
 from detectors.base import Detector
-from detectors.exceptions import StateError
 
 NAN = math.nan
 ARMS = ("control", "treatment")
@@ -214,10 +213,8 @@ class LiveVersionPairs(Detector, metaclass=ABCMeta):
         return None if seen is None else seen[0]
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "type": type(self).__name__,
-            "params": self._get_params(),
-            "state": {
+        return self._dict_with(
+            {
                 "_seen": {v: list(s) for v, s in self._seen.items()},
                 "_tests": {
                     c: {t: self._dump_test(x) for t, x in by.items()} for c, by in self._tests.items()
@@ -226,18 +223,12 @@ class LiveVersionPairs(Detector, metaclass=ABCMeta):
                 "_events": [list(e) for e in self._events],
                 # JSON has no infinity: a comparison that saw nothing has no watermark
                 "_watermark": None if self._watermark == -math.inf else self._watermark,
-            },
-        }
+            }
+        )
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Self:
-        if data.get("type") != cls.__name__:
-            raise StateError(f"state of {data.get('type')!r} cannot restore a {cls.__name__}")
-        comparison = cls(**data["params"])
-        state = data["state"]
-        unknown = set(state) - {"_seen", "_tests", "_live", "_events", "_watermark"}
-        if unknown:
-            raise StateError(f"unknown state fields for {cls.__name__}: {sorted(unknown)}")
+        comparison, state = cls._new_from(data, ("_seen", "_tests", "_live", "_events", "_watermark"))
         comparison._seen = {v: list(s) for v, s in state["_seen"].items()}
         comparison._tests = {
             c: {t: comparison._load_test(x) for t, x in by.items()} for c, by in state["_tests"].items()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import inspect
 import pickle
+from collections.abc import Iterable
 from typing import Any, Self
 
 from detectors.exceptions import StateError
@@ -30,21 +31,33 @@ class Detector:
 
     def to_dict(self) -> dict[str, Any]:
         """Parameters and state, JSON-serialisable."""
-        state = _copy({k: v for k, v in vars(self).items() if k.startswith("_")})
-        return {"type": type(self).__name__, "params": self._get_params(), "state": state}
+        return self._dict_with(_copy({k: v for k, v in vars(self).items() if k.startswith("_")}))
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Self:
         """Restore a detector written by :meth:`to_dict` (also after a JSON round trip)."""
+        detector, state = cls._new_from(data)
+        detector.__dict__.update(_copy(state))
+        return detector
+
+    def _dict_with(self, state: dict[str, Any]) -> dict[str, Any]:
+        """:meth:`to_dict` of this detector with ``state`` (JSON-native) as its state."""
+        return {"type": type(self).__name__, "params": self._get_params(), "state": state}
+
+    @classmethod
+    def _new_from(
+        cls, data: dict[str, Any], fields: Iterable[str] | None = None
+    ) -> tuple[Self, dict[str, Any]]:
+        """For :meth:`from_dict`: a new detector with the parameters of ``data``, and its state, checked to be
+        of this type and to hold no field but ``fields`` (default: the new detector's own)."""
         if data.get("type") != cls.__name__:
             raise StateError(f"state of {data.get('type')!r} cannot restore a {cls.__name__}")
         detector = cls(**data["params"])
-        expected = set(vars(detector))
-        unknown = set(data["state"]) - expected
+        state = data["state"]
+        unknown = set(state) - set(vars(detector) if fields is None else fields)
         if unknown:
             raise StateError(f"unknown state fields for {cls.__name__}: {sorted(unknown)}")
-        detector.__dict__.update(_copy(data["state"]))
-        return detector
+        return detector, state
 
     def __repr__(self) -> str:
         params = ", ".join(f"{k}={v!r}" for k, v in self._get_params().items())

@@ -6,7 +6,6 @@ from typing import Any, Self
 
 from detectors.base import Detector
 from detectors.defect_rate_spike import DefectRateSpike
-from detectors.exceptions import StateError
 
 
 class CategorySpikes(Detector):
@@ -77,25 +76,17 @@ class CategorySpikes(Detector):
         return self._detectors[category]
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "type": type(self).__name__,
-            "params": self._get_params(),
-            "state": {
+        return self._dict_with(
+            {
                 "_detectors": {c: d.to_dict() for c, d in self._detectors.items()},
                 "_alarms": list(self._alarms),
                 "_resolutions": list(self._resolutions),
-            },
-        }
+            }
+        )
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Self:
-        if data.get("type") != cls.__name__:
-            raise StateError(f"state of {data.get('type')!r} cannot restore a {cls.__name__}")
-        spikes = cls(**data["params"])
-        state = data["state"]
-        unknown = set(state) - {"_detectors", "_alarms", "_resolutions"}
-        if unknown:
-            raise StateError(f"unknown state fields for {cls.__name__}: {sorted(unknown)}")
+        spikes, state = cls._new_from(data, ("_detectors", "_alarms", "_resolutions"))
         spikes._detectors = {c: DefectRateSpike.from_dict(d) for c, d in state["_detectors"].items()}
         spikes._alarms = list(state["_alarms"])
         spikes._resolutions = list(state["_resolutions"])

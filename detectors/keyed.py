@@ -10,7 +10,6 @@ from __future__ import annotations
 from typing import Any, Self
 
 from detectors.base import Detector
-from detectors.exceptions import StateError
 from detectors.windowed import resolve_detector
 
 #: The key that keys beyond ``max_keys`` fold into.
@@ -100,23 +99,14 @@ class KeyedDetectors(Detector):
         return self
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "type": type(self).__name__,
-            "params": self._get_params(),
-            "state": {"_inner": {k: d.to_dict()["state"] for k, d in self._inner.items()}},
-        }
+        return self._dict_with({"_inner": {k: d.to_dict()["state"] for k, d in self._inner.items()}})
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Self:
-        if data.get("type") != cls.__name__:
-            raise StateError(f"state of {data.get('type')!r} cannot restore a {cls.__name__}")
-        keyed = cls(**data["params"])
-        unknown = set(data["state"]) - {"_inner"}
-        if unknown:
-            raise StateError(f"unknown state fields for {cls.__name__}: {sorted(unknown)}")
+        keyed, state = cls._new_from(data, ("_inner",))
         inner_params = keyed.params or {}
         keyed._inner = {
             k: keyed._class.from_dict({"type": keyed._class.__name__, "params": inner_params, "state": s})
-            for k, s in data["state"]["_inner"].items()
+            for k, s in state["_inner"].items()
         }
         return keyed

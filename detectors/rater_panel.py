@@ -19,7 +19,6 @@ from detectors.agreement_stats import (
     wilson_interval,
 )
 from detectors.base import Detector
-from detectors.exceptions import StateError
 from detectors.multi_rater import InterAnnotatorAgreement, RaterVsConsensus, consensus
 
 
@@ -153,28 +152,22 @@ class RaterPanel(Detector):
         return self._judges[judge_id]
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "type": type(self).__name__,
-            "params": self._get_params(),
-            "state": {
+        return self._dict_with(
+            {
                 "_agreement": self._agreement.to_dict()["state"],
                 "_raters": self._raters.to_dict()["state"],
                 "_vendor_of": dict(self._vendor_of),
                 "_consensus": dict(self._consensus),
                 "_ties": self._ties,
                 "_judges": {j: s.to_dict()["state"] for j, s in self._judges.items()},
-            },
-        }
+            }
+        )
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Self:
-        if data.get("type") != cls.__name__:
-            raise StateError(f"state of {data.get('type')!r} cannot restore a {cls.__name__}")
-        panel = cls(**data["params"])
-        state = data["state"]
-        unknown = set(state) - set(panel.to_dict()["state"])
-        if unknown:
-            raise StateError(f"unknown state fields for {cls.__name__}: {sorted(unknown)}")
+        panel, state = cls._new_from(
+            data, ("_agreement", "_raters", "_vendor_of", "_consensus", "_ties", "_judges")
+        )
 
         def restore(detector: Detector, s: dict[str, Any]) -> Any:
             return type(detector).from_dict({**detector.to_dict(), "state": s})

@@ -19,7 +19,6 @@ from dataclasses import dataclass
 from typing import Any, Self
 
 from detectors.base import Detector
-from detectors.exceptions import StateError
 from detectors.windowed import EventTimeWindows
 
 #: A vendor's own row (all its annotators together), and where capped vendors and annotators go.
@@ -373,21 +372,13 @@ class VendorScorecard(Detector):
         )
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "type": type(self).__name__,
-            "params": self._get_params(),
-            "state": {"_windows": self._windows.to_dict()["state"], "_seen": copy.deepcopy(self._seen)},
-        }
+        return self._dict_with(
+            {"_windows": self._windows.to_dict()["state"], "_seen": copy.deepcopy(self._seen)}
+        )
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Self:
-        if data.get("type") != cls.__name__:
-            raise StateError(f"state of {data.get('type')!r} cannot restore a {cls.__name__}")
-        card = cls(**data["params"])
-        state = data["state"]
-        unknown = set(state) - {"_windows", "_seen"}
-        if unknown:
-            raise StateError(f"unknown state fields for {cls.__name__}: {sorted(unknown)}")
+        card, state = cls._new_from(data, ("_windows", "_seen"))
         card._windows = EventTimeWindows.from_dict({**card._windows.to_dict(), "state": state["_windows"]})
         card._seen = copy.deepcopy(state["_seen"])
         return card
