@@ -63,9 +63,6 @@ log = logging.getLogger("convowatch.app")
 
 #: Largest record the worker publishes; Faust's producer refuses requests over 1,000,000 bytes.
 MAX_OUTPUT_BYTES = 900_000
-#: How often the join writes its published marks (Delivery guarantee in the README): one record per input
-#: partition each time. Every batch would add about 6% to the records the join writes, at small batches.
-PUBLISHED_MARKS_SECONDS = 0.25
 EX_SOFTWARE = 70  # sysexits.h: internal software error
 #: Gauges (Metrics attributes) set by the aggregates of one observations shard key (streams/join.py)
 SHARD_GAUGES = {
@@ -139,12 +136,10 @@ class KafkaTransport:
             key_type=str, value_type=None, key_serializer="json", value_serializer="json"
         )
         joins, aggregates = role in ("all", "join"), role in ("all", "aggregate")
-        self.pending = self.aggregate_store = self.published = None
+        self.pending = self.aggregate_store = None
         if joins:
             pending = self.app.Table("pending", schema=json_state)
             self.pending = TableStore(pending, owned=self._input_partitions, defer_deletes=True)
-            # per input partition, the offset through which the join's outputs are acknowledged
-            self.published = TableStore(self.app.Table("published", schema=json_state))
         if aggregates:
             # the changelog keeps the name of the "all" role's: switching roles keeps the aggregates
             table = self.app.tables.add(
@@ -181,9 +176,6 @@ class KafkaTransport:
         self.recovered = False
         self.owned: frozenset[tuple[str, int]] = frozenset()
         self.last_progress = time.monotonic()
-        #: delivery futures of the join's last published marks (awaited with the next batch's state)
-        self._marks_sent: list[Any] = []
-        self._marks_written_at = 0.0
 
     @property
     def agent_topics(self) -> list[str]:
@@ -197,7 +189,7 @@ class KafkaTransport:
     def produced_topics(self) -> list[str]:
         """Every topic this worker's agents write: the outputs and the changelogs of its tables."""
         names = set(self._topic_names.values())
-        for store in (self.pending, self.published, self.aggregate_store):
+        for store in (self.pending, self.aggregate_store):
             if store is not None:
                 names.add(store.table.changelog_topic.get_topic_name())
         return sorted(names)
@@ -217,16 +209,9 @@ class KafkaTransport:
                 with self.metrics.processing_seconds.time():
                     for event in events:
                         emits.extend(self._ingest(event))
-                assert self.pending is not None and self.published is not None  # the join's tables
+                assert self.pending is not None  # the join agent runs only with a pending table
                 await self._publish(emits, self.pipeline.joiner.flush, self.pending, state_first=True)
                 self.pipeline.joiner.published()
-                if (now := time.monotonic()) - self._marks_written_at >= PUBLISHED_MARKS_SECONDS:
-                    self._marks_written_at = now
-                    for source, offset in self.pipeline.joiner.published_marks().items():
-                        self.published.put(source, offset, int(source.rsplit(":", 1)[1]))
-                    # sent now, awaited with the next batch's state: a crash while that batch is processed
-                    # finds the marks written, and re-publishes none of this batch's outputs
-                    self._marks_sent.extend(await self.published.send(self.app.producer))
 
     @contextmanager
     def _batch(self, events: Sequence[Any], stage: str) -> Iterator[None]:
@@ -358,12 +343,9 @@ class KafkaTransport:
                         log.exception("escalation sink %r failed on %s", sink, emit.key)
 
     async def _write_state(self, flush: Callable[[], Any], store: TableStore) -> None:
-        """Write the batch's state (``flush``) to the changelog and wait until the broker has it (and the
-        previous batch's published marks)."""
+        """Write the batch's state (``flush``) to the changelog and wait until the broker has it."""
         flush()
-        changelog = await store.send(self.app.producer)
-        changelog, self._marks_sent = changelog + self._marks_sent, []
-        if changelog:
+        if changelog := await store.send(self.app.producer):
             await asyncio.gather(*changelog)
 
     # -- rebalances ----------------------------------------------------------------------------------
@@ -377,7 +359,7 @@ class KafkaTransport:
         # Rewinding those too put records from offset 0 on their way to the agents before that seek: a
         # restarted worker processed them again (tests/reliability/test_graceful_shutdown.py).
         ours = [tp for tp in assigned if tp.topic in self._agent_topics]
-        committed = await committed_offsets(consumer, ours)
+        committed = await committed_offsets(consumer, ours, self.app.conf.broker_request_timeout)
         await consumer.seek_wait({tp: 0 for tp in ours if not committed.get(tp)})
         owned: dict[str, list[int]] = {}
         for stream_topic, stream in self.streams_by_topic.items():
@@ -390,7 +372,7 @@ class KafkaTransport:
         self.recovered = True
         # the tables were recovered, and may hold values newer than the decoded ones kept across batches
         self.pipeline.joiner.state.forget()
-        self.pipeline.joiner.rebalanced(self._published_through())
+        self.pipeline.joiner.rebalanced()
         self.pipeline.aggregator.state.forget()
         if self.pending is not None and (dropped := self.pending.drop_unowned()):
             log.info("dropped %d pending turns of partitions now owned by other workers", dropped)
@@ -399,17 +381,6 @@ class KafkaTransport:
         if self.aggregate_store is not None:
             self._export_agreement(observed)
             self._clear_lost_shards(observed)
-
-    def _published_through(self) -> dict[str, int]:
-        """The recovered "published through" offsets of the input partitions this worker owns now."""
-        if self.published is None:
-            return {}
-        owned = self._input_partitions()
-        return {
-            source: offset
-            for source, offset in self.published.table.data.items()
-            if int(source.rsplit(":", 1)[1]) in owned
-        }
 
     def _clear_lost_shards(self, partitions: set[int]) -> None:
         """Clear the gauges of single-shard aggregates (every human label; the review budget) when another
@@ -444,16 +415,17 @@ class KafkaTransport:
             m.agreement_pairs.labels(*labels).set(tracker.n)
 
 
-async def committed_offsets(consumer: Any, partitions: list[Any]) -> dict[Any, int | None]:
+async def committed_offsets(consumer: Any, partitions: list[Any], timeout: float) -> dict[Any, int | None]:
     """The group's committed offset of each partition (None: never committed), asked of the broker by the
-    aiokafka consumer in Faust's consumer thread, without moving it."""
+    aiokafka consumer in Faust's consumer thread, without moving it. Raises TimeoutError after ``timeout``
+    seconds (aiokafka retries a coordinator that does not answer forever), as Faust's own seek does."""
     thread = consumer._thread
     client = thread._ensure_consumer()
 
     async def ask() -> dict[Any, int | None]:
         return {tp: await client.committed(tp) for tp in partitions}
 
-    return dict(await thread.call_thread(ask))
+    return dict(await asyncio.wait_for(thread.call_thread(ask), timeout))
 
 
 def data_dir(settings: Settings) -> Path:
