@@ -174,8 +174,7 @@ class AgreementStats(Detector):
 
     def merge(self, other: AgreementStats) -> AgreementStats:
         """Add ``other``'s counts to this tracker (same parameters required); returns ``self``."""
-        if type(other) is not type(self) or other._get_params() != self._get_params():
-            raise ValueError(f"cannot merge {other!r} into {self!r}")
+        self._check_mergeable(other)
         for a, row in other._confusion.items():
             mine = self._confusion.setdefault(a, {})
             for b, count in row.items():

@@ -59,6 +59,11 @@ class Detector:
             raise StateError(f"unknown state fields for {cls.__name__}: {sorted(unknown)}")
         return detector, state
 
+    def _check_mergeable(self, other: Detector) -> None:
+        """For ``merge``: raise ValueError unless ``other`` is of this type with the same parameters."""
+        if type(other) is not type(self) or other._get_params() != self._get_params():
+            raise ValueError(f"cannot merge {other!r} into {self!r}")
+
     def __repr__(self) -> str:
         params = ", ".join(f"{k}={v!r}" for k, v in self._get_params().items())
         return f"{type(self).__name__}({params})"

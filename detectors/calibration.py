@@ -158,8 +158,7 @@ class BinaryCalibration(_ConfidenceBins, Detector):
 
     def merge(self, other: BinaryCalibration) -> BinaryCalibration:
         """Add ``other``'s counts to this tracker; returns ``self``."""
-        if type(other) is not type(self) or other._get_params() != self._get_params():
-            raise ValueError(f"cannot merge {other!r} into {self!r}")
+        self._check_mergeable(other)
         self._tp += other._tp
         self._fp += other._fp
         self._fn += other._fn
@@ -277,8 +276,7 @@ class ClassAccuracy(_ConfidenceBins, Detector):
 
     def merge(self, other: ClassAccuracy) -> ClassAccuracy:
         """Add ``other``'s counts to this tracker; returns ``self``."""
-        if type(other) is not type(self) or other._get_params() != self._get_params():
-            raise ValueError(f"cannot merge {other!r} into {self!r}")
+        self._check_mergeable(other)
         for truth, row in other._confusion.items():
             mine = self._confusion.setdefault(truth, {})
             for predicted, count in row.items():

@@ -92,8 +92,7 @@ class KeyedDetectors(Detector):
 
     def merge(self, other: KeyedDetectors) -> Self:
         """Merge ``other``'s detectors into this map key by key; returns ``self``."""
-        if type(other) is not type(self) or other._get_params() != self._get_params():
-            raise ValueError(f"cannot merge {other!r} into {self!r}")
+        self._check_mergeable(other)
         for key, theirs in other._inner.items():
             self.at(key).merge(self._class.from_dict(theirs.to_dict()))  # type: ignore[attr-defined]
         return self

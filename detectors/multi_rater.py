@@ -98,8 +98,7 @@ class InterAnnotatorAgreement(Detector):
 
     def merge(self, other: InterAnnotatorAgreement) -> InterAnnotatorAgreement:
         """Add ``other``'s items to this tracker; returns ``self``."""
-        if type(other) is not type(self) or other._get_params() != self._get_params():
-            raise ValueError(f"cannot merge {other!r} into {self!r}")
+        self._check_mergeable(other)
         for m, theirs in other._by_m.items():
             group = self._by_m.setdefault(m, {"items": 0, "pairs": 0, "totals": {}})
             group["items"] += theirs["items"]
@@ -237,8 +236,7 @@ class RaterVsConsensus(Detector):
 
     def merge(self, other: RaterVsConsensus) -> RaterVsConsensus:
         """Add ``other``'s counts to this tracker; returns ``self``."""
-        if type(other) is not type(self) or other._get_params() != self._get_params():
-            raise ValueError(f"cannot merge {other!r} into {self!r}")
+        self._check_mergeable(other)
         self._items += other._items
         for rater, theirs in other._raters.items():
             entry = self._raters.setdefault(rater, {"confusion": {}, "ties": 0})

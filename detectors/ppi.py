@@ -172,8 +172,7 @@ class PredictionPoweredRate(Detector):
 
     def merge(self, other: PredictionPoweredRate) -> PredictionPoweredRate:
         """Add ``other``'s running sums to this estimator; returns ``self``."""
-        if type(other) is not type(self) or other._get_params() != self._get_params():
-            raise ValueError(f"cannot merge {other!r} into {self!r}")
+        self._check_mergeable(other)
         for key, value in other._judged.items():
             self._judged[key] += value
         for key, value in other._labelled.items():
