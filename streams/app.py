@@ -12,19 +12,22 @@ writes its state first, keeping the batch's outputs in it until they are publish
 (:class:`~streams.join.TurnJoiner`). A crash therefore never loses an output: it can only replay inputs
 whose outputs are re-published with the same keys and source positions.
 
-Faust (0.15.3) acks, and so commits, records it has not processed in two places, which this module guards:
+Faust (0.15.3) acks, and so commits, records it has not processed, which this module guards:
 
 - ``take_events`` acks a batch when the agent asks for the next one, but also when an aborted iteration is
   finalised: a batch that failed or was cancelled half-way would be committed;
 - a stream *skips* records that arrive while flow control is suspended during a rebalance and acks them;
-  the seek to committed offsets that follows rewinds only partitions that have a committed offset, so on a
-  partition nobody has committed yet (one that a worker took over before its first commit) the skipped
-  records were never read again: lost.
+- after a rebalance Faust resumes the agents' partitions, then seeks them to their committed offsets, with
+  the flow already on (it turned it on to read the changelogs): records fetched in between reached the
+  agents, some were dropped by the seek, and Faust, seeing the offsets jump, counted the dropped ones as
+  done and committed past them;
+- its seek to committed offsets leaves a partition that has none (one a worker took over before anyone
+  committed on it) where it is, past any record fetched and dropped.
 
 So the consumer's ``ack`` refuses every record of our agents' topics unless its batch completed
-(:meth:`KafkaTransport._guard_acks`), and after each rebalance the agents' partitions without a committed
-offset are rewound to their beginning; Faust then seeks the others to their committed offsets
-(:meth:`KafkaTransport._on_rebalance_complete`).
+(:meth:`KafkaTransport._guard_acks`); after each rebalance the flow is held until Faust's seek is done
+(:meth:`KafkaTransport._on_rebalance_complete`), and that seek moves the agents' partitions without a
+committed offset to their beginning (:meth:`KafkaTransport._guard_seeks`).
 A batch that fails for any reason but a cancellation ends the process (exit status 70) before anything more
 is committed; the restarted worker replays it.
 """
@@ -251,6 +254,32 @@ class KafkaTransport:
         setattr(consumer, "ack", guarded_ack)  # noqa: B010
         setattr(consumer, "convowatch_guarded", True)  # noqa: B010
 
+    def _guard_seeks(self) -> None:
+        """Make the consumer's seek to committed offsets move the agents' partitions that have none to their
+        beginning. Faust leaves those where they are, and records fetched and dropped while a rebalance
+        holds the flow would never be read again (module docstring)."""
+        consumer: Any = self.app.consumer  # faust.transport.consumer.Consumer
+        if getattr(consumer, "convowatch_seeks_guarded", False):
+            return
+        seek_to_committed, topics = consumer.seek_to_committed, self._agent_topics
+
+        async def guarded_seek_to_committed() -> Any:
+            committed = await seek_to_committed()
+            assigned = consumer.assignment()
+            rewind = {
+                tp: 0
+                for tp, offset in committed.items()
+                if (offset is None or offset <= 0) and tp.topic in topics and tp in assigned
+            }
+            if rewind:
+                await consumer.seek_wait(rewind)
+            return committed
+
+        # an instance attribute: Faust's perform_seek (after a rebalance, or a fetch while the flow is held)
+        # calls it
+        setattr(consumer, "seek_to_committed", guarded_seek_to_committed)  # noqa: B010
+        setattr(consumer, "convowatch_seeks_guarded", True)  # noqa: B010
+
     def _ingest(self, event: Any) -> list[Emit]:
         message = event.message
         stream = self.streams_by_topic[message.topic]
@@ -351,16 +380,16 @@ class KafkaTransport:
     # -- rebalances ----------------------------------------------------------------------------------
 
     async def _on_rebalance_complete(self, sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
-        """After a rebalance and table recovery, before Faust seeks to committed offsets and resumes: rewind
-        the agents' partitions (module docstring), report what this worker owns, export its figures."""
+        """After a rebalance and table recovery, before Faust resumes the agents' partitions and seeks them to
+        their committed offsets: hold the flow (module docstring), report what this worker owns, export its
+        figures."""
         consumer = self.app.consumer
+        self._guard_seeks()  # before Faust's first seek, which follows
+        # Faust resumed the flow to read the changelogs and leaves it on while it resumes the agents'
+        # partitions and seeks them; records fetched in between reached the agents, and some were dropped
+        # and committed past (tests/reliability/test_graceful_shutdown.py). Faust resumes it after its seek.
+        consumer.stop_flow()
         assigned = consumer.assignment()
-        # Faust's seek that follows moves partitions with a committed offset to it; rewind only the others.
-        # Rewinding those too put records from offset 0 on their way to the agents before that seek: a
-        # restarted worker processed them again (tests/reliability/test_graceful_shutdown.py).
-        ours = [tp for tp in assigned if tp.topic in self._agent_topics]
-        committed = await committed_offsets(consumer, ours, self.app.conf.broker_request_timeout)
-        await consumer.seek_wait({tp: 0 for tp in ours if not committed.get(tp)})
         owned: dict[str, list[int]] = {}
         for stream_topic, stream in self.streams_by_topic.items():
             partitions = sorted(tp.partition for tp in assigned if tp.topic == stream_topic)
@@ -413,19 +442,6 @@ class KafkaTransport:
             m.agreement_ratio.labels(*labels).set(tracker.percent_agreement)
             m.cohen_kappa.labels(*labels).set(tracker.cohen_kappa)
             m.agreement_pairs.labels(*labels).set(tracker.n)
-
-
-async def committed_offsets(consumer: Any, partitions: list[Any], timeout: float) -> dict[Any, int | None]:
-    """The group's committed offset of each partition (None: never committed), asked of the broker by the
-    aiokafka consumer in Faust's consumer thread, without moving it. Raises TimeoutError after ``timeout``
-    seconds (aiokafka retries a coordinator that does not answer forever), as Faust's own seek does."""
-    thread = consumer._thread
-    client = thread._ensure_consumer()
-
-    async def ask() -> dict[Any, int | None]:
-        return {tp: await client.committed(tp) for tp in partitions}
-
-    return dict(await asyncio.wait_for(thread.call_thread(ask), timeout))
 
 
 def data_dir(settings: Settings) -> Path:
