@@ -66,6 +66,9 @@ log = logging.getLogger("convowatch.app")
 
 #: Largest record the worker publishes; Faust's producer refuses requests over 1,000,000 bytes.
 MAX_OUTPUT_BYTES = 900_000
+#: How often the join writes its published marks (Delivery guarantee in the README): one record per input
+#: partition each time. Every batch would add about 6% to the records the join writes, at small batches.
+PUBLISHED_MARKS_SECONDS = 0.25
 EX_SOFTWARE = 70  # sysexits.h: internal software error
 #: Gauges (Metrics attributes) set by the aggregates of one observations shard key (streams/join.py)
 SHARD_GAUGES = {
@@ -139,10 +142,12 @@ class KafkaTransport:
             key_type=str, value_type=None, key_serializer="json", value_serializer="json"
         )
         joins, aggregates = role in ("all", "join"), role in ("all", "aggregate")
-        self.pending = self.aggregate_store = None
+        self.pending = self.aggregate_store = self.published = None
         if joins:
             pending = self.app.Table("pending", schema=json_state)
             self.pending = TableStore(pending, owned=self._input_partitions, defer_deletes=True)
+            # per input partition, the offset through which the join's outputs are acknowledged
+            self.published = TableStore(self.app.Table("published", schema=json_state))
         if aggregates:
             # the changelog keeps the name of the "all" role's: switching roles keeps the aggregates
             table = self.app.tables.add(
@@ -179,6 +184,9 @@ class KafkaTransport:
         self.recovered = False
         self.owned: frozenset[tuple[str, int]] = frozenset()
         self.last_progress = time.monotonic()
+        #: delivery futures of the join's last published marks (awaited with the next batch's state)
+        self._marks_sent: list[Any] = []
+        self._marks_written_at = 0.0
 
     @property
     def agent_topics(self) -> list[str]:
@@ -192,7 +200,7 @@ class KafkaTransport:
     def produced_topics(self) -> list[str]:
         """Every topic this worker's agents write: the outputs and the changelogs of its tables."""
         names = set(self._topic_names.values())
-        for store in (self.pending, self.aggregate_store):
+        for store in (self.pending, self.published, self.aggregate_store):
             if store is not None:
                 names.add(store.table.changelog_topic.get_topic_name())
         return sorted(names)
@@ -212,9 +220,16 @@ class KafkaTransport:
                 with self.metrics.processing_seconds.time():
                     for event in events:
                         emits.extend(self._ingest(event))
-                assert self.pending is not None  # the join agent runs only with a pending table
+                assert self.pending is not None and self.published is not None  # the join's tables
                 await self._publish(emits, self.pipeline.joiner.flush, self.pending, state_first=True)
                 self.pipeline.joiner.published()
+                if (now := time.monotonic()) - self._marks_written_at >= PUBLISHED_MARKS_SECONDS:
+                    self._marks_written_at = now
+                    for source, offset in self.pipeline.joiner.published_marks().items():
+                        self.published.put(source, offset, int(source.rsplit(":", 1)[1]))
+                    # sent now, awaited with the next batch's state: a crash while that batch is processed
+                    # finds the marks written, and re-publishes none of this batch's outputs
+                    self._marks_sent.extend(await self.published.send(self.app.producer))
 
     @contextmanager
     def _batch(self, events: Sequence[Any], stage: str) -> Iterator[None]:
@@ -372,9 +387,12 @@ class KafkaTransport:
                         log.exception("escalation sink %r failed on %s", sink, emit.key)
 
     async def _write_state(self, flush: Callable[[], Any], store: TableStore) -> None:
-        """Write the batch's state (``flush``) to the changelog and wait until the broker has it."""
+        """Write the batch's state (``flush``) to the changelog and wait until the broker has it (and the
+        previous batch's published marks)."""
         flush()
-        if changelog := await store.send(self.app.producer):
+        changelog = await store.send(self.app.producer)
+        changelog, self._marks_sent = changelog + self._marks_sent, []
+        if changelog:
             await asyncio.gather(*changelog)
 
     # -- rebalances ----------------------------------------------------------------------------------
@@ -401,7 +419,7 @@ class KafkaTransport:
         self.recovered = True
         # the tables were recovered, and may hold values newer than the decoded ones kept across batches
         self.pipeline.joiner.state.forget()
-        self.pipeline.joiner.rebalanced()
+        self.pipeline.joiner.rebalanced(self._published_through())
         self.pipeline.aggregator.state.forget()
         if self.pending is not None and (dropped := self.pending.drop_unowned()):
             log.info("dropped %d pending turns of partitions now owned by other workers", dropped)
@@ -410,6 +428,17 @@ class KafkaTransport:
         if self.aggregate_store is not None:
             self._export_agreement(observed)
             self._clear_lost_shards(observed)
+
+    def _published_through(self) -> dict[str, int]:
+        """The recovered "published through" offsets of the input partitions this worker owns now."""
+        if self.published is None:
+            return {}
+        owned = self._input_partitions()
+        return {
+            source: offset
+            for source, offset in self.published.table.data.items()
+            if int(source.rsplit(":", 1)[1]) in owned
+        }
 
     def _clear_lost_shards(self, partitions: set[int]) -> None:
         """Clear the gauges of single-shard aggregates (every human label; the review budget) when another

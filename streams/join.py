@@ -14,7 +14,9 @@ batch's state before its outputs, so a crash in between leaves entries whose out
 the replay re-reads their records, which change nothing, and :meth:`TurnJoiner.handle` publishes the kept
 outputs again, with the same ``src``. Outputs are never recomputed on a replay, so an observation that needs
 two records of a turn keeps the source position it was first given, whatever order the replay reads the
-three topics in. :meth:`TurnJoiner.published` drops the kept outputs once the broker has them.
+three topics in. :meth:`TurnJoiner.published` drops the kept outputs once the broker has them, and advances
+each source's "published through" offset: written to the changelog too, it lets a replay skip the kept outputs
+of records it knows were published (:meth:`TurnJoiner.published_marks`).
 """
 
 from __future__ import annotations
@@ -66,6 +68,10 @@ class TurnJoiner:
         self.keep_outputs = keep_outputs
         #: per source (input topic/partition): the newest offset read since the last rebalance
         self._read_through: dict[str, int] = {}
+        #: per source: the offset through which every record's outputs are acknowledged (kept outputs of
+        #: records up to it are never published again), and those not yet written to the transport's table
+        self._published_through: dict[str, int] = {}
+        self._marks_due: dict[str, int] = {}
         #: turns whose entries keep outputs published, or published again, in the current batch
         self._carrying: set[str] = set()
 
@@ -164,6 +170,9 @@ class TurnJoiner:
         for kept_source, offset, outputs in entry["out"]:
             if offset != source[1] or kept_source != source[0]:
                 continue
+            if offset <= self._published_through.get(kept_source, -1):
+                self._carrying.add(turn_id)  # published before the crash: drop it at published()
+                continue
             previous: dict[str, Any] = {}
             for topic, key, value in outputs:
                 if value is None:
@@ -192,10 +201,36 @@ class TurnJoiner:
             else:
                 del entry["out"]
         self._carrying.clear()
+        published = self._published_through
+        for source, offset in read_through.items():
+            if offset > published.get(source, -1):
+                published[source] = self._marks_due[source] = offset
 
-    def rebalanced(self) -> None:
-        """Partitions were reassigned and the state recovered: reading starts again at committed offsets."""
+    def published_marks(self) -> dict[str, int]:
+        """The sources whose "published through" offset advanced since the last call, with that offset. The
+        transport writes them to a changelogged table (with the next batch's state) and gives them back to
+        :meth:`rebalanced` after a restart: a replay then publishes again only the kept outputs of records
+        after them, at most the last batch's, instead of everything read since the last commit."""
+        marks, self._marks_due = self._marks_due, {}
+        return marks
+
+    def rebalanced(self, published_through: dict[str, int] | None = None) -> None:
+        """Partitions were reassigned and the state recovered: reading starts again at committed offsets.
+        ``published_through``: the recovered marks of :meth:`published_marks` (of the sources owned now)."""
         self._read_through.clear()
+        marks = self._published_through = dict(published_through or {})
+        self._marks_due.clear()
+        if not marks:
+            return
+        # recovered entries keep the outputs of records published before the crash until written again:
+        # drop them now (in memory, as published() does), rather than when their record is read again
+        for _, entry in self.store.items():
+            if out := entry.get("out"):
+                left = [item for item in out if item[1] > marks.get(item[0], -1)]
+                if not left:
+                    del entry["out"]
+                elif len(left) < len(out):
+                    entry["out"] = left
 
     def _add_turn(self, entry: Entry, turn: ChatTurn) -> bool:
         if entry["turn"] is not None:

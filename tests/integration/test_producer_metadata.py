@@ -71,7 +71,11 @@ def test_only_tracked_topics_keep_their_metadata(
 def test_the_worker_tracks_every_topic_it_writes(role: str) -> None:
     settings = Settings(topic_prefix="tm.", app_id="tm-app", role=role)
     transport = KafkaTransport(settings, Metrics(CollectorRegistry()))
-    changelogs = {"all": {"pending", "aggregates"}, "join": {"pending"}, "aggregate": {"aggregates"}}[role]
+    changelogs = {
+        "all": {"pending", "published", "aggregates"},
+        "join": {"pending", "published"},
+        "aggregate": {"aggregates"},
+    }[role]
     assert set(transport.produced_topics) == {
         *output_topics(settings).values(),
         *(f"tm-app-{table}-changelog" for table in changelogs),

@@ -119,6 +119,11 @@ def test_sigkilled_worker_loses_no_output(crash_run: CrashRun) -> None:
     for check in checks.values():
         assert check.ok, summarise(checks)
         assert check.unique == check.expected  # after dedup by key: exactly the oracle's records
+    # Each crash may publish again the outputs of the batch it interrupted (acknowledged in part), never those
+    # of batches before it: the join's published marks tell the replay what reached the broker. Without
+    # them every record read since the last commit published its outputs again (355 of 1,889 in one run).
+    defects = checks["defects"]
+    assert defects.raw - defects.unique <= 0.1 * defects.expected, summarise(checks)
     report(
         "sigkill",
         {
