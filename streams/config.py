@@ -47,7 +47,10 @@ class Settings(BaseSettings):
         1_000, ge=1, description="CONVOWATCH_BATCH_MAX: most records an agent processes as one batch."
     )
     batch_within_seconds: float = Field(
-        0.05, gt=0, description="CONVOWATCH_BATCH_WITHIN_SECONDS: longest wait to fill a batch."
+        0.02,
+        gt=0,
+        description="CONVOWATCH_BATCH_WITHIN_SECONDS: longest wait to fill a batch. Under a backlog batches "
+        "fill to CONVOWATCH_BATCH_MAX anyway; below it this wait is part of every record's latency.",
     )
     fetch_max_wait_seconds: float = Field(
         0.1,
