@@ -255,7 +255,7 @@ class KafkaTransport:
     def _guard_acks(self) -> None:
         """Make the consumer refuse acks of our agents' records that no completed batch processed."""
         consumer = self.app.consumer
-        if getattr(consumer, "convowatch_guarded", False):
+        if getattr(consumer, "convowatch_acks_guarded", False):
             return
         ack, done, topics = consumer.ack, self._done, self._agent_topics
 
@@ -267,7 +267,7 @@ class KafkaTransport:
 
         # an instance attribute: every ack (Message.ack -> consumer.ack) goes through it
         setattr(consumer, "ack", guarded_ack)  # noqa: B010
-        setattr(consumer, "convowatch_guarded", True)  # noqa: B010
+        setattr(consumer, "convowatch_acks_guarded", True)  # noqa: B010
 
     def _guard_seeks(self) -> None:
         """Make the consumer's seek to committed offsets move the agents' partitions that have none to their
