@@ -12,22 +12,8 @@ writes its state first, keeping the batch's outputs in it until they are publish
 (:class:`~streams.join.TurnJoiner`). A crash therefore never loses an output: it can only replay inputs
 whose outputs are re-published with the same keys and source positions.
 
-Faust (0.15.3) acks, and so commits, records it has not processed, which this module guards:
-
-- ``take_events`` acks a batch when the agent asks for the next one, but also when an aborted iteration is
-  finalised: a batch that failed or was cancelled half-way would be committed;
-- a stream *skips* records that arrive while flow control is suspended during a rebalance and acks them;
-- after a rebalance Faust resumes the agents' partitions, then seeks them to their committed offsets, with
-  the flow already on (it turned it on to read the changelogs): records fetched in between reached the
-  agents, some were dropped by the seek, and Faust, seeing the offsets jump, counted the dropped ones as
-  done and committed past them;
-- its seek to committed offsets leaves a partition that has none (one a worker took over before anyone
-  committed on it) where it is, past any record fetched and dropped.
-
-So the consumer's ``ack`` refuses every record of our agents' topics unless its batch completed
-(:meth:`KafkaTransport._guard_acks`); after each rebalance the flow is held until Faust's seek is done
-(:meth:`KafkaTransport._on_rebalance_complete`), and that seek moves the agents' partitions without a
-committed offset to their beginning (:meth:`KafkaTransport._guard_seeks`).
+Faust (0.15.3) acks, and so commits, records it has not processed: :mod:`streams.faust_guards` guards its
+acks and seeks so that only records of completed batches are committed.
 A batch that fails for any reason but a cancellation ends the process (exit status 70) before anything more
 is committed; the restarted worker replays it.
 """
@@ -41,7 +27,6 @@ import logging
 import os
 import tempfile
 import time
-import weakref
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -50,14 +35,15 @@ from typing import Any
 import faust
 import orjson
 
-from detectors import AgreementTracker
 from streams.config import Settings
-from streams.emit import SEP, Emit
+from streams.emit import Emit
 from streams.faust_consumer import use_prompt_consumer
+from streams.faust_guards import DeliveryGuard
 from streams.kafka_client import faust_credentials, track_topics
 from streams.metrics import Metrics
 from streams.observation_packs import packs, unpack
 from streams.pipeline import Pipeline, dead_letter
+from streams.shard_gauges import clear_lost_shards, export_agreement
 from streams.state import DictStore
 from streams.tables import NamedChangelogTable, TableStore
 from streams.topics import input_topics, output_topics
@@ -70,24 +56,6 @@ MAX_OUTPUT_BYTES = 900_000
 #: partition each time. Every batch would add about 6% to the records the join writes, at small batches.
 PUBLISHED_MARKS_SECONDS = 0.25
 EX_SOFTWARE = 70  # sysexits.h: internal software error
-#: Gauges (Metrics attributes) set by the aggregates of one observations shard key (streams/join.py)
-SHARD_GAUGES = {
-    "humans": (
-        "raters_alpha",
-        "raters_fleiss_kappa",
-        "raters_items",
-        "raters_ties",
-        "vendor_consensus_ratio",
-        "vendor_gold_accuracy",
-        "vendor_labels_per_hour",
-        "vendor_turnaround",
-        "vendor_window_gold_accuracy",
-        "vendor_window_judge_agreement",
-        "vendor_window_consensus_agreement",
-        "vendor_sla_breached",
-    ),
-    "review": ("review_expected_per_hour",),
-}
 
 
 class KafkaTransport:
@@ -177,8 +145,8 @@ class KafkaTransport:
             self.app.agent(self.outputs["observations"], name="aggregate", concurrency=1)(self._aggregate)
             self._agent_topics.add(self.outputs["observations"].get_topic_name())
         self.app.on_rebalance_complete.connect(self._on_rebalance_complete)
-        #: records of completed batches, the only ones whose acks reach the consumer (see _guard_acks)
-        self._done: weakref.WeakSet[Any] = weakref.WeakSet()
+        #: the consumer commits only records of completed batches (streams.faust_guards)
+        self.delivery = DeliveryGuard(self._agent_topics)
         #: for health checks (read from other threads): tables recovered after the first rebalance, the
         #: agents' partitions this worker owns, and when a batch last completed (time.monotonic())
         self.recovered = False
@@ -211,7 +179,7 @@ class KafkaTransport:
         await track_topics(producer._ensure_producer().client, self.produced_topics)
 
     async def _join(self, stream: Any) -> None:
-        self._guard_acks()
+        self.delivery.guard_acks(self.app.consumer)
         await self._track_produced_topics()
         settings = self.settings
         async for events in stream.take_events(settings.batch_max, within=settings.batch_within_seconds):
@@ -233,7 +201,8 @@ class KafkaTransport:
 
     @contextmanager
     def _batch(self, events: Sequence[Any], stage: str) -> Iterator[None]:
-        """Mark ``events`` done (ackable: :meth:`_guard_acks`) once the block completes; exit if it fails."""
+        """Mark ``events`` completed (their acks may reach the consumer) once the block completes; exit if
+        it fails."""
         try:
             yield
         except Exception:
@@ -249,51 +218,8 @@ class KafkaTransport:
             )
             logging.shutdown()
             os._exit(EX_SOFTWARE)
-        self._done.update(event.message for event in events)
+        self.delivery.completed(event.message for event in events)
         self.last_progress = time.monotonic()
-
-    def _guard_acks(self) -> None:
-        """Make the consumer refuse acks of our agents' records that no completed batch processed."""
-        consumer = self.app.consumer
-        if getattr(consumer, "convowatch_acks_guarded", False):
-            return
-        ack, done, topics = consumer.ack, self._done, self._agent_topics
-
-        def guarded_ack(message: Any) -> bool:
-            if message.topic in topics and message not in done:
-                return False  # skipped in a rebalance, or its batch did not complete: never commit it
-            done.discard(message)
-            return bool(ack(message))
-
-        # an instance attribute: every ack (Message.ack -> consumer.ack) goes through it
-        setattr(consumer, "ack", guarded_ack)  # noqa: B010
-        setattr(consumer, "convowatch_acks_guarded", True)  # noqa: B010
-
-    def _guard_seeks(self) -> None:
-        """Make the consumer's seek to committed offsets move the agents' partitions that have none to their
-        beginning. Faust leaves those where they are, and records fetched and dropped while a rebalance
-        holds the flow would never be read again (module docstring)."""
-        consumer: Any = self.app.consumer  # faust.transport.consumer.Consumer
-        if getattr(consumer, "convowatch_seeks_guarded", False):
-            return
-        seek_to_committed, topics = consumer.seek_to_committed, self._agent_topics
-
-        async def guarded_seek_to_committed() -> Any:
-            committed = await seek_to_committed()
-            assigned = consumer.assignment()
-            rewind = {
-                tp: 0
-                for tp, offset in committed.items()
-                if (offset is None or offset <= 0) and tp.topic in topics and tp in assigned
-            }
-            if rewind:
-                await consumer.seek_wait(rewind)
-            return committed
-
-        # an instance attribute: Faust's perform_seek (after a rebalance, or a fetch while the flow is held)
-        # calls it
-        setattr(consumer, "seek_to_committed", guarded_seek_to_committed)  # noqa: B010
-        setattr(consumer, "convowatch_seeks_guarded", True)  # noqa: B010
 
     def _ingest(self, event: Any) -> list[Emit]:
         message = event.message
@@ -314,7 +240,7 @@ class KafkaTransport:
             ]
 
     async def _aggregate(self, stream: Any) -> None:
-        self._guard_acks()
+        self.delivery.guard_acks(self.app.consumer)
         await self._track_produced_topics()
         settings = self.settings
         async for events in stream.take_events(settings.batch_max, within=settings.batch_within_seconds):
@@ -399,14 +325,10 @@ class KafkaTransport:
 
     async def _on_rebalance_complete(self, sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
         """After a rebalance and table recovery, before Faust resumes the agents' partitions and seeks them to
-        their committed offsets: hold the flow (module docstring), report what this worker owns, export its
-        figures."""
+        their committed offsets: hold the flow (:mod:`streams.faust_guards`), report what this worker owns,
+        export its figures."""
         consumer = self.app.consumer
-        self._guard_seeks()  # before Faust's first seek, which follows
-        # Faust resumed the flow to read the changelogs and leaves it on while it resumes the agents'
-        # partitions and seeks them; records fetched in between reached the agents, and some were dropped
-        # and committed past (tests/reliability/test_graceful_shutdown.py). Faust resumes it after its seek.
-        consumer.stop_flow()
+        self.delivery.hold_flow(consumer)
         assigned = consumer.assignment()
         owned: dict[str, list[int]] = {}
         for stream_topic, stream in self.streams_by_topic.items():
@@ -423,11 +345,17 @@ class KafkaTransport:
         self.pipeline.aggregator.state.forget()
         if self.pending is not None and (dropped := self.pending.drop_unowned()):
             log.info("dropped %d pending turns of partitions now owned by other workers", dropped)
-        observations = self.outputs["observations"].get_topic_name()
-        observed = {tp.partition for tp in assigned if tp.topic == observations}
         if self.aggregate_store is not None:
-            self._export_agreement(observed)
-            self._clear_lost_shards(observed)
+            topic = self.outputs["observations"].get_topic_name()
+            observed = {tp.partition for tp in assigned if tp.topic == topic}
+
+            def owns(shard_key: str) -> bool:
+                return self.app.producer.key_partition(topic, shard_key.encode()).partition in observed
+
+            export_agreement(
+                self.metrics, self.pipeline.aggregator, list(self.aggregate_store.table.data), owns
+            )
+            clear_lost_shards(self.metrics, owns)
 
     def _published_through(self) -> dict[str, int]:
         """The recovered "published through" offsets of the input partitions this worker owns now."""
@@ -439,38 +367,6 @@ class KafkaTransport:
             for source, offset in self.published.table.data.items()
             if int(source.rsplit(":", 1)[1]) in owned
         }
-
-    def _clear_lost_shards(self, partitions: set[int]) -> None:
-        """Clear the gauges of single-shard aggregates (every human label; the review budget) when another
-        worker owns their shard now: a stale value (a vendor SLA breached) would keep an alert firing."""
-        topic = self.outputs["observations"].get_topic_name()
-        for shard, names in SHARD_GAUGES.items():
-            if self.app.producer.key_partition(topic, shard.encode()).partition not in partitions:
-                for name in names:
-                    getattr(self.metrics, name).clear()
-
-    def _export_agreement(self, partitions: set[int]) -> None:
-        """Agreement gauges from the recovered table, for the aggregates this worker owns now only: a
-        restarted worker shows its figures before new pairs arrive, a worker that lost them stops showing
-        stale ones."""
-        m = self.metrics
-        for gauge in (m.agreement_ratio, m.cohen_kappa, m.agreement_pairs):
-            gauge.clear()
-        topic = self.outputs["observations"].get_topic_name()
-        assert self.aggregate_store is not None
-        for key in list(self.aggregate_store.table.data):
-            kind, *parts = key.split(SEP)
-            if kind != "agreement" or len(parts) != 2:
-                continue
-            judge_id, dimension = parts
-            if self.app.producer.key_partition(topic, judge_id.encode()).partition not in partitions:
-                continue
-            tracker = self.pipeline.aggregator.detector(key)
-            assert isinstance(tracker, AgreementTracker)
-            labels = (m.label("judge_id", judge_id), m.label("dimension", dimension))
-            m.agreement_ratio.labels(*labels).set(tracker.percent_agreement)
-            m.cohen_kappa.labels(*labels).set(tracker.cohen_kappa)
-            m.agreement_pairs.labels(*labels).set(tracker.n)
 
 
 def data_dir(settings: Settings) -> Path:
