@@ -3,7 +3,10 @@
 Generates realistic traffic (turns, verdicts, late labels) in memory, then times
 (1) the whole embedded pipeline as ``convowatch replay`` runs it, outputs serialised to JSON, and
 (2) each stage in isolation over the same records: parse/validate, join, aggregate (detectors),
-serialise outputs. Metrics are updated inside join and aggregate; ``--no-metrics`` shows their share.
+metrics, serialise outputs. Metrics are updated inside join and aggregate, and their rows include them;
+the metrics row is the number of value updates the two stages made (counted on a second run) times each
+update's cost measured alone (:func:`update_seconds`). Timing the stages with updates as no-ops instead
+was tried: the difference, about 1 µs per event, drowned in the run-to-run noise (±2 µs).
 
     .venv/bin/python bench/pipeline.py [--events 200000] [--json]
 """
@@ -11,15 +14,18 @@ serialise outputs. Metrics are updated inside join and aggregate; ``--no-metrics
 from __future__ import annotations
 
 import argparse
+import collections
 import gc
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import orjson
 
 from common import emit, machine
 
-from prometheus_client import CollectorRegistry
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from schemas import parse_record
 from streams.cli import tune_gc
@@ -38,6 +44,78 @@ def make_records(events: int, seed: int) -> list[Any]:
         if len(records) >= events:
             break
     return records
+
+
+#: prometheus_client's value updates, the metric work of the join and the aggregation
+UPDATES = [(Counter, "inc"), (Gauge, "inc"), (Gauge, "dec"), (Gauge, "set"), (Histogram, "observe")]
+
+
+@contextmanager
+def counting_updates(counts: collections.Counter[str]) -> Iterator[None]:
+    """Count every metric value update (:data:`UPDATES`) made inside the block, by kind."""
+    saved = [(cls, name, cls.__dict__[name]) for cls, name in UPDATES]
+    for cls, name, method in saved:
+
+        def counted(
+            self: Any, *args: Any, _method: Any = method, _kind: str = f"{cls.__name__}.{name}", **kwargs: Any
+        ) -> Any:
+            counts[_kind] += 1
+            return _method(self, *args, **kwargs)
+
+        setattr(cls, name, counted)
+    try:
+        yield
+    finally:
+        for cls, name, method in saved:
+            setattr(cls, name, method)
+
+
+def update_seconds(calls: int = 200_000) -> dict[str, float]:
+    """Seconds per metric value update of each kind, on a labelled child of a fresh registry (the views keep
+    their children, so an update is the call and the value's lock, not the label lookup)."""
+    registry = CollectorRegistry()
+    children: dict[type, Any] = {
+        cls: cls(f"bench_{cls.__name__.lower()}", "bench", ["label"], registry=registry).labels("value")
+        for cls in (Counter, Gauge, Histogram)
+    }
+    costs = {}
+    for cls, name in UPDATES:
+        update = getattr(children[cls], name)
+        value = 0.5 if name in ("set", "observe") else 1
+        began = time.perf_counter()
+        for _ in range(calls):
+            update(value)
+        costs[f"{cls.__name__}.{name}"] = (time.perf_counter() - began) / calls
+    return costs
+
+
+def join_and_aggregate(
+    records: list[Any], parsed: list[Any], settings: Settings
+) -> tuple[float, float, list[Any], list[Any]]:
+    """Seconds of the join and of the aggregation over ``records`` (parsed already) on a fresh pipeline,
+    and the observations and outputs they emitted."""
+    p = Pipeline(settings, Metrics(CollectorRegistry()), batched=True)
+    observations: list[Any] = []
+    outputs: list[Any] = []
+
+    def join() -> None:
+        handle = p.joiner.handle
+        for i, (record, event) in enumerate(zip(records, parsed, strict=True)):
+            for e in handle(event, None, (record[4], record[5])):
+                (observations if e.topic == "observations" else outputs).append(e)
+            if i % 1024 == 0:
+                p.joiner.flush()
+        p.joiner.flush()
+
+    def aggregate() -> None:
+        apply = p.aggregator.apply
+        for i, observation in enumerate(observations):
+            outputs.extend(apply(observation.value))
+            if i % 1024 == 0:
+                p.aggregator.flush()
+        p.aggregator.flush()
+
+    return timed(join), timed(aggregate), observations, outputs
 
 
 def timed(fn: Any) -> float:
@@ -76,30 +154,13 @@ def main() -> None:
     parsed: list[Any] = []
     t_parse = timed(lambda: parsed.extend(parse_record(r[2], r[3]) for r in records))
 
-    p = pipeline()
-    observations: list[Any] = []
-    outputs: list[Any] = []
-
-    def join() -> None:
-        handle = p.joiner.handle
-        for i, (record, event) in enumerate(zip(records, parsed, strict=True)):
-            for e in handle(event, None, (record[4], record[5])):
-                (observations if e.topic == "observations" else outputs).append(e)
-            if i % 1024 == 0:
-                p.joiner.flush()
-        p.joiner.flush()
-
-    t_join = timed(join)
-
-    def aggregate() -> None:
-        apply = p.aggregator.apply
-        for i, observation in enumerate(observations):
-            outputs.extend(apply(observation.value))
-            if i % 1024 == 0:
-                p.aggregator.flush()
-        p.aggregator.flush()
-
-    t_aggregate = timed(aggregate)
+    t_join, t_aggregate, observations, outputs = join_and_aggregate(records, parsed, settings)
+    # the metric updates the two stages made (counted on a second run), each at its cost measured alone
+    counts: collections.Counter[str] = collections.Counter()
+    with counting_updates(counts):
+        join_and_aggregate(records, parsed, settings)
+    costs = update_seconds()
+    t_metrics = sum(n * costs[kind] for kind, n in counts.items())
     t_output = timed(lambda: [orjson.dumps(e.value) for e in outputs])
 
     rows = {
@@ -107,6 +168,7 @@ def main() -> None:
         "parse_validate": t_parse,
         "join": t_join,
         "aggregate": t_aggregate,
+        "metrics_in_join_and_aggregate": t_metrics,
         "serialise_outputs": t_output,
     }
     result = {
@@ -115,6 +177,8 @@ def main() -> None:
         "us_per_event": {k: v / n * 1e6 for k, v in rows.items()},
         "observations": len(observations),
         "outputs": len(outputs),
+        "metric_updates_per_event": {kind: count / n for kind, count in sorted(counts.items())},
+        "metric_update_us": {kind: cost * 1e6 for kind, cost in costs.items()},
         "machine": machine(),
         "command": f"bench/pipeline.py --events {args.events}",
     }
@@ -123,6 +187,10 @@ def main() -> None:
         ("end to end", f"{n / total:,.0f} events/s  ({total / n * 1e6:.2f} µs/event)"),
     ]
     table += [(f"  {k}", f"{v / n * 1e6:.2f} µs/event") for k, v in rows.items() if k != "end_to_end"]
+    updates = ", ".join(
+        f"{kind} {count / n:.2f} x {costs[kind] * 1e6:.2f} µs" for kind, count in sorted(counts.items())
+    )
+    table.append(("  metric updates per event", updates))
     emit(result, args.json, table)
 
 
