@@ -8,6 +8,7 @@ would keep an alert firing.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable
 
 from detectors import AgreementTracker
@@ -37,11 +38,17 @@ SHARD_GAUGES: dict[str, tuple[str, ...]] = {
 
 def clear_lost_shards(metrics: Metrics, owns: Callable[[str], bool]) -> None:
     """Clear the gauges of single-shard aggregates (every human label; the review budget) whose shard key
-    this worker does not own (``owns(shard_key)`` false)."""
+    this worker does not own (``owns(shard_key)`` false): a labelled gauge loses its children, a gauge
+    without labels (prometheus_client's ``clear`` leaves its value) is set to NaN, which Prometheus' ``max``
+    and ``min`` skip and comparisons never satisfy."""
     for shard, names in SHARD_GAUGES.items():
         if not owns(shard):
             for name in names:
-                getattr(metrics, name).clear()
+                gauge = getattr(metrics, name)
+                if gauge._labelnames:
+                    gauge.clear()
+                else:
+                    gauge.set(math.nan)
 
 
 def export_agreement(

@@ -3,9 +3,10 @@ delays each committed-offset lookup by 50 ms; the seek looks up one partition af
 fetched between Faust resuming the partitions and its seek must neither reach the agents twice nor be skipped,
 on partitions with a committed offset and on partitions without one.
 
-Without the worker's guards (streams/app.py: the flow held until the seek is done, partitions without a
-committed offset moved to their beginning by the seek) the restarted worker processed records in that window
-that the seek then re-delivered or dropped: duplicates, and input records committed past unprocessed.
+Without the worker's guards (streams/faust_guards.py: the flow held until the seek is done, partitions
+without a committed offset moved to their beginning by the seek) the restarted worker processed records in
+that window that the seek then re-delivered or dropped: duplicates, and input records committed past
+unprocessed.
 """
 
 from __future__ import annotations

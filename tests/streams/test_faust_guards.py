@@ -76,7 +76,7 @@ def test_topics_added_after_the_guard_is_made_are_guarded() -> None:
     guard = DeliveryGuard(topics)
     consumer = Consumer({}, set())
     guard.guard_acks(consumer)
-    topics.add("observations")  # the transport adds its agents' topics as it builds them
+    topics.add("observations")  # the guard reads the set it was given, not a copy
     assert consumer.ack(Message("observations")) is False
 
 
