@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 REPO = Path(__file__).resolve().parents[2]
@@ -29,31 +30,34 @@ def test_the_pipeline_bench_reports_every_stage() -> None:
         "parse_validate",
         "join",
         "aggregate",
-        "metrics_in_join_and_aggregate",
+        "metrics_included_in_join_and_aggregate",
         "serialise_outputs",
     }
     assert all(value > 0 for value in stages.values())
-    assert stages["metrics_in_join_and_aggregate"] < stages["join"] + stages["aggregate"]
-    assert result["metric_updates_per_event"]["Gauge.set"] > 0  # the join's pending gauge, at least
+    assert stages["metrics_included_in_join_and_aggregate"] < stages["join"] + stages["aggregate"]
+    calls = result["metric_calls_per_event"]
+    assert calls["Gauge.set"] > 0 and calls["MetricWrapperBase.labels"] > 0 and calls["Metrics.label"] > 0
+    assert all(cost > 0 for cost in result["metric_call_us"].values())
     assert result["observations"] > 0 and result["outputs"] > 0
 
 
-def test_counting_updates_counts_by_kind_and_restores_prometheus_client() -> None:
+def test_counting_calls_counts_by_kind_and_restores_what_it_patched_even_on_error() -> None:
     sys.path.insert(0, str(REPO / "bench"))
     try:
-        from pipeline import counting_updates
+        from pipeline import CALLS, counting_calls
     finally:
         sys.path.remove(str(REPO / "bench"))
-    inc, set_ = Counter.inc, Gauge.set
+    originals = [cls.__dict__[name] for cls, name in CALLS]
     registry = CollectorRegistry()
-    counter = Counter("c", "c", registry=registry)
+    counter = Counter("c", "c", ["a"], registry=registry)
     gauge = Gauge("g", "g", registry=registry)
     counts: collections.Counter[str] = collections.Counter()
-    with counting_updates(counts):
-        counter.inc()
-        counter.inc(2)
+    with pytest.raises(RuntimeError), counting_calls(counts):
+        counter.labels("x").inc()
+        counter.labels("x").inc(2)
         gauge.set(5)
-    assert counts == {"Counter.inc": 2, "Gauge.set": 1}
-    assert registry.get_sample_value("c_total") == 3.0  # the updates still happened
+        raise RuntimeError("a stage failed")
+    assert counts == {"MetricWrapperBase.labels": 2, "Counter.inc": 2, "Gauge.set": 1}
+    assert registry.get_sample_value("c_total", {"a": "x"}) == 3.0  # the calls still happened
     assert registry.get_sample_value("g") == 5.0
-    assert (Counter.inc, Gauge.set) == (inc, set_)
+    assert [cls.__dict__[name] for cls, name in CALLS] == originals
