@@ -39,6 +39,9 @@ MODELS: dict[Stream, type[EventModel] | type[ConversationSignal]] = {
 #: errors; the models are complete at import, so their validators are final).
 _VALIDATE_JSON = {stream: model.__pydantic_validator__.validate_json for stream, model in MODELS.items()}
 
+#: Longest field location quoted in a validation error's summary.
+MAX_LOCATION_CHARS = 200
+
 #: Bounded set of dead-letter reasons (safe as a metric label).
 REASONS = ("too_large", "invalid_json", "not_an_object", "unsupported_version", "validation_error")
 
@@ -83,6 +86,8 @@ def _summarise(exc: ValidationError) -> str:
     parts = []
     for error in exc.errors(include_url=False, include_input=False)[:5]:
         where = ".".join(str(p) for p in error["loc"]) or "record"
+        if len(where) > MAX_LOCATION_CHARS:  # a location quotes the record's keys, which can be huge
+            where = f"{where[:MAX_LOCATION_CHARS]}..."
         parts.append(f"{where}: {error['msg']}")
     more = exc.error_count() - len(parts)
     return "; ".join(parts) + (f" (+{more} more)" if more > 0 else "")

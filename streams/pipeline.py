@@ -141,6 +141,18 @@ class Pipeline:
         return report
 
 
+#: Longest ``detail`` a dead letter keeps: a validation error quotes the offending keys, and a record's keys
+#: can be as large as the record (a dead letter over the producer's limit would stop the worker).
+MAX_DETAIL_CHARS = 2_000
+
+
+def bounded_detail(detail: str) -> str:
+    """``detail`` cut to :data:`MAX_DETAIL_CHARS`, saying how much was cut."""
+    if len(detail) <= MAX_DETAIL_CHARS:
+        return detail
+    return f"{detail[:MAX_DETAIL_CHARS]}... [{len(detail) - MAX_DETAIL_CHARS} more characters]"
+
+
 def dead_letter(
     stream: Stream,
     raw: bytes,
@@ -153,7 +165,7 @@ def dead_letter(
     value = {
         "schema_version": 1,
         "reason": reason,
-        "detail": detail,
+        "detail": bounded_detail(detail),
         "stream": stream.value,
         "source_topic": source_topic,
         "partition": partition,

@@ -239,3 +239,27 @@ def test_llmbar_kappa_matches_sklearn_computed_from_the_files(llmbar, judge_id):
     row = _row(report, judge_id)
     assert row["cohen_kappa"] == pytest.approx(expected_kappa, abs=1e-9)
     assert row["percent_agreement"] == pytest.approx(expected_agreement, abs=1e-12)
+
+
+@pytest.mark.parametrize("where", ["attributes", "scores"])
+def test_a_dead_letter_stays_publishable_when_the_record_quotes_a_huge_key(where: str) -> None:
+    # a validation error names the offending key; a key as large as the record once made a dead letter over
+    # the producer's limit, and the worker exited on it at every restart
+    from streams.app import MAX_OUTPUT_BYTES, truncated_dead_letter
+
+    pipeline = Pipeline(Settings(), metrics=Metrics(CollectorRegistry()))
+    huge = "k" * 900_000
+    if where == "attributes":
+        stream, record = Stream.CHAT_TURNS, chat_turn(attributes={huge: "x"})
+    else:
+        stream, record = Stream.JUDGE_VERDICTS, judge_verdict(scores={huge: 0.5})
+    data = raw(record)
+    out = pipeline.process(stream, data, source_topic="in", offset=0)
+    [dead] = out
+    assert dead.value["reason"] == "validation_error"
+    assert len(dead.value["detail"]) < 2_100 and "more characters" not in dead.value["detail"][:200]
+    assert base64.b64decode(dead.value["original_base64"]) == data  # the original is kept whole
+    encoded = orjson.dumps(dead.value)
+    if len(encoded) > MAX_OUTPUT_BYTES:  # as the Kafka worker publishes it
+        encoded = truncated_dead_letter(dead.value)
+    assert len(encoded) <= MAX_OUTPUT_BYTES
