@@ -29,15 +29,26 @@ class AlertsEndpoint:
     """
 
     def __init__(self, url: str) -> None:
+        # the URL may carry a password: no message quotes it, or any part of it
+        invalid = ValueError(
+            "Alertmanager URL must be http(s)://[user:password@]host[:port][/prefix], with '/', '?', '#' and "
+            "'@' in the user or password percent-encoded (the value is not shown: it may hold credentials)"
+        )
         parsed = urllib.parse.urlsplit(url)
         if parsed.scheme not in ("http", "https") or not parsed.netloc:
-            raise ValueError(f"Alertmanager URL must be http(s)://host[:port][/prefix], got {url!r}")
+            raise invalid
+        if "@" in parsed.path or "@" in parsed.query or "@" in parsed.fragment:
+            raise invalid  # a password with an unencoded '/', '?' or '#' ends the host part early
+        try:
+            port = parsed.port
+        except ValueError:  # its message quotes what it read as the port: part of a password, perhaps
+            raise invalid from None
         path = parsed.path.rstrip("/")
         if not path.endswith(ALERTS_PATH):
             path += ALERTS_PATH
         host = parsed.hostname or ""
         netloc = f"[{host}]" if ":" in host else host
-        netloc += f":{parsed.port}" if parsed.port else ""
+        netloc += f":{port}" if port else ""
         #: where alerts are POSTed (without credentials: it appears in logs and error messages)
         self.url = urllib.parse.urlunsplit((parsed.scheme, netloc, path, parsed.query, ""))
         self._headers = {"Content-Type": "application/json", "User-Agent": "convowatch"}
