@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import math
 from datetime import UTC, datetime
 from typing import Any
 
@@ -65,13 +66,11 @@ class Pipeline:
             [s.value for s in Stream], [*REASONS, "internal_error"], ["defects", "escalations", "deadletter"]
         )
         self._stream_metrics = {
-            s: (
-                m.records_in.labels(s.value),
-                m.records_valid.labels(s.value),
-                m.last_event_time.labels(s.value),
-            )
-            for s in Stream
+            s: (m.records_in.labels(s.value), m.records_valid.labels(s.value)) for s in Stream
         }
+        #: the newest event time per stream, exported once a stream has had a valid record: a worker that
+        #: reads none (the aggregate role, a join worker without partitions) must not show a time of 0
+        self._newest: dict[Stream, list[Any]] = {}  # [event time, gauge child]
 
     def ingest(
         self,
@@ -83,7 +82,7 @@ class Pipeline:
         offset: int | None = None,
     ) -> list[Emit]:
         """One raw record of ``stream``: its outputs, or one dead letter saying why it was rejected."""
-        records_in, records_valid, last_event_time = self._stream_metrics[stream]
+        records_in, records_valid = self._stream_metrics[stream]
         records_in.inc()
         try:
             event = parse_record(stream, raw, max_bytes=self.settings.max_record_bytes)
@@ -92,7 +91,13 @@ class Pipeline:
             self.counts["deadletter"] += 1
             return [dead_letter(stream, raw, exc.reason, exc.detail, source_topic, partition, offset)]
         records_valid.inc()
-        last_event_time.set(event.ts.timestamp())
+        ts = event.ts.timestamp()
+        newest = self._newest.get(stream)
+        if newest is None:
+            newest = self._newest[stream] = [-math.inf, self.metrics.last_event_time.labels(stream.value)]
+        if ts > newest[0]:  # the newest, not the last: late records come in between
+            newest[0] = ts
+            newest[1].set(ts)
         self.counts[stream.value] += 1
         source = f"{source_topic}:{partition}" if partition is not None else source_topic
         if isinstance(event, ConversationSignal):  # keyed by conversation, not turn: nothing to join

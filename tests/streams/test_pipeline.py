@@ -263,3 +263,18 @@ def test_a_dead_letter_stays_publishable_when_the_record_quotes_a_huge_key(where
     if len(encoded) > MAX_OUTPUT_BYTES:  # as the Kafka worker publishes it
         encoded = truncated_dead_letter(dead.value)
     assert len(encoded) <= MAX_OUTPUT_BYTES
+
+
+def test_the_newest_event_time_is_exported_only_once_a_stream_has_one_and_never_goes_back() -> None:
+    pipeline, registry = _pipeline()
+
+    def newest(stream: str) -> float | None:
+        return registry.get_sample_value("convowatch_last_event_timestamp_seconds", {"stream": stream})
+
+    # a worker that reads no inputs (the aggregate role) must not show an event time of 0: alerts read it
+    assert newest("chat_turns") is None and newest("judge_verdicts") is None
+    later, earlier = "2026-11-24T10:00:00Z", "2026-11-24T09:00:00Z"
+    for turn_id, ts in (("t-late", later), ("t-early", earlier)):
+        pipeline.process(Stream.CHAT_TURNS, raw(chat_turn(turn_id=turn_id, ts=ts)), source_topic="in")
+    assert newest("chat_turns") == 1795514400.0  # 10:00, not the late record's 09:00
+    assert newest("judge_verdicts") is None
