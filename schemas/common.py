@@ -20,6 +20,10 @@ from pydantic import (
 #: The newest ``schema_version`` this build understands. Older versions are accepted; newer are dead-lettered.
 SCHEMA_VERSION = 1
 
+#: Least inclusion probability a review request or a human label may carry: a label weighs 1/probability,
+#: and a weight near the float limit overflows the estimators it feeds (1e-200 squared).
+MIN_INCLUSION_PROBABILITY = 1e-6
+
 PASS = "pass"
 FAIL = "fail"
 

@@ -6,7 +6,7 @@ from typing import Annotated
 
 from pydantic import Field
 
-from schemas.common import EventModel, ShortCode, Verdicts
+from schemas.common import MIN_INCLUSION_PROBABILITY, EventModel, ShortCode, Verdicts
 
 
 class HumanLabel(EventModel):
@@ -14,12 +14,12 @@ class HumanLabel(EventModel):
 
     ``inclusion_probability`` is copied by the labelling tool from the review request the turn was labelled
     for (``convowatch.review.requests``): the calibrated defect rate weights the label by its inverse.
-    Absent means the turn was not sampled by convowatch (weight 1).
+    Absent means the turn was not sampled by convowatch (weight 1). At least 1e-6 (a weight of at most 10^6).
     """
 
     annotator_id: ShortCode
     vendor_id: ShortCode
     is_gold: bool = False
     labeling_seconds: Annotated[float, Field(ge=0.0, le=604_800.0)] | None = None
-    inclusion_probability: Annotated[float, Field(gt=0.0, le=1.0)] | None = None
+    inclusion_probability: Annotated[float, Field(ge=MIN_INCLUSION_PROBABILITY, le=1.0)] | None = None
     verdicts: Verdicts

@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from schemas.common import SCHEMA_VERSION
+from schemas.common import MIN_INCLUSION_PROBABILITY, SCHEMA_VERSION
 
 
 class OutputModel(BaseModel):
@@ -90,7 +90,7 @@ class ReviewRequest(OutputModel):
     turn_id: str
     reason: Literal["high_risk", "disagreement", "uncertain", "segment_coverage", "random"]
     priority: Annotated[float, Field(gt=0.0, le=1.0)]
-    inclusion_probability: Annotated[float, Field(gt=0.0, le=1.0)]
+    inclusion_probability: Annotated[float, Field(ge=MIN_INCLUSION_PROBABILITY, le=1.0)]
     queue: str
     segment: Segment
     judge_ids: list[str]

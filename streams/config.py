@@ -8,6 +8,8 @@ from typing import Literal
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from schemas.common import MIN_INCLUSION_PROBABILITY
+
 
 class Settings(BaseSettings):
     """convowatch's configuration. Each field names its environment variable."""
@@ -274,7 +276,7 @@ class Settings(BaseSettings):
     )
     review_min_probability: float = Field(
         0.001,
-        gt=0,
+        ge=MIN_INCLUSION_PROBABILITY,
         le=1,
         description="CONVOWATCH_REVIEW_MIN_PROBABILITY: every judged turn's least chance of review (its "
         "label then weighs at most 1/this in the calibrated defect rate).",

@@ -85,8 +85,10 @@ def test_human_label_without_inclusion_probability_has_none():
     assert parse_record(Stream.HUMAN_LABELS, raw(human_label())).inclusion_probability is None
 
 
-@pytest.mark.parametrize("pi", [0, 0.0, -0.1, 1.0000001, 2, "often", [0.5]])
-def test_inclusion_probability_outside_zero_to_one_is_rejected(pi):
+# below 1e-6 a label's weight 1/p overflowed the calibrated rate's estimators (1e-200: (1/p)**2 is inf),
+# and every later observation of that judge failed in the aggregation
+@pytest.mark.parametrize("pi", [0, 0.0, -0.1, 1.0000001, 2, "often", [0.5], 9.9e-7, 1e-200, 5e-324])
+def test_inclusion_probability_outside_a_millionth_to_one_is_rejected(pi):
     error = _reject(Stream.HUMAN_LABELS, raw(human_label(inclusion_probability=pi)))
     assert error.reason == "validation_error"
     assert "inclusion_probability" in error.detail

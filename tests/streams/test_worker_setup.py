@@ -52,3 +52,13 @@ def test_a_configured_data_dir_is_used_as_is(tmp_path: Path) -> None:
     wanted = tmp_path / "deep" / "faust"
     assert data_dir(Settings(data_dir=wanted)) == wanted
     assert wanted.parent.is_dir()
+
+
+def test_the_review_floor_cannot_ask_for_labels_the_schema_would_refuse() -> None:
+    from pydantic import ValidationError
+
+    from schemas.common import MIN_INCLUSION_PROBABILITY
+
+    assert Settings(review_min_probability=MIN_INCLUSION_PROBABILITY).review_min_probability == 1e-6
+    with pytest.raises(ValidationError, match="review_min_probability"):
+        Settings(review_min_probability=1e-7)
