@@ -102,6 +102,16 @@ class Aggregator:
             self.flush()
         return emits
 
+    def rebalanced(self) -> None:
+        """The partitions this process owns changed and the store was recovered: forget decoded values, and
+        let views that derive indexes from the store (``rebalanced()``) drop them; they rebuild a
+        partition's from the recovered store when its next observation arrives."""
+        self.state.forget()
+        for view in self.views:
+            rebalanced = getattr(view, "rebalanced", None)
+            if rebalanced is not None:
+                rebalanced()
+
     def flush(self) -> int:
         written = self.state.flush(_encode)
         now = time.monotonic()

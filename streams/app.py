@@ -342,7 +342,7 @@ class KafkaTransport:
         # the tables were recovered, and may hold values newer than the decoded ones kept across batches
         self.pipeline.joiner.state.forget()
         self.pipeline.joiner.rebalanced(self._published_through())
-        self.pipeline.aggregator.state.forget()
+        self.pipeline.aggregator.rebalanced()
         if self.pending is not None and (dropped := self.pending.drop_unowned()):
             log.info("dropped %d pending turns of partitions now owned by other workers", dropped)
         if self.aggregate_store is not None:

@@ -372,6 +372,15 @@ class OutcomeView:
             return self._open_index(entry["p"]).holds(k, entry["last"])
         return self._closed_index(entry["p"]).holds(k, entry["end"])
 
+    def rebalanced(self) -> None:
+        """Drop every partition's indexes: those of partitions now owned elsewhere would still count in
+        ``convowatch_conversations_tracked`` and against the cap, and evict real conversations early."""
+        self._open.clear()
+        self._closed.clear()
+        self._watermark.clear()
+        self._checked.clear()
+        self._size = 0
+
     def _rebuild(self, aggregator: Aggregator, partition: int | None) -> None:
         """Index the stored conversations of ``partition`` (after a start, or a partition moved here)."""
         self._open.pop(partition, None)

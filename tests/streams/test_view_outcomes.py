@@ -302,3 +302,36 @@ def test_replay_reads_a_signals_file(tmp_path) -> None:
         "task_completed": 1,
         "tracked": 2,
     }
+
+
+def test_conversations_of_partitions_moved_away_stop_counting_after_a_rebalance() -> None:
+    store = DictStore()
+    run = Run(store, conversations_max=150)
+    pipeline = run.pipeline
+
+    def feed(cid: str, t: float, partition: int) -> None:
+        run.offset += 1
+        stream, raw = turn(cid, f"{cid}-t", t)
+        for emit in pipeline.ingest(stream, raw, source_topic="in", offset=run.offset):
+            if emit.topic == "observations":
+                pipeline.aggregate(emit.value, partition)
+
+    def metric(name: str) -> float:
+        return run.registry.get_sample_value(name) or 0.0
+
+    for i in range(70):
+        feed(f"p0-{i}", i, partition=0)
+        feed(f"p1-{i}", i, partition=1)
+    pipeline.flush()
+    assert metric("convowatch_conversations_tracked") == 140
+    # a rebalance: partition 1 moves to another worker, and its entries leave this worker's store
+    for k, entry in list(store.items()):
+        if isinstance(entry, dict) and entry.get("p") == 1:
+            store.delete(k, 1)
+    pipeline.aggregator.rebalanced()
+    for i in range(70, 130):
+        feed(f"p0-{i}", i, partition=0)
+
+    # 130 conversations held: under the cap of 150, so none evicted, and partition 1's 70 no longer count
+    assert metric("convowatch_conversations_tracked") == 130
+    assert metric("convowatch_conversation_evictions_total") == 0
