@@ -43,7 +43,7 @@ from streams.kafka_client import faust_credentials, track_topics
 from streams.metrics import Metrics
 from streams.observation_packs import packs, unpack
 from streams.pipeline import Pipeline, dead_letter
-from streams.shard_gauges import clear_lost_shards, export_agreement
+from streams.shard_gauges import clear_lost_shards, export_agreement, export_spikes
 from streams.state import DictStore
 from streams.tables import NamedChangelogTable, TableStore
 from streams.topics import input_topics, output_topics
@@ -352,9 +352,9 @@ class KafkaTransport:
             def owns(shard_key: str) -> bool:
                 return self.app.producer.key_partition(topic, shard_key.encode()).partition in observed
 
-            export_agreement(
-                self.metrics, self.pipeline.aggregator, list(self.aggregate_store.table.data), owns
-            )
+            keys = list(self.aggregate_store.table.data)
+            export_agreement(self.metrics, self.pipeline.aggregator, keys, owns)
+            export_spikes(self.metrics, self.pipeline.aggregator, keys, owns)
             clear_lost_shards(self.metrics, owns)
 
     def _published_through(self) -> dict[str, int]:

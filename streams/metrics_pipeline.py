@@ -84,8 +84,9 @@ class PipelineMetrics:
         )
         self.spike_active = Gauge(
             "convowatch_defect_spike_active",
-            '1 while a defect-rate spike is open for the category and segment ("*": not part of the slice).',
-            ["category", "journey", "model_version", "intent"],
+            '1 while a defect-rate spike is open for the category and segment ("*": not part of the slice), '
+            'by source: a judge id, or "humans".',
+            ["category", "journey", "model_version", "intent", "source"],
             registry=r,
         )
         self.alertmanager_alerts = Counter(

@@ -12,9 +12,11 @@ import math
 from collections.abc import Callable, Iterable
 
 from detectors import AgreementTracker
+from detectors.category_spikes import CategorySpikes
 from streams.aggregate import Aggregator
 from streams.emit import SEP
 from streams.metrics import Metrics
+from streams.views.spikes import set_spike_active, spike_slice
 
 #: Gauges (Metrics attributes) set by the aggregates of one observations shard key (streams/join.py)
 SHARD_GAUGES: dict[str, tuple[str, ...]] = {
@@ -73,3 +75,22 @@ def export_agreement(
         m.agreement_ratio.labels(*labels).set(tracker.percent_agreement)
         m.cohen_kappa.labels(*labels).set(tracker.cohen_kappa)
         m.agreement_pairs.labels(*labels).set(tracker.n)
+
+
+def export_spikes(
+    metrics: Metrics, aggregator: Aggregator, keys: Iterable[str], owns: Callable[[str], bool]
+) -> None:
+    """``convowatch_defect_spike_active`` from the spike aggregates at ``keys`` whose source (a judge, or
+    ``humans``) this worker owns: 1 for each category in alarm. A spike open on a shard another worker took
+    over no longer shows here, and one recovered in alarm shows before its next observation."""
+    metrics.spike_active.clear()
+    for key in keys:
+        if not key.startswith(f"spike{SEP}"):
+            continue
+        source, values = spike_slice(key)
+        if not owns(source):
+            continue
+        spikes = aggregator.detector(key)
+        assert isinstance(spikes, CategorySpikes)
+        for category in spikes.in_alarm:
+            set_spike_active(metrics, category, source, values, True)

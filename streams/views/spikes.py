@@ -16,7 +16,7 @@ from detectors.category_spikes import CategorySpikes
 from detectors.defect_rate_spike import arl0_for_budget
 from schemas.common import FAIL, QUALITY_DIMENSIONS
 from streams.aggregate import Aggregator, key
-from streams.emit import Emit, iso
+from streams.emit import SEP, Emit, iso
 from streams.labels import LabelGuard
 from streams.metrics import Metrics
 from streams.policy import escalation_id
@@ -144,7 +144,7 @@ class SpikeView:
             self.metrics.escalations.labels("defect_spike", severity).inc()
         else:
             summary = f"Defect spike over: {category} back near {detector.baseline:.1%} in {where} ({who})"
-        self._set_active(category, values, firing)
+        set_spike_active(self.metrics, category, source, values, firing)
         value = {
             "schema_version": 1,
             "escalation_id": eid,
@@ -173,11 +173,24 @@ class SpikeView:
         }
         return Emit("escalations", eid, value)
 
-    def _set_active(self, category: str, values: dict[str, str], active: bool) -> None:
-        m = self.metrics
-        m.spike_active.labels(
-            category,
-            m.label("journey", values.get("journey")),
-            m.label("model_version", values["model_version"]) if "model_version" in values else "*",
-            values.get("intent", "*"),
-        ).set(1.0 if active else 0.0)
+
+def spike_slice(spike_key: str) -> tuple[str, dict[str, str]]:
+    """(source, slice values) of a spike aggregate's key (``spike<SEP>source<SEP>journey=...``)."""
+    _, source, *parts = spike_key.split(SEP)
+    return source, dict(part.split("=", 1) for part in parts)
+
+
+def set_spike_active(
+    metrics: Metrics, category: str, source: str, values: dict[str, str], active: bool
+) -> None:
+    """``convowatch_defect_spike_active`` of one source's detector of ``category`` in one slice. Each source
+    (a judge, or human labels) has a series of its own: a source's resolution must not hide another's open
+    spike."""
+    m = metrics
+    m.spike_active.labels(
+        category,
+        m.label("journey", values.get("journey")),
+        m.label("model_version", values["model_version"]) if "model_version" in values else "*",
+        m.label("intent", values["intent"]) if "intent" in values else "*",
+        source if source == "humans" else m.label("judge_id", source),
+    ).set(1.0 if active else 0.0)

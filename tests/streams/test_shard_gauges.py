@@ -9,7 +9,7 @@ from prometheus_client import CollectorRegistry
 from detectors import AgreementTracker
 from streams.aggregate import Aggregator, key
 from streams.metrics import Metrics
-from streams.shard_gauges import SHARD_GAUGES, clear_lost_shards, export_agreement
+from streams.shard_gauges import SHARD_GAUGES, clear_lost_shards, export_agreement, export_spikes
 
 
 def agreement_aggregator(metrics: Metrics, pairs: dict[tuple[str, str], list[tuple[str, str]]]) -> Aggregator:
@@ -67,3 +67,35 @@ def test_gauges_of_single_shard_aggregates_are_cleared_when_their_shard_is_lost(
     expected = registry.get_sample_value("convowatch_review_expected_requests_per_hour")
     assert expected is not None and math.isnan(expected)
     assert set(SHARD_GAUGES) == {"humans", "review"}
+
+
+def test_open_spikes_are_exported_for_owned_sources_only_after_a_rebalance() -> None:
+    from detectors.category_spikes import CategorySpikes
+
+    registry = CollectorRegistry()
+    metrics = Metrics(registry)
+    aggregator = Aggregator(metrics)
+    keys = []
+    for source in ("judge-a", "judge-b", "humans"):
+        spike_key = key("spike", source, "journey=shopper", "model_version=shop-v1")
+        keys.append(spike_key)
+
+        def alarm(spikes: CategorySpikes) -> None:
+            for i in range(2_400):  # a 2% baseline, then every turn unsafe: an alarm
+                spikes.update(["unsafe"], ["unsafe"] if i >= 2_300 or i % 50 == 0 else [], ref=i)
+
+        aggregator.update(spike_key, {"kind": "judged", "src": [source, 0, 0]}, None, CategorySpikes, alarm)
+    aggregator.flush()
+    assert all(aggregator.detector(k).in_alarm == ["unsafe"] for k in keys)  # type: ignore[union-attr]
+    metrics.spike_active.labels("unsafe", "shopper", "shop-v1", "*", "judge-b").set(
+        1.0
+    )  # before the rebalance
+
+    export_spikes(metrics, aggregator, keys, owns=lambda shard: shard in ("judge-a", "humans"))
+
+    def active(source: str) -> float | None:
+        labels = {"category": "unsafe", "journey": "shopper", "model_version": "shop-v1", "intent": "*"}
+        return registry.get_sample_value("convowatch_defect_spike_active", labels | {"source": source})
+
+    assert active("judge-a") == 1.0 and active("humans") == 1.0  # recovered in alarm: shown at once
+    assert active("judge-b") is None  # its shard is another worker's now

@@ -104,7 +104,13 @@ def test_spike_in_one_segment_among_many_quiet_ones() -> None:
     assert (
         registry.get_sample_value(
             "convowatch_defect_spike_active",
-            {"category": "irrelevant", "journey": hot[0], "model_version": hot[1], "intent": "*"},
+            {
+                "category": "irrelevant",
+                "journey": hot[0],
+                "model_version": hot[1],
+                "intent": "*",
+                "source": "judge-a",
+            },
         )
         == 1.0
     )
