@@ -41,7 +41,7 @@ from streams.faust_consumer import use_prompt_consumer
 from streams.faust_guards import DeliveryGuard
 from streams.kafka_client import faust_credentials, track_topics
 from streams.metrics import Metrics
-from streams.observation_packs import packs, unpack
+from streams.observation_packs import packs, positioned, unpack
 from streams.pipeline import Pipeline, dead_letter
 from streams.shard_gauges import clear_lost_shards, export_agreement, export_spikes
 from streams.state import DictStore
@@ -249,7 +249,8 @@ class KafkaTransport:
                 for event in events:
                     message = event.message
                     try:
-                        observations = unpack(event.value)
+                        source = f"{message.topic}:{message.partition}"
+                        observations = positioned(unpack(event.value), source, message.offset)
                     except Exception:  # a bug (observations are ours): log where, count, go on
                         observations = []
                         self._aggregate_error(message)

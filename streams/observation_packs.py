@@ -56,3 +56,17 @@ def unpack(raw: bytes) -> list[dict[str, Any]]:
     if isinstance(value, dict):
         return [value]
     raise ValueError(f"an observations record must hold a JSON array or object, got {type(value).__name__}")
+
+
+def positioned(observations: list[dict[str, Any]], source: str, offset: int) -> list[dict[str, Any]]:
+    """``observations`` of one pack (``source``: its topic and partition, ``offset``: its own), each without
+    a source position (the join's evictions emit those: no input record caused them) given the pack's, so
+    that a pack delivered again (the aggregation stage replaying after a crash) applies them once.
+
+    >>> positioned([{"src": ["", None, 0]}, {"src": ["chat:1", 7, 0]}], "observations:2", 40)
+    [{'src': ['observations:2', 40, 0]}, {'src': ['chat:1', 7, 0]}]
+    """
+    for i, observation in enumerate(observations):
+        if observation["src"][1] is None:
+            observation["src"] = [source, offset, i]
+    return observations

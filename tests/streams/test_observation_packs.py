@@ -44,3 +44,39 @@ def test_a_single_observation_record_reads_as_a_pack_of_one() -> None:
 def test_anything_else_is_an_error(raw: bytes) -> None:
     with pytest.raises(ValueError, match="JSON array or object"):
         unpack(raw)
+
+
+def test_a_pack_of_eviction_pairs_delivered_twice_is_counted_once() -> None:
+    # a verdict and a human label whose chat turn never arrives: evicted, they still make a judge/human pair,
+    # with no input record behind it (no source position); the aggregation stage replaying its pack after a
+    # crash used to count it twice
+    from prometheus_client import CollectorRegistry
+
+    from schemas import Stream
+    from streams.config import Settings
+    from streams.metrics import Metrics
+    from streams.observation_packs import positioned
+    from streams.pipeline import Pipeline
+    from tests.factories import human_label, judge_verdict, raw, verdict
+
+    registry = CollectorRegistry()
+    pipeline = Pipeline(Settings(), Metrics(registry), batched=True)
+    v = judge_verdict(turn_id="orphan", verdicts=[verdict("safety", "fail")])
+    h = human_label(turn_id="orphan", verdicts=[verdict("safety", "pass")])
+    pipeline.ingest(Stream.JUDGE_VERDICTS, raw(v), source_topic="verdicts", partition=0, offset=1)
+    pipeline.ingest(Stream.HUMAN_LABELS, raw(h), source_topic="labels", partition=0, offset=1)
+    pipeline.joiner.watermark = float("inf")
+    evicted = [e for e in pipeline.joiner.evict() if e.topic == "observations" and e.value["kind"] == "pair"]
+    assert evicted and all(e.value["src"][1] is None for e in evicted)
+    [pack] = packs([orjson.dumps(e.value) for e in evicted])
+
+    for _ in range(2):  # delivered, then delivered again
+        for observation in positioned(unpack(pack), "observations:3", 57):
+            pipeline.aggregate(observation, 3)
+    pipeline.flush()
+
+    judge = v["judge_id"]
+    pairs = registry.get_sample_value(
+        "convowatch_judge_agreement_pairs", {"judge_id": judge, "dimension": "safety"}
+    )
+    assert pairs == 1.0
