@@ -11,6 +11,7 @@ its detectors under keys of its own, through :meth:`Aggregator.update`.
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from collections import Counter
@@ -28,6 +29,8 @@ from streams.state import DictStore, StateStore, WriteBehind
 KEEP_LIVE = 100_000
 #: How often (wall clock) flush exports the aggregate counts (kept by the store: O(kinds)).
 COUNT_EVERY_SECONDS = 10.0
+
+log = logging.getLogger("convowatch.aggregate")
 
 
 class Aggregate:
@@ -95,12 +98,23 @@ class Aggregator:
     def apply(self, observation: dict[str, Any], partition: int | None = None) -> list[Emit]:
         emits: list[Emit] = []
         for apply in self._appliers.get(observation["kind"], ()):
-            out = apply(self, observation, partition)
+            try:
+                out = apply(self, observation, partition)
+            except Exception:  # one view's bug must not keep the observation from the others
+                self._view_failed(apply, observation)
+                continue
             if out:
                 emits.extend(out)
         if self.autoflush:
             self.flush()
         return emits
+
+    def _view_failed(self, apply: Callable[..., list[Emit]], observation: dict[str, Any]) -> None:
+        view = type(getattr(apply, "__self__", apply)).__name__
+        log.exception(
+            "internal error: %s on a %s observation from %s", view, observation["kind"], observation["src"]
+        )
+        self.metrics.internal_errors.labels("aggregate").inc()
 
     def rebalanced(self) -> None:
         """The partitions this process owns changed and the store was recovered: forget decoded values, and

@@ -42,7 +42,7 @@ from streams.faust_guards import DeliveryGuard
 from streams.kafka_client import faust_credentials, track_topics
 from streams.metrics import Metrics
 from streams.observation_packs import packs, positioned, unpack
-from streams.pipeline import Pipeline, dead_letter
+from streams.pipeline import Pipeline
 from streams.shard_gauges import clear_lost_shards, export_agreement, export_spikes
 from streams.state import DictStore
 from streams.tables import NamedChangelogTable, TableStore
@@ -223,21 +223,13 @@ class KafkaTransport:
 
     def _ingest(self, event: Any) -> list[Emit]:
         message = event.message
-        stream = self.streams_by_topic[message.topic]
-        raw = event.value if event.value is not None else b""
-        try:
-            return self.pipeline.ingest(
-                stream, raw, source_topic=message.topic, partition=message.partition, offset=message.offset
-            )
-        except Exception as exc:  # a bug must not stop the worker or lose the record
-            log.exception("internal error on %s[%d]@%d", message.topic, message.partition, message.offset)
-            self.metrics.records_deadlettered.labels(stream.value, "internal_error").inc()
-            detail = f"{type(exc).__name__}: {exc}"
-            return [
-                dead_letter(
-                    stream, raw, "internal_error", detail, message.topic, message.partition, message.offset
-                )
-            ]
+        return self.pipeline.ingest(
+            self.streams_by_topic[message.topic],
+            event.value if event.value is not None else b"",
+            source_topic=message.topic,
+            partition=message.partition,
+            offset=message.offset,
+        )
 
     async def _aggregate(self, stream: Any) -> None:
         self.delivery.guard_acks(self.app.consumer)

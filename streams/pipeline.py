@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import logging
 import math
 from datetime import UTC, datetime
 from typing import Any
@@ -18,6 +19,8 @@ from streams.state import StateStore
 from streams.taxonomy import Taxonomy, load_taxonomy
 from streams.views import default_views
 from streams.views.outcomes import signal_observation
+
+log = logging.getLogger("convowatch.pipeline")
 
 
 class Pipeline:
@@ -81,7 +84,20 @@ class Pipeline:
         partition: int | None = None,
         offset: int | None = None,
     ) -> list[Emit]:
-        """One raw record of ``stream``: its outputs, or one dead letter saying why it was rejected."""
+        """One raw record of ``stream``: its outputs, or one dead letter saying why it was rejected (reason
+        ``internal_error`` when processing it failed: a bug must not stop a transport or lose the record)."""
+        try:
+            return self._ingest(stream, raw, source_topic, partition, offset)
+        except Exception as exc:
+            log.exception("internal error on %s[%s]@%s", source_topic, partition, offset)
+            self.metrics.records_deadlettered.labels(stream.value, "internal_error").inc()
+            self.counts["deadletter"] += 1
+            detail = f"{type(exc).__name__}: {exc}"
+            return [dead_letter(stream, raw, "internal_error", detail, source_topic, partition, offset)]
+
+    def _ingest(
+        self, stream: Stream, raw: bytes, source_topic: str, partition: int | None, offset: int | None
+    ) -> list[Emit]:
         records_in, records_valid = self._stream_metrics[stream]
         records_in.inc()
         try:

@@ -278,3 +278,48 @@ def test_the_newest_event_time_is_exported_only_once_a_stream_has_one_and_never_
         pipeline.process(Stream.CHAT_TURNS, raw(chat_turn(turn_id=turn_id, ts=ts)), source_topic="in")
     assert newest("chat_turns") == 1795514400.0  # 10:00, not the late record's 09:00
     assert newest("judge_verdicts") is None
+
+
+def test_a_bug_in_processing_a_record_dead_letters_it_in_both_transports(monkeypatch, caplog) -> None:
+    # the embedded transport (replay, demo) used to stop on it; the Kafka worker dead-lettered it
+    pipeline, registry = _pipeline()
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(pipeline.joiner, "handle", broken)
+    data = raw(chat_turn())
+    out = pipeline.process(Stream.CHAT_TURNS, data, source_topic="in", offset=4)
+    [dead] = out
+    assert dead.topic == "deadletter" and dead.value["reason"] == "internal_error"
+    assert dead.value["detail"] == "RuntimeError: a bug" and dead.value["offset"] == 4
+    assert base64.b64decode(dead.value["original_base64"]) == data
+    labels = {"stream": "chat_turns", "reason": "internal_error"}
+    assert registry.get_sample_value("convowatch_records_deadlettered_total", labels) == 1.0
+    assert "internal error on in[None]@4" in caplog.text
+
+
+def test_a_view_that_fails_does_not_keep_the_observation_from_the_others(caplog) -> None:
+    from streams.aggregate import Aggregator
+
+    class Broken:
+        kinds = ("judged",)
+
+        def apply(self, aggregator, observation, partition):
+            raise ValueError("a bug")
+
+    class Counting:
+        kinds = ("judged",)
+        seen = 0
+
+        def apply(self, aggregator, observation, partition):
+            Counting.seen += 1
+            return []
+
+    registry = CollectorRegistry()
+    aggregator = Aggregator(Metrics(registry), views=[Broken(), Counting()])
+    for i in range(3):
+        assert aggregator.apply({"kind": "judged", "src": ["in:0", i, 0]}) == []
+    assert Counting.seen == 3
+    assert registry.get_sample_value("convowatch_internal_errors_total", {"stage": "aggregate"}) == 3.0
+    assert "Broken on a judged observation" in caplog.text
