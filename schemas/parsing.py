@@ -43,7 +43,14 @@ _VALIDATE_JSON = {stream: model.__pydantic_validator__.validate_json for stream,
 MAX_LOCATION_CHARS = 200
 
 #: Bounded set of dead-letter reasons (safe as a metric label).
-REASONS = ("too_large", "invalid_json", "not_an_object", "unsupported_version", "validation_error")
+REASONS = (
+    "too_large",
+    "invalid_json",
+    "not_an_object",
+    "unsupported_version",
+    "validation_error",
+    "future_timestamp",  # decided by the pipeline against its clock (CONVOWATCH_MAX_FUTURE_SECONDS)
+)
 
 
 def parse_record(

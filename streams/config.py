@@ -91,6 +91,13 @@ class Settings(BaseSettings):
     max_record_bytes: int = Field(
         1_048_576, ge=1024, description="CONVOWATCH_MAX_RECORD_BYTES: larger records are dead-lettered."
     )
+    max_future_seconds: float = Field(
+        86_400.0,
+        ge=0,
+        description="CONVOWATCH_MAX_FUTURE_SECONDS: records whose event time is further ahead of the clock "
+        "than this are dead-lettered (reason future_timestamp): one record from a producer with a wrong "
+        "clock would move event-time windows, expiry and watermarks into the future. 0 turns the check off.",
+    )
     metrics_host: str = Field(
         "127.0.0.1", description="CONVOWATCH_METRICS_HOST: address of the /metrics server."
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import logging
 import math
+import time
 from datetime import UTC, datetime
 from typing import Any
 
@@ -74,6 +75,7 @@ class Pipeline:
         #: the newest event time per stream, exported once a stream has had a valid record: a worker that
         #: reads none (the aggregate role, a join worker without partitions) must not show a time of 0
         self._newest: dict[Stream, list[Any]] = {}  # [event time, gauge child]
+        self._max_future = self.settings.max_future_seconds
 
     def ingest(
         self,
@@ -106,8 +108,16 @@ class Pipeline:
             self.metrics.records_deadlettered.labels(stream.value, exc.reason).inc()
             self.counts["deadletter"] += 1
             return [dead_letter(stream, raw, exc.reason, exc.detail, source_topic, partition, offset)]
-        records_valid.inc()
         ts = event.ts.timestamp()
+        if self._max_future and ts > (now := time.time()) + self._max_future:
+            detail = (
+                f"event time {event.ts.isoformat()} is {ts - now:.0f} s ahead of this worker's clock "
+                f"(limit {self._max_future:.0f} s)"
+            )
+            self.metrics.records_deadlettered.labels(stream.value, "future_timestamp").inc()
+            self.counts["deadletter"] += 1
+            return [dead_letter(stream, raw, "future_timestamp", detail, source_topic, partition, offset)]
+        records_valid.inc()
         newest = self._newest.get(stream)
         if newest is None:
             newest = self._newest[stream] = [-math.inf, self.metrics.last_event_time.labels(stream.value)]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import re
+import time
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
@@ -33,11 +34,13 @@ pytestmark = pytest.mark.reliability
 MAX_MESSAGE_BYTES = 4_194_304  # input topics take the 2 MB records; the worker dead-letters them as too_large
 
 
-def expected_outcome(stream: Stream, value: bytes | None, max_bytes: int) -> str:
+def expected_outcome(stream: Stream, value: bytes | None, max_bytes: int, max_future: float) -> str:
     try:
-        parse_record(stream, value or b"", max_bytes=max_bytes)
+        event = parse_record(stream, value or b"", max_bytes=max_bytes)
     except InvalidRecord as exc:
         return exc.reason
+    if max_future and event.ts.timestamp() > time.time() + max_future:  # none is near the limit
+        return "future_timestamp"
     return "valid"
 
 
@@ -104,7 +107,10 @@ def test_hostile_input_is_dead_lettered_and_accounted_for(
     finally:
         worker.stop()
 
-    outcomes = Counter((s.value, expected_outcome(s, v, settings.max_record_bytes)) for s, _, v in records)
+    outcomes = Counter(
+        (s.value, expected_outcome(s, v, settings.max_record_bytes, settings.max_future_seconds))
+        for s, _, v in records
+    )
     counters: Counter[tuple[str, str]] = Counter()
     for (name, labels), count in samples.items():
         d = dict(labels)
@@ -123,7 +129,7 @@ def test_hostile_input_is_dead_lettered_and_accounted_for(
     sent_invalid = Counter(
         (s.value, hashlib.sha256(v or b"").hexdigest())
         for s, _, v in records
-        if expected_outcome(s, v, settings.max_record_bytes) != "valid"
+        if expected_outcome(s, v, settings.max_record_bytes, settings.max_future_seconds) != "valid"
     )
     assert Counter((d["stream"], original_digest(d)) for d in dead) == sent_invalid
     assert {d["reason"] for d in dead} <= {r for _, r in outcomes} - {"valid"}

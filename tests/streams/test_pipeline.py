@@ -323,3 +323,27 @@ def test_a_view_that_fails_does_not_keep_the_observation_from_the_others(caplog)
     assert Counting.seen == 3
     assert registry.get_sample_value("convowatch_internal_errors_total", {"stage": "aggregate"}) == 3.0
     assert "Broken on a judged observation" in caplog.text
+
+
+def test_an_event_time_far_ahead_of_the_clock_is_dead_lettered_not_let_into_the_windows() -> None:
+    from datetime import UTC, datetime, timedelta
+
+    now = datetime.now(UTC)
+
+    def at(delta: timedelta) -> str:
+        return (now + delta).isoformat()
+
+    pipeline, registry = _pipeline()  # the default limit: 1 day ahead
+    ahead = raw(chat_turn(turn_id="t-ahead", ts=at(timedelta(days=2))))
+    [dead] = pipeline.process(Stream.CHAT_TURNS, ahead, source_topic="in", offset=1)
+    assert dead.topic == "deadletter" and dead.value["reason"] == "future_timestamp"
+    assert "ahead of this worker's clock" in dead.value["detail"]
+    assert base64.b64decode(dead.value["original_base64"]) == ahead
+    labels = {"stream": "chat_turns", "reason": "future_timestamp"}
+    assert registry.get_sample_value("convowatch_records_deadlettered_total", labels) == 1.0
+    assert pipeline.joiner.watermark < (now + timedelta(hours=1)).timestamp()  # event time did not jump
+    # a producer a little ahead is fine; so is anything with the check off
+    skewed = raw(chat_turn(turn_id="t-skewed", ts=at(timedelta(hours=1))))
+    assert pipeline.process(Stream.CHAT_TURNS, skewed, source_topic="in", offset=2) == []
+    unchecked, _ = _pipeline(max_future_seconds=0)
+    assert unchecked.process(Stream.CHAT_TURNS, ahead, source_topic="in", offset=1) == []
