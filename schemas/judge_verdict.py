@@ -10,12 +10,15 @@ from schemas.common import EventModel, FiniteFloat, ShortCode, Verdicts
 
 #: Most perceptual scores one verdict may carry (each becomes a tracked distribution).
 MAX_SCORES = 16
+#: Largest magnitude of a perceptual score.
+MAX_SCORE_MAGNITUDE = 1e6
 
 #: Numeric perceptual scores of a multimodal output, by score name (``artifact``, ``prompt_alignment``,
 #: ``clip``...): JSON numbers only (no strings, booleans, NaN or infinities), at most :data:`MAX_SCORES`.
-#: convowatch tracks each score's distribution per modality and model version and expects values in [0, 1].
+#: convowatch tracks each score's distribution per modality and model version and expects values in [0, 1];
+#: it accepts any within +-:data:`MAX_SCORE_MAGNITUDE` (beyond, sums of scores overflow a float).
 Scores = Annotated[
-    dict[ShortCode, Annotated[StrictFloat, FiniteFloat]],
+    dict[ShortCode, Annotated[StrictFloat, FiniteFloat, Field(ge=-MAX_SCORE_MAGNITUDE, le=MAX_SCORE_MAGNITUDE)]],
     Field(max_length=MAX_SCORES),
 ]
 

@@ -279,6 +279,7 @@ def test_perceptual_scores_are_optional_and_kept():
     assert event.scores == {**scores, "prompt_alignment": 1.0}
     assert all(type(v) is float for v in event.scores.values())
     assert parse_record(Stream.JUDGE_VERDICTS, raw(judge_verdict(scores={f"s{i}": 0.5 for i in range(16)})))
+    assert parse_record(Stream.JUDGE_VERDICTS, raw(judge_verdict(scores={"fid": 1e6, "loss": -1e6})))
 
 
 @pytest.mark.parametrize(
@@ -294,6 +295,8 @@ def test_perceptual_scores_are_optional_and_kept():
         {f"s{i}": 0.5 for i in range(17)},
         [0.3],
         "clip",
+        {"clip": 1e308, "fid": -1e308},  # their sums overflowed the drift detector's
+        {"clip": 1_000_000.5},
     ],
 )
 def test_invalid_perceptual_scores_are_rejected(scores):
