@@ -17,10 +17,8 @@ MAX_SCORE_MAGNITUDE = 1e6
 #: ``clip``...): JSON numbers only (no strings, booleans, NaN or infinities), at most :data:`MAX_SCORES`.
 #: convowatch tracks each score's distribution per modality and model version and expects values in [0, 1];
 #: it accepts any within +-:data:`MAX_SCORE_MAGNITUDE` (beyond, sums of scores overflow a float).
-Scores = Annotated[
-    dict[ShortCode, Annotated[StrictFloat, FiniteFloat, Field(ge=-MAX_SCORE_MAGNITUDE, le=MAX_SCORE_MAGNITUDE)]],
-    Field(max_length=MAX_SCORES),
-]
+Score = Annotated[StrictFloat, FiniteFloat, Field(ge=-MAX_SCORE_MAGNITUDE, le=MAX_SCORE_MAGNITUDE)]
+Scores = Annotated[dict[ShortCode, Score], Field(max_length=MAX_SCORES)]
 
 
 class JudgeVerdict(EventModel):
