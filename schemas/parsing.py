@@ -50,6 +50,7 @@ REASONS = (
     "unsupported_version",
     "validation_error",
     "future_timestamp",  # decided by the pipeline against its clock (CONVOWATCH_MAX_FUTURE_SECONDS)
+    "too_many_raters",  # decided by the join: a turn keeps at most 100 judges' and 100 annotators' labels
 )
 
 

@@ -24,6 +24,7 @@ from __future__ import annotations
 from typing import Any
 
 from schemas import ChatTurn, HumanLabel, JudgeVerdict
+from schemas.exceptions import InvalidRecord
 from schemas.judge_verdict import MAX_SCORES
 from streams.emit import Emit, Entry
 from streams.expiry import ExpiryIndex
@@ -34,6 +35,9 @@ from streams.taxonomy import Taxonomy
 
 # what a turn publishes is built in streams.join_outputs; its names stay importable from here
 __all__ = ["MAX_KEPT_TEXT", "MIN_RATERS", "Emit", "TurnJoiner", "TurnOutputs", "kept", "number_observations"]
+
+#: Most judges, and most annotators, whose labels one turn keeps (each adds ~180 bytes to its entry).
+MAX_RATERS_PER_TURN = 100
 
 
 class TurnJoiner:
@@ -85,11 +89,13 @@ class TurnJoiner:
     ) -> list[Emit]:
         """Join one event; ``source`` (input topic/partition, offset) tags the observations it causes."""
         ts = event.ts.timestamp()
-        if ts > self.watermark:
-            self.watermark = ts
         turn_id = event.turn_id
         state = self.state
         entry = state.get(turn_id)
+        if entry is not None and not isinstance(event, ChatTurn):
+            _check_raters(entry, event)
+        if ts > self.watermark:
+            self.watermark = ts
         new = entry is None
         if entry is None:
             entry = {
@@ -326,3 +332,19 @@ class TurnJoiner:
             self.state.flush()
         self.metrics.join_pending.set(len(self.state))
         return emits
+
+
+def _check_raters(entry: Entry, event: JudgeVerdict | HumanLabel) -> None:
+    """Refuse a new judge or annotator on a turn that has :data:`MAX_RATERS_PER_TURN` of them already: a
+    labelling tool sending one turn id for every turn (``"undefined"``) would grow the entry past what a
+    changelog record may hold, and the worker would stop on it at every restart."""
+    if isinstance(event, JudgeVerdict):
+        raters, rater = entry["judge"], event.judge_id
+    else:
+        raters, rater = entry["human"], event.annotator_id
+    if rater not in raters and len(raters) >= MAX_RATERS_PER_TURN:
+        kind = "judges" if isinstance(event, JudgeVerdict) else "annotators"
+        raise InvalidRecord(
+            "too_many_raters",
+            f"turn {event.turn_id!r} already has {len(raters)} {kind}' labels, the most kept",
+        )

@@ -100,35 +100,34 @@ class Pipeline:
     def _ingest(
         self, stream: Stream, raw: bytes, source_topic: str, partition: int | None, offset: int | None
     ) -> list[Emit]:
-        records_in, records_valid = self._stream_metrics[stream]
-        records_in.inc()
+        self._stream_metrics[stream][0].inc()
         try:
             event = parse_record(stream, raw, max_bytes=self.settings.max_record_bytes)
+            ts = event.ts.timestamp()
+            if self._max_future and ts > (now := time.time()) + self._max_future:
+                raise InvalidRecord(
+                    "future_timestamp",
+                    f"event time {event.ts.isoformat()} is {ts - now:.0f} s ahead of this worker's clock "
+                    f"(limit {self._max_future:.0f} s)",
+                )
+            source = f"{source_topic}:{partition}" if partition is not None else source_topic
+            if isinstance(event, ConversationSignal):  # keyed by conversation, not turn: nothing to join
+                emits = [signal_observation(event, (source, offset))]
+            else:  # the join may refuse it too: a turn with too many raters
+                emits = self.joiner.handle(event, partition, (source, offset))
         except InvalidRecord as exc:
             self.metrics.records_deadlettered.labels(stream.value, exc.reason).inc()
             self.counts["deadletter"] += 1
             return [dead_letter(stream, raw, exc.reason, exc.detail, source_topic, partition, offset)]
-        ts = event.ts.timestamp()
-        if self._max_future and ts > (now := time.time()) + self._max_future:
-            detail = (
-                f"event time {event.ts.isoformat()} is {ts - now:.0f} s ahead of this worker's clock "
-                f"(limit {self._max_future:.0f} s)"
-            )
-            self.metrics.records_deadlettered.labels(stream.value, "future_timestamp").inc()
-            self.counts["deadletter"] += 1
-            return [dead_letter(stream, raw, "future_timestamp", detail, source_topic, partition, offset)]
-        records_valid.inc()
+        self._stream_metrics[stream][1].inc()  # valid: counted once it went through
+        self.counts[stream.value] += 1
         newest = self._newest.get(stream)
         if newest is None:
             newest = self._newest[stream] = [-math.inf, self.metrics.last_event_time.labels(stream.value)]
         if ts > newest[0]:  # the newest, not the last: late records come in between
             newest[0] = ts
             newest[1].set(ts)
-        self.counts[stream.value] += 1
-        source = f"{source_topic}:{partition}" if partition is not None else source_topic
-        if isinstance(event, ConversationSignal):  # keyed by conversation, not turn: nothing to join
-            return [signal_observation(event, (source, offset))]
-        return self.joiner.handle(event, partition, (source, offset))
+        return emits
 
     def aggregate(self, observation: dict[str, Any], partition: int | None = None) -> list[Emit]:
         return self.aggregator.apply(observation, partition)

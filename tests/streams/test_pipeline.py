@@ -347,3 +347,28 @@ def test_an_event_time_far_ahead_of_the_clock_is_dead_lettered_not_let_into_the_
     assert pipeline.process(Stream.CHAT_TURNS, skewed, source_topic="in", offset=2) == []
     unchecked, _ = _pipeline(max_future_seconds=0)
     assert unchecked.process(Stream.CHAT_TURNS, ahead, source_topic="in", offset=1) == []
+
+
+def test_a_turn_keeps_at_most_a_hundred_annotators_and_refuses_more_into_the_dead_letters() -> None:
+    # a labelling tool sending one turn id for every turn would grow its entry past a changelog record's size
+    from streams.join import MAX_RATERS_PER_TURN
+
+    pipeline, registry = _pipeline()
+    for i in range(MAX_RATERS_PER_TURN):
+        label = human_label(turn_id="undefined", annotator_id=f"a{i}", verdicts=[verdict("safety", "pass")])
+        assert pipeline.process(Stream.HUMAN_LABELS, raw(label), source_topic="in", offset=i) == []
+    extra = raw(human_label(turn_id="undefined", annotator_id="a-extra", verdicts=[verdict("safety", "pass")]))
+    [dead] = pipeline.process(Stream.HUMAN_LABELS, extra, source_topic="in", offset=100)
+    assert dead.value["reason"] == "too_many_raters" and "100 annotators" in dead.value["detail"]
+    assert base64.b64decode(dead.value["original_base64"]) == extra
+    again = raw(human_label(turn_id="undefined", annotator_id="a7", verdicts=[verdict("bias", "pass")]))
+    assert pipeline.process(Stream.HUMAN_LABELS, again, source_topic="in", offset=101) == []  # a known one
+    entry = pipeline.joiner.state.get("undefined")
+    assert len(entry["human"]) == MAX_RATERS_PER_TURN and "a-extra" not in entry["human"]
+    counts = {
+        reason: _sample(registry, "convowatch_records_deadlettered_total", stream="human_labels", reason=reason)
+        for reason in ("too_many_raters",)
+    }
+    assert counts == {"too_many_raters": 1.0}
+    assert _sample(registry, "convowatch_records_valid_total", stream="human_labels") == 101  # not the refused
+    assert _sample(registry, "convowatch_records_in_total", stream="human_labels") == 102
