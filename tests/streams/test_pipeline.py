@@ -370,5 +370,5 @@ def test_a_turn_keeps_at_most_a_hundred_annotators_and_refuses_more_into_the_dea
         registry, "convowatch_records_deadlettered_total", stream="human_labels", reason="too_many_raters"
     )
     assert refused == 1.0
-    assert _sample(registry, "convowatch_records_valid_total", stream="human_labels") == 101  # not the refused
+    assert _sample(registry, "convowatch_records_valid_total", stream="human_labels") == 101  # not refused
     assert _sample(registry, "convowatch_records_in_total", stream="human_labels") == 102
