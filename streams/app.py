@@ -43,7 +43,7 @@ from streams.kafka_client import faust_credentials, track_topics
 from streams.metrics import Metrics
 from streams.observation_packs import packs, positioned, unpack
 from streams.pipeline import Pipeline
-from streams.shard_gauges import clear_lost_shards, export_agreement, export_spikes
+from streams.shard_gauges import clear_lost_children, clear_lost_shards, export_agreement, export_spikes
 from streams.state import DictStore
 from streams.tables import NamedChangelogTable, TableStore
 from streams.topics import input_topics, output_topics
@@ -349,6 +349,7 @@ class KafkaTransport:
             export_agreement(self.metrics, self.pipeline.aggregator, keys, owns)
             export_spikes(self.metrics, self.pipeline.aggregator, keys, owns)
             clear_lost_shards(self.metrics, owns)
+            clear_lost_children(self.metrics, owns)
 
     def _published_through(self) -> dict[str, int]:
         """The recovered "published through" offsets of the input partitions this worker owns now."""

@@ -15,6 +15,7 @@ from detectors import AgreementTracker
 from detectors.category_spikes import CategorySpikes
 from streams.aggregate import Aggregator
 from streams.emit import SEP
+from streams.labels import OTHER, UNKNOWN
 from streams.metrics import Metrics
 from streams.views.spikes import set_spike_active, spike_slice
 
@@ -36,6 +37,89 @@ SHARD_GAUGES: dict[str, tuple[str, ...]] = {
     ),
     "review": ("review_expected_per_hour",),
 }
+SHARD_GAUGES["humans"] += ("live_intent_accuracy", "live_intent_ece")
+
+
+def _judge(labels: dict[str, str]) -> str:
+    return labels["judge_id"]
+
+
+def _judge_or_humans_by_segment(labels: dict[str, str]) -> str:
+    return "humans" if labels["segment"] == "vendor" else labels["judge_id"]  # per vendor: from labels
+
+
+def _judge_or_humans_by_source(labels: dict[str, str]) -> str:
+    return "humans" if labels["source"] == "human" else labels["judge_id"]
+
+
+def _journey(labels: dict[str, str]) -> str:
+    return labels["journey"]
+
+
+#: Gauges of aggregates sharded by what their labels name (a judge's observations on the judge's shard, a
+#: turn's on its journey's), and the shard key of a child given its labels
+KEYED_GAUGES: dict[str, Callable[[dict[str, str]], str]] = {
+    **dict.fromkeys(
+        (
+            "gwet_ac1",
+            "agreement_bound",
+            "window_agreement_ratio",
+            "window_cohen_kappa",
+            "window_gwet_ac1",
+            "window_agreement_pairs",
+            "judge_gold_accuracy",
+            "judge_sensitivity",
+            "judge_specificity",
+            "judge_calibration_bound",
+            "judge_ece",
+            "calibrated_rate",
+            "calibrated_rate_bound",
+            "version_lift",
+            "version_lift_bound",
+            "version_decision",
+            "version_p_value",
+            "version_turns",
+            "version_calibrated_lift",
+            "version_calibrated_lift_bound",
+            "version_calibrated_decision",
+            "version_calibrated_p_value",
+            "version_calibrated_turns",
+            "perceptual_drift_statistic",
+            "perceptual_drift_active",
+        ),
+        _judge,
+    ),
+    **dict.fromkeys(
+        ("segment_agreement_ratio", "segment_cohen_kappa", "segment_gwet_ac1", "segment_agreement_pairs"),
+        _judge_or_humans_by_segment,
+    ),
+    **dict.fromkeys(("guardrail_recall", "guardrail_precision"), _judge_or_humans_by_source),
+    **dict.fromkeys(
+        (
+            "version_outcome_lift",
+            "version_outcome_lift_bound",
+            "version_outcome_decision",
+            "version_outcome_p_value",
+            "version_outcome_turns",
+        ),
+        _journey,
+    ),
+}
+
+
+def clear_lost_children(metrics: Metrics, owns: Callable[[str], bool]) -> None:
+    """Remove the children of :data:`KEYED_GAUGES` whose shard this worker does not own: the worker that owns
+    it exports them, and a copy left here would show the old figure beside it. Children whose label was
+    folded (``other``, ``unknown``) name no one shard and stay."""
+    for name, shard_of in KEYED_GAUGES.items():
+        gauge = getattr(metrics, name)
+        names = gauge._labelnames
+        for metric in gauge.collect():
+            for sample in metric.samples:
+                shard = shard_of(sample.labels)
+                if shard in (OTHER, UNKNOWN) or owns(shard):
+                    continue
+                gauge.remove(*(sample.labels[n] for n in names))  # a gauge's child has one sample
 
 
 def clear_lost_shards(metrics: Metrics, owns: Callable[[str], bool]) -> None:

@@ -99,3 +99,66 @@ def test_open_spikes_are_exported_for_owned_sources_only_after_a_rebalance() -> 
 
     assert active("judge-a") == 1.0 and active("humans") == 1.0  # recovered in alarm: shown at once
     assert active("judge-b") is None  # its shard is another worker's now
+
+
+def test_children_of_lost_shards_are_removed_and_owned_or_folded_ones_kept() -> None:
+    from streams.shard_gauges import clear_lost_children
+
+    registry = CollectorRegistry()
+    m = Metrics(registry)
+    m.judge_ece.labels("judge-a", "safety").set(0.1)
+    m.judge_ece.labels("judge-b", "safety").set(0.2)
+    m.judge_ece.labels("other", "safety").set(0.3)  # folded judges: no one shard
+    m.segment_agreement_ratio.labels("judge-b", "safety", "journey", "shopper").set(0.9)
+    m.segment_agreement_ratio.labels("judge-b", "safety", "vendor", "acme").set(0.8)  # from human labels
+    m.guardrail_recall.labels("human", "", "shop-v1").set(0.7)
+    m.guardrail_recall.labels("judge", "judge-b", "shop-v1").set(0.6)
+    m.version_outcome_decision.labels("shopper", "escalated", "v1", "v2").set(-1)
+    m.version_outcome_decision.labels("driver_support", "escalated", "v1", "v2").set(1)
+
+    owned = {"judge-a", "humans", "driver_support"}
+    clear_lost_children(m, owns=lambda shard: shard in owned)
+
+    def value(name: str, **labels: str) -> float | None:
+        return registry.get_sample_value(name, labels)
+
+    assert value("convowatch_judge_expected_calibration_error", judge_id="judge-a", dimension="safety") == 0.1
+    assert (
+        value("convowatch_judge_expected_calibration_error", judge_id="judge-b", dimension="safety") is None
+    )
+    assert value("convowatch_judge_expected_calibration_error", judge_id="other", dimension="safety") == 0.3
+    segment = {"judge_id": "judge-b", "dimension": "safety"}
+    ratio = "convowatch_judge_segment_agreement_ratio"
+    assert value(ratio, **segment, segment="journey", segment_value="shopper") is None
+    assert value(ratio, **segment, segment="vendor", segment_value="acme") == 0.8
+    assert (
+        value("convowatch_guardrail_recall_ratio", source="human", judge_id="", model_version="shop-v1")
+        == 0.7
+    )
+    assert (
+        value(
+            "convowatch_guardrail_recall_ratio", source="judge", judge_id="judge-b", model_version="shop-v1"
+        )
+        is None
+    )
+    decision = "convowatch_version_outcome_decision"
+    outcome = {"outcome": "escalated", "control": "v1", "treatment": "v2"}
+    assert value(decision, journey="shopper", **outcome) is None
+    assert value(decision, journey="driver_support", **outcome) == 1.0
+
+
+def test_every_labelled_gauge_says_how_it_is_refreshed_after_a_rebalance() -> None:
+    # a gauge added later must be placed: sharded by its labels, on one shard, refreshed from the recovered
+    # state, or not an aggregate's at all
+    from prometheus_client import Gauge
+
+    from streams.shard_gauges import KEYED_GAUGES
+
+    refreshed = {"agreement_ratio", "cohen_kappa", "agreement_pairs", "spike_active"}
+    per_worker = {"last_event_time", "aggregates", "consumer_lag", "assigned_partitions"}
+    single_shard = {name for names in SHARD_GAUGES.values() for name in names}
+    metrics = Metrics(CollectorRegistry())
+    gauges = {name for name, value in vars(metrics).items() if isinstance(value, Gauge) and value._labelnames}
+    placed = set(KEYED_GAUGES) | single_shard | refreshed | per_worker
+    assert gauges - placed == set()
+    assert set(KEYED_GAUGES) & (single_shard | refreshed | per_worker) == set()
