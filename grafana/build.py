@@ -534,9 +534,11 @@ def oncall() -> dict[str, Any]:
             ts(
                 "Judge defects per chat turn by category",
                 target("convowatch:judge_defects_per_turn:ratio5m", "{{category}}"),
-                description="Judge defects per valid chat turn, all journeys (turn counts carry no segment).",
+                description="Judge defects per valid chat turn, all journeys (turn counts carry no "
+                "segment), summed over judges and failing dimensions: with two judges a turn may count "
+                "twice, so this is not a share of turns.",
                 links=category_runbooks(),
-                unit="percentunit",
+                unit="short",
                 min_value=0,
             ),
             ts(
@@ -753,7 +755,11 @@ def perceptual_panels() -> list[dict[str, Any]]:
         ),
         stat(
             "Open perceptual drift escalations",
-            target(f"sum(convowatch_perceptual_drift_active{{{sel}}})"),
+            # one per score, whichever worker reports it (a folded judge "other" may be reported by several)
+            target(
+                "count(max by (judge_id, modality, model_version, score) "
+                f"(convowatch_perceptual_drift_active{{{sel}}}) == 1) or vector(0)"
+            ),
             description="Scores (per judge, modality and model version) with a perceptual_drift escalation "
             "firing now.",
             links=runbook,

@@ -10,6 +10,9 @@ from streams.config import Settings
 from streams.exceptions import ConfigError
 from streams.metrics import Metrics
 
+#: What became of escalation alerts in the sink (``convowatch_alertmanager_alerts_total{result}``)
+ALERT_RESULTS = ("sent", "failed", "dropped", "expired", "invalid")
+
 
 def build_alertmanager_sink(
     settings: Settings, metrics: Metrics, generator_url: str | None
@@ -20,6 +23,9 @@ def build_alertmanager_sink(
 
     def count(name: str, n: int) -> None:
         metrics.alertmanager_alerts.labels(name).inc(n)
+
+    for result in ALERT_RESULTS:  # at 0 from the start, so that an alert on increase() sees the first one
+        metrics.alertmanager_alerts.labels(result)
 
     try:
         sink = AlertmanagerSink(

@@ -336,8 +336,10 @@ class KafkaTransport:
         self.pipeline.joiner.state.forget()
         self.pipeline.joiner.rebalanced(self._published_through())
         self.pipeline.aggregator.rebalanced()
-        if self.pending is not None and (dropped := self.pending.drop_unowned()):
-            log.info("dropped %d pending turns of partitions now owned by other workers", dropped)
+        if self.pending is not None:
+            if dropped := self.pending.drop_unowned():
+                log.info("dropped %d pending turns of partitions now owned by other workers", dropped)
+            self.metrics.join_pending.set(len(self.pending))  # or a worker left with none keeps its old count
         if self.aggregate_store is not None:
             topic = self.outputs["observations"].get_topic_name()
             observed = {tp.partition for tp in assigned if tp.topic == topic}

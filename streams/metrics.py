@@ -54,6 +54,7 @@ class Metrics(PipelineMetrics, DivergenceMetrics, LabellingMetrics, ModelMetrics
             self.outputs.labels(topic)
         for reason in ("ttl", "capacity"):
             self.join_evictions.labels(reason)
+        self.internal_errors.labels("aggregate")  # so that an alert on increase() sees the first one
         for kind in ("high_risk_failure", "defect_spike", "judge_drift", "volume_anomaly", "latency_anomaly"):
             for severity in ("critical", "high", "medium", "low"):
                 self.escalations.labels(kind, severity)
