@@ -26,7 +26,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple
 
@@ -37,6 +37,14 @@ _log = logging.getLogger(__name__)
 
 #: Escalation kinds that nothing resolves (one per turn): :class:`AlertmanagerSink` expires them.
 EXPIRING_KINDS = frozenset({"high_risk_failure"})
+
+#: Joins an escalation id and a version in the key of the resolve of labels a later revision replaced
+SUPERSEDED = "#superseded-"
+
+
+def _labels(escalation: Mapping[str, Any]) -> dict[str, str]:
+    labels: dict[str, str] = alert_from_escalation(escalation, None)["labels"]
+    return labels
 
 
 @dataclass(slots=True)
@@ -149,7 +157,7 @@ class AlertmanagerSink:
 
     def _publish(self, escalation: Mapping[str, Any]) -> None:
         value = copy.deepcopy(dict(escalation))  # held for hours: not shared with the caller
-        alert_from_escalation(value, None)  # reject what could never be sent, here rather than later
+        labels = _labels(value)  # rejects what could never be sent, here rather than later
         eid = str(value["escalation_id"])
         revision = int(value.get("revision") or 1)
         resolved = value.get("status") == "resolved"
@@ -165,6 +173,13 @@ class AlertmanagerSink:
             if current is None and self._done.get(eid, 0) >= revision:
                 return  # already resolved at this revision or later
             now = time.monotonic()
+            if current is not None and current.resolved_at is None and _labels(current.escalation) != labels:
+                # A later revision changes the alert's labels (the turn's segment came, the severity rose, a
+                # second dimension failed): Alertmanager would hold the old ones as another alert until they
+                # time out, paging twice. End it now: the old labels are sent once, resolved.
+                superseded = f"{eid}{SUPERSEDED}{current.version}"
+                self._active[superseded] = replace(current, resolved_at=datetime.now(UTC), version=1)
+                self._dirty.add(superseded)
             self._active[eid] = _Active(
                 escalation=value,
                 revision=revision,
@@ -179,7 +194,8 @@ class AlertmanagerSink:
             if self._flush_at is None:
                 self._flush_at = now + self.batch_delay
             while len(self._active) > self.max_active:
-                old, _ = self._active.popitem(last=False)
+                old = self._least_needed()
+                del self._active[old]
                 self._dirty.discard(old)
                 dropped += 1
             self.dropped += dropped
@@ -189,6 +205,15 @@ class AlertmanagerSink:
                 "more than %d active alerts: dropped the %d least recently updated", self.max_active, dropped
             )
             self._count("dropped", dropped)
+
+    def _least_needed(self) -> str:
+        """The alert to drop at the cap: the least recently updated of a kind that expires anyway (a
+        high-risk failure), else the least recently updated. An aggregate's alert (a defect spike) is
+        published once and then not until it resolves: dropped first, it would lapse while still true."""
+        for eid, entry in self._active.items():
+            if entry.escalation.get("kind") in self.expiring_kinds:
+                return eid
+        return next(iter(self._active))
 
     @property
     def active(self) -> int:

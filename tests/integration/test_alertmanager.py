@@ -347,3 +347,25 @@ def test_sink_resends_active_alerts_and_expires_unresolved_high_risk_failures(
         wait_until(lambda: one_shot["escalation_id"] in _by_id(alertmanager.alerts()), timeout=10)
     finally:
         sink.close()
+
+
+def test_a_revision_that_changes_the_labels_ends_the_alert_of_the_old_ones(
+    alertmanager: AlertmanagerServer, sink: AlertmanagerSink
+) -> None:
+    # a high-risk turn's severity rises (or its segment arrives) with a later revision: Alertmanager must not
+    # keep the first labels as a second alert of the same escalation until they time out
+    tag = uuid.uuid4().hex[:8]
+    first = escalation(f"relabel-{tag}", 1, severity="high")
+    eid = first["escalation_id"]
+    sink.publish(first)
+    _wait_alert(alertmanager, eid)
+    sink.publish({**first, "revision": 2, "severity": "critical"})
+
+    def alerts_of_the_escalation() -> list[dict[str, Any]]:
+        return [a for a in alertmanager.alerts() if a["labels"].get("escalation_id") == eid]
+
+    wait_until(
+        lambda: [a["labels"]["severity"] for a in alerts_of_the_escalation()] == ["critical"],
+        timeout=10,
+        message=lambda: f"alerts of {eid}: {alerts_of_the_escalation()}",
+    )

@@ -1,0 +1,35 @@
+"""AlertmanagerSink's bookkeeping, without sending (its delivery is tested against a real Alertmanager in
+tests/integration/test_alertmanager.py)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from schemas import Escalation
+from streams.alertmanager import AlertmanagerSink
+
+
+def escalation(n: int, kind: str = "high_risk_failure") -> dict[str, Any]:
+    value = {
+        "escalation_id": f"{kind}-{n}",
+        "kind": kind,
+        "severity": "critical",
+        "dimension": "safety",
+        "segment": {"journey": "shopper", "model_version": "m-1", "channel": "chat", "modality": "text"},
+        "event_time": datetime.now(UTC).isoformat(),
+        "turn_ids": [f"turn-{n}"],
+        "summary": f"escalation {n}",
+        "evidence": {},
+    }
+    return Escalation.model_validate(value).model_dump(mode="json")
+
+
+def test_at_the_cap_high_risk_alerts_go_before_an_open_spike() -> None:
+    # a spike is published once and not again until it resolves: dropped, it would lapse while still true
+    sink = AlertmanagerSink("http://127.0.0.1:9", max_active=2)  # not started: nothing is sent
+    sink.publish(escalation(1, kind="defect_spike"))
+    for n in (2, 3, 4):
+        sink.publish(escalation(n))
+    assert [e["escalation_id"] for e in sink.escalations()] == ["defect_spike-1", "high_risk_failure-4"]
+    assert sink.dropped == 2
