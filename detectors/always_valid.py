@@ -150,13 +150,16 @@ class LiveVersionPairs(Detector, metaclass=ABCMeta):
         seen = self._seen.get(version)
         if seen is None:
             self._seen[version] = seen = [at, at]
-        else:  # min and max of the stored times (an int ts is kept as given, as min/max would)
-            if ts < seen[0]:
-                seen[0] = ts
-            if ts > seen[1]:
-                seen[1] = ts
+        elif ts > seen[1]:  # the latest time (an int ts is kept as given, as max would)
+            seen[1] = ts
+        # The first time stays the arrival's, never lowered by a late turn: it orders each pair (control
+        # first), and a late turn of the newer version that flipped the order ended the pair's test (a
+        # regression read as resolved) and started an empty one the other way round.
         if len(self._seen) > self.max_versions:
-            self._forget(min(self._seen, key=lambda v: (self._seen[v][1], v)))
+            stalest = min(self._seen, key=lambda v: (self._seen[v][1], v))
+            self._forget(stalest)
+            if stalest == version:  # a late turn of a version not tracked: too old to be live with any
+                return []
         live_since = self._watermark - self.horizon_seconds
         pairs = []
         tests = self._tests

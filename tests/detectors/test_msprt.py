@@ -169,3 +169,30 @@ def test_a_worse_canary_is_reported_once() -> None:
         cmp.update("v2" if canary else "v1", rng.random() < (0.08 if canary else 0.03), ts=i * 0.1)
         events += cmp.events
     assert events == [("v1", "v2", "worse")]
+
+
+def test_a_late_turn_of_the_newer_version_does_not_swap_control_and_treatment() -> None:
+    # a canary turn older than the control's first one (out-of-order arrival) used to flip the pair: the
+    # regression test ended ("ended": a resolved regression while both still served) and restarted reversed
+    from detectors.msprt import VersionComparison
+
+    cmp = VersionComparison(horizon_seconds=3600, tau2=1e-4, min_samples=50)
+    rng = random.Random(8)
+    events = []
+    for i in range(6_000):
+        version, rate = ("v2", 0.15) if i % 5 == 4 else ("v1", 0.03)  # v1 first: the control
+        events += cmp.update(version, rng.random() < rate, ts=1_000.0 + i).events
+    assert ("v1", "v2", "worse") in events
+    late = cmp.update("v2", False, ts=999.0).events  # older than v1's first turn
+    assert late == []
+    assert cmp.live_pairs == [["v1", "v2"]]
+
+
+def test_a_late_turn_of_an_untracked_version_at_the_cap_is_ignored() -> None:
+    from detectors.msprt import VersionComparison
+
+    cmp = VersionComparison(horizon_seconds=3600, max_versions=3)
+    for i, version in enumerate(("v1", "v2", "v3")):
+        cmp.update(version, False, ts=100.0 + i)
+    cmp.update("late", False, ts=50.0)  # raised KeyError: it was forgotten as the stalest, then ordered
+    assert sorted(cmp.live_pairs) == [["v1", "v2"], ["v1", "v3"], ["v2", "v3"]]
