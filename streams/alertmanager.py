@@ -58,6 +58,7 @@ class _Active:
     first_seen: datetime  # wall clock of the first publish: the latest startsAt, stable across re-sends
     version: int  # bumped on every change, to tell whether what was sent is still current
     last_sent: float = -math.inf  # monotonic time Alertmanager last accepted it
+    source: Any = None  # what the escalation came from (a topic partition), for :meth:`forget`
 
 
 class _Outgoing(NamedTuple):
@@ -145,17 +146,18 @@ class AlertmanagerSink:
 
     # -- caller side ---------------------------------------------------------------------------------
 
-    def publish(self, escalation: Mapping[str, Any]) -> None:
-        """Record a new or updated escalation (status ``resolved`` resolves it); sent shortly after."""
+    def publish(self, escalation: Mapping[str, Any], source: Any = None) -> None:
+        """Record a new or updated escalation (status ``resolved`` resolves it); sent shortly after.
+        ``source`` (hashable: the topic partition it came from) lets :meth:`forget` drop it."""
         try:
-            self._publish(escalation)
+            self._publish(escalation, source)
         except Exception as exc:  # never into the pipeline
             with self._cond:
                 self.invalid += 1
             _log.warning("escalation not sent to Alertmanager: %s", exc)
             self._count("invalid", 1)
 
-    def _publish(self, escalation: Mapping[str, Any]) -> None:
+    def _publish(self, escalation: Mapping[str, Any], source: Any) -> None:
         value = copy.deepcopy(dict(escalation))  # held for hours: not shared with the caller
         labels = _labels(value)  # rejects what could never be sent, here rather than later
         eid = str(value["escalation_id"])
@@ -188,6 +190,7 @@ class AlertmanagerSink:
                 first_seen=current.first_seen if current else datetime.now(UTC),
                 version=current.version + 1 if current else 1,
                 last_sent=current.last_sent if current else -math.inf,
+                source=source if source is not None or current is None else current.source,
             )
             self._active.move_to_end(eid)
             self._dirty.add(eid)
@@ -205,6 +208,23 @@ class AlertmanagerSink:
                 "more than %d active alerts: dropped the %d least recently updated", self.max_active, dropped
             )
             self._count("dropped", dropped)
+
+    def forget(self, keep: Callable[[Any], bool]) -> int:
+        """Stop holding (and re-sending) the firing alerts whose ``source`` ``keep`` refuses, without
+        resolving them; how many. After a rebalance: another worker publishes their updates now, and a copy
+        re-sent from here would fire again what that worker resolves. Resolves not yet delivered stay."""
+        with self._cond:
+            stale = [
+                eid
+                for eid, entry in self._active.items()
+                if entry.resolved_at is None and entry.source is not None and not keep(entry.source)
+            ]
+            for eid in stale:
+                del self._active[eid]
+                self._dirty.discard(eid)
+        if stale:
+            _log.info("no longer re-sending %d alerts of partitions another worker owns now", len(stale))
+        return len(stale)
 
     def _least_needed(self) -> str:
         """The alert to drop at the cap: the least recently updated of a kind that expires anyway (a

@@ -35,6 +35,7 @@ from typing import Any
 import faust
 import orjson
 
+from streams.alertmanager import AlertmanagerSink
 from streams.config import Settings
 from streams.emit import Emit
 from streams.faust_consumer import use_prompt_consumer
@@ -65,12 +66,12 @@ class KafkaTransport:
         self,
         settings: Settings,
         metrics: Metrics,
-        escalation_sinks: list[Callable[[dict[str, Any]], None]] | None = None,
+        alerts: AlertmanagerSink | None = None,
     ) -> None:
         self.settings = settings
         self.metrics = metrics
-        #: called with each escalation once the broker has acknowledged it (e.g. the Alertmanager sink)
-        self.escalation_sinks = escalation_sinks or []
+        #: given each escalation once the broker has acknowledged it, with the partition it came from
+        self.alerts = alerts
         self.role = role = settings.role
         #: one consumer group per role: the join and the aggregation stage scale and fail independently
         self.app = faust.App(
@@ -185,11 +186,18 @@ class KafkaTransport:
         async for events in stream.take_events(settings.batch_max, within=settings.batch_within_seconds):
             with self._batch(events, "join"):
                 emits: list[Emit] = []
+                sources: dict[str, tuple[str, int]] = {}  # escalation id -> input partition
                 with self.metrics.processing_seconds.time():
                     for event in events:
-                        emits.extend(self._ingest(event))
+                        out = self._ingest(event)
+                        emits.extend(out)
+                        for emit in out:
+                            if emit.topic == "escalations":
+                                sources[emit.key] = (event.message.topic, event.message.partition)
                 assert self.pending is not None and self.published is not None  # the join's tables
-                await self._publish(emits, self.pipeline.joiner.flush, self.pending, state_first=True)
+                await self._publish(
+                    emits, self.pipeline.joiner.flush, self.pending, sources, state_first=True
+                )
                 self.pipeline.joiner.published()
                 if (now := time.monotonic()) - self._marks_written_at >= PUBLISHED_MARKS_SECONDS:
                     self._marks_written_at = now
@@ -238,6 +246,7 @@ class KafkaTransport:
         async for events in stream.take_events(settings.batch_max, within=settings.batch_within_seconds):
             with self._batch(events, "aggregate"):
                 emits: list[Emit] = []
+                sources: dict[str, tuple[str, int]] = {}  # escalation id -> observations partition
                 for event in events:
                     message = event.message
                     try:
@@ -248,18 +257,29 @@ class KafkaTransport:
                         self._aggregate_error(message)
                     for observation in observations:
                         try:
-                            emits.extend(self.pipeline.aggregate(observation, message.partition))
+                            out = self.pipeline.aggregate(observation, message.partition)
                         except Exception:  # one observation's bug must not drop the rest of its pack
                             self._aggregate_error(message)
+                            continue
+                        emits.extend(out)
+                        for emit in out:
+                            if emit.topic == "escalations":
+                                sources[emit.key] = (message.topic, message.partition)
                 assert self.aggregate_store is not None  # the aggregate agent runs only with its table
-                await self._publish(emits, self.pipeline.aggregator.flush, self.aggregate_store)
+                await self._publish(emits, self.pipeline.aggregator.flush, self.aggregate_store, sources)
 
     def _aggregate_error(self, message: Any) -> None:
         log.exception("internal error on %s[%d]@%d", message.topic, message.partition, message.offset)
         self.metrics.internal_errors.labels("aggregate").inc()
 
     async def _publish(
-        self, emits: list[Emit], flush: Callable[[], Any], store: TableStore, *, state_first: bool = False
+        self,
+        emits: list[Emit],
+        flush: Callable[[], Any],
+        store: TableStore,
+        sources: dict[str, tuple[str, int]],
+        *,
+        state_first: bool = False,
     ) -> None:
         """Send every record and wait until the broker has acknowledged all of them; then write the batch's
         state (``flush``) and wait for its changelog records too. Only then may the batch be committed.
@@ -297,13 +317,12 @@ class KafkaTransport:
             await asyncio.gather(*pending)
         if not state_first:
             await self._write_state(flush, store)
-        for emit in emits:
-            if emit.topic == "escalations":
-                for sink in self.escalation_sinks:
-                    try:
-                        sink(emit.value)
-                    except Exception:  # a sink is a notification: it must not stop or replay the stream
-                        log.exception("escalation sink %r failed on %s", sink, emit.key)
+        if self.alerts is not None:
+            for emit in emits:
+                if (
+                    emit.topic == "escalations"
+                ):  # publish never raises: a notification must not stop the stream
+                    self.alerts.publish(emit.value, sources.get(emit.key))
 
     async def _write_state(self, flush: Callable[[], Any], store: TableStore) -> None:
         """Write the batch's state (``flush``) to the changelog and wait until the broker has it (and the
@@ -330,6 +349,8 @@ class KafkaTransport:
             owned[stream.value] = partitions
         log.warning("assigned input partitions: %s", owned)
         self.owned = frozenset((tp.topic, tp.partition) for tp in assigned if tp.topic in self._agent_topics)
+        if self.alerts is not None:  # escalations of partitions another worker owns now: its to update
+            self.alerts.forget(lambda source: source in self.owned)
         self.last_progress = time.monotonic()
         self.recovered = True
         # the tables were recovered, and may hold values newer than the decoded ones kept across batches

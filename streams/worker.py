@@ -11,7 +11,7 @@ import faust
 from prometheus_client import CollectorRegistry
 
 from streams.admin import create_topics
-from streams.alerting import build_alertmanager_sink, publish_escalation
+from streams.alerting import build_alertmanager_sink
 from streams.app import KafkaTransport
 from streams.config import Settings
 from streams.health import Health, serve
@@ -35,7 +35,7 @@ def run_worker(settings: Settings, loglevel: str = "warning") -> None:
     base = f"http://{settings.metrics_host}:{server.server_port}"
     log.warning("convowatch metrics on %s/metrics, health on %s/healthz and %s/readyz", base, base, base)
     alerts = build_alertmanager_sink(settings, metrics, generator_url=f"{base}/metrics")
-    transport = KafkaTransport(settings, metrics, escalation_sinks=[publish_escalation(alerts)])
+    transport = KafkaTransport(settings, metrics, alerts=alerts)
     lag = ConsumerLagMonitor(settings, metrics, transport.agent_topics, group=transport.app.conf.id)
     health.add_liveness("progress", progress_check(transport, lag, settings.health_stall_seconds))
     health.add_readiness("broker", lambda: None if monitor.down_since is None else "Kafka broker unreachable")

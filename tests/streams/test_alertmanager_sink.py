@@ -33,3 +33,22 @@ def test_at_the_cap_high_risk_alerts_go_before_an_open_spike() -> None:
         sink.publish(escalation(n))
     assert [e["escalation_id"] for e in sink.escalations()] == ["defect_spike-1", "high_risk_failure-4"]
     assert sink.dropped == 2
+
+
+def test_forget_drops_firing_alerts_of_sources_no_longer_owned_and_keeps_pending_resolves() -> None:
+    # after a rebalance another worker updates these escalations: re-sent from here, they would fire again
+    # what that worker resolves
+    sink = AlertmanagerSink("http://127.0.0.1:9")  # not started: nothing is sent
+    sink.publish(escalation(1), source=("inputs", 0))
+    sink.publish(escalation(2), source=("inputs", 1))
+    sink.publish(escalation(3, kind="defect_spike"), source=("observations", 1))
+    sink.publish(escalation(4), source=None)  # no source: never forgotten
+    sink.publish(escalation(5), source=("inputs", 1))
+    sink.publish({**escalation(5), "status": "resolved", "revision": 2})  # a resolve still to deliver
+    assert sink.forget(lambda source: source == ("inputs", 0)) == 2
+    held = {e["escalation_id"]: e.get("status") for e in sink.escalations()}
+    assert held == {
+        "high_risk_failure-1": "firing",
+        "high_risk_failure-4": "firing",
+        "high_risk_failure-5": "resolved",
+    }
