@@ -12,6 +12,9 @@ from typing import Any, Self
 
 from detectors.base import Detector
 
+#: Least spread of log latency assumed: 5%
+LATENCY_SD_FLOOR = 0.05
+
 
 class _Cusum:
     """Standardised two-sided CUSUM over a baseline learned in ``warmup`` samples (state: a plain dict)."""
@@ -21,15 +24,19 @@ class _Cusum:
         return {"n": 0, "mean": 0.0, "m2": 0.0, "up": 0.0, "down": 0.0, "alarm": None, "since": None}
 
     @staticmethod
-    def update(s: dict[str, Any], x: float, ts: float, warmup: int, k: float, h: float) -> str | None:
-        """Add ``x``; returns ``"up"``/``"down"`` when an alarm starts, ``"resolved"`` when it ends."""
+    def update(
+        s: dict[str, Any], x: float, ts: float, warmup: int, k: float, h: float, sd_floor: float
+    ) -> str | None:
+        """Add ``x``; returns ``"up"``/``"down"`` when an alarm starts, ``"resolved"`` when it ends.
+        ``sd_floor``: the least baseline spread assumed (a warm-up of identical values has none, and the
+        next different value would be 10^8 deviations off)."""
         if s["n"] < warmup:  # Welford: the baseline's mean and spread
             s["n"] += 1
             delta = x - s["mean"]
             s["mean"] += delta / s["n"]
             s["m2"] += delta * (x - s["mean"])
             return None
-        sd = math.sqrt(s["m2"] / max(s["n"] - 1, 1)) or 1e-9
+        sd = max(math.sqrt(s["m2"] / max(s["n"] - 1, 1)), sd_floor)
         z = (x - s["mean"]) / sd
         # capped at 2h: the statistic comes back to 0 soon after the shift ends, so the alarm resolves
         s["up"] = min(max(0.0, s["up"] + z - k), 2 * h)
@@ -112,8 +119,16 @@ class TrafficWatch(Detector):
         if bucket > self._bucket:
             closed = [self._count] + [0] * min(bucket - self._bucket - 1, 1440)
             for count in closed:
+                # a count's own noise: the log of a Poisson count of mean m varies by about 1/sqrt(m)
+                floor = 1.0 / math.sqrt(max(math.expm1(self._volume["mean"]), 1.0))
                 event = _Cusum.update(
-                    self._volume, math.log1p(count), ts, self.volume_warmup, self.k, self.volume_threshold
+                    self._volume,
+                    math.log1p(count),
+                    ts,
+                    self.volume_warmup,
+                    self.k,
+                    self.volume_threshold,
+                    floor,
                 )
                 self._volume_event = event or self._volume_event
             self._bucket, self._count = bucket, 0
@@ -123,7 +138,13 @@ class TrafficWatch(Detector):
             self._late += 1
         if latency_ms is not None and latency_ms > 0:
             event = _Cusum.update(
-                self._latency, math.log(latency_ms), ts, self.latency_warmup, self.k, self.latency_threshold
+                self._latency,
+                math.log(latency_ms),
+                ts,
+                self.latency_warmup,
+                self.k,
+                self.latency_threshold,
+                LATENCY_SD_FLOOR,
             )
             if event == "down" and self._latency["alarm"] == "down":  # faster answers are not an incident
                 self._latency["alarm"], self._latency["down"] = None, 0.0
