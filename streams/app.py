@@ -114,7 +114,9 @@ class KafkaTransport:
         self.pending = self.aggregate_store = self.published = None
         if joins:
             pending = self.app.Table("pending", schema=json_state)
-            self.pending = TableStore(pending, owned=self._input_partitions, defer_deletes=True)
+            self.pending = TableStore(
+                pending, owned=self._input_partitions, defer_deletes=True, oversized=self._state_oversized
+            )
             # per input partition, the offset through which the join's outputs are acknowledged
             self.published = TableStore(self.app.Table("published", schema=json_state))
         if aggregates:
@@ -128,7 +130,7 @@ class KafkaTransport:
                     changelog_name=f"{settings.app_id}-aggregates-changelog",
                 )
             )
-            self.aggregate_store = TableStore(table)
+            self.aggregate_store = TableStore(table, oversized=self._state_oversized)
         self.pipeline = Pipeline(
             settings,
             metrics,
@@ -156,6 +158,9 @@ class KafkaTransport:
         #: delivery futures of the join's last published marks (awaited with the next batch's state)
         self._marks_sent: list[Any] = []
         self._marks_written_at = 0.0
+
+    def _state_oversized(self, table: str) -> None:
+        self.metrics.state_oversized.labels(table).inc()
 
     @property
     def agent_topics(self) -> list[str]:

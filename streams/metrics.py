@@ -55,6 +55,8 @@ class Metrics(PipelineMetrics, DivergenceMetrics, LabellingMetrics, ModelMetrics
         for reason in ("ttl", "capacity"):
             self.join_evictions.labels(reason)
         self.internal_errors.labels("aggregate")  # so that an alert on increase() sees the first one
+        for table in ("pending", "aggregates"):
+            self.state_oversized.labels(table)
         for kind in ("high_risk_failure", "defect_spike", "judge_drift", "volume_anomaly", "latency_anomaly"):
             for severity in ("critical", "high", "medium", "low"):
                 self.escalations.labels(kind, severity)

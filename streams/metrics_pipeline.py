@@ -144,3 +144,10 @@ class PipelineMetrics:
             ["stage"],
             registry=r,
         )
+        self.state_oversized = Counter(
+            "convowatch_state_oversized_total",
+            "State entries too large for a changelog record, kept in memory but not written (a restart "
+            "recovers their previous value), by table.",
+            ["table"],
+            registry=r,
+        )

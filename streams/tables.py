@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -9,6 +10,12 @@ import faust
 import orjson
 
 from streams.state import KindCounts
+
+log = logging.getLogger("convowatch.tables")
+
+#: Largest changelog value written. The producer refuses a request over 1,000,000 bytes, and a batch whose
+#: state cannot be written fails and is replayed at every restart: the worker would never get past it.
+MAX_STATE_BYTES = 900_000
 
 
 class TableStore:
@@ -30,11 +37,18 @@ class TableStore:
     serialises = True
 
     def __init__(
-        self, table: Any, owned: Callable[[], set[int]] | None = None, *, defer_deletes: bool = False
+        self,
+        table: Any,
+        owned: Callable[[], set[int]] | None = None,
+        *,
+        defer_deletes: bool = False,
+        oversized: Callable[[str], None] | None = None,
     ) -> None:
         self.table = table
         self.owned = owned
         self.defer_deletes = defer_deletes
+        #: called with the table's name for each value too large to write (after logging it)
+        self.oversized = oversized
         self._outbox: list[tuple[bytes, bytes | None, int | None]] = []
         #: tombstones held back until the next send (defer_deletes), and those due at it
         self._deferred: list[tuple[bytes, bytes | None, int | None]] = []
@@ -55,6 +69,17 @@ class TableStore:
     def put(self, key: str, value: Any, partition: int | None) -> None:
         self.table.data[key] = value
         raw = value if isinstance(value, bytes) else orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS)
+        if len(raw) > MAX_STATE_BYTES:  # a state that grew without bound: keep going, say so loudly
+            log.error(
+                "%s: %r is %d bytes, over the %d a changelog record may hold: kept in memory, not written",
+                self.table.name,
+                key[:200],
+                len(raw),
+                MAX_STATE_BYTES,
+            )
+            if self.oversized is not None:
+                self.oversized(self.table.name)
+            return
         self._outbox.append((orjson.dumps(key), raw, partition))
 
     def delete(self, key: str, partition: int | None) -> None:

@@ -71,3 +71,18 @@ def test_deferred_deletions_of_partitions_now_owned_elsewhere_are_dropped() -> N
     owned.discard(1)  # a rebalance moved partition 1 to another worker
     store.drop_unowned()
     assert recorder.sent(store) == [("a", None, 0)]
+
+
+def test_a_value_too_large_for_a_changelog_record_is_kept_in_memory_not_written(caplog: Any) -> None:
+    # written, it would fail the batch at every restart (the producer refuses requests over 1,000,000 bytes)
+    from streams.tables import MAX_STATE_BYTES
+
+    oversized: list[str] = []
+    store, recorder = table_store(oversized=oversized.append), Recorder()
+    huge = {"p": 0, "labels": ["x" * 1000] * (MAX_STATE_BYTES // 1000)}
+    store.put("big", huge, 0)
+    store.put("small", {"p": 0}, 0)
+    assert recorder.sent(store) == [("small", {"p": 0}, 0)]
+    assert store.get("big") == huge  # the worker goes on with it
+    assert oversized == ["pending"]
+    assert "'big' is" in caplog.text and "not written" in caplog.text
