@@ -106,12 +106,12 @@ class TrafficWatch(Detector):
         self._count = 0
         self._volume = _Cusum.fresh()
         self._latency = _Cusum.fresh()
-        self._volume_event: str | None = None
+        self._volume_events: list[list[Any]] = []  # [event, since] of this update, in order
         self._latency_event: str | None = None
         self._late = 0
 
     def update(self, ts: float, latency_ms: float | None = None) -> Self:
-        self._volume_event = None
+        self._volume_events = []
         self._latency_event = None
         bucket = math.floor(ts / self.bucket_seconds)
         if self._bucket is None:
@@ -130,7 +130,8 @@ class TrafficWatch(Detector):
                     self.volume_threshold,
                     floor,
                 )
-                self._volume_event = event or self._volume_event
+                if event is not None:  # several buckets may close at once: an alarm may end and another start
+                    self._volume_events.append([event, self._volume["since"]])
             self._bucket, self._count = bucket, 0
         if bucket == self._bucket:
             self._count += 1
@@ -154,7 +155,14 @@ class TrafficWatch(Detector):
 
     @property
     def volume_event(self) -> str | None:
-        return self._volume_event
+        """The last volume event of this update (see :attr:`volume_events`)."""
+        return self._volume_events[-1][0] if self._volume_events else None
+
+    @property
+    def volume_events(self) -> list[tuple[str, float | None]]:
+        """Every volume event of this update, in order, each with the start of the alarm it concerns (the
+        one that ended, for ``"resolved"``): a gap in traffic closes several buckets in one update."""
+        return [(event, since) for event, since in self._volume_events]
 
     @property
     def latency_event(self) -> str | None:

@@ -29,17 +29,26 @@ class TrafficView:
         if watch is None:
             return []
         emits = []
-        if watch.volume_event:
-            emits.append(self._escalation("volume_anomaly", watch.volume_event, watch, journey, turn))
+        for event, since in watch.volume_events:
+            emits.append(self._escalation("volume_anomaly", event, since, watch, journey, turn))
         if watch.latency_event:
-            emits.append(self._escalation("latency_anomaly", watch.latency_event, watch, journey, turn))
+            emits.append(
+                self._escalation(
+                    "latency_anomaly", watch.latency_event, watch.latency_since, watch, journey, turn
+                )
+            )
         return emits
 
     def _escalation(
-        self, kind: str, event: str, watch: TrafficWatch, journey: str, turn: dict[str, Any]
+        self,
+        kind: str,
+        event: str,
+        since: float | None,
+        watch: TrafficWatch,
+        journey: str,
+        turn: dict[str, Any],
     ) -> Emit:
         firing = event != "resolved"
-        since = watch.volume_since if kind == "volume_anomaly" else watch.latency_since
         eid = escalation_id(kind, f"{journey}|{since}")
         if kind == "volume_anomaly":
             detail = (

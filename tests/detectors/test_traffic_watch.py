@@ -25,3 +25,22 @@ def test_a_flat_warm_up_does_not_make_the_next_wobble_a_surge() -> None:
 def test_a_real_surge_after_a_flat_warm_up_still_alarms() -> None:
     watch = TrafficWatch()
     assert "up" in feed(watch, [10] * 40 + [40] * 15 + [10])
+
+
+def test_an_alarm_that_ends_in_a_gap_where_another_starts_reports_both() -> None:
+    # a surge, traffic back to normal, then none at all: the turn after the gap closes several minutes at
+    # once, in which the surge's alarm resolves and a drop's starts; only the drop was reported, so the
+    # surge's escalation never resolved
+    watch = TrafficWatch()
+    assert feed(watch, [10] * 40 + [40] * 15) == ["up"]
+    surge_since = watch.volume_since
+    minute = 55
+    while watch._volume["up"] > 2.0:  # normal minutes until two more resolve the surge (each takes 1)
+        assert feed(watch, [10], start=minute * 60) == []
+        minute += 1
+    feed(watch, [10], start=minute * 60)  # a normal minute, still open
+    watch.update((minute + 10) * 60 + 1.0, 800.0)  # the next turn, ten empty minutes later
+    assert [event for event, _ in watch.volume_events] == ["resolved", "down"]
+    (_, resolved_since), (_, down_since) = watch.volume_events
+    assert resolved_since == surge_since and down_since not in (None, surge_since)
+    assert watch.volume_event == "down"
