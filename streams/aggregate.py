@@ -118,13 +118,13 @@ class Aggregator:
 
     def rebalanced(self) -> None:
         """The partitions this process owns changed and the store was recovered: forget decoded values, and
-        let views that derive indexes from the store (``rebalanced()``) drop them; they rebuild a
-        partition's from the recovered store when its next observation arrives."""
+        let views that derive anything from the store (``rebalanced(aggregator)``) derive it again: indexes,
+        and the label values their keys were built with."""
         self.state.forget()
         for view in self.views:
             rebalanced = getattr(view, "rebalanced", None)
             if rebalanced is not None:
-                rebalanced()
+                rebalanced(self)
 
     def flush(self) -> int:
         written = self.state.flush(_encode)

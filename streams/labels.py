@@ -27,6 +27,19 @@ class LabelGuard:
         self.allow = frozenset(allow) if allow is not None else None
         self._admitted: set[str] = set()
 
+    def admit(self, values: Iterable[str]) -> None:
+        """Admit ``values`` (in sorted order, while there is room) as if they had been seen first: a process
+        restoring state keyed by label values it admitted before restores the same mapping.
+
+        >>> guard = LabelGuard(max_values=2)
+        >>> guard.admit(["refund", "other", "payout", "returns"])
+        >>> [guard("returns"), guard("payout"), guard("refund")]
+        ['other', 'payout', 'refund']
+        """
+        for value in sorted(set(values) - {OTHER, UNKNOWN}):
+            if self.allow is None and len(self._admitted) < self.max_values:
+                self._admitted.add(value)
+
     def __call__(self, value: str | None) -> str:
         if value is None or value == "":
             return UNKNOWN

@@ -12,7 +12,7 @@ from typing import Any
 
 from detectors.defect_rate_spike import DefectRateSpike
 from streams.aggregate import Aggregator, key
-from streams.emit import UNKNOWN_SEGMENT, Emit, iso
+from streams.emit import SEP, UNKNOWN_SEGMENT, Emit, iso
 from streams.labels import LabelGuard
 from streams.metrics import Metrics
 from streams.policy import escalation_id
@@ -27,6 +27,10 @@ class JudgeDriftView:
         self.arl0 = arl0
         self.warmup = warmup
         self.journeys = LabelGuard(50)
+
+    def rebalanced(self, aggregator: Aggregator) -> None:
+        """Admit the journeys of the recovered drift detectors first (see ``SpikeView.rebalanced``)."""
+        self.journeys.admit(k.split(SEP)[3] for k, _ in aggregator.records("drift"))
 
     def apply(self, aggregator: Aggregator, pair: dict[str, Any], partition: int | None) -> list[Emit]:
         judge_id, dimension = pair["judge_id"], pair["dimension"]

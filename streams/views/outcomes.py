@@ -372,7 +372,7 @@ class OutcomeView:
             return self._open_index(entry["p"]).holds(k, entry["last"])
         return self._closed_index(entry["p"]).holds(k, entry["end"])
 
-    def rebalanced(self) -> None:
+    def rebalanced(self, aggregator: Aggregator) -> None:
         """Drop every partition's indexes: those of partitions now owned elsewhere would still count in
         ``convowatch_conversations_tracked`` and against the cap, and evict real conversations early."""
         self._open.clear()

@@ -83,6 +83,14 @@ class PerceptualView:
         self.guards = {name: LabelGuard(max_keys) for name in ("model_version", "score")}
         self._cache = LabelCache(self._new_children)
 
+    def rebalanced(self, aggregator: Aggregator) -> None:
+        """Admit the model versions and score names of the recovered detectors first (see
+        ``SpikeView.rebalanced``)."""
+        keys = [k.split(SEP) for k, _ in aggregator.records("perceptual")]
+        self.guards["model_version"].admit(parts[3] for parts in keys)
+        self.guards["score"].admit(parts[4] for parts in keys)
+        self._cache = LabelCache(self._new_children)
+
     def apply(self, aggregator: Aggregator, obs: dict[str, Any], partition: int | None) -> list[Emit]:
         scores: dict[str, float] = obs.get("scores") or {}
         if not scores:

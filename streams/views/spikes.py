@@ -68,6 +68,18 @@ class SpikeView:
         }
         self._slice_cache = LabelCache(self._new_slices)
 
+    def rebalanced(self, aggregator: Aggregator) -> None:
+        """Admit the slice values of the recovered spike aggregates first: with the guards of a fresh process,
+        a value folded into ``other`` before could get a slice of its own, and the ``other`` detector (in
+        alarm, perhaps) would stop getting its turns and never resolve."""
+        seen: dict[str, set[str]] = {name: set() for name in self.guards}
+        for spike_key, _ in aggregator.records("spike"):
+            for name, value in spike_slice(spike_key)[1].items():
+                seen[name].add(value)
+        for name, values in seen.items():
+            self.guards[name].admit(values)
+        self._slice_cache = LabelCache(self._new_slices)
+
     def apply(self, aggregator: Aggregator, obs: dict[str, Any], partition: int | None) -> list[Emit]:
         category_of = self.category_of
         judged_set: set[str] = set()

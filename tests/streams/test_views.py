@@ -194,3 +194,37 @@ def test_volume_drop_and_latency_rise_in_one_journey_only() -> None:
         ("shopper", "resolved"),
     ]
     assert latency[0]["escalation_id"] == latency[1]["escalation_id"]
+
+
+def test_a_restarted_worker_folds_segment_values_as_the_one_before_it() -> None:
+    # a fresh process's guards admit values in the order it sees them: an intent folded into "other" before
+    # a restart got a slice of its own after it, and the "other" detector stopped getting its turns
+    from streams.aggregate import Aggregator
+    from streams.state import DictStore
+    from streams.taxonomy import load_taxonomy
+    from streams.views.spikes import SpikeView
+
+    store = DictStore()
+
+    def view_and_aggregator() -> tuple[SpikeView, Aggregator]:
+        metrics = Metrics(CollectorRegistry())
+        view = SpikeView(metrics, load_taxonomy(), max_segment_values=3)
+        return view, Aggregator(metrics, store, views=[view])
+
+    def judged(n: int, intent: str) -> dict[str, Any]:
+        segment = {"journey": "shopper", "model_version": "m-1", "intent": intent}
+        obs = {"kind": "judged", "judge_id": "judge-a", "turn_id": f"t{n}", "ts": float(n)}
+        return obs | {"labels": {"safety": "pass"}, "segment": segment, "src": ["in:0", n, 0]}
+
+    before, aggregator = view_and_aggregator()
+    for n, intent in enumerate(["a", "b", "c", "late"]):  # "late" is the fourth: folded into "other"
+        aggregator.apply(judged(n, intent))
+    aggregator.flush()
+    slices = {values.get("intent") for _, values in before._slices("judge-a", judged(9, "late")["segment"])}
+    assert "other" in slices
+
+    after, recovered = view_and_aggregator()  # a restarted worker over the recovered store
+    recovered.rebalanced()
+    assert after._slices("judge-a", judged(9, "late")["segment"]) == before._slices(
+        "judge-a", judged(9, "late")["segment"]
+    )
