@@ -116,3 +116,6 @@ class DeadLetter(OutputModel):
     received_at: datetime
     original_base64: str
     original_size: int
+    #: the Kafka record's key (None: none, or not read from Kafka) and whether its value was null
+    original_key_base64: str | None = None
+    tombstone: bool = False

@@ -236,13 +236,18 @@ class KafkaTransport:
 
     def _ingest(self, event: Any) -> list[Emit]:
         message = event.message
-        return self.pipeline.ingest(
+        emits = self.pipeline.ingest(
             self.streams_by_topic[message.topic],
             event.value if event.value is not None else b"",
             source_topic=message.topic,
             partition=message.partition,
             offset=message.offset,
         )
+        if len(emits) == 1 and emits[0].topic == "deadletter":  # the record's key is part of it too
+            key = message.key
+            emits[0].value["original_key_base64"] = None if key is None else base64.b64encode(key).decode()
+            emits[0].value["tombstone"] = event.value is None
+        return emits
 
     async def _aggregate(self, stream: Any) -> None:
         self.delivery.guard_acks(self.app.consumer)

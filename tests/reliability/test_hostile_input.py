@@ -132,6 +132,13 @@ def test_hostile_input_is_dead_lettered_and_accounted_for(
         if expected_outcome(s, v, settings.max_record_bytes, settings.max_future_seconds) != "valid"
     )
     assert Counter((d["stream"], original_digest(d)) for d in dead) == sent_invalid
+    # the whole record is kept: its key too, and whether its value was null (a tombstone)
+    sent_whole = Counter(
+        (s.value, None if k is None else base64.b64encode(k).decode(), v is None)
+        for s, k, v in records
+        if expected_outcome(s, v, settings.max_record_bytes, settings.max_future_seconds) != "valid"
+    )
+    assert Counter((d["stream"], d["original_key_base64"], d["tombstone"]) for d in dead) == sent_whole
     assert {d["reason"] for d in dead} <= {r for _, r in outcomes} - {"valid"}
     truncated = [d for d in dead if len(base64.b64decode(d["original_base64"])) < d["original_size"]]
     for check in checks.values():
