@@ -43,6 +43,16 @@ class DefectRateView:
         self.refresh = Refresh(refresh_every, refresh_seconds)
         self.journeys = LabelGuard(MAX_SEGMENT_VALUES)  # bounds the estimators per judge
 
+    def rebalanced(self, aggregator: Aggregator) -> None:
+        """Admit the journeys of the recovered estimators first: with a fresh guard a restarted worker
+        admitted new ones in their place, and each restart added estimators to a judge's one record."""
+        journeys: set[str] = set()
+        for ppi_key, _ in list(aggregator.records("ppi")):
+            keyed = aggregator.detector(ppi_key)
+            assert isinstance(keyed, KeyedDetectors)
+            journeys.update(inner.split(SEP, 1)[0] for inner, _ in keyed.items())
+        self.journeys.admit(journeys - {ALL})
+
     def apply(self, aggregator: Aggregator, obs: dict[str, Any], partition: int | None) -> list[Emit]:
         judge_id = obs["judge_id"]
         segment = obs["segment"]

@@ -610,3 +610,35 @@ def test_gauges_are_recomputed_every_n_observations_or_after_the_event_time_inte
     decisions = [refresh("k", ts) for ts in (0, 1, 2, 3, 4, 5, 70, 71, 50, 72, 73)]
     assert decisions == [True, False, False, True, False, False, True, False, False, True, False]
     assert refresh("other key", 0.0)
+
+
+def test_a_restarted_ppi_view_keeps_the_journeys_its_estimators_were_kept_under() -> None:
+    # a fresh process admitted journeys anew: one folded into "other" got estimators of its own, and each
+    # restart added estimators to the judge's one record
+    from streams.aggregate import Aggregator
+    from streams.state import DictStore
+    from streams.views.agreement import MAX_SEGMENT_VALUES
+    from streams.views.ppi import DefectRateView
+
+    store = DictStore()
+
+    def view_and_aggregator() -> tuple[DefectRateView, Aggregator]:
+        metrics = Metrics(CollectorRegistry())
+        view = DefectRateView(metrics)
+        return view, Aggregator(metrics, store, views=[view])
+
+    def judged(n: int, journey: str) -> dict[str, Any]:
+        segment = {"journey": journey, "model_version": "m-1"}
+        obs = {"kind": "judged", "judge_id": "judge-a", "turn_id": f"t{n}", "ts": float(n)}
+        return obs | {"labels": {"safety": "pass"}, "segment": segment, "src": ["in:0", n, 0]}
+
+    journeys = [f"journey-{i:02d}" for i in range(MAX_SEGMENT_VALUES + 5)]
+    _, aggregator = view_and_aggregator()
+    for n, journey in enumerate(journeys):
+        aggregator.apply(judged(n, journey))
+    aggregator.flush()
+
+    after, recovered = view_and_aggregator()
+    recovered.rebalanced()
+    assert after.journeys("journey-54") == "other"  # folded before the restart: still folded
+    assert after.journeys("journey-00") == "journey-00"
