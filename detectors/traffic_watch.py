@@ -153,6 +153,15 @@ class TrafficWatch(Detector):
             self._latency_event = event
         return self
 
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Self:
+        # state written before volume_events (one event per update, transient): read without it
+        state = data.get("state")
+        if isinstance(state, dict) and "_volume_event" in state:
+            state = {k: v for k, v in state.items() if k != "_volume_event"} | {"_volume_events": []}
+            data = {**data, "state": state}
+        return super().from_dict(data)
+
     @property
     def volume_event(self) -> str | None:
         """The last volume event of this update (see :attr:`volume_events`)."""

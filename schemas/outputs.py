@@ -116,6 +116,8 @@ class DeadLetter(OutputModel):
     received_at: datetime
     original_base64: str
     original_size: int
-    #: the Kafka record's key (None: none, or not read from Kafka) and whether its value was null
+    #: the Kafka record's key (None: none, or not read from Kafka; its first 10,000 bytes), its size, and
+    #: whether the record's value was null
     original_key_base64: str | None = None
+    original_key_size: int | None = None
     tombstone: bool = False

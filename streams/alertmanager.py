@@ -197,7 +197,7 @@ class AlertmanagerSink:
             if self._flush_at is None:
                 self._flush_at = now + self.batch_delay
             while len(self._active) > self.max_active:
-                old = self._least_needed()
+                old = self._least_needed(eid)
                 del self._active[old]
                 self._dirty.discard(old)
                 dropped += 1
@@ -226,14 +226,16 @@ class AlertmanagerSink:
             _log.info("no longer re-sending %d alerts of partitions another worker owns now", len(stale))
         return len(stale)
 
-    def _least_needed(self) -> str:
+    def _least_needed(self, published: str) -> str:
         """The alert to drop at the cap: the least recently updated of a kind that expires anyway (a
-        high-risk failure), else the least recently updated. An aggregate's alert (a defect spike) is
-        published once and then not until it resolves: dropped first, it would lapse while still true."""
-        for eid, entry in self._active.items():
-            if entry.escalation.get("kind") in self.expiring_kinds:
+        high-risk failure), else the least recently updated; ``published`` (the one just published) only if
+        nothing else is held. An aggregate's alert (a defect spike) is published once and then not until it
+        resolves: dropped first, it would lapse while still true."""
+        others = [eid for eid in self._active if eid != published] or [published]
+        for eid in others:
+            if self._active[eid].escalation.get("kind") in self.expiring_kinds:
                 return eid
-        return next(iter(self._active))
+        return others[0]
 
     @property
     def active(self) -> int:
@@ -244,7 +246,7 @@ class AlertmanagerSink:
     def escalations(self) -> list[dict[str, Any]]:
         """The escalations held (latest revision each), least recently updated first."""
         with self._cond:
-            return [entry.escalation for entry in self._active.values()]
+            return [entry.escalation for eid, entry in self._active.items() if SUPERSEDED not in eid]
 
     @property
     def pending(self) -> int:
@@ -357,7 +359,8 @@ class AlertmanagerSink:
             self._count("expired", expired)
         batch = [
             _Outgoing(eid, e.version, e.escalation, e.resolved_at, e.first_seen)
-            for eid in ids
+            # resolves of superseded labels first: if the labels went back to them, the firing alert wins
+            for eid in sorted(ids, key=lambda eid: SUPERSEDED not in eid)
             if (e := self._active.get(eid)) is not None
         ]
         self._in_flight = len(batch)
@@ -425,6 +428,8 @@ class AlertmanagerSink:
                 entry.last_sent = now
                 if entry.version == version and entry.resolved_at is not None:
                     del self._active[eid]  # resolved and delivered: forget it
+                    if SUPERSEDED in eid:
+                        continue
                     self._done[eid] = entry.revision
                     self._done.move_to_end(eid)
                     while len(self._done) > self.max_active:

@@ -53,6 +53,8 @@ log = logging.getLogger("convowatch.app")
 
 #: Largest record the worker publishes; Faust's producer refuses requests over 1,000,000 bytes.
 MAX_OUTPUT_BYTES = 900_000
+#: Most bytes of an input record's key a dead letter keeps (its size is kept whole)
+MAX_KEY_BYTES = 10_000
 #: How often the join writes its published marks (Delivery guarantee in the README): one record per input
 #: partition each time. Every batch would add about 6% to the records the join writes, at small batches.
 PUBLISHED_MARKS_SECONDS = 0.25
@@ -244,9 +246,11 @@ class KafkaTransport:
             offset=message.offset,
         )
         if len(emits) == 1 and emits[0].topic == "deadletter":  # the record's key is part of it too
-            key = message.key
-            emits[0].value["original_key_base64"] = None if key is None else base64.b64encode(key).decode()
-            emits[0].value["tombstone"] = event.value is None
+            key, dead = message.key, emits[0].value
+            if key is not None:  # cut like a long detail: the dead letter must fit a producer request
+                dead["original_key_base64"] = base64.b64encode(key[:MAX_KEY_BYTES]).decode()
+                dead["original_key_size"] = len(key)
+            dead["tombstone"] = event.value is None
         return emits
 
     async def _aggregate(self, stream: Any) -> None:

@@ -104,7 +104,8 @@ class Pipeline:
         try:
             event = parse_record(stream, raw, max_bytes=self.settings.max_record_bytes)
             ts = event.ts.timestamp()
-            if self._max_future and ts > (now := time.time()) + self._max_future:
+            now = time.time()
+            if self._max_future and ts > now + self._max_future:
                 raise InvalidRecord(
                     "future_timestamp",
                     f"event time {event.ts.isoformat()} is {ts - now:.0f} s ahead of this worker's clock "
@@ -124,9 +125,11 @@ class Pipeline:
         newest = self._newest.get(stream)
         if newest is None:
             newest = self._newest[stream] = [-math.inf, self.metrics.last_event_time.labels(stream.value)]
-        if ts > newest[0]:  # the newest, not the last: late records come in between
-            newest[0] = ts
-            newest[1].set(ts)
+        # the newest, not the last (late records come in between), and never ahead of the clock: a record a
+        # little in the future must not hide a silence from the staleness alerts
+        if (shown := min(ts, now)) > newest[0]:
+            newest[0] = shown
+            newest[1].set(shown)
         return emits
 
     def aggregate(self, observation: dict[str, Any], partition: int | None = None) -> list[Emit]:

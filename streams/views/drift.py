@@ -30,7 +30,8 @@ class JudgeDriftView:
 
     def rebalanced(self, aggregator: Aggregator) -> None:
         """Admit the journeys of the recovered drift detectors first (see ``SpikeView.rebalanced``)."""
-        self.journeys.admit(k.split(SEP)[3] for k, _ in aggregator.records("drift"))
+        journeys = {k.split(SEP)[3] for k, _ in aggregator.records("drift")}
+        self.journeys.admit(journeys - {"*"})  # "*": every journey's detector, not a journey
 
     def apply(self, aggregator: Aggregator, pair: dict[str, Any], partition: int | None) -> list[Emit]:
         judge_id, dimension = pair["judge_id"], pair["dimension"]

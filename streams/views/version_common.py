@@ -135,6 +135,11 @@ class VersionPairView(ABC):
         self._since_publish: dict[tuple[str, str], int] = {}
         metrics.escalations.labels(KIND, SEVERITY)  # 0 from the start, so increase() sees the first one
 
+    def rebalanced(self, aggregator: Aggregator) -> None:
+        """Forget the cached gauge children: after a rebalance the worker removes those of shards it lost
+        (``streams/shard_gauges.py``), and a removed child, set again, is never exported."""
+        self._children.clear()
+
     def _params(self) -> dict[str, Any]:
         """The comparison's parameters from the view's."""
         return {

@@ -44,3 +44,13 @@ def test_an_alarm_that_ends_in_a_gap_where_another_starts_reports_both() -> None
     (_, resolved_since), (_, down_since) = watch.volume_events
     assert resolved_since == surge_since and down_since not in (None, surge_since)
     assert watch.volume_event == "down"
+
+
+def test_state_written_before_volume_events_is_read() -> None:
+    # a worker upgraded over a changelog written by the previous code must recover its traffic detectors
+    watch = TrafficWatch()
+    feed(watch, [10] * 40)
+    data = watch.to_dict()
+    state = {k: v for k, v in data["state"].items() if k != "_volume_events"} | {"_volume_event": None}
+    restored = TrafficWatch.from_dict({**data, "state": state})
+    assert feed(restored, [10] * 5, start=40 * 60) == feed(watch, [10] * 5, start=40 * 60)

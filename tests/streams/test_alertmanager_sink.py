@@ -52,3 +52,19 @@ def test_forget_drops_firing_alerts_of_sources_no_longer_owned_and_keeps_pending
         "high_risk_failure-4": "firing",
         "high_risk_failure-5": "resolved",
     }
+
+
+def test_at_the_cap_the_alert_just_published_is_kept_and_superseded_resolves_are_not_listed() -> None:
+    sink = AlertmanagerSink("http://127.0.0.1:9", max_active=2)
+    sink.publish(escalation(1, kind="defect_spike"))
+    sink.publish(escalation(2, kind="judge_drift"))
+    sink.publish(escalation(3))  # a new high-risk failure: never sent if dropped now
+    assert [e["escalation_id"] for e in sink.escalations()] == ["judge_drift-2", "high_risk_failure-3"]
+    relabelled = AlertmanagerSink("http://127.0.0.1:9")
+    first = escalation(4)
+    relabelled.publish(first)
+    relabelled.publish({**first, "revision": 2, "severity": "high"})  # the old labels' resolve is queued
+    assert [(e["escalation_id"], e["revision"]) for e in relabelled.escalations()] == [
+        ("high_risk_failure-4", 2)
+    ]
+    assert relabelled.active == 2  # the queued resolve of the first labels, and the alert

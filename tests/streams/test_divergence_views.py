@@ -642,3 +642,22 @@ def test_a_restarted_ppi_view_keeps_the_journeys_its_estimators_were_kept_under(
     recovered.rebalanced()
     assert after.journeys("journey-54") == "other"  # folded before the restart: still folded
     assert after.journeys("journey-00") == "journey-00"
+
+
+def test_a_restarted_drift_view_gives_every_journey_it_had_its_detector_back() -> None:
+    # the all-journeys detector's "*" took one of the 50 slots when seeding, and the last journey lost its own
+    from streams.aggregate import Aggregator, key
+    from streams.state import DictStore
+    from streams.views.drift import JudgeDriftView
+
+    store = DictStore()
+    aggregator = Aggregator(Metrics(CollectorRegistry()), store)
+    journeys = [f"journey-{i:02d}" for i in range(50)]
+    for n, journey in enumerate(["*", *journeys]):
+        observation = {"kind": "pair", "src": ["in:0", n, 0]}
+        aggregator.update(key("drift", "judge-a", "safety", journey), observation, None, dict, lambda d: None)
+    aggregator.flush()
+
+    view = JudgeDriftView(Metrics(CollectorRegistry()))
+    view.rebalanced(aggregator)
+    assert [view.journeys(j) for j in journeys] == journeys

@@ -372,3 +372,16 @@ def test_a_turn_keeps_at_most_a_hundred_annotators_and_refuses_more_into_the_dea
     assert refused == 1.0
     assert _sample(registry, "convowatch_records_valid_total", stream="human_labels") == 101  # not refused
     assert _sample(registry, "convowatch_records_in_total", stream="human_labels") == 102
+
+
+def test_a_record_ahead_of_the_clock_shows_as_now_in_the_newest_event_time() -> None:
+    # shown as it is, a record up to the future limit would hide a silence from the staleness alerts
+    import time
+    from datetime import UTC, datetime, timedelta
+
+    pipeline, registry = _pipeline()
+    ahead = (datetime.now(UTC) + timedelta(hours=2)).isoformat()
+    before = time.time()
+    assert pipeline.process(Stream.CHAT_TURNS, raw(chat_turn(ts=ahead)), source_topic="in") == []
+    shown = registry.get_sample_value("convowatch_last_event_timestamp_seconds", {"stream": "chat_turns"})
+    assert shown is not None and before <= shown <= time.time()

@@ -130,3 +130,29 @@ def test_an_equal_version_raises_nothing() -> None:
     )
     [row] = pipeline.report()["versions"]
     assert row["decision"] == "continue" and row["live"] and row["interval"][0] < 0 < row["interval"][1]
+
+
+def test_version_gauges_come_back_after_the_shard_leaves_and_returns() -> None:
+    # a rebalance removes the gauges of shards a worker lost; the view kept the removed children and set them
+    # again when the shard came back, which exports nothing
+    from streams.shard_gauges import clear_lost_children
+
+    pipeline, registry = _pipeline()
+    _run(pipeline, canary_rate=0.03, turns=400)
+    labels = {
+        "judge_id": "judge-a",
+        "journey": "shopper",
+        "control": "v1",
+        "treatment": "v2",
+        "arm": "treatment",
+    }
+
+    def treatment_turns() -> float | None:
+        return registry.get_sample_value("convowatch_version_turns", labels)
+
+    assert treatment_turns()
+    clear_lost_children(pipeline.metrics, owns=lambda shard: False)  # the shard moved away
+    assert treatment_turns() is None
+    pipeline.aggregator.rebalanced()  # ... and came back
+    _run(pipeline, canary_rate=0.03, turns=600)
+    assert treatment_turns()
