@@ -104,6 +104,7 @@ class TrafficWatch(Detector):
     def _reset(self) -> None:
         self._bucket: int | None = None
         self._count = 0
+        self._last_closed = 0  # turns in the bucket that closed last
         self._volume = _Cusum.fresh()
         self._latency = _Cusum.fresh()
         self._volume_events: list[list[Any]] = []  # [event, since] of this update, in order
@@ -132,7 +133,7 @@ class TrafficWatch(Detector):
                 )
                 if event is not None:  # several buckets may close at once: an alarm may end and another start
                     self._volume_events.append([event, self._volume["since"]])
-            self._bucket, self._count = bucket, 0
+            self._bucket, self._count, self._last_closed = bucket, 0, closed[-1]
         if bucket == self._bucket:
             self._count += 1
         else:
@@ -185,7 +186,7 @@ class TrafficWatch(Detector):
     @property
     def volume_last(self) -> int:
         """Turns in the bucket that closed last."""
-        return self._count
+        return self._last_closed
 
     @property
     def latency_baseline_ms(self) -> float:

@@ -54,3 +54,16 @@ def test_state_written_before_volume_events_is_read() -> None:
     state = {k: v for k, v in data["state"].items() if k != "_volume_events"} | {"_volume_event": None}
     restored = TrafficWatch.from_dict({**data, "state": state})
     assert feed(restored, [10] * 5, start=40 * 60) == feed(watch, [10] * 5, start=40 * 60)
+
+
+def test_the_volume_of_an_alarm_is_the_minute_that_closed_not_the_one_just_opened() -> None:
+    # the summary said "1 turns in the last minute": the count of the minute the alarming turn opened
+    watch = TrafficWatch()
+    feed(watch, [10] * 40)
+    alarm = None
+    for minute in range(40, 60):  # 40 turns a minute until the surge alarms, at the first turn of a minute
+        for i in range(40):
+            watch.update(minute * 60 + i * 1.5, 800.0)
+            if alarm is None and watch.volume_event:
+                alarm = (watch.volume_event, watch.volume_last)
+    assert alarm == ("up", 40)
