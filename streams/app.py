@@ -247,9 +247,9 @@ class KafkaTransport:
         )
         if len(emits) == 1 and emits[0].topic == "deadletter":  # the record's key is part of it too
             key, dead = message.key, emits[0].value
-            if key is not None:  # cut like a long detail: the dead letter must fit a producer request
-                dead["original_key_base64"] = base64.b64encode(key[:MAX_KEY_BYTES]).decode()
-                dead["original_key_size"] = len(key)
+            # cut like a long detail: the dead letter must fit a producer request
+            kept = None if key is None else base64.b64encode(key[:MAX_KEY_BYTES]).decode()
+            dead["original_key_base64"], dead["original_key_size"] = kept, None if key is None else len(key)
             dead["tombstone"] = event.value is None
         return emits
 
