@@ -40,7 +40,7 @@ from streams.config import Settings
 from streams.emit import Emit
 from streams.faust_consumer import use_prompt_consumer
 from streams.faust_guards import DeliveryGuard
-from streams.kafka_client import faust_credentials, track_topics
+from streams.kafka_client import MAX_WRITE_BYTES, faust_credentials, track_topics
 from streams.metrics import Metrics
 from streams.observation_packs import packs, positioned, unpack
 from streams.pipeline import Pipeline
@@ -51,8 +51,6 @@ from streams.topics import input_topics, output_topics
 
 log = logging.getLogger("convowatch.app")
 
-#: Largest record the worker publishes; Faust's producer refuses requests over 1,000,000 bytes.
-MAX_OUTPUT_BYTES = 900_000
 #: Most bytes of an input record's key a dead letter keeps (its size is kept whole)
 MAX_KEY_BYTES = 10_000
 #: How often the join writes its published marks (Delivery guarantee in the README): one record per input
@@ -320,7 +318,7 @@ class KafkaTransport:
             if emit.topic == "observations":
                 observations.setdefault(emit.key, []).append(value)
                 continue
-            if emit.topic == "deadletter" and len(value) > MAX_OUTPUT_BYTES:
+            if emit.topic == "deadletter" and len(value) > MAX_WRITE_BYTES:
                 value = truncated_dead_letter(emit.value)
             pending.append(await producer.send(names[emit.topic], emit.key.encode(), value, None, None, None))
         topic = names["observations"]
@@ -412,7 +410,7 @@ def truncated_dead_letter(value: dict[str, Any]) -> bytes:
     """A dead letter too large to publish, with its original cut to fit; ``detail`` says so and gives the
     SHA-256 of the whole original (``original_size`` keeps its size; the source position finds it)."""
     original = base64.b64decode(value["original_base64"])
-    keep = MAX_OUTPUT_BYTES // 2
+    keep = MAX_WRITE_BYTES // 2
     digest = hashlib.sha256(original).hexdigest()
     return orjson.dumps(
         value

@@ -9,13 +9,10 @@ from typing import Any
 import faust
 import orjson
 
+from streams.kafka_client import MAX_WRITE_BYTES
 from streams.state import KindCounts
 
 log = logging.getLogger("convowatch.tables")
-
-#: Largest changelog value written. The producer refuses a request over 1,000,000 bytes, and a batch whose
-#: state cannot be written fails and is replayed at every restart: the worker would never get past it.
-MAX_STATE_BYTES = 900_000
 
 
 class TableStore:
@@ -69,13 +66,13 @@ class TableStore:
     def put(self, key: str, value: Any, partition: int | None) -> None:
         self.table.data[key] = value
         raw = value if isinstance(value, bytes) else orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS)
-        if len(raw) > MAX_STATE_BYTES:  # a state that grew without bound: keep going, say so loudly
+        if len(raw) > MAX_WRITE_BYTES:  # a state that grew without bound: keep going, say so loudly
             log.error(
                 "%s: %r is %d bytes, over the %d a changelog record may hold: kept in memory, not written",
                 self.table.name,
                 key[:200],
                 len(raw),
-                MAX_STATE_BYTES,
+                MAX_WRITE_BYTES,
             )
             if self.oversized is not None:
                 self.oversized(self.table.name)

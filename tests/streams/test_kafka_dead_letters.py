@@ -12,8 +12,9 @@ def test_a_dead_letter_keeps_a_long_key_cut_and_stays_publishable() -> None:
     import orjson
     from prometheus_client import CollectorRegistry
 
-    from streams.app import MAX_KEY_BYTES, MAX_OUTPUT_BYTES, KafkaTransport, truncated_dead_letter
+    from streams.app import MAX_KEY_BYTES, KafkaTransport, truncated_dead_letter
     from streams.config import Settings
+    from streams.kafka_client import MAX_WRITE_BYTES
     from streams.metrics import Metrics
 
     transport = KafkaTransport(Settings(broker="127.0.0.1:1"), Metrics(CollectorRegistry()))
@@ -25,6 +26,6 @@ def test_a_dead_letter_keeps_a_long_key_cut_and_stays_publishable() -> None:
     assert base64.b64decode(value["original_key_base64"]) == key[:MAX_KEY_BYTES]
     assert value["original_key_size"] == len(key) and value["tombstone"] is False
     encoded = orjson.dumps(value)
-    if len(encoded) > MAX_OUTPUT_BYTES:
+    if len(encoded) > MAX_WRITE_BYTES:
         encoded = truncated_dead_letter(value)
-    assert len(encoded) <= MAX_OUTPUT_BYTES
+    assert len(encoded) <= MAX_WRITE_BYTES

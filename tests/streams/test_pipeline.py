@@ -245,7 +245,8 @@ def test_llmbar_kappa_matches_sklearn_computed_from_the_files(llmbar, judge_id):
 def test_a_dead_letter_stays_publishable_when_the_record_quotes_a_huge_key(where: str) -> None:
     # a validation error names the offending key; a key as large as the record once made a dead letter over
     # the producer's limit, and the worker exited on it at every restart
-    from streams.app import MAX_OUTPUT_BYTES, truncated_dead_letter
+    from streams.app import truncated_dead_letter
+    from streams.kafka_client import MAX_WRITE_BYTES
 
     pipeline = Pipeline(Settings(), metrics=Metrics(CollectorRegistry()))
     huge = "k" * 900_000
@@ -260,9 +261,9 @@ def test_a_dead_letter_stays_publishable_when_the_record_quotes_a_huge_key(where
     assert len(dead.value["detail"]) < 2_100 and "more characters" not in dead.value["detail"][:200]
     assert base64.b64decode(dead.value["original_base64"]) == data  # the original is kept whole
     encoded = orjson.dumps(dead.value)
-    if len(encoded) > MAX_OUTPUT_BYTES:  # as the Kafka worker publishes it
+    if len(encoded) > MAX_WRITE_BYTES:  # as the Kafka worker publishes it
         encoded = truncated_dead_letter(dead.value)
-    assert len(encoded) <= MAX_OUTPUT_BYTES
+    assert len(encoded) <= MAX_WRITE_BYTES
 
 
 def test_the_newest_event_time_is_exported_only_once_a_stream_has_one_and_never_goes_back() -> None:

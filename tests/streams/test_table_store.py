@@ -75,11 +75,11 @@ def test_deferred_deletions_of_partitions_now_owned_elsewhere_are_dropped() -> N
 
 def test_a_value_too_large_for_a_changelog_record_is_kept_in_memory_not_written(caplog: Any) -> None:
     # written, it would fail the batch at every restart (the producer refuses requests over 1,000,000 bytes)
-    from streams.tables import MAX_STATE_BYTES
+    from streams.kafka_client import MAX_WRITE_BYTES
 
     oversized: list[str] = []
     store, recorder = table_store(oversized=oversized.append), Recorder()
-    huge = {"p": 0, "labels": ["x" * 1000] * (MAX_STATE_BYTES // 1000)}
+    huge = {"p": 0, "labels": ["x" * 1000] * (MAX_WRITE_BYTES // 1000)}
     store.put("big", huge, 0)
     store.put("small", {"p": 0}, 0)
     assert recorder.sent(store) == [("small", {"p": 0}, 0)]
