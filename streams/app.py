@@ -196,9 +196,7 @@ class KafkaTransport:
                     for event in events:
                         out = self._ingest(event)
                         emits.extend(out)
-                        for emit in out:
-                            if emit.topic == "escalations":
-                                sources[emit.key] = (event.message.topic, event.message.partition)
+                        _note_sources(sources, out, event.message)
                 assert self.pending is not None and self.published is not None  # the join's tables
                 await self._publish(
                     emits, self.pipeline.joiner.flush, self.pending, sources, state_first=True
@@ -274,9 +272,7 @@ class KafkaTransport:
                             self._aggregate_error(message)
                             continue
                         emits.extend(out)
-                        for emit in out:
-                            if emit.topic == "escalations":
-                                sources[emit.key] = (message.topic, message.partition)
+                        _note_sources(sources, out, message)
                 assert self.aggregate_store is not None  # the aggregate agent runs only with its table
                 await self._publish(emits, self.pipeline.aggregator.flush, self.aggregate_store, sources)
 
@@ -329,11 +325,9 @@ class KafkaTransport:
             await asyncio.gather(*pending)
         if not state_first:
             await self._write_state(flush, store)
-        if self.alerts is not None:
+        if self.alerts is not None:  # publish never raises: a notification must not stop the stream
             for emit in emits:
-                if (
-                    emit.topic == "escalations"
-                ):  # publish never raises: a notification must not stop the stream
+                if emit.topic == "escalations":
                     self.alerts.publish(emit.value, sources.get(emit.key))
 
     async def _write_state(self, flush: Callable[[], Any], store: TableStore) -> None:
@@ -396,6 +390,14 @@ class KafkaTransport:
             for source, offset in self.published.table.data.items()
             if int(source.rsplit(":", 1)[1]) in owned
         }
+
+
+def _note_sources(sources: dict[str, tuple[str, int]], emits: list[Emit], message: Any) -> None:
+    """Record the topic partition of ``message`` as the source of each escalation in ``emits`` (by id): the
+    Alertmanager sink forgets those of partitions the worker loses in a rebalance."""
+    for emit in emits:
+        if emit.topic == "escalations":
+            sources[emit.key] = (message.topic, message.partition)
 
 
 def data_dir(settings: Settings) -> Path:

@@ -92,10 +92,8 @@ class Pipeline:
             return self._ingest(stream, raw, source_topic, partition, offset)
         except Exception as exc:
             log.exception("internal error on %s[%s]@%s", source_topic, partition, offset)
-            self.metrics.records_deadlettered.labels(stream.value, "internal_error").inc()
-            self.counts["deadletter"] += 1
-            detail = f"{type(exc).__name__}: {exc}"
-            return [dead_letter(stream, raw, "internal_error", detail, source_topic, partition, offset)]
+            rejected = InvalidRecord("internal_error", f"{type(exc).__name__}: {exc}")
+            return self._dead_letter(stream, raw, rejected, source_topic, partition, offset)
 
     def _ingest(
         self, stream: Stream, raw: bytes, source_topic: str, partition: int | None, offset: int | None
@@ -117,9 +115,7 @@ class Pipeline:
             else:  # the join may refuse it too: a turn with too many raters
                 emits = self.joiner.handle(event, partition, (source, offset))
         except InvalidRecord as exc:
-            self.metrics.records_deadlettered.labels(stream.value, exc.reason).inc()
-            self.counts["deadletter"] += 1
-            return [dead_letter(stream, raw, exc.reason, exc.detail, source_topic, partition, offset)]
+            return self._dead_letter(stream, raw, exc, source_topic, partition, offset)
         self._stream_metrics[stream][1].inc()  # valid: counted once it went through
         self.counts[stream.value] += 1
         newest = self._newest.get(stream)
@@ -131,6 +127,20 @@ class Pipeline:
             newest[0] = shown
             newest[1].set(shown)
         return emits
+
+    def _dead_letter(
+        self,
+        stream: Stream,
+        raw: bytes,
+        rejected: InvalidRecord,
+        source_topic: str,
+        partition: int | None,
+        offset: int | None,
+    ) -> list[Emit]:
+        """The record's dead letter, counted."""
+        self.metrics.records_deadlettered.labels(stream.value, rejected.reason).inc()
+        self.counts["deadletter"] += 1
+        return [dead_letter(stream, raw, rejected.reason, rejected.detail, source_topic, partition, offset)]
 
     def aggregate(self, observation: dict[str, Any], partition: int | None = None) -> list[Emit]:
         return self.aggregator.apply(observation, partition)
