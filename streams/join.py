@@ -339,11 +339,10 @@ def _check_raters(entry: Entry, event: JudgeVerdict | HumanLabel) -> None:
     labelling tool sending one turn id for every turn (``"undefined"``) would grow the entry past what a
     changelog record may hold, and the worker would stop on it at every restart."""
     if isinstance(event, JudgeVerdict):
-        raters, rater = entry["judge"], event.judge_id
+        raters, rater, kind = entry["judge"], event.judge_id, "judges"
     else:
-        raters, rater = entry["human"], event.annotator_id
+        raters, rater, kind = entry["human"], event.annotator_id, "annotators"
     if rater not in raters and len(raters) >= MAX_RATERS_PER_TURN:
-        kind = "judges" if isinstance(event, JudgeVerdict) else "annotators"
         raise InvalidRecord(
             "too_many_raters",
             f"turn {event.turn_id!r} already has {len(raters)} {kind}' labels, the most kept",

@@ -34,10 +34,11 @@ SHARD_GAUGES: dict[str, tuple[str, ...]] = {
         "vendor_window_judge_agreement",
         "vendor_window_consensus_agreement",
         "vendor_sla_breached",
+        "live_intent_accuracy",
+        "live_intent_ece",
     ),
     "review": ("review_expected_per_hour",),
 }
-SHARD_GAUGES["humans"] += ("live_intent_accuracy", "live_intent_ece")
 
 
 def _judge(labels: dict[str, str]) -> str:
