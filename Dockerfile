@@ -17,7 +17,8 @@ COPY detectors ./detectors
 COPY streams ./streams
 RUN pip install . && rm -rf /src
 
-# Run as an unprivileged user; Faust keeps its data directory (convowatch-data) in the working directory.
+# Run as an unprivileged user. Faust's data directory is /tmp/convowatch/<app id> (CONVOWATCH_DATA_DIR);
+# nothing durable is written there (tables live in memory and in their changelogs).
 RUN useradd --create-home --uid 10001 --shell /usr/sbin/nologin convowatch
 USER convowatch
 WORKDIR /home/convowatch

@@ -9,6 +9,7 @@ from streams.alertmanager import AlertmanagerSink
 from streams.config import Settings
 from streams.exceptions import ConfigError
 from streams.metrics import Metrics
+from streams.taxonomy import load_taxonomy
 
 #: What became of escalation alerts in the sink (``convowatch_alertmanager_alerts_total{result}``)
 ALERT_RESULTS = ("sent", "failed", "dropped", "expired", "invalid")
@@ -34,6 +35,7 @@ def build_alertmanager_sink(
             resend_seconds=settings.alert_resend_seconds,
             expire_after=settings.alert_expire_seconds,
             metrics=count,
+            teams=load_taxonomy(settings.taxonomy).teams(),
         )
     except ValueError as exc:
         raise ConfigError(f"CONVOWATCH_ALERTMANAGER_URL: {exc}") from None

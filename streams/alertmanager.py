@@ -103,6 +103,7 @@ class AlertmanagerSink:
         backoff_initial: float = 0.5,
         backoff_max: float = 30.0,
         metrics: Callable[[str, int], None] | None = None,
+        teams: Mapping[str, str] | None = None,
     ) -> None:
         self._alerts = AlertsEndpoint(url)
         if resend_seconds <= 0 or max_active < 1 or max_batch < 1 or timeout <= 0 or batch_delay < 0:
@@ -122,6 +123,8 @@ class AlertmanagerSink:
         self.backoff_initial = backoff_initial
         self.backoff_max = max(backoff_max, backoff_initial)
         self._metrics = metrics
+        #: owning team per dimension (the taxonomy's ``owner``): the alert's ``team`` label, for routing
+        self.teams = dict(teams or {})
 
         self.sent = 0
         self.failed = 0
@@ -159,6 +162,8 @@ class AlertmanagerSink:
 
     def _publish(self, escalation: Mapping[str, Any], source: Any) -> None:
         value = copy.deepcopy(dict(escalation))  # held for hours: not shared with the caller
+        if team := self.teams.get(str(value.get("dimension") or "")):
+            value["team"] = team
         labels = _labels(value)  # rejects what could never be sent, here rather than later
         eid = str(value["escalation_id"])
         revision = int(value.get("revision") or 1)

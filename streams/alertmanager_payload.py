@@ -119,9 +119,10 @@ def alert_from_escalation(
     """The Alertmanager API v2 ``postableAlert`` for an escalation (a ``convowatch.escalations`` value).
 
     Labels identify and route the alert; they hold no chat text and no free text, only ``alertname``
-    (``Convowatch`` + the kind in CamelCase), ``kind``, ``severity``, ``dimension``, the known segment fields
-    and ``escalation_id``. Annotations carry ``summary``, ``runbook_url`` and ``evidence`` (compact JSON of
-    up to 20 turn ids and the escalation's evidence, at most 4 KB).
+    (``Convowatch`` + the kind in CamelCase), ``kind``, ``severity``, ``dimension``, ``team`` (the owning
+    team the sink adds from the taxonomy), the known segment fields and ``escalation_id``. Annotations
+    carry ``summary``, ``runbook_url`` and ``evidence`` (compact JSON of up to 20 turn ids and the
+    escalation's evidence, at most 4 KB).
 
     ``startsAt`` is the escalation's event time, but no later than ``latest_start`` (default ``now``): an
     event time ahead of the clock must not make the alert end before it starts, which Alertmanager rejects.
@@ -142,6 +143,8 @@ def alert_from_escalation(
     }
     if escalation.get("dimension"):
         labels["dimension"] = _label_value(escalation["dimension"])
+    if escalation.get("team"):
+        labels["team"] = _label_value(escalation["team"])
     segment = escalation.get("segment") or {}
     for name in SEGMENT_LABELS:
         if segment.get(name) is not None:

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
+from pydantic_settings import SettingsError
 
 from schemas import Stream
 from streams.config import Settings
@@ -24,11 +25,16 @@ def _settings(args: argparse.Namespace, **extra: Any) -> Settings:
         overrides["broker"] = args.broker
     try:
         return Settings(**overrides)
+    except SettingsError as exc:  # a JSON-valued variable that is not JSON; the message names the field
+        field = str(exc).split('"')[1] if '"' in str(exc) else "?"
+        message = f"invalid setting {field} (CONVOWATCH_{field.upper()}): not valid JSON"
+        raise ConvowatchError(message) from None
     except ValidationError as exc:
         first = exc.errors(include_url=False)[0]
-        field = ".".join(str(p) for p in first["loc"])
+        field, *key = (str(p) for p in first["loc"])
+        at = f" at {'.'.join(key)}" if key else ""
         raise ConvowatchError(
-            f"invalid setting {field} (CONVOWATCH_{field.upper()}): {first['msg']}"
+            f"invalid setting {field} (CONVOWATCH_{field.upper()}){at}: {first['msg']}"
         ) from None
 
 

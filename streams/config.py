@@ -5,16 +5,25 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from schemas.common import MIN_INCLUSION_PROBABILITY
+
+#: Shortest CONVOWATCH_TEXT_HASH_KEY accepted.
+MIN_TEXT_HASH_KEY = 16
 
 
 class Settings(BaseSettings):
     """convowatch's configuration. Each field names its environment variable."""
 
-    model_config = SettingsConfigDict(env_prefix="CONVOWATCH_", frozen=True, extra="ignore")
+    model_config = SettingsConfigDict(
+        env_prefix="CONVOWATCH_",
+        frozen=True,
+        extra="ignore",
+        hide_input_in_errors=True,  # an error must not echo a secret
+        allow_inf_nan=False,  # inf passes gt=0 and breaks expiry buckets and timers later
+    )
 
     broker: str = Field(
         "localhost:9092", description="CONVOWATCH_BROKER: Kafka bootstrap servers, host:port[,...]."
@@ -68,11 +77,15 @@ class Settings(BaseSettings):
         "PLAINTEXT", description="CONVOWATCH_SECURITY_PROTOCOL: Kafka security protocol."
     )
     sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = Field(
-        None, description="CONVOWATCH_SASL_MECHANISM: SASL mechanism when the protocol is SASL_*."
+        None,
+        description="CONVOWATCH_SASL_MECHANISM: SASL mechanism when the protocol is SASL_* (PLAIN if unset).",
     )
     sasl_username: str | None = Field(None, description="CONVOWATCH_SASL_USERNAME: SASL user.")
     sasl_password: SecretStr | None = Field(
-        None, description="CONVOWATCH_SASL_PASSWORD: SASL password (secret)."
+        None,
+        validate_default=True,
+        description="CONVOWATCH_SASL_PASSWORD: SASL password (secret); required, with the user, when the "
+        "protocol is SASL_*.",
     )
     ssl_cafile: Path | None = Field(
         None, description="CONVOWATCH_SSL_CAFILE: CA bundle to verify the broker."
@@ -140,17 +153,26 @@ class Settings(BaseSettings):
     text_redaction: Literal["keep", "hash", "drop"] = Field(
         "drop", description="CONVOWATCH_TEXT_REDACTION: chat text in published records: keep, hash or drop."
     )
+    text_hash_key: SecretStr | None = Field(
+        None,
+        validate_default=True,
+        description="CONVOWATCH_TEXT_HASH_KEY: secret key of the HMAC-SHA256 that replaces chat text when "
+        "CONVOWATCH_TEXT_REDACTION is hash (required then; at least 16 characters). Equal texts get equal "
+        "hashes under one key; without the key, guessing short texts is no use.",
+    )
     session_timeout_seconds: float = Field(
         60.0,
-        ge=1,
+        ge=6,
+        le=90,
         description="CONVOWATCH_SESSION_TIMEOUT_SECONDS: a worker silent this long (crashed) leaves the "
-        "consumer group and its partitions move to the others; the broker allows 6 to 1800 by default.",
+        "consumer group and its partitions move to the others; 6 to 90 (the broker's default lower bound, "
+        "and Faust's request timeout, which it must not exceed).",
     )
     heartbeat_interval_seconds: float = Field(
         3.0,
         gt=0,
-        description="CONVOWATCH_HEARTBEAT_INTERVAL_SECONDS: consumer group heartbeats; well below the "
-        "session timeout.",
+        description="CONVOWATCH_HEARTBEAT_INTERVAL_SECONDS: consumer group heartbeats; at most a third "
+        "of the session timeout.",
     )
     broker_probe_interval_seconds: float = Field(
         2.0,
@@ -299,6 +321,42 @@ class Settings(BaseSettings):
     review_default_queue: str = Field(
         "default", min_length=1, description="CONVOWATCH_REVIEW_DEFAULT_QUEUE: queue of unmapped journeys."
     )
+
+    @field_validator("heartbeat_interval_seconds")
+    @classmethod
+    def _heartbeat_within_session(cls, interval: float, info: ValidationInfo) -> float:
+        session = info.data.get("session_timeout_seconds")
+        if session is not None and interval > session / 3:
+            raise ValueError(
+                f"must be at most a third of CONVOWATCH_SESSION_TIMEOUT_SECONDS ({session:g}): with fewer "
+                "heartbeats per session, one late heartbeat drops a live worker from the group"
+            )
+        return interval
+
+    @field_validator("sasl_password")
+    @classmethod
+    def _sasl_needs_credentials(cls, password: SecretStr | None, info: ValidationInfo) -> SecretStr | None:
+        sasl = str(info.data.get("security_protocol", "")).startswith("SASL")
+        if sasl and (not info.data.get("sasl_username") or not password or not password.get_secret_value()):
+            raise ValueError(
+                "CONVOWATCH_SECURITY_PROTOCOL=SASL_* needs CONVOWATCH_SASL_USERNAME and this password"
+            )
+        return password
+
+    @field_validator("text_hash_key")
+    @classmethod
+    def _hash_needs_key(cls, key: SecretStr | None, info: ValidationInfo) -> SecretStr | None:
+        secret = key.get_secret_value() if key is not None else ""
+        if info.data.get("text_redaction") == "hash" and len(secret) < MIN_TEXT_HASH_KEY:
+            raise ValueError(
+                f"CONVOWATCH_TEXT_REDACTION=hash needs a secret key of at least {MIN_TEXT_HASH_KEY} "
+                "characters: an unkeyed hash of a short text is found by hashing guesses"
+            )
+        return key
+
+    def text_hash_bytes(self) -> bytes | None:
+        """The text hash key as bytes (None when unset)."""
+        return None if self.text_hash_key is None else self.text_hash_key.get_secret_value().encode()
 
     def topic(self, name: str) -> str:
         """The full name of a logical topic, e.g. ``topic("defects") == "convowatch.defects"``."""

@@ -55,19 +55,21 @@ class TurnJoiner:
         text_redaction: str = "drop",
         category_topics: bool = True,
         keep_outputs: bool = False,
+        text_hash_key: bytes | None = None,
     ) -> None:
         self.taxonomy = taxonomy
         self.metrics = metrics
         self.store: StateStore = store if store is not None else DictStore()
         self.state = WriteBehind(self.store)
         self.autoflush = autoflush
-        self.outputs = TurnOutputs(taxonomy, metrics, text_redaction, category_topics)
+        self.outputs = TurnOutputs(taxonomy, metrics, text_redaction, category_topics, text_hash_key)
         self.ttl_seconds = ttl_seconds
         self.max_entries = max_entries
         self.evict_every = evict_every
         self.watermark = 0.0  # newest event time seen (Unix seconds)
         self._since_evict = 0
         self.expiry = ExpiryIndex(width=ttl_seconds / 64)
+        self._reindex = False
         self._evictions: dict[str, Any] = {}  # label children by reason
         self.keep_outputs = keep_outputs
         #: per source (input topic/partition): the newest offset read since the last rebalance
@@ -224,6 +226,7 @@ class TurnJoiner:
         """Partitions were reassigned and the state recovered: reading starts again at committed offsets.
         ``published_through``: the recovered marks of :meth:`published_marks` (of the sources owned now)."""
         self._read_through.clear()
+        self._reindex = True  # the store now holds other partitions' entries, maybe as many as before
         marks = self._published_through = dict(published_through or {})
         self._marks_due.clear()
         if not marks:
@@ -251,7 +254,7 @@ class TurnJoiner:
                 "channel": turn.channel,
                 "modality": turn.modality,
             },
-            "risk": sorted(set(turn.risk_topics) & self.taxonomy.high_risk_topics),
+            "risk": sorted({t.casefold() for t in turn.risk_topics} & self.taxonomy.high_risk_topics),
             "ctx": self.outputs.context(turn),
         }
         return True
@@ -296,8 +299,9 @@ class TurnJoiner:
         is lost silently. Each deletion goes to the changelog partition the entry was written to.
         """
         self._since_evict = 0
-        if len(self.expiry) != len(self.state):  # entries recovered from a changelog, not indexed yet
+        if self._reindex or len(self.expiry) != len(self.state):  # entries recovered, not indexed yet
             self.expiry.rebuild((key, entry["last"]) for key, entry in self.state.items())
+            self._reindex = False
         horizon = self.watermark - self.ttl_seconds
         doomed: dict[str, tuple[Entry, str]] = {}
         for key in self.expiry.older_than(horizon):

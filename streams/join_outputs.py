@@ -8,6 +8,7 @@ observations for the aggregation stage; and what a turn's state keeps of its cha
 from __future__ import annotations
 
 import hashlib
+import hmac
 from typing import Any
 
 from schemas import ChatTurn
@@ -35,9 +36,13 @@ class TurnOutputs:
         metrics: Metrics,
         text_redaction: str = "drop",
         category_topics: bool = True,
+        text_hash_key: bytes | None = None,
     ) -> None:
         if text_redaction not in ("keep", "hash", "drop"):
             raise ValueError(f"text_redaction must be keep, hash or drop, not {text_redaction!r}")
+        if text_redaction == "hash" and not text_hash_key:
+            raise ValueError("text_redaction 'hash' needs a key (CONVOWATCH_TEXT_HASH_KEY)")
+        self._text_hash_key = text_hash_key
         self.taxonomy = taxonomy
         self.metrics = metrics
         self.text_redaction = text_redaction
@@ -59,9 +64,15 @@ class TurnOutputs:
         if self.text_redaction == "keep":
             ctx["user_text"], ctx["response_text"] = kept(turn.user_text), kept(turn.response_text)
         elif self.text_redaction == "hash":
-            ctx["user_text_sha256"] = hashlib.sha256(turn.user_text.encode()).hexdigest()
-            ctx["response_text_sha256"] = hashlib.sha256(turn.response_text.encode()).hexdigest()
+            ctx["user_text_hmac_sha256"] = self.text_hash(turn.user_text)
+            ctx["response_text_hmac_sha256"] = self.text_hash(turn.response_text)
         return ctx
+
+    def text_hash(self, text: str) -> str:
+        """HMAC-SHA256 of ``text`` under the configured key: equal texts match across records, but without
+        the key a short text cannot be found by hashing guesses, as it could from a plain SHA-256."""
+        assert self._text_hash_key is not None
+        return hmac.new(self._text_hash_key, text.encode(), hashlib.sha256).hexdigest()
 
     def failures(self, entry: Entry) -> list[tuple[str, str, str, dict[str, Any]]]:
         """(source, source_id, dimension, source record) of every failing quality label, in a stable order."""

@@ -40,8 +40,8 @@ def confluent_config(settings: Settings, **extra: Any) -> dict[str, Any]:
         "partitioner": "murmur2_random",
         "logger": librdkafka_log,
     }
-    if settings.sasl_mechanism:
-        config["sasl.mechanism"] = settings.sasl_mechanism
+    if settings.security_protocol.startswith("SASL"):
+        config["sasl.mechanism"] = settings.sasl_mechanism or "PLAIN"  # as Faust's; librdkafka's is GSSAPI
         config["sasl.username"] = settings.sasl_username or ""
         config["sasl.password"] = settings.sasl_password.get_secret_value() if settings.sasl_password else ""
     if settings.ssl_cafile:
@@ -183,6 +183,7 @@ class BrokerMonitor:
         self.interval = settings.broker_probe_interval_seconds
         self.timeout = max(1.0, self.interval)
         self.down_since: float | None = None
+        self.up_since = time.monotonic()  # when the broker last came back (or the monitor started)
         self._probe = _Probe(settings)
         self._timer = Periodic(self.interval, "convowatch-broker-monitor", self.check)
         metrics.broker_connected.set(1)  # the worker checked the broker before starting
@@ -202,6 +203,7 @@ class BrokerMonitor:
         if reason is None and self.down_since is not None:
             outage = now - self.down_since
             self.down_since = None
+            self.up_since = now
             self.metrics.broker_connected.set(1)
             self.metrics.broker_last_outage_seconds.set(outage)
             log.warning("Kafka broker at %s reachable again after %.1fs", self.settings.broker, outage)

@@ -55,6 +55,7 @@ class Pipeline:
             evict_every=self.settings.evict_every,
             autoflush=not batched,
             text_redaction=self.settings.text_redaction,
+            text_hash_key=self.settings.text_hash_bytes(),
             category_topics=self.settings.defect_category_topics,
             keep_outputs=keep_outputs,
         )

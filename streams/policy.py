@@ -20,6 +20,10 @@ def escalation_id(kind: str, subject: str) -> str:
     return f"{kind}-{hashlib.blake2b(subject.encode(), digest_size=10).hexdigest()}"
 
 
+#: Severities, most severe first.
+SEVERITIES = ("critical", "high", "medium", "low")
+
+
 class HighRiskPolicy:
     def __init__(self, taxonomy: Taxonomy, metrics: Metrics) -> None:
         self.taxonomy = taxonomy
@@ -41,8 +45,8 @@ class HighRiskPolicy:
             return []
         entry["esc"] = {"rev": state["rev"] + 1, "triggers": triggers, "segment_known": turn is not None}
         dims = sorted({t[2] for t in triggers})
-        severities = [self.taxonomy.policy(d).severity for d in dims]
-        severity = min(severities, key=("critical", "high", "medium", "low").index)
+        primary = min(dims, key=self._priority)  # the dimension the alert is labelled and routed by
+        severity = self.taxonomy.policy(primary).severity
         if risky_turn and severity in ("medium", "low"):
             severity = "high"
         segment = turn["segment"] if turn else UNKNOWN_SEGMENT
@@ -56,7 +60,7 @@ class HighRiskPolicy:
             "severity": severity,
             "status": "firing",
             "revision": entry["esc"]["rev"],
-            "dimension": dims[0],
+            "dimension": primary,
             "segment": dict(segment),
             "event_time": iso(turn["ts"] if turn else min(self._source_ts(entry, t) for t in triggers)),
             "turn_ids": [turn_id],
@@ -65,12 +69,17 @@ class HighRiskPolicy:
                 "dimensions": dims,
                 "triggers": triggers,
                 "risk_topics": turn["risk"] if turn else [],
-                "runbook_url": self.taxonomy.policy(dims[0]).runbook_url,
+                "runbook_url": self.taxonomy.policy(primary).runbook_url,
             },
         }
         if state["rev"] == 0:
             self.metrics.escalations.labels("high_risk_failure", severity).inc()
         return [Emit("escalations", eid, value)]
+
+    def _priority(self, dimension: str) -> tuple[int, bool, str]:
+        """Most severe first, then high-risk before not, then by name."""
+        policy = self.taxonomy.policy(dimension)
+        return SEVERITIES.index(policy.severity), not policy.high_risk, dimension
 
     @staticmethod
     def _source_ts(entry: Entry, trigger: list[str]) -> float:

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from streams.exceptions import ConfigError
 
@@ -30,10 +30,20 @@ class Taxonomy(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     high_risk_topics: frozenset[str] = frozenset({"earnings", "identity", "fraud"})
+    """Matched without regard to case: a turn's ``Earnings`` is ``earnings``."""
     dimensions: dict[str, DimensionPolicy]
+
+    @field_validator("high_risk_topics")
+    @classmethod
+    def _casefold(cls, topics: frozenset[str]) -> frozenset[str]:
+        return frozenset(t.casefold() for t in topics)
 
     def policy(self, dimension: str) -> DimensionPolicy:
         return self.dimensions.get(dimension, _FALLBACK)
+
+    def teams(self) -> dict[str, str]:
+        """Owning team per dimension, for the dimensions that name one."""
+        return {dim: policy.owner for dim, policy in self.dimensions.items() if policy.owner}
 
     @property
     def categories(self) -> list[str]:

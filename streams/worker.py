@@ -37,7 +37,7 @@ def run_worker(settings: Settings, loglevel: str = "warning") -> None:
     alerts = build_alertmanager_sink(settings, metrics, generator_url=f"{base}/metrics")
     transport = KafkaTransport(settings, metrics, alerts=alerts)
     lag = ConsumerLagMonitor(settings, metrics, transport.agent_topics, group=transport.app.conf.id)
-    health.add_liveness("progress", progress_check(transport, lag, settings.health_stall_seconds))
+    health.add_liveness("progress", progress_check(transport, lag, monitor, settings.health_stall_seconds))
     health.add_readiness("broker", lambda: None if monitor.down_since is None else "Kafka broker unreachable")
     health.add_readiness("partitions", lambda: partitions_check(transport))
     health.started()
@@ -81,15 +81,17 @@ def partitions_check(transport: KafkaTransport) -> str | None:
 
 
 def progress_check(
-    transport: KafkaTransport, lag: ConsumerLagMonitor, stall_seconds: float
+    transport: KafkaTransport, lag: ConsumerLagMonitor, monitor: BrokerMonitor, stall_seconds: float
 ) -> Callable[[], str | None]:
     """Fails when no batch has completed for ``stall_seconds`` although the partitions this worker owns
-    have lag (outside rebalances and recovery, which may legitimately take longer)."""
+    have lag (outside rebalances and recovery, which may legitimately take longer). Not while the broker
+    is unreachable, nor within ``stall_seconds`` of its return: a restart would not bring it back, and a
+    restarted worker cannot start without it (readiness reports the outage)."""
 
     def check() -> str | None:
-        if not transport.recovered or transport.app.rebalancing:
+        if not transport.recovered or transport.app.rebalancing or monitor.down_since is not None:
             return None
-        idle = time.monotonic() - transport.last_progress
+        idle = time.monotonic() - max(transport.last_progress, monitor.up_since)
         if idle <= stall_seconds:
             return None
         owned = transport.owned

@@ -23,6 +23,7 @@ import yaml
 from schemas import Escalation
 from streams.alertmanager import AlertmanagerSink
 from streams.alertmanager_payload import alert_from_escalation
+from streams.taxonomy import load_taxonomy
 from tests.support.alertmanager import AlertmanagerError, AlertmanagerServer, find_amtool
 from tests.support.wait import wait_until
 from tests.support.webhook import Received, WebhookServer
@@ -33,6 +34,8 @@ REPO = Path(__file__).resolve().parents[2]
 SHIPPED = REPO / "prometheus" / "alertmanager.yml"
 FAST = {"group_wait": "200ms", "group_interval": "1s", "repeat_interval": "1h"}
 GENERATOR = "http://convowatch.test:9108/metrics"
+#: Owning team per dimension, from the default taxonomy (the sink labels alerts with it)
+TEAMS = load_taxonomy().teams()
 
 
 def _routes(route: dict[str, Any]) -> Iterator[dict[str, Any]]:
@@ -132,7 +135,7 @@ def alertmanager(
 
 @pytest.fixture
 def sink(alertmanager: AlertmanagerServer) -> Iterator[AlertmanagerSink]:
-    sink = AlertmanagerSink(alertmanager.url, generator_url=GENERATOR, batch_delay=0.05).start()
+    sink = AlertmanagerSink(alertmanager.url, generator_url=GENERATOR, batch_delay=0.05, teams=TEAMS).start()
     yield sink
     sink.close()
 
@@ -226,8 +229,10 @@ def test_escalations_reach_the_receiver_for_their_severity_and_resolve(
     for esc in everything:
         got = active[esc["escalation_id"]]
         assert got["receivers"] == [{"name": receivers[esc["escalation_id"]]}]
-        expected = alert_from_escalation(esc, GENERATOR)
+        team = TEAMS.get(esc["dimension"])  # the sink adds the taxonomy's owner
+        expected = alert_from_escalation({**esc, "team": team}, GENERATOR)
         assert got["labels"] == expected["labels"]
+        assert got["labels"].get("team") == team
         assert got["annotations"] == expected["annotations"]
         assert json.loads(got["annotations"]["evidence"])["turn_ids"] == esc["turn_ids"]
         assert got["generatorURL"] == GENERATOR
@@ -237,6 +242,8 @@ def test_escalations_reach_the_receiver_for_their_severity_and_resolve(
         assert datetime.fromisoformat(got["endsAt"]) > datetime.now(UTC) + timedelta(minutes=3)
     assert active[high["escalation_id"]]["annotations"]["runbook_url"] == "https://runbooks.example.com/h"
     assert active[medium["escalation_id"]]["labels"]["alertname"] == "ConvowatchJudgeDrift"
+    assert active[critical[0]["escalation_id"]]["labels"]["team"] == "trust-and-safety"
+    assert "team" not in active[medium["escalation_id"]]["labels"]  # no dimension, no owner
     assert sink.sent >= len(everything) and sink.failed == 0
 
     # Each goes to the receiver its severity routes to.

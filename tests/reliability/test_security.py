@@ -1,5 +1,6 @@
 """SASL/SCRAM-SHA-512 end to end through configuration only, secrets kept out of logs, reprs and metrics,
-and chat text kept out of every topic convowatch writes."""
+and chat text kept out of every topic convowatch writes (dead letters carry a rejected record as it came:
+the generated traffic here has none)."""
 
 from __future__ import annotations
 

@@ -139,3 +139,30 @@ def test_usage_errors_exit_2(argv, capsys):
         main(argv)
     assert info.value.code == 2
     assert "usage:" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("key", [None, "short-secret"])
+def test_hash_redaction_without_a_long_enough_key_exits_1_without_echoing_it(key, capsys, monkeypatch):
+    monkeypatch.setenv("CONVOWATCH_TEXT_REDACTION", "hash")
+    if key is not None:
+        monkeypatch.setenv("CONVOWATCH_TEXT_HASH_KEY", key)
+    assert main(["demo", "--duration", "0.1"]) == 1
+    err = _one_line_error(capsys.readouterr().err)
+    assert "CONVOWATCH_TEXT_HASH_KEY" in err and "16 characters" in err
+    assert "short-secret" not in err
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("CONVOWATCH_AGREEMENT_WINDOWS", "notjson"),  # JSON-valued: pydantic-settings' own error
+        ("CONVOWATCH_REVIEW_QUEUES", "{shopper: q}"),
+        ("CONVOWATCH_JOIN_TTL_SECONDS", "inf"),  # would break the expiry index at the first eviction
+        ("CONVOWATCH_SESSION_TIMEOUT_SECONDS", "120"),  # above Faust's request timeout: refused at start
+        ("CONVOWATCH_HEARTBEAT_INTERVAL_SECONDS", "30"),  # half the session timeout
+    ],
+)
+def test_a_bad_setting_is_a_one_line_error_naming_its_variable(variable, value, capsys, monkeypatch):
+    monkeypatch.setenv(variable, value)
+    assert main(["demo", "--duration", "0.1"]) == 1
+    assert f"({variable})" in _one_line_error(capsys.readouterr().err)

@@ -152,12 +152,20 @@ def transport(recovered: bool = True, rebalancing: bool = False, idle: float = 0
         ({"idle": 10}, {("in", 0): 5}, False),  # progress within the limit
         ({"idle": 100, "rebalancing": True}, {("in", 0): 5}, False),  # recovery may take longer
         ({"idle": 100, "recovered": False}, {("in", 0): 5}, False),
+        ({"idle": 100, "broker_down": True}, {("in", 0): 5}, False),  # a restart would not help
+        ({"idle": 100, "broker_back": 10}, {("in", 0): 5}, False),  # back 10 s ago: time to resume
+        ({"idle": 100, "broker_back": 70}, {("in", 0): 5}, True),
     ],
 )
 def test_progress_check_fails_only_for_owned_lag_without_progress(
     kwargs: dict[str, Any], lag: dict[tuple[str, int], int], failing: bool
 ) -> None:
-    check = progress_check(transport(**kwargs), SimpleNamespace(latest=lag), stall_seconds=60)  # type: ignore[arg-type]
+    now = time.monotonic()
+    monitor = SimpleNamespace(
+        down_since=now - 5 if kwargs.pop("broker_down", False) else None,
+        up_since=now - kwargs.pop("broker_back", 1000),
+    )
+    check = progress_check(transport(**kwargs), SimpleNamespace(latest=lag), monitor, stall_seconds=60)  # type: ignore[arg-type]
     reason = check()
     assert (reason is not None) is failing
     if failing:

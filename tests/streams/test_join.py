@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -293,6 +294,25 @@ def test_failing_relevance_on_a_risky_turn_escalates(turn_first):
     assert h.value("convowatch_escalations_total", kind="high_risk_failure", severity="high") == 1
 
 
+def test_an_escalation_is_labelled_by_its_most_severe_trigger_not_the_first_by_name():
+    # relevance fails first on a risky turn; a human's later safety fail (critical) must route the alert
+    h = Harness()
+    h.feed(turn(risk_topics=["earnings"]), judged(verdicts=[verdict("relevance", "fail")]))
+    h.feed(labelled(verdicts=[verdict("safety", "fail")]))
+    (esc,) = _final_escalations(h.emits).values()
+    assert esc["revision"] == 2
+    assert (esc["dimension"], esc["severity"]) == ("safety", "critical")
+    assert esc["evidence"]["runbook_url"] == TAXONOMY.policy("safety").runbook_url
+    assert esc["evidence"]["dimensions"] == ["relevance", "safety"]
+
+
+def test_high_risk_topics_match_whatever_their_case():
+    h = Harness()
+    h.feed(turn(risk_topics=["Earnings"]), judged(verdicts=[verdict("relevance", "fail")]))
+    (esc,) = _final_escalations(h.emits).values()
+    assert esc["evidence"]["risk_topics"] == ["earnings"]
+
+
 @pytest.mark.parametrize("risk_topics", [[], ["weather"], ["sports", "music"]])
 def test_failing_relevance_without_a_high_risk_topic_does_not_escalate(risk_topics):
     h = Harness()
@@ -475,3 +495,25 @@ def test_kept_text_is_capped_so_a_defect_always_fits_a_kafka_request(length: int
         assert kept_text == "x" * MAX_KEPT_TEXT + f"[... {length - MAX_KEPT_TEXT} more characters cut]"
     assert defect["turn"]["response_text"] == "short"
     Defect.model_validate(defect)
+
+
+def test_hash_redaction_keys_the_hash_so_a_short_text_is_not_found_by_hashing_guesses() -> None:
+    def hashed(key: bytes) -> dict[str, str]:
+        joiner = TurnJoiner(TAXONOMY, Metrics(CollectorRegistry()), text_redaction="hash", text_hash_key=key)
+        joiner.handle(turn(user_text="my PIN is 4821", response_text="yes"))
+        emits = joiner.handle(judged(verdicts=[verdict("relevance", "fail")]))
+        (defect,) = [e.value for e in emits if e.topic == "defects"]
+        Defect.model_validate(defect)
+        return defect["turn"]
+
+    one, again, other = hashed(b"k" * 16), hashed(b"k" * 16), hashed(b"j" * 16)
+    assert "user_text" not in one and "response_text" not in one
+    assert one == again  # equal texts match across records under one key
+    assert one["user_text_hmac_sha256"] != other["user_text_hmac_sha256"]
+    plain = {hashlib.sha256(t.encode()).hexdigest() for t in ("my PIN is 4821", "yes")}
+    assert not plain & {one["user_text_hmac_sha256"], one["response_text_hmac_sha256"]}
+
+
+def test_hash_redaction_without_a_key_is_refused() -> None:
+    with pytest.raises(ValueError, match="key"):
+        TurnJoiner(TAXONOMY, Metrics(CollectorRegistry()), text_redaction="hash")

@@ -326,3 +326,20 @@ def test_records_before_the_marks_publish_nothing_when_read_again():
     assert read(replay, order) == []
     replay.published()
     assert not any("out" in entry for _, entry in replay.store.items())
+
+
+def test_entries_recovered_at_a_rebalance_expire_even_when_as_many_left_as_arrived() -> None:
+    # partition 0's three entries move away and partition 1's three are recovered: the counts match, so
+    # only the rebalance itself says the expiry index is stale
+    store = DictStore()
+    j = TurnJoiner(TAXONOMY, Metrics(CollectorRegistry()), store, ttl_seconds=3600, evict_every=10**9)
+    for i in range(3):
+        j.handle(turn(turn_id=f"a{i}", seconds=i), partition=0)
+    j.evict()  # indexes a0..a2
+    recovered = {k: {**v, "p": 1} for k, v in ((f"b{i}", store.data.pop(f"a{i}")) for i in range(3))}
+    store.data.update(recovered)
+    j.state.forget()
+    j.rebalanced({})
+    j.handle(turn(turn_id="late", seconds=10 * 86400), partition=1)
+    j.evict()
+    assert [key for key, _ in store.items()] == ["late"]

@@ -1,4 +1,5 @@
-"""What the worker sets up before Faust starts: its event loop and its data directory."""
+"""What the worker sets up before Faust starts: its event loop, its data directory, its clients' SASL
+settings."""
 
 from __future__ import annotations
 
@@ -8,9 +9,11 @@ from pathlib import Path
 
 import pytest
 import uvloop
+from pydantic import ValidationError
 
 from streams.app import data_dir
 from streams.config import Settings
+from streams.kafka_client import confluent_config, faust_credentials
 from streams.worker import use_event_loop
 
 
@@ -62,3 +65,15 @@ def test_the_review_floor_cannot_ask_for_labels_the_schema_would_refuse() -> Non
     assert Settings(review_min_probability=MIN_INCLUSION_PROBABILITY).review_min_probability == 1e-6
     with pytest.raises(ValidationError, match="review_min_probability"):
         Settings(review_min_probability=1e-7)
+
+
+def test_sasl_without_a_mechanism_is_plain_for_every_client() -> None:
+    # librdkafka's own default is GSSAPI: admin, producer and probe failed while Faust's clients used PLAIN
+    settings = Settings(security_protocol="SASL_SSL", sasl_username="u", sasl_password="p")  # type: ignore[arg-type]
+    assert confluent_config(settings)["sasl.mechanism"] == "PLAIN"
+    assert faust_credentials(settings).mechanism.value == "PLAIN"
+
+
+def test_sasl_without_credentials_is_refused() -> None:
+    with pytest.raises(ValidationError, match="CONVOWATCH_SASL_USERNAME"):
+        Settings(security_protocol="SASL_PLAINTEXT", sasl_username="u")
