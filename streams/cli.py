@@ -5,8 +5,9 @@ from __future__ import annotations
 import argparse
 import gc
 import json
+import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -260,9 +261,22 @@ def tune_gc() -> None:
     gc.set_threshold(100_000, 50, 100)
 
 
+def unknown_variables(environ: Mapping[str, str]) -> list[str]:
+    """``CONVOWATCH_*`` variables that are no setting (a typo is otherwise silently ignored); the test
+    suite's own ``CONVOWATCH_TEST_*`` excepted."""
+    known = {f"CONVOWATCH_{name.upper()}" for name in Settings.model_fields}
+    return sorted(
+        name
+        for name in environ
+        if name.startswith("CONVOWATCH_") and name not in known and not name.startswith("CONVOWATCH_TEST_")
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     tune_gc()
+    if unknown := unknown_variables(os.environ):  # names only: a value may be a secret
+        print(f"convowatch: warning: ignoring {', '.join(unknown)}: no such setting", file=sys.stderr)
     try:
         args.func(args)
     except ConvowatchError as exc:

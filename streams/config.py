@@ -322,6 +322,14 @@ class Settings(BaseSettings):
         "default", min_length=1, description="CONVOWATCH_REVIEW_DEFAULT_QUEUE: queue of unmapped journeys."
     )
 
+    @field_validator("broker")
+    @classmethod
+    def _bootstrap_servers(cls, broker: str) -> str:
+        hosts = [host.strip() for host in broker.split(",")]
+        if not all(hosts):
+            raise ValueError("must be host:port[,host:port...], with no empty entry")
+        return ",".join(hosts)  # "a:9092, b:9092" gave Faust a host " b"
+
     @field_validator("heartbeat_interval_seconds")
     @classmethod
     def _heartbeat_within_session(cls, interval: float, info: ValidationInfo) -> float:

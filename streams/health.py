@@ -23,6 +23,8 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from prometheus_client import CollectorRegistry, make_wsgi_app
 
+from streams.exceptions import ConfigError
+
 #: A check returns None when healthy, else a short reason.
 Check = Callable[[], str | None]
 
@@ -113,7 +115,14 @@ class _QuietHandler(WSGIRequestHandler):
 
 def serve(registry: CollectorRegistry, health: Health, host: str, port: int) -> _Server:
     """Serve ``/metrics``, ``/healthz`` and ``/readyz`` on ``host:port`` (0: a free port) from a daemon
-    thread; ``server.server_port`` is the port, ``server.shutdown()`` stops it."""
-    server = make_server(host, port, wsgi_app(registry, health), _Server, handler_class=_QuietHandler)
+    thread; ``server.server_port`` is the port, ``server.shutdown()`` stops it. Raises :class:`ConfigError`
+    when the address cannot be bound (a port in use: two workers on one host need different ports)."""
+    try:
+        server = make_server(host, port, wsgi_app(registry, health), _Server, handler_class=_QuietHandler)
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot serve metrics on {host}:{port} (CONVOWATCH_METRICS_HOST, CONVOWATCH_METRICS_PORT or "
+            f"--metrics-port): {exc.strerror or exc}"
+        ) from None
     threading.Thread(target=server.serve_forever, name="convowatch-http", daemon=True).start()
     return server

@@ -33,7 +33,8 @@ class InputProducer:
 
     def __init__(self, settings: Settings) -> None:
         self.topics = input_topics(settings)
-        create_topics(settings, list(self.topics.values()))  # also checks the broker answers
+        # also checks the broker answers, and that the inputs agree in partition count (whatever it is)
+        create_topics(settings, list(self.topics.values()), expect_partitions=False)
         self.producer = Producer(
             confluent_config(
                 settings,

@@ -35,5 +35,12 @@ def output_topics(settings: Settings) -> dict[str, str]:
     return {logical: settings.topic(name) for logical, name in names.items()}
 
 
+def copartitioned_topics(settings: Settings) -> list[str]:
+    """Topics whose partition counts must equal ``CONVOWATCH_PARTITIONS``: the inputs (a turn's events meet
+    by partition), the observations and the tables' changelogs (state goes to its input's partition)."""
+    changelogs = [f"{settings.app_id}-{table}-changelog" for table in ("pending", "published", "aggregates")]
+    return [*input_topics(settings).values(), settings.topic(INTERNAL["observations"]), *changelogs]
+
+
 def all_topics(settings: Settings) -> list[str]:
     return [*input_topics(settings).values(), *output_topics(settings).values()]

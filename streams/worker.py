@@ -26,12 +26,12 @@ log = logging.getLogger("convowatch.worker")
 def run_worker(settings: Settings, loglevel: str = "warning") -> None:
     """Blocks until the worker is stopped (SIGTERM or SIGINT)."""
     use_event_loop(settings.event_loop)
-    create_topics(settings)  # raises BrokerUnreachable with the address when the broker does not answer
     registry = CollectorRegistry()
     metrics = Metrics(registry, label_max_values=settings.label_max_values)
-    monitor = BrokerMonitor(settings, metrics)  # convowatch_broker_connected, _outages_total; log
     health = Health(settings.health_stall_seconds)
-    server = serve(registry, health, settings.metrics_host, settings.metrics_port)
+    server = serve(registry, health, settings.metrics_host, settings.metrics_port)  # a port in use: first
+    create_topics(settings)  # raises BrokerUnreachable with the address when the broker does not answer
+    monitor = BrokerMonitor(settings, metrics)  # convowatch_broker_connected, _outages_total; log
     base = f"http://{settings.metrics_host}:{server.server_port}"
     log.warning("convowatch metrics on %s/metrics, health on %s/healthz and %s/readyz", base, base, base)
     alerts = build_alertmanager_sink(settings, metrics, generator_url=f"{base}/metrics")

@@ -141,3 +141,31 @@ def test_worker_health_and_lag_drain_to_zero(
     wait_until(drained, timeout=90, interval=0.25, message=lambda: f"lag {lags()}\n{worker.log_tail()}")
     # 200 + 404 + 200 input records were read and committed
     assert worker.value("convowatch_records_in_total", stream="judge_verdicts") == 400
+
+
+def test_topics_with_other_partition_counts_stop_the_worker_with_one_clear_line(
+    kafka_broker: KafkaBroker, unique_name: Callable[[str], str]
+) -> None:
+    # inputs made with 2 partitions, workers configured for 4: the join would send state to changelog
+    # partitions that do not exist (a batch failing at every restart); refuse it before starting
+    prefix = unique_name("parts") + "."
+    settings = Settings(topic_prefix=prefix, app_id=unique_name("parts-app"), partitions=4)
+    inputs = list(input_topics(settings).values())
+    for topic in inputs:
+        _create(kafka_broker.bootstrap, topic, 2)
+    env = {"CONVOWATCH_TOPIC_PREFIX": prefix, "CONVOWATCH_APP_ID": settings.app_id}
+    env["CONVOWATCH_PARTITIONS"] = "4"
+    for args in (["worker", "--metrics-port", "0"], ["topics", "create"]):
+        done = run_cli(*args, "--broker", kafka_broker.bootstrap, env=env, timeout=60)
+        assert done.returncode == 1, done.stderr
+        (line,) = done.stderr.strip().splitlines()
+        assert f"{inputs[0]} has 2" in line and "CONVOWATCH_PARTITIONS is 4" in line
+    # the producer takes whatever count the inputs agree on, and refuses inputs that disagree
+    generate = ["produce", "--broker", kafka_broker.bootstrap, "--generate", "--duration", "1"]
+    produced = run_cli(*generate, env=env)
+    assert produced.returncode == 0, produced.stderr
+    other = unique_name("parts") + "."
+    for i, topic in enumerate(input_topics(Settings(topic_prefix=other)).values()):
+        _create(kafka_broker.bootstrap, topic, 2 + (i == 1))
+    refused = run_cli(*generate, env={**env, "CONVOWATCH_TOPIC_PREFIX": other})
+    assert refused.returncode == 1 and f"{other}judge.verdicts has 3" in refused.stderr, refused.stderr

@@ -145,10 +145,10 @@ def worker_env(prefix: str, app_id: str, **extra: str) -> dict[str, str]:
 
 
 def report(name: str, figures: dict[str, Any]) -> None:
-    """Print a test's measured figures; also append them to ``$CONVOWATCH_RELIABILITY_REPORT`` if set."""
+    """Print a test's measured figures; also append them to ``$CONVOWATCH_TEST_RELIABILITY_REPORT`` if set."""
     line = json.dumps({"test": name, **figures}, default=str)
     print(f"\nRELIABILITY {line}")
-    path = os.environ.get("CONVOWATCH_RELIABILITY_REPORT")
+    path = os.environ.get("CONVOWATCH_TEST_RELIABILITY_REPORT")
     if path:
         with open(path, "a") as handle:
             handle.write(line + "\n")

@@ -166,3 +166,10 @@ def test_a_bad_setting_is_a_one_line_error_naming_its_variable(variable, value, 
     monkeypatch.setenv(variable, value)
     assert main(["demo", "--duration", "0.1"]) == 1
     assert f"({variable})" in _one_line_error(capsys.readouterr().err)
+
+
+def test_a_misspelt_variable_is_named_in_a_warning_without_its_value(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("CONVOWATCH_SASL_PASWORD", "hunter2")  # one S short: would be silently ignored
+    assert main(["schemas", "--out", str(tmp_path)]) == 0
+    err = capsys.readouterr().err
+    assert "CONVOWATCH_SASL_PASWORD" in err and "hunter2" not in err

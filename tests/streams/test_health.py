@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from prometheus_client import CollectorRegistry, Counter
 
+from streams.exceptions import ConfigError
 from streams.health import Health, serve
 from streams.worker import loop_heartbeat, partitions_check, progress_check
 from tests.support.wait import wait_until
@@ -176,3 +177,12 @@ def test_partitions_check() -> None:
     assert partitions_check(transport(recovered=False)) is not None  # type: ignore[arg-type]
     assert partitions_check(transport(rebalancing=True)) == "rebalancing"  # type: ignore[arg-type]
     assert partitions_check(transport()) is None  # type: ignore[arg-type]
+
+
+def test_a_port_in_use_is_a_config_error_naming_the_setting() -> None:
+    first = serve(CollectorRegistry(), Health(60), "127.0.0.1", 0)
+    try:
+        with pytest.raises(ConfigError, match="CONVOWATCH_METRICS_PORT"):
+            serve(CollectorRegistry(), Health(60), "127.0.0.1", first.server_port)
+    finally:
+        first.shutdown()

@@ -77,3 +77,10 @@ def test_sasl_without_a_mechanism_is_plain_for_every_client() -> None:
 def test_sasl_without_credentials_is_refused() -> None:
     with pytest.raises(ValidationError, match="CONVOWATCH_SASL_USERNAME"):
         Settings(security_protocol="SASL_PLAINTEXT", sasl_username="u")
+
+
+def test_bootstrap_servers_are_trimmed_and_never_empty() -> None:
+    assert Settings(broker=" a:9092, b:9093 ").broker == "a:9092,b:9093"
+    for broker in ("", "a:9092,,b:9092", " "):
+        with pytest.raises(ValidationError, match="host:port"):
+            Settings(broker=broker)

@@ -29,8 +29,8 @@ import yaml
 from tests.support.broker import free_ports
 from tests.support.process import stop_group, wait_ready
 
-PROMETHEUS_BIN = Path(os.environ.get("CONVOWATCH_PROMETHEUS_BIN", "/usr/bin/prometheus"))
-PROMTOOL_BIN = Path(os.environ.get("CONVOWATCH_PROMTOOL_BIN", "/usr/bin/promtool"))
+PROMETHEUS_BIN = Path(os.environ.get("CONVOWATCH_TEST_PROMETHEUS_BIN", "/usr/bin/prometheus"))
+PROMTOOL_BIN = Path(os.environ.get("CONVOWATCH_TEST_PROMTOOL_BIN", "/usr/bin/promtool"))
 
 _live: set[PrometheusServer] = set()  # SIGKILLed at interpreter exit if nobody closed them
 
