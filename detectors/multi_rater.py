@@ -182,13 +182,18 @@ class InterAnnotatorAgreement(Detector):
         }
 
 
+#: Where raters beyond ``max_raters`` are pooled
+OTHER_RATERS = "other"
+
+
 class RaterVsConsensus(Detector):
     """Each rater's agreement with the consensus of the *other* raters on the same item (leave-one-out).
 
     ``update(ratings)`` takes ``{rater_id: label}`` for one item with at least two raters. For every rater,
     the consensus of the others is their plurality label; when it is tied the rater is not scored on that
     item and ``ties`` counts it. ``per_rater`` gives, per rater, the items scored, agreement with its Wilson
-    interval, Cohen's kappa against the consensus, and ties.
+    interval, Cohen's kappa against the consensus, and ties. Raters after the first ``max_raters`` are
+    pooled as ``"other"``: a labelling tool minting an id per label must not grow the state without bound.
 
     Examples
     --------
@@ -206,13 +211,17 @@ class RaterVsConsensus(Detector):
     {'ann': 0.967, 'bob': 0.936, 'cy': 0.795}
     """
 
-    def __init__(self, confidence_level: float = 0.95) -> None:
+    def __init__(self, confidence_level: float = 0.95, max_raters: int = 1_000) -> None:
         check_confidence_level(confidence_level)
+        if max_raters < 1:
+            raise ValueError(f"max_raters must be at least 1, got {max_raters}")
         self.confidence_level = confidence_level
+        self.max_raters = max_raters
         self._reset()
 
     def _reset(self) -> None:
-        # raters[rater_id] = {"confusion": {rater_label: {consensus_label: count}}, "ties": int}
+        # raters[rater_id] = {"confusion": {rater_label: {consensus_label: count}}, "ties": int}; raters
+        # after the first max_raters are pooled under OTHER_RATERS, so the state stays bounded
         self._raters: dict[str, dict[str, Any]] = {}
         self._items = 0
 
@@ -226,6 +235,8 @@ class RaterVsConsensus(Detector):
         for rater, label in ratings.items():
             others = [x for r, x in ratings.items() if r != rater]
             agreed, tie = consensus(others)
+            if rater not in self._raters and len(self._raters) >= self.max_raters:
+                rater = OTHER_RATERS
             entry = self._raters.setdefault(rater, {"confusion": {}, "ties": 0})
             if agreed is None:
                 entry["ties"] += int(tie)
@@ -239,6 +250,8 @@ class RaterVsConsensus(Detector):
         self._check_mergeable(other)
         self._items += other._items
         for rater, theirs in other._raters.items():
+            if rater not in self._raters and len(self._raters) >= self.max_raters:
+                rater = OTHER_RATERS
             entry = self._raters.setdefault(rater, {"confusion": {}, "ties": 0})
             entry["ties"] += theirs["ties"]
             for label, row in theirs["confusion"].items():

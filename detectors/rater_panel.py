@@ -5,21 +5,26 @@ Fleiss' kappa), :class:`~detectors.RaterVsConsensus` (each annotator against the
 not scored), the items' consensus labels with ties counted (:func:`~detectors.consensus`), each vendor's
 agreement (its annotators' leave-one-out comparisons pooled) and each judge's agreement with the
 consensus of all annotators (items with a tied consensus are left out).
+
+A vendor's agreement interval counts items, not comparisons: two annotators of one vendor on one item are
+compared with nearly the same consensus, so their comparisons are not independent. The variance is the
+cluster-robust one of a ratio (items as clusters), and the Wilson interval is taken at the effective size
+it implies (at most the number of comparisons).
 """
 
 from __future__ import annotations
 
+import copy
 from typing import Any, Self
 
 from detectors.agreement_stats import (
     AgreementStats,
-    Confusion,
     check_confidence_level,
     cohen_kappa_with_se,
     wilson_interval,
 )
 from detectors.base import Detector
-from detectors.multi_rater import InterAnnotatorAgreement, RaterVsConsensus, consensus
+from detectors.multi_rater import OTHER_RATERS, InterAnnotatorAgreement, RaterVsConsensus, consensus
 
 
 class RaterPanel(Detector):
@@ -27,6 +32,8 @@ class RaterPanel(Detector):
 
     ``labels`` is ``{annotator_id: label}`` (two or more), ``vendors`` ``{annotator_id: vendor_id}`` and
     ``judges`` ``{judge_id: label}`` for the same item. An annotator's vendor is the last one seen.
+    Annotators after the first ``max_annotators`` are pooled as ``"other"`` and vendors after the first
+    ``max_vendors`` likewise, so the state stays bounded whatever ids arrive.
 
     Examples
     --------
@@ -51,15 +58,24 @@ class RaterPanel(Detector):
     0.815
     """
 
-    def __init__(self, confidence_level: float = 0.95) -> None:
+    def __init__(
+        self, confidence_level: float = 0.95, max_annotators: int = 1_000, max_vendors: int = 100
+    ) -> None:
         check_confidence_level(confidence_level)
+        if max_annotators < 1 or max_vendors < 1:
+            raise ValueError("max_annotators and max_vendors must be at least 1")
         self.confidence_level = confidence_level
+        self.max_annotators = max_annotators
+        self.max_vendors = max_vendors
         self._reset()
 
     def _reset(self) -> None:
         self._agreement = InterAnnotatorAgreement()
-        self._raters = RaterVsConsensus(confidence_level=self.confidence_level)
+        self._raters = RaterVsConsensus(self.confidence_level, max_raters=self.max_annotators)
         self._vendor_of: dict[str, str] = {}
+        # per vendor: pooled confusion, ties, and per-item sums [items, m, a, a*a, a*m, m*m] of its
+        # comparisons m and agreements a on each item (the cluster-robust variance)
+        self._vendors: dict[str, dict[str, Any]] = {}
         self._consensus: dict[str, int] = {}
         self._ties = 0
         self._judges: dict[str, AgreementStats] = {}
@@ -75,8 +91,13 @@ class RaterPanel(Detector):
         values = list(labels.values())
         self._agreement.update(values)  # checks there are two or more
         self._raters.update(labels)
-        if vendors:
-            self._vendor_of.update({a: str(v) for a, v in vendors.items() if a in labels})
+        vendors = vendors or {}
+        for annotator in labels:
+            if annotator in vendors and (
+                annotator in self._vendor_of or len(self._vendor_of) < self.max_annotators
+            ):
+                self._vendor_of[annotator] = str(vendors[annotator])
+        self._add_vendor_comparisons(labels, vendors)
         agreed, tie = consensus(values)
         if agreed is None:
             self._ties += int(tie)
@@ -88,6 +109,28 @@ class RaterPanel(Detector):
                 stats = self._judges[judge_id] = AgreementStats(confidence_level=self.confidence_level)
             stats.update(label, agreed)
         return self
+
+    def _add_vendor_comparisons(self, labels: dict[str, str], vendors: dict[str, str]) -> None:
+        """Each annotator against the others' consensus (leave-one-out), pooled by vendor per item."""
+        on_item: dict[str, list[int]] = {}
+        for annotator, label in labels.items():
+            vendor = str(vendors.get(annotator) or self._vendor_of.get(annotator, "unknown"))
+            if vendor not in self._vendors and len(self._vendors) >= self.max_vendors:
+                vendor = OTHER_RATERS
+            entry = self._vendors.setdefault(vendor, {"confusion": {}, "ties": 0, "sums": [0] * 6})
+            agreed, tie = consensus([x for a, x in labels.items() if a != annotator])
+            if agreed is None:
+                entry["ties"] += int(tie)
+                continue
+            row = entry["confusion"].setdefault(label, {})
+            row[agreed] = row.get(agreed, 0) + 1
+            counts = on_item.setdefault(vendor, [0, 0])
+            counts[0] += 1
+            counts[1] += int(label == agreed)
+        for vendor, (m, a) in on_item.items():
+            sums = self._vendors[vendor]["sums"]
+            for i, term in enumerate((1, m, a, a * a, a * m, m * m)):
+                sums[i] += term
 
     @property
     def n_items(self) -> int:
@@ -114,32 +157,33 @@ class RaterPanel(Detector):
 
     @property
     def per_vendor(self) -> dict[str, dict[str, Any]]:
-        """Per vendor, its annotators' comparisons with the others' consensus pooled: ``n``, ``agreement``,
-        ``agreement_interval``, ``kappa``, ``ties``, ``annotators``."""
-        pooled: dict[str, dict[str, Any]] = {}
-        per_rater = self._raters.per_rater
-        for annotator in self._raters.raters:
-            vendor = self._vendor_of.get(annotator, "unknown")
-            entry = pooled.setdefault(vendor, {"confusion": {}, "ties": 0, "annotators": 0})
-            entry["ties"] += per_rater[annotator]["ties"]
-            entry["annotators"] += 1
-            confusion: Confusion = entry["confusion"]
-            for label, row in self._raters.confusion(annotator).items():
-                mine = confusion.setdefault(label, {})
-                for agreed, count in row.items():
-                    mine[agreed] = mine.get(agreed, 0) + count
+        """Per vendor, its annotators' comparisons with the others' consensus pooled: ``n`` (comparisons),
+        ``items``, ``effective_n``, ``agreement``, ``agreement_interval`` (over items: see the module),
+        ``kappa``, ``ties``, ``annotators`` (of those tracked by id)."""
+        annotators: dict[str, int] = {}
+        for vendor in self._vendor_of.values():
+            annotators[vendor] = annotators.get(vendor, 0) + 1
         result = {}
-        for vendor, entry in sorted(pooled.items()):
-            confusion = entry["confusion"]
-            n = sum(sum(row.values()) for row in confusion.values())
-            agree = sum(row.get(label, 0) for label, row in confusion.items())
+        for vendor, entry in sorted(self._vendors.items()):
+            items, n, agree, a2, am, m2 = entry["sums"]
+            p = agree / n if n else float("nan")
+            effective = float(items)
+            if items >= 2:
+                # Σ(a - p m)² / (Σm)², with the small-sample factor items / (items - 1)
+                variance = items / (items - 1) * (a2 - 2 * p * am + p * p * m2) / (n * n)
+                if variance > 0:
+                    effective = min(float(n), max(p * (1 - p) / variance, 1.0))
             result[vendor] = {
                 "n": n,
-                "agreement": agree / n if n else float("nan"),
-                "agreement_interval": list(wilson_interval(agree, n, self.confidence_level)),
-                "kappa": cohen_kappa_with_se(confusion)[0],
+                "items": items,
+                "effective_n": effective,
+                "agreement": p,
+                "agreement_interval": list(
+                    wilson_interval(p * effective if n else 0.0, effective, self.confidence_level)
+                ),
+                "kappa": cohen_kappa_with_se(entry["confusion"])[0],
                 "ties": entry["ties"],
-                "annotators": entry["annotators"],
+                "annotators": annotators.get(vendor, 0),
             }
         return result
 
@@ -157,6 +201,7 @@ class RaterPanel(Detector):
                 "_agreement": self._agreement.to_dict()["state"],
                 "_raters": self._raters.to_dict()["state"],
                 "_vendor_of": dict(self._vendor_of),
+                "_vendors": copy.deepcopy(self._vendors),
                 "_consensus": dict(self._consensus),
                 "_ties": self._ties,
                 "_judges": {j: s.to_dict()["state"] for j, s in self._judges.items()},
@@ -166,7 +211,7 @@ class RaterPanel(Detector):
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Self:
         panel, state = cls._new_from(
-            data, ("_agreement", "_raters", "_vendor_of", "_consensus", "_ties", "_judges")
+            data, ("_agreement", "_raters", "_vendor_of", "_vendors", "_consensus", "_ties", "_judges")
         )
 
         def restore(detector: Detector, s: dict[str, Any]) -> Any:
@@ -175,6 +220,8 @@ class RaterPanel(Detector):
         panel._agreement = restore(panel._agreement, state["_agreement"])
         panel._raters = restore(panel._raters, state["_raters"])
         panel._vendor_of = dict(state["_vendor_of"])
+        # state written before vendors were counted by item: their figures start again from here
+        panel._vendors = copy.deepcopy(state.get("_vendors", {}))
         panel._consensus = dict(state["_consensus"])
         panel._ties = int(state["_ties"])
         template = AgreementStats(confidence_level=panel.confidence_level)
