@@ -199,6 +199,8 @@ class TurnOutputs:
                     "dimension": dim,
                     "labels": labels,
                     "vendors": {a: entry["human"][a]["vendor"] for a in labels},
+                    # the item is complete at its latest label: vendor windows count it then
+                    "label_ts": max(entry["human"][a]["ts"] for a in labels),
                     "judges": {j: r["labels"][dim] for j, r in entry["judge"].items() if dim in r["labels"]},
                     **common,
                 }

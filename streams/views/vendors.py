@@ -11,7 +11,9 @@ annotators) observations, both on the shard ``humans``, one
 - judge: each dimension the label shares with a judge's verdict on the turn (judges known when the label
   met the turn) is one comparison;
 - consensus: each annotator of a ``raters`` item against the plurality of the others (ties not scored,
-  as :class:`~detectors.rater_panel.RaterPanel` does), at the turn's time.
+  as :class:`~detectors.rater_panel.RaterPanel` does), when the item is complete: at its latest label's
+  time or its turn's, whichever is later (at the turn's, a second label a day after its turn fell out of
+  a 24 h window as too late).
 
 Once label event time has moved ``evaluate_every_seconds`` past the last evaluation, every vendor's SLAs
 are judged and a :class:`~detectors.sla_status.SlaStatus` under ``vendor_sla`` records breaches: a
@@ -115,11 +117,12 @@ class VendorsView:
         labels: dict[str, str] = obs["labels"]
         vendors: dict[str, str] = obs.get("vendors") or {}
         updates: list[Update] = []
+        at = max(obs["ts"], obs.get("label_ts", obs["ts"]))  # when the item was complete
         for annotator in sorted(labels):
             agreed, _ = consensus([label for other, label in labels.items() if other != annotator])
             if agreed is not None and annotator in vendors:
                 ok = int(labels[annotator] == agreed)
-                updates.append((obs["ts"], vendors[annotator], annotator, None, (0, 0), (0, 0), (ok, 1)))
+                updates.append((at, vendors[annotator], annotator, None, (0, 0), (0, 0), (ok, 1)))
         return updates
 
     # -- SLAs ----------------------------------------------------------------------------------------

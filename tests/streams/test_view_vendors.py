@@ -265,6 +265,24 @@ def test_consensus_of_several_annotators_per_vendor_and_annotator(tmp_path):
     assert value == 0.5
 
 
+def test_consensus_of_labels_a_day_after_their_turn_is_counted_in_the_window(tmp_path):
+    # a 24 h window; both labels 25 h after the turn (within a 24 h p90 turnaround: a normal tail).
+    # At the turn's time the comparisons fell out of the window as too late.
+    sla = tmp_path / "vendor_sla.yaml"
+    sla.write_text("evaluate_every_seconds: 1\nrepublish_seconds: 86400\ndefaults: {min_samples: 1}\n")
+    pipeline = Pipeline(Settings(vendor_sla=sla), Metrics(CollectorRegistry()))
+    events = [(Stream.CHAT_TURNS, chat_turn(turn_id="late", ts=iso(START)))]
+    for n, (annotator, label) in enumerate({"a1": "pass", "a2": "pass"}.items()):
+        stamp = iso(START + 25 * 3600 + n)
+        labels = [verdict("relevance", label)]
+        event = human_label(turn_id="late", ts=stamp, annotator_id=annotator, vendor_id="v", verdicts=labels)
+        events.append((Stream.HUMAN_LABELS, event))
+    for offset, (stream, event) in enumerate(events):
+        pipeline.process(stream, raw(event), source_topic="t", offset=offset)
+    (row,) = pipeline.report()["vendors"]["vendors"]
+    assert (row["consensus_agreeing"], row["consensus_total"]) == (2, 2)
+
+
 @pytest.mark.parametrize(
     ("content", "key", "message"),
     [
