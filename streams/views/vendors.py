@@ -18,7 +18,8 @@ annotators) observations, both on the shard ``humans``, one
 Once label event time has moved ``evaluate_every_seconds`` past the last evaluation, every vendor's SLAs
 are judged and a :class:`~detectors.sla_status.SlaStatus` under ``vendor_sla`` records breaches: a
 breach publishes a ``vendor_sla`` escalation (id per vendor, SLA and episode), re-published with the next
-revision every ``republish_seconds`` while it lasts, and resolved once the vendor is back on target. Both
+revision every ``republish_seconds`` while it lasts, and resolved once the vendor is back on target, or
+has no label left in the window (nothing to judge it by: ``closed_without_labels`` in the evidence). Both
 aggregates go through :meth:`Aggregator.update`, so a replayed observation is skipped and publishes
 nothing, and the evaluation depends on the stream only. Vendor gauges are set at each evaluation; report
 .json has a ``vendors`` section with every vendor's and annotator's scorecard and the SLA verdicts.
@@ -144,9 +145,12 @@ class VendorsView:
             status.update(now, ALL, None)  # evaluated now, even with no vendor to judge
             for vendor, (scorecard, verdicts) in judged.items():
                 for verdict in verdicts:
-                    status.update(now, f"{vendor}|{verdict.sla}", verdict.breached)
+                    # a vendor with no label left in the window cannot be judged: an open breach closes
+                    # (it stayed open for good when a breaching vendor stopped labelling)
+                    lapsed = verdict.breached is None and scorecard.labels == 0
+                    status.update(now, f"{vendor}|{verdict.sla}", False if lapsed else verdict.breached)
                     if status.change is not None:
-                        emits.append(self._escalation(status, vendor, verdict, scorecard, card))
+                        emits.append(self._escalation(status, vendor, verdict, scorecard, card, lapsed))
 
         status = aggregator.update(
             STATUS, obs, partition, lambda: SlaStatus(republish_seconds=self.sla.republish_seconds), judge
@@ -173,14 +177,24 @@ class VendorsView:
                 m.vendor_sla_breached.labels(label, verdict.sla).set(1.0 if on else 0.0)
 
     def _escalation(
-        self, status: SlaStatus, vendor: str, verdict: Verdict, scorecard: Scorecard, card: VendorScorecard
+        self,
+        status: SlaStatus,
+        vendor: str,
+        verdict: Verdict,
+        scorecard: Scorecard,
+        card: VendorScorecard,
+        lapsed: bool = False,
     ) -> Emit:
         state = status.status(f"{vendor}|{verdict.sla}")
         assert state is not None and card.watermark is not None
         change, severity = status.change, self.sla.severity
         eid = escalation_id("vendor_sla", f"{vendor}|{verdict.sla}|{state['episode']}")
         what = _describe(verdict)
-        if change == "resolved":
+        if lapsed:
+            summary = (
+                f"Vendor SLA breach closed: no labels from {vendor} in the window to judge {verdict.sla}"
+            )
+        elif change == "resolved":
             summary = f"Vendor SLA met again: {vendor} {what}"
         else:
             summary = f"Vendor SLA breach: {vendor} {what}"
@@ -206,6 +220,7 @@ class VendorsView:
                 "samples": verdict.samples,
                 **{k: finite_or_none(v) for k, v in verdict.detail.items()},
                 "breached_since": iso(state["since"]),
+                "closed_without_labels": lapsed,
                 "episode": state["episode"],
                 "window_start": iso(card.window_start or card.watermark),
                 "window_end": iso(card.watermark),

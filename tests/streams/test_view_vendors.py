@@ -208,6 +208,34 @@ def test_a_breaching_vendor_gets_one_escalation_per_sla_revised_then_resolved(fi
     }
 
 
+def test_a_breach_closes_once_its_vendor_has_no_label_left_in_the_window(files):
+    # vendor-b breaches, then stops labelling at 3.5 h; vendor-a labels on. The open breaches stayed open
+    # for good (no evidence either way), and the gauges at 1
+    sla, golden = files
+    records, _, _ = _world()
+    stop = START + 3.5 * HOUR
+    kept = [r for r in records if not (r[2] is Stream.HUMAN_LABELS and b'"vendor-b"' in r[3] and r[0] > stop)]
+    registry = CollectorRegistry()
+    pipeline = Pipeline(Settings(vendor_sla=sla, golden=golden), Metrics(registry))
+    seen: list[dict[str, Any]] = []
+    for offset, (_, _, stream, data) in enumerate(kept):
+        seen += _escalations(pipeline.process(stream, data, source_topic=stream.value, offset=offset))
+    closed = [e for e in seen if e["status"] == "resolved"]
+    assert sorted(e["evidence"]["sla"] for e in closed) == ["gold_accuracy", "turnaround"]
+    for value in closed:
+        Escalation.model_validate(value)
+        assert value["evidence"]["closed_without_labels"] is True
+        assert value["summary"].startswith("Vendor SLA breach closed: no labels from vendor-b")
+        assert _ts(value["event_time"]) >= stop + HOUR - 300  # the window (1 h in 5 min buckets) emptied
+        name = value["evidence"]["sla"]
+        assert (
+            registry.get_sample_value(
+                "convowatch_vendor_sla_breached", {"vendor_id": "vendor-b", "sla": name}
+            )
+            == 0.0
+        )
+
+
 def _ts(text: str) -> float:
     return datetime.fromisoformat(text).timestamp()
 
