@@ -975,13 +975,18 @@ def pipeline() -> dict[str, Any]:
                 links=[RUNBOOK_INDEX],
             ),
             ts(
-                "Duplicates per second by stream",
+                "Duplicates and conflicts per second by stream",
                 target(
                     f"sum by (stream) (rate(convowatch_duplicates_total{{{inst}}}[$__rate_interval]))",
-                    "{{stream}}",
+                    "{{stream}} duplicates",
                 ),
-                description="Turns, verdicts or labels already seen (counted once): producer retries or "
-                "replays after a restart.",
+                target(
+                    f"sum by (stream) (rate(convowatch_label_conflicts_total{{{inst}}}[$__rate_interval]))",
+                    "{{stream}} conflicts",
+                ),
+                description="Duplicates: turns, verdicts or labels already seen (producer retries or replays "
+                "after a restart). Conflicts: a judge or annotator labelling a turn's dimension again, "
+                "differently; the first label stands (a re-run judge should use its own judge_id).",
                 links=[RUNBOOK_INDEX],
             ),
             ts(

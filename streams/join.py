@@ -283,8 +283,9 @@ class TurnJoiner:
     def _merge(self, labels: dict[str, str], verdicts: list[Any], stream: str) -> bool:
         changed = False
         for v in verdicts:
-            if v.dimension in labels:
-                self.metrics.duplicates.labels(stream).inc()
+            if v.dimension in labels:  # the first label stands: outputs were published on it
+                same = labels[v.dimension] == v.label
+                (self.metrics.duplicates if same else self.metrics.label_conflicts).labels(stream).inc()
             else:
                 labels[v.dimension] = v.label
                 changed = True

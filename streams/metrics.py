@@ -48,6 +48,7 @@ class Metrics(PipelineMetrics, DivergenceMetrics, LabellingMetrics, ModelMetrics
             self.records_in.labels(stream)
             self.records_valid.labels(stream)
             self.duplicates.labels(stream)
+            self.label_conflicts.labels(stream)
             for reason in reasons:
                 self.records_deadlettered.labels(stream, reason)
         for topic in topics:

@@ -25,7 +25,14 @@ class PipelineMetrics:
         )
         self.duplicates = Counter(
             "convowatch_duplicates_total",
-            "Verdicts or labels already seen for the same turn, source and dimension (counted once).",
+            "Verdicts or labels equal to one already seen for the same turn, source and dimension.",
+            ["stream"],
+            registry=r,
+        )
+        self.label_conflicts = Counter(
+            "convowatch_label_conflicts_total",
+            "Verdicts or labels that differ from the same judge's or annotator's first label on the same "
+            "turn and dimension: the first is kept.",
             ["stream"],
             registry=r,
         )

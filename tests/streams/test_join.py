@@ -517,3 +517,13 @@ def test_hash_redaction_keys_the_hash_so_a_short_text_is_not_found_by_hashing_gu
 def test_hash_redaction_without_a_key_is_refused() -> None:
     with pytest.raises(ValueError, match="key"):
         TurnJoiner(TAXONOMY, Metrics(CollectorRegistry()), text_redaction="hash")
+
+
+def test_a_differing_later_label_from_the_same_judge_is_a_conflict_not_a_duplicate() -> None:
+    h = Harness()
+    h.feed(turn(), judged(verdicts=[verdict("safety", "fail")], judge_version="v1"))
+    h.feed(judged(verdicts=[verdict("safety", "fail")], judge_version="v1"))  # redelivered
+    flipped = h.feed(judged(verdicts=[verdict("safety", "pass")], judge_version="v2"))
+    assert h.value("convowatch_duplicates_total", stream="judge_verdicts") == 1
+    assert h.value("convowatch_label_conflicts_total", stream="judge_verdicts") == 1
+    assert flipped == []  # the first label stands: nothing re-published
