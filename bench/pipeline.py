@@ -39,9 +39,15 @@ from streams.pipeline import Pipeline
 
 
 def make_records(events: int, seed: int) -> list[Any]:
-    generator = TrafficGenerator(seed=seed, rate=500.0, signals=False)  # as measured before signals existed
+    """About ``events`` records of turns, verdicts and human labels (10% of turns, some by two annotators)
+    spanning about two event-hours, every label kept, as ``bench/throughput.py`` makes them: labels (median
+    delay 10-20 minutes) then arrive interleaved with turns, as in production. At a fixed 500 turns per
+    event-second (before 2026-11-25) the traffic spanned under two event-minutes, so nearly every label fell
+    after its end and the figures had no human-label work in them."""
+    rate = max(5.0, events / 2.1 / 7200)
+    generator = TrafficGenerator(seed=seed, rate=rate, signals=False)  # turn-keyed streams only
     records = []
-    for record in to_records(generator.records(events / 500.0 / 2.1)):
+    for record in to_records(generator.records(events / rate / 2.1, drain=True)):
         records.append(record)
         if len(records) >= events:
             break
