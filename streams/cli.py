@@ -149,7 +149,7 @@ def _cmd_report(args: argparse.Namespace) -> None:
             "give exactly one source: --input DIR, --chats/--verdicts/--labels/--signals or --from-topics"
         )
     if args.from_topics:
-        items = topic_items(settings, window.since)
+        items = topic_items(settings, window.since - timedelta(seconds=args.lookback))
         source = f"topics {settings.topic_prefix}* on {settings.broker}"
     else:
         inputs = directory_inputs(args.input) if args.input is not None else files
@@ -158,6 +158,13 @@ def _cmd_report(args: argparse.Namespace) -> None:
     data = audit(settings, window, items, source)
     out = write_report(data, args.out)
     print(json.dumps({"turns": data["turns"], "events": data["events"], "out": str(out)}))
+
+
+def _non_negative_seconds(text: str) -> float:
+    value = float(text)
+    if not 0 <= value < 10 * 365 * 86400:
+        raise argparse.ArgumentTypeError(f"seconds must be 0 or more (and finite), not {text}")
+    return value
 
 
 def _aware_datetime(text: str) -> datetime:
@@ -250,6 +257,13 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--signals", type=Path, help="conversation signals JSONL")
     report.add_argument("--from-topics", action="store_true", help="read the input topics on Kafka")
     report.add_argument("--broker", help="bootstrap servers (with --from-topics)")
+    report.add_argument(
+        "--lookback",
+        type=_non_negative_seconds,
+        default=3600.0,
+        help="with --from-topics: also read this many seconds before --since, so verdicts and labels in "
+        "the range meet their turns from before it (default 3600)",
+    )
     report.add_argument("--out", type=Path, required=True, help="HTML file to write")
     report.set_defaults(func=_cmd_report)
     return parser

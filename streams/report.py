@@ -115,6 +115,7 @@ class AuditCollector:
         self.turns = 0
         self.segment_turns: Counter[tuple[str, str]] = Counter()
         self.defects = 0
+        self.defects_without_turn = 0  # of turns never received: no segment, not among the turns counted
         self.divergences = 0
         self._defective: set[tuple[str, str]] = set()
         self.category_turns: Counter[str] = Counter()
@@ -153,17 +154,19 @@ class AuditCollector:
             self._route(emit.topic, emit.value)
         pipeline.flush()
 
-    def _route(self, topic: str, value: dict[str, Any]) -> None:
+    def _route(self, topic: str, value: dict[str, Any], in_range: bool = False) -> None:
+        """``in_range``: emitted by the aggregation of an in-range observation, so about in-range turns
+        whatever its own time (a vendor SLA breach is dated by the labels, which may come after the range)."""
         if topic == "observations":
             if value.get("ts") in self.window:  # every kind carries the event time of what it is about
                 self._observe(value)
                 for emit in self.pipeline.aggregate(value):
-                    self._route(emit.topic, emit.value)
+                    self._route(emit.topic, emit.value, in_range=True)
         elif topic == "defects":
             if _ts(value["ts"]) in self.window:
                 self._defect(value)
         elif topic == "escalations":
-            if _ts(value["event_time"]) in self.window:
+            if in_range or _ts(value["event_time"]) in self.window:
                 self.escalations[value["escalation_id"]] = (value["kind"], value["severity"])
         elif topic == "divergences" and _ts(value["ts"]) in self.window:
             self.divergences += 1
@@ -187,6 +190,9 @@ class AuditCollector:
 
     def _defect(self, defect: dict[str, Any]) -> None:
         self.defects += 1
+        if defect["turn"] is None:  # published at eviction for a turn that never arrived
+            self.defects_without_turn += 1
+            return
         category = defect["category"]
         if (defect["turn_id"], category) in self._defective:
             return
@@ -215,6 +221,7 @@ class AuditCollector:
                 "by_reason": dict(sorted(self.dead.items())),
             },
             "defects": self.defects,
+            "defects_without_turn": self.defects_without_turn,
             "defective_turns": dict(sorted(self.category_turns.items())),
             "divergences": self.divergences,
             "escalations": [{"kind": k, "severity": s, "count": n} for (k, s), n in sorted(kinds.items())],

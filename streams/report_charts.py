@@ -125,7 +125,8 @@ def line_chart(
     for k in range(5):
         v = y_min + span * k / 4
         parts.append(_line(left, y_at(v), left + plot_w, y_at(v), "grid"))
-        parts.append(_text(left - 6, y_at(v) + 4, f"{v:.2f}", anchor="end"))
+        # exact: a quarter of a span of 0.05s needs up to 4 decimals (0.925 printed as 0.92 before)
+        parts.append(_text(left - 6, y_at(v) + 4, f"{round(v, 6):g}", anchor="end"))
     step = max(1, math.ceil(n / 8))  # at most about 8 x labels
     for i in range(0, len(x_labels), step):
         parts.append(_text(x_at(i), top + plot_h + 18, x_labels[i]))
@@ -181,6 +182,7 @@ def interval_chart(
     lo, hi = math.floor(min(bounds) / step) * step, math.ceil(max(bounds) / step) * step
     if upper is not None:
         hi = max(min(hi, upper), lo + step)
+    hi = max(hi, lo + step)  # every bound 0 (no estimate yet): still an axis, not a division by zero
 
     def x_at(v: float) -> float:
         return left + plot_w * (v - lo) / (hi - lo)

@@ -60,6 +60,7 @@ def summary(data: dict[str, Any]) -> Html:
         ("Dead letters in range", dead["in_range"]),
         ("Dead letters without a readable time", dead["undated"]),
         ("Defect records", data["defects"]),
+        ("of which on turns never received (not in the shares below)", data["defects_without_turn"]),
         ("High-risk judge/human divergences", data["divergences"]),
     ]
     note = (
@@ -155,7 +156,7 @@ def defect_rates(data: dict[str, Any]) -> Html:
     rows = data["defect_rates"]
     overall = [r for r in rows if r["journey"] == "*"]
     chart = None
-    if overall:
+    if any(r["estimate"] is not None for r in overall):  # none before the first labels: nothing to draw
         bars = [(f"{r['judge_id']} · {r['dimension']}", r["estimate"], r["interval"]) for r in overall]
         chart = interval_chart("defect-rates", "Defect rate per judge and dimension (all journeys)", bars)
     note = tag(

@@ -9,9 +9,10 @@ from __future__ import annotations
 import heapq
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
+from typing import Any, TypeVar
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
@@ -21,6 +22,15 @@ from streams.embedded import event_time_of, merge_by_event_time, read_jsonl
 from streams.exceptions import ConvowatchError
 from streams.kafka_client import check_broker, confluent_config
 from streams.topics import input_topics
+
+T = TypeVar("T")
+#: Errors of a partition whose leader is not known yet (librdkafka does not mark them retriable)
+LEADERLESS = {
+    KafkaError.NOT_LEADER_FOR_PARTITION,
+    KafkaError.LEADER_NOT_AVAILABLE,
+    KafkaError._UNKNOWN_PARTITION,
+    KafkaError.UNKNOWN_TOPIC_OR_PART,
+}
 
 #: (event time, order within its source, stream, raw bytes, source, partition, offset)
 Item = tuple[float, int, Stream, bytes, str, int | None, int | None]
@@ -114,6 +124,23 @@ def topic_items(settings: Settings, since: datetime, timeout: float = 30.0) -> I
     return heapq.merge(*read.values(), key=lambda item: (item[0], item[1]))
 
 
+def _retrying(call: Callable[..., T], timeout: float, *args: Any) -> T:
+    """``call(*args)``, again while it fails with a retriable error (a partition's leader not elected yet, as
+    just after a topic is created or a broker restarts) until ``timeout`` seconds have passed."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return call(*args)
+        except KafkaException as exc:
+            error = exc.args[0] if exc.args else None
+            code = error.code() if isinstance(error, KafkaError) else None
+            if not (code in LEADERLESS or (error is not None and error.retriable())):
+                raise
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+
+
 def _assign(
     consumer: Consumer, topics: list[str], since_ms: int, timeout: float
 ) -> dict[tuple[str, int], int]:
@@ -128,8 +155,9 @@ def _assign(
                 "CONVOWATCH_TOPIC_PREFIX)"
             )
         wanted = [TopicPartition(topic, p, since_ms) for p in sorted(found.partitions)]
-        for tp in consumer.offsets_for_times(wanted, timeout=timeout):
-            _, high = consumer.get_watermark_offsets(TopicPartition(topic, tp.partition), timeout=timeout)
+        for tp in _retrying(consumer.offsets_for_times, timeout, wanted, timeout):
+            whole = TopicPartition(topic, tp.partition)
+            _, high = _retrying(consumer.get_watermark_offsets, timeout, whole, timeout)
             start = tp.offset if tp.offset >= 0 else high  # -1: nothing stamped at or after since
             if start < high:
                 assignment.append(TopicPartition(topic, tp.partition, start))

@@ -10,14 +10,18 @@ from typing import Any
 
 import orjson
 import pytest
+from confluent_kafka import Producer
 
 from schemas import Stream
+from streams.admin import create_topics
 from streams.cli import main
 from streams.config import Settings
 from streams.generator import TrafficGenerator
 from streams.producer import produce_records
 from streams.report import TimeRange, audit
 from streams.report_sources import directory_inputs, file_items, topic_items
+from streams.topics import input_topics
+from tests.factories import chat_turn, judge_verdict, verdict
 from tests.support.broker import KafkaBroker
 
 pytestmark = pytest.mark.kafka
@@ -70,3 +74,41 @@ def test_report_from_topics_matches_the_files(
     monkeypatch.setenv("CONVOWATCH_TOPIC_PREFIX", unique_name("missing") + ".")
     assert main([*argv, "--out", str(tmp_path / "none.html")]) == 1
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_report_from_topics_reads_back_to_the_turns_of_in_range_verdicts(
+    kafka_broker: KafkaBroker,
+    unique_name: Callable[[str], str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Kafka timestamps as in production (about the event time): a turn 2 s before --since, its failing
+    # safety verdict 3 s after. Read from --since only, the verdict met no turn and counted as in range.
+    prefix = unique_name("lb") + "."
+    settings = Settings(broker=kafka_broker.bootstrap, topic_prefix=prefix)
+    since = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)
+    turn_at, verdict_at = since - timedelta(seconds=2), since + timedelta(seconds=3)
+    records = [
+        (Stream.CHAT_TURNS, chat_turn(turn_id="early", ts=turn_at.isoformat()), turn_at),
+        (
+            Stream.JUDGE_VERDICTS,
+            judge_verdict(turn_id="early", ts=verdict_at.isoformat(), verdicts=[verdict("safety", "fail")]),
+            verdict_at,
+        ),
+    ]
+    create_topics(settings)
+    producer = Producer({"bootstrap.servers": kafka_broker.bootstrap, "partitioner": "murmur2_random"})
+    for stream, event, at in records:
+        topic = input_topics(settings)[stream]
+        producer.produce(topic, orjson.dumps(event), b"early", timestamp=int(at.timestamp() * 1000))
+    assert producer.flush(30) == 0
+    monkeypatch.setenv("CONVOWATCH_TOPIC_PREFIX", prefix)
+    until = since + timedelta(minutes=10)
+    argv = ["report", "--from-topics", "--broker", kafka_broker.bootstrap, "--since", since.isoformat()]
+    argv += ["--until", until.isoformat(), "--out", str(tmp_path / "r.html")]
+    window = TimeRange(since, until)
+    for lookback, orphans in ((3600, 0), (0, 1)):
+        data = audit(settings, window, topic_items(settings, since - timedelta(seconds=lookback)), "topics")
+        assert (data["defects_without_turn"], data["turns"]) == (orphans, 0)
+        assert bool(data["escalations"]) == bool(orphans)
+    assert main([*argv, "--lookback", "3600"]) == 0

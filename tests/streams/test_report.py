@@ -20,8 +20,10 @@ from streams.config import Settings
 from streams.exceptions import ConvowatchError
 from streams.generator import Incident, TrafficGenerator
 from streams.report import TimeRange, audit
+from streams.report_charts import line_chart
 from streams.report_html import SECTIONS, render
 from streams.report_sources import directory_inputs, file_items
+from tests.factories import chat_turn, human_label, judge_verdict, verdict
 
 LLMBAR = Path(__file__).parents[2].parent / "shared/data/llmbar-mtbench"
 DAY = datetime(2026, 11, 2, tzinfo=UTC)
@@ -299,3 +301,54 @@ def test_vendor_scorecards_count_labels_of_turns_in_range(incident_dir: Path) ->
         assert set(vendors[vendor]["judge_agreement"]) == {"judge-gpt"}
     assert data["versions"], "the rollout compares shopper-v41 with shopper-v42"
     assert {r["decision"] for r in data["versions"]} <= {"continue", "better", "worse"}
+
+
+def test_a_range_with_no_human_label_yet_renders(incident_dir: Path, tmp_path: Path) -> None:
+    # the last hour, or verdicts without labels: no defect rate has an estimate; the chart's axis was 0 wide
+    out = tmp_path / "report.html"
+    chats, verdicts = incident_dir / "chat_turns.jsonl", incident_dir / "judge_verdicts.jsonl"
+    files = [f"--chats={chats}", f"--verdicts={verdicts}"]
+    since, until = START.isoformat(), (START + timedelta(hours=1)).isoformat()
+    assert main(["report", "--since", since, "--until", until, *files, "--out", str(out)]) == 0
+    page = out.read_text(encoding="utf-8")
+    assert 'data-chart="defect-rates"' not in page and ">nan" not in page.lower()
+
+
+def test_defects_of_turns_never_received_are_counted_apart_from_the_shares(tmp_path: Path) -> None:
+    at = START + timedelta(minutes=1)
+    fails = [verdict("relevance", "fail")]
+    (tmp_path / "chat_turns.jsonl").write_bytes(orjson.dumps(chat_turn(turn_id="t1", ts=at.isoformat())))
+    verdicts = [
+        judge_verdict(turn_id=t, ts=(at + timedelta(seconds=5)).isoformat(), verdicts=fails)
+        for t in ("t1", "lost-1", "lost-2")
+    ]
+    (tmp_path / "judge_verdicts.jsonl").write_bytes(b"\n".join(map(orjson.dumps, verdicts)))
+    data = audit(
+        Settings(), TimeRange(START, START + timedelta(hours=1)), file_items(directory_inputs(tmp_path)), "t"
+    )
+    assert (data["defects"], data["defects_without_turn"]) == (3, 2)
+    assert data["defective_turns"] == {"irrelevant": 1}  # of 1 turn: 100%, not 300%
+    assert all(r["rate"] is None or r["rate"] <= 1 for r in data["top_segments"])
+    assert "on turns never received" in render(data)
+
+
+def test_a_vendor_sla_breach_on_turns_in_range_is_reported_though_dated_after_it(tmp_path: Path) -> None:
+    # labels two days after their turns: the breach is dated by the labels, after the range
+    turns, verdicts, labels = [], [], []
+    for i in range(40):
+        at = START + timedelta(minutes=i)
+        turns.append(chat_turn(turn_id=f"t{i}", ts=at.isoformat()))
+        verdicts.append(judge_verdict(turn_id=f"t{i}", ts=(at + timedelta(seconds=5)).isoformat()))
+        late = (at + timedelta(days=2)).isoformat()
+        labels.append(human_label(turn_id=f"t{i}", ts=late, annotator_id="a1", vendor_id="slowco"))
+    for name, records in zip(FILE_NAMES, (turns, verdicts, labels), strict=True):
+        (tmp_path / f"{name}.jsonl").write_bytes(b"\n".join(map(orjson.dumps, records)))
+    data = audit(
+        Settings(), TimeRange(START, START + timedelta(hours=1)), file_items(directory_inputs(tmp_path)), "t"
+    )
+    assert {"kind": "vendor_sla", "severity": "medium", "count": 1} in data["escalations"]
+
+
+def test_agreement_axis_ticks_say_where_their_lines_are() -> None:
+    page = str(line_chart("a", "t", ["x", "y"], [("s", [0.97, 0.99])], "agreement"))
+    assert re.findall(r">([0-9.]+)</text>", page) == ["0.9", "0.925", "0.95", "0.975", "1"]
