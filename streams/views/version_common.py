@@ -20,7 +20,7 @@ from typing import Any, NamedTuple
 
 from detectors.msprt import LiveVersionPairs
 from streams.aggregate import Aggregator
-from streams.emit import UNKNOWN_SEGMENT, Emit, iso
+from streams.emit import SEP, UNKNOWN_SEGMENT, Emit, iso
 from streams.labels import LabelGuard
 from streams.metrics import Metrics
 from streams.policy import escalation_id
@@ -136,8 +136,13 @@ class VersionPairView(ABC):
         metrics.escalations.labels(KIND, SEVERITY)  # 0 from the start, so increase() sees the first one
 
     def rebalanced(self, aggregator: Aggregator) -> None:
-        """Forget the cached gauge children: after a rebalance the worker removes those of shards it lost
-        (``streams/shard_gauges.py``), and a removed child, set again, is never exported."""
+        """Admit the journeys of the recovered comparisons first, as the spike view does: with the guard of
+        a fresh process a journey folded into ``other`` before could get a comparison of its own, and one
+        that had its own could be folded into ``other``, its test (perhaps firing) never updated or ended
+        again. Then forget the cached gauge children: after a rebalance the worker removes those of shards
+        it lost (``streams/shard_gauges.py``), and a removed child, set again, is never exported."""
+        at = 1 + self.scope_names.index("journey")
+        self.journeys.admit(key.split(SEP)[at] for key, _ in aggregator.records(self.prefix))
         self._children.clear()
 
     def _params(self) -> dict[str, Any]:

@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
+import pytest
 from prometheus_client import CollectorRegistry
 
 from schemas import Stream
@@ -15,7 +16,9 @@ from streams.aggregate import Aggregator
 from streams.config import Settings
 from streams.metrics import Metrics
 from streams.pipeline import Pipeline
+from streams.state import DictStore
 from streams.views.version_calibrated import VersionCalibratedView
+from streams.views.version_outcomes import VersionOutcomeView
 
 START = datetime(2026, 11, 2, 8, tzinfo=UTC)
 LABEL_DELAY = 120  # turns (seconds) between a turn and its human label
@@ -183,3 +186,45 @@ def test_replayed_verdicts_and_labels_count_once() -> None:
     assert (row["n_control"], row["n_treatment"]) == (29, 30)  # t0 (v1) came before v2 existed
     assert (row["labels_control"], row["labels_treatment"]) == (9, 10)
     assert aggregator.duplicates == 20
+
+
+def _judged(n: int, journey: str) -> dict[str, Any]:
+    return {
+        "kind": "judged",
+        "src": ["in:0", n, 0],
+        "judge_id": "judge-a",
+        "turn_id": f"t{n}",
+        "ts": 1000.0 + n,
+        "labels": {"relevance": "pass"},
+        "segment": {"journey": journey, "model_version": "v1"},
+    }
+
+
+def _turn(n: int, journey: str) -> dict[str, Any]:
+    return {
+        "kind": "turn",
+        "src": ["in:0", n, 0],
+        "turn_id": f"t{n}",
+        "ts": 1000.0 + n,
+        "segment": {"journey": journey, "model_version": "v1"},
+        "outcome": {"contained": True},
+    }
+
+
+@pytest.mark.parametrize(
+    ("view", "observation"), [(VersionCalibratedView, _judged), (VersionOutcomeView, _turn)]
+)
+def test_after_a_restart_each_journey_keeps_its_comparison(view: Any, observation: Any) -> None:
+    # 50 journeys get their own comparison, the 51st shares "other". A restarted process that met the
+    # 51st first gave it a comparison of its own and folded the 50th (perhaps firing) into "other".
+    store = DictStore()
+    first = Aggregator(Metrics(CollectorRegistry()), store, views=[view(Metrics(CollectorRegistry()))])
+    journeys = [f"j{i:02d}" for i in range(51)]
+    for n, journey in enumerate(journeys):
+        first.apply(observation(n, journey))
+    first.flush()
+    restarted = view(Metrics(CollectorRegistry()))
+    again = Aggregator(Metrics(CollectorRegistry()), store, views=[restarted])
+    again.rebalanced()
+    again.apply(observation(100, "j50"))
+    assert (restarted.journeys("j49"), restarted.journeys("j50")) == ("j49", "other")
