@@ -26,30 +26,32 @@ class _Cusum:
     @staticmethod
     def update(
         s: dict[str, Any], x: float, ts: float, warmup: int, k: float, h: float, sd_floor: float
-    ) -> str | None:
-        """Add ``x``; returns ``"up"``/``"down"`` when an alarm starts, ``"resolved"`` when it ends.
-        ``sd_floor``: the least baseline spread assumed (a warm-up of identical values has none, and the
-        next different value would be 10^8 deviations off)."""
+    ) -> list[tuple[str, float | None]]:
+        """Add ``x``; returns the events it causes, each with the start of the alarm it concerns:
+        ``("resolved", since)`` when the alarmed side's statistic is back to 0, then ``("up"|"down", ts)``
+        when a side crosses ``h`` with no alarm open (a surge that turns into a collapse ends one alarm and
+        starts the other). ``sd_floor``: the least baseline spread assumed (a warm-up of identical values
+        has none, and the next different value would be 10^8 deviations off)."""
         if s["n"] < warmup:  # Welford: the baseline's mean and spread
             s["n"] += 1
             delta = x - s["mean"]
             s["mean"] += delta / s["n"]
             s["m2"] += delta * (x - s["mean"])
-            return None
+            return []
         sd = max(math.sqrt(s["m2"] / max(s["n"] - 1, 1)), sd_floor)
         z = (x - s["mean"]) / sd
         # capped at 2h: the statistic comes back to 0 soon after the shift ends, so the alarm resolves
         s["up"] = min(max(0.0, s["up"] + z - k), 2 * h)
         s["down"] = min(max(0.0, s["down"] - z - k), 2 * h)
-        if s["alarm"] is None:
-            if s["up"] > h or s["down"] > h:
-                s["alarm"] = "up" if s["up"] > h else "down"
-                s["since"] = ts
-                return str(s["alarm"])
-        elif s["up"] == 0.0 and s["down"] == 0.0:
+        events: list[tuple[str, float | None]] = []
+        if s["alarm"] is not None and s[s["alarm"]] == 0.0:
+            events.append(("resolved", s["since"]))
             s["alarm"] = None
-            return "resolved"
-        return None
+        if s["alarm"] is None and (s["up"] > h or s["down"] > h):
+            s["alarm"] = "up" if s["up"] > h else "down"
+            s["since"] = ts
+            events.append((str(s["alarm"]), ts))
+        return events
 
 
 class TrafficWatch(Detector):
@@ -122,7 +124,7 @@ class TrafficWatch(Detector):
             for count in closed:
                 # a count's own noise: the log of a Poisson count of mean m varies by about 1/sqrt(m)
                 floor = 1.0 / math.sqrt(max(math.expm1(self._volume["mean"]), 1.0))
-                event = _Cusum.update(
+                events = _Cusum.update(
                     self._volume,
                     math.log1p(count),
                     ts,
@@ -131,15 +133,15 @@ class TrafficWatch(Detector):
                     self.volume_threshold,
                     floor,
                 )
-                if event is not None:  # several buckets may close at once: an alarm may end and another start
-                    self._volume_events.append([event, self._volume["since"]])
+                # several buckets may close at once, and one may end an alarm and start another
+                self._volume_events.extend([event, since] for event, since in events)
             self._bucket, self._count, self._last_closed = bucket, 0, closed[-1]
         if bucket == self._bucket:
             self._count += 1
         else:
             self._late += 1
         if latency_ms is not None and latency_ms > 0:
-            event = _Cusum.update(
+            events = _Cusum.update(
                 self._latency,
                 math.log(latency_ms),
                 ts,
@@ -148,10 +150,10 @@ class TrafficWatch(Detector):
                 self.latency_threshold,
                 LATENCY_SD_FLOOR,
             )
-            if event == "down" and self._latency["alarm"] == "down":  # faster answers are not an incident
+            if events and events[-1][0] == "down":  # faster answers are not an incident
                 self._latency["alarm"], self._latency["down"] = None, 0.0
-                event = None
-            self._latency_event = event
+                events.pop()
+            self._latency_event = events[-1][0] if events else None
         return self
 
     @classmethod

@@ -8,6 +8,7 @@ and route the alert and hold no chat text; the ``evidence`` annotation is compac
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Mapping
 from datetime import UTC, datetime
@@ -58,11 +59,14 @@ def _dumps(doc: object) -> str:
 
 
 def _scrub(value: Any) -> Any:
-    """``value`` without any :data:`CHAT_TEXT_KEYS` field, at any depth."""
+    """``value`` without any :data:`CHAT_TEXT_KEYS` field, at any depth, and with NaN and infinities as
+    null (JSON has neither: a receiver parsing the annotation would fail)."""
     if isinstance(value, Mapping):
         return {str(k): _scrub(v) for k, v in value.items() if k not in CHAT_TEXT_KEYS}
     if isinstance(value, list | tuple):
         return [_scrub(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
     return value
 
 

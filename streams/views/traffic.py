@@ -9,6 +9,7 @@ from streams.aggregate import Aggregator
 from streams.emit import SEP, UNKNOWN_SEGMENT, Emit, iso
 from streams.metrics import Metrics
 from streams.policy import escalation_id
+from streams.views.agreement import finite_or_none
 
 
 class TrafficView:
@@ -76,8 +77,8 @@ class TrafficView:
             "evidence": {
                 "direction": event,
                 "since": iso(since) if since is not None else None,
-                "volume_baseline_per_minute": watch.volume_baseline,
-                "latency_baseline_ms": watch.latency_baseline_ms,
+                "volume_baseline_per_minute": finite_or_none(watch.volume_baseline),
+                "latency_baseline_ms": finite_or_none(watch.latency_baseline_ms),  # NaN: no latency seen
             },
         }
         return Emit("escalations", eid, value)

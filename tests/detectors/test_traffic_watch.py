@@ -67,3 +67,27 @@ def test_the_volume_of_an_alarm_is_the_minute_that_closed_not_the_one_just_opene
             if alarm is None and watch.volume_event:
                 alarm = (watch.volume_event, watch.volume_last)
     assert alarm == ("up", 40)
+
+
+def test_a_surge_that_turns_into_a_collapse_resolves_and_alarms_the_drop() -> None:
+    # an alarm resolved only when both sides were back at 0, and a new one started only with none open:
+    # the collapse never alarmed (the high-severity one) and the surge never resolved
+    watch = TrafficWatch()
+    events = []
+    for minute, count in enumerate([50] * 40 + [500] * 20 + [2] * 60):
+        for i in range(count):
+            watch.update(minute * 60 + i * 60 / count, 800.0)
+            events += [event for event, _ in watch.volume_events]
+    assert events == ["up", "resolved", "down"]
+    assert watch._volume["alarm"] == "down"
+
+
+def test_a_latency_rise_resolves_when_latency_falls_below_its_old_level() -> None:
+    watch = TrafficWatch()
+    events = []
+    for minute, latency in enumerate([600.0] * 12 + [1800.0] * 10 + [400.0] * 60):
+        for i in range(50):
+            watch.update(minute * 60 + i * 1.2, latency * (1 + (i % 5 - 2) / 20))
+            if watch.latency_event:
+                events.append(watch.latency_event)
+    assert events == ["up", "resolved"]

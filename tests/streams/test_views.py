@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import random
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
+import pytest
 from prometheus_client import CollectorRegistry
 
 from schemas import Stream
+from streams.alertmanager_payload import alert_from_escalation
 from streams.config import Settings
 from streams.metrics import Metrics
 from streams.pipeline import Pipeline
@@ -228,3 +231,22 @@ def test_a_restarted_worker_folds_segment_values_as_the_one_before_it() -> None:
     assert after._slices("judge-a", judged(9, "late")["segment"]) == before._slices(
         "judge-a", judged(9, "late")["segment"]
     )
+
+
+def test_a_volume_escalation_of_a_journey_without_latencies_carries_no_nan() -> None:
+    # no latency_ms: the latency baseline is NaN, which reached the evidence and the Alertmanager
+    # annotation, where it is not JSON
+    pipeline, _ = _pipeline()
+    out: list[Any] = []
+    n = 0
+    for minute in range(60):
+        for i in range(50 if minute < 45 else 2):
+            n += 1
+            ts = START + timedelta(minutes=minute, seconds=i)
+            turn = orjson.loads(_turn_with_latency(f"t{n}", ts, "shopper", 1.0))
+            del turn["latency_ms"]
+            out += pipeline.process(Stream.CHAT_TURNS, orjson.dumps(turn), source_topic="c", offset=n)
+    (drop,) = _escalations(out, "volume_anomaly")
+    assert drop["evidence"]["latency_baseline_ms"] is None
+    annotation = alert_from_escalation(drop, None)["annotations"]["evidence"]
+    json.loads(annotation, parse_constant=lambda name: pytest.fail(f"{name} in the evidence annotation"))
