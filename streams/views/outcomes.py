@@ -29,7 +29,8 @@ of a conversation that would have settled already (``reason="late"``).
 
 State: one small JSON record per open or closed conversation in the aggregate store (key
 ``conversation<SEP><id>``), bounded by event time (deleted when settled) and by ``max_conversations``
-(the oldest are then decided early and dropped, counted in ``convowatch_conversation_evictions_total``).
+(the oldest are then dropped undecided: not counted as closed, contained, settled or resolved, but in
+``convowatch_conversation_evictions_total``).
 Event time is a watermark per observation partition, persisted (``conversation_wm<SEP><partition>``) so a
 restarted worker does not count replayed observations of settled conversations as new ones. Each record
 keeps the source positions it applied, so a replay is not counted twice.
@@ -315,12 +316,15 @@ class OutcomeView:
                     entry = aggregator.record(k)
                     if entry is None:
                         continue
+                    # dropped undecided: counted as contained or resolved, an early decision overstated
+                    # both (every evicted conversation "had no recontact")
                     if entry["end"] is None:
-                        self._close(aggregator, k, entry)
-                        entry = aggregator.record(k)
-                    if entry is not None:
-                        self._settle(aggregator, k, entry)
-                        self.metrics.conversation_evictions.inc()
+                        opened.remove(k, entry["last"])
+                    else:
+                        closed.remove(k, entry["end"])
+                    self._forget(aggregator, k, entry)
+                    self.metrics.conversation_evictions.inc()
+                    self.totals["evicted"] = self.totals.get("evicted", 0) + 1
                     wanted -= 1
 
     def _close(self, aggregator: Aggregator, k: str, entry: dict[str, Any]) -> None:
@@ -332,7 +336,7 @@ class OutcomeView:
         self._count(entry, "closed")
         if "esc" not in entry["f"]:
             self._count(entry, "contained")
-        entry["end"] = entry["last"]
+        entry["end"] = entry["last"] + self.idle_seconds  # closed then: the recontact window starts there
         self._closed_index(entry["p"]).move(k, None, entry["end"])
         aggregator.put_record(k, entry, entry["p"])
 
