@@ -24,6 +24,8 @@ import os
 import tempfile
 import threading
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import orjson
@@ -125,14 +127,21 @@ def make_records(events: int, seed: int) -> list[tuple[Stream, bytes]]:
 
 
 def wait_assigned(workers: list[WorkerProcess], inputs: int, timeout: float = 120.0) -> None:
-    """Until the first worker owns every input partition and every other one owns some partition: a group
-    still joining (or a table recovering) must not fall inside the measurement."""
+    """Until every worker is ready (assigned, tables recovered: ``/readyz``) and the first one owns every
+    input partition: a group still joining or a table recovering must not fall inside the measurement."""
 
     def assigned(worker: WorkerProcess) -> float:
         return sum(v for (name, _), v in worker.scrape().items() if name == "convowatch_assigned_partitions")
 
+    def ready(worker: WorkerProcess) -> bool:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{worker.metrics_port}/readyz", timeout=5):
+                return True
+        except urllib.error.HTTPError:  # 503 until ready
+            return False
+
     deadline = time.monotonic() + timeout
-    while assigned(workers[0]) < inputs or any(assigned(w) == 0 for w in workers[1:]):
+    while assigned(workers[0]) < inputs or not all(ready(w) for w in workers):
         if time.monotonic() > deadline:
             raise RuntimeError(f"workers not assigned in {timeout:g} s; log:\n{workers[0].log_tail()}")
         time.sleep(0.1)
