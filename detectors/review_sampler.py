@@ -18,7 +18,10 @@ segment's recent traffic. Every turn has ``pi_i >= min_probability > 0``.
 The scale ``c`` is the budget controller: every ``recompute_every`` turns it is set so that the expected
 requests per hour, ``sum pi`` over an exponentially decayed histogram of recent priorities and count of
 high-risk turns (half-life ``half_life_seconds`` of event time) divided by the decayed elapsed time, equals
-``budget_per_hour``. Segment floors come on top (they are meant to be small). If high-risk turns alone
+``budget_per_hour``, less what the decayed ``sum pi`` actually given out already spent above it (a closed
+loop: after a lull or a surge the traffic estimate lags, and the open loop over-spent meanwhile). A turn
+dated far ahead does not freeze the clock: ``recompute_every`` turns in a row more than a half-life behind
+it bring it back. Segment floors come on top (they are meant to be small). If high-risk turns alone
 exceed the budget, every other turn falls to its floor and ``expected_requests_per_hour`` shows the excess.
 
 Because ``pi_i`` depends only on the past and the turn's own features, weighting a human label by
@@ -85,7 +88,7 @@ class ReviewSampler(Detector):
     ...     requested += sampler.requested
     ...     risky += sampler.requested and high_risk
     >>> requested, risky, round(sampler.scale, 5), round(sampler.expected_requests_per_hour, 1)
-    (307, 35, 0.0037, 59.9)
+    (305, 35, 0.0037, 59.9)
     """
 
     def __init__(
@@ -138,6 +141,9 @@ class ReviewSampler(Detector):
         self._forced = 0.0  # decayed count of high-risk turns (always requested)
         self._segments: dict[str, list[float]] = {}  # segment -> [decayed turns, decayed requests, ts]
         self._scale = 1.0
+        self._spent = 0.0  # decayed sum of the pi given out: what the window's requests already cost
+        # turns in a row more than a half-life behind the clock, and the newest one's ts
+        self._behind: list[Any] = [0, None]
         self._since_solve = 0
         self._counts = {"turns": 0, "requested": 0}
         self._last: dict[str, Any] = {}
@@ -155,6 +161,16 @@ class ReviewSampler(Detector):
         if self._clock is None:
             self._clock = ts
             return
+        if ts < self._clock - self.half_life_seconds:
+            # far behind the clock: after ``recompute_every`` such turns in a row, the clock was the outlier
+            # (one turn dated hours ahead froze it, and every later turn fell to its floor until event time
+            # caught up): it goes back to the newest of them
+            count, newest = self._behind
+            self._behind = [count + 1, ts if newest is None else max(newest, ts)]
+            if self._behind[0] >= self.recompute_every:
+                self._clock, self._behind = self._behind[1], [0, None]
+            return
+        self._behind = [0, None]
         if ts <= self._clock:
             return  # a late turn counts at full weight: a small, conservative error
         f = 0.5 ** ((ts - self._clock) / self.half_life_seconds)
@@ -162,6 +178,7 @@ class ReviewSampler(Detector):
         self._elapsed = self._elapsed * f + (1.0 - f) / rate
         self._hist = [h * f for h in self._hist]
         self._forced *= f
+        self._spent *= f
         self._clock = ts
 
     def _segment(self, name: str, ts: float) -> list[float]:
@@ -201,14 +218,18 @@ class ReviewSampler(Detector):
 
     def _solve(self) -> None:
         target = self.budget_per_hour * self._window_seconds() / 3600.0
+        # closed loop: what the window's requests already cost above its budget is taken off the aim. The
+        # open-loop solve spent 1.6-2.8 times the budget in the hour after a lull or a surge: the decayed
+        # window still held the idle time while the traffic estimate caught up.
+        aim = max(target - max(self._spent - target, 0.0), 1e-3 * target)
         bins = self._nonempty_bins()
         low, high = math.log(1e-9), math.log(1.0)
-        if self._expected_requests(1.0, bins) <= target:
+        if self._expected_requests(1.0, bins) <= aim:
             self._scale = 1.0
             return
         for _ in range(40):
             mid = 0.5 * (low + high)
-            if self._expected_requests(math.exp(mid), bins) > target:
+            if self._expected_requests(math.exp(mid), bins) > aim:
                 high = mid
             else:
                 low = mid
@@ -246,17 +267,38 @@ class ReviewSampler(Detector):
                 floor = max(floor, min(1.0, self.segment_floor_per_hour / segment_per_hour))
         seg[0] += 1.0
         pi = 1.0 if high_risk else min(1.0, max(floor, self._scale * priority))
+        self._spent += pi
         requested = uniform_draw(self.seed, turn_id) < pi
         reason = None
         if requested:
             seg[1] += 1.0
-            parts = {"disagreement": disagree, "uncertain": uncertain, "segment": few}
-            top = max(parts, key=lambda k: parts[k])
-            reason = "high_risk" if high_risk else top if parts[top] > 1.0 else "random"
+            reason = self._reason(
+                high_risk,
+                floor > self.min_probability and floor > self._scale * priority,
+                bool(disagreement),
+                unsure,
+                need,
+            )
         self._counts["turns"] += 1
         self._counts["requested"] += int(requested)
         self._last = {"requested": requested, "pi": pi, "priority": priority, "reason": reason}
         return self
+
+    def _reason(self, high_risk: bool, floored: bool, disagreement: bool, unsure: float, need: float) -> str:
+        """Why a turn was requested: high risk, the segment floor, else the priority term nearest its own
+        maximum if at least half of it (each term compared with its weight: the segment term never exceeds
+        its weight of 1, so against a fixed 1.0 it could never be the reason), else ``random``."""
+        if high_risk:
+            return "high_risk"
+        if floored:
+            return "segment"
+        shares = {
+            "disagreement": float(disagreement) if self.disagreement_weight else 0.0,
+            "uncertain": unsure if self.uncertainty_weight else 0.0,
+            "segment": need if self.segment_weight else 0.0,
+        }
+        top = max(shares, key=lambda k: shares[k])
+        return top if shares[top] > 0.5 else "random"
 
     # -- results ------------------------------------------------------------------------------------
 
