@@ -24,9 +24,10 @@ Each sampled turn becomes a :class:`~schemas.ReviewRequest` with its inclusion p
 labelling tool copies ``pi`` into the HumanLabel, and the calibrated defect rate (``streams/views/ppi.py``)
 weights that label by ``1 / pi`` (Horvitz-Thompson), which keeps it unbiased although the sampling is not
 uniform. Exactly once on replay: a replayed observation is skipped by :meth:`Aggregator.update` and
-publishes nothing; after a crash that lost the sampler's state, the draws are a hash of the seed and the
-turn id, so the re-run decides the same and re-publishes the same ``request_id``. The request counter, like
-the defect counters, counts a replay again.
+publishes nothing. The sampler's state is in the aggregate's changelog; if it were lost, a re-run would
+draw the same uniform number per turn (a hash of the seed and the turn id) but against the pi of a fresh
+sampler, so only high-risk turns (pi = 1) would surely decide the same; a request re-published has the
+same ``request_id``. The request counter, like the defect counters, counts a replay again.
 """
 
 from __future__ import annotations
