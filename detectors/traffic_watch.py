@@ -62,8 +62,9 @@ class TrafficWatch(Detector):
     ``volume_warmup`` minutes. Latency: the log of each turn's latency feeds the same statistic with
     ``latency_threshold`` (higher: one sample per turn, not per minute), after ``latency_warmup`` turns;
     only rises alarm. After an update, ``volume_event`` / ``latency_event`` say ``"up"``, ``"down"`` or
-    ``"resolved"`` when something started or ended (else None). Turns later than the open minute only
-    count for latency.
+    ``"resolved"`` when something started or ended (else None). A minute closes once a turn
+    ``late_buckets`` minutes after it arrives (on Kafka a journey's turns come from every input partition,
+    and one lagging partition must not make its minute look empty); later turns only count for latency.
 
     >>> import random
     >>> rng = random.Random(2)
@@ -79,7 +80,7 @@ class TrafficWatch(Detector):
     >>> [e for e in events if e[2]][:2]
     [(60, None, 'up'), (90, None, 'resolved')]
     >>> [e for e in events if e[1]][:1]
-    [(121, 'down', None)]
+    [(123, 'down', None)]
     """
 
     def __init__(
@@ -90,22 +91,26 @@ class TrafficWatch(Detector):
         latency_warmup: int = 500,
         latency_threshold: float = 20.0,
         k: float = 1.0,
+        late_buckets: int = 2,
     ) -> None:
         if not bucket_seconds > 0:
             raise ValueError("bucket_seconds must be positive")
         if volume_warmup < 2 or latency_warmup < 2:
             raise ValueError("warm-ups need at least 2 samples")
+        if isinstance(late_buckets, bool) or not isinstance(late_buckets, int) or not 0 <= late_buckets <= 60:
+            raise ValueError(f"late_buckets must be an integer in [0, 60], got {late_buckets!r}")
         self.bucket_seconds = bucket_seconds
         self.volume_warmup = volume_warmup
         self.volume_threshold = volume_threshold
         self.latency_warmup = latency_warmup
         self.latency_threshold = latency_threshold
         self.k = k
+        self.late_buckets = late_buckets
         self._reset()
 
     def _reset(self) -> None:
-        self._bucket: int | None = None
-        self._count = 0
+        self._bucket: int | None = None  # the newest bucket
+        self._open: list[int] = []  # turns of the open buckets, the oldest first, the newest last
         self._last_closed = 0  # turns in the bucket that closed last
         self._volume = _Cusum.fresh()
         self._latency = _Cusum.fresh()
@@ -118,9 +123,13 @@ class TrafficWatch(Detector):
         self._latency_event = None
         bucket = math.floor(ts / self.bucket_seconds)
         if self._bucket is None:
-            self._bucket = bucket
+            self._bucket, self._open = bucket, [0]
         if bucket > self._bucket:
-            closed = [self._count] + [0] * min(bucket - self._bucket - 1, 1440)
+            # the newest late_buckets + 1 buckets stay open for turns of lagging partitions; the older ones
+            # close (at most 1440 empty ones after a long silence)
+            pending = self._open + [0] * min(bucket - self._bucket, 1441 + self.late_buckets)
+            keep = self.late_buckets + 1
+            closed, self._open = pending[:-keep], pending[-keep:]
             for count in closed:
                 # a count's own noise: the log of a Poisson count of mean m varies by about 1/sqrt(m)
                 floor = 1.0 / math.sqrt(max(math.expm1(self._volume["mean"]), 1.0))
@@ -135,9 +144,12 @@ class TrafficWatch(Detector):
                 )
                 # several buckets may close at once, and one may end an alarm and start another
                 self._volume_events.extend([event, since] for event, since in events)
-            self._bucket, self._count, self._last_closed = bucket, 0, closed[-1]
-        if bucket == self._bucket:
-            self._count += 1
+            self._bucket = bucket
+            if closed:
+                self._last_closed = closed[-1]
+        at = bucket - self._bucket + len(self._open) - 1
+        if at >= 0:
+            self._open[at] += 1
         else:
             self._late += 1
         if latency_ms is not None and latency_ms > 0:
@@ -158,10 +170,14 @@ class TrafficWatch(Detector):
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Self:
-        # state written before volume_events (one event per update, transient): read without it
+        # state written before volume_events (one event per update, transient): read without it; and before
+        # late buckets (one open bucket's count)
         state = data.get("state")
         if isinstance(state, dict) and "_volume_event" in state:
             state = {k: v for k, v in state.items() if k != "_volume_event"} | {"_volume_events": []}
+            data = {**data, "state": state}
+        if isinstance(state, dict) and "_count" in state:
+            state = {k: v for k, v in state.items() if k != "_count"} | {"_open": [state["_count"]]}
             data = {**data, "state": state}
         return super().from_dict(data)
 

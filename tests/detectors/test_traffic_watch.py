@@ -91,3 +91,31 @@ def test_a_latency_rise_resolves_when_latency_falls_below_its_old_level() -> Non
             if watch.latency_event:
                 events.append(watch.latency_event)
     assert events == ["up", "resolved"]
+
+
+def test_turns_of_a_partition_lagging_90_seconds_still_count_for_their_minute() -> None:
+    # a journey's turns come from every input partition; with one of four partitions 90 s behind, its
+    # turns were dropped as late and the steady 50 a minute looked like a drop (a false "Traffic drop")
+    watch = TrafficWatch()
+    arrivals = []
+    for minute in range(120):
+        for i in range(50):
+            ts = minute * 60 + i * 1.2
+            lag = 90.0 if i % 4 == 0 and minute >= 60 else 0.0  # the lagging partition, from minute 60
+            arrivals.append((ts + lag, ts))
+    events = []
+    for _, ts in sorted(arrivals):
+        watch.update(ts, 800.0)
+        events += [event for event, _ in watch.volume_events]
+    assert events == [] and watch.late == 0
+
+
+def test_state_written_before_late_buckets_is_read() -> None:
+    watch = TrafficWatch()
+    feed(watch, [10] * 3)
+    old = watch.to_dict()
+    old["state"]["_count"] = old["state"].pop("_open")[-1]  # one open bucket's count, as written before
+    restored = TrafficWatch.from_dict(old)
+    assert restored._open == [old["state"]["_count"]]
+    feed(restored, [10] * 40, start=180.0)
+    assert restored.volume_last == 10
