@@ -212,6 +212,7 @@ def main() -> None:
     rows["other"] = total - t_parse - t_join - t_aggregate - t_output
     result = {
         "events": n,
+        "records_by_stream": dict(collections.Counter(r[2].value for r in records)),
         "events_per_second": n / total,
         "us_per_event": {k: v / n * 1e6 for k, v in rows.items()},
         "observations": len(observations),

@@ -134,6 +134,8 @@ class TurnOutputs:
                     "labels": dict(record["labels"]),
                     "conf": dict(record.get("conf", {})),
                     "scores": dict(record.get("scores", {})),
+                    # a human label came first: this judge's turn is labelled (coverage, counted once)
+                    "covered": bool(entry["human"]) and _cover(observed, judge_id),
                     **common,
                 }
                 emits.append(Emit("observations", judge_id, value))
@@ -150,6 +152,8 @@ class TurnOutputs:
                     "label_ts": record["ts"],
                     "inclusion_probability": record.get("pi"),
                     "judges": {j: dict(r["labels"]) for j, r in judges.items()},
+                    # the judges whose turn this first label makes labelled (coverage, once per judge)
+                    "covered": [j for j in judges if _cover(observed, j)],
                     **common,
                 }
                 emits.append(Emit("observations", "humans", value))  # human labels are few: one shard
@@ -308,6 +312,15 @@ class TurnOutputs:
             "ts": iso(pair["ts"]),
         }
         return Emit("divergences", divergence_id, value)
+
+
+def _cover(observed: list[str], judge_id: str) -> bool:
+    """Mark ``judge_id``'s turn as labelled; False if it was already."""
+    mark = f"k{SEP}{judge_id}"
+    if mark in observed:
+        return False
+    observed.append(mark)
+    return True
 
 
 def number_observations(emits: list[Emit], source: tuple[str, int | None]) -> list[Emit]:

@@ -2,8 +2,9 @@
 
 - ``convowatch_turns_judged_total{judge_id, journey}``: one per ``judged`` observation (a judge's verdict
   met its turn);
-- ``convowatch_turns_labelled_total{judge_id, journey}``: one per judge already on the turn when an
-  annotator's label met it (``labelled``); over the former it is the labelling coverage;
+- ``convowatch_turns_labelled_total{judge_id, journey}``: once per judge and turn that has both the judge's
+  verdict and a human label, whichever came first (``covered`` of ``judged`` and ``labelled``); over the
+  former it is the labelling coverage (it counted every annotator, and nothing when the label came first);
 - ``convowatch_human_labels_total{vendor_id}`` and ``convowatch_label_latency_seconds{vendor_id}``: one per
   ``labelled`` observation, the latency being the label's event time minus the turn's (negative clock
   skew counts as 0).
@@ -37,8 +38,10 @@ class LabelFlowView:
         journey = (obs["segment"] or {}).get("journey")
         if obs["kind"] == "judged":
             self._judged[obs["judge_id"], journey].inc()
+            if obs.get("covered"):
+                self._labelled[obs["judge_id"], journey].inc()
             return []
-        for judge_id in obs["judges"]:
+        for judge_id in obs.get("covered", obs["judges"]):  # observations from before: every judge
             self._labelled[judge_id, journey].inc()
         labels, latency = self._vendors[obs["vendor_id"]]
         labels.inc()

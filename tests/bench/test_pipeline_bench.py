@@ -32,8 +32,11 @@ def test_the_pipeline_bench_reports_every_stage() -> None:
         "aggregate",
         "metrics_included_in_join_and_aggregate",
         "serialise_outputs",
+        "other",  # what the stages timed alone leave out: may be below 0 by noise on a run this small
     }
-    assert all(value > 0 for value in stages.values())
+    assert all(value > 0 for stage, value in stages.items() if stage != "other")
+    # the traffic spans event-hours, so the late human labels are in it (they fell after its end before)
+    assert result["records_by_stream"]["human_labels"] > 0.03 * result["events"]
     assert stages["metrics_included_in_join_and_aggregate"] < stages["join"] + stages["aggregate"]
     calls = result["metric_calls_per_event"]
     assert calls["Gauge.set"] > 0 and calls["MetricWrapperBase.labels"] > 0 and calls["Metrics.label"] > 0

@@ -51,7 +51,7 @@ def test_aggregate_counts_match_the_store_by_kind() -> None:
 
 def test_counts_follow_inserts_deletes_forget_and_a_restart() -> None:
     # short conversations: they close and settle (their records are deleted) within the traffic
-    settings = Settings(conversation_idle_seconds=60.0, recontact_window_seconds=120.0)
+    settings = Settings(conversation_idle_seconds=30.0, recontact_window_seconds=60.0)
     store = DictStore()
     pipeline = Pipeline(settings, Metrics(CollectorRegistry()), aggregate_store=store, batched=True)
     records = list(itertools.islice(to_records(TrafficGenerator(seed=7, rate=20.0).records(3600)), 12_000))
@@ -62,7 +62,7 @@ def test_counts_follow_inserts_deletes_forget_and_a_restart() -> None:
         pipeline.flush()
         assert counts == scanned(store.data)
         settled = int(pipeline.report()["outcomes"].get("settled", 0))
-    assert settled == 71  # conversation records were deleted, not only inserted
+    assert settled > 200  # conversation records were deleted, not only inserted (275)
 
     # a rebalance: the table's entries change behind the aggregator (recovered, dropped), which forgets
     # its decoded values; the counts follow the table itself

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import itertools
 import json
 import random
 from collections import Counter
@@ -386,3 +387,22 @@ def test_a_record_ahead_of_the_clock_shows_as_now_in_the_newest_event_time() -> 
     assert pipeline.process(Stream.CHAT_TURNS, raw(chat_turn(ts=ahead)), source_topic="in") == []
     shown = registry.get_sample_value("convowatch_last_event_timestamp_seconds", {"stream": "chat_turns"})
     assert shown is not None and before <= shown <= time.time()
+
+
+@pytest.mark.parametrize("order", list(itertools.permutations(["turn", "judge", "ann-1", "ann-2"])))
+def test_labelling_coverage_counts_each_judged_turn_once_whatever_the_order(order: tuple[str, ...]) -> None:
+    # counted once per annotator (2 with two annotators), and not at all when the label came first
+    registry = CollectorRegistry()
+    pipeline = Pipeline(Settings(max_future_seconds=0), Metrics(registry))
+    records = {
+        "turn": (Stream.CHAT_TURNS, chat_turn()),
+        "judge": (Stream.JUDGE_VERDICTS, judge_verdict()),
+        "ann-1": (Stream.HUMAN_LABELS, human_label(annotator_id="ann-1")),
+        "ann-2": (Stream.HUMAN_LABELS, human_label(annotator_id="ann-2")),
+    }
+    for offset, name in enumerate(order):
+        stream, event = records[name]
+        pipeline.process(stream, raw(event), source_topic=name, offset=offset)
+    labels = {"judge_id": "judge-a", "journey": "billing"}
+    judged = registry.get_sample_value("convowatch_turns_judged_total", labels)
+    assert (judged, registry.get_sample_value("convowatch_turns_labelled_total", labels)) == (1, 1)
