@@ -79,8 +79,9 @@ def signal_observation(signal: ConversationSignal, source: tuple[str, int | None
     return Emit("observations", signal.conversation_id, value)
 
 
-def _first_time(entry: dict[str, Any], src: list[Any]) -> bool:
-    """Record ``src`` = [source, offset, seq] in ``entry``; False if it was applied already (a replay)."""
+def _first_time(entry: dict[str, Any], src: list[Any], peek: bool = False) -> bool:
+    """Record ``src`` = [source, offset, seq] in ``entry`` (unless ``peek``); False if it was applied
+    already (a replay)."""
     source, offset, seq = src
     if offset is None:
         return True
@@ -88,7 +89,8 @@ def _first_time(entry: dict[str, Any], src: list[Any]) -> bool:
     last = applied.get(source)
     if last is not None and [offset, seq] <= last:
         return False
-    applied[source] = [offset, seq]
+    if not peek:
+        applied[source] = [offset, seq]
     return True
 
 
@@ -139,6 +141,11 @@ class OutcomeView:
         wm = self._watermark.get(partition, ts)
         k = f"{CONVERSATION}{SEP}{obs['conversation_id']}"
         entry = aggregator.record(k)
+        if entry is not None and ts > entry["last"] and _first_time(entry, obs["src"], peek=True):
+            # decide by event time what the expiry pass (which runs every few minutes of event time, and only
+            # on this partition's observations) has not decided yet: the conversation closed before this,
+            # or even settled (then this starts a new conversation)
+            entry = self._decide_before(aggregator, k, entry, ts)
         new = entry is None
         if entry is None:
             if ts < wm - self.idle_seconds - self.recontact_window_seconds:
@@ -165,6 +172,21 @@ class OutcomeView:
         self._advance(aggregator, partition, ts)
         return []
 
+    def _decide_before(
+        self, aggregator: Aggregator, k: str, entry: dict[str, Any], ts: float
+    ) -> dict[str, Any] | None:
+        """Close ``entry`` if ``ts`` comes more than the idle time after its last event, and settle it if
+        ``ts`` is past its recontact window; the entry left, or None (settled or dropped)."""
+        if entry["end"] is None and ts - entry["last"] > self.idle_seconds:
+            self._close(aggregator, k, entry)
+            entry = aggregator.record(k)
+            if entry is None:  # signals only: dropped at its close
+                return None
+        if entry["end"] is not None and ts > entry["end"] + self.recontact_window_seconds:
+            self._settle(aggregator, k, entry)
+            return None
+        return entry
+
     def _contact(self, entry: dict[str, Any], obs: dict[str, Any]) -> None:
         if entry["seg"] is None:
             segment = obs.get("segment") or {}
@@ -172,8 +194,9 @@ class OutcomeView:
             self._count(entry, "started")
             for name, value in entry.pop("pend"):
                 self._count(entry, name, value)
-        elif entry["end"] is not None and "re" not in entry["f"]:
-            entry["f"].append("re")  # the customer came back after the close
+        elif entry["end"] is not None and obs["ts"] > entry["end"] and "re" not in entry["f"]:
+            # the customer came back after the close (a late turn from before it is no recontact)
+            entry["f"].append("re")
         outcome = obs.get("outcome") or {}
         if outcome.get("escalated_to_agent") or outcome.get("contained") is False:
             self._flag(entry, "esc", "escalated")

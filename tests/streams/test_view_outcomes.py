@@ -179,6 +179,31 @@ def test_a_conversation_settles_no_earlier_than_its_late_turns_are_dropped() -> 
     assert (run.kpis()["started"], run.kpis()["settled"]) == (1, 1)
 
 
+@pytest.mark.parametrize("other_traffic", [False, True])
+def test_a_return_after_the_window_is_a_new_conversation_whatever_else_moved_event_time(
+    other_traffic: bool,
+) -> None:
+    # on a quiet partition the return was the next observation: it came before the expiry pass and was
+    # taken as a recontact of the old conversation, its escalation charged to it (started 1, not 2)
+    run = Run()
+    run.feed(turn("c1", "t1", 0))
+    run.tick(IDLE + 100)
+    if other_traffic:
+        run.tick(3 * WINDOW - 5)
+    run.feed(turn("c1", "t2", 3 * WINDOW, escalated_to_agent=True))
+    kpis = run.kpis()
+    assert (kpis["started"], kpis["settled"], kpis["resolved"], kpis["escalated"]) == (2, 1, 1, 1)
+
+
+def test_a_late_turn_from_before_the_close_is_no_recontact() -> None:
+    run = Run()
+    run.feed(turn("c1", "t1", 0))
+    run.tick(650)  # other traffic: c1 closes at IDLE after its last turn
+    run.feed(turn("c1", "t2", 300))  # delayed: it was inside the conversation
+    run.tick(IDLE + WINDOW + 10 * IDLE)
+    assert (run.kpis()["settled"], run.kpis()["resolved"]) == (1, 1)
+
+
 def test_signals_before_the_first_turn_wait_for_its_segment() -> None:
     run = Run()
     run.feed(
