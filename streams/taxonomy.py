@@ -9,6 +9,7 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from schemas.common import QUALITY_DIMENSIONS
 from streams.exceptions import ConfigError
 
 Severity = Literal["critical", "high", "medium", "low"]
@@ -25,13 +26,25 @@ class DimensionPolicy(BaseModel):
 
 
 class Taxonomy(BaseModel):
-    """Validated taxonomy. Unknown dimensions fall back to category ``other``, severity ``medium``."""
+    """Validated taxonomy (quality dimensions only). A quality dimension it leaves out falls back to
+    category ``other``, severity ``medium``."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     high_risk_topics: frozenset[str] = frozenset({"earnings", "identity", "fraud"})
     """Matched without regard to case: a turn's ``Earnings`` is ``earnings``."""
     dimensions: dict[str, DimensionPolicy]
+
+    @field_validator("dimensions")
+    @classmethod
+    def _quality_dimensions_only(cls, dimensions: dict[str, DimensionPolicy]) -> dict[str, DimensionPolicy]:
+        unknown = sorted(set(dimensions) - QUALITY_DIMENSIONS)
+        if unknown:  # it would be accepted and never used: only quality dimensions raise defects
+            raise ValueError(
+                f"{', '.join(unknown)}: not a quality dimension (defects and escalations come from "
+                f"{', '.join(sorted(QUALITY_DIMENSIONS))}, whose labels are pass or fail)"
+            )
+        return dimensions
 
     @field_validator("high_risk_topics")
     @classmethod

@@ -1,0 +1,32 @@
+"""The defect taxonomy file: validated at start, errors naming the file and key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from streams.exceptions import ConfigError
+from streams.taxonomy import load_taxonomy
+
+
+def test_the_built_in_taxonomy_names_a_team_for_every_dimension() -> None:
+    taxonomy = load_taxonomy()
+    assert set(taxonomy.teams()) == set(taxonomy.dimensions)
+    assert taxonomy.high_risk_topics == {"earnings", "identity", "fraud"}
+
+
+def test_a_dimension_that_raises_no_defect_is_refused(tmp_path: Path) -> None:
+    # accepted before, and silently never used: only quality dimensions (pass/fail) raise defects
+    path = tmp_path / "taxonomy.yaml"
+    path.write_text("dimensions:\n  toxicity: {category: unsafe, severity: high, high_risk: true}\n")
+    with pytest.raises(ConfigError, match=rf"{path}: key 'dimensions'.*toxicity: not a quality dimension"):
+        load_taxonomy(path)
+
+
+def test_high_risk_topics_are_case_folded(tmp_path: Path) -> None:
+    path = tmp_path / "taxonomy.yaml"
+    path.write_text(
+        "high_risk_topics: [Earnings, FRAUD]\ndimensions:\n  safety: {category: unsafe, severity: critical}\n"
+    )
+    assert load_taxonomy(path).high_risk_topics == {"earnings", "fraud"}
