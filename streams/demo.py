@@ -23,6 +23,7 @@ from streams.config import Settings
 from streams.embedded import JsonlSink, Record, run_records
 from streams.emit import Emit
 from streams.generator import Incident, TrafficGenerator, to_records
+from streams.health import server_url
 from streams.metrics import Metrics
 from streams.pipeline import Pipeline
 
@@ -152,8 +153,7 @@ def run_demo(
     console = _Console(stream)
     port = settings.metrics_port if metrics_port is None else metrics_port
     server, note = _start_metrics_server(settings, port, registry)
-    host = settings.metrics_host if ":" not in settings.metrics_host else f"[{settings.metrics_host}]"
-    metrics_url = f"http://{host}:{server.server_port}/metrics"
+    metrics_url = server_url(settings.metrics_host, server.server_port, "/metrics")
     if note:
         console.line(f"convowatch demo: {note}")
     console.line(

@@ -14,6 +14,7 @@ chat text goes into them.
 from __future__ import annotations
 
 import json
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -111,6 +112,16 @@ class _Server(ThreadingMixIn, WSGIServer):
 class _QuietHandler(WSGIRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:
         """Scrapes and probes every few seconds: not worth a log line each."""
+
+
+def server_url(host: str, port: int, path: str = "") -> str:
+    """A URL others can open for a server bound to ``host``: a wildcard address (0.0.0.0, ::) is no address
+    to open, so the machine's host name is used (in a container, its name on the network)."""
+    if host in ("", "0.0.0.0", "::"):
+        host = socket.gethostname()
+    if ":" in host:
+        host = f"[{host}]"
+    return f"http://{host}:{port}{path}"
 
 
 def serve(registry: CollectorRegistry, health: Health, host: str, port: int) -> _Server:

@@ -14,7 +14,7 @@ from streams.admin import create_topics
 from streams.alerting import build_alertmanager_sink
 from streams.app import KafkaTransport
 from streams.config import Settings
-from streams.health import Health, serve
+from streams.health import Health, serve, server_url
 from streams.kafka_client import BrokerMonitor, quiet_client_logs
 from streams.lag import ConsumerLagMonitor
 from streams.metrics import Metrics
@@ -32,7 +32,7 @@ def run_worker(settings: Settings, loglevel: str = "warning") -> None:
     server = serve(registry, health, settings.metrics_host, settings.metrics_port)  # a port in use: first
     create_topics(settings)  # raises BrokerUnreachable with the address when the broker does not answer
     monitor = BrokerMonitor(settings, metrics)  # convowatch_broker_connected, _outages_total; log
-    base = f"http://{settings.metrics_host}:{server.server_port}"
+    base = server_url(settings.metrics_host, server.server_port)  # not 0.0.0.0: alerts link to it
     log.warning("convowatch metrics on %s/metrics, health on %s/healthz and %s/readyz", base, base, base)
     alerts = build_alertmanager_sink(settings, metrics, generator_url=f"{base}/metrics")
     transport = KafkaTransport(settings, metrics, alerts=alerts)

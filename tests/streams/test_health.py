@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 import threading
 import time
 import urllib.error
@@ -15,7 +16,7 @@ import pytest
 from prometheus_client import CollectorRegistry, Counter
 
 from streams.exceptions import ConfigError
-from streams.health import Health, serve
+from streams.health import Health, serve, server_url
 from streams.worker import loop_heartbeat, partitions_check, progress_check
 from tests.support.wait import wait_until
 
@@ -186,3 +187,10 @@ def test_a_port_in_use_is_a_config_error_naming_the_setting() -> None:
             serve(CollectorRegistry(), Health(60), "127.0.0.1", first.server_port)
     finally:
         first.shutdown()
+
+
+def test_alerts_link_to_an_address_others_can_open() -> None:
+    # bound to every interface (as in the compose file), the generator URL read http://0.0.0.0:9108
+    assert server_url("0.0.0.0", 9108, "/metrics") == f"http://{socket.gethostname()}:9108/metrics"
+    assert server_url("127.0.0.1", 9108) == "http://127.0.0.1:9108"
+    assert server_url("::1", 9108) == "http://[::1]:9108"
