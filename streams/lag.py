@@ -8,6 +8,7 @@ reports its growing lag.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable
 
 from confluent_kafka import ConsumerGroupTopicPartitions, TopicPartition
@@ -59,6 +60,7 @@ class ConsumerLagMonitor:
             lag[tp] = max(0, ends[tp] - positions[tp])
             self.metrics.consumer_lag.labels(tp[0], str(tp[1])).set(lag[tp])
         self.latest = lag
+        self.metrics.consumer_lag_checked.set(time.time())
         return lag
 
     def _partitions(self) -> list[tuple[str, int]]:

@@ -139,6 +139,11 @@ class PipelineMetrics:
             ["topic", "partition"],
             registry=r,
         )
+        self.consumer_lag_checked = Gauge(
+            "convowatch_consumer_lag_checked_timestamp_seconds",
+            "Wall-clock time the consumer lag was last measured (Unix seconds; 0 before the first time).",
+            registry=r,
+        )
         self.assigned_partitions = Gauge(
             "convowatch_assigned_partitions",
             "Input partitions this worker owns after the last rebalance, by stream.",

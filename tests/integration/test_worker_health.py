@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
@@ -63,8 +64,11 @@ def test_lag_is_end_minus_committed_per_partition(
 
     metrics = Metrics(CollectorRegistry())
     monitor = ConsumerLagMonitor(Settings(broker=bootstrap, app_id=group), metrics, [topic, other, "absent"])
-    assert monitor.check() == {(topic, 0): 4, (topic, 1): 0, (topic, 2): 0, (other, 0): 7}
     value = metrics.registry.get_sample_value
+    assert value("convowatch_consumer_lag_checked_timestamp_seconds") == 0
+    before = time.time()
+    assert monitor.check() == {(topic, 0): 4, (topic, 1): 0, (topic, 2): 0, (other, 0): 7}
+    assert before <= (value("convowatch_consumer_lag_checked_timestamp_seconds") or 0) <= time.time()
     assert value("convowatch_consumer_lag", {"topic": topic, "partition": "0"}) == 4
     assert value("convowatch_consumer_lag", {"topic": other, "partition": "0"}) == 7
 
