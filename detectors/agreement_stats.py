@@ -64,7 +64,10 @@ def wilson_interval(successes: float, n: float, confidence_level: float = 0.95) 
 
 
 def _wald(estimate: float, se: float, z: float, low: float, high: float) -> tuple[float, float]:
-    if math.isnan(estimate) or math.isnan(se):
+    """The large-sample interval; undefined (NaN) where the standard error is 0: at perfect agreement, or
+    one disagreement in a few pairs, the delta method gives a zero-width interval ([1, 1] over 10 pairs),
+    which a reader would take for certainty."""
+    if math.isnan(estimate) or math.isnan(se) or se == 0.0:
         return (NAN, NAN)
     return (max(estimate - z * se, low), min(estimate + z * se, high))
 

@@ -154,7 +154,10 @@ def test_ac1_matches_a_direct_numpy_implementation(kind, seed):
         se,
     )
     low, high = stats.gwet_ac1_interval
-    assert _close(low, max(ac1 - Z * se, -1.0)) and _close(high, min(ac1 + Z * se, 1.0))
+    if se == 0.0:  # a zero-width Wald interval would read as certainty: undefined instead
+        assert math.isnan(low) and math.isnan(high)
+    else:
+        assert _close(low, max(ac1 - Z * se, -1.0)) and _close(high, min(ac1 + Z * se, 1.0))
 
 
 @pytest.mark.parametrize(("kind", "seed"), CASES)
@@ -279,3 +282,13 @@ def test_wilson_interval_matches_statsmodels(successes, n):
 
 def test_wilson_interval_of_nothing_is_undefined():
     assert all(math.isnan(x) for x in wilson_interval(0, 0))
+
+
+def test_perfect_agreement_over_a_few_pairs_has_no_interval_rather_than_a_zero_wide_one() -> None:
+    stats = AgreementStats()
+    for label in ["pass"] * 7 + ["fail"] * 3:
+        stats.update(label, label)
+    assert stats.cohen_kappa == 1.0 and stats.gwet_ac1 == 1.0
+    assert all(math.isnan(v) for v in (*stats.cohen_kappa_interval, *stats.gwet_ac1_interval))
+    low, high = stats.percent_agreement_interval  # Wilson: still informative at n = 10
+    assert 0.6 < low < 1.0 and high == 1.0
