@@ -328,6 +328,10 @@ class TurnJoiner:
                 outputs = self.outputs
                 emits.extend(outputs.defects(key, entry, outputs.failures(entry)))
                 emits.extend(number_observations(outputs.pairs(key, entry, final=True), ("", None)))
+                # labels of turns evicted before them, or never sent: lost to agreement and calibration
+                m = self.metrics
+                m.join_unmatched.labels("judge_verdicts").inc(len(entry["judge"]))
+                m.join_unmatched.labels("human_labels").inc(len(entry["human"]))
             self.state.delete(key, entry.get("p"))
             counter = self._evictions.get(reason)
             if counter is None:

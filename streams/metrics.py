@@ -55,6 +55,8 @@ class Metrics(PipelineMetrics, DivergenceMetrics, LabellingMetrics, ModelMetrics
             self.outputs.labels(topic)
         for reason in ("ttl", "capacity"):
             self.join_evictions.labels(reason)
+        for stream in ("judge_verdicts", "human_labels"):
+            self.join_unmatched.labels(stream)
         self.internal_errors.labels("aggregate")  # so that an alert on increase() sees the first one
         for table in ("pending", "aggregates"):
             self.state_oversized.labels(table)

@@ -53,6 +53,13 @@ class PipelineMetrics:
             ["reason"],
             registry=r,
         )
+        self.join_unmatched = Counter(
+            "convowatch_join_unmatched_total",
+            "Verdicts and human labels evicted from the join without ever meeting their turn (it never "
+            "came, or was evicted before them), by stream.",
+            ["stream"],
+            registry=r,
+        )
         self.last_event_time = Gauge(
             "convowatch_last_event_timestamp_seconds",
             "Event time of the newest record seen per stream (Unix seconds).",

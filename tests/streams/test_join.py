@@ -527,3 +527,14 @@ def test_a_differing_later_label_from_the_same_judge_is_a_conflict_not_a_duplica
     assert h.value("convowatch_duplicates_total", stream="judge_verdicts") == 1
     assert h.value("convowatch_label_conflicts_total", stream="judge_verdicts") == 1
     assert flipped == []  # the first label stands: nothing re-published
+
+
+def test_labels_that_never_meet_their_turn_are_counted_when_evicted() -> None:
+    # a label after its turn was evicted (or for a turn never sent) was lost to agreement and calibration
+    # without a trace in any metric
+    h = Harness(ttl_seconds=3600, evict_every=1)
+    h.feed(turn(turn_id="kept", seconds=0), judged(turn_id="kept", seconds=5))
+    h.feed(labelled(turn_id="gone", seconds=10), judged(turn_id="gone", seconds=20))
+    h.feed(turn(turn_id="later", seconds=3 * 3600))  # moves event time past the TTL of both
+    assert h.value("convowatch_join_unmatched_total", stream="human_labels") == 1
+    assert h.value("convowatch_join_unmatched_total", stream="judge_verdicts") == 1
