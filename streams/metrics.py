@@ -14,6 +14,7 @@ from streams.metrics_labelling import LabellingMetrics
 from streams.metrics_models import ModelMetrics
 from streams.metrics_outcomes import OutcomeMetrics
 from streams.metrics_pipeline import SEGMENT_LABELS, PipelineMetrics
+from streams.taxonomy import SEVERITIES
 
 __all__ = ["SEGMENT_LABELS", "Metrics"]
 
@@ -61,7 +62,7 @@ class Metrics(PipelineMetrics, DivergenceMetrics, LabellingMetrics, ModelMetrics
         for table in ("pending", "aggregates"):
             self.state_oversized.labels(table)
         for kind in ("high_risk_failure", "defect_spike", "judge_drift", "volume_anomaly", "latency_anomaly"):
-            for severity in ("critical", "high", "medium", "low"):
+            for severity in SEVERITIES:
                 self.escalations.labels(kind, severity)
 
     def label(self, name: str, value: str | None) -> str:

@@ -12,16 +12,12 @@ from typing import Any
 
 from streams.emit import UNKNOWN_SEGMENT, Emit, Entry, iso
 from streams.metrics import Metrics
-from streams.taxonomy import Taxonomy
+from streams.taxonomy import SEVERITIES, Taxonomy
 
 
 def escalation_id(kind: str, subject: str) -> str:
     """Stable id of an escalation about ``subject``: re-delivery and updates keep it."""
     return f"{kind}-{hashlib.blake2b(subject.encode(), digest_size=10).hexdigest()}"
-
-
-#: Severities, most severe first.
-SEVERITIES = ("critical", "high", "medium", "low")
 
 
 class HighRiskPolicy:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from importlib import resources
 from pathlib import Path
-from typing import Literal
+from typing import Literal, get_args
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -13,6 +13,8 @@ from schemas.common import QUALITY_DIMENSIONS
 from streams.exceptions import ConfigError
 
 Severity = Literal["critical", "high", "medium", "low"]
+#: The severities, most severe first.
+SEVERITIES: tuple[str, ...] = get_args(Severity)
 
 
 class DimensionPolicy(BaseModel):

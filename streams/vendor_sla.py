@@ -12,7 +12,6 @@ import math
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
@@ -20,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationIn
 from detectors.vendor_scorecard import DEFAULT_TURNAROUND_BOUNDS, Scorecard
 from schemas.common import Identifier
 from streams.exceptions import ConfigError
+from streams.taxonomy import Severity
 
 #: The ``sla`` label values: one per target kind.
 SLAS = ("labels_per_hour", "turnaround", "gold_accuracy", "judge_agreement", "consensus_agreement")
@@ -70,7 +70,7 @@ class VendorSla(BaseModel):
     window_seconds: int = Field(86400, gt=0)
     evaluate_every_seconds: float = Field(300.0, gt=0)
     republish_seconds: float = Field(3600.0, gt=0)
-    severity: Literal["critical", "high", "medium", "low"] = "medium"
+    severity: Severity = "medium"
     runbook_url: str | None = None
     max_vendors: int = Field(50, ge=1)
     max_annotators: int = Field(100, ge=1)

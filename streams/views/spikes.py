@@ -20,11 +20,10 @@ from streams.emit import SEP, Emit, iso
 from streams.labels import LabelGuard
 from streams.metrics import Metrics
 from streams.policy import escalation_id
-from streams.taxonomy import Taxonomy
+from streams.taxonomy import SEVERITIES, Taxonomy
 from streams.views.label_cache import LabelCache
 
 SLICES: tuple[tuple[str, ...], ...] = (("journey",), ("journey", "model_version"), ("journey", "intent"))
-SEVERITY_ORDER = ("critical", "high", "medium", "low")
 
 
 class SpikeView:
@@ -47,7 +46,7 @@ class SpikeView:
         self.severity = {
             c: min(
                 (taxonomy.policy(d).severity for d, cat in self.category_of.items() if cat == c),
-                key=SEVERITY_ORDER.index,
+                key=SEVERITIES.index,
             )
             for c in categories
         }
