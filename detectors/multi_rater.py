@@ -45,6 +45,29 @@ def consensus(labels: list[str]) -> tuple[str | None, bool]:
     return (ranked[0][0], False)
 
 
+def leave_one_out(ratings: dict[str, str]) -> list[tuple[str, str, str | None, bool]]:
+    """``(rater, label, consensus of the other raters, whether that consensus is tied)`` for each rater of
+    one item, in the item's order.
+
+    >>> leave_one_out({"a": "pass", "b": "pass", "c": "fail"})
+    [('a', 'pass', None, True), ('b', 'pass', None, True), ('c', 'fail', 'pass', False)]
+    """
+    return [
+        (rater, label, *consensus([x for r, x in ratings.items() if r != rater]))
+        for rater, label in ratings.items()
+    ]
+
+
+def add_comparison(tally: dict[str, Any], label: str, agreed: str | None, tie: bool) -> None:
+    """Count one rater's ``label`` against the others' consensus ``agreed`` in ``tally`` (``{"confusion":
+    {label: {consensus: count}}, "ties": int}``): a tied consensus counts as a tie, not a comparison."""
+    if agreed is None:
+        tally["ties"] += int(tie)
+        return
+    row = tally["confusion"].setdefault(label, {})
+    row[agreed] = row.get(agreed, 0) + 1
+
+
 def _check_labels(labels: Any, minimum: int) -> None:
     if not isinstance(labels, list | tuple) or not all(isinstance(x, str) for x in labels):
         raise ValueError(f"labels must be a list of strings, got {labels!r}")
@@ -232,17 +255,10 @@ class RaterVsConsensus(Detector):
             raise ValueError(f"ratings must be a dict of rater id -> label, got {ratings!r}")
         _check_labels(list(ratings.values()), 2)
         self._items += 1
-        for rater, label in ratings.items():
-            others = [x for r, x in ratings.items() if r != rater]
-            agreed, tie = consensus(others)
+        for rater, label, agreed, tie in leave_one_out(ratings):
             if rater not in self._raters and len(self._raters) >= self.max_raters:
                 rater = OTHER_RATERS
-            entry = self._raters.setdefault(rater, {"confusion": {}, "ties": 0})
-            if agreed is None:
-                entry["ties"] += int(tie)
-                continue
-            row = entry["confusion"].setdefault(label, {})
-            row[agreed] = row.get(agreed, 0) + 1
+            add_comparison(self._raters.setdefault(rater, {"confusion": {}, "ties": 0}), label, agreed, tie)
         return self
 
     def merge(self, other: RaterVsConsensus) -> RaterVsConsensus:

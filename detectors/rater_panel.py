@@ -24,7 +24,14 @@ from detectors.agreement_stats import (
     wilson_interval,
 )
 from detectors.base import Detector
-from detectors.multi_rater import OTHER_RATERS, InterAnnotatorAgreement, RaterVsConsensus, consensus
+from detectors.multi_rater import (
+    OTHER_RATERS,
+    InterAnnotatorAgreement,
+    RaterVsConsensus,
+    add_comparison,
+    consensus,
+    leave_one_out,
+)
 
 
 class RaterPanel(Detector):
@@ -113,17 +120,14 @@ class RaterPanel(Detector):
     def _add_vendor_comparisons(self, labels: dict[str, str], vendors: dict[str, str]) -> None:
         """Each annotator against the others' consensus (leave-one-out), pooled by vendor per item."""
         on_item: dict[str, list[int]] = {}
-        for annotator, label in labels.items():
+        for annotator, label, agreed, tie in leave_one_out(labels):
             vendor = str(vendors.get(annotator) or self._vendor_of.get(annotator, "unknown"))
             if vendor not in self._vendors and len(self._vendors) >= self.max_vendors:
                 vendor = OTHER_RATERS
             entry = self._vendors.setdefault(vendor, {"confusion": {}, "ties": 0, "sums": [0] * 6})
-            agreed, tie = consensus([x for a, x in labels.items() if a != annotator])
+            add_comparison(entry, label, agreed, tie)
             if agreed is None:
-                entry["ties"] += int(tie)
                 continue
-            row = entry["confusion"].setdefault(label, {})
-            row[agreed] = row.get(agreed, 0) + 1
             counts = on_item.setdefault(vendor, [0, 0])
             counts[0] += 1
             counts[1] += int(label == agreed)

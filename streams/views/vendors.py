@@ -30,7 +30,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from detectors.multi_rater import consensus
+from detectors.multi_rater import leave_one_out
 from detectors.sla_status import SlaStatus
 from detectors.vendor_scorecard import ALL, OTHER, Scorecard, VendorScorecard
 from streams.aggregate import Aggregator
@@ -119,10 +119,9 @@ class VendorsView:
         vendors: dict[str, str] = obs.get("vendors") or {}
         updates: list[Update] = []
         at = max(obs["ts"], obs.get("label_ts", obs["ts"]))  # when the item was complete
-        for annotator in sorted(labels):
-            agreed, _ = consensus([label for other, label in labels.items() if other != annotator])
+        for annotator, label, agreed, _ in sorted(leave_one_out(labels)):
             if agreed is not None and annotator in vendors:
-                ok = int(labels[annotator] == agreed)
+                ok = int(label == agreed)
                 updates.append((at, vendors[annotator], annotator, None, (0, 0), (0, 0), (ok, 1)))
         return updates
 
