@@ -379,6 +379,7 @@ class KafkaTransport:
             export_spikes(self.metrics, self.pipeline.aggregator, keys, owns)
             clear_lost_shards(self.metrics, owns)
             clear_lost_children(self.metrics, owns)
+            self.metrics.perceptual_open.retain(lambda member: owns(member[0]))  # (judge, ...): its shard
 
     def _published_through(self) -> dict[str, int]:
         """The recovered "published through" offsets of the input partitions this worker owns now."""

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 OTHER = "other"
 UNKNOWN = "unknown"
@@ -51,3 +52,56 @@ class LabelGuard:
             self._admitted.add(value)
             return value
         return OTHER
+
+
+class OpenFlags:
+    """A 0/1 gauge of open detectors whose series can each stand for several of them: past a guard's
+    limit, detectors of different values share the ``other`` series. A series reads 1 while any of its
+    detectors (``member``: a tuple that names one) is open, where the last detector to write would win.
+
+    >>> from prometheus_client import CollectorRegistry, Gauge
+    >>> flags = OpenFlags(Gauge("spike_open", "", ["intent"], registry=CollectorRegistry()))
+    >>> flags.set(("other",), ("refund",), True)
+    >>> flags.set(("other",), ("payout",), False)  # another detector of the series: still one open
+    >>> flags.gauge.labels("other")._value.get()
+    1.0
+    >>> flags.set(("other",), ("refund",), False)
+    >>> flags.gauge.labels("other")._value.get()
+    0.0
+    """
+
+    def __init__(self, gauge: Any) -> None:
+        self.gauge = gauge
+        self._open: dict[tuple[str, ...], set[tuple[Any, ...]]] = {}
+
+    def set(self, labels: tuple[str, ...], member: tuple[Any, ...], is_open: bool) -> None:
+        members = self._open.get(labels)
+        if is_open:
+            if members is None:
+                members = self._open[labels] = set()
+            members.add(member)
+        elif members is not None:
+            members.discard(member)
+            if not members:
+                del self._open[labels]
+        self.gauge.labels(*labels).set(1.0 if labels in self._open else 0.0)
+
+    def retain(self, keep: Callable[[tuple[Any, ...]], bool]) -> None:
+        """Forget the open members ``keep`` rejects (their shard moved to another worker), and set the
+        series they were in again where it is still exported."""
+        for labels in list(self._open):
+            members = self._open[labels]
+            kept = {member for member in members if keep(member)}
+            if kept == members:
+                continue
+            if kept:
+                self._open[labels] = kept
+            else:
+                del self._open[labels]
+            if labels in self.gauge._metrics:  # prometheus_client's children; a removed one stays removed
+                self.gauge.labels(*labels).set(1.0 if kept else 0.0)
+
+    def clear(self) -> None:
+        """Forget every member and remove every series."""
+        self._open.clear()
+        self.gauge.clear()

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Gauge, Histogram
 
+from streams.labels import OpenFlags
+
 
 class ModelMetrics:
     """Part of :class:`streams.metrics.Metrics`."""
@@ -140,3 +142,4 @@ class ModelMetrics:
             mms,
             registry=r,
         )
+        self.perceptual_open = OpenFlags(self.perceptual_drift_active)  # set through this (see OpenFlags)

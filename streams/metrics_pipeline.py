@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from streams.labels import OpenFlags
+
 SEGMENT_LABELS = ("journey", "model_version", "channel", "modality")
 
 
@@ -103,6 +105,7 @@ class PipelineMetrics:
             ["category", "journey", "model_version", "intent", "source"],
             registry=r,
         )
+        self.spike_open = OpenFlags(self.spike_active)  # set through this (see OpenFlags)
         self.alertmanager_alerts = Counter(
             "convowatch_alertmanager_alerts_total",
             "Alerts handled by the Alertmanager sink, by result (sent, failed, dropped, expired, invalid).",

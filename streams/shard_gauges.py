@@ -168,7 +168,7 @@ def export_spikes(
     """``convowatch_defect_spike_active`` from the spike aggregates at ``keys`` whose source (a judge, or
     ``humans``) this worker owns: 1 for each category in alarm. A spike open on a shard another worker took
     over no longer shows here, and one recovered in alarm shows before its next observation."""
-    metrics.spike_active.clear()
+    metrics.spike_open.clear()
     for key in keys:
         if not key.startswith(f"spike{SEP}"):
             continue

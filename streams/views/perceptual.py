@@ -48,10 +48,6 @@ class _Children:
     def statistic(self) -> Any:
         return self.metrics.perceptual_drift_statistic.labels(*self.labels)
 
-    @functools.cached_property
-    def active(self) -> Any:
-        return self.metrics.perceptual_drift_active.labels(*self.labels)
-
 
 class PerceptualView:
     kinds: tuple[str, ...] = ("judged",)
@@ -114,7 +110,9 @@ class PerceptualView:
             children.score.observe(min(max(value, 0.0), 1.0))
             if detector.checked:
                 children.statistic.set(detector.statistic)
-                children.active.set(1.0 if detector.in_alarm else 0.0)
+                self.metrics.perceptual_open.set(
+                    children.labels, (judge_id, modality, model_version, score), detector.in_alarm
+                )
             if detector.drift_detected or detector.resolved:
                 emits.append(self._escalation(detector, judge_id, modality, model_version, score, obs))
         return emits

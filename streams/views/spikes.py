@@ -196,12 +196,14 @@ def set_spike_active(
 ) -> None:
     """``convowatch_defect_spike_active`` of one source's detector of ``category`` in one slice. Each source
     (a judge, or human labels) has a series of its own: a source's resolution must not hide another's open
-    spike."""
+    spike. Values past the metric label guard share an ``other`` series, 1 while any of their detectors is
+    open (:class:`~streams.labels.OpenFlags`)."""
     m = metrics
-    m.spike_active.labels(
+    labels = (
         category,
         m.label("journey", values.get("journey")),
         m.label("model_version", values["model_version"]) if "model_version" in values else "*",
         m.label("intent", values["intent"]) if "intent" in values else "*",
         source if source == "humans" else m.label("judge_id", source),
-    ).set(1.0 if active else 0.0)
+    )
+    m.spike_open.set(labels, (category, source, *sorted(values.items())), active)

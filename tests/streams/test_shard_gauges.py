@@ -162,3 +162,25 @@ def test_every_labelled_gauge_says_how_it_is_refreshed_after_a_rebalance() -> No
     placed = set(KEYED_GAUGES) | single_shard | refreshed | per_worker
     assert gauges - placed == set()
     assert set(KEYED_GAUGES) & (single_shard | refreshed | per_worker) == set()
+
+
+def test_open_flags_forget_the_detectors_of_lost_shards() -> None:
+    # a folded judge series ("other") held open by a judge whose shard moved away reads 0 once that judge
+    # is forgotten, while one held by an owned judge stays 1; a removed series is not brought back
+    registry = CollectorRegistry()
+    m = Metrics(registry)
+    flags = m.perceptual_open
+    flags.set(("other", "image", "v1", "clip"), ("judge-lost", "image", "v1", "clip"), True)
+    flags.set(("other", "audio", "v1", "clip"), ("judge-kept", "audio", "v1", "clip"), True)
+    flags.set(("judge-lost", "image", "v1", "clip"), ("judge-lost", "image", "v1", "clip"), True)
+    m.perceptual_drift_active.remove("judge-lost", "image", "v1", "clip")  # clear_lost_children did it
+
+    flags.retain(lambda member: member[0] != "judge-lost")
+
+    def active(judge: str, modality: str) -> float | None:
+        labels = {"judge_id": judge, "modality": modality, "model_version": "v1", "score": "clip"}
+        return registry.get_sample_value("convowatch_perceptual_drift_active", labels)
+
+    assert active("other", "image") == 0.0
+    assert active("other", "audio") == 1.0
+    assert active("judge-lost", "image") is None

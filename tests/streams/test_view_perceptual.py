@@ -237,3 +237,16 @@ def test_generated_traffic_with_a_score_shift_escalates_that_segment_only():
 def test_score_shift_rejects_what_the_generator_cannot_produce(fields):
     with pytest.raises(ValueError):
         ScoreShift(start_after_s=0, model_version="shopper-v42", **fields)
+
+
+def test_a_drift_in_a_folded_model_version_keeps_the_shared_series_open():
+    # past the metric label guard, gen-v2 (drifting) and gen-v1 (quiet) share model_version="other": the
+    # quiet one's checks must not set the series back to 0 while gen-v2's drift is open
+    registry = CollectorRegistry()
+    metrics = Metrics(registry, label_max_values=1)
+    metrics.guards["model_version"].admit(["gen-v0"])
+    pipeline = Pipeline(Settings(**SMALL), metrics)
+    escalations = _escalations(_run(pipeline, _records(1_300, _shape_shift(700, 1_300))))
+    assert [e["status"] for e in escalations] == ["firing"]
+    shared = _labels(("image", "other"), "other")  # the second score name folds too
+    assert registry.get_sample_value("convowatch_perceptual_drift_active", shared) == 1.0

@@ -250,3 +250,27 @@ def test_a_volume_escalation_of_a_journey_without_latencies_carries_no_nan() -> 
     assert drop["evidence"]["latency_baseline_ms"] is None
     annotation = alert_from_escalation(drop, None)["annotations"]["evidence"]
     json.loads(annotation, parse_constant=lambda name: pytest.fail(f"{name} in the evidence annotation"))
+
+
+def test_spike_series_shared_by_folded_values_stays_open_while_any_spike_is() -> None:
+    # past the metric label guard, two intents share intent="other": one's resolution (or its quiet
+    # detector's write) must not set the series to 0 while the other's spike is still open
+    from streams.views.spikes import set_spike_active
+
+    registry = CollectorRegistry()
+    metrics = Metrics(registry, label_max_values=1)
+    metrics.guards["intent"].admit(["greeting"])
+
+    def slice_of(intent: str) -> dict[str, str]:
+        return {"journey": "shopper", "intent": intent}
+
+    def active() -> float | None:
+        labels = {"category": "unsafe", "journey": "shopper", "model_version": "*", "intent": "other"}
+        return registry.get_sample_value("convowatch_defect_spike_active", labels | {"source": "judge-a"})
+
+    set_spike_active(metrics, "unsafe", "judge-a", slice_of("refund"), True)
+    set_spike_active(metrics, "unsafe", "judge-a", slice_of("payout"), True)
+    set_spike_active(metrics, "unsafe", "judge-a", slice_of("payout"), False)
+    assert active() == 1.0  # refund's spike is still open
+    set_spike_active(metrics, "unsafe", "judge-a", slice_of("refund"), False)
+    assert active() == 0.0
