@@ -49,6 +49,9 @@ class Defect(OutputModel):
     """Every judge's labels on the turn so far: ``{judge_id: {dimension: label}}``."""
     labels: dict[str, dict[str, Any]] = {}
     """Every annotator's labels so far: ``{annotator_id: {vendor_id, is_gold, labels}}``."""
+    raters_cut: int = 0
+    """Judges and annotators left out of ``verdicts`` and ``labels``: a defect carries its own rater's
+    labels and at most 10 judges' and 10 annotators' in all (absent when none was left out)."""
 
 
 class Escalation(OutputModel):

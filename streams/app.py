@@ -310,12 +310,16 @@ class KafkaTransport:
         observations: dict[str, list[bytes]] = {}  # by shard key, sent as packs (streams/observation_packs)
         for emit in emits:
             value = orjson.dumps(emit.value)
-            counters[emit.topic].inc()
             if emit.topic == "observations":
+                counters[emit.topic].inc()
                 observations.setdefault(emit.key, []).append(value)
                 continue
-            if emit.topic == "deadletter" and len(value) > MAX_WRITE_BYTES:
+            if len(value) > MAX_WRITE_BYTES:
+                if emit.topic != "deadletter":  # a bug (outputs are bounded): sent, it would fail every retry
+                    self._oversized(emit, len(value))
+                    continue
                 value = truncated_dead_letter(emit.value)
+            counters[emit.topic].inc()
             pending.append(await producer.send(names[emit.topic], emit.key.encode(), value, None, None, None))
         topic = names["observations"]
         for key, encoded in observations.items():
@@ -329,6 +333,17 @@ class KafkaTransport:
             for emit in emits:
                 if emit.topic == "escalations":
                     self.alerts.publish(emit.value, sources.get(emit.key))
+
+    def _oversized(self, emit: Emit, size: int) -> None:
+        """An output too large for a record: logged and counted, not sent, so the batch goes on."""
+        log.error(
+            "internal error: a %d-byte record for %s (key %r) is over the %d bytes of a record; not sent",
+            size,
+            emit.topic,
+            emit.key[:200],
+            MAX_WRITE_BYTES,
+        )
+        self.metrics.internal_errors.labels("publish").inc()
 
     async def _write_state(self, flush: Callable[[], Any], store: TableStore) -> None:
         """Write the batch's state (``flush``) to the changelog and wait until the broker has it (and the

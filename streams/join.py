@@ -38,6 +38,8 @@ __all__ = ["MAX_KEPT_TEXT", "MIN_RATERS", "Emit", "TurnJoiner", "TurnOutputs", "
 
 #: Most judges, and most annotators, whose labels one turn keeps (each adds ~180 bytes to its entry).
 MAX_RATERS_PER_TURN = 100
+#: Most dimensions one judge or annotator labels on one turn (one record carries at most this many too).
+MAX_DIMENSIONS_PER_RATER = 64
 
 
 class TurnJoiner:
@@ -344,15 +346,27 @@ class TurnJoiner:
 
 
 def _check_raters(entry: Entry, event: JudgeVerdict | HumanLabel) -> None:
-    """Refuse a new judge or annotator on a turn that has :data:`MAX_RATERS_PER_TURN` of them already: a
-    labelling tool sending one turn id for every turn (``"undefined"``) would grow the entry past what a
-    changelog record may hold, and the worker would stop on it at every restart."""
+    """Refuse a new judge or annotator on a turn that has :data:`MAX_RATERS_PER_TURN` of them already, and
+    new dimensions past :data:`MAX_DIMENSIONS_PER_RATER` from one of them: a labelling tool sending one turn
+    id for every turn (``"undefined"``), or a judge sending new dimensions for one turn again and again,
+    would grow the entry, and the defects that carry its labels, without bound."""
     if isinstance(event, JudgeVerdict):
         raters, rater, kind = entry["judge"], event.judge_id, "judges"
     else:
         raters, rater, kind = entry["human"], event.annotator_id, "annotators"
-    if rater not in raters and len(raters) >= MAX_RATERS_PER_TURN:
+    record = raters.get(rater)
+    if record is None:
+        if len(raters) >= MAX_RATERS_PER_TURN:
+            raise InvalidRecord(
+                "too_many_raters",
+                f"turn {event.turn_id!r} already has {len(raters)} {kind}' labels, the most kept",
+            )
+        return
+    held = record["labels"]
+    new = {v.dimension for v in event.verdicts if v.dimension not in held}
+    if len(held) + len(new) > MAX_DIMENSIONS_PER_RATER:
         raise InvalidRecord(
-            "too_many_raters",
-            f"turn {event.turn_id!r} already has {len(raters)} {kind}' labels, the most kept",
+            "too_many_dimensions",
+            f"{rater!r} already labelled {len(held)} dimensions of turn {event.turn_id!r}; {len(new)} more "
+            f"would pass the {MAX_DIMENSIONS_PER_RATER} kept",
         )

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import itertools
 from typing import Any
 
 from schemas import ChatTurn
@@ -23,6 +24,9 @@ MIN_RATERS = 2
 #: Longest chat text a defect keeps (characters): a turn may be as large as the input limit (1 MB), and a
 #: defect carrying it whole would exceed the producer's request limit, failing its batch on every retry.
 MAX_KEPT_TEXT = 16_384
+#: Most judges, and most annotators, whose labels a defect carries (its own rater first): a turn may hold
+#: 100 of each with 64 dimensions apiece, over 1 MB of labels, more than one record may carry.
+MAX_DEFECT_RATERS = 10
 #: The segment labels of the defects counter, after dimension, category and source.
 DEFECT_SEGMENT_LABELS = ("journey", "model_version", "channel", "modality")
 
@@ -238,12 +242,17 @@ class TurnOutputs:
                 "segment": dict(segment),
                 "ts": iso(ts if ts is not None else record["ts"]),
                 "turn": dict(turn["ctx"]) if turn else None,
-                "verdicts": {judge_id: dict(r["labels"]) for judge_id, r in entry["judge"].items()},
+                "verdicts": {
+                    judge_id: dict(r["labels"]) for judge_id, r in _carried(entry["judge"], source_id)
+                },
                 "labels": {
                     annotator: {"vendor_id": r["vendor"], "is_gold": r["gold"], "labels": dict(r["labels"])}
-                    for annotator, r in entry["human"].items()
+                    for annotator, r in _carried(entry["human"], source_id)
                 },
             }
+            cut = sum(max(0, len(entry[side]) - MAX_DEFECT_RATERS) for side in ("judge", "human"))
+            if cut:
+                value["raters_cut"] = cut
             m = self.metrics
             m.defects.labels(
                 m.label("dimension", dim),
@@ -331,6 +340,16 @@ def number_observations(emits: list[Emit], source: tuple[str, int | None]) -> li
             emit.value["src"] = [source[0], source[1], seq]
             seq += 1
     return emits
+
+
+def _carried(raters: dict[str, Any], first: str) -> list[tuple[str, Any]]:
+    """The raters whose labels a defect carries: ``first`` (the defect's own, if among them), then the
+    others in arrival order, :data:`MAX_DEFECT_RATERS` in all."""
+    if len(raters) <= MAX_DEFECT_RATERS:
+        return list(raters.items())
+    own = [(first, raters[first])] if first in raters else []
+    others = (item for item in raters.items() if item[0] != first)
+    return own + list(itertools.islice(others, MAX_DEFECT_RATERS - len(own)))
 
 
 def kept(text: str) -> str:

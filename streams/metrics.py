@@ -58,7 +58,8 @@ class Metrics(PipelineMetrics, DivergenceMetrics, LabellingMetrics, ModelMetrics
             self.join_evictions.labels(reason)
         for stream in ("judge_verdicts", "human_labels"):
             self.join_unmatched.labels(stream)
-        self.internal_errors.labels("aggregate")  # so that an alert on increase() sees the first one
+        for stage in ("aggregate", "publish"):
+            self.internal_errors.labels(stage)  # so that an alert on increase() sees the first one
         for table in ("pending", "aggregates"):
             self.state_oversized.labels(table)
         for kind in ("high_risk_failure", "defect_spike", "judge_drift", "volume_anomaly", "latency_anomaly"):

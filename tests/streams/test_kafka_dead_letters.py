@@ -29,3 +29,38 @@ def test_a_dead_letter_keeps_a_long_key_cut_and_stays_publishable() -> None:
     if len(encoded) > MAX_WRITE_BYTES:
         encoded = truncated_dead_letter(value)
     assert len(encoded) <= MAX_WRITE_BYTES
+
+
+def test_an_output_too_large_for_a_record_is_counted_and_not_sent_and_the_batch_goes_on() -> None:
+    # sent, it would fail the producer's size check and the batch at every retry: a crash loop
+    import asyncio
+    from typing import Any
+
+    from prometheus_client import CollectorRegistry
+
+    from streams.app import KafkaTransport
+    from streams.config import Settings
+    from streams.emit import Emit
+    from streams.metrics import Metrics
+
+    registry = CollectorRegistry()
+    transport = KafkaTransport(Settings(broker="127.0.0.1:1"), Metrics(registry))
+    sent: list[tuple[str, bytes]] = []
+
+    class Producer:  # records what the worker hands to its producer; the broker is not the point here
+        async def send(self, topic: str, key: bytes, value: bytes, *args: Any) -> asyncio.Future[None]:
+            sent.append((topic, key))
+            done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            done.set_result(None)
+            return done
+
+    class Store:
+        async def send(self, producer: Any) -> list[Any]:
+            return []
+
+    transport.app.producer = Producer()
+    emits = [Emit("defects", "huge", {"turn": "x" * 1_000_000}), Emit("defects", "small", {"turn": "x"})]
+    asyncio.run(transport._publish(emits, lambda: None, Store(), {}))
+    assert sent == [("convowatch.defects", b"small")]
+    assert registry.get_sample_value("convowatch_internal_errors_total", {"stage": "publish"}) == 1.0
+    assert registry.get_sample_value("convowatch_outputs_total", {"topic": "defects"}) == 1.0

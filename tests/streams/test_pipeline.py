@@ -406,3 +406,50 @@ def test_labelling_coverage_counts_each_judged_turn_once_whatever_the_order(orde
     labels = {"judge_id": "judge-a", "journey": "billing"}
     judged = registry.get_sample_value("convowatch_turns_judged_total", labels)
     assert (judged, registry.get_sample_value("convowatch_turns_labelled_total", labels)) == (1, 1)
+
+
+def test_a_rater_keeps_at_most_64_dimensions_on_a_turn_and_more_are_dead_lettered() -> None:
+    # a judge sending new dimensions for one turn again and again grew its entry, and every defect carrying
+    # it, past what a Kafka record may hold: the worker failed the batch at every restart
+    from streams.join import MAX_DIMENSIONS_PER_RATER
+
+    pipeline, registry = _pipeline()
+    dims = [f"style_{i}" for i in range(MAX_DIMENSIONS_PER_RATER)]
+    for offset, start in enumerate(range(0, MAX_DIMENSIONS_PER_RATER, 16)):
+        batch = [verdict(d, "ok") for d in dims[start : start + 16]]
+        record = raw(judge_verdict(turn_id="t-many", judge_id="j", verdicts=batch))
+        assert pipeline.process(Stream.JUDGE_VERDICTS, record, source_topic="in", offset=offset) == []
+    more = raw(judge_verdict(turn_id="t-many", judge_id="j", verdicts=[verdict("relevance", "fail")]))
+    [dead] = pipeline.process(Stream.JUDGE_VERDICTS, more, source_topic="in", offset=10)
+    assert dead.value["reason"] == "too_many_dimensions" and "64 dimensions" in dead.value["detail"]
+    assert base64.b64decode(dead.value["original_base64"]) == more
+    again = raw(judge_verdict(turn_id="t-many", judge_id="j", verdicts=[verdict(dims[3], "ok")]))
+    assert pipeline.process(Stream.JUDGE_VERDICTS, again, source_topic="in", offset=11) == []  # held ones
+    other = raw(judge_verdict(turn_id="t-many", judge_id="j2", verdicts=[verdict("relevance", "fail")]))
+    out = pipeline.process(Stream.JUDGE_VERDICTS, other, source_topic="in", offset=12)
+    assert all(e.topic != "deadletter" for e in out)  # another judge has its own 64
+    assert len(pipeline.joiner.state.get("t-many")["judge"]["j"]["labels"]) == MAX_DIMENSIONS_PER_RATER
+    labels = {"stream": "judge_verdicts", "reason": "too_many_dimensions"}
+    assert registry.get_sample_value("convowatch_records_deadlettered_total", labels) == 1.0
+
+
+def test_a_defect_carries_its_own_rater_and_at_most_ten_judges_and_ten_annotators() -> None:
+    from streams.join_outputs import MAX_DEFECT_RATERS
+
+    pipeline, _ = _pipeline()
+    out = pipeline.process(Stream.CHAT_TURNS, raw(chat_turn(turn_id="t-crowd")), source_topic="in", offset=0)
+    offset = 1
+    for i in range(15):
+        for record in (
+            judge_verdict(turn_id="t-crowd", judge_id=f"j{i:02}", verdicts=[verdict("relevance", "pass")]),
+            human_label(turn_id="t-crowd", annotator_id=f"a{i:02}", verdicts=[verdict("relevance", "pass")]),
+        ):
+            stream = Stream.JUDGE_VERDICTS if "judge_id" in record else Stream.HUMAN_LABELS
+            out += pipeline.process(stream, raw(record), source_topic="in", offset=offset)
+            offset += 1
+    late = judge_verdict(turn_id="t-crowd", judge_id="j-late", verdicts=[verdict("relevance", "fail")])
+    out += pipeline.process(Stream.JUDGE_VERDICTS, raw(late), source_topic="in", offset=offset)
+    [defect] = [Defect.model_validate(e.value) for e in out if e.topic == "defects"]
+    assert defect.judge_id == "j-late" and "j-late" in defect.verdicts  # its own rater, though the 16th
+    assert len(defect.verdicts) == MAX_DEFECT_RATERS and len(defect.labels) == MAX_DEFECT_RATERS
+    assert defect.raters_cut == (16 - MAX_DEFECT_RATERS) + (15 - MAX_DEFECT_RATERS)
