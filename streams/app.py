@@ -327,7 +327,10 @@ class KafkaTransport:
                 pending.append(await producer.send(topic, key.encode(), pack, None, None, None))
         if pending:
             await asyncio.gather(*pending)
-        if not state_first:
+        if state_first:  # entries deleted in the batch: their last outputs are in now
+            if deleted := await store.send_deferred(producer):
+                await asyncio.gather(*deleted)
+        else:
             await self._write_state(flush, store)
         if self.alerts is not None:  # publish never raises: a notification must not stop the stream
             for emit in emits:

@@ -26,9 +26,12 @@ class TableStore:
     ``owned`` gives the partitions this worker holds now; iteration skips entries of other partitions
     (their tombstones would go to another worker's changelog partition).
 
-    With ``defer_deletes``, a deletion reaches the changelog one :meth:`send` later: for a store written
-    before its batch's outputs (the join), whose deleted entries published their last outputs in that batch.
-    A crash before those outputs were acknowledged then recovers the entry, instead of losing both.
+    With ``defer_deletes``, a deletion reaches the changelog through :meth:`send_deferred`, which the
+    transport calls once the batch's outputs are acknowledged: for a store written before its batch's
+    outputs (the join), whose deleted entries published their last outputs in that batch. A crash before
+    those outputs were acknowledged then recovers the entry, instead of losing both. Held until a later
+    batch instead, the tombstone was lost when none came (a stop, a rebalance, a quiet input), and the
+    recovered entry published its pairs again at other positions, counted twice.
     """
 
     serialises = True
@@ -47,9 +50,8 @@ class TableStore:
         #: called with the table's name for each value too large to write (after logging it)
         self.oversized = oversized
         self._outbox: list[tuple[bytes, bytes | None, int | None]] = []
-        #: tombstones held back until the next send (defer_deletes), and those due at it
+        #: tombstones held back until the batch's outputs are acknowledged (defer_deletes)
         self._deferred: list[tuple[bytes, bytes | None, int | None]] = []
-        self._due: list[tuple[bytes, bytes | None, int | None]] = []
 
     def get(self, key: str) -> Any:
         return self.table.data.get(key)
@@ -84,11 +86,18 @@ class TableStore:
         (self._deferred if self.defer_deletes else self._outbox).append((orjson.dumps(key), None, partition))
 
     async def send(self, producer: Any) -> list[Any]:
-        """Send the changelog records written since the last call (and the deletions deferred at the call
-        before, first); their delivery futures."""
+        """Send the changelog records written since the last call (deferred deletions aside); their delivery
+        futures."""
+        records, self._outbox = self._outbox, []
+        return await self._send(producer, records)
+
+    async def send_deferred(self, producer: Any) -> list[Any]:
+        """Send the deletions held back (``defer_deletes``) since the last call; their delivery futures."""
+        records, self._deferred = self._deferred, []
+        return await self._send(producer, records)
+
+    async def _send(self, producer: Any, records: list[tuple[bytes, bytes | None, int | None]]) -> list[Any]:
         topic = self.table.changelog_topic.get_topic_name()
-        records = self._due + self._outbox if self._due else self._outbox
-        self._outbox, self._due, self._deferred = [], self._deferred, []
         return [await producer.send(topic, k, v, partition, None, None) for k, v, partition in records]
 
     def items(self) -> Iterator[tuple[str, Any]]:
@@ -108,7 +117,6 @@ class TableStore:
             self.table.data.pop(key, None)
         # a deferred tombstone of a partition another worker owns now would delete that worker's entry
         self._deferred = [record for record in self._deferred if record[2] in owned]
-        self._due = [record for record in self._due if record[2] in owned]
         return len(stale)
 
     def __len__(self) -> int:
