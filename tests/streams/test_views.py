@@ -274,3 +274,40 @@ def test_spike_series_shared_by_folded_values_stays_open_while_any_spike_is() ->
     assert active() == 1.0  # refund's spike is still open
     set_spike_active(metrics, "unsafe", "judge-a", slice_of("refund"), False)
     assert active() == 0.0
+
+
+def test_a_worker_taking_over_a_shard_keeps_feeding_its_recovered_detectors() -> None:
+    # the worker taking over judge-a's shard had filled its guards with its own traffic: judge-a's values
+    # past the room folded into "other", and judge-a's detectors (one in alarm, perhaps) never saw a turn
+    from streams.aggregate import Aggregator
+    from streams.state import DictStore
+    from streams.taxonomy import load_taxonomy
+    from streams.views.spikes import SpikeView
+
+    def judged(n: int, judge: str, intent: str) -> dict[str, Any]:
+        segment = {"journey": "shopper", "model_version": "m-1", "intent": intent}
+        obs = {"kind": "judged", "judge_id": judge, "turn_id": f"t{n}", "ts": float(n)}
+        return obs | {"labels": {"safety": "pass"}, "segment": segment, "src": [f"{judge}:0", n, 0]}
+
+    store = DictStore()
+    metrics = Metrics(CollectorRegistry())
+    view = SpikeView(metrics, load_taxonomy(), max_segment_values=3)
+    aggregator = Aggregator(metrics, store, views=[view])
+    for n, intent in enumerate(["b1", "b2", "b3"]):  # this worker's own judge fills the guard
+        aggregator.apply(judged(n, "judge-b", intent))
+    old = Aggregator(Metrics(CollectorRegistry()), store, views=[SpikeView(metrics, load_taxonomy(), 3)])
+    for n, intent in enumerate(["a1", "a2"]):  # the other worker's judge-a, in the same (recovered) store
+        old.apply(judged(10 + n, "judge-a", intent))
+    old.flush()
+
+    aggregator.rebalanced()  # judge-a's shard came over
+    slices = {
+        values.get("intent") for _, values in view._slices("judge-a", judged(20, "judge-a", "a2")["segment"])
+    }
+    assert "a2" in slices
+    assert {
+        values.get("intent") for _, values in view._slices("judge-a", judged(21, "judge-a", "new")["segment"])
+    } == {
+        None,
+        "other",
+    }
