@@ -94,7 +94,8 @@ class DefectRateSpike(Detector):
     * baseline)`` reaches ``resolve_llr`` nats (``resolved`` is true on that update; monitoring then
     restarts with all charts at 0). ``onset`` is the alarming chart's last zero (the change-point
     MLE), ``spike_rate`` the rate since then, ``evidence`` the refs of the last ``max_evidence`` defects
-    since ``onset`` (``update(x, ref)``; the event index when ``ref`` is None).
+    since ``onset`` (``update(x, ref)``; the event index when ``ref`` is None); all three describe the
+    episode on its resolving update too.
 
     **Cost.** About 0.1-0.5 µs per update once designs are cached (``bench/detection.py``). A design
     not yet cached (a new 0.2% step of a baseline) is computed once per process, inside one update:
@@ -114,9 +115,9 @@ class DefectRateSpike(Detector):
     ...         print(f"alarm at {i}: onset {spike.onset}, rate {spike.spike_rate:.3f}, "
     ...               f"baseline {spike.baseline:.4f}, evidence {spike.evidence[-2:]}")
     ...     if spike.resolved:
-    ...         print(f"resolved at {i}")
+    ...         print(f"resolved at {i}: the episode from {spike.onset} at {spike.spike_rate:.3f}")
     alarm at 20364: onset 20012, rate 0.065, baseline 0.0204, evidence ['turn-20344', 'turn-20364']
-    resolved at 23846
+    resolved at 23846: the episode from 20012 at 0.048
     """
 
     def __init__(
@@ -368,20 +369,23 @@ class DefectRateSpike(Detector):
 
     @property
     def onset(self) -> int | None:
-        """Estimated index of the first event of the spike, while in alarm."""
-        return self._alarm_onset if self._alarm else None
+        """Estimated index of the first event of the spike, while in alarm and on the update that resolves
+        it (a resolution reports the episode it ends)."""
+        return self._alarm_onset if self._alarm or self._resolved else None
 
     @property
     def spike_rate(self) -> float:
-        """Defect rate since ``onset`` while in alarm, else nan."""
-        if not self._alarm:
+        """Defect rate since ``onset`` while in alarm (on the resolving update: over the whole episode),
+        else nan."""
+        if not (self._alarm or self._resolved):
             return math.nan
         return (self._k - self._alarm_onset_k) / (self._n - self._alarm_onset)
 
     @property
     def evidence(self) -> list[int | str]:
-        """Refs of the latest (at most ``max_evidence``) defective events since ``onset``, while in alarm."""
-        if not self._alarm:
+        """Refs of the latest (at most ``max_evidence``) defective events since ``onset``, while in alarm and
+        on the update that resolves it."""
+        if not (self._alarm or self._resolved):
             return []
         return [ref for index, ref in self._ring if isinstance(index, int) and index >= self._alarm_onset]
 

@@ -116,6 +116,27 @@ def test_resolves_after_the_rate_returns_and_does_not_learn_the_spike():
     assert 0.015 < detector.baseline < 0.025
 
 
+def test_the_resolving_update_reports_the_episode_it_ends():
+    # a resolution said nothing of its episode (no onset, no evidence, a nan rate): consumers that keep the
+    # newest revision of an escalation lost the spike's evidence
+    detector = DefectRateSpike()
+    xs = _stream(7, (20_000, 0.02), (3_000, 0.06), (17_000, 0.02))
+    at_alarm: tuple[int | None, list[int | str]] = (None, [])
+    for i, x in enumerate(xs):
+        detector.update(x, ref=f"t{i}")
+        if detector.drift_detected:
+            at_alarm = (detector.onset, detector.evidence)
+        if detector.resolved:
+            break
+    assert detector.resolved and at_alarm[0] is not None
+    assert detector.onset == at_alarm[0]  # the same episode
+    assert set(at_alarm[1]) <= {f"t{j}" for j in range(at_alarm[0], i)} and detector.evidence
+    assert all(int(ref[1:]) >= at_alarm[0] for ref in detector.evidence)
+    assert 0.03 < detector.spike_rate < 0.06  # 6% for 3,000 events, then 2% until resolved
+    detector.update(False)
+    assert detector.onset is None and detector.evidence == [] and math.isnan(detector.spike_rate)
+
+
 def test_a_sustained_spike_is_not_absorbed_into_the_baseline():
     detector = DefectRateSpike()
     alarms, resolutions = _run(detector, _stream(8, (10_000, 0.02), (60_000, 0.06)))
