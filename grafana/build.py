@@ -599,11 +599,11 @@ def judges() -> dict[str, Any]:
             stat(
                 "Judge/human pairs",
                 target(
-                    "sum by (judge_id) "
-                    f"(max by (judge_id, dimension) (convowatch_judge_agreement_pairs{{{sel}}}))",
+                    f"max by (judge_id) (convowatch_judge_agreement_pairs{{{sel}}})",
                     "{{judge_id}}",
                 ),
-                description="Turns with both a judge and a human label behind the figures (all dimensions).",
+                description="Turns with both a judge and a human label behind the figures, in the dimension "
+                "with the most (a sum over dimensions counted each turn once per dimension).",
                 links=[LABELS_STALE],
                 w=8,
             ),
@@ -1129,23 +1129,32 @@ def vendor_scorecards() -> list[dict[str, Any]]:
         "SLAs breached": f"sum by (vendor_id) ({breached})",
     }
     rename = {f"Value #{chr(ord('A') + i)}": name for i, name in enumerate(columns)}
+    units = {
+        "p90 turnaround": "s",
+        **dict.fromkeys(("gold accuracy", "judge agreement", "consensus agreement"), "percentunit"),
+    }
+    scorecards = panel(
+        "table",
+        "Vendor scorecards (SLA window)",
+        [target(expr, name, instant=True, table=True) for name, expr in columns.items()],
+        description="Per vendor, over the SLA window of label event time: labels per hour, p90 "
+        "turnaround (turn to label), accuracy on golden-set turns, agreement with the judges and with "
+        "the other annotators' consensus, and how many SLAs it breaches. Per-annotator rows are in "
+        "report.json (vendors).",
+        links=[VENDOR_SLA, LABELS_STALE],
+        w=24,
+        h=6,
+        transformations=[
+            {"id": "merge", "options": {}},
+            {"id": "organize", "options": {"excludeByName": {"Time": True}, "renameByName": rename}},
+        ],
+    )
+    scorecards["fieldConfig"]["overrides"] = [  # seconds and ratios beside counts: a unit per column
+        {"matcher": {"id": "byName", "options": name}, "properties": [{"id": "unit", "value": unit}]}
+        for name, unit in units.items()
+    ]
     return [
-        panel(
-            "table",
-            "Vendor scorecards (SLA window)",
-            [target(expr, name, instant=True, table=True) for name, expr in columns.items()],
-            description="Per vendor, over the SLA window of label event time: labels per hour, p90 "
-            "turnaround (turn to label), accuracy on golden-set turns, agreement with the judges and with "
-            "the other annotators' consensus, and how many SLAs it breaches. Per-annotator rows are in "
-            "report.json (vendors).",
-            links=[VENDOR_SLA, LABELS_STALE],
-            w=24,
-            h=6,
-            transformations=[
-                {"id": "merge", "options": {}},
-                {"id": "organize", "options": {"excludeByName": {"Time": True}, "renameByName": rename}},
-            ],
-        ),
+        scorecards,
         stat(
             "Vendor SLA breaches",
             target(breached, "{{vendor_id}} {{sla}}"),
