@@ -137,6 +137,19 @@ class Settings(BaseSettings):
         gt=0,
         description="CONVOWATCH_SPIKE_TURNS_PER_DAY: judged turns a day the budget is stated for.",
     )
+    drift_false_alarms_per_day: float = Field(
+        1.0,
+        gt=0,
+        description="CONVOWATCH_DRIFT_FALSE_ALARMS_PER_DAY: false judge_drift alarms tolerated per day, all "
+        "judges, dimensions and journeys together, at the pairs below.",
+    )
+    drift_pairs_per_day: float = Field(
+        700_000.0,
+        gt=0,
+        description="CONVOWATCH_DRIFT_PAIRS_PER_DAY: judge/human label pairs a day (one per judge and "
+        "dimension of a human-labelled turn) the budget is stated for: 1,000,000 judged turns a day, 10% "
+        "labelled, 7 dimensions.",
+    )
     alertmanager_url: SecretStr | None = Field(
         None,
         description="CONVOWATCH_ALERTMANAGER_URL: Alertmanager base URL; escalations become alerts when set "

@@ -35,7 +35,11 @@ def default_views(settings: Settings, metrics: Metrics, taxonomy: Taxonomy) -> l
             refresh_every=settings.divergence_refresh_every,
             refresh_seconds=settings.divergence_refresh_seconds,
         ),
-        JudgeDriftView(metrics),
+        JudgeDriftView(
+            metrics,
+            false_alarms_per_day=settings.drift_false_alarms_per_day,
+            pairs_per_day=settings.drift_pairs_per_day,
+        ),
         TrafficView(metrics),
         PerceptualView(
             metrics,

@@ -3,14 +3,16 @@
 Each judge/human pair is one Bernoulli observation (1 = they disagree) for the judge and dimension, overall
 and per journey. A :class:`~detectors.DefectRateSpike` on that stream learns the usual disagreement rate
 and alarms on a rise of unknown size; the alarm raises ``judge_drift`` naming judge, dimension and
-segment with the disagreeing turns as evidence, and resolves when the rate is back.
+segment with the disagreeing turns as evidence, and resolves when the rate is back. The false-alarm budget
+is stated per day, all streams together (``CONVOWATCH_DRIFT_FALSE_ALARMS_PER_DAY`` at
+``CONVOWATCH_DRIFT_PAIRS_PER_DAY``), as the spike view's is.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from detectors.defect_rate_spike import DefectRateSpike
+from detectors.defect_rate_spike import DefectRateSpike, arl0_for_budget
 from streams.aggregate import Aggregator, key
 from streams.emit import SEP, UNKNOWN_SEGMENT, Emit, iso
 from streams.labels import LabelGuard
@@ -21,10 +23,18 @@ from streams.policy import escalation_id
 class JudgeDriftView:
     kinds: tuple[str, ...] = ("pair",)
 
-    def __init__(self, metrics: Metrics, arl0: float = 1e5, warmup: int = 200) -> None:
+    def __init__(
+        self,
+        metrics: Metrics,
+        false_alarms_per_day: float = 1.0,
+        pairs_per_day: float = 700_000.0,
+        warmup: int = 200,
+    ) -> None:
         self.metrics = metrics
-        # human labels are a small sample: a short warm-up, and a false-alarm rate per pair stream
-        self.arl0 = arl0
+        # every pair is one event of two streams (all journeys, and its own): the budget over both. Human
+        # labels are a small sample: a short warm-up. (A fixed run length of 10^5 events per stream gave
+        # about 14 false alarms a day at 700,000 pairs a day.)
+        self.arl0 = arl0_for_budget(false_alarms_per_day, pairs_per_day, 2)
         self.warmup = warmup
         self.journeys = LabelGuard(50)
 

@@ -661,3 +661,17 @@ def test_a_restarted_drift_view_gives_every_journey_it_had_its_detector_back() -
     view = JudgeDriftView(Metrics(CollectorRegistry()))
     view.rebalanced(aggregator)
     assert [view.journeys(j) for j in journeys] == journeys
+
+
+def test_judge_drift_detectors_take_their_run_length_from_a_daily_false_alarm_budget() -> None:
+    # a fixed 10^5 events per stream gave about 14 false judge_drift alarms a day at 700,000 pairs a day
+    from streams.config import Settings
+    from streams.taxonomy import load_taxonomy
+    from streams.views import default_views
+    from streams.views.drift import JudgeDriftView
+
+    settings = Settings(drift_false_alarms_per_day=0.5, drift_pairs_per_day=300_000)
+    metrics = Metrics(CollectorRegistry())
+    [view] = [v for v in default_views(settings, metrics, load_taxonomy()) if isinstance(v, JudgeDriftView)]
+    assert view.arl0 == 2 * 300_000 / 0.5  # each pair is an event of two streams: all journeys, and its own
+    assert JudgeDriftView(metrics).arl0 == 2 * 700_000 / 1.0
