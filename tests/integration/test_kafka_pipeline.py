@@ -18,7 +18,7 @@ from tests.support.worker import REPO, WorkerProcess, run_cli
 
 pytestmark = pytest.mark.kafka
 
-LLMBAR = REPO.parent / "shared" / "data" / "llmbar-mtbench"
+LLMBAR = REPO / "tests" / "data" / "llmbar-mtbench"  # MIT, LICENSE beside it
 
 INVALID_VERDICTS = [
     b"this is not json",

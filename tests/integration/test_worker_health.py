@@ -24,7 +24,7 @@ from tests.support.worker import REPO, WorkerProcess, run_cli
 
 pytestmark = pytest.mark.kafka
 
-LLMBAR = REPO.parent / "shared" / "data" / "llmbar-mtbench"
+LLMBAR = REPO / "tests" / "data" / "llmbar-mtbench"  # MIT, LICENSE beside it
 
 
 def _create(bootstrap: str, topic: str, partitions: int) -> None:

@@ -17,7 +17,7 @@ from tests.support.worker import REPO, WorkerProcess, run_cli
 
 pytestmark = pytest.mark.kafka
 
-LLMBAR = REPO.parent / "shared" / "data" / "llmbar-mtbench"
+LLMBAR = REPO / "tests" / "data" / "llmbar-mtbench"  # MIT, LICENSE beside it
 
 
 def test_join_and_aggregate_roles_in_separate_processes(

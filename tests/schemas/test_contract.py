@@ -25,7 +25,7 @@ from schemas.export import EXPORTED, write_json_schemas
 from schemas.parsing import DEFAULT_MAX_RECORD_BYTES, REASONS
 from tests.factories import chat_turn, human_label, judge_verdict, raw, signal, verdict
 
-LLMBAR = Path(__file__).parents[2].parent / "shared/data/llmbar-mtbench"
+LLMBAR = Path(__file__).parents[1] / "data" / "llmbar-mtbench"  # MIT, LICENSE beside it
 
 BUILDERS = {
     Stream.CHAT_TURNS: (chat_turn, ChatTurn),

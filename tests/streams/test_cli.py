@@ -11,7 +11,7 @@ import pytest
 
 from streams.cli import main
 
-LLMBAR = Path(__file__).parents[2].parent / "shared/data/llmbar-mtbench"
+LLMBAR = Path(__file__).parents[1] / "data" / "llmbar-mtbench"  # MIT, LICENSE beside it
 CHATS = LLMBAR / "chat_turns.jsonl"
 VERDICTS = LLMBAR / "judge_verdicts.jsonl"
 LABELS = LLMBAR / "human_labels.jsonl"

@@ -21,7 +21,7 @@ from streams.metrics import Metrics
 from streams.pipeline import Pipeline
 from tests.factories import chat_turn, human_label, judge_verdict, raw, verdict
 
-LLMBAR = Path(__file__).parents[2].parent / "shared/data/llmbar-mtbench"
+LLMBAR = Path(__file__).parents[1] / "data" / "llmbar-mtbench"  # MIT, LICENSE beside it
 FILES = {
     "chats": LLMBAR / "chat_turns.jsonl",
     "verdicts": LLMBAR / "judge_verdicts.jsonl",

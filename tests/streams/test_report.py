@@ -25,7 +25,7 @@ from streams.report_html import SECTIONS, render
 from streams.report_sources import directory_inputs, file_items
 from tests.factories import chat_turn, human_label, judge_verdict, verdict
 
-LLMBAR = Path(__file__).parents[2].parent / "shared/data/llmbar-mtbench"
+LLMBAR = Path(__file__).parents[1] / "data" / "llmbar-mtbench"  # MIT, LICENSE beside it
 DAY = datetime(2026, 11, 2, tzinfo=UTC)
 START = datetime(2026, 11, 2, 8, 0, tzinfo=UTC)
 
