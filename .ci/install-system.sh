@@ -7,12 +7,6 @@
 #   - make, python3 >= 3.11 with venv support: the build itself
 set -euo pipefail
 
-SUDO=()
-if [ "$(id -u)" -ne 0 ]; then
-  command -v sudo >/dev/null || { echo "install-system: not root and no sudo" >&2; exit 1; }
-  SUDO=(sudo)
-fi
-
 pkgs=()
 for f in /usr/bin/promtool /usr/bin/prometheus-alertmanager /usr/bin/kcat; do
   if [ ! -x "$f" ]; then
@@ -37,6 +31,14 @@ done
 
 if [ "${#pkgs[@]}" -gt 0 ]; then
   echo "install-system: installing ${pkgs[*]}"
+  SUDO=()  # root or sudo only when something is missing: a user with every tool needs neither
+  if [ "$(id -u)" -ne 0 ]; then
+    command -v sudo >/dev/null || {
+      echo "install-system: ${pkgs[*]} missing, and not root and no sudo to install them" >&2
+      exit 1
+    }
+    SUDO=(sudo)
+  fi
   # Installing prometheus/alertmanager would start them as services on :9090/:9093; the tests run
   # their own instances on free ports, so keep the packaged services from starting during install.
   created_policy=no
