@@ -192,7 +192,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.add_argument("--seed", type=int, default=7, help="random seed (default 7)")
     demo.add_argument("--out", type=Path, default=Path("convowatch-out"), help="output directory")
-    demo.add_argument("--metrics-port", type=int, default=None, help="Prometheus port (default 9108)")
+    demo.add_argument(
+        "--metrics-port",
+        type=int,
+        default=None,
+        help="Prometheus port (default CONVOWATCH_METRICS_PORT, 9108)",
+    )
     demo.set_defaults(func=_cmd_demo)
 
     replay = sub.add_parser("replay", help="embedded replay of JSONL files, merged by event time")
@@ -206,7 +211,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     worker = sub.add_parser("worker", help="the Faust worker on Kafka")
     worker.add_argument("--broker", help="bootstrap servers (default CONVOWATCH_BROKER or localhost:9092)")
-    worker.add_argument("--metrics-port", type=int, default=None, help="Prometheus port (default 9108)")
+    worker.add_argument(
+        "--metrics-port",
+        type=int,
+        default=None,
+        help="Prometheus port (default CONVOWATCH_METRICS_PORT, 9108)",
+    )
     worker.add_argument(
         "--role",
         choices=["all", "join", "aggregate"],
@@ -238,7 +248,9 @@ def build_parser() -> argparse.ArgumentParser:
     topics_sub = topics.add_subparsers(dest="topics_command", required=True, metavar="ACTION")
     create = topics_sub.add_parser("create", help="create every convowatch topic that does not exist")
     create.add_argument("--broker", help="bootstrap servers")
-    create.add_argument("--partitions", type=int, default=None, help="partitions per topic (default 4)")
+    create.add_argument(
+        "--partitions", type=int, default=None, help="partitions per topic (default CONVOWATCH_PARTITIONS, 4)"
+    )
     create.set_defaults(func=_cmd_topics)
 
     schemas = sub.add_parser("schemas", help="export the event contract as JSON Schema")

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, SecretStr, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from detectors.score_drift import ScoreDrift
 from schemas.common import MIN_INCLUSION_PROBABILITY
 
 #: Shortest CONVOWATCH_TEXT_HASH_KEY accepted.
@@ -363,6 +365,32 @@ class Settings(BaseSettings):
                 "CONVOWATCH_SECURITY_PROTOCOL=SASL_* needs CONVOWATCH_SASL_USERNAME and this password"
             )
         return password
+
+    @field_validator("ssl_cafile")
+    @classmethod
+    def _readable_cafile(cls, path: Path | None) -> Path | None:
+        if path is not None and not (path.is_file() and os.access(path, os.R_OK)):
+            # librdkafka says only "ssl.ca.location failed ... BIO lib", naming neither file nor variable
+            raise ValueError(f"cannot read the CA bundle {str(path)[:200]!r}")
+        return path
+
+    @field_validator("perceptual_horizon")
+    @classmethod
+    def _perceptual_consistent(cls, horizon: int, info: ValidationInfo) -> int:
+        data = info.data
+        names = ("reference_size", "window_size", "check_every", "false_alarms")
+        if all(f"perceptual_{name}" in data for name in names):  # else another field failed already
+            try:  # each is valid alone, not every combination (a CHECK_EVERY larger than the WINDOW_SIZE)
+                ScoreDrift(
+                    reference_size=data["perceptual_reference_size"],
+                    window_size=data["perceptual_window_size"],
+                    check_every=data["perceptual_check_every"],
+                    alpha=data["perceptual_false_alarms"],
+                    horizon=horizon,
+                )
+            except ValueError as exc:
+                raise ValueError(f"the CONVOWATCH_PERCEPTUAL_* settings do not fit together: {exc}") from None
+        return horizon
 
     @field_validator("text_hash_key")
     @classmethod

@@ -160,12 +160,30 @@ def test_hash_redaction_without_a_long_enough_key_exits_1_without_echoing_it(key
         ("CONVOWATCH_JOIN_TTL_SECONDS", "inf"),  # would break the expiry index at the first eviction
         ("CONVOWATCH_SESSION_TIMEOUT_SECONDS", "120"),  # above Faust's request timeout: refused at start
         ("CONVOWATCH_HEARTBEAT_INTERVAL_SECONDS", "30"),  # half the session timeout
+        (
+            "CONVOWATCH_SSL_CAFILE",
+            "/run/secrets/no-such-ca.pem",
+        ),  # librdkafka named neither file nor variable
     ],
 )
 def test_a_bad_setting_is_a_one_line_error_naming_its_variable(variable, value, capsys, monkeypatch):
     monkeypatch.setenv(variable, value)
     assert main(["demo", "--duration", "0.1"]) == 1
     assert f"({variable})" in _one_line_error(capsys.readouterr().err)
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [("CONVOWATCH_PERCEPTUAL_CHECK_EVERY", "500"), ("CONVOWATCH_PERCEPTUAL_HORIZON", "1")],
+)
+def test_perceptual_settings_that_do_not_fit_together_are_a_one_line_error(
+    variable, value, capsys, monkeypatch
+):
+    # each valid alone, they failed in the perceptual view with a traceback
+    monkeypatch.setenv(variable, value)
+    assert main(["demo", "--duration", "0.1"]) == 1
+    err = _one_line_error(capsys.readouterr().err)
+    assert "CONVOWATCH_PERCEPTUAL_* settings do not fit together" in err and "check_every" in err
 
 
 def test_a_misspelt_variable_is_named_in_a_warning_without_its_value(tmp_path, capsys, monkeypatch):
