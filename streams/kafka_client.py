@@ -161,8 +161,18 @@ class RepeatFilter(logging.Filter):
         return True
 
 
+class SaslRequestFilter(logging.Filter):
+    """Drops aiokafka's debug line of a SASL authenticate request: with PLAIN, the request it prints whole
+    carries the password in clear (``Request to host:port n: SaslAuthenticateRequest_v1(...)``)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "SaslAuthenticate" not in record.getMessage()
+
+
 def quiet_client_logs(window: float = 30.0) -> None:
-    """Install a :class:`RepeatFilter` on the Kafka clients' loggers (aiokafka's and Faust's producer)."""
+    """Install a :class:`RepeatFilter` on the Kafka clients' loggers (aiokafka's and Faust's producer), and
+    a :class:`SaslRequestFilter` before it on aiokafka's connection logger."""
+    logging.getLogger("aiokafka.conn").addFilter(SaslRequestFilter())
     repeat = RepeatFilter(window)
     names = [n for n in logging.root.manager.loggerDict if n.startswith("aiokafka")]
     for name in [*names, "faust.transport.producer"]:

@@ -84,3 +84,28 @@ def test_bootstrap_servers_are_trimmed_and_never_empty() -> None:
     for broker in ("", "a:9092,,b:9092", " "):
         with pytest.raises(ValidationError, match="host:port"):
             Settings(broker=broker)
+
+
+def test_aiokafka_debug_lines_of_sasl_authenticate_requests_never_reach_the_log(caplog) -> None:
+    # at --loglevel debug aiokafka prints every request whole; a PLAIN authenticate request carries the
+    # password in clear, and the repeat filter let one such line through every 30 s
+    import logging
+
+    from aiokafka.protocol.admin import SaslAuthenticateRequest_v1
+
+    from streams.kafka_client import quiet_client_logs
+
+    conn = logging.getLogger("aiokafka.conn")
+    saved = (conn.level, list(conn.filters))
+    try:
+        quiet_client_logs()
+        conn.setLevel(logging.DEBUG)
+        request = SaslAuthenticateRequest_v1(b"\x00convowatch\x00convowatch\x00Pw-secret-42")
+        with caplog.at_level(logging.DEBUG, logger="aiokafka.conn"):
+            conn.debug("Request to %s:%d %d: %s", "broker", 9092, 7, request)
+            conn.debug("Response %d (%s ms): %s", 7, 1.0, "ApiVersionResponse_v0()")
+        assert "Pw-secret-42" not in caplog.text
+        assert "ApiVersionResponse_v0" in caplog.text  # other debug lines still pass
+    finally:
+        conn.setLevel(saved[0])
+        conn.filters[:] = saved[1]
