@@ -240,6 +240,7 @@ class KafkaTransport:
             source_topic=message.topic,
             partition=message.partition,
             offset=message.offset,
+            key=message.key,
         )
         if len(emits) == 1 and emits[0].topic == "deadletter":  # the record's key is part of it too
             key, dead = message.key, emits[0].value

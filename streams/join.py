@@ -133,7 +133,7 @@ class TurnJoiner:
             emits = []
         if self.keep_outputs and source[1] is not None and source[1] > self._read_through.get(source[0], -1):
             self._read_through[source[0]] = source[1]
-        state.touch(turn_id, entry, partition, new=new)
+        state.touch(turn_id, entry, entry["p"], new=new)  # one changelog partition, where its deletion goes
         if self.autoflush:
             state.flush()
         pending = len(state)

@@ -48,6 +48,7 @@ class Metrics(PipelineMetrics, DivergenceMetrics, LabellingMetrics, ModelMetrics
         for stream in streams:
             self.records_in.labels(stream)
             self.records_valid.labels(stream)
+            self.records_miskeyed.labels(stream)
             self.duplicates.labels(stream)
             self.label_conflicts.labels(stream)
             for reason in reasons:

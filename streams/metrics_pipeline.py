@@ -19,6 +19,13 @@ class PipelineMetrics:
         self.records_valid = Counter(
             "convowatch_records_valid_total", "Records that parsed and validated.", ["stream"], registry=r
         )
+        self.records_miskeyed = Counter(
+            "convowatch_records_miskeyed_total",
+            "Valid records whose Kafka key is not their turn_id (signals: conversation_id): processed, but "
+            "with several workers they may miss the other records of their turn.",
+            ["stream"],
+            registry=r,
+        )
         self.records_deadlettered = Counter(
             "convowatch_records_deadlettered_total",
             "Records sent to the dead-letter topic, by reason.",

@@ -7,7 +7,7 @@ import logging
 import math
 import time
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
 from schemas import ConversationSignal, InvalidRecord, Stream, parse_record
 from schemas.parsing import REASONS
@@ -71,7 +71,12 @@ class Pipeline:
             [s.value for s in Stream], [*REASONS, "internal_error"], ["defects", "escalations", "deadletter"]
         )
         self._stream_metrics = {
-            s: (m.records_in.labels(s.value), m.records_valid.labels(s.value)) for s in Stream
+            s: (
+                m.records_in.labels(s.value),
+                m.records_valid.labels(s.value),
+                m.records_miskeyed.labels(s.value),
+            )
+            for s in Stream
         }
         #: the newest event time per stream, exported once a stream has had a valid record: a worker that
         #: reads none (the aggregate role, a join worker without partitions) must not show a time of 0
@@ -86,18 +91,27 @@ class Pipeline:
         source_topic: str,
         partition: int | None = None,
         offset: int | None = None,
+        key: bytes | Literal[False] | None = False,
     ) -> list[Emit]:
         """One raw record of ``stream``: its outputs, or one dead letter saying why it was rejected (reason
-        ``internal_error`` when processing it failed: a bug must not stop a transport or lose the record)."""
+        ``internal_error`` when processing it failed: a bug must not stop a transport or lose the record).
+        ``key``: the record's Kafka key, counted in ``convowatch_records_miskeyed_total`` when it is not the
+        event's turn id (signals: conversation id); False when the record has none to check (files)."""
         try:
-            return self._ingest(stream, raw, source_topic, partition, offset)
+            return self._ingest(stream, raw, source_topic, partition, offset, key)
         except Exception as exc:
             log.exception("internal error on %s[%s]@%s", source_topic, partition, offset)
             rejected = InvalidRecord("internal_error", f"{type(exc).__name__}: {exc}")
             return self._dead_letter(stream, raw, rejected, source_topic, partition, offset)
 
     def _ingest(
-        self, stream: Stream, raw: bytes, source_topic: str, partition: int | None, offset: int | None
+        self,
+        stream: Stream,
+        raw: bytes,
+        source_topic: str,
+        partition: int | None,
+        offset: int | None,
+        key: bytes | Literal[False] | None,
     ) -> list[Emit]:
         self._stream_metrics[stream][0].inc()
         try:
@@ -118,6 +132,10 @@ class Pipeline:
         except InvalidRecord as exc:
             return self._dead_letter(stream, raw, exc, source_topic, partition, offset)
         self._stream_metrics[stream][1].inc()  # valid: counted once it went through
+        if key is not False:
+            expected = event.conversation_id if isinstance(event, ConversationSignal) else event.turn_id
+            if key is None or key.decode("utf-8", "replace") != expected:
+                self._stream_metrics[stream][2].inc()
         self.counts[stream.value] += 1
         newest = self._newest.get(stream)
         if newest is None:

@@ -538,3 +538,29 @@ def test_labels_that_never_meet_their_turn_are_counted_when_evicted() -> None:
     h.feed(turn(turn_id="later", seconds=3 * 3600))  # moves event time past the TTL of both
     assert h.value("convowatch_join_unmatched_total", stream="human_labels") == 1
     assert h.value("convowatch_join_unmatched_total", stream="judge_verdicts") == 1
+
+
+def test_a_turn_keeps_one_changelog_partition_whatever_partition_its_later_records_came_from() -> None:
+    # a mis-keyed verdict (read from another partition) wrote the entry to that partition's changelog too,
+    # and its deletion went to the first one only: the copy came back at every recovery
+    from streams.state import DictStore
+
+    writes: list[tuple[str, str, int | None]] = []
+
+    class Recording(DictStore):
+        def put(self, key: str, value: Any, partition: int | None) -> None:
+            writes.append(("put", key, partition))
+            super().put(key, value, partition)
+
+        def delete(self, key: str, partition: int | None) -> None:
+            writes.append(("delete", key, partition))
+            super().delete(key, partition)
+
+    joiner = TurnJoiner(
+        TAXONOMY, Metrics(CollectorRegistry()), store=Recording(), ttl_seconds=3600, evict_every=1
+    )
+    joiner.handle(ChatTurn.model_validate(chat_turn(turn_id="t1")), partition=0)
+    joiner.handle(JudgeVerdict.model_validate(judge_verdict(turn_id="t1")), partition=1)  # mis-keyed
+    later = chat_turn(turn_id="t2", ts="2026-11-02T12:00:00Z")  # hours later: t1 leaves by its TTL
+    joiner.handle(ChatTurn.model_validate(later), partition=0)
+    assert [w for w in writes if w[1] == "t1"] == [("put", "t1", 0), ("put", "t1", 0), ("delete", "t1", 0)]

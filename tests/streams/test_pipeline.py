@@ -453,3 +453,19 @@ def test_a_defect_carries_its_own_rater_and_at_most_ten_judges_and_ten_annotator
     assert defect.judge_id == "j-late" and "j-late" in defect.verdicts  # its own rater, though the 16th
     assert len(defect.verdicts) == MAX_DEFECT_RATERS and len(defect.labels) == MAX_DEFECT_RATERS
     assert defect.raters_cut == (16 - MAX_DEFECT_RATERS) + (15 - MAX_DEFECT_RATERS)
+
+
+def test_a_valid_record_under_another_kafka_key_is_processed_and_counted_as_miskeyed() -> None:
+    pipeline, registry = _pipeline()
+    turn = raw(chat_turn(turn_id="t-key"))
+    verdict_ = raw(judge_verdict(turn_id="t-key"))
+    out = pipeline.ingest(Stream.CHAT_TURNS, turn, source_topic="in", offset=0, key=b"t-key")
+    out += pipeline.ingest(Stream.CHAT_TURNS, turn, source_topic="in", offset=1, key=None)
+    out += pipeline.ingest(Stream.JUDGE_VERDICTS, verdict_, source_topic="in", offset=2, key=b"other")
+    out += pipeline.ingest(Stream.JUDGE_VERDICTS, verdict_, source_topic="in", offset=3)  # a file: no key
+    assert out and all(e.topic != "deadletter" for e in out)  # processed
+
+    def miskeyed(stream: str) -> float | None:
+        return registry.get_sample_value("convowatch_records_miskeyed_total", {"stream": stream})
+
+    assert miskeyed("chat_turns") == 1.0 and miskeyed("judge_verdicts") == 1.0
