@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 from datetime import UTC, datetime
 from typing import Annotated
 
@@ -52,10 +53,14 @@ def _plausible_time(value: datetime) -> datetime:
     return value.astimezone(UTC)
 
 
+#: RFC 3339 date-time with an offset (pydantic alone also takes "1700000000" as Unix seconds, in quotes too)
+_RFC3339 = re.compile(r"\d{4}-\d\d-\d\d[Tt ]\d\d:\d\d(:\d\d(\.\d+)?)?([Zz]|[+-]\d\d:?\d\d)")
+
+
 def _text_only(value: object) -> object:
-    if not isinstance(value, str | datetime):  # a bare number would be read as Unix seconds
-        raise ValueError("must be an RFC 3339 string with an offset, e.g. 2026-11-02T08:00:00Z")
-    return value
+    if isinstance(value, datetime) or (isinstance(value, str) and _RFC3339.fullmatch(value)):
+        return value
+    raise ValueError("must be an RFC 3339 string with an offset, e.g. 2026-11-02T08:00:00Z")
 
 
 #: An RFC 3339 timestamp with an explicit offset, normalised to UTC. Naive timestamps are rejected.

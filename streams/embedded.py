@@ -33,9 +33,12 @@ def event_time_of(raw: bytes) -> float:
     """Best-effort event time for ordering; unreadable records sort first (the pipeline dead-letters them)."""
     try:
         ts = orjson.loads(raw).get("ts")
-        return datetime.fromisoformat(ts).timestamp() if isinstance(ts, str) else float("-inf")
+        when = datetime.fromisoformat(ts.upper()) if isinstance(ts, str) else None  # "t" and "z" are valid
     except (orjson.JSONDecodeError, AttributeError, ValueError, TypeError, OverflowError):
         return float("-inf")
+    if when is None or when.tzinfo is None:  # naive: rejected, and never read in this host's time zone
+        return float("-inf")
+    return when.timestamp()
 
 
 def read_jsonl(path: Path, stream: Stream) -> Iterator[Record]:

@@ -106,9 +106,20 @@ def test_naive_timestamps_are_rejected(stream, ts):
     assert "ts" in error.detail
 
 
+@pytest.mark.parametrize("stream", ALL_STREAMS)
+@pytest.mark.parametrize("ts", ["1793606400", "1793606400000", "1.7936064e9", "+1793606400", "2026-11-02"])
+def test_epoch_numbers_in_quotes_and_dates_alone_are_rejected(stream, ts):
+    # pydantic reads "1793606400" as Unix seconds (and a longer one as milliseconds): not RFC 3339, and the
+    # report's event time (an ISO parse) disagreed, dropping such records from its counts
+    build, _ = BUILDERS[stream]
+    error = _reject(stream, raw(build(ts=ts)))
+    assert error.reason == "validation_error" and "RFC 3339" in error.detail
+
+
 @pytest.mark.parametrize(
     ("ts", "utc"),
     [
+        ("2026-11-02t08:00:00z", datetime(2026, 11, 2, 8, 0, tzinfo=UTC)),  # RFC 3339 allows lower case
         ("2026-11-02T10:00:00+02:00", datetime(2026, 11, 2, 8, 0, tzinfo=UTC)),
         ("2026-11-02T03:30:00-04:30", datetime(2026, 11, 2, 8, 0, tzinfo=UTC)),
         ("2026-11-02T08:00:00Z", datetime(2026, 11, 2, 8, 0, tzinfo=UTC)),

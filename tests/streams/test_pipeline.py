@@ -469,3 +469,27 @@ def test_a_valid_record_under_another_kafka_key_is_processed_and_counted_as_misk
         return registry.get_sample_value("convowatch_records_miskeyed_total", {"stream": stream})
 
     assert miskeyed("chat_turns") == 1.0 and miskeyed("judge_verdicts") == 1.0
+
+
+@pytest.mark.parametrize(
+    ("ts", "expected"),
+    [
+        ("2026-11-02T08:00:00Z", 1793606400.0),
+        ("2026-11-02t08:00:00z", 1793606400.0),  # valid RFC 3339: the parser takes it, so must the ordering
+        ("2026-11-02T09:00:00+01:00", 1793606400.0),
+        ("2026-11-02T08:00:00", float("-inf")),  # naive: dead-lettered; never read in the host's time zone
+        ("1793606400", float("-inf")),
+    ],
+)
+def test_the_event_time_of_a_raw_record_reads_what_the_parser_reads(ts, expected, monkeypatch) -> None:
+    import time
+
+    from streams.embedded import event_time_of
+
+    monkeypatch.setenv("TZ", "America/Los_Angeles")
+    time.tzset()
+    try:
+        assert event_time_of(raw(chat_turn(ts=ts))) == expected
+    finally:
+        monkeypatch.delenv("TZ")
+        time.tzset()
