@@ -5,7 +5,7 @@ from schemas.common import FAIL, PASS, QUALITY_DIMENSIONS, SCHEMA_VERSION, Verdi
 from schemas.exceptions import InvalidRecord, SchemaError
 from schemas.human_label import HumanLabel
 from schemas.judge_verdict import JudgeVerdict
-from schemas.outputs import DeadLetter, Defect, Escalation, ReviewRequest, Segment
+from schemas.outputs import DeadLetter, Defect, Divergence, Escalation, ReviewRequest, Segment
 from schemas.parsing import Stream, parse_record
 from schemas.signal import ConversationSignal
 
@@ -18,6 +18,7 @@ __all__ = [
     "ConversationSignal",
     "DeadLetter",
     "Defect",
+    "Divergence",
     "Escalation",
     "HumanLabel",
     "InvalidRecord",

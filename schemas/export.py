@@ -11,7 +11,7 @@ from schemas.chat_turn import ChatTurn
 from schemas.common import SCHEMA_VERSION
 from schemas.human_label import HumanLabel
 from schemas.judge_verdict import JudgeVerdict
-from schemas.outputs import DeadLetter, Defect, Escalation, ReviewRequest
+from schemas.outputs import DeadLetter, Defect, Divergence, Escalation, ReviewRequest
 from schemas.signal import ConversationSignal
 
 EXPORTED: dict[str, type[BaseModel]] = {
@@ -23,6 +23,7 @@ EXPORTED: dict[str, type[BaseModel]] = {
     "escalation": Escalation,
     "deadletter": DeadLetter,
     "review_request": ReviewRequest,
+    "divergence": Divergence,
 }
 
 

@@ -75,6 +75,24 @@ class Escalation(OutputModel):
     evidence: dict[str, object] = {}
 
 
+class Divergence(OutputModel):
+    """A judge and a human disagreeing on a high-risk dimension of a turn, for labelling-guide review
+    (topic ``convowatch.divergences``, key ``divergence_id``: ``turn_id/judge_id/dimension``)."""
+
+    schema_version: int = SCHEMA_VERSION
+    divergence_id: str
+    turn_id: str
+    dimension: str
+    judge_id: str
+    judge_label: str
+    human_label: str
+    """The first human label on the dimension, the one the judge's is compared with."""
+    human_labels: dict[str, dict[str, str | None]]
+    """Every annotator's label on the dimension so far: ``{annotator_id: {vendor_id, label}}``."""
+    segment: Segment
+    ts: datetime
+
+
 #: Why a turn is sent to human review: its largest priority term (see ``detectors.review_sampler``).
 REVIEW_REASONS = ("high_risk", "disagreement", "uncertain", "segment_coverage", "random")
 

@@ -432,6 +432,7 @@ def test_export_writes_one_valid_json_schema_per_event(exported):
             "escalation",
             "deadletter",
             "review_request",
+            "divergence",
         }
     )
     for path in paths:

@@ -493,3 +493,27 @@ def test_the_event_time_of_a_raw_record_reads_what_the_parser_reads(ts, expected
     finally:
         monkeypatch.delenv("TZ")
         time.tzset()
+
+
+def test_a_divergence_validates_against_its_published_model_and_exported_schema(tmp_path) -> None:
+    # convowatch.divergences was published with no output model or exported JSON Schema
+    import jsonschema
+
+    from schemas import Divergence
+    from schemas.export import write_json_schemas
+
+    pipeline, _ = _pipeline()
+    out = pipeline.process(Stream.CHAT_TURNS, raw(chat_turn(turn_id="t-div")), source_topic="c", offset=0)
+    judged = judge_verdict(turn_id="t-div", verdicts=[verdict("safety", "fail")])
+    out += pipeline.process(Stream.JUDGE_VERDICTS, raw(judged), source_topic="v", offset=0)
+    for offset, annotator in enumerate(("ann-1", "ann-2")):
+        label = human_label(turn_id="t-div", annotator_id=annotator, verdicts=[verdict("safety", "pass")])
+        out += pipeline.process(Stream.HUMAN_LABELS, raw(label), source_topic="h", offset=offset)
+    divergences = [e.value for e in out if e.topic == "divergences"]
+    assert divergences
+    [path] = [p for p in write_json_schemas(tmp_path) if p.name.startswith("divergence.")]
+    validator = jsonschema.Draft202012Validator(json.loads(path.read_text()))
+    for value in divergences:
+        Divergence.model_validate(value)
+        validator.validate(value)
+    assert divergences[0]["judge_label"] == "fail" and divergences[0]["human_label"] == "pass"
