@@ -110,7 +110,9 @@ class LiveVersionPairs(Detector, metaclass=ABCMeta):
 
     A version is *live* while it was seen within ``horizon_seconds`` of the newest event time. Each pair of
     live versions gets a test from :meth:`_new_test`: control = the version first seen earlier, treatment =
-    the newer one. At most ``max_versions`` versions are tracked (the least recently seen is forgotten
+    the newer one. A pair live again after it ended (a canary paused longer than the horizon) gets a fresh
+    test, its next :meth:`episode`: the old one's decision is final, and would never fire again. At most
+    ``max_versions`` versions are tracked (the least recently seen is forgotten
     with its tests). Subclasses feed the tests (:class:`VersionComparison`: one Bernoulli stream;
     ``detectors.calibrated_comparison``: human-calibrated rates per dimension).
     """
@@ -127,6 +129,7 @@ class LiveVersionPairs(Detector, metaclass=ABCMeta):
         self._live: list[list[str]] = []  # pairs live together at the last update
         self._events: list[list[str]] = []
         self._watermark = -math.inf
+        self._episodes: dict[str, int] = {}  # "control|treatment" -> episodes after the first
 
     @abstractmethod
     def _new_test(self) -> Any:
@@ -171,7 +174,10 @@ class LiveVersionPairs(Detector, metaclass=ABCMeta):
             if by_treatment is None:
                 tests[control] = by_treatment = {}
             test = by_treatment.get(treatment)
-            if test is None:
+            if test is None or [control, treatment] not in self._live:
+                if test is not None:  # live again after it ended: a new episode
+                    name = f"{control}|{treatment}"
+                    self._episodes[name] = self._episodes.get(name, 0) + 1
                 test = by_treatment[treatment] = self._new_test()
             pairs.append((control, treatment, test))
         return pairs
@@ -185,6 +191,10 @@ class LiveVersionPairs(Detector, metaclass=ABCMeta):
 
     def _order(self, a: str, b: str) -> tuple[str, str]:
         return (a, b) if (self._seen[a][0], a) <= (self._seen[b][0], b) else (b, a)
+
+    def episode(self, control: str, treatment: str) -> int:
+        """The pair's episode: 1 for its first time live together, one more each time it is live again."""
+        return 1 + self._episodes.get(f"{control}|{treatment}", 0)
 
     def _forget(self, version: str) -> None:
         del self._seen[version]
@@ -226,12 +236,14 @@ class LiveVersionPairs(Detector, metaclass=ABCMeta):
                 "_events": [list(e) for e in self._events],
                 # JSON has no infinity: a comparison that saw nothing has no watermark
                 "_watermark": None if self._watermark == -math.inf else self._watermark,
+                "_episodes": dict(self._episodes),
             }
         )
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Self:
-        comparison, state = cls._new_from(data, ("_seen", "_tests", "_live", "_events", "_watermark"))
+        fields = ("_seen", "_tests", "_live", "_events", "_watermark", "_episodes")
+        comparison, state = cls._new_from(data, fields)
         comparison._seen = {v: list(s) for v, s in state["_seen"].items()}
         comparison._tests = {
             c: {t: comparison._load_test(x) for t, x in by.items()} for c, by in state["_tests"].items()
@@ -240,4 +252,5 @@ class LiveVersionPairs(Detector, metaclass=ABCMeta):
         comparison._events = [list(e) for e in state["_events"]]
         watermark = state["_watermark"]
         comparison._watermark = -math.inf if watermark is None else float(watermark)
+        comparison._episodes = dict(state.get("_episodes", {}))  # absent in state written before 2026-11-25
         return comparison

@@ -67,6 +67,7 @@ class TestKey(NamedTuple):
     dim: str
     control: str
     treatment: str
+    episode: int = 1  # the pair's time live together (LiveVersionPairs.episode)
 
 
 def regression_text(
@@ -200,14 +201,15 @@ class VersionPairView(ABC):
                 tests = self._pair_tests(comparison, control, treatment)
             except KeyError:  # a version forgotten (too many versions): its tests went with it
                 continue
+            episode = comparison.episode(control, treatment)
             if what == "ended":
                 emits.extend(
-                    self._escalation(TestKey(scope, d, control, treatment), test, obs, firing=False)
+                    self._escalation(TestKey(scope, d, control, treatment, episode), test, obs, firing=False)
                     for d, test in sorted(tests.items())
                     if test.decision == "worse"
                 )
                 continue
-            at = TestKey(scope, dim, control, treatment)
+            at = TestKey(scope, dim, control, treatment, episode)
             self._publish(at, tests[dim])
             if what == "worse":
                 emits.append(self._escalation(at, tests[dim], obs, firing=True))
@@ -254,7 +256,8 @@ class VersionPairView(ABC):
     ) -> Emit:
         """The escalation ``key`` of a test (firing or resolved) with the summary ``text``; evidence: ``head``
         (with the journey), the pair, the test's figures and the test parameters."""
-        eid = escalation_id(KIND, key)
+        # a pair live again after it ended is tested afresh: its regression is a new escalation
+        eid = escalation_id(KIND, key if at.episode == 1 else f"{key}|{at.episode}")
         if firing:
             self.metrics.escalations.labels(KIND, SEVERITY).inc()
         value = {

@@ -171,6 +171,34 @@ def test_a_worse_canary_is_reported_once() -> None:
     assert events == [("v1", "v2", "worse")]
 
 
+def test_a_worse_canary_paused_past_the_horizon_is_tested_afresh_and_fires_again() -> None:
+    # the pair's test decided "worse", the pause ended it (resolved), and back live the final decision
+    # could never fire again: a regression after a night's pause went unreported
+    rng = random.Random(4)
+    cmp = VersionComparison(horizon_seconds=100.0, min_samples=100)
+    events: list[tuple[int, tuple[str, ...]]] = []
+
+    def run(start: int, stop: int, canary_share: float) -> None:
+        for i in range(start, stop):
+            canary = rng.random() < canary_share
+            cmp.update("v2" if canary else "v1", rng.random() < (0.08 if canary else 0.03), ts=i * 0.1)
+            events.extend((i, e) for e in cmp.events)
+
+    cmp.update("v1", False, ts=0.0)
+    run(1, 30_000, 0.1)
+    assert [e for _, e in events] == [("v1", "v2", "worse")] and cmp.episode("v1", "v2") == 1
+    run(30_000, 40_000, 0.0)  # v2 paused for 1,000 s: out after 100
+    assert [e for _, e in events][-1] == ("v1", "v2", "ended")
+    run(40_000, 80_000, 0.1)  # back
+    assert cmp.episode("v1", "v2") == 2
+    assert [e for _, e in events][-1] == ("v1", "v2", "worse")  # the fresh test's own decision
+    restored = VersionComparison.from_dict(json.loads(json.dumps(cmp.to_dict())))
+    assert restored.episode("v1", "v2") == 2
+    old_state = cmp.to_dict()
+    del old_state["state"]["_episodes"]  # written before episodes existed
+    assert VersionComparison.from_dict(old_state).episode("v1", "v2") == 1
+
+
 def test_a_late_turn_of_the_newer_version_does_not_swap_control_and_treatment() -> None:
     # a canary turn older than the control's first one (out-of-order arrival) used to flip the pair: the
     # regression test ended ("ended": a resolved regression while both still served) and restarted reversed

@@ -48,9 +48,15 @@ def _events(
 
 
 def _run(
-    pipeline: Pipeline, canary_rate: float, turns: int = 1_900, rollback_at: int | None = None, seed: int = 7
+    pipeline: Pipeline,
+    canary_rate: float,
+    turns: int = 1_900,
+    rollback_at: int | None = None,
+    seed: int = 7,
+    resume_at: int | None = None,
 ) -> list[Any]:
-    """1 shopper turn/s, v2 taking 40% of it from turn 200 (until ``rollback_at``); a quiet other journey.
+    """1 shopper turn/s, v2 taking 40% of it from turn 200 (until ``rollback_at``, and again from
+    ``resume_at``); a quiet other journey.
 
     (Under 2,000 turns per segment, so the spike view's detectors stay in warm-up: this test stays fast.)
     """
@@ -59,7 +65,8 @@ def _run(
     offset = 0
     for i in range(turns):
         ts = START + timedelta(seconds=i)
-        canary = i >= 200 and (rollback_at is None or i < rollback_at) and rng.random() < 0.4
+        serving = rollback_at is None or i < rollback_at or (resume_at is not None and i >= resume_at)
+        canary = i >= 200 and serving and rng.random() < 0.4
         served = [("shopper", "v2", canary_rate) if canary else ("shopper", "v1", 0.03)]
         if i % 5 == 0:
             served.append(("driver_support", "d1", 0.03))
@@ -112,6 +119,17 @@ def test_a_worse_canary_raises_exactly_one_regression_and_resolves_on_rollback()
     assert [(r["journey"], r["control"], r["treatment"], r["decision"], r["live"]) for r in report] == [
         ("shopper", "v1", "v2", "worse", False)
     ]
+
+
+def test_a_worse_canary_back_after_a_pause_past_the_horizon_raises_a_new_regression() -> None:
+    # the pause resolved the regression, and the pair's test kept its final "worse": back live, nothing
+    # could fire again
+    pipeline, _ = _pipeline(version_horizon_seconds=300)
+    found = _regressions(_run(pipeline, canary_rate=0.10, turns=3_000, rollback_at=1_200, resume_at=1_700))
+    assert [(e["status"], e["revision"]) for e in found] == [("firing", 1), ("resolved", 2), ("firing", 1)]
+    first, resolved, again = found
+    assert resolved["escalation_id"] == first["escalation_id"] != again["escalation_id"]
+    assert 100 <= again["evidence"]["n_treatment"] < 450  # counted since it came back
 
 
 def test_an_equal_version_raises_nothing() -> None:
