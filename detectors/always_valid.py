@@ -164,6 +164,8 @@ class LiveVersionPairs(Detector, metaclass=ABCMeta):
             if stalest == version:  # a late turn of a version not tracked: too old to be live with any
                 return []
         live_since = self._watermark - self.horizon_seconds
+        if seen[1] < live_since:  # a late turn of a version no longer live: in no pair (nor a new episode)
+            return []
         pairs = []
         tests = self._tests
         for other, (_, last) in self._seen.items():

@@ -199,6 +199,26 @@ def test_a_worse_canary_paused_past_the_horizon_is_tested_afresh_and_fires_again
     assert VersionComparison.from_dict(old_state).episode("v1", "v2") == 1
 
 
+def test_a_late_turn_of_a_version_no_longer_live_counts_in_no_pair_and_starts_no_episode() -> None:
+    # a straggler verdict of a rolled-back canary replaced the pair's decided test with an empty one
+    rng = random.Random(4)
+    cmp = VersionComparison(horizon_seconds=100.0, min_samples=100)
+    for i in range(30_000):
+        canary = i >= 1_000 and rng.random() < 0.1
+        cmp.update("v2" if canary else "v1", rng.random() < (0.08 if canary else 0.03), ts=i * 0.1)
+    for i in range(30_000, 32_000):  # rolled back: the pair ends 100 s later
+        cmp.update("v1", False, ts=i * 0.1)
+    assert cmp.live_pairs == []
+    decided = cmp.test("v1", "v2")
+    before = (decided.decision, decided.n_control, decided.n_treatment)
+    for late in (2_900.0, 2_950.0, 2_990.0):  # v2 turns from before the rollback, arriving now
+        cmp.update("v2", True, ts=late)
+        assert cmp.events == [] and cmp.live_pairs == []
+    after = cmp.test("v1", "v2")
+    assert (after.decision, after.n_control, after.n_treatment) == before and before[0] == "worse"
+    assert cmp.episode("v1", "v2") == 1
+
+
 def test_a_late_turn_of_the_newer_version_does_not_swap_control_and_treatment() -> None:
     # a canary turn older than the control's first one (out-of-order arrival) used to flip the pair: the
     # regression test ended ("ended": a resolved regression while both still served) and restarted reversed
