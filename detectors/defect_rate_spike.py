@@ -87,7 +87,8 @@ class DefectRateSpike(Detector):
     ~1% of the rate after 100k events for the 1.5x chart, ~6% of its delay; ~60% right after the warm-up).
     Design rates are rounded *up* to a 0.2% log grid, so designs are cached and stay conservative.
     The price is paid on small rises seen early: a 1.5x rise within ~10k events of the warm-up (~200
-    baseline defects) is found late, or not at all, and is then slowly learned as the new normal.
+    baseline defects) is found late, or not at all, and is then slowly learned as the new normal. A
+    baseline of 50% or more is out of scope: the detector is then :attr:`saturated` and raises nothing.
 
     **Alarm and resolution.** ``drift_detected`` is true on the alarming update; ``in_alarm`` stays true
     until the rate is shown back at the baseline: a CUSUM of ``ln P(x | baseline) - ln P(x | min_ratio
@@ -242,6 +243,8 @@ class DefectRateSpike(Detector):
         return self
 
     def _defect(self, n: int) -> None:
+        if self.saturated:  # no chart for a baseline this high: every event is learned, none can alarm
+            self._vmax = 0
         ok_run = n - self._last - 1  # ok events since the previous defect: every chart fell that much
         v, up, down = self._v, self._up, self._down
         if ok_run >= self._vmax:
@@ -325,8 +328,15 @@ class DefectRateSpike(Detector):
 
     @property
     def monitoring(self) -> bool:
-        """False during the warm-up, while only the baseline is learned."""
-        return self._n >= self.warmup
+        """False during the warm-up, while only the baseline is learned, and while :attr:`saturated`."""
+        return self._n >= self.warmup and not self.saturated
+
+    @property
+    def saturated(self) -> bool:
+        """True while the learned rate (before the cap) is 50% or more: charts are designed up to a 50%
+        baseline, and a steady rate above it read as a rise over 50%, alarming and resolving again and
+        again. Meanwhile every event is learned and none alarms; monitoring resumes once the rate is below."""
+        return self._base_k + 0.5 >= _MAX_RATE * (self._base_n + 1.0)
 
     @property
     def drift_detected(self) -> bool:

@@ -281,3 +281,20 @@ def test_arl0_for_budget():
 def test_bad_parameters_raise(kwargs):
     with pytest.raises(ValueError):
         DefectRateSpike(**kwargs)
+
+
+@pytest.mark.parametrize("rate", [0.6, 0.7, 0.9])
+def test_a_steady_rate_above_50_percent_raises_nothing(rate):
+    # charts are designed up to a 50% baseline: a steady 60-70% read as a rise over 50% and alarmed and
+    # resolved hundreds of times in 200,000 events (a new escalation each time); at 90% it never resolved
+    rng = np.random.default_rng(5)
+    detector = DefectRateSpike(arl0=2e7)
+    alarms, _ = _run(detector, (rng.random(200_000) < rate).tolist())
+    assert alarms == [] and detector.saturated and not detector.monitoring
+
+
+def test_a_rise_to_70_percent_from_a_30_percent_baseline_still_alarms_and_stays_open():
+    detector = DefectRateSpike()
+    alarms, resolutions = _run(detector, _stream(6, (30_000, 0.3), (30_000, 0.7)))
+    assert len(alarms) == 1 and 30_000 <= alarms[0] < 30_200 and resolutions == []
+    assert detector.in_alarm and not detector.saturated
