@@ -17,7 +17,8 @@ LATENCY_SD_FLOOR = 0.05
 
 
 class _Cusum:
-    """Standardised two-sided CUSUM over a baseline learned in ``warmup`` samples (state: a plain dict)."""
+    """Standardised two-sided CUSUM over a baseline learned in ``warmup`` samples, then followed with an
+    exponential memory of ``memory`` samples while no alarm is open (state: a plain dict)."""
 
     @staticmethod
     def fresh() -> dict[str, Any]:
@@ -25,7 +26,7 @@ class _Cusum:
 
     @staticmethod
     def update(
-        s: dict[str, Any], x: float, ts: float, warmup: int, k: float, h: float, sd_floor: float
+        s: dict[str, Any], x: float, ts: float, warmup: int, memory: int, k: float, h: float, sd_floor: float
     ) -> list[tuple[str, float | None]]:
         """Add ``x``; returns the events it causes, each with the start of the alarm it concerns:
         ``("resolved", since)`` when the alarmed side's statistic is back to 0, then ``("up"|"down", ts)``
@@ -38,7 +39,10 @@ class _Cusum:
             s["mean"] += delta / s["n"]
             s["m2"] += delta * (x - s["mean"])
             return []
-        sd = max(math.sqrt(s["m2"] / max(s["n"] - 1, 1)), sd_floor)
+        var = s.get("var")  # the followed variance (absent in state written before 2026-11-25)
+        if var is None:
+            var = s["m2"] / max(s["n"] - 1, 1)
+        sd = max(math.sqrt(var), sd_floor)
         z = (x - s["mean"]) / sd
         # capped at 2h: the statistic comes back to 0 soon after the shift ends, so the alarm resolves
         s["up"] = min(max(0.0, s["up"] + z - k), 2 * h)
@@ -51,6 +55,11 @@ class _Cusum:
             s["alarm"] = "up" if s["up"] > h else "down"
             s["since"] = ts
             events.append((str(s["alarm"]), ts))
+        if s["alarm"] is None:  # the baseline follows slow changes (a daily cycle), never an open alarm
+            a = 1.0 / memory
+            delta = x - s["mean"]
+            s["mean"] += a * delta
+            s["var"] = (1.0 - a) * (var + a * delta * delta)
         return events
 
 
@@ -65,6 +74,10 @@ class TrafficWatch(Detector):
     ``"resolved"`` when something started or ended (else None). A minute closes once a turn
     ``late_buckets`` minutes after it arrives (on Kafka a journey's turns come from every input partition,
     and one lagging partition must not make its minute look empty); later turns only count for latency.
+    After the warm-ups the baselines follow slow changes while no alarm is open, exponentially over
+    ``volume_memory`` minutes and ``latency_memory`` turns: a journey's daily cycle is not an anomaly (with
+    a baseline frozen after the warm-up, a +-30% daily swing raised a drop every night and a surge every
+    day), a change within minutes is.
 
     >>> import random
     >>> rng = random.Random(2)
@@ -92,11 +105,15 @@ class TrafficWatch(Detector):
         latency_threshold: float = 20.0,
         k: float = 1.0,
         late_buckets: int = 2,
+        volume_memory: int = 60,
+        latency_memory: int = 2000,
     ) -> None:
         if not bucket_seconds > 0:
             raise ValueError("bucket_seconds must be positive")
         if volume_warmup < 2 or latency_warmup < 2:
             raise ValueError("warm-ups need at least 2 samples")
+        if volume_memory < 2 or latency_memory < 2:
+            raise ValueError("memories need at least 2 samples")
         if isinstance(late_buckets, bool) or not isinstance(late_buckets, int) or not 0 <= late_buckets <= 60:
             raise ValueError(f"late_buckets must be an integer in [0, 60], got {late_buckets!r}")
         self.bucket_seconds = bucket_seconds
@@ -106,6 +123,8 @@ class TrafficWatch(Detector):
         self.latency_threshold = latency_threshold
         self.k = k
         self.late_buckets = late_buckets
+        self.volume_memory = volume_memory
+        self.latency_memory = latency_memory
         self._reset()
 
     def _reset(self) -> None:
@@ -138,6 +157,7 @@ class TrafficWatch(Detector):
                     math.log1p(count),
                     ts,
                     self.volume_warmup,
+                    self.volume_memory,
                     self.k,
                     self.volume_threshold,
                     floor,
@@ -158,6 +178,7 @@ class TrafficWatch(Detector):
                 math.log(latency_ms),
                 ts,
                 self.latency_warmup,
+                self.latency_memory,
                 self.k,
                 self.latency_threshold,
                 LATENCY_SD_FLOOR,

@@ -119,3 +119,38 @@ def test_state_written_before_late_buckets_is_read() -> None:
     assert restored._open == [old["state"]["_count"]]
     feed(restored, [10] * 40, start=180.0)
     assert restored.volume_last == 10
+
+
+def _daily(days: int, low: float, high: float, seed: int, drop: tuple[int, int] | None = None) -> list[int]:
+    """Poisson turns per minute over ``days``, the mean cycling daily between ``low`` and ``high``; halved
+    in the minutes ``drop`` covers."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    minutes = np.arange(days * 1440)
+    mean = (low + high) / 2 + (high - low) / 2 * np.sin(2 * np.pi * minutes / 1440)
+    if drop is not None:
+        mean[drop[0] : drop[1]] *= 0.5
+    return [int(n) for n in rng.poisson(mean)]
+
+
+def test_a_daily_cycle_of_traffic_is_not_an_anomaly() -> None:
+    # with the baseline frozen after its 30-minute warm-up, a +-30% daily swing raised a high-severity drop
+    # every night and a surge every day
+    for seed in (1, 2):
+        assert feed(TrafficWatch(), _daily(3, 28, 52, seed)) == []
+
+
+def test_a_sudden_halving_within_a_daily_cycle_is_found_within_minutes_and_resolves() -> None:
+    events = feed(TrafficWatch(), _daily(3, 28, 52, 3, drop=(2_000, 2_060)))
+    assert events[:1] == ["down"] and "resolved" in events
+
+
+def test_state_written_before_the_baseline_was_followed_still_loads_and_runs() -> None:
+    watch = TrafficWatch()
+    feed(watch, [40] * 60)
+    state = watch.to_dict()
+    for key in ("_volume", "_latency"):
+        state["state"][key].pop("var", None)
+    restored = TrafficWatch.from_dict(state)
+    assert feed(restored, [40] * 30, start=60 * 60.0) == []
