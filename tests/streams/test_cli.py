@@ -104,12 +104,12 @@ def test_replay_with_no_inputs_exits_1(tmp_path, capsys):
     assert "--chats" in line
 
 
-def test_schemas_writes_eight_schema_files(tmp_path, capsys):
+def test_schemas_writes_nine_schema_files(tmp_path, capsys):
     out = tmp_path / "schemas"
     assert main(["schemas", "--out", str(out)]) == 0
     printed = capsys.readouterr().out.split()
     files = sorted(out.glob("*.schema.json"))
-    assert len(files) == 8
+    assert len(files) == 9  # four inputs, five outputs (divergence included)
     assert sorted(printed) == sorted(str(f) for f in files)
     for f in files:
         assert json.loads(f.read_text())["$id"].endswith(f.name)
