@@ -29,19 +29,17 @@ class LabelGuard:
         self._admitted: set[str] = set()
 
     def admit(self, values: Iterable[str]) -> None:
-        """Admit ``values``, which already have state keyed by them: a process restoring its own state, or
-        taking over another worker's, maps them as the worker that wrote it did. They are admitted even
-        past ``max_values`` (a worker taking over another's shard brings that worker's values beside its
-        own): folded into ``other``, their detectors (one in alarm, perhaps) would never see another event.
-        The state they key is bounded already; new values still need room.
+        """Admit ``values`` (in sorted order, while there is room) as if they had been seen first: a process
+        restoring state keyed by label values it admitted before restores the same mapping.
 
         >>> guard = LabelGuard(max_values=2)
         >>> guard.admit(["refund", "other", "payout", "returns"])
-        >>> [guard("returns"), guard("payout"), guard("refund"), guard("exchange")]
-        ['returns', 'payout', 'refund', 'other']
+        >>> [guard("returns"), guard("payout"), guard("refund")]
+        ['other', 'payout', 'refund']
         """
-        if self.allow is None:
-            self._admitted.update(set(values) - {OTHER, UNKNOWN})
+        for value in sorted(set(values) - {OTHER, UNKNOWN}):
+            if self.allow is None and len(self._admitted) < self.max_values:
+                self._admitted.add(value)
 
     def __call__(self, value: str | None) -> str:
         if value is None or value == "":
