@@ -17,8 +17,8 @@ LATENCY_SD_FLOOR = 0.05
 
 
 class _Cusum:
-    """Standardised two-sided CUSUM over a baseline learned in ``warmup`` samples, then followed with an
-    exponential memory of ``memory`` samples while no alarm is open (state: a plain dict)."""
+    """Standardised two-sided CUSUM over a baseline learned in ``warmup`` samples, then followed (each
+    sample with weight ``follow``) while neither side is half-way to an alarm (state: a plain dict)."""
 
     @staticmethod
     def fresh() -> dict[str, Any]:
@@ -26,7 +26,14 @@ class _Cusum:
 
     @staticmethod
     def update(
-        s: dict[str, Any], x: float, ts: float, warmup: int, memory: int, k: float, h: float, sd_floor: float
+        s: dict[str, Any],
+        x: float,
+        ts: float,
+        warmup: int,
+        follow: float,
+        k: float,
+        h: float,
+        sd_floor: float,
     ) -> list[tuple[str, float | None]]:
         """Add ``x``; returns the events it causes, each with the start of the alarm it concerns:
         ``("resolved", since)`` when the alarmed side's statistic is back to 0, then ``("up"|"down", ts)``
@@ -55,11 +62,11 @@ class _Cusum:
             s["alarm"] = "up" if s["up"] > h else "down"
             s["since"] = ts
             events.append((str(s["alarm"]), ts))
-        if s["alarm"] is None:  # the baseline follows slow changes (a daily cycle), never an open alarm
-            a = 1.0 / memory
+        if s["alarm"] is None and max(s["up"], s["down"]) < h / 2:
+            # the baseline follows slow changes (a daily cycle), never an alarm or a shift on its way to one
             delta = x - s["mean"]
-            s["mean"] += a * delta
-            s["var"] = (1.0 - a) * (var + a * delta * delta)
+            s["mean"] += follow * delta
+            s["var"] = (1.0 - follow) * (var + follow * delta * delta)
         return events
 
 
@@ -75,9 +82,10 @@ class TrafficWatch(Detector):
     ``late_buckets`` minutes after it arrives (on Kafka a journey's turns come from every input partition,
     and one lagging partition must not make its minute look empty); later turns only count for latency.
     After the warm-ups the baselines follow slow changes while no alarm is open, exponentially over
-    ``volume_memory`` minutes and ``latency_memory`` turns: a journey's daily cycle is not an anomaly (with
-    a baseline frozen after the warm-up, a +-30% daily swing raised a drop every night and a surge every
-    day), a change within minutes is.
+    ``volume_memory`` minutes and ``latency_memory_seconds`` of event time (whatever the turns per minute),
+    and not while either side of a CUSUM is half-way to an alarm: a journey's daily cycle is not an anomaly
+    (with a baseline frozen after the warm-up, a +-30% daily swing raised a drop every night and a surge
+    every day), a change within minutes is, and so is a slowdown that builds up over a quarter of an hour.
 
     >>> import random
     >>> rng = random.Random(2)
@@ -105,15 +113,17 @@ class TrafficWatch(Detector):
         latency_threshold: float = 20.0,
         k: float = 1.0,
         late_buckets: int = 2,
-        volume_memory: int = 60,
-        latency_memory: int = 2000,
+        volume_memory: int = 30,
+        latency_memory_seconds: float = 3600.0,
     ) -> None:
         if not bucket_seconds > 0:
             raise ValueError("bucket_seconds must be positive")
         if volume_warmup < 2 or latency_warmup < 2:
             raise ValueError("warm-ups need at least 2 samples")
-        if volume_memory < 2 or latency_memory < 2:
-            raise ValueError("memories need at least 2 samples")
+        if volume_memory < 2:
+            raise ValueError("volume_memory needs at least 2 buckets")
+        if not 0 < latency_memory_seconds < math.inf:
+            raise ValueError(f"latency_memory_seconds must be positive, got {latency_memory_seconds}")
         if isinstance(late_buckets, bool) or not isinstance(late_buckets, int) or not 0 <= late_buckets <= 60:
             raise ValueError(f"late_buckets must be an integer in [0, 60], got {late_buckets!r}")
         self.bucket_seconds = bucket_seconds
@@ -124,7 +134,7 @@ class TrafficWatch(Detector):
         self.k = k
         self.late_buckets = late_buckets
         self.volume_memory = volume_memory
-        self.latency_memory = latency_memory
+        self.latency_memory_seconds = latency_memory_seconds
         self._reset()
 
     def _reset(self) -> None:
@@ -157,7 +167,7 @@ class TrafficWatch(Detector):
                     math.log1p(count),
                     ts,
                     self.volume_warmup,
-                    self.volume_memory,
+                    1.0 / self.volume_memory,
                     self.k,
                     self.volume_threshold,
                     floor,
@@ -173,12 +183,17 @@ class TrafficWatch(Detector):
         else:
             self._late += 1
         if latency_ms is not None and latency_ms > 0:
+            # a weight by event time since the last latency: the same memory at 10 or 10,000 turns a minute
+            latency = self._latency
+            elapsed = ts - latency.get("t", ts)
+            latency["t"] = max(ts, latency.get("t", ts))
+            follow = -math.expm1(-elapsed / self.latency_memory_seconds) if elapsed > 0 else 0.0
             events = _Cusum.update(
-                self._latency,
+                latency,
                 math.log(latency_ms),
                 ts,
                 self.latency_warmup,
-                self.latency_memory,
+                follow,
                 self.k,
                 self.latency_threshold,
                 LATENCY_SD_FLOOR,

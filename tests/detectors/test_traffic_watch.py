@@ -154,3 +154,24 @@ def test_state_written_before_the_baseline_was_followed_still_loads_and_runs() -
         state["state"][key].pop("var", None)
     restored = TrafficWatch.from_dict(state)
     assert feed(restored, [40] * 30, start=60 * 60.0) == []
+
+
+def test_a_latency_slowdown_building_over_minutes_is_found_at_any_traffic() -> None:
+    # followed over 2,000 turns, the latency baseline absorbed a slowdown building over 5 minutes at 2,000
+    # turns a minute (its memory was a minute of traffic there): it is followed by event time now
+    import random
+
+    def minutes_to_alarm(per_minute: int, factor: float, ramp: float, seed: int) -> float | None:
+        rng, watch = random.Random(seed), TrafficWatch()
+        for minute in range(200):
+            for i in range(per_minute):
+                t = minute + i / per_minute
+                scale = 1.0 if t < 100 else min(factor, 1 + (factor - 1) * (t - 100) / ramp)
+                watch.update(t * 60, rng.lognormvariate(6.5, 0.3) * scale)
+                if watch.latency_event == "up":
+                    return t - 100
+        return None
+
+    for per_minute, factor, ramp in ((2_000, 2.0, 5.0), (500, 3.0, 15.0)):
+        found = minutes_to_alarm(per_minute, factor, ramp, seed=1)
+        assert found is not None and found < ramp, (per_minute, factor, ramp, found)
