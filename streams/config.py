@@ -368,11 +368,25 @@ class Settings(BaseSettings):
 
     @field_validator("ssl_cafile")
     @classmethod
-    def _readable_cafile(cls, path: Path | None) -> Path | None:
-        if path is not None and not (path.is_file() and os.access(path, os.R_OK)):
+    def _readable_cafile(cls, path: Path | None, info: ValidationInfo) -> Path | None:
+        if path is None or str(path) in ("", "."):  # an empty variable (a template's ${VAR:-}): unset
+            return None
+        ssl = str(info.data.get("security_protocol", "")).endswith("SSL")
+        if ssl and not (path.is_file() and os.access(path, os.R_OK)):  # only SSL reads it
             # librdkafka says only "ssl.ca.location failed ... BIO lib", naming neither file nor variable
             raise ValueError(f"cannot read the CA bundle {str(path)[:200]!r}")
         return path
+
+    @field_validator("drift_pairs_per_day")
+    @classmethod
+    def _drift_budget_in_range(cls, pairs: float, info: ValidationInfo) -> float:
+        alarms = info.data.get("drift_false_alarms_per_day")
+        if alarms is not None and not 1.0 < 2 * pairs / alarms < 1e12:  # DefectRateSpike's arl0 range
+            raise ValueError(
+                "with CONVOWATCH_DRIFT_FALSE_ALARMS_PER_DAY, gives a run length of "
+                f"{2 * pairs / alarms:.3g} events per false alarm, outside (1, 1e12)"
+            )
+        return pairs
 
     @field_validator("perceptual_horizon")
     @classmethod

@@ -160,16 +160,27 @@ def test_hash_redaction_without_a_long_enough_key_exits_1_without_echoing_it(key
         ("CONVOWATCH_JOIN_TTL_SECONDS", "inf"),  # would break the expiry index at the first eviction
         ("CONVOWATCH_SESSION_TIMEOUT_SECONDS", "120"),  # above Faust's request timeout: refused at start
         ("CONVOWATCH_HEARTBEAT_INTERVAL_SECONDS", "30"),  # half the session timeout
-        (
-            "CONVOWATCH_SSL_CAFILE",
-            "/run/secrets/no-such-ca.pem",
-        ),  # librdkafka named neither file nor variable
+        ("CONVOWATCH_DRIFT_PAIRS_PER_DAY", "0.5"),  # a run length of 1: every pair failed in the view
     ],
 )
 def test_a_bad_setting_is_a_one_line_error_naming_its_variable(variable, value, capsys, monkeypatch):
     monkeypatch.setenv(variable, value)
     assert main(["demo", "--duration", "0.1"]) == 1
     assert f"({variable})" in _one_line_error(capsys.readouterr().err)
+
+
+def test_an_unreadable_ca_bundle_is_a_one_line_error_with_ssl_only(capsys, monkeypatch):
+    # librdkafka's own error named neither the file nor the variable; without SSL the file is never read,
+    # and an empty variable (a template's ${VAR:-}) means unset
+    from streams.config import Settings
+
+    monkeypatch.setenv("CONVOWATCH_SSL_CAFILE", "/run/secrets/no-such-ca.pem")
+    assert Settings().ssl_cafile is not None  # PLAINTEXT: not read, so not checked
+    monkeypatch.setenv("CONVOWATCH_SECURITY_PROTOCOL", "SSL")
+    assert main(["demo", "--duration", "0.1"]) == 1
+    assert "(CONVOWATCH_SSL_CAFILE)" in _one_line_error(capsys.readouterr().err)
+    monkeypatch.setenv("CONVOWATCH_SSL_CAFILE", "")
+    assert Settings().ssl_cafile is None
 
 
 @pytest.mark.parametrize(
