@@ -83,7 +83,13 @@ class TableStore:
 
     def delete(self, key: str, partition: int | None) -> None:
         self.table.data.pop(key, None)
-        (self._deferred if self.defer_deletes else self._outbox).append((orjson.dumps(key), None, partition))
+        tombstones = self._deferred if self.defer_deletes else self._outbox
+        tombstones.append((orjson.dumps(key), None, partition))
+        # recovered from another changelog partition: a copy a mis-keyed record left there (before entries
+        # stayed in their first partition) would come back at every recovery unless deleted there too
+        recovered = getattr(self.table.data, "_key_partition", {}).pop(key, None)  # Faust's memory store
+        if isinstance(recovered, int) and recovered != partition:
+            tombstones.append((orjson.dumps(key), None, recovered))
 
     async def send(self, producer: Any) -> list[Any]:
         """Send the changelog records written since the last call (deferred deletions aside); their delivery

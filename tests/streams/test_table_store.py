@@ -120,3 +120,17 @@ def test_a_value_too_large_for_a_changelog_record_is_kept_in_memory_not_written(
     assert store.get("big") == huge  # the worker goes on with it
     assert oversized == ["pending"]
     assert "'big' is" in caplog.text and "not written" in caplog.text
+
+
+def test_a_key_recovered_from_another_partition_is_deleted_there_too() -> None:
+    # mis-keyed records once wrote a turn's entry to a second changelog partition; its deletion went to the
+    # first only, and the copy came back at every recovery
+    store, recorder = table_store(defer_deletes=True), Recorder()
+    store.table.data["t1"] = {"p": 0}
+    store.table.data._key_partition["t1"] = 3  # what Faust's memory store noted when it recovered the copy
+    store.delete("t1", 0)
+    assert recorder.sent(store, deferred=True) == [("t1", None, 0), ("t1", None, 3)]
+    store.table.data["t2"] = {"p": 1}
+    store.table.data._key_partition["t2"] = 1  # recovered from its own partition: one tombstone
+    store.delete("t2", 1)
+    assert recorder.sent(store, deferred=True) == [("t2", None, 1)]
