@@ -185,8 +185,9 @@ class TrafficWatch(Detector):
         if latency_ms is not None and latency_ms > 0:
             # a weight by event time since the last latency: the same memory at 10 or 10,000 turns a minute
             latency = self._latency
-            elapsed = ts - latency.get("t", ts)
-            latency["t"] = max(ts, latency.get("t", ts))
+            last = latency.get("t", ts)
+            elapsed = ts - last
+            latency["t"] = max(ts, last)
             follow = -math.expm1(-elapsed / self.latency_memory_seconds) if elapsed > 0 else 0.0
             events = _Cusum.update(
                 latency,

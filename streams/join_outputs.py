@@ -221,6 +221,7 @@ class TurnOutputs:
         turn = entry["turn"]
         segment = turn["segment"] if turn else UNKNOWN_SEGMENT
         ts = turn["ts"] if turn else None
+        cut = sum(max(0, len(entry[side]) - MAX_DEFECT_RATERS) for side in ("judge", "human"))
         for source, source_id, dim, record in failures:
             policy = self.taxonomy.policy(dim)
             defect_id = SEP.join((policy.category, turn_id, dim, source, source_id)).replace(SEP, "/")
@@ -250,7 +251,6 @@ class TurnOutputs:
                     for annotator, r in _carried(entry["human"], source_id)
                 },
             }
-            cut = sum(max(0, len(entry[side]) - MAX_DEFECT_RATERS) for side in ("judge", "human"))
             if cut:
                 value["raters_cut"] = cut
             m = self.metrics

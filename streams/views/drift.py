@@ -31,7 +31,8 @@ class JudgeDriftView:
         warmup: int = 200,
     ) -> None:
         self.metrics = metrics
-        # every pair is one event of two streams (all journeys, and its own): the budget over both. Human
+        # every pair is one event of two streams (all journeys, and its own): the budget over both (Settings
+        # checks the run length this gives with the same 2). Human
         # labels are a small sample: a short warm-up. (A fixed run length of 10^5 events per stream gave
         # about 14 false alarms a day at 700,000 pairs a day.)
         self.arl0 = arl0_for_budget(false_alarms_per_day, pairs_per_day, 2)
