@@ -112,7 +112,17 @@ class Settings(BaseSettings):
         ge=0,
         description="CONVOWATCH_MAX_FUTURE_SECONDS: records whose event time is further ahead of the clock "
         "than this are dead-lettered (reason future_timestamp): one record from a producer with a wrong "
-        "clock would move event-time windows, expiry and watermarks into the future. 0 turns the check off.",
+        "clock would move event-time windows, expiry and watermarks into the future. 0 turns this check and "
+        "CONVOWATCH_CLOCK_SKEW_SECONDS's off.",
+    )
+    clock_skew_seconds: float = Field(
+        60.0,
+        ge=0,
+        description="CONVOWATCH_CLOCK_SKEW_SECONDS: how far ahead of this worker's clock an event time is "
+        "taken as it is (producers' clocks differ a little). A record further ahead, up to "
+        "CONVOWATCH_MAX_FUTURE_SECONDS, is processed at the worker's clock plus this, and counted in "
+        "convowatch_records_clock_ahead_total: its own time would close traffic minutes and expire windows "
+        "early. Keep it under 120 s, the lateness a traffic minute waits for.",
     )
     metrics_host: str = Field(
         "127.0.0.1", description="CONVOWATCH_METRICS_HOST: address of the /metrics server."

@@ -26,6 +26,13 @@ class PipelineMetrics:
             ["stream"],
             registry=r,
         )
+        self.records_clock_ahead = Counter(
+            "convowatch_records_clock_ahead_total",
+            "Valid records dated further ahead of the worker's clock than CONVOWATCH_CLOCK_SKEW_SECONDS: "
+            "processed at the worker's clock plus that (their producer's clock is ahead).",
+            ["stream"],
+            registry=r,
+        )
         self.records_deadlettered = Counter(
             "convowatch_records_deadlettered_total",
             "Records sent to the dead-letter topic, by reason.",

@@ -75,6 +75,7 @@ class Pipeline:
                 m.records_in.labels(s.value),
                 m.records_valid.labels(s.value),
                 m.records_miskeyed.labels(s.value),
+                m.records_clock_ahead.labels(s.value),
             )
             for s in Stream
         }
@@ -82,6 +83,7 @@ class Pipeline:
         #: reads none (the aggregate role, a join worker without partitions) must not show a time of 0
         self._newest: dict[Stream, list[Any]] = {}  # [event time, gauge child]
         self._max_future = self.settings.max_future_seconds
+        self._skew = min(self.settings.clock_skew_seconds, self._max_future)
 
     def ingest(
         self,
@@ -118,12 +120,18 @@ class Pipeline:
             event = parse_record(stream, raw, max_bytes=self.settings.max_record_bytes)
             ts = event.ts.timestamp()
             now = time.time()
-            if self._max_future and ts > now + self._max_future:
-                raise InvalidRecord(
-                    "future_timestamp",
-                    f"event time {event.ts.isoformat()} is {ts - now:.0f} s ahead of this worker's clock "
-                    f"(limit {self._max_future:.0f} s)",
-                )
+            ahead = bool(self._max_future) and ts > now + self._skew
+            if ahead:
+                if ts > now + self._max_future:
+                    raise InvalidRecord(
+                        "future_timestamp",
+                        f"event time {event.ts.isoformat()} is {ts - now:.0f} s ahead of this worker's clock "
+                        f"(limit {self._max_future:.0f} s)",
+                    )
+                # its producer's clock is ahead: taken as its own time, it would close traffic minutes and
+                # expire windows before the records of the minutes in between came in
+                ts = now + self._skew
+                event = event.model_copy(update={"ts": datetime.fromtimestamp(ts, UTC)})
             source = f"{source_topic}:{partition}" if partition is not None else source_topic
             if isinstance(event, ConversationSignal):  # keyed by conversation, not turn: nothing to join
                 emits = [signal_observation(event, (source, offset))]
@@ -132,6 +140,8 @@ class Pipeline:
         except InvalidRecord as exc:
             return self._dead_letter(stream, raw, exc, source_topic, partition, offset)
         self._stream_metrics[stream][1].inc()  # valid: counted once it went through
+        if ahead:
+            self._stream_metrics[stream][3].inc()
         if key is not False:
             expected = event.conversation_id if isinstance(event, ConversationSignal) else event.turn_id
             if key is None or key.decode("utf-8", "replace") != expected:

@@ -351,6 +351,84 @@ def test_an_event_time_far_ahead_of_the_clock_is_dead_lettered_not_let_into_the_
     assert unchecked.process(Stream.CHAT_TURNS, ahead, source_topic="in", offset=1) == []
 
 
+class _Clock:
+    """The pipeline's wall clock, set by the test (the module's ``time`` with ``time()`` replaced)."""
+
+    def __init__(self, now: float) -> None:
+        import time
+
+        self.now = now
+        self.perf_counter, self.monotonic = time.perf_counter, time.monotonic
+
+    def time(self) -> float:
+        return self.now
+
+
+def test_a_record_ahead_of_the_clock_is_taken_at_the_clock_plus_the_skew_and_evicts_nothing(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # a producer whose clock is 3 h fast: under the 1-day limit, its turn used to move the join's event time
+    # 3 h ahead, and the next eviction pass published every pending turn as evicted
+    from datetime import UTC, datetime, timedelta
+
+    import streams.pipeline
+
+    t0 = datetime(2026, 11, 2, 8, 0, tzinfo=UTC)
+    clock = _Clock((t0 + timedelta(seconds=5)).timestamp())
+    monkeypatch.setattr(streams.pipeline, "time", clock)
+    pipeline, registry = _pipeline(join_ttl_seconds=3600, evict_every=1)
+    pipeline.process(Stream.CHAT_TURNS, raw(chat_turn(turn_id="t-now", ts=t0.isoformat())), source_topic="in")
+    fast = chat_turn(turn_id="t-fast", ts=(t0 + timedelta(hours=3)).isoformat())
+    assert pipeline.process(Stream.CHAT_TURNS, raw(fast), source_topic="in", offset=1) == []
+    assert _sample(registry, "convowatch_records_clock_ahead_total", stream="chat_turns") == 1.0
+    assert _sample(registry, "convowatch_records_valid_total", stream="chat_turns") == 2.0
+    assert pipeline.joiner.watermark == pytest.approx(clock.now + 60.0)  # CONVOWATCH_CLOCK_SKEW_SECONDS
+    assert pipeline.joiner.state.get("t-fast")["turn"]["ts"] == pytest.approx(clock.now + 60.0)
+    late = judge_verdict(turn_id="t-now", verdicts=[verdict("relevance", "fail")])
+    [defect] = [
+        e
+        for e in pipeline.process(Stream.JUDGE_VERDICTS, raw(late), source_topic="v")
+        if e.topic == "defects"
+    ]
+    assert defect.value["segment"]["journey"] == "billing"  # joined with its turn, not evicted before it
+    # up to the skew, a time is taken as it is
+    near = chat_turn(turn_id="t-near", ts=datetime.fromtimestamp(clock.now + 59.0, UTC).isoformat())
+    pipeline.process(Stream.CHAT_TURNS, raw(near), source_topic="in", offset=2)
+    assert pipeline.joiner.state.get("t-near")["turn"]["ts"] == pytest.approx(clock.now + 59.0)
+    assert _sample(registry, "convowatch_records_clock_ahead_total", stream="chat_turns") == 1.0
+
+
+def test_one_turn_from_a_fast_clock_does_not_close_a_journeys_traffic_minutes_empty(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # taken at its own time, a turn 30 minutes ahead moved the journey's minute clock with it: the turns
+    # of the minutes in between came in late, were not counted, and those minutes read as a volume drop
+    from datetime import UTC, datetime, timedelta
+
+    import streams.pipeline
+
+    t0 = datetime(2026, 11, 2, 8, 0, tzinfo=UTC)
+    clock = _Clock(t0.timestamp())
+    monkeypatch.setattr(streams.pipeline, "time", clock)
+    pipeline, _ = _pipeline()
+    rng = random.Random(5)
+    escalations = []
+
+    def turn(n: int, at: datetime) -> None:
+        record = chat_turn(turn_id=f"t-{n}", ts=at.isoformat(), latency_ms=rng.uniform(300, 500))
+        for emit in pipeline.process(Stream.CHAT_TURNS, raw(record), source_topic="in", offset=n):
+            if emit.topic == "escalations":
+                escalations.append(emit.value)
+
+    for n in range(60 * 20):  # 60 minutes, 20 turns a minute
+        at = t0 + timedelta(seconds=3 * n)
+        clock.now = at.timestamp() + 1.0
+        turn(n, at)
+        if n == 45 * 20:
+            turn(100_000, at + timedelta(minutes=30))
+    assert [e["kind"] for e in escalations] == []
+
+
 def test_a_turn_keeps_at_most_a_hundred_annotators_and_refuses_more_into_the_dead_letters() -> None:
     # a labelling tool sending one turn id for every turn would grow its entry past a changelog record's size
     from streams.join import MAX_RATERS_PER_TURN
