@@ -11,8 +11,10 @@ import orjson
 
 import common  # noqa: F401  # puts the repository on sys.path
 
-from confluent_kafka import ConsumerGroupTopicPartitions, Producer, TopicPartition
+from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, OffsetSpec
+
+from streams.lag import read_committed
 
 PARTITIONS = 4
 INPUT_PREFIX = "tp."
@@ -103,12 +105,11 @@ def end_offsets(admin: AdminClient, topics: list[str]) -> dict[tuple[str, int], 
     return {(tp.topic, tp.partition): f.result(30).offset for tp, f in admin.list_offsets(request).items()}
 
 
-def committed(admin: AdminClient, group: str, topics: list[str]) -> dict[tuple[str, int], int]:
-    request = ConsumerGroupTopicPartitions(
-        group, [TopicPartition(t, p) for t in topics for p in range(PARTITIONS)]
-    )
-    result = admin.list_consumer_group_offsets([request])[group].result(30)
-    return {(tp.topic, tp.partition): tp.offset for tp in result.topic_partitions}
+def committed(reader: Consumer, topics: list[str]) -> dict[tuple[str, int], int]:
+    """The committed offsets of ``reader``'s group (a consumer that never subscribes; the admin client's
+    list_consumer_group_offsets can crash the process, see ``streams/lag.py``)."""
+    wanted = [TopicPartition(t, p) for t in topics for p in range(PARTITIONS)]
+    return {(tp.topic, tp.partition): tp.offset for tp in read_committed(reader, wanted, 30.0)}
 
 
 def reached(done: dict[tuple[str, int], int], ends: dict[tuple[str, int], int]) -> bool:

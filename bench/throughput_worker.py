@@ -12,7 +12,7 @@ from typing import Any
 
 import common  # noqa: F401  # puts the repository on sys.path
 
-from confluent_kafka import KafkaException, TopicPartition
+from confluent_kafka import Consumer, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient, OffsetSpec
 
 from throughput_inputs import INPUT_PREFIX, committed, end_offsets, input_names, reached
@@ -90,6 +90,7 @@ def run_worker_once(
     env = {"CONVOWATCH_TOPIC_PREFIX": INPUT_PREFIX, "CONVOWATCH_APP_ID": app_id, **(extra_env or {})}
     t_launch = time.perf_counter()
     worker = WorkerProcess(bootstrap, env, logdir / f"worker-{tag}.log").start()
+    reader = Consumer({"bootstrap.servers": bootstrap, "group.id": app_id, "enable.auto.commit": False})
     assert worker.proc is not None
     pid = worker.proc.pid
     try:
@@ -120,7 +121,7 @@ def run_worker_once(
                 samples = worker.scrape()
                 if scrape_sum(samples, "convowatch_records_in_total") >= n:
                     t_in = time.perf_counter()
-            if t_in is not None and reached(committed(admin, app_id, input_names(INPUT_PREFIX)), ends):
+            if t_in is not None and reached(committed(reader, input_names(INPUT_PREFIX)), ends):
                 t_committed, cpu_committed = time.perf_counter(), proc_cpu_seconds(pid)
                 sys_committed = proc_cpu_seconds(pid, system_only=True)
         # aggregation stage: the observations the join published, consumed and committed
@@ -128,12 +129,13 @@ def run_worker_once(
         t_agg = None
         deadline = time.monotonic() + max(300.0, 3 * (t_committed - t_first))
         while t_agg is None and time.monotonic() < deadline:
-            if reached(committed(admin, app_id, [observations_topic]), obs_ends):
+            if reached(committed(reader, [observations_topic]), obs_ends):
                 t_agg, cpu_agg = time.perf_counter(), proc_cpu_seconds(pid)
             else:
                 time.sleep(0.25)
         samples = worker.scrape()
     finally:
+        reader.close()
         worker.stop()
     events = n - first
     assert t_in is not None

@@ -4,6 +4,13 @@ Lag is the broker's end offset minus the group's committed offset: what a restar
 read again before it is current. Every worker reports the whole group (the rules take the maximum per
 partition), from a daemon thread outside Faust's event loop, so a stalled or overloaded worker still
 reports its growing lag.
+
+The group's committed offsets are read with a consumer of that group that never joins it (no subscribe: it
+is no member, takes no partitions and commits nothing), not with the admin client's
+``list_consumer_group_offsets``: librdkafka 2.x (confluent-kafka 2.16) crashes the whole process (SIGSEGV in
+``rd_kafka_cgrp_op``, librdkafka issue 5040) when the broker answers that request with NOT_COORDINATOR, as
+it does while a group coordinator moves or loads: a fresh cluster, a broker restart, a leader change of
+``__consumer_offsets``. A consumer handles that answer itself (it looks the coordinator up again).
 """
 
 from __future__ import annotations
@@ -11,13 +18,24 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable
 
-from confluent_kafka import ConsumerGroupTopicPartitions, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient, OffsetSpec
 
 from streams.config import Settings
 from streams.kafka_client import admin_config
 from streams.metrics import Metrics
 from streams.periodic import Periodic
+
+#: Pause before asking again for committed offsets after a retriable error (the coordinator is moving).
+RETRY_SECONDS = 0.2
+#: Errors of a group coordinator that is moving or loading (librdkafka does not mark them retriable here).
+COORDINATOR_MOVING = frozenset(
+    {
+        KafkaError.NOT_COORDINATOR,
+        KafkaError.COORDINATOR_NOT_AVAILABLE,
+        KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
+    }
+)
 
 
 class ConsumerLagMonitor:
@@ -36,6 +54,8 @@ class ConsumerLagMonitor:
         #: the last measurement, by (topic, partition)
         self.latest: dict[tuple[str, int], int] = {}
         self._admin = AdminClient(admin_config(settings, log_level=0))
+        group_config = {"group.id": self.group, "enable.auto.commit": False, "log_level": 0}
+        self._group = Consumer(admin_config(settings, **group_config))
         self._timer = Periodic(settings.lag_interval_seconds, "convowatch-lag-monitor", self.check)
 
     def start(self) -> ConsumerLagMonitor:
@@ -44,6 +64,8 @@ class ConsumerLagMonitor:
 
     def stop(self) -> None:
         self._timer.stop()
+        if self._timer.join(self.timeout + 1.0):  # else a check is still using it: the process ends it
+            self._group.close()
 
     def check(self) -> dict[tuple[str, int], int]:
         """Measure once and update the gauge; the lag by (topic, partition)."""
@@ -73,13 +95,29 @@ class ConsumerLagMonitor:
         ]
 
     def _committed(self, partitions: list[tuple[str, int]]) -> dict[tuple[str, int], int]:
-        request = ConsumerGroupTopicPartitions(self.group, [TopicPartition(t, p) for t, p in partitions])
-        future = self._admin.list_consumer_group_offsets([request], request_timeout=self.timeout)
-        result = future[self.group].result(timeout=self.timeout)
-        return {(tp.topic, tp.partition): tp.offset for tp in result.topic_partitions if tp.error is None}
+        wanted = [TopicPartition(t, p) for t, p in partitions]
+        found = read_committed(self._group, wanted, self.timeout)
+        return {(tp.topic, tp.partition): tp.offset for tp in found if tp.error is None}
 
     def _offsets(self, partitions: list[tuple[str, int]], spec: OffsetSpec) -> dict[tuple[str, int], int]:
         futures = self._admin.list_offsets(
             {TopicPartition(t, p): spec for t, p in partitions}, request_timeout=self.timeout
         )
         return {(tp.topic, tp.partition): f.result(timeout=self.timeout).offset for tp, f in futures.items()}
+
+
+def read_committed(
+    reader: Consumer, partitions: list[TopicPartition], timeout: float
+) -> list[TopicPartition]:
+    """The committed offsets of ``reader``'s group (a consumer that never subscribes) for ``partitions``,
+    asking again while the group's coordinator moves or loads, for up to ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return list(reader.committed(partitions, timeout=max(0.1, deadline - time.monotonic())))
+        except KafkaException as exc:
+            error = exc.args[0]
+            moving = error.retriable() or error.code() in COORDINATOR_MOVING
+            if not moving or time.monotonic() + RETRY_SECONDS >= deadline:
+                raise
+            time.sleep(RETRY_SECONDS)

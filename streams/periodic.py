@@ -29,6 +29,12 @@ class Periodic:
     def stop(self) -> None:
         self._stop.set()
 
+    def join(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` seconds for a stopped timer's thread to end; whether it has."""
+        if self._thread.is_alive():
+            self._thread.join(timeout)
+        return not self._thread.is_alive()
+
     def _run(self) -> None:
         while not self._stop.wait(self.interval):
             try:
