@@ -54,6 +54,33 @@ class LabelGuard:
         return OTHER
 
 
+class SourceGuards:
+    """A :class:`LabelGuard` per source and label name, for values that go into aggregate keys.
+
+    A source is an observation's shard key (a judge id, ``humans``): on Kafka one worker holds all of a
+    source's aggregates, and a failover moves them together. With one guard per worker, a worker that took
+    over a source folded its values past its own sources' room into ``other``, and the source's detectors
+    (in alarm, perhaps) stopped; with a guard per source, a source's values map as they did on the worker
+    before, and another source's cannot move them. Each source keeps at most ``max_values`` values per name.
+
+    >>> guards = SourceGuards(max_values=1)
+    >>> [guards("judge-a", "journey")("shopper"), guards("judge-b", "journey")("driver")]
+    ['shopper', 'driver']
+    >>> guards("judge-a", "journey")("driver")
+    'other'
+    """
+
+    def __init__(self, max_values: int) -> None:
+        self.max_values = max_values
+        self._guards: dict[tuple[str, str], LabelGuard] = {}
+
+    def __call__(self, source: str, name: str) -> LabelGuard:
+        guard = self._guards.get((source, name))
+        if guard is None:
+            guard = self._guards[source, name] = LabelGuard(self.max_values)
+        return guard
+
+
 class OpenFlags:
     """A 0/1 gauge of open detectors whose series can each stand for several of them: past a guard's
     limit, detectors of different values share the ``other`` series. A series reads 1 while any of its

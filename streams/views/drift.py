@@ -15,7 +15,7 @@ from typing import Any
 from detectors.defect_rate_spike import DefectRateSpike, arl0_for_budget
 from streams.aggregate import Aggregator, key
 from streams.emit import SEP, UNKNOWN_SEGMENT, Emit, iso
-from streams.labels import LabelGuard
+from streams.labels import SourceGuards
 from streams.metrics import Metrics
 from streams.policy import escalation_id
 
@@ -37,19 +37,24 @@ class JudgeDriftView:
         # about 14 false alarms a day at 700,000 pairs a day.)
         self.arl0 = arl0_for_budget(false_alarms_per_day, pairs_per_day, 2)
         self.warmup = warmup
-        self.journeys = LabelGuard(50)
+        self.journeys = SourceGuards(50)  # per judge: see SourceGuards
 
     def rebalanced(self, aggregator: Aggregator) -> None:
         """Admit the journeys of the recovered drift detectors first (see ``SpikeView.rebalanced``)."""
-        journeys = {k.split(SEP)[3] for k, _ in aggregator.records("drift")}
-        self.journeys.admit(journeys - {"*"})  # "*": every journey's detector, not a journey
+        journeys: dict[str, set[str]] = {}
+        for drift_key, _ in aggregator.records("drift"):
+            _, judge_id, _, journey = drift_key.split(SEP)
+            if journey != "*":  # every journey's detector, not a journey
+                journeys.setdefault(judge_id, set()).add(journey)
+        for judge_id, values in journeys.items():
+            self.journeys(judge_id, "journey").admit(values)
 
     def apply(self, aggregator: Aggregator, pair: dict[str, Any], partition: int | None) -> list[Emit]:
         judge_id, dimension = pair["judge_id"], pair["dimension"]
         disagree = pair["judge_label"] != pair["human_label"]
         segment = pair["segment"] or UNKNOWN_SEGMENT
         emits = []
-        for journey in ("*", self.journeys(segment.get("journey"))):
+        for journey in ("*", self.journeys(judge_id, "journey")(segment.get("journey"))):
             detector = aggregator.update(
                 key("drift", judge_id, dimension, journey),
                 pair,

@@ -24,7 +24,7 @@ from typing import Any
 from detectors.score_drift import ScoreDrift
 from streams.aggregate import Aggregator
 from streams.emit import SEP, UNKNOWN_SEGMENT, Emit, iso
-from streams.labels import UNKNOWN, LabelGuard
+from streams.labels import UNKNOWN, SourceGuards
 from streams.metrics import Metrics
 from streams.policy import escalation_id
 from streams.views.label_cache import LabelCache
@@ -76,15 +76,19 @@ class PerceptualView:
             raise ValueError(f"CONVOWATCH_PERCEPTUAL_* settings: {exc}") from None
         # detector keys stay bounded too (each holds 900 floats, ~12 KB as JSON with the default sizes):
         # past ``max_keys`` model versions or score names, the rest share an "other" detector
-        self.guards = {name: LabelGuard(max_keys) for name in ("model_version", "score")}
+        self.guards = SourceGuards(max_keys)  # per judge: see SourceGuards
         self._cache = LabelCache(self._new_children)
 
     def rebalanced(self, aggregator: Aggregator) -> None:
         """Admit the model versions and score names of the recovered detectors first (see
         ``SpikeView.rebalanced``)."""
-        keys = [k.split(SEP) for k, _ in aggregator.records("perceptual")]
-        self.guards["model_version"].admit(parts[3] for parts in keys)
-        self.guards["score"].admit(parts[4] for parts in keys)
+        seen: dict[tuple[str, str], set[str]] = {}
+        for perceptual_key, _ in aggregator.records("perceptual"):
+            _, judge_id, _, model_version, score = perceptual_key.split(SEP)
+            seen.setdefault((judge_id, "model_version"), set()).add(model_version)
+            seen.setdefault((judge_id, "score"), set()).add(score)
+        for (judge_id, name), values in seen.items():
+            self.guards(judge_id, name).admit(values)
         self._cache = LabelCache(self._new_children)
 
     def apply(self, aggregator: Aggregator, obs: dict[str, Any], partition: int | None) -> list[Emit]:
@@ -93,10 +97,10 @@ class PerceptualView:
             return []
         judge_id, segment = obs["judge_id"], obs["segment"]
         modality = segment.get("modality") or UNKNOWN
-        model_version = self.guards["model_version"](segment.get("model_version"))
+        model_version = self.guards(judge_id, "model_version")(segment.get("model_version"))
         emits: list[Emit] = []
         for name, value in sorted(scores.items()):
-            score = self.guards["score"](name)
+            score = self.guards(judge_id, "score")(name)
             detector = aggregator.update(
                 f"perceptual{SEP}{judge_id}{SEP}{modality}{SEP}{model_version}{SEP}{score}",
                 obs,

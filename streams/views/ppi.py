@@ -24,7 +24,7 @@ from detectors.keyed import KeyedDetectors
 from schemas.common import FAIL, QUALITY_DIMENSIONS
 from streams.aggregate import Aggregator
 from streams.emit import SEP, Emit
-from streams.labels import OTHER, LabelGuard
+from streams.labels import OTHER, SourceGuards
 from streams.metrics import Metrics
 from streams.views.agreement import MAX_SEGMENT_VALUES, Refresh, finite_or_none, interval_or_none
 
@@ -41,22 +41,21 @@ class DefectRateView:
     def __init__(self, metrics: Metrics, refresh_every: int = 200, refresh_seconds: float = 60.0) -> None:
         self.metrics = metrics
         self.refresh = Refresh(refresh_every, refresh_seconds)
-        self.journeys = LabelGuard(MAX_SEGMENT_VALUES)  # bounds the estimators per judge
+        self.journeys = SourceGuards(MAX_SEGMENT_VALUES)  # bounds the estimators per judge
 
     def rebalanced(self, aggregator: Aggregator) -> None:
         """Admit the journeys of the recovered estimators first: with a fresh guard a restarted worker
         admitted new ones in their place, and each restart added estimators to a judge's one record."""
-        journeys: set[str] = set()
         for ppi_key, _ in list(aggregator.records("ppi")):
             keyed = aggregator.detector(ppi_key)
             assert isinstance(keyed, KeyedDetectors)
-            journeys.update(inner.split(SEP, 1)[0] for inner, _ in keyed.items())
-        self.journeys.admit(journeys - {ALL})
+            journeys = {inner.split(SEP, 1)[0] for inner, _ in keyed.items()}
+            self.journeys(ppi_key.split(SEP, 1)[1], "journey").admit(journeys - {ALL})
 
     def apply(self, aggregator: Aggregator, obs: dict[str, Any], partition: int | None) -> list[Emit]:
         judge_id = obs["judge_id"]
         segment = obs["segment"]
-        journey = self.journeys(segment.get("journey") if segment else None)
+        journey = self.journeys(judge_id, "journey")(segment.get("journey") if segment else None)
         if obs["kind"] == "judged":
             verdicts = [(d, label == FAIL) for d, label in obs["labels"].items() if d in QUALITY_DIMENSIONS]
             if not verdicts:

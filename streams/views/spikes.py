@@ -17,7 +17,7 @@ from detectors.defect_rate_spike import arl0_for_budget
 from schemas.common import FAIL, QUALITY_DIMENSIONS
 from streams.aggregate import Aggregator, key
 from streams.emit import SEP, Emit, iso
-from streams.labels import LabelGuard
+from streams.labels import SourceGuards
 from streams.metrics import Metrics
 from streams.policy import escalation_id
 from streams.taxonomy import SEVERITIES, Taxonomy
@@ -61,22 +61,23 @@ class SpikeView:
             )
             for c in categories
         }
-        # detector keys must stay bounded too: rare segment values share an "other" detector
-        self.guards = {
-            name: LabelGuard(max_segment_values) for name in ("journey", "model_version", "intent")
-        }
+        # detector keys must stay bounded too: past a source's first ``max_segment_values`` values of a
+        # segment label, the rest share an "other" detector
+        self.guards = SourceGuards(max_segment_values)
         self._slice_cache = LabelCache(self._new_slices)
 
     def rebalanced(self, aggregator: Aggregator) -> None:
         """Admit the slice values of the recovered spike aggregates first: with the guards of a fresh process,
         a value folded into ``other`` before could get a slice of its own, and the ``other`` detector (in
-        alarm, perhaps) would stop getting its turns and never resolve."""
-        seen: dict[str, set[str]] = {name: set() for name in self.guards}
+        alarm, perhaps) would stop getting its turns and never resolve. Each source's own guard: a source
+        taken over from another worker keeps its values, whatever this worker's sources saw."""
+        seen: dict[tuple[str, str], set[str]] = {}
         for spike_key, _ in aggregator.records("spike"):
-            for name, value in spike_slice(spike_key)[1].items():
-                seen[name].add(value)
-        for name, values in seen.items():
-            self.guards[name].admit(values)
+            source, values = spike_slice(spike_key)
+            for name, value in values.items():
+                seen.setdefault((source, name), set()).add(value)
+        for (source, name), admitted in seen.items():
+            self.guards(source, name).admit(admitted)
         self._slice_cache = LabelCache(self._new_slices)
 
     def apply(self, aggregator: Aggregator, obs: dict[str, Any], partition: int | None) -> list[Emit]:
@@ -126,7 +127,7 @@ class SpikeView:
         segment = dict(zip(("journey", "model_version", "intent"), segment_values, strict=True))
         slices = []
         for names in SLICES:
-            values = {name: self.guards[name](segment[name]) for name in names}
+            values = {name: self.guards(source, name)(segment[name]) for name in names}
             slices.append((key("spike", source, *(f"{n}={v}" for n, v in values.items())), values))
         return slices
 

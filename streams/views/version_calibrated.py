@@ -99,7 +99,7 @@ class VersionCalibratedView(VersionPairView):
                 c.add_label(version, dim, f, y, ts, weight)
 
         judge_id = obs["judge_id"]
-        journey = self.journeys(segment.get("journey") if segment else None)
+        journey = self.journeys(judge_id, "journey")(segment.get("journey") if segment else None)
         comparison = aggregator.update(
             f"{PREFIX}{SEP}{judge_id}{SEP}{journey}", obs, partition, self._make, apply
         )

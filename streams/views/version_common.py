@@ -21,7 +21,7 @@ from typing import Any, NamedTuple
 from detectors.msprt import LiveVersionPairs
 from streams.aggregate import Aggregator
 from streams.emit import SEP, UNKNOWN_SEGMENT, Emit, iso
-from streams.labels import LabelGuard
+from streams.labels import SourceGuards
 from streams.metrics import Metrics
 from streams.policy import escalation_id
 
@@ -130,8 +130,9 @@ class VersionPairView(ABC):
         self.alpha = alpha
         self.tau2 = tau2
         self.min_samples = min_samples
-        # aggregate keys stay bounded: rare journeys share one comparison
-        self.journeys = LabelGuard(max_journeys)
+        # aggregate keys stay bounded: rare journeys share one comparison (per judge where the scope has
+        # one, the shard key of the view's observations: see SourceGuards; else one guard, source "")
+        self.journeys = SourceGuards(max_journeys)
         self._children: dict[tuple[str, ...], tuple[Any, ...]] = {}
         self._since_publish: dict[tuple[str, str], int] = {}
         metrics.escalations.labels(KIND, SEVERITY)  # 0 from the start, so increase() sees the first one
@@ -143,7 +144,13 @@ class VersionPairView(ABC):
         again. Then forget the cached gauge children: after a rebalance the worker removes those of shards
         it lost (``streams/shard_gauges.py``), and a removed child, set again, is never exported."""
         at = 1 + self.scope_names.index("journey")
-        self.journeys.admit(key.split(SEP)[at] for key, _ in aggregator.records(self.prefix))
+        judge_at = 1 + self.scope_names.index("judge_id") if "judge_id" in self.scope_names else None
+        seen: dict[str, set[str]] = {}
+        for key, _ in aggregator.records(self.prefix):
+            parts = key.split(SEP)
+            seen.setdefault("" if judge_at is None else parts[judge_at], set()).add(parts[at])
+        for source, journeys in seen.items():
+            self.journeys(source, "journey").admit(journeys)
         self._children.clear()
 
     def _params(self) -> dict[str, Any]:

@@ -56,7 +56,7 @@ class VersionOutcomeView(VersionPairView):
         values = outcome_values(obs.get("outcome"))
         if not version or not values:
             return []
-        journey = self.journeys(segment.get("journey"))
+        journey = self.journeys("", "journey")(segment.get("journey"))  # one shard per journey: one guard
         ts = obs["ts"]
         emits: list[Emit] = []
         for outcome, value in values.items():

@@ -45,7 +45,7 @@ class VersionView(VersionPairView):
         if not judged:
             return []
         judge_id = obs["judge_id"]
-        journey = self.journeys(obs["segment"].get("journey"))
+        journey = self.journeys(judge_id, "journey")(obs["segment"].get("journey"))
         comparison = aggregator.update(
             f"{self.prefix}{SEP}{judge_id}{SEP}{journey}",
             obs,

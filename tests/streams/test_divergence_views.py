@@ -640,8 +640,10 @@ def test_a_restarted_ppi_view_keeps_the_journeys_its_estimators_were_kept_under(
 
     after, recovered = view_and_aggregator()
     recovered.rebalanced()
-    assert after.journeys("journey-54") == "other"  # folded before the restart: still folded
-    assert after.journeys("journey-00") == "journey-00"
+    assert (
+        after.journeys("judge-a", "journey")("journey-54") == "other"
+    )  # folded before the restart: still folded
+    assert after.journeys("judge-a", "journey")("journey-00") == "journey-00"
 
 
 def test_a_restarted_drift_view_gives_every_journey_it_had_its_detector_back() -> None:
@@ -660,7 +662,7 @@ def test_a_restarted_drift_view_gives_every_journey_it_had_its_detector_back() -
 
     view = JudgeDriftView(Metrics(CollectorRegistry()))
     view.rebalanced(aggregator)
-    assert [view.journeys(j) for j in journeys] == journeys
+    assert [view.journeys("judge-a", "journey")(j) for j in journeys] == journeys
 
 
 def test_judge_drift_detectors_take_their_run_length_from_a_daily_false_alarm_budget() -> None:

@@ -233,6 +233,84 @@ def test_a_restarted_worker_folds_segment_values_as_the_one_before_it() -> None:
     )
 
 
+def test_a_worker_taking_over_a_judge_folds_its_segment_values_as_the_worker_before_it() -> None:
+    # one guard per worker: a worker whose own judge had filled the guard took over another judge's shard
+    # (a failover) and folded that judge's values into "other": its detectors, in alarm perhaps, stopped
+    from streams.aggregate import Aggregator
+    from streams.state import DictStore
+    from streams.taxonomy import load_taxonomy
+    from streams.views.spikes import SpikeView
+
+    store = DictStore()  # the aggregates of both shards, as the changelog holds them
+
+    def worker() -> tuple[SpikeView, Aggregator]:
+        metrics = Metrics(CollectorRegistry())
+        view = SpikeView(metrics, load_taxonomy(), max_segment_values=2)
+        return view, Aggregator(metrics, store, views=[view])
+
+    def segment(intent: str) -> dict[str, str]:
+        return {"journey": "shopper", "model_version": "m-1", "intent": intent}
+
+    def judged(judge_id: str, n: int, intent: str) -> dict[str, Any]:
+        obs = {"kind": "judged", "judge_id": judge_id, "turn_id": f"{judge_id}-t{n}", "ts": float(n)}
+        return obs | {"labels": {"safety": "pass"}, "segment": segment(intent), "src": [judge_id, n, 0]}
+
+    first, first_aggregator = worker()  # holds judge-a
+    for n, intent in enumerate(["a", "b", "late"]):
+        first_aggregator.apply(judged("judge-a", n, intent))
+    first_aggregator.flush()
+    second, second_aggregator = worker()  # holds judge-b, then takes judge-a over
+    for n, intent in enumerate(["x", "y", "z"]):
+        second_aggregator.apply(judged("judge-b", n, intent))
+    second_aggregator.flush()
+    second_aggregator.rebalanced()
+    for intent in ("a", "b", "late"):
+        assert second._slices("judge-a", segment(intent)) == first._slices("judge-a", segment(intent))
+    intents = {intent: second._slices("judge-b", segment(intent))[2][1]["intent"] for intent in "xyz"}
+    assert intents == {"x": "x", "y": "y", "z": "other"}  # judge-b's own, unmoved
+
+
+def test_a_worker_taking_over_a_judge_keeps_feeding_its_journeys_drift_detectors() -> None:
+    from streams.aggregate import Aggregator
+    from streams.emit import SEP
+    from streams.state import DictStore
+    from streams.views.drift import JudgeDriftView
+
+    store = DictStore()
+
+    def worker() -> tuple[JudgeDriftView, Aggregator]:
+        metrics = Metrics(CollectorRegistry())
+        view = JudgeDriftView(metrics)
+        return view, Aggregator(metrics, store, views=[view])
+
+    def pair(judge_id: str, n: int, journey: str) -> dict[str, Any]:
+        return {
+            "kind": "pair",
+            "judge_id": judge_id,
+            "dimension": "safety",
+            "judge_label": "pass",
+            "human_label": "pass",
+            "segment": {"journey": journey},
+            "turn_id": f"{judge_id}-t{n}",
+            "ts": float(n),
+            "src": [judge_id, n, 0],
+        }
+
+    _, first = worker()
+    for n in range(50):  # the guard's room: 50 journeys
+        first.apply(pair("judge-a", n, f"a{n:02d}"))
+    first.flush()
+    _, second = worker()
+    for n in range(50):
+        second.apply(pair("judge-b", n, f"b{n:02d}"))
+    second.flush()
+    second.rebalanced()  # takes judge-a over
+    second.apply(pair("judge-a", 50, "a07"))
+    detector = second.detector(SEP.join(["drift", "judge-a", "safety", "a07"]))
+    assert detector is not None and detector.n == 2  # its own journey's detector, not judge-a's "other"
+    assert second.detector(SEP.join(["drift", "judge-a", "safety", "other"])) is None
+
+
 def test_a_volume_escalation_of_a_journey_without_latencies_carries_no_nan() -> None:
     # no latency_ms: the latency baseline is NaN, which reached the evidence and the Alertmanager
     # annotation, where it is not JSON
