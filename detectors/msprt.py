@@ -26,6 +26,18 @@ minimum of ``1 / Lambda_n(0)``; the confidence sequence is the running intersect
 
     h = sqrt(2 s2 (s2 + tau2) / tau2 * (ln(1 / alpha) + ln((s2 + tau2) / s2) / 2))
 
+Time strata. Pooled over time, a split that moves while the rate does is read as a difference: a canary
+ramped from 5% to 50% of turns while the defect rate follows the time of day (2% at night, 4% by day) rejected
+most A/A runs (``bench/version_ramp.py``). So the lift is estimated within time strata (``stratum``, an hour
+of event time in :class:`VersionComparison`) and combined with the weights ``w = n_c n_t / (n_c + n_t)``
+of each stratum's counts::
+
+    d = sum(w d_s) / sum(w),   s2 = sum(w^2 s2_s) / sum(w)^2
+
+with ``d_s`` and ``s2_s`` each stratum's difference and plug-in variance as above. A stratum where an arm is
+empty adds nothing; with one stratum, or a stable split, this is the pooled estimate. A late outcome of an
+earlier stratum counts in the open one.
+
 ``tau2`` is the prior variance of the lift: the test is most sensitive to lifts of about ``sqrt(tau2)``
 and still valid for any other. Nothing is tested before each arm has ``min_samples`` observations (the
 normal approximation is poor on a handful of defects). The plug-in variance makes the guarantee
@@ -100,39 +112,72 @@ class MixtureSPRT(_AlwaysValidTest):
     def _reset(self) -> None:
         self._n = {"control": 0, "treatment": 0}
         self._x = {"control": 0, "treatment": 0}
+        # time strata (module doc): the open stratum's key and counts [n_c, x_c, n_t, x_t], and the closed
+        # strata's sums [sum w d, sum w, sum w^2 s2]
+        self._stratum: int | None = None
+        self._open = [0, 0, 0, 0]
+        self._closed = [0.0, 0.0, 0.0]
         self._reset_test()
 
-    def update(self, arm: str, defect: bool) -> Self:
+    def update(self, arm: str, defect: bool, stratum: int | None = None) -> Self:
+        """Add one outcome of ``arm``; ``stratum`` is its time stratum (module doc: None, one stratum for
+        all). An outcome of an earlier stratum than the open one counts in the open one."""
         if arm not in ARMS:
             raise ValueError(f"arm must be 'control' or 'treatment', got {arm!r}")
         if not isinstance(defect, int) or defect not in (0, 1):  # a bool is an int
             raise ValueError(f"defect must be a bool (or 0/1), got {defect!r}")
         self._decided_now = False
         counts, defects = self._n, self._x
+        if stratum != self._stratum:
+            self._next_stratum(stratum)
         counts[arm] += 1
         defects[arm] += int(defect)
+        at = 0 if arm == "control" else 2
+        self._open[at] += 1
+        self._open[at + 1] += int(defect)
         n_c, n_t = counts["control"], counts["treatment"]
         if n_c < self.min_samples or n_t < self.min_samples:
             return self
-        # self.variance and self.lift, written out: both arms are non-empty here
-        x_c, x_t = defects["control"], defects["treatment"]
-        q_c, q_t, q = (x_c + 1) / (n_c + 2), (x_t + 1) / (n_t + 2), (x_c + x_t + 1) / (n_c + n_t + 2)
-        s2 = max(q_c * (1 - q_c) / n_c + q_t * (1 - q_t) / n_t, q * (1 - q) * (1 / n_c + 1 / n_t))
-        d = x_t / n_t - x_c / n_c
+        estimate = self._estimate()
+        if estimate is None:  # the arms never met in one stratum yet
+            return self
+        d, s2 = estimate
         p = math.exp(-mixture_log_lr(d, s2, self.tau2)) if s2 > 0 else 1.0
         if self._advance(d, s2, p, worse=(d > 0) != self.higher_is_better):
             self._decided_at = [n_c, n_t]
         return self
 
+    def _next_stratum(self, stratum: int | None) -> None:
+        """Close the open stratum and open ``stratum``, unless it is earlier than the open one."""
+        if self._stratum is None:  # the counts so far (state from before strata, too) are one stratum
+            n, x = self._n, self._x
+            self._open = [n["control"], x["control"], n["treatment"], x["treatment"]]
+        elif stratum is not None and stratum < self._stratum:
+            return
+        term = _stratum_terms(*self._open)
+        if term is not None:
+            closed = self._closed
+            closed[0] += term[0]
+            closed[1] += term[1]
+            closed[2] += term[2]
+        self._stratum = stratum
+        self._open = [0, 0, 0, 0]
+
+    def _estimate(self) -> tuple[float, float] | None:
+        """The stratified lift estimate and its variance (module doc), or None before the arms met."""
+        weighted, weight, spread = self._closed
+        term = _stratum_terms(*self._open)
+        if term is not None:
+            weighted, weight, spread = weighted + term[0], weight + term[1], spread + term[2]
+        if weight <= 0.0:
+            return None
+        return weighted / weight, spread / (weight * weight)
+
     @property
     def variance(self) -> float:
-        """Plug-in variance ``s2`` of the lift estimate (module doc; ``nan`` before both arms)."""
-        n_c, n_t = self._n["control"], self._n["treatment"]
-        if not n_c or not n_t:
-            return NAN
-        x_c, x_t = self._x["control"], self._x["treatment"]
-        q_c, q_t, q = (x_c + 1) / (n_c + 2), (x_t + 1) / (n_t + 2), (x_c + x_t + 1) / (n_c + n_t + 2)
-        return max(q_c * (1 - q_c) / n_c + q_t * (1 - q_t) / n_t, q * (1 - q) * (1 / n_c + 1 / n_t))
+        """Plug-in variance ``s2`` of the lift estimate (module doc; ``nan`` before the arms met)."""
+        estimate = self._estimate()
+        return NAN if estimate is None else estimate[1]
 
     @property
     def control_rate(self) -> float:
@@ -146,8 +191,10 @@ class MixtureSPRT(_AlwaysValidTest):
 
     @property
     def lift(self) -> float:
-        """Point estimate of ``p_treatment - p_control``."""
-        return self.treatment_rate - self.control_rate
+        """Point estimate of ``p_treatment - p_control``: within time strata (module doc), so under a
+        moving split it is not ``treatment_rate - control_rate``, the rates over all turns."""
+        estimate = self._estimate()
+        return NAN if estimate is None else estimate[0]
 
     @property
     def n_control(self) -> int:
@@ -171,13 +218,25 @@ class MixtureSPRT(_AlwaysValidTest):
         }
 
 
+def _stratum_terms(n_c: int, x_c: int, n_t: int, x_t: int) -> tuple[float, float, float] | None:
+    """One stratum's ``(w d, w, w^2 s2)`` (module doc), or None when an arm is empty in it."""
+    if not n_c or not n_t:
+        return None
+    q_c, q_t, q = (x_c + 1) / (n_c + 2), (x_t + 1) / (n_t + 2), (x_c + x_t + 1) / (n_c + n_t + 2)
+    s2 = max(q_c * (1 - q_c) / n_c + q_t * (1 - q_t) / n_t, q * (1 - q) * (1 / n_c + 1 / n_t))
+    w = n_c * n_t / (n_c + n_t)
+    return w * (x_t / n_t - x_c / n_c), w, w * w * s2
+
+
 class VersionComparison(LiveVersionPairs):
     """Compares every pair of model versions that serve one stream (a journey) at the same time.
 
     ``update(version, defect, ts)`` adds one judged turn served by ``version`` at event time ``ts``. A
     version is *live* while it was seen within ``horizon_seconds`` of the newest event time. Each live
     pair gets a :class:`MixtureSPRT`: control = the version first seen earlier, treatment = the newer one.
-    A turn counts in a pair only while both are live, so a comparison never mixes periods. At most
+    A turn counts in a pair only while both are live, so a comparison never mixes periods, and the arms are
+    compared within strata of ``stratum_seconds`` of event time (0: pooled; module doc), so a traffic
+    split that moves with the time of day is not read as a difference. At most
     ``max_versions`` versions are tracked (the least recently seen is forgotten with its tests). With
     ``higher_is_better`` the outcomes are successes (containment, task completion), not defects.
 
@@ -207,13 +266,19 @@ class VersionComparison(LiveVersionPairs):
         min_samples: int = 100,
         max_versions: int = 8,
         higher_is_better: bool = False,
+        stratum_seconds: float = 3600.0,
     ) -> None:
         super().__init__(horizon_seconds, max_versions)
         MixtureSPRT(alpha, tau2, min_samples, higher_is_better)  # fails early on bad values
+        if isinstance(stratum_seconds, bool) or not isinstance(stratum_seconds, int | float):
+            raise ValueError(f"stratum_seconds must be a number, got {stratum_seconds!r}")
+        if not 0 <= stratum_seconds < math.inf:
+            raise ValueError(f"stratum_seconds must be >= 0 and finite, got {stratum_seconds!r}")
         self.alpha = alpha
         self.tau2 = tau2
         self.min_samples = min_samples
         self.higher_is_better = higher_is_better
+        self.stratum_seconds = stratum_seconds
         self._reset()
 
     def _new_test(self) -> MixtureSPRT:
@@ -226,8 +291,9 @@ class VersionComparison(LiveVersionPairs):
         return MixtureSPRT.from_dict(data)
 
     def update(self, version: str, defect: bool, ts: float) -> Self:
+        stratum = int(ts // self.stratum_seconds) if self.stratum_seconds else None
         for control, treatment, test in self._arrive(version, ts):
-            test.update("treatment" if version == treatment else "control", defect)
+            test.update("treatment" if version == treatment else "control", defect, stratum)
             if test.decided_now:
                 self._events.append([control, treatment, test.decision])
         self._settle()

@@ -106,6 +106,71 @@ def test_json_round_trip_continues_identically() -> None:
     assert restored.summary() == test.summary()
 
 
+def _feed(test: MixtureSPRT, stratum: int | None, arm: str, n: int, defects: int) -> None:
+    for i in range(n):
+        test.update(arm, i < defects, stratum)
+
+
+def test_the_lift_is_estimated_within_time_strata() -> None:
+    # hour 0: 2% for both, the canary small; hour 1: 4% for both, half the turns each. Pooled, the canary's
+    # turns come from the worse hour and it looks worse (+0.48 points); within each hour it is not
+    test = MixtureSPRT(min_samples=1)
+    _feed(test, 0, "control", 90, 2)
+    _feed(test, 0, "treatment", 10, 0)
+    _feed(test, 1, "control", 50, 2)
+    _feed(test, 1, "treatment", 50, 2)
+    assert test.treatment_rate - test.control_rate == pytest.approx(2 / 60 - 4 / 140)
+    w0, w1 = 90 * 10 / 100, 50 * 50 / 100  # n_c n_t / (n_c + n_t)
+    assert test.lift == pytest.approx(w0 * (0 / 10 - 2 / 90) / (w0 + w1))  # hour 1 adds a difference of 0
+    q0c, q0t, q0 = 3 / 92, 1 / 12, 3 / 102  # add-one smoothed rates of hour 0
+    s2_0 = max(q0c * (1 - q0c) / 90 + q0t * (1 - q0t) / 10, q0 * (1 - q0) * (1 / 90 + 1 / 10))
+    q1 = 3 / 52
+    s2_1 = 2 * q1 * (1 - q1) / 50
+    assert test.variance == pytest.approx((w0**2 * s2_0 + w1**2 * s2_1) / (w0 + w1) ** 2)
+    one = MixtureSPRT(min_samples=1)  # one stratum: the pooled estimate
+    for arm, n, x in (("control", 140, 4), ("treatment", 60, 2)):
+        _feed(one, None, arm, n, x)
+    assert one.lift == pytest.approx(2 / 60 - 4 / 140)
+
+
+def test_an_outcome_of_an_earlier_stratum_counts_in_the_open_one() -> None:
+    late, on_time = MixtureSPRT(min_samples=1), MixtureSPRT(min_samples=1)
+    for test, last in ((late, 0), (on_time, 1)):
+        _feed(test, 0, "control", 20, 1)
+        _feed(test, 0, "treatment", 20, 2)
+        _feed(test, 1, "control", 20, 3)
+        _feed(test, 1, "treatment", 10, 0)
+        _feed(test, last, "treatment", 10, 5)
+    assert late.lift == on_time.lift and late.variance == on_time.variance
+
+
+def test_a_test_stored_before_strata_keeps_its_counts_as_one_stratum() -> None:
+    rng = random.Random(4)
+    old = _stream(MixtureSPRT(), rng, 0.03, 0.05, 3_000)
+    data = json.loads(json.dumps(old.to_dict()))
+    for field in ("_stratum", "_open", "_closed"):
+        del data["state"][field]
+    restored = MixtureSPRT.from_dict(data)
+    restored.update("control", False, 7)  # the new stratum has one arm only: no term yet
+    assert restored.lift == pytest.approx(old.treatment_rate - old.control_rate)
+    assert restored.n_control + restored.n_treatment == 3_001
+    assert restored.p_value == old.p_value
+
+
+def test_a_canary_ramped_while_the_rate_follows_the_day_is_not_read_as_a_regression() -> None:
+    # bench/version_ramp.py: the canary ramps from 5% to 50% between 04:00 and 16:00 while the defect rate
+    # climbs from 2% to 4%; pooled over time the test said "worse" in 18 of 20 such A/A runs
+    import numpy as np
+
+    from bench.version_ramp import first_worse, stream
+
+    data = stream(np.random.default_rng(11), lift=0.0)
+    assert first_worse(*data, stratum_seconds=0.0) > 0  # pooled: a false regression
+    assert first_worse(*data, stratum_seconds=3600.0) == -1
+    worse = stream(np.random.default_rng(12), lift=0.015)
+    assert first_worse(*worse, stratum_seconds=3600.0) > 0  # a real one is still caught
+
+
 @pytest.mark.parametrize(
     "kwargs", [{"alpha": 0}, {"alpha": 1.0}, {"tau2": 0}, {"min_samples": 0}, {"higher_is_better": 1}]
 )

@@ -1,0 +1,121 @@
+"""Model-version tests under a canary ramp while the defect rate follows the time of day.
+
+Each run streams three days of judged turns of one journey through ``detectors.msprt.VersionComparison``
+(the detector the version views run): the treatment's share of turns ramps from 5% to 50% between 04:00
+and 16:00 of the first day and stays there, and every turn's defect rate follows the time of day (2% at
+04:00, 4% at 16:00).
+Pooled over time, the treatment's turns come from later, busier hours than the control's, and a
+difference that is only the time of day is read as a regression. The same streams go through the test
+twice in one run: pooled (``stratum_seconds=0``, the test before 2026-11-25) and within hourly strata
+(the default), so the two rates are compared on the same data.
+
+A/A runs (both versions at the same rate) measure the share of runs that ever rejected, checked after every
+turn; A/B runs (the treatment 1.5 points worse at every hour) the share that caught the regression and the
+median turns of the treatment until then.
+
+    python bench/version_ramp.py                 # 100 A/A and 40 A/B runs, ~6 min
+    python bench/version_ramp.py --runs 20 --detect-runs 10 --json
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import statistics
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
+
+from bench.common import emit
+from detectors.msprt import VersionComparison
+
+DAY = 86_400.0
+DAYS = 3
+TURNS_PER_SECOND = 1.0  # about 259,000 turns a run: a busy journey
+RAMP_START, RAMP_SECONDS = 4 * 3600.0, 12 * 3600.0  # the canary ramps up from 04:00 to 16:00 of day one
+STRATA = {"pooled": 0.0, "hourly strata": 3600.0}
+
+
+def stream(rng: np.random.Generator, lift: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(event times, treated, defect) of one run."""
+    n = rng.poisson(TURNS_PER_SECOND * DAYS * DAY)
+    ts = np.sort(rng.uniform(0.0, DAYS * DAY, n))
+    ts[0] = 0.0  # the control version is seen first: it is the control
+    share = 0.05 + 0.45 * np.clip((ts - RAMP_START) / RAMP_SECONDS, 0.0, 1.0)
+    treated = rng.random(n) < share
+    treated[0] = False
+    rate = 0.03 - 0.01 * np.cos(2 * math.pi * (ts - 4 * 3600.0) / DAY)  # 2% at 04:00, 4% at 16:00
+    defect = rng.random(n) < rate + np.where(treated, lift, 0.0)
+    return ts, treated, defect
+
+
+def first_worse(ts: np.ndarray, treated: np.ndarray, defect: np.ndarray, stratum_seconds: float) -> int:
+    """Treatment turns until the test first said ``worse`` (-1: never)."""
+    test = VersionComparison(horizon_seconds=3600.0, stratum_seconds=stratum_seconds)
+    seen = 0
+    for t, is_treated, is_defect in zip(ts.tolist(), treated.tolist(), defect.tolist(), strict=True):
+        seen += is_treated
+        test.update("v2" if is_treated else "v1", is_defect, t)
+        if test.events and any(what == "worse" for _, _, what in test.events):
+            return seen
+    return -1
+
+
+def run(runs: int, lift: float, seed: int) -> dict[str, Any]:
+    rng = np.random.default_rng(seed)
+    found: dict[str, list[int]] = {name: [] for name in STRATA}
+    for _ in range(runs):
+        data = stream(rng, lift)
+        for name, seconds in STRATA.items():
+            found[name].append(first_worse(*data, stratum_seconds=seconds))
+    out = {}
+    for name, turns in found.items():
+        hits = [t for t in turns if t >= 0]
+        share = len(hits) / runs
+        out[name] = {
+            "runs": runs,
+            "rejected": len(hits),
+            "share": share,
+            "standard_error": math.sqrt(share * (1 - share) / runs),
+            "median_treatment_turns": statistics.median(hits) if hits else None,
+        }
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--runs", type=int, default=100, help="A/A runs")
+    parser.add_argument("--detect-runs", type=int, default=40, help="A/B runs (treatment 1.5 points worse)")
+    parser.add_argument("--seed", type=int, default=2026)
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args(argv)
+    result = {
+        "aa": run(args.runs, 0.0, args.seed),
+        "ab_lift_0.015": run(args.detect_runs, 0.015, args.seed + 1),
+        "alpha": 0.05,
+        "command": f"bench/version_ramp.py --runs {args.runs} --detect-runs {args.detect_runs}",
+    }
+    table = []
+    for name in STRATA:
+        aa, ab = result["aa"][name], result["ab_lift_0.015"][name]
+        table.append(
+            (
+                name,
+                f"A/A rejected {aa['rejected']}/{aa['runs']} "
+                f"({aa['share']:.1%} ± {aa['standard_error']:.1%}); "
+                f"A/B caught {ab['rejected']}/{ab['runs']}, median {ab['median_treatment_turns']} "
+                "treatment turns",
+            )
+        )
+    emit(result, args.json, table)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
