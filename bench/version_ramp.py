@@ -54,13 +54,14 @@ def stream(rng: np.random.Generator, lift: float) -> tuple[np.ndarray, np.ndarra
 
 
 def first_worse(ts: np.ndarray, treated: np.ndarray, defect: np.ndarray, stratum_seconds: float) -> int:
-    """Treatment turns until the test first said ``worse`` (-1: never)."""
+    """Treatment turns until the test first rejected, ``worse`` or ``better`` (-1: never; an A/A rejection
+    of either sign is a false one, as in ``bench/version_test.py``)."""
     test = VersionComparison(horizon_seconds=3600.0, stratum_seconds=stratum_seconds)
     seen = 0
     for t, is_treated, is_defect in zip(ts.tolist(), treated.tolist(), defect.tolist(), strict=True):
         seen += is_treated
         test.update("v2" if is_treated else "v1", is_defect, t)
-        if test.events and any(what == "worse" for _, _, what in test.events):
+        if test.events and any(what in ("worse", "better") for _, _, what in test.events):
             return seen
     return -1
 

@@ -34,9 +34,10 @@ of each stratum's counts::
 
     d = sum(w d_s) / sum(w),   s2 = sum(w^2 s2_s) / sum(w)^2
 
-with ``d_s`` and ``s2_s`` each stratum's difference and plug-in variance as above. A stratum where an arm is
-empty adds nothing; with one stratum, or a stable split, this is the pooled estimate. A late outcome of an
-earlier stratum counts in the open one.
+with ``d_s`` each stratum's difference and ``s2_s`` its variance as above, from each arm's (and the pooled)
+rate over the whole test, not the stratum's: on a quiet journey, a few turns an hour with add-one smoothing
+made the variance several times too large. A stratum where an arm is empty adds nothing; with one stratum
+this is the pooled test exactly. A late outcome of an earlier stratum counts in the open one.
 
 ``tau2`` is the prior variance of the lift: the test is most sensitive to lifts of about ``sqrt(tau2)``
 and still valid for any other. Nothing is tested before each arm has ``min_samples`` observations (the
@@ -113,10 +114,10 @@ class MixtureSPRT(_AlwaysValidTest):
         self._n = {"control": 0, "treatment": 0}
         self._x = {"control": 0, "treatment": 0}
         # time strata (module doc): the open stratum's key and counts [n_c, x_c, n_t, x_t], and the closed
-        # strata's sums [sum w d, sum w, sum w^2 s2]
+        # strata's sums [sum w d, sum w, sum w^2 / n_c, sum w^2 / n_t]
         self._stratum: int | None = None
         self._open = [0, 0, 0, 0]
-        self._closed = [0.0, 0.0, 0.0]
+        self._closed = [0.0, 0.0, 0.0, 0.0]
         self._reset_test()
 
     def update(self, arm: str, defect: bool, stratum: int | None = None) -> Self:
@@ -148,30 +149,46 @@ class MixtureSPRT(_AlwaysValidTest):
         return self
 
     def _next_stratum(self, stratum: int | None) -> None:
-        """Close the open stratum and open ``stratum``, unless it is earlier than the open one."""
-        if self._stratum is None:  # the counts so far (state from before strata, too) are one stratum
-            n, x = self._n, self._x
-            self._open = [n["control"], x["control"], n["treatment"], x["treatment"]]
-        elif stratum is not None and stratum < self._stratum:
+        """Close the open stratum and open ``stratum``, unless both are numbered and it is the earlier."""
+        if stratum is not None and self._stratum is not None and stratum < self._stratum:
             return
-        term = _stratum_terms(*self._open)
-        if term is not None:
+        n_c, _, n_t, _ = self._open
+        if n_c and n_t:
+            w = n_c * n_t / (n_c + n_t)
             closed = self._closed
-            closed[0] += term[0]
-            closed[1] += term[1]
-            closed[2] += term[2]
+            closed[0] += w * (self._open[3] / n_t - self._open[1] / n_c)
+            closed[1] += w
+            closed[2] += w * w / n_c
+            closed[3] += w * w / n_t
         self._stratum = stratum
         self._open = [0, 0, 0, 0]
 
     def _estimate(self) -> tuple[float, float] | None:
         """The stratified lift estimate and its variance (module doc), or None before the arms met."""
-        weighted, weight, spread = self._closed
-        term = _stratum_terms(*self._open)
-        if term is not None:
-            weighted, weight, spread = weighted + term[0], weight + term[1], spread + term[2]
+        weighted, weight, over_c, over_t = self._closed
+        n_c, x_c, n_t, x_t = self._open
+        if n_c and n_t:
+            w = n_c * n_t / (n_c + n_t)
+            weighted, weight = weighted + w * (x_t / n_t - x_c / n_c), weight + w
+            over_c, over_t = over_c + w * w / n_c, over_t + w * w / n_t
         if weight <= 0.0:
             return None
+        # each arm's rate over the whole test in every stratum's variance: per stratum, a few turns with
+        # add-one smoothing inflated it several-fold on a quiet journey
+        n, x = self._n, self._x
+        c, t = n["control"], n["treatment"]
+        q_c, q_t = (x["control"] + 1) / (c + 2), (x["treatment"] + 1) / (t + 2)
+        q = (x["control"] + x["treatment"] + 1) / (c + t + 2)
+        spread = max(q_c * (1 - q_c) * over_c + q_t * (1 - q_t) * over_t, q * (1 - q) * weight)
         return weighted / weight, spread / (weight * weight)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Self:
+        test = super().from_dict(data)
+        if "_open" not in data["state"]:  # stored before strata: its counts so far are one stratum
+            n, x = test._n, test._x
+            test._open = [n["control"], x["control"], n["treatment"], x["treatment"]]
+        return test
 
     @property
     def variance(self) -> float:
@@ -216,16 +233,6 @@ class MixtureSPRT(_AlwaysValidTest):
             "decision": self.decision,
             "decided_at": list(self.decided_at) if self.decided_at else None,
         }
-
-
-def _stratum_terms(n_c: int, x_c: int, n_t: int, x_t: int) -> tuple[float, float, float] | None:
-    """One stratum's ``(w d, w, w^2 s2)`` (module doc), or None when an arm is empty in it."""
-    if not n_c or not n_t:
-        return None
-    q_c, q_t, q = (x_c + 1) / (n_c + 2), (x_t + 1) / (n_t + 2), (x_c + x_t + 1) / (n_c + n_t + 2)
-    s2 = max(q_c * (1 - q_c) / n_c + q_t * (1 - q_t) / n_t, q * (1 - q) * (1 / n_c + 1 / n_t))
-    w = n_c * n_t / (n_c + n_t)
-    return w * (x_t / n_t - x_c / n_c), w, w * w * s2
 
 
 class VersionComparison(LiveVersionPairs):

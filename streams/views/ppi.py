@@ -55,7 +55,6 @@ class DefectRateView:
     def apply(self, aggregator: Aggregator, obs: dict[str, Any], partition: int | None) -> list[Emit]:
         judge_id = obs["judge_id"]
         segment = obs["segment"]
-        journey = self.journeys(judge_id, "journey")(segment.get("journey") if segment else None)
         if obs["kind"] == "judged":
             verdicts = [(d, label == FAIL) for d, label in obs["labels"].items() if d in QUALITY_DIMENSIONS]
             if not verdicts:
@@ -83,6 +82,9 @@ class DefectRateView:
                     else:
                         ppi.add_label(fail, truth, weight)
 
+        # the guard only now: a value it admits must get an estimator, or a restart (which admits the
+        # estimators' journeys) would map it otherwise
+        journey = self.journeys(judge_id, "journey")(segment.get("journey") if segment else None)
         keyed = aggregator.update(f"ppi{SEP}{judge_id}", obs, partition, _estimators, apply)
         if keyed is None or not self.refresh((judge_id, journey), obs["ts"]):
             return []

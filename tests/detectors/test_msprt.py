@@ -122,11 +122,10 @@ def test_the_lift_is_estimated_within_time_strata() -> None:
     assert test.treatment_rate - test.control_rate == pytest.approx(2 / 60 - 4 / 140)
     w0, w1 = 90 * 10 / 100, 50 * 50 / 100  # n_c n_t / (n_c + n_t)
     assert test.lift == pytest.approx(w0 * (0 / 10 - 2 / 90) / (w0 + w1))  # hour 1 adds a difference of 0
-    q0c, q0t, q0 = 3 / 92, 1 / 12, 3 / 102  # add-one smoothed rates of hour 0
-    s2_0 = max(q0c * (1 - q0c) / 90 + q0t * (1 - q0t) / 10, q0 * (1 - q0) * (1 / 90 + 1 / 10))
-    q1 = 3 / 52
-    s2_1 = 2 * q1 * (1 - q1) / 50
-    assert test.variance == pytest.approx((w0**2 * s2_0 + w1**2 * s2_1) / (w0 + w1) ** 2)
+    q_c, q_t, q = 5 / 142, 3 / 62, 7 / 202  # add-one smoothed rates over the whole test
+    over_c, over_t = w0**2 / 90 + w1**2 / 50, w0**2 / 10 + w1**2 / 50
+    unpooled = q_c * (1 - q_c) * over_c + q_t * (1 - q_t) * over_t
+    assert test.variance == pytest.approx(max(unpooled, q * (1 - q) * (w0 + w1)) / (w0 + w1) ** 2)
     one = MixtureSPRT(min_samples=1)  # one stratum: the pooled estimate
     for arm, n, x in (("control", 140, 4), ("treatment", 60, 2)):
         _feed(one, None, arm, n, x)
@@ -155,6 +154,25 @@ def test_a_test_stored_before_strata_keeps_its_counts_as_one_stratum() -> None:
     assert restored.lift == pytest.approx(old.treatment_rate - old.control_rate)
     assert restored.n_control + restored.n_treatment == 3_001
     assert restored.p_value == old.p_value
+    unstratified = MixtureSPRT.from_dict(data)  # and so are they without strata
+    unstratified.update("control", False)
+    assert unstratified.lift == pytest.approx(restored.lift, abs=1e-4)
+
+
+def test_one_stratum_is_the_pooled_test_exactly() -> None:
+    rng = random.Random(6)
+    pooled, stratified = MixtureSPRT(), MixtureSPRT()
+    for _ in range(4_000):
+        arm, defect = "treatment" if rng.random() < 0.2 else "control", rng.random() < 0.04
+        pooled.update(arm, defect)
+        stratified.update(arm, defect, 3)
+    x_c, x_t = pooled.control_rate * pooled.n_control, pooled.treatment_rate * pooled.n_treatment
+    n_c, n_t = pooled.n_control, pooled.n_treatment
+    q_c, q_t, q = (x_c + 1) / (n_c + 2), (x_t + 1) / (n_t + 2), (x_c + x_t + 1) / (n_c + n_t + 2)
+    expected = max(q_c * (1 - q_c) / n_c + q_t * (1 - q_t) / n_t, q * (1 - q) * (1 / n_c + 1 / n_t))
+    assert stratified.variance == pytest.approx(expected) and pooled.variance == pytest.approx(expected)
+    assert stratified.lift == pytest.approx(pooled.treatment_rate - pooled.control_rate)
+    assert stratified.p_value == pytest.approx(pooled.p_value)
 
 
 def test_a_canary_ramped_while_the_rate_follows_the_day_is_not_read_as_a_regression() -> None:

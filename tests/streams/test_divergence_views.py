@@ -677,3 +677,28 @@ def test_judge_drift_detectors_take_their_run_length_from_a_daily_false_alarm_bu
     [view] = [v for v in default_views(settings, metrics, load_taxonomy()) if isinstance(v, JudgeDriftView)]
     assert view.arl0 == 2 * 300_000 / 0.5  # each pair is an event of two streams: all journeys, and its own
     assert JudgeDriftView(metrics).arl0 == 2 * 700_000 / 1.0
+
+
+def test_a_judged_turn_without_quality_verdicts_takes_no_journey_slot_of_the_ppi_view() -> None:
+    # the guard admitted its journey before the early return, with no estimator to show for it: after a
+    # restart (which admits the estimators' journeys) the same journeys mapped otherwise
+    from streams.aggregate import Aggregator
+    from streams.emit import SEP
+    from streams.labels import SourceGuards
+    from streams.state import DictStore
+    from streams.views.ppi import DefectRateView
+
+    metrics = Metrics(CollectorRegistry())
+    view = DefectRateView(metrics)
+    view.journeys = SourceGuards(1)
+    aggregator = Aggregator(metrics, DictStore(), views=[view])
+
+    def judged(n: int, journey: str, labels: dict[str, str]) -> dict[str, Any]:
+        obs = {"kind": "judged", "judge_id": "judge-a", "turn_id": f"t{n}", "ts": float(n)}
+        return obs | {"labels": labels, "segment": {"journey": journey}, "src": ["in:0", n, 0]}
+
+    aggregator.apply(judged(0, "refunds", {"intent": "refund"}))  # no quality dimension: nothing to estimate
+    aggregator.apply(judged(1, "billing", {"safety": "pass"}))
+    keyed = aggregator.detector(SEP.join(["ppi", "judge-a"]))
+    assert keyed is not None
+    assert sorted(inner for inner, _ in keyed.items()) == ["*" + SEP + "safety", "billing" + SEP + "safety"]
