@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from abc import ABCMeta, abstractmethod
+from collections.abc import Sequence
 from typing import Any, Self
 
 from detectors.base import Detector
@@ -42,6 +43,50 @@ def confidence_half_width(s2: float, tau2: float, alpha: float) -> float:
     return math.sqrt(
         2.0 * s2 * (s2 + tau2) / tau2 * (math.log(1.0 / alpha) + 0.5 * math.log((s2 + tau2) / s2))
     )
+
+
+def stratum_sums(open_: Sequence[float], closed: Sequence[float]) -> tuple[float, float, float, float]:
+    """Time strata (``detectors.msprt``): ``(sum w d, sum w, sum w^2 / n_c, sum w^2 / n_t)`` of the closed
+    strata's sums ``closed`` with the open stratum's counts ``open_`` = ``[n_c, sum_c, n_t, sum_t]`` added,
+    ``w = n_c n_t / (n_c + n_t)`` and ``d = sum_t / n_t - sum_c / n_c`` each stratum's difference. A stratum
+    where an arm is empty adds nothing."""
+    weighted, weight, over_c, over_t = closed
+    n_c, x_c, n_t, x_t = open_
+    if n_c and n_t:
+        w = n_c * n_t / (n_c + n_t)
+        weighted, weight = weighted + w * (x_t / n_t - x_c / n_c), weight + w
+        over_c, over_t = over_c + w * w / n_c, over_t + w * w / n_t
+    return weighted, weight, over_c, over_t
+
+
+def close_stratum(open_: Sequence[float], closed: list[float]) -> None:
+    """Add the open stratum's terms (:func:`stratum_sums`) to ``closed``, in place."""
+    n_c, _, n_t, _ = open_
+    if n_c and n_t:
+        w = n_c * n_t / (n_c + n_t)
+        closed[0] += w * (open_[3] / n_t - open_[1] / n_c)
+        closed[1] += w
+        closed[2] += w * w / n_c
+        closed[3] += w * w / n_t
+
+
+def _check_stratum_seconds(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError(f"stratum_seconds must be a number, got {value!r}")
+    if not 0 <= value < math.inf:
+        raise ValueError(f"stratum_seconds must be >= 0 and finite, got {value!r}")
+    return value
+
+
+def stratum_of(ts: float, stratum_seconds: float) -> int | None:
+    """The time stratum of event time ``ts``: its ``stratum_seconds`` slot, or None (one stratum) for 0."""
+    return int(ts // stratum_seconds) if stratum_seconds else None
+
+
+def later_stratum(stratum: int | None, current: int | None) -> bool:
+    """Whether an observation of ``stratum`` opens a new stratum after ``current`` (the open one): not when
+    both are numbered and it is the earlier (a late observation counts in the open stratum)."""
+    return stratum != current and not (stratum is not None and current is not None and stratum < current)
 
 
 class _AlwaysValidTest(Detector):

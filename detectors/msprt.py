@@ -60,8 +60,13 @@ from detectors.always_valid import (
     _AlwaysValidTest,
     _check_count,
     _check_fraction,
+    _check_stratum_seconds,
+    close_stratum,
     confidence_half_width,
+    later_stratum,
     mixture_log_lr,
+    stratum_of,
+    stratum_sums,
 )
 
 __all__ = [
@@ -150,27 +155,14 @@ class MixtureSPRT(_AlwaysValidTest):
 
     def _next_stratum(self, stratum: int | None) -> None:
         """Close the open stratum and open ``stratum``, unless both are numbered and it is the earlier."""
-        if stratum is not None and self._stratum is not None and stratum < self._stratum:
-            return
-        n_c, _, n_t, _ = self._open
-        if n_c and n_t:
-            w = n_c * n_t / (n_c + n_t)
-            closed = self._closed
-            closed[0] += w * (self._open[3] / n_t - self._open[1] / n_c)
-            closed[1] += w
-            closed[2] += w * w / n_c
-            closed[3] += w * w / n_t
-        self._stratum = stratum
-        self._open = [0, 0, 0, 0]
+        if later_stratum(stratum, self._stratum):
+            close_stratum(self._open, self._closed)
+            self._stratum = stratum
+            self._open = [0, 0, 0, 0]
 
     def _estimate(self) -> tuple[float, float] | None:
         """The stratified lift estimate and its variance (module doc), or None before the arms met."""
-        weighted, weight, over_c, over_t = self._closed
-        n_c, x_c, n_t, x_t = self._open
-        if n_c and n_t:
-            w = n_c * n_t / (n_c + n_t)
-            weighted, weight = weighted + w * (x_t / n_t - x_c / n_c), weight + w
-            over_c, over_t = over_c + w * w / n_c, over_t + w * w / n_t
+        weighted, weight, over_c, over_t = stratum_sums(self._open, self._closed)
         if weight <= 0.0:
             return None
         # each arm's rate over the whole test in every stratum's variance: per stratum, a few turns with
@@ -277,10 +269,7 @@ class VersionComparison(LiveVersionPairs):
     ) -> None:
         super().__init__(horizon_seconds, max_versions)
         MixtureSPRT(alpha, tau2, min_samples, higher_is_better)  # fails early on bad values
-        if isinstance(stratum_seconds, bool) or not isinstance(stratum_seconds, int | float):
-            raise ValueError(f"stratum_seconds must be a number, got {stratum_seconds!r}")
-        if not 0 <= stratum_seconds < math.inf:
-            raise ValueError(f"stratum_seconds must be >= 0 and finite, got {stratum_seconds!r}")
+        _check_stratum_seconds(stratum_seconds)
         self.alpha = alpha
         self.tau2 = tau2
         self.min_samples = min_samples
@@ -298,7 +287,7 @@ class VersionComparison(LiveVersionPairs):
         return MixtureSPRT.from_dict(data)
 
     def update(self, version: str, defect: bool, ts: float) -> Self:
-        stratum = int(ts // self.stratum_seconds) if self.stratum_seconds else None
+        stratum = stratum_of(ts, self.stratum_seconds)
         for control, treatment, test in self._arrive(version, ts):
             test.update("treatment" if version == treatment else "control", defect, stratum)
             if test.decided_now:

@@ -136,6 +136,125 @@ def test_json_round_trip_mid_stream_is_identical() -> None:
     )
 
 
+def _judged(test: CalibratedComparison, stratum: int | None, arm: str, n: int, fails: int) -> None:
+    for i in range(n):
+        test.update(arm, i < fails, stratum=stratum)
+
+
+def _labels(test: CalibratedComparison, arm: str, n: int, missed: int) -> None:
+    """``n`` labels of ``arm``: the judge missed ``missed`` defects, right on the others."""
+    for i in range(n):
+        test.add_label(arm, False, True) if i < missed else test.add_label(arm, False, False)
+
+
+def test_the_judged_part_is_estimated_within_time_strata() -> None:
+    # hour 0: the judge flags 2% of both arms, the canary small; hour 1: 4% of both, half the turns each.
+    # Pooled, the canary's turns come from the worse hour and it looks worse; within each hour it is not
+    test = CalibratedComparison(min_samples=1, min_labels=2)
+    _judged(test, 0, "control", 90, 2)
+    _judged(test, 0, "treatment", 10, 0)
+    _judged(test, 1, "control", 50, 2)
+    _judged(test, 1, "treatment", 50, 2)
+    _labels(test, "control", 20, 1)
+    _labels(test, "treatment", 10, 0)
+    w0, w1 = 90 * 10 / 100, 50 * 50 / 100  # N_c N_t / (N_c + N_t)
+    judge = w0 * (0 / 10 - 2 / 90) / (w0 + w1)  # hour 1 adds a difference of 0
+    assert test.judge_lift == pytest.approx(judge)
+    assert test.lift == pytest.approx(judge + 0 / 10 - 1 / 20)  # the rectifiers: over the whole test
+    assert test.treatment_rate - test.control_rate == pytest.approx(2 / 60 - 4 / 140 + 0 - 1 / 20)
+
+    def judge_var(n: float, s: float) -> float:  # sum f^2 = sum f for a 0/1 judge; PSEUDO turns
+        return (s + PSEUDO) / (n + 2 * PSEUDO) - ((s + PSEUDO) / (n + 2 * PSEUDO)) ** 2
+
+    rc, rt, r_pooled = test._rectifier
+    over_c, over_t, weight = w0**2 / 90 + w1**2 / 50, w0**2 / 10 + w1**2 / 50, w0 + w1
+    unpooled = (judge_var(140, 4) * over_c + judge_var(60, 2) * over_t) / weight**2 + rc + rt
+    pooled = judge_var(200, 6) / weight + r_pooled
+    assert test.variance == pytest.approx(max(unpooled, pooled))
+
+
+def test_one_stratum_is_the_pooled_test_exactly() -> None:
+    turns = list(_turns(random.Random(8), 8_000, {"control": 0.03, "treatment": 0.05}, share=0.2))
+    pooled, stratified = CalibratedComparison(min_labels=10), CalibratedComparison(min_labels=10)
+    _feed(pooled, turns)
+    for arm, f, y, w in turns:
+        stratified.update(arm, f, stratum=5) if y is None else stratified.update(arm, f, y, w, stratum=5)
+    jc, jt = pooled._judged["control"], pooled._judged["treatment"]
+    assert stratified.judge_lift == pytest.approx(jt[1] / jt[0] - jc[1] / jc[0])
+    assert stratified.lift == pytest.approx(pooled.treatment_rate - pooled.control_rate)
+    q_c, q_t, rc, rt, r_pooled = (
+        (jc[1] + PSEUDO) / (jc[0] + 2 * PSEUDO),
+        (jt[1] + PSEUDO) / (jt[0] + 2 * PSEUDO),
+        *pooled._rectifier,
+    )
+    q = (jc[1] + jt[1] + PSEUDO) / (jc[0] + jt[0] + 2 * PSEUDO)
+    unpooled = q_c * (1 - q_c) / jc[0] + q_t * (1 - q_t) / jt[0] + rc + rt
+    expected = max(unpooled, q * (1 - q) * (1 / jc[0] + 1 / jt[0]) + r_pooled)
+    assert stratified.variance == pytest.approx(expected) and pooled.variance == pytest.approx(expected)
+    assert stratified.p_value == pytest.approx(pooled.p_value)
+
+
+def test_a_judged_turn_of_an_earlier_stratum_counts_in_the_open_one() -> None:
+    late, on_time = CalibratedComparison(min_samples=1), CalibratedComparison(min_samples=1)
+    for test, last in ((late, 0), (on_time, 1)):
+        _judged(test, 0, "control", 20, 1)
+        _judged(test, 0, "treatment", 20, 2)
+        _judged(test, 1, "control", 20, 3)
+        _judged(test, 1, "treatment", 10, 0)
+        _judged(test, last, "treatment", 10, 5)
+    assert late.judge_lift == on_time.judge_lift
+
+
+def test_a_test_stored_before_strata_keeps_its_turns_as_one_stratum() -> None:
+    old = CalibratedComparison(min_labels=30)
+    _feed(old, _turns(random.Random(9), 6_000, {"control": 0.03, "treatment": 0.05}))
+    data = json.loads(json.dumps(old.to_dict()))
+    for field in ("_stratum", "_open", "_closed"):
+        del data["state"][field]
+    restored = CalibratedComparison.from_dict(data)
+    restored.update("control", False, stratum=7)  # the new stratum has one arm only: no term yet
+    jc, jt = old._judged["control"], old._judged["treatment"]
+    assert restored.judge_lift == pytest.approx(jt[1] / jt[0] - jc[1] / jc[0])
+    assert restored.lift == pytest.approx(old.lift)
+    assert restored.n_control + restored.n_treatment == 6_001
+    assert restored.p_value == old.p_value
+
+
+def test_a_canary_ramped_while_the_rate_follows_the_day_is_not_read_as_a_regression() -> None:
+    # bench/version_ramp.py: the canary ramps from 5% to 50% between 04:00 and 16:00 while the defect rate
+    # climbs from 2% to 4%; a judge that flags 70% of defects, 5% of turns labelled. Pooled over time the
+    # calibrated test rejected such A/A runs about twice as often as within hourly strata (README)
+    import numpy as np
+
+    from bench.version_ramp import first_worse_calibrated, judged, stream
+
+    rng = np.random.default_rng(200)
+    data = stream(rng, lift=0.0)
+    verdicts = judged(rng, data[2], sensitivity=0.7)
+    assert first_worse_calibrated(*data, *verdicts, stratum_seconds=0.0) > 0  # pooled: a false regression
+    assert first_worse_calibrated(*data, *verdicts, stratum_seconds=3600.0) == -1
+    rng = np.random.default_rng(201)
+    worse = stream(rng, lift=0.015)
+    verdicts = judged(rng, worse[2], sensitivity=0.7)
+    assert first_worse_calibrated(*worse, *verdicts, stratum_seconds=3600.0) > 0  # a real one is still caught
+
+
+def test_a_version_comparison_tests_within_strata_of_its_turns_time() -> None:
+    cmp = CalibratedVersionComparison(stratum_seconds=600.0, min_samples=1, min_labels=2)
+    cmp.update("v1", {"safety": False}, ts=0.0)
+    turns = ((10.0, "v2", False), (20.0, "v1", True), (700.0, "v1", False), (710.0, "v2", True))
+    for ts, version, fail in turns:
+        cmp.update(version, {"safety": fail}, ts=ts)
+    test = cmp.test("v1", "v2")["safety"]
+    assert test._stratum == 1  # 700 // 600
+    # the turn at 0 came before any pair. Stratum 0: control 1 of 1 failed, treatment 0 of 1; stratum 1:
+    # control 0 of 1, treatment 1 of 1. Each w = 1/2: the differences -1 and +1 cancel (pooled: 0.5 - 0.5)
+    assert test.judge_lift == pytest.approx((0.5 * (0 - 1) + 0.5 * (1 - 0)) / 1.0)
+    assert test.n_control == 2 and test.n_treatment == 2
+    with pytest.raises(ValueError):
+        CalibratedVersionComparison(stratum_seconds=-1.0)
+
+
 @pytest.mark.parametrize(
     "kwargs", [{"alpha": 0.0}, {"tau2": -1.0}, {"min_samples": 0}, {"min_labels": 1}, {"min_labels": 2.5}]
 )
