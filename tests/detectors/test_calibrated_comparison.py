@@ -194,15 +194,16 @@ def test_one_stratum_is_the_pooled_test_exactly() -> None:
     assert stratified.p_value == pytest.approx(pooled.p_value)
 
 
-def test_a_judged_turn_of_an_earlier_stratum_counts_in_the_open_one() -> None:
-    late, on_time = CalibratedComparison(min_samples=1), CalibratedComparison(min_samples=1)
-    for test, last in ((late, 0), (on_time, 1)):
-        _judged(test, 0, "control", 20, 1)
-        _judged(test, 0, "treatment", 20, 2)
-        _judged(test, 1, "control", 20, 3)
-        _judged(test, 1, "treatment", 10, 0)
-        _judged(test, last, "treatment", 10, 5)
-    assert late.judge_lift == on_time.judge_lift
+def test_a_late_verdict_counts_in_the_open_stratum() -> None:
+    # the same verdicts, one of them (v2 failing, served at 100 s) arriving after the 700 s ones: it counts
+    # with them, in the open stratum, as if it had been served at 710 s
+    early = [(0.0, "v1", False), (10.0, "v2", False), (20.0, "v1", True), (700.0, "v1", False)]
+    late, on_time = (CalibratedVersionComparison(stratum_seconds=600.0, min_samples=1) for _ in range(2))
+    for cmp, (ts, version, fail) in ((late, (100.0, "v2", True)), (on_time, (710.0, "v2", True))):
+        for turn_ts, turn_version, turn_fail in early:
+            cmp.update(turn_version, {"safety": turn_fail}, ts=turn_ts)
+        cmp.update(version, {"safety": fail}, ts=ts)
+    assert late.test("v1", "v2")["safety"].judge_lift == on_time.test("v1", "v2")["safety"].judge_lift == 0.0
 
 
 def test_a_test_stored_before_strata_keeps_its_turns_as_one_stratum() -> None:
