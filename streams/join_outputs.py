@@ -146,12 +146,18 @@ class TurnOutputs:
         for annotator, record in entry["human"].items():
             mark = f"h{SEP}{annotator}"
             if mark not in observed:
+                # the turn's first label not on a gold (honeypot) item: what a per-turn human rate counts
+                first = not record["gold"] and not any(
+                    not other["gold"] and f"h{SEP}{other_id}" in observed
+                    for other_id, other in entry["human"].items()
+                )
                 observed.append(mark)
                 value = {
                     "kind": "labelled",
                     "annotator_id": annotator,
                     "vendor_id": record["vendor"],
                     "is_gold": record["gold"],
+                    "first_label": first,
                     "labels": dict(record["labels"]),
                     "label_ts": record["ts"],
                     "inclusion_probability": record.get("pi"),

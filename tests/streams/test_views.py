@@ -119,6 +119,32 @@ def test_spike_in_one_segment_among_many_quiet_ones() -> None:
     )
 
 
+def test_human_spike_detectors_count_each_turn_once_without_gold_items() -> None:
+    # every turn labelled by three annotators (consensus) and served as a honeypot to a fourth, whose gold
+    # label comes first on every other turn: the human source's detectors see each turn once
+    from streams.aggregate import key
+
+    pipeline, _ = _pipeline()
+    turns = 300
+    for i in range(turns):
+        ts = START + timedelta(seconds=10 * i)
+        turn_id = f"t{i}"
+        pipeline.process(Stream.CHAT_TURNS, _turn(turn_id, ts, "shopper", "m1"), source_topic="c", offset=i)
+        annotators = [("gold-ann", True), ("ann-1", False), ("ann-2", False), ("ann-3", False)]
+        if i % 2:
+            annotators.append(annotators.pop(0))  # the gold label last
+        for n, (annotator, gold) in enumerate(annotators):
+            verdict = "fail" if gold else "pass"  # the honeypots are known failures
+            label = orjson.loads(_label(turn_id, ts + timedelta(minutes=5), relevance=verdict))
+            label |= {"annotator_id": annotator, "is_gold": gold}
+            pipeline.process(Stream.HUMAN_LABELS, orjson.dumps(label), source_topic="h", offset=4 * i + n)
+    pipeline.flush()
+    spikes = pipeline.aggregator.detector(key("spike", "humans", "journey=shopper"))
+    assert spikes is not None
+    assert spikes.detector("irrelevant").n == turns  # not 4 x 300 (nor 3 x 300)
+    assert spikes.detector("irrelevant").current_rate == 0.0  # no gold label among them
+
+
 def test_judge_drift_on_one_dimension_only() -> None:
     pipeline, _ = _pipeline()
     rng = random.Random(5)
