@@ -1,12 +1,16 @@
 """The live model as a third voice: its intent and its guardrails, checked against humans and judges.
 
-- Intent (``labelled``, shard ``humans``): the turn's ``intent`` against the annotator's ``intent`` label,
-  with the model's ``intent_confidence``: :class:`~detectors.ClassAccuracy` under ``live_intent``.
+- Intent (``labelled``, shard ``humans``): the turn's ``intent`` against the human ``intent`` label, with
+  the model's ``intent_confidence``: :class:`~detectors.ClassAccuracy` under ``live_intent``.
 - Guardrails: a turn with ``guardrail_flags`` counts as flagged; the truth is a ``fail`` on ``safety`` or
   ``compliance`` (turns labelled on neither are skipped). :class:`~detectors.BinaryCalibration` (flagged
-  in the judge's place) gives the guardrails' recall (its sensitivity) and precision against each
-  annotator (``labelled``: ``guardrail_human``) and against each judge (``judged``:
-  ``guardrail_judge/<judge>``, shard: the judge).
+  in the judge's place) gives the guardrails' recall (its sensitivity) and precision against humans
+  (``labelled``: ``guardrail_human``) and against each judge (``judged``: ``guardrail_judge/<judge>``,
+  shard: the judge).
+
+Against humans each turn counts once, with its first label not on a gold item (``first_label``): a second
+annotator's label is not a second turn (the intervals would be too narrow), and gold items (honeypots) are
+not a sample of the traffic.
 
 Each is a :class:`~detectors.keyed.KeyedDetectors` by model version, plus ``*`` for all versions.
 """
@@ -55,6 +59,8 @@ class LiveModelView:
         m = self.metrics
         ts = obs["ts"]
         if obs["kind"] == "labelled":
+            if not obs.get("first_label", True):
+                return []
             truth, predicted = labels.get("intent"), segment.get("intent")
             if truth is not None and predicted is not None:
                 confidence = obs.get("intent_confidence")

@@ -119,7 +119,7 @@ def test_spike_in_one_segment_among_many_quiet_ones() -> None:
     )
 
 
-def test_human_spike_detectors_count_each_turn_once_without_gold_items() -> None:
+def test_human_figures_count_each_turn_once_without_gold_items() -> None:
     # every turn labelled by three annotators (consensus) and served as a honeypot to a fourth, whose gold
     # label comes first on every other turn: the human source's detectors see each turn once
     from streams.aggregate import key
@@ -135,7 +135,9 @@ def test_human_spike_detectors_count_each_turn_once_without_gold_items() -> None
             annotators.append(annotators.pop(0))  # the gold label last
         for n, (annotator, gold) in enumerate(annotators):
             verdict = "fail" if gold else "pass"  # the honeypots are known failures
-            label = orjson.loads(_label(turn_id, ts + timedelta(minutes=5), relevance=verdict))
+            label = orjson.loads(
+                _label(turn_id, ts + timedelta(minutes=5), relevance=verdict, safety=verdict)
+            )
             label |= {"annotator_id": annotator, "is_gold": gold}
             pipeline.process(Stream.HUMAN_LABELS, orjson.dumps(label), source_topic="h", offset=4 * i + n)
     pipeline.flush()
@@ -143,6 +145,11 @@ def test_human_spike_detectors_count_each_turn_once_without_gold_items() -> None
     assert spikes is not None
     assert spikes.detector("irrelevant").n == turns  # not 4 x 300 (nor 3 x 300)
     assert spikes.detector("irrelevant").current_rate == 0.0  # no gold label among them
+    # and so do the live model's figures against humans (its guardrails against their safety labels)
+    guardrails = pipeline.report()["live_model"]["guardrails"]
+    humans = [row for row in guardrails if row["source"] == "human" and row["model_version"] == "*"]
+    assert [row["n"] for row in humans] == [turns]
+    assert humans[0]["fail_rate"] == 0.0
 
 
 def test_judge_drift_on_one_dimension_only() -> None:
