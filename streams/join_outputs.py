@@ -279,6 +279,8 @@ class TurnOutputs:
         human_labels: dict[str, str] = {}
         weights: dict[str, float | None] = {}  # that label's inclusion probability, if it was sampled
         for record in entry["human"].values():  # first human label per dimension, in arrival order
+            if record["gold"]:  # a honeypot audits its annotator (gold view), it is not a sampled label
+                continue
             for dim, label in record["labels"].items():
                 if dim not in human_labels:
                     human_labels[dim], weights[dim] = label, record.get("pi")

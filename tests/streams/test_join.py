@@ -519,6 +519,23 @@ def test_hash_redaction_without_a_key_is_refused() -> None:
         TurnJoiner(TAXONOMY, Metrics(CollectorRegistry()), text_redaction="hash")
 
 
+def test_a_gold_label_makes_no_judge_human_pair() -> None:
+    # a honeypot audits its annotator (the gold view scores it): the pair is the first sampled label's
+    h = Harness()
+    h.feed(
+        turn(),
+        judged(verdicts=[verdict("relevance", "fail")]),
+        labelled(annotator_id="gold-ann", is_gold=True, verdicts=[verdict("relevance", "fail")]),
+    )
+    assert h.pairs() == []
+    labels = [e.value for e in h.topic("observations") if e.value["kind"] == "labelled"]
+    assert [(v["annotator_id"], v["first_label"]) for v in labels] == [("gold-ann", False)]
+    h.feed(labelled(annotator_id="ann-2", seconds=3700, verdicts=[verdict("relevance", "pass")]))
+    assert [(p["human_label"], p["judge_label"]) for p in h.pairs()] == [("pass", "fail")]
+    labels = [e.value for e in h.topic("observations") if e.value["kind"] == "labelled"]
+    assert [(v["annotator_id"], v["first_label"]) for v in labels] == [("gold-ann", False), ("ann-2", True)]
+
+
 def test_a_differing_later_label_from_the_same_judge_is_a_conflict_not_a_duplicate() -> None:
     h = Harness()
     h.feed(turn(), judged(verdicts=[verdict("safety", "fail")], judge_version="v1"))
