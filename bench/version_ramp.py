@@ -120,10 +120,10 @@ def run(runs: int, lift: float, seed: int, sensitivity: float | None = None) -> 
         verdicts = None if sensitivity is None else judged(rng, data[2], sensitivity)
         for name, seconds in STRATA.items():
             if verdicts is not None:
-                turns = first_worse_calibrated(*data, *verdicts, stratum_seconds=seconds)
+                until = first_worse_calibrated(*data, *verdicts, stratum_seconds=seconds)
             else:
-                turns = first_worse(*data, stratum_seconds=seconds)
-            found[name].append(turns)
+                until = first_worse(*data, stratum_seconds=seconds)
+            found[name].append(until)
     out = {}
     for name, turns in found.items():
         hits = [t for t in turns if t >= 0]

@@ -235,7 +235,8 @@ class CalibratedComparison(_AlwaysValidTest):
 
     @property
     def variance(self) -> float:
-        """Variance of the lift estimate (module doc); ``nan`` until each arm has two labels."""
+        """Variance of the lift estimate (module doc); ``nan`` until each arm has two labels and the arms
+        met in one stratum."""
         jc, jt = self._judged["control"], self._judged["treatment"]
         lc, lt = self._labelled["control"], self._labelled["treatment"]
         sums = stratum_sums(self._open, self._closed)
