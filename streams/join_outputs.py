@@ -146,18 +146,22 @@ class TurnOutputs:
         for annotator, record in entry["human"].items():
             mark = f"h{SEP}{annotator}"
             if mark not in observed:
-                # the turn's first label not on a gold (honeypot) item: what a per-turn human rate counts
-                first = not record["gold"] and not any(
-                    not other["gold"] and f"h{SEP}{other_id}" in observed
+                # the dimensions this label is the turn's first on, gold (honeypot) items left out: what a
+                # per-turn human rate counts (as pairs, it takes each dimension's first human label)
+                before = {
+                    dim
                     for other_id, other in entry["human"].items()
-                )
+                    if not other["gold"] and f"h{SEP}{other_id}" in observed
+                    for dim in other["labels"]
+                }
+                first = [] if record["gold"] else [dim for dim in record["labels"] if dim not in before]
                 observed.append(mark)
                 value = {
                     "kind": "labelled",
                     "annotator_id": annotator,
                     "vendor_id": record["vendor"],
                     "is_gold": record["gold"],
-                    "first_label": first,
+                    "first_dimensions": first,
                     "labels": dict(record["labels"]),
                     "label_ts": record["ts"],
                     "inclusion_probability": record.get("pi"),

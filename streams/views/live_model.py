@@ -8,9 +8,9 @@
   (``labelled``: ``guardrail_human``) and against each judge (``judged``: ``guardrail_judge/<judge>``,
   shard: the judge).
 
-Against humans each turn counts once, with its first label not on a gold item (``first_label``): a second
-annotator's label is not a second turn (the intervals would be too narrow), and gold items (honeypots) are
-not a sample of the traffic.
+Against humans each turn counts once, with the first label of each dimension not on a gold item
+(``first_dimensions``): a second annotator's label is not a second turn (the intervals would be too
+narrow), and gold items (honeypots) are not a sample of the traffic.
 
 Each is a :class:`~detectors.keyed.KeyedDetectors` by model version, plus ``*`` for all versions.
 """
@@ -59,8 +59,8 @@ class LiveModelView:
         m = self.metrics
         ts = obs["ts"]
         if obs["kind"] == "labelled":
-            if not obs.get("first_label", True):
-                return []
+            if "first_dimensions" in obs:  # each turn once (module doc)
+                labels = {d: labels[d] for d in obs["first_dimensions"] if d in labels}
             truth, predicted = labels.get("intent"), segment.get("intent")
             if truth is not None and predicted is not None:
                 confidence = obs.get("intent_confidence")

@@ -1,10 +1,10 @@
 """Defect-rate spikes per category and segment, from judge verdicts and, separately, from human labels.
 
 Each judged turn is one Bernoulli observation per category it was assessed on (1 = it failed a dimension
-of that category); for the human source, each turn once, with its first label that is not on a gold
-(honeypot) item. Segments are slices: journey; journey and model version; journey and intent. One
-:class:`~detectors.CategorySpikes` holds a slice value's detectors for every category, per source (a
-judge id, or ``humans``). The false-alarm budget is stated per day across all segments
+of that category); for the human source, each turn once, with the first human label of each dimension
+that is not on a gold (honeypot) item. Segments are slices: journey; journey and model version; journey
+and intent. One :class:`~detectors.CategorySpikes` holds a slice value's detectors for every category, per
+source (a judge id, or ``humans``). The false-alarm budget is stated per day across all segments
 (``CONVOWATCH_SPIKE_FALSE_ALARMS_PER_DAY`` at ``CONVOWATCH_SPIKE_TURNS_PER_DAY``) and turned into each
 detector's in-control run length. A spike raises ``defect_spike`` (firing, then resolved).
 """
@@ -82,14 +82,15 @@ class SpikeView:
         self._slice_cache = LabelCache(self._new_slices)
 
     def apply(self, aggregator: Aggregator, obs: dict[str, Any], partition: int | None) -> list[Emit]:
-        if obs["kind"] == "labelled" and not obs.get("first_label", True):
-            # one event per turn: a second annotator's label (consensus labelling, a honeypot served to many
-            # annotators) is not a second turn, and gold items are not a sample of the traffic
-            return []
+        labels: dict[str, str] = obs["labels"]
+        if obs["kind"] == "labelled" and "first_dimensions" in obs:
+            # each turn once: a second annotator's label of a dimension (consensus labelling, a honeypot
+            # served to many annotators) is not a second turn, and gold items are not a sample of the traffic
+            labels = {d: labels[d] for d in obs["first_dimensions"] if d in labels}
         category_of = self.category_of
         judged_set: set[str] = set()
         failed_set: set[str] = set()
-        for d, v in obs["labels"].items():
+        for d, v in labels.items():
             category = category_of.get(d)
             if category is not None:
                 judged_set.add(category)

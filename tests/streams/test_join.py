@@ -529,11 +529,24 @@ def test_a_gold_label_makes_no_judge_human_pair() -> None:
     )
     assert h.pairs() == []
     labels = [e.value for e in h.topic("observations") if e.value["kind"] == "labelled"]
-    assert [(v["annotator_id"], v["first_label"]) for v in labels] == [("gold-ann", False)]
+    assert [(v["annotator_id"], v["first_dimensions"]) for v in labels] == [("gold-ann", [])]
     h.feed(labelled(annotator_id="ann-2", seconds=3700, verdicts=[verdict("relevance", "pass")]))
     assert [(p["human_label"], p["judge_label"]) for p in h.pairs()] == [("pass", "fail")]
     labels = [e.value for e in h.topic("observations") if e.value["kind"] == "labelled"]
-    assert [(v["annotator_id"], v["first_label"]) for v in labels] == [("gold-ann", False), ("ann-2", True)]
+    assert [(v["annotator_id"], v["first_dimensions"]) for v in labels] == [
+        ("gold-ann", []),
+        ("ann-2", ["relevance"]),
+    ]
+    # a third annotator's label is first on the dimensions no sampled label had yet
+    h.feed(
+        labelled(
+            annotator_id="ann-3",
+            seconds=3800,
+            verdicts=[verdict("relevance", "fail"), verdict("safety", "pass")],
+        )
+    )
+    labels = [e.value for e in h.topic("observations") if e.value["kind"] == "labelled"]
+    assert labels[-1]["first_dimensions"] == ["safety"]
 
 
 def test_a_differing_later_label_from_the_same_judge_is_a_conflict_not_a_duplicate() -> None:

@@ -152,6 +152,32 @@ def test_human_figures_count_each_turn_once_without_gold_items() -> None:
     assert humans[0]["fail_rate"] == 0.0
 
 
+def test_a_dimension_only_a_later_annotator_labelled_still_counts_for_humans() -> None:
+    # annotator 1 labels relevance only, annotator 2 safety: the turn's first label on each dimension counts
+    from streams.aggregate import key
+
+    pipeline, _ = _pipeline()
+    turns = 50
+    for i in range(turns):
+        ts = START + timedelta(seconds=10 * i)
+        turn_id = f"t{i}"
+        pipeline.process(Stream.CHAT_TURNS, _turn(turn_id, ts, "shopper", "m1"), source_topic="c", offset=i)
+        for n, (annotator, labels) in enumerate(
+            (("ann-1", {"relevance": "pass"}), ("ann-2", {"safety": "fail"}))
+        ):
+            label = orjson.loads(_label(turn_id, ts + timedelta(minutes=5), **labels)) | {
+                "annotator_id": annotator
+            }
+            pipeline.process(Stream.HUMAN_LABELS, orjson.dumps(label), source_topic="h", offset=2 * i + n)
+    pipeline.flush()
+    spikes = pipeline.aggregator.detector(key("spike", "humans", "journey=shopper"))
+    assert spikes is not None
+    assert spikes.detector("irrelevant").n == spikes.detector("unsafe").n == turns
+    guardrails = pipeline.report()["live_model"]["guardrails"]
+    humans = [row for row in guardrails if row["source"] == "human" and row["model_version"] == "*"]
+    assert [(row["n"], row["fail_rate"]) for row in humans] == [(turns, 1.0)]
+
+
 def test_judge_drift_on_one_dimension_only() -> None:
     pipeline, _ = _pipeline()
     rng = random.Random(5)
