@@ -139,7 +139,7 @@ class TurnOutputs:
                     "conf": dict(record.get("conf", {})),
                     "scores": dict(record.get("scores", {})),
                     # a human label came first: this judge's turn is labelled (coverage, counted once)
-                    "covered": bool(entry["human"]) and _cover(observed, judge_id),
+                    "covered": _sampled(entry) and _cover(observed, judge_id),
                     **common,
                 }
                 emits.append(Emit("observations", judge_id, value))
@@ -167,7 +167,7 @@ class TurnOutputs:
                     "inclusion_probability": record.get("pi"),
                     "judges": {j: dict(r["labels"]) for j, r in judges.items()},
                     # the judges whose turn this first label makes labelled (coverage, once per judge)
-                    "covered": [j for j in judges if _cover(observed, j)],
+                    "covered": [] if record["gold"] else [j for j in judges if _cover(observed, j)],
                     **common,
                 }
                 emits.append(Emit("observations", "humans", value))  # human labels are few: one shard
@@ -333,6 +333,11 @@ class TurnOutputs:
             "ts": iso(pair["ts"]),
         }
         return Emit("divergences", divergence_id, value)
+
+
+def _sampled(entry: Entry) -> bool:
+    """Whether the turn has a human label that is not on a gold item (labelling coverage)."""
+    return any(not record["gold"] for record in entry["human"].values())
 
 
 def _cover(observed: list[str], judge_id: str) -> bool:

@@ -3,8 +3,9 @@
 - ``convowatch_turns_judged_total{judge_id, journey}``: one per ``judged`` observation (a judge's verdict
   met its turn);
 - ``convowatch_turns_labelled_total{judge_id, journey}``: once per judge and turn that has both the judge's
-  verdict and a human label, whichever came first (``covered`` of ``judged`` and ``labelled``); over the
-  former it is the labelling coverage (it counted every annotator, and nothing when the label came first);
+  verdict and a human label not on a gold item, whichever came first (``covered`` of ``judged`` and
+  ``labelled``); over the former it is the labelling coverage (it counted every annotator, and nothing
+  when the label came first);
 - ``convowatch_human_labels_total{vendor_id}`` and ``convowatch_label_latency_seconds{vendor_id}``: one per
   ``labelled`` observation, the latency being the label's event time minus the turn's (negative clock
   skew counts as 0).

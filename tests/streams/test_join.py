@@ -533,9 +533,9 @@ def test_a_gold_label_makes_no_judge_human_pair() -> None:
     h.feed(labelled(annotator_id="ann-2", seconds=3700, verdicts=[verdict("relevance", "pass")]))
     assert [(p["human_label"], p["judge_label"]) for p in h.pairs()] == [("pass", "fail")]
     labels = [e.value for e in h.topic("observations") if e.value["kind"] == "labelled"]
-    assert [(v["annotator_id"], v["first_dimensions"]) for v in labels] == [
-        ("gold-ann", []),
-        ("ann-2", ["relevance"]),
+    assert [(v["annotator_id"], v["first_dimensions"], v["covered"]) for v in labels] == [
+        ("gold-ann", [], []),  # nor does it make the turn a labelled one (coverage)
+        ("ann-2", ["relevance"], ["judge-a"]),
     ]
     # a third annotator's label is first on the dimensions no sampled label had yet
     h.feed(
@@ -547,6 +547,10 @@ def test_a_gold_label_makes_no_judge_human_pair() -> None:
     )
     labels = [e.value for e in h.topic("observations") if e.value["kind"] == "labelled"]
     assert labels[-1]["first_dimensions"] == ["safety"]
+    # a verdict after a gold label only: not a labelled turn either
+    h = Harness()
+    h.feed(turn(), labelled(annotator_id="gold-ann", is_gold=True), judged())
+    assert [e.value["covered"] for e in h.topic("observations") if e.value["kind"] == "judged"] == [False]
 
 
 def test_a_differing_later_label_from_the_same_judge_is_a_conflict_not_a_duplicate() -> None:
