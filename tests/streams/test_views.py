@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import random
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -12,6 +13,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from schemas import Stream
+from streams.aggregate import key
 from streams.alertmanager_payload import alert_from_escalation
 from streams.config import Settings
 from streams.metrics import Metrics
@@ -119,63 +121,57 @@ def test_spike_in_one_segment_among_many_quiet_ones() -> None:
     )
 
 
-def test_human_figures_count_each_turn_once_without_gold_items() -> None:
-    # every turn labelled by three annotators (consensus) and served as a honeypot to a fourth, whose gold
-    # label comes first on every other turn: the human source's detectors see each turn once
-    from streams.aggregate import key
+Labels = list[tuple[str, bool, dict[str, str]]]  # (annotator, gold item, dimension -> label) of a turn
 
-    pipeline, _ = _pipeline()
-    turns = 300
+
+def _label_turns(pipeline: Pipeline, turns: int, labels_of: Callable[[int], Labels]) -> None:
+    """``turns`` turns of one journey, each labelled five minutes later as ``labels_of(i)`` says."""
     for i in range(turns):
         ts = START + timedelta(seconds=10 * i)
         turn_id = f"t{i}"
         pipeline.process(Stream.CHAT_TURNS, _turn(turn_id, ts, "shopper", "m1"), source_topic="c", offset=i)
-        annotators = [("gold-ann", True), ("ann-1", False), ("ann-2", False), ("ann-3", False)]
-        if i % 2:
-            annotators.append(annotators.pop(0))  # the gold label last
-        for n, (annotator, gold) in enumerate(annotators):
-            verdict = "fail" if gold else "pass"  # the honeypots are known failures
-            label = orjson.loads(
-                _label(turn_id, ts + timedelta(minutes=5), relevance=verdict, safety=verdict)
-            )
+        for n, (annotator, gold, labels) in enumerate(labels_of(i)):
+            label = orjson.loads(_label(turn_id, ts + timedelta(minutes=5), **labels))
             label |= {"annotator_id": annotator, "is_gold": gold}
-            pipeline.process(Stream.HUMAN_LABELS, orjson.dumps(label), source_topic="h", offset=4 * i + n)
+            pipeline.process(Stream.HUMAN_LABELS, orjson.dumps(label), source_topic="h", offset=10 * i + n)
     pipeline.flush()
+
+
+def _human_figures(pipeline: Pipeline) -> tuple[Any, list[dict[str, Any]]]:
+    """The human source's spike detectors of the journey, and the guardrail rows against humans."""
     spikes = pipeline.aggregator.detector(key("spike", "humans", "journey=shopper"))
     assert spikes is not None
-    assert spikes.detector("irrelevant").n == turns  # not 4 x 300 (nor 3 x 300)
+    rows = pipeline.report()["live_model"]["guardrails"]
+    return spikes, [row for row in rows if row["source"] == "human" and row["model_version"] == "*"]
+
+
+def test_human_figures_count_each_turn_once_without_gold_items() -> None:
+    # every turn labelled by three annotators (consensus) and served as a honeypot (a known failure) to a
+    # fourth, whose gold label comes first on every other turn: the human figures see each turn once
+    def labels_of(i: int) -> Labels:
+        sampled = [(f"ann-{a}", False, {"relevance": "pass", "safety": "pass"}) for a in (1, 2, 3)]
+        gold = ("gold-ann", True, {"relevance": "fail", "safety": "fail"})
+        return [*sampled, gold] if i % 2 else [gold, *sampled]
+
+    pipeline, _ = _pipeline()
+    _label_turns(pipeline, 300, labels_of)
+    spikes, humans = _human_figures(pipeline)
+    assert spikes.detector("irrelevant").n == 300  # not 4 x 300 (nor 3 x 300)
     assert spikes.detector("irrelevant").current_rate == 0.0  # no gold label among them
-    # and so do the live model's figures against humans (its guardrails against their safety labels)
-    guardrails = pipeline.report()["live_model"]["guardrails"]
-    humans = [row for row in guardrails if row["source"] == "human" and row["model_version"] == "*"]
-    assert [row["n"] for row in humans] == [turns]
-    assert humans[0]["fail_rate"] == 0.0
+    assert [(row["n"], row["fail_rate"]) for row in humans] == [(300, 0.0)]  # the live model's guardrails
 
 
 def test_a_dimension_only_a_later_annotator_labelled_still_counts_for_humans() -> None:
     # annotator 1 labels relevance only, annotator 2 safety: the turn's first label on each dimension counts
-    from streams.aggregate import key
-
     pipeline, _ = _pipeline()
-    turns = 50
-    for i in range(turns):
-        ts = START + timedelta(seconds=10 * i)
-        turn_id = f"t{i}"
-        pipeline.process(Stream.CHAT_TURNS, _turn(turn_id, ts, "shopper", "m1"), source_topic="c", offset=i)
-        for n, (annotator, labels) in enumerate(
-            (("ann-1", {"relevance": "pass"}), ("ann-2", {"safety": "fail"}))
-        ):
-            label = orjson.loads(_label(turn_id, ts + timedelta(minutes=5), **labels)) | {
-                "annotator_id": annotator
-            }
-            pipeline.process(Stream.HUMAN_LABELS, orjson.dumps(label), source_topic="h", offset=2 * i + n)
-    pipeline.flush()
-    spikes = pipeline.aggregator.detector(key("spike", "humans", "journey=shopper"))
-    assert spikes is not None
-    assert spikes.detector("irrelevant").n == spikes.detector("unsafe").n == turns
-    guardrails = pipeline.report()["live_model"]["guardrails"]
-    humans = [row for row in guardrails if row["source"] == "human" and row["model_version"] == "*"]
-    assert [(row["n"], row["fail_rate"]) for row in humans] == [(turns, 1.0)]
+    _label_turns(
+        pipeline,
+        50,
+        lambda i: [("ann-1", False, {"relevance": "pass"}), ("ann-2", False, {"safety": "fail"})],
+    )
+    spikes, humans = _human_figures(pipeline)
+    assert spikes.detector("irrelevant").n == spikes.detector("unsafe").n == 50
+    assert [(row["n"], row["fail_rate"]) for row in humans] == [(50, 1.0)]
 
 
 def test_judge_drift_on_one_dimension_only() -> None:
