@@ -22,5 +22,14 @@ class Emit:
     value: dict[str, Any]
 
 
+def sampled_labels(labelled: dict[str, Any]) -> dict[str, str]:
+    """The labels of a ``labelled`` observation that count for its turn: the dimensions it is the turn's first
+    label on that is not on a gold item (``first_dimensions``), so that a per-turn human figure sees each
+    turn once; all of them in an observation written before that field."""
+    labels: dict[str, str] = labelled["labels"]
+    first = labelled.get("first_dimensions")
+    return labels if first is None else {d: labels[d] for d in first if d in labels}
+
+
 def iso(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).isoformat().replace("+00:00", "Z")

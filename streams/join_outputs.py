@@ -143,18 +143,15 @@ class TurnOutputs:
                     **common,
                 }
                 emits.append(Emit("observations", judge_id, value))
+        first_by: dict[str, str] | None = None
         for annotator, record in entry["human"].items():
             mark = f"h{SEP}{annotator}"
             if mark not in observed:
-                # the dimensions this label is the turn's first on, gold (honeypot) items left out: what a
-                # per-turn human rate counts (as pairs, it takes each dimension's first human label)
-                before = {
-                    dim
-                    for other_id, other in entry["human"].items()
-                    if not other["gold"] and f"h{SEP}{other_id}" in observed
-                    for dim in other["labels"]
-                }
-                first = [] if record["gold"] else [dim for dim in record["labels"] if dim not in before]
+                if first_by is None:
+                    first_by = _first_sampled(entry)
+                # the dimensions this label is the turn's first sampled one on: what a per-turn human figure
+                # counts (as pairs do)
+                first = [dim for dim in record["labels"] if first_by.get(dim) == annotator]
                 observed.append(mark)
                 value = {
                     "kind": "labelled",
@@ -282,12 +279,9 @@ class TurnOutputs:
         emits: list[Emit] = []
         human_labels: dict[str, str] = {}
         weights: dict[str, float | None] = {}  # that label's inclusion probability, if it was sampled
-        for record in entry["human"].values():  # first human label per dimension, in arrival order
-            if record["gold"]:  # a honeypot audits its annotator (gold view), it is not a sampled label
-                continue
-            for dim, label in record["labels"].items():
-                if dim not in human_labels:
-                    human_labels[dim], weights[dim] = label, record.get("pi")
+        for dim, annotator in _first_sampled(entry).items():
+            record = entry["human"][annotator]
+            human_labels[dim], weights[dim] = record["labels"][dim], record.get("pi")
         turn = entry["turn"]
         for judge_id, record in entry["judge"].items():
             for dim, label in record["labels"].items():
@@ -333,6 +327,18 @@ class TurnOutputs:
             "ts": iso(pair["ts"]),
         }
         return Emit("divergences", divergence_id, value)
+
+
+def _first_sampled(entry: Entry) -> dict[str, str]:
+    """Each dimension's first human label of the turn, in arrival order, that is not on a gold item (a
+    honeypot audits its annotator, the gold view scores it; it is not a sampled label): dimension ->
+    annotator."""
+    first: dict[str, str] = {}
+    for annotator, record in entry["human"].items():
+        if not record["gold"]:
+            for dim in record["labels"]:
+                first.setdefault(dim, annotator)
+    return first
 
 
 def _sampled(entry: Entry) -> bool:

@@ -23,7 +23,7 @@ from detectors import BinaryCalibration, ClassAccuracy
 from detectors.keyed import OTHER, KeyedDetectors
 from schemas.common import FAIL
 from streams.aggregate import Aggregator, key
-from streams.emit import SEP, Emit
+from streams.emit import SEP, Emit, sampled_labels
 from streams.labels import UNKNOWN
 from streams.metrics import Metrics
 from streams.views.agreement import MAX_SEGMENT_VALUES, Refresh, finite_or_none, interval_or_none
@@ -59,8 +59,7 @@ class LiveModelView:
         m = self.metrics
         ts = obs["ts"]
         if obs["kind"] == "labelled":
-            if "first_dimensions" in obs:  # each turn once (module doc)
-                labels = {d: labels[d] for d in obs["first_dimensions"] if d in labels}
+            labels = sampled_labels(obs)  # each turn once (module doc)
             truth, predicted = labels.get("intent"), segment.get("intent")
             if truth is not None and predicted is not None:
                 confidence = obs.get("intent_confidence")

@@ -17,7 +17,7 @@ from detectors.category_spikes import CategorySpikes
 from detectors.defect_rate_spike import arl0_for_budget
 from schemas.common import FAIL, QUALITY_DIMENSIONS
 from streams.aggregate import Aggregator, key
-from streams.emit import SEP, Emit, iso
+from streams.emit import SEP, Emit, iso, sampled_labels
 from streams.labels import SourceGuards
 from streams.metrics import Metrics
 from streams.policy import escalation_id
@@ -82,11 +82,9 @@ class SpikeView:
         self._slice_cache = LabelCache(self._new_slices)
 
     def apply(self, aggregator: Aggregator, obs: dict[str, Any], partition: int | None) -> list[Emit]:
-        labels: dict[str, str] = obs["labels"]
-        if obs["kind"] == "labelled" and "first_dimensions" in obs:
-            # each turn once: a second annotator's label of a dimension (consensus labelling, a honeypot
-            # served to many annotators) is not a second turn, and gold items are not a sample of the traffic
-            labels = {d: labels[d] for d in obs["first_dimensions"] if d in labels}
+        # each turn once: a second annotator's label of a dimension (consensus labelling, a honeypot served
+        # to many annotators) is not a second turn, and gold items are not a sample of the traffic
+        labels: dict[str, str] = sampled_labels(obs) if obs["kind"] == "labelled" else obs["labels"]
         category_of = self.category_of
         judged_set: set[str] = set()
         failed_set: set[str] = set()
