@@ -59,17 +59,6 @@ def stratum_sums(open_: Sequence[float], closed: Sequence[float]) -> tuple[float
     return weighted, weight, over_c, over_t
 
 
-def close_stratum(open_: Sequence[float], closed: list[float]) -> None:
-    """Add the open stratum's terms (:func:`stratum_sums`) to ``closed``, in place."""
-    n_c, _, n_t, _ = open_
-    if n_c and n_t:
-        w = n_c * n_t / (n_c + n_t)
-        closed[0] += w * (open_[3] / n_t - open_[1] / n_c)
-        closed[1] += w
-        closed[2] += w * w / n_c
-        closed[3] += w * w / n_t
-
-
 def _check_stratum_seconds(value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise ValueError(f"stratum_seconds must be a number, got {value!r}")
@@ -81,12 +70,6 @@ def _check_stratum_seconds(value: Any) -> float:
 def stratum_of(ts: float, stratum_seconds: float) -> int | None:
     """The time stratum of event time ``ts``: its ``stratum_seconds`` slot, or None (one stratum) for 0."""
     return int(ts // stratum_seconds) if stratum_seconds else None
-
-
-def later_stratum(stratum: int | None, current: int | None) -> bool:
-    """Whether an observation of ``stratum`` opens a new stratum after ``current`` (the open one): not when
-    both are numbered and it is the earlier (a late observation counts in the open stratum)."""
-    return stratum != current and not (stratum is not None and current is not None and stratum < current)
 
 
 class _AlwaysValidTest(Detector):
@@ -109,6 +92,31 @@ class _AlwaysValidTest(Detector):
         self._decision = "continue"
         self._decided_now = False
         self._decided_at = [0, 0]  # arm counts (control, treatment) when decided
+
+    def _reset_strata(self) -> None:
+        """Time strata (``detectors.msprt``): the open stratum's key and counts ``[n_c, sum_c, n_t, sum_t]``,
+        and the closed strata's sums ``[sum w d, sum w, sum w^2 / n_c, sum w^2 / n_t]``."""
+        self._stratum: int | None = None
+        self._open: list[float] = [0, 0, 0, 0]
+        self._closed = [0.0, 0.0, 0.0, 0.0]
+
+    def _enter_stratum(self, stratum: int | None) -> None:
+        """Close the open stratum (its terms of :func:`stratum_sums` added to the closed sums) and open
+        ``stratum``, unless both are numbered and it is the earlier: a late observation counts in the open
+        stratum. Called when ``stratum`` is not the open one."""
+        current = self._stratum
+        if stratum is not None and current is not None and stratum < current:
+            return
+        n_c, x_c, n_t, x_t = self._open
+        if n_c and n_t:
+            w = n_c * n_t / (n_c + n_t)
+            closed = self._closed
+            closed[0] += w * (x_t / n_t - x_c / n_c)
+            closed[1] += w
+            closed[2] += w * w / n_c
+            closed[3] += w * w / n_t
+        self._stratum = stratum
+        self._open = [0, 0, 0, 0]
 
     def _advance(self, d: float, s2: float, p: float, worse: bool) -> bool:
         """Test the lift estimate ``d`` of variance ``s2``, ``p`` the p-value of ``lift = 0`` now; true when

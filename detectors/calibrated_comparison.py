@@ -60,8 +60,6 @@ from detectors.always_valid import (
     _AlwaysValidTest,
     _check_count,
     _check_stratum_seconds,
-    close_stratum,
-    later_stratum,
     mixture_log_lr,
     stratum_of,
     stratum_sums,
@@ -137,11 +135,7 @@ class CalibratedComparison(_AlwaysValidTest):
         self._labelled = {arm: [0.0] * 6 for arm in ARMS}
         # the rectifier's variance terms (control, treatment, pooled), which only labels change
         self._rectifier = [0.0, 0.0, 0.0]
-        # time strata of the judged turns (module doc): the open stratum's key and [N_c, sum f_c, N_t,
-        # sum f_t], and the closed strata's [sum w d, sum w, sum w^2 / N_c, sum w^2 / N_t]
-        self._stratum: int | None = None
-        self._open = [0.0, 0.0, 0.0, 0.0]
-        self._closed = [0.0, 0.0, 0.0, 0.0]
+        self._reset_strata()  # time strata of the judged turns (module doc): [N_c, sum f_c, N_t, sum f_t]
         self._reset_test()  # decided_at: labelled turns (control, treatment)
 
     def update(
@@ -154,10 +148,8 @@ class CalibratedComparison(_AlwaysValidTest):
         self._check_arm(arm)
         if y is not None:
             self._label(arm, value, y, weight)
-        if later_stratum(stratum, self._stratum):
-            close_stratum(self._open, self._closed)
-            self._stratum = stratum
-            self._open = [0.0, 0.0, 0.0, 0.0]
+        if stratum != self._stratum:
+            self._enter_stratum(stratum)
         judged = self._judged[arm]
         judged[0] += 1
         judged[1] += value

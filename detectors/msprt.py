@@ -61,9 +61,7 @@ from detectors.always_valid import (
     _check_count,
     _check_fraction,
     _check_stratum_seconds,
-    close_stratum,
     confidence_half_width,
-    later_stratum,
     mixture_log_lr,
     stratum_of,
     stratum_sums,
@@ -118,11 +116,7 @@ class MixtureSPRT(_AlwaysValidTest):
     def _reset(self) -> None:
         self._n = {"control": 0, "treatment": 0}
         self._x = {"control": 0, "treatment": 0}
-        # time strata (module doc): the open stratum's key and counts [n_c, x_c, n_t, x_t], and the closed
-        # strata's sums [sum w d, sum w, sum w^2 / n_c, sum w^2 / n_t]
-        self._stratum: int | None = None
-        self._open = [0, 0, 0, 0]
-        self._closed = [0.0, 0.0, 0.0, 0.0]
+        self._reset_strata()  # time strata (module doc)
         self._reset_test()
 
     def update(self, arm: str, defect: bool, stratum: int | None = None) -> Self:
@@ -135,7 +129,7 @@ class MixtureSPRT(_AlwaysValidTest):
         self._decided_now = False
         counts, defects = self._n, self._x
         if stratum != self._stratum:
-            self._next_stratum(stratum)
+            self._enter_stratum(stratum)
         counts[arm] += 1
         defects[arm] += int(defect)
         at = 0 if arm == "control" else 2
@@ -152,13 +146,6 @@ class MixtureSPRT(_AlwaysValidTest):
         if self._advance(d, s2, p, worse=(d > 0) != self.higher_is_better):
             self._decided_at = [n_c, n_t]
         return self
-
-    def _next_stratum(self, stratum: int | None) -> None:
-        """Close the open stratum and open ``stratum``, unless both are numbered and it is the earlier."""
-        if later_stratum(stratum, self._stratum):
-            close_stratum(self._open, self._closed)
-            self._stratum = stratum
-            self._open = [0, 0, 0, 0]
 
     def _estimate(self) -> tuple[float, float] | None:
         """The stratified lift estimate and its variance (module doc), or None before the arms met."""
