@@ -174,6 +174,26 @@ def test_a_dimension_only_a_later_annotator_labelled_still_counts_for_humans() -
     assert [(row["n"], row["fail_rate"]) for row in humans] == [(50, 1.0)]
 
 
+def test_two_dimensions_of_one_category_labelled_by_two_annotators_are_one_turn_of_it() -> None:
+    # execution accuracy and personalization are both "inaccurate" (default taxonomy): labelled by two
+    # annotators, the turn counts once in that category, as the first of them labelled it (as a judge's
+    # verdict on both dimensions counts once); a category only the second labelled still counts
+    pipeline, _ = _pipeline()
+    _label_turns(
+        pipeline,
+        50,
+        lambda i: [
+            ("ann-1", False, {"execution_accuracy": "pass"}),
+            ("ann-2", False, {"personalization": "fail", "safety": "fail"}),
+        ],
+    )
+    spikes, _ = _human_figures(pipeline)
+    assert spikes.detector("inaccurate").n == 50  # not 100
+    assert spikes.detector("inaccurate").current_rate == 0.0
+    assert spikes.detector("unsafe").n == 50
+    assert spikes.detector("unsafe").current_rate > 0.0
+
+
 def test_judge_drift_on_one_dimension_only() -> None:
     pipeline, _ = _pipeline()
     rng = random.Random(5)
