@@ -50,6 +50,15 @@ class LabellingMetrics:
             ["vendor_id", "sla"],
             registry=r,
         )
+        # counted as the scorecard applies labels (not at evaluations); one count for all vendors: the
+        # scorecard keeps no per-vendor figure of them
+        self.vendor_labels_too_late = Counter(
+            "convowatch_vendor_labels_too_late_total",
+            "Vendor scorecard items (labels, consensus comparisons) dropped because their label event time "
+            "was already older than the SLA window; all vendors (report.json vendors.window.too_late: the "
+            "total since the scorecard began).",
+            registry=r,
+        )
 
         # -- review sampling (streams/views/review.py) --
         self.review_requests = Counter(

@@ -22,7 +22,9 @@ revision every ``republish_seconds`` while it lasts, and resolved once the vendo
 has no label left in the window (nothing to judge it by: ``closed_without_labels`` in the evidence). Both
 aggregates go through :meth:`Aggregator.update`, so a replayed observation is skipped and publishes
 nothing, and the evaluation depends on the stream only. Vendor gauges are set at each evaluation; report
-.json has a ``vendors`` section with every vendor's and annotator's scorecard and the SLA verdicts.
+.json has a ``vendors`` section with every vendor's and annotator's scorecard and the SLA verdicts. Items
+older than the window (``too_late``) also count in ``convowatch_vendor_labels_too_late_total`` as they are
+dropped.
 """
 
 from __future__ import annotations
@@ -75,8 +77,13 @@ class VendorsView:
             return []
 
         def add(card: VendorScorecard) -> None:
+            # only when the aggregator applies the observation (a replay it skips counts nothing), and by
+            # this observation's own drops: exact without remembering the count between calls or restarts
+            dropped = card.too_late
             for update in updates:
                 card.update(*update)
+            if card.too_late > dropped:
+                self.metrics.vendor_labels_too_late.inc(card.too_late - dropped)
 
         card = aggregator.update(SCORECARD, obs, partition, self._scorecard, add)
         if card is None or card.watermark is None:

@@ -380,3 +380,58 @@ def test_a_replayed_observation_is_applied_once_and_publishes_nothing():
     assert replayed == [] and aggregator.duplicates == 3  # skipped by the scorecard: nothing judged again
     card = aggregator.detector("vendor_scorecard")
     assert isinstance(card, VendorScorecard) and card.scorecard("vendor-b").labels == 3
+
+
+def test_labels_older_than_the_window_are_counted_once_in_the_too_late_counter():
+    """Each item the scorecard drops as too late adds one to the counter; a replay adds nothing."""
+
+    registry = CollectorRegistry()
+    metrics = Metrics(registry)
+    sla = VendorSla.model_validate(
+        {"window_seconds": 3600, "bucket_seconds": 300, "evaluate_every_seconds": 1}
+    )
+    view = VendorsView(metrics, sla)
+    aggregator = Aggregator(metrics, views=[view])
+
+    def too_late() -> float | None:
+        return registry.get_sample_value("convowatch_vendor_labels_too_late_total")
+
+    def labelled(offset: int, label_ts: float) -> dict[str, Any]:
+        return {
+            "kind": "labelled",
+            "src": ["human_labels:0", offset, 0],
+            "turn_id": f"t{offset}",
+            "ts": label_ts - 300,
+            "label_ts": label_ts,
+            "vendor_id": "vendor-a",
+            "annotator_id": "a1",
+            "labels": {"relevance": "pass"},
+            "judges": {},
+        }
+
+    assert too_late() == 0.0
+    now = START + 5 * HOUR
+    aggregator.apply(labelled(0, now))
+    aggregator.apply(labelled(1, now - 1800))  # inside the window
+    assert too_late() == 0.0
+    aggregator.apply(labelled(2, now - 2 * HOUR))  # older than the window: dropped, counted
+    aggregator.apply(labelled(3, now - 3 * HOUR))
+    assert too_late() == 2.0
+    aggregator.apply(labelled(3, now - 3 * HOUR))  # replayed (same src): skipped, not counted again
+    assert aggregator.duplicates == 1 and too_late() == 2.0
+    # a late multi-annotator item: one dropped comparison per annotator scored
+    raters = {
+        "kind": "raters",
+        "src": ["human_labels:0", 4, 0],
+        "turn_id": "t4",
+        "ts": now - 2 * HOUR,
+        "label_ts": now - 2 * HOUR,
+        "labels": {"a1": "pass", "a2": "pass", "b1": "pass"},
+        "vendors": {"a1": "vendor-a", "a2": "vendor-a", "b1": "vendor-b"},
+    }
+    aggregator.apply(raters)
+    assert too_late() == 5.0
+    aggregator.apply(labelled(5, now + 60))  # inside the window
+    assert too_late() == 5.0 == view.report(aggregator)["vendors"]["window"]["too_late"]
+    card = aggregator.detector("vendor_scorecard")
+    assert isinstance(card, VendorScorecard) and card.scorecard("vendor-a").labels == 3
