@@ -1162,7 +1162,16 @@ def vendor_scorecards() -> list[dict[str, Any]]:
             "is open), 0 within target or not judged yet (too few labels).",
             links=[VENDOR_SLA],
             thresholds=[("green", None), ("red", 1)],
-            w=24,
+            w=18,
+        ),
+        stat(
+            "Labels later than the SLA window",
+            target("sum(increase(convowatch_vendor_labels_too_late_total[$__range]))", "labels"),
+            description="Vendor scorecard items (labels, consensus comparisons) over the time range whose "
+            "label event time was already older than the SLA window when they came: in no scorecard. Many "
+            "of them: labels arrive later than the window is long (CONVOWATCH_VENDOR_SLA).",
+            links=[VENDOR_SLA, LABELS_STALE],
+            w=6,
         ),
         ts(
             "Vendor turnaround (SLA window)",
