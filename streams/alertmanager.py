@@ -1,8 +1,9 @@
 """Escalations to Prometheus Alertmanager: one alert per escalation, kept alive while it fires.
 
 :class:`AlertmanagerSink` owns the client side of Alertmanager's protocol, which is the one Prometheus
-follows (the alert of an escalation is built by :func:`streams.alertmanager_payload.alert_from_escalation`
-and POSTed by :class:`streams.alertmanager_http.AlertsEndpoint`):
+follows (the alert of an escalation is built by :func:`streams.alertmanager_payload.alert_from_escalation`,
+held by :class:`streams.alertmanager_held.HeldAlerts` and POSTed by
+:class:`streams.alertmanager_http.AlertsEndpoint`):
 
 - a new or changed escalation is POSTed to ``/api/v2/alerts`` at once (batched for ~150 ms);
 - every active alert is re-sent every ``resend_seconds`` (default 60) with ``endsAt`` = now + 4 x
@@ -24,51 +25,18 @@ import math
 import random
 import threading
 import time
-from collections import OrderedDict
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
-from typing import Any, NamedTuple
+from typing import Any
 
+from streams.alertmanager_held import HeldAlerts, Outgoing
 from streams.alertmanager_http import AlertmanagerUnavailable, AlertsEndpoint
-from streams.alertmanager_payload import alert_from_escalation
+from streams.alertmanager_payload import alert_from_escalation, alert_labels
 
 _log = logging.getLogger(__name__)
 
 #: Escalation kinds that nothing resolves (one per turn): :class:`AlertmanagerSink` expires them.
 EXPIRING_KINDS = frozenset({"high_risk_failure"})
-
-#: Joins an escalation id and a version in the key of the resolve of labels a later revision replaced
-SUPERSEDED = "#superseded-"
-
-
-def _labels(escalation: Mapping[str, Any]) -> dict[str, str]:
-    labels: dict[str, str] = alert_from_escalation(escalation, None)["labels"]
-    return labels
-
-
-@dataclass(slots=True)
-class _Active:
-    """What the sink knows about one escalation."""
-
-    escalation: dict[str, Any]
-    revision: int
-    resolved_at: datetime | None  # wall clock; None while firing
-    touched: float  # monotonic time of the last update (the expiry clock)
-    first_seen: datetime  # wall clock of the first publish: the latest startsAt, stable across re-sends
-    version: int  # bumped on every change, to tell whether what was sent is still current
-    last_sent: float = -math.inf  # monotonic time Alertmanager last accepted it
-    source: Any = None  # what the escalation came from (a topic partition), for :meth:`forget`
-
-
-class _Outgoing(NamedTuple):
-    """A snapshot of one alert to send, taken under the lock."""
-
-    eid: str
-    version: int
-    escalation: dict[str, Any]
-    resolved_at: datetime | None
-    first_seen: datetime
 
 
 class AlertmanagerSink:
@@ -136,9 +104,7 @@ class AlertmanagerSink:
         self._cond = threading.Condition(threading.Lock())
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._active: OrderedDict[str, _Active] = OrderedDict()  # least recently updated first
-        self._done: OrderedDict[str, int] = OrderedDict()  # resolved id -> revision, to ignore replays
-        self._dirty: set[str] = set()  # ids to send as soon as the batch delay is over
+        self._held = HeldAlerts(max_active, self.expiring_kinds, expire_after)
         self._flush_at: float | None = None
         self._in_flight = 0
         self._close_timeout = 5.0
@@ -164,48 +130,14 @@ class AlertmanagerSink:
         value = copy.deepcopy(dict(escalation))  # held for hours: not shared with the caller
         if team := self.teams.get(str(value.get("dimension") or "")):
             value["team"] = team
-        labels = _labels(value)  # rejects what could never be sent, here rather than later
-        eid = str(value["escalation_id"])
-        revision = int(value.get("revision") or 1)
-        resolved = value.get("status") == "resolved"
-        dropped = 0
+        labels = alert_labels(value)  # rejects what could never be sent, here rather than later
         with self._cond:
-            current = self._active.get(eid)
-            if current is not None and (
-                revision < current.revision
-                # the same revision again, unless it resolves what fires (a later one always applies)
-                or (revision == current.revision and not (resolved and current.resolved_at is None))
-            ):
-                return  # re-delivered or out of date (at-least-once delivery)
-            if current is None and self._done.get(eid, 0) >= revision:
-                return  # already resolved at this revision or later
             now = time.monotonic()
-            if current is not None and current.resolved_at is None and _labels(current.escalation) != labels:
-                # A later revision changes the alert's labels (the turn's segment came, the severity rose, a
-                # second dimension failed): Alertmanager would hold the old ones as another alert until they
-                # time out, paging twice. End it now: the old labels are sent once, resolved.
-                superseded = f"{eid}{SUPERSEDED}{current.version}"
-                self._active[superseded] = replace(current, resolved_at=datetime.now(UTC), version=1)
-                self._dirty.add(superseded)
-            self._active[eid] = _Active(
-                escalation=value,
-                revision=revision,
-                resolved_at=datetime.now(UTC) if resolved else None,
-                touched=now,
-                first_seen=current.first_seen if current else datetime.now(UTC),
-                version=current.version + 1 if current else 1,
-                last_sent=current.last_sent if current else -math.inf,
-                source=source if source is not None or current is None else current.source,
-            )
-            self._active.move_to_end(eid)
-            self._dirty.add(eid)
+            dropped = self._held.record(value, labels, source, now)
+            if dropped is None:
+                return  # re-delivered or out of date (at-least-once delivery)
             if self._flush_at is None:
                 self._flush_at = now + self.batch_delay
-            while len(self._active) > self.max_active:
-                old = self._least_needed(eid)
-                del self._active[old]
-                self._dirty.discard(old)
-                dropped += 1
             self.dropped += dropped
             self._cond.notify_all()
         if dropped:
@@ -219,45 +151,27 @@ class AlertmanagerSink:
         resolving them; how many. After a rebalance: another worker publishes their updates now, and a copy
         re-sent from here would fire again what that worker resolves. Resolves not yet delivered stay."""
         with self._cond:
-            stale = [
-                eid
-                for eid, entry in self._active.items()
-                if entry.resolved_at is None and entry.source is not None and not keep(entry.source)
-            ]
-            for eid in stale:
-                del self._active[eid]
-                self._dirty.discard(eid)
-        if stale:
-            _log.info("no longer re-sending %d alerts of partitions another worker owns now", len(stale))
-        return len(stale)
-
-    def _least_needed(self, published: str) -> str:
-        """The alert to drop at the cap: the least recently updated of a kind that expires anyway (a
-        high-risk failure), else the least recently updated; ``published`` (the one just published) only if
-        nothing else is held. An aggregate's alert (a defect spike) is published once and then not until it
-        resolves: dropped first, it would lapse while still true."""
-        others = [eid for eid in self._active if eid != published] or [published]
-        for eid in others:
-            if self._active[eid].escalation.get("kind") in self.expiring_kinds:
-                return eid
-        return others[0]
+            forgotten = self._held.forget(keep)
+        if forgotten:
+            _log.info("no longer re-sending %d alerts of partitions another worker owns now", forgotten)
+        return forgotten
 
     @property
     def active(self) -> int:
         """Alerts held: firing, or resolved and not yet delivered."""
         with self._cond:
-            return len(self._active)
+            return len(self._held)
 
     def escalations(self) -> list[dict[str, Any]]:
         """The escalations held (latest revision each), least recently updated first."""
         with self._cond:
-            return [entry.escalation for eid, entry in self._active.items() if SUPERSEDED not in eid]
+            return self._held.escalations()
 
     @property
     def pending(self) -> int:
         """Alerts waiting to be sent, or being sent."""
         with self._cond:
-            return len(self._dirty) + self._in_flight
+            return self._held.waiting + self._in_flight
 
     def flush(self, timeout: float = 5.0) -> bool:
         """Send new and changed alerts now; wait until none is waiting (``False`` after ``timeout``).
@@ -269,7 +183,7 @@ class AlertmanagerSink:
             if self._flush_at is not None:
                 self._flush_at = time.monotonic()  # no need to wait for the batch delay
                 self._cond.notify_all()
-            while self._dirty or self._in_flight:
+            while self._held.waiting or self._in_flight:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0 or self._thread is None or not self._thread.is_alive():
                     return False
@@ -331,47 +245,27 @@ class AlertmanagerSink:
         if now < self._retry_at:
             return self._retry_at
         due = self._next_scan
-        if self._dirty:
+        if self._held.waiting:
             due = min(due, self._flush_at if self._flush_at is not None else now)
         return due
 
-    def _collect(self, now: float, scan: bool = True) -> list[_Outgoing]:
+    def _collect(self, now: float, scan: bool = True) -> list[Outgoing]:
         """Take what must be sent now: new and changed alerts, and (on a scan) those due for re-sending."""
-        ids = set(self._dirty)
-        self._dirty.clear()
         self._flush_at = None
-        expired = 0
+        resend_before = None
         if scan and now >= self._next_scan:
             self._next_scan = now + self._scan_interval
             # due a little early rather than a whole scan late
             resend_before = now - self.resend_seconds + self._scan_interval / 2
-            for eid, entry in self._active.items():
-                if (
-                    self.expire_after is not None
-                    and entry.resolved_at is None
-                    and entry.escalation.get("kind") in self.expiring_kinds
-                    and now - entry.touched >= self.expire_after
-                ):
-                    entry.resolved_at = datetime.now(UTC)
-                    entry.version += 1
-                    expired += 1
-                    ids.add(eid)
-                elif entry.last_sent <= resend_before:
-                    ids.add(eid)
+        batch, expired = self._held.take(now, resend_before)
         self.expired += expired
         if expired:
             _log.info("resolved %d high-risk alerts without updates for %.0f s", expired, self.expire_after)
             self._count("expired", expired)
-        batch = [
-            _Outgoing(eid, e.version, e.escalation, e.resolved_at, e.first_seen)
-            # resolves of superseded labels first: if the labels went back to them, the firing alert wins
-            for eid in sorted(ids, key=lambda eid: SUPERSEDED not in eid)
-            if (e := self._active.get(eid)) is not None
-        ]
         self._in_flight = len(batch)
         return batch
 
-    def _send(self, batch: list[_Outgoing], timeout: float) -> None:
+    def _send(self, batch: list[Outgoing], timeout: float) -> None:
         now = datetime.now(UTC)
         valid_until = now + timedelta(seconds=4 * self.resend_seconds)
         items: list[tuple[str, int, dict[str, Any]]] = []
@@ -409,9 +303,7 @@ class AlertmanagerSink:
             first = self.last_error is None
             self.failed += len(chunk)
             self.last_error = error
-            for eid, _, _ in chunk + rest:
-                if eid in self._active:
-                    self._dirty.add(eid)  # sent again after the backoff
+            self._held.retry(eid for eid, _, _ in chunk + rest)  # sent again after the backoff
             delay = self._backoff * random.uniform(0.75, 1.0)
             self._backoff = min(self._backoff * 2, self.backoff_max)
             self._retry_at = time.monotonic() + delay
@@ -425,20 +317,7 @@ class AlertmanagerSink:
     ) -> None:
         recovered = False
         with self._cond:
-            now = time.monotonic()
-            for eid, version, _ in chunk:
-                entry = self._active.get(eid)
-                if entry is None:
-                    continue
-                entry.last_sent = now
-                if entry.version == version and entry.resolved_at is not None:
-                    del self._active[eid]  # resolved and delivered: forget it
-                    if SUPERSEDED in eid:
-                        continue
-                    self._done[eid] = entry.revision
-                    self._done.move_to_end(eid)
-                    while len(self._done) > self.max_active:
-                        self._done.popitem(last=False)
+            self._held.done_with(chunk, time.monotonic())
             if delivered:
                 self.sent += len(chunk)
                 recovered = self.last_error is not None

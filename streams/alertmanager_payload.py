@@ -184,3 +184,10 @@ def alert_from_escalation(
     if generator_url:
         alert["generatorURL"] = generator_url
     return alert
+
+
+def alert_labels(escalation: Mapping[str, Any]) -> dict[str, str]:
+    """The labels of the alert of ``escalation`` (what identifies it to Alertmanager); raises ``ValueError``
+    as :func:`alert_from_escalation` does."""
+    labels: dict[str, str] = alert_from_escalation(escalation, None)["labels"]
+    return labels
