@@ -123,8 +123,9 @@ def alert_from_escalation(
     """The Alertmanager API v2 ``postableAlert`` for an escalation (a ``convowatch.escalations`` value).
 
     Labels identify and route the alert; they hold no chat text and no free text, only ``alertname``
-    (``Convowatch`` + the kind in CamelCase), ``kind``, ``severity``, ``dimension``, ``team`` (the owning
-    team the sink adds from the taxonomy), the known segment fields and ``escalation_id``. Annotations
+    (``Convowatch`` + the kind in CamelCase), ``kind``, ``severity``, ``dimension``, ``category`` (of a
+    defect spike), ``team`` (the owning team the sink adds from the taxonomy), the known segment fields and
+    ``escalation_id``. Annotations
     carry ``summary``, ``runbook_url`` and ``evidence`` (compact JSON of up to 20 turn ids and the
     escalation's evidence, at most 4 KB).
 
@@ -147,6 +148,11 @@ def alert_from_escalation(
     }
     if escalation.get("dimension"):
         labels["dimension"] = _label_value(escalation["dimension"])
+    evidence = escalation.get("evidence") or {}
+    if kind == "defect_spike" and isinstance(evidence.get("category"), str):
+        # a taxonomy category (bounded): what tells spikes of one segment apart, and a finer segment's spike
+        # from its journey's (the shipped inhibit rules)
+        labels["category"] = _label_value(evidence["category"])
     if escalation.get("team"):
         labels["team"] = _label_value(escalation["team"])
     segment = escalation.get("segment") or {}
@@ -159,7 +165,6 @@ def alert_from_escalation(
     labels["escalation_id"] = _label_value(escalation["escalation_id"])
     labels = {k: v for k, v in labels.items() if v}  # Alertmanager drops empty labels anyway
 
-    evidence = escalation.get("evidence") or {}
     annotations = {"summary": str(escalation.get("summary") or labels["alertname"])[:MAX_SUMMARY]}
     runbook = evidence.get("runbook_url")
     if isinstance(runbook, str) and runbook:

@@ -322,6 +322,65 @@ def test_critical_defect_spike_inhibits_high_risk_warnings_of_its_segment(
         assert found[esc["escalation_id"]]["status"]["state"] == "active", found[esc["escalation_id"]]
 
 
+def spike(journey: str, category: str, tag: str, **slice_values: str) -> dict[str, Any]:
+    """A ``defect_spike`` escalation of ``category`` in one slice of ``journey`` (as SpikeView makes it)."""
+    segment = {"journey": journey, "intent": None, "model_version": None, "channel": None, "modality": None}
+    where = "/".join(f"{k}={v}" for k, v in sorted(slice_values.items()))
+    return escalation(
+        journey,
+        0,
+        escalation_id=f"defect_spike-{tag}-{category}-{journey}-{where}",
+        kind="defect_spike",
+        severity="high",
+        dimension=None,
+        segment=segment | slice_values,
+        evidence={"category": category, "source": "judge-a", "baseline_rate": 0.02, "current_rate": 0.09},
+    )
+
+
+def test_a_finer_slice_spike_mutes_its_journeys_spike_of_the_same_category(
+    alertmanager: AlertmanagerServer, sink: AlertmanagerSink
+) -> None:
+    tag = uuid.uuid4().hex[:8]
+    journey, other_journey = f"shop-{tag}", f"drive-{tag}"
+    muted = [spike(journey, "unsafe", tag), spike(journey, "hallucination", tag)]
+    active = [
+        spike(journey, "unsafe", tag, model_version="m-2"),  # says where the unsafe spike is
+        spike(journey, "hallucination", tag, intent="returns"),
+        spike(journey, "biased", tag),  # no finer biased spike in the journey
+        spike(other_journey, "unsafe", tag),  # another journey's
+    ]
+    for esc in active + muted:
+        sink.publish(esc)
+    assert {alert_from_escalation(e, None)["labels"]["category"] for e in active} == {
+        "unsafe",
+        "hallucination",
+        "biased",
+    }
+
+    def states() -> dict[str, str]:
+        return {eid: a["status"]["state"] for eid, a in _by_id(alertmanager.alerts()).items()}
+
+    wait_until(
+        lambda: (
+            all(states().get(e["escalation_id"]) == "suppressed" for e in muted)
+            and all(states().get(e["escalation_id"]) == "active" for e in active)
+        ),
+        timeout=10,
+        message=lambda: f"states: {states()}",
+    )
+    found = _by_id(alertmanager.alerts())
+    assert all(found[e["escalation_id"]]["status"]["inhibitedBy"] for e in muted)
+    # once the finer spike resolves, its journey's spike notifies again
+    sink.publish(active[0] | {"status": "resolved", "revision": 2})
+    wait_until(
+        lambda: states().get(muted[0]["escalation_id"]) == "active",
+        timeout=10,
+        message=lambda: f"states: {states()}",
+    )
+    assert states().get(muted[1]["escalation_id"]) == "suppressed"
+
+
 def test_sink_resends_active_alerts_and_expires_unresolved_high_risk_failures(
     alertmanager: AlertmanagerServer, webhook: WebhookServer
 ) -> None:
