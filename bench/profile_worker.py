@@ -194,6 +194,12 @@ def main() -> None:
         "shares are also shown as µs/event",
     )
     parser.add_argument("--analyse", type=Path, default=None, help="only summarise an earlier --out file")
+    parser.add_argument(
+        "--role",
+        choices=["all", "join"],
+        default="all",
+        help="the worker's CONVOWATCH_ROLE: join profiles the escalation path alone (no aggregation)",
+    )
     args = parser.parse_args()
     if args.analyse:
         busy = args.analyse.with_suffix(args.analyse.suffix + ".busy")
@@ -270,7 +276,14 @@ def main() -> None:
         ends = end_offsets(admin, input_names(INPUT_PREFIX))
         began = time.monotonic()
         result = run_worker_once(
-            broker.bootstrap, admin, ends, len(records), "spy", out.parent, profile=profile
+            broker.bootstrap,
+            admin,
+            ends,
+            len(records),
+            "spy",
+            out.parent,
+            profile=profile,
+            extra_env={"CONVOWATCH_ROLE": args.role},
         )
         for p in spies:
             p.wait(args.duration + 60)
