@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import itertools
-from collections.abc import Callable
 from typing import Any
 
 from schemas import ChatTurn
@@ -72,9 +71,6 @@ class TurnOutputs:
             ctx["user_text_hmac_sha256"] = self.text_hash(turn.user_text)
             ctx["response_text_hmac_sha256"] = self.text_hash(turn.response_text)
         return ctx
-
-    def _category(self, dimension: str) -> str:
-        return self.taxonomy.policy(dimension).category
 
     def text_hash(self, text: str) -> str:
         """HMAC-SHA256 of ``text`` under the configured key: equal texts match across records, but without
@@ -148,18 +144,14 @@ class TurnOutputs:
                 }
                 emits.append(Emit("observations", judge_id, value))
         first_by: dict[str, str] | None = None
-        first_category_by: dict[str, str] = {}
         for annotator, record in entry["human"].items():
             mark = f"h{SEP}{annotator}"
             if mark not in observed:
                 if first_by is None:
                     first_by = _first_sampled(entry)
-                    first_category_by = _first_sampled(entry, self._category)
-                # the dimensions, and the defect categories, this label is the turn's first sampled one on:
-                # what a per-turn human figure counts (as pairs do); two dimensions of one category labelled
-                # by two annotators are still one turn of that category
+                # the dimensions this label is the turn's first sampled one on: what a per-turn human figure
+                # counts (as pairs do)
                 first = [dim for dim in record["labels"] if first_by.get(dim) == annotator]
-                categories = sorted(c for c, by in first_category_by.items() if by == annotator)
                 observed.append(mark)
                 value = {
                     "kind": "labelled",
@@ -167,7 +159,6 @@ class TurnOutputs:
                     "vendor_id": record["vendor"],
                     "is_gold": record["gold"],
                     "first_dimensions": first,
-                    "first_categories": categories,
                     "labels": dict(record["labels"]),
                     "label_ts": record["ts"],
                     "inclusion_probability": record.get("pi"),
@@ -338,15 +329,15 @@ class TurnOutputs:
         return Emit("divergences", divergence_id, value)
 
 
-def _first_sampled(entry: Entry, group: Callable[[str], str] | None = None) -> dict[str, str]:
-    """Each dimension's (or each ``group`` of dimensions') first human label of the turn, in arrival order,
-    that is not on a gold item (a honeypot audits its annotator, the gold view scores it; it is not a
-    sampled label): dimension (group) -> annotator."""
+def _first_sampled(entry: Entry) -> dict[str, str]:
+    """Each dimension's first human label of the turn, in arrival order, that is not on a gold item (a
+    honeypot audits its annotator, the gold view scores it; it is not a sampled label): dimension ->
+    annotator."""
     first: dict[str, str] = {}
     for annotator, record in entry["human"].items():
         if not record["gold"]:
             for dim in record["labels"]:
-                first.setdefault(dim if group is None else group(dim), annotator)
+                first.setdefault(dim, annotator)
     return first
 
 

@@ -1,9 +1,8 @@
 """Defect-rate spikes per category and segment, from judge verdicts and, separately, from human labels.
 
 Each judged turn is one Bernoulli observation per category it was assessed on (1 = it failed a dimension
-of that category); for the human source, each turn once per category, with the turn's first human label
-on any dimension of that category that is not on a gold (honeypot) item (``first_categories`` of the
-join's ``labelled`` observations). Segments are slices: journey; journey and model version; journey
+of that category); for the human source, each turn once, with the first human label of each dimension
+that is not on a gold (honeypot) item. Segments are slices: journey; journey and model version; journey
 and intent. One :class:`~detectors.CategorySpikes` holds a slice value's detectors for every category, per
 source (a judge id, or ``humans``). The false-alarm budget is stated per day across all segments
 (``CONVOWATCH_SPIKE_FALSE_ALARMS_PER_DAY`` at ``CONVOWATCH_SPIKE_TURNS_PER_DAY``) and turned into each
@@ -83,21 +82,15 @@ class SpikeView:
         self._slice_cache = LabelCache(self._new_slices)
 
     def apply(self, aggregator: Aggregator, obs: dict[str, Any], partition: int | None) -> list[Emit]:
-        # each turn once per category: a second annotator's label (consensus labelling, a honeypot served
-        # to many annotators, or another dimension of a category already labelled) is not a second turn,
-        # and gold items are not a sample of the traffic
-        labels: dict[str, str] = obs["labels"]
-        counted: list[str] | None = None  # categories this label counts on; None: all it labels
-        if obs["kind"] == "labelled":
-            counted = obs.get("first_categories")
-            if counted is None:  # an observation written before that field: its first dimensions
-                labels = sampled_labels(obs)
+        # each turn once: a second annotator's label of a dimension (consensus labelling, a honeypot served
+        # to many annotators) is not a second turn, and gold items are not a sample of the traffic
+        labels: dict[str, str] = sampled_labels(obs) if obs["kind"] == "labelled" else obs["labels"]
         category_of = self.category_of
         judged_set: set[str] = set()
         failed_set: set[str] = set()
         for d, v in labels.items():
             category = category_of.get(d)
-            if category is not None and (counted is None or category in counted):
+            if category is not None:
                 judged_set.add(category)
                 if v == FAIL:
                     failed_set.add(category)

@@ -174,24 +174,22 @@ def test_a_dimension_only_a_later_annotator_labelled_still_counts_for_humans() -
     assert [(row["n"], row["fail_rate"]) for row in humans] == [(50, 1.0)]
 
 
-def test_two_dimensions_of_one_category_labelled_by_two_annotators_are_one_turn_of_it() -> None:
+def test_a_later_annotators_failure_on_another_dimension_of_a_category_still_counts() -> None:
     # execution accuracy and personalization are both "inaccurate" (default taxonomy): labelled by two
-    # annotators, the turn counts once in that category, as the first of them labelled it (as a judge's
-    # verdict on both dimensions counts once); a category only the second labelled still counts
+    # annotators, each label counts the category for the dimension it is first on. The turn counts twice
+    # (known, README); counting it once would drop the second label's failure, or wait for every annotator
     pipeline, _ = _pipeline()
     _label_turns(
         pipeline,
         50,
         lambda i: [
             ("ann-1", False, {"execution_accuracy": "pass"}),
-            ("ann-2", False, {"personalization": "fail", "safety": "fail"}),
+            ("ann-2", False, {"personalization": "fail"}),
         ],
     )
     spikes, _ = _human_figures(pipeline)
-    assert spikes.detector("inaccurate").n == 50  # not 100
-    assert spikes.detector("inaccurate").current_rate == 0.0
-    assert spikes.detector("unsafe").n == 50
-    assert spikes.detector("unsafe").current_rate > 0.0
+    inaccurate = spikes.detector("inaccurate")
+    assert (inaccurate.n, inaccurate.current_rate > 0.0) == (100, True)
 
 
 def test_judge_drift_on_one_dimension_only() -> None:
