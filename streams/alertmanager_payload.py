@@ -123,8 +123,8 @@ def alert_from_escalation(
     """The Alertmanager API v2 ``postableAlert`` for an escalation (a ``convowatch.escalations`` value).
 
     Labels identify and route the alert; they hold no chat text and no free text, only ``alertname``
-    (``Convowatch`` + the kind in CamelCase), ``kind``, ``severity``, ``dimension``, ``category`` (of a
-    defect spike), ``team`` (the owning team the sink adds from the taxonomy), the known segment fields and
+    (``Convowatch`` + the kind in CamelCase), ``kind``, ``severity``, ``dimension``, ``category`` and
+    ``source`` (of a defect spike), ``team`` (the owning team the sink adds from the taxonomy), the known segment fields and
     ``escalation_id``. Annotations
     carry ``summary``, ``runbook_url`` and ``evidence`` (compact JSON of up to 20 turn ids and the
     escalation's evidence, at most 4 KB).
@@ -149,10 +149,12 @@ def alert_from_escalation(
     if escalation.get("dimension"):
         labels["dimension"] = _label_value(escalation["dimension"])
     evidence = escalation.get("evidence") or {}
-    if kind == "defect_spike" and isinstance(evidence.get("category"), str):
-        # a taxonomy category (bounded): what tells spikes of one segment apart, and a finer segment's spike
-        # from its journey's (the shipped inhibit rules)
-        labels["category"] = _label_value(evidence["category"])
+    if kind == "defect_spike":
+        # a taxonomy category and the detector's source (a judge id, or humans): both bounded; they tell
+        # spikes of one segment apart, and let a finer slice's spike mute its journey's (shipped inhibit rules)
+        for name in ("category", "source"):
+            if isinstance(evidence.get(name), str):
+                labels[name] = _label_value(evidence[name])
     if escalation.get("team"):
         labels["team"] = _label_value(escalation["team"])
     segment = escalation.get("segment") or {}

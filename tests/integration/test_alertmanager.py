@@ -322,19 +322,22 @@ def test_critical_defect_spike_inhibits_high_risk_warnings_of_its_segment(
         assert found[esc["escalation_id"]]["status"]["state"] == "active", found[esc["escalation_id"]]
 
 
-def spike(journey: str, category: str, tag: str, **slice_values: str) -> dict[str, Any]:
-    """A ``defect_spike`` escalation of ``category`` in one slice of ``journey`` (as SpikeView makes it)."""
+def spike(
+    journey: str, category: str, tag: str, source: str = "judge-a", **slice_values: str
+) -> dict[str, Any]:
+    """A ``defect_spike`` escalation of ``category`` from ``source`` in one slice of ``journey`` (as
+    SpikeView makes it)."""
     segment = {"journey": journey, "intent": None, "model_version": None, "channel": None, "modality": None}
     where = "/".join(f"{k}={v}" for k, v in sorted(slice_values.items()))
     return escalation(
         journey,
         0,
-        escalation_id=f"defect_spike-{tag}-{category}-{journey}-{where}",
+        escalation_id=f"defect_spike-{tag}-{source}-{category}-{journey}-{where}",
         kind="defect_spike",
         severity="high",
         dimension=None,
         segment=segment | slice_values,
-        evidence={"category": category, "source": "judge-a", "baseline_rate": 0.02, "current_rate": 0.09},
+        evidence={"category": category, "source": source, "baseline_rate": 0.02, "current_rate": 0.09},
     )
 
 
@@ -342,21 +345,25 @@ def test_a_finer_slice_spike_mutes_its_journeys_spike_of_the_same_category(
     alertmanager: AlertmanagerServer, sink: AlertmanagerSink
 ) -> None:
     tag = uuid.uuid4().hex[:8]
-    journey, other_journey = f"shop-{tag}", f"drive-{tag}"
+    journey, other_journey, bare_journey = f"shop-{tag}", f"drive-{tag}", f"bare-{tag}"
     muted = [spike(journey, "unsafe", tag), spike(journey, "hallucination", tag)]
     active = [
         spike(journey, "unsafe", tag, model_version="m-2"),  # says where the unsafe spike is
         spike(journey, "hallucination", tag, intent="returns"),
         spike(journey, "biased", tag),  # no finer biased spike in the journey
+        spike(journey, "unsafe", tag, source="humans"),  # another source's: its own evidence
         spike(other_journey, "unsafe", tag),  # another journey's
+        # turns without a model version, and versions past the cap: those slices say nothing finer
+        spike(bare_journey, "unsafe", tag),
+        spike(bare_journey, "unsafe", tag, model_version="unknown"),
+        spike(bare_journey, "unsafe", tag, intent="other"),
     ]
     for esc in active + muted:
         sink.publish(esc)
-    assert {alert_from_escalation(e, None)["labels"]["category"] for e in active} == {
-        "unsafe",
-        "hallucination",
-        "biased",
-    }
+    assert {
+        (labels["category"], labels["source"])
+        for labels in (alert_from_escalation(e, None)["labels"] for e in active)
+    } == {("unsafe", "judge-a"), ("hallucination", "judge-a"), ("biased", "judge-a"), ("unsafe", "humans")}
 
     def states() -> dict[str, str]:
         return {eid: a["status"]["state"] for eid, a in _by_id(alertmanager.alerts()).items()}

@@ -163,7 +163,7 @@ def test_unknown_segment_fields_and_missing_dimension_are_left_out() -> None:
     assert "generatorURL" not in alert
 
 
-def test_a_defect_spike_is_labelled_with_its_category_and_nothing_else_is() -> None:
+def test_a_defect_spike_is_labelled_with_its_category_and_source_and_nothing_else_is() -> None:
     spike = escalation(
         kind="defect_spike",
         severity="high",
@@ -172,10 +172,10 @@ def test_a_defect_spike_is_labelled_with_its_category_and_nothing_else_is() -> N
         evidence={"category": "hallucination", "source": "humans", "runbook_url": None},
     )
     labels = alert_from_escalation(spike, None, now=NOW)["labels"]
-    assert (labels["category"], labels["intent"]) == ("hallucination", "returns")
-    # another kind's evidence may name a category too: only spikes are told apart by it
-    drift = escalation(kind="judge_drift", severity="high", evidence={"category": "unsafe"})
-    assert "category" not in alert_from_escalation(drift, None, now=NOW)["labels"]
+    assert (labels["category"], labels["source"], labels["intent"]) == ("hallucination", "humans", "returns")
+    # another kind's evidence may name them too: only spikes are told apart by them
+    drift = escalation(kind="judge_drift", severity="high", evidence={"category": "unsafe", "source": "x"})
+    assert not {"category", "source"} & set(alert_from_escalation(drift, None, now=NOW)["labels"])
 
 
 def test_escalation_id_keeps_otherwise_identical_escalations_apart() -> None:
