@@ -82,9 +82,8 @@ class AlertmanagerSink:
         self.endpoint = self._alerts.url
         self.generator_url = generator_url
         self.resend_seconds = resend_seconds
-        self.expire_after = expire_after
-        self.expiring_kinds = frozenset(expiring_kinds)
-        self.max_active = max_active
+        # max_active, expiring_kinds and expire_after: read-only properties, held by HeldAlerts
+        self._held = HeldAlerts(max_active, frozenset(expiring_kinds), expire_after)
         self.batch_delay = batch_delay
         self.max_batch = max_batch
         self.timeout = timeout
@@ -104,7 +103,6 @@ class AlertmanagerSink:
         self._cond = threading.Condition(threading.Lock())
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._held = HeldAlerts(max_active, self.expiring_kinds, expire_after)
         self._flush_at: float | None = None
         self._in_flight = 0
         self._close_timeout = 5.0
@@ -155,6 +153,18 @@ class AlertmanagerSink:
         if forgotten:
             _log.info("no longer re-sending %d alerts of partitions another worker owns now", forgotten)
         return forgotten
+
+    @property
+    def max_active(self) -> int:
+        return self._held.max_active
+
+    @property
+    def expiring_kinds(self) -> frozenset[str]:
+        return self._held.expiring_kinds
+
+    @property
+    def expire_after(self) -> float | None:
+        return self._held.expire_after
 
     @property
     def active(self) -> int:
