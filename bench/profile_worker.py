@@ -10,6 +10,7 @@ matching rule over the running task's stack) and the top functions by own and by
 
     .venv/bin/pip install py-spy
     .venv/bin/python bench/profile_worker.py [--events 200000] [--duration 30] [--out /tmp/worker.spy]
+    .venv/bin/python bench/profile_worker.py --role join    # the join worker alone (the escalation path)
     .venv/bin/python bench/profile_worker.py --analyse /tmp/worker.spy     # re-read a recorded profile
 """
 
@@ -284,6 +285,7 @@ def main() -> None:
             out.parent,
             profile=profile,
             extra_env={"CONVOWATCH_ROLE": args.role},
+            aggregation=args.role != "join",
         )
         for p in spies:
             p.wait(args.duration + 60)
