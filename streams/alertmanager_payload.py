@@ -124,10 +124,9 @@ def alert_from_escalation(
 
     Labels identify and route the alert; they hold no chat text and no free text, only ``alertname``
     (``Convowatch`` + the kind in CamelCase), ``kind``, ``severity``, ``dimension``, ``category`` and
-    ``source`` (of a defect spike), ``team`` (the owning team the sink adds from the taxonomy), the known segment fields and
-    ``escalation_id``. Annotations
-    carry ``summary``, ``runbook_url`` and ``evidence`` (compact JSON of up to 20 turn ids and the
-    escalation's evidence, at most 4 KB).
+    ``source`` (of a defect spike), ``team`` (the owning team the sink adds from the taxonomy), the known
+    segment fields and ``escalation_id``. Annotations carry ``summary``, ``runbook_url`` and ``evidence``
+    (compact JSON of up to 20 turn ids and the escalation's evidence, at most 4 KB).
 
     ``startsAt`` is the escalation's event time, but no later than ``latest_start`` (default ``now``): an
     event time ahead of the clock must not make the alert end before it starts, which Alertmanager rejects.
@@ -151,7 +150,7 @@ def alert_from_escalation(
     evidence = escalation.get("evidence") or {}
     if kind == "defect_spike":
         # a taxonomy category and the detector's source (a judge id, or humans): both bounded; they tell
-        # spikes of one segment apart, and let a finer slice's spike mute its journey's (shipped inhibit rules)
+        # spikes of one segment apart, and let a finer slice's spike mute its journey's (inhibit rules)
         for name in ("category", "source"):
             if isinstance(evidence.get(name), str):
                 labels[name] = _label_value(evidence[name])
