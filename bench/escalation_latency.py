@@ -14,6 +14,12 @@ first W seconds of load are offered but their escalations are reported apart: fr
 (topic metadata, first designs, cold caches) and catch up.
 
     .venv/bin/python bench/escalation_latency.py --rate 2000 --seconds 30 [--roles split] [--warmup 15]
+
+``--nice-aggregate N`` (with ``--roles split``, Linux) lowers the aggregate worker's CPU priority: the
+escalation path (the join worker) then gets the cores first when the machine is short of them, and the
+aggregation catches up later. The workers run in sessions of their own, and with the kernel's session
+autogroups (``/proc/sys/kernel/sched_autogroup_enabled``) a process's plain nice value ranks it only within
+its session, so N is written to the worker's ``/proc/<pid>/autogroup``.
 """
 
 from __future__ import annotations
@@ -49,6 +55,16 @@ PREFIX = "bench."
 APP_ID = "bench-latency"
 
 
+def deprioritise(pid: int, nice: int) -> None:
+    """Set the autogroup nice value of process ``pid`` (its session's CPU weight against other sessions)."""
+    autogroup = Path(f"/proc/{pid}/autogroup")
+    if not autogroup.exists():
+        raise SystemExit(
+            "--nice-aggregate needs a Linux kernel with session autogroups (/proc/<pid>/autogroup)"
+        )
+    autogroup.write_text(str(nice))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -62,10 +78,20 @@ def main() -> None:
         help="seconds of load first, its escalations reported apart (fresh workers, cold caches)",
     )
     parser.add_argument("--roles", choices=["all", "split"], default="all")
+    parser.add_argument(
+        "--nice-aggregate",
+        type=int,
+        choices=range(20),
+        default=0,
+        metavar="N",
+        help="with --roles split: the aggregate worker's autogroup nice value, 0-19 (see above)",
+    )
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
 
+    if args.nice_aggregate and args.roles != "split":
+        parser.error("--nice-aggregate needs --roles split")
     records = make_records(int(args.rate * (args.warmup + args.seconds)), args.seed)
     triggers = escalation_triggers(records)
     env = {"CONVOWATCH_TOPIC_PREFIX": PREFIX, "CONVOWATCH_APP_ID": APP_ID}
@@ -73,19 +99,25 @@ def main() -> None:
         created = run_cli("topics", "create", "--broker", broker.bootstrap, env=env)
         assert created.returncode == 0, created.stderr
         with role_workers(broker.bootstrap, env, args.roles, Path(tmp)) as workers:
+            if args.nice_aggregate:
+                deprioritise(workers[1].proc.pid, args.nice_aggregate)
             wait_assigned(workers, len(input_topics(Settings())) * Settings().partitions)
             result = run_load(broker.bootstrap, records, triggers, args, workers[0])
     result["machine"] = machine()
     result["command"] = (
         f"bench/escalation_latency.py --rate {args.rate:g} --seconds {args.seconds:g}"
         + (f" --roles {args.roles}" if args.roles != "all" else "")
+        + (f" --nice-aggregate {args.nice_aggregate}" if args.nice_aggregate else "")
         + (f" --warmup {args.warmup:g}" if args.warmup else "")
     )
     emit(
         result,
         args.json,
         [
-            ("workers", args.roles),
+            (
+                "workers",
+                args.roles + (f", aggregate at nice {args.nice_aggregate}" if args.nice_aggregate else ""),
+            ),
             ("offered input events/s", f"{result['offered_rate']:.0f} (target {args.rate:.0f})"),
             ("high-risk escalations", f"{result['expected']} expected, {result['escalations_seen']} read"),
             ("measured (after the warm-up)", f"{result['measured_escalations']} escalations"),
@@ -246,6 +278,7 @@ def run_load(
         "offered_rate": len(records) / elapsed,
         "target_rate": args.rate,
         "roles": args.roles,
+        "nice_aggregate": args.nice_aggregate,
         "seconds": elapsed,
         "input_events": len(records),
         "expected": len(sent_at),
