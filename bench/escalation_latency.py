@@ -55,14 +55,34 @@ PREFIX = "bench."
 APP_ID = "bench-latency"
 
 
+def autogroups_apply(pid: int) -> bool:
+    """Whether the kernel weighs process ``pid``'s session as an autogroup: autogroups on, and the process
+    in the root CPU cgroup (in any other, its cgroup's weight decides, not the autogroup nice value)."""
+    enabled = Path("/proc/sys/kernel/sched_autogroup_enabled")
+    if not enabled.exists() or enabled.read_text().strip() != "1":
+        return False
+    cpu_v1, unified = [], "/"
+    for line in Path(f"/proc/{pid}/cgroup").read_text().splitlines():
+        _, controllers, path = line.split(":", 2)
+        if controllers == "":
+            unified = path
+        elif "cpu" in controllers.split(","):
+            cpu_v1.append(path)
+    # the cpu controller of cgroup v1 if mounted (hybrid hierarchies), else the unified hierarchy's (v2)
+    return all(path == "/" for path in cpu_v1) if cpu_v1 else unified == "/"
+
+
 def deprioritise(pid: int, nice: int) -> None:
     """Set the autogroup nice value of process ``pid`` (its session's CPU weight against other sessions)."""
-    autogroup = Path(f"/proc/{pid}/autogroup")
-    if not autogroup.exists():
-        raise SystemExit(
-            "--nice-aggregate needs a Linux kernel with session autogroups (/proc/<pid>/autogroup)"
-        )
-    autogroup.write_text(str(nice))
+    if not autogroups_apply(pid):
+        raise SystemExit(AUTOGROUPS_NEEDED)
+    Path(f"/proc/{pid}/autogroup").write_text(str(nice))
+
+
+AUTOGROUPS_NEEDED = (
+    "--nice-aggregate needs session autogroups (kernel.sched_autogroup_enabled=1) and the workers in the "
+    "root CPU cgroup: elsewhere the autogroup nice value changes nothing"
+)
 
 
 def main() -> None:
@@ -92,6 +112,8 @@ def main() -> None:
 
     if args.nice_aggregate and args.roles != "split":
         parser.error("--nice-aggregate needs --roles split")
+    if args.nice_aggregate and not autogroups_apply(os.getpid()):  # the workers will be where this is
+        parser.error(AUTOGROUPS_NEEDED)
     records = make_records(int(args.rate * (args.warmup + args.seconds)), args.seed)
     triggers = escalation_triggers(records)
     env = {"CONVOWATCH_TOPIC_PREFIX": PREFIX, "CONVOWATCH_APP_ID": APP_ID}

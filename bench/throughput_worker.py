@@ -125,16 +125,16 @@ def run_worker_once(
             if t_in is not None and reached(committed(reader, input_names(INPUT_PREFIX)), ends):
                 t_committed, cpu_committed = time.perf_counter(), proc_cpu_seconds(pid)
                 sys_committed = proc_cpu_seconds(pid, system_only=True)
-        # aggregation stage (unless the worker has none): the observations the join published, consumed and
-        # committed
+        # aggregation stage: the observations the join published, consumed and committed
         obs_ends = end_offsets(admin, [observations_topic])
         t_agg = None
-        deadline = time.monotonic() + max(300.0, 3 * (t_committed - t_first))
-        while aggregation and t_agg is None and time.monotonic() < deadline:
-            if reached(committed(reader, [observations_topic]), obs_ends):
-                t_agg, cpu_agg = time.perf_counter(), proc_cpu_seconds(pid)
-            else:
-                time.sleep(0.25)
+        if aggregation:  # unless the worker has no aggregation stage
+            deadline = time.monotonic() + max(300.0, 3 * (t_committed - t_first))
+            while t_agg is None and time.monotonic() < deadline:
+                if reached(committed(reader, [observations_topic]), obs_ends):
+                    t_agg, cpu_agg = time.perf_counter(), proc_cpu_seconds(pid)
+                else:
+                    time.sleep(0.25)
         samples = worker.scrape()
     finally:
         reader.close()

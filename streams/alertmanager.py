@@ -156,14 +156,17 @@ class AlertmanagerSink:
 
     @property
     def max_active(self) -> int:
+        """Most alerts held; past it the least recently updated are dropped."""
         return self._held.max_active
 
     @property
     def expiring_kinds(self) -> frozenset[str]:
+        """Escalation kinds whose alerts resolve after ``expire_after`` seconds without an update."""
         return self._held.expiring_kinds
 
     @property
     def expire_after(self) -> float | None:
+        """Seconds without an update before an alert of ``expiring_kinds`` resolves (None: never)."""
         return self._held.expire_after
 
     @property

@@ -347,16 +347,20 @@ def test_a_finer_slice_spike_mutes_its_journeys_spike_of_the_same_category(
     tag = uuid.uuid4().hex[:8]
     journey, other_journey, bare_journey = f"shop-{tag}", f"drive-{tag}", f"bare-{tag}"
     muted = [spike(journey, "unsafe", tag), spike(journey, "hallucination", tag)]
+    finer = spike(journey, "unsafe", tag, model_version="m-2")  # says where the unsafe spike is
     active = [
-        spike(journey, "unsafe", tag, model_version="m-2"),  # says where the unsafe spike is
+        # slices of turns without the field (unknown) and of values past the cap (other) say nothing finer:
+        # published first, so that they have reached Alertmanager before the muting ones below
+        spike(bare_journey, "unsafe", tag),
+        spike(bare_journey, "unsafe", tag, model_version="unknown"),
+        spike(bare_journey, "unsafe", tag, model_version="other"),
+        spike(bare_journey, "unsafe", tag, intent="unknown"),
+        spike(bare_journey, "unsafe", tag, intent="other"),
+        finer,
         spike(journey, "hallucination", tag, intent="returns"),
         spike(journey, "biased", tag),  # no finer biased spike in the journey
         spike(journey, "unsafe", tag, source="humans"),  # another source's: its own evidence
         spike(other_journey, "unsafe", tag),  # another journey's
-        # turns without a model version, and versions past the cap: those slices say nothing finer
-        spike(bare_journey, "unsafe", tag),
-        spike(bare_journey, "unsafe", tag, model_version="unknown"),
-        spike(bare_journey, "unsafe", tag, intent="other"),
     ]
     for esc in active + muted:
         sink.publish(esc)
@@ -379,7 +383,7 @@ def test_a_finer_slice_spike_mutes_its_journeys_spike_of_the_same_category(
     found = _by_id(alertmanager.alerts())
     assert all(found[e["escalation_id"]]["status"]["inhibitedBy"] for e in muted)
     # once the finer spike resolves, its journey's spike notifies again
-    sink.publish(active[0] | {"status": "resolved", "revision": 2})
+    sink.publish(finer | {"status": "resolved", "revision": 2})
     wait_until(
         lambda: states().get(muted[0]["escalation_id"]) == "active",
         timeout=10,
