@@ -107,14 +107,7 @@ class _AlwaysValidTest(Detector):
         current = self._stratum
         if stratum is not None and current is not None and stratum < current:
             return
-        n_c, x_c, n_t, x_t = self._open
-        if n_c and n_t:
-            w = n_c * n_t / (n_c + n_t)
-            closed = self._closed
-            closed[0] += w * (x_t / n_t - x_c / n_c)
-            closed[1] += w
-            closed[2] += w * w / n_c
-            closed[3] += w * w / n_t
+        self._closed = list(stratum_sums(self._open, self._closed))
         self._stratum = stratum
         self._open = [0, 0, 0, 0]
 
