@@ -72,19 +72,6 @@ def autogroups_apply(pid: int) -> bool:
     return all(path == "/" for path in cpu_v1) if cpu_v1 else unified == "/"
 
 
-def deprioritise(pid: int, nice: int) -> None:
-    """Set the autogroup nice value of process ``pid`` (its session's CPU weight against other sessions)."""
-    if not autogroups_apply(pid):
-        raise SystemExit(AUTOGROUPS_NEEDED)
-    Path(f"/proc/{pid}/autogroup").write_text(str(nice))
-
-
-AUTOGROUPS_NEEDED = (
-    "--nice-aggregate needs session autogroups (kernel.sched_autogroup_enabled=1) and the workers in the "
-    "root CPU cgroup: elsewhere the autogroup nice value changes nothing"
-)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -113,7 +100,10 @@ def main() -> None:
     if args.nice_aggregate and args.roles != "split":
         parser.error("--nice-aggregate needs --roles split")
     if args.nice_aggregate and not autogroups_apply(os.getpid()):  # the workers will be where this is
-        parser.error(AUTOGROUPS_NEEDED)
+        parser.error(
+            "--nice-aggregate needs session autogroups (kernel.sched_autogroup_enabled=1) and the workers in "
+            "the root CPU cgroup: elsewhere the autogroup nice value changes nothing"
+        )
     records = make_records(int(args.rate * (args.warmup + args.seconds)), args.seed)
     triggers = escalation_triggers(records)
     env = {"CONVOWATCH_TOPIC_PREFIX": PREFIX, "CONVOWATCH_APP_ID": APP_ID}
@@ -121,8 +111,8 @@ def main() -> None:
         created = run_cli("topics", "create", "--broker", broker.bootstrap, env=env)
         assert created.returncode == 0, created.stderr
         with role_workers(broker.bootstrap, env, args.roles, Path(tmp)) as workers:
-            if args.nice_aggregate:
-                deprioritise(workers[1].proc.pid, args.nice_aggregate)
+            if args.nice_aggregate:  # the aggregate worker's session's CPU weight against the others'
+                Path(f"/proc/{workers[1].proc.pid}/autogroup").write_text(str(args.nice_aggregate))
             wait_assigned(workers, len(input_topics(Settings())) * Settings().partitions)
             result = run_load(broker.bootstrap, records, triggers, args, workers[0])
     result["machine"] = machine()
