@@ -64,8 +64,8 @@ def pending_memory(n: int, seed: int) -> dict[str, Any]:
     ]
     pending = len(pipeline.joiner.state)
     data = pipeline.joiner.store.data  # type: ignore[attr-defined]  # a DictStore when embedded
-    sample_key = next(iter(data))
-    entry_json = len(orjson.dumps(data[sample_key]))
+    sample = data[next(iter(data))]  # the JSON bytes the join keeps, as its changelog record
+    entry_json = len(sample) if isinstance(sample, bytes) else len(orjson.dumps(sample))
     return {
         "turns": len(measured),
         "pending": pending,

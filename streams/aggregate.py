@@ -23,7 +23,7 @@ import orjson
 from detectors.base import Detector
 from streams.emit import SEP, Emit
 from streams.metrics import Metrics
-from streams.state import DictStore, StateStore, WriteBehind
+from streams.state import DictStore, StateStore, WriteBehind, encode_json
 
 #: Decoded aggregates kept across batches (see WriteBehind): every one a worker holds, in practice.
 KEEP_LIVE = 100_000
@@ -234,7 +234,7 @@ def _encode(value: Any) -> Any:
     """What a serialising store keeps: an aggregate as the JSON bytes of :meth:`Aggregate.encode` (compact,
     and a snapshot the live object can keep changing after); plain records as they are (JSON-native)."""
     if isinstance(value, Aggregate):
-        return orjson.dumps(value.encode(), option=orjson.OPT_NON_STR_KEYS)
+        return encode_json(value.encode())
     return value
 
 

@@ -113,9 +113,18 @@ class KafkaTransport:
         joins, aggregates = role in ("all", "join"), role in ("all", "aggregate")
         self.pending = self.aggregate_store = self.published = None
         if joins:
-            pending = self.app.Table("pending", schema=json_state)
+            # entries stay the JSON bytes of their changelog records in memory (TableStore json_values); the
+            # table's value_type sets its changelog's serializer, whatever the schema says
+            json_bytes: faust.Schema = faust.Schema(
+                key_type=str, value_type=bytes, key_serializer="json", value_serializer="raw"
+            )
+            pending = self.app.Table("pending", schema=json_bytes, key_type=str, value_type=bytes)
             self.pending = TableStore(
-                pending, owned=self._input_partitions, defer_deletes=True, oversized=self._state_oversized
+                pending,
+                owned=self._input_partitions,
+                defer_deletes=True,
+                oversized=self._state_oversized,
+                json_values=True,
             )
             # per input partition, the offset through which the join's outputs are acknowledged
             self.published = TableStore(self.app.Table("published", schema=json_state))

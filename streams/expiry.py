@@ -20,13 +20,15 @@ class ExpiryIndex:
     ['b']
     >>> list(index.oldest_first())
     ['b', 'c', 'a']
+    >>> list(index.expired(31.5))  # exactly: "c" (31.0) shares the bucket of 31.5 with "a" (32.0)
+    ['b', 'c']
     """
 
     def __init__(self, width: float) -> None:
         if not width > 0:
             raise ValueError("width must be positive")
         self.width = width
-        self._buckets: dict[int, dict[str, None]] = {}  # dicts, not sets: a deterministic order
+        self._buckets: dict[int, dict[str, float]] = {}  # key -> last; dicts, not sets: a deterministic order
         self._size = 0
 
     def _bucket(self, last: float) -> int:
@@ -38,11 +40,14 @@ class ExpiryIndex:
         if old_last is not None:
             old = self._bucket(old_last)
             if old == new:
+                keys = self._buckets.get(new)
+                if keys is not None and key in keys:
+                    keys[key] = new_last
                 return
             self._discard(key, old)
         else:
             self._size += 1
-        self._buckets.setdefault(new, {})[key] = None
+        self._buckets.setdefault(new, {})[key] = new_last
 
     def holds(self, key: str, last: float) -> bool:
         """Whether ``key`` is indexed under ``last``."""
@@ -70,6 +75,15 @@ class ExpiryIndex:
         limit = self._bucket(horizon)
         for bucket in sorted(b for b in self._buckets if b <= limit):
             yield from list(self._buckets[bucket])
+
+    def expired(self, horizon: float) -> Iterator[str]:
+        """Keys whose last event time is before ``horizon``, oldest bucket first."""
+        if math.isinf(horizon):
+            yield from self.oldest_first() if horizon > 0 else ()
+            return
+        limit = self._bucket(horizon)
+        for bucket in sorted(b for b in self._buckets if b <= limit):
+            yield from [key for key, last in self._buckets[bucket].items() if last < horizon]
 
     def oldest_first(self) -> Iterator[str]:
         for bucket in sorted(self._buckets):

@@ -61,7 +61,8 @@ class TurnJoiner:
     ) -> None:
         self.taxonomy = taxonomy
         self.metrics = metrics
-        self.store: StateStore = store if store is not None else DictStore()
+        #: JSON bytes by default, as on Kafka (streams.tables.TableStore): nothing for the garbage collector
+        self.store: StateStore = store if store is not None else DictStore(json_values=True)
         self.state = WriteBehind(self.store)
         self.autoflush = autoflush
         self.outputs = TurnOutputs(taxonomy, metrics, text_redaction, category_topics, text_hash_key)
@@ -201,6 +202,7 @@ class TurnJoiner:
         records read since the last rebalance (published now, or before it if their offsets are below
         those read: a committed record is never read again)."""
         read_through = self._read_through
+        state = self.state
         for turn_id in self._carrying:
             entry = self.store.get(turn_id)  # written: the store holds it
             if entry is None or "out" not in entry:
@@ -210,6 +212,7 @@ class TurnJoiner:
                 entry["out"] = left
             else:
                 del entry["out"]
+            state.replace(turn_id, entry)
         self._carrying.clear()
         published = self._published_through
         for source, offset in read_through.items():
@@ -235,13 +238,16 @@ class TurnJoiner:
             return
         # recovered entries keep the outputs of records published before the crash until written again:
         # drop them now (in memory, as published() does), rather than when their record is read again
-        for _, entry in self.store.items():
+        for key, entry in self.store.items(containing=b'"out":'):
             if out := entry.get("out"):
                 left = [item for item in out if item[1] > marks.get(item[0], -1)]
                 if not left:
                     del entry["out"]
                 elif len(left) < len(out):
                     entry["out"] = left
+                else:
+                    continue
+                self.state.replace(key, entry)
 
     def _add_turn(self, entry: Entry, turn: ChatTurn) -> bool:
         if entry["turn"] is not None:
@@ -306,25 +312,22 @@ class TurnJoiner:
             self.expiry.rebuild((key, entry["last"]) for key, entry in self.state.items())
             self._reindex = False
         horizon = self.watermark - self.ttl_seconds
-        doomed: dict[str, tuple[Entry, str]] = {}
-        for key in self.expiry.older_than(horizon):
-            entry = self.state.get(key)
-            if entry is not None and entry["last"] < horizon:
-                doomed[key] = (entry, "ttl")
+        # keys only: each entry is decoded when its turn comes, and gone before the next one is
+        doomed: dict[str, str] = dict.fromkeys(self.expiry.expired(horizon), "ttl")
         excess = len(self.state) - len(doomed) - self.max_entries
         if excess > 0:
             wanted = excess + self.max_entries // 10  # a margin below the cap, so this is not every event
             for key in self.expiry.oldest_first():
-                if key in doomed:
-                    continue
-                entry = self.state.get(key)
-                if entry is not None:
-                    doomed[key] = (entry, "capacity")
+                if key not in doomed:
+                    doomed[key] = "capacity"
                     wanted -= 1
                     if wanted <= 0:
                         break
         emits: list[Emit] = []
-        for key, (entry, reason) in doomed.items():
+        for key, reason in doomed.items():
+            entry = self.state.get(key)
+            if entry is None:  # not held (the index is rebuilt from the store when they differ)
+                continue
             self.expiry.remove(key, entry["last"])
             if entry["turn"] is None:  # publish what it holds, with an unknown segment
                 outputs = self.outputs

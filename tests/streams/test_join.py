@@ -598,3 +598,24 @@ def test_a_turn_keeps_one_changelog_partition_whatever_partition_its_later_recor
     later = chat_turn(turn_id="t2", ts="2026-11-02T12:00:00Z")  # hours later: t1 leaves by its TTL
     joiner.handle(ChatTurn.model_validate(later), partition=0)
     assert [w for w in writes if w[1] == "t1"] == [("put", "t1", 0), ("put", "t1", 0), ("delete", "t1", 0)]
+
+
+def test_pending_turns_give_the_garbage_collector_nothing_to_scan() -> None:
+    # held as dicts and lists, a pending turn was about nine containers the collector scans: with a million
+    # of them (the default cap) one collection stopped the worker for seconds (bench/gc_pauses.py)
+    import gc
+
+    joiner = TurnJoiner(TAXONOMY, Metrics(CollectorRegistry()))
+
+    def hold(first: int, count: int) -> None:
+        for i in range(first, first + count):
+            joiner.handle(turn(turn_id=f"t-{i}", seconds=i))
+            joiner.handle(judged(turn_id=f"t-{i}", seconds=i + 1, verdicts=[verdict("safety", "fail")]))
+
+    hold(0, 500)  # label children, caches
+    gc.collect()
+    before = len(gc.get_objects())
+    hold(500, 2_000)
+    gc.collect()
+    assert len(joiner.state) == 2_500
+    assert (len(gc.get_objects()) - before) / 2_000 < 0.5

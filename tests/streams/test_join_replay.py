@@ -12,6 +12,7 @@ import random
 from typing import Any
 
 import orjson
+import pytest
 from prometheus_client import CollectorRegistry
 
 from streams.join import Emit, TurnJoiner
@@ -23,6 +24,14 @@ from tests.streams.test_join import judged, labelled, turn
 
 TAXONOMY = load_taxonomy()
 Record = tuple[str, int, Any]  # (source: input topic/partition, offset, event)
+
+
+@pytest.fixture(autouse=True, params=[True, False], ids=["json-values", "live-values"])
+def store_values(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> bool:
+    """Every test twice: stores holding JSON bytes (what the join keeps, on Kafka and embedded) and live
+    objects. ``DictStore()`` in these tests, and in their store subclasses, takes the parameter."""
+    monkeypatch.setattr(DictStore.__init__, "__defaults__", (request.param,))
+    return bool(request.param)
 
 
 def joiner(store: DictStore) -> TurnJoiner:
@@ -336,8 +345,10 @@ def test_entries_recovered_at_a_rebalance_expire_even_when_as_many_left_as_arriv
     for i in range(3):
         j.handle(turn(turn_id=f"a{i}", seconds=i), partition=0)
     j.evict()  # indexes a0..a2
-    recovered = {k: {**v, "p": 1} for k, v in ((f"b{i}", store.data.pop(f"a{i}")) for i in range(3))}
-    store.data.update(recovered)
+    for i in range(3):
+        value = store.get(f"a{i}")
+        del store.data[f"a{i}"]
+        store.put(f"b{i}", {**value, "p": 1}, 1)
     j.state.forget()
     j.rebalanced({})
     j.handle(turn(turn_id="late", seconds=10 * 86400), partition=1)
