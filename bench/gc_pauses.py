@@ -10,7 +10,8 @@ tracked at all.
 Each representation runs in a fresh interpreter with the worker's collector thresholds
 (``streams.cli.tune_gc``), on the same generated traffic: ``--turns`` chat turns with their judge verdicts,
 ``--label-share`` of them with a late human label, through the embedded pipeline's ``ingest`` (parse and join,
-the code the worker's join agent runs; state flushed every 1,000 records, as on Kafka). Reported for each:
+the code the worker's join agent runs, without keeping outputs for a replay; state flushed every 1,000
+records, as on Kafka). Reported for each:
 the collections by generation while the state grew (how many, the longest, their total), a full collection
 timed at the end (what the oldest generation's automatic one costs then), the tracked objects the state
 added per pending turn, the CPU per input record, and the RSS grown per pending turn.

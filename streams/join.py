@@ -21,7 +21,10 @@ of records it knows were published (:meth:`TurnJoiner.published_marks`).
 
 from __future__ import annotations
 
+import re
 from typing import Any
+
+import orjson
 
 from schemas import ChatTurn, HumanLabel, JudgeVerdict
 from schemas.exceptions import InvalidRecord
@@ -204,7 +207,7 @@ class TurnJoiner:
         read_through = self._read_through
         state = self.state
         for turn_id in self._carrying:
-            entry = self.store.get(turn_id)  # written: the store holds it
+            entry = state.get(turn_id)  # as this batch sees it: live if touched since the flush
             if entry is None or "out" not in entry:
                 continue
             left = [item for item in entry["out"] if item[1] > read_through.get(item[0], -1)]
@@ -238,7 +241,13 @@ class TurnJoiner:
             return
         # recovered entries keep the outputs of records published before the crash until written again:
         # drop them now (in memory, as published() does), rather than when their record is read again
-        for key, entry in self.store.items(containing=b'"out":'):
+        state = self.state
+        for key, value in self.store.items(raw=True):
+            if isinstance(value, bytes):  # JSON: decode only entries that can keep outputs (a quote inside a
+                if b'"out":' not in value:  # JSON string is escaped, so this misses no "out" key)
+                    continue
+                value = orjson.loads(value)
+            entry = state.live[key] if key in state.dirty else value
             if out := entry.get("out"):
                 left = [item for item in out if item[1] > marks.get(item[0], -1)]
                 if not left:
@@ -247,7 +256,7 @@ class TurnJoiner:
                     entry["out"] = left
                 else:
                     continue
-                self.state.replace(key, entry)
+                state.replace(key, entry)
 
     def _add_turn(self, entry: Entry, turn: ChatTurn) -> bool:
         if entry["turn"] is not None:
@@ -309,8 +318,7 @@ class TurnJoiner:
         """
         self._since_evict = 0
         if self._reindex or len(self.expiry) != len(self.state):  # entries recovered, not indexed yet
-            self.expiry.rebuild((key, entry["last"]) for key, entry in self.state.items())
-            self._reindex = False
+            self._rebuild_index()
         horizon = self.watermark - self.ttl_seconds
         # keys only: each entry is decoded when its turn comes, and gone before the next one is
         doomed: dict[str, str] = dict.fromkeys(self.expiry.expired(horizon), "ttl")
@@ -326,7 +334,8 @@ class TurnJoiner:
         emits: list[Emit] = []
         for key, reason in doomed.items():
             entry = self.state.get(key)
-            if entry is None:  # not held (the index is rebuilt from the store when they differ)
+            if entry is None or (reason == "ttl" and not entry["last"] < horizon):
+                self._reindex = True  # the index disagrees with the store (an event that failed midway)
                 continue
             self.expiry.remove(key, entry["last"])
             if entry["turn"] is None:  # publish what it holds, with an unknown segment
@@ -342,10 +351,28 @@ class TurnJoiner:
             if counter is None:
                 counter = self._evictions[reason] = self.metrics.join_evictions.labels(reason)
             counter.inc()
+        if self._reindex:
+            self._rebuild_index()
         if self.autoflush:
             self.state.flush()
         self.metrics.join_pending.set(len(self.state))
         return emits
+
+    def _rebuild_index(self) -> None:
+        self.expiry.rebuild((key, _last(value)) for key, value in self.state.items(raw=True))
+        self._reindex = False
+
+
+#: How the JSON of an entry begins (handle() creates them so): its changelog partition, its last event time.
+_HEAD = re.compile(rb'\{"p":(?:\d+|null),"last":(-?\d+(?:\.\d+)?(?:[eE][+-]?\d+)?)[,}]')
+
+
+def _last(value: Any) -> float:
+    """An entry's last event time; from the head of its JSON bytes, without decoding the rest."""
+    if not isinstance(value, bytes):
+        return float(value["last"])
+    match = _HEAD.match(value)
+    return float(match[1]) if match is not None else float(orjson.loads(value)["last"])
 
 
 def _check_raters(entry: Entry, event: JudgeVerdict | HumanLabel) -> None:

@@ -30,8 +30,8 @@ class StateStore(Protocol):
         """Give ``key`` a new value in memory only (a Kafka store's changelog keeps the previous one until the
         next :meth:`put`)."""
 
-    def items(self, containing: bytes | None = None) -> Iterator[tuple[str, Any]]:
-        """Every entry. A store holding JSON may skip those whose JSON lacks ``containing``."""
+    def items(self, raw: bool = False) -> Iterator[tuple[str, Any]]:
+        """Every entry; with ``raw`` the values as held (a store with JSON values: their bytes, undecoded)."""
         ...
 
     def __len__(self) -> int: ...
@@ -151,15 +151,11 @@ class DictStore:
     def delete(self, key: str, partition: int | None) -> None:
         self.data.pop(key, None)
 
-    def items(self, containing: bytes | None = None) -> Iterator[tuple[str, Any]]:
+    def items(self, raw: bool = False) -> Iterator[tuple[str, Any]]:
         """The entries now (a later write changes nothing in them); with ``json_values`` decoded one at a
-        time, and with ``containing`` only those whose JSON holds these bytes."""
+        time, unless ``raw``."""
         entries = list(self.data.items())
-        if not self.json_values:
-            return iter(entries)
-        if containing is not None:
-            entries = [(k, v) for k, v in entries if containing in v]
-        return decoded(entries)
+        return decoded(entries) if self.json_values and not raw else iter(entries)
 
     def __len__(self) -> int:
         return len(self.data)
@@ -224,21 +220,23 @@ class WriteBehind:
         return written
 
     def replace(self, key: str, value: Any) -> None:
-        """Give ``key`` a new value in the store's memory only (no write at the next flush), and here."""
+        """Give ``key`` a new value in the store's memory only (see :meth:`StateStore.replace`); a key touched
+        in this batch gets it as its live value instead, which the flush writes."""
         if key in self.dirty:
             self.live[key] = value
-        else:
-            self.live.pop(key, None)
+            return
+        self.live.pop(key, None)
         self.store.replace(key, value)
 
     def forget(self) -> None:
         """Drop the live values kept across flushes (those touched in a batch still running stay)."""
         self.live = {key: value for key, value in self.live.items() if key in self.dirty}
 
-    def items(self) -> Iterator[tuple[str, Any]]:
+    def items(self, raw: bool = False) -> Iterator[tuple[str, Any]]:
         """The store's entries as this batch sees them now (live values, no deleted keys), in the store's
-        order then the new keys'. Lazily: a store that decodes its values holds one at a time."""
-        return self._merged(self.store.items(), dict(self.live), set(self.dirty), set(self.deleted))
+        order then the new keys'. Lazily: a store that decodes its values holds one at a time. With ``raw``,
+        the store's values as it holds them (live values are objects)."""
+        return self._merged(self.store.items(raw), dict(self.live), set(self.dirty), set(self.deleted))
 
     @staticmethod
     def _merged(

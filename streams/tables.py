@@ -121,10 +121,9 @@ class TableStore:
         topic = self.table.changelog_topic.get_topic_name()
         return [await producer.send(topic, k, v, partition, None, None) for k, v, partition in records]
 
-    def items(self, containing: bytes | None = None) -> Iterator[tuple[str, Any]]:
+    def items(self, raw: bool = False) -> Iterator[tuple[str, Any]]:
         """The entries now (a snapshot), of the partitions owned. With ``json_values``, decoded one at a time
-        as iterated, and with ``containing`` only those whose JSON holds these bytes (a filter that saves
-        decoding the others; callers still check the values)."""
+        as iterated, unless ``raw`` (their partitions are read from the bytes)."""
         entries = list(self.table.data.items())
         owned = None if self.owned is None else self.owned()
         if not self.json_values:
@@ -132,9 +131,7 @@ class TableStore:
             return found if owned is None else ((k, v) for k, v in found if v.get("p") in owned)
         if owned is not None:
             entries = [(k, v) for k, v in entries if _partition(v) in owned]
-        if containing is not None:
-            entries = [(k, v) for k, v in entries if containing in v]
-        return decoded(entries)
+        return iter(entries) if raw else decoded(entries)
 
     def drop_unowned(self) -> int:
         """Forget entries of partitions this worker no longer holds (after a rebalance); how many."""

@@ -619,3 +619,26 @@ def test_pending_turns_give_the_garbage_collector_nothing_to_scan() -> None:
     gc.collect()
     assert len(joiner.state) == 2_500
     assert (len(gc.get_objects()) - before) / 2_000 < 0.5
+
+
+def test_a_turn_touched_again_within_its_expiry_bucket_expires_by_its_latest_event() -> None:
+    # the expiry index keeps each turn's last event time; a later event in the same bucket must move it
+    h = Harness(ttl_seconds=3600, evict_every=1)  # buckets of 56.25 s
+    h.feed(turn(turn_id="a", seconds=0), judged(turn_id="a", seconds=30))
+    h.feed(turn(turn_id="z", seconds=3600 + 10))  # horizon 10 s: between the turn's two events
+    assert h.holds("a")
+    h.feed(turn(turn_id="y", seconds=3600 + 31))  # horizon 31 s: past both
+    assert not h.holds("a")
+    assert h.value("convowatch_join_evictions_total", reason="ttl") == 1
+
+
+def test_an_expiry_index_older_than_the_entry_evicts_nothing_and_is_rebuilt() -> None:
+    # an event that failed midway (dead-lettered as internal_error) can leave the index ahead of or behind
+    # the entry, whose copy was dropped: the entry's own time decides, and the index is rebuilt from it
+    h = Harness(ttl_seconds=3600, evict_every=10**9)
+    h.feed(turn(turn_id="a", seconds=1000), turn(turn_id="z", seconds=3600 + 500))
+    t0 = T0.timestamp()
+    h.joiner.expiry.rebuild([("a", t0), ("z", t0 + 3600 + 500)])  # says "a" was last seen at 0 s
+    h.joiner.evict()  # horizon 500 s
+    assert h.holds("a") and h.joiner.expiry.holds("a", t0 + 1000)  # kept, and indexed at its own time again
+    assert h.value("convowatch_join_evictions_total", reason="ttl") == 0

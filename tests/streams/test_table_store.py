@@ -187,14 +187,17 @@ def test_stored_json_is_as_long_as_its_text() -> None:
     assert len(kept[0]) < grown < len(kept[0]) + 100
 
 
-def test_a_filter_by_contents_and_partition_decodes_only_what_it_keeps() -> None:
+def test_raw_items_are_the_bytes_of_the_partitions_owned() -> None:
     owned = {0}
     store = table_store(json_values=True, owned=lambda: owned)
-    store.put("carrying", {"p": 0, "out": [["t/0", 1, []]]}, 0)
-    store.put("plain", {"p": 0, "turn": {"attributes": {"note": 'says "out": here'}}}, 0)
-    store.put("elsewhere", {"p": 1, "out": []}, 1)
-    store.put("unplaced", {"p": None, "out": []}, None)
-    store.table.data["other-layout"] = orjson.dumps({"last": 1.0, "p": 0, "out": []})  # p not first
-    assert [k for k, _ in store.items(containing=b'"out":')] == ["carrying", "other-layout"]
-    assert [k for k, _ in store.items()] == ["carrying", "plain", "other-layout"]
-    assert store.drop_unowned() == 2 and sorted(store.table.data) == ["carrying", "other-layout", "plain"]
+    store.put("a", {"p": 0, "last": 1.5}, 0)
+    store.put("elsewhere", {"p": 1, "last": 2.5}, 1)
+    store.put("unplaced", {"p": None, "last": 3.5}, None)
+    store.table.data["other-layout"] = orjson.dumps({"last": 1.0, "p": 0})  # "p" not first: decoded
+    assert [(k, orjson.loads(v)) for k, v in store.items(raw=True)] == [
+        ("a", {"p": 0, "last": 1.5}),
+        ("other-layout", {"last": 1.0, "p": 0}),
+    ]
+    assert all(isinstance(v, bytes) for _, v in store.items(raw=True))
+    assert [k for k, _ in store.items()] == ["a", "other-layout"]
+    assert store.drop_unowned() == 2 and sorted(store.table.data) == ["a", "other-layout"]
