@@ -53,9 +53,12 @@ class ExpiryIndex:
         """Whether ``key`` is indexed under ``last``."""
         return key in self._buckets.get(self._bucket(last), {})
 
-    def remove(self, key: str, last: float) -> None:
+    def remove(self, key: str, last: float) -> bool:
+        """Unindex ``key``, indexed under ``last``; whether it was."""
         if self._discard(key, self._bucket(last)):
             self._size -= 1
+            return True
+        return False
 
     def _discard(self, key: str, bucket: int) -> bool:
         keys = self._buckets.get(bucket)

@@ -117,10 +117,6 @@ class TurnJoiner:
                 "defects": [],
                 "esc": None,
             }
-        old_last = None if new else entry["last"]
-        if ts > entry["last"]:
-            entry["last"] = ts
-        self.expiry.move(turn_id, old_last, entry["last"])
         if isinstance(event, JudgeVerdict):
             changed = self._add_judge(entry, event)
         elif isinstance(event, ChatTurn):
@@ -137,6 +133,11 @@ class TurnJoiner:
             emits = []
         if self.keep_outputs and source[1] is not None and source[1] > self._read_through.get(source[0], -1):
             self._read_through[source[0]] = source[1]
+        # last: once the event went through (one failing midway leaves the index and the kept entry alike)
+        old_last = None if new else entry["last"]
+        if ts > entry["last"]:
+            entry["last"] = ts
+        self.expiry.move(turn_id, old_last, entry["last"])
         state.touch(turn_id, entry, entry["p"], new=new)  # one changelog partition, where its deletion goes
         if self.autoflush:
             state.flush()
@@ -242,12 +243,11 @@ class TurnJoiner:
         # recovered entries keep the outputs of records published before the crash until written again:
         # drop them now (in memory, as published() does), rather than when their record is read again
         state = self.state
-        for key, value in self.store.items(raw=True):
-            if isinstance(value, bytes):  # JSON: decode only entries that can keep outputs (a quote inside a
-                if b'"out":' not in value:  # JSON string is escaped, so this misses no "out" key)
+        for key, entry in state.items(raw=True):
+            if isinstance(entry, bytes):  # JSON: decode only entries that can keep outputs (a quote inside a
+                if b'"out":' not in entry:  # JSON string is escaped, so this misses no "out" key)
                     continue
-                value = orjson.loads(value)
-            entry = state.live[key] if key in state.dirty else value
+                entry = orjson.loads(entry)
             if out := entry.get("out"):
                 left = [item for item in out if item[1] > marks.get(item[0], -1)]
                 if not left:
@@ -337,7 +337,8 @@ class TurnJoiner:
             if entry is None or (reason == "ttl" and not entry["last"] < horizon):
                 self._reindex = True  # the index disagrees with the store (an event that failed midway)
                 continue
-            self.expiry.remove(key, entry["last"])
+            if not self.expiry.remove(key, entry["last"]):
+                self._reindex = True  # indexed elsewhere: rebuilt at the end of this pass
             if entry["turn"] is None:  # publish what it holds, with an unknown segment
                 outputs = self.outputs
                 emits.extend(outputs.defects(key, entry, outputs.failures(entry)))

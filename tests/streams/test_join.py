@@ -642,3 +642,24 @@ def test_an_expiry_index_older_than_the_entry_evicts_nothing_and_is_rebuilt() ->
     h.joiner.evict()  # horizon 500 s
     assert h.holds("a") and h.joiner.expiry.holds("a", t0 + 1000)  # kept, and indexed at its own time again
     assert h.value("convowatch_join_evictions_total", reason="ttl") == 0
+
+
+def test_an_event_failing_midway_leaves_the_turn_expiring_by_its_stored_time(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # the failed event is dead-lettered and its changes to the entry are not kept: the expiry index must not
+    # keep its later time either, or the turn outlived its TTL
+    h = Harness(ttl_seconds=3600, evict_every=10**9)
+    h.feed(turn(turn_id="a", seconds=0))
+
+    def fail(*_: Any) -> list[Emit]:
+        raise RuntimeError("a bug in an output")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(h.joiner.outputs, "outputs", fail)
+        with pytest.raises(RuntimeError):
+            h.feed(judged(turn_id="a", seconds=3000, verdicts=[verdict("safety", "fail")]))
+    h.feed(turn(turn_id="z", seconds=3600 + 500))
+    h.joiner.evict()  # horizon 500 s: the turn's stored last event is at 0 s
+    assert not h.holds("a")
+    assert h.value("convowatch_join_evictions_total", reason="ttl") == 1
