@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
+
+import orjson
 
 Entry = dict[str, Any]
 UNKNOWN_SEGMENT: dict[str, str | None] = dict.fromkeys(
@@ -20,6 +23,23 @@ class Emit:
     topic: str
     key: str
     value: dict[str, Any]
+
+
+#: How the JSON of a join entry begins (TurnJoiner.handle creates them so): its changelog partition, then
+#: its last event time.
+_ENTRY_HEAD = re.compile(rb'\{"p":(\d+|null),"last":(-?\d+(?:\.\d+)?(?:[eE][+-]?\d+)?)[,}]')
+
+
+def entry_head(value: Entry | bytes) -> tuple[Any, Any]:
+    """A join entry's ``p`` (changelog partition) and ``last`` (event time); of an entry kept as JSON bytes,
+    read from the start of its JSON without decoding the rest (decoded when laid out otherwise)."""
+    if isinstance(value, bytes):
+        match = _ENTRY_HEAD.match(value)
+        if match is not None:
+            return (None if match[1] == b"null" else int(match[1])), float(match[2])
+        entry: Entry = orjson.loads(value)
+        return entry.get("p"), entry.get("last")
+    return value.get("p"), value.get("last")
 
 
 def sampled_labels(labelled: dict[str, Any]) -> dict[str, str]:

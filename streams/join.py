@@ -21,7 +21,6 @@ of records it knows were published (:meth:`TurnJoiner.published_marks`).
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 import orjson
@@ -29,7 +28,7 @@ import orjson
 from schemas import ChatTurn, HumanLabel, JudgeVerdict
 from schemas.exceptions import InvalidRecord
 from schemas.judge_verdict import MAX_SCORES
-from streams.emit import Emit, Entry
+from streams.emit import Emit, Entry, entry_head
 from streams.expiry import ExpiryIndex
 from streams.join_outputs import MAX_KEPT_TEXT, MIN_RATERS, TurnOutputs, kept, number_observations
 from streams.metrics import Metrics
@@ -360,20 +359,8 @@ class TurnJoiner:
         return emits
 
     def _rebuild_index(self) -> None:
-        self.expiry.rebuild((key, _last(value)) for key, value in self.state.items(raw=True))
+        self.expiry.rebuild((key, float(entry_head(value)[1])) for key, value in self.state.items(raw=True))
         self._reindex = False
-
-
-#: How the JSON of an entry begins (handle() creates them so): its changelog partition, its last event time.
-_HEAD = re.compile(rb'\{"p":(?:\d+|null),"last":(-?\d+(?:\.\d+)?(?:[eE][+-]?\d+)?)[,}]')
-
-
-def _last(value: Any) -> float:
-    """An entry's last event time; from the head of its JSON bytes, without decoding the rest."""
-    if not isinstance(value, bytes):
-        return float(value["last"])
-    match = _HEAD.match(value)
-    return float(match[1]) if match is not None else float(orjson.loads(value)["last"])
 
 
 def _check_raters(entry: Entry, event: JudgeVerdict | HumanLabel) -> None:

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import faust
 import orjson
 
+from streams.emit import entry_head
 from streams.kafka_client import MAX_WRITE_BYTES
 from streams.state import KindCounts, decoded, encode_json
 
@@ -125,21 +125,17 @@ class TableStore:
         """The entries now (a snapshot), of the partitions owned. With ``json_values``, decoded one at a time
         as iterated, unless ``raw`` (their partitions are read from the bytes)."""
         entries = list(self.table.data.items())
-        owned = None if self.owned is None else self.owned()
-        if not self.json_values:
-            found = iter(entries)
-            return found if owned is None else ((k, v) for k, v in found if v.get("p") in owned)
-        if owned is not None:
-            entries = [(k, v) for k, v in entries if _partition(v) in owned]
-        return iter(entries) if raw else decoded(entries)
+        if self.owned is not None:
+            owned = self.owned()
+            entries = [(k, v) for k, v in entries if entry_head(v)[0] in owned]
+        return decoded(entries) if self.json_values and not raw else iter(entries)
 
     def drop_unowned(self) -> int:
         """Forget entries of partitions this worker no longer holds (after a rebalance); how many."""
         if self.owned is None:
             return 0
         owned = self.owned()
-        partition = _partition if self.json_values else _get_partition
-        stale = [k for k, v in self.table.data.items() if partition(v) not in owned]
+        stale = [k for k, v in self.table.data.items() if entry_head(v)[0] not in owned]
         for key in stale:
             self.table.data.pop(key, None)
         # a deferred tombstone of a partition another worker owns now would delete that worker's entry
@@ -148,22 +144,6 @@ class TableStore:
 
     def __len__(self) -> int:
         return len(self.table.data)
-
-
-#: How the JSON of a join entry begins (streams.join): its changelog partition, read without decoding it.
-_PARTITION = re.compile(rb'\{"p":(\d+|null)[,}]')
-
-
-def _partition(raw: bytes) -> Any:
-    """The ``p`` of an entry kept as JSON bytes (its changelog partition)."""
-    match = _PARTITION.match(raw)
-    if match is None:  # not the join's layout: decode it
-        return orjson.loads(raw).get("p")
-    return None if match[1] == b"null" else int(match[1])
-
-
-def _get_partition(value: Any) -> Any:
-    return value.get("p")
 
 
 class NamedChangelogTable(faust.Table):  # type: ignore[misc]  # faust is untyped
