@@ -30,7 +30,8 @@ from schemas.exceptions import InvalidRecord
 from schemas.judge_verdict import MAX_SCORES
 from streams.emit import Emit, Entry, entry_head
 from streams.expiry import ExpiryIndex
-from streams.join_outputs import MAX_KEPT_TEXT, MIN_RATERS, TurnOutputs, kept, number_observations
+from streams.join_observations import MIN_RATERS, number_observations
+from streams.join_outputs import MAX_KEPT_TEXT, TurnOutputs, kept
 from streams.metrics import Metrics
 from streams.state import DictStore, StateStore, WriteBehind
 from streams.taxonomy import Taxonomy
@@ -285,16 +286,20 @@ class TurnJoiner:
             scores = record.setdefault("scores", {})
             if name not in scores and len(scores) < MAX_SCORES:
                 scores[name] = score
+                changed = True
         return changed
 
     def _add_human(self, entry: Entry, label: HumanLabel) -> bool:
-        labels = entry["human"].setdefault(
-            label.annotator_id,
-            {"ts": label.ts.timestamp(), "vendor": label.vendor_id, "gold": label.is_gold, "labels": {}},
-        )
+        ts = label.ts.timestamp()
+        record = entry["human"].get(label.annotator_id)
+        if record is None:
+            record = {"ts": ts, "vendor": label.vendor_id, "gold": label.is_gold, "labels": {}}
+            entry["human"][label.annotator_id] = record
+        elif any(v.dimension not in record["labels"] for v in label.verdicts):
+            record["lts"] = ts  # a later label of this annotator, with new dimensions: when it was made
         if label.inclusion_probability is not None:  # from the review request: weights the label by 1/p
-            labels.setdefault("pi", label.inclusion_probability)
-        return self._merge(labels["labels"], label.verdicts, "human_labels")
+            record.setdefault("pi", label.inclusion_probability)
+        return self._merge(record["labels"], label.verdicts, "human_labels")
 
     def _merge(self, labels: dict[str, str], verdicts: list[Any], stream: str) -> bool:
         changed = False

@@ -1,5 +1,6 @@
 """What a joined turn publishes: defects, agreement pairs, divergences, high-risk escalations, and the
-observations for the aggregation stage; and what a turn's state keeps of its chat text.
+observations for the aggregation stage (built in ``streams.join_observations``); and what a turn's state
+keeps of its chat text.
 
 :class:`TurnOutputs` reads and marks a join entry (``streams.join``): the ``observed``, ``defects`` and
 ``paired`` lists of an entry make each output happen once per turn, whatever the arrival order.
@@ -15,12 +16,11 @@ from typing import Any
 from schemas import ChatTurn
 from schemas.common import FAIL, QUALITY_DIMENSIONS
 from streams.emit import SEP, UNKNOWN_SEGMENT, Emit, Entry, iso
+from streams.join_observations import number_observations, observations
 from streams.metrics import Metrics
 from streams.policy import HighRiskPolicy
 from streams.taxonomy import Taxonomy
 
-#: Human labels on one dimension of one turn that make an inter-annotator item (emitted once).
-MIN_RATERS = 2
 #: Longest chat text a defect keeps (characters): a turn may be as large as the input limit (1 MB), and a
 #: defect carrying it whole would exceed the producer's request limit, failing its batch on every retry.
 MAX_KEPT_TEXT = 16_384
@@ -95,131 +95,11 @@ class TurnOutputs:
         if entry["turn"] is not None:
             if failures:
                 emits.extend(self.defects(turn_id, entry, failures))
-            emits.extend(self.observed(turn_id, entry))
+            emits.extend(observations(turn_id, entry))
         if entry["human"]:  # pairs need a human label
             emits.extend(self.pairs(turn_id, entry))
         emits.extend(self.policy.evaluate(turn_id, entry, failures))
         number_observations(emits, source)
-        return emits
-
-    def observed(self, turn_id: str, entry: Entry) -> list[Emit]:
-        """Once per turn (``turn``), judge (``judged``) and annotator (``labelled``) meeting the turn, and
-        once per turn with its first verdict (``reviewable``, for review sampling)."""
-        turn = entry["turn"]
-        ctx = turn["ctx"]
-        segment = turn["segment"]
-        common = {
-            "turn_id": turn_id,
-            "ts": turn["ts"],
-            "segment": segment,
-            "risk": turn["risk"],
-            "guardrail_flags": ctx.get("guardrail_flags", []),
-            "intent_confidence": ctx.get("intent_confidence"),
-        }
-        emits = []
-        observed = entry.setdefault("observed", [])
-        judges = entry["judge"]
-        if "t" not in observed:  # the turn itself, for volume and latency per journey
-            observed.append("t")
-            value = {
-                "kind": "turn",
-                "latency_ms": ctx.get("latency_ms"),
-                "outcome": ctx.get("outcome", {}),  # for outcome rates per model version
-                **common,
-            }
-            emits.append(Emit("observations", segment["journey"], value))
-        for judge_id, record in judges.items():
-            mark = f"j{SEP}{judge_id}"
-            if mark not in observed:
-                observed.append(mark)
-                value = {
-                    "kind": "judged",
-                    "judge_id": judge_id,
-                    "labels": dict(record["labels"]),
-                    "conf": dict(record.get("conf", {})),
-                    "scores": dict(record.get("scores", {})),
-                    # a human label came first: this judge's turn is labelled (coverage, counted once)
-                    "covered": _sampled(entry) and _cover(observed, judge_id),
-                    **common,
-                }
-                emits.append(Emit("observations", judge_id, value))
-        first_by: dict[str, str] | None = None
-        for annotator, record in entry["human"].items():
-            mark = f"h{SEP}{annotator}"
-            if mark not in observed:
-                if first_by is None:
-                    first_by = _first_sampled(entry)
-                # the dimensions this label is the turn's first sampled one on: what a per-turn human figure
-                # counts (as pairs do)
-                first = [dim for dim in record["labels"] if first_by.get(dim) == annotator]
-                observed.append(mark)
-                value = {
-                    "kind": "labelled",
-                    "annotator_id": annotator,
-                    "vendor_id": record["vendor"],
-                    "is_gold": record["gold"],
-                    "first_dimensions": first,
-                    "labels": dict(record["labels"]),
-                    "label_ts": record["ts"],
-                    "inclusion_probability": record.get("pi"),
-                    "judges": {j: dict(r["labels"]) for j, r in judges.items()},
-                    # the judges whose turn this first label makes labelled (coverage, once per judge)
-                    "covered": [] if record["gold"] else [j for j in judges if _cover(observed, j)],
-                    **common,
-                }
-                emits.append(Emit("observations", "humans", value))  # human labels are few: one shard
-        if judges and "v" not in observed:
-            # one review-sampling decision per turn, once its first verdict is known; one shard, because
-            # the budget is global (no hotter than the shard of a single judge's ``judged`` observations)
-            observed.append("v")
-            value = {
-                "kind": "reviewable",
-                "judges": {
-                    j: {"labels": dict(r["labels"]), "conf": dict(r.get("conf", {}))}
-                    for j, r in judges.items()
-                },
-                "user_feedback": ctx.get("outcome", {}).get("user_feedback"),
-                **common,
-            }
-            emits.append(Emit("observations", "review", value))
-        if len(entry["human"]) >= MIN_RATERS:
-            emits.extend(self.raters(entry, common))
-        if "c" not in observed:  # the turn as a contact of its conversation, for business outcomes
-            observed.append("c")
-            conversation = ctx["conversation_id"]
-            value = {
-                "kind": "contact",
-                "conversation_id": conversation,
-                "turn_id": turn_id,
-                "ts": turn["ts"],
-                "segment": segment,
-                "outcome": ctx.get("outcome", {}),
-            }
-            emits.append(Emit("observations", conversation, value))
-        return emits
-
-    def raters(self, entry: Entry, common: dict[str, Any]) -> list[Emit]:
-        """Once a dimension of the turn has labels from ``MIN_RATERS`` annotators: one ``raters`` item."""
-        by_dimension: dict[str, dict[str, str]] = {}
-        for annotator, record in entry["human"].items():
-            for dim, label in record["labels"].items():
-                by_dimension.setdefault(dim, {})[annotator] = label
-        emits = []
-        observed = entry["observed"]
-        for dim, labels in by_dimension.items():
-            if len(labels) >= MIN_RATERS and f"r{SEP}{dim}" not in observed:
-                observed.append(f"r{SEP}{dim}")
-                value = {
-                    "kind": "raters",
-                    "dimension": dim,
-                    "labels": labels,
-                    "vendors": {a: entry["human"][a]["vendor"] for a in labels},
-                    # the item is complete at its latest label: vendor windows count it then
-                    "label_ts": max(entry["human"][a]["ts"] for a in labels),
-                    "judges": {j: r["labels"][dim] for j, r in entry["judge"].items() if dim in r["labels"]},
-                    **common,
-                }
-                emits.append(Emit("observations", "humans", value))
         return emits
 
     def defects(self, turn_id: str, entry: Entry, failures: list[Any]) -> list[Emit]:
@@ -339,30 +219,6 @@ def _first_sampled(entry: Entry) -> dict[str, str]:
             for dim in record["labels"]:
                 first.setdefault(dim, annotator)
     return first
-
-
-def _sampled(entry: Entry) -> bool:
-    """Whether the turn has a human label that is not on a gold item (labelling coverage)."""
-    return any(not record["gold"] for record in entry["human"].values())
-
-
-def _cover(observed: list[str], judge_id: str) -> bool:
-    """Mark ``judge_id``'s turn as labelled; False if it was already."""
-    mark = f"k{SEP}{judge_id}"
-    if mark in observed:
-        return False
-    observed.append(mark)
-    return True
-
-
-def number_observations(emits: list[Emit], source: tuple[str, int | None]) -> list[Emit]:
-    """Tag each observation with ``src`` = [source, offset, n-th observation of this input record]."""
-    seq = 0
-    for emit in emits:
-        if emit.topic == "observations":
-            emit.value["src"] = [source[0], source[1], seq]
-            seq += 1
-    return emits
 
 
 def _carried(raters: dict[str, Any], first: str) -> list[tuple[str, Any]]:

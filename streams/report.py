@@ -182,7 +182,7 @@ class AuditCollector:
             bucket = int((obs["ts"] - self.window.start) // self.bucket)
             trackers = self.trends.setdefault((obs["judge_id"], obs["dimension"]), {})
             trackers.setdefault(bucket, AgreementTracker()).update(obs["judge_label"], obs["human_label"])
-        elif kind == "labelled":
+        elif kind == "labelled" and not obs.get("update"):  # once per annotator and turn
             vendor = obs["vendor_id"]
             self.latencies.setdefault(vendor, []).append(max(obs["label_ts"] - obs["ts"], 0.0))
             self.annotators.setdefault(vendor, set()).add(obs["annotator_id"])

@@ -1,14 +1,14 @@
 """How human labels flow: labelling coverage, label latency and volume per vendor (Prometheus only).
 
-- ``convowatch_turns_judged_total{judge_id, journey}``: one per ``judged`` observation (a judge's verdict
-  met its turn);
+- ``convowatch_turns_judged_total{judge_id, journey}``: once per judge and turn (its first ``judged``
+  observation: a judge's verdict met its turn; a later verdict of the judge with more dimensions adds none);
 - ``convowatch_turns_labelled_total{judge_id, journey}``: once per judge and turn that has both the judge's
   verdict and a human label not on a gold item, whichever came first (``covered`` of ``judged`` and
   ``labelled``); over the former it is the labelling coverage (it counted every annotator, and nothing
   when the label came first);
-- ``convowatch_human_labels_total{vendor_id}`` and ``convowatch_label_latency_seconds{vendor_id}``: one per
-  ``labelled`` observation, the latency being the label's event time minus the turn's (negative clock
-  skew counts as 0).
+- ``convowatch_human_labels_total{vendor_id}`` and ``convowatch_label_latency_seconds{vendor_id}``: once per
+  annotator and turn (its first ``labelled`` observation; a later label of theirs with more dimensions adds
+  none), the latency being the label's event time minus the turn's (negative clock skew counts as 0).
 
 Counters keep no aggregate state: an observation replayed after a crash is counted again by the restarted
 worker, as the defect counters are. Coverage per judge, dimension and journey, from state, is in
@@ -38,12 +38,15 @@ class LabelFlowView:
     def apply(self, aggregator: Aggregator, obs: dict[str, Any], partition: int | None) -> list[Emit]:
         journey = (obs["segment"] or {}).get("journey")
         if obs["kind"] == "judged":
-            self._judged[obs["judge_id"], journey].inc()
+            if not obs.get("update"):  # a judge's later verdict on the turn is not another judged turn
+                self._judged[obs["judge_id"], journey].inc()
             if obs.get("covered"):
                 self._labelled[obs["judge_id"], journey].inc()
             return []
         for judge_id in obs.get("covered", obs["judges"]):  # observations from before: every judge
             self._labelled[judge_id, journey].inc()
+        if obs.get("update"):
+            return []
         labels, latency = self._vendors[obs["vendor_id"]]
         labels.inc()
         latency.observe(max(obs["label_ts"] - obs["ts"], 0.0))

@@ -10,7 +10,8 @@
 
 Against humans each turn counts once, with the first label of each dimension not on a gold item
 (``first_dimensions``): a second annotator's label is not a second turn (the intervals would be too
-narrow), and gold items (honeypots) are not a sample of the traffic.
+narrow), and gold items (honeypots) are not a sample of the traffic. A judge or annotator sending ``safety``
+and ``compliance`` in two records counts the turn once per record (as spike detection counts a category).
 
 Each is a :class:`~detectors.keyed.KeyedDetectors` by model version, plus ``*`` for all versions.
 """

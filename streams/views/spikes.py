@@ -2,7 +2,11 @@
 
 Each judged turn is one Bernoulli observation per category it was assessed on (1 = it failed a dimension
 of that category); for the human source, each turn once, with the first human label of each dimension
-that is not on a gold (honeypot) item. Segments are slices: journey; journey and model version; journey
+that is not on a gold (honeypot) item. A judge or annotator that sends a turn's dimensions in several
+records (a judge prompted per dimension) adds an observation per record, for the categories that record
+brings: two dimensions of one category in two records count the category twice for the turn, as two
+annotators' first labels on them do (counting it once would drop the second record's failure, or wait for
+records that may never come). Segments are slices: journey; journey and model version; journey
 and intent. One :class:`~detectors.CategorySpikes` holds a slice value's detectors for every category, per
 source (a judge id, or ``humans``). The false-alarm budget is stated per day across all segments
 (``CONVOWATCH_SPIKE_FALSE_ALARMS_PER_DAY`` at ``CONVOWATCH_SPIKE_TURNS_PER_DAY``) and turned into each

@@ -107,7 +107,8 @@ class VendorsView:
             for dim, label in labels.items()
             if dim in verdicts
         ]
-        turnaround = max(obs["label_ts"] - obs["ts"], 0.0)
+        # a later label of the annotator on the turn (more dimensions) is scored, but not another label
+        turnaround = None if obs.get("update") else max(obs["label_ts"] - obs["ts"], 0.0)
         return [
             (
                 obs["label_ts"],

@@ -3,7 +3,9 @@
 Per judge and journey one :class:`~detectors.msprt.VersionComparison` tracks which model versions are live
 (seen within ``CONVOWATCH_VERSION_HORIZON_SECONDS`` of event time) and runs an always-valid mSPRT per
 ordered pair (control = the version first seen earlier, treatment = the newer one) on the judged turns
-served while both were live. A judged turn is a defect when the judge fails any quality dimension. When
+served while both were live. A judged turn is a defect when the judge fails any quality dimension of its
+first verdict on the turn that has one (a judge sending a turn's dimensions in several verdicts: its later
+ones do not make the turn a second unit, and a unit cannot be taken back once counted). When
 the new version is significantly worse, a ``version_regression`` escalation (severity high) fires once
 per pair; it resolves when the two versions stop serving the journey together (a rollback or a completed
 rollout). Gauges: lift with its bounds, the Go/No-Go decision, the p-value and turns per arm. What the
@@ -33,7 +35,8 @@ class VersionView(VersionPairView):
     def apply(self, aggregator: Aggregator, obs: dict[str, Any], partition: int | None) -> list[Emit]:
         version = obs["segment"].get("model_version")
         labels: dict[str, str] = obs["labels"]
-        if not version:
+        # a turn is one unit: the judge's first verdict on it with a quality dimension decides it
+        if not version or obs.get("quality_before"):
             return []
         judged, defect = False, False
         for d, label in labels.items():

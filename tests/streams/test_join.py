@@ -563,6 +563,103 @@ def test_a_differing_later_label_from_the_same_judge_is_a_conflict_not_a_duplica
     assert flipped == []  # the first label stands: nothing re-published
 
 
+def _observed(h: Harness, kind: str) -> list[dict[str, Any]]:
+    return [e.value for e in h.topic("observations") if e.value["kind"] == kind]
+
+
+def test_a_judge_sending_a_turns_dimensions_in_several_verdicts_is_observed_on_each() -> None:
+    # a judge prompted per dimension sends one verdict per dimension: only the first verdict's dimensions
+    # reached the aggregation (spikes, drift, calibration saw one dimension of seven)
+    h = Harness()
+    h.feed(turn(), judged(verdicts=[verdict("relevance", "pass", confidence=0.9)], scores={"clip": 0.5}))
+    h.feed(
+        judged(seconds=40, verdicts=[verdict("relevance", "pass"), verdict("bias", "fail", confidence=0.8)])
+    )
+    h.feed(judged(seconds=50, verdicts=[verdict("bias", "fail")]))  # nothing new: no observation
+    h.feed(judged(seconds=60, verdicts=[verdict("bias", "fail")], scores={"clip": 0.1, "artifact": 0.3}))
+    judged_obs = _observed(h, "judged")
+    assert [(v["labels"], v["conf"], v["scores"], v.get("update", False)) for v in judged_obs] == [
+        ({"relevance": "pass"}, {"relevance": 0.9}, {"clip": 0.5}, False),
+        ({"bias": "fail"}, {"bias": 0.8}, {}, True),
+        ({}, {}, {"artifact": 0.3}, True),  # the first value of a score stands, as of a label
+    ]
+    assert len(_observed(h, "reviewable")) == 1  # one review-sampling decision per turn
+    # the same before the turn arrived: its first observation has everything so far
+    h = Harness()
+    h.feed(
+        judged(verdicts=[verdict("relevance", "pass")]),
+        judged(seconds=40, verdicts=[verdict("bias", "fail")]),
+    )
+    h.feed(turn())
+    h.feed(judged(seconds=70, verdicts=[verdict("safety", "pass")]))
+    assert [v["labels"] for v in _observed(h, "judged")] == [
+        {"relevance": "pass", "bias": "fail"},
+        {"safety": "pass"},
+    ]
+
+
+def test_an_annotators_later_label_with_more_dimensions_is_observed_and_counted_once_per_dimension() -> None:
+    h = Harness()
+    h.feed(turn(), judged())
+    h.feed(labelled(annotator_id="ann-1", seconds=3600, verdicts=[verdict("relevance", "pass")]))
+    h.feed(labelled(annotator_id="ann-2", seconds=3700, verdicts=[verdict("safety", "fail")]))
+    h.feed(
+        labelled(
+            annotator_id="ann-1",
+            seconds=3800,
+            verdicts=[verdict("relevance", "pass"), verdict("safety", "pass"), verdict("bias", "pass")],
+        )
+    )
+    h.feed(labelled(annotator_id="ann-1", seconds=3900, verdicts=[verdict("bias", "pass")]))  # nothing new
+    rows = [
+        (
+            v["annotator_id"],
+            v["labels"],
+            v["first_dimensions"],
+            v["label_ts"] - T0.timestamp(),
+            v.get("update"),
+        )
+        for v in _observed(h, "labelled")
+    ]
+    assert rows == [
+        ("ann-1", {"relevance": "pass"}, ["relevance"], 3600, None),
+        ("ann-2", {"safety": "fail"}, ["safety"], 3700, None),
+        # safety was ann-2's first: a per-turn human figure counts it once
+        ("ann-1", {"safety": "pass", "bias": "pass"}, ["bias"], 3800, True),
+    ]
+
+
+def test_an_annotators_labels_before_the_turn_are_observed_at_the_first_labels_time() -> None:
+    h = Harness()
+    h.feed(labelled(seconds=100), labelled(seconds=5000, verdicts=[verdict("safety", "pass")]))
+    h.feed(turn(), labelled(seconds=300, verdicts=[verdict("bias", "pass")]))
+    h.feed(labelled(seconds=100, verdicts=[verdict("privacy", "pass")]))  # stamped as the first one
+    rows = [(v["labels"], v["label_ts"] - T0.timestamp()) for v in _observed(h, "labelled")]
+    assert rows == [
+        ({"relevance": "pass", "safety": "pass"}, 100),
+        ({"bias": "pass"}, 300),
+        ({"privacy": "pass"}, 100),
+    ]
+
+
+def test_an_entry_from_before_the_counts_were_kept_is_not_observed_again() -> None:
+    # an entry written by the previous version marks its observed raters without counting their labels:
+    # everything it had then was observed, and a redelivered record must not observe it again
+    h = Harness()
+    h.feed(turn(), judged(), labelled())
+    h.joiner.flush()
+    entry = h.joiner.store.get("t-1")
+    for group in ("judge", "human"):
+        for record in entry[group].values():
+            del record["n"]
+    h.joiner.store.put("t-1", entry, None)
+    h.joiner.state.forget()
+    before = len(h.topic("observations"))
+    h.feed(judged(seconds=40, verdicts=[verdict("bias", "pass")]))
+    h.feed(labelled(seconds=3700, verdicts=[verdict("bias", "pass")]))
+    assert [e.value["kind"] for e in h.topic("observations")[before:]] == ["pair"]  # the new judge/human pair
+
+
 def test_labels_that_never_meet_their_turn_are_counted_when_evicted() -> None:
     # a label after its turn was evicted (or for a turn never sent) was lost to agreement and calibration
     # without a trace in any metric

@@ -332,6 +332,26 @@ def test_defects_of_turns_never_received_are_counted_apart_from_the_shares(tmp_p
     assert "on turns never received" in render(data)
 
 
+def test_an_annotators_labels_of_a_turn_in_two_records_are_one_label(tmp_path: Path) -> None:
+    at = START + timedelta(minutes=1)
+    turns = [chat_turn(turn_id=f"t{i}", ts=at.isoformat()) for i in range(3)]
+    labels = [
+        human_label(
+            turn_id=f"t{i}", ts=(at + timedelta(minutes=m)).isoformat(), verdicts=[verdict(dim, "pass")]
+        )
+        for i in range(3)
+        for m, dim in ((10, "relevance"), (20, "safety"))
+    ]
+    (tmp_path / "chat_turns.jsonl").write_bytes(b"\n".join(map(orjson.dumps, turns)))
+    (tmp_path / "human_labels.jsonl").write_bytes(b"\n".join(map(orjson.dumps, labels)))
+    data = audit(
+        Settings(), TimeRange(START, START + timedelta(hours=1)), file_items(directory_inputs(tmp_path)), "t"
+    )
+    (vendor,) = data["vendors"]
+    assert vendor["labels"] == 3  # not 6: the second record of each turn adds dimensions, not a label
+    assert vendor["latency_p90_seconds"] == 600  # from each turn's first label
+
+
 def test_a_vendor_sla_breach_on_turns_in_range_is_reported_though_dated_after_it(tmp_path: Path) -> None:
     # labels two days after their turns: the breach is dated by the labels, after the range
     turns, verdicts, labels = [], [], []

@@ -192,6 +192,78 @@ def test_a_later_annotators_failure_on_another_dimension_of_a_category_still_cou
     assert (inaccurate.n, inaccurate.current_rate > 0.0) == (100, True)
 
 
+def test_a_judge_prompted_per_dimension_counts_each_turn_on_every_dimension_and_once_as_a_turn() -> None:
+    # one verdict per dimension: every category's spike detector gets the turn (before, only the first
+    # verdict's dimension reached the aggregation), while turn counts (turns judged, the version test's
+    # units) count it once
+    pipeline, registry = _pipeline()
+    dims = ("relevance", "safety", "bias")
+    for i in range(60):
+        ts = START + timedelta(seconds=10 * i)
+        turn_id = f"t{i}"
+        pipeline.process(
+            Stream.CHAT_TURNS, _turn(turn_id, ts, "shopper", f"m{i % 2}"), source_topic="c", offset=i
+        )
+        for n, dim in enumerate(dims):
+            label = "fail" if (dim, i % 10) == ("bias", 0) else "pass"
+            verdict = _verdict(turn_id, ts + timedelta(seconds=n + 1), **{dim: label})
+            pipeline.process(Stream.JUDGE_VERDICTS, verdict, source_topic="j", offset=3 * i + n)
+    pipeline.flush()
+    spikes = pipeline.aggregator.detector(key("spike", "judge-a", "journey=shopper"))
+    assert spikes is not None
+    biased = spikes.detector("biased")
+    assert [spikes.detector(c).n for c in ("irrelevant", "unsafe", "biased")] == [60, 60, 60]
+    assert biased.current_rate > 0.0  # the failures of the third verdicts
+    judged = {"judge_id": "judge-a", "journey": "shopper"}
+    assert registry.get_sample_value("convowatch_turns_judged_total", judged) == 60
+    versions = pipeline.aggregator.detector(key("versions", "judge-a", "shopper"))
+    assert versions is not None
+    test = versions.test("m0", "m1")
+    assert test.n_control + test.n_treatment == 59  # every turn once (the first, alone, is before the test)
+    assert test.control_rate == test.treatment_rate == 0.0  # each turn's first verdict: relevance, passed
+
+
+def test_a_judges_first_verdict_without_a_quality_dimension_leaves_the_turn_to_its_next_one() -> None:
+    pipeline, _ = _pipeline()
+    for i in range(40):
+        ts = START + timedelta(seconds=10 * i)
+        turn_id = f"t{i}"
+        pipeline.process(
+            Stream.CHAT_TURNS, _turn(turn_id, ts, "shopper", f"m{i % 2}"), source_topic="c", offset=i
+        )
+        verdicts = ({"intent": "search"}, {"relevance": "fail" if i % 2 else "pass"}, {"safety": "fail"})
+        for n, labels in enumerate(verdicts):
+            verdict = _verdict(turn_id, ts + timedelta(seconds=n + 1), **labels)
+            pipeline.process(Stream.JUDGE_VERDICTS, verdict, source_topic="j", offset=3 * i + n)
+    pipeline.flush()
+    versions = pipeline.aggregator.detector(key("versions", "judge-a", "shopper"))
+    assert versions is not None
+    test = versions.test("m0", "m1")
+    assert test.n_control + test.n_treatment == 39
+    assert (test.control_rate, test.treatment_rate) == (0.0, 1.0)  # by relevance: the safety fails come after
+
+
+def test_an_annotator_labelling_a_turn_in_two_records_is_scored_on_both_and_counted_once() -> None:
+    pipeline, registry = _pipeline()
+    for i in range(50):
+        ts = START + timedelta(seconds=10 * i)
+        turn_id = f"t{i}"
+        pipeline.process(Stream.CHAT_TURNS, _turn(turn_id, ts, "shopper", "m1"), source_topic="c", offset=i)
+        verdict = _verdict(turn_id, ts + timedelta(seconds=1), relevance="pass", safety="pass")
+        pipeline.process(Stream.JUDGE_VERDICTS, verdict, source_topic="j", offset=i)
+        for n, labels in enumerate(({"relevance": "pass"}, {"safety": "fail"})):
+            label = _label(turn_id, ts + timedelta(minutes=5 + n), **labels)
+            pipeline.process(Stream.HUMAN_LABELS, label, source_topic="h", offset=2 * i + n)
+    pipeline.flush()
+    spikes, _ = _human_figures(pipeline)
+    assert spikes.detector("irrelevant").n == spikes.detector("unsafe").n == 50
+    assert spikes.detector("unsafe").current_rate == pytest.approx(1.0)
+    (vendor,) = pipeline.report()["vendors"]["vendors"]
+    # one label per annotator and turn, compared with the judge on both of its dimensions
+    assert (vendor["labels"], vendor["judge_total"], vendor["judge_agreeing"]) == (50, 100, 50)
+    assert registry.get_sample_value("convowatch_human_labels_total", {"vendor_id": "vendor-a"}) == 50
+
+
 def test_judge_drift_on_one_dimension_only() -> None:
     pipeline, _ = _pipeline()
     rng = random.Random(5)

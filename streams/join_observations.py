@@ -1,0 +1,210 @@
+"""What a joined turn tells the aggregation stage: its observations (``streams.views`` consume them).
+
+Once per turn (``turn``, ``contact``), per judge and annotator meeting the turn (``judged``, ``labelled``;
+again with a rater's new dimensions when it sends a turn's dimensions in several records), per turn with
+its first verdict (``reviewable``) and per dimension labelled by several annotators (``raters``). The
+``observed`` list of a join entry, and each rater record's counts, make each happen once whatever the
+arrival order and however often a record is delivered.
+"""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any
+
+from schemas.common import QUALITY_DIMENSIONS
+from streams.emit import SEP, Emit, Entry
+
+#: Human labels on one dimension of one turn that make an inter-annotator item (emitted once).
+MIN_RATERS = 2
+
+
+def observations(turn_id: str, entry: Entry) -> list[Emit]:
+    """Once per turn (``turn``), judge (``judged``) and annotator (``labelled``) meeting the turn, and
+    once per turn with its first verdict (``reviewable``, for review sampling)."""
+    turn = entry["turn"]
+    ctx = turn["ctx"]
+    segment = turn["segment"]
+    common = {
+        "turn_id": turn_id,
+        "ts": turn["ts"],
+        "segment": segment,
+        "risk": turn["risk"],
+        "guardrail_flags": ctx.get("guardrail_flags", []),
+        "intent_confidence": ctx.get("intent_confidence"),
+    }
+    emits = []
+    observed = entry.setdefault("observed", [])
+    judges = entry["judge"]
+    if "t" not in observed:  # the turn itself, for volume and latency per journey
+        observed.append("t")
+        value = {
+            "kind": "turn",
+            "latency_ms": ctx.get("latency_ms"),
+            "outcome": ctx.get("outcome", {}),  # for outcome rates per model version
+            **common,
+        }
+        emits.append(Emit("observations", segment["journey"], value))
+    for judge_id, record in judges.items():
+        seen = _unseen(observed, f"j{SEP}{judge_id}", record)
+        if seen is None:
+            continue
+        labels = _after(record["labels"], seen[0])
+        value = {
+            "kind": "judged",
+            "judge_id": judge_id,
+            "labels": labels,
+            "conf": {d: c for d, c in record.get("conf", {}).items() if d in labels},
+            "scores": _after(record.get("scores", {}), seen[1]),
+            # a human label came first: this judge's turn is labelled (coverage, counted once)
+            "covered": _sampled(entry) and _cover(observed, judge_id),
+            **common,
+        }
+        if seen[0]:
+            value["update"] = True  # a later verdict of this judge on the turn: its new dimensions
+            # whether the judge's earlier observations had a quality dimension (a turn's unit for the
+            # version test is its first verdict that does)
+            value["quality_before"] = any(
+                d in QUALITY_DIMENSIONS for d in itertools.islice(record["labels"], seen[0])
+            )
+        emits.append(Emit("observations", judge_id, value))
+    counted = _counted(entry, observed) if entry["human"] else set()
+    for annotator, record in entry["human"].items():
+        seen = _unseen(observed, f"h{SEP}{annotator}", record)
+        if seen is None:
+            continue
+        labels = _after(record["labels"], seen[0])
+        # the dimensions this label is the turn's first sampled one on (in the order observed): what a
+        # per-turn human figure counts
+        first = [] if record["gold"] else [dim for dim in labels if dim not in counted]
+        counted.update(first)
+        value = {
+            "kind": "labelled",
+            "annotator_id": annotator,
+            "vendor_id": record["vendor"],
+            "is_gold": record["gold"],
+            "first_dimensions": first,
+            "labels": labels,
+            # an update: the latest label's time (the first observation: the first label's)
+            "label_ts": record.get("lts", record["ts"]) if seen[0] else record["ts"],
+            "inclusion_probability": record.get("pi"),
+            "judges": {j: dict(r["labels"]) for j, r in judges.items()},
+            # the judges whose turn this first label makes labelled (coverage, once per judge)
+            "covered": [] if record["gold"] else [j for j in judges if _cover(observed, j)],
+            **common,
+        }
+        if seen[0]:
+            value["update"] = True  # a later label of this annotator on the turn: its new dimensions
+        emits.append(Emit("observations", "humans", value))  # human labels are few: one shard
+    if judges and "v" not in observed:
+        # one review-sampling decision per turn, once its first verdict is known; one shard, because
+        # the budget is global (no hotter than the shard of a single judge's ``judged`` observations)
+        observed.append("v")
+        value = {
+            "kind": "reviewable",
+            "judges": {
+                j: {"labels": dict(r["labels"]), "conf": dict(r.get("conf", {}))} for j, r in judges.items()
+            },
+            "user_feedback": ctx.get("outcome", {}).get("user_feedback"),
+            **common,
+        }
+        emits.append(Emit("observations", "review", value))
+    if len(entry["human"]) >= MIN_RATERS:
+        emits.extend(raters(entry, common))
+    if "c" not in observed:  # the turn as a contact of its conversation, for business outcomes
+        observed.append("c")
+        conversation = ctx["conversation_id"]
+        value = {
+            "kind": "contact",
+            "conversation_id": conversation,
+            "turn_id": turn_id,
+            "ts": turn["ts"],
+            "segment": segment,
+            "outcome": ctx.get("outcome", {}),
+        }
+        emits.append(Emit("observations", conversation, value))
+    return emits
+
+
+def raters(entry: Entry, common: dict[str, Any]) -> list[Emit]:
+    """Once a dimension of the turn has labels from ``MIN_RATERS`` annotators: one ``raters`` item."""
+    by_dimension: dict[str, dict[str, str]] = {}
+    for annotator, record in entry["human"].items():
+        for dim, label in record["labels"].items():
+            by_dimension.setdefault(dim, {})[annotator] = label
+    emits = []
+    observed = entry["observed"]
+    for dim, labels in by_dimension.items():
+        if len(labels) >= MIN_RATERS and f"r{SEP}{dim}" not in observed:
+            observed.append(f"r{SEP}{dim}")
+            value = {
+                "kind": "raters",
+                "dimension": dim,
+                "labels": labels,
+                "vendors": {a: entry["human"][a]["vendor"] for a in labels},
+                # the item is complete at its latest label: vendor windows count it then
+                "label_ts": max(entry["human"][a]["ts"] for a in labels),
+                "judges": {j: r["labels"][dim] for j, r in entry["judge"].items() if dim in r["labels"]},
+                **common,
+            }
+            emits.append(Emit("observations", "humans", value))
+    return emits
+
+
+def _unseen(observed: list[str], mark: str, record: dict[str, Any]) -> tuple[int, int] | None:
+    """How many of a rater's labels and scores on the turn its observations had: (0, 0) for a rater not
+    observed yet (marked now), None if nothing came since. A judge or annotator may send a turn's dimensions
+    in several records (a judge prompted per dimension): each record's new ones make an observation."""
+    labels, scores = record["labels"], record.get("scores", ())
+    if mark not in observed:
+        observed.append(mark)
+        seen = (0, 0)
+    else:
+        n = record.get("n")
+        if n is None:  # observed before the counts were kept (an entry of an older version): all of it
+            return None
+        seen = (n, record.get("ns", 0))
+        if seen[0] >= len(labels) and seen[1] >= len(scores):
+            return None
+    record["n"] = len(labels)
+    if scores:
+        record["ns"] = len(scores)
+    return seen
+
+
+def _after(values: dict[str, Any], n: int) -> dict[str, Any]:
+    """A copy of ``values`` without its first ``n`` items (in insertion order: they only grow)."""
+    return dict(itertools.islice(values.items(), n, None)) if n else dict(values)
+
+
+def _counted(entry: Entry, observed: list[str]) -> set[str]:
+    """The dimensions of the turn a sampled (not gold) human label was observed on already."""
+    counted: set[str] = set()
+    for annotator, record in entry["human"].items():
+        if not record["gold"] and f"h{SEP}{annotator}" in observed:
+            counted.update(itertools.islice(record["labels"], record.get("n")))
+    return counted
+
+
+def _sampled(entry: Entry) -> bool:
+    """Whether the turn has a human label that is not on a gold item (labelling coverage)."""
+    return any(not record["gold"] for record in entry["human"].values())
+
+
+def _cover(observed: list[str], judge_id: str) -> bool:
+    """Mark ``judge_id``'s turn as labelled; False if it was already."""
+    mark = f"k{SEP}{judge_id}"
+    if mark in observed:
+        return False
+    observed.append(mark)
+    return True
+
+
+def number_observations(emits: list[Emit], source: tuple[str, int | None]) -> list[Emit]:
+    """Tag each observation with ``src`` = [source, offset, n-th observation of this input record]."""
+    seq = 0
+    for emit in emits:
+        if emit.topic == "observations":
+            emit.value["src"] = [source[0], source[1], seq]
+            seq += 1
+    return emits
