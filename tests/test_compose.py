@@ -76,7 +76,7 @@ def test_every_service_has_a_comment_above_it() -> None:
             if not above.lstrip().startswith("#"):
                 missing.append(match.group(1))
     assert not missing, f"services without a comment above them: {missing}"
-    assert set(_services()) >= {"kafka", "topics", "worker-1", "worker-2", "traffic", "prometheus"}
+    assert set(_services()) >= {"kafka", "topics", "join-1", "join-2", "aggregate", "traffic", "prometheus"}
 
 
 def test_every_image_tag_is_pinned() -> None:
@@ -218,3 +218,19 @@ def test_dockerfile() -> None:
 def test_dockerignore_keeps_the_context_small() -> None:
     ignored = set((REPO / ".dockerignore").read_text().split())
     assert {".git", ".venv", "tests", ".ci"} <= ignored
+
+
+def test_the_join_workers_get_the_cpu_before_the_aggregate_worker() -> None:
+    # the escalation path (join) must not wait behind the detectors (aggregate) when they share cores
+    services = _services()
+    roles = {
+        name: service["environment"].get("CONVOWATCH_ROLE", "all")
+        for name, service in services.items()
+        if service.get("command", [None])[0] == "worker"
+    }
+    assert sorted(roles.values()) == ["aggregate", "join", "join"]
+    shares = {
+        role: [services[n]["cpu_shares"] for n, r in roles.items() if r == role]
+        for role in set(roles.values())
+    }
+    assert min(shares["join"]) > max(shares["aggregate"])

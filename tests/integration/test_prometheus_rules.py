@@ -69,7 +69,7 @@ def test_config_loads_the_rule_files_and_alertmanager() -> None:
     assert targets == ["alertmanager:9093"]
     jobs = {job["job_name"]: job for job in config["scrape_configs"]}
     workers = [t for sc in jobs["convowatch"]["static_configs"] for t in sc["targets"]]
-    assert workers == ["worker-1:9108", "worker-2:9108"]
+    assert workers == ["join-1:9108", "join-2:9108", "aggregate:9108"]
 
 
 def test_every_alert_has_severity_summary_description_and_runbook() -> None:
