@@ -10,7 +10,11 @@ updates, child lookups, the label guard; counted on a second run) times each cal
 (:func:`call_seconds`). Timing the stages with updates as no-ops instead was tried: the difference, a few
 µs per event, drowned in the run-to-run noise (±2 µs).
 
-    .venv/bin/python bench/pipeline.py [--events 200000] [--json]
+    .venv/bin/python bench/pipeline.py [--events 200000] [--judge-per-dimension] [--json]
+
+``--judge-per-dimension`` splits each judge verdict into one record per dimension (as from a judge prompted
+per dimension), each observed on its own: more records and observations for the same turns, so compare
+the µs per chat turn with a run without it.
 """
 
 from __future__ import annotations
@@ -30,7 +34,7 @@ from common import emit, machine
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.metrics import MetricWrapperBase
 
-from schemas import parse_record
+from schemas import Stream, parse_record
 from streams.cli import tune_gc
 from streams.config import Settings
 from streams.embedded import run_records
@@ -53,6 +57,23 @@ def make_records(events: int, seed: int) -> list[Any]:
         if len(records) >= events:
             break
     return records
+
+
+def per_dimension(records: list[Any]) -> list[Any]:
+    """``records`` with each judge verdict split into one record per dimension (the perceptual scores with
+    the first), at the verdict's event time, offsets renumbered."""
+    split: list[Any] = []
+    for ts, _, stream, raw, source, _ in records:
+        if stream is not Stream.JUDGE_VERDICTS:
+            split.append((ts, stream, raw, source))
+            continue
+        verdict = orjson.loads(raw)
+        for i, one in enumerate(verdict["verdicts"]):
+            part = {**verdict, "verdicts": [one]}
+            if i:
+                part.pop("scores", None)
+            split.append((ts, stream, orjson.dumps(part), source))
+    return [(ts, i, stream, raw, source, i) for i, (ts, stream, raw, source) in enumerate(split)]
 
 
 #: The metric work of the join and the aggregation: prometheus_client's value updates, its child lookups
@@ -167,11 +188,14 @@ def main() -> None:
     )
     parser.add_argument("--events", type=int, default=200_000)
     parser.add_argument("--seed", type=int, default=3)
+    parser.add_argument("--judge-per-dimension", action="store_true", help="one verdict record per dimension")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
 
     tune_gc()
     records = make_records(args.events, args.seed)
+    if args.judge_per_dimension:
+        records = per_dimension(records)
     n = len(records)
     settings = Settings()
 
@@ -210,21 +234,25 @@ def main() -> None:
     # what the stages timed alone leave out of the end-to-end run: merging by event time, batching,
     # flushes and glue (and the run-to-run noise between the two)
     rows["other"] = total - t_parse - t_join - t_aggregate - t_output
+    turns = sum(1 for r in records if r[2] is Stream.CHAT_TURNS)
     result = {
         "events": n,
         "records_by_stream": dict(collections.Counter(r[2].value for r in records)),
         "events_per_second": n / total,
+        "us_per_chat_turn": total / turns * 1e6,
         "us_per_event": {k: v / n * 1e6 for k, v in rows.items()},
         "observations": len(observations),
         "outputs": len(outputs),
         "metric_calls_per_event": {kind: count / n for kind, count in sorted(counts.items())},
         "metric_call_us": {kind: cost * 1e6 for kind, cost in costs.items()},
         "machine": machine(),
-        "command": f"bench/pipeline.py --events {args.events}",
+        "command": f"bench/pipeline.py --events {args.events}"
+        + (" --judge-per-dimension" if args.judge_per_dimension else ""),
     }
     table = [
         ("events", f"{n:,} ({len(observations):,} observations, {len(outputs):,} outputs)"),
         ("end to end", f"{n / total:,.0f} events/s  ({total / n * 1e6:.2f} µs/event)"),
+        ("  per chat turn", f"{total / turns * 1e6:.1f} µs ({turns:,} turns)"),
     ]
     table += [(f"  {k}", f"{v / n * 1e6:.2f} µs/event") for k, v in rows.items() if k != "end_to_end"]
     updates = ", ".join(

@@ -44,6 +44,28 @@ def test_the_pipeline_bench_reports_every_stage() -> None:
     assert result["observations"] > 0 and result["outputs"] > 0
 
 
+def test_per_dimension_verdicts_split_every_verdict_and_keep_the_rest() -> None:
+    sys.path.insert(0, str(REPO / "bench"))
+    try:
+        from pipeline import make_records, per_dimension
+    finally:
+        sys.path.remove(str(REPO / "bench"))
+    from schemas import Stream
+
+    records = make_records(2000, 3)
+    split = per_dimension(records)
+    verdicts = [json.loads(r[3]) for r in records if r[2] is Stream.JUDGE_VERDICTS]
+    parts = [json.loads(r[3]) for r in split if r[2] is Stream.JUDGE_VERDICTS]
+    assert len(parts) == sum(len(v["verdicts"]) for v in verdicts) > len(verdicts)
+    assert all(len(p["verdicts"]) == 1 for p in parts)
+    assert [r[3] for r in split if r[2] is not Stream.JUDGE_VERDICTS] == [
+        r[3] for r in records if r[2] is not Stream.JUDGE_VERDICTS
+    ]
+    assert [r[5] for r in split] == list(range(len(split)))  # offsets renumbered
+    scored = [v for v in verdicts if v.get("scores")]
+    assert sum(1 for p in parts if p.get("scores")) == len(scored)  # the scores ride with the first
+
+
 def test_counting_calls_counts_by_kind_and_restores_what_it_patched_even_on_error() -> None:
     sys.path.insert(0, str(REPO / "bench"))
     try:
