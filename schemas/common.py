@@ -42,6 +42,20 @@ QUALITY_DIMENSIONS = frozenset(
     }
 )
 
+
+def quality_dimension(name: str) -> str | None:
+    """The quality dimension ``name`` spells in another case, or with ``-`` for ``_``; None if none (the
+    parser refuses such a name: read as a custom dimension, its fails would go unnoticed).
+
+    >>> quality_dimension("Safety"), quality_dimension("execution-accuracy"), quality_dimension("intent")
+    ('safety', 'execution_accuracy', None)
+    """
+    if name.islower() and "-" not in name:  # the common cases: a quality dimension, or a custom one
+        return None
+    canonical = name.casefold().replace("-", "_")
+    return canonical if canonical in QUALITY_DIMENSIONS else None
+
+
 # Event times outside this range are rejected: they are clock bugs, and would poison event-time windows.
 EARLIEST_EVENT_TIME = datetime(2000, 1, 1, tzinfo=UTC)
 LATEST_EVENT_TIME = datetime(2100, 1, 1, tzinfo=UTC)
@@ -103,7 +117,15 @@ class Verdict(BaseModel):
 
     @model_validator(mode="after")
     def _quality_labels_are_pass_fail(self) -> Verdict:
-        if self.dimension in QUALITY_DIMENSIONS and self.label not in (PASS, FAIL):
+        if self.dimension not in QUALITY_DIMENSIONS:
+            canonical = quality_dimension(self.dimension)
+            if canonical is not None:  # "Safety" from a judge's JSON, read as a custom dimension: its fails
+                # would raise no defect and no escalation
+                raise ValueError(
+                    f"dimension {self.dimension!r} is the quality dimension {canonical!r} spelled otherwise: "
+                    f"send {canonical!r}"
+                )
+        elif self.label not in (PASS, FAIL):
             raise ValueError(
                 f"dimension {self.dimension!r} is a quality dimension: label must be 'pass' or 'fail', "
                 f"got {self.label!r}"

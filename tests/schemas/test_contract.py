@@ -343,6 +343,22 @@ def test_quality_dimension_accepts_pass_and_fail(dimension, label):
     assert event.verdicts[0].is_failure is (label == "fail")
 
 
+@pytest.mark.parametrize(
+    "spelled",
+    sorted(
+        {v for d in QUALITY_DIMENSIONS for v in (d.upper(), d.capitalize(), d.replace("_", "-"))}
+        - QUALITY_DIMENSIONS
+    ),
+)
+@pytest.mark.parametrize("stream", [Stream.JUDGE_VERDICTS, Stream.HUMAN_LABELS])
+def test_a_quality_dimension_spelled_otherwise_is_refused_not_taken_as_a_custom_one(stream, spelled):
+    # "Safety": "fail" was read as a free categorical dimension: no defect, no escalation, nothing counted
+    build, _ = BUILDERS[stream]
+    error = _reject(stream, raw(build(verdicts=[verdict(spelled, "fail")])))
+    assert error.reason == "validation_error"
+    assert repr(spelled.casefold().replace("-", "_")) in error.detail
+
+
 @pytest.mark.parametrize("dimension", ["preference", "intent", "tone", "language"])
 @pytest.mark.parametrize("label", ["output_1", "output_2", "tie", "refund_request", "PASS", "fail"])
 @pytest.mark.parametrize("stream", [Stream.JUDGE_VERDICTS, Stream.HUMAN_LABELS])
