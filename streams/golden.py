@@ -4,8 +4,8 @@ A JSONL file (``CONVOWATCH_GOLDEN``), one object per line::
 
     {"turn_id": "turn-0042", "labels": {"safety": "fail", "intent": "refund"}}
 
-Blank lines are ignored. Quality dimensions take ``pass`` or ``fail`` as everywhere else. The file is
-validated when the pipeline starts; an error names the file and the line.
+Blank lines are ignored. Quality dimensions take ``pass`` or ``fail`` and are spelled as listed, as
+everywhere else. The file is validated when the pipeline starts; an error names the file and the line.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from typing import Annotated
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from schemas.common import FAIL, PASS, QUALITY_DIMENSIONS, Identifier, ShortCode
+from schemas.common import FAIL, PASS, QUALITY_DIMENSIONS, Identifier, ShortCode, quality_dimension
 from streams.exceptions import ConfigError
 
 #: ``{turn_id: {dimension: true label}}``
@@ -38,6 +38,9 @@ class GoldenItem(BaseModel):
         for dimension, label in labels.items():
             if dimension in QUALITY_DIMENSIONS and label not in (PASS, FAIL):
                 raise ValueError(f"{dimension!r} is a quality dimension: label must be 'pass' or 'fail'")
+            canonical = quality_dimension(dimension)
+            if canonical is not None:  # as a custom dimension it would never meet a label to score
+                raise ValueError(f"{dimension!r} is the quality dimension {canonical!r} spelled otherwise")
         return labels
 
 

@@ -136,6 +136,13 @@ class PipelineMetrics:
             registry=r,
         )
         # -- worker health (Kafka transport) --
+        self.worker_role = Gauge(
+            "convowatch_worker_role",
+            "1 for the role this worker runs (all, join or aggregate): which stages the scraped workers "
+            "cover.",
+            ["role"],
+            registry=r,
+        )
         self.broker_connected = Gauge(
             "convowatch_broker_connected",
             "1 while the Kafka broker answers the worker's periodic metadata probe, else 0.",

@@ -28,6 +28,7 @@ def run_worker(settings: Settings, loglevel: str = "warning") -> None:
     use_event_loop(settings.event_loop)
     registry = CollectorRegistry()
     metrics = Metrics(registry, label_max_values=settings.label_max_values)
+    metrics.worker_role.labels(settings.role).set(1)  # rule ConvowatchJoinStageDown / AggregateStageDown
     health = Health(settings.health_stall_seconds)
     server = serve(registry, health, settings.metrics_host, settings.metrics_port)  # a port in use: first
     create_topics(settings)  # raises BrokerUnreachable with the address when the broker does not answer

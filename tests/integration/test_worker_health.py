@@ -190,6 +190,13 @@ def test_worker_health_and_lag_drain_to_zero(
     wait_until(drained, timeout=90, interval=0.25, message=lambda: f"lag {lags()}\n{worker.log_tail()}")
     # 200 + 404 + 200 input records were read and committed
     assert worker.value("convowatch_records_in_total", stream="judge_verdicts") == 400
+    # which stages it covers (alerts ConvowatchJoinStageDown and ConvowatchAggregateStageDown)
+    roles = {
+        dict(labels)["role"]: v
+        for (name, labels), v in worker.scrape().items()
+        if name == "convowatch_worker_role"
+    }
+    assert roles == {"all": 1.0}
 
 
 def test_topics_with_other_partition_counts_stop_the_worker_with_one_clear_line(

@@ -20,6 +20,10 @@ from streams.pipeline import Pipeline
             b'\n{"turn_id": "a", "labels": {"safety": "ok"}}\n',
             "line 2: labels: 'safety' is a quality dimension",
         ),
+        (
+            b'{"turn_id": "a", "labels": {"Safety": "fail"}}\n',
+            "line 1: labels: 'Safety' is the quality dimension 'safety' spelled otherwise",
+        ),
         (b'{"turn_id": "a", "labels": {}}\n', "line 1: labels: "),
         (b'{"turn_id": "a", "labels": {"x": "y"}, "extra": 1}\n', "line 1: extra: "),
         (
