@@ -150,6 +150,7 @@ def run_demo(
     )
     registry = CollectorRegistry()
     pipeline = Pipeline(settings, Metrics(registry, label_max_values=settings.label_max_values), batched=True)
+    pipeline.metrics.worker_role.labels("all").set(1)  # both stages, in process (alerts on missing stages)
     console = _Console(stream)
     port = settings.metrics_port if metrics_port is None else metrics_port
     server, note = _start_metrics_server(settings, port, registry)

@@ -209,6 +209,7 @@ class TrafficFeeder:
         )
         registry = CollectorRegistry()
         self.metrics = Metrics(registry, label_max_values=settings.label_max_values)
+        self.metrics.worker_role.labels("all").set(1)  # as the worker and the demo set it
         self.pipeline = Pipeline(settings, self.metrics)
         self.server, _ = start_http_server(0, addr="127.0.0.1", registry=registry)
         self.records = to_records(generator.records(4 * 3600))

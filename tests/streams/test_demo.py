@@ -90,6 +90,7 @@ def test_demo_runs_serves_metrics_and_writes_outputs(tmp_path: Path) -> None:
         message="no chat turns counted on /metrics",
     )
     assert "convowatch_defects_total" in scraped
+    assert 'convowatch_worker_role{role="all"} 1.0' in scraped  # both stages: no stage-down alert
 
     report = _finish(thread, result, timeout=30)
     elapsed = time.monotonic() - started
