@@ -43,17 +43,22 @@ QUALITY_DIMENSIONS = frozenset(
 )
 
 
-def quality_dimension(name: str) -> str | None:
-    """The quality dimension ``name`` spells in another case, or with ``-`` for ``_``; None if none (the
-    parser refuses such a name: read as a custom dimension, its fails would go unnoticed).
+#: Each quality dimension by its letters and digits alone, and what a short code may put between them
+_QUALITY_BY_LETTERS = {d.replace("_", ""): d for d in QUALITY_DIMENSIONS}
+_SEPARATORS = str.maketrans("", "", "_.:/@+-")
 
-    >>> quality_dimension("Safety"), quality_dimension("execution-accuracy"), quality_dimension("intent")
-    ('safety', 'execution_accuracy', None)
+
+def quality_dimension(name: str) -> str | None:
+    """The quality dimension ``name`` spells otherwise (another case, other separators or none); None if none,
+    or if ``name`` is one as listed. The parser refuses such a name: read as a custom dimension, its fails
+    would go unnoticed.
+
+    >>> [quality_dimension(n) for n in ("Safety", "execution-accuracy", "ExecutionAccuracy", "bias", "tone")]
+    ['safety', 'execution_accuracy', 'execution_accuracy', None, None]
     """
-    if name.islower() and "-" not in name:  # the common cases: a quality dimension, or a custom one
+    if name in QUALITY_DIMENSIONS:
         return None
-    canonical = name.casefold().replace("-", "_")
-    return canonical if canonical in QUALITY_DIMENSIONS else None
+    return _QUALITY_BY_LETTERS.get(name.casefold().translate(_SEPARATORS))
 
 
 # Event times outside this range are rejected: they are clock bugs, and would poison event-time windows.

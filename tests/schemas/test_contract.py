@@ -343,10 +343,24 @@ def test_quality_dimension_accepts_pass_and_fail(dimension, label):
     assert event.verdicts[0].is_failure is (label == "fail")
 
 
+NO_SEP = str.maketrans("", "", "_-.")
+
+
 @pytest.mark.parametrize(
     "spelled",
     sorted(
-        {v for d in QUALITY_DIMENSIONS for v in (d.upper(), d.capitalize(), d.replace("_", "-"))}
+        {
+            v
+            for d in QUALITY_DIMENSIONS
+            for v in (
+                d.upper(),
+                d.capitalize(),
+                d.replace("_", "-"),
+                d.replace("_", "."),
+                d.replace("_", ""),
+                "".join(w.capitalize() for w in d.split("_")),  # camel case
+            )
+        }
         - QUALITY_DIMENSIONS
     ),
 )
@@ -356,7 +370,10 @@ def test_a_quality_dimension_spelled_otherwise_is_refused_not_taken_as_a_custom_
     build, _ = BUILDERS[stream]
     error = _reject(stream, raw(build(verdicts=[verdict(spelled, "fail")])))
     assert error.reason == "validation_error"
-    assert repr(spelled.casefold().replace("-", "_")) in error.detail
+    canonical = next(
+        d for d in QUALITY_DIMENSIONS if d.replace("_", "") == spelled.casefold().translate(NO_SEP)
+    )
+    assert f"send {canonical!r}" in error.detail
 
 
 @pytest.mark.parametrize("dimension", ["preference", "intent", "tone", "language"])
