@@ -61,6 +61,24 @@ def quality_dimension(name: str) -> str | None:
     return _QUALITY_BY_LETTERS.get(name.casefold().translate(_SEPARATORS))
 
 
+def quality_label_problem(dimension: str, label: str) -> str | None:
+    """What is wrong with ``label`` on ``dimension``, for a quality dimension (a label other than ``pass`` or
+    ``fail``, or the dimension's name spelled otherwise); None if nothing. Verdicts and the golden set alike.
+
+    >>> quality_label_problem("Safety", "fail")
+    "'Safety' is the quality dimension 'safety' spelled otherwise: send 'safety'"
+    """
+    if dimension in QUALITY_DIMENSIONS:
+        if label in (PASS, FAIL):
+            return None
+        return f"{dimension!r} is a quality dimension: label must be 'pass' or 'fail', got {label!r}"
+    canonical = quality_dimension(dimension)
+    if canonical is None:  # a free categorical dimension
+        return None
+    # "Safety" from a judge's JSON, read as a custom dimension: its fails would raise no defect, no escalation
+    return f"{dimension!r} is the quality dimension {canonical!r} spelled otherwise: send {canonical!r}"
+
+
 # Event times outside this range are rejected: they are clock bugs, and would poison event-time windows.
 EARLIEST_EVENT_TIME = datetime(2000, 1, 1, tzinfo=UTC)
 LATEST_EVENT_TIME = datetime(2100, 1, 1, tzinfo=UTC)
@@ -122,19 +140,9 @@ class Verdict(BaseModel):
 
     @model_validator(mode="after")
     def _quality_labels_are_pass_fail(self) -> Verdict:
-        if self.dimension not in QUALITY_DIMENSIONS:
-            canonical = quality_dimension(self.dimension)
-            if canonical is not None:  # "Safety" from a judge's JSON, read as a custom dimension: its fails
-                # would raise no defect and no escalation
-                raise ValueError(
-                    f"dimension {self.dimension!r} is the quality dimension {canonical!r} spelled otherwise: "
-                    f"send {canonical!r}"
-                )
-        elif self.label not in (PASS, FAIL):
-            raise ValueError(
-                f"dimension {self.dimension!r} is a quality dimension: label must be 'pass' or 'fail', "
-                f"got {self.label!r}"
-            )
+        problem = quality_label_problem(self.dimension, self.label)
+        if problem is not None:
+            raise ValueError(f"dimension {problem}")
         return self
 
     @property

@@ -16,7 +16,7 @@ from typing import Annotated
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from schemas.common import FAIL, PASS, QUALITY_DIMENSIONS, Identifier, ShortCode, quality_dimension
+from schemas.common import Identifier, ShortCode, quality_label_problem
 from streams.exceptions import ConfigError
 
 #: ``{turn_id: {dimension: true label}}``
@@ -36,11 +36,9 @@ class GoldenItem(BaseModel):
     @classmethod
     def _quality_labels_are_pass_fail(cls, labels: dict[str, str]) -> dict[str, str]:
         for dimension, label in labels.items():
-            if dimension in QUALITY_DIMENSIONS and label not in (PASS, FAIL):
-                raise ValueError(f"{dimension!r} is a quality dimension: label must be 'pass' or 'fail'")
-            canonical = quality_dimension(dimension)
-            if canonical is not None:  # as a custom dimension it would never meet a label to score
-                raise ValueError(f"{dimension!r} is the quality dimension {canonical!r} spelled otherwise")
+            problem = quality_label_problem(dimension, label)
+            if problem is not None:  # as a verdict's (a custom dimension would never meet a label to score)
+                raise ValueError(problem)
         return labels
 
 
