@@ -173,7 +173,7 @@ def soak(
     for stream, raw in traffic(turns, rate, seed, label_share):
         for emit in pipeline.ingest(stream, raw, source_topic=stream.value, partition=0, offset=records):
             if with_aggregates and emit.topic == "observations":
-                pipeline.aggregate(emit.value, 0)
+                pipeline.aggregate_in_process(emit.value, 0)
         records += 1
         seen_turns += stream is Stream.CHAT_TURNS
         if records % BATCH == 0:

@@ -945,7 +945,12 @@ def pipeline() -> dict[str, Any]:
             ts(
                 "Join pending turns by worker",
                 target(f"sum by (instance) (convowatch_join_pending_turns{{{inst}}})", "{{instance}}"),
-                description="Bounded by CONVOWATCH_JOIN_MAX_ENTRIES and the event-time TTL.",
+                target(
+                    f"sum by (instance) (convowatch_join_kept_for_review_turns{{{inst}}})",
+                    "{{instance}} sent for review",
+                ),
+                description="Bounded by CONVOWATCH_JOIN_MAX_ENTRIES and the event-time TTL. Turns sent for "
+                "human review are among them; the cap passes them over while they are at most half of it.",
                 links=[RUNBOOK_INDEX],
             ),
             ts(
@@ -961,8 +966,14 @@ def pipeline() -> dict[str, Any]:
                     f"sum by (reason) (rate(convowatch_join_evictions_total{{{inst}}}[$__rate_interval]))",
                     "{{reason}}",
                 ),
+                target(
+                    f'sum(rate(convowatch_join_review_keeps_total{{result="gone", {inst}}}[$__rate_interval]))',
+                    "review request after eviction",
+                ),
                 description="ttl: turns older than CONVOWATCH_JOIN_TTL_SECONDS; capacity: the oldest turns "
-                "dropped at CONVOWATCH_JOIN_MAX_ENTRIES (raise it if this is not zero).",
+                "dropped at CONVOWATCH_JOIN_MAX_ENTRIES (raise it if this is not zero). Review requests "
+                "after eviction: turns sent for review that the cap had dropped already (the aggregation far "
+                "behind the join); their labels will meet nothing.",
                 links=[RUNBOOK_INDEX],
             ),
             ts(

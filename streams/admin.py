@@ -19,8 +19,8 @@ def create_topics(
 ) -> dict[str, str]:
     """Create the topics (all of convowatch's by default) that do not exist yet; return name -> outcome.
 
-    Raises :class:`ConfigError` when existing topics that must be co-partitioned (inputs, observations,
-    the tables' changelogs) differ in partition count, or, with ``expect_partitions``, differ from
+    Raises :class:`ConfigError` when existing topics that must be co-partitioned (inputs, the internal
+    topics, the tables' changelogs) differ in partition count, or, with ``expect_partitions``, differ from
     ``CONVOWATCH_PARTITIONS``: a turn's events would meet on different workers, and a changelog record
     sent to its input's partition number would fail its batch at every restart.
     """
@@ -62,6 +62,7 @@ def _check_partitions(settings: Settings, partitions: dict[str, int], expect_par
         found = ", ".join(f"{name} has {n}" for name, n in sorted(wrong.items()))
         raise ConfigError(
             f"partition counts disagree: {found}, CONVOWATCH_PARTITIONS is {settings.partitions}. The input "
-            "topics, the observations topic and the tables' changelogs must all have the same number: set "
+            "topics, the internal topics (observations, review keeps) and the tables' changelogs must all "
+            "have the same number: set "
             "CONVOWATCH_PARTITIONS to it, or recreate the topics that differ"
         )

@@ -1,10 +1,11 @@
 """The Kafka transport: a Faust app whose agents parse, call the pure :class:`Pipeline`, and emit.
 
 Two agents, concurrency 1 each (faust-streaming#606: concurrency > 1 can commit past in-flight events):
-``join`` reads the three input topics (co-partitioned by ``turn_id``) with the join state in the
-``pending`` table; ``aggregate`` reads the join's observations, repartitioned by shard key and sent in packs
-(one record per shard key per batch: :mod:`streams.observation_packs`), with the aggregates in the
-``aggregates`` table. Both tables are changelogged: a restarted worker recovers them.
+``join`` reads the input topics (co-partitioned by ``turn_id``), and the review keeps the aggregation sends
+back keyed the same way, with the join state in the ``pending`` table; ``aggregate`` reads the join's
+observations, repartitioned by shard key and sent in packs (one record per shard key per batch:
+:mod:`streams.observation_packs`), with the aggregates in the ``aggregates`` table. Both tables are
+changelogged: a restarted worker recovers them.
 
 Each agent takes a batch, publishes its outputs and writes its state to the changelog, and waits until the
 broker has acknowledged both; Faust commits offsets after that. The aggregate publishes first; the join
@@ -99,8 +100,10 @@ class KafkaTransport:
             key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw"
         )
         self.streams_by_topic = {name: stream for stream, name in input_topics(settings).items()}
-        self.inputs = self.app.topic(*self.streams_by_topic, schema=raw)
         names = output_topics(settings)
+        #: read by the join with its inputs: turns sent for review, which it keeps past its size cap
+        self.review_keep_topic = names["review_keep"]
+        self.inputs = self.app.topic(*self.streams_by_topic, self.review_keep_topic, schema=raw)
         self.outputs = {logical: self.app.topic(name, schema=raw) for logical, name in names.items()}
         self._topic_names = names
         self._output_counters = {logical: metrics.outputs.labels(logical) for logical in names}
@@ -152,7 +155,7 @@ class KafkaTransport:
         self._agent_topics: set[str] = set()
         if joins:
             self.app.agent(self.inputs, name="join", concurrency=1)(self._join)
-            self._agent_topics.update(self.streams_by_topic)
+            self._agent_topics.update([*self.streams_by_topic, self.review_keep_topic])
         if aggregates:
             self.app.agent(self.outputs["observations"], name="aggregate", concurrency=1)(self._aggregate)
             self._agent_topics.add(self.outputs["observations"].get_topic_name())
@@ -243,14 +246,20 @@ class KafkaTransport:
 
     def _ingest(self, event: Any) -> list[Emit]:
         message = event.message
-        emits = self.pipeline.ingest(
-            self.streams_by_topic[message.topic],
-            event.value if event.value is not None else b"",
-            source_topic=message.topic,
-            partition=message.partition,
-            offset=message.offset,
-            key=message.key,
-        )
+        raw = event.value if event.value is not None else b""
+        if message.topic == self.review_keep_topic:
+            emits = self.pipeline.keep_for_review(
+                raw, source_topic=message.topic, partition=message.partition, offset=message.offset
+            )
+        else:
+            emits = self.pipeline.ingest(
+                self.streams_by_topic[message.topic],
+                raw,
+                source_topic=message.topic,
+                partition=message.partition,
+                offset=message.offset,
+                key=message.key,
+            )
         if len(emits) == 1 and emits[0].topic == "deadletter":  # the record's key is part of it too
             key, dead = message.key, emits[0].value
             # cut like a long detail: the dead letter must fit a producer request

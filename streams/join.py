@@ -21,6 +21,7 @@ of records it knows were published (:meth:`TurnJoiner.published_marks`).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import orjson
@@ -86,6 +87,9 @@ class TurnJoiner:
         self._marks_due: dict[str, int] = {}
         #: turns whose entries keep outputs published, or published again, in the current batch
         self._carrying: set[str] = set()
+        #: turns sent for human review (entries marked ``keep``): the size cap passes them over while they
+        #: are at most half of it, so their labels, hours or days later, still meet them (the TTL applies)
+        self.kept_for_review: set[str] = set()
 
     # -- input ---------------------------------------------------------------------------------------
 
@@ -151,6 +155,25 @@ class TurnJoiner:
     def flush(self) -> int:
         """Write every turn touched since the last flush to the store; returns how many."""
         return self.state.flush()
+
+    def keep_for_review(self, turn_id: str) -> bool:
+        """``turn_id`` was sent for human review: keep it past the size cap (not the TTL) until its labels
+        come. Whether the join holds the turn; one it evicted already is counted in
+        ``convowatch_join_review_keeps_total{result="gone"}``."""
+        m = self.metrics
+        entry = self.state.get(turn_id)
+        if entry is None:
+            m.join_review_keeps.labels("gone").inc()
+            return False
+        if not entry.get("keep"):
+            entry["keep"] = 1
+            self.state.touch(turn_id, entry, entry["p"])
+            if self.autoflush:
+                self.state.flush()
+        self.kept_for_review.add(turn_id)
+        m.join_review_keeps.labels("kept").inc()
+        m.join_kept_for_review.set(len(self.kept_for_review))
+        return True
 
     # -- outputs kept until published (keep_outputs) --------------------------------------------------
 
@@ -329,12 +352,18 @@ class TurnJoiner:
         excess = len(self.state) - len(doomed) - self.max_entries
         if excess > 0:
             wanted = excess + self.max_entries // 10  # a margin below the cap, so this is not every event
-            for key in self.expiry.oldest_first():
-                if key not in doomed:
-                    doomed[key] = "capacity"
-                    wanted -= 1
-                    if wanted <= 0:
-                        break
+            # turns sent for review last, while they are at most half of the cap
+            review = self.kept_for_review
+            spared = review if len(review) - len(review & doomed.keys()) <= self.max_entries // 2 else set()
+            for passing in (spared, ()):
+                for key in self.expiry.oldest_first():
+                    if key not in doomed and key not in passing:
+                        doomed[key] = "capacity"
+                        wanted -= 1
+                        if wanted <= 0:
+                            break
+                if wanted <= 0 or not spared:
+                    break
         emits: list[Emit] = []
         for key, reason in doomed.items():
             entry = self.state.get(key)
@@ -352,6 +381,7 @@ class TurnJoiner:
                 m.join_unmatched.labels("judge_verdicts").inc(len(entry["judge"]))
                 m.join_unmatched.labels("human_labels").inc(len(entry["human"]))
             self.state.delete(key, entry.get("p"))
+            self.kept_for_review.discard(key)
             counter = self._evictions.get(reason)
             if counter is None:
                 counter = self._evictions[reason] = self.metrics.join_evictions.labels(reason)
@@ -361,10 +391,22 @@ class TurnJoiner:
         if self.autoflush:
             self.state.flush()
         self.metrics.join_pending.set(len(self.state))
+        self.metrics.join_kept_for_review.set(len(self.kept_for_review))
         return emits
 
     def _rebuild_index(self) -> None:
-        self.expiry.rebuild((key, float(entry_head(value)[1])) for key, value in self.state.items(raw=True))
+        """The expiry index and the turns kept for review, from the store (recovered or rebalanced)."""
+        review = self.kept_for_review
+        review.clear()
+
+        def heads() -> Iterator[tuple[str, float]]:
+            for key, value in self.state.items(raw=True):
+                # JSON: a quote inside a JSON string is escaped, so this finds only the entry's own key
+                if b'"keep":' in value if isinstance(value, bytes) else "keep" in value:
+                    review.add(key)
+                yield key, float(entry_head(value)[1])
+
+        self.expiry.rebuild(heads())
         self._reindex = False
 
 

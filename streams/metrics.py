@@ -60,6 +60,8 @@ class Metrics(PipelineMetrics, DivergenceMetrics, LabellingMetrics, ModelMetrics
             self.join_evictions.labels(reason)
         for stream in ("judge_verdicts", "human_labels"):
             self.join_unmatched.labels(stream)
+        for result in ("kept", "gone"):
+            self.join_review_keeps.labels(result)
         for stage in ("aggregate", "publish"):
             self.internal_errors.labels(stage)  # so that an alert on increase() sees the first one
         for table in ("pending", "aggregates"):

@@ -76,6 +76,19 @@ class PipelineMetrics:
             ["stream"],
             registry=r,
         )
+        self.join_kept_for_review = Gauge(
+            "convowatch_join_kept_for_review_turns",
+            "Turns held in the join state because they were sent for human review: the size cap passes "
+            "them over (while they are at most half of it), so their labels still meet them.",
+            registry=r,
+        )
+        self.join_review_keeps = Counter(
+            "convowatch_join_review_keeps_total",
+            "Review requests the join received for its turns, by result: kept, or gone (the turn was "
+            "evicted before its request came).",
+            ["result"],
+            registry=r,
+        )
         self.last_event_time = Gauge(
             "convowatch_last_event_timestamp_seconds",
             "Event time of the newest record seen per stream (Unix seconds).",

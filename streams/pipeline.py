@@ -9,6 +9,8 @@ import time
 from datetime import UTC, datetime
 from typing import Any, Literal
 
+import orjson
+
 from schemas import ConversationSignal, InvalidRecord, Stream, parse_record
 from schemas.parsing import REASONS
 from streams.aggregate import Aggregator
@@ -22,6 +24,9 @@ from streams.views import default_views
 from streams.views.outcomes import signal_observation
 
 log = logging.getLogger("convowatch.pipeline")
+
+#: The ``stream`` of a dead-lettered record of ``convowatch.internal.review.keep`` (not an input stream).
+REVIEW_KEEP = "review_keep"
 
 
 class Pipeline:
@@ -157,9 +162,39 @@ class Pipeline:
             newest[1].set(shown)
         return emits
 
+    def keep_for_review(
+        self, raw: bytes, *, source_topic: str, partition: int | None = None, offset: int | None = None
+    ) -> list[Emit]:
+        """A record of ``convowatch.internal.review.keep`` (the Kafka transport's join reads them with its
+        inputs): the join keeps the turn past its size cap. One that is not such a record is dead-lettered
+        (stream ``review_keep``), as an input would be."""
+        try:
+            try:
+                value = orjson.loads(raw)
+            except orjson.JSONDecodeError as exc:
+                raise InvalidRecord("invalid_json", str(exc)) from None
+            turn_id = value.get("turn_id") if isinstance(value, dict) else None
+            if not isinstance(turn_id, str) or not turn_id:
+                raise InvalidRecord("validation_error", "a review keep needs a non-empty string turn_id")
+        except InvalidRecord as exc:
+            return self._dead_letter(REVIEW_KEEP, raw, exc, source_topic, partition, offset)
+        self.joiner.keep_for_review(turn_id)
+        return []
+
+    def aggregate_in_process(self, observation: dict[str, Any], partition: int | None = None) -> list[Emit]:
+        """Embedded: what the aggregation of ``observation`` emits, but the review keeps, which go to the
+        join in process (on Kafka, through ``convowatch.internal.review.keep``)."""
+        published = []
+        for emit in self.aggregate(observation, partition):
+            if emit.topic == "review_keep":
+                self.joiner.keep_for_review(emit.key)
+            else:
+                published.append(emit)
+        return published
+
     def _dead_letter(
         self,
-        stream: Stream,
+        stream: Stream | str,
         raw: bytes,
         rejected: InvalidRecord,
         source_topic: str,
@@ -167,7 +202,7 @@ class Pipeline:
         offset: int | None,
     ) -> list[Emit]:
         """The record's dead letter, counted."""
-        self.metrics.records_deadlettered.labels(stream.value, rejected.reason).inc()
+        self.metrics.records_deadlettered.labels(str(stream), rejected.reason).inc()
         self.counts["deadletter"] += 1
         return [dead_letter(stream, raw, rejected.reason, rejected.detail, source_topic, partition, offset)]
 
@@ -181,7 +216,7 @@ class Pipeline:
         published = []
         for emit in self.ingest(stream, raw, source_topic=source_topic, offset=offset):
             if emit.topic == "observations":
-                published.extend(self.aggregate(emit.value))
+                published.extend(self.aggregate_in_process(emit.value))
             else:
                 published.append(emit)
         return published
@@ -198,7 +233,7 @@ class Pipeline:
         published = []
         for emit in self.joiner.evict():
             if emit.topic == "observations":
-                published.extend(self.aggregate(emit.value))
+                published.extend(self.aggregate_in_process(emit.value))
             else:
                 published.append(emit)
         self.flush()
@@ -226,7 +261,7 @@ def bounded_detail(detail: str) -> str:
 
 
 def dead_letter(
-    stream: Stream,
+    stream: Stream | str,
     raw: bytes,
     reason: str,
     detail: str,
@@ -238,7 +273,7 @@ def dead_letter(
         "schema_version": 1,
         "reason": reason,
         "detail": bounded_detail(detail),
-        "stream": stream.value,
+        "stream": str(stream),
         "source_topic": source_topic,
         "partition": partition,
         "offset": offset,

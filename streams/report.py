@@ -160,7 +160,7 @@ class AuditCollector:
         if topic == "observations":
             if value.get("ts") in self.window:  # every kind carries the event time of what it is about
                 self._observe(value)
-                for emit in self.pipeline.aggregate(value):
+                for emit in self.pipeline.aggregate_in_process(value):
                     self._route(emit.topic, emit.value, in_range=True)
         elif topic == "defects":
             if _ts(value["ts"]) in self.window:

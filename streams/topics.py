@@ -19,7 +19,11 @@ OUTPUTS = {
     "divergences": "divergences",
     "review_requests": "review.requests",
 }
-INTERNAL = {"observations": "internal.observations"}
+INTERNAL = {
+    "observations": "internal.observations",
+    # turns sent for human review, keyed by turn_id like the inputs: the join keeps them past its size cap
+    "review_keep": "internal.review.keep",
+}
 
 
 def input_topics(settings: Settings) -> dict[Stream, str]:
@@ -37,9 +41,11 @@ def output_topics(settings: Settings) -> dict[str, str]:
 
 def copartitioned_topics(settings: Settings) -> list[str]:
     """Topics whose partition counts must equal ``CONVOWATCH_PARTITIONS``: the inputs (a turn's events meet
-    by partition), the observations and the tables' changelogs (state goes to its input's partition)."""
+    by partition) and the review keeps the join reads with them, the observations and the tables' changelogs
+    (state goes to its input's partition)."""
     changelogs = [f"{settings.app_id}-{table}-changelog" for table in ("pending", "published", "aggregates")]
-    return [*input_topics(settings).values(), settings.topic(INTERNAL["observations"]), *changelogs]
+    internal = [settings.topic(name) for name in INTERNAL.values()]
+    return [*input_topics(settings).values(), *internal, *changelogs]
 
 
 def all_topics(settings: Settings) -> list[str]:

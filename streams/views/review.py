@@ -28,6 +28,10 @@ publishes nothing. The sampler's state is in the aggregate's changelog; if it we
 draw the same uniform number per turn (a hash of the seed and the turn id) but against the pi of a fresh
 sampler, so only high-risk turns (pi = 1) would surely decide the same; a request re-published has the
 same ``request_id``. The request counter, like the defect counters, counts a replay again.
+
+Each request also goes to the join, on ``convowatch.internal.review.keep`` keyed by ``turn_id`` (so in the
+partition of the turn's inputs; embedded, in process): the join keeps a turn sent for review past its size
+cap, until its labels come (:meth:`~streams.join.TurnJoiner.keep_for_review`).
 """
 
 from __future__ import annotations
@@ -132,7 +136,9 @@ class ReviewView:
         }
         m = self.metrics
         m.review_requests.labels(reason, m.label("journey", journey or None)).inc()
-        return [Emit("review_requests", request_id, request)]
+        # to the join, keyed like its inputs: it keeps the turn past its size cap until the labels come
+        keep = {"turn_id": obs["turn_id"], "ts": obs["ts"]}
+        return [Emit("review_requests", request_id, request), Emit("review_keep", obs["turn_id"], keep)]
 
 
 def review_signals(obs: dict[str, Any], high_risk_dims: frozenset[str]) -> dict[str, Any]:
