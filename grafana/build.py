@@ -967,7 +967,8 @@ def pipeline() -> dict[str, Any]:
                     "{{reason}}",
                 ),
                 target(
-                    f'sum(rate(convowatch_join_review_keeps_total{{result="gone", {inst}}}[$__rate_interval]))',
+                    "sum(rate(convowatch_join_review_keeps_total"
+                    f'{{result="gone", {inst}}}[$__rate_interval]))',
                     "review request after eviction",
                 ),
                 description="ttl: turns older than CONVOWATCH_JOIN_TTL_SECONDS; capacity: the oldest turns "
