@@ -950,7 +950,7 @@ def pipeline() -> dict[str, Any]:
                     "{{instance}} sent for review",
                 ),
                 description="Bounded by CONVOWATCH_JOIN_MAX_ENTRIES and the event-time TTL. Turns sent for "
-                "human review are among them; the cap passes them over while they are at most half of it.",
+                "human review are among them; the cap passes over the newest of them, up to half of it.",
                 links=[RUNBOOK_INDEX],
             ),
             ts(

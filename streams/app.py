@@ -403,6 +403,7 @@ class KafkaTransport:
         if self.pending is not None:
             if dropped := self.pending.drop_unowned():
                 log.info("dropped %d pending turns of partitions now owned by other workers", dropped)
+            self.pipeline.joiner.forget_unheld()
             self.metrics.join_pending.set(len(self.pending))  # or a worker left with none keeps its old count
         if self.aggregate_store is not None:
             topic = self.outputs["observations"].get_topic_name()

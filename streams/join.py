@@ -87,8 +87,8 @@ class TurnJoiner:
         self._marks_due: dict[str, int] = {}
         #: turns whose entries keep outputs published, or published again, in the current batch
         self._carrying: set[str] = set()
-        #: turns sent for human review (entries marked ``keep``): the size cap passes them over while they
-        #: are at most half of it, so their labels, hours or days later, still meet them (the TTL applies)
+        #: turns sent for human review (entries marked ``keep``): the size cap passes over the newest of
+        #: them, up to half of it, so their labels, hours or days later, still meet them (the TTL applies)
         self.kept_for_review: set[str] = set()
 
     # -- input ---------------------------------------------------------------------------------------
@@ -157,12 +157,13 @@ class TurnJoiner:
         return self.state.flush()
 
     def keep_for_review(self, turn_id: str) -> bool:
-        """``turn_id`` was sent for human review: keep it past the size cap (not the TTL) until its labels
-        come. Whether the join holds the turn; one it evicted already is counted in
+        """``turn_id`` was sent for human review: keep it past the size cap, until the TTL, so that its
+        labels meet it. Whether the join holds the turn; one it evicted already (or holds only later
+        verdicts and labels of, in an entry of their own) is counted in
         ``convowatch_join_review_keeps_total{result="gone"}``."""
         m = self.metrics
         entry = self.state.get(turn_id)
-        if entry is None:
+        if entry is None or entry["turn"] is None:
             m.join_review_keeps.labels("gone").inc()
             return False
         if not entry.get("keep"):
@@ -352,9 +353,7 @@ class TurnJoiner:
         excess = len(self.state) - len(doomed) - self.max_entries
         if excess > 0:
             wanted = excess + self.max_entries // 10  # a margin below the cap, so this is not every event
-            # turns sent for review last, while they are at most half of the cap
-            review = self.kept_for_review
-            spared = review if len(review) - len(review & doomed.keys()) <= self.max_entries // 2 else set()
+            spared = self._spared(doomed)
             for passing in (spared, ()):
                 for key in self.expiry.oldest_first():
                     if key not in doomed and key not in passing:
@@ -394,6 +393,27 @@ class TurnJoiner:
         self.metrics.join_kept_for_review.set(len(self.kept_for_review))
         return emits
 
+    def _spared(self, doomed: dict[str, str]) -> set[str]:
+        """The turns kept for review that the cap passes over: all of them (but those ``doomed`` already)
+        while they are at most half of it, else the newest half of it: a surge of high-risk turns, always
+        sent for review, cannot fill the cap with them, nor unprotect them all."""
+        spared = self.kept_for_review - doomed.keys()
+        surplus = len(spared) - self.max_entries // 2
+        if surplus > 0:
+            for key in self.expiry.oldest_first():
+                if key in spared:
+                    spared.discard(key)
+                    surplus -= 1
+                    if surplus <= 0:
+                        break
+        return spared
+
+    def forget_unheld(self) -> None:
+        """After a rebalance dropped the entries of partitions this worker no longer owns: forget them among
+        the turns kept for review (those of partitions it gained are found at the next eviction pass)."""
+        self.kept_for_review = {key for key in self.kept_for_review if self.store.get(key) is not None}
+        self.metrics.join_kept_for_review.set(len(self.kept_for_review))
+
     def _rebuild_index(self) -> None:
         """The expiry index and the turns kept for review, from the store (recovered or rebalanced)."""
         review = self.kept_for_review
@@ -401,8 +421,12 @@ class TurnJoiner:
 
         def heads() -> Iterator[tuple[str, float]]:
             for key, value in self.state.items(raw=True):
-                # JSON: a quote inside a JSON string is escaped, so this finds only the entry's own key
-                if b'"keep":' in value if isinstance(value, bytes) else "keep" in value:
+                # JSON: a quote inside a JSON string is escaped, so this misses no entry marked; it finds
+                # those with a rater or dimension named "keep" too, so they are decoded to make sure
+                if isinstance(value, bytes) and b'"keep":' in value:
+                    if orjson.loads(value).get("keep"):
+                        review.add(key)
+                elif not isinstance(value, bytes) and value.get("keep"):
                     review.add(key)
                 yield key, float(entry_head(value)[1])
 

@@ -79,7 +79,7 @@ class PipelineMetrics:
         self.join_kept_for_review = Gauge(
             "convowatch_join_kept_for_review_turns",
             "Turns held in the join state because they were sent for human review: the size cap passes "
-            "them over (while they are at most half of it), so their labels still meet them.",
+            "over the newest of them, up to half of it, so their labels still meet them.",
             registry=r,
         )
         self.join_review_keeps = Counter(

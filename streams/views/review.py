@@ -31,7 +31,7 @@ same ``request_id``. The request counter, like the defect counters, counts a rep
 
 Each request also goes to the join, on ``convowatch.internal.review.keep`` keyed by ``turn_id`` (so in the
 partition of the turn's inputs; embedded, in process): the join keeps a turn sent for review past its size
-cap, until its labels come (:meth:`~streams.join.TurnJoiner.keep_for_review`).
+cap, until the TTL, so that its labels meet it (:meth:`~streams.join.TurnJoiner.keep_for_review`).
 """
 
 from __future__ import annotations
@@ -136,8 +136,8 @@ class ReviewView:
         }
         m = self.metrics
         m.review_requests.labels(reason, m.label("journey", journey or None)).inc()
-        # to the join, keyed like its inputs: it keeps the turn past its size cap until the labels come
-        keep = {"turn_id": obs["turn_id"], "ts": obs["ts"]}
+        # to the join, keyed like its inputs: it keeps the turn past its size cap, so that the labels meet it
+        keep = {"turn_id": obs["turn_id"], "ts": iso(obs["ts"])}
         return [Emit("review_requests", request_id, request), Emit("review_keep", obs["turn_id"], keep)]
 
 

@@ -130,6 +130,8 @@ def test_a_turn_sent_for_review_outlives_the_join_cap_and_its_late_label_meets_t
         "CONVOWATCH_TOPIC_PREFIX": prefix,
         "CONVOWATCH_APP_ID": unique_name("app"),
         "CONVOWATCH_JOIN_MAX_ENTRIES": "40",
+        # few requests among the later turns: beyond half of the cap (20) the oldest kept turns give way
+        "CONVOWATCH_REVIEW_BUDGET_PER_HOUR": "1",
     }
     bootstrap = kafka_broker.bootstrap
     first = {"chats": [turn("unsafe", 0)], "verdicts": [verdict("unsafe", 0, safety="fail")]}
@@ -173,6 +175,8 @@ def test_a_turn_sent_for_review_outlives_the_join_cap_and_its_late_label_meets_t
         interval=0.5,
     )
     assert (worker.value("convowatch_join_evictions_total", reason="capacity") or 0) > 0
+    kept = worker.value("convowatch_join_kept_for_review_turns")
+    assert kept is not None and 1 <= kept <= 20, kept
     # the labels disagree with the judge on safety: a turn they meet yields a divergence
     (tmp_path / "labels").mkdir()
     labels = [label("unsafe", 7200, safety="pass"), label(skipped[0], 7200, safety="fail")]

@@ -60,7 +60,7 @@ def test_the_ttl_still_applies_to_turns_kept_for_review():
     assert h.value("convowatch_join_kept_for_review_turns") == 0
 
 
-def test_turns_kept_for_review_give_way_oldest_first_beyond_half_of_the_cap():
+def test_beyond_half_of_the_cap_the_newest_half_cap_of_kept_turns_stay():
     h = Harness(max_entries=20)
     for i in range(15):
         h.feed(turn(f"sent-{i:02d}", i), judged(f"sent-{i:02d}", i))
@@ -68,8 +68,39 @@ def test_turns_kept_for_review_give_way_oldest_first_beyond_half_of_the_cap():
     fill(h, 100, 100)
     assert len(h.joiner.store) <= 20  # the cap holds whatever is kept
     held = [i for i in range(15) if h.holds(f"sent-{i:02d}")]
-    assert held and held == list(range(15 - len(held), 15))  # the newest of them
+    assert held == list(range(5, 15))  # the newest half-cap of them
     assert h.value("convowatch_join_kept_for_review_turns") == len(held)
+
+
+def test_a_request_for_a_turn_held_only_by_its_later_label_is_gone():
+    """The turn was evicted, then its label made an entry of its own: nothing there for the label to meet."""
+    h = Harness(max_entries=20)
+    h.feed(labelled("orphan", 10))
+    assert not h.joiner.keep_for_review("orphan")
+    assert h.value("convowatch_join_review_keeps_total", result="gone") == 1
+    fill(h, 20, 100)
+    assert not h.holds("orphan")
+
+
+def test_a_rater_named_keep_does_not_mark_a_turn():
+    """A judge, annotator or dimension called "keep" puts ``"keep":`` in the entry's JSON too."""
+    h = Harness(max_entries=20)
+    h.feed(turn("x", 0), judged("x", 1, judge_id="keep"), labelled("x", 2, annotator_id="keep"))
+    h.joiner.rebalanced()
+    fill(h, 10, 100)
+    assert h.joiner.kept_for_review == set()
+    assert not h.holds("x")
+
+
+def test_after_a_rebalance_dropped_their_partitions_kept_turns_are_forgotten():
+    h = Harness()
+    for turn_id in ("stays", "moves"):
+        h.feed(turn(turn_id, 0), judged(turn_id, 1))
+        h.joiner.keep_for_review(turn_id)
+    h.joiner.store.delete("moves", None)  # as TableStore.drop_unowned does
+    h.joiner.forget_unheld()
+    assert h.joiner.kept_for_review == {"stays"}
+    assert h.value("convowatch_join_kept_for_review_turns") == 1
 
 
 def test_a_second_request_for_the_same_turn_changes_nothing():
