@@ -19,9 +19,11 @@ from streams.emit import SEP, Emit, Entry
 MIN_RATERS = 2
 
 
-def observations(turn_id: str, entry: Entry) -> list[Emit]:
+def observations(turn_id: str, entry: Entry, judged_high_risk: bool = False) -> list[Emit]:
     """Once per turn (``turn``), judge (``judged``) and annotator (``labelled``) meeting the turn, and
-    once per turn with its first verdict (``reviewable``, for review sampling)."""
+    once per turn with its first verdict (``reviewable``, for review sampling), again (an ``update``) when a
+    later verdict makes it a high-risk failure (``judged_high_risk``): high-risk turns are always
+    requested, and a judge prompted per dimension, or a second judge, may fail ``safety`` only then."""
     turn = entry["turn"]
     ctx = turn["ctx"]
     segment = turn["segment"]
@@ -96,10 +98,15 @@ def observations(turn_id: str, entry: Entry) -> list[Emit]:
         if seen[0]:
             value["update"] = True  # a later label of this annotator on the turn: its new dimensions
         emits.append(Emit("observations", "humans", value))  # human labels are few: one shard
-    if judges and "v" not in observed:
-        # one review-sampling decision per turn, once its first verdict is known; one shard, because
-        # the budget is global (no hotter than the shard of a single judge's ``judged`` observations)
-        observed.append("v")
+    first_decision = bool(judges) and "v" not in observed
+    if first_decision or (judged_high_risk and "vh" not in observed):
+        # one review-sampling decision per turn, once its first verdict is known, and one more if a later
+        # verdict makes it high-risk ("vh": decided as high-risk); one shard, because the budget is global
+        # (no hotter than the shard of a single judge's ``judged`` observations)
+        if first_decision:
+            observed.append("v")
+        if judged_high_risk:
+            observed.append("vh")
         value = {
             "kind": "reviewable",
             "judges": {
@@ -108,6 +115,8 @@ def observations(turn_id: str, entry: Entry) -> list[Emit]:
             "user_feedback": ctx.get("outcome", {}).get("user_feedback"),
             **common,
         }
+        if not first_decision:
+            value["update"] = True
         emits.append(Emit("observations", "review", value))
     if len(entry["human"]) >= MIN_RATERS:
         emits.extend(raters(entry, common))

@@ -78,6 +78,16 @@ class TurnOutputs:
         assert self._text_hash_key is not None
         return hmac.new(self._text_hash_key, text.encode(), hashlib.sha256).hexdigest()
 
+    def judged_high_risk(self, entry: Entry, failures: list[tuple[str, str, str, dict[str, Any]]]) -> bool:
+        """Whether a judge's failure makes the turn a high-risk failure (what review sampling always
+        requests; a human's was reviewed by a human already)."""
+        risky_turn = bool(entry["turn"] and entry["turn"]["risk"])
+        taxonomy = self.taxonomy
+        return any(
+            source == "judge" and (risky_turn or taxonomy.policy(dim).high_risk)
+            for source, _, dim, _ in failures
+        )
+
     def failures(self, entry: Entry) -> list[tuple[str, str, str, dict[str, Any]]]:
         """(source, source_id, dimension, source record) of every failing quality label, in a stable order."""
         found = []
@@ -95,7 +105,7 @@ class TurnOutputs:
         if entry["turn"] is not None:
             if failures:
                 emits.extend(self.defects(turn_id, entry, failures))
-            emits.extend(observations(turn_id, entry))
+            emits.extend(observations(turn_id, entry, self.judged_high_risk(entry, failures)))
         if entry["human"]:  # pairs need a human label
             emits.extend(self.pairs(turn_id, entry))
         emits.extend(self.policy.evaluate(turn_id, entry, failures))

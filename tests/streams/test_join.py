@@ -583,7 +583,13 @@ def test_a_judge_sending_a_turns_dimensions_in_several_verdicts_is_observed_on_e
         ({"bias": "fail"}, {"bias": 0.8}, {}, True),
         ({}, {}, {"artifact": 0.3}, True),  # the first value of a score stands, as of a label
     ]
-    assert len(_observed(h, "reviewable")) == 1  # one review-sampling decision per turn
+    # one review-sampling decision per turn, and one more when a later verdict made it a high-risk failure
+    # (the bias fail): high-risk turns are always sent for review
+    reviewable = _observed(h, "reviewable")
+    assert [(v["judges"]["judge-a"]["labels"], v.get("update", False)) for v in reviewable] == [
+        ({"relevance": "pass"}, False),
+        ({"relevance": "pass", "bias": "fail"}, True),
+    ]
     # the same before the turn arrived: its first observation has everything so far
     h = Harness()
     h.feed(

@@ -297,6 +297,29 @@ def test_one_decision_per_turn_and_a_replayed_observation_publishes_nothing() ->
     ]
 
 
+@pytest.mark.parametrize("second_judge", ["judge-a", "judge-b"])
+def test_a_turn_a_later_verdict_makes_high_risk_is_requested_then(second_judge: str) -> None:
+    """A judge prompted per dimension sends its safety fail after its relevance pass (or a second judge
+    fails the turn): the first decision saw no high-risk failure, and high-risk turns are always requested."""
+    pipeline, _ = _pipeline(review_budget_per_hour=0.001)
+    records: list[tuple[Stream, bytes]] = []
+    for i in range(30):  # the sampler learns that its budget is tiny
+        records += [(Stream.CHAT_TURNS, _turn(f"t-{i}", i)), (Stream.JUDGE_VERDICTS, _verdict(f"t-{i}", i))]
+    records += [(Stream.CHAT_TURNS, _turn("late", 40)), (Stream.JUDGE_VERDICTS, _verdict("late", 40))]
+    first = _feed(pipeline, records)
+    assert "late" not in {r["turn_id"] for r in _requests(first)}  # drawn against a tiny probability
+    assert [e.key for e in first if e.topic == "review_keep"] == []  # routed to the join in process
+    failing = [(Stream.JUDGE_VERDICTS, _verdict("late", 50, _v("safety", "fail", 0.9), judge=second_judge))]
+    (request,) = _requests(_feed(pipeline, failing, offset=len(records)))
+    assert request["turn_id"] == "late" and request["reason"] == "high_risk"
+    assert request["inclusion_probability"] == 1.0 and request["priority"] == 1.0
+    assert request["evidence"]["high_risk_fails"] == ["safety"]
+    assert pipeline.joiner.kept_for_review == {"late"}
+    # decided as high-risk now: another failure asks nothing more
+    more = [(Stream.JUDGE_VERDICTS, _verdict("late", 60, _v("bias", "fail", 0.9), judge="judge-c"))]
+    assert _requests(_feed(pipeline, more, offset=len(records) + 1)) == []
+
+
 def test_a_stored_sampler_follows_the_configuration() -> None:
     pipeline, _ = _pipeline(review_budget_per_hour=10, review_segment_floor_per_hour=2, review_seed=4)
     _feed(pipeline, [(Stream.CHAT_TURNS, _turn("t-1", 0)), (Stream.JUDGE_VERDICTS, _verdict("t-1", 0))])
