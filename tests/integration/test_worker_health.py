@@ -176,7 +176,8 @@ def test_worker_health_and_lag_drain_to_zero(
         }
 
     settings = Settings(topic_prefix=prefix)
-    topics = {*input_topics(settings).values(), output_topics(settings)["observations"]}
+    internal = output_topics(settings)
+    topics = {*input_topics(settings).values(), internal["observations"], internal["review_keep"]}
     partitions = settings.partitions
 
     def drained() -> bool:
