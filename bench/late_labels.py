@@ -105,6 +105,7 @@ def run(turns: int, rate: float, cap: int, seed: int, control_share: float, keep
         pipeline.joiner.keep_for_review = lambda turn_id: False  # type: ignore[method-assign]
     rng = random.Random(seed)
     due: list[tuple[float, str, str]] = []  # (label time, turn id, population)
+    requested: set[str] = set()  # a request replaced by a later one is labelled once
     met = {"requested": 0, "control": 0}
     labels = {"requested": 0, "control": 0}
     offset = 0
@@ -129,7 +130,8 @@ def run(turns: int, rate: float, cap: int, seed: int, control_share: float, keep
         labels_due(ts)
         for stream, record in turn_records(i, ts, rng):
             for emit in feed(stream, record):
-                if emit.topic == "review_requests":
+                if emit.topic == "review_requests" and emit.value["turn_id"] not in requested:
+                    requested.add(emit.value["turn_id"])
                     heapq.heappush(
                         due, (ts + rng.uniform(HOUR, 24 * HOUR), emit.value["turn_id"], "requested")
                     )

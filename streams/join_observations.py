@@ -99,14 +99,14 @@ def observations(turn_id: str, entry: Entry, judged_high_risk: bool = False) -> 
             value["update"] = True  # a later label of this annotator on the turn: its new dimensions
         emits.append(Emit("observations", "humans", value))  # human labels are few: one shard
     first_decision = bool(judges) and "v" not in observed
-    if first_decision or (judged_high_risk and "vh" not in observed):
-        # one review-sampling decision per turn, once its first verdict is known, and one more if a later
-        # verdict makes it high-risk ("vh": decided as high-risk); one shard, because the budget is global
-        # (no hotter than the shard of a single judge's ``judged`` observations)
+    if first_decision or (judged_high_risk and "vl" in observed and "vh" not in observed):
+        # one review-sampling decision per turn, once its first verdict is known ("vh": decided as
+        # high-risk, "vl": not), and one more if a later verdict makes it high-risk (not for entries of
+        # code before "vl", whose first decision may have been high-risk); one shard, because the budget
+        # is global (no hotter than the shard of a single judge's ``judged`` observations)
         if first_decision:
             observed.append("v")
-        if judged_high_risk:
-            observed.append("vh")
+        observed.append("vh" if judged_high_risk else "vl")
         value = {
             "kind": "reviewable",
             "judges": {

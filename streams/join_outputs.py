@@ -172,6 +172,11 @@ class TurnOutputs:
         for dim, annotator in _first_sampled(entry).items():
             record = entry["human"][annotator]
             human_labels[dim], weights[dim] = record["labels"][dim], record.get("pi")
+        # review sampling requests every judged high-risk turn (again, with pi 1, if a later verdict made it
+        # one): its inclusion probability is 1, whatever its label copied
+        sampled = any(pi is not None and pi < 1.0 for pi in weights.values())
+        if sampled and self.judged_high_risk(entry, self.failures(entry)):
+            weights = dict.fromkeys(weights, 1.0)
         turn = entry["turn"]
         for judge_id, record in entry["judge"].items():
             for dim, label in record["labels"].items():

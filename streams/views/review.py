@@ -4,9 +4,10 @@ The join emits one ``reviewable`` observation per turn, when the turn and its fi
 the judge's labels and confidences and the live model's signals are known), and one more (``update``)
 if a later verdict makes the turn a high-risk failure: a judge prompted per dimension may send its
 ``safety`` fail after its ``relevance`` pass, or a second judge may fail it. That turn is then requested
-with probability 1 (same ``request_id``, now ``high_risk``: its inclusion probability is 1, since it would
-have been requested either way); the sampler counts it as one more turn, so its budget controller sees
-such turns twice, a small excess (they are the few high-risk ones). One
+with probability 1 (same ``request_id``, now ``high_risk``, replacing an earlier request: its inclusion
+probability is 1, since it would have been requested either way, and the join weighs the pairs of a turn
+judged high-risk by 1 whatever probability its label copied); the sampler counts it as one more turn, so
+its budget controller sees such turns twice, a small excess (they are the few high-risk ones). One
 :class:`~detectors.ReviewSampler` under ``review`` decides every turn: the budget is global, so the
 observations share one shard key. That shard sees one observation per judged turn, as the shard of a
 single judge's ``judged`` observations does; the decision costs microseconds, but it is one partition's

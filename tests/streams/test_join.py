@@ -604,6 +604,29 @@ def test_a_judge_sending_a_turns_dimensions_in_several_verdicts_is_observed_on_e
     ]
 
 
+def test_an_entry_of_code_before_the_second_review_decision_gets_none() -> None:
+    """Its first decision may have been high-risk already (it kept no "vh"): deciding again would request
+    the turn twice."""
+    h = Harness()
+    h.feed(turn(), judged(verdicts=[verdict("safety", "fail")]))
+    entry = h.joiner.store.get("t-1")
+    assert "vh" in entry["observed"]
+    entry["observed"].remove("vh")  # as the code before wrote it
+    h.joiner.store.put("t-1", entry, None)
+    h.feed(judged(seconds=40, verdicts=[verdict("bias", "fail")]), labelled())
+    assert len(_observed(h, "reviewable")) == 1
+
+
+def test_the_pairs_of_a_turn_judged_high_risk_weigh_one_whatever_probability_the_label_copied() -> None:
+    """Review sampling requests every judged high-risk turn (again, with pi 1, after a late failure)."""
+    h = Harness()
+    h.feed(turn("plain"), judged("plain"), labelled("plain", inclusion_probability=0.2))
+    h.feed(turn("late"), judged("late"), judged("late", 40, [verdict("safety", "fail")], judge_id="judge-b"))
+    h.feed(labelled("late", inclusion_probability=0.2, verdicts=[verdict("relevance", "pass")]))
+    weights = {(p["turn_id"], p["judge_id"]): p["inclusion_probability"] for p in h.pairs()}
+    assert weights == {("plain", "judge-a"): 0.2, ("late", "judge-a"): 1.0}
+
+
 def test_an_annotators_later_label_with_more_dimensions_is_observed_and_counted_once_per_dimension() -> None:
     h = Harness()
     h.feed(turn(), judged())
