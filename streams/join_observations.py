@@ -2,7 +2,8 @@
 
 Once per turn (``turn``, ``contact``), per judge and annotator meeting the turn (``judged``, ``labelled``;
 again with a rater's new dimensions when it sends a turn's dimensions in several records), per turn with
-its first verdict (``reviewable``) and per dimension labelled by several annotators (``raters``). The
+its first verdict (``reviewable``; once more, an ``update``, if a later verdict makes the turn a high-risk
+failure) and per dimension labelled by several annotators (``raters``). The
 ``observed`` list of a join entry, and each rater record's counts, make each happen once whatever the
 arrival order and however often a record is delivered.
 """
