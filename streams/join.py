@@ -353,16 +353,14 @@ class TurnJoiner:
         excess = len(self.state) - len(doomed) - self.max_entries
         if excess > 0:
             wanted = excess + self.max_entries // 10  # a margin below the cap, so this is not every event
+            # the spared are at most half of the cap, the margin a tenth: the others always make up ``wanted``
             spared = self._spared(doomed)
-            for passing in (spared, ()):
-                for key in self.expiry.oldest_first():
-                    if key not in doomed and key not in passing:
-                        doomed[key] = "capacity"
-                        wanted -= 1
-                        if wanted <= 0:
-                            break
-                if wanted <= 0 or not spared:
-                    break
+            for key in self.expiry.oldest_first():
+                if key not in doomed and key not in spared:
+                    doomed[key] = "capacity"
+                    wanted -= 1
+                    if wanted <= 0:
+                        break
         emits: list[Emit] = []
         for key, reason in doomed.items():
             entry = self.state.get(key)

@@ -78,16 +78,6 @@ class TurnOutputs:
         assert self._text_hash_key is not None
         return hmac.new(self._text_hash_key, text.encode(), hashlib.sha256).hexdigest()
 
-    def judged_high_risk(self, entry: Entry, failures: list[tuple[str, str, str, dict[str, Any]]]) -> bool:
-        """Whether a judge's failure makes the turn a high-risk failure (what review sampling always
-        requests; a human's was reviewed by a human already)."""
-        risky_turn = bool(entry["turn"] and entry["turn"]["risk"])
-        taxonomy = self.taxonomy
-        return any(
-            source == "judge" and (risky_turn or taxonomy.policy(dim).high_risk)
-            for source, _, dim, _ in failures
-        )
-
     def failures(self, entry: Entry) -> list[tuple[str, str, str, dict[str, Any]]]:
         """(source, source_id, dimension, source record) of every failing quality label, in a stable order."""
         found = []
@@ -102,13 +92,14 @@ class TurnOutputs:
         """Everything the entry's latest change makes publishable; observations numbered from ``source``."""
         emits: list[Emit] = []
         failures = self.failures(entry)
+        triggers = self.policy.triggers(entry, failures)
         if entry["turn"] is not None:
             if failures:
                 emits.extend(self.defects(turn_id, entry, failures))
-            emits.extend(observations(turn_id, entry, self.judged_high_risk(entry, failures)))
+            emits.extend(observations(turn_id, entry, _judged(triggers)))
         if entry["human"]:  # pairs need a human label
             emits.extend(self.pairs(turn_id, entry))
-        emits.extend(self.policy.evaluate(turn_id, entry, failures))
+        emits.extend(self.policy.evaluate(turn_id, entry, triggers))
         number_observations(emits, source)
         return emits
 
@@ -175,7 +166,7 @@ class TurnOutputs:
         # review sampling requests every judged high-risk turn (again, with pi 1, if a later verdict made it
         # one): its inclusion probability is 1, whatever its label copied
         sampled = any(pi is not None and pi < 1.0 for pi in weights.values())
-        if sampled and self.judged_high_risk(entry, self.failures(entry)):
+        if sampled and _judged(self.policy.triggers(entry, self.failures(entry))):
             weights = dict.fromkeys(weights, 1.0)
         turn = entry["turn"]
         for judge_id, record in entry["judge"].items():
@@ -251,3 +242,9 @@ def kept(text: str) -> str:
     if len(text) <= MAX_KEPT_TEXT:
         return text
     return f"{text[:MAX_KEPT_TEXT]}[... {len(text) - MAX_KEPT_TEXT} more characters cut]"
+
+
+def _judged(triggers: list[list[str]]) -> bool:
+    """Whether a judge's failure is among a turn's high-risk ``triggers``: what review sampling always
+    requests (a human's failure was reviewed by a human already)."""
+    return any(source == "judge" for source, _, _ in triggers)

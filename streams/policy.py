@@ -25,15 +25,23 @@ class HighRiskPolicy:
         self.taxonomy = taxonomy
         self.metrics = metrics
 
-    def evaluate(self, turn_id: str, entry: Entry, failures: list[Any]) -> list[Emit]:
-        """The escalation to (re-)publish for ``entry``, if its triggers or known segment changed."""
+    def triggers(self, entry: Entry, failures: list[Any]) -> list[list[str]]:
+        """The ``failures`` (``TurnOutputs.failures``) that make ``entry`` a high-risk failure, sorted:
+        [source, source id, dimension] of each fail on a high-risk dimension, or of any on a turn about a
+        high-risk topic."""
         turn = entry["turn"]
         risky_turn = bool(turn and turn["risk"])
-        triggers = sorted(
+        return sorted(
             [source, source_id, dim]
             for source, source_id, dim, _ in failures
             if self.taxonomy.policy(dim).high_risk or risky_turn
         )
+
+    def evaluate(self, turn_id: str, entry: Entry, triggers: list[list[str]]) -> list[Emit]:
+        """The escalation to (re-)publish for ``entry`` with its :meth:`triggers`, if they or its known
+        segment changed."""
+        turn = entry["turn"]
+        risky_turn = bool(turn and turn["risk"])
         if not triggers:
             return []
         state = entry["esc"] or {"rev": 0, "triggers": [], "segment_known": False}
