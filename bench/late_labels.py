@@ -101,8 +101,9 @@ def control(turn_id: str, share: float) -> bool:
 def run(turns: int, rate: float, cap: int, seed: int, control_share: float, keeps: bool) -> dict[str, Any]:
     settings = Settings(join_max_entries=cap, evict_every=1_000)
     pipeline = Pipeline(settings, Metrics(CollectorRegistry()))
-    if not keeps:  # the join as before the review keeps: requests never reach it
+    if not keeps:  # the join as before the review keeps: requests never reach it, escalations keep nothing
         pipeline.joiner.keep_for_review = lambda turn_id: False  # type: ignore[method-assign]
+        pipeline.joiner._keep_escalated = lambda turn_id, entry: None  # type: ignore[method-assign]
     rng = random.Random(seed)
     due: list[tuple[float, str, str]] = []  # (label time, turn id, population)
     requested: set[str] = set()  # a request replaced by a later one is labelled once

@@ -32,7 +32,7 @@ from schemas.judge_verdict import MAX_SCORES
 from streams.emit import Emit, Entry, entry_head
 from streams.expiry import ExpiryIndex
 from streams.join_observations import MIN_RATERS, number_observations
-from streams.join_outputs import MAX_KEPT_TEXT, TurnOutputs, kept
+from streams.join_outputs import MAX_KEPT_TEXT, TurnOutputs, first_sampled, kept
 from streams.metrics import Metrics
 from streams.state import DictStore, StateStore, WriteBehind
 from streams.taxonomy import Taxonomy
@@ -87,8 +87,9 @@ class TurnJoiner:
         self._marks_due: dict[str, int] = {}
         #: turns whose entries keep outputs published, or published again, in the current batch
         self._carrying: set[str] = set()
-        #: turns sent for human review (entries marked ``keep``): the size cap passes over the newest of
-        #: them, up to half of it, so their labels, hours or days later, still meet them (the TTL applies)
+        #: turns sent for human review or escalated as high-risk failures (entries marked ``keep``): the size
+        #: cap passes over the newest of them, up to half of it, so their labels, hours or days later, still
+        #: meet them, and update their escalation (the TTL applies)
         self.kept_for_review: set[str] = set()
 
     # -- input ---------------------------------------------------------------------------------------
@@ -129,6 +130,8 @@ class TurnJoiner:
             changed = self._add_human(entry, event)
         if changed:
             emits = self.outputs.outputs(turn_id, entry, source)
+            if entry["esc"] is not None and not entry.get("keep"):
+                self._keep_escalated(turn_id, entry)
             if self.keep_outputs and emits:
                 self._keep(turn_id, entry, source, emits)
         elif self.keep_outputs and "out" in entry:
@@ -176,6 +179,18 @@ class TurnJoiner:
         m.join_kept_for_review.set(len(self.kept_for_review))
         return True
 
+    def _keep_escalated(self, turn_id: str, entry: Entry) -> None:
+        """A high-risk failure: kept past the size cap as a turn sent for review is, so that a later verdict
+        or label updates its escalation (the next revision, every trigger so far). Evicted, the turn's
+        escalation state went with it, and the later record started the escalation again at revision 1 in
+        an entry of its own: an older revision than the one published, with only the new trigger and an
+        unknown segment, which Alertmanager's sink refuses and which ends the topic's key on stale content.
+        (Judged high-risk turns are requested for review too; a human's fail is not, nor is a turn whose
+        request comes back after the cap evicted it.)"""
+        entry["keep"] = 1
+        self.kept_for_review.add(turn_id)
+        self.metrics.join_kept_for_review.set(len(self.kept_for_review))
+
     # -- outputs kept until published (keep_outputs) --------------------------------------------------
 
     def _keep(self, turn_id: str, entry: Entry, source: tuple[str, int | None], emits: list[Emit]) -> None:
@@ -217,7 +232,7 @@ class TurnJoiner:
                 if value is None:
                     value = previous
                 elif value.get("turn") is True:
-                    value = value | {"turn": dict(entry["turn"]["ctx"])}
+                    value = value | {"turn": self.outputs.turn_context(entry["turn"])}
                 previous = value
                 if topic != "escalations" or value["revision"] >= current:
                     emits.append(Emit(topic, key, value))
@@ -315,6 +330,10 @@ class TurnJoiner:
 
     def _add_human(self, entry: Entry, label: HumanLabel) -> bool:
         ts = label.ts.timestamp()
+        # each dimension's first sampled label, as labels come (the pairs' human label)
+        first = entry.get("first")
+        if first is None:
+            first = entry["first"] = first_sampled(entry)
         record = entry["human"].get(label.annotator_id)
         if record is None:
             record = {"ts": ts, "vendor": label.vendor_id, "gold": label.is_gold, "labels": {}}
@@ -323,6 +342,9 @@ class TurnJoiner:
             record["lts"] = ts  # a later label of this annotator, with new dimensions: when it was made
         if label.inclusion_probability is not None:  # from the review request: weights the label by 1/p
             record.setdefault("pi", label.inclusion_probability)
+        if not record["gold"]:
+            for v in label.verdicts:
+                first.setdefault(v.dimension, label.annotator_id)
         return self._merge(record["labels"], label.verdicts, "human_labels")
 
     def _merge(self, labels: dict[str, str], verdicts: list[Any], stream: str) -> bool:

@@ -29,6 +29,9 @@ MAX_KEPT_TEXT = 16_384
 MAX_DEFECT_RATERS = 10
 #: The segment labels of the defects counter, after dimension, category and source.
 DEFECT_SEGMENT_LABELS = ("journey", "model_version", "channel", "modality")
+#: A turn context's chat text (``text_redaction`` keep), and what ``hash`` keeps in its place
+TEXT_FIELDS = ("user_text", "response_text")
+HASH_FIELDS = ("user_text_hmac_sha256", "response_text_hmac_sha256")
 
 
 class TurnOutputs:
@@ -71,6 +74,27 @@ class TurnOutputs:
             ctx["user_text_hmac_sha256"] = self.text_hash(turn.user_text)
             ctx["response_text_hmac_sha256"] = self.text_hash(turn.response_text)
         return ctx
+
+    def turn_context(self, turn: dict[str, Any]) -> dict[str, Any]:
+        """A copy of the context a join entry's ``turn`` stored, redacted as ``text_redaction`` says now: the
+        context was stored when the turn came, maybe under another setting (the worker restarted with a
+        stricter one, and recovered its state): text kept then is hashed or dropped now, hashes are dropped
+        under ``drop``. The entry's context is redacted too, so its next changelog record no longer holds
+        what the setting refuses. (A text longer than :data:`MAX_KEPT_TEXT`, kept cut, hashes as cut.)"""
+        ctx: dict[str, Any] = turn["ctx"]
+        mode = self.text_redaction
+        if mode == "keep" or not any(name in ctx for name in (*TEXT_FIELDS, *HASH_FIELDS)):
+            return dict(ctx)
+        if mode == "hash":
+            if "user_text" not in ctx:  # hashed already (or dropped): nothing to redact
+                return dict(ctx)
+            redacted = {k: v for k, v in ctx.items() if k not in TEXT_FIELDS}
+            for text, digest in zip(TEXT_FIELDS, HASH_FIELDS, strict=True):
+                redacted[digest] = self.text_hash(ctx[text])
+        else:
+            redacted = {k: v for k, v in ctx.items() if k not in TEXT_FIELDS and k not in HASH_FIELDS}
+        turn["ctx"] = redacted
+        return dict(redacted)
 
     def text_hash(self, text: str) -> str:
         """HMAC-SHA256 of ``text`` under the configured key: equal texts match across records, but without
@@ -130,7 +154,7 @@ class TurnOutputs:
                 "severity": policy.severity,
                 "segment": dict(segment),
                 "ts": iso(ts if ts is not None else record["ts"]),
-                "turn": dict(turn["ctx"]) if turn else None,
+                "turn": self.turn_context(turn) if turn else None,
                 "verdicts": {
                     judge_id: dict(r["labels"]) for judge_id, r in _carried(entry["judge"], source_id)
                 },
@@ -160,7 +184,7 @@ class TurnOutputs:
         emits: list[Emit] = []
         human_labels: dict[str, str] = {}
         weights: dict[str, float | None] = {}  # that label's inclusion probability, if it was sampled
-        for dim, annotator in _first_sampled(entry).items():
+        for dim, annotator in first_sampled(entry).items():
             record = entry["human"][annotator]
             human_labels[dim], weights[dim] = record["labels"][dim], record.get("pi")
         # review sampling requests every judged high-risk turn (again, with pi 1, if a later verdict made it
@@ -215,10 +239,15 @@ class TurnOutputs:
         return Emit("divergences", divergence_id, value)
 
 
-def _first_sampled(entry: Entry) -> dict[str, str]:
+def first_sampled(entry: Entry) -> dict[str, str]:
     """Each dimension's first human label of the turn, in arrival order, that is not on a gold item (a
     honeypot audits its annotator, the gold view scores it; it is not a sampled label): dimension ->
-    annotator."""
+    annotator. The join records it as labels come (``first``: an annotator may label a dimension after a
+    later annotator did); an entry of code before that takes each annotator's labels in the order the
+    annotators came."""
+    recorded = entry.get("first")
+    if recorded is not None:
+        return recorded  # type: ignore[no-any-return]
     first: dict[str, str] = {}
     for annotator, record in entry["human"].items():
         if not record["gold"]:

@@ -78,8 +78,9 @@ class PipelineMetrics:
         )
         self.join_kept_for_review = Gauge(
             "convowatch_join_kept_for_review_turns",
-            "Turns held in the join state because they were sent for human review: the size cap passes "
-            "over the newest of them, up to half of it, so their labels still meet them.",
+            "Turns held in the join state because they were sent for human review or escalated as "
+            "high-risk failures: the size cap passes over the newest of them, up to half of it, so their "
+            "labels still meet them and update their escalation.",
             registry=r,
         )
         self.join_review_keeps = Counter(

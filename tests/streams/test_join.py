@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import itertools
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -12,7 +11,7 @@ from prometheus_client import CollectorRegistry
 
 from schemas import ChatTurn, Defect, Escalation, HumanLabel, JudgeVerdict
 from schemas.common import QUALITY_DIMENSIONS
-from streams.join import MAX_KEPT_TEXT, Emit, TurnJoiner
+from streams.join import Emit, TurnJoiner
 from streams.metrics import Metrics
 from streams.taxonomy import load_taxonomy
 from tests.factories import chat_turn, human_label, judge_verdict, verdict
@@ -481,44 +480,6 @@ def test_capacity_eviction_of_orphans_publishes_their_defects():
     assert all(d.value["segment"] == dict.fromkeys(SEGMENT_KEYS) for d in defects)
 
 
-@pytest.mark.parametrize("length", [10, MAX_KEPT_TEXT, MAX_KEPT_TEXT + 1, 900_000])
-def test_kept_text_is_capped_so_a_defect_always_fits_a_kafka_request(length: int) -> None:
-    joiner = TurnJoiner(TAXONOMY, Metrics(CollectorRegistry()), text_redaction="keep")
-    text = "x" * length
-    joiner.handle(turn(user_text=text, response_text="short"))
-    emits = joiner.handle(judged(verdicts=[verdict("relevance", "fail")]))
-    (defect,) = [e.value for e in emits if e.topic == "defects"]
-    kept_text = defect["turn"]["user_text"]
-    if length <= MAX_KEPT_TEXT:
-        assert kept_text == text
-    else:
-        assert kept_text == "x" * MAX_KEPT_TEXT + f"[... {length - MAX_KEPT_TEXT} more characters cut]"
-    assert defect["turn"]["response_text"] == "short"
-    Defect.model_validate(defect)
-
-
-def test_hash_redaction_keys_the_hash_so_a_short_text_is_not_found_by_hashing_guesses() -> None:
-    def hashed(key: bytes) -> dict[str, str]:
-        joiner = TurnJoiner(TAXONOMY, Metrics(CollectorRegistry()), text_redaction="hash", text_hash_key=key)
-        joiner.handle(turn(user_text="my PIN is 4821", response_text="yes"))
-        emits = joiner.handle(judged(verdicts=[verdict("relevance", "fail")]))
-        (defect,) = [e.value for e in emits if e.topic == "defects"]
-        Defect.model_validate(defect)
-        return defect["turn"]
-
-    one, again, other = hashed(b"k" * 16), hashed(b"k" * 16), hashed(b"j" * 16)
-    assert "user_text" not in one and "response_text" not in one
-    assert one == again  # equal texts match across records under one key
-    assert one["user_text_hmac_sha256"] != other["user_text_hmac_sha256"]
-    plain = {hashlib.sha256(t.encode()).hexdigest() for t in ("my PIN is 4821", "yes")}
-    assert not plain & {one["user_text_hmac_sha256"], one["response_text_hmac_sha256"]}
-
-
-def test_hash_redaction_without_a_key_is_refused() -> None:
-    with pytest.raises(ValueError, match="key"):
-        TurnJoiner(TAXONOMY, Metrics(CollectorRegistry()), text_redaction="hash")
-
-
 def test_a_gold_label_makes_no_judge_human_pair() -> None:
     # a honeypot audits its annotator (the gold view scores it): the pair is the first sampled label's
     h = Harness()
@@ -789,3 +750,20 @@ def test_an_event_failing_midway_leaves_the_turn_expiring_by_its_stored_time(
     h.joiner.evict()  # horizon 500 s: the turn's stored last event is at 0 s
     assert not h.holds("a")
     assert h.value("convowatch_join_evictions_total", reason="ttl") == 1
+
+
+def test_the_first_human_label_of_a_dimension_is_the_first_to_come_whoever_labelled_before() -> None:
+    """Annotator A labels relevance, B then fails safety, A passes safety later: B's is the turn's first
+    safety label, for every judge paired before A's label or after it (A came first to the turn)."""
+    h = Harness()
+    h.feed(
+        turn(),
+        labelled(seconds=100, annotator_id="A", verdicts=[verdict("relevance", "pass")]),
+        labelled(seconds=200, annotator_id="B", verdicts=[verdict("safety", "fail")]),
+        judged(seconds=300, judge_id="j1", verdicts=[verdict("safety", "pass")]),
+        labelled(seconds=400, annotator_id="A", verdicts=[verdict("safety", "pass")]),
+        judged(seconds=500, judge_id="j2", verdicts=[verdict("safety", "pass")]),
+    )
+    safety = {p["judge_id"]: p["human_label"] for p in h.pairs() if p["dimension"] == "safety"}
+    assert safety == {"j1": "fail", "j2": "fail"}
+    assert sorted(e.key for e in h.topic("divergences")) == ["t-1/j1/safety", "t-1/j2/safety"]

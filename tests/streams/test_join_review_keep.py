@@ -14,6 +14,7 @@ from streams.join import TurnJoiner
 from streams.metrics import Metrics
 from streams.pipeline import Pipeline
 from streams.state import DictStore
+from streams.taxonomy import SEVERITIES
 from tests.factories import chat_turn, human_label, judge_verdict, verdict
 from tests.streams.test_join import TAXONOMY, Harness, at, judged, labelled, turn
 
@@ -197,3 +198,41 @@ def test_a_review_keep_record_that_is_not_one_is_dead_lettered():
         pipeline.metrics.registry.get_sample_value("convowatch_join_review_keeps_total", {"result": "gone"})
         == 1
     )
+
+
+@pytest.mark.parametrize("later", ["judge", "human"])
+def test_an_escalated_turn_outlives_the_cap_so_a_later_record_updates_its_escalation(later: str) -> None:
+    """Evicted, a high-risk turn's escalation state went with it: a later failing record started the
+    escalation again at revision 1, with only its own trigger and an unknown segment (Alertmanager's sink
+    refuses an older revision, and the topic's key ended on stale content)."""
+    h = Harness(max_entries=20, evict_every=1)
+    h.feed(turn("risky", 0, risk_topics=["earnings"]), judged("risky", 1, [verdict("relevance", "fail")]))
+    h.feed(judged("risky", 2, [verdict("bias", "fail")], judge_id="judge-b"))
+    fill(h, 10, 200)
+    assert h.holds("risky")
+    assert h.joiner.kept_for_review == {"risky"}
+    record = (
+        judged("risky", 3600, [verdict("safety", "fail")], judge_id="judge-c")
+        if later == "judge"
+        else labelled("risky", 3600, [verdict("safety", "fail")])
+    )
+    h.feed(record)
+    escalations = [e.value for e in h.topic("escalations")]
+    assert [e["revision"] for e in escalations] == [1, 2, 3]
+    assert len({e["escalation_id"] for e in escalations}) == 1
+    newest = escalations[-1]
+    assert len(newest["evidence"]["triggers"]) == 3
+    assert newest["segment"]["journey"] is not None
+    assert newest["evidence"]["risk_topics"] == ["earnings"]
+    counted = [
+        h.value("convowatch_escalations_total", kind="high_risk_failure", severity=s) for s in SEVERITIES
+    ]
+    assert sum(counted) == 1  # one escalation, counted at its first revision
+
+
+def test_a_turn_without_a_high_risk_failure_is_not_kept() -> None:
+    h = Harness(max_entries=20, evict_every=1)
+    h.feed(turn("plain", 0), judged("plain", 1, [verdict("relevance", "fail")]))
+    fill(h, 10, 200)
+    assert not h.holds("plain")
+    assert h.joiner.kept_for_review == set()
