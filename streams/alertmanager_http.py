@@ -7,6 +7,7 @@ Only the standard library is used (:mod:`urllib.request`, which honours ``*_prox
 from __future__ import annotations
 
 import base64
+import http.client
 import json
 import urllib.error
 import urllib.parse
@@ -18,6 +19,15 @@ ALERTS_PATH = "/api/v2/alerts"
 
 class AlertmanagerUnavailable(Exception):
     """Alertmanager unreachable, timed out or answered 5xx/408/429: try again later."""
+
+
+class _RefuseRedirects(urllib.request.HTTPRedirectHandler):
+    """No redirect is followed: urllib turns a redirected POST into a GET without its body (which an
+    Alertmanager, or a login page, answers 200: alerts counted as sent that nobody received), and sends the
+    credentials on to whatever host the redirect names. The 3xx is raised as an :class:`HTTPError`."""
+
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        return None
 
 
 class AlertsEndpoint:
@@ -34,15 +44,15 @@ class AlertsEndpoint:
             "Alertmanager URL must be http(s)://[user:password@]host[:port][/prefix], with '/', '?', '#' and "
             "'@' in the user or password percent-encoded (the value is not shown: it may hold credentials)"
         )
-        parsed = urllib.parse.urlsplit(url)
+        try:  # urlsplit's and port's messages quote what they read: part of a password, perhaps
+            parsed = urllib.parse.urlsplit(url)
+            port = parsed.port
+        except ValueError:
+            raise invalid from None
         if parsed.scheme not in ("http", "https") or not parsed.netloc:
             raise invalid
         if "@" in parsed.path or "@" in parsed.query or "@" in parsed.fragment:
             raise invalid  # a password with an unencoded '/', '?' or '#' ends the host part early
-        try:
-            port = parsed.port
-        except ValueError:  # its message quotes what it read as the port: part of a password, perhaps
-            raise invalid from None
         path = parsed.path.rstrip("/")
         if not path.endswith(ALERTS_PATH):
             path += ALERTS_PATH
@@ -57,7 +67,7 @@ class AlertsEndpoint:
             password = urllib.parse.unquote(parsed.password or "")
             token = base64.b64encode(f"{user}:{password}".encode()).decode("ascii")
             self._headers["Authorization"] = f"Basic {token}"
-        self._opener = urllib.request.build_opener()
+        self._opener = urllib.request.build_opener(_RefuseRedirects)
 
     def post(self, alerts: list[dict[str, Any]], timeout: float) -> None:
         """Send ``alerts`` in one request. Raises :class:`AlertmanagerUnavailable` when a retry may succeed,
@@ -75,8 +85,14 @@ class AlertsEndpoint:
         except urllib.error.HTTPError as exc:
             detail = exc.read(1024).decode("utf-8", "replace").strip()
             message = f"Alertmanager {self.url} answered HTTP {exc.code}: {detail or exc.reason}"
+            if 300 <= exc.code < 400:  # not followed (see _RefuseRedirects); where to is not shown either
+                message = (
+                    f"Alertmanager {self.url} answered HTTP {exc.code}, a redirect, which is not followed: "
+                    "set CONVOWATCH_ALERTMANAGER_URL to where alerts are accepted"
+                )
             if exc.code >= 500 or exc.code in (408, 429):
                 raise AlertmanagerUnavailable(message) from exc
             raise RuntimeError(message) from exc
-        except (OSError, ValueError) as exc:  # URLError, refused, reset, timeout, bad status line
+        # URLError, refused, reset, timeout; a garbled status line or a response cut short (HTTPException)
+        except (OSError, ValueError, http.client.HTTPException) as exc:
             raise AlertmanagerUnavailable(f"Alertmanager {self.url} unreachable: {exc}") from exc

@@ -1,13 +1,20 @@
 """The Alertmanager URL may carry basic-auth credentials: they reach the Authorization header, never a
-message or the URL convowatch logs."""
+message, the URL convowatch logs, or a host a redirect names; and which answers are worth a retry."""
 
 from __future__ import annotations
 
 import base64
+import socket
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 
 import pytest
 
-from streams.alertmanager_http import AlertsEndpoint
+from streams.alertmanager_http import AlertmanagerUnavailable, AlertsEndpoint
+from tests.support.webhook import WebhookServer
 
 
 @pytest.mark.parametrize(
@@ -18,6 +25,8 @@ from streams.alertmanager_http import AlertsEndpoint
         "http://admin:pa/s3cr3t@alertmanager:9093",  # '/' in the password, not encoded
         "http://admin:s3cr3t#x@alertmanager:9093",  # '#' in the password, not encoded
         "http://admin:12/34@alertmanager:9093",  # reads as host "admin", port 12, the rest a path
+        "http://admin:s3cr3t[pa]@alertmanager:9093",  # brackets: urlsplit quotes what it took for an IPv6
+        "http://admin:s3cr3t\u2100@alertmanager:9093",  # NFKC makes it a/c: urlsplit quotes the netloc
     ],
 )
 def test_a_malformed_url_is_refused_without_quoting_any_of_it(url: str) -> None:
@@ -33,3 +42,59 @@ def test_credentials_go_to_the_authorization_header_and_not_into_the_logged_url(
     assert endpoint.url == "http://alertmanager:9093/prefix/api/v2/alerts"
     token = endpoint._headers["Authorization"].removeprefix("Basic ")
     assert base64.b64decode(token).decode() == "admin:p/ss@w0rd"
+
+
+@contextmanager
+def redirecting(to: str) -> Iterator[str]:
+    """A server answering every request 301 to ``to`` (an http->https ingress, an SSO proxy's login)."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            self.send_response(301)
+            self.send_header("Location", to + self.path)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_a_redirect_is_refused_so_no_alert_counts_as_sent_and_the_credentials_stay() -> None:
+    """urllib would follow it as a GET without the alerts, which Alertmanager answers 200 (its alert list),
+    and would send the Authorization header to the host the redirect names."""
+    with WebhookServer() as elsewhere, redirecting(elsewhere.url) as front:
+        endpoint = AlertsEndpoint(f"http://admin:s3cr3t@{front}")
+        with pytest.raises(RuntimeError, match="HTTP 301, a redirect, which is not followed") as refused:
+            endpoint.post([{"labels": {"alertname": "x"}}], timeout=5)
+        assert "s3cr3t" not in str(refused.value)
+        assert elsewhere.received == []
+
+
+def test_a_response_cut_short_may_succeed_when_retried() -> None:
+    """A proxy dropping the connection mid-answer: not a rejection (whose alerts are not sent again)."""
+    listener = socket.create_server(("127.0.0.1", 0))
+
+    def answer_half() -> None:
+        conn, _ = listener.accept()
+        with conn:
+            conn.recv(65536)
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 50\r\n\r\n{}")
+
+    thread = threading.Thread(target=answer_half, daemon=True)
+    thread.start()
+    try:
+        endpoint = AlertsEndpoint(f"http://127.0.0.1:{listener.getsockname()[1]}")
+        with pytest.raises(AlertmanagerUnavailable, match="IncompleteRead"):
+            endpoint.post([{"labels": {"alertname": "x"}}], timeout=5)
+    finally:
+        thread.join(5)
+        listener.close()
