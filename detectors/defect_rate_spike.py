@@ -91,12 +91,13 @@ class DefectRateSpike(Detector):
     baseline of 50% or more is out of scope: the detector is then :attr:`saturated` and raises nothing.
 
     **Alarm and resolution.** ``drift_detected`` is true on the alarming update; ``in_alarm`` stays true
-    until the rate is shown back at the baseline: a CUSUM of ``ln P(x | baseline) - ln P(x | min_ratio
-    * baseline)`` reaches ``resolve_llr`` nats (``resolved`` is true on that update; monitoring then
-    restarts with all charts at 0). ``onset`` is the alarming chart's last zero (the change-point
-    MLE), ``spike_rate`` the rate since then, ``evidence`` the refs of the last ``max_evidence`` defects
-    since ``onset`` (``update(x, ref)``; the event index when ``ref`` is None); all three describe the
-    episode on its resolving update too.
+    until the rate is shown back at the baseline: a CUSUM of ``ln P(x | p0) - ln P(x | min_ratio * p0)``
+    reaches ``resolve_llr`` nats, ``p0`` the alarming chart's design rate (the baseline inflated for its
+    uncertainty, so a low estimate cannot leave the alarm open for ever); ``resolved`` is true on that
+    update, and monitoring then restarts with all charts at 0. ``onset`` is the alarming chart's last
+    zero (the change-point MLE), ``spike_rate`` the rate since then, ``evidence`` the refs of the last
+    ``max_evidence`` defects since ``onset`` (``update(x, ref)``; the event index when ``ref`` is None);
+    all three describe the episode on its resolving update too.
 
     **Cost.** About 0.1-0.5 µs per update once designs are cached (``bench/detection.py``). A design
     not yet cached (a new 0.2% step of a baseline) is computed once per process, inside one update:
@@ -118,7 +119,7 @@ class DefectRateSpike(Detector):
     ...     if spike.resolved:
     ...         print(f"resolved at {i}: the episode from {spike.onset} at {spike.spike_rate:.3f}")
     alarm at 20364: onset 20012, rate 0.065, baseline 0.0204, evidence ['turn-20344', 'turn-20364']
-    resolved at 23846: the episode from 20012 at 0.048
+    resolved at 23791: the episode from 20012 at 0.048
     """
 
     def __init__(
@@ -303,7 +304,11 @@ class DefectRateSpike(Detector):
         self._alarm_onset = self._onsets[chart]
         self._alarm_onset_k = self._onset_k[chart]
         self._pend_k = 0  # the excursion is never learned as baseline
-        p0 = self.baseline
+        # "back to normal" is tested against the alarming chart's design baseline: the estimate inflated for
+        # its uncertainty, as the alarm was. Against the estimate itself, one that came out low (a young
+        # detector's) put the normal rate above the test's midpoint: the alarm never resolved, and the
+        # segment could never alarm again (40 of 384 spikes just after the warm-up, at a 0.5% baseline).
+        p0 = max(self.baseline, math.exp(self._q[chart] * _GRID_STEP))
         p1 = min(self.min_ratio * p0, 0.5 + 0.5 * p0)
         self._r = 0.0
         self._r_defect = math.log(p0 / p1)

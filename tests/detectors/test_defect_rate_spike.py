@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import random
 
 import numpy as np
 import pytest
@@ -114,6 +115,26 @@ def test_resolves_after_the_rate_returns_and_does_not_learn_the_spike():
     assert len(resolutions) == 1 and 23_000 < resolutions[0] < 23_000 + 8_000
     assert not detector.in_alarm and detector.onset is None and detector.evidence == []
     assert 0.015 < detector.baseline < 0.025
+
+
+@pytest.mark.parametrize("seed", [11, 12, 13, 14])
+def test_a_spike_just_after_the_warm_up_resolves_though_the_young_baseline_came_out_low(seed: int) -> None:
+    """A fresh detector (a new model version's slice) at 0.5%, 4% for 1,000 events soon after its warm-up,
+    then 0.5% for good. Resolution was tested against the raw estimate, which came out low (0.0024 for
+    seed 11): the normal rate sat above the test's midpoint, the alarm never resolved, and the segment
+    could never alarm again. Tested against the inflated design rate, it resolves within thousands."""
+    rng = random.Random(seed)
+    detector = DefectRateSpike(arl0=2.4e7)
+    fired = resolved = None
+    for i in range(3_300 + 100_000):
+        detector.update(rng.random() < (0.04 if 2_300 <= i < 3_300 else 0.005))
+        if detector.drift_detected and fired is None:
+            fired = i
+        if detector.resolved:
+            resolved = i
+            break
+    assert fired is not None and 2_300 <= fired < 3_300
+    assert resolved is not None and 3_300 < resolved < 3_300 + 30_000, (fired, resolved, detector.baseline)
 
 
 def test_the_resolving_update_reports_the_episode_it_ends():
