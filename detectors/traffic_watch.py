@@ -143,13 +143,14 @@ class TrafficWatch(Detector):
         self._last_closed = 0  # turns in the bucket that closed last
         self._volume = _Cusum.fresh()
         self._latency = _Cusum.fresh()
-        self._volume_events: list[list[Any]] = []  # [event, since] of this update, in order
+        self._volume_events: list[list[Any]] = []  # [event, since, turns, direction] of this update
         self._latency_event: str | None = None
+        self._latency_event_since: float | None = None  # the start of the alarm the latency event concerns
         self._late = 0
 
     def update(self, ts: float, latency_ms: float | None = None) -> Self:
         self._volume_events = []
-        self._latency_event = None
+        self._latency_event = self._latency_event_since = None
         bucket = math.floor(ts / self.bucket_seconds)
         if self._bucket is None:
             self._bucket, self._open = bucket, [0]
@@ -158,14 +159,18 @@ class TrafficWatch(Detector):
             # close (at most 1440 empty ones after a long silence)
             pending = self._open + [0] * min(bucket - self._bucket, 1441 + self.late_buckets)
             keep = self.late_buckets + 1
+            oldest = self._bucket - len(self._open) + 1  # the first open bucket, the first to close
             closed, self._open = pending[:-keep], pending[-keep:]
-            for count in closed:
+            for i, count in enumerate(closed):
+                direction = self._volume["alarm"]
                 # a count's own noise: the log of a Poisson count of mean m varies by about 1/sqrt(m)
                 floor = 1.0 / math.sqrt(max(math.expm1(self._volume["mean"]), 1.0))
+                # an alarm starts at the start of its bucket (several buckets closing at once must not
+                # give their alarms one start, their escalations one id), never after this turn
                 events = _Cusum.update(
                     self._volume,
                     math.log1p(count),
-                    ts,
+                    min((oldest + i) * self.bucket_seconds, ts),
                     self.volume_warmup,
                     1.0 / self.volume_memory,
                     self.k,
@@ -173,7 +178,11 @@ class TrafficWatch(Detector):
                     floor,
                 )
                 # several buckets may close at once, and one may end an alarm and start another
-                self._volume_events.extend([event, since] for event, since in events)
+                # each with the direction of the alarm it concerns (the one that ended, for "resolved")
+                self._volume_events.extend(
+                    [event, since, count, direction if event == "resolved" else event]
+                    for event, since in events
+                )
             self._bucket = bucket
             if closed:
                 self._last_closed = closed[-1]
@@ -185,6 +194,7 @@ class TrafficWatch(Detector):
         if latency_ms is not None and latency_ms > 0:
             # a weight by event time since the last latency: the same memory at 10 or 10,000 turns a minute
             latency = self._latency
+            since_before = latency["since"]
             last = latency.get("t", ts)
             elapsed = ts - last
             latency["t"] = max(ts, last)
@@ -200,9 +210,14 @@ class TrafficWatch(Detector):
                 LATENCY_SD_FLOOR,
             )
             if events and events[-1][0] == "down":  # faster answers are not an incident
-                self._latency["alarm"], self._latency["down"] = None, 0.0
                 events.pop()
-            self._latency_event = events[-1][0] if events else None
+                # no alarm, and the last one's start back (a sample that ended a rise and went far below
+                # the baseline resolved the rise: its start names the escalation that resolves)
+                latency["alarm"], latency["down"], latency["since"] = None, 0.0, since_before
+                if events:
+                    latency["since"] = events[-1][1]
+            if events:
+                self._latency_event, self._latency_event_since = events[-1]
         return self
 
     @classmethod
@@ -224,14 +239,20 @@ class TrafficWatch(Detector):
         return self._volume_events[-1][0] if self._volume_events else None
 
     @property
-    def volume_events(self) -> list[tuple[str, float | None]]:
-        """Every volume event of this update, in order, each with the start of the alarm it concerns (the
-        one that ended, for ``"resolved"``): a gap in traffic closes several buckets in one update."""
-        return [(event, since) for event, since in self._volume_events]
+    def volume_events(self) -> list[tuple[str, float | None, int, str]]:
+        """Every volume event of this update, in order: the event, the start and direction (``"up"`` or
+        ``"down"``) of the alarm it concerns (the one that ended, for ``"resolved"``), and the turns of the
+        bucket whose close caused it. A gap in traffic closes several buckets in one update."""
+        return [(event, since, count, direction) for event, since, count, direction in self._volume_events]
 
     @property
     def latency_event(self) -> str | None:
         return self._latency_event
+
+    @property
+    def latency_event_since(self) -> float | None:
+        """The start of the alarm :attr:`latency_event` concerns (the one that ended, for ``"resolved"``)."""
+        return self._latency_event_since
 
     @property
     def volume_baseline(self) -> float:

@@ -30,12 +30,14 @@ class TrafficView:
         if watch is None:
             return []
         emits = []
-        for event, since in watch.volume_events:
-            emits.append(self._escalation("volume_anomaly", event, since, watch, journey, turn))
+        for event, since, turns, direction in watch.volume_events:
+            emits.append(
+                self._escalation("volume_anomaly", event, since, watch, journey, turn, turns, direction)
+            )
         if watch.latency_event:
             emits.append(
                 self._escalation(
-                    "latency_anomaly", watch.latency_event, watch.latency_since, watch, journey, turn
+                    "latency_anomaly", watch.latency_event, watch.latency_event_since, watch, journey, turn
                 )
             )
         return emits
@@ -48,18 +50,20 @@ class TrafficView:
         watch: TrafficWatch,
         journey: str,
         turn: dict[str, Any],
+        turns: int = 0,
+        direction: str = "up",
     ) -> Emit:
         firing = event != "resolved"
         eid = escalation_id(kind, f"{journey}|{since}")
+        severity = "medium"
         if kind == "volume_anomaly":
-            detail = (
-                f"{watch.volume_last} turns in the last minute against a usual {watch.volume_baseline:.0f}"
-            )
+            detail = f"{turns} turns in the minute against a usual {watch.volume_baseline:.0f}"
             what = {"up": "Traffic surge", "down": "Traffic drop"}.get(event, "Traffic back to normal")
+            if direction == "down":  # a drop is high, and so is its resolution (an alert keeps its labels)
+                severity = "high"
         else:
             detail = f"usual latency {watch.latency_baseline_ms:.0f} ms"
             what = "Latency rise" if firing else "Latency back to normal"
-        severity = "high" if kind == "volume_anomaly" and event == "down" else "medium"
         if firing:
             self.metrics.escalations.labels(kind, severity).inc()
         value = {

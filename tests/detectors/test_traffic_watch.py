@@ -40,8 +40,8 @@ def test_an_alarm_that_ends_in_a_gap_where_another_starts_reports_both() -> None
         minute += 1
     feed(watch, [10], start=minute * 60)  # a normal minute, still open
     watch.update((minute + 10) * 60 + 1.0, 800.0)  # the next turn, ten empty minutes later
-    assert [event for event, _ in watch.volume_events] == ["resolved", "down"]
-    (_, resolved_since), (_, down_since) = watch.volume_events
+    assert [event for event, *_ in watch.volume_events] == ["resolved", "down"]
+    (_, resolved_since, *_), (_, down_since, *_) = watch.volume_events
     assert resolved_since == surge_since and down_since not in (None, surge_since)
     assert watch.volume_event == "down"
 
@@ -77,7 +77,7 @@ def test_a_surge_that_turns_into_a_collapse_resolves_and_alarms_the_drop() -> No
     for minute, count in enumerate([50] * 40 + [500] * 20 + [2] * 60):
         for i in range(count):
             watch.update(minute * 60 + i * 60 / count, 800.0)
-            events += [event for event, _ in watch.volume_events]
+            events += [event for event, *_ in watch.volume_events]
     assert events == ["up", "resolved", "down"]
     assert watch._volume["alarm"] == "down"
 
@@ -106,7 +106,7 @@ def test_turns_of_a_partition_lagging_90_seconds_still_count_for_their_minute() 
     events = []
     for _, ts in sorted(arrivals):
         watch.update(ts, 800.0)
-        events += [event for event, _ in watch.volume_events]
+        events += [event for event, *_ in watch.volume_events]
     assert events == [] and watch.late == 0
 
 
@@ -175,3 +175,42 @@ def test_a_latency_slowdown_building_over_minutes_is_found_at_any_traffic() -> N
     for per_minute, factor, ramp in ((2_000, 2.0, 5.0), (500, 3.0, 15.0)):
         found = minutes_to_alarm(per_minute, factor, ramp, seed=1)
         assert found is not None and found < ramp, (per_minute, factor, ramp, found)
+
+
+def test_alarms_in_minutes_closed_at_once_start_at_their_own_minutes() -> None:
+    """A surge minute, then ten empty ones closed by the next turn: the surge's alarm, its resolution and
+    the drop's alarm came out of one update with one start (the turn's time), so the drop's escalation had
+    the surge's id, and Alertmanager's sink refused it as an older revision of a resolved alert."""
+    watch = TrafficWatch()
+    feed(watch, [50] * 40)
+    for i in range(300):
+        watch.update(40 * 60 + i * 0.2, 800.0)
+    watch.update(50 * 60 + 1.0, 800.0)
+    events = watch.volume_events
+    assert [(event, direction) for event, _, _, direction in events] == [
+        ("up", "up"),
+        ("resolved", "up"),
+        ("down", "down"),
+    ]
+    (_, up_since, up_turns, _), (_, resolved_since, _, _), (_, down_since, down_turns, _) = events
+    assert up_since == resolved_since == 40 * 60  # the surge minute's start
+    assert down_since not in (None, up_since)
+    assert (up_turns, down_turns) == (300, 0)
+
+
+def test_a_latency_sample_that_ends_a_rise_far_below_the_baseline_resolves_the_rise() -> None:
+    """It ended the rise and went past the lower threshold: the ignored drop's start replaced the rise's,
+    so the resolution named another escalation, and the rise's alert was re-sent for ever."""
+    watch = TrafficWatch(latency_warmup=50)
+    for i in range(50):
+        watch.update(float(i), 800.0 * (1.0 + 0.1 * (i % 3 - 1)))
+    ts = 50.0
+    while watch.latency_event != "up":
+        watch.update(ts, 8000.0)
+        ts += 1.0
+    rise_since = watch.latency_event_since
+    assert rise_since == ts - 1.0
+    while watch.latency_event != "resolved":
+        watch.update(ts, 1.0)  # far faster than usual
+        ts += 1.0
+    assert watch.latency_event_since == rise_since == watch.latency_since
