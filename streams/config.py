@@ -11,7 +11,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from detectors.defect_rate_spike import DefectRateSpike, arl0_for_budget
 from detectors.score_drift import ScoreDrift
-from schemas.common import MIN_INCLUSION_PROBABILITY
+from schemas.common import MIN_INCLUSION_PROBABILITY, QUALITY_DIMENSIONS
 
 #: Shortest CONVOWATCH_TEXT_HASH_KEY accepted.
 MIN_TEXT_HASH_KEY = 16
@@ -388,6 +388,29 @@ class Settings(BaseSettings):
             raise ValueError(f"cannot read the CA bundle {str(path)[:200]!r}")
         return path
 
+    @field_validator("*")
+    @classmethod
+    def _integers_fit_64_bits(cls, value: object) -> object:
+        # settings become detector parameters, whose state the changelog gets as JSON (orjson), which refuses
+        # an integer beyond 64 bits: the aggregate stage failed on its first batch, at every restart again
+        if _wider_than_64_bits(value):
+            raise ValueError(f"integers must be within [-2**63, 2**63 - 1], got {str(value)[:100]}")
+        return value
+
+    @field_validator("spike_turns_per_day")
+    @classmethod
+    def _spike_budget_in_range(cls, turns: float, info: ValidationInfo) -> float:
+        alarms = info.data.get("spike_false_alarms_per_day")
+        if alarms is not None:  # else that field failed already
+            # the run length SpikeView gives its detectors: a judged turn is an event of each of its 3
+            # slices' streams per category, at most one category per quality dimension
+            streams = 3 * len(QUALITY_DIMENSIONS)
+            try:
+                DefectRateSpike(arl0=arl0_for_budget(alarms, turns, streams))
+            except ValueError as exc:
+                raise ValueError(f"with CONVOWATCH_SPIKE_FALSE_ALARMS_PER_DAY: {exc}") from None
+        return turns
+
     @field_validator("drift_pairs_per_day")
     @classmethod
     def _drift_budget_in_range(cls, pairs: float, info: ValidationInfo) -> float:
@@ -435,3 +458,14 @@ class Settings(BaseSettings):
     def topic(self, name: str) -> str:
         """The full name of a logical topic, e.g. ``topic("defects") == "convowatch.defects"``."""
         return f"{self.topic_prefix}{name}"
+
+
+def _wider_than_64_bits(value: object) -> bool:
+    """Whether ``value`` is, or holds (in a dict's values, a list or a tuple), an integer orjson refuses."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return not -(2**63) <= value < 2**63
+    if isinstance(value, dict):
+        return any(_wider_than_64_bits(v) for v in value.values())
+    if isinstance(value, list | tuple):
+        return any(_wider_than_64_bits(v) for v in value)
+    return False

@@ -18,7 +18,7 @@ from __future__ import annotations
 from typing import Any
 
 from detectors.category_spikes import CategorySpikes
-from detectors.defect_rate_spike import arl0_for_budget
+from detectors.defect_rate_spike import DefectRateSpike, arl0_for_budget
 from schemas.common import FAIL, QUALITY_DIMENSIONS
 from streams.aggregate import Aggregator, key
 from streams.emit import SEP, Emit, iso, sampled_labels
@@ -48,6 +48,7 @@ class SpikeView:
         categories = sorted(set(self.category_of.values()))
         # every judged turn is one event for each (slice, category) stream it falls in
         self.arl0 = arl0_for_budget(false_alarms_per_day, turns_per_day, len(SLICES) * len(categories))
+        DefectRateSpike(arl0=self.arl0)  # a budget out of range fails at start, not on every observation
         self.severity = {
             c: min(
                 (taxonomy.policy(d).severity for d, cat in self.category_of.items() if cat == c),

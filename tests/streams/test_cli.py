@@ -161,6 +161,11 @@ def test_hash_redaction_without_a_long_enough_key_exits_1_without_echoing_it(key
         ("CONVOWATCH_SESSION_TIMEOUT_SECONDS", "120"),  # above Faust's request timeout: refused at start
         ("CONVOWATCH_HEARTBEAT_INTERVAL_SECONDS", "30"),  # half the session timeout
         ("CONVOWATCH_DRIFT_PAIRS_PER_DAY", "0.5"),  # a run length of 1: every pair failed in the view
+        ("CONVOWATCH_SPIKE_TURNS_PER_DAY", "1e11"),  # a run length past 1e12: every spike update failed
+        # past 64 bits: the changelog's JSON refuses them, and the aggregate stage failed at every restart
+        ("CONVOWATCH_REVIEW_SEED", str(2**64)),
+        ("CONVOWATCH_VERSION_MIN_SAMPLES", str(2**63)),
+        ("CONVOWATCH_AGREEMENT_WINDOWS", '{"1h": [3600, 18446744073709551616]}'),
     ],
 )
 def test_a_bad_setting_is_a_one_line_error_naming_its_variable(variable, value, capsys, monkeypatch):
