@@ -115,7 +115,10 @@ class AgreementView:
         )
         jd = (judge_id, dimension)
         labels = self._labels.get(jd) or self._label_values(jd)
-        if tracker is not None:
+        # a judge or dimension the metric guard folds into "other": report.json only (each would set the one
+        # "other" series, the last one winning)
+        own = labels == jd
+        if tracker is not None and own:
             # no cached children: the Kafka worker clears these gauges after a rebalance
             m = self.metrics
             m.agreement_ratio.labels(*labels).set(tracker.percent_agreement)
@@ -128,7 +131,7 @@ class AgreementView:
             self._breakdown,
             lambda b: b.update(ts, segment, judge_label, human_label),
         )
-        if breakdown is None:
+        if breakdown is None or not own:
             return
         if self.refresh(jd, ts):
             self._export_overall(breakdown.overall(), labels)
@@ -168,8 +171,10 @@ class AgreementView:
                 if breakdown is None:
                     continue
                 value, stats = _stored(breakdown, "vendor", vendor)
+                labels = (m.label("judge_id", judge_id), m.label("dimension", dimension))
+                if labels != (judge_id, dimension):  # folded into "other": report.json only
+                    continue
                 if self.refresh((judge_id, dimension, "vendor", value), obs["ts"]):
-                    labels = (m.label("judge_id", judge_id), m.label("dimension", dimension))
                     self._export_segment(labels, "vendor", value, stats)
 
     def _export_overall(self, stats: AgreementStats, labels: tuple[str, str]) -> None:

@@ -45,6 +45,8 @@ class CalibrationView:
             return []
         m = self.metrics
         labels = (m.label("judge_id", judge_id), m.label("dimension", dimension))
+        if labels != (judge_id, dimension):  # folded into "other" by the metric guard: report.json only
+            return []
         m.judge_sensitivity.labels(*labels).set(calibration.sensitivity)
         m.judge_specificity.labels(*labels).set(calibration.specificity)
         m.judge_ece.labels(*labels).set(calibration.ece)

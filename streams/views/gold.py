@@ -53,14 +53,17 @@ class GoldView:
             aggregator.update(
                 key("gold_annotator", vendor, obs["annotator_id"]), obs, partition, _accuracies, score
             )
-            gauge, who = m.vendor_gold_accuracy, m.label("vendor_id", vendor)
+            gauge, raw = m.vendor_gold_accuracy, vendor
+            who = m.label("vendor_id", vendor)
         else:
             keyed = aggregator.update(key("gold_judge", obs["judge_id"]), obs, partition, _accuracies, score)
-            gauge, who = m.judge_gold_accuracy, m.label("judge_id", obs["judge_id"])
-        if keyed is not None:
+            gauge, raw = m.judge_gold_accuracy, obs["judge_id"]
+            who = m.label("judge_id", raw)
+        if keyed is not None and who == raw:  # one folded into "other" by the label guard: report.json only
             for dim in (*(d for d, _, _ in scored), ALL):
                 dimension = dim if dim == ALL else m.label("dimension", dim)
-                gauge.labels(who, dimension).set(keyed.get(dim).accuracy)
+                if dimension == dim:  # (each vendor's accuracy in one "other" series: the last one wins)
+                    gauge.labels(who, dimension).set(keyed.get(dim).accuracy)
         return []
 
     def report(self, aggregator: Aggregator) -> dict[str, Any]:

@@ -90,13 +90,20 @@ class DefectRateView:
             return []
         m = self.metrics
         judge = m.label("judge_id", judge_id)
+        if judge != judge_id:  # folded into "other" by the metric guard: report.json only
+            return []
         journey_label = m.label("journey", segment.get("journey") if segment else None)
-        for dim, _ in verdicts:
+        # every dimension the judge's estimators hold, not this observation's only: a judge prompted per
+        # dimension sends one a record, and the refresh (per judge and journey) went to whichever came
+        dims = sorted({inner.split(SEP, 1)[1] for inner, _ in keyed.items()})
+        for dim in dims:
             dimension = m.label("dimension", dim)
             for where, label in ((journey, journey_label), (ALL, ALL)):
                 if where != ALL and (label != journey or journey == OTHER):
                     continue  # journeys the metric guard or the view fold into "other": report.json only
                 ppi = keyed.get(where + SEP + dim)
+                if ppi is None:  # a dimension this journey has no estimator of
+                    continue
                 low, high = ppi.interval
                 m.calibrated_rate.labels(judge, dimension, label).set(ppi.estimate)
                 m.calibrated_rate_bound.labels(judge, dimension, label, "lower").set(low)
