@@ -245,9 +245,17 @@ def test_each_chart_threshold_is_the_exact_smallest_for_its_target():
 
 def test_design_is_cached_and_conservative():
     q = math.ceil(math.log(0.02) / _GRID_STEP)  # a 2% rate is designed at the grid rate just above it
+    _chart.cache_clear()
     up, down, thr, unit = _chart(q, 1.5, 1e6)
     assert _chart(q, 1.5, 1e6) == (up, down, thr, unit) and down == 1
-    assert 0.02 <= math.exp(q * _GRID_STEP) < 0.02 * math.exp(_GRID_STEP)
+    assert _chart.cache_info().hits == 1  # computed once per process
+    # conservative: at the rate it stands for (below the grid rate it was designed at), the chart's
+    # in-control run length is at least the target
+    assert arl.arl(up, down, thr, 0.02) >= 1e6
+    detector = DefectRateSpike(arl0=1e6)
+    for i in range(2_000):  # the warm-up: 40 defects in 2,000 events, a 2% estimate
+        detector.update(i % 50 == 0)
+    assert all(rate >= detector.baseline for rate in detector.design_rates)
 
 
 @pytest.mark.parametrize("rate", [0.002, 0.25, 0.45])

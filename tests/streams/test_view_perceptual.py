@@ -181,7 +181,7 @@ def test_scores_are_clamped_into_the_edge_buckets_and_replays_count_once():
     assert value("convowatch_perceptual_drift_statistic", labels) is None  # no test before 400 scores
 
 
-def test_turns_without_scores_and_text_turns_are_left_alone():
+def test_verdicts_without_perceptual_scores_are_left_alone():
     pipeline, registry = _pipeline()
     _run(pipeline, _records(50, lambda rng, i, segment: {}))
     assert pipeline.report()["perceptual"] == []
