@@ -19,7 +19,8 @@ Once label event time has moved ``evaluate_every_seconds`` past the last evaluat
 are judged and a :class:`~detectors.sla_status.SlaStatus` under ``vendor_sla`` records breaches: a
 breach publishes a ``vendor_sla`` escalation (id per vendor, SLA and episode), re-published with the next
 revision every ``republish_seconds`` while it lasts, and resolved once the vendor is back on target, or
-has no label left in the window (nothing to judge it by: ``closed_without_labels`` in the evidence). Both
+the window no longer holds enough to judge it by (``closed_without_evidence`` in the evidence, and
+``closed_without_labels`` when no label at all is left: too few gold items is enough). Both
 aggregates go through :meth:`Aggregator.update`, so a replayed observation is skipped and publishes
 nothing, and the evaluation depends on the stream only. Vendor gauges are set at each evaluation; report
 .json has a ``vendors`` section with every vendor's and annotator's scorecard and the SLA verdicts. Items
@@ -152,9 +153,10 @@ class VendorsView:
             status.update(now, ALL, None)  # evaluated now, even with no vendor to judge
             for vendor, (scorecard, verdicts) in judged.items():
                 for verdict in verdicts:
-                    # a vendor with no label left in the window cannot be judged: an open breach closes
-                    # (it stayed open for good when a breaching vendor stopped labelling)
-                    lapsed = verdict.breached is None and scorecard.labels == 0
+                    # an SLA the window no longer has enough of to judge (no label left, or too few gold
+                    # items or comparisons): an open breach closes. It stayed open for good, re-published
+                    # every hour, when a breaching vendor stopped labelling or its gold items aged out.
+                    lapsed = verdict.breached is None
                     status.update(now, f"{vendor}|{verdict.sla}", False if lapsed else verdict.breached)
                     if status.change is not None:
                         emits.append(self._escalation(status, vendor, verdict, scorecard, card, lapsed))
@@ -197,9 +199,14 @@ class VendorsView:
         change, severity = status.change, self.sla.severity
         eid = escalation_id("vendor_sla", f"{vendor}|{verdict.sla}|{state['episode']}")
         what = _describe(verdict)
-        if lapsed:
+        if lapsed and scorecard.labels == 0:
             summary = (
                 f"Vendor SLA breach closed: no labels from {vendor} in the window to judge {verdict.sla}"
+            )
+        elif lapsed:
+            summary = (
+                f"Vendor SLA breach closed: too few samples from {vendor} in the window to judge "
+                f"{verdict.sla}"
             )
         elif change == "resolved":
             summary = f"Vendor SLA met again: {vendor} {what}"
@@ -227,7 +234,8 @@ class VendorsView:
                 "samples": verdict.samples,
                 **{k: finite_or_none(v) for k, v in verdict.detail.items()},
                 "breached_since": iso(state["since"]),
-                "closed_without_labels": lapsed,
+                "closed_without_labels": lapsed and scorecard.labels == 0,
+                "closed_without_evidence": lapsed,
                 "episode": state["episode"],
                 "window_start": iso(card.window_start or card.watermark),
                 "window_end": iso(card.watermark),

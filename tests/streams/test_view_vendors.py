@@ -26,6 +26,7 @@ from streams.emit import iso
 from streams.exceptions import ConfigError
 from streams.metrics import Metrics
 from streams.pipeline import Pipeline
+from streams.state import DictStore
 from streams.vendor_sla import VendorSla, load_vendor_sla
 from streams.views.vendors import VendorsView
 from tests.factories import chat_turn, human_label, judge_verdict, raw, verdict
@@ -208,7 +209,7 @@ def test_a_breaching_vendor_gets_one_escalation_per_sla_revised_then_resolved(fi
     }
 
 
-def test_a_breach_closes_once_its_vendor_has_no_label_left_in_the_window(files):
+def test_a_breach_closes_once_its_vendor_has_too_few_labels_left_in_the_window(files):
     # vendor-b breaches, then stops labelling at 3.5 h; vendor-a labels on. The open breaches stayed open
     # for good (no evidence either way), and the gauges at 1
     sla, golden = files
@@ -224,9 +225,11 @@ def test_a_breach_closes_once_its_vendor_has_no_label_left_in_the_window(files):
     assert sorted(e["evidence"]["sla"] for e in closed) == ["gold_accuracy", "turnaround"]
     for value in closed:
         Escalation.model_validate(value)
-        assert value["evidence"]["closed_without_labels"] is True
-        assert value["summary"].startswith("Vendor SLA breach closed: no labels from vendor-b")
-        assert _ts(value["event_time"]) >= stop + HOUR - 300  # the window (1 h in 5 min buckets) emptied
+        assert value["evidence"]["closed_without_evidence"] is True
+        assert value["summary"].startswith("Vendor SLA breach closed: ")
+        assert "from vendor-b in the window" in value["summary"]
+        # once the window (1 h in 5 min buckets) has too few of its labels, at the latest when it is empty
+        assert stop < _ts(value["event_time"]) <= stop + HOUR + 300
         name = value["evidence"]["sla"]
         assert (
             registry.get_sample_value(
@@ -435,3 +438,35 @@ def test_labels_older_than_the_window_are_counted_once_in_the_too_late_counter()
     assert too_late() == 5.0 == view.report(aggregator)["vendors"]["window"]["too_late"]
     card = aggregator.detector("vendor_scorecard")
     assert isinstance(card, VendorScorecard) and card.scorecard("vendor-a").labels == 3
+
+
+def test_a_gold_accuracy_breach_closes_when_its_gold_items_leave_the_window_while_the_vendor_labels_on():
+    """Too few gold items left to judge it, though the vendor labels on: the breach stayed open for good,
+    re-published every hour for a day, then silent with its gauge at 1."""
+    golden = {f"g{i}": {"safety": "fail"} for i in range(30)}
+    registry = CollectorRegistry()
+    metrics = Metrics(registry)
+    aggregator = Aggregator(metrics, DictStore(), views=[VendorsView(metrics, golden=golden)])
+    seen: list[dict[str, Any]] = []
+    for i, turn_id in enumerate([f"g{i}" for i in range(30)] + [f"t{i}" for i in range(3_000)]):
+        ts = 60.0 * (i + 1)  # one label a minute: every gold item wrong, then ordinary turns for two days
+        observation = {
+            "kind": "labelled",
+            "turn_id": turn_id,
+            "ts": ts - 60,
+            "label_ts": ts,
+            "annotator_id": "a1",
+            "vendor_id": "vendor-a",
+            "is_gold": turn_id.startswith("g"),
+            "labels": {"safety": "pass"},
+            "judges": {},
+            "segment": None,
+            "src": ["labels:0", i, 0],
+        }
+        seen += [e.value for e in aggregator.apply(observation) if e.topic == "escalations"]
+    gold = [e for e in seen if e["evidence"]["sla"] == "gold_accuracy"]
+    assert gold[0]["status"] == "firing" and gold[-1]["status"] == "resolved"
+    assert gold[-1]["evidence"]["closed_without_evidence"] is True
+    assert gold[-1]["evidence"]["closed_without_labels"] is False
+    breached = {"vendor_id": "vendor-a", "sla": "gold_accuracy"}
+    assert registry.get_sample_value("convowatch_vendor_sla_breached", breached) == 0.0
