@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 from detectors.traffic_watch import TrafficWatch
 from streams.aggregate import Aggregator
 from streams.emit import SEP, UNKNOWN_SEGMENT, Emit, iso
+from streams.labels import LabelGuard
 from streams.metrics import Metrics
 from streams.policy import escalation_id
 from streams.views.agreement import finite_or_none
+
+#: Journeys a worker watches apart; the rest share one ``other`` watch (a producer sending a new journey with
+#: every turn grew an aggregate per journey, and escalations labelled with each)
+MAX_JOURNEYS = 100
 
 
 class TrafficView:
@@ -17,9 +23,15 @@ class TrafficView:
 
     def __init__(self, metrics: Metrics) -> None:
         self.metrics = metrics
+        self.journeys = LabelGuard(MAX_JOURNEYS)
+
+    def rebalanced(self, aggregator: Aggregator) -> None:
+        """Admit the journeys of the watches this worker holds now first (as ``SpikeView.rebalanced``)."""
+        self.journeys = LabelGuard(MAX_JOURNEYS)
+        self.journeys.admit(traffic_key.split(SEP, 1)[1] for traffic_key, _ in aggregator.records("traffic"))
 
     def apply(self, aggregator: Aggregator, turn: dict[str, Any], partition: int | None) -> list[Emit]:
-        journey = turn["segment"]["journey"]
+        journey = self.journeys(turn["segment"]["journey"])
         watch = aggregator.update(
             f"traffic{SEP}{journey}",
             turn,
@@ -42,6 +54,27 @@ class TrafficView:
             )
         return emits
 
+    def open_escalations(
+        self, aggregator: Aggregator, keys: Iterable[str], at: float
+    ) -> Iterator[tuple[str, dict[str, Any]]]:
+        """(shard key, escalation) of every volume or latency alarm open in ``aggregator``, as if raised at
+        ``at``: after a restart or a rebalance, for the Alertmanager sink to send again."""
+        for traffic_key in keys:
+            if not traffic_key.startswith("traffic" + SEP):
+                continue
+            journey = traffic_key.split(SEP, 1)[1]
+            watch = aggregator.detector(traffic_key)
+            assert isinstance(watch, TrafficWatch)
+            now = {"ts": at, "turn_id": None}
+            if direction := watch.volume_alarm:
+                since, turns = watch.volume_since, watch.volume_last
+                yield (
+                    journey,
+                    self._value("volume_anomaly", direction, since, watch, journey, now, turns, direction),
+                )
+            if watch.latency_alarm:
+                yield journey, self._value("latency_anomaly", "up", watch.latency_since, watch, journey, now)
+
     def _escalation(
         self,
         kind: str,
@@ -53,6 +86,24 @@ class TrafficView:
         turns: int = 0,
         direction: str = "up",
     ) -> Emit:
+        value = self._value(kind, event, since, watch, journey, turn, turns, direction)
+        if value["status"] == "firing":
+            self.metrics.escalations.labels(kind, value["severity"]).inc()
+        return Emit("escalations", value["escalation_id"], value)
+
+    def _value(
+        self,
+        kind: str,
+        event: str,
+        since: float | None,
+        watch: TrafficWatch,
+        journey: str,
+        turn: dict[str, Any],
+        turns: int = 0,
+        direction: str = "up",
+    ) -> dict[str, Any]:
+        """The escalation of ``event``; ``turn`` the turn that made it (a ``turn_id`` of None: none, when an
+        open alarm is sent again)."""
         firing = event != "resolved"
         eid = escalation_id(kind, f"{journey}|{since}")
         severity = "medium"
@@ -64,9 +115,7 @@ class TrafficView:
         else:
             detail = f"usual latency {watch.latency_baseline_ms:.0f} ms"
             what = "Latency rise" if firing else "Latency back to normal"
-        if firing:
-            self.metrics.escalations.labels(kind, severity).inc()
-        value = {
+        return {
             "schema_version": 1,
             "escalation_id": eid,
             "kind": kind,
@@ -76,7 +125,7 @@ class TrafficView:
             "dimension": None,
             "segment": {**UNKNOWN_SEGMENT, "journey": journey},
             "event_time": iso(turn["ts"]),
-            "turn_ids": [turn["turn_id"]],
+            "turn_ids": [turn["turn_id"]] if turn["turn_id"] is not None else [],
             "summary": f"{what} in journey {journey}: {detail}",
             "evidence": {
                 "direction": event,
@@ -85,4 +134,3 @@ class TrafficView:
                 "latency_baseline_ms": finite_or_none(watch.latency_baseline_ms),  # NaN: no latency seen
             },
         }
-        return Emit("escalations", eid, value)

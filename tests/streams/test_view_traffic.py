@@ -8,6 +8,7 @@ from prometheus_client import CollectorRegistry
 
 from streams.aggregate import Aggregator
 from streams.alertmanager_payload import alert_labels
+from streams.emit import SEP
 from streams.metrics import Metrics
 from streams.views.traffic import TrafficView
 
@@ -62,3 +63,25 @@ def test_a_surge_closed_by_a_gap_says_its_own_minute_and_the_drop_after_it_has_a
     assert surge_resolved["escalation_id"] == surge["escalation_id"] != drop["escalation_id"]
     assert surge["summary"].startswith("Traffic surge in journey shopper: 300 turns in the minute")
     assert drop["summary"].startswith("Traffic drop in journey shopper: 0 turns in the minute")
+
+
+def test_journeys_past_the_first_hundred_share_one_watch_and_a_restart_keeps_the_mapping() -> None:
+    """A producer sending a new journey with every turn grew a watch (an aggregate) per journey."""
+    metrics = Metrics(CollectorRegistry())
+    aggregator = Aggregator(metrics, views=[TrafficView(metrics)])
+    for i in range(300):
+        turn = {
+            "kind": "turn",
+            "src": ["chats/0", i, 0],
+            "turn_id": f"t{i}",
+            "ts": T0 + i,
+            "segment": {"journey": f"journey-{i:03d}"},
+            "latency_ms": None,
+        }
+        aggregator.apply(turn, 0)
+    watched = sorted(key.split(SEP, 1)[1] for key, _ in aggregator.records("traffic"))
+    assert len(watched) == 101 and watched[-1] == "other"
+    restarted = TrafficView(metrics)
+    restarted.rebalanced(aggregator)
+    assert restarted.journeys("journey-099") == "journey-099"
+    assert restarted.journeys("journey-100") == "other"
