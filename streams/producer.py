@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 import orjson
-from confluent_kafka import KafkaError, Message, Producer
+from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 from schemas import Stream
 from streams.admin import create_topics
@@ -67,6 +67,10 @@ class InputProducer:
                 break
             except BufferError:
                 self.producer.poll(0.1)  # local queue full: let deliveries drain
+            except KafkaException as exc:  # refused locally (larger than a record may be): the others go on
+                refused = exc.args[0].str()
+                self.errors.append(f"{self.topics[stream]}: a {len(raw)}-byte record refused: {refused}")
+                return
         self.sent[stream.value] += 1
         self.producer.poll(0)
 
@@ -74,7 +78,7 @@ class InputProducer:
         remaining = self.producer.flush(timeout)
         if remaining:
             raise ConvowatchError(f"{remaining} records were not delivered within {timeout:.0f}s")
-        if self.errors:
+        if self.errors:  # after the flush: the records that could go went
             raise ConvowatchError(f"{len(self.errors)} records failed delivery, first: {self.errors[0]}")
         return self.sent
 
