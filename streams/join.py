@@ -130,7 +130,7 @@ class TurnJoiner:
             changed = self._add_human(entry, event)
         if changed:
             emits = self.outputs.outputs(turn_id, entry, source)
-            if entry["esc"] is not None and not entry.get("keep"):
+            if entry["esc"] is not None and entry["turn"] is not None and not entry.get("keep"):
                 self._keep_escalated(turn_id, entry)
             if self.keep_outputs and emits:
                 self._keep(turn_id, entry, source, emits)
@@ -186,7 +186,9 @@ class TurnJoiner:
         an entry of its own: an older revision than the one published, with only the new trigger and an
         unknown segment, which Alertmanager's sink refuses and which ends the topic's key on stale content.
         (Judged high-risk turns are requested for review too; a human's fail is not, nor is a turn whose
-        request comes back after the cap evicted it.)"""
+        request comes back after the cap evicted it.) Not an entry without its turn: it publishes its defects
+        when evicted, with an unknown segment, and kept it would hold them until the TTL; it is kept once its
+        turn comes."""
         entry["keep"] = 1
         self.kept_for_review.add(turn_id)
         self.metrics.join_kept_for_review.set(len(self.kept_for_review))

@@ -230,6 +230,16 @@ def test_an_escalated_turn_outlives_the_cap_so_a_later_record_updates_its_escala
     assert sum(counted) == 1  # one escalation, counted at its first revision
 
 
+def test_an_escalated_entry_without_its_turn_is_not_kept_so_the_cap_publishes_its_defects() -> None:
+    h = Harness(max_entries=20, evict_every=1)
+    h.feed(labelled("orphan", 0, [verdict("safety", "fail")]))  # its turn was evicted, or never sent
+    assert [e.value["revision"] for e in h.topic("escalations")] == [1]
+    fill(h, 10, 200)
+    assert not h.holds("orphan")
+    assert [e.value["turn_id"] for e in h.topic("defects")] == ["orphan"]
+    assert h.value("convowatch_join_unmatched_total", stream="human_labels") == 1
+
+
 def test_a_turn_without_a_high_risk_failure_is_not_kept() -> None:
     h = Harness(max_entries=20, evict_every=1)
     h.feed(turn("plain", 0), judged("plain", 1, [verdict("relevance", "fail")]))
