@@ -275,6 +275,18 @@ class TrafficWatch(Detector):
         return None if since is None else float(since)
 
     @property
+    def volume_alarm(self) -> str | None:
+        """The open volume alarm's direction (``"up"`` or ``"down"``), or None."""
+        alarm = self._volume["alarm"]
+        return None if alarm is None else str(alarm)
+
+    @property
+    def latency_alarm(self) -> str | None:
+        """``"up"`` while a latency rise is open, else None."""
+        alarm = self._latency["alarm"]
+        return None if alarm is None else str(alarm)
+
+    @property
     def latency_since(self) -> float | None:
         since = self._latency["since"]
         return None if since is None else float(since)

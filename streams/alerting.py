@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import logging
+import time
+from collections.abc import Callable, Iterable
 from typing import Any
 
+from streams.aggregate import Aggregator
 from streams.alertmanager import AlertmanagerSink
 from streams.config import Settings
 from streams.exceptions import ConfigError
@@ -13,6 +16,8 @@ from streams.taxonomy import load_taxonomy
 
 #: What became of escalation alerts in the sink (``convowatch_alertmanager_alerts_total{result}``)
 ALERT_RESULTS = ("sent", "failed", "dropped", "expired", "invalid")
+
+log = logging.getLogger("convowatch.alerting")
 
 
 def build_alertmanager_sink(
@@ -48,3 +53,32 @@ def publish_escalation(sink: AlertmanagerSink | None) -> Callable[[dict[str, Any
     if sink is None:
         return lambda value: None
     return sink.publish
+
+
+def resend_open_alerts(
+    sink: AlertmanagerSink,
+    aggregator: Aggregator,
+    keys: Iterable[str],
+    owns: Callable[[str], bool],
+    source: Callable[[str], Any],
+) -> int:
+    """Give ``sink`` the escalations open in the aggregates at ``keys`` whose shard key this worker ``owns``
+    (views with ``open_escalations``: defect spikes, judge drift, volume and latency anomalies), each with
+    its ``source`` (:meth:`AlertmanagerSink.forget`); how many. After a rebalance: a restarted worker's sink
+    starts empty, and one that took shards over holds none of theirs. Nothing else sends them again before
+    their next revision (a spike's resolution, hours later perhaps), so Alertmanager resolved them after four
+    re-send periods while they were still open, and the incident went on unseen."""
+    at = time.time()
+    keys = list(keys)
+    sent = 0
+    for view in aggregator.views:
+        open_escalations = getattr(view, "open_escalations", None)
+        if open_escalations is None:
+            continue
+        for shard_key, value in open_escalations(aggregator, keys, at):
+            if owns(shard_key):
+                sink.publish(value, source(shard_key))
+                sent += 1
+    if sent:
+        log.info("sending %d open escalations to Alertmanager again, after a rebalance", sent)
+    return sent

@@ -36,6 +36,7 @@ from typing import Any
 import faust
 import orjson
 
+from streams.alerting import resend_open_alerts
 from streams.alertmanager import AlertmanagerSink
 from streams.config import Settings
 from streams.emit import Emit
@@ -418,6 +419,13 @@ class KafkaTransport:
             clear_lost_shards(self.metrics, owns)
             clear_lost_children(self.metrics, owns)
             self.metrics.perceptual_open.retain(lambda member: owns(member[0]))  # (judge, ...): its shard
+            if self.alerts is not None:
+                producer = self.app.producer
+
+                def source(shard_key: str) -> tuple[str, int]:  # as _note_sources gives the escalation's
+                    return topic, producer.key_partition(topic, shard_key.encode()).partition
+
+                resend_open_alerts(self.alerts, self.pipeline.aggregator, keys, owns, source)
 
     def _published_through(self) -> dict[str, int]:
         """The recovered "published through" offsets of the input partitions this worker owns now."""

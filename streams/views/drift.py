@@ -10,6 +10,7 @@ is stated per day, all streams together (``CONVOWATCH_DRIFT_FALSE_ALARMS_PER_DAY
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 from detectors.defect_rate_spike import DefectRateSpike, arl0_for_budget
@@ -66,10 +67,32 @@ class JudgeDriftView:
                 emits.append(self._escalation(detector, judge_id, dimension, journey, pair))
         return emits
 
+    def open_escalations(
+        self, aggregator: Aggregator, keys: Iterable[str], at: float
+    ) -> Iterator[tuple[str, dict[str, Any]]]:
+        """(shard key, escalation) of every drift open in ``aggregator``, as if raised at ``at``: after a
+        restart or a rebalance, for the Alertmanager sink to send again (nothing else re-sends them)."""
+        for drift_key in keys:
+            if not drift_key.startswith("drift" + SEP):
+                continue
+            _, judge_id, dimension, journey = drift_key.split(SEP)
+            detector = aggregator.detector(drift_key)
+            assert isinstance(detector, DefectRateSpike)
+            if detector.in_alarm:
+                yield judge_id, self._value(detector, judge_id, dimension, journey, at, firing=True)
+
     def _escalation(
         self, detector: DefectRateSpike, judge_id: str, dimension: str, journey: str, pair: dict[str, Any]
     ) -> Emit:
         firing = detector.drift_detected
+        if firing:
+            self.metrics.escalations.labels("judge_drift", "high").inc()
+        value = self._value(detector, judge_id, dimension, journey, pair["ts"], firing)
+        return Emit("escalations", value["escalation_id"], value)
+
+    def _value(
+        self, detector: DefectRateSpike, judge_id: str, dimension: str, journey: str, ts: float, firing: bool
+    ) -> dict[str, Any]:
         where = "all journeys" if journey == "*" else f"journey {journey}"
         eid = escalation_id("judge_drift", f"{judge_id}|{dimension}|{journey}|{detector.n_alarms}")
         if firing:
@@ -77,12 +100,11 @@ class JudgeDriftView:
                 f"Judge drift: {judge_id} disagrees with humans on {dimension} in {where} "
                 f"{detector.spike_rate:.1%} of the time, against a usual {detector.baseline:.1%}"
             )
-            self.metrics.escalations.labels("judge_drift", "high").inc()
         else:
             summary = (
                 f"Judge drift over: {judge_id} on {dimension} in {where} is back near {detector.baseline:.1%}"
             )
-        value = {
+        return {
             "schema_version": 1,
             "escalation_id": eid,
             "kind": "judge_drift",
@@ -91,7 +113,7 @@ class JudgeDriftView:
             "revision": 1 if firing else 2,
             "dimension": dimension,
             "segment": {**UNKNOWN_SEGMENT, "journey": None if journey == "*" else journey},
-            "event_time": iso(pair["ts"]),
+            "event_time": iso(ts),
             "turn_ids": [str(ref) for ref in detector.evidence],
             "summary": summary,
             "evidence": {
@@ -103,4 +125,3 @@ class JudgeDriftView:
                 "episode": detector.n_alarms,
             },
         }
-        return Emit("escalations", eid, value)

@@ -15,6 +15,7 @@ detector's in-control run length. A spike raises ``defect_spike`` (firing, then 
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 from detectors.category_spikes import CategorySpikes
@@ -140,6 +141,21 @@ class SpikeView:
             slices.append((key("spike", source, *(f"{n}={v}" for n, v in values.items())), values))
         return slices
 
+    def open_escalations(
+        self, aggregator: Aggregator, keys: Iterable[str], at: float
+    ) -> Iterator[tuple[str, dict[str, Any]]]:
+        """(shard key, escalation) of every spike open in ``aggregator``, as if raised at ``at``: after a
+        restart or a rebalance, for the Alertmanager sink to send again (nothing else re-sends them)."""
+        for spike_key in keys:
+            if not spike_key.startswith("spike" + SEP):
+                continue
+            source, values = spike_slice(spike_key)
+            spikes = aggregator.detector(spike_key)
+            assert isinstance(spikes, CategorySpikes)
+            for category in spikes.in_alarm:
+                value = self._value(spikes, category, source, values, at, firing=True)
+                yield source, value
+
     def _escalation(
         self,
         spikes: CategorySpikes,
@@ -149,6 +165,21 @@ class SpikeView:
         obs: dict[str, Any],
         firing: bool,
     ) -> Emit:
+        value = self._value(spikes, category, source, values, obs["ts"], firing)
+        if firing:
+            self.metrics.escalations.labels("defect_spike", value["severity"]).inc()
+        set_spike_active(self.metrics, category, source, values, firing)
+        return Emit("escalations", value["escalation_id"], value)
+
+    def _value(
+        self,
+        spikes: CategorySpikes,
+        category: str,
+        source: str,
+        values: dict[str, str],
+        ts: float,
+        firing: bool,
+    ) -> dict[str, Any]:
         detector = spikes.detector(category)
         episode = detector.n_alarms
         where = ", ".join(f"{n} {v}" for n, v in values.items())
@@ -162,11 +193,9 @@ class SpikeView:
                 f"Defect spike: {category} at {detector.spike_rate:.1%} against a baseline of "
                 f"{detector.baseline:.1%} in {where} ({who}), since about {ago} turns ago"
             )
-            self.metrics.escalations.labels("defect_spike", severity).inc()
         else:
             summary = f"Defect spike over: {category} back near {detector.baseline:.1%} in {where} ({who})"
-        set_spike_active(self.metrics, category, source, values, firing)
-        value = {
+        return {
             "schema_version": 1,
             "escalation_id": eid,
             "kind": "defect_spike",
@@ -178,7 +207,7 @@ class SpikeView:
                 name: values.get(name)
                 for name in ("journey", "intent", "model_version", "channel", "modality")
             },
-            "event_time": iso(obs["ts"]),
+            "event_time": iso(ts),
             "turn_ids": [str(ref) for ref in detector.evidence],
             "summary": summary,
             "evidence": {
@@ -192,7 +221,6 @@ class SpikeView:
                 "runbook_url": self.runbook[category],
             },
         }
-        return Emit("escalations", eid, value)
 
 
 def spike_slice(spike_key: str) -> tuple[str, dict[str, str]]:

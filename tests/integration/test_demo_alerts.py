@@ -6,6 +6,7 @@ import io
 import json
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -14,7 +15,7 @@ from streams.demo import run_demo
 from tests.support.alertmanager import AlertmanagerServer
 from tests.support.broker import KafkaBroker
 from tests.support.wait import wait_until
-from tests.support.worker import REPO, WorkerProcess, run_cli
+from tests.support.worker import REPO, WorkerProcess, produce_jsonl, run_cli
 
 pytestmark = pytest.mark.prometheus
 
@@ -81,3 +82,49 @@ def test_worker_escalations_become_alerts(
         assert alerts[0]["labels"]["severity"] == "critical"
         assert alerts[0]["labels"]["journey"] == "driver_support"
         assert worker.value("convowatch_alertmanager_alerts_total", result="sent") >= 1
+
+
+@pytest.mark.kafka
+def test_an_alert_still_open_when_the_worker_restarts_is_sent_again_by_the_new_one(
+    kafka_broker: KafkaBroker,
+    unique_name: Callable[[str], str],
+    make_worker: Callable[[str, dict[str, str]], WorkerProcess],
+    tmp_path: Path,
+) -> None:
+    """A volume drop open in the aggregates: the restarted worker's sink started empty, and nothing sent the
+    drop again before its resolution, so Alertmanager resolved it four re-send periods after the restart
+    while traffic was still down. The new worker sends it again from the recovered aggregates."""
+    with AlertmanagerServer(REPO / "prometheus" / "alertmanager.yml") as alertmanager:
+        env = {
+            "CONVOWATCH_TOPIC_PREFIX": unique_name("cw") + ".",
+            "CONVOWATCH_APP_ID": unique_name("app"),
+            "CONVOWATCH_ALERTMANAGER_URL": alertmanager.url,
+            "CONVOWATCH_ALERT_RESEND_SECONDS": "1",  # endsAt 4 s ahead: resolved 4 s after the last send
+        }
+        turns = []
+        for minute in range(45):
+            per_minute = 50 if minute < 40 else 3  # a journey's traffic collapses at minute 40
+            for i in range(per_minute):
+                turns.append(
+                    {
+                        "turn_id": f"t{minute}-{i}",
+                        "conversation_id": f"c{minute}-{i}",
+                        "ts": f"2026-11-02T09:{minute:02d}:{i * 60 // per_minute:02d}Z",
+                        "journey": "driver_support",
+                        "channel": "voice",
+                        "model_version": "driver-v7",
+                    }
+                )
+        produce_jsonl(kafka_broker.bootstrap, env, tmp_path, chats=turns)
+
+        def drops() -> list[dict[str, Any]]:
+            return alertmanager.alerts(filter=['alertname="ConvowatchVolumeAnomaly"'])
+
+        first = make_worker(kafka_broker.bootstrap, env)
+        (alert,) = wait_until(drops, timeout=90, message=first.log_tail)
+        assert alert["labels"]["severity"] == "high"
+        assert first.stop() == 0
+        wait_until(lambda: not drops(), timeout=30, message=lambda: f"still active: {drops()}")
+        second = make_worker(kafka_broker.bootstrap, env)
+        (again,) = wait_until(drops, timeout=90, message=second.log_tail)
+        assert again["labels"] == alert["labels"]
