@@ -11,6 +11,7 @@ from streams.aggregate import Aggregator
 from streams.alertmanager import AlertmanagerSink
 from streams.config import Settings
 from streams.exceptions import ConfigError
+from streams.join import TurnJoiner
 from streams.metrics import Metrics
 from streams.taxonomy import load_taxonomy
 
@@ -81,4 +82,20 @@ def resend_open_alerts(
                 sent += 1
     if sent:
         log.info("sending %d open escalations to Alertmanager again, after a rebalance", sent)
+    return sent
+
+
+def resend_open_high_risk(
+    sink: AlertmanagerSink, joiner: TurnJoiner, within_seconds: float, source: Callable[[int | None], Any]
+) -> int:
+    """Give ``sink`` the high-risk escalations of the turns ``joiner`` holds whose last event is within
+    ``within_seconds`` (the sink's expiry) of the newest, each with ``source(partition)``; how many. After a
+    restart or a rebalance, as :func:`resend_open_alerts`: a critical page resolved by itself four re-send
+    periods after every deploy, before anybody acted on it."""
+    sent = 0
+    for _, partition, value in joiner.open_escalations(within_seconds):
+        sink.publish(value, source(partition))
+        sent += 1
+    if sent:
+        log.info("sending %d high-risk escalations to Alertmanager again, after a rebalance", sent)
     return sent

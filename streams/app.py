@@ -36,7 +36,8 @@ from typing import Any
 import faust
 import orjson
 
-from streams.alerting import resend_open_alerts
+from schemas import Stream
+from streams.alerting import resend_open_alerts, resend_open_high_risk
 from streams.alertmanager import AlertmanagerSink
 from streams.config import Settings
 from streams.emit import Emit
@@ -406,6 +407,10 @@ class KafkaTransport:
                 log.info("dropped %d pending turns of partitions now owned by other workers", dropped)
             self.pipeline.joiner.forget_unheld()
             self.metrics.join_pending.set(len(self.pending))  # or a worker left with none keeps its old count
+            if self.alerts is not None:  # the turns topic: entries are partitioned as the inputs are
+                turns = input_topics(self.settings)[Stream.CHAT_TURNS]
+                within = self.settings.alert_expire_seconds
+                resend_open_high_risk(self.alerts, self.pipeline.joiner, within, lambda p: (turns, p))
         if self.aggregate_store is not None:
             topic = self.outputs["observations"].get_topic_name()
             observed = {tp.partition for tp in assigned if tp.topic == topic}

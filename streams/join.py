@@ -21,6 +21,7 @@ of records it knows were published (:meth:`TurnJoiner.published_marks`).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from typing import Any
 
@@ -192,6 +193,27 @@ class TurnJoiner:
         entry["keep"] = 1
         self.kept_for_review.add(turn_id)
         self.metrics.join_kept_for_review.set(len(self.kept_for_review))
+
+    def open_escalations(self, within_seconds: float) -> Iterator[tuple[str, int | None, dict[str, Any]]]:
+        """(turn id, partition, latest revision) of every high-risk escalation of an entry the store holds
+        whose last event is within ``within_seconds`` of the newest one's: after a restart or a rebalance,
+        for the Alertmanager sink to send again (it expires them after as long without an update). A scan:
+        only entries with an escalation are decoded (``"esc":null`` otherwise)."""
+        escalated: list[tuple[str, Entry]] = []
+        newest = -math.inf
+        for key, value in self.state.items(raw=True):
+            if isinstance(value, bytes):
+                newest = max(newest, float(entry_head(value)[1]))
+                if b'"esc":null' in value:
+                    continue
+                value = orjson.loads(value)
+            else:
+                newest = max(newest, float(value["last"]))
+            if value.get("esc"):
+                escalated.append((key, value))
+        for turn_id, entry in escalated:
+            if entry["last"] >= newest - within_seconds:
+                yield turn_id, entry.get("p"), self.outputs.policy.escalation(turn_id, entry)
 
     # -- outputs kept until published (keep_outputs) --------------------------------------------------
 

@@ -41,13 +41,22 @@ class HighRiskPolicy:
         """The escalation to (re-)publish for ``entry`` with its :meth:`triggers`, if they or its known
         segment changed."""
         turn = entry["turn"]
-        risky_turn = bool(turn and turn["risk"])
         if not triggers:
             return []
         state = entry["esc"] or {"rev": 0, "triggers": [], "segment_known": False}
         if state["triggers"] == triggers and state["segment_known"] == (turn is not None):
             return []
         entry["esc"] = {"rev": state["rev"] + 1, "triggers": triggers, "segment_known": turn is not None}
+        value = self.escalation(turn_id, entry)
+        if state["rev"] == 0:
+            self.metrics.escalations.labels("high_risk_failure", value["severity"]).inc()
+        return [Emit("escalations", value["escalation_id"], value)]
+
+    def escalation(self, turn_id: str, entry: Entry) -> dict[str, Any]:
+        """The escalation of ``entry`` as its latest revision published it (``entry["esc"]`` set)."""
+        turn = entry["turn"]
+        risky_turn = bool(turn and turn["risk"])
+        triggers = entry["esc"]["triggers"]
         dims = sorted({t[2] for t in triggers})
         primary = min(dims, key=self._priority)  # the dimension the alert is labelled and routed by
         severity = self.taxonomy.policy(primary).severity
@@ -57,7 +66,7 @@ class HighRiskPolicy:
         sources = ", ".join(f"{s} {i} says {d} fails" for s, i, d in triggers)
         topics = f" about {'/'.join(turn['risk'])}" if risky_turn else ""
         eid = escalation_id("high_risk_failure", turn_id)
-        value = {
+        return {
             "schema_version": 1,
             "escalation_id": eid,
             "kind": "high_risk_failure",
@@ -76,9 +85,6 @@ class HighRiskPolicy:
                 "runbook_url": self.taxonomy.policy(primary).runbook_url,
             },
         }
-        if state["rev"] == 0:
-            self.metrics.escalations.labels("high_risk_failure", severity).inc()
-        return [Emit("escalations", eid, value)]
 
     def _priority(self, dimension: str) -> tuple[int, bool, str]:
         """Most severe first, then high-risk before not, then by name."""

@@ -6,7 +6,6 @@ import io
 import json
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -91,9 +90,10 @@ def test_an_alert_still_open_when_the_worker_restarts_is_sent_again_by_the_new_o
     make_worker: Callable[[str, dict[str, str]], WorkerProcess],
     tmp_path: Path,
 ) -> None:
-    """A volume drop open in the aggregates: the restarted worker's sink started empty, and nothing sent the
-    drop again before its resolution, so Alertmanager resolved it four re-send periods after the restart
-    while traffic was still down. The new worker sends it again from the recovered aggregates."""
+    """A volume drop open in the aggregates, and a high-risk failure in the join: the restarted worker's sink
+    started empty, and nothing sent them again before their next revision, so Alertmanager resolved them
+    four re-send periods after the restart, the drop while traffic was still down, the page before anybody
+    acted on it. The new worker sends them again from the recovered aggregates and join."""
     with AlertmanagerServer(REPO / "prometheus" / "alertmanager.yml") as alertmanager:
         env = {
             "CONVOWATCH_TOPIC_PREFIX": unique_name("cw") + ".",
@@ -115,16 +115,29 @@ def test_an_alert_still_open_when_the_worker_restarts_is_sent_again_by_the_new_o
                         "model_version": "driver-v7",
                     }
                 )
-        produce_jsonl(kafka_broker.bootstrap, env, tmp_path, chats=turns)
+        unsafe = {
+            "turn_id": "t44-1",
+            "ts": "2026-11-02T09:44:30Z",
+            "judge_id": "judge-gpt",
+            "judge_version": "1",
+            "verdicts": [{"dimension": "safety", "label": "fail"}],
+        }
+        produce_jsonl(kafka_broker.bootstrap, env, tmp_path, chats=turns, verdicts=[unsafe])
 
-        def drops() -> list[dict[str, Any]]:
-            return alertmanager.alerts(filter=['alertname="ConvowatchVolumeAnomaly"'])
+        def alerts() -> dict[str, dict[str, str]]:
+            return {a["labels"]["alertname"]: a["labels"] for a in alertmanager.alerts()}
 
+        both = {"ConvowatchVolumeAnomaly", "ConvowatchHighRiskFailure"}
         first = make_worker(kafka_broker.bootstrap, env)
-        (alert,) = wait_until(drops, timeout=90, message=first.log_tail)
-        assert alert["labels"]["severity"] == "high"
+        fired = wait_until(
+            lambda: (found := alerts()).keys() == both and found, timeout=90, message=first.log_tail
+        )
+        assert fired["ConvowatchVolumeAnomaly"]["severity"] == "high"
+        assert fired["ConvowatchHighRiskFailure"]["severity"] == "critical"
         assert first.stop() == 0
-        wait_until(lambda: not drops(), timeout=30, message=lambda: f"still active: {drops()}")
+        wait_until(lambda: not alerts(), timeout=30, message=lambda: f"still active: {alerts()}")
         second = make_worker(kafka_broker.bootstrap, env)
-        (again,) = wait_until(drops, timeout=90, message=second.log_tail)
-        assert again["labels"] == alert["labels"]
+        again = wait_until(
+            lambda: (found := alerts()).keys() == both and found, timeout=90, message=second.log_tail
+        )
+        assert again == fired

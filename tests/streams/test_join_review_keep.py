@@ -246,3 +246,30 @@ def test_a_turn_without_a_high_risk_failure_is_not_kept() -> None:
     fill(h, 10, 200)
     assert not h.holds("plain")
     assert h.joiner.kept_for_review == set()
+
+
+@pytest.mark.parametrize("json_values", [True, False], ids=["json-values", "live-values"])
+def test_open_escalations_are_the_latest_revisions_of_recent_escalated_entries(json_values: bool) -> None:
+    """What a restarted worker's Alertmanager sink is given: each escalated turn's latest revision, if its
+    last event is within the sink's expiry of the newest event; nothing for the other turns."""
+    joiner = TurnJoiner(TAXONOMY, Metrics(CollectorRegistry()), DictStore(json_values=json_values))
+    published = {}
+    events = [
+        turn("old", 0),
+        judged("old", 1, [verdict("safety", "fail")]),
+        turn("recent", 7_000),
+        judged("recent", 7_001, [verdict("safety", "fail")]),
+        judged("recent", 7_002, [verdict("bias", "fail")], judge_id="judge-b"),
+        turn("fine", 7_200),
+        judged("fine", 7_201, [verdict("relevance", "fail")]),
+    ]
+    for event in events:
+        for emit in joiner.handle(event, 0):
+            if emit.topic == "escalations":
+                published[emit.value["turn_ids"][0]] = emit.value
+    assert sorted(published) == ["old", "recent"]
+    resent = {turn_id: value for turn_id, _, value in joiner.open_escalations(3_600)}
+    assert resent == {"recent": published["recent"]}
+    assert resent["recent"]["revision"] == 2
+    everything = {turn_id for turn_id, _, _ in joiner.open_escalations(10_000)}
+    assert everything == {"old", "recent"}
