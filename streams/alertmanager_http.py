@@ -59,8 +59,10 @@ class AlertsEndpoint:
         host = parsed.hostname or ""
         netloc = f"[{host}]" if ":" in host else host
         netloc += f":{port}" if port else ""
-        #: where alerts are POSTed (without credentials: it appears in logs and error messages)
-        self.url = urllib.parse.urlunsplit((parsed.scheme, netloc, path, parsed.query, ""))
+        #: where alerts are POSTed, as logs and error messages show it: without credentials, and without a
+        #: query string (a proxy's token may be there)
+        self.url = urllib.parse.urlunsplit((parsed.scheme, netloc, path, "", ""))
+        self._target = urllib.parse.urlunsplit((parsed.scheme, netloc, path, parsed.query, ""))
         self._headers = {"Content-Type": "application/json", "User-Agent": "convowatch"}
         if parsed.username is not None:  # Alertmanager's --web.config.file basic_auth_users
             user = urllib.parse.unquote(parsed.username)
@@ -74,7 +76,7 @@ class AlertsEndpoint:
         ``RuntimeError`` when Alertmanager rejected them (4xx)."""
         body = json.dumps(alerts, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
         request = urllib.request.Request(
-            self.url,
+            self._target,
             data=body,
             method="POST",
             headers=self._headers,

@@ -37,6 +37,20 @@ def test_a_malformed_url_is_refused_without_quoting_any_of_it(url: str) -> None:
         assert secret not in message.replace("password", "").replace("percent", ""), message
 
 
+def test_a_query_string_is_sent_and_not_shown() -> None:
+    """A proxy's token may be in it: the logged URL (and every message) goes without it."""
+    with WebhookServer() as hook:
+        endpoint = AlertsEndpoint(f"{hook.url}/prefix?token=s3cr3t")
+        assert endpoint.url == f"{hook.url}/prefix/api/v2/alerts"
+        endpoint.post([{"labels": {"alertname": "x"}}], timeout=5)
+        (received,) = hook.received
+        assert received.path == "/prefix/api/v2/alerts?token=s3cr3t"
+        hook.fail_next(400)
+        with pytest.raises(RuntimeError) as rejected:
+            endpoint.post([{"labels": {"alertname": "x"}}], timeout=5)
+        assert "s3cr3t" not in str(rejected.value)
+
+
 def test_credentials_go_to_the_authorization_header_and_not_into_the_logged_url() -> None:
     endpoint = AlertsEndpoint("http://admin:p%2Fss%40w0rd@alertmanager:9093/prefix/")
     assert endpoint.url == "http://alertmanager:9093/prefix/api/v2/alerts"
