@@ -400,26 +400,18 @@ class Settings(BaseSettings):
     @field_validator("spike_turns_per_day")
     @classmethod
     def _spike_budget_in_range(cls, turns: float, info: ValidationInfo) -> float:
-        alarms = info.data.get("spike_false_alarms_per_day")
-        if alarms is not None:  # else that field failed already
-            # the run length SpikeView gives its detectors: a judged turn is an event of each of its 3
-            # slices' streams per category, at most one category per quality dimension
-            streams = 3 * len(QUALITY_DIMENSIONS)
-            try:
-                DefectRateSpike(arl0=arl0_for_budget(alarms, turns, streams))
-            except ValueError as exc:
-                raise ValueError(f"with CONVOWATCH_SPIKE_FALSE_ALARMS_PER_DAY: {exc}") from None
+        # the run length SpikeView gives its detectors: a judged turn is an event of each of its 3 slices'
+        # streams per category, at most one category per quality dimension
+        _check_run_length(
+            info.data.get("spike_false_alarms_per_day"), turns, 3 * len(QUALITY_DIMENSIONS), "SPIKE"
+        )
         return turns
 
     @field_validator("drift_pairs_per_day")
     @classmethod
     def _drift_budget_in_range(cls, pairs: float, info: ValidationInfo) -> float:
-        alarms = info.data.get("drift_false_alarms_per_day")
-        if alarms is not None:  # else that field failed already
-            try:  # the run length JudgeDriftView gives its detectors (a pair is an event of 2 streams)
-                DefectRateSpike(arl0=arl0_for_budget(alarms, pairs, 2))
-            except ValueError as exc:
-                raise ValueError(f"with CONVOWATCH_DRIFT_FALSE_ALARMS_PER_DAY: {exc}") from None
+        # the run length JudgeDriftView gives its detectors (a pair is an event of 2 streams)
+        _check_run_length(info.data.get("drift_false_alarms_per_day"), pairs, 2, "DRIFT")
         return pairs
 
     @field_validator("perceptual_horizon")
@@ -458,6 +450,17 @@ class Settings(BaseSettings):
     def topic(self, name: str) -> str:
         """The full name of a logical topic, e.g. ``topic("defects") == "convowatch.defects"``."""
         return f"{self.topic_prefix}{name}"
+
+
+def _check_run_length(alarms: float | None, events: float, streams: int, budget: str) -> None:
+    """That a false-alarm budget of ``alarms`` a day at ``events`` a day over ``streams`` streams gives a run
+    length :class:`DefectRateSpike` takes (every update of its detectors failed in the view otherwise)."""
+    if alarms is None:  # that field failed already
+        return
+    try:
+        DefectRateSpike(arl0=arl0_for_budget(alarms, events, streams))
+    except ValueError as exc:
+        raise ValueError(f"with CONVOWATCH_{budget}_FALSE_ALARMS_PER_DAY: {exc}") from None
 
 
 def _wider_than_64_bits(value: object) -> bool:

@@ -43,15 +43,11 @@ class TrafficView:
             return []
         emits = []
         for event, since, turns, direction in watch.volume_events:
-            emits.append(
-                self._escalation("volume_anomaly", event, since, watch, journey, turn, turns, direction)
-            )
-        if watch.latency_event:
-            emits.append(
-                self._escalation(
-                    "latency_anomaly", watch.latency_event, watch.latency_event_since, watch, journey, turn
-                )
-            )
+            value = self._value("volume_anomaly", event, since, watch, journey, turn, turns, direction)
+            emits.append(self._published(value))
+        if event := watch.latency_event:
+            value = self._value("latency_anomaly", event, watch.latency_event_since, watch, journey, turn)
+            emits.append(self._published(value))
         return emits
 
     def open_escalations(
@@ -75,20 +71,10 @@ class TrafficView:
             if watch.latency_alarm:
                 yield journey, self._value("latency_anomaly", "up", watch.latency_since, watch, journey, now)
 
-    def _escalation(
-        self,
-        kind: str,
-        event: str,
-        since: float | None,
-        watch: TrafficWatch,
-        journey: str,
-        turn: dict[str, Any],
-        turns: int = 0,
-        direction: str = "up",
-    ) -> Emit:
-        value = self._value(kind, event, since, watch, journey, turn, turns, direction)
+    def _published(self, value: dict[str, Any]) -> Emit:
+        """``value`` to the escalations topic, counted if it fires."""
         if value["status"] == "firing":
-            self.metrics.escalations.labels(kind, value["severity"]).inc()
+            self.metrics.escalations.labels(value["kind"], value["severity"]).inc()
         return Emit("escalations", value["escalation_id"], value)
 
     def _value(
