@@ -44,11 +44,17 @@ lint: venv
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
 
+# Unit tests and doctests on every core (pytest-xdist); the tests of real servers (a session's Kafka broker,
+# Prometheus, Alertmanager, Chromium, worker processes) one at a time, as they share servers and measure
+# timings. Exit status 5 (nothing selected, e.g. by PYTEST_ARGS="-k ...") is not a failure of either part.
+UNIT := not kafka and not reliability and not prometheus and not browser
+
 test: system venv kafka lint
-	$(VENV)/bin/pytest $(PYTEST_ARGS)
+	$(VENV)/bin/pytest -n auto -m "$(UNIT)" $(PYTEST_ARGS) || [ $$? -eq 5 ]
+	$(VENV)/bin/pytest -m "not ($(UNIT))" $(PYTEST_ARGS) || [ $$? -eq 5 ]
 
 test-unit: venv
-	$(VENV)/bin/pytest -m "not kafka and not reliability and not prometheus and not browser" $(PYTEST_ARGS)
+	$(VENV)/bin/pytest -n auto -m "$(UNIT)" $(PYTEST_ARGS)
 
 demo: venv
 	$(VENV)/bin/convowatch demo

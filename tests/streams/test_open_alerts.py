@@ -78,10 +78,15 @@ def test_an_open_spike_is_sent_again_under_its_id_and_a_resolved_one_is_not() ->
     assert sorted(a["labels"]["escalation_id"] for a in alerts) == sorted(e["escalation_id"] for e in firing)
     assert {a["labels"]["alertname"] for a in alerts} == {"ConvowatchDefectSpike"}
     assert resent(pipeline, owns=lambda shard_key: shard_key != "judge-a") == []  # another worker's shard
-    out = traffic.turns(30_000, 0.02)
-    assert {e["escalation_id"] for e in _escalations(out, "defect_spike") if e["status"] == "resolved"} == {
-        e["escalation_id"] for e in firing
-    }
+    resolved: set[str] = set()
+    for _ in range(30):  # back to normal until every spike resolves (a few thousand turns)
+        out = traffic.turns(1_000, 0.02)
+        resolved |= {
+            e["escalation_id"] for e in _escalations(out, "defect_spike") if e["status"] == "resolved"
+        }
+        if resolved == {e["escalation_id"] for e in firing}:
+            break
+    assert resolved == {e["escalation_id"] for e in firing}
     assert resent(pipeline) == []
 
 
