@@ -15,7 +15,7 @@ import logging
 import math
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any, Protocol
 
 import orjson
@@ -149,6 +149,19 @@ class Aggregator:
         """The current detector at ``key`` (read-only use), or None."""
         value = self.state.get(key)
         return None if value is None else self._decode(value).detector
+
+    def owned_detectors(
+        self, keys: Iterable[str], kind: str, owns: Callable[[str], bool]
+    ) -> Iterator[tuple[list[str], Detector]]:
+        """(key parts after ``kind``, detector) of each of ``keys`` of that kind whose shard key, its first
+        part (a judge, ``humans``, a journey), ``owns`` accepts, for read-only use: after a rebalance, what a
+        worker exports or re-sends of the shards it owns. Only those are decoded."""
+        for key in keys:
+            head, *parts = key.split(SEP)
+            if head == kind and parts and owns(parts[0]):
+                detector = self.detector(key)
+                if detector is not None:
+                    yield parts, detector
 
     def update(
         self,

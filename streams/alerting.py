@@ -76,10 +76,9 @@ def resend_open_alerts(
         open_escalations = getattr(view, "open_escalations", None)
         if open_escalations is None:
             continue
-        for shard_key, value in open_escalations(aggregator, keys, at):
-            if owns(shard_key):
-                sink.publish(value, source(shard_key))
-                sent += 1
+        for shard_key, value in open_escalations(aggregator, keys, owns, at):
+            sink.publish(value, source(shard_key))
+            sent += 1
     if sent:
         log.info("sending %d open escalations to Alertmanager again, after a rebalance", sent)
     return sent

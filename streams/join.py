@@ -170,15 +170,20 @@ class TurnJoiner:
         if entry is None or entry["turn"] is None:
             m.join_review_keeps.labels("gone").inc()
             return False
-        if not entry.get("keep"):
-            entry["keep"] = 1
+        marked = entry.get("keep")
+        self._mark_kept(turn_id, entry)
+        if not marked:
             self.state.touch(turn_id, entry, entry["p"])
             if self.autoflush:
                 self.state.flush()
-        self.kept_for_review.add(turn_id)
         m.join_review_keeps.labels("kept").inc()
-        m.join_kept_for_review.set(len(self.kept_for_review))
         return True
+
+    def _mark_kept(self, turn_id: str, entry: Entry) -> None:
+        """Mark ``entry`` ``keep``: the size cap passes over it (:meth:`_spared`); the caller writes it."""
+        entry["keep"] = 1
+        self.kept_for_review.add(turn_id)
+        self.metrics.join_kept_for_review.set(len(self.kept_for_review))
 
     def _keep_escalated(self, turn_id: str, entry: Entry) -> None:
         """A high-risk failure: kept past the size cap as a turn sent for review is, so that a later verdict
@@ -189,10 +194,8 @@ class TurnJoiner:
         (Judged high-risk turns are requested for review too; a human's fail is not, nor is a turn whose
         request comes back after the cap evicted it.) Not an entry without its turn: it publishes its defects
         when evicted, with an unknown segment, and kept it would hold them until the TTL; it is kept once its
-        turn comes."""
-        entry["keep"] = 1
-        self.kept_for_review.add(turn_id)
-        self.metrics.join_kept_for_review.set(len(self.kept_for_review))
+        turn comes. The event being handled writes the entry."""
+        self._mark_kept(turn_id, entry)
 
     def open_escalations(self, within_seconds: float) -> Iterator[tuple[str, int | None, dict[str, Any]]]:
         """(turn id, partition, latest revision) of every high-risk escalation of an entry the store holds

@@ -14,10 +14,9 @@ from collections.abc import Callable, Iterable
 from detectors import AgreementTracker
 from detectors.category_spikes import CategorySpikes
 from streams.aggregate import Aggregator
-from streams.emit import SEP
 from streams.labels import OTHER, UNKNOWN
 from streams.metrics import Metrics
-from streams.views.spikes import set_spike_active, spike_slice
+from streams.views.spikes import set_spike_active, slice_values
 
 #: Gauges (Metrics attributes) set by the aggregates of one observations shard key (streams/join.py)
 SHARD_GAUGES: dict[str, tuple[str, ...]] = {
@@ -147,14 +146,10 @@ def export_agreement(
     m = metrics
     for gauge in (m.agreement_ratio, m.cohen_kappa, m.agreement_pairs):
         gauge.clear()
-    for key in keys:
-        kind, *parts = key.split(SEP)
-        if kind != "agreement" or len(parts) != 2:
+    for parts, tracker in aggregator.owned_detectors(keys, "agreement", owns):
+        if len(parts) != 2:
             continue
         judge_id, dimension = parts
-        if not owns(judge_id):
-            continue
-        tracker = aggregator.detector(key)
         assert isinstance(tracker, AgreementTracker)
         labels = (m.label("judge_id", judge_id), m.label("dimension", dimension))
         m.agreement_ratio.labels(*labels).set(tracker.percent_agreement)
@@ -169,13 +164,8 @@ def export_spikes(
     ``humans``) this worker owns: 1 for each category in alarm. A spike open on a shard another worker took
     over no longer shows here, and one recovered in alarm shows before its next observation."""
     metrics.spike_open.clear()
-    for key in keys:
-        if not key.startswith(f"spike{SEP}"):
-            continue
-        source, values = spike_slice(key)
-        if not owns(source):
-            continue
-        spikes = aggregator.detector(key)
+    for parts, spikes in aggregator.owned_detectors(keys, "spike", owns):
+        source, values = slice_values(parts)
         assert isinstance(spikes, CategorySpikes)
         for category in spikes.in_alarm:
             set_spike_active(metrics, category, source, values, True)

@@ -10,7 +10,7 @@ is stated per day, all streams together (``CONVOWATCH_DRIFT_FALSE_ALARMS_PER_DAY
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from detectors.defect_rate_spike import DefectRateSpike, arl0_for_budget
@@ -68,15 +68,12 @@ class JudgeDriftView:
         return emits
 
     def open_escalations(
-        self, aggregator: Aggregator, keys: Iterable[str], at: float
+        self, aggregator: Aggregator, keys: Iterable[str], owns: Callable[[str], bool], at: float
     ) -> Iterator[tuple[str, dict[str, Any]]]:
-        """(shard key, escalation) of every drift open in ``aggregator``, as if raised at ``at``: after a
-        restart or a rebalance, for the Alertmanager sink to send again (nothing else re-sends them)."""
-        for drift_key in keys:
-            if not drift_key.startswith("drift" + SEP):
-                continue
-            _, judge_id, dimension, journey = drift_key.split(SEP)
-            detector = aggregator.detector(drift_key)
+        """(shard key, escalation) of every drift open in the aggregates at ``keys`` of the judges this worker
+        ``owns``, as if raised at ``at``: after a restart or a rebalance, for the Alertmanager sink to send
+        again (nothing else re-sends them)."""
+        for (judge_id, dimension, journey), detector in aggregator.owned_detectors(keys, "drift", owns):
             assert isinstance(detector, DefectRateSpike)
             if detector.in_alarm:
                 yield judge_id, self._value(detector, judge_id, dimension, journey, at, firing=True)

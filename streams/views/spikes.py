@@ -15,7 +15,7 @@ detector's in-control run length. A spike raises ``defect_spike`` (firing, then 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from detectors.category_spikes import CategorySpikes
@@ -142,15 +142,13 @@ class SpikeView:
         return slices
 
     def open_escalations(
-        self, aggregator: Aggregator, keys: Iterable[str], at: float
+        self, aggregator: Aggregator, keys: Iterable[str], owns: Callable[[str], bool], at: float
     ) -> Iterator[tuple[str, dict[str, Any]]]:
-        """(shard key, escalation) of every spike open in ``aggregator``, as if raised at ``at``: after a
-        restart or a rebalance, for the Alertmanager sink to send again (nothing else re-sends them)."""
-        for spike_key in keys:
-            if not spike_key.startswith("spike" + SEP):
-                continue
-            source, values = spike_slice(spike_key)
-            spikes = aggregator.detector(spike_key)
+        """(shard key, escalation) of every spike open in the aggregates at ``keys`` of the shards this worker
+        ``owns``, as if raised at ``at``: after a restart or a rebalance, for the Alertmanager sink to send
+        again (nothing else re-sends them)."""
+        for parts, spikes in aggregator.owned_detectors(keys, "spike", owns):
+            source, values = slice_values(parts)
             assert isinstance(spikes, CategorySpikes)
             for category in spikes.in_alarm:
                 value = self._value(spikes, category, source, values, at, firing=True)
@@ -225,8 +223,13 @@ class SpikeView:
 
 def spike_slice(spike_key: str) -> tuple[str, dict[str, str]]:
     """(source, slice values) of a spike aggregate's key (``spike<SEP>source<SEP>journey=...``)."""
-    _, source, *parts = spike_key.split(SEP)
-    return source, dict(part.split("=", 1) for part in parts)
+    return slice_values(spike_key.split(SEP)[1:])
+
+
+def slice_values(parts: list[str]) -> tuple[str, dict[str, str]]:
+    """(source, slice values) of a spike aggregate's key parts after ``spike`` (source, journey=...)."""
+    source, *values = parts
+    return source, dict(value.split("=", 1) for value in values)
 
 
 def set_spike_active(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from detectors.traffic_watch import TrafficWatch
@@ -51,15 +51,12 @@ class TrafficView:
         return emits
 
     def open_escalations(
-        self, aggregator: Aggregator, keys: Iterable[str], at: float
+        self, aggregator: Aggregator, keys: Iterable[str], owns: Callable[[str], bool], at: float
     ) -> Iterator[tuple[str, dict[str, Any]]]:
-        """(shard key, escalation) of every volume or latency alarm open in ``aggregator``, as if raised at
-        ``at``: after a restart or a rebalance, for the Alertmanager sink to send again."""
-        for traffic_key in keys:
-            if not traffic_key.startswith("traffic" + SEP):
-                continue
-            journey = traffic_key.split(SEP, 1)[1]
-            watch = aggregator.detector(traffic_key)
+        """(shard key, escalation) of every volume or latency alarm open in the aggregates at ``keys`` of the
+        journeys this worker ``owns``, as if raised at ``at``: after a restart or a rebalance, for the
+        Alertmanager sink to send again."""
+        for (journey,), watch in aggregator.owned_detectors(keys, "traffic", owns):
             assert isinstance(watch, TrafficWatch)
             now = {"ts": at, "turn_id": None}
             if direction := watch.volume_alarm:
