@@ -145,6 +145,19 @@ class Settings(BaseSettings):
         description="CONVOWATCH_SPIKE_FALSE_ALARMS_PER_DAY: false defect_spike alarms tolerated per day, all "
         "segments together, at the traffic below.",
     )
+    spike_judges: int = Field(
+        1,
+        ge=1,
+        le=1000,
+        description="CONVOWATCH_SPIKE_JUDGES: judges scoring each judged turn. Each judge is a source with "
+        "detectors of its own, so each adds its turns to the traffic the budget is shared over.",
+    )
+    spike_labelled_turns_per_day: float = Field(
+        100_000.0,
+        ge=0,
+        description="CONVOWATCH_SPIKE_LABELLED_TURNS_PER_DAY: human-labelled turns a day, the human source's "
+        "traffic (default: 10% of the judged turns).",
+    )
     spike_turns_per_day: float = Field(
         1_000_000.0,
         gt=0,
@@ -400,11 +413,16 @@ class Settings(BaseSettings):
     @field_validator("spike_turns_per_day")
     @classmethod
     def _spike_budget_in_range(cls, turns: float, info: ValidationInfo) -> float:
-        # the run length SpikeView gives its detectors: a judged turn is an event of each of its 3 slices'
-        # streams per category, at most one category per quality dimension
-        _check_run_length(
-            info.data.get("spike_false_alarms_per_day"), turns, 3 * len(QUALITY_DIMENSIONS), "SPIKE"
-        )
+        # the run length SpikeView gives its detectors: a turn is an event of each of its 3 slices' streams
+        # per category (at most one category per quality dimension), once per judge and once for the humans
+        judges, labelled = info.data.get("spike_judges"), info.data.get("spike_labelled_turns_per_day")
+        if judges is not None and labelled is not None:  # else that field failed already
+            _check_run_length(
+                info.data.get("spike_false_alarms_per_day"),
+                spike_events_per_day(turns, judges, labelled),
+                3 * len(QUALITY_DIMENSIONS),
+                "SPIKE",
+            )
         return turns
 
     @field_validator("drift_pairs_per_day")
@@ -450,6 +468,16 @@ class Settings(BaseSettings):
     def topic(self, name: str) -> str:
         """The full name of a logical topic, e.g. ``topic("defects") == "convowatch.defects"``."""
         return f"{self.topic_prefix}{name}"
+
+
+def spike_events_per_day(turns_per_day: float, judges: int, labelled_turns_per_day: float) -> float:
+    """Events a day of one (slice, category) stream summed over its sources, the traffic the spike budget is
+    shared over: each judge's turns, and the human-labelled turns (the human source's).
+
+    >>> spike_events_per_day(1_000_000, judges=2, labelled_turns_per_day=100_000)
+    2100000
+    """
+    return judges * turns_per_day + labelled_turns_per_day
 
 
 def _check_run_length(alarms: float | None, events: float, streams: int, budget: str) -> None:

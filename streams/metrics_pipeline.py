@@ -134,6 +134,13 @@ class PipelineMetrics:
             registry=r,
         )
         self.spike_open = OpenFlags(self.spike_active)  # set through this (see OpenFlags)
+        self.spike_budget_turns = Gauge(
+            "convowatch_spike_budget_turns_per_day",
+            "The traffic the defect-spike false-alarm budget is stated for, by source: judged turns times "
+            'judges ("judges"), human-labelled turns ("humans"); above it, false alarms rise in proportion.',
+            ["source"],
+            registry=r,
+        )
         self.alertmanager_alerts = Counter(
             "convowatch_alertmanager_alerts_total",
             "Alerts handled by the Alertmanager sink, by result (sent, failed, dropped, expired, invalid).",

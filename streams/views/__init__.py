@@ -54,6 +54,8 @@ def default_views(settings: Settings, metrics: Metrics, taxonomy: Taxonomy) -> l
             taxonomy,
             false_alarms_per_day=settings.spike_false_alarms_per_day,
             turns_per_day=settings.spike_turns_per_day,
+            judges=settings.spike_judges,
+            labelled_turns_per_day=settings.spike_labelled_turns_per_day,
         ),
         *divergence_views(settings, metrics),
         VersionView(

@@ -8,9 +8,12 @@ brings: two dimensions of one category in two records count the category twice f
 annotators' first labels on them do (counting it once would drop the second record's failure, or wait for
 records that may never come). Segments are slices: journey; journey and model version; journey
 and intent. One :class:`~detectors.CategorySpikes` holds a slice value's detectors for every category, per
-source (a judge id, or ``humans``). The false-alarm budget is stated per day across all segments
-(``CONVOWATCH_SPIKE_FALSE_ALARMS_PER_DAY`` at ``CONVOWATCH_SPIKE_TURNS_PER_DAY``) and turned into each
-detector's in-control run length. A spike raises ``defect_spike`` (firing, then resolved).
+source (a judge id, or ``humans``). The false-alarm budget is stated per day across all segments and
+sources (``CONVOWATCH_SPIKE_FALSE_ALARMS_PER_DAY`` at ``CONVOWATCH_SPIKE_TURNS_PER_DAY`` turns, each scored
+by ``CONVOWATCH_SPIKE_JUDGES`` judges, and ``CONVOWATCH_SPIKE_LABELLED_TURNS_PER_DAY`` human-labelled turns)
+and turned into each detector's in-control run length: every source's detectors see their own traffic, so a
+budget that counted turns once would be exceeded about once over per judge. A spike raises ``defect_spike``
+(firing, then resolved).
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from detectors.category_spikes import CategorySpikes
 from detectors.defect_rate_spike import DefectRateSpike, arl0_for_budget
 from schemas.common import FAIL, QUALITY_DIMENSIONS
 from streams.aggregate import Aggregator, key
+from streams.config import spike_events_per_day
 from streams.emit import SEP, Emit, iso, sampled_labels
 from streams.labels import SourceGuards
 from streams.metrics import Metrics
@@ -41,14 +45,20 @@ class SpikeView:
         taxonomy: Taxonomy,
         false_alarms_per_day: float = 1.0,
         turns_per_day: float = 1_000_000.0,
+        judges: int = 1,
+        labelled_turns_per_day: float = 100_000.0,
         max_segment_values: int = 50,
     ) -> None:
         self.metrics = metrics
         self.taxonomy = taxonomy
         self.category_of = {dim: taxonomy.policy(dim).category for dim in QUALITY_DIMENSIONS}
         categories = sorted(set(self.category_of.values()))
-        # every judged turn is one event for each (slice, category) stream it falls in
-        self.arl0 = arl0_for_budget(false_alarms_per_day, turns_per_day, len(SLICES) * len(categories))
+        # every judged turn is one event, per judge, for each (slice, category) stream it falls in, and every
+        # human-labelled turn one more for the human source's
+        events = spike_events_per_day(turns_per_day, judges, labelled_turns_per_day)
+        self.arl0 = arl0_for_budget(false_alarms_per_day, events, len(SLICES) * len(categories))
+        metrics.spike_budget_turns.labels("judges").set(judges * turns_per_day)
+        metrics.spike_budget_turns.labels("humans").set(labelled_turns_per_day)
         DefectRateSpike(arl0=self.arl0)  # a budget out of range fails at start, not on every observation
         self.severity = {
             c: min(

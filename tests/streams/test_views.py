@@ -71,7 +71,10 @@ def _escalations(out: list[Any], kind: str) -> list[dict[str, Any]]:
 
 def test_spike_in_one_segment_among_many_quiet_ones() -> None:
     # 24 judged turns an event-second across 12 journeys x 2 model versions; budget 1 false alarm a day
-    pipeline, registry = _pipeline(spike_turns_per_day=200_000, spike_false_alarms_per_day=1.0)
+    # no human labels here: the budget is all the judge's
+    pipeline, registry = _pipeline(
+        spike_turns_per_day=200_000, spike_labelled_turns_per_day=0, spike_false_alarms_per_day=1.0
+    )
     rng = random.Random(11)
     segments = [(f"journey-{j}", f"model-{m}") for j in range(12) for m in range(2)]
     hot = ("journey-3", "model-1")
