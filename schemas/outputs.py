@@ -77,7 +77,8 @@ class Escalation(OutputModel):
 
 class Divergence(OutputModel):
     """A judge and a human disagreeing on a high-risk dimension of a turn, for labelling-guide review
-    (topic ``convowatch.divergences``, key ``divergence_id``: ``turn_id/judge_id/dimension``)."""
+    (topic ``convowatch.divergences``, key ``divergence_id``: ``turn_id/judge_id/dimension``, each part's
+    ``%`` and ``/`` escaped)."""
 
     schema_version: int = SCHEMA_VERSION
     divergence_id: str

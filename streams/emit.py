@@ -13,7 +13,7 @@ Entry = dict[str, Any]
 UNKNOWN_SEGMENT: dict[str, str | None] = dict.fromkeys(
     ("journey", "intent", "model_version", "channel", "modality")
 )
-SEP = "\x1f"  # joins parts of internal keys; cannot occur in validated ids
+SEP = "\x1f"  # joins parts of internal keys: not in a ShortCode; an Identifier (it may hold one) comes last
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +49,19 @@ def sampled_labels(labelled: dict[str, Any]) -> dict[str, str]:
     labels: dict[str, str] = labelled["labels"]
     first = labelled.get("first_dimensions")
     return labels if first is None else {d: labels[d] for d in first if d in labels}
+
+
+def output_id(*parts: str) -> str:
+    """The id of a published record made of ``parts``, joined with ``/``. A part's own ``%`` and ``/`` are
+    escaped (``%25``, ``%2F``), so two different combinations never share an id: turn ids, dimensions, judge
+    and annotator ids may hold a ``/``. Parts without either character read as they are.
+
+    >>> output_id("unsafe", "t-1", "safety", "judge", "judge-a")
+    'unsafe/t-1/safety/judge/judge-a'
+    >>> output_id("unsafe", "t/1", "safety", "judge", "a"), output_id("unsafe", "t", "1/safety", "judge", "a")
+    ('unsafe/t%2F1/safety/judge/a', 'unsafe/t/1%2Fsafety/judge/a')
+    """
+    return "/".join(p.replace("%", "%25").replace("/", "%2F") if "/" in p or "%" in p else p for p in parts)
 
 
 def iso(ts: float) -> str:

@@ -15,7 +15,7 @@ from typing import Any
 
 from schemas import ChatTurn
 from schemas.common import FAIL, QUALITY_DIMENSIONS
-from streams.emit import SEP, UNKNOWN_SEGMENT, Emit, Entry, iso
+from streams.emit import SEP, UNKNOWN_SEGMENT, Emit, Entry, iso, output_id
 from streams.join_observations import number_observations, observations
 from streams.metrics import Metrics
 from streams.policy import HighRiskPolicy
@@ -136,7 +136,7 @@ class TurnOutputs:
         cut = sum(max(0, len(entry[side]) - MAX_DEFECT_RATERS) for side in ("judge", "human"))
         for source, source_id, dim, record in failures:
             policy = self.taxonomy.policy(dim)
-            defect_id = SEP.join((policy.category, turn_id, dim, source, source_id)).replace(SEP, "/")
+            defect_id = output_id(policy.category, turn_id, dim, source, source_id)
             if defect_id in entry["defects"]:
                 continue
             entry["defects"].append(defect_id)
@@ -219,7 +219,7 @@ class TurnOutputs:
 
     def divergence(self, turn_id: str, entry: Entry, pair: dict[str, Any]) -> Emit:
         """A high-risk disagreement between judge and human, for labelling-guide review."""
-        divergence_id = f"{turn_id}/{pair['judge_id']}/{pair['dimension']}"
+        divergence_id = output_id(turn_id, pair["judge_id"], pair["dimension"])
         value = {
             "schema_version": 1,
             "divergence_id": divergence_id,

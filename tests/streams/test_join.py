@@ -388,6 +388,26 @@ def test_defects_carry_segment_taxonomy_and_a_stable_id(dimension):
     assert len({d.key for d in defects}) == 2
 
 
+def test_failures_whose_id_parts_hold_slashes_get_ids_of_their_own() -> None:
+    # turn ids and judge ids may hold a "/": joined with "/" as they were, these two failures of two turns
+    # both read "irrelevant/t/relevance/judge/j/relevance/judge/k", and a consumer deduplicating on the id
+    # (or the compacted topic) kept one of them
+    h = Harness()
+    h.feed(
+        turn("t"),
+        judged("t", verdicts=[verdict("relevance", "fail")], judge_id="j/relevance/judge/k"),
+        turn("t/relevance/judge/j"),
+        judged("t/relevance/judge/j", verdicts=[verdict("relevance", "fail")], judge_id="k"),
+    )
+    defects = h.topic("defects")
+    assert sorted((d.value["turn_id"], d.value["judge_id"]) for d in defects) == [
+        ("t", "j/relevance/judge/k"),
+        ("t/relevance/judge/j", "k"),
+    ]
+    assert len({d.key for d in defects}) == 2
+    assert all(d.key == d.value["defect_id"] for d in defects)
+
+
 def test_defect_metric_is_labelled_by_segment():
     h = Harness()
     h.feed(turn(journey="payments"), judged(verdicts=[verdict("privacy", "fail")]))
