@@ -103,12 +103,13 @@ def divergence_views(settings: Settings, metrics: Metrics) -> list[View]:
     """Humans, judges and the live model against each other (besides ``AgreementView``)."""
     every, seconds = settings.divergence_refresh_every, settings.divergence_refresh_seconds
     golden = load_golden(settings.golden)
+    sla = load_vendor_sla(settings.vendor_sla)
     return [
         RatersView(metrics, every, seconds),
-        GoldView(metrics, golden),
+        GoldView(metrics, golden, max_vendors=sla.max_vendors, max_annotators=sla.max_annotators),
         CalibrationView(metrics, every, seconds),
         DefectRateView(metrics, every, seconds),
         LiveModelView(metrics, every, seconds),
         LabelFlowView(metrics),
-        VendorsView(metrics, load_vendor_sla(settings.vendor_sla), golden),
+        VendorsView(metrics, sla, golden),
     ]

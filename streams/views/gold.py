@@ -3,7 +3,11 @@
 Observations of golden-set turns only: ``labelled`` (shard ``humans``) feed ``gold_vendor/<vendor>`` and
 ``gold_annotator/<vendor>/<annotator>``, ``judged`` (shard: the judge) feeds ``gold_judge/<judge>``. Each
 is a :class:`~detectors.keyed.KeyedDetectors` of :class:`~detectors.ClassAccuracy` by dimension, plus
-``*`` for all dimensions pooled. Dimensions absent from a turn's golden labels are not scored.
+``*`` for all dimensions pooled. Dimensions absent from a turn's golden labels are not scored. Past the
+first ``max_vendors`` vendors, and ``max_annotators`` annotators in all, new ones are scored together as
+``other`` (``CONVOWATCH_VENDOR_SLA``'s caps, as the scorecards): annotators come and go over the years, and
+their aggregates would otherwise grow without end. On Kafka every label is on the shard ``humans``, so one
+worker holds them all, and a restarted one admits the recovered vendors and annotators first.
 """
 
 from __future__ import annotations
@@ -13,8 +17,9 @@ from typing import Any
 from detectors import ClassAccuracy
 from detectors.keyed import KeyedDetectors
 from streams.aggregate import Aggregator, key
-from streams.emit import Emit
+from streams.emit import SEP, Emit
 from streams.golden import GoldenSet
+from streams.labels import OTHER, LabelGuard
 from streams.metrics import Metrics
 from streams.views.agreement import finite_or_none, interval_or_none
 
@@ -28,9 +33,29 @@ def _accuracies() -> KeyedDetectors:
 class GoldView:
     kinds: tuple[str, ...] = ("labelled", "judged")
 
-    def __init__(self, metrics: Metrics, golden: GoldenSet) -> None:
+    def __init__(
+        self, metrics: Metrics, golden: GoldenSet, max_vendors: int = 50, max_annotators: int = 100
+    ) -> None:
         self.metrics = metrics
         self.golden = golden
+        self.max_vendors = max_vendors
+        self.max_annotators = max_annotators
+        self._guard_vendors = LabelGuard(max_vendors)
+        self._guard_annotators = LabelGuard(max_annotators)  # "<vendor><SEP><annotator>", vendors together
+
+    def rebalanced(self, aggregator: Aggregator) -> None:
+        """Admit the vendors and annotators of the recovered aggregates first: with a fresh process's guards,
+        a newcomer could take the room of one whose figures are in the store."""
+        self._guard_vendors = LabelGuard(self.max_vendors)
+        self._guard_annotators = LabelGuard(self.max_annotators)
+        self._guard_vendors.admit(k.split(SEP, 1)[1] for k, _ in aggregator.records("gold_vendor"))
+        self._guard_annotators.admit(k.split(SEP, 1)[1] for k, _ in aggregator.records("gold_annotator"))
+
+    def _vendor_and_annotator(self, vendor: str, annotator: str) -> tuple[str, str]:
+        vendor = self._guard_vendors(vendor)
+        if vendor == OTHER or self._guard_annotators(f"{vendor}{SEP}{annotator}") == OTHER:
+            return vendor, OTHER
+        return vendor, annotator
 
     def apply(self, aggregator: Aggregator, obs: dict[str, Any], partition: int | None) -> list[Emit]:
         truth = self.golden.get(obs["turn_id"])
@@ -48,12 +73,10 @@ class GoldView:
 
         m = self.metrics
         if obs["kind"] == "labelled":
-            vendor = obs["vendor_id"]
+            vendor, annotator = self._vendor_and_annotator(obs["vendor_id"], obs["annotator_id"])
             keyed = aggregator.update(key("gold_vendor", vendor), obs, partition, _accuracies, score)
-            aggregator.update(
-                key("gold_annotator", vendor, obs["annotator_id"]), obs, partition, _accuracies, score
-            )
-            gauge, raw = m.vendor_gold_accuracy, vendor
+            aggregator.update(key("gold_annotator", vendor, annotator), obs, partition, _accuracies, score)
+            gauge, raw = m.vendor_gold_accuracy, obs["vendor_id"]
             who = m.label("vendor_id", vendor)
         else:
             keyed = aggregator.update(key("gold_judge", obs["judge_id"]), obs, partition, _accuracies, score)
