@@ -64,11 +64,12 @@ def resend_open_alerts(
     source: Callable[[str], Any],
 ) -> int:
     """Give ``sink`` the escalations open in the aggregates at ``keys`` whose shard key this worker ``owns``
-    (views with ``open_escalations``: defect spikes, judge drift, volume and latency anomalies), each with
-    its ``source`` (:meth:`AlertmanagerSink.forget`); how many. After a rebalance: a restarted worker's sink
-    starts empty, and one that took shards over holds none of theirs. Nothing else sends them again before
-    their next revision (a spike's resolution, hours later perhaps), so Alertmanager resolved them after four
-    re-send periods while they were still open, and the incident went on unseen."""
+    (views with ``open_escalations``: defect spikes, judge drift, volume and latency anomalies, perceptual
+    drift, vendor SLA breaches, version regressions), each with its ``source``
+    (:meth:`AlertmanagerSink.forget`); how many. After a rebalance: a restarted worker's sink starts empty,
+    and one that took shards over holds none of theirs. Nothing else sends them again before their next
+    revision (a spike's resolution, hours later perhaps), so Alertmanager resolved them after four re-send
+    periods while they were still open, and the incident went on unseen."""
     at = time.time()
     keys = list(keys)
     sent = 0

@@ -19,6 +19,7 @@ Scores are expected in [0, 1]: ``convowatch_perceptual_score`` counts values out
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from detectors.score_drift import ScoreDrift
@@ -121,6 +122,23 @@ class PerceptualView:
                 emits.append(self._escalation(detector, judge_id, modality, model_version, score, obs))
         return emits
 
+    def open_escalations(
+        self, aggregator: Aggregator, keys: Iterable[str], owns: Callable[[str], bool], at: float
+    ) -> Iterator[tuple[str, dict[str, Any]]]:
+        """(shard key, escalation) of every drift open in the detectors at ``keys`` of the judges this worker
+        ``owns``: after a restart or a rebalance, for the Alertmanager sink to send again (nothing else does
+        before the drift resolves). Each has the id, revision, labels, severity and status of the record its
+        episode fired with; a detector keeps neither the figures of the check that fired nor the turn: the
+        statistic, p-value and window (and so the summary's figures) are its latest check's, which may be
+        below the alarm threshold though still above the resolve threshold (the summary then says so), the
+        event time is ``at`` and there is no turn id."""
+        for parts, detector in aggregator.owned_detectors(keys, "perceptual", owns):
+            assert isinstance(detector, ScoreDrift)
+            if detector.in_alarm:
+                judge_id, modality, model_version, score = parts
+                where = (judge_id, modality, model_version, score)
+                yield judge_id, self._value(detector, where, at, None, firing=True)
+
     def _children(self, judge_id: str, modality: str, version: str | None, name: str) -> _Children:
         """The metric children of a score, cached by the raw values (a guard maps a value the same way
         from its first call on; the children are created when first used, as ``.labels()`` would)."""
@@ -148,17 +166,37 @@ class PerceptualView:
         obs: dict[str, Any],
     ) -> Emit:
         firing = detector.drift_detected
+        if firing:
+            self.metrics.escalations.labels(KIND, SEVERITY).inc()
+        where = (judge_id, modality, model_version, score)
+        value = self._value(detector, where, obs["ts"], obs["turn_id"], firing)
+        return Emit("escalations", value["escalation_id"], value)
+
+    def _value(
+        self,
+        detector: ScoreDrift,
+        where: tuple[str, str, str, str],
+        ts: float,
+        turn_id: str | None,
+        firing: bool,
+    ) -> dict[str, Any]:
+        """The escalation of the drift of ``detector`` at ``where`` (judge, modality, model version, score),
+        firing or resolved at event time ``ts`` by the turn ``turn_id`` (None: no turn)."""
+        judge_id, modality, model_version, score = where
         episode = detector.n_alarms
         eid = escalation_id(KIND, f"{judge_id}|{modality}|{model_version}|{score}")
         summary = detector.summary()
         ref, win = summary["reference"], summary["window"]
         what = f"{score} scores of {modality} outputs from {model_version} (judge {judge_id})"
         if firing:
-            self.metrics.escalations.labels(KIND, SEVERITY).inc()
+            d = detector.statistic
+            if d > detector.threshold:
+                distance = f"KS distance {d:.3f} > {detector.threshold:.3f}"
+            else:  # a later check's, sent again after a restart: open while above the resolve threshold
+                distance = f"KS distance {d:.3f}, above the {detector.resolve_threshold:.3f} it ends at"
             text = (
-                f"Perceptual drift: {what} no longer match their reference: KS distance "
-                f"{detector.statistic:.3f} > {detector.threshold:.3f}; median {ref['p50']:.3f} -> "
-                f"{win['p50']:.3f}, p05-p95 {ref['p05']:.3f}-{ref['p95']:.3f} -> "
+                f"Perceptual drift: {what} no longer match their reference: {distance}; median "
+                f"{ref['p50']:.3f} -> {win['p50']:.3f}, p05-p95 {ref['p05']:.3f}-{ref['p95']:.3f} -> "
                 f"{win['p05']:.3f}-{win['p95']:.3f}"
             )
         else:
@@ -172,8 +210,8 @@ class PerceptualView:
             "revision": 2 * episode - (1 if firing else 0),
             "dimension": None,
             "segment": {**UNKNOWN_SEGMENT, "modality": modality, "model_version": model_version},
-            "event_time": iso(obs["ts"]),
-            "turn_ids": [obs["turn_id"]],
+            "event_time": iso(ts),
+            "turn_ids": [] if turn_id is None else [turn_id],
             "summary": text,
             "evidence": {
                 "judge_id": judge_id,
@@ -188,7 +226,7 @@ class PerceptualView:
                 "window": win,
             },
         }
-        return Emit("escalations", eid, value)
+        return value
 
     def report(self, aggregator: Aggregator) -> dict[str, Any]:
         """``perceptual``: one row per judge, modality, model version and score name."""

@@ -31,6 +31,7 @@ dropped.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from detectors.multi_rater import leave_one_out
@@ -46,6 +47,9 @@ from streams.views.agreement import finite_or_none
 
 SCORECARD = "vendor_scorecard"
 STATUS = "vendor_sla"
+#: The shard key of ``labelled`` and ``raters`` observations (``streams/join_observations.py``): the shard of
+#: both aggregates.
+SHARD = "humans"
 QUANTILES = (0.5, 0.9)
 
 #: (vendor, annotator, turnaround, gold, judge, consensus) after the event time: VendorScorecard.update
@@ -185,6 +189,35 @@ class VendorsView:
                 on = f"{vendor}|{verdict.sla}" in breached
                 m.vendor_sla_breached.labels(label, verdict.sla).set(1.0 if on else 0.0)
 
+    def open_escalations(
+        self, aggregator: Aggregator, keys: Iterable[str], owns: Callable[[str], bool], at: float
+    ) -> Iterator[tuple[str, dict[str, Any]]]:
+        """(shard key, escalation) of every breach open in the SLA status at ``keys``, if this worker ``owns``
+        its shard (``humans``): after a restart or a rebalance, for the Alertmanager sink to send again
+        (nothing else does before its next revision, up to ``republish_seconds`` of label time away). Each
+        is its last published revision: the same id, revision, labels, severity, status and event time (the
+        evaluation's; ``at`` is not used). The status keeps no figures: the verdict, the scorecard and
+        the window in the evidence and the summary are the scorecard's now, up to ``evaluate_every_seconds``
+        of label time past that evaluation. A breach of an SLA its vendor has no target for any more is
+        left out (nothing judges it again)."""
+        if not owns(SHARD) or STATUS not in keys:
+            return
+        status, card = aggregator.detector(STATUS), aggregator.detector(SCORECARD)
+        if (
+            not isinstance(status, SlaStatus)
+            or not isinstance(card, VendorScorecard)
+            or card.watermark is None
+        ):
+            return
+        tally = card.window()
+        for name in status.breached:
+            vendor, sla = name.rsplit("|", 1)
+            scorecard = card.scorecard(vendor, tally=tally)
+            verdict = next((v for v in self.sla.judge(vendor, scorecard) if v.sla == sla), None)
+            state = status.status(name)
+            if verdict is not None and state is not None:  # "updated" builds the same record
+                yield SHARD, self._value(state, "firing", vendor, verdict, scorecard, card)
+
     def _escalation(
         self,
         status: SlaStatus,
@@ -195,8 +228,27 @@ class VendorsView:
         lapsed: bool = False,
     ) -> Emit:
         state = status.status(f"{vendor}|{verdict.sla}")
-        assert state is not None and card.watermark is not None
-        change, severity = status.change, self.sla.severity
+        assert state is not None and status.change is not None
+        if status.change == "firing":
+            self.metrics.escalations.labels("vendor_sla", self.sla.severity).inc()
+        value = self._value(state, status.change, vendor, verdict, scorecard, card, lapsed)
+        return Emit("escalations", value["escalation_id"], value)
+
+    def _value(
+        self,
+        state: dict[str, Any],
+        change: str,
+        vendor: str,
+        verdict: Verdict,
+        scorecard: Scorecard,
+        card: VendorScorecard,
+        lapsed: bool = False,
+    ) -> dict[str, Any]:
+        """The escalation of ``vendor``'s SLA of ``verdict`` as ``state`` (:meth:`SlaStatus.status`) and its
+        ``change`` (``firing``, ``updated``, ``resolved``) say, with the figures of ``scorecard``; its event
+        time is the revision's (``published``)."""
+        assert card.watermark is not None
+        severity = self.sla.severity
         eid = escalation_id("vendor_sla", f"{vendor}|{verdict.sla}|{state['episode']}")
         what = _describe(verdict)
         if lapsed and scorecard.labels == 0:
@@ -212,9 +264,7 @@ class VendorsView:
             summary = f"Vendor SLA met again: {vendor} {what}"
         else:
             summary = f"Vendor SLA breach: {vendor} {what}"
-        if change == "firing":
-            self.metrics.escalations.labels("vendor_sla", severity).inc()
-        value = {
+        return {
             "schema_version": 1,
             "escalation_id": eid,
             "kind": "vendor_sla",
@@ -223,7 +273,7 @@ class VendorsView:
             "revision": state["revision"],
             "dimension": None,
             "segment": dict(UNKNOWN_SEGMENT),
-            "event_time": iso(card.watermark),
+            "event_time": iso(state["published"]),
             "turn_ids": [],
             "summary": summary,
             "evidence": {
@@ -243,7 +293,6 @@ class VendorsView:
                 "runbook_url": self.sla.runbook_url,
             },
         }
-        return Emit("escalations", eid, value)
 
     # -- report.json ---------------------------------------------------------------------------------
 

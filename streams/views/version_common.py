@@ -9,13 +9,15 @@ comparison holds the tests of every pair of versions live together; a test is ad
 observations and those of a test when it decides, not on every observation (with several live versions
 that would be most of a view's cost); a test that decides ``worse`` fires a ``version_regression``
 escalation (severity high, revision 1), resolved (revision 2) when its two versions stop serving the
-journey together (a rollback or a completed rollout).
+journey together (a rollback or a completed rollout). After a restart or a rebalance,
+:meth:`VersionPairView.open_escalations` gives the ones still open for the Alertmanager sink to send again.
 """
 
 from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any, NamedTuple
 
 from detectors.msprt import LiveVersionPairs
@@ -170,7 +172,8 @@ class VersionPairView(ABC):
 
     @abstractmethod
     def _escalation(self, at: TestKey, test: Any, obs: dict[str, Any], firing: bool) -> Emit:
-        """The test's ``version_regression`` escalation (usually by :meth:`_regression`)."""
+        """The test's ``version_regression`` escalation (usually by :meth:`_regression`), made at ``obs``
+        (its ``ts`` and ``turn_id``; a ``turn_id`` of None: none, when an open one is sent again)."""
 
     def _pair_tests(self, comparison: Any, control: str, treatment: str) -> dict[str, Any]:
         """The tests of a pair by dimension (KeyError for a forgotten version)."""
@@ -219,8 +222,33 @@ class VersionPairView(ABC):
             at = TestKey(scope, dim, control, treatment, episode)
             self._publish(at, tests[dim])
             if what == "worse":
+                self.metrics.escalations.labels(KIND, SEVERITY).inc()
                 emits.append(self._escalation(at, tests[dim], obs, firing=True))
         return emits
+
+    def open_escalations(
+        self, aggregator: Aggregator, keys: Iterable[str], owns: Callable[[str], bool], at: float
+    ) -> Iterator[tuple[str, dict[str, Any]]]:
+        """(shard key, escalation) of every regression open in the comparisons at ``keys`` whose shard (the
+        scope's first part: a judge, or a journey) this worker ``owns``: a test decided ``worse`` of a pair
+        still live together. After a restart or a rebalance, for the Alertmanager sink to send again
+        (nothing else does before the pair ends). Each has the id, revision (1), labels, severity and
+        status of the firing record; the test went on counting turns after its decision, so its figures in
+        the evidence and the summary are its latest; the event time is ``at``, and there is no turn id."""
+        now = {"ts": at, "turn_id": None}
+        for parts, comparison in aggregator.owned_detectors(keys, self.prefix, owns):
+            assert isinstance(comparison, LiveVersionPairs)
+            scope = (parts[0], parts[1])
+            for control, treatment in comparison.live_pairs:
+                try:
+                    tests = self._pair_tests(comparison, control, treatment)
+                except KeyError:  # as in _after; not expected for a live pair
+                    continue
+                episode = comparison.episode(control, treatment)
+                for dim, test in sorted(tests.items()):
+                    if test.decision == "worse":
+                        where = TestKey(scope, dim, control, treatment, episode)
+                        yield scope[0], self._escalation(where, test, now, firing=True).value
 
     def _publish(self, at: TestKey, test: Any) -> None:
         m = self.metrics
@@ -265,8 +293,6 @@ class VersionPairView(ABC):
         (with the journey), the pair, the test's figures and the test parameters."""
         # a pair live again after it ended is tested afresh: its regression is a new escalation
         eid = escalation_id(KIND, key if at.episode == 1 else f"{key}|{at.episode}")
-        if firing:
-            self.metrics.escalations.labels(KIND, SEVERITY).inc()
         value = {
             "schema_version": 1,
             "escalation_id": eid,
@@ -277,7 +303,7 @@ class VersionPairView(ABC):
             "dimension": at.dim or None,
             "segment": {**UNKNOWN_SEGMENT, "journey": head["journey"], "model_version": at.treatment},
             "event_time": iso(obs["ts"]),
-            "turn_ids": [obs["turn_id"]],
+            "turn_ids": [] if obs["turn_id"] is None else [obs["turn_id"]],
             "summary": text,
             "evidence": {
                 **head,
