@@ -9,7 +9,7 @@ from detectors.calibrated_comparison import CalibratedComparison, CalibratedVers
 from detectors.calibration import BinaryCalibration, ClassAccuracy
 from detectors.category_spikes import CategorySpikes
 from detectors.defect_rate_spike import DefectRateSpike, arl0_for_budget
-from detectors.exceptions import DetectorError, StateError
+from detectors.exceptions import DetectorError, NotHeldError, StateError
 from detectors.keyed import KeyedDetectors
 from detectors.msprt import MixtureSPRT, VersionComparison
 from detectors.multi_rater import InterAnnotatorAgreement, RaterVsConsensus, consensus
@@ -40,6 +40,7 @@ __all__ = [
     "KeyedDetectors",
     "LabelTally",
     "MixtureSPRT",
+    "NotHeldError",
     "PredictionPoweredRate",
     "RaterPanel",
     "RaterVsConsensus",

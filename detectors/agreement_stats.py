@@ -33,6 +33,7 @@ from statistics import NormalDist
 from typing import Any
 
 from detectors.base import Detector
+from detectors.exceptions import NotHeldError
 
 Confusion = dict[str, dict[str, int]]
 NAN = math.nan
@@ -173,6 +174,22 @@ class AgreementStats(Detector):
         self._n += 1
         if a == b:
             self._agree += 1
+        return self
+
+    def remove(self, a: str, b: str) -> AgreementStats:
+        """Take out one pair ``update`` added, as if it never had been (an emptied cell goes); raises
+        :class:`~detectors.NotHeldError`, changing nothing, if the counts hold no such pair."""
+        row = self._confusion.get(a)
+        if not row or row.get(b, 0) < 1:
+            raise NotHeldError(f"no pair {a!r}, {b!r} to remove")
+        row[b] -= 1
+        if not row[b]:
+            del row[b]
+            if not row:
+                del self._confusion[a]
+        self._n -= 1
+        if a == b:
+            self._agree -= 1
         return self
 
     def merge(self, other: AgreementStats) -> AgreementStats:

@@ -9,3 +9,7 @@ class DetectorError(Exception):
 
 class StateError(DetectorError):
     """A serialised state that does not belong to this detector or this version."""
+
+
+class NotHeldError(DetectorError, ValueError):
+    """``remove`` of what a detector's counts do not hold (never added, or taken out already)."""

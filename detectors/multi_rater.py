@@ -9,7 +9,8 @@ Fleiss' kappa (Fleiss 1971) assumes the same number of raters ``m`` on every ite
 the items with exactly ``fleiss_raters`` labels, or by default over the items with the most common label
 count (ties go to the larger count, which carries more information per item); ``fleiss_raters_used`` and
 ``fleiss_items`` say which. Both statistics are kept as integer counts per label count ``m``, so they are
-exact, JSON-native and mergeable.
+exact, JSON-native and mergeable; and an item can be taken out again (``remove``: a version of it that a
+later rater's label superseded), leaving the counts as if it had never been added.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from detectors.agreement_stats import (
     wilson_interval,
 )
 from detectors.base import Detector
+from detectors.exceptions import NotHeldError
 
 NAN = math.nan
 
@@ -68,11 +70,50 @@ def add_comparison(tally: dict[str, Any], label: str, agreed: str | None, tie: b
     row[agreed] = row.get(agreed, 0) + 1
 
 
+def remove_comparisons(
+    tallies: dict[str, dict[str, Any]], comparisons: list[tuple[str, str, str | None, bool]]
+) -> None:
+    """Take ``comparisons`` (``(who, label, consensus, tie)``, each counted by :func:`add_comparison` in
+    ``tallies[who]``) out of ``tallies``, emptied cells and rows too; raises :class:`~detectors.NotHeldError`,
+    changing nothing, if the tallies do not hold them all."""
+    needed: Counter[tuple[str, str, str | None]] = Counter()  # (who, label, consensus); None: a tie
+    for who, label, agreed, tie in comparisons:
+        if agreed is not None or tie:
+            needed[(who, label if agreed is not None else "", agreed)] += 1
+    for (who, label, agreed), n in needed.items():
+        tally = tallies.get(who)
+        if tally is None:
+            held = 0
+        else:
+            held = tally["ties"] if agreed is None else tally["confusion"].get(label, {}).get(agreed, 0)
+        if held < n:
+            raise NotHeldError(f"{who!r} holds no {n} such comparisons to remove")
+    for (who, label, agreed), n in needed.items():
+        tally = tallies[who]
+        if agreed is None:
+            tally["ties"] -= n
+            continue
+        row = tally["confusion"][label]
+        row[agreed] -= n
+        if not row[agreed]:
+            del row[agreed]
+            if not row:
+                del tally["confusion"][label]
+
+
 def _check_labels(labels: Any, minimum: int) -> None:
     if not isinstance(labels, list | tuple) or not all(isinstance(x, str) for x in labels):
         raise ValueError(f"labels must be a list of strings, got {labels!r}")
     if len(labels) < minimum:
         raise ValueError(f"an item needs labels from at least {minimum} raters, got {len(labels)}")
+
+
+def _check_ratings(ratings: Any) -> None:
+    if not isinstance(ratings, dict) or not all(
+        isinstance(r, str) and isinstance(x, str) for r, x in ratings.items()
+    ):
+        raise ValueError(f"ratings must be a dict of rater id -> label, got {ratings!r}")
+    _check_labels(list(ratings.values()), 2)
 
 
 class InterAnnotatorAgreement(Detector):
@@ -117,6 +158,32 @@ class InterAnnotatorAgreement(Detector):
         for label, count in Counter(labels).items():
             group["pairs"] += count * (count - 1)
             totals[label] = totals.get(label, 0) + count
+        return self
+
+    def remove(self, labels: list[str]) -> InterAnnotatorAgreement:
+        """Take out one item ``update`` added with these labels; raises :class:`~detectors.NotHeldError`,
+        changing nothing, if the counts of items with as many labels do not hold them."""
+        _check_labels(labels, 2)
+        key = str(len(labels))
+        group = self._by_m.get(key)
+        counts = Counter(labels)
+        pairs = sum(count * (count - 1) for count in counts.values())
+        if (
+            group is None
+            or group["items"] < 1
+            or group["pairs"] < pairs
+            or any(group["totals"].get(label, 0) < count for label, count in counts.items())
+        ):
+            raise NotHeldError(f"no item with labels {sorted(labels)!r} to remove")
+        group["items"] -= 1
+        group["pairs"] -= pairs
+        totals = group["totals"]
+        for label, count in counts.items():
+            totals[label] -= count
+            if not totals[label]:
+                del totals[label]
+        if not group["items"]:
+            del self._by_m[key]
         return self
 
     def merge(self, other: InterAnnotatorAgreement) -> InterAnnotatorAgreement:
@@ -249,16 +316,27 @@ class RaterVsConsensus(Detector):
         self._items = 0
 
     def update(self, ratings: dict[str, str]) -> RaterVsConsensus:
-        if not isinstance(ratings, dict) or not all(
-            isinstance(r, str) and isinstance(x, str) for r, x in ratings.items()
-        ):
-            raise ValueError(f"ratings must be a dict of rater id -> label, got {ratings!r}")
-        _check_labels(list(ratings.values()), 2)
+        _check_ratings(ratings)
         self._items += 1
         for rater, label, agreed, tie in leave_one_out(ratings):
             if rater not in self._raters and len(self._raters) >= self.max_raters:
                 rater = OTHER_RATERS
             add_comparison(self._raters.setdefault(rater, {"confusion": {}, "ties": 0}), label, agreed, tie)
+        return self
+
+    def remove(self, ratings: dict[str, str]) -> RaterVsConsensus:
+        """Take out one item ``update`` added with these ratings (a rater keeps its row, emptied or not, so
+        the cap pools the same raters); raises :class:`~detectors.NotHeldError`, changing nothing, if the
+        counts do not hold its comparisons."""
+        _check_ratings(ratings)
+        if self._items < 1:
+            raise NotHeldError("no item to remove")
+        comparisons = [
+            (rater if rater in self._raters else OTHER_RATERS, label, agreed, tie)
+            for rater, label, agreed, tie in leave_one_out(ratings)
+        ]
+        remove_comparisons(self._raters, comparisons)
+        self._items -= 1
         return self
 
     def merge(self, other: RaterVsConsensus) -> RaterVsConsensus:

@@ -10,10 +10,18 @@ A vendor's agreement interval counts items, not comparisons: two annotators of o
 compared with nearly the same consensus, so their comparisons are not independent. The variance is the
 cluster-robust one of a ratio (items as clusters), and the Wilson interval is taken at the effective size
 it implies (at most the number of comparisons).
+
+An item that gains a rater's label is counted again: ``remove`` takes out the version it supersedes (as
+``update`` added it), then ``update`` adds the new one, and every figure is as if only the new version had
+ever been added: alpha, kappa and the consensus counts depend on the item's labels alone, and each
+annotator's comparisons are those of the new version (each label scored once, against the consensus of
+the item's other labels so far). A part of the panel whose counts do not hold the old version (state from
+before vendors were counted by item, or started again) keeps its counts and adds the new one.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 from typing import Any, Self
 
@@ -24,6 +32,7 @@ from detectors.agreement_stats import (
     wilson_interval,
 )
 from detectors.base import Detector
+from detectors.exceptions import NotHeldError
 from detectors.multi_rater import (
     OTHER_RATERS,
     InterAnnotatorAgreement,
@@ -31,11 +40,13 @@ from detectors.multi_rater import (
     add_comparison,
     consensus,
     leave_one_out,
+    remove_comparisons,
 )
 
 
 class RaterPanel(Detector):
-    """Multi-rater agreement of one dimension; ``update(labels, vendors, judges)`` adds one item.
+    """Multi-rater agreement of one dimension; ``update(labels, vendors, judges)`` adds one item and
+    ``remove`` with the same arguments takes it out (to count it again with a later annotator's label).
 
     ``labels`` is ``{annotator_id: label}`` (two or more), ``vendors`` ``{annotator_id: vendor_id}`` and
     ``judges`` ``{judge_id: label}`` for the same item. An annotator's vendor is the last one seen.
@@ -63,6 +74,10 @@ class RaterPanel(Detector):
     {'v1': 0.959, 'v2': 0.876}
     >>> round(panel.judge("judge-a").cohen_kappa, 3)
     0.815
+    >>> item = {"ann": "fail", "bob": "pass"}, {"ann": "v1", "bob": "v1"}, {"judge-a": "pass"}
+    >>> before = panel.to_dict()
+    >>> panel.update(*item).remove(*item).to_dict() == before  # an item in, then out: as it was
+    True
     """
 
     def __init__(
@@ -116,6 +131,65 @@ class RaterPanel(Detector):
                 stats = self._judges[judge_id] = AgreementStats(confidence_level=self.confidence_level)
             stats.update(label, agreed)
         return self
+
+    def remove(
+        self,
+        labels: dict[str, str],
+        vendors: dict[str, str] | None = None,
+        judges: dict[str, str] | None = None,
+    ) -> Self:
+        """Take out an item ``update`` added with these arguments, part by part (reliability, annotators,
+        vendors, consensus, each judge): a part whose counts do not hold it is left as it is."""
+        if not isinstance(labels, dict) or not all(isinstance(x, str) for x in labels.values()):
+            raise ValueError(f"labels must be a dict of annotator id -> label, got {labels!r}")
+        values = list(labels.values())
+        for part in (
+            lambda: self._agreement.remove(values),  # checks there are two or more
+            lambda: self._raters.remove(labels),
+            lambda: self._remove_vendor_comparisons(labels, vendors or {}),
+        ):
+            with contextlib.suppress(NotHeldError):
+                part()
+        agreed, tie = consensus(values)
+        if agreed is None:
+            self._ties -= int(tie and self._ties > 0)
+            return self
+        held = self._consensus.get(agreed, 0)
+        if held > 1:
+            self._consensus[agreed] = held - 1
+        elif held:
+            del self._consensus[agreed]
+        for judge_id, label in (judges or {}).items():
+            stats = self._judges.get(judge_id)
+            if stats is not None:
+                with contextlib.suppress(NotHeldError):
+                    stats.remove(label, agreed)
+                if not stats.n:
+                    del self._judges[judge_id]
+        return self
+
+    def _remove_vendor_comparisons(self, labels: dict[str, str], vendors: dict[str, str]) -> None:
+        """Undo :meth:`_add_vendor_comparisons` (:class:`~detectors.NotHeldError`: nothing is changed)."""
+        comparisons = []
+        on_item: dict[str, list[int]] = {}
+        for annotator, label, agreed, tie in leave_one_out(labels):
+            vendor = str(vendors.get(annotator) or self._vendor_of.get(annotator, "unknown"))
+            vendor = vendor if vendor in self._vendors else OTHER_RATERS
+            comparisons.append((vendor, label, agreed, tie))
+            if agreed is not None:
+                counts = on_item.setdefault(vendor, [0, 0])
+                counts[0] += 1
+                counts[1] += int(label == agreed)
+        terms = {v: (1, m, a, a * a, a * m, m * m) for v, (m, a) in on_item.items()}
+        for vendor, item in terms.items():
+            sums = self._vendors.get(vendor, {}).get("sums", [0] * 6)
+            if any(held < term for held, term in zip(sums, item, strict=True)):
+                raise NotHeldError(f"vendor {vendor!r} holds no such item to remove")
+        remove_comparisons(self._vendors, comparisons)
+        for vendor, item in terms.items():
+            sums = self._vendors[vendor]["sums"]
+            for i, term in enumerate(item):
+                sums[i] -= term
 
     def _add_vendor_comparisons(self, labels: dict[str, str], vendors: dict[str, str]) -> None:
         """Each annotator against the others' consensus (leave-one-out), pooled by vendor per item."""

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any, Self
 
 from detectors.base import Detector
+from detectors.exceptions import NotHeldError
 from detectors.windowed import EventTimeWindows
 
 #: A vendor's own row (all its annotators together), and where capped vendors and annotators go.
@@ -123,6 +124,19 @@ class LabelTally(Detector):
             for pair, (agreeing, total) in pairs.items():
                 row[pair][0] += agreeing
                 row[pair][1] += total
+        return self
+
+    def remove(self, vendor: str, annotator: str, consensus: tuple[int, int]) -> Self:
+        """Take out consensus comparisons ``update`` added (``turnaround`` None); raises
+        :class:`~detectors.NotHeldError`, changing nothing, if the rows do not hold them."""
+        agreeing, total = _check_pair("consensus", consensus)
+        rows = self._rows.get(vendor, {})
+        held = [rows.get(who, {}).get("consensus", [0, 0]) for who in dict.fromkeys((ALL, annotator))]
+        if any(a < agreeing or n - total < a - agreeing for a, n in held):
+            raise NotHeldError(f"{vendor!r} / {annotator!r} hold no such comparisons to remove")
+        for pair in held:
+            pair[0] -= agreeing
+            pair[1] -= total
         return self
 
     def merge(self, other: LabelTally) -> Self:
@@ -320,6 +334,13 @@ class VendorScorecard(Detector):
                 rows[who] = float(ts)
             else:
                 rows.setdefault(who, None)
+        return self
+
+    def remove(self, ts: float, vendor: str, annotator: str, consensus: tuple[int, int]) -> Self:
+        """Take out consensus comparisons ``update`` added at ``ts``, if they are still in the window (an
+        item superseded by a later annotator's label); raises :class:`~detectors.NotHeldError`, changing
+        nothing, if their bucket does not hold them."""
+        self._windows.remove(ts, *self._fold(vendor, annotator), consensus)
         return self
 
     @property

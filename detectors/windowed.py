@@ -156,6 +156,22 @@ class EventTimeWindows(Detector):
         self._n += 1
         return self
 
+    def remove(self, ts_seconds: float, *args: Any) -> EventTimeWindows:
+        """Undo an ``update(ts_seconds, *args)`` with the inner detector's ``remove(*args)`` while its bucket
+        is in the window (one that left it, or an event too late for it, holds nothing to undo); the
+        watermark, :attr:`n` and :attr:`too_late` stay. The inner ``remove`` raises if the bucket does not
+        hold it, and changes nothing then."""
+        start = self._bucket_start(self._check_ts(ts_seconds))
+        oldest = self._oldest_start()
+        state = self._buckets.get(str(start))
+        if state is None or oldest is None or start < oldest:
+            return self
+        inner: Any = self._fresh()
+        inner.__dict__.update(state)  # in place, as update does
+        inner.remove(*args)
+        self._buckets[str(start)] = {k: v for k, v in vars(inner).items() if k.startswith("_")}
+        return self
+
     def _restore(self, state: dict[str, Any]) -> Detector:
         inner = self._fresh()
         inner.__dict__.update(copy.deepcopy(state))

@@ -3,9 +3,9 @@
 Once per turn (``turn``, ``contact``), per judge and annotator meeting the turn (``judged``, ``labelled``;
 again with a rater's new dimensions when it sends a turn's dimensions in several records), per turn with
 its first verdict (``reviewable``; once more, an ``update``, if a later verdict makes the turn a high-risk
-failure) and per dimension labelled by several annotators (``raters``). The
-``observed`` list of a join entry, and each rater record's counts, make each happen once whatever the
-arrival order and however often a record is delivered.
+failure) and per dimension labelled by several annotators (``raters``; again, replacing it, with each
+later annotator's label). The ``observed`` list of a join entry, and each rater record's counts, make each
+happen once whatever the arrival order and however often a record is delivered.
 """
 
 from __future__ import annotations
@@ -16,7 +16,8 @@ from typing import Any
 from schemas.common import QUALITY_DIMENSIONS
 from streams.emit import SEP, Emit, Entry
 
-#: Human labels on one dimension of one turn that make an inter-annotator item (emitted once).
+#: Human labels on one dimension of one turn that make an inter-annotator item (emitted then, and again
+#: with each later annotator's label, up to the join's MAX_RATERS_PER_TURN).
 MIN_RATERS = 2
 
 
@@ -137,7 +138,10 @@ def observations(turn_id: str, entry: Entry, judged_high_risk: bool = False) -> 
 
 
 def raters(entry: Entry, common: dict[str, Any]) -> list[Emit]:
-    """Once a dimension of the turn has labels from ``MIN_RATERS`` annotators: one ``raters`` item."""
+    """Once a dimension of the turn has labels from ``MIN_RATERS`` annotators: one ``raters`` item; again
+    each time a later annotator labels it, with all its labels and the item it ``replaces`` (its last
+    version, rebuilt from the annotators and judges the entry's ``rt`` says it had: labels only grow), so
+    the aggregation counts each item once, with all its labels, without keeping items."""
     by_dimension: dict[str, dict[str, str]] = {}
     for annotator, record in entry["human"].items():
         for dim, label in record["labels"].items():
@@ -145,20 +149,35 @@ def raters(entry: Entry, common: dict[str, Any]) -> list[Emit]:
     emits = []
     observed = entry["observed"]
     for dim, labels in by_dimension.items():
-        if len(labels) >= MIN_RATERS and f"r{SEP}{dim}" not in observed:
+        if len(labels) < MIN_RATERS:
+            continue
+        # per dimension: the annotators and judges of the item published last
+        published = entry.get("rt", {}).get(dim)
+        if published is None:
+            if f"r{SEP}{dim}" in observed:  # published by code before "rt": its labels are unknown, once only
+                continue
             observed.append(f"r{SEP}{dim}")
-            value = {
-                "kind": "raters",
-                "dimension": dim,
-                "labels": labels,
-                "vendors": {a: entry["human"][a]["vendor"] for a in labels},
-                # the item is complete at its latest label: vendor windows count it then
-                "label_ts": max(entry["human"][a]["ts"] for a in labels),
-                "judges": {j: r["labels"][dim] for j, r in entry["judge"].items() if dim in r["labels"]},
-                **common,
-            }
-            emits.append(Emit("observations", "humans", value))
+        elif len(published[0]) >= len(labels):
+            continue
+        judges = {j: r["labels"][dim] for j, r in entry["judge"].items() if dim in r["labels"]}
+        value = {"kind": "raters", "dimension": dim, **_item(entry, labels, judges), **common}
+        if published is not None:
+            before = {a: labels[a] for a in published[0]}
+            value["replaces"] = _item(entry, before, {j: judges[j] for j in published[1]})
+        entry.setdefault("rt", {})[dim] = [list(labels), list(judges)]
+        emits.append(Emit("observations", "humans", value))
     return emits
+
+
+def _item(entry: Entry, labels: dict[str, str], judges: dict[str, str]) -> dict[str, Any]:
+    """A ``raters`` item's labels, their annotators' vendors, its time and the judges' labels."""
+    return {
+        "labels": labels,
+        "vendors": {a: entry["human"][a]["vendor"] for a in labels},
+        # the item is complete at its latest label: vendor windows count it then
+        "label_ts": max(entry["human"][a]["ts"] for a in labels),
+        "judges": judges,
+    }
 
 
 def _unseen(observed: list[str], mark: str, record: dict[str, Any]) -> tuple[int, int] | None:

@@ -1,10 +1,12 @@
 """Several humans on the same turn: consensus, reliability, and which annotators and vendors depart from it.
 
-From ``raters`` observations (a turn's dimension once it has labels from two annotators; shard:
-``humans``), one :class:`~detectors.rater_panel.RaterPanel` per dimension under ``raters/<dimension>``:
-Krippendorff's alpha and Fleiss' kappa, the consensus (plurality) label of each turn with ties counted,
-each annotator's and each vendor's agreement with the other annotators' consensus, and each judge's
-agreement with the consensus of all annotators.
+From ``raters`` observations (a turn's dimension once it has labels from two annotators, and again with
+every later annotator's label; shard: ``humans``), one :class:`~detectors.rater_panel.RaterPanel` per
+dimension under ``raters/<dimension>``: Krippendorff's alpha and Fleiss' kappa, the consensus (plurality)
+label of each turn with ties counted, each annotator's and each vendor's agreement with the other
+annotators' consensus, and each judge's agreement with the consensus of all annotators. An item published
+again carries the version it supersedes (``replaces``): the panel takes that out before adding the new
+one, so each turn counts once, with all its labels so far (and the judges known when it was published).
 """
 
 from __future__ import annotations
@@ -27,13 +29,14 @@ class RatersView:
 
     def apply(self, aggregator: Aggregator, obs: dict[str, Any], partition: int | None) -> list[Emit]:
         dimension = obs["dimension"]
-        panel = aggregator.update(
-            key("raters", dimension),
-            obs,
-            partition,
-            RaterPanel,
-            lambda p: p.update(obs["labels"], obs.get("vendors"), obs.get("judges")),
-        )
+
+        def replace(panel: RaterPanel) -> None:
+            old = obs.get("replaces")
+            if old is not None:  # the item again, with a later annotator's label: out with its last version
+                panel.remove(old["labels"], old.get("vendors"), old.get("judges"))
+            panel.update(obs["labels"], obs.get("vendors"), obs.get("judges"))
+
+        panel = aggregator.update(key("raters", dimension), obs, partition, RaterPanel, replace)
         if panel is None or not self.refresh(dimension, obs["ts"]):
             return []
         m = self.metrics

@@ -13,7 +13,10 @@ annotators) observations, both on the shard ``humans``, one
 - consensus: each annotator of a ``raters`` item against the plurality of the others (ties not scored,
   as :class:`~detectors.rater_panel.RaterPanel` does), when the item is complete: at its latest label's
   time or its turn's, whichever is later (at the turn's, a second label a day after its turn fell out of
-  a 24 h window as too late).
+  a 24 h window as too late). An item published again with a later annotator's label (``replaces``: the
+  version it supersedes) takes that version's comparisons out of their bucket if it is still in the
+  window (one that left the window took them along), and counts its own at its new time: the window
+  holds each item once, its latest version, with every label scored once against the others' consensus.
 
 Once label event time has moved ``evaluate_every_seconds`` past the last evaluation, every vendor's SLAs
 are judged and a :class:`~detectors.sla_status.SlaStatus` under ``vendor_sla`` records breaches: a
@@ -30,10 +33,12 @@ dropped.
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
+from detectors.exceptions import NotHeldError
 from detectors.multi_rater import leave_one_out
 from detectors.sla_status import SlaStatus
 from detectors.vendor_scorecard import ALL, OTHER, Scorecard, VendorScorecard
@@ -78,10 +83,15 @@ class VendorsView:
 
     def apply(self, aggregator: Aggregator, obs: dict[str, Any], partition: int | None) -> list[Emit]:
         updates = self._labelled(obs) if obs["kind"] == "labelled" else self._consensus(obs)
-        if not updates:
+        replaced = obs.get("replaces")
+        removals = self._consensus({**obs, **replaced}) if replaced is not None else []
+        if not updates and not removals:
             return []
 
         def add(card: VendorScorecard) -> None:
+            for ts, vendor, annotator, *_, consensus in removals:
+                with contextlib.suppress(NotHeldError):  # counts started after it was added
+                    card.remove(ts, vendor, annotator, consensus)
             # only when the aggregator applies the observation (a replay it skips counts nothing), and by
             # this observation's own drops: exact without remembering the count between calls or restarts
             dropped = card.too_late

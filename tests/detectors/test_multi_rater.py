@@ -304,3 +304,28 @@ def test_rater_vs_consensus_merge_equals_one_stream():
         r: s["ties"] for r, s in whole.per_rater.items()
     }
     assert {r: left.confusion(r) for r in left.raters} == {r: whole.confusion(r) for r in whole.raters}
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_removing_items_leaves_the_counts_of_the_others_alone(seed):
+    # an item counted again with a later rater's label: its earlier version is removed first
+    items = _rated_items(seed)
+    rng = random.Random(seed)
+    gone = set(rng.sample(range(len(items)), len(items) // 3))
+    iaa, rvc = InterAnnotatorAgreement(), RaterVsConsensus()
+    for item in items:
+        iaa.update(list(item.values()))
+        rvc.update(item)
+    for i in sorted(gone, key=lambda _: rng.random()):
+        assert iaa.remove(list(items[i].values())) is iaa and rvc.remove(items[i]) is rvc
+    kept_iaa, kept_rvc = InterAnnotatorAgreement(), RaterVsConsensus()
+    for i, item in enumerate(items):
+        if i not in gone:
+            kept_iaa.update(list(item.values()))
+            kept_rvc.update(item)
+    assert iaa.to_dict() == kept_iaa.to_dict()
+    # a rater whose items all went keeps an empty row (the cap must pool the same raters)
+    rows, kept_rows = rvc.to_dict()["state"]["_raters"], kept_rvc.to_dict()["state"]["_raters"]
+    assert {r: row for r, row in rows.items() if r in kept_rows} == kept_rows
+    assert all(row == {"confusion": {}, "ties": 0} for r, row in rows.items() if r not in kept_rows)
+    assert rvc.n_items == kept_rvc.n_items

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from detectors.exceptions import NotHeldError
 from detectors.sla_status import SlaStatus
 from detectors.vendor_scorecard import OTHER, LabelTally, Scorecard, VendorScorecard
 
@@ -129,6 +130,25 @@ def test_vendors_and_annotators_past_the_caps_fold_into_other():
     assert card.annotators(OTHER) == ["other"]  # x1, x2 and y1 were the three annotators tracked
     assert card.scorecard(OTHER).labels == card.scorecard(OTHER, OTHER).labels == 2
     assert card.scorecard("v1", "x1").labels == 2 and card.scorecard("v2").labels == 2
+
+
+def test_consensus_comparisons_are_removed_from_their_bucket_while_it_is_in_the_window():
+    # an item counted again with a later annotator's label takes its last version's comparisons out
+    card = VendorScorecard(window_seconds=3600, bucket_seconds=600, max_vendors=1, max_annotators=1)
+    card.update(0.0, "v", "a1", consensus=(1, 1))
+    card.update(700.0, "v", "a1", consensus=(0, 1))
+    card.update(700.0, "w", "b1", consensus=(1, 1))  # past both caps: counted as other/other
+    card.remove(0.0, "v", "a1", (1, 1)).remove(700.0, "w", "b1", (1, 1))
+    assert card.scorecard("v").consensus == card.scorecard("v", "a1").consensus == (0, 1)
+    assert card.scorecard(OTHER).consensus == (0, 0)
+    before = card.to_dict()
+    with pytest.raises(NotHeldError):  # the bucket holds (0, 1) for a1, not (1, 1): nothing changes
+        card.remove(700.0, "v", "a1", (1, 1))
+    assert card.to_dict() == before
+    card.update(5000.0, "v", "a1", turnaround=10.0)  # bucket 600 leaves the window
+    before = card.to_dict()
+    card.remove(700.0, "v", "a1", (0, 1))  # gone with its bucket: nothing left to take out
+    assert card.to_dict() == before and card.too_late == 0 and card.watermark == 5000.0
 
 
 @pytest.mark.parametrize("split", [1, 700, 1500])

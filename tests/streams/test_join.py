@@ -670,6 +670,63 @@ def test_an_entry_from_before_the_counts_were_kept_is_not_observed_again() -> No
     assert [e.value["kind"] for e in h.topic("observations")[before:]] == ["pair"]  # the new judge/human pair
 
 
+def test_a_later_annotators_label_publishes_the_item_again_with_the_version_it_replaces() -> None:
+    # an item was published once, at its second label: a third annotator's label was never counted
+    h = Harness()
+    h.feed(turn(), judged(verdicts=[verdict("safety", "pass")]))
+    h.feed(labelled(annotator_id="ann-1", vendor_id="v1", verdicts=[verdict("safety", "pass")]))
+    h.feed(labelled(annotator_id="ann-2", vendor_id="v2", seconds=3700, verdicts=[verdict("safety", "fail")]))
+    h.feed(judged(seconds=3750, judge_id="judge-b", verdicts=[verdict("safety", "fail")]))  # between versions
+    third = [verdict("safety", "fail"), verdict("relevance", "pass")]
+    h.feed(labelled(annotator_id="ann-3", vendor_id="v1", seconds=3800, verdicts=third))
+    h.feed(labelled(annotator_id="ann-3", vendor_id="v1", seconds=3800, verdicts=third))  # redelivered
+    h.feed(labelled(annotator_id="ann-1", seconds=3900, verdicts=[verdict("relevance", "fail")]))
+    t0 = T0.timestamp()
+    first = {
+        "labels": {"ann-1": "pass", "ann-2": "fail"},
+        "vendors": {"ann-1": "v1", "ann-2": "v2"},
+        "label_ts": t0 + 3700,
+        "judges": {"judge-a": "pass"},
+    }
+    items = [
+        {k: v[k] for k in ("dimension", "labels", "vendors", "label_ts", "judges", "replaces") if k in v}
+        for v in _observed(h, "raters")
+    ]
+    assert items == [
+        {"dimension": "safety", **first},
+        {
+            "dimension": "safety",
+            "labels": {"ann-1": "pass", "ann-2": "fail", "ann-3": "fail"},
+            "vendors": {"ann-1": "v1", "ann-2": "v2", "ann-3": "v1"},
+            "label_ts": t0 + 3800,
+            "judges": {"judge-a": "pass", "judge-b": "fail"},
+            "replaces": first,
+        },
+        # relevance: its second label (ann-1's later one) makes a first item, replacing none
+        {
+            "dimension": "relevance",
+            "labels": {"ann-1": "fail", "ann-3": "pass"},
+            "vendors": {"ann-1": "v1", "ann-3": "v1"},
+            "label_ts": t0 + 3800,
+            "judges": {},
+        },
+    ]
+
+
+def test_an_entry_that_published_its_item_before_versions_were_kept_publishes_it_once() -> None:
+    # an entry of the previous version marks the dimension observed without its annotators: its item's
+    # labels then are unknown, so a later annotator's label cannot replace it (nor count it twice)
+    h = Harness()
+    h.feed(turn(), labelled(annotator_id="ann-1"), labelled(annotator_id="ann-2", seconds=3700))
+    h.joiner.flush()
+    entry = h.joiner.store.get("t-1")
+    del entry["rt"]
+    h.joiner.store.put("t-1", entry, None)
+    h.joiner.state.forget()
+    h.feed(labelled(annotator_id="ann-3", seconds=3800))
+    assert [len(v["labels"]) for v in _observed(h, "raters")] == [2]
+
+
 def test_labels_that_never_meet_their_turn_are_counted_when_evicted() -> None:
     # a label after its turn was evicted (or for a turn never sent) was lost to agreement and calibration
     # without a trace in any metric

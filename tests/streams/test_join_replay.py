@@ -105,6 +105,28 @@ def test_a_replay_in_another_interleaving_publishes_the_outputs_the_crash_lost_u
         assert newest(replay) == newest(lost)
 
 
+def test_a_replay_publishes_the_same_raters_items_and_replacements():
+    """A turn's item published again with each later annotator's label: after the crash, the replay
+    publishes the same items, each replacing the same version, at the same source positions."""
+    by_source = records(6)
+    for i in range(6):
+        for k, annotator in enumerate(("ann-2", "ann-3")):
+            label = labelled(
+                f"t-{i}", seconds=i + 3 + k, annotator_id=annotator, verdicts=[verdict("relevance", "fail")]
+            )
+            by_source["labels:0"].append(("labels:0", 100 + len(by_source["labels:0"]), label))
+    for seed in range(4):
+        store = DictStore()
+        first = joiner(store)
+        lost = read(first, interleaving(by_source, seed))
+        first.flush()
+        assert any("replaces" in e.value for e in lost if e.value.get("kind") == "raters")
+        replay = read(joiner(recovered(store)), interleaving(by_source, seed + 100))
+        assert canonical([e for e in replay if e.topic != "escalations"]) == canonical(
+            [e for e in lost if e.topic != "escalations"]
+        )
+
+
 def test_a_replay_ends_each_escalation_on_its_newest_revision():
     """A judge's and a human's safety failure make two revisions of one escalation; a replay reading the
     label first must not end the topic on the judge's older revision."""

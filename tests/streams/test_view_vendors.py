@@ -243,8 +243,12 @@ def _ts(text: str) -> float:
     return datetime.fromisoformat(text).timestamp()
 
 
-def test_consensus_of_several_annotators_per_vendor_and_annotator(tmp_path):
-    """Each annotator of a multi-annotator turn against the others' plurality (ties not scored)."""
+@pytest.mark.parametrize("labels_first", [True, False], ids=["labels-first", "labels-after-the-turn"])
+def test_consensus_of_several_annotators_per_vendor_and_annotator(tmp_path, labels_first):
+    """Each annotator of a multi-annotator turn against the others' plurality (ties not scored): the same
+    with the labels coming one at a time after the turn, where the item is published at its second label,
+    then again, replacing it, at its third (c1's labels were never scored, a1's and a2's against each
+    other only)."""
     sla = tmp_path / "vendor_sla.yaml"
     sla.write_text(
         "evaluate_every_seconds: 1\nrepublish_seconds: 86400\n"
@@ -260,22 +264,23 @@ def test_consensus_of_several_annotators_per_vendor_and_annotator(tmp_path):
         turn_id = f"m{i:03d}"
         # c1 says fail on every other turn; a1 and a2 always pass
         says = {"a1": "pass", "a2": "pass", "c1": "fail" if i % 2 else "pass"}
-        # the labels come before the turn, so the join sees all three annotators at once
-        events = []
+        # labels first: the join sees all three annotators at once
+        events = [] if labels_first else [(Stream.CHAT_TURNS, chat_turn(turn_id=turn_id, ts=iso(ts)))]
         for n, (annotator, label) in enumerate(says.items()):
             events.append(
                 (
                     Stream.HUMAN_LABELS,
                     human_label(
                         turn_id=turn_id,
-                        ts=iso(ts - 30 + 10 * n),
+                        ts=iso(ts - 30 + 10 * n if labels_first else ts + 60 * (n + 1)),
                         annotator_id=annotator,
                         vendor_id=raters[annotator],
                         verdicts=[verdict("relevance", label)],
                     ),
                 )
             )
-        events.append((Stream.CHAT_TURNS, chat_turn(turn_id=turn_id, ts=iso(ts))))
+        if labels_first:
+            events.append((Stream.CHAT_TURNS, chat_turn(turn_id=turn_id, ts=iso(ts))))
         for stream, event in events:
             escalations += _escalations(pipeline.process(stream, raw(event), source_topic="t", offset=offset))
             offset += 1
@@ -293,7 +298,9 @@ def test_consensus_of_several_annotators_per_vendor_and_annotator(tmp_path):
     value = registry.get_sample_value(
         "convowatch_vendor_window_consensus_agreement_ratio", {"vendor_id": "vendor-c"}
     )
-    assert value == 0.5
+    # gauges are set when label time moves on: the last turn's third label came (with its own ``labelled``
+    # observation) at the time of the last evaluation, before its item was counted again
+    assert value == (0.5 if labels_first else 10 / 19)
 
 
 def test_consensus_of_labels_a_day_after_their_turn_is_counted_in_the_window(tmp_path):
@@ -438,6 +445,51 @@ def test_labels_older_than_the_window_are_counted_once_in_the_too_late_counter()
     assert too_late() == 5.0 == view.report(aggregator)["vendors"]["window"]["too_late"]
     card = aggregator.detector("vendor_scorecard")
     assert isinstance(card, VendorScorecard) and card.scorecard("vendor-a").labels == 3
+
+
+def test_an_item_counted_again_replaces_its_comparisons_while_they_are_in_the_window():
+    """A later annotator's label publishes the item again (``replaces``: its last version): that version's
+    comparisons leave their bucket, if it is still in the window, and the new ones count at the new time."""
+    registry = CollectorRegistry()
+    metrics = Metrics(registry)
+    sla = VendorSla.model_validate(
+        {"window_seconds": 3600, "bucket_seconds": 300, "evaluate_every_seconds": 1}
+    )
+    aggregator = Aggregator(metrics, views=[VendorsView(metrics, sla)])
+    vendor_of = {"a1": "vendor-a", "b1": "vendor-b", "c1": "vendor-c", "c2": "vendor-c"}
+    versions: list[dict[str, Any]] = []
+
+    def publish(label_ts: float, labels: dict[str, str]) -> dict[str, tuple[int, int]]:
+        item = {"labels": labels, "vendors": {a: vendor_of[a] for a in labels}, "label_ts": label_ts}
+        observation = {"kind": "raters", "src": ["labels:0", len(versions), 0], "ts": START, **item}
+        if versions:
+            observation["replaces"] = versions[-1]
+        versions.append(item)
+        aggregator.apply(observation)
+        card = aggregator.detector("vendor_scorecard")
+        assert isinstance(card, VendorScorecard)
+        return {who: card.scorecard(v, who).consensus for who, v in vendor_of.items()} | {
+            v: card.scorecard(v).consensus for v in ("vendor-a", "vendor-b", "vendor-c")
+        }
+
+    # two labels: each against the other's
+    assert publish(START, {"a1": "pass", "b1": "fail"}) == {
+        **dict.fromkeys(["c1", "c2", "vendor-c"], (0, 0)),
+        **dict.fromkeys(["a1", "b1", "vendor-a", "vendor-b"], (0, 1)),
+    }
+    # a third, 20 minutes later: the first version's comparisons go (a1 and c1 now face a tie)
+    assert publish(START + 1200, {"a1": "pass", "b1": "fail", "c1": "pass"}) == {
+        **dict.fromkeys(["a1", "c1", "c2", "vendor-a", "vendor-c"], (0, 0)),
+        **dict.fromkeys(["b1", "vendor-b"], (0, 1)),
+    }
+    # a fourth, two hours later: the third version's bucket has left the window, the fourth counts alone
+    assert publish(START + 2 * HOUR, {"a1": "pass", "b1": "fail", "c1": "pass", "c2": "pass"}) == {
+        **dict.fromkeys(["a1", "c1", "c2", "vendor-a"], (1, 1)),
+        **dict.fromkeys(["b1", "vendor-b"], (0, 1)),
+        "vendor-c": (2, 2),
+    }
+    assert registry.get_sample_value("convowatch_vendor_labels_too_late_total") in (None, 0.0)
+    assert aggregator.duplicates == 0
 
 
 def test_a_gold_accuracy_breach_closes_when_its_gold_items_leave_the_window_while_the_vendor_labels_on():
