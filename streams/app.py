@@ -131,7 +131,8 @@ class KafkaTransport:
                 oversized=self._state_oversized,
                 json_values=True,
             )
-            # per input partition, the offset through which the join's outputs are acknowledged
+            # per input partition, the offset through which the join's outputs are acknowledged, and the
+            # last position given to what its evictions publish (streams.kept_outputs)
             self.published = TableStore(self.app.Table("published", schema=json_state))
         if aggregates:
             # the changelog keeps the name of the "all" role's: switching roles keeps the aggregates
@@ -211,18 +212,25 @@ class KafkaTransport:
                         out = self._ingest(event)
                         emits.extend(out)
                         _note_sources(sources, out, event.message)
-                assert self.pending is not None and self.published is not None  # the join's tables
-                await self._publish(
-                    emits, self.pipeline.joiner.flush, self.pending, sources, state_first=True
-                )
-                self.pipeline.joiner.published()
+                assert self.pending is not None  # the join's table
+                joiner = self.pipeline.joiner
+                # the last positions given to evictions' outputs: awaited with the state, before the outputs
+                await self._write_marks(joiner.eviction_marks())
+                await self._publish(emits, joiner.flush, self.pending, sources, state_first=True)
+                joiner.published()
                 if (now := time.monotonic()) - self._marks_written_at >= PUBLISHED_MARKS_SECONDS:
                     self._marks_written_at = now
-                    for source, offset in self.pipeline.joiner.published_marks().items():
-                        self.published.put(source, offset, int(source.rsplit(":", 1)[1]))
                     # sent now, awaited with the next batch's state: a crash while that batch is processed
                     # finds the marks written, and re-publishes none of this batch's outputs
-                    self._marks_sent.extend(await self.published.send(self.app.producer))
+                    await self._write_marks(joiner.published_marks())
+
+    async def _write_marks(self, marks: dict[str, int]) -> None:
+        """Send the join's ``marks`` (source: offset or position) to the ``published`` table, each to the
+        changelog partition of its source's partition; awaited with the next state written."""
+        assert self.published is not None  # the join's table
+        for source, offset in marks.items():
+            self.published.put(source, offset, int(source.rsplit(":", 1)[1]))
+        self._marks_sent.extend(await self.published.send(self.app.producer))
 
     @contextmanager
     def _batch(self, events: Sequence[Any], stage: str) -> Iterator[None]:
@@ -433,7 +441,8 @@ class KafkaTransport:
                 resend_open_alerts(self.alerts, self.pipeline.aggregator, keys, owns, source)
 
     def _published_through(self) -> dict[str, int]:
-        """The recovered "published through" offsets of the input partitions this worker owns now."""
+        """The recovered marks of the input partitions this worker owns now: the offsets through which the
+        join's outputs are published, and the last positions given to its evictions' outputs."""
         if self.published is None:
             return {}
         owned = self._input_partitions()

@@ -8,15 +8,10 @@ What a joined turn publishes is built by :class:`~streams.join_outputs.TurnOutpu
 Observations for the aggregation stage carry ``src`` = [input topic/partition, offset, sequence]: a replay
 after a crash re-emits them with the same ``src``, which lets the aggregates apply each exactly once.
 
-With ``keep_outputs`` (the Kafka transport), an entry also keeps, under ``out``, what each input record made
-it publish in the current batch: [source, offset, [[topic, key, value], ...]]. The transport writes the
-batch's state before its outputs, so a crash in between leaves entries whose outputs were never published;
-the replay re-reads their records, which change nothing, and :meth:`TurnJoiner.handle` publishes the kept
-outputs again, with the same ``src``. Outputs are never recomputed on a replay, so an observation that needs
-two records of a turn keeps the source position it was first given, whatever order the replay reads the
-three topics in. :meth:`TurnJoiner.published` drops the kept outputs once the broker has them, and advances
-each source's "published through" offset: written to the changelog too, it lets a replay skip the kept outputs
-of records it knows were published (:meth:`TurnJoiner.published_marks`).
+With ``keep_outputs`` (the Kafka transport), an entry also keeps, under ``out``, what each input record
+made it publish in the current batch, until the broker has it, and an evicted entry's final state is written
+before its tombstone: a replay after a crash publishes the kept outputs again, with the same ``src``, rather
+than recomputing them (:mod:`streams.kept_outputs`).
 """
 
 from __future__ import annotations
@@ -34,6 +29,7 @@ from streams.emit import Emit, Entry, entry_head
 from streams.expiry import ExpiryIndex
 from streams.join_observations import MIN_RATERS, number_observations
 from streams.join_outputs import MAX_KEPT_TEXT, TurnOutputs, first_sampled, kept
+from streams.kept_outputs import KeptOutputs
 from streams.metrics import Metrics
 from streams.state import DictStore, StateStore, WriteBehind
 from streams.taxonomy import Taxonomy
@@ -80,14 +76,9 @@ class TurnJoiner:
         self._reindex = False
         self._evictions: dict[str, Any] = {}  # label children by reason
         self.keep_outputs = keep_outputs
-        #: per source (input topic/partition): the newest offset read since the last rebalance
-        self._read_through: dict[str, int] = {}
-        #: per source: the offset through which every record's outputs are acknowledged (kept outputs of
-        #: records up to it are never published again), and those not yet written to the transport's table
-        self._published_through: dict[str, int] = {}
-        self._marks_due: dict[str, int] = {}
-        #: turns whose entries keep outputs published, or published again, in the current batch
-        self._carrying: set[str] = set()
+        self.kept_outputs = KeptOutputs(self.outputs)
+        #: what recovered entries kept of their eviction: published with the next record, before any eviction
+        self._evicted_again: list[Emit] = []
         #: turns sent for human review or escalated as high-risk failures (entries marked ``keep``): the size
         #: cap passes over the newest of them, up to half of it, so their labels, hours or days later, still
         #: meet them, and update their escalation (the TTL applies)
@@ -102,6 +93,11 @@ class TurnJoiner:
         source: tuple[str, int | None] = ("", None),
     ) -> list[Emit]:
         """Join one event; ``source`` (input topic/partition, offset) tags the observations it causes."""
+        if self._evicted_again:
+            again, self._evicted_again = self._evicted_again, []
+            return again + self.handle(event, partition, source)
+        if self.keep_outputs and self.kept_outputs.published_before(source):
+            return []  # read again after a restart: its state and outputs reached the broker
         ts = event.ts.timestamp()
         turn_id = event.turn_id
         state = self.state
@@ -134,13 +130,13 @@ class TurnJoiner:
             if entry["esc"] is not None and entry["turn"] is not None and not entry.get("keep"):
                 self._keep_escalated(turn_id, entry)
             if self.keep_outputs and emits:
-                self._keep(turn_id, entry, source, emits)
+                self.kept_outputs.keep(turn_id, entry, source, emits)
         elif self.keep_outputs and "out" in entry:
-            emits = self._kept(turn_id, entry, source)
+            emits = self.kept_outputs.kept(turn_id, entry, source)
         else:
             emits = []
-        if self.keep_outputs and source[1] is not None and source[1] > self._read_through.get(source[0], -1):
-            self._read_through[source[0]] = source[1]
+        if self.keep_outputs:
+            self.kept_outputs.read(source)
         # last: once the event went through (one failing midway leaves the index and the kept entry alike)
         old_last = None if new else entry["last"]
         if ts > entry["last"]:
@@ -218,111 +214,31 @@ class TurnJoiner:
             if entry["last"] >= newest - within_seconds:
                 yield turn_id, entry.get("p"), self.outputs.policy.escalation(turn_id, entry)
 
-    # -- outputs kept until published (keep_outputs) --------------------------------------------------
-
-    def _keep(self, turn_id: str, entry: Entry, source: tuple[str, int | None], emits: list[Emit]) -> None:
-        """Keep what the record at ``source`` made this entry publish, compactly: a defect's turn context is
-        the entry's own (restored from it when published again; it may hold chat text), and a category
-        topic's copy of a defect refers to the defect before it (``None``)."""
-        if source[1] is None:  # nothing can replay a record without a position
-            return
-        outputs: list[list[Any]] = []
-        previous: dict[str, Any] | None = None
-        for emit in emits:
-            value: Any = emit.value
-            if value is previous:
-                value = None
-            else:
-                previous = value
-                if emit.topic == "defects" and value.get("turn") is not None:
-                    value = value | {"turn": True}
-            outputs.append([emit.topic, emit.key, value])
-        entry.setdefault("out", []).append([source[0], source[1], outputs])
-        self._carrying.add(turn_id)
-
-    def _kept(self, turn_id: str, entry: Entry, source: tuple[str, int | None]) -> list[Emit]:
-        """What the record at ``source`` made this entry publish before: a replay publishes it again.
-
-        Except an escalation revision older than the entry's current one: the newer one was published, or
-        is kept for the record that made it and published when that record is read again. Published again
-        after it, the older one would end the escalation's topic on stale content."""
-        current = entry["esc"]["rev"] if entry["esc"] else 0
-        emits: list[Emit] = []
-        for kept_source, offset, outputs in entry["out"]:
-            if offset != source[1] or kept_source != source[0]:
-                continue
-            if offset <= self._published_through.get(kept_source, -1):
-                self._carrying.add(turn_id)  # published before the crash: drop it at published()
-                continue
-            previous: dict[str, Any] = {}
-            for topic, key, value in outputs:
-                if value is None:
-                    value = previous
-                elif value.get("turn") is True:
-                    value = value | {"turn": self.outputs.turn_context(entry["turn"])}
-                previous = value
-                if topic != "escalations" or value["revision"] >= current:
-                    emits.append(Emit(topic, key, value))
-        if emits:
-            self._carrying.add(turn_id)
-        return emits
+    # -- outputs kept until published (keep_outputs: streams.kept_outputs) ----------------------------
 
     def published(self) -> None:
-        """The current batch's outputs are acknowledged: entries it touched drop the outputs they keep of
-        records read since the last rebalance (published now, or before it if their offsets are below
-        those read: a committed record is never read again)."""
-        read_through = self._read_through
-        state = self.state
-        for turn_id in self._carrying:
-            entry = state.get(turn_id)  # as this batch sees it: live if touched since the flush
-            if entry is None or "out" not in entry:
-                continue
-            left = [item for item in entry["out"] if item[1] > read_through.get(item[0], -1)]
-            if left:
-                entry["out"] = left
-            else:
-                del entry["out"]
-            state.replace(turn_id, entry)
-        self._carrying.clear()
-        published = self._published_through
-        for source, offset in read_through.items():
-            if offset > published.get(source, -1):
-                published[source] = self._marks_due[source] = offset
+        """The current batch's outputs are acknowledged: entries it touched drop the outputs they keep
+        (:meth:`KeptOutputs.published <streams.kept_outputs.KeptOutputs.published>`)."""
+        self.kept_outputs.published(self.state)
 
     def published_marks(self) -> dict[str, int]:
-        """The sources whose "published through" offset advanced since the last call, with that offset. The
-        transport writes them to a changelogged table (with the next batch's state) and gives them back to
-        :meth:`rebalanced` after a restart: a replay then publishes again only the kept outputs of records
-        after them, at most the last batch's, instead of everything read since the last commit."""
-        marks, self._marks_due = self._marks_due, {}
-        return marks
+        """Per source, the offset through which outputs are acknowledged, if it advanced since the last call:
+        for the transport to write after the batch's outputs (:meth:`KeptOutputs.published_marks
+        <streams.kept_outputs.KeptOutputs.published_marks>`)."""
+        return self.kept_outputs.published_marks()
+
+    def eviction_marks(self) -> dict[str, int]:
+        """Per partition's eviction source, the last position given to an eviction's outputs, if it advanced
+        since the last call: for the transport to write with the batch's state
+        (:meth:`KeptOutputs.eviction_marks <streams.kept_outputs.KeptOutputs.eviction_marks>`)."""
+        return self.kept_outputs.eviction_marks()
 
     def rebalanced(self, published_through: dict[str, int] | None = None) -> None:
         """Partitions were reassigned and the state recovered: reading starts again at committed offsets.
-        ``published_through``: the recovered marks of :meth:`published_marks` (of the sources owned now)."""
-        self._read_through.clear()
+        ``published_through``: the recovered marks of :meth:`published_marks` and :meth:`eviction_marks` (of
+        the partitions owned now)."""
         self._reindex = True  # the store now holds other partitions' entries, maybe as many as before
-        marks = self._published_through = dict(published_through or {})
-        self._marks_due.clear()
-        if not marks:
-            return
-        # recovered entries keep the outputs of records published before the crash until written again:
-        # drop them now (in memory, as published() does), rather than when their record is read again
-        state = self.state
-        for key, entry in state.items(raw=True):
-            if isinstance(entry, bytes):  # JSON: decode only entries that can keep outputs (a quote inside a
-                if b'"out":' not in entry:  # JSON string is escaped, so this misses no "out" key)
-                    continue
-                entry = orjson.loads(entry)
-            if out := entry.get("out"):
-                left = [item for item in out if item[1] > marks.get(item[0], -1)]
-                if not left:
-                    del entry["out"]
-                elif len(left) < len(out):
-                    entry["out"] = left
-                else:
-                    continue
-                state.replace(key, entry)
+        self._evicted_again = self.kept_outputs.rebalanced(self.state, dict(published_through or {}))
 
     def _add_turn(self, entry: Entry, turn: ChatTurn) -> bool:
         if entry["turn"] is not None:
@@ -391,7 +307,8 @@ class TurnJoiner:
         """Drop entries older than the TTL (event time), then the oldest beyond the size cap.
 
         An evicted turn that never arrived still publishes its defects, with an unknown segment: nothing
-        is lost silently. Each deletion goes to the changelog partition the entry was written to.
+        is lost silently. Each deletion goes to the changelog partition the entry was written to; with
+        ``keep_outputs``, an entry the batch touched, or that keeps outputs, is written as it ends first.
         """
         self._since_evict = 0
         if self._reindex or len(self.expiry) != len(self.state):  # entries recovered, not indexed yet
@@ -418,15 +335,24 @@ class TurnJoiner:
                 continue
             if not self.expiry.remove(key, entry["last"]):
                 self._reindex = True  # indexed elsewhere: rebuilt at the end of this pass
+            evicted: list[Emit] = []
             if entry["turn"] is None:  # publish what it holds, with an unknown segment
                 outputs = self.outputs
-                emits.extend(outputs.defects(key, entry, outputs.failures(entry)))
-                emits.extend(number_observations(outputs.pairs(key, entry, final=True), ("", None)))
+                evicted = outputs.defects(key, entry, outputs.failures(entry))
+                evicted.extend(outputs.pairs(key, entry, final=True))
                 # labels of turns evicted before them, or never sent: lost to agreement and calibration
                 m = self.metrics
                 m.join_unmatched.labels("judge_verdicts").inc(len(entry["judge"]))
                 m.join_unmatched.labels("human_labels").inc(len(entry["human"]))
-            self.state.delete(key, entry.get("p"))
+            if not self.keep_outputs:
+                emits.extend(number_observations(evicted, ("", None)))
+                self.state.delete(key, entry.get("p"))
+            else:  # a replay after a crash before the tombstone must find the state the entry ended in
+                emits.extend(self.kept_outputs.evicted(key, entry, evicted))
+                if key in self.state.dirty or "out" in entry:
+                    self.state.retire(key, entry, entry.get("p"))
+                else:
+                    self.state.delete(key, entry.get("p"))
             self.kept_for_review.discard(key)
             counter = self._evictions.get(reason)
             if counter is None:

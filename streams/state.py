@@ -176,6 +176,7 @@ class WriteBehind:
         self.dirty: dict[str, int | None] = {}
         self.new: set[str] = set()  # touched keys the store does not hold yet
         self.deleted: dict[str, int | None] = {}  # deletions, applied at flush like writes
+        self.retired: dict[str, tuple[Any, int | None]] = {}  # deletions written first (retire)
 
     def get(self, key: str) -> Any:
         if key in self.deleted:
@@ -193,6 +194,7 @@ class WriteBehind:
         if new and key not in self.deleted:  # deleted in this batch: the store still holds it
             self.new.add(key)
         self.deleted.pop(key, None)
+        self.retired.pop(key, None)
 
     def delete(self, key: str, partition: int | None) -> None:
         self.live.pop(key, None)
@@ -202,21 +204,37 @@ class WriteBehind:
         else:
             self.deleted[key] = partition
 
+    def retire(self, key: str, value: Any, partition: int | None) -> None:
+        """Delete ``key``, writing ``value`` first (the state it ends in): a store whose changelog takes the
+        deletion later than the writes (the join's, once the batch's outputs are acknowledged) holds that
+        state until then, not an older one."""
+        self.delete(key, partition)
+        self.retired[key] = (value, partition)
+
     def flush(self, encode: Any = None) -> int:
-        """Write every touched value (through ``encode`` if the store serialises); forget live values."""
+        """Write every touched value (through ``encode`` if the store serialises), then the deletions (the
+        retired values first); forget live values."""
         if not getattr(self.store, "serialises", True):
             encode = None
+        store = self.store
+        written = len(self.dirty) + len(self.retired) + len(self.deleted)
         for key, partition in self.dirty.items():
             value = self.live[key]
-            self.store.put(key, encode(value) if encode else value, partition)
+            store.put(key, encode(value) if encode else value, partition)
+        for key, (value, partition) in self.retired.items():
+            store.put(key, encode(value) if encode else value, partition)
         for key, partition in self.deleted.items():
-            self.store.delete(key, partition)
-        written = len(self.dirty) + len(self.deleted)
+            store.delete(key, partition)
+        for key, (_, partition) in self.retired.items():
+            if key not in self.deleted:  # new in this batch: the store holds it since the write above
+                store.delete(key, partition)
+                written += 1
         if len(self.live) > self.keep_live:
             self.live.clear()
         self.dirty.clear()
         self.new.clear()
         self.deleted.clear()
+        self.retired.clear()
         return written
 
     def replace(self, key: str, value: Any) -> None:

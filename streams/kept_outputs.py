@@ -1,0 +1,209 @@
+"""What join entries keep of their outputs until the broker has them (``keep_outputs``, the Kafka transport),
+and the source positions that let a replay publish them again unchanged (README, "Delivery guarantee").
+
+An entry keeps, under ``out``, what each input record made it publish in the current batch: [source,
+offset, [[topic, key, value], ...]]. The transport writes the batch's state before its outputs, so a crash in
+between leaves entries whose outputs were never published; the replay re-reads their records, which change
+nothing, and :meth:`KeptOutputs.kept` gives the kept outputs to publish again, with the same ``src``.
+Outputs are never recomputed on a replay, so an observation that needs two records of a turn keeps the
+source position it was first given, whatever order the replay reads the three topics in.
+:meth:`KeptOutputs.published` drops the kept outputs once the broker has them, and advances each source's
+"published through" offset: written to the changelog too, it lets a replay skip the kept outputs of records
+it knows were published (:meth:`KeptOutputs.published_marks`).
+
+An entry evicted keeps its outputs too, and the join writes its final state before its tombstone, which the
+transport sends once the batch's outputs are acknowledged: a crash in between recovers the entry as the
+batch left it. What an eviction publishes (the defects and pairs of an entry without its turn) comes from
+no input record: it is given a position of its own, the next of its partition's evictions
+(``(evictions):<partition>``), which the transport writes with the batch's state
+(:meth:`KeptOutputs.eviction_marks`), so that a restarted worker numbers on from there. After a restart,
+what recovered entries kept of their eviction is published again first, in the order of its positions,
+before any new eviction's (which an aggregate would otherwise have applied first, and then taken these for
+a replay): the aggregates recognise those they had. Evicted again, such an entry publishes nothing new.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from streams.emit import Emit, Entry
+from streams.join_observations import number_observations
+from streams.join_outputs import TurnOutputs
+from streams.state import WriteBehind
+
+#: The source of an eviction's outputs, before ``:<partition>``: no input topic has this name (Kafka's topic
+#: names take letters, digits, ".", "_" and "-").
+EVICTIONS = "(evictions)"
+
+
+class KeptOutputs:
+    """The outputs join entries keep, and the positions of the records and evictions that made them."""
+
+    def __init__(self, outputs: TurnOutputs) -> None:
+        self.outputs = outputs
+        #: per source (input topic/partition): the newest offset read since the last rebalance
+        self._read_through: dict[str, int] = {}
+        #: per source: the offset through which every record's outputs are acknowledged (kept outputs of
+        #: records up to it are never published again), and those not yet written to the transport's table
+        self._published_through: dict[str, int] = {}
+        self._marks_due: dict[str, int] = {}
+        #: per eviction source (one per partition): the last position given to an eviction's outputs, and
+        #: those not yet written to the transport's table
+        self._evicted_through: dict[str, int] = {}
+        self._eviction_marks_due: dict[str, int] = {}
+        #: turns whose entries keep outputs published, or published again, in the current batch
+        self._carrying: set[str] = set()
+
+    def published_before(self, source: tuple[str, int | None]) -> bool:
+        """Whether the record at ``source`` is at or before its source's recovered "published through"
+        offset: its state and its outputs reached the broker before the restart that reads it again. The
+        join skips it: it would change nothing, unless its entry was evicted since, and then it would come
+        back without the marks of what it published, and publish it again at other positions."""
+        return source[1] is not None and source[1] <= self._published_through.get(source[0], -1)
+
+    def read(self, source: tuple[str, int | None]) -> None:
+        """The record at ``source`` went through."""
+        if source[1] is not None and source[1] > self._read_through.get(source[0], -1):
+            self._read_through[source[0]] = source[1]
+
+    def keep(self, turn_id: str, entry: Entry, source: tuple[str, int | None], emits: list[Emit]) -> None:
+        """Keep what the record (or eviction) at ``source`` made this entry publish, compactly: a defect's
+        turn context is the entry's own (restored from it when published again; it may hold chat text), and
+        a category topic's copy of a defect refers to the defect before it (``None``)."""
+        if source[1] is None:  # nothing can replay a record without a position
+            return
+        outputs: list[list[Any]] = []
+        previous: dict[str, Any] | None = None
+        for emit in emits:
+            value: Any = emit.value
+            if value is previous:
+                value = None
+            else:
+                previous = value
+                if emit.topic == "defects" and value.get("turn") is not None:
+                    value = value | {"turn": True}
+            outputs.append([emit.topic, emit.key, value])
+        entry.setdefault("out", []).append([source[0], source[1], outputs])
+        self._carrying.add(turn_id)
+
+    def kept(self, turn_id: str, entry: Entry, source: tuple[str, int | None]) -> list[Emit]:
+        """What the record at ``source`` made this entry publish before: a replay publishes it again.
+
+        Except an escalation revision older than the entry's current one: the newer one was published, or
+        is kept for the record that made it and published when that record is read again. Published again
+        after it, the older one would end the escalation's topic on stale content."""
+        emits: list[Emit] = []
+        for kept_source, offset, outputs in entry["out"]:
+            if offset == source[1] and kept_source == source[0]:
+                emits.extend(self._restored(entry, outputs))
+        if emits:
+            self._carrying.add(turn_id)
+        return emits
+
+    def _restored(self, entry: Entry, outputs: list[list[Any]]) -> list[Emit]:
+        """The kept ``outputs`` as published (see :meth:`keep`), escalations older than the entry's aside."""
+        current = entry["esc"]["rev"] if entry["esc"] else 0
+        emits: list[Emit] = []
+        previous: dict[str, Any] = {}
+        for topic, key, value in outputs:
+            if value is None:
+                value = previous
+            elif value.get("turn") is True:
+                value = value | {"turn": self.outputs.turn_context(entry["turn"])}
+            previous = value
+            if topic != "escalations" or value["revision"] >= current:
+                emits.append(Emit(topic, key, value))
+        return emits
+
+    def evicted(self, turn_id: str, entry: Entry, emits: list[Emit]) -> list[Emit]:
+        """The entry is evicted, publishing ``emits`` (an entry without its turn: its defects and pairs):
+        them, numbered at its partition's next eviction position, and kept."""
+        partition = entry.get("p")
+        if not emits or partition is None:
+            return number_observations(emits, ("", None))
+        source = f"{EVICTIONS}:{partition}"
+        position = self._evicted_through.get(source, 0) + 1
+        self._evicted_through[source] = self._eviction_marks_due[source] = position
+        number_observations(emits, (source, position))
+        self.keep(turn_id, entry, (source, position), emits)
+        return emits
+
+    def published(self, state: WriteBehind) -> None:
+        """The current batch's outputs are acknowledged: entries it touched drop the outputs they keep of
+        records read since the last rebalance (published now, or before it if their offsets are below
+        those read: a committed record is never read again)."""
+        read_through = self._read_through
+        for turn_id in self._carrying:
+            entry = state.get(turn_id)  # as this batch sees it: live if touched since the flush
+            if entry is None or "out" not in entry:
+                continue
+            left = [item for item in entry["out"] if item[1] > read_through.get(item[0], -1)]
+            if left:
+                entry["out"] = left
+            else:
+                del entry["out"]
+            state.replace(turn_id, entry)
+        self._carrying.clear()
+        published = self._published_through
+        for source, offset in read_through.items():
+            if offset > published.get(source, -1):
+                published[source] = self._marks_due[source] = offset
+
+    def published_marks(self) -> dict[str, int]:
+        """The sources whose "published through" offset advanced since the last call, with that offset. The
+        transport writes them to a changelogged table (with the next batch's state) and gives them back to
+        :meth:`rebalanced` after a restart: a replay then publishes again only the kept outputs of records
+        after them, at most the last batch's, instead of everything read since the last commit."""
+        marks, self._marks_due = self._marks_due, {}
+        return marks
+
+    def eviction_marks(self) -> dict[str, int]:
+        """The eviction sources whose last position advanced since the last call, with that position. The
+        transport writes them to the same table as the published marks, before the batch's outputs, and gives
+        them back to :meth:`rebalanced`: a restarted worker gives its evictions' outputs positions after
+        every one already published, which the aggregates would take for a replay otherwise."""
+        marks, self._eviction_marks_due = self._eviction_marks_due, {}
+        return marks
+
+    def rebalanced(self, state: WriteBehind, marks: dict[str, int]) -> list[Emit]:
+        """Partitions were reassigned and the state recovered: reading starts again at committed offsets.
+        ``marks``: the recovered marks of :meth:`published_marks` and :meth:`eviction_marks` (of the
+        partitions owned now). What recovered entries kept of their eviction, to publish before anything
+        else (an entry recovered after a crash before its tombstone: published then, or not yet if the
+        crash came before the broker had it)."""
+        self._read_through.clear()
+        self._marks_due.clear()
+        self._eviction_marks_due.clear()
+        evicted = self._evicted_through = {s: n for s, n in marks.items() if s.startswith(EVICTIONS)}
+        published = self._published_through = {s: n for s, n in marks.items() if s not in evicted}
+        # recovered entries keep the outputs of records published before the crash until written again: drop
+        # them now (in memory, as published() does), rather than when their record is read again. Outputs
+        # an eviction kept stay, for the entry's next eviction; their positions are given to no other (a
+        # crash while the batch's state was written may have left them without their eviction mark).
+        again: list[tuple[str, int, list[Emit]]] = []
+        for key, entry in state.items(raw=True):
+            if isinstance(entry, bytes):  # JSON: decode only entries that can keep outputs (a quote inside a
+                if b'"out":' not in entry:  # JSON string is escaped, so this misses no "out" key)
+                    continue
+                entry = orjson.loads(entry)
+            out = entry.get("out")
+            if not out:
+                continue
+            left = []
+            for item in out:
+                if item[0].startswith(EVICTIONS):
+                    evicted[item[0]] = max(evicted.get(item[0], 0), item[1])
+                    again.append((item[0], item[1], self._restored(entry, item[2])))
+                    left.append(item)
+                elif item[1] > published.get(item[0], -1):
+                    left.append(item)
+            if len(left) < len(out):
+                if left:
+                    entry["out"] = left
+                else:
+                    del entry["out"]
+                state.replace(key, entry)
+        again.sort(key=lambda item: (item[0], item[1]))
+        return [emit for _, _, emits in again for emit in emits]

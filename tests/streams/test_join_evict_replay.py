@@ -1,0 +1,268 @@
+"""A crash after an eviction's outputs were acknowledged, before its tombstone: a replay counts nothing twice.
+
+On Kafka the join writes a batch's state, then its outputs, then (once the broker has the outputs) the
+tombstones of the entries it evicted (streams/app.py, ``TableStore(defer_deletes=True)``). These tests play a
+SIGKILL between the outputs and the tombstones on the pure joiner: a store whose changelog takes writes at
+once and deletions only when told, a published-marks table, and an aggregator fed the observations as the
+aggregation stage is (positioned by their pack when they have no source position), which keeps every
+aggregate's applied source positions as on Kafka. The count of judge/human pairs must come out once.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from prometheus_client import CollectorRegistry
+
+from streams.aggregate import Aggregator
+from streams.aggregate import key as aggregate_key
+from streams.join import TurnJoiner
+from streams.metrics import Metrics
+from streams.observation_packs import positioned
+from streams.state import DictStore, WriteBehind
+from streams.taxonomy import load_taxonomy
+from streams.views.agreement import AgreementView
+from tests.factories import verdict
+from tests.streams.test_join import judged, labelled, turn
+
+TAXONOMY = load_taxonomy()
+HOUR = 3600
+Record = tuple[str, int, Any]  # (source: input topic/partition, offset, event)
+
+
+class DeferredChangelog(DictStore):
+    """The join's ``pending`` table on Kafka: a write reaches the changelog with the batch's state, a deletion
+    only when :meth:`send_tombstones` is called (after the batch's outputs are acknowledged)."""
+
+    def __init__(self) -> None:
+        super().__init__(json_values=True)
+        self.changelog: dict[str, bytes] = {}
+        self.tombstones: list[str] = []
+
+    def put(self, key: str, value: Any, partition: int | None) -> None:
+        super().put(key, value, partition)
+        self.changelog[key] = orjson.dumps(value)
+
+    def delete(self, key: str, partition: int | None) -> None:
+        super().delete(key, partition)
+        self.tombstones.append(key)
+
+    def send_tombstones(self) -> None:
+        for key in self.tombstones:
+            self.changelog.pop(key, None)
+        self.tombstones.clear()
+
+    def recover(self) -> DeferredChangelog:
+        """What a restarted worker recovers: the changelog, without the tombstones never sent."""
+        store = DeferredChangelog()
+        for key, value in self.changelog.items():
+            store.put(key, orjson.loads(value), 0)
+        return store
+
+
+class Aggregation:
+    """The aggregation stage, which survives the join's crash: each observation without a source position
+    gets its pack's (one pack per observation here), and the aggregates drop a position applied already."""
+
+    def __init__(self) -> None:
+        metrics = Metrics(CollectorRegistry())
+        self.aggregator = Aggregator(metrics, DictStore(), views=[AgreementView(metrics)])
+        self.offset = 0
+
+    def publish(self, emits: list[Any]) -> None:
+        for emit in emits:
+            if emit.topic == "observations":
+                (observation,) = positioned(
+                    [orjson.loads(orjson.dumps(emit.value))], "observations:0", self.offset
+                )
+                self.offset += 1
+                self.aggregator.apply(observation, 0)
+
+    def pairs(self, judge_id: str = "judge-a", dimension: str = "relevance") -> int:
+        tracker = self.aggregator.detector(aggregate_key("agreement", judge_id, dimension))
+        return 0 if tracker is None else int(tracker.n)
+
+
+class Worker:
+    """The join agent of one worker: each batch writes the eviction marks and the state, publishes, then
+    sends the tombstones and the published marks. ``crash``: where the batch stops, ``"outputs"`` (its
+    state written, its outputs not acknowledged) or ``"tombstones"`` (its outputs acknowledged)."""
+
+    def __init__(self, store: DeferredChangelog, marks: dict[str, int], aggregation: Aggregation) -> None:
+        self.store, self.marks, self.aggregation = store, marks, aggregation
+        self.joiner = TurnJoiner(
+            TAXONOMY,
+            Metrics(CollectorRegistry()),
+            store,
+            ttl_seconds=HOUR,
+            evict_every=1,
+            autoflush=False,
+            keep_outputs=True,
+        )
+        self.joiner.rebalanced(dict(marks))
+        self.published: list[Any] = []
+
+    def batch(self, records: list[Record], crash: str | None = None) -> None:
+        emits = []
+        for source, offset, event in records:
+            emits.extend(self.joiner.handle(event, 0, (source, offset)))
+        self.marks.update(self.joiner.eviction_marks())  # written with the batch's state
+        self.joiner.flush()
+        if crash == "outputs":
+            return
+        self.aggregation.publish(emits)  # acknowledged
+        self.published.extend(emits)
+        if crash == "tombstones":
+            return
+        self.store.send_tombstones()
+        self.joiner.published()
+        self.marks.update(self.joiner.published_marks())
+
+    def restarted(self) -> Worker:
+        return Worker(self.store.recover(), self.marks, self.aggregation)
+
+
+TURN = ("turns:0", 10, turn("t-1", seconds=0))
+VERDICT = ("verdicts:0", 20, judged("t-1", seconds=60, verdicts=[verdict("relevance", "fail")]))
+LABEL = ("labels:0", 30, labelled("t-1", seconds=120, verdicts=[verdict("relevance", "pass")]))
+LATER = ("turns:0", 11, turn("t-2", seconds=3 * HOUR))  # moves the watermark past t-1's TTL
+
+
+def orphan(turn_id: str, offset: int, seconds: float) -> list[Record]:
+    """A failing verdict and a label of a turn that never comes: their pair and defect wait for the entry's
+    eviction."""
+    return [
+        ("verdicts:0", offset, judged(turn_id, seconds=seconds, verdicts=[verdict("relevance", "fail")])),
+        ("labels:0", offset, labelled(turn_id, seconds=seconds, verdicts=[verdict("relevance", "pass")])),
+    ]
+
+
+def defects(emits: list[Any]) -> list[str]:
+    return [e.key for e in emits if e.topic == "defects"]
+
+
+def test_a_turn_evicted_in_the_batch_that_paired_it_is_counted_once_after_a_crash_before_its_tombstone():
+    """The batch pairs t-1 (the label completes it) and evicts it; the replay reads the label before the
+    verdict and, from the state before the batch, would pair it again at the verdict's position."""
+    aggregation = Aggregation()
+    first = Worker(DeferredChangelog(), {}, aggregation)
+    first.batch([TURN])
+    first.batch([VERDICT, LABEL, LATER], crash="tombstones")
+    assert aggregation.pairs() == 1
+    replay = first.restarted()
+    replay.batch([LABEL, VERDICT, LATER])
+    assert aggregation.pairs() == 1
+    assert defects(replay.published) == defects(first.published)  # the same defect, published again
+    assert replay.store.get("t-1") is None and "t-1" not in replay.store.changelog
+
+
+def test_an_orphan_evicted_with_its_pairs_is_counted_once_after_a_crash_before_its_tombstone():
+    """A verdict and a label whose turn never came: their pair is published when the entry is evicted, with
+    no input record to give it a position. The replay evicts the recovered entry again."""
+    aggregation = Aggregation()
+    first = Worker(DeferredChangelog(), {}, aggregation)
+    first.batch([VERDICT, LABEL])
+    assert aggregation.pairs() == 0  # the pair waits for the turn
+    first.batch([LATER], crash="tombstones")
+    assert aggregation.pairs() == 1
+    replay = first.restarted()
+    replay.batch([LATER])
+    assert aggregation.pairs() == 1
+    assert defects(replay.published) == defects(first.published) == ["irrelevant/t-1/relevance/judge/judge-a"]
+    assert not replay.store.changelog.keys() - {"t-2"} and not replay.store.tombstones
+    assert not any("out" in entry for _, entry in replay.store.items())
+
+
+def test_an_eviction_whose_outputs_the_crash_lost_publishes_them_on_the_replay():
+    aggregation = Aggregation()
+    first = Worker(DeferredChangelog(), {}, aggregation)
+    first.batch([VERDICT, LABEL])
+    first.batch([LATER], crash="outputs")  # the entry's final state is written, its pair is not published
+    assert aggregation.pairs() == 0 and not first.published
+    replay = first.restarted()
+    replay.batch([LATER])
+    assert aggregation.pairs() == 1
+    assert defects(replay.published) == ["irrelevant/t-1/relevance/judge/judge-a"]
+
+
+def test_records_of_a_completed_batch_read_again_after_their_turn_was_evicted_publish_nothing():
+    """Batch 2 pairs and evicts t-1 and completes (its tombstone and published marks written); the crash
+    comes before its offsets were committed. Read again, its records must not make t-1 anew: it would be
+    paired again, at its eviction."""
+    aggregation = Aggregation()
+    first = Worker(DeferredChangelog(), {}, aggregation)
+    first.batch([TURN])
+    first.batch([VERDICT, LABEL, LATER])
+    assert aggregation.pairs() == 1 and "t-1" not in first.store.changelog
+    replay = first.restarted()
+    replay.batch([LABEL, VERDICT, LATER])
+    assert aggregation.pairs() == 1 and not replay.published
+    assert replay.store.get("t-1") is None
+
+
+def test_a_restarted_worker_positions_its_evictions_after_those_published_before():
+    """Two orphans of one judge and dimension, evicted before and after a restart: both pairs count. Without
+    the eviction marks, the second would take the first one's position, and the aggregate a replay."""
+    aggregation = Aggregation()
+    first = Worker(DeferredChangelog(), {}, aggregation)
+    first.batch(orphan("t-a", 40, 0))
+    first.batch([("turns:0", 12, turn("t-b", seconds=2 * HOUR))])  # evicts t-a
+    assert aggregation.pairs() == 1 and first.marks["(evictions):0"] == 1
+    for marks in (dict(first.marks), {s: n for s, n in first.marks.items() if not s.startswith("(")}):
+        counted = Aggregation()
+        counted.aggregator = copy_of(aggregation.aggregator)
+        second = Worker(first.store.recover(), marks, counted)
+        second.batch(orphan("t-c", 41, 2 * HOUR))
+        second.batch([("turns:0", 13, turn("t-d", seconds=4 * HOUR))])  # evicts t-c
+        assert counted.pairs() == (2 if "(evictions):0" in marks else 1)
+
+
+def test_positions_an_eviction_kept_are_given_to_no_other_after_a_restart():
+    """The crash came while the batch's state was written: the entry's final state, which keeps its pair at
+    eviction position 1, reached the changelog, the eviction mark did not. The restarted worker evicts
+    another orphan of the same judge and dimension first: it must not take position 1."""
+    aggregation = Aggregation()
+    first = Worker(DeferredChangelog(), {}, aggregation)
+    first.batch(orphan("t-a", 40, 0))
+    first.batch([("turns:0", 12, turn("t-b", seconds=2 * HOUR))], crash="outputs")
+    first.marks.pop("(evictions):0")  # lost with the crash
+    second = first.restarted()
+    second.joiner.ttl_seconds = 12 * HOUR  # t-a waits; t-c, a day older than the rest, goes at once
+    second.batch([*orphan("t-c", 41, -24 * HOUR), ("turns:0", 12, turn("t-b", seconds=2 * HOUR))])
+    assert second.marks["(evictions):0"] == 2
+    second.joiner.ttl_seconds = HOUR
+    second.batch([("turns:0", 13, turn("t-d", seconds=4 * HOUR))])  # evicts t-a again
+    assert aggregation.pairs() == 2
+    assert defects(second.published) == [  # t-a's, kept, before t-c's
+        "irrelevant/t-a/relevance/judge/judge-a",
+        "irrelevant/t-c/relevance/judge/judge-a",
+    ]
+
+
+def copy_of(aggregator: Aggregator) -> Aggregator:
+    """``aggregator`` with a copy of its state (flushed), for two runs from one point."""
+    aggregator.flush()
+    copy = Aggregation().aggregator
+    for key, value in aggregator.store.items():
+        copy.store.put(key, value, 0)
+    return copy
+
+
+def test_retire_writes_the_state_an_entry_ends_in_before_deleting_it() -> None:
+    store = DeferredChangelog()
+    state = WriteBehind(store)
+    state.touch("held", {"v": 1}, 0, new=True)
+    state.flush()
+    state.touch("held", {"v": 2}, 0)
+    state.retire("held", {"v": 3}, 0)
+    state.touch("new", {"v": 1}, 0, new=True)
+    state.retire("new", {"v": 2}, 0)
+    assert len(state) == 0 and state.get("held") is None and state.get("new") is None
+    state.flush()
+    assert {k: orjson.loads(v) for k, v in store.changelog.items()} == {"held": {"v": 3}, "new": {"v": 2}}
+    assert store.tombstones == ["held", "new"] and len(store) == 0
+    state.retire("gone", {"v": 1}, 0)
+    state.touch("gone", {"v": 2}, 0, new=True)  # made anew in the same batch: written, not deleted
+    state.flush()
+    assert store.get("gone") == {"v": 2} and store.tombstones == ["held", "new"]
