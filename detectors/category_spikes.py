@@ -58,6 +58,19 @@ class CategorySpikes(Detector):
                 self._resolutions.append(category)
         return self
 
+    def retune(self, arl0: float) -> Self:
+        """Every category's detector, and those to come, at in-control run length ``arl0`` from now on
+        (:meth:`DefectRateSpike.retune`): a changed false-alarm budget reaches detectors restored from state.
+
+        >>> spikes = CategorySpikes(arl0=1e6).update(["unsafe"], [])
+        >>> spikes.retune(4e6).detector("unsafe").arl0, spikes.arl0
+        (4000000.0, 4000000.0)
+        """
+        self.arl0 = arl0
+        for detector in self._detectors.values():
+            detector.retune(arl0)
+        return self
+
     @property
     def alarms(self) -> list[str]:
         """Categories whose detector fired on the last update."""

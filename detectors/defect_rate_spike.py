@@ -297,6 +297,31 @@ class DefectRateSpike(Detector):
                 self._q[j] = q
                 self._up[j], self._down[j], self._thr[j], self._unit[j] = _chart(q, ratio, self._chart_arl)
 
+    def retune(self, arl0: float) -> DefectRateSpike:
+        """Follow a changed false-alarm budget from now on: in-control run length ``arl0``. The baseline,
+        the charts' statistics and an open alarm are kept; each designed chart gets the threshold of the new
+        run length at its current design rate. (A detector restored from state keeps the ``arl0`` it was
+        made with otherwise, whatever the budget says now.)
+
+        >>> spike = DefectRateSpike(arl0=1e6, warmup=100)
+        >>> for i in range(100):
+        ...     _ = spike.update(i % 25 == 0)
+        >>> before = list(spike._thr)
+        >>> _ = spike.retune(1e8)
+        >>> spike.arl0, all(b < a for a, b in zip(spike._thr, before, strict=True))
+        (100000000.0, True)
+        """
+        if not 1.0 < arl0 < 1e12:
+            raise ValueError(f"arl0 (in-control events per false alarm) must be in (1, 1e12), got {arl0}")
+        self.arl0 = arl0
+        self._chart_arl = float(arl0 * self.n_charts**_BANK_EXPONENT)
+        for j, ratio in enumerate(self._ratios):
+            if self._q[j] != 0:  # designed
+                self._up[j], self._down[j], self._thr[j], self._unit[j] = _chart(
+                    self._q[j], ratio, self._chart_arl
+                )
+        return self
+
     def _raise_alarm(self, n: int, chart: int) -> None:
         self._alarm = True
         self._drift = True

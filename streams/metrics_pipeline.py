@@ -141,6 +141,13 @@ class PipelineMetrics:
             ["source"],
             registry=r,
         )
+        self.spike_turns = Counter(
+            "convowatch_spike_turns_total",
+            "Turns the defect-spike detectors took, by source (judges: once per judge; humans), each as the "
+            "share of the categories it brought: the traffic convowatch_spike_budget_turns_per_day is for.",
+            ["source"],
+            registry=r,
+        )
         self.alertmanager_alerts = Counter(
             "convowatch_alertmanager_alerts_total",
             "Alerts handled by the Alertmanager sink, by result (sent, failed, dropped, expired, invalid).",

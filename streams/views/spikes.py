@@ -59,6 +59,11 @@ class SpikeView:
         self.arl0 = arl0_for_budget(false_alarms_per_day, events, len(SLICES) * len(categories))
         metrics.spike_budget_turns.labels("judges").set(judges * turns_per_day)
         metrics.spike_budget_turns.labels("humans").set(labelled_turns_per_day)
+        self._n_categories = len(categories)
+        self._events = {
+            "judged": metrics.spike_turns.labels("judges"),
+            "labelled": metrics.spike_turns.labels("humans"),
+        }
         DefectRateSpike(arl0=self.arl0)  # a budget out of range fails at start, not on every observation
         self.severity = {
             c: min(
@@ -117,13 +122,19 @@ class SpikeView:
         turn_id = obs["turn_id"]
 
         def apply(s: CategorySpikes) -> None:
+            if s.arl0 != self.arl0:  # made under another budget (or before 2026-11-26, per source)
+                s.retune(self.arl0)
             s.update(judged, failed, ref=turn_id)
 
         emits: list[Emit] = []
+        counted = False
         for spike_key, values in self._slices(source, obs["segment"]):
             spikes = aggregator.update(spike_key, obs, partition, self._make, apply)
             if spikes is None:
                 continue
+            if not counted:  # an event of each category stream it brings: a share of a turn's
+                counted = True
+                self._events[obs["kind"]].inc(len(judged) / self._n_categories)
             for category in spikes.alarms:
                 emits.append(self._escalation(spikes, category, source, values, obs, firing=True))
             for category in spikes.resolutions:
