@@ -136,8 +136,9 @@ class TurnOutputs:
         cut = sum(max(0, len(entry[side]) - MAX_DEFECT_RATERS) for side in ("judge", "human"))
         for source, source_id, dim, record in failures:
             policy = self.taxonomy.policy(dim)
-            defect_id = output_id(policy.category, turn_id, dim, source, source_id)
-            if defect_id in entry["defects"]:
+            parts = (policy.category, turn_id, dim, source, source_id)
+            defect_id = output_id(*parts)
+            if defect_id in entry["defects"] or _published_unescaped(entry, defect_id, parts):
                 continue
             entry["defects"].append(defect_id)
             value = {
@@ -277,3 +278,12 @@ def _judged(triggers: list[list[str]]) -> bool:
     """Whether a judge's failure is among a turn's high-risk ``triggers``: what review sampling always
     requests (a human's failure was reviewed by a human already)."""
     return any(source == "judge" for source, _, _ in triggers)
+
+
+def _published_unescaped(entry: Entry, defect_id: str, parts: tuple[str, ...]) -> bool:
+    """Whether ``entry`` published this defect under the id of code before 2026-11-26, its parts joined
+    unescaped (an entry of the upgrade's pending turns: republished, the defect would reach its consumers
+    twice, under two ids)."""
+    if "%" not in defect_id:  # no part held a "/" or "%": the same id
+        return False
+    return "/".join(parts) in entry["defects"]

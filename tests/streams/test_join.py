@@ -844,3 +844,17 @@ def test_the_first_human_label_of_a_dimension_is_the_first_to_come_whoever_label
     safety = {p["judge_id"]: p["human_label"] for p in h.pairs() if p["dimension"] == "safety"}
     assert safety == {"j1": "fail", "j2": "fail"}
     assert sorted(e.key for e in h.topic("divergences")) == ["t-1/j1/safety", "t-1/j2/safety"]
+
+
+def test_a_defect_published_under_its_unescaped_id_before_the_upgrade_is_not_published_again() -> None:
+    h = Harness()
+    h.feed(turn("order/42"), judged("order/42", verdicts=[verdict("relevance", "fail")]))
+    (first,) = h.topic("defects")
+    assert first.key == "irrelevant/order%2F42/relevance/judge/judge-a"
+    # the entry as code before the escaping left it: the defect marked under its unescaped id
+    entry = h.joiner.state.get("order/42")
+    entry["defects"] = ["irrelevant/order/42/relevance/judge/judge-a"]
+    h.joiner.state.replace("order/42", entry)
+    h.emits.clear()
+    h.feed(labelled("order/42", verdicts=[verdict("safety", "pass")]))
+    assert h.topic("defects") == []
