@@ -41,21 +41,27 @@ class GoldView:
         self.max_vendors = max_vendors
         self.max_annotators = max_annotators
         self._guard_vendors = LabelGuard(max_vendors)
-        self._guard_annotators = LabelGuard(max_annotators)  # "<vendor><SEP><annotator>", vendors together
+        self._annotators: set[tuple[str, str]] = set()  # (vendor, annotator) with rows of their own
 
     def rebalanced(self, aggregator: Aggregator) -> None:
         """Admit the vendors and annotators of the recovered aggregates first: with a fresh process's guards,
         a newcomer could take the room of one whose figures are in the store."""
         self._guard_vendors = LabelGuard(self.max_vendors)
-        self._guard_annotators = LabelGuard(self.max_annotators)
         self._guard_vendors.admit(k.split(SEP, 1)[1] for k, _ in aggregator.records("gold_vendor"))
-        self._guard_annotators.admit(k.split(SEP, 1)[1] for k, _ in aggregator.records("gold_annotator"))
+        recovered = (k.split(SEP)[1:] for k, _ in aggregator.records("gold_annotator"))
+        self._annotators = {(v, a) for v, a in recovered if OTHER not in (v, a)}
 
     def _vendor_and_annotator(self, vendor: str, annotator: str) -> tuple[str, str]:
+        """The vendor and annotator a label is scored under: themselves, or ``other`` past the caps."""
         vendor = self._guard_vendors(vendor)
-        if vendor == OTHER or self._guard_annotators(f"{vendor}{SEP}{annotator}") == OTHER:
-            return vendor, OTHER
-        return vendor, annotator
+        if vendor == OTHER:
+            return OTHER, OTHER
+        if (vendor, annotator) in self._annotators:
+            return vendor, annotator
+        if len(self._annotators) < self.max_annotators:
+            self._annotators.add((vendor, annotator))
+            return vendor, annotator
+        return vendor, OTHER
 
     def apply(self, aggregator: Aggregator, obs: dict[str, Any], partition: int | None) -> list[Emit]:
         truth = self.golden.get(obs["turn_id"])

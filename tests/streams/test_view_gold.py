@@ -75,8 +75,38 @@ def test_a_restarted_view_keeps_the_vendors_and_annotators_it_scored() -> None:
 
     after = Labels(store, max_vendors=1, max_annotators=1)  # a restarted worker over the recovered store
     after.aggregator.rebalanced()
+    after.offset = before.offset  # the records after those read before the restart
     after.label("v-a", "ann-a")  # a newcomer first: the room is taken
     after.label("v-z", "ann-y")  # the same vendor's new annotator: past the cap
     after.label("v-z", "ann-z")
     assert after.rows("vendors") == {("v-z",): 3, ("other",): 1}
     assert after.rows("annotators") == {("v-z", "ann-z"): 2, ("v-z", "other"): 1, ("other", "other"): 1}
+
+
+def test_long_vendor_and_annotator_ids_get_rows_of_their_own_while_there_is_room() -> None:
+    labels = Labels(DictStore())
+    vendor, annotator = "acme-annotation-services-euw", "3f1c2a8e-5b7d-4e2f-9c1a-7d6e5f4b3a29"
+    labels.label(vendor, annotator)
+    assert labels.rows("annotators") == {(vendor, annotator): 1}
+
+
+def test_rows_folded_into_other_take_no_room_after_a_restart() -> None:
+    store = DictStore()
+    before = Labels(store, max_vendors=1, max_annotators=2)
+    before.label("v", "b-ann")
+    before.label("v", "c-ann")
+    before.label("v", "d-ann")  # past the cap: ("v", "other")
+    before.label("w", "e-ann")  # past the vendors' cap: ("other", "other")
+    before.aggregator.flush()
+
+    after = Labels(store, max_vendors=1, max_annotators=2)
+    after.aggregator.rebalanced()
+    after.offset = before.offset  # the records after those read before the restart
+    after.label("v", "c-ann")
+    after.label("v", "b-ann")
+    assert after.rows("annotators") == {
+        ("v", "b-ann"): 2,
+        ("v", "c-ann"): 2,
+        ("v", "other"): 1,
+        ("other", "other"): 1,
+    }
