@@ -43,12 +43,12 @@ from streams.config import Settings
 from streams.emit import Emit
 from streams.faust_consumer import use_prompt_consumer
 from streams.faust_guards import DeliveryGuard
-from streams.kafka_client import MAX_WRITE_BYTES, faust_credentials, track_topics
+from streams.kafka_client import faust_credentials, track_topics
 from streams.metrics import Metrics
 from streams.observation_packs import packs, positioned, unpack
 from streams.pipeline import Pipeline
 from streams.shard_gauges import clear_lost_children, clear_lost_shards, export_agreement, export_spikes
-from streams.state import DictStore
+from streams.state import MAX_WRITE_BYTES, DictStore
 from streams.tables import NamedChangelogTable, TableStore
 from streams.topics import input_topics, output_topics
 

@@ -31,7 +31,7 @@ from streams.join_observations import MIN_RATERS, number_observations
 from streams.join_outputs import MAX_KEPT_TEXT, TurnOutputs, first_sampled, kept
 from streams.kept_outputs import KeptOutputs
 from streams.metrics import Metrics
-from streams.state import DictStore, StateStore, WriteBehind
+from streams.state import MAX_WRITE_BYTES, DictStore, StateStore, WriteBehind
 from streams.taxonomy import Taxonomy
 
 # what a turn publishes is built in streams.join_outputs; its names stay importable from here
@@ -95,7 +95,11 @@ class TurnJoiner:
         """Join one event; ``source`` (input topic/partition, offset) tags the observations it causes."""
         if self._evicted_again:
             again, self._evicted_again = self._evicted_again, []
-            return again + self.handle(event, partition, source)
+            try:
+                return again + self.handle(event, partition, source)
+            except Exception:  # a refused record (a dead letter): they go out with the next one
+                self._evicted_again = again
+                raise
         if self.keep_outputs and self.kept_outputs.published_before(source):
             return []  # read again after a restart: its state and outputs reached the broker
         ts = event.ts.timestamp()
@@ -349,7 +353,7 @@ class TurnJoiner:
                 self.state.delete(key, entry.get("p"))
             else:  # a replay after a crash before the tombstone must find the state the entry ended in
                 emits.extend(self.kept_outputs.evicted(key, entry, evicted))
-                if key in self.state.dirty or "out" in entry:
+                if (key in self.state.dirty or "out" in entry) and _fits_a_record(entry):
                     self.state.retire(key, entry, entry.get("p"))
                 else:
                     self.state.delete(key, entry.get("p"))
@@ -432,3 +436,10 @@ def _check_raters(entry: Entry, event: JudgeVerdict | HumanLabel) -> None:
             f"{rater!r} already labelled {len(held)} dimensions of turn {event.turn_id!r}; {len(new)} more "
             f"would pass the {MAX_DIMENSIONS_PER_RATER} kept",
         )
+
+
+def _fits_a_record(entry: Entry) -> bool:
+    """Whether ``entry`` fits a changelog record. An orphan evicted with hundreds of defects may not (100
+    annotators failing every dimension): deleted without its final state, as before 2026-11-26, rather than
+    refused by the table as an oversized state and alerted on."""
+    return len(orjson.dumps(entry)) <= MAX_WRITE_BYTES

@@ -26,10 +26,6 @@ log = logging.getLogger("convowatch.kafka")
 #: librdkafka's own log lines go through Python logging instead of raw ``%3|...`` lines on stderr.
 librdkafka_log = logging.getLogger("convowatch.librdkafka")
 
-#: Largest record convowatch writes (an output, a dead letter, a changelog value): the producer refuses a
-#: request over 1,000,000 bytes, and a batch that cannot be written fails and is replayed at every restart.
-MAX_WRITE_BYTES = 900_000
-
 
 def confluent_config(settings: Settings, **extra: Any) -> dict[str, Any]:
     """librdkafka settings; the password is revealed only here, inside the client config."""

@@ -205,5 +205,10 @@ class KeptOutputs:
                 else:
                     del entry["out"]
                 state.replace(key, entry)
+        # a kept position past the recovered mark (the entry's state reached the broker, its mark did not):
+        # written with the next batch, or a later restart would give that position again
+        for source, position in evicted.items():
+            if position > marks.get(source, 0):
+                self._eviction_marks_due[source] = position
         again.sort(key=lambda item: (item[0], item[1]))
         return [emit for _, _, emits in again for emit in emits]

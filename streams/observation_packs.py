@@ -60,8 +60,9 @@ def unpack(raw: bytes) -> list[dict[str, Any]]:
 
 def positioned(observations: list[dict[str, Any]], source: str, offset: int) -> list[dict[str, Any]]:
     """``observations`` of one pack (``source``: its topic and partition, ``offset``: its own), each without
-    a source position (the join's evictions emit those: no input record caused them) given the pack's, so
-    that a pack delivered again (the aggregation stage replaying after a crash) applies them once.
+    a source position given the pack's, so that a pack delivered again (the aggregation stage replaying
+    after a crash) applies them once. (On Kafka the join's evictions give their outputs positions of their
+    own, ``(evictions):<partition>``; embedded, and from code before 2026-11-26, they come without.)
 
     >>> positioned([{"src": ["", None, 0]}, {"src": ["chat:1", 7, 0]}], "observations:2", 40)
     [{'src': ['observations:2', 40, 0]}, {'src': ['chat:1', 7, 0]}]

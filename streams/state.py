@@ -15,6 +15,10 @@ import orjson
 
 from streams.emit import SEP
 
+#: Largest record convowatch writes (an output, a dead letter, a changelog value): the producer refuses a
+#: request over 1,000,000 bytes, and a batch that cannot be written fails and is replayed at every restart.
+MAX_WRITE_BYTES = 900_000
+
 
 class StateStore(Protocol):
     """Keyed state. A store may also offer ``count_kinds()`` (see :class:`KindCounts`); the aggregation

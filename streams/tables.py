@@ -10,8 +10,7 @@ import faust
 import orjson
 
 from streams.emit import entry_head
-from streams.kafka_client import MAX_WRITE_BYTES
-from streams.state import KindCounts, decoded, encode_json
+from streams.state import MAX_WRITE_BYTES, KindCounts, decoded, encode_json
 
 log = logging.getLogger("convowatch.tables")
 

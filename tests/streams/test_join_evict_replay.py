@@ -266,3 +266,87 @@ def test_retire_writes_the_state_an_entry_ends_in_before_deleting_it() -> None:
     state.touch("gone", {"v": 2}, 0, new=True)  # made anew in the same batch: written, not deleted
     state.flush()
     assert store.get("gone") == {"v": 2} and store.tombstones == ["held", "new"]
+
+
+def test_a_kept_position_past_the_recovered_mark_is_written_and_given_to_no_other_later() -> None:
+    """The entry's final state (its pair at eviction position 1) reached the changelog, its mark did not. The
+    restarted worker publishes the kept pair again and evicts the entry again, which publishes nothing new:
+    unless it writes position 1 as its mark then, a worker restarted after it gives position 1 again, and
+    the aggregate takes that orphan's pair for a replay."""
+    aggregation = Aggregation()
+    first = Worker(DeferredChangelog(), {}, aggregation)
+    first.batch(orphan("t-a", 40, 0))
+    first.batch([("turns:0", 12, turn("t-b", seconds=2 * HOUR))], crash="outputs")
+    first.marks.pop("(evictions):0")  # lost with the crash
+    second = first.restarted()
+    second.batch([("turns:0", 13, turn("t-c", seconds=4 * HOUR))])  # t-a's kept pair; t-a evicted again
+    assert aggregation.pairs() == 1 and second.marks["(evictions):0"] == 1
+    third = second.restarted()
+    third.batch(orphan("t-d", 41, 4 * HOUR))
+    third.batch([("turns:0", 14, turn("t-e", seconds=6 * HOUR))])  # evicts t-d
+    assert aggregation.pairs() == 2
+
+
+def test_eviction_outputs_due_after_a_restart_survive_a_refused_first_record() -> None:
+    """After a restart the join publishes what recovered entries kept of their eviction with the first record
+    it handles. That record refused (a dead letter: here a judge past the turn's limit), they go out with the
+    next one; they were dropped, and the orphan's defect and pair were lost."""
+    from schemas.exceptions import InvalidRecord
+    from streams.join import MAX_RATERS_PER_TURN
+
+    aggregation = Aggregation()
+    first = Worker(DeferredChangelog(), {}, aggregation)
+    crowd = [
+        ("verdicts:0", 100 + i, judged("t-x", seconds=0, judge_id=f"j{i}"))
+        for i in range(MAX_RATERS_PER_TURN)
+    ]
+    first.batch([("turns:0", 9, turn("t-x", seconds=0)), *crowd])
+    first.batch(orphan("t-a", 300, 0))
+    first.batch([("turns:0", 12, turn("t-b", seconds=2 * HOUR))], crash="outputs")  # t-a's outputs lost
+    second = first.restarted()
+    emits = []
+    try:
+        emits += second.joiner.handle(
+            judged("t-x", seconds=2 * HOUR, judge_id="j-extra"), 0, ("verdicts:0", 500)
+        )
+    except InvalidRecord as exc:
+        assert exc.reason == "too_many_raters"
+    else:
+        raise AssertionError("the extra judge was not refused")
+    emits += second.joiner.handle(turn("t-b", seconds=2 * HOUR), 0, ("turns:0", 12))
+    aggregation.publish(emits)
+    assert defects(emits) == ["irrelevant/t-a/relevance/judge/judge-a"]
+    assert aggregation.pairs() == 1
+
+
+def test_an_orphan_too_large_for_a_record_is_evicted_without_its_final_state() -> None:
+    """An orphan publishing hundreds of defects at its eviction (100 annotators failing every dimension of
+    one turn id) would end in a state over a record's size: written, the table refuses it and alerts on an
+    oversized state. It is deleted without it, as before final states were written."""
+    from schemas.common import QUALITY_DIMENSIONS
+    from streams.join import MAX_RATERS_PER_TURN
+    from streams.state import MAX_WRITE_BYTES
+
+    store = DeferredChangelog()
+    worker = Worker(store, {}, Aggregation())
+    dims = sorted(QUALITY_DIMENSIONS)
+    worker.batch(
+        [
+            (
+                "labels:0",
+                i,
+                labelled(
+                    "undefined",
+                    seconds=0,
+                    annotator_id=f"a{i:03d}",
+                    verdicts=[verdict(d, "fail") for d in dims],
+                ),
+            )
+            for i in range(MAX_RATERS_PER_TURN)
+        ]
+    )
+    before = store.changelog["undefined"]
+    worker.batch([("turns:0", 1, turn("later", seconds=2 * HOUR))], crash="tombstones")  # evicts it
+    assert len(defects(worker.published)) == MAX_RATERS_PER_TURN * len(dims)
+    assert store.changelog["undefined"] == before  # no final state written over it
+    assert len(before) < MAX_WRITE_BYTES and "undefined" in store.tombstones

@@ -14,8 +14,8 @@ def test_a_dead_letter_keeps_a_long_key_cut_and_stays_publishable() -> None:
 
     from streams.app import MAX_KEY_BYTES, KafkaTransport, truncated_dead_letter
     from streams.config import Settings
-    from streams.kafka_client import MAX_WRITE_BYTES
     from streams.metrics import Metrics
+    from streams.state import MAX_WRITE_BYTES
 
     transport = KafkaTransport(Settings(broker="127.0.0.1:1"), Metrics(CollectorRegistry()))
     topic = next(iter(transport.streams_by_topic))

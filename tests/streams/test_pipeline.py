@@ -247,7 +247,7 @@ def test_a_dead_letter_stays_publishable_when_the_record_quotes_a_huge_key(where
     # a validation error names the offending key; a key as large as the record once made a dead letter over
     # the producer's limit, and the worker exited on it at every restart
     from streams.app import truncated_dead_letter
-    from streams.kafka_client import MAX_WRITE_BYTES
+    from streams.state import MAX_WRITE_BYTES
 
     pipeline = Pipeline(Settings(), metrics=Metrics(CollectorRegistry()))
     huge = "k" * 900_000

@@ -109,7 +109,7 @@ def test_the_join_sends_the_tombstones_of_its_evictions_within_the_batch_after_i
 
 def test_a_value_too_large_for_a_changelog_record_is_kept_in_memory_not_written(caplog: Any) -> None:
     # written, it would fail the batch at every restart (the producer refuses requests over 1,000,000 bytes)
-    from streams.kafka_client import MAX_WRITE_BYTES
+    from streams.state import MAX_WRITE_BYTES
 
     oversized: list[str] = []
     store, recorder = table_store(oversized=oversized.append), Recorder()
