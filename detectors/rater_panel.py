@@ -15,8 +15,9 @@ An item that gains a rater's label is counted again: ``remove`` takes out the ve
 ``update`` added it), then ``update`` adds the new one, and every figure is as if only the new version had
 ever been added: alpha, kappa and the consensus counts depend on the item's labels alone, and each
 annotator's comparisons are those of the new version (each label scored once, against the consensus of
-the item's other labels so far). A part of the panel whose counts do not hold the old version (state from
-before vendors were counted by item, or started again) keeps its counts and adds the new one.
+the item's other labels so far). If the panel does not hold the old version (started again), no part gives
+it up, and the new one is added on top; the vendors' counts of state from before vendors were counted by
+item give up only what they hold.
 """
 
 from __future__ import annotations
@@ -138,35 +139,49 @@ class RaterPanel(Detector):
         vendors: dict[str, str] | None = None,
         judges: dict[str, str] | None = None,
     ) -> Self:
-        """Take out an item ``update`` added with these arguments, part by part (reliability, annotators,
-        vendors, consensus, each judge): a part whose counts do not hold it is left as it is."""
+        """Take out an item ``update`` added with these arguments: from reliability, the annotators, the
+        consensus and each judge all together or from none (a panel started again may not hold it: it is
+        then left as it is and the new version added on top, counted twice as before items were replaced,
+        rather than taken out of some parts and not others, which then disagreed); then from the vendors',
+        unless they do not hold it (state from before vendors were counted by item)."""
         if not isinstance(labels, dict) or not all(isinstance(x, str) for x in labels.values()):
             raise ValueError(f"labels must be a dict of annotator id -> label, got {labels!r}")
+        saved = copy.deepcopy({k: v for k, v in vars(self).items() if k.startswith("_")})
+        try:
+            self._remove_counts(labels, judges or {})
+        except NotHeldError:
+            self.__dict__.update(saved)
+            return self
+        with contextlib.suppress(NotHeldError):  # changes nothing when it raises
+            self._remove_vendor_comparisons(labels, vendors or {})
+        return self
+
+    def _remove_counts(self, labels: dict[str, str], judges: dict[str, str]) -> None:
+        """:meth:`remove` but for the vendors (:class:`~detectors.NotHeldError` from the first part not
+        holding the item, the parts before it changed)."""
         values = list(labels.values())
-        for part in (
-            lambda: self._agreement.remove(values),  # checks there are two or more
-            lambda: self._raters.remove(labels),
-            lambda: self._remove_vendor_comparisons(labels, vendors or {}),
-        ):
-            with contextlib.suppress(NotHeldError):
-                part()
+        self._agreement.remove(values)  # checks there are two or more
+        self._raters.remove(labels)
         agreed, tie = consensus(values)
         if agreed is None:
-            self._ties -= int(tie and self._ties > 0)
-            return self
+            if tie and self._ties < 1:
+                raise NotHeldError("no tie to remove")
+            self._ties -= int(tie)
+            return
         held = self._consensus.get(agreed, 0)
+        if held < 1:
+            raise NotHeldError(f"no consensus {agreed!r} to remove")
         if held > 1:
             self._consensus[agreed] = held - 1
-        elif held:
+        else:
             del self._consensus[agreed]
-        for judge_id, label in (judges or {}).items():
+        for judge_id, label in judges.items():
             stats = self._judges.get(judge_id)
-            if stats is not None:
-                with contextlib.suppress(NotHeldError):
-                    stats.remove(label, agreed)
-                if not stats.n:
-                    del self._judges[judge_id]
-        return self
+            if stats is None:
+                raise NotHeldError(f"no comparison of judge {judge_id!r} to remove")
+            stats.remove(label, agreed)
+            if not stats.n:
+                del self._judges[judge_id]
 
     def _remove_vendor_comparisons(self, labels: dict[str, str], vendors: dict[str, str]) -> None:
         """Undo :meth:`_add_vendor_comparisons` (:class:`~detectors.NotHeldError`: nothing is changed)."""

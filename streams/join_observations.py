@@ -17,8 +17,13 @@ from schemas.common import QUALITY_DIMENSIONS
 from streams.emit import SEP, Emit, Entry
 
 #: Human labels on one dimension of one turn that make an inter-annotator item (emitted then, and again
-#: with each later annotator's label, up to the join's MAX_RATERS_PER_TURN).
+#: with each later annotator's label, up to MAX_ITEM_RATERS).
 MIN_RATERS = 2
+#: The annotators an inter-annotator item counts, the first to label its dimension. Consensus labelling takes
+#: a few; a honeypot served to every annotator can have a hundred, and each label published again all the
+#: item's labels and the version replaced: the item's versions cost the aggregation the cube of its
+#: annotators (5 s of CPU for 100 on 8 dimensions), and the join entry the square while a batch keeps them.
+MAX_ITEM_RATERS = 10
 
 
 def observations(turn_id: str, entry: Entry, judged_high_risk: bool = False) -> list[Emit]:
@@ -139,13 +144,16 @@ def observations(turn_id: str, entry: Entry, judged_high_risk: bool = False) -> 
 
 def raters(entry: Entry, common: dict[str, Any]) -> list[Emit]:
     """Once a dimension of the turn has labels from ``MIN_RATERS`` annotators: one ``raters`` item; again
-    each time a later annotator labels it, with all its labels and the item it ``replaces`` (its last
-    version, rebuilt from the annotators and judges the entry's ``rt`` says it had: labels only grow), so
-    the aggregation counts each item once, with all its labels, without keeping items."""
+    each time a later annotator labels it (up to ``MAX_ITEM_RATERS``), with all its labels and the item it
+    ``replaces`` (its last version, rebuilt from the annotators and judges the entry's ``rt`` says it had:
+    labels only grow), so the aggregation counts each item once, with all its labels, without keeping
+    items."""
     by_dimension: dict[str, dict[str, str]] = {}
-    for annotator, record in entry["human"].items():
+    for annotator, record in entry["human"].items():  # in the order they came
         for dim, label in record["labels"].items():
-            by_dimension.setdefault(dim, {})[annotator] = label
+            labels = by_dimension.setdefault(dim, {})
+            if len(labels) < MAX_ITEM_RATERS:
+                labels[annotator] = label
     emits = []
     observed = entry["observed"]
     for dim, labels in by_dimension.items():

@@ -198,3 +198,23 @@ def test_a_panel_from_before_vendors_were_counted_by_item_replaces_what_it_holds
     del old["state"]["_vendors"]
     panel = RaterPanel.from_dict(old).remove(*first).update(*third)
     assert panel.to_dict() == RaterPanel().update(*third).to_dict()  # the vendors' counts start with it
+
+
+@pytest.mark.parametrize(
+    ("held", "gone"),
+    [
+        # another turn's item is held; the version replaced never reached this panel (a panel started again)
+        (
+            ({"x": "pass", "y": "pass"}, {"x": "v1", "y": "v1"}, {"J": "pass"}),
+            ({"x": "pass", "w": "pass"}, {"x": "v1", "w": "v1"}, {"J": "pass"}),
+        ),
+        # the same with ties: another item's tie is not taken out for it
+        (({"x": "pass", "y": "fail"}, {}, {}), ({"x": "pass", "w": "fail"}, {}, {})),
+    ],
+)
+def test_a_version_the_panel_does_not_hold_is_taken_out_of_no_part(held, gone) -> None:
+    # each part checks only that its counts are as large as the item's: some parts gave up the other item's
+    # counts, others raised and kept theirs, and alpha, the consensus and the annotators then disagreed
+    panel = RaterPanel().update(*held)
+    before = panel.to_dict()
+    assert panel.remove(*gone).to_dict() == before

@@ -713,6 +713,20 @@ def test_a_later_annotators_label_publishes_the_item_again_with_the_version_it_r
     ]
 
 
+def test_an_item_counts_its_first_annotators_up_to_the_cap() -> None:
+    # a honeypot served to every annotator: each label published all the item's labels again, with the
+    # version replaced, the aggregation's cost growing with the cube of the annotators
+    from streams.join_observations import MAX_ITEM_RATERS
+
+    h = Harness()
+    h.feed(turn())
+    for n in range(MAX_ITEM_RATERS + 3):
+        h.feed(labelled(annotator_id=f"ann-{n:02d}", seconds=3600 + n, verdicts=[verdict("safety", "pass")]))
+    items = _observed(h, "raters")
+    assert [len(v["labels"]) for v in items] == list(range(2, MAX_ITEM_RATERS + 1))
+    assert sorted(items[-1]["labels"]) == [f"ann-{n:02d}" for n in range(MAX_ITEM_RATERS)]
+
+
 def test_an_entry_that_published_its_item_before_versions_were_kept_publishes_it_once() -> None:
     # an entry of the previous version marks the dimension observed without its annotators: its item's
     # labels then are unknown, so a later annotator's label cannot replace it (nor count it twice)
