@@ -218,16 +218,22 @@ def test_a_restarted_worker_positions_its_evictions_after_those_published_before
         assert counted.pairs() == (2 if "(evictions):0" in marks else 1)
 
 
+def restarted_without_its_eviction_mark(aggregation: Aggregation) -> Worker:
+    """A worker restarted after a crash while a batch's state was written: the final state of orphan t-a,
+    which keeps its pair at eviction position 1, reached the changelog, the eviction mark did not."""
+    first = Worker(DeferredChangelog(), {}, aggregation)
+    first.batch(orphan("t-a", 40, 0))
+    first.batch([("turns:0", 12, turn("t-b", seconds=2 * HOUR))], crash="outputs")
+    first.marks.pop("(evictions):0")  # lost with the crash
+    return first.restarted()
+
+
 def test_positions_an_eviction_kept_are_given_to_no_other_after_a_restart():
     """The crash came while the batch's state was written: the entry's final state, which keeps its pair at
     eviction position 1, reached the changelog, the eviction mark did not. The restarted worker evicts
     another orphan of the same judge and dimension first: it must not take position 1."""
     aggregation = Aggregation()
-    first = Worker(DeferredChangelog(), {}, aggregation)
-    first.batch(orphan("t-a", 40, 0))
-    first.batch([("turns:0", 12, turn("t-b", seconds=2 * HOUR))], crash="outputs")
-    first.marks.pop("(evictions):0")  # lost with the crash
-    second = first.restarted()
+    second = restarted_without_its_eviction_mark(aggregation)
     second.joiner.ttl_seconds = 12 * HOUR  # t-a waits; t-c, a day older than the rest, goes at once
     second.batch([*orphan("t-c", 41, -24 * HOUR), ("turns:0", 12, turn("t-b", seconds=2 * HOUR))])
     assert second.marks["(evictions):0"] == 2
@@ -274,11 +280,7 @@ def test_a_kept_position_past_the_recovered_mark_is_written_and_given_to_no_othe
     unless it writes position 1 as its mark then, a worker restarted after it gives position 1 again, and
     the aggregate takes that orphan's pair for a replay."""
     aggregation = Aggregation()
-    first = Worker(DeferredChangelog(), {}, aggregation)
-    first.batch(orphan("t-a", 40, 0))
-    first.batch([("turns:0", 12, turn("t-b", seconds=2 * HOUR))], crash="outputs")
-    first.marks.pop("(evictions):0")  # lost with the crash
-    second = first.restarted()
+    second = restarted_without_its_eviction_mark(aggregation)
     second.batch([("turns:0", 13, turn("t-c", seconds=4 * HOUR))])  # t-a's kept pair; t-a evicted again
     assert aggregation.pairs() == 1 and second.marks["(evictions):0"] == 1
     third = second.restarted()
