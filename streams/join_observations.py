@@ -144,7 +144,8 @@ def observations(turn_id: str, entry: Entry, judged_high_risk: bool = False) -> 
 
 def raters(entry: Entry, common: dict[str, Any]) -> list[Emit]:
     """Once a dimension of the turn has labels from ``MIN_RATERS`` annotators: one ``raters`` item; again
-    each time a later annotator labels it (up to ``MAX_ITEM_RATERS``), with all its labels and the item it
+    each time a later annotator labels it (up to ``MAX_ITEM_RATERS``) or a later judge judges it (never
+    compared with the consensus otherwise), with all its labels and the item it
     ``replaces`` (its last version, rebuilt from the annotators and judges the entry's ``rt`` says it had:
     labels only grow), so the aggregation counts each item once, with all its labels, without keeping
     items."""
@@ -161,13 +162,13 @@ def raters(entry: Entry, common: dict[str, Any]) -> list[Emit]:
             continue
         # per dimension: the annotators and judges of the item published last
         published = entry.get("rt", {}).get(dim)
+        judges = {j: r["labels"][dim] for j, r in entry["judge"].items() if dim in r["labels"]}
         if published is None:
             if f"r{SEP}{dim}" in observed:  # published by code before "rt": its labels are unknown, once only
                 continue
             observed.append(f"r{SEP}{dim}")
-        elif len(published[0]) >= len(labels):
+        elif len(published[0]) >= len(labels) and len(published[1]) >= len(judges):  # nobody new
             continue
-        judges = {j: r["labels"][dim] for j, r in entry["judge"].items() if dim in r["labels"]}
         value = {"kind": "raters", "dimension": dim, **_item(entry, labels, judges), **common}
         if published is not None:
             before = {a: labels[a] for a in published[0]}

@@ -692,15 +692,17 @@ def test_a_later_annotators_label_publishes_the_item_again_with_the_version_it_r
         {k: v[k] for k in ("dimension", "labels", "vendors", "label_ts", "judges", "replaces") if k in v}
         for v in _observed(h, "raters")
     ]
+    judged_again = first | {"judges": {"judge-a": "pass", "judge-b": "fail"}}
     assert items == [
         {"dimension": "safety", **first},
+        {"dimension": "safety", **judged_again, "replaces": first},  # judge-b, between the labels
         {
             "dimension": "safety",
             "labels": {"ann-1": "pass", "ann-2": "fail", "ann-3": "fail"},
             "vendors": {"ann-1": "v1", "ann-2": "v2", "ann-3": "v1"},
             "label_ts": t0 + 3800,
             "judges": {"judge-a": "pass", "judge-b": "fail"},
-            "replaces": first,
+            "replaces": judged_again,
         },
         # relevance: its second label (ann-1's later one) makes a first item, replacing none
         {
@@ -711,6 +713,24 @@ def test_a_later_annotators_label_publishes_the_item_again_with_the_version_it_r
             "judges": {},
         },
     ]
+
+
+def test_a_judge_after_the_last_label_publishes_the_item_again_with_it() -> None:
+    # the item went out with the judges known at its last label: a later judge was never compared with
+    # the consensus
+    h = Harness()
+    h.feed(turn(), judged(verdicts=[verdict("safety", "pass")]))
+    h.feed(labelled(annotator_id="ann-1", verdicts=[verdict("safety", "fail")]))
+    h.feed(labelled(annotator_id="ann-2", seconds=3700, verdicts=[verdict("safety", "fail")]))
+    h.feed(judged(seconds=3800, judge_id="judge-b", verdicts=[verdict("safety", "fail")]))
+    h.feed(judged(seconds=3800, judge_id="judge-b", verdicts=[verdict("safety", "fail")]))  # redelivered
+    h.feed(judged(seconds=3900, judge_id="judge-c", verdicts=[verdict("relevance", "pass")]))  # not safety
+    items = _observed(h, "raters")
+    assert [(v["judges"], v.get("replaces", {}).get("judges")) for v in items] == [
+        ({"judge-a": "pass"}, None),
+        ({"judge-a": "pass", "judge-b": "fail"}, {"judge-a": "pass"}),
+    ]
+    assert items[1]["labels"] == items[1]["replaces"]["labels"] == {"ann-1": "fail", "ann-2": "fail"}
 
 
 def test_an_item_counts_its_first_annotators_up_to_the_cap() -> None:
