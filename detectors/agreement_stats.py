@@ -176,12 +176,16 @@ class AgreementStats(Detector):
             self._agree += 1
         return self
 
+    def holds(self, a: str, b: str) -> bool:
+        """Whether the counts hold a pair ``a``, ``b`` (one :meth:`remove` can take out)."""
+        return self._confusion.get(a, {}).get(b, 0) >= 1
+
     def remove(self, a: str, b: str) -> AgreementStats:
         """Take out one pair ``update`` added, as if it never had been (an emptied cell goes); raises
         :class:`~detectors.NotHeldError`, changing nothing, if the counts hold no such pair."""
-        row = self._confusion.get(a)
-        if not row or row.get(b, 0) < 1:
+        if not self.holds(a, b):
             raise NotHeldError(f"no pair {a!r}, {b!r} to remove")
+        row = self._confusion[a]
         row[b] -= 1
         if not row[b]:
             del row[b]

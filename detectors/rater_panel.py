@@ -146,39 +146,46 @@ class RaterPanel(Detector):
         unless they do not hold it (state from before vendors were counted by item)."""
         if not isinstance(labels, dict) or not all(isinstance(x, str) for x in labels.values()):
             raise ValueError(f"labels must be a dict of annotator id -> label, got {labels!r}")
-        saved = copy.deepcopy({k: v for k, v in vars(self).items() if k.startswith("_")})
         try:
             self._remove_counts(labels, judges or {})
         except NotHeldError:
-            self.__dict__.update(saved)
             return self
         with contextlib.suppress(NotHeldError):  # changes nothing when it raises
             self._remove_vendor_comparisons(labels, vendors or {})
         return self
 
     def _remove_counts(self, labels: dict[str, str], judges: dict[str, str]) -> None:
-        """:meth:`remove` but for the vendors (:class:`~detectors.NotHeldError` from the first part not
-        holding the item, the parts before it changed)."""
+        """:meth:`remove` but for the vendors; :class:`~detectors.NotHeldError`, changing nothing, if a part
+        does not hold the item (the consensus and the judges are checked first, the reliability counts given
+        back if the annotators' do not hold it: no copy of the panel, which holds every annotator's row)."""
         values = list(labels.values())
-        self._agreement.remove(values)  # checks there are two or more
-        self._raters.remove(labels)
         agreed, tie = consensus(values)
         if agreed is None:
             if tie and self._ties < 1:
                 raise NotHeldError("no tie to remove")
+        else:
+            if self._consensus.get(agreed, 0) < 1:
+                raise NotHeldError(f"no consensus {agreed!r} to remove")
+            for judge_id, label in judges.items():
+                stats = self._judges.get(judge_id)
+                if stats is None or not stats.holds(label, agreed):
+                    raise NotHeldError(f"no comparison of judge {judge_id!r} to remove")
+        self._agreement.remove(values)  # checks there are two or more
+        try:
+            self._raters.remove(labels)
+        except NotHeldError:
+            self._agreement.update(values)  # as it was
+            raise
+        if agreed is None:  # nothing below can fail: checked above
             self._ties -= int(tie)
             return
-        held = self._consensus.get(agreed, 0)
-        if held < 1:
-            raise NotHeldError(f"no consensus {agreed!r} to remove")
+        held = self._consensus[agreed]
         if held > 1:
             self._consensus[agreed] = held - 1
         else:
             del self._consensus[agreed]
         for judge_id, label in judges.items():
-            stats = self._judges.get(judge_id)
-            if stats is None:
-                raise NotHeldError(f"no comparison of judge {judge_id!r} to remove")
+            stats = self._judges[judge_id]
             stats.remove(label, agreed)
             if not stats.n:
                 del self._judges[judge_id]
