@@ -66,9 +66,10 @@ class CategorySpikes(Detector):
         >>> spikes.retune(4e6).detector("unsafe").arl0, spikes.arl0
         (4000000.0, 4000000.0)
         """
-        self.arl0 = arl0
-        for detector in self._detectors.values():
-            detector.retune(arl0)
+        if arl0 != self.arl0:  # its detectors have its run length
+            self.arl0 = arl0
+            for detector in self._detectors.values():
+                detector.retune(arl0)
         return self
 
     @property

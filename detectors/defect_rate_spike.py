@@ -300,8 +300,8 @@ class DefectRateSpike(Detector):
     def retune(self, arl0: float) -> DefectRateSpike:
         """Follow a changed false-alarm budget from now on: in-control run length ``arl0``. The baseline,
         the charts' statistics and an open alarm are kept; each designed chart gets the threshold of the new
-        run length at its current design rate. (A detector restored from state keeps the ``arl0`` it was
-        made with otherwise, whatever the budget says now.)
+        run length at its current design rate; the same ``arl0`` changes nothing. (A detector restored from
+        state keeps the ``arl0`` it was made with otherwise, whatever the budget says now.)
 
         >>> spike = DefectRateSpike(arl0=1e6, warmup=100)
         >>> for i in range(100):
@@ -311,6 +311,8 @@ class DefectRateSpike(Detector):
         >>> spike.arl0, all(b < a for a, b in zip(spike._thr, before, strict=True))
         (100000000.0, True)
         """
+        if arl0 == self.arl0:
+            return self
         if not 1.0 < arl0 < 1e12:
             raise ValueError(f"arl0 (in-control events per false alarm) must be in (1, 1e12), got {arl0}")
         self.arl0 = arl0

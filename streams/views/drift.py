@@ -61,9 +61,7 @@ class JudgeDriftView:
                 pair,
                 partition,
                 lambda: DefectRateSpike(arl0=self.arl0, warmup=self.warmup),
-                lambda d: (d if d.arl0 == self.arl0 else d.retune(self.arl0)).update(
-                    disagree, ref=pair["turn_id"]
-                ),
+                lambda d: d.retune(self.arl0).update(disagree, ref=pair["turn_id"]),  # the budget now
             )
             if detector is not None and (detector.drift_detected or detector.resolved):
                 emits.append(self._escalation(detector, judge_id, dimension, journey, pair))

@@ -122,9 +122,8 @@ class SpikeView:
         turn_id = obs["turn_id"]
 
         def apply(s: CategorySpikes) -> None:
-            if s.arl0 != self.arl0:  # made under another budget (or before 2026-11-26, per source)
-                s.retune(self.arl0)
-            s.update(judged, failed, ref=turn_id)
+            # one made under another budget (or before 2026-11-26, per source) follows this one
+            s.retune(self.arl0).update(judged, failed, ref=turn_id)
 
         emits: list[Emit] = []
         counted = False
