@@ -228,6 +228,8 @@ class KafkaTransport:
         """Send the join's ``marks`` (source: offset or position) to the ``published`` table, each to the
         changelog partition of its source's partition; awaited with the next state written."""
         assert self.published is not None  # the join's table
+        if not marks:  # most batches evict nothing that publishes
+            return
         for source, offset in marks.items():
             self.published.put(source, offset, int(source.rsplit(":", 1)[1]))
         self._marks_sent.extend(await self.published.send(self.app.producer))
