@@ -29,6 +29,9 @@ from pathlib import Path
 
 from common import REPO
 
+#: a frame of the module that sends a batch's outputs and state
+PUBLISH = "(streams/batch_publisher.py"
+
 #: (component, test on the whole stack, outermost first): the first rule that matches a sample decides
 RULES: list[tuple[str, Callable[[str], bool]]] = [
     ("parse/validate (pydantic, schemas/)", lambda s: "pydantic" in s or "(schemas/" in s),
@@ -37,13 +40,12 @@ RULES: list[tuple[str, Callable[[str], bool]]] = [
     ("detectors (detectors/)", lambda s: "(detectors/" in s),
     ("send changelog records (TableStore.put -> faust -> aiokafka)", lambda s: "send_changelog" in s),
     (
-        "send outputs (Topic.send -> faust -> aiokafka)",
+        "send outputs (producer.send -> faust -> aiokafka)",
         lambda s: (
-            "_publish (" in s
-            and ("(faust/" in s.split("_publish (", 1)[1] or "(aiokafka/" in s.split("_publish (", 1)[1])
+            PUBLISH in s and ("(faust/" in s.split(PUBLISH, 1)[1] or "(aiokafka/" in s.split(PUBLISH, 1)[1])
         ),
     ),
-    ("serialise outputs (orjson.dumps etc. in _publish)", lambda s: "_publish (" in s),
+    ("serialise outputs (orjson.dumps etc. in streams/batch_publisher.py)", lambda s: PUBLISH in s),
     (
         "join + policy (join.py, policy.py, expiry.py)",
         lambda s: re.search(r"streams/(join|policy|expiry|emit)\.py", s) is not None,

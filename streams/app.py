@@ -8,10 +8,10 @@ observations, repartitioned by shard key and sent in packs (one record per shard
 changelogged: a restarted worker recovers them.
 
 Each agent takes a batch, publishes its outputs and writes its state to the changelog, and waits until the
-broker has acknowledged both; Faust commits offsets after that. The aggregate publishes first; the join
-writes its state first, keeping the batch's outputs in it until they are published
-(:class:`~streams.join.TurnJoiner`). A crash therefore never loses an output: it can only replay inputs
-whose outputs are re-published with the same keys and source positions.
+broker has acknowledged both (:mod:`streams.batch_publisher`); Faust commits offsets after that. The
+aggregate publishes first; the join writes its state first, keeping the batch's outputs in it until they are
+published (:class:`~streams.join.TurnJoiner`). A crash therefore never loses an output: it can only replay
+inputs whose outputs are re-published with the same keys and source positions.
 
 Faust (0.15.3) acks, and so commits, records it has not processed: :mod:`streams.faust_guards` guards its
 acks and seeks so that only records of completed batches are committed.
@@ -21,34 +21,32 @@ is committed; the restarted worker replays it.
 
 from __future__ import annotations
 
-import asyncio
 import base64
-import hashlib
 import logging
 import os
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import faust
-import orjson
 
 from schemas import Stream
 from streams.alerting import resend_open_alerts, resend_open_high_risk
 from streams.alertmanager import AlertmanagerSink
+from streams.batch_publisher import BatchPublisher, note_sources
 from streams.config import Settings
 from streams.emit import Emit
 from streams.faust_consumer import use_prompt_consumer
 from streams.faust_guards import DeliveryGuard
 from streams.kafka_client import faust_credentials, track_topics
 from streams.metrics import Metrics
-from streams.observation_packs import packs, positioned, unpack
+from streams.observation_packs import positioned, unpack
 from streams.pipeline import Pipeline
 from streams.shard_gauges import clear_lost_children, clear_lost_shards, export_agreement, export_spikes
-from streams.state import MAX_WRITE_BYTES, DictStore
+from streams.state import DictStore
 from streams.tables import NamedChangelogTable, TableStore
 from streams.topics import input_topics, output_topics
 
@@ -108,7 +106,7 @@ class KafkaTransport:
         self.inputs = self.app.topic(*self.streams_by_topic, self.review_keep_topic, schema=raw)
         self.outputs = {logical: self.app.topic(name, schema=raw) for logical, name in names.items()}
         self._topic_names = names
-        self._output_counters = {logical: metrics.outputs.labels(logical) for logical in names}
+        self.publisher = BatchPublisher(self.app, names, metrics, alerts)
         # value_type None: plain JSON values. With ``dict``, Faust calls ``dict.from_data`` on every changelog
         # record during recovery; each fails (logged as "Error in recovery"), so a restarted worker never
         # recovered its tables and recovery never completed.
@@ -170,8 +168,6 @@ class KafkaTransport:
         self.recovered = False
         self.owned: frozenset[tuple[str, int]] = frozenset()
         self.last_progress = time.monotonic()
-        #: delivery futures of the join's last published marks (awaited with the next batch's state)
-        self._marks_sent: list[Any] = []
         self._marks_written_at = 0.0
 
     def _state_oversized(self, table: str) -> None:
@@ -211,12 +207,12 @@ class KafkaTransport:
                     for event in events:
                         out = self._ingest(event)
                         emits.extend(out)
-                        _note_sources(sources, out, event.message)
+                        note_sources(sources, out, event.message)
                 assert self.pending is not None  # the join's table
                 joiner = self.pipeline.joiner
                 # the last positions given to evictions' outputs: awaited with the state, before the outputs
                 await self._write_marks(joiner.eviction_marks())
-                await self._publish(emits, joiner.flush, self.pending, sources, state_first=True)
+                await self.publisher.publish(emits, joiner.flush, self.pending, sources, state_first=True)
                 joiner.published()
                 if (now := time.monotonic()) - self._marks_written_at >= PUBLISHED_MARKS_SECONDS:
                     self._marks_written_at = now
@@ -232,7 +228,7 @@ class KafkaTransport:
             return
         for source, offset in marks.items():
             self.published.put(source, offset, int(source.rsplit(":", 1)[1]))
-        self._marks_sent.extend(await self.published.send(self.app.producer))
+        self.publisher.awaited_with_state.extend(await self.published.send(self.app.producer))
 
     @contextmanager
     def _batch(self, events: Sequence[Any], stage: str) -> Iterator[None]:
@@ -303,90 +299,15 @@ class KafkaTransport:
                             self._aggregate_error(message)
                             continue
                         emits.extend(out)
-                        _note_sources(sources, out, message)
+                        note_sources(sources, out, message)
                 assert self.aggregate_store is not None  # the aggregate agent runs only with its table
-                await self._publish(emits, self.pipeline.aggregator.flush, self.aggregate_store, sources)
+                await self.publisher.publish(
+                    emits, self.pipeline.aggregator.flush, self.aggregate_store, sources
+                )
 
     def _aggregate_error(self, message: Any) -> None:
         log.exception("internal error on %s[%d]@%d", message.topic, message.partition, message.offset)
         self.metrics.internal_errors.labels("aggregate").inc()
-
-    async def _publish(
-        self,
-        emits: list[Emit],
-        flush: Callable[[], Any],
-        store: TableStore,
-        sources: dict[str, tuple[str, int]],
-        *,
-        state_first: bool = False,
-    ) -> None:
-        """Send every record and wait until the broker has acknowledged all of them; then write the batch's
-        state (``flush``) and wait for its changelog records too. Only then may the batch be committed.
-
-        With ``state_first`` (the join) the state goes first, outputs second. The join's state keeps the
-        batch's outputs until they are published (:class:`~streams.join.TurnJoiner`), so a crash between
-        the two publishes them on the replay as they were. Written the other way round, a crash between
-        the two replays the batch from the old state, which may read the three input topics in another
-        order and give an observation needing two records the source position of the other one.
-
-        Records go straight to the producer (aiokafka, through Faust's driver), not through Faust's topic
-        channels and buffer: a profile of the worker found those to cost more than the sending itself.
-        """
-        producer = self.app.producer
-        if state_first:
-            await self._write_state(flush, store)
-        names = self._topic_names
-        counters = self._output_counters
-        pending = []
-        observations: dict[str, list[bytes]] = {}  # by shard key, sent as packs (streams/observation_packs)
-        for emit in emits:
-            value = orjson.dumps(emit.value)
-            if emit.topic == "observations":
-                counters[emit.topic].inc()
-                observations.setdefault(emit.key, []).append(value)
-                continue
-            if len(value) > MAX_WRITE_BYTES:
-                if emit.topic != "deadletter":  # a bug (outputs are bounded): sent, it would fail every retry
-                    self._oversized(emit, len(value))
-                    continue
-                value = truncated_dead_letter(emit.value)
-            counters[emit.topic].inc()
-            pending.append(await producer.send(names[emit.topic], emit.key.encode(), value, None, None, None))
-        topic = names["observations"]
-        for key, encoded in observations.items():
-            for pack in packs(encoded):
-                pending.append(await producer.send(topic, key.encode(), pack, None, None, None))
-        if pending:
-            await asyncio.gather(*pending)
-        if state_first:  # entries deleted in the batch: their last outputs are in now
-            if deleted := await store.send_deferred(producer):
-                await asyncio.gather(*deleted)
-        else:
-            await self._write_state(flush, store)
-        if self.alerts is not None:  # publish never raises: a notification must not stop the stream
-            for emit in emits:
-                if emit.topic == "escalations":
-                    self.alerts.publish(emit.value, sources.get(emit.key))
-
-    def _oversized(self, emit: Emit, size: int) -> None:
-        """An output too large for a record: logged and counted, not sent, so the batch goes on."""
-        log.error(
-            "internal error: a %d-byte record for %s (key %r) is over the %d bytes of a record; not sent",
-            size,
-            emit.topic,
-            emit.key[:200],
-            MAX_WRITE_BYTES,
-        )
-        self.metrics.internal_errors.labels("publish").inc()
-
-    async def _write_state(self, flush: Callable[[], Any], store: TableStore) -> None:
-        """Write the batch's state (``flush``) to the changelog and wait until the broker has it (and the
-        previous batch's published marks)."""
-        flush()
-        changelog = await store.send(self.app.producer)
-        changelog, self._marks_sent = changelog + self._marks_sent, []
-        if changelog:
-            await asyncio.gather(*changelog)
 
     # -- rebalances ----------------------------------------------------------------------------------
 
@@ -437,7 +358,7 @@ class KafkaTransport:
             if self.alerts is not None:
                 producer = self.app.producer
 
-                def source(shard_key: str) -> tuple[str, int]:  # as _note_sources gives the escalation's
+                def source(shard_key: str) -> tuple[str, int]:  # as note_sources gives the escalation's
                     return topic, producer.key_partition(topic, shard_key.encode()).partition
 
                 resend_open_alerts(self.alerts, self.pipeline.aggregator, keys, owns, source)
@@ -455,33 +376,9 @@ class KafkaTransport:
         }
 
 
-def _note_sources(sources: dict[str, tuple[str, int]], emits: list[Emit], message: Any) -> None:
-    """Record the topic partition of ``message`` as the source of each escalation in ``emits`` (by id): the
-    Alertmanager sink forgets those of partitions the worker loses in a rebalance."""
-    for emit in emits:
-        if emit.topic == "escalations":
-            sources[emit.key] = (message.topic, message.partition)
-
-
 def data_dir(settings: Settings) -> Path:
     """The Faust app's data directory (``Settings.data_dir``), its parent created: Faust creates only the
     last component. Nothing durable goes there (tables are in memory and in their changelogs)."""
     path = settings.data_dir or Path(tempfile.gettempdir()) / "convowatch" / settings.app_id
     path.parent.mkdir(parents=True, exist_ok=True)
     return path
-
-
-def truncated_dead_letter(value: dict[str, Any]) -> bytes:
-    """A dead letter too large to publish, with its original cut to fit; ``detail`` says so and gives the
-    SHA-256 of the whole original (``original_size`` keeps its size; the source position finds it)."""
-    original = base64.b64decode(value["original_base64"])
-    keep = MAX_WRITE_BYTES // 2
-    digest = hashlib.sha256(original).hexdigest()
-    return orjson.dumps(
-        value
-        | {
-            "detail": f"{value['detail']} [original truncated to its first {keep} of {len(original)} bytes; "
-            f"sha256 of the whole original {digest}]",
-            "original_base64": base64.b64encode(original[:keep]).decode("ascii"),
-        }
-    )

@@ -1,6 +1,6 @@
 """Keyed state for the pipeline's stateful stages, with the partition of every write made explicit.
 
-Embedded, state is a :class:`DictStore`. On Kafka it is a Faust table (``streams.app.TableStore``) whose
+Embedded, state is a :class:`DictStore`. On Kafka it is a Faust table (``streams.tables.TableStore``) whose
 changelog partition must be the partition of the input the state belongs to; stages pass it on every write.
 Stages write behind: they mutate live objects during a batch and :meth:`WriteBehind.flush` writes each
 touched key once, after the batch's outputs were acknowledged (see README, "Delivery guarantee").

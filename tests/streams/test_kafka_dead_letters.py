@@ -12,7 +12,8 @@ def test_a_dead_letter_keeps_a_long_key_cut_and_stays_publishable() -> None:
     import orjson
     from prometheus_client import CollectorRegistry
 
-    from streams.app import MAX_KEY_BYTES, KafkaTransport, truncated_dead_letter
+    from streams.app import MAX_KEY_BYTES, KafkaTransport
+    from streams.batch_publisher import truncated_dead_letter
     from streams.config import Settings
     from streams.metrics import Metrics
     from streams.state import MAX_WRITE_BYTES
@@ -60,7 +61,7 @@ def test_an_output_too_large_for_a_record_is_counted_and_not_sent_and_the_batch_
 
     transport.app.producer = Producer()
     emits = [Emit("defects", "huge", {"turn": "x" * 1_000_000}), Emit("defects", "small", {"turn": "x"})]
-    asyncio.run(transport._publish(emits, lambda: None, Store(), {}))
+    asyncio.run(transport.publisher.publish(emits, lambda: None, Store(), {}))
     assert sent == [("convowatch.defects", b"small")]
     assert registry.get_sample_value("convowatch_internal_errors_total", {"stage": "publish"}) == 1.0
     assert registry.get_sample_value("convowatch_outputs_total", {"topic": "defects"}) == 1.0

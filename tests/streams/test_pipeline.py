@@ -246,7 +246,7 @@ def test_llmbar_kappa_matches_sklearn_computed_from_the_files(llmbar, judge_id):
 def test_a_dead_letter_stays_publishable_when_the_record_quotes_a_huge_key(where: str) -> None:
     # a validation error names the offending key; a key as large as the record once made a dead letter over
     # the producer's limit, and the worker exited on it at every restart
-    from streams.app import truncated_dead_letter
+    from streams.batch_publisher import truncated_dead_letter
     from streams.state import MAX_WRITE_BYTES
 
     pipeline = Pipeline(Settings(), metrics=Metrics(CollectorRegistry()))

@@ -97,7 +97,7 @@ def test_the_join_sends_the_tombstones_of_its_evictions_within_the_batch_after_i
     store.delete("old", 0)  # evicted in this batch, which publishes its defect
     store.put("new", {"p": 0}, 0)
     emits = [Emit("defects", "d-old", {"turn_id": "old"})]
-    asyncio.run(transport._publish(emits, lambda: None, store, {}, state_first=True))
+    asyncio.run(transport.publisher.publish(emits, lambda: None, store, {}, state_first=True))
     changelog = store.table.changelog_topic.get_topic_name()
     assert sent == [
         (changelog, b'"old"', {"p": 0}),  # the batch's state first
