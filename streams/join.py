@@ -287,6 +287,12 @@ class TurnJoiner:
             entry["human"][label.annotator_id] = record
         elif any(v.dimension not in record["labels"] for v in label.verdicts):
             record["lts"] = ts  # a later label of this annotator, with new dimensions: when it was made
+            # and when each new dimension was labelled (the others: at ``ts``): a ``raters`` item it
+            # completes is timed then, not at the annotator's first label
+            times = record.setdefault("dts", {})
+            for v in label.verdicts:
+                if v.dimension not in record["labels"]:
+                    times.setdefault(v.dimension, ts)
         if label.inclusion_probability is not None:  # from the review request: weights the label by 1/p
             record.setdefault("pi", label.inclusion_probability)
         if not record["gold"]:

@@ -169,24 +169,37 @@ def raters(entry: Entry, common: dict[str, Any]) -> list[Emit]:
             observed.append(f"r{SEP}{dim}")
         elif len(published[0]) >= len(labels) and len(published[1]) >= len(judges):  # nobody new
             continue
-        value = {"kind": "raters", "dimension": dim, **_item(entry, labels, judges), **common}
+        value = {"kind": "raters", "dimension": dim, **_item(entry, dim, labels, judges), **common}
         if published is not None:
             before = {a: labels[a] for a in published[0]}
-            value["replaces"] = _item(entry, before, {j: judges[j] for j in published[1]})
+            value["replaces"] = _item(entry, dim, before, {j: judges[j] for j in published[1]})
         entry.setdefault("rt", {})[dim] = [list(labels), list(judges)]
         emits.append(Emit("observations", "humans", value))
     return emits
 
 
-def _item(entry: Entry, labels: dict[str, str], judges: dict[str, str]) -> dict[str, Any]:
-    """A ``raters`` item's labels, their annotators' vendors, its time and the judges' labels."""
+def _item(entry: Entry, dim: str, labels: dict[str, str], judges: dict[str, str]) -> dict[str, Any]:
+    """A ``raters`` item's labels, their annotators' vendors, its time and the judges' labels.
+
+    Its time is its latest label's on ``dim``: when the item was complete, where vendor windows count it
+    (a version a later judge makes keeps it: the annotators' labels did not change). Label times never
+    change (the first label stands), so the version an item ``replaces`` is rebuilt at the time it was
+    counted at, and a window takes it out of that bucket."""
+    human = entry["human"]
     return {
         "labels": labels,
-        "vendors": {a: entry["human"][a]["vendor"] for a in labels},
-        # the item is complete at its latest label: vendor windows count it then
-        "label_ts": max(entry["human"][a]["ts"] for a in labels),
+        "vendors": {a: human[a]["vendor"] for a in labels},
+        "label_ts": max(_label_time(human[a], dim) for a in labels),
         "judges": judges,
     }
+
+
+def _label_time(record: dict[str, Any], dim: str) -> float:
+    """When an annotator labelled ``dim`` on the turn: at its first record's time unless a later record
+    added it (``dts``; an entry from before ``dts`` published its items at the first record's time, and a
+    version it replaces must be rebuilt so)."""
+    times = record.get("dts")
+    return float(times[dim]) if times and dim in times else float(record["ts"])
 
 
 def _unseen(observed: list[str], mark: str, record: dict[str, Any]) -> tuple[int, int] | None:

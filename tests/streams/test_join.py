@@ -704,12 +704,12 @@ def test_a_later_annotators_label_publishes_the_item_again_with_the_version_it_r
             "judges": {"judge-a": "pass", "judge-b": "fail"},
             "replaces": judged_again,
         },
-        # relevance: its second label (ann-1's later one) makes a first item, replacing none
+        # relevance: its second label (ann-1's later one) makes a first item, replacing none, at that label
         {
             "dimension": "relevance",
             "labels": {"ann-1": "fail", "ann-3": "pass"},
             "vendors": {"ann-1": "v1", "ann-3": "v1"},
-            "label_ts": t0 + 3800,
+            "label_ts": t0 + 3900,
             "judges": {},
         },
     ]
@@ -731,6 +731,57 @@ def test_a_judge_after_the_last_label_publishes_the_item_again_with_it() -> None
         ({"judge-a": "pass", "judge-b": "fail"}, {"judge-a": "pass"}),
     ]
     assert items[1]["labels"] == items[1]["replaces"]["labels"] == {"ann-1": "fail", "ann-2": "fail"}
+
+
+def test_an_item_completed_by_an_annotators_later_label_is_timed_at_that_label() -> None:
+    # the item is complete at its latest label: a label that came in an annotator's later record was
+    # timed at the annotator's first record, so a 24 h window dropped the item as too late (ann-2's safety
+    # label, 28 h after its first record) or counted it in an older bucket
+    h = Harness()
+    h.feed(turn())
+    both = [verdict("relevance", "pass"), verdict("safety", "pass")]
+    h.feed(labelled(annotator_id="ann-1", seconds=3600, verdicts=both))
+    h.feed(labelled(annotator_id="ann-2", seconds=7200, verdicts=[verdict("relevance", "pass")]))
+    h.feed(labelled(annotator_id="ann-2", seconds=30 * 3600, verdicts=[verdict("safety", "fail")]))
+    h.feed(labelled(annotator_id="ann-3", seconds=32 * 3600, verdicts=[verdict("safety", "pass")]))
+    # a judge adds nothing to the annotators' labels: the version it makes keeps their time
+    h.feed(judged(seconds=40 * 3600, judge_id="judge-b", verdicts=[verdict("safety", "fail")]))
+    t0 = T0.timestamp()
+    rows = [
+        (
+            v["dimension"],
+            len(v["labels"]),
+            (v["label_ts"] - t0) / 3600,
+            (v["replaces"]["label_ts"] - t0) / 3600 if "replaces" in v else None,
+        )
+        for v in _observed(h, "raters")
+    ]
+    assert rows == [
+        ("relevance", 2, 2, None),
+        ("safety", 2, 30, None),
+        ("safety", 3, 32, 30),  # the version replaced, at the time it was published
+        ("safety", 3, 32, 32),
+    ]
+
+
+def test_an_entry_from_before_label_times_replaces_its_item_at_the_time_it_was_published() -> None:
+    # an entry of the previous version has no ``dts``: its item went out at the annotators' first labels'
+    # time, and a window takes the version replaced out of the bucket at that time
+    h = Harness()
+    h.feed(turn())
+    both = [verdict("relevance", "pass"), verdict("safety", "pass")]
+    h.feed(labelled(annotator_id="ann-1", seconds=3600, verdicts=both))
+    h.feed(labelled(annotator_id="ann-2", seconds=7200, verdicts=[verdict("relevance", "pass")]))
+    h.feed(labelled(annotator_id="ann-2", seconds=30 * 3600, verdicts=[verdict("safety", "fail")]))
+    h.joiner.flush()
+    entry = h.joiner.store.get("t-1")
+    del entry["human"]["ann-2"]["dts"]  # as the previous version wrote it: published at 2 h
+    h.joiner.store.put("t-1", entry, None)
+    h.joiner.state.forget()
+    h.feed(labelled(annotator_id="ann-3", seconds=32 * 3600, verdicts=[verdict("safety", "pass")]))
+    last = _observed(h, "raters")[-1]
+    t0 = T0.timestamp()
+    assert (last["label_ts"] - t0, last["replaces"]["label_ts"] - t0) == (32 * 3600, 7200)
 
 
 def test_an_item_counts_its_first_annotators_up_to_the_cap() -> None:

@@ -321,6 +321,37 @@ def test_consensus_of_labels_a_day_after_their_turn_is_counted_in_the_window(tmp
     assert (row["consensus_agreeing"], row["consensus_total"]) == (2, 2)
 
 
+def test_an_item_completed_by_an_annotators_later_label_is_counted_at_that_label(tmp_path):
+    # a 24 h window: b1 labels relevance an hour after a1, safety 29 h later, in a second record. Its
+    # safety item was timed at b1's first record and dropped as too late; replaced 2 h later by c1's label,
+    # the version replaced must leave the bucket it was counted in, at 30 h (else it counts twice).
+    sla = tmp_path / "vendor_sla.yaml"
+    sla.write_text("evaluate_every_seconds: 1\nrepublish_seconds: 86400\ndefaults: {min_samples: 1}\n")
+    registry = CollectorRegistry()
+    pipeline = Pipeline(Settings(vendor_sla=sla), Metrics(registry))
+    events = [(Stream.CHAT_TURNS, chat_turn(turn_id="t", ts=iso(START)))]
+    for hours, annotator, dimensions in (
+        (1, "a1", ["relevance", "safety"]),
+        (2, "b1", ["relevance"]),
+        (30, "b1", ["safety"]),
+        (32, "c1", ["safety"]),
+    ):
+        labels = [verdict(dim, "pass") for dim in dimensions]
+        stamp = iso(START + hours * HOUR)
+        event = human_label(
+            turn_id="t", ts=stamp, annotator_id=annotator, vendor_id=annotator, verdicts=labels
+        )
+        events.append((Stream.HUMAN_LABELS, event))
+    consensus = []
+    for offset, (stream, event) in enumerate(events):
+        pipeline.process(stream, raw(event), source_topic="t", offset=offset)
+        rows = pipeline.report()["vendors"]["vendors"]
+        consensus.append(sum(row["consensus_total"] for row in rows))
+    # relevance at 2 h (out of the window by 30 h), safety at 30 h, then again with c1's label at 32 h
+    assert consensus == [0, 0, 2, 2, 3]
+    assert registry.get_sample_value("convowatch_vendor_labels_too_late_total") in (None, 0.0)
+
+
 @pytest.mark.parametrize(
     ("content", "key", "message"),
     [
