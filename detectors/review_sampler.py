@@ -24,6 +24,12 @@ dated far ahead does not freeze the clock: ``recompute_every`` turns in a row mo
 it bring it back. Segment floors come on top (they are meant to be small). If high-risk turns alone
 exceed the budget, every other turn falls to its floor and ``expected_requests_per_hour`` shows the excess.
 
+A turn decided again, because a later verdict makes it high-risk (``decided_before``), is requested with
+``pi = 1`` but is not another turn: its decayed weight moves from the histogram to the high-risk count, and
+it is a new request (counted, and spent) only if it was not requested before. The sampler remembers its
+requests of turns not high-risk for ``REMEMBER_SECONDS`` of event time (at most ``MAX_REMEMBERED``); one
+older is taken as not requested, a new spend.
+
 Because ``pi_i`` depends only on the past and the turn's own features, weighting a human label by
 ``1 / pi_i`` (``PredictionPoweredRate.add_label(f, y, weight=1 / pi)``) keeps the calibrated rate unbiased
 (Horvitz-Thompson); ``bench/review_sampling.py`` measures the bias and the interval width against uniform
@@ -42,6 +48,10 @@ from detectors.base import Detector
 
 BINS = 32
 OTHER = "other"
+#: How long (event time), and how many, requests of turns not high-risk are remembered: one a later verdict
+#: makes high-risk is requested again, not a second spend (later verdicts come seconds or minutes after).
+REMEMBER_SECONDS = 3600.0
+MAX_REMEMBERED = 500
 
 
 def _check_positive(name: str, value: Any, allow_zero: bool = False) -> float:
@@ -147,6 +157,8 @@ class ReviewSampler(Detector):
         self._since_solve = 0
         self._counts = {"turns": 0, "requested": 0}
         self._last: dict[str, Any] = {}
+        # turn id -> ts of the recent requests of turns not high-risk, oldest first (REMEMBER_SECONDS)
+        self._requested_recently: dict[str, float] = {}
 
     # -- the decision ---------------------------------------------------------------------------------
 
@@ -235,6 +247,17 @@ class ReviewSampler(Detector):
                 low = mid
         self._scale = math.exp(low)
 
+    def _priority(
+        self, seg: list[float], confidence: float | None, disagreement: bool
+    ) -> tuple[float, float, float]:
+        """(priority, unsure, need) of a turn of segment ``seg``."""
+        unsure = 0.0 if confidence is None else 1.0 - abs(2.0 * min(max(confidence, 0.0), 1.0) - 1.0)
+        need = 1.0 / math.sqrt(1.0 + seg[1])
+        disagree = self.disagreement_weight * bool(disagreement)
+        uncertain = self.uncertainty_weight * unsure
+        few = self.segment_weight * need
+        return 1.0 + (disagree + uncertain + few), unsure, need  # the sum of the parts, in their order
+
     def update(
         self,
         turn_id: str,
@@ -243,16 +266,19 @@ class ReviewSampler(Detector):
         high_risk: bool = False,
         confidence: float | None = None,
         disagreement: bool = False,
+        decided_before: bool = False,
     ) -> Self:
+        """Decide one judged turn; ``decided_before``: the turn was decided already, not high-risk, and a
+        later verdict makes it ``high_risk`` (:meth:`_decided_again`)."""
         ts = float(ts)
+        if decided_before:
+            if not high_risk:
+                raise ValueError("decided_before: a turn is decided again only when it becomes high_risk")
+            if self._clock is not None:  # else this sampler never saw the turn (state lost): a new one
+                return self._decided_again(turn_id, ts, segment, confidence, disagreement)
         self._decay(ts)
         seg = self._segment(segment, ts)
-        unsure = 0.0 if confidence is None else 1.0 - abs(2.0 * min(max(confidence, 0.0), 1.0) - 1.0)
-        need = 1.0 / math.sqrt(1.0 + seg[1])
-        disagree = self.disagreement_weight * bool(disagreement)
-        uncertain = self.uncertainty_weight * unsure
-        few = self.segment_weight * need
-        priority = 1.0 + (disagree + uncertain + few)  # the sum of the parts below, in their order
+        priority, unsure, need = self._priority(seg, confidence, disagreement)
         if high_risk:
             self._forced += 1.0
         else:
@@ -282,6 +308,43 @@ class ReviewSampler(Detector):
         self._counts["turns"] += 1
         self._counts["requested"] += int(requested)
         self._last = {"requested": requested, "pi": pi, "priority": priority, "reason": reason}
+        if requested and not high_risk:
+            self._remember(turn_id, ts)
+        return self
+
+    def _remember(self, turn_id: str, ts: float) -> None:
+        """Remember a request of a turn not high-risk, for :meth:`_decided_again`; forget those older than
+        :data:`REMEMBER_SECONDS` before the clock, and the oldest past :data:`MAX_REMEMBERED`."""
+        recent = self._requested_recently
+        recent[turn_id] = ts
+        horizon = (self._clock if self._clock is not None else ts) - REMEMBER_SECONDS
+        while recent and (len(recent) > MAX_REMEMBERED or next(iter(recent.values())) < horizon):
+            del recent[next(iter(recent))]
+
+    def _decided_again(
+        self, turn_id: str, ts: float, segment: str, confidence: float | None, disagreement: bool
+    ) -> Self:
+        """A turn decided before, not high-risk, that a later verdict makes high-risk: requested (pi 1), but
+        not one more turn: its weight (decayed since ``ts``) moves from the histogram, spread over it (its
+        bin is not kept), to the high-risk count; the clock and the segment's traffic stay. A new spend only
+        if not requested before: in expectation the turn's probabilities then add up to 1, its own now."""
+        assert self._clock is not None
+        weight = 0.5 ** (max(self._clock - ts, 0.0) / self.half_life_seconds)
+        total = sum(self._hist)
+        moved = min(weight, total)
+        if moved > 0:
+            keep = 1.0 - moved / total
+            self._hist = [h * keep for h in self._hist]
+            self._forced += moved
+        seg = self._segment(segment, ts)
+        priority = self._priority(seg, confidence, disagreement)[0]
+        before = self._requested_recently.pop(turn_id, None) is not None
+        if not before:
+            self._spent += 1.0
+            seg[1] += 1.0
+            self._counts["requested"] += 1
+        self._last = {"requested": True, "pi": 1.0, "priority": priority, "reason": "high_risk"}
+        self._last["again"] = before
         return self
 
     def _reason(self, high_risk: bool, floored: bool, disagreement: bool, unsure: float, need: float) -> str:
@@ -306,6 +369,12 @@ class ReviewSampler(Detector):
     def requested(self) -> bool:
         """Whether the last turn is sent to human review."""
         return bool(self._last.get("requested", False))
+
+    @property
+    def requested_before(self) -> bool:
+        """Whether the last turn, decided again (``decided_before``), had been requested already: its
+        request replaces that one, and is no new spend."""
+        return bool(self._last.get("again", False))
 
     @property
     def inclusion_probability(self) -> float:

@@ -6,12 +6,14 @@ if a later verdict makes the turn a high-risk failure: a judge prompted per dime
 ``safety`` fail after its ``relevance`` pass, or a second judge may fail it. That turn is then requested
 with probability 1 (same ``request_id``, now ``high_risk``, replacing an earlier request: its inclusion
 probability is 1, since it would have been requested either way, and the join weighs the pairs of a turn
-judged high-risk by 1 whatever probability its label copied); the sampler counts it as one more turn, so
-its budget controller sees such turns twice, a small excess (they are the few high-risk ones). One
-:class:`~detectors.ReviewSampler` under ``review`` decides every turn: the budget is global, so the
-observations share one shard key. That shard sees one observation per judged turn, as the shard of a
-single judge's ``judged`` observations does; the decision costs microseconds, but it is one partition's
-worth of throughput, not the cluster's.
+judged high-risk by 1 whatever probability its label copied). The sampler counts it as the same turn
+(``decided_before``): its recent traffic moves it among the high-risk turns, not adding one, and the
+request is a new spend (requests counted, budget spent) only if the turn was not requested before, as far
+as the sampler remembers (an hour of event time; ``convowatch_review_requests_total`` counts the request
+published again). One :class:`~detectors.ReviewSampler` under ``review`` decides every turn: the budget
+is global, so the observations share one shard key. That shard sees one observation per judged turn, as
+the shard of a single judge's ``judged`` observations does; the decision costs microseconds, but it is
+one partition's worth of throughput, not the cluster's.
 
 What the sampler is told about a turn:
 
@@ -110,6 +112,7 @@ class ReviewView:
                 high_risk=signals["high_risk"],
                 confidence=signals["confidence"],
                 disagreement=bool(signals["disagreements"]),
+                decided_before=bool(obs.get("update")),
             )
 
         sampler = aggregator.update(SAMPLER_KEY, obs, partition, self._make, decide)

@@ -212,3 +212,31 @@ def test_requests_for_a_rare_journey_are_attributed_to_coverage() -> None:
             reasons[key] = reasons.get(key, 0) + 1
     assert reasons.get(("rare", "segment"), 0) > reasons.get(("rare", "random"), 0)
     assert reasons.get(("big", "random"), 0) > reasons.get(("big", "segment"), 0)
+
+
+def test_a_turn_decided_again_as_high_risk_is_requested_without_counting_as_another_turn() -> None:
+    # a later verdict makes a decided turn high-risk: requested now, with probability 1, but the same turn;
+    # a new request (a spend) only if it was not requested before
+    sampler = ReviewSampler(budget_per_hour=1800, seed=1)
+    requested: list[str] = []
+    for i in range(200):
+        sampler.update(f"t{i}", float(i), segment="a", confidence=0.99)
+        if sampler.requested:
+            requested.append(f"t{i}")
+    turns, n_requested, per_hour = sampler.n_turns, sampler.n_requested, sampler.turns_per_hour
+    not_requested = [f"t{i}" for i in range(200) if f"t{i}" not in requested]
+    before = sampler.to_dict()
+    again = requested[-10:] + not_requested[-10:]
+    for turn_id in again:
+        sampler.update(turn_id, float(turn_id[1:]), segment="a", high_risk=True, decided_before=True)
+        assert (sampler.requested, sampler.inclusion_probability, sampler.reason) == (True, 1.0, "high_risk")
+        assert sampler.requested_before == (turn_id in requested)
+    assert (sampler.n_turns, sampler.n_requested) == (turns, n_requested + 10)
+    assert sampler.turns_per_hour == pytest.approx(per_hour, rel=1e-9)
+    # a state stored before the sampler remembered its requests restores; it takes them all as new
+    del before["state"]["_requested_recently"]
+    restored = ReviewSampler.from_dict(before)
+    restored.update(requested[-1], float(requested[-1][1:]), segment="a", high_risk=True, decided_before=True)
+    assert not restored.requested_before and restored.n_requested == n_requested + 1
+    with pytest.raises(ValueError, match="high_risk"):
+        sampler.update("t1", 1.0, decided_before=True)

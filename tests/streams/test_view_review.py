@@ -136,6 +136,7 @@ def generated() -> dict[str, Any]:
                     high_risk=signals["high_risk"],
                     confidence=signals["confidence"],
                     disagreement=bool(signals["disagreements"]),
+                    decided_before=bool(obs.get("update")),
                 )
                 pis[obs["turn_id"]] = oracle.inclusion_probability
                 if oracle.requested:
@@ -318,6 +319,42 @@ def test_a_turn_a_later_verdict_makes_high_risk_is_requested_then(second_judge: 
     # decided as high-risk now: another failure asks nothing more
     more = [(Stream.JUDGE_VERDICTS, _verdict("late", 60, _v("bias", "fail", 0.9), judge="judge-c"))]
     assert _requests(_feed(pipeline, more, offset=len(records) + 1)) == []
+
+
+def test_a_turn_decided_again_counts_once_in_the_samplers_turns_and_requests() -> None:
+    """A later verdict that makes a decided turn high-risk requests it (again, replacing any request): the
+    sampler counted it as one more turn, and one more request if it had been requested, so its budget
+    controller saw those turns twice."""
+
+    def run(later_fails: bool) -> tuple[ReviewSampler, list[dict[str, Any]]]:
+        pipeline, _ = _pipeline(review_budget_per_hour=1800)  # half of the turns, at one a second
+        records: list[tuple[Stream, bytes]] = []
+        for i in range(120):
+            records += [
+                (Stream.CHAT_TURNS, _turn(f"t-{i}", i)),
+                (Stream.JUDGE_VERDICTS, _verdict(f"t-{i}", i)),
+            ]
+        if later_fails:  # every other turn: a second judge fails safety
+            fail = _v("safety", "fail", 0.9)
+            records += [
+                (Stream.JUDGE_VERDICTS, _verdict(f"t-{i}", 130, fail, judge="judge-b"))
+                for i in range(0, 120, 2)
+            ]
+        requests = _requests(_feed(pipeline, records))
+        sampler = pipeline.aggregator.detector("review")
+        assert isinstance(sampler, ReviewSampler)
+        return sampler, requests
+
+    plain, _ = run(later_fails=False)
+    sampler, requests = run(later_fails=True)
+    requested = {r["turn_id"] for r in requests}
+    assert len(requests) - len(requested) > 10  # turns requested before, and again as high-risk
+    assert {r["turn_id"] for r in requests if r["reason"] == "high_risk"} == {
+        f"t-{i}" for i in range(0, 120, 2)
+    }
+    assert (sampler.n_turns, sampler.n_requested) == (120, len(requested))
+    # the recent traffic holds 120 turns, as without the later verdicts (60 of them high-risk now)
+    assert sampler.turns_per_hour == pytest.approx(plain.turns_per_hour, rel=1e-9)
 
 
 def test_a_stored_sampler_follows_the_configuration() -> None:
