@@ -149,12 +149,20 @@ def raters(entry: Entry, common: dict[str, Any]) -> list[Emit]:
     ``replaces`` (its last version, rebuilt from the annotators and judges the entry's ``rt`` says it had:
     labels only grow), so the aggregation counts each item once, with all its labels, without keeping
     items."""
+    # an item keeps the annotators it was published with; the others fill its free places in the order they
+    # came to the turn (one that came first may label the dimension after the item is full)
+    held = {dim: set(item[0]) for dim, item in entry.get("rt", {}).items()}
     by_dimension: dict[str, dict[str, str]] = {}
+    added: dict[str, int] = {}
     for annotator, record in entry["human"].items():  # in the order they came
         for dim, label in record["labels"].items():
             labels = by_dimension.setdefault(dim, {})
-            if len(labels) < MAX_ITEM_RATERS:
+            kept = held.get(dim, ())
+            if annotator in kept:
                 labels[annotator] = label
+            elif added.get(dim, 0) < MAX_ITEM_RATERS - len(kept):
+                labels[annotator] = label
+                added[dim] = added.get(dim, 0) + 1
     emits = []
     observed = entry["observed"]
     for dim, labels in by_dimension.items():

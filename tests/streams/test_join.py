@@ -798,6 +798,24 @@ def test_an_item_counts_its_first_annotators_up_to_the_cap() -> None:
     assert sorted(items[-1]["labels"]) == [f"ann-{n:02d}" for n in range(MAX_ITEM_RATERS)]
 
 
+def test_an_item_at_the_cap_keeps_its_annotators_when_an_earlier_one_labels_its_dimension_later() -> None:
+    # the item took the first annotators in the order they came to the turn: one that came first but
+    # labelled the dimension later took the place of one the item had, and the version rebuilt for the next
+    # judge looked up that annotator's label among the new ones (a KeyError: the worker exited on the
+    # record at every restart)
+    from streams.join_observations import MAX_ITEM_RATERS
+
+    h = Harness()
+    h.feed(turn(), labelled(annotator_id="ann-00", verdicts=[verdict("relevance", "pass")]))
+    for n in range(1, MAX_ITEM_RATERS + 1):
+        h.feed(labelled(annotator_id=f"ann-{n:02d}", seconds=3600 + n, verdicts=[verdict("safety", "pass")]))
+    h.feed(labelled(annotator_id="ann-00", seconds=4000, verdicts=[verdict("safety", "fail")]))
+    h.feed(judged(seconds=5000, judge_id="judge-b", verdicts=[verdict("safety", "fail")]))
+    last = _observed(h, "raters")[-1]
+    assert last["judges"] == {"judge-b": "fail"}
+    assert list(last["labels"]) == list(last["replaces"]["labels"]) == [f"ann-{n:02d}" for n in range(1, 11)]
+
+
 def test_an_entry_that_published_its_item_before_versions_were_kept_publishes_it_once() -> None:
     # an entry of the previous version marks the dimension observed without its annotators: its item's
     # labels then are unknown, so a later annotator's label cannot replace it (nor count it twice)
