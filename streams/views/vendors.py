@@ -17,6 +17,7 @@ annotators) observations, both on the shard ``humans``, one
   version it supersedes) takes that version's comparisons out of their bucket if it is still in the
   window (one that left the window took them along), and counts its own at its new time: the window
   holds each item once, its latest version, with every label scored once against the others' consensus.
+  A version a later judge makes has the same comparisons at the same time, and changes nothing.
 
 Once label event time has moved ``evaluate_every_seconds`` past the last evaluation, every vendor's SLAs
 are judged and a :class:`~detectors.sla_status.SlaStatus` under ``vendor_sla`` records breaches: a
@@ -85,6 +86,10 @@ class VendorsView:
         updates = self._labelled(obs) if obs["kind"] == "labelled" else self._consensus(obs)
         replaced = obs.get("replaces")
         removals = self._consensus({**obs, **replaced}) if replaced is not None else []
+        if removals == updates:  # a version a later judge makes: the same comparisons at the same time
+            # (kept as they are, not taken out and added again: their bucket may have left the window, and
+            # added again they would count as labels too late)
+            updates = removals = []
         if not updates and not removals:
             return []
 

@@ -523,6 +523,40 @@ def test_an_item_counted_again_replaces_its_comparisons_while_they_are_in_the_wi
     assert aggregator.duplicates == 0
 
 
+def test_an_item_a_later_judge_publishes_again_after_its_bucket_left_the_window_counts_nothing_late():
+    # the version a later judge makes has the same labels at the same time: its comparisons left the window
+    # with the bucket, and added again they were counted as labels too late, though no label was
+    registry = CollectorRegistry()
+    metrics = Metrics(registry)
+    sla = VendorSla.model_validate(
+        {"window_seconds": 3600, "bucket_seconds": 300, "evaluate_every_seconds": 1}
+    )
+    aggregator = Aggregator(metrics, views=[VendorsView(metrics, sla)])
+    item = {
+        "labels": {"a1": "pass", "a2": "pass", "b1": "fail"},
+        "vendors": {"a1": "vendor-a", "a2": "vendor-a", "b1": "vendor-b"},
+        "label_ts": START,
+    }
+    aggregator.apply({"kind": "raters", "src": ["labels:0", 0, 0], "ts": START, **item, "judges": {}})
+    later = {
+        "kind": "labelled",
+        "src": ["labels:0", 1, 0],
+        "turn_id": "t-later",
+        "ts": START + 2 * HOUR,
+        "label_ts": START + 2 * HOUR,
+        "vendor_id": "vendor-a",
+        "annotator_id": "a1",
+        "labels": {"relevance": "pass"},
+        "judges": {},
+    }
+    aggregator.apply(later)  # moves the window past the item's bucket
+    judged = {"judges": {"judge-a": "pass"}, "replaces": {**item, "judges": {}}}
+    aggregator.apply({"kind": "raters", "src": ["labels:0", 2, 0], "ts": START, **item, **judged})
+    assert registry.get_sample_value("convowatch_vendor_labels_too_late_total") in (None, 0.0)
+    card = aggregator.detector("vendor_scorecard")
+    assert isinstance(card, VendorScorecard) and card.scorecard("vendor-a").consensus == (0, 0)
+
+
 def test_a_gold_accuracy_breach_closes_when_its_gold_items_leave_the_window_while_the_vendor_labels_on():
     """Too few gold items left to judge it, though the vendor labels on: the breach stayed open for good,
     re-published every hour for a day, then silent with its gauge at 1."""
