@@ -13,20 +13,26 @@ class LabelGuard:
     """Maps raw values (journeys, model versions, judge ids...) to a bounded set of label values.
 
     With an ``allow`` list, only those values pass. Without one, the first ``max_values`` distinct values
-    seen pass; every later new value becomes ``other``. Either way a metric gets at most
-    ``max_values + 2`` values for this label (``other`` and ``unknown`` included).
+    seen pass; every later new value becomes ``other``. ``reserved`` values always pass and take no room
+    (the quality dimensions: custom dimensions seen first must not fold ``safety`` into ``other``). Either
+    way a metric gets at most ``max_values + len(reserved) + 2`` values for this label (``other`` and
+    ``unknown`` included).
 
-    >>> guard = LabelGuard(max_values=2)
-    >>> [guard("a"), guard("b"), guard("c"), guard("a"), guard(None)]
-    ['a', 'b', 'other', 'a', 'unknown']
+    >>> guard = LabelGuard(max_values=2, reserved=["safety"])
+    >>> [guard("a"), guard("b"), guard("c"), guard("a"), guard(None), guard("safety")]
+    ['a', 'b', 'other', 'a', 'unknown', 'safety']
     """
 
-    def __init__(self, max_values: int = 20, allow: Iterable[str] | None = None) -> None:
+    def __init__(
+        self, max_values: int = 20, allow: Iterable[str] | None = None, reserved: Iterable[str] = ()
+    ) -> None:
         if max_values < 1:
             raise ValueError("max_values must be at least 1")
         self.max_values = max_values
         self.allow = frozenset(allow) if allow is not None else None
-        self._admitted: set[str] = set()
+        self.reserved = frozenset(reserved)
+        self._admitted: set[str] = set(self.reserved)
+        self._counted = 0  # admitted values that take room (not reserved)
 
     def admit(self, values: Iterable[str]) -> None:
         """Admit ``values`` (in sorted order, while there is room) as if they had been seen first: a process
@@ -37,9 +43,10 @@ class LabelGuard:
         >>> [guard("returns"), guard("payout"), guard("refund")]
         ['other', 'payout', 'refund']
         """
-        for value in sorted(set(values) - {OTHER, UNKNOWN}):
-            if self.allow is None and len(self._admitted) < self.max_values:
+        for value in sorted(set(values) - {OTHER, UNKNOWN} - self._admitted):
+            if self.allow is None and self._counted < self.max_values:
                 self._admitted.add(value)
+                self._counted += 1
 
     def __call__(self, value: str | None) -> str:
         if value is None or value == "":
@@ -48,8 +55,9 @@ class LabelGuard:
             return value
         if self.allow is not None:
             return value if value in self.allow else OTHER
-        if len(self._admitted) < self.max_values and len(value) <= 64:
+        if self._counted < self.max_values and len(value) <= 64:
             self._admitted.add(value)
+            self._counted += 1
             return value
         return OTHER
 

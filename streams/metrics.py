@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry
 
+from schemas.common import QUALITY_DIMENSIONS
 from streams.labels import LabelGuard
 from streams.metrics_divergence import DivergenceMetrics
 from streams.metrics_labelling import LabellingMetrics
@@ -22,8 +23,9 @@ __all__ = ["SEGMENT_LABELS", "Metrics"]
 class Metrics(PipelineMetrics, DivergenceMetrics, LabellingMetrics, ModelMetrics, OutcomeMetrics):
     """The metrics of one convowatch process. Nothing registers on import: pass a fresh registry in tests.
 
-    Label values are bounded: streams, reasons, topics, kinds and dimensions come from fixed sets or
-    configuration; segment values and judge ids pass through a :class:`LabelGuard`.
+    Label values are bounded: streams, reasons, topics and kinds come from fixed sets or configuration;
+    segment values, judge ids and dimensions pass through a :class:`LabelGuard` (the quality dimensions
+    always pass).
     """
 
     def __init__(self, registry: CollectorRegistry | None = None, label_max_values: int = 20) -> None:
@@ -32,7 +34,8 @@ class Metrics(PipelineMetrics, DivergenceMetrics, LabellingMetrics, ModelMetrics
         self.guards = {
             name: LabelGuard(label_max_values) for name in (*SEGMENT_LABELS, "judge_id", "vendor_id")
         }
-        self.guards["dimension"] = LabelGuard(max(label_max_values, 32))
+        # the quality dimensions always pass: a judge's custom rubric seen first must not take their room
+        self.guards["dimension"] = LabelGuard(max(label_max_values, 32), reserved=QUALITY_DIMENSIONS)
         self.guards["intent"] = LabelGuard(label_max_values)
         self.guards["score"] = LabelGuard(label_max_values)  # perceptual score names (JudgeVerdict.scores)
 

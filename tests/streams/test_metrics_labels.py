@@ -76,6 +76,47 @@ def test_label_guard_allow_list():
     assert outputs <= {"chat", "voice", "email", OTHER, UNKNOWN}
 
 
+def test_the_quality_dimensions_keep_their_label_after_custom_dimensions_filled_the_guard():
+    # custom dimensions seen first (a judge's rubric; the guards start empty at every restart) took the
+    # dimension guard's room: safety defects were counted under "other", and no per-dimension gauge or
+    # alert showed safety at all
+    from schemas import Stream
+    from schemas.common import QUALITY_DIMENSIONS
+    from streams.config import Settings
+    from streams.pipeline import Pipeline
+    from tests.factories import human_label, raw
+
+    registry = CollectorRegistry()
+    pipeline = Pipeline(Settings(max_future_seconds=0), metrics=Metrics(registry))
+    rubric = [verdict(f"rubric_{k}", "good") for k in range(40)]
+    records = [
+        (Stream.CHAT_TURNS, chat_turn(turn_id="t0")),
+        (Stream.JUDGE_VERDICTS, judge_verdict(turn_id="t0", verdicts=rubric)),
+        (Stream.HUMAN_LABELS, human_label(turn_id="t0", verdicts=rubric)),
+        (Stream.CHAT_TURNS, chat_turn(turn_id="t1")),
+        (Stream.JUDGE_VERDICTS, judge_verdict(turn_id="t1", verdicts=[verdict("safety", "fail")])),
+        (Stream.HUMAN_LABELS, human_label(turn_id="t1", verdicts=[verdict("safety", "pass")])),
+    ]
+    for offset, (stream, record) in enumerate(records):
+        pipeline.process(stream, raw(record), source_topic=stream.value, offset=offset)
+
+    def dimensions(name: str) -> set[str]:
+        return {
+            sample.labels["dimension"]
+            for family in registry.collect()
+            if family.name == name
+            for sample in family.samples
+        }
+
+    assert dimensions("convowatch_defects") == {"safety"}
+    assert "safety" in dimensions("convowatch_judge_agreement_pairs")
+    guard = pipeline.metrics.guards["dimension"]
+    assert guard("rubric_39") == OTHER  # past the room of the other dimensions (32)
+    assert [guard(d) for d in sorted(QUALITY_DIMENSIONS)] == sorted(QUALITY_DIMENSIONS)
+    folded = {guard(f"custom_{k}") for k in range(1000)} | {guard(d) for d in QUALITY_DIMENSIONS}
+    assert folded == {OTHER, *QUALITY_DIMENSIONS}
+
+
 def test_label_guard_rejects_a_non_positive_bound():
     with pytest.raises(ValueError):
         LabelGuard(max_values=0)
