@@ -51,6 +51,8 @@ class AlertsEndpoint:
             raise invalid from None
         if parsed.scheme not in ("http", "https") or not parsed.netloc:
             raise invalid
+        if any(c <= " " or c == "\x7f" for c in url):  # http.client refuses each post, quoting the query
+            raise invalid
         if "@" in parsed.path or "@" in parsed.query or "@" in parsed.fragment:
             raise invalid  # a password with an unencoded '/', '?' or '#' ends the host part early
         path = parsed.path.rstrip("/")
@@ -63,6 +65,7 @@ class AlertsEndpoint:
         #: query string (a proxy's token may be there)
         self.url = urllib.parse.urlunsplit((parsed.scheme, netloc, path, "", ""))
         self._target = urllib.parse.urlunsplit((parsed.scheme, netloc, path, parsed.query, ""))
+        self._query = parsed.query
         self._headers = {"Content-Type": "application/json", "User-Agent": "convowatch"}
         if parsed.username is not None:  # Alertmanager's --web.config.file basic_auth_users
             user = urllib.parse.unquote(parsed.username)
@@ -97,4 +100,7 @@ class AlertsEndpoint:
             raise RuntimeError(message) from exc
         # URLError, refused, reset, timeout; a garbled status line or a response cut short (HTTPException)
         except (OSError, ValueError, http.client.HTTPException) as exc:
-            raise AlertmanagerUnavailable(f"Alertmanager {self.url} unreachable: {exc}") from exc
+            reason = str(exc)
+            if self._query:  # http.client's messages may quote the path with its query string
+                reason = reason.replace(self._query, "<query>")
+            raise AlertmanagerUnavailable(f"Alertmanager {self.url} unreachable: {reason}") from None
