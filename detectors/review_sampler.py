@@ -27,8 +27,10 @@ exceed the budget, every other turn falls to its floor and ``expected_requests_p
 A turn decided again, because a later verdict makes it high-risk (``decided_before``), is requested with
 ``pi = 1`` but is not another turn: its decayed weight moves from the histogram to the high-risk count, and
 it is a new request (counted, and spent) only if it was not requested before. The sampler remembers its
-requests of turns not high-risk for ``REMEMBER_SECONDS`` of event time (at most ``MAX_REMEMBERED``); one
-older is taken as not requested, a new spend.
+last ``MAX_REMEMBERED`` requests of turns not high-risk (by a 48-bit digest of the turn id: the state stays
+small whatever the ids' length); a turn requested before those is taken as not requested, a new spend.
+Later verdicts come seconds or minutes after the first: at the default budget of 60 an hour, that memory
+reaches about two hours back.
 
 Because ``pi_i`` depends only on the past and the turn's own features, weighting a human label by
 ``1 / pi_i`` (``PredictionPoweredRate.add_label(f, y, weight=1 / pi)``) keeps the calibrated rate unbiased
@@ -48,10 +50,10 @@ from detectors.base import Detector
 
 BINS = 32
 OTHER = "other"
-#: How long (event time), and how many, requests of turns not high-risk are remembered: one a later verdict
-#: makes high-risk is requested again, not a second spend (later verdicts come seconds or minutes after).
-REMEMBER_SECONDS = 3600.0
-MAX_REMEMBERED = 500
+#: How many of the last requests of turns not high-risk are remembered: one a later verdict makes high-risk is
+#: requested again, not a second spend (later verdicts come seconds or minutes after). By count, not by event
+#: time: a turn dated far ahead would have made every request look old.
+MAX_REMEMBERED = 128
 
 
 def _check_positive(name: str, value: Any, allow_zero: bool = False) -> float:
@@ -157,8 +159,8 @@ class ReviewSampler(Detector):
         self._since_solve = 0
         self._counts = {"turns": 0, "requested": 0}
         self._last: dict[str, Any] = {}
-        # turn id -> ts of the recent requests of turns not high-risk, oldest first (REMEMBER_SECONDS)
-        self._requested_recently: dict[str, float] = {}
+        # digests of the turn ids of the last requests of turns not high-risk, oldest first (MAX_REMEMBERED)
+        self._requested_recently: list[str] = []
 
     # -- the decision ---------------------------------------------------------------------------------
 
@@ -309,17 +311,11 @@ class ReviewSampler(Detector):
         self._counts["requested"] += int(requested)
         self._last = {"requested": requested, "pi": pi, "priority": priority, "reason": reason}
         if requested and not high_risk:
-            self._remember(turn_id, ts)
+            recent = self._requested_recently  # for _decided_again
+            recent.append(_digest(turn_id))
+            if len(recent) > MAX_REMEMBERED:
+                del recent[0]
         return self
-
-    def _remember(self, turn_id: str, ts: float) -> None:
-        """Remember a request of a turn not high-risk, for :meth:`_decided_again`; forget those older than
-        :data:`REMEMBER_SECONDS` before the clock, and the oldest past :data:`MAX_REMEMBERED`."""
-        recent = self._requested_recently
-        recent[turn_id] = ts
-        horizon = (self._clock if self._clock is not None else ts) - REMEMBER_SECONDS
-        while recent and (len(recent) > MAX_REMEMBERED or next(iter(recent.values())) < horizon):
-            del recent[next(iter(recent))]
 
     def _decided_again(
         self, turn_id: str, ts: float, segment: str, confidence: float | None, disagreement: bool
@@ -338,8 +334,11 @@ class ReviewSampler(Detector):
             self._forced += moved
         seg = self._segment(segment, ts)
         priority = self._priority(seg, confidence, disagreement)[0]
-        before = self._requested_recently.pop(turn_id, None) is not None
-        if not before:
+        digest = _digest(turn_id)
+        before = digest in self._requested_recently
+        if before:
+            self._requested_recently.remove(digest)
+        else:
             self._spent += 1.0
             seg[1] += 1.0
             self._counts["requested"] += 1
@@ -417,3 +416,8 @@ class ReviewSampler(Detector):
     @property
     def n_requested(self) -> int:
         return int(self._counts["requested"])
+
+
+def _digest(turn_id: str) -> str:
+    """A 48-bit digest of ``turn_id`` (12 hex digits): what the sampler remembers of a request."""
+    return hashlib.blake2b(turn_id.encode(), digest_size=6).hexdigest()

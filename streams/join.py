@@ -37,7 +37,8 @@ from streams.taxonomy import Taxonomy
 # what a turn publishes is built in streams.join_outputs; its names stay importable from here
 __all__ = ["MAX_KEPT_TEXT", "MIN_RATERS", "Emit", "TurnJoiner", "TurnOutputs", "kept", "number_observations"]
 
-#: Most judges, and most annotators, whose labels one turn keeps (each adds ~180 bytes to its entry).
+#: Most judges, and most annotators, whose labels one turn keeps (each adds ~180 bytes to its entry, and an
+#: annotator's dimension sent in a later record ~25 more: when it was labelled).
 MAX_RATERS_PER_TURN = 100
 #: Most dimensions one judge or annotator labels on one turn (one record carries at most this many too).
 MAX_DIMENSIONS_PER_RATER = 64

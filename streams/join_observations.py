@@ -19,7 +19,8 @@ from streams.emit import SEP, Emit, Entry
 #: Human labels on one dimension of one turn that make an inter-annotator item (emitted then, and again
 #: with each later annotator's label, up to MAX_ITEM_RATERS).
 MIN_RATERS = 2
-#: The annotators an inter-annotator item counts, the first to label its dimension. Consensus labelling takes
+#: The annotators an inter-annotator item counts: those it was published with, then others in the order they
+#: came to the turn (not necessarily the order they labelled its dimension). Consensus labelling takes
 #: a few; a honeypot served to every annotator can have a hundred, and each label published again all the
 #: item's labels and the version replaced: the item's versions cost the aggregation the cube of its
 #: annotators (5 s of CPU for 100 on 8 dimensions), and the join entry the square while a batch keeps them.

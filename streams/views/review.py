@@ -9,7 +9,7 @@ probability is 1, since it would have been requested either way, and the join we
 judged high-risk by 1 whatever probability its label copied). The sampler counts it as the same turn
 (``decided_before``): its recent traffic moves it among the high-risk turns, not adding one, and the
 request is a new spend (requests counted, budget spent) only if the turn was not requested before, as far
-as the sampler remembers (an hour of event time; ``convowatch_review_requests_total`` counts the request
+as the sampler remembers (its last 128 requests; ``convowatch_review_requests_total`` counts the request
 published again). One :class:`~detectors.ReviewSampler` under ``review`` decides every turn: the budget
 is global, so the observations share one shard key. That shard sees one observation per judged turn, as
 the shard of a single judge's ``judged`` observations does; the decision costs microseconds, but it is

@@ -6,6 +6,7 @@ import math
 import random
 import statistics
 
+import orjson
 import pytest
 
 from detectors.ppi import PredictionPoweredRate
@@ -240,3 +241,19 @@ def test_a_turn_decided_again_as_high_risk_is_requested_without_counting_as_anot
     assert not restored.requested_before and restored.n_requested == n_requested + 1
     with pytest.raises(ValueError, match="high_risk"):
         sampler.update("t1", 1.0, decided_before=True)
+
+
+def test_the_requests_remembered_stay_few_and_small_and_survive_a_turn_dated_far_ahead() -> None:
+    # remembered by id for an hour of event time (up to 500), the stored sampler grew 100-fold with long
+    # turn ids at a large budget, and one turn dated far ahead made every request look old: forgotten, a
+    # later verdict's request of one of them was spent and counted again
+    sampler = ReviewSampler(budget_per_hour=3600, min_probability=1.0, seed=1)  # every turn requested
+    long_id = "x" * 240
+    for i in range(1000):
+        sampler.update(f"{long_id}{i:04d}", float(i), segment="a", confidence=0.99)
+    sampler.update("far-ahead", 1000.0 + 30 * 86400, segment="a", confidence=0.99)
+    assert len(orjson.dumps(sampler.to_dict())) < 5_000
+    sampler.update(f"{long_id}0990", 990.0, segment="a", high_risk=True, decided_before=True)
+    assert sampler.requested_before
+    sampler.update(f"{long_id}0100", 100.0, segment="a", high_risk=True, decided_before=True)
+    assert not sampler.requested_before  # one of the oldest: past the last 128 remembered
