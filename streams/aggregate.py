@@ -22,6 +22,7 @@ import orjson
 
 from detectors.base import Detector
 from streams.emit import SEP, Emit
+from streams.labels import OTHER
 from streams.metrics import Metrics
 from streams.state import DictStore, StateStore, WriteBehind, encode_json
 
@@ -89,6 +90,10 @@ class Aggregator:
         self._kind_counts: dict[str, int] | None = count_kinds() if count_kinds is not None else None
         self._types = detector_types()
         self.views: list[View] = list(views or [])
+        #: On Kafka, the observation partition of a shard key (the transport sets it; None: no partitions):
+        #: views sharded by a value they fold past a bound (a journey) fold per partition with it
+        #: (:class:`~streams.labels.PartitionGuards`), and map recovered keys to their partitions.
+        self.partition_of: Callable[[str], int] | None = None
         # each kind's views' apply methods, bound once
         self._appliers: dict[str, list[Callable[..., list[Emit]]]] = {}
         for view in self.views:
@@ -125,6 +130,22 @@ class Aggregator:
             rebalanced = getattr(view, "rebalanced", None)
             if rebalanced is not None:
                 rebalanced(self)
+
+    def fold_partition(self, partition: int | None) -> int | None:
+        """The partition an observation of ``partition`` folds in: itself, or None without partitions."""
+        return None if self.partition_of is None else partition
+
+    def drop_unpartitioned_folds(self, prefix: str, parts: Iterable[str] = ("",)) -> None:
+        """With partitions, delete the folded aggregates ``prefix``/``other``/part that all of a worker's
+        partitions shared before folding was per partition (2026-11-26; part ``""``: none): nothing updates
+        them now, and one in alarm would be sent again after every rebalance. Their tombstones go to the
+        changelog partition they were recovered from (and to the key's own)."""
+        if self.partition_of is None:
+            return
+        for part in parts:
+            stale = SEP.join([prefix, OTHER, part] if part else [prefix, OTHER])
+            if self.state.get(stale) is not None:
+                self.delete(stale, None)
 
     def flush(self) -> int:
         written = self.state.flush(_encode)

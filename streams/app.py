@@ -42,6 +42,7 @@ from streams.emit import Emit
 from streams.faust_consumer import use_prompt_consumer
 from streams.faust_guards import DeliveryGuard
 from streams.kafka_client import faust_credentials, track_topics
+from streams.labels import shard_partition
 from streams.metrics import Metrics
 from streams.observation_packs import positioned, unpack
 from streams.pipeline import Pipeline
@@ -153,6 +154,8 @@ class KafkaTransport:
             batched=True,
             keep_outputs=True,
         )
+        # views that fold journeys fold them per observation partition (streams.labels.PartitionGuards)
+        self.pipeline.aggregator.partition_of = self._shard_partition
         self._agent_topics: set[str] = set()
         if joins:
             self.app.agent(self.inputs, name="join", concurrency=1)(self._join)
@@ -177,6 +180,12 @@ class KafkaTransport:
     def agent_topics(self) -> list[str]:
         """The topics the agents consume (the inputs and the internal observations)."""
         return sorted(self._agent_topics)
+
+    def _shard_partition(self, shard_key: str) -> int:
+        """The partition of ``convowatch.internal.observations`` holding the aggregates of ``shard_key``."""
+        topic = self.outputs["observations"].get_topic_name()
+        producer = self.app.producer
+        return shard_partition(shard_key, lambda key: producer.key_partition(topic, key.encode()).partition)
 
     def _input_partitions(self) -> set[int]:
         return {tp.partition for tp in self.app.consumer.assignment() if tp.topic in self.streams_by_topic}
@@ -347,7 +356,7 @@ class KafkaTransport:
             observed = {tp.partition for tp in assigned if tp.topic == topic}
 
             def owns(shard_key: str) -> bool:
-                return self.app.producer.key_partition(topic, shard_key.encode()).partition in observed
+                return self._shard_partition(shard_key) in observed
 
             keys = list(self.aggregate_store.table.data)
             export_agreement(self.metrics, self.pipeline.aggregator, keys, owns)
@@ -356,10 +365,9 @@ class KafkaTransport:
             clear_lost_children(self.metrics, owns)
             self.metrics.perceptual_open.retain(lambda member: owns(member[0]))  # (judge, ...): its shard
             if self.alerts is not None:
-                producer = self.app.producer
 
                 def source(shard_key: str) -> tuple[str, int]:  # as note_sources gives the escalation's
-                    return topic, producer.key_partition(topic, shard_key.encode()).partition
+                    return topic, self._shard_partition(shard_key)
 
                 resend_open_alerts(self.alerts, self.pipeline.aggregator, keys, owns, source)
 

@@ -89,6 +89,100 @@ class SourceGuards:
         return guard
 
 
+#: Joins ``other`` and an observation partition (``other#3``): the key part of the aggregate that values
+#: folded in that partition share, in views sharded by the folded value itself (a journey). No journey is
+#: spelled so: ``#`` is in no ShortCode.
+FOLDED_MARK = "#"
+
+
+def folded(partition: int | None) -> str:
+    """The key part of the aggregate that values folded in observation ``partition`` share: ``other``
+    (embedded: no partitions), else ``other#<partition>``.
+
+    >>> folded(None), folded(3)
+    ('other', 'other#3')
+    """
+    return OTHER if partition is None else f"{OTHER}{FOLDED_MARK}{partition}"
+
+
+def folded_partition(part: str) -> int | None:
+    """The observation partition of a key part made by :func:`folded` with one, else None.
+
+    >>> folded_partition("other#3"), folded_partition("other"), folded_partition("shopper")
+    (3, None, None)
+    """
+    head, mark, partition = part.partition(FOLDED_MARK)
+    return int(partition) if mark and head == OTHER and partition.isdigit() else None
+
+
+def shown(part: str) -> str:
+    """A key part as escalations and gauges show it: ``other`` for any :func:`folded` one.
+
+    >>> shown("other#3"), shown("shopper")
+    ('other', 'shopper')
+    """
+    return OTHER if folded_partition(part) is not None else part
+
+
+def shard_partition(shard_key: str, key_partition: Callable[[str], int]) -> int:
+    """The observation partition of an aggregate whose shard key (its key's first part) is ``shard_key``:
+    a :func:`folded` aggregate's own, else ``key_partition(shard_key)`` (the producer's partitioner)."""
+    partition = folded_partition(shard_key)
+    return key_partition(shard_key) if partition is None else partition
+
+
+class PartitionGuards:
+    """A :class:`LabelGuard` per observation partition, for views sharded by the guarded value itself (the
+    journey: volume and latency watches, outcome version tests), whose values past the room of their
+    partition share that partition's aggregate (:func:`folded`).
+
+    A partition is what a rebalance moves between workers. With one guard per worker, every worker kept an
+    aggregate of its own at the one key ``other``: written to the changelog partition of whichever
+    observation came last, so a restart could recover an older copy from another partition, and a worker
+    taking over a partition recovered one worker's ``other`` and lost the other's (its open alarm never
+    resolved, nor sent again); and a guard with room for one worker's journeys folded half of them after a
+    takeover, their watches (in alarm, perhaps) never updated again. Per partition, a folded aggregate is
+    written to one changelog partition and recovered with it, and :meth:`admit` restores each partition's
+    mapping as it was. Without partitions (embedded: ``None``) one guard serves all.
+
+    >>> guards, parity = PartitionGuards(max_values=1), lambda journey: len(journey) % 2
+    >>> [guards.fold("ab", 0), guards.fold("abc", 1), guards.fold("cd", 0)]
+    ['ab', 'abc', 'other#0']
+    >>> restarted = PartitionGuards(max_values=1)
+    >>> restarted.admit(["cd", "ab", "abc", "other#0"], parity)  # "cd", another worker's, takes no room
+    >>> [restarted.fold("ab", 0), restarted.fold("abc", 1), restarted.fold("cd", 0)]
+    ['ab', 'abc', 'other#0']
+    """
+
+    def __init__(self, max_values: int) -> None:
+        self.max_values = max_values
+        self._guards: dict[int | None, LabelGuard] = {}
+
+    def __call__(self, partition: int | None) -> LabelGuard:
+        """The guard of observation ``partition`` (None: the one guard without partitions)."""
+        guard = self._guards.get(partition)
+        if guard is None:
+            guard = self._guards[partition] = LabelGuard(self.max_values)
+        return guard
+
+    def fold(self, value: str | None, partition: int | None) -> str:
+        """The key part ``value`` is kept under in observation ``partition``: itself, ``unknown``, or the
+        partition's :func:`folded` part."""
+        kept = self(partition)(value)
+        return folded(partition) if kept == OTHER else kept
+
+    def admit(self, parts: Iterable[str], partition_of: Callable[[str], int] | None) -> None:
+        """Admit recovered key ``parts`` to the guards of their partitions (``partition_of``, None without
+        partitions) as :meth:`LabelGuard.admit` does; folded parts admit nothing."""
+        by_partition: dict[int | None, list[str]] = {}
+        for part in parts:
+            if shown(part) != OTHER:
+                partition = None if partition_of is None else partition_of(part)
+                by_partition.setdefault(partition, []).append(part)
+        for partition, values in by_partition.items():
+            self(partition).admit(values)
+
+
 class OpenFlags:
     """A 0/1 gauge of open detectors whose series can each stand for several of them: past a guard's
     limit, detectors of different values share the ``other`` series. A series reads 1 while any of its

@@ -8,13 +8,14 @@ from typing import Any
 from detectors.traffic_watch import TrafficWatch
 from streams.aggregate import Aggregator
 from streams.emit import SEP, UNKNOWN_SEGMENT, Emit, iso
-from streams.labels import LabelGuard
+from streams.labels import PartitionGuards, shown
 from streams.metrics import Metrics
 from streams.policy import escalation_id
 from streams.views.agreement import finite_or_none
 
-#: Journeys a worker watches apart; the rest share one ``other`` watch (a producer sending a new journey with
-#: every turn grew an aggregate per journey, and escalations labelled with each)
+#: Journeys watched apart per observation partition; the partition's others share one watch, ``other#<p>``
+#: (``other`` embedded: :class:`~streams.labels.PartitionGuards`). A producer sending a new journey with
+#: every turn grew an aggregate per journey, and escalations labelled with each.
 MAX_JOURNEYS = 100
 
 
@@ -23,15 +24,18 @@ class TrafficView:
 
     def __init__(self, metrics: Metrics) -> None:
         self.metrics = metrics
-        self.journeys = LabelGuard(MAX_JOURNEYS)
+        self.journeys = PartitionGuards(MAX_JOURNEYS)
 
     def rebalanced(self, aggregator: Aggregator) -> None:
-        """Admit the journeys of the watches this worker holds now first (as ``SpikeView.rebalanced``)."""
-        self.journeys = LabelGuard(MAX_JOURNEYS)
-        self.journeys.admit(traffic_key.split(SEP, 1)[1] for traffic_key, _ in aggregator.records("traffic"))
+        """Admit the journeys of the watches this worker holds now first, each to its partition's guard (as
+        ``SpikeView.rebalanced`` admits a judge's)."""
+        self.journeys = PartitionGuards(MAX_JOURNEYS)
+        parts = (traffic_key.split(SEP, 1)[1] for traffic_key, _ in aggregator.records("traffic"))
+        self.journeys.admit(parts, aggregator.partition_of)
+        aggregator.drop_unpartitioned_folds("traffic")
 
     def apply(self, aggregator: Aggregator, turn: dict[str, Any], partition: int | None) -> list[Emit]:
-        journey = self.journeys(turn["segment"]["journey"])
+        journey = self.journeys.fold(turn["segment"]["journey"], aggregator.fold_partition(partition))
         watch = aggregator.update(
             f"traffic{SEP}{journey}",
             turn,
@@ -54,8 +58,8 @@ class TrafficView:
         self, aggregator: Aggregator, keys: Iterable[str], owns: Callable[[str], bool], at: float
     ) -> Iterator[tuple[str, dict[str, Any]]]:
         """(shard key, escalation) of every volume or latency alarm open in the aggregates at ``keys`` of the
-        journeys this worker ``owns``, as if raised at ``at``: after a restart or a rebalance, for the
-        Alertmanager sink to send again."""
+        journeys this worker ``owns`` (a folded watch's shard key is its key part, ``other#<partition>``), as
+        if raised at ``at``: after a restart or a rebalance, for the Alertmanager sink to send again."""
         for (journey,), watch in aggregator.owned_detectors(keys, "traffic", owns):
             assert isinstance(watch, TrafficWatch)
             now = {"ts": at, "turn_id": None}
@@ -85,10 +89,12 @@ class TrafficView:
         turns: int = 0,
         direction: str = "up",
     ) -> dict[str, Any]:
-        """The escalation of ``event``; ``turn`` the turn that made it (a ``turn_id`` of None: none, when an
-        open alarm is sent again)."""
+        """The escalation of ``event`` in the watch of ``journey`` (its key part: a folded watch's id names
+        its partition, its labels and summary say ``other``); ``turn`` the turn that made it (a ``turn_id``
+        of None: none, when an open alarm is sent again)."""
         firing = event != "resolved"
         eid = escalation_id(kind, f"{journey}|{since}")
+        journey = shown(journey)
         severity = "medium"
         if kind == "volume_anomaly":
             detail = f"{turns} turns in the minute against a usual {watch.volume_baseline:.0f}"

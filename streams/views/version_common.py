@@ -132,8 +132,8 @@ class VersionPairView(ABC):
         self.alpha = alpha
         self.tau2 = tau2
         self.min_samples = min_samples
-        # aggregate keys stay bounded: rare journeys share one comparison (per judge where the scope has
-        # one, the shard key of the view's observations: see SourceGuards; else one guard, source "")
+        # aggregate keys stay bounded: rare journeys share one comparison per judge, the shard key of the
+        # view's observations (see SourceGuards; views sharded by the journey itself fold per partition)
         self.journeys = SourceGuards(max_journeys)
         self._children: dict[tuple[str, ...], tuple[Any, ...]] = {}
         self._since_publish: dict[tuple[str, str], int] = {}
@@ -145,6 +145,11 @@ class VersionPairView(ABC):
         that had its own could be folded into ``other``, its test (perhaps firing) never updated or ended
         again. Then forget the cached gauge children: after a rebalance the worker removes those of shards
         it lost (``streams/shard_gauges.py``), and a removed child, set again, is never exported."""
+        self._admit(aggregator)
+        self._children.clear()
+
+    def _admit(self, aggregator: Aggregator) -> None:
+        """Admit the journeys of the recovered comparisons to the journey guards."""
         at = 1 + self.scope_names.index("journey")
         judge_at = 1 + self.scope_names.index("judge_id") if "judge_id" in self.scope_names else None
         seen: dict[str, set[str]] = {}
@@ -153,7 +158,6 @@ class VersionPairView(ABC):
             seen.setdefault("" if judge_at is None else parts[judge_at], set()).add(parts[at])
         for source, journeys in seen.items():
             self.journeys(source, "journey").admit(journeys)
-        self._children.clear()
 
     def _params(self) -> dict[str, Any]:
         """The comparison's parameters from the view's."""

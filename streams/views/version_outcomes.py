@@ -24,6 +24,8 @@ from typing import Any
 from detectors.msprt import MixtureSPRT, VersionComparison
 from streams.aggregate import Aggregator
 from streams.emit import SEP, Emit
+from streams.labels import PartitionGuards, shown
+from streams.metrics import Metrics
 from streams.views.version_common import TestKey, VersionPairView, regression_text
 
 #: Outcome -> higher is better.
@@ -50,13 +52,24 @@ class VersionOutcomeView(VersionPairView):
     gauge_prefix = "version_outcome"
     scope_names = ("journey", "outcome")
 
+    def __init__(self, metrics: Metrics, **kwargs: Any) -> None:
+        super().__init__(metrics, **kwargs)
+        # the shard key is the journey: its guards are per observation partition, not per source
+        self.partition_journeys = PartitionGuards(self.journeys.max_values)
+
+    def _admit(self, aggregator: Aggregator) -> None:
+        self.partition_journeys = PartitionGuards(self.journeys.max_values)
+        parts = (key.split(SEP)[1] for key, _ in aggregator.records(self.prefix))
+        self.partition_journeys.admit(parts, aggregator.partition_of)
+        aggregator.drop_unpartitioned_folds(PREFIX, OUTCOMES)
+
     def apply(self, aggregator: Aggregator, obs: dict[str, Any], partition: int | None) -> list[Emit]:
         segment = obs.get("segment") or {}
         version = segment.get("model_version")
         values = outcome_values(obs.get("outcome"))
         if not version or not values:
             return []
-        journey = self.journeys("", "journey")(segment.get("journey"))  # one shard per journey: one guard
+        journey = self.partition_journeys.fold(segment.get("journey"), aggregator.fold_partition(partition))
         ts = obs["ts"]
         emits: list[Emit] = []
         for outcome, value in values.items():
@@ -81,13 +94,14 @@ class VersionOutcomeView(VersionPairView):
 
     def _scope_labels(self, at: TestKey) -> tuple[str, ...]:
         journey, outcome = at.scope
-        return (self.metrics.label("journey", journey), outcome)
+        return (self.metrics.label("journey", shown(journey)), outcome)
 
     def _escalation(self, at: TestKey, test: MixtureSPRT, obs: dict[str, Any], firing: bool) -> Emit:
-        journey, outcome = at.scope
+        part, outcome = at.scope  # a folded comparison's part names its partition: the id only says it
+        journey = shown(part)
         where, closed, rates = f" on {outcome}", f"{outcome} ", "{t} of turns against {c}"
         text = regression_text(test, at, journey, self.alpha, firing, where, closed, rates)
         higher = OUTCOMES[outcome]
         head = {"source": "outcome", "outcome": outcome, "higher_is_better": higher, "journey": journey}
-        eid_key = f"outcome|{journey}|{outcome}|{at.control}|{at.treatment}"
+        eid_key = f"outcome|{part}|{outcome}|{at.control}|{at.treatment}"
         return self._regression(eid_key, head, at, test, obs, firing, text)

@@ -83,5 +83,5 @@ def test_journeys_past_the_first_hundred_share_one_watch_and_a_restart_keeps_the
     assert len(watched) == 101 and watched[-1] == "other"
     restarted = TrafficView(metrics)
     restarted.rebalanced(aggregator)
-    assert restarted.journeys("journey-099") == "journey-099"
-    assert restarted.journeys("journey-100") == "other"
+    assert restarted.journeys.fold("journey-099", None) == "journey-099"
+    assert restarted.journeys.fold("journey-100", None) == "other"

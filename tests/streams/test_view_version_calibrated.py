@@ -227,5 +227,8 @@ def test_after_a_restart_each_journey_keeps_its_comparison(view: Any, observatio
     again = Aggregator(Metrics(CollectorRegistry()), store, views=[restarted])
     again.rebalanced()
     again.apply(observation(100, "j50"))
-    guard = restarted.journeys("judge-a" if view is VersionCalibratedView else "", "journey")
+    if view is VersionCalibratedView:
+        guard = restarted.journeys("judge-a", "journey")
+    else:  # sharded by journey: a guard per observation partition (None embedded)
+        guard = restarted.partition_journeys(None)
     assert (guard("j49"), guard("j50")) == ("j49", "other")
