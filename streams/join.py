@@ -10,8 +10,9 @@ after a crash re-emits them with the same ``src``, which lets the aggregates app
 
 With ``keep_outputs`` (the Kafka transport), an entry also keeps, under ``out``, what each input record
 made it publish in the current batch, until the broker has it, and an evicted entry's final state is written
-before its tombstone: a replay after a crash publishes the kept outputs again, with the same ``src``, rather
-than recomputing them (:mod:`streams.kept_outputs`).
+before its tombstone (set aside under a key of its own if a later record of the batch makes the entry anew):
+a replay after a crash publishes the kept outputs again, with the same ``src``, rather than recomputing them
+(:mod:`streams.kept_outputs`).
 """
 
 from __future__ import annotations
@@ -113,6 +114,8 @@ class TurnJoiner:
             self.watermark = ts
         new = entry is None
         if entry is None:
+            if self.keep_outputs:  # evicted earlier in the batch? its final state must not be overwritten
+                self.kept_outputs.set_aside(state, turn_id)
             entry = {
                 "p": partition,
                 "last": ts,
@@ -158,8 +161,10 @@ class TurnJoiner:
         return emits
 
     def flush(self) -> int:
-        """Write every turn touched since the last flush to the store; returns how many."""
-        return self.state.flush()
+        """Write every turn touched since the last flush to the store; returns how many. Recovered final
+        states set aside wait until a batch has published what they kept (:meth:`KeptOutputs.flush
+        <streams.kept_outputs.KeptOutputs.flush>`)."""
+        return self.kept_outputs.flush(self.state, due_again=bool(self._evicted_again))
 
     def keep_for_review(self, turn_id: str) -> bool:
         """``turn_id`` was sent for human review: keep it past the size cap, until the TTL, so that its

@@ -20,6 +20,18 @@ no input record: it is given a position of its own, the next of its partition's 
 what recovered entries kept of their eviction is published again first, in the order of its positions,
 before any new eviction's (which an aggregate would otherwise have applied first, and then taken these for
 a replay): the aggregates recognise those they had. Evicted again, such an entry publishes nothing new.
+
+A record of the turn may come later in the batch that evicted it (more than the TTL late, or after the size
+cap evicted it) and make its entry anew: the new entry's write takes the key's place in the changelog, and
+would take the evicted entry's final state with it. That state is written instead under a key of its own
+(:func:`set_aside_key`, which no turn id can be) in the same changelog partition, and deleted with the
+batch's tombstones. Such a key is in the changelog only between a batch's state and its tombstones, and a
+worker that recovers one (a crash in between) deletes it from the state at once
+(:meth:`KeptOutputs.rebalanced`): it is never an entry, so nothing else (the count of pending turns, the
+expiry index, the size cap, a turn's records) sees it. What it kept of its eviction is published again with
+the other recovered entries', and its tombstone waits for the first batch that publishes it
+(:meth:`KeptOutputs.flush`). What it kept of the batch's records is not: read again, those records are
+joined into the new entry (README, "Delivery guarantee").
 """
 
 from __future__ import annotations
@@ -28,7 +40,7 @@ from typing import Any
 
 import orjson
 
-from streams.emit import Emit, Entry
+from streams.emit import Emit, Entry, entry_head
 from streams.join_observations import number_observations
 from streams.join_outputs import TurnOutputs
 from streams.state import WriteBehind
@@ -36,6 +48,15 @@ from streams.state import WriteBehind
 #: The source of an eviction's outputs, before ``:<partition>``: no input topic has this name (Kafka's topic
 #: names take letters, digits, ".", "_" and "-").
 EVICTIONS = "(evictions)"
+#: The start of the key an evicted entry's final state is set aside under (:func:`set_aside_key`): a turn id
+#: cannot begin with whitespace (``schemas.common.Identifier``).
+SET_ASIDE = "\t(evicted)"
+
+
+def set_aside_key(turn_id: str, n: int) -> str:
+    """The key of the ``n``-th final state of ``turn_id`` set aside in one batch (evicted, made anew, evicted
+    again...)."""
+    return f"{SET_ASIDE}{n}\t{turn_id}"
 
 
 class KeptOutputs:
@@ -55,6 +76,9 @@ class KeptOutputs:
         self._eviction_marks_due: dict[str, int] = {}
         #: turns whose entries keep outputs published, or published again, in the current batch
         self._carrying: set[str] = set()
+        #: recovered final states set aside (:func:`set_aside_key`), by key with their partition: deleted from
+        #: the state, their tombstones held back until a batch has published what they kept (:meth:`flush`)
+        self._set_aside_due: dict[str, int | None] = {}
 
     def published_before(self, source: tuple[str, int | None]) -> bool:
         """Whether the record at ``source`` is at or before its source's recovered "published through"
@@ -130,6 +154,35 @@ class KeptOutputs:
         self.keep(turn_id, entry, (source, position), emits)
         return emits
 
+    def set_aside(self, state: WriteBehind, turn_id: str) -> None:
+        """``turn_id``'s entry is made anew: if the batch evicted it, and it keeps what its eviction
+        published, its final state (written before its tombstone) goes under a key of its own, which the new
+        entry's write does not replace, and is deleted likewise."""
+        retired = state.retired.get(turn_id)
+        if retired is None or not any(item[0].startswith(EVICTIONS) for item in retired[0].get("out", ())):
+            return  # not evicted in this batch, or its eviction published nothing
+        n = 0  # evicted and made anew more than once in the batch; or a recovered one's deletion pending
+        while (key := set_aside_key(turn_id, n)) in state.retired or key in state.deleted:
+            n += 1
+        state.set_aside(turn_id, key)
+
+    def flush(self, state: WriteBehind, *, due_again: bool) -> int:
+        """Write the batch's state (:meth:`WriteBehind.flush`). The recovered final states set aside, deleted
+        at :meth:`rebalanced`, are deleted with it once a batch has published what they kept of their eviction
+        (``due_again`` false: the join handled a record since); until then their deletions wait: a tombstone
+        written with a batch whose records were all refused would leave nothing to publish it after a
+        crash."""
+        due = self._set_aside_due
+        if not due_again:
+            due.clear()
+            return state.flush()
+        for key in due:
+            state.undelete(key)
+        written = state.flush()
+        for key, partition in due.items():
+            state.delete(key, partition)
+        return written
+
     def published(self, state: WriteBehind) -> None:
         """The current batch's outputs are acknowledged: entries it touched drop the outputs they keep of
         records read since the last rebalance (published now, or before it if their offsets are below
@@ -172,7 +225,11 @@ class KeptOutputs:
         ``marks``: the recovered marks of :meth:`published_marks` and :meth:`eviction_marks` (of the
         partitions owned now). What recovered entries kept of their eviction, to publish before anything
         else (an entry recovered after a crash before its tombstone: published then, or not yet if the
-        crash came before the broker had it)."""
+        crash came before the broker had it). Final states set aside (:func:`set_aside_key`) are deleted from
+        ``state`` now, their tombstones held back until that is published (:meth:`flush`)."""
+        for key in self._set_aside_due:  # their tombstones not written yet: found again in the store below
+            state.undelete(key)
+        self._set_aside_due.clear()
         self._read_through.clear()
         self._marks_due.clear()
         self._eviction_marks_due.clear()
@@ -183,7 +240,10 @@ class KeptOutputs:
         # an eviction kept stay, for the entry's next eviction; their positions are given to no other (a
         # crash while the batch's state was written may have left them without their eviction mark).
         again: list[tuple[str, int, list[Emit]]] = []
+        set_aside = self._set_aside_due
         for key, entry in state.items(raw=True):
+            if key.startswith(SET_ASIDE):
+                set_aside[key] = entry_head(entry)[0]
             if isinstance(entry, bytes):  # JSON: decode only entries that can keep outputs (a quote inside a
                 if b'"out":' not in entry:  # JSON string is escaped, so this misses no "out" key)
                     continue
@@ -199,6 +259,8 @@ class KeptOutputs:
                     left.append(item)
                 elif item[1] > published.get(item[0], -1):
                     left.append(item)
+            if key in set_aside:
+                continue  # deleted below, and what it kept of records with it (they join the new entry)
             if len(left) < len(out):
                 if left:
                     entry["out"] = left
@@ -210,5 +272,7 @@ class KeptOutputs:
         for source, position in evicted.items():
             if position > marks.get(source, 0):
                 self._eviction_marks_due[source] = position
+        for key, partition in set_aside.items():
+            state.delete(key, partition)
         again.sort(key=lambda item: (item[0], item[1]))
         return [emit for _, _, emits in again for emit in emits]

@@ -215,6 +215,20 @@ class WriteBehind:
         self.delete(key, partition)
         self.retired[key] = (value, partition)
 
+    def set_aside(self, key: str, other: str) -> bool:
+        """``key``, retired in this batch, is made anew in it: write its retired value under ``other``
+        instead, and delete that likewise, since the new value's write takes ``key``'s place in the changelog.
+        Whether ``key`` was retired."""
+        retired = self.retired.pop(key, None)
+        if retired is None:
+            return False
+        self.retired[other] = retired
+        return True
+
+    def undelete(self, key: str) -> None:
+        """Take back a deletion not flushed yet: the store, which still holds ``key``, keeps it."""
+        self.deleted.pop(key, None)
+
     def flush(self, encode: Any = None) -> int:
         """Write every touched value (through ``encode`` if the store serialises), then the deletions (the
         retired values first); forget live values."""
