@@ -10,9 +10,9 @@ after a crash re-emits them with the same ``src``, which lets the aggregates app
 
 With ``keep_outputs`` (the Kafka transport), an entry also keeps, under ``out``, what each input record
 made it publish in the current batch, until the broker has it, and an evicted entry's final state is written
-before its tombstone (set aside under a key of its own if a later record of the batch makes the entry anew):
-a replay after a crash publishes the kept outputs again, with the same ``src``, rather than recomputing them
-(:mod:`streams.kept_outputs`).
+before its tombstone (set aside under a key of its own if a later record of the batch makes the entry anew,
+which records the evicted entry took do not join on a replay): a replay after a crash publishes the kept
+outputs again, with the same ``src``, rather than recomputing them (:mod:`streams.kept_outputs`).
 """
 
 from __future__ import annotations
@@ -108,14 +108,17 @@ class TurnJoiner:
         turn_id = event.turn_id
         state = self.state
         entry = state.get(turn_id)
+        if entry is not None and "anew" in entry:  # made anew after an eviction: a record of the evicted one?
+            taken = self.kept_outputs.taken_before(turn_id, entry, source)
+            if taken is not None:
+                self.watermark = max(self.watermark, ts)
+                return taken
         if entry is not None and not isinstance(event, ChatTurn):
             _check_raters(entry, event)
         if ts > self.watermark:
             self.watermark = ts
         new = entry is None
         if entry is None:
-            if self.keep_outputs:  # evicted earlier in the batch? its final state must not be overwritten
-                self.kept_outputs.set_aside(state, turn_id)
             entry = {
                 "p": partition,
                 "last": ts,
@@ -127,6 +130,9 @@ class TurnJoiner:
                 "defects": [],
                 "esc": None,
             }
+            # evicted earlier in the batch? its final state must not be overwritten, nor its records join this
+            if self.keep_outputs and (before := self.kept_outputs.set_aside(state, turn_id, partition)):
+                entry["anew"] = before
         if isinstance(event, JudgeVerdict):
             changed = self._add_judge(entry, event)
         elif isinstance(event, ChatTurn):

@@ -30,8 +30,10 @@ worker that recovers one (a crash in between) deletes it from the state at once
 (:meth:`KeptOutputs.rebalanced`): it is never an entry, so nothing else (the count of pending turns, the
 expiry index, the size cap, a turn's records) sees it. What it kept of its eviction is published again with
 the other recovered entries', and its tombstone waits for the first batch that publishes it
-(:meth:`KeptOutputs.flush`). What it kept of the batch's records is not: read again, those records are
-joined into the new entry (README, "Delivery guarantee").
+(:meth:`KeptOutputs.flush`). The new entry keeps, as ``anew``, the offsets read of its partition's sources
+when it was made: a record at or before them (read again after a crash or a rebalance) went to the evicted
+entry, and must not join the new one, where it would pair again; it publishes again what the final state
+set aside kept of it, if recovered (:meth:`KeptOutputs.taken_before`).
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ from typing import Any
 
 import orjson
 
-from streams.emit import Emit, Entry, entry_head
+from streams.emit import Emit, Entry
 from streams.join_observations import number_observations
 from streams.join_outputs import TurnOutputs
 from streams.state import WriteBehind
@@ -77,8 +79,11 @@ class KeptOutputs:
         #: turns whose entries keep outputs published, or published again, in the current batch
         self._carrying: set[str] = set()
         #: recovered final states set aside (:func:`set_aside_key`), by key with their partition: deleted from
-        #: the state, their tombstones held back until a batch has published what they kept (:meth:`flush`)
+        #: the state, their tombstones held back until a batch has published what they kept of their eviction
+        #: (:meth:`flush`); and by turn, what they kept of records, for those records read again
+        #: (:meth:`taken_before`), until the next rebalance
         self._set_aside_due: dict[str, int | None] = {}
+        self._set_aside_kept: dict[str, list[Entry]] = {}
 
     def published_before(self, source: tuple[str, int | None]) -> bool:
         """Whether the record at ``source`` is at or before its source's recovered "published through"
@@ -154,17 +159,37 @@ class KeptOutputs:
         self.keep(turn_id, entry, (source, position), emits)
         return emits
 
-    def set_aside(self, state: WriteBehind, turn_id: str) -> None:
-        """``turn_id``'s entry is made anew: if the batch evicted it, and it keeps what its eviction
-        published, its final state (written before its tombstone) goes under a key of its own, which the new
-        entry's write does not replace, and is deleted likewise."""
+    def set_aside(self, state: WriteBehind, turn_id: str, partition: int | None) -> dict[str, int] | None:
+        """``turn_id``'s entry is made anew (by a record of ``partition``). If the batch evicted it: the
+        offsets read so far of the partition's sources, for the new entry to keep as ``anew``
+        (:meth:`taken_before`); and if the evicted entry keeps outputs, its final state (written before its
+        tombstone) goes under a key of its own, which the new entry's write does not replace, and is deleted
+        likewise."""
+        if turn_id not in state.deleted and turn_id not in state.retired:
+            return None  # not evicted in this batch
         retired = state.retired.get(turn_id)
-        if retired is None or not any(item[0].startswith(EVICTIONS) for item in retired[0].get("out", ())):
-            return  # not evicted in this batch, or its eviction published nothing
-        n = 0  # evicted and made anew more than once in the batch; or a recovered one's deletion pending
-        while (key := set_aside_key(turn_id, n)) in state.retired or key in state.deleted:
-            n += 1
-        state.set_aside(turn_id, key)
+        if retired is not None and "out" in retired[0]:
+            n = 0  # evicted and made anew more than once in the batch; or a recovered one's deletion pending
+            while (key := set_aside_key(turn_id, n)) in state.retired or key in state.deleted:
+                n += 1
+            state.set_aside(turn_id, key)
+        suffix = f":{partition}"
+        return {source: offset for source, offset in self._read_through.items() if source.endswith(suffix)}
+
+    def taken_before(self, turn_id: str, entry: Entry, source: tuple[str, int | None]) -> list[Emit] | None:
+        """``None`` if the record at ``source`` is for ``entry``; else the record is one an earlier entry of
+        the turn took before the batch that evicted it made ``entry`` anew (at or before its ``anew``
+        offsets: read again after a crash or a rebalance), which the record must not join, and what that
+        entry kept of it (a final state set aside and recovered) to publish again."""
+        before = entry.get("anew")
+        if before is None or source[1] is None or source[1] > before.get(source[0], -1):
+            return None
+        self.read(source)
+        return [
+            emit
+            for aside in self._set_aside_kept.get(turn_id, ())
+            for emit in self.kept(turn_id, aside, source)
+        ]
 
     def flush(self, state: WriteBehind, *, due_again: bool) -> int:
         """Write the batch's state (:meth:`WriteBehind.flush`). The recovered final states set aside, deleted
@@ -230,6 +255,7 @@ class KeptOutputs:
         for key in self._set_aside_due:  # their tombstones not written yet: found again in the store below
             state.undelete(key)
         self._set_aside_due.clear()
+        self._set_aside_kept.clear()
         self._read_through.clear()
         self._marks_due.clear()
         self._eviction_marks_due.clear()
@@ -240,10 +266,10 @@ class KeptOutputs:
         # an eviction kept stay, for the entry's next eviction; their positions are given to no other (a
         # crash while the batch's state was written may have left them without their eviction mark).
         again: list[tuple[str, int, list[Emit]]] = []
-        set_aside = self._set_aside_due
         for key, entry in state.items(raw=True):
             if key.startswith(SET_ASIDE):
-                set_aside[key] = entry_head(entry)[0]
+                self._recovered_aside(key, entry, published, again)
+                continue
             if isinstance(entry, bytes):  # JSON: decode only entries that can keep outputs (a quote inside a
                 if b'"out":' not in entry:  # JSON string is escaped, so this misses no "out" key)
                     continue
@@ -259,8 +285,6 @@ class KeptOutputs:
                     left.append(item)
                 elif item[1] > published.get(item[0], -1):
                     left.append(item)
-            if key in set_aside:
-                continue  # deleted below, and what it kept of records with it (they join the new entry)
             if len(left) < len(out):
                 if left:
                     entry["out"] = left
@@ -272,7 +296,30 @@ class KeptOutputs:
         for source, position in evicted.items():
             if position > marks.get(source, 0):
                 self._eviction_marks_due[source] = position
-        for key, partition in set_aside.items():
+        for key, partition in self._set_aside_due.items():
             state.delete(key, partition)
         again.sort(key=lambda item: (item[0], item[1]))
         return [emit for _, _, emits in again for emit in emits]
+
+    def _recovered_aside(
+        self,
+        key: str,
+        raw: Entry | bytes,
+        published: dict[str, int],
+        again: list[tuple[str, int, list[Emit]]],
+    ) -> None:
+        """A final state set aside, recovered (see :meth:`rebalanced`): what it kept of its eviction to
+        publish again, its positions given to no other; what it kept of records not published, for them; its
+        deletion due."""
+        entry: Entry = orjson.loads(raw) if isinstance(raw, bytes) else raw
+        self._set_aside_due[key] = entry.get("p")
+        kept_of_records = []
+        for item in entry.get("out", ()):
+            if item[0].startswith(EVICTIONS):
+                self._evicted_through[item[0]] = max(self._evicted_through.get(item[0], 0), item[1])
+                again.append((item[0], item[1], self._restored(entry, item[2])))
+            elif item[1] > published.get(item[0], -1):
+                kept_of_records.append(item)
+        if kept_of_records:
+            turn_id = key.split("\t", 2)[2]
+            self._set_aside_kept.setdefault(turn_id, []).append(entry | {"out": kept_of_records})
