@@ -65,3 +65,53 @@ def test_an_output_too_large_for_a_record_is_counted_and_not_sent_and_the_batch_
     assert sent == [("convowatch.defects", b"small")]
     assert registry.get_sample_value("convowatch_internal_errors_total", {"stage": "publish"}) == 1.0
     assert registry.get_sample_value("convowatch_outputs_total", {"topic": "defects"}) == 1.0
+
+
+def test_an_observation_too_large_for_a_record_is_counted_and_not_sent_and_the_batch_goes_on() -> None:
+    # observations were not size-checked: one over the producer's request limit (a ``reviewable`` carrying
+    # 100 judges' 64 labels, 1.37 MB, before the join capped a turn's labels) failed the batch and the worker
+    # at every restart
+    import asyncio
+    from typing import Any
+
+    import orjson
+    from prometheus_client import CollectorRegistry
+
+    from streams.app import KafkaTransport
+    from streams.config import Settings
+    from streams.emit import Emit
+    from streams.metrics import Metrics
+    from streams.state import MAX_WRITE_BYTES
+
+    registry = CollectorRegistry()
+    transport = KafkaTransport(Settings(broker="127.0.0.1:1"), Metrics(registry))
+    sent: list[tuple[str, bytes, int]] = []
+
+    class Producer:
+        async def send(self, topic: str, key: bytes, value: bytes, *args: Any) -> asyncio.Future[None]:
+            sent.append((topic, key, len(value)))
+            done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            done.set_result(None)
+            return done
+
+    class Store:
+        async def send(self, producer: Any) -> list[Any]:
+            return []
+
+    transport.app.producer = Producer()
+    pad = MAX_WRITE_BYTES - len(orjson.dumps({"kind": "reviewable", "pad": ""}))
+    fits = {"kind": "reviewable", "pad": "x" * (pad - 2)}  # a pack of one: exactly MAX_WRITE_BYTES
+    emits = [
+        Emit("observations", "review", {"kind": "reviewable", "pad": "x" * pad}),  # its pack: 2 bytes over
+        Emit("observations", "review", fits),
+        Emit("observations", "review", {"kind": "turn"}),
+        Emit("defects", "small", {"turn": "x"}),
+    ]
+    asyncio.run(transport.publisher.publish(emits, lambda: None, Store(), {}))
+    assert sent == [
+        ("convowatch.defects", b"small", 12),
+        ("convowatch.internal.observations", b"review", MAX_WRITE_BYTES),
+        ("convowatch.internal.observations", b"review", len(orjson.dumps([{"kind": "turn"}]))),
+    ]
+    assert registry.get_sample_value("convowatch_internal_errors_total", {"stage": "publish"}) == 1.0
+    assert registry.get_sample_value("convowatch_outputs_total", {"topic": "observations"}) == 2.0

@@ -80,3 +80,17 @@ def test_a_pack_of_eviction_pairs_delivered_twice_is_counted_once() -> None:
         "convowatch_judge_agreement_pairs", {"judge_id": judge, "dimension": "safety"}
     )
     assert pairs == 1.0
+
+
+def test_observations_that_each_fit_a_record_make_packs_that_fit_one() -> None:
+    # the publisher drops an observation whose pack of one would not fit (MAX_WRITE_BYTES); the others,
+    # however mixed, must never add up to a pack over it
+    from streams.state import MAX_WRITE_BYTES
+
+    rng = random.Random(7)
+    sizes = [MAX_WRITE_BYTES - 2, PACK_MAX_BYTES - 2, PACK_MAX_BYTES + 1, 10, 5000, 100_000]
+    encoded = [orjson.dumps({"p": "x" * (rng.choice(sizes) - len(b'{"p":""}'))}) for _ in range(300)]
+    assert max(len(e) for e in encoded) == MAX_WRITE_BYTES - 2
+    records = list(packs(encoded))
+    assert max(len(r) for r in records) <= MAX_WRITE_BYTES
+    assert sum(len(unpack(r)) for r in records) == 300
