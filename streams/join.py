@@ -43,6 +43,16 @@ __all__ = ["MAX_KEPT_TEXT", "MIN_RATERS", "Emit", "TurnJoiner", "TurnOutputs", "
 MAX_RATERS_PER_TURN = 100
 #: Most dimensions one judge or annotator labels on one turn (one record carries at most this many too).
 MAX_DIMENSIONS_PER_RATER = 64
+#: Most labels one turn keeps, all its judges' and annotators' dimensions together: within the two caps
+#: above a turn could keep 12,800 (a 2.4 MB entry, over a changelog record, which the Kafka table then kept
+#: in memory only, losing the turn's later records on a restart). Normal traffic stays within it: 100
+#: annotators on the 7 quality dimensions with a judge on 64, or 10 judges on 64 dimensions each. At the cap,
+#: with 100 judges (16 scores each) and 100 annotators, every name 64 characters, a 256-character turn id
+#: and both texts kept, every label a failing quality one (a defect id each) or a 64-character custom one:
+#: an entry of at most 639 KB, 700 KB written with the outputs one record made it keep (``out``), and no
+#: output or observation over 113 KB (tests/streams/test_join_caps.py). Labels whose JSON is longer than
+#: their 64 characters (escaped control characters, 4-byte UTF-8) can take it further.
+MAX_LABELS_PER_TURN = 800
 
 
 class TurnJoiner:
@@ -430,10 +440,11 @@ class TurnJoiner:
 
 
 def _check_raters(entry: Entry, event: JudgeVerdict | HumanLabel) -> None:
-    """Refuse a new judge or annotator on a turn that has :data:`MAX_RATERS_PER_TURN` of them already, and
-    new dimensions past :data:`MAX_DIMENSIONS_PER_RATER` from one of them: a labelling tool sending one turn
-    id for every turn (``"undefined"``), or a judge sending new dimensions for one turn again and again,
-    would grow the entry, and the defects that carry its labels, without bound."""
+    """Refuse a new judge or annotator on a turn that has :data:`MAX_RATERS_PER_TURN` of them already, new
+    dimensions past :data:`MAX_DIMENSIONS_PER_RATER` from one of them, and new labels past
+    :data:`MAX_LABELS_PER_TURN` on the turn: a labelling tool sending one turn id for every turn
+    (``"undefined"``), or a judge sending new dimensions for one turn again and again, would grow the entry,
+    and the defects and observations that carry its labels, past what a record holds."""
     if isinstance(event, JudgeVerdict):
         raters, rater, kind = entry["judge"], event.judge_id, "judges"
     else:
@@ -445,8 +456,9 @@ def _check_raters(entry: Entry, event: JudgeVerdict | HumanLabel) -> None:
                 "too_many_raters",
                 f"turn {event.turn_id!r} already has {len(raters)} {kind}' labels, the most kept",
             )
-        return
-    held = record["labels"]
+        held: dict[str, str] = {}
+    else:
+        held = record["labels"]
     new = {v.dimension for v in event.verdicts if v.dimension not in held}
     if len(held) + len(new) > MAX_DIMENSIONS_PER_RATER:
         raise InvalidRecord(
@@ -454,6 +466,14 @@ def _check_raters(entry: Entry, event: JudgeVerdict | HumanLabel) -> None:
             f"{rater!r} already labelled {len(held)} dimensions of turn {event.turn_id!r}; {len(new)} more "
             f"would pass the {MAX_DIMENSIONS_PER_RATER} kept",
         )
+    if new:
+        kept = sum(len(r["labels"]) for side in ("judge", "human") for r in entry[side].values())
+        if kept + len(new) > MAX_LABELS_PER_TURN:
+            raise InvalidRecord(
+                "too_many_labels",
+                f"turn {event.turn_id!r} already keeps {kept} labels; {len(new)} more from {rater!r} would "
+                f"pass the {MAX_LABELS_PER_TURN} kept",
+            )
 
 
 def _fits_a_record(entry: Entry) -> bool:
