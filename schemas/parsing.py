@@ -52,7 +52,7 @@ REASONS = (
     "future_timestamp",  # decided by the pipeline against its clock (CONVOWATCH_MAX_FUTURE_SECONDS)
     "too_many_raters",  # decided by the join: a turn keeps at most 100 judges' and 100 annotators' labels
     "too_many_dimensions",  # decided by the join: at most 64 dimensions per judge or annotator on a turn
-    "too_many_labels",  # decided by the join: a turn keeps at most 800 labels, all raters' together
+    "too_many_labels",  # decided by the join: a turn keeps at most 800 labels (110 KB), all raters' together
 )
 
 

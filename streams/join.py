@@ -50,9 +50,13 @@ MAX_DIMENSIONS_PER_RATER = 64
 #: with 100 judges (16 scores each) and 100 annotators, every name 64 characters, a 256-character turn id
 #: and both texts kept, every label a failing quality one (a defect id each) or a 64-character custom one:
 #: an entry of at most 639 KB, 700 KB written with the outputs one record made it keep (``out``), and no
-#: output or observation over 113 KB (tests/streams/test_join_caps.py). Labels whose JSON is longer than
-#: their 64 characters (escaped control characters, 4-byte UTF-8) can take it further.
+#: output or observation over 113 KB (tests/streams/test_join_caps.py).
 MAX_LABELS_PER_TURN = 800
+#: Most bytes of labels one turn keeps, the JSON of all its raters' ``labels`` together: room for 800 labels
+#: of 64 characters on dimensions of 64 (at most 107,400 bytes), the cap above. A label is at most 64
+#: characters, but its JSON up to 386 bytes (escaped control characters): 800 of those made a 1.09 MB write.
+#: Normal labels take a few dozen bytes.
+MAX_LABEL_BYTES_PER_TURN = 110_000
 
 
 class TurnJoiner:
@@ -442,9 +446,10 @@ class TurnJoiner:
 def _check_raters(entry: Entry, event: JudgeVerdict | HumanLabel) -> None:
     """Refuse a new judge or annotator on a turn that has :data:`MAX_RATERS_PER_TURN` of them already, new
     dimensions past :data:`MAX_DIMENSIONS_PER_RATER` from one of them, and new labels past
-    :data:`MAX_LABELS_PER_TURN` on the turn: a labelling tool sending one turn id for every turn
-    (``"undefined"``), or a judge sending new dimensions for one turn again and again, would grow the entry,
-    and the defects and observations that carry its labels, past what a record holds."""
+    :data:`MAX_LABELS_PER_TURN` (or :data:`MAX_LABEL_BYTES_PER_TURN`) on the turn: a labelling tool sending
+    one turn id for every turn (``"undefined"``), or a judge sending new dimensions for one turn again and
+    again, would grow the entry, and the defects and observations that carry its labels, past what a record
+    holds."""
     if isinstance(event, JudgeVerdict):
         raters, rater, kind = entry["judge"], event.judge_id, "judges"
     else:
@@ -467,12 +472,21 @@ def _check_raters(entry: Entry, event: JudgeVerdict | HumanLabel) -> None:
             f"would pass the {MAX_DIMENSIONS_PER_RATER} kept",
         )
     if new:
-        kept = sum(len(r["labels"]) for side in ("judge", "human") for r in entry[side].values())
+        held_by_all = [r["labels"] for side in ("judge", "human") for r in entry[side].values()]
+        kept = sum(map(len, held_by_all))
         if kept + len(new) > MAX_LABELS_PER_TURN:
             raise InvalidRecord(
                 "too_many_labels",
                 f"turn {event.turn_id!r} already keeps {kept} labels; {len(new)} more from {rater!r} would "
                 f"pass the {MAX_LABELS_PER_TURN} kept",
+            )
+        size = sum(len(orjson.dumps(labels)) for labels in held_by_all)
+        more = len(orjson.dumps({v.dimension: v.label for v in event.verdicts if v.dimension in new}))
+        if size + more > MAX_LABEL_BYTES_PER_TURN:
+            raise InvalidRecord(
+                "too_many_labels",
+                f"turn {event.turn_id!r} already keeps {size} bytes of labels; {len(new)} more from "
+                f"{rater!r} ({more} bytes) would pass the {MAX_LABEL_BYTES_PER_TURN} kept",
             )
 
 

@@ -11,7 +11,12 @@ from schemas import Stream
 from schemas.common import QUALITY_DIMENSIONS
 from streams.config import Settings
 from streams.emit import Emit
-from streams.join import MAX_DIMENSIONS_PER_RATER, MAX_LABELS_PER_TURN, MAX_RATERS_PER_TURN
+from streams.join import (
+    MAX_DIMENSIONS_PER_RATER,
+    MAX_LABEL_BYTES_PER_TURN,
+    MAX_LABELS_PER_TURN,
+    MAX_RATERS_PER_TURN,
+)
 from streams.metrics import Metrics
 from streams.observation_packs import PACK_MAX_BYTES
 from streams.pipeline import Pipeline
@@ -64,6 +69,26 @@ def test_a_turn_keeps_at_most_800_labels_and_refuses_more_into_the_dead_letters(
         "convowatch_records_deadlettered_total", {"stream": "judge_verdicts", "reason": "too_many_labels"}
     )
     assert refused == 1.0
+
+
+def test_labels_whose_json_is_long_count_by_their_bytes() -> None:
+    # 64 characters, but 386 bytes of JSON each when they are control characters: 800 of them on 64-character
+    # custom dimensions made a 1.09 MB entry write with the outputs of one record
+    pipeline, _ = _pipeline()
+    escaped = "\x01" * 64
+    dims = [f"style_{i}" for i in range(MAX_DIMENSIONS_PER_RATER)]
+    verdicts = [verdict(d, escaped) for d in dims]
+    per_judge = len(orjson.dumps({d: escaped for d in dims}))
+    fit = MAX_LABEL_BYTES_PER_TURN // per_judge
+    for j in range(fit + 1):
+        record = raw(judge_verdict(turn_id="t", judge_id=f"j{j}", verdicts=verdicts))
+        emits = pipeline.process(Stream.JUDGE_VERDICTS, record, source_topic="in", offset=j)
+        assert _dead(emits) == ([] if j < fit else ["too_many_labels"])
+    assert fit * MAX_DIMENSIONS_PER_RATER < MAX_LABELS_PER_TURN  # refused by their size, not their number
+    [dead] = emits
+    assert f"would pass the {MAX_LABEL_BYTES_PER_TURN} kept" in dead.value["detail"]
+    # labels of 64 plain characters on dimensions of 64: 800 fit (the worst case measured below)
+    assert 800 * len(orjson.dumps({"d" * 64: "L" * 64})) < MAX_LABEL_BYTES_PER_TURN
 
 
 def test_normal_traffic_stays_within_the_label_cap() -> None:
