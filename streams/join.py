@@ -47,10 +47,10 @@ MAX_DIMENSIONS_PER_RATER = 64
 #: above a turn could keep 12,800 (a 2.4 MB entry, over a changelog record, which the Kafka table then kept
 #: in memory only, losing the turn's later records on a restart). Normal traffic stays within it: 100
 #: annotators on the 7 quality dimensions with a judge on 64, or 10 judges on 64 dimensions each. At the cap,
-#: with 100 judges (16 scores each) and 100 annotators, every name 64 characters, a 256-character turn id
-#: and both texts kept, every label a failing quality one (a defect id each) or a 64-character custom one:
-#: an entry of at most 639 KB, 700 KB written with the outputs one record made it keep (``out``), and no
-#: output or observation over 113 KB (tests/streams/test_join_caps.py).
+#: with 100 judges (16 scores each) and 100 annotators, every name 64 characters, a turn id of 256 control
+#: characters (1,536 bytes of JSON), both texts kept, and labels failing quality ones (a defect each) or
+#: custom ones of 64 characters, the largest measured: an entry of 508 KB, 709 KB written with the outputs
+#: one record made it keep (``out``), no output or observation over 120 KB (tests/streams/test_join_caps.py).
 MAX_LABELS_PER_TURN = 800
 #: Most bytes of labels one turn keeps, the JSON of all its raters' ``labels`` together: room for 800 labels
 #: of 64 characters on dimensions of 64 (at most 107,400 bytes), the cap above. A label is at most 64

@@ -134,13 +134,20 @@ class TurnOutputs:
         segment = turn["segment"] if turn else UNKNOWN_SEGMENT
         ts = turn["ts"] if turn else None
         cut = sum(max(0, len(entry[side]) - MAX_DEFECT_RATERS) for side in ("judge", "human"))
+        published = set(entry["defects"])
         for source, source_id, dim, record in failures:
             policy = self.taxonomy.policy(dim)
             parts = (policy.category, turn_id, dim, source, source_id)
             defect_id = output_id(*parts)
-            if defect_id in entry["defects"] or _published_unescaped(entry, defect_id, parts):
+            mark = defect_mark(defect_id)
+            if (
+                mark in published
+                or defect_id in published
+                or _published_unescaped(published, defect_id, parts)
+            ):
                 continue
-            entry["defects"].append(defect_id)
+            entry["defects"].append(mark)
+            published.add(mark)
             value = {
                 "schema_version": 1,
                 "defect_id": defect_id,
@@ -280,10 +287,19 @@ def _judged(triggers: list[list[str]]) -> bool:
     return any(source == "judge" for source, _, _ in triggers)
 
 
-def _published_unescaped(entry: Entry, defect_id: str, parts: tuple[str, ...]) -> bool:
-    """Whether ``entry`` published this defect under the id of code before 2026-11-26, its parts joined
+def defect_mark(defect_id: str) -> str:
+    """What a join entry's ``defects`` list keeps of a defect it published: a 96-bit digest of its id (24
+    characters). The id holds the turn id, up to 256 characters and 1,536 bytes of JSON (escaped control
+    characters), and its other parts may triple with their escaped ``/``: a turn's 800 failing labels kept
+    as ids made its entry up to 1.8 MB, over a changelog record. The whole ids that entries written before
+    the digests keep are still recognised."""
+    return hashlib.blake2b(defect_id.encode(), digest_size=12).hexdigest()
+
+
+def _published_unescaped(published: set[str], defect_id: str, parts: tuple[str, ...]) -> bool:
+    """Whether an entry published this defect under the id of code before 2026-11-26, its parts joined
     unescaped (an entry of the upgrade's pending turns: republished, the defect would reach its consumers
-    twice, under two ids)."""
+    twice, under two ids); ``published``: its ``defects`` list."""
     if "%" not in defect_id:  # no part held a "/" or "%": the same id
         return False
-    return "/".join(parts) in entry["defects"]
+    return "/".join(parts) in published

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
+import pytest
 from prometheus_client import CollectorRegistry
 
 from schemas import Stream
@@ -115,18 +116,19 @@ def test_normal_traffic_stays_within_the_label_cap() -> None:
             )
 
 
-def _name(prefix: str, n: int) -> str:
+def _name(prefix: str, n: int, fill: str = "x") -> str:
     """A judge, annotator, vendor, dimension or score name of the longest kind (64 characters)."""
-    return f"{prefix}{n:04d}".ljust(64, "x")
+    return f"{prefix}{n:04d}".ljust(64, fill)
 
 
-def _maximal_turn(judge_labels: list[list[str]], human_labels: list[list[str]]) -> tuple[int, int, int]:
+def _maximal_turn(
+    judge_labels: list[list[str]], human_labels: list[list[str]], turn_id: str = "t" * 256, fill: str = "x"
+) -> tuple[int, int, int]:
     """Feed one turn at every per-turn cap (each record its own batch, on the Kafka transport's join, which
     keeps a batch's outputs in the entry): the largest entry written, that entry without its kept outputs at
     the end, and the largest output or observation."""
     settings = Settings(text_redaction="keep")
     pipeline = Pipeline(settings, metrics=Metrics(CollectorRegistry()), batched=True, keep_outputs=True)
-    turn_id = "t" * 256
     written = largest = offset = 0
 
     def send(stream: Stream, record: dict[str, Any]) -> None:
@@ -158,14 +160,16 @@ def _maximal_turn(judge_labels: list[list[str]], human_labels: list[list[str]]) 
     )
     scores = {_name("s", k): 0.12345678901234566 for k in range(16)}
     for j, dims in enumerate(judge_labels):
-        judge = judge_verdict(turn_id=turn_id, judge_id=_name("j", j), verdicts=labels(dims), scores=scores)
+        judge = judge_verdict(
+            turn_id=turn_id, judge_id=_name("j", j, fill), verdicts=labels(dims), scores=scores
+        )
         send(Stream.JUDGE_VERDICTS, judge)
     for a, dims in enumerate(human_labels):
         for dim in dims:  # one record per dimension: the entry keeps when each later one was labelled
             label = human_label(
                 turn_id=turn_id,
-                annotator_id=_name("h", a),
-                vendor_id=_name("w", a),
+                annotator_id=_name("h", a, fill),
+                vendor_id=_name("w", a, fill),
                 inclusion_probability=0.12345678901234566,
                 verdicts=labels([dim]),
             )
@@ -179,18 +183,51 @@ def _maximal_turn(judge_labels: list[list[str]], human_labels: list[list[str]]) 
     return written, len(orjson.dumps({k: v for k, v in entry.items() if k != "out"})), largest
 
 
-def test_a_turn_at_every_cap_fits_a_changelog_record_with_room_for_its_outputs() -> None:
-    # the largest entries found, at 800 labels, 100 judges (16 scores each) and 100 annotators, all names 64
-    # characters, a 256-character turn id and both texts kept: every label a failing quality one (a defect
-    # each, 4 per rater), or the judges' labels custom ones of 64 characters (the annotators' observations
-    # carry them all). Measured: 700,116 and 580,486 bytes written (639,398 and 423,629 without the batch's
-    # outputs); the largest output a 112,703-byte observation. Before the cap, 2.36 MB.
-    quality = sorted(QUALITY_DIMENSIONS)
-    per_rater = MAX_LABELS_PER_TURN // (2 * MAX_RATERS_PER_TURN)
-    failing = [quality[:per_rater]] * MAX_RATERS_PER_TURN
-    custom = [_name("d", k) for k in range(MAX_DIMENSIONS_PER_RATER)]
-    judged = MAX_LABELS_PER_TURN // MAX_RATERS_PER_TURN - 1
-    for judges, humans in ((failing, failing), ([custom[:judged]] * 100, [custom[:1]] * 100)):
-        written, entry, largest = _maximal_turn(judges, humans)
-        assert written < 0.8 * MAX_WRITE_BYTES and entry < 0.75 * MAX_WRITE_BYTES
-        assert largest < PACK_MAX_BYTES  # an observation fits a pack of its own, far below a record
+_QUALITY = sorted(QUALITY_DIMENSIONS)
+_PER_RATER = MAX_LABELS_PER_TURN // (2 * MAX_RATERS_PER_TURN)
+_FAILING = [_QUALITY[:_PER_RATER]] * MAX_RATERS_PER_TURN
+_CUSTOM = [_name("d", k) for k in range(MAX_LABELS_PER_TURN // MAX_RATERS_PER_TURN - 1)]
+
+
+@pytest.mark.parametrize(
+    ("judges", "humans"),
+    [(_FAILING, _FAILING), ([_CUSTOM] * MAX_RATERS_PER_TURN, [_CUSTOM[:1]] * MAX_RATERS_PER_TURN)],
+    ids=["failing", "custom"],
+)
+def test_a_turn_at_every_cap_fits_a_changelog_record_with_room_for_its_outputs(
+    judges: list[list[str]], humans: list[list[str]]
+) -> None:
+    # at 800 labels, 100 judges (16 scores each) and 100 annotators, all names 64 characters (filled with "/",
+    # tripled in output ids), a turn id of 256 control characters (1,536 bytes of JSON) and both texts kept:
+    # every label a failing quality one (a defect each, 4 per rater), or the judges' custom ones of 64
+    # characters (each annotator's observation carries them all, and makes a pair with each judge). Measured:
+    # 514,468 and 708,806 bytes written with one record's outputs (378,658 and 423,689 without); the largest
+    # output 113,973 bytes. Before the caps, 2.36 MB; before defect digests, 1.82 MB for the first.
+    turn_id, fill = "\x01" * 256, "/"
+    written, entry, largest = _maximal_turn(judges, humans, turn_id, fill)
+    assert written < 0.85 * MAX_WRITE_BYTES and entry < 0.6 * MAX_WRITE_BYTES
+    assert largest < PACK_MAX_BYTES  # an observation fits a pack of its own, far below a record
+
+
+def test_an_entry_marks_its_defects_by_a_digest_and_knows_the_whole_ids_of_older_entries() -> None:
+    # the ids hold the turn id: 800 of them made a turn's entry up to 1.8 MB
+    from streams.emit import output_id
+    from streams.join_outputs import defect_mark
+
+    pipeline, _ = _pipeline()
+    pipeline.process(Stream.CHAT_TURNS, raw(chat_turn(turn_id="t/1")), source_topic="in", offset=1)
+    failing = judge_verdict(turn_id="t/1", verdicts=[verdict("relevance", "fail")])
+    [defect] = [
+        e
+        for e in pipeline.process(Stream.JUDGE_VERDICTS, raw(failing), source_topic="in", offset=2)
+        if e.topic == "defects"
+    ]
+    assert defect.key == output_id("irrelevant", "t/1", "relevance", "judge", "judge-a")
+    entry = pipeline.joiner.state.get("t/1")
+    assert entry["defects"] == [defect_mark(defect.key)] and len(defect_mark(defect.key)) == 24
+    # an entry written before the digests: its whole ids
+    entry["defects"] = [defect.key]
+    pipeline.joiner.state.replace("t/1", entry)
+    label = human_label(turn_id="t/1", verdicts=[verdict("safety", "pass")])
+    emits = pipeline.process(Stream.HUMAN_LABELS, raw(label), source_topic="in", offset=3)
+    assert [e for e in emits if e.topic.startswith("defects")] == []
