@@ -12,7 +12,7 @@ from schemas import Stream
 from schemas.common import QUALITY_DIMENSIONS
 from streams.config import Settings
 from streams.emit import Emit
-from streams.join import (
+from streams.join_caps import (
     MAX_DIMENSIONS_PER_RATER,
     MAX_LABEL_BYTES_PER_TURN,
     MAX_LABELS_PER_TURN,

@@ -297,7 +297,7 @@ def test_eviction_outputs_due_after_a_restart_survive_a_refused_first_record() -
     it handles. That record refused (a dead letter: here a judge past the turn's limit), they go out with the
     next one; they were dropped, and the orphan's defect and pair were lost."""
     from schemas.exceptions import InvalidRecord
-    from streams.join import MAX_RATERS_PER_TURN
+    from streams.join_caps import MAX_RATERS_PER_TURN
 
     aggregation = Aggregation()
     first = Worker(DeferredChangelog(), {}, aggregation)
@@ -329,7 +329,7 @@ def test_an_orphan_too_large_for_a_record_is_evicted_without_its_final_state() -
     one turn id) would end in a state over a record's size: written, the table refuses it and alerts on an
     oversized state. It is deleted without it, as before final states were written."""
     from schemas.common import QUALITY_DIMENSIONS
-    from streams.join import MAX_RATERS_PER_TURN
+    from streams.join_caps import MAX_RATERS_PER_TURN
     from streams.state import MAX_WRITE_BYTES
 
     store = DeferredChangelog()
@@ -457,7 +457,7 @@ def test_a_set_aside_final_state_is_deleted_with_the_first_batch_that_publishes_
     its only record (a dead letter), and a tombstone sent with it would leave nothing to publish them after
     another crash."""
     from schemas.exceptions import InvalidRecord
-    from streams.join import MAX_RATERS_PER_TURN
+    from streams.join_caps import MAX_RATERS_PER_TURN
 
     aggregation = Aggregation()
     first = Worker(DeferredChangelog(), {}, aggregation)

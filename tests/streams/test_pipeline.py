@@ -431,7 +431,7 @@ def test_one_turn_from_a_fast_clock_does_not_close_a_journeys_traffic_minutes_em
 
 def test_a_turn_keeps_at_most_a_hundred_annotators_and_refuses_more_into_the_dead_letters() -> None:
     # a labelling tool sending one turn id for every turn would grow its entry past a changelog record's size
-    from streams.join import MAX_RATERS_PER_TURN
+    from streams.join_caps import MAX_RATERS_PER_TURN
 
     pipeline, registry = _pipeline()
     for i in range(MAX_RATERS_PER_TURN):
@@ -489,7 +489,7 @@ def test_labelling_coverage_counts_each_judged_turn_once_whatever_the_order(orde
 def test_a_rater_keeps_at_most_64_dimensions_on_a_turn_and_more_are_dead_lettered() -> None:
     # a judge sending new dimensions for one turn again and again grew its entry, and every defect carrying
     # it, past what a Kafka record may hold: the worker failed the batch at every restart
-    from streams.join import MAX_DIMENSIONS_PER_RATER
+    from streams.join_caps import MAX_DIMENSIONS_PER_RATER
 
     pipeline, registry = _pipeline()
     dims = [f"style_{i}" for i in range(MAX_DIMENSIONS_PER_RATER)]
