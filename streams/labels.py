@@ -53,6 +53,8 @@ class LabelGuard:
             return UNKNOWN
         if value in self._admitted:
             return value
+        if value in (OTHER, UNKNOWN):  # as admit() reads them: no room taken, so a restart maps alike
+            return value
         if self.allow is not None:
             return value if value in self.allow else OTHER
         if self._counted < self.max_values and len(value) <= 64:
@@ -112,7 +114,7 @@ def folded_partition(part: str) -> int | None:
     (3, None, None)
     """
     head, mark, partition = part.partition(FOLDED_MARK)
-    return int(partition) if mark and head == OTHER and partition.isdigit() else None
+    return int(partition) if mark and head == OTHER and partition.isascii() and partition.isdigit() else None
 
 
 def shown(part: str) -> str:

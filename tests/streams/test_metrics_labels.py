@@ -117,6 +117,16 @@ def test_the_quality_dimensions_keep_their_label_after_custom_dimensions_filled_
     assert folded == {OTHER, *QUALITY_DIMENSIONS}
 
 
+def test_a_value_named_other_or_unknown_takes_no_room_so_a_rebuilt_guard_maps_alike() -> None:
+    # admit() skips them, and a guard rebuilt from recovered keys had one room more than the guard before:
+    # the next new journey got detectors of its own after a restart, its history left in other
+    guard = LabelGuard(max_values=1)
+    assert [guard("other"), guard("unknown"), guard("a"), guard("b")] == ["other", "unknown", "a", OTHER]
+    rebuilt = LabelGuard(max_values=1)
+    rebuilt.admit(["other", "unknown", "a"])
+    assert [rebuilt("b"), rebuilt("a")] == [OTHER, "a"]
+
+
 def test_label_guard_rejects_a_non_positive_bound():
     with pytest.raises(ValueError):
         LabelGuard(max_values=0)
