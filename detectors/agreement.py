@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+from detectors.agreement_stats import MAX_CATEGORIES, check_max_categories, fold_pair
 from detectors.base import Detector
 
 
@@ -12,6 +13,9 @@ class AgreementTracker(Detector):
 
     Cohen's kappa is ``(p_o - p_e) / (1 - p_e)`` with chance agreement ``p_e`` from the raters' marginals.
     It is undefined (``nan``) with no pairs, or when both raters only ever use one and the same label.
+    The table keeps the first ``max_categories`` distinct labels; later new ones count as ``other``, two
+    different ones as a disagreement (:func:`~detectors.agreement_stats.fold_pair`), and
+    :attr:`folded_labels` says how many labels were.
 
     Examples
     --------
@@ -26,9 +30,17 @@ class AgreementTracker(Detector):
     1000
     >>> round(tracker.percent_agreement, 3), round(tracker.cohen_kappa, 3)
     (0.941, 0.882)
+    >>> intents = AgreementTracker(max_categories=4)
+    >>> for i in range(1000):  # a free-form label on one turn in ten, unlike any other
+    ...     human = f"query-{i}" if rng.random() < 0.1 else rng.choice(["order", "refund"])
+    ...     intents = intents.update(human if rng.random() < 0.9 else "order", human)
+    >>> sorted(intents.confusion), intents.folded_labels, round(intents.cohen_kappa, 3)
+    (['order', 'other', 'query-14', 'query-2', 'refund'], 168, 0.902)
     """
 
-    def __init__(self) -> None:
+    def __init__(self, max_categories: int = MAX_CATEGORIES) -> None:
+        check_max_categories(max_categories)
+        self.max_categories = max_categories
         self._reset()
 
     def _reset(self) -> None:
@@ -36,10 +48,13 @@ class AgreementTracker(Detector):
         self._confusion: dict[str, dict[str, int]] = {}
         self._n = 0
         self._agree = 0
+        self._folded_labels = 0
 
     def update(self, a: str, b: str) -> AgreementTracker:
-        row = self._confusion.setdefault(a, {})
-        row[b] = row.get(b, 0) + 1
+        a_cell, b_cell, folded = fold_pair(self._confusion, a, b, self.max_categories)
+        row = self._confusion.setdefault(a_cell, {})
+        row[b_cell] = row.get(b_cell, 0) + 1
+        self._folded_labels += folded
         self._n += 1
         if a == b:
             self._agree += 1
@@ -53,6 +68,12 @@ class AgreementTracker(Detector):
     def confusion(self) -> dict[str, dict[str, int]]:
         """A copy of ``{a_label: {b_label: count}}``."""
         return {a: dict(row) for a, row in self._confusion.items()}
+
+    @property
+    def folded_labels(self) -> int:
+        """Labels counted as ``other`` because the table already had ``max_categories`` (a pair counts
+        0, 1 or 2)."""
+        return self._folded_labels
 
     @property
     def percent_agreement(self) -> float:

@@ -3,7 +3,9 @@
 Each judge/human pair is counted once overall, once under the value each segment (journey, intent, ...)
 takes on its turn, and once in each event-time window by the *turn's* time, so a late label lands in the
 window of its turn. Segment values per segment are bounded by ``max_values``: later new values share
-``other``; a missing value counts as ``unknown``.
+``other``; a missing value counts as ``unknown``. Labels are bounded by the overall tracker's
+``max_categories``: segment and window trackers count each pair in the cell the overall table does, so
+they share its scale (later new labels as ``other``), and only the overall one counts ``folded_labels``.
 """
 
 from __future__ import annotations
@@ -93,8 +95,10 @@ class AgreementBreakdown(Detector):
     def update(self, ts: float, segment: dict[str, Any] | None, a: str, b: str) -> Self:
         if not isinstance(a, str) or not isinstance(b, str):
             raise ValueError(f"labels must be strings, got {a!r}, {b!r}")
+        # one label scale for every tracker: a flood of new labels then grows no segment or window tracker
+        a_cell, b_cell = self._overall.counted_as(a, b)
         for windows in self._windows.values():  # validates ts before anything changes
-            windows.update(ts, a, b)
+            windows.update(ts, a_cell, b_cell)
         self._overall.update(a, b)
         for name, values in self._segments.items():
             value = segment.get(name) if segment else None
@@ -106,7 +110,7 @@ class AgreementBreakdown(Detector):
                     stats = values.get(value)
                 if stats is None:
                     stats = values[value] = self._stats()
-            stats.update(a, b)
+            stats.update(a_cell, b_cell)
         return self
 
     def overall(self) -> AgreementStats:

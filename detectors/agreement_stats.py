@@ -19,7 +19,13 @@ Every figure comes with a two-sided interval at ``confidence_level`` (95% by def
               - (p_o - 2 (1 - g) p_e)^2 ] / (n (1 - p_e)^2)
 
   ``q`` is the number of categories of the scale: ``len(categories)`` when given, otherwise the number of
-  distinct labels either rater has used so far.
+  distinct labels either rater has used so far (``other`` counting as one).
+
+A custom dimension takes any label, so the table keeps at most ``max_categories`` distinct labels (the first
+seen); a later new label of either rater is counted as ``other`` (:func:`fold_pair`), and so is a label
+``other`` itself. Two different labels that both fold are a disagreement, counted in the cell
+``(other, other (differs))``, so the diagonal holds real agreements only: percent agreement stays exact, and
+kappa and AC1 are those of the folded table (rare labels pooled, a standard way to collapse a scale).
 
 Wald intervals are clipped to ``[-1, 1]``; they are large-sample approximations and mean little below a few
 dozen pairs. Undefined figures are ``nan``: everything with no pairs; kappa when both raters only ever used
@@ -37,6 +43,62 @@ from detectors.exceptions import NotHeldError
 
 Confusion = dict[str, dict[str, int]]
 NAN = math.nan
+#: Distinct labels a confusion table keeps by default: the pass/fail quality dimensions use 2, the
+#: generator's intents 10; a table holds up to (k + 2)^2 cells, so the cap bounds its size whatever labels
+#: arrive (a free-form custom dimension grew one aggregate past the changelog record limit).
+MAX_CATEGORIES = 32
+#: The category of labels past ``max_categories``; a label ``other`` counts there too.
+OTHER = "other"
+#: Column of a pair whose two labels both fold into ``other`` but differ: a disagreement, off the diagonal.
+OTHER_DIFFERS = "other (differs)"
+_FOLDED = (OTHER, OTHER_DIFFERS)
+
+
+def check_max_categories(max_categories: int) -> None:
+    if isinstance(max_categories, bool) or not isinstance(max_categories, int) or max_categories < 2:
+        raise ValueError(f"max_categories must be an integer of at least 2, got {max_categories!r}")
+
+
+def table_labels(confusion: Confusion) -> set[str]:
+    """Labels of either rater in ``confusion`` (``other`` included, if there)."""
+    labels = set(confusion)
+    for row in confusion.values():
+        labels.update(row)
+    return labels
+
+
+def fold_pair(confusion: Confusion, a: str, b: str, max_categories: int) -> tuple[str, str, int]:
+    """The cell ``(a, b)`` is counted in and how many of the two labels fold into :data:`OTHER`.
+
+    A label keeps its name if the table has it, or has room for it: at most ``max_categories`` labels, not
+    counting ``other``. A label ``other`` (or ``other (differs)``) counts as ``other`` without folding. Two
+    different labels that both end in ``other`` go to column ``other (differs)``: not an agreement.
+
+    >>> fold_pair({"pass": {"pass": 3}}, "fail", "pass", 2), fold_pair({"pass": {"fail": 1}}, "x", "y", 2)
+    (('fail', 'pass', 0), ('other', 'other (differs)', 2))
+    """
+    row = confusion.get(a)
+    if row is not None and b in row:  # the usual case: the cell is there
+        return a, b, 0
+    labels: set[str] | None = None
+    cell = []
+    folded = 0
+    for label in (a, b):
+        if label in _FOLDED:
+            cell.append(OTHER)
+            continue
+        if labels is None:
+            labels = table_labels(confusion)
+            labels.difference_update(_FOLDED)
+        if label not in labels and len(labels) >= max_categories:
+            cell.append(OTHER)
+            folded += 1
+        else:
+            labels.add(label)
+            cell.append(label)
+    if cell[0] == cell[1] == OTHER and a != b:
+        cell[1] = OTHER_DIFFERS
+    return cell[0], cell[1], folded
 
 
 def z_value(confidence_level: float) -> float:
@@ -132,7 +194,9 @@ class AgreementStats(Detector):
     """Confusion counts of rater ``a`` (e.g. a judge) against rater ``b`` (e.g. a human), with intervals.
 
     ``categories`` fixes the label set (AC1's ``q``; other labels raise ``ValueError``); by default it is
-    the labels seen so far. ``merge`` adds another tracker's counts, so per-window trackers combine.
+    the labels seen so far, the first ``max_categories`` of them: later new ones count as ``other``
+    (:func:`fold_pair`; :attr:`folded_labels` says how many). ``merge`` adds another tracker's counts, so
+    per-window trackers combine.
 
     Examples
     --------
@@ -147,17 +211,31 @@ class AgreementStats(Detector):
     (500, 0.938, 0.757, 0.917)
     >>> [round(x, 3) for x in stats.cohen_kappa_interval]
     [0.676, 0.838]
+    >>> intents = AgreementStats(max_categories=3)
+    >>> for label in ["refund", "refund", "order", "payout", "login", "login", "signup"]:
+    ...     intents = intents.update(label, label if label != "signup" else "sign_up")
+    >>> intents.confusion["other"], intents.folded_labels, round(intents.percent_agreement, 3)
+    ({'other': 2, 'other (differs)': 1}, 6, 0.857)
+    >>> sorted(intents.confusion)  # the first three labels, then "other"
+    ['order', 'other', 'payout', 'refund']
     """
 
-    def __init__(self, categories: list[str] | None = None, confidence_level: float = 0.95) -> None:
+    def __init__(
+        self,
+        categories: list[str] | None = None,
+        confidence_level: float = 0.95,
+        max_categories: int = MAX_CATEGORIES,
+    ) -> None:
         if categories is not None:
             if not all(isinstance(c, str) for c in categories) or len(set(categories)) != len(categories):
                 raise ValueError(f"categories must be distinct strings, got {categories!r}")
             if len(categories) < 2:
                 raise ValueError("categories needs at least two labels")
         check_confidence_level(confidence_level)
+        check_max_categories(max_categories)
         self.categories = categories
         self.confidence_level = confidence_level
+        self.max_categories = max_categories
         self._reset()
 
     def _reset(self) -> None:
@@ -165,12 +243,26 @@ class AgreementStats(Detector):
         self._confusion: Confusion = {}
         self._n = 0
         self._agree = 0
+        self._folded_labels = 0
+
+    def _cell(self, a: str, b: str) -> tuple[str, str, int]:
+        if self.categories is not None:  # labels checked against the fixed set: none folds
+            return a, b, 0
+        return fold_pair(self._confusion, a, b, self.max_categories)
+
+    def counted_as(self, a: str, b: str) -> tuple[str, str]:
+        """The cell of the table a pair ``a``, ``b`` would be counted in now (labels folded as ``update``
+        would fold them)."""
+        a_cell, b_cell, _ = self._cell(a, b)
+        return a_cell, b_cell
 
     def update(self, a: str, b: str) -> AgreementStats:
         if self.categories is not None and (a not in self.categories or b not in self.categories):
             raise ValueError(f"labels {a!r}, {b!r} not in categories {self.categories!r}")
-        row = self._confusion.setdefault(a, {})
-        row[b] = row.get(b, 0) + 1
+        a_cell, b_cell, folded = self._cell(a, b)
+        row = self._confusion.setdefault(a_cell, {})
+        row[b_cell] = row.get(b_cell, 0) + 1
+        self._folded_labels += folded
         self._n += 1
         if a == b:
             self._agree += 1
@@ -178,19 +270,24 @@ class AgreementStats(Detector):
 
     def holds(self, a: str, b: str) -> bool:
         """Whether the counts hold a pair ``a``, ``b`` (one :meth:`remove` can take out)."""
-        return self._confusion.get(a, {}).get(b, 0) >= 1
+        a_cell, b_cell, _ = self._cell(a, b)
+        return self._confusion.get(a_cell, {}).get(b_cell, 0) >= 1
 
     def remove(self, a: str, b: str) -> AgreementStats:
         """Take out one pair ``update`` added, as if it never had been (an emptied cell goes); raises
-        :class:`~detectors.NotHeldError`, changing nothing, if the counts hold no such pair."""
-        if not self.holds(a, b):
+        :class:`~detectors.NotHeldError`, changing nothing, if the counts hold no such pair. A label counted
+        as ``other`` is looked for there while the table is full (a table with room again after a removal
+        may count a later pair of such a label under its name, and take that one out instead)."""
+        a_cell, b_cell, folded = self._cell(a, b)
+        if self._confusion.get(a_cell, {}).get(b_cell, 0) < 1:
             raise NotHeldError(f"no pair {a!r}, {b!r} to remove")
-        row = self._confusion[a]
-        row[b] -= 1
-        if not row[b]:
-            del row[b]
+        row = self._confusion[a_cell]
+        row[b_cell] -= 1
+        if not row[b_cell]:
+            del row[b_cell]
             if not row:
-                del self._confusion[a]
+                del self._confusion[a_cell]
+        self._folded_labels = max(self._folded_labels - folded, 0)
         self._n -= 1
         if a == b:
             self._agree -= 1
@@ -200,9 +297,14 @@ class AgreementStats(Detector):
         """Add ``other``'s counts to this tracker (same parameters required); returns ``self``."""
         self._check_mergeable(other)
         for a, row in other._confusion.items():
-            mine = self._confusion.setdefault(a, {})
             for b, count in row.items():
-                mine[b] = mine.get(b, 0) + count
+                a_cell, b_cell, folded = self._cell(a, b)
+                if b == OTHER_DIFFERS:  # a disagreement whatever a folds to
+                    b_cell = OTHER_DIFFERS if a_cell == OTHER else OTHER
+                mine = self._confusion.setdefault(a_cell, {})
+                mine[b_cell] = mine.get(b_cell, 0) + count
+                self._folded_labels += folded * count
+        self._folded_labels += other._folded_labels
         self._n += other._n
         self._agree += other._agree
         return self
@@ -215,6 +317,12 @@ class AgreementStats(Detector):
     def confusion(self) -> Confusion:
         """A copy of ``{a_label: {b_label: count}}``."""
         return {a: dict(row) for a, row in self._confusion.items()}
+
+    @property
+    def folded_labels(self) -> int:
+        """Labels counted as ``other`` because the table already had ``max_categories`` (a pair counts
+        0, 1 or 2)."""
+        return self._folded_labels
 
     @property
     def _z(self) -> float:
@@ -244,7 +352,11 @@ class AgreementStats(Detector):
 
     @property
     def _q(self) -> int | None:
-        return None if self.categories is None else len(self.categories)
+        if self.categories is not None:
+            return len(self.categories)
+        if OTHER in self._confusion and OTHER_DIFFERS in self._confusion[OTHER]:
+            return len(table_labels(self._confusion)) - 1  # "other (differs)" is "other", differently
+        return None
 
     @property
     def gwet_ac1(self) -> float:
