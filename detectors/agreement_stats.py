@@ -101,6 +101,19 @@ def fold_pair(confusion: Confusion, a: str, b: str, max_categories: int) -> tupl
     return cell[0], cell[1], folded
 
 
+def add_counts(mine: Confusion, theirs: Confusion, max_categories: int | None) -> int:
+    """Add the cells of ``theirs`` to ``mine``, folding labels past ``max_categories`` as :func:`fold_pair`
+    does (``None``: none folds); returns how many labels folded."""
+    folded = 0
+    for a, row in theirs.items():
+        for b, count in row.items():
+            a_cell, b_cell, n = (a, b, 0) if max_categories is None else fold_pair(mine, a, b, max_categories)
+            target = mine.setdefault(a_cell, {})
+            target[b_cell] = target.get(b_cell, 0) + count
+            folded += n * count
+    return folded
+
+
 def z_value(confidence_level: float) -> float:
     """The two-sided standard-normal quantile for ``confidence_level`` (1.959963984540054 for 0.95)."""
     return NormalDist().inv_cdf(0.5 + confidence_level / 2.0)
@@ -296,15 +309,8 @@ class AgreementStats(Detector):
     def merge(self, other: AgreementStats) -> AgreementStats:
         """Add ``other``'s counts to this tracker (same parameters required); returns ``self``."""
         self._check_mergeable(other)
-        for a, row in other._confusion.items():
-            for b, count in row.items():
-                a_cell, b_cell, folded = self._cell(a, b)
-                if b == OTHER_DIFFERS:  # a disagreement whatever a folds to
-                    b_cell = OTHER_DIFFERS if a_cell == OTHER else OTHER
-                mine = self._confusion.setdefault(a_cell, {})
-                mine[b_cell] = mine.get(b_cell, 0) + count
-                self._folded_labels += folded * count
-        self._folded_labels += other._folded_labels
+        cap = None if self.categories is not None else self.max_categories
+        self._folded_labels += add_counts(self._confusion, other._confusion, cap) + other._folded_labels
         self._n += other._n
         self._agree += other._agree
         return self

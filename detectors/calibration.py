@@ -17,7 +17,15 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from detectors.agreement_stats import Confusion, check_confidence_level, wilson_interval
+from detectors.agreement_stats import (
+    MAX_CATEGORIES,
+    Confusion,
+    add_counts,
+    check_confidence_level,
+    check_max_categories,
+    fold_pair,
+    wilson_interval,
+)
 from detectors.base import Detector
 
 NAN = math.nan
@@ -231,7 +239,9 @@ class ClassAccuracy(_ConfidenceBins, Detector):
     """Accuracy of a predicted class (e.g. the intent) against the true class, and its calibration.
 
     Accuracy comes with a Wilson interval; ``recall_by_class`` is the accuracy within each true class; the
-    ECE is that of the confidence in the predicted class (module docstring).
+    ECE is that of the confidence in the predicted class (module docstring). The confusion table keeps the
+    first ``max_categories`` labels of either side; later new ones count as ``other`` (two different ones
+    as a miss: :func:`~detectors.agreement_stats.fold_pair`), and :attr:`folded_labels` says how many.
 
     Examples
     --------
@@ -248,11 +258,15 @@ class ClassAccuracy(_ConfidenceBins, Detector):
     (0.776, [0.749, 0.801], 0.067)
     """
 
-    def __init__(self, n_bins: int = 10, confidence_level: float = 0.95) -> None:
+    def __init__(
+        self, n_bins: int = 10, confidence_level: float = 0.95, max_categories: int = MAX_CATEGORIES
+    ) -> None:
         _check_bins(n_bins)
         check_confidence_level(confidence_level)
+        check_max_categories(max_categories)
         self.n_bins = n_bins
         self.confidence_level = confidence_level
+        self.max_categories = max_categories
         self._reset()
 
     def _reset(self) -> None:
@@ -261,13 +275,16 @@ class ClassAccuracy(_ConfidenceBins, Detector):
         self._n = 0
         self._correct = 0
         self._bins: list[list[float]] = [[0, 0.0, 0] for _ in range(self.n_bins)]
+        self._folded_labels = 0
 
     def update(self, predicted: str, truth: str, confidence: float | None = None) -> ClassAccuracy:
         if not isinstance(predicted, str) or not isinstance(truth, str):
             raise ValueError(f"predicted and truth must be strings, got {predicted!r}, {truth!r}")
         _check_confidence(confidence)
-        row = self._confusion.setdefault(truth, {})
-        row[predicted] = row.get(predicted, 0) + 1
+        truth_cell, predicted_cell, folded = fold_pair(self._confusion, truth, predicted, self.max_categories)
+        row = self._confusion.setdefault(truth_cell, {})
+        row[predicted_cell] = row.get(predicted_cell, 0) + 1
+        self._folded_labels += folded
         self._n += 1
         self._correct += predicted == truth
         if confidence is not None:
@@ -277,10 +294,8 @@ class ClassAccuracy(_ConfidenceBins, Detector):
     def merge(self, other: ClassAccuracy) -> ClassAccuracy:
         """Add ``other``'s counts to this tracker; returns ``self``."""
         self._check_mergeable(other)
-        for truth, row in other._confusion.items():
-            mine = self._confusion.setdefault(truth, {})
-            for predicted, count in row.items():
-                mine[predicted] = mine.get(predicted, 0) + count
+        self._folded_labels += add_counts(self._confusion, other._confusion, self.max_categories)
+        self._folded_labels += other._folded_labels
         self._n += other._n
         self._correct += other._correct
         _merge_bins(self._bins, other._bins)
@@ -294,6 +309,11 @@ class ClassAccuracy(_ConfidenceBins, Detector):
     def confusion(self) -> Confusion:
         """A copy of ``{true_label: {predicted_label: count}}``."""
         return {t: dict(row) for t, row in self._confusion.items()}
+
+    @property
+    def folded_labels(self) -> int:
+        """Labels counted as ``other`` because the table already had ``max_categories`` (0-2 a pair)."""
+        return self._folded_labels
 
     @property
     def accuracy(self) -> float:

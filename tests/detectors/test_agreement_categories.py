@@ -1,6 +1,7 @@
-"""The agreement detectors keep at most ``max_categories`` labels: a custom dimension takes any label of up
-to 64 characters (free-form intents), and each new (judge, human) pair of labels added a cell to every
-tracker of an aggregate, without bound. Later labels count as ``other``; the diagonal stays exact."""
+"""The agreement detectors and ClassAccuracy keep at most ``max_categories`` labels: a custom dimension
+takes any label of up to 64 characters (free-form intents), and each new (judge, human) pair of labels
+added a cell to every tracker of an aggregate, without bound. Later labels count as ``other``; the
+diagonal stays exact."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from sklearn.metrics import cohen_kappa_score
 
 from detectors import AgreementBreakdown, AgreementStats, AgreementTracker
 from detectors.agreement_stats import MAX_CATEGORIES, OTHER, OTHER_DIFFERS, fold_pair
+from detectors.calibration import ClassAccuracy
 from detectors.rater_panel import RaterPanel
 
 
@@ -194,3 +196,34 @@ def test_the_label_other_counts_in_the_other_category_and_two_such_labels_differ
     assert fold_pair({}, OTHER, OTHER, 2) == (OTHER, OTHER, 0)
     assert fold_pair({}, OTHER, "pass", 2) == (OTHER, "pass", 0)
     assert fold_pair({"a": {"b": 1}}, OTHER, "c", 2) == (OTHER, OTHER_DIFFERS, 1)
+
+
+def test_class_accuracy_keeps_its_table_small_and_its_accuracy_exact() -> None:
+    """Gold accuracy (an annotator's label against the golden one) and the live model's intents against
+    the humans' take labels of custom dimensions too."""
+    accuracy = ClassAccuracy()
+    for i in range(10_000):
+        truth = "refund" if i % 2 else _distinct(i, "human")
+        predicted = truth if i % 4 < 2 else _distinct(i, "model")
+        accuracy.update(predicted, truth, 0.9)
+    assert _size(accuracy) < 5_000  # unbounded: 0.9 MB
+    assert accuracy.n == 10_000 and accuracy.accuracy == 0.5
+    assert _diagonal(accuracy.confusion) == 5_000 and accuracy.folded_labels > 0
+    assert set(accuracy.recall_by_class) <= set(accuracy.confusion) and len(accuracy.confusion) <= 33
+
+
+def test_class_accuracy_within_the_cap_and_from_before_it_counts_as_it_did() -> None:
+    rng = random.Random(5)
+    capped, wide = ClassAccuracy(), ClassAccuracy(max_categories=10_000)
+    intents = [f"intent-{k}" for k in range(MAX_CATEGORIES)]
+    for _ in range(2_000):
+        truth = rng.choice(intents)
+        predicted = truth if rng.random() < 0.7 else rng.choice(intents)
+        capped.update(predicted, truth, rng.random())
+        wide.update(predicted, truth, rng.random())
+    assert capped.confusion == wide.confusion and capped.folded_labels == 0
+    old = capped.to_dict()  # as written before: no parameter, no folded count
+    del old["params"]["max_categories"], old["state"]["_folded_labels"]
+    restored = ClassAccuracy.from_dict(json.loads(json.dumps(old)))
+    assert restored.confusion == capped.confusion and restored.max_categories == MAX_CATEGORIES
+    assert restored.merge(ClassAccuracy().update("x", "y")).n == 2_001
