@@ -51,10 +51,14 @@ class AgreementTracker(Detector):
         self._folded_labels = 0
 
     def update(self, a: str, b: str) -> AgreementTracker:
-        a_cell, b_cell, folded = fold_pair(self._confusion, a, b, self.max_categories)
-        row = self._confusion.setdefault(a_cell, {})
-        row[b_cell] = row.get(b_cell, 0) + 1
-        self._folded_labels += folded
+        row = self._confusion.get(a)
+        if row is not None and b in row:  # the usual case, inline
+            row[b] += 1
+        else:
+            a_cell, b_cell, folded = fold_pair(self._confusion, a, b, self.max_categories)
+            row = self._confusion.setdefault(a_cell, {})
+            row[b_cell] = row.get(b_cell, 0) + 1
+            self._folded_labels += folded
         self._n += 1
         if a == b:
             self._agree += 1

@@ -272,10 +272,14 @@ class AgreementStats(Detector):
     def update(self, a: str, b: str) -> AgreementStats:
         if self.categories is not None and (a not in self.categories or b not in self.categories):
             raise ValueError(f"labels {a!r}, {b!r} not in categories {self.categories!r}")
-        a_cell, b_cell, folded = self._cell(a, b)
-        row = self._confusion.setdefault(a_cell, {})
-        row[b_cell] = row.get(b_cell, 0) + 1
-        self._folded_labels += folded
+        row = self._confusion.get(a)
+        if row is not None and b in row:  # the usual case, inline: this runs for every pair of every tracker
+            row[b] += 1
+        else:
+            a_cell, b_cell, folded = self._cell(a, b)
+            row = self._confusion.setdefault(a_cell, {})
+            row[b_cell] = row.get(b_cell, 0) + 1
+            self._folded_labels += folded
         self._n += 1
         if a == b:
             self._agree += 1
