@@ -124,9 +124,6 @@ class TurnJoiner:
                 "defects": [],
                 "esc": None,
             }
-            # evicted earlier in the batch? its final state must not be overwritten, nor its records join this
-            if self.keep_outputs and (before := self.kept_outputs.set_aside(state, turn_id, partition)):
-                entry["anew"] = before
         if isinstance(event, JudgeVerdict):
             changed = self._add_judge(entry, event)
         elif isinstance(event, ChatTurn):
@@ -143,6 +140,10 @@ class TurnJoiner:
             emits = self.kept_outputs.kept(turn_id, entry, source)
         else:
             emits = []
+        # evicted earlier in the batch? its final state must not be overwritten, nor its records join this
+        # (once the event went through: one failing midway leaves the final state under the turn's own key)
+        if new and self.keep_outputs and (before := self.kept_outputs.set_aside(state, turn_id, partition)):
+            entry["anew"] = before
         if self.keep_outputs:
             self.kept_outputs.read(source)
         # last: once the event went through (one failing midway leaves the index and the kept entry alike)

@@ -647,3 +647,53 @@ def test_what_the_evicted_entry_published_for_a_record_of_its_last_batch_is_publ
 
     assert published_defects(replay.published) == published_defects(clean.published)
     assert published_defects(clean.published)[0]["segment"]["journey"] != "unknown"
+
+
+@pytest.mark.parametrize("crash", ["outputs", "tombstones"])
+def test_a_record_that_fails_midway_on_a_turn_evicted_in_its_batch_leaves_one_final_state(
+    crash: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the final state was set aside before the record was applied: failing midway (an internal error, which
+    # the pipeline dead-letters and goes on), the record left the turn's own key with its state of an earlier
+    # batch, tombstone deferred; a crash recovered both, and the stale one, evicted again, paired again
+    added = TurnJoiner._add_human
+
+    def failing(self: TurnJoiner, entry: Any, label: Any) -> bool:
+        if label.annotator_id == "ann-2":
+            raise RuntimeError("a bug midway")
+        return bool(added(self, entry, label))
+
+    class Refusing(Worker):
+        def batch(self, records: list[Record], crash: str | None = None) -> None:
+            handle = self.joiner.handle
+            try:
+                self.joiner.handle = lambda event, p, source: _or_nothing(handle, event, p, source)  # type: ignore[method-assign]
+                super().batch(records, crash)
+            finally:
+                self.joiner.handle = handle  # type: ignore[method-assign]
+
+        def restarted(self) -> Worker:
+            return Refusing(self.store.recover(), self.marks, self.aggregation)
+
+    aggregation = Aggregation()
+    worker: Worker = Refusing(DeferredChangelog(), {}, aggregation)
+    worker.batch([VERDICT, LABEL])  # an orphan: its pair goes out when it is evicted
+    late = (
+        "labels:0",
+        31,
+        labelled("t-1", seconds=3 * HOUR, annotator_id="ann-2", verdicts=[verdict("bias", "fail")]),
+    )
+    monkeypatch.setattr(TurnJoiner, "_add_human", failing)
+    worker.batch([LATER, late], crash=crash)  # evicts t-1, then its late label fails midway
+    monkeypatch.setattr(TurnJoiner, "_add_human", added)
+    worker = worker.restarted()
+    worker.batch([LATER, late])
+    worker.batch([("turns:0", 12, turn("t-3", seconds=6 * HOUR))])  # evicts what is left
+    assert aggregation.pairs() == 1
+
+
+def _or_nothing(handle: Any, event: Any, partition: int, source: tuple[str, int]) -> list[Any]:
+    try:
+        return list(handle(event, partition, source))
+    except RuntimeError:  # Pipeline.ingest: an internal_error dead letter, and the worker goes on
+        return []
