@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+from typing import Any
+
 
 def test_a_dead_letter_keeps_a_long_key_cut_and_stays_publishable() -> None:
     # the key joined the dead letter whole: an 800 KB key made it too large to publish, and the worker
@@ -35,7 +38,6 @@ def test_a_dead_letter_keeps_a_long_key_cut_and_stays_publishable() -> None:
 def test_an_output_too_large_for_a_record_is_counted_and_not_sent_and_the_batch_goes_on() -> None:
     # sent, it would fail the producer's size check and the batch at every retry: a crash loop
     import asyncio
-    from typing import Any
 
     from prometheus_client import CollectorRegistry
 
@@ -46,23 +48,10 @@ def test_an_output_too_large_for_a_record_is_counted_and_not_sent_and_the_batch_
 
     registry = CollectorRegistry()
     transport = KafkaTransport(Settings(broker="127.0.0.1:1"), Metrics(registry))
-    sent: list[tuple[str, bytes]] = []
-
-    class Producer:  # records what the worker hands to its producer; the broker is not the point here
-        async def send(self, topic: str, key: bytes, value: bytes, *args: Any) -> asyncio.Future[None]:
-            sent.append((topic, key))
-            done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-            done.set_result(None)
-            return done
-
-    class Store:
-        async def send(self, producer: Any) -> list[Any]:
-            return []
-
-    transport.app.producer = Producer()
+    sent = _record_sends(transport)
     emits = [Emit("defects", "huge", {"turn": "x" * 1_000_000}), Emit("defects", "small", {"turn": "x"})]
-    asyncio.run(transport.publisher.publish(emits, lambda: None, Store(), {}))
-    assert sent == [("convowatch.defects", b"small")]
+    asyncio.run(transport.publisher.publish(emits, lambda: None, NoState(), {}))
+    assert [(topic, key) for topic, key, _ in sent] == [("convowatch.defects", b"small")]
     assert registry.get_sample_value("convowatch_internal_errors_total", {"stage": "publish"}) == 1.0
     assert registry.get_sample_value("convowatch_outputs_total", {"topic": "defects"}) == 1.0
 
@@ -72,7 +61,6 @@ def test_an_observation_too_large_for_a_record_is_counted_and_not_sent_and_the_b
     # 100 judges' 64 labels, 1.37 MB, before the join capped a turn's labels) failed the batch and the worker
     # at every restart
     import asyncio
-    from typing import Any
 
     import orjson
     from prometheus_client import CollectorRegistry
@@ -85,6 +73,28 @@ def test_an_observation_too_large_for_a_record_is_counted_and_not_sent_and_the_b
 
     registry = CollectorRegistry()
     transport = KafkaTransport(Settings(broker="127.0.0.1:1"), Metrics(registry))
+    sent = _record_sends(transport)
+    pad = MAX_WRITE_BYTES - len(orjson.dumps({"kind": "reviewable", "pad": ""}))
+    fits = {"kind": "reviewable", "pad": "x" * (pad - 2)}  # a pack of one: exactly MAX_WRITE_BYTES
+    emits = [
+        Emit("observations", "review", {"kind": "reviewable", "pad": "x" * pad}),  # its pack: 2 bytes over
+        Emit("observations", "review", fits),
+        Emit("observations", "review", {"kind": "turn"}),
+        Emit("defects", "small", {"turn": "x"}),
+    ]
+    asyncio.run(transport.publisher.publish(emits, lambda: None, NoState(), {}))
+    assert sent == [
+        ("convowatch.defects", b"small", 12),
+        ("convowatch.internal.observations", b"review", MAX_WRITE_BYTES),
+        ("convowatch.internal.observations", b"review", len(orjson.dumps([{"kind": "turn"}]))),
+    ]
+    assert registry.get_sample_value("convowatch_internal_errors_total", {"stage": "publish"}) == 1.0
+    assert registry.get_sample_value("convowatch_outputs_total", {"topic": "observations"}) == 2.0
+
+
+def _record_sends(transport: Any) -> list[tuple[str, bytes, int]]:
+    """(topic, key, value size) of each record the worker hands to its producer, acknowledged at once: the
+    broker is not the point here."""
     sent: list[tuple[str, bytes, int]] = []
 
     class Producer:
@@ -94,24 +104,12 @@ def test_an_observation_too_large_for_a_record_is_counted_and_not_sent_and_the_b
             done.set_result(None)
             return done
 
-    class Store:
-        async def send(self, producer: Any) -> list[Any]:
-            return []
-
     transport.app.producer = Producer()
-    pad = MAX_WRITE_BYTES - len(orjson.dumps({"kind": "reviewable", "pad": ""}))
-    fits = {"kind": "reviewable", "pad": "x" * (pad - 2)}  # a pack of one: exactly MAX_WRITE_BYTES
-    emits = [
-        Emit("observations", "review", {"kind": "reviewable", "pad": "x" * pad}),  # its pack: 2 bytes over
-        Emit("observations", "review", fits),
-        Emit("observations", "review", {"kind": "turn"}),
-        Emit("defects", "small", {"turn": "x"}),
-    ]
-    asyncio.run(transport.publisher.publish(emits, lambda: None, Store(), {}))
-    assert sent == [
-        ("convowatch.defects", b"small", 12),
-        ("convowatch.internal.observations", b"review", MAX_WRITE_BYTES),
-        ("convowatch.internal.observations", b"review", len(orjson.dumps([{"kind": "turn"}]))),
-    ]
-    assert registry.get_sample_value("convowatch_internal_errors_total", {"stage": "publish"}) == 1.0
-    assert registry.get_sample_value("convowatch_outputs_total", {"topic": "observations"}) == 2.0
+    return sent
+
+
+class NoState:
+    """A table store with nothing to write."""
+
+    async def send(self, producer: Any) -> list[Any]:
+        return []
