@@ -18,17 +18,21 @@ MAX_DIMENSIONS_PER_RATER = 64
 #: Most labels one turn keeps, all its judges' and annotators' dimensions together: within the two caps
 #: above a turn could keep 12,800 (a 2.4 MB entry, over a changelog record, which the Kafka table then kept
 #: in memory only, losing the turn's later records on a restart). Normal traffic stays within it: 100
-#: annotators on the 7 quality dimensions with a judge on 64, or 10 judges on 64 dimensions each. At the cap,
-#: with 100 judges (16 scores each) and 100 annotators, every name 64 characters, a turn id of 256 control
-#: characters (1,536 bytes of JSON), both texts kept, and labels failing quality ones (a defect each) or
-#: custom ones of 64 characters, the largest measured: an entry of 508 KB, 709 KB written with the outputs
-#: one record made it keep (``out``), no output or observation over 120 KB (tests/streams/test_join_caps.py).
+#: annotators on the 7 quality dimensions with a judge on 64, or 10 judges on 64 dimensions each. A record
+#: past it is refused whole, a judge's safety fail too (its defect and escalation with it): the quality
+#: dimensions counted apart would let a turn at every cap outgrow a record. The largest entry measured at
+#: the caps is in tests/streams/test_join_caps.py (one record a batch; several records of one turn in one
+#: batch keep all their outputs in it until they are published, and can outgrow a record).
 MAX_LABELS_PER_TURN = 800
 #: Most bytes of labels one turn keeps, the JSON of all its raters' ``labels`` together: room for 800 labels
 #: of 64 characters on dimensions of 64 (at most 107,400 bytes), the cap above. A label is at most 64
 #: characters, but its JSON up to 386 bytes (escaped control characters): 800 of those made a 1.09 MB write.
 #: Normal labels take a few dozen bytes.
 MAX_LABEL_BYTES_PER_TURN = 110_000
+#: Labels that always fit :data:`MAX_LABEL_BYTES_PER_TURN`: one takes at most 454 bytes of JSON (a dimension
+#: of 64 plain characters, a label of 64 escaped ones, quotes, colon and comma), and 2 more if it is its
+#: rater's only one (the braces).
+_ALWAYS_FIT = MAX_LABEL_BYTES_PER_TURN // 456
 
 
 def check_caps(entry: Entry, event: JudgeVerdict | HumanLabel) -> None:
@@ -68,8 +72,14 @@ def check_caps(entry: Entry, event: JudgeVerdict | HumanLabel) -> None:
                 f"turn {event.turn_id!r} already keeps {kept} labels; {len(new)} more from {rater!r} would "
                 f"pass the {MAX_LABELS_PER_TURN} kept",
             )
+        if kept + len(new) <= _ALWAYS_FIT:  # cannot pass the bytes below: no need to count them
+            return
         size = sum(len(orjson.dumps(labels)) for labels in held_by_all)
-        more = len(orjson.dumps({v.dimension: v.label for v in event.verdicts if v.dimension in new}))
+        labels: dict[str, str] = {}
+        for v in event.verdicts:  # as the join keeps them: the first label of a dimension stands
+            if v.dimension in new:
+                labels.setdefault(v.dimension, v.label)
+        more = len(orjson.dumps(labels))
         if size + more > MAX_LABEL_BYTES_PER_TURN:
             raise InvalidRecord(
                 "too_many_labels",

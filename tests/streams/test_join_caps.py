@@ -92,6 +92,28 @@ def test_labels_whose_json_is_long_count_by_their_bytes() -> None:
     assert 800 * len(orjson.dumps({"d" * 64: "L" * 64})) < MAX_LABEL_BYTES_PER_TURN
 
 
+def test_a_dimension_given_twice_in_a_record_counts_by_the_label_the_join_keeps() -> None:
+    # the join keeps a dimension's first label; the byte count took its last, so a long first label behind a
+    # short repeat passed the limit
+    pipeline, _ = _pipeline()
+    escaped = "\x01" * 64
+    dims = [f"style_{i}" for i in range(MAX_DIMENSIONS_PER_RATER)]
+    per_judge = len(orjson.dumps({d: escaped for d in dims}))
+    fit = MAX_LABEL_BYTES_PER_TURN // per_judge
+    for j in range(fit):
+        record = raw(
+            judge_verdict(turn_id="t", judge_id=f"j{j}", verdicts=[verdict(d, escaped) for d in dims])
+        )
+        assert _dead(pipeline.process(Stream.JUDGE_VERDICTS, record, source_topic="in", offset=j)) == []
+    room = MAX_LABEL_BYTES_PER_TURN - fit * per_judge
+    long_ones = [f"extra_{k}" for k in range(room // len(orjson.dumps({"extra_0": escaped})) + 1)]
+    twice = [verdict(d, escaped) for d in long_ones] + [verdict(d, "ok") for d in long_ones]
+    record = raw(judge_verdict(turn_id="t", judge_id="j-last", verdicts=twice))
+    assert _dead(pipeline.process(Stream.JUDGE_VERDICTS, record, source_topic="in", offset=fit)) == [
+        "too_many_labels"
+    ]
+
+
 def test_normal_traffic_stays_within_the_label_cap() -> None:
     # 100 annotators on the 7 quality dimensions with a judge on 64; 10 judges on 64 dimensions with 2
     # annotators on every quality dimension
