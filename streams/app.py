@@ -210,24 +210,37 @@ class KafkaTransport:
         settings = self.settings
         async for events in stream.take_events(settings.batch_max, within=settings.batch_within_seconds):
             with self._batch(events, "join"):
-                emits: list[Emit] = []
-                sources: dict[str, tuple[str, int]] = {}  # escalation id -> input partition
-                with self.metrics.processing_seconds.time():
-                    for event in events:
-                        out = self._ingest(event)
-                        emits.extend(out)
-                        note_sources(sources, out, event.message)
-                assert self.pending is not None  # the join's table
-                joiner = self.pipeline.joiner
-                # the last positions given to evictions' outputs: awaited with the state, before the outputs
-                await self._write_marks(joiner.eviction_marks())
-                await self.publisher.publish(emits, joiner.flush, self.pending, sources, state_first=True)
-                joiner.published()
-                if (now := time.monotonic()) - self._marks_written_at >= PUBLISHED_MARKS_SECONDS:
-                    self._marks_written_at = now
-                    # sent now, awaited with the next batch's state: a crash while that batch is processed
-                    # finds the marks written, and re-publishes none of this batch's outputs
-                    await self._write_marks(joiner.published_marks())
+                await self._join_batch(events)
+
+    async def _join_batch(self, events: Sequence[Any]) -> None:
+        """Join ``events`` and publish what they make, state first. An entry keeping too much of the batch's
+        outputs (:attr:`~streams.join.TurnJoiner.must_publish`) has them published before the rest is
+        joined, as if the batch ended there (its offsets are still committed at the end only)."""
+        joiner = self.pipeline.joiner
+        emits: list[Emit] = []
+        sources: dict[str, tuple[str, int]] = {}  # escalation id -> input partition
+        with self.metrics.processing_seconds.time():
+            for event in events:
+                out = self._ingest(event)
+                emits.extend(out)
+                note_sources(sources, out, event.message)
+                if joiner.must_publish:
+                    await self._publish_joined(emits, sources)
+                    emits, sources = [], {}
+        await self._publish_joined(emits, sources)
+
+    async def _publish_joined(self, emits: list[Emit], sources: dict[str, tuple[str, int]]) -> None:
+        assert self.pending is not None  # the join's table
+        joiner = self.pipeline.joiner
+        # the last positions given to evictions' outputs: awaited with the state, before the outputs
+        await self._write_marks(joiner.eviction_marks())
+        await self.publisher.publish(emits, joiner.flush, self.pending, sources, state_first=True)
+        joiner.published()
+        if (now := time.monotonic()) - self._marks_written_at >= PUBLISHED_MARKS_SECONDS:
+            self._marks_written_at = now
+            # sent now, awaited with the next batch's state: a crash while that batch is processed finds
+            # the marks written, and re-publishes none of this batch's outputs
+            await self._write_marks(joiner.published_marks())
 
     async def _write_marks(self, marks: dict[str, int]) -> None:
         """Send the join's ``marks`` (source: offset or position) to the ``published`` table, each to the

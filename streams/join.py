@@ -227,6 +227,12 @@ class TurnJoiner:
 
     # -- outputs kept until published (keep_outputs: streams.kept_outputs) ----------------------------
 
+    @property
+    def must_publish(self) -> bool:
+        """Whether an entry keeps so much of the current batch's outputs that the transport must publish them
+        before it joins more of the batch (:data:`~streams.kept_outputs.KEPT_BYTES_TO_PUBLISH`)."""
+        return self.kept_outputs.heavy
+
     def published(self) -> None:
         """The current batch's outputs are acknowledged: entries it touched drop the outputs they keep
         (:meth:`KeptOutputs.published <streams.kept_outputs.KeptOutputs.published>`)."""

@@ -50,6 +50,11 @@ from streams.state import WriteBehind
 #: The source of an eviction's outputs, before ``:<partition>``: no input topic has this name (Kafka's topic
 #: names take letters, digits, ".", "_" and "-").
 EVICTIONS = "(evictions)"
+#: Most bytes of a batch's outputs one entry keeps before the transport publishes them (and the entry drops
+#: them) mid-batch: many records of one turn in a batch (a honeypot's labels, a backlog) kept each one's
+#: outputs in its entry until the batch's end, past what a changelog record holds (1.1 MB for 40 annotators
+#: failing 8 dimensions), and the table kept that entry in memory only.
+KEPT_BYTES_TO_PUBLISH = 200_000
 #: The start of the key an evicted entry's final state is set aside under (:func:`set_aside_key`): a turn id
 #: cannot begin with whitespace (``schemas.common.Identifier``).
 SET_ASIDE = "\t(evicted)"
@@ -78,6 +83,11 @@ class KeptOutputs:
         self._eviction_marks_due: dict[str, int] = {}
         #: turns whose entries keep outputs published, or published again, in the current batch
         self._carrying: set[str] = set()
+        #: per turn with several records in the current batch: about how many bytes its kept outputs take
+        self._kept_bytes: dict[str, int] = {}
+        #: an entry keeps more than :data:`KEPT_BYTES_TO_PUBLISH` of this batch's outputs: the transport
+        #: publishes what the batch made so far before going on (:attr:`TurnJoiner.must_publish`)
+        self.heavy = False
         #: recovered final states set aside (:func:`set_aside_key`), by key with their partition: deleted from
         #: the state, their tombstones held back until a batch has published what they kept of their eviction
         #: (:meth:`flush`); and by turn, what they kept of records, for those records read again
@@ -114,8 +124,15 @@ class KeptOutputs:
                 if emit.topic == "defects" and value.get("turn") is not None:
                     value = value | {"turn": True}
             outputs.append([emit.topic, emit.key, value])
-        entry.setdefault("out", []).append([source[0], source[1], outputs])
+        out = entry.setdefault("out", [])
+        out.append([source[0], source[1], outputs])
         self._carrying.add(turn_id)
+        if len(out) > 1:  # several records of the turn kept: each one's outputs stay until they are published
+            size = self._kept_bytes.get(turn_id)
+            size = (len(orjson.dumps(out[:-1])) if size is None else size) + len(orjson.dumps(outputs))
+            self._kept_bytes[turn_id] = size
+            if size > KEPT_BYTES_TO_PUBLISH:
+                self.heavy = True
 
     def kept(self, turn_id: str, entry: Entry, source: tuple[str, int | None]) -> list[Emit]:
         """What the record at ``source`` made this entry publish before: a replay publishes it again.
@@ -224,6 +241,8 @@ class KeptOutputs:
                 del entry["out"]
             state.replace(turn_id, entry)
         self._carrying.clear()
+        self._kept_bytes.clear()
+        self.heavy = False
         published = self._published_through
         for source, offset in read_through.items():
             if offset > published.get(source, -1):
