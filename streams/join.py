@@ -96,9 +96,13 @@ class TurnJoiner:
             except Exception:  # a refused record (a dead letter): they go out with the next one
                 self._evicted_again = again
                 raise
-        if self.keep_outputs and self.kept_outputs.published_before(source):
-            return []  # read again after a restart: its state and outputs reached the broker
         ts = event.ts.timestamp()
+        if self.keep_outputs and self.kept_outputs.published_before(source):
+            # read again after a restart: its state and outputs reached the broker. Its time still moves the
+            # watermark, as it did the first time: an entry evicted since must be evicted again as then
+            if ts > self.watermark:
+                self.watermark = ts
+            return []
         turn_id = event.turn_id
         state = self.state
         entry = state.get(turn_id)
