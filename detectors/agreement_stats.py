@@ -162,7 +162,7 @@ def cohen_kappa_with_se(confusion: Confusion) -> tuple[float, float]:
     n, rows, cols = _marginals(confusion)
     if n == 0:
         return (NAN, NAN)
-    labels = set(rows) | set(cols)
+    labels = sorted(set(rows) | set(cols))  # one order: a set's follows PYTHONHASHSEED, and so did the sums
     p_row = {k: rows.get(k, 0) / n for k in labels}
     p_col = {k: cols.get(k, 0) / n for k in labels}
     p_o = sum(confusion.get(k, {}).get(k, 0) for k in labels) / n
@@ -186,7 +186,7 @@ def cohen_kappa_with_se(confusion: Confusion) -> tuple[float, float]:
 def gwet_ac1_with_se(confusion: Confusion, q: int | None = None) -> tuple[float, float]:
     """Gwet's AC1 and its Gwet (2008) standard error; ``q`` defaults to the number of labels seen."""
     n, rows, cols = _marginals(confusion)
-    labels = set(rows) | set(cols)
+    labels = sorted(set(rows) | set(cols))  # in one order, as in cohen_kappa_with_se
     q = len(labels) if q is None else q
     if n == 0 or q < 2:
         return (NAN, NAN)

@@ -292,3 +292,41 @@ def test_perfect_agreement_over_a_few_pairs_has_no_interval_rather_than_a_zero_w
     assert all(math.isnan(v) for v in (*stats.cohen_kappa_interval, *stats.gwet_ac1_interval))
     low, high = stats.percent_agreement_interval  # Wilson: still informative at n = 10
     assert 0.6 < low < 1.0 and high == 1.0
+
+
+def test_kappa_and_ac1_are_the_same_whatever_the_hash_seed():
+    # summed over a set of labels, their last digits followed PYTHONHASHSEED with three labels or more:
+    # two runs of the same input published different figures
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = (
+        "import random\n"
+        "from detectors.agreement_stats import cohen_kappa_with_se, gwet_ac1_with_se\n"
+        "out = []\n"
+        "for seed in range(60):\n"
+        "    rng = random.Random(seed)\n"
+        "    labels = [f'l{k}' for k in range(rng.randrange(3, 12))]\n"
+        "    confusion = {}\n"
+        "    for _ in range(rng.randrange(20, 3000)):\n"
+        "        a = rng.choice(labels)\n"
+        "        b = a if rng.random() < 0.6 else rng.choice(labels)\n"
+        "        confusion.setdefault(a, {})[b] = confusion.get(a, {}).get(b, 0) + 1\n"
+        "    out.append((cohen_kappa_with_se(confusion), gwet_ac1_with_se(confusion)))\n"
+        "print(repr(out))\n"
+    )
+    root = Path(__file__).resolve().parents[2]
+    runs = {
+        subprocess.run(
+            [sys.executable, "-c", script],
+            cwd=root,
+            env={**os.environ, "PYTHONHASHSEED": str(seed), "PYTHONPATH": str(root)},
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        for seed in range(4)
+    }
+    assert len(runs) == 1
