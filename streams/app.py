@@ -247,24 +247,26 @@ class KafkaTransport:
         joiner.published()
         if part_way:
             self._marks_written_at = time.monotonic()
-            await self._write_marks(joiner.published_marks())
-            marks, self.publisher.awaited_with_state = self.publisher.awaited_with_state, []
-            await asyncio.gather(*marks)
+            await self._write_marks(joiner.published_marks(), now=True)
         elif (now := time.monotonic()) - self._marks_written_at >= PUBLISHED_MARKS_SECONDS:
             self._marks_written_at = now
             # sent now, awaited with the next batch's state: a crash while that batch is processed finds
             # the marks written, and re-publishes none of this batch's outputs
             await self._write_marks(joiner.published_marks())
 
-    async def _write_marks(self, marks: dict[str, int]) -> None:
+    async def _write_marks(self, marks: dict[str, int], *, now: bool = False) -> None:
         """Send the join's ``marks`` (source: offset or position) to the ``published`` table, each to the
-        changelog partition of its source's partition; awaited with the next state written."""
+        changelog partition of its source's partition; awaited with the next state written, or ``now``."""
         assert self.published is not None  # the join's table
         if not marks:  # most batches evict nothing that publishes
             return
         for source, offset in marks.items():
             self.published.put(source, offset, int(source.rsplit(":", 1)[1]))
-        self.publisher.awaited_with_state.extend(await self.published.send(self.app.producer))
+        sent = await self.published.send(self.app.producer)
+        if now:
+            await asyncio.gather(*sent)
+        else:
+            self.publisher.awaited_with_state.extend(sent)
 
     @contextmanager
     def _batch(self, events: Sequence[Any], stage: str) -> Iterator[None]:
