@@ -303,7 +303,7 @@ class Settings(BaseSettings):
         1_000_000,
         ge=10,
         description="CONVOWATCH_CONVERSATIONS_MAX: cap on conversations held for business outcomes per "
-        "worker; beyond it the oldest are decided early (convowatch_conversation_evictions_total).",
+        "worker; beyond it the oldest are dropped undecided (convowatch_conversation_evictions_total).",
     )
     perceptual_reference_size: int = Field(
         500,

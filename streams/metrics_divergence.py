@@ -179,8 +179,8 @@ class DivergenceMetrics:
         )
         self.turns_labelled = Counter(
             "convowatch_turns_labelled_total",
-            "Turns judged by the judge that received a human label (once per annotator and turn): divided by "
-            "convowatch_turns_judged_total, the labelling coverage.",
+            "Turns judged by the judge that also have a human label not on a gold item (once per judge and "
+            "turn, whichever came first): divided by convowatch_turns_judged_total, the labelling coverage.",
             ["judge_id", "journey"],
             registry=r,
         )

@@ -69,7 +69,8 @@ class OutcomeMetrics:
         )
         self.conversation_evictions = Counter(
             "convowatch_conversation_evictions_total",
-            "Conversations decided early and dropped because CONVOWATCH_CONVERSATIONS_MAX was reached.",
+            "Conversations dropped undecided (in no outcome ratio) because CONVOWATCH_CONVERSATIONS_MAX was "
+            "reached.",
             registry=r,
         )
         self.conversation_events_dropped = Counter(
