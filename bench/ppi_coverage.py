@@ -54,6 +54,14 @@ SCENARIOS = [
         review_rate_if_judge_fail=0.08,
         review_rate_if_judge_pass=0.02,
     ),
+    # the review sampler's design: a judge fail on a high-risk dimension is labelled for sure
+    Scenario(
+        "every judge fail reviewed",
+        sensitivity=0.80,
+        false_positive_rate=0.03,
+        review_rate_if_judge_fail=1.0,
+        review_rate_if_judge_pass=0.005,
+    ),
 ]
 
 
@@ -192,7 +200,8 @@ def main(argv: list[str] | None = None) -> int:
     else:
         print(
             f"PPI++ defect rate, nominal 95%: true rate {args.rate}, N={args.judged} judged, "
-            f"n={args.labelled} labelled (IPW row: Poisson review 8% of judge fails, 2% of passes), "
+            f"n={args.labelled} labelled (IPW rows: Poisson review of 8% or all of judge fails, "
+            "2% or 0.5% of passes), "
             f"{args.runs} runs per scenario, seed {args.seed}, {elapsed:.1f} s"
         )
         print(table(results, args.rate))
