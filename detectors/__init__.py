@@ -12,9 +12,10 @@ from detectors.defect_rate_spike import DefectRateSpike, arl0_for_budget
 from detectors.exceptions import DetectorError, NotHeldError, StateError
 from detectors.keyed import KeyedDetectors
 from detectors.msprt import MixtureSPRT, VersionComparison
-from detectors.multi_rater import InterAnnotatorAgreement, RaterVsConsensus, consensus
+from detectors.multi_rater import InterAnnotatorAgreement, consensus
 from detectors.ppi import PredictionPoweredRate
 from detectors.rater_panel import RaterPanel
+from detectors.rater_vs_consensus import RaterVsConsensus
 from detectors.review_sampler import ReviewSampler
 from detectors.score_drift import ScoreDrift
 from detectors.sla_status import SlaStatus

@@ -1,4 +1,4 @@
-"""Several human raters on the same item: consensus, Krippendorff's alpha, Fleiss' kappa, rater vs. the rest.
+"""Several human raters on the same item: consensus, Krippendorff's alpha and Fleiss' kappa.
 
 Krippendorff's alpha (nominal; Krippendorff 2011, "Computing Krippendorff's alpha-reliability") accepts a
 different number of raters per item: with ``n_uc`` the count of label ``c`` in item ``u`` of ``m_u`` labels,
@@ -19,12 +19,6 @@ import math
 from collections import Counter
 from typing import Any
 
-from detectors.agreement_stats import (
-    Confusion,
-    check_confidence_level,
-    cohen_kappa_with_se,
-    wilson_interval,
-)
 from detectors.base import Detector
 from detectors.exceptions import NotHeldError
 
@@ -60,60 +54,11 @@ def leave_one_out(ratings: dict[str, str]) -> list[tuple[str, str, str | None, b
     ]
 
 
-def add_comparison(tally: dict[str, Any], label: str, agreed: str | None, tie: bool) -> None:
-    """Count one rater's ``label`` against the others' consensus ``agreed`` in ``tally`` (``{"confusion":
-    {label: {consensus: count}}, "ties": int}``): a tied consensus counts as a tie, not a comparison."""
-    if agreed is None:
-        tally["ties"] += int(tie)
-        return
-    row = tally["confusion"].setdefault(label, {})
-    row[agreed] = row.get(agreed, 0) + 1
-
-
-def remove_comparisons(
-    tallies: dict[str, dict[str, Any]], comparisons: list[tuple[str, str, str | None, bool]]
-) -> None:
-    """Take ``comparisons`` (``(who, label, consensus, tie)``, each counted by :func:`add_comparison` in
-    ``tallies[who]``) out of ``tallies``, emptied cells and rows too; raises :class:`~detectors.NotHeldError`,
-    changing nothing, if the tallies do not hold them all."""
-    needed: Counter[tuple[str, str, str | None]] = Counter()  # (who, label, consensus); None: a tie
-    for who, label, agreed, tie in comparisons:
-        if agreed is not None or tie:
-            needed[(who, label if agreed is not None else "", agreed)] += 1
-    for (who, label, agreed), n in needed.items():
-        tally = tallies.get(who)
-        if tally is None:
-            held = 0
-        else:
-            held = tally["ties"] if agreed is None else tally["confusion"].get(label, {}).get(agreed, 0)
-        if held < n:
-            raise NotHeldError(f"{who!r} holds no {n} such comparisons to remove")
-    for (who, label, agreed), n in needed.items():
-        tally = tallies[who]
-        if agreed is None:
-            tally["ties"] -= n
-            continue
-        row = tally["confusion"][label]
-        row[agreed] -= n
-        if not row[agreed]:
-            del row[agreed]
-            if not row:
-                del tally["confusion"][label]
-
-
-def _check_labels(labels: Any, minimum: int) -> None:
+def check_labels(labels: Any, minimum: int) -> None:
     if not isinstance(labels, list | tuple) or not all(isinstance(x, str) for x in labels):
         raise ValueError(f"labels must be a list of strings, got {labels!r}")
     if len(labels) < minimum:
         raise ValueError(f"an item needs labels from at least {minimum} raters, got {len(labels)}")
-
-
-def _check_ratings(ratings: Any) -> None:
-    if not isinstance(ratings, dict) or not all(
-        isinstance(r, str) and isinstance(x, str) for r, x in ratings.items()
-    ):
-        raise ValueError(f"ratings must be a dict of rater id -> label, got {ratings!r}")
-    _check_labels(list(ratings.values()), 2)
 
 
 class InterAnnotatorAgreement(Detector):
@@ -151,7 +96,7 @@ class InterAnnotatorAgreement(Detector):
         self._by_m: dict[str, dict[str, Any]] = {}
 
     def update(self, labels: list[str]) -> InterAnnotatorAgreement:
-        _check_labels(labels, 2)
+        check_labels(labels, 2)
         group = self._by_m.setdefault(str(len(labels)), {"items": 0, "pairs": 0, "totals": {}})
         group["items"] += 1
         totals = group["totals"]
@@ -163,7 +108,7 @@ class InterAnnotatorAgreement(Detector):
     def remove(self, labels: list[str]) -> InterAnnotatorAgreement:
         """Take out one item ``update`` added with these labels; raises :class:`~detectors.NotHeldError`,
         changing nothing, if the counts of items with as many labels do not hold them."""
-        _check_labels(labels, 2)
+        check_labels(labels, 2)
         key = str(len(labels))
         group = self._by_m.get(key)
         counts = Counter(labels)
@@ -270,117 +215,3 @@ class InterAnnotatorAgreement(Detector):
             "fleiss_raters_used": self.fleiss_raters_used,
             "fleiss_items": self.fleiss_items,
         }
-
-
-#: Where raters beyond ``max_raters`` are pooled
-OTHER_RATERS = "other"
-
-
-class RaterVsConsensus(Detector):
-    """Each rater's agreement with the consensus of the *other* raters on the same item (leave-one-out).
-
-    ``update(ratings)`` takes ``{rater_id: label}`` for one item with at least two raters. For every rater,
-    the consensus of the others is their plurality label; when it is tied the rater is not scored on that
-    item and ``ties`` counts it. ``per_rater`` gives, per rater, the items scored, agreement with its Wilson
-    interval, Cohen's kappa against the consensus, and ties. Raters after the first ``max_raters`` are
-    pooled as ``"other"``: a labelling tool minting an id per label must not grow the state without bound.
-
-    Examples
-    --------
-    >>> import random
-    >>> rng = random.Random(5)
-    >>> raters = {"ann": 0.95, "bob": 0.9, "cy": 0.6}
-    >>> rvc = RaterVsConsensus()
-    >>> def label(truth, accuracy):
-    ...     return truth if rng.random() < accuracy else rng.choice(["pass", "fail"])
-    >>> for _ in range(400):
-    ...     truth = "fail" if rng.random() < 0.3 else "pass"
-    ...     item = {rater: label(truth, accuracy) for rater, accuracy in raters.items()}
-    ...     rvc = rvc.update(item)
-    >>> {r: round(s["agreement"], 3) for r, s in rvc.per_rater.items()}
-    {'ann': 0.967, 'bob': 0.936, 'cy': 0.795}
-    """
-
-    def __init__(self, confidence_level: float = 0.95, max_raters: int = 1_000) -> None:
-        check_confidence_level(confidence_level)
-        if max_raters < 1:
-            raise ValueError(f"max_raters must be at least 1, got {max_raters}")
-        self.confidence_level = confidence_level
-        self.max_raters = max_raters
-        self._reset()
-
-    def _reset(self) -> None:
-        # raters[rater_id] = {"confusion": {rater_label: {consensus_label: count}}, "ties": int}; raters
-        # after the first max_raters are pooled under OTHER_RATERS, so the state stays bounded
-        self._raters: dict[str, dict[str, Any]] = {}
-        self._items = 0
-
-    def update(self, ratings: dict[str, str]) -> RaterVsConsensus:
-        _check_ratings(ratings)
-        self._items += 1
-        for rater, label, agreed, tie in leave_one_out(ratings):
-            if rater not in self._raters and len(self._raters) >= self.max_raters:
-                rater = OTHER_RATERS
-            add_comparison(self._raters.setdefault(rater, {"confusion": {}, "ties": 0}), label, agreed, tie)
-        return self
-
-    def remove(self, ratings: dict[str, str]) -> RaterVsConsensus:
-        """Take out one item ``update`` added with these ratings (a rater keeps its row, emptied or not, so
-        the cap pools the same raters); raises :class:`~detectors.NotHeldError`, changing nothing, if the
-        counts do not hold its comparisons."""
-        _check_ratings(ratings)
-        if self._items < 1:
-            raise NotHeldError("no item to remove")
-        comparisons = [
-            (rater if rater in self._raters else OTHER_RATERS, label, agreed, tie)
-            for rater, label, agreed, tie in leave_one_out(ratings)
-        ]
-        remove_comparisons(self._raters, comparisons)
-        self._items -= 1
-        return self
-
-    def merge(self, other: RaterVsConsensus) -> RaterVsConsensus:
-        """Add ``other``'s counts to this tracker; returns ``self``."""
-        self._check_mergeable(other)
-        self._items += other._items
-        for rater, theirs in other._raters.items():
-            if rater not in self._raters and len(self._raters) >= self.max_raters:
-                rater = OTHER_RATERS
-            entry = self._raters.setdefault(rater, {"confusion": {}, "ties": 0})
-            entry["ties"] += theirs["ties"]
-            for label, row in theirs["confusion"].items():
-                mine = entry["confusion"].setdefault(label, {})
-                for agreed, count in row.items():
-                    mine[agreed] = mine.get(agreed, 0) + count
-        return self
-
-    @property
-    def n_items(self) -> int:
-        return self._items
-
-    @property
-    def raters(self) -> list[str]:
-        return sorted(self._raters)
-
-    def confusion(self, rater: str) -> Confusion:
-        """A copy of ``{rater_label: {consensus_label: count}}`` for ``rater``."""
-        entry = self._raters.get(rater, {"confusion": {}})
-        return {a: dict(row) for a, row in entry["confusion"].items()}
-
-    @property
-    def per_rater(self) -> dict[str, dict[str, Any]]:
-        """``{rater: {"n", "agreement", "agreement_interval", "kappa", "ties"}}``, raters sorted."""
-        result: dict[str, dict[str, Any]] = {}
-        for rater in self.raters:
-            entry = self._raters[rater]
-            confusion: Confusion = entry["confusion"]
-            n = sum(sum(row.values()) for row in confusion.values())
-            agree = sum(row.get(label, 0) for label, row in confusion.items())
-            result[rater] = {
-                "n": n,
-                "agreement": agree / n if n else NAN,
-                "agreement_interval": list(wilson_interval(agree, n, self.confidence_level)),
-                "kappa": cohen_kappa_with_se(confusion)[0],
-                "ties": entry["ties"],
-            }
-        return result

@@ -34,15 +34,8 @@ from detectors.agreement_stats import (
 )
 from detectors.base import Detector
 from detectors.exceptions import NotHeldError
-from detectors.multi_rater import (
-    OTHER_RATERS,
-    InterAnnotatorAgreement,
-    RaterVsConsensus,
-    add_comparison,
-    consensus,
-    leave_one_out,
-    remove_comparisons,
-)
+from detectors.multi_rater import InterAnnotatorAgreement, consensus, leave_one_out
+from detectors.rater_vs_consensus import OTHER_RATERS, RaterVsConsensus, add_comparison, remove_comparisons
 
 
 class RaterPanel(Detector):

@@ -15,7 +15,8 @@ from sklearn.metrics import cohen_kappa_score
 from statsmodels.stats.inter_rater import fleiss_kappa
 from statsmodels.stats.proportion import proportion_confint
 
-from detectors.multi_rater import InterAnnotatorAgreement, RaterVsConsensus, consensus
+from detectors.multi_rater import InterAnnotatorAgreement, consensus
+from detectors.rater_vs_consensus import RaterVsConsensus
 
 TOL = 1e-9
 

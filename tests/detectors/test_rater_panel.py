@@ -12,8 +12,9 @@ from statsmodels.stats.inter_rater import fleiss_kappa
 
 from detectors.agreement_stats import AgreementStats
 from detectors.exceptions import NotHeldError
-from detectors.multi_rater import OTHER_RATERS, InterAnnotatorAgreement, RaterVsConsensus
+from detectors.multi_rater import InterAnnotatorAgreement
 from detectors.rater_panel import RaterPanel
+from detectors.rater_vs_consensus import OTHER_RATERS, RaterVsConsensus
 
 
 def _double_labelled(rng: random.Random, items: int, accuracy: float) -> RaterPanel:
