@@ -11,16 +11,28 @@ count (ties go to the larger count, which carries more information per item); ``
 ``fleiss_items`` say which. Both statistics are kept as integer counts per label count ``m``, so they are
 exact, JSON-native and mergeable; and an item can be taken out again (``remove``: a version of it that a
 later rater's label superseded), leaving the counts as if it had never been added.
+
+The totals count the first ``max_categories`` distinct labels apart and later new ones as ``other``
+(:mod:`detectors.kept_labels`), so a free-form dimension cannot grow them without bound. The agreeing pairs
+are counted on the labels themselves, so ``O`` and the pairwise agreement stay exact: two different folded
+labels do not agree. Only the chance term pools the folded labels, as if they were one label (``n_other^2``
+in place of the sum of their squared counts), which can only raise it: alpha and Fleiss' kappa are then at
+most what they are with every label apart (lower bounds: the pooling never makes raters look more
+reliable), and with no more than ``max_categories`` labels nothing changes. When folded labels are most of
+the labels (``folded_labels``), the chance term is nearly all ``other`` and alpha and kappa fall far below
+zero (``nan`` once every label is folded): the labels are not a scale.
 """
 
 from __future__ import annotations
 
 import math
 from collections import Counter
-from typing import Any
+from typing import Any, Self
 
+from detectors.agreement_stats import MAX_CATEGORIES, check_max_categories
 from detectors.base import Detector
 from detectors.exceptions import NotHeldError
+from detectors.kept_labels import counted_as, folded_counts, is_folded, keep, most_used
 
 NAN = math.nan
 
@@ -65,6 +77,8 @@ class InterAnnotatorAgreement(Detector):
     """Krippendorff's alpha (nominal) and Fleiss' kappa over items rated by two or more raters.
 
     ``update(labels)`` adds one item: the labels its raters gave (order and rater identity do not matter).
+    Labels after the first ``max_categories`` distinct ones count as ``other`` in the chance term only (see
+    the module; :attr:`folded_labels` says how many of the items' labels do).
 
     Examples
     --------
@@ -80,30 +94,58 @@ class InterAnnotatorAgreement(Detector):
     (300, 0.627)
     >>> iaa.fleiss_raters_used, iaa.fleiss_items, round(iaa.fleiss_kappa, 3)
     (3, 193, 0.645)
+    >>> free = InterAnnotatorAgreement(max_categories=2)
+    >>> for labels in (["pass", "pass"], ["fail", "pass"], ["typo", "typo"], ["n/a", "-"], ["x", "pass"]):
+    ...     free = free.update(labels)
+    >>> free.counted_as("typo"), free.folded_labels, free.pairwise_agreement  # "n/a" and "-" do not agree
+    ('other', 5, 0.4)
     """
 
-    def __init__(self, fleiss_raters: int | None = None) -> None:
+    def __init__(self, fleiss_raters: int | None = None, max_categories: int = MAX_CATEGORIES) -> None:
         if fleiss_raters is not None and (
             isinstance(fleiss_raters, bool) or not isinstance(fleiss_raters, int) or fleiss_raters < 2
         ):
             raise ValueError(f"fleiss_raters must be None or an integer >= 2, got {fleiss_raters!r}")
+        check_max_categories(max_categories)
         self.fleiss_raters = fleiss_raters
+        self.max_categories = max_categories
         self._reset()
 
     def _reset(self) -> None:
-        # by_m[str(m)] = {"items": items with m labels, "pairs": sum_u sum_c n_uc (n_uc - 1),
-        #                 "totals": {label: sum_u n_uc}}
+        # by_m[str(m)] = {"items": items with m labels, "pairs": sum_u sum_c n_uc (n_uc - 1) over the labels
+        #                 themselves, "totals": {label kept, or "other": sum_u n_uc}}
         self._by_m: dict[str, dict[str, Any]] = {}
+        self._kept_labels: list[str] = []  # sorted; only grows, so a label counts where it did (remove)
+        self._folded_labels = 0
 
     def update(self, labels: list[str]) -> InterAnnotatorAgreement:
         check_labels(labels, 2)
         group = self._by_m.setdefault(str(len(labels)), {"items": 0, "pairs": 0, "totals": {}})
         group["items"] += 1
         totals = group["totals"]
+        kept = self._kept_labels
         for label, count in Counter(labels).items():
             group["pairs"] += count * (count - 1)
-            totals[label] = totals.get(label, 0) + count
+            if label in kept:  # the usual case, inline: this runs for every label of every item
+                totals[label] = totals.get(label, 0) + count
+                continue
+            category = keep(kept, label, self.max_categories)
+            totals[category] = totals.get(category, 0) + count
+            self._folded_labels += count * is_folded(label, category)
         return self
+
+    def counted_as(self, label: str) -> str:
+        """The label of the totals ``label`` counts in: itself, or ``other`` (past ``max_categories``)."""
+        if label in self._kept_labels:  # the usual case, inline
+            return label
+        return counted_as(self._kept_labels, label, self.max_categories)
+
+    def keep(self, label: str) -> str:
+        """Count ``label`` apart from now on if there is room (a label another rater gives on the same
+        scale); returns what it counts as."""
+        if label in self._kept_labels:  # the usual case, inline
+            return label
+        return keep(self._kept_labels, label, self.max_categories)
 
     def remove(self, labels: list[str]) -> InterAnnotatorAgreement:
         """Take out one item ``update`` added with these labels; raises :class:`~detectors.NotHeldError`,
@@ -111,8 +153,8 @@ class InterAnnotatorAgreement(Detector):
         check_labels(labels, 2)
         key = str(len(labels))
         group = self._by_m.get(key)
-        counts = Counter(labels)
-        pairs = sum(count * (count - 1) for count in counts.values())
+        pairs = sum(count * (count - 1) for count in Counter(labels).values())
+        counts, folded = folded_counts(Counter(labels), self.counted_as)
         if (
             group is None
             or group["items"] < 1
@@ -129,22 +171,54 @@ class InterAnnotatorAgreement(Detector):
                 del totals[label]
         if not group["items"]:
             del self._by_m[key]
+        self._folded_labels = max(self._folded_labels - folded, 0)
         return self
 
     def merge(self, other: InterAnnotatorAgreement) -> InterAnnotatorAgreement:
-        """Add ``other``'s items to this tracker; returns ``self``."""
+        """Add ``other``'s items to this tracker (its kept labels while there is room, then ``other``);
+        returns ``self``."""
         self._check_mergeable(other)
+        for label in other._kept_labels:
+            keep(self._kept_labels, label, self.max_categories)
+        self._folded_labels += other._folded_labels
         for m, theirs in other._by_m.items():
             group = self._by_m.setdefault(m, {"items": 0, "pairs": 0, "totals": {}})
             group["items"] += theirs["items"]
             group["pairs"] += theirs["pairs"]
-            for label, count in theirs["totals"].items():
+            totals, folded = folded_counts(theirs["totals"], self.counted_as)
+            self._folded_labels += folded
+            for label, count in totals.items():
                 group["totals"][label] = group["totals"].get(label, 0) + count
         return self
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Self:
+        if "_kept_labels" in data["state"]:
+            return super().from_dict(data)
+        # written before labels were capped: the most used kept, the others folded
+        iaa = super().from_dict({**data, "state": {**data["state"], "_kept_labels": [], "_folded_labels": 0}})
+        totals: Counter[str] = Counter()
+        for group in iaa._by_m.values():
+            totals.update(group["totals"])
+        iaa._kept_labels = most_used(totals, iaa.max_categories)
+        for group in iaa._by_m.values():
+            group["totals"], folded = folded_counts(group["totals"], iaa.counted_as)
+            iaa._folded_labels += folded
+        return iaa
 
     @property
     def n_items(self) -> int:
         return sum(g["items"] for g in self._by_m.values())
+
+    @property
+    def kept_labels(self) -> list[str]:
+        """The labels counted apart (sorted): the first ``max_categories`` distinct ones, kept for good."""
+        return list(self._kept_labels)
+
+    @property
+    def folded_labels(self) -> int:
+        """Labels of the items held that count as ``other`` because ``max_categories`` were kept already."""
+        return self._folded_labels
 
     @property
     def raters_per_item(self) -> dict[int, int]:

@@ -18,22 +18,37 @@ annotator's comparisons are those of the new version (each label scored once, ag
 the item's other labels so far). If the panel does not hold the old version (started again), no part gives
 it up, and the new one is added on top; the vendors' counts of state from before vendors were counted by
 item give up only what they hold.
+
+Every part counts the first ``max_categories`` distinct labels (annotators' and judges', as they come) apart
+and later new ones as ``other``, on one scale kept for good (:mod:`detectors.kept_labels`): free-form
+labels, which grew one aggregate past a changelog record (1.1 MB after 2,000 items of distinct 64-character
+labels), cannot grow it without bound, and an item taken out gives back exactly what it added. Agreement
+and the consensus are decided on the labels themselves: agreement and ties stay exact, a consensus that is
+a folded label counts under ``other`` in :attr:`~RaterPanel.consensus_counts`, alpha and Fleiss' kappa are
+lower bounds (:mod:`detectors.multi_rater`), and annotators', vendors' and judges' kappas are those of
+their folded tables (two different folded labels in the cell ``(other, other (differs))``).
+:attr:`~RaterPanel.folded_labels` says how many of the annotators' labels fold.
 """
 
 from __future__ import annotations
 
 import contextlib
 import copy
+from collections.abc import Callable
 from typing import Any, Self
 
 from detectors.agreement_stats import (
+    MAX_CATEGORIES,
     AgreementStats,
+    Confusion,
     check_confidence_level,
+    check_max_categories,
     cohen_kappa_with_se,
     wilson_interval,
 )
 from detectors.base import Detector
 from detectors.exceptions import NotHeldError
+from detectors.kept_labels import add_folded, comparison_cell, folded_comparisons, folded_counts
 from detectors.multi_rater import InterAnnotatorAgreement, consensus, leave_one_out
 from detectors.rater_vs_consensus import OTHER_RATERS, RaterVsConsensus, add_comparison, remove_comparisons
 
@@ -45,7 +60,8 @@ class RaterPanel(Detector):
     ``labels`` is ``{annotator_id: label}`` (two or more), ``vendors`` ``{annotator_id: vendor_id}`` and
     ``judges`` ``{judge_id: label}`` for the same item. An annotator's vendor is the last one seen.
     Annotators after the first ``max_annotators`` are pooled as ``"other"`` and vendors after the first
-    ``max_vendors`` likewise, so the state stays bounded whatever ids arrive.
+    ``max_vendors`` likewise, and labels after the first ``max_categories`` count as ``other`` (see the
+    module), so the state stays bounded whatever ids and labels arrive.
 
     Examples
     --------
@@ -75,19 +91,29 @@ class RaterPanel(Detector):
     """
 
     def __init__(
-        self, confidence_level: float = 0.95, max_annotators: int = 1_000, max_vendors: int = 100
+        self,
+        confidence_level: float = 0.95,
+        max_annotators: int = 1_000,
+        max_vendors: int = 100,
+        max_categories: int = MAX_CATEGORIES,
     ) -> None:
         check_confidence_level(confidence_level)
         if max_annotators < 1 or max_vendors < 1:
             raise ValueError("max_annotators and max_vendors must be at least 1")
+        check_max_categories(max_categories)
         self.confidence_level = confidence_level
         self.max_annotators = max_annotators
         self.max_vendors = max_vendors
+        self.max_categories = max_categories
         self._reset()
 
     def _reset(self) -> None:
-        self._agreement = InterAnnotatorAgreement()
-        self._raters = RaterVsConsensus(self.confidence_level, max_raters=self.max_annotators)
+        # the reliability and the annotators' counts keep the same labels (they see the same items, and the
+        # judges' labels, in the same order); the other parts count them as the reliability says (counted_as)
+        self._agreement = InterAnnotatorAgreement(max_categories=self.max_categories)
+        self._raters = RaterVsConsensus(
+            self.confidence_level, max_raters=self.max_annotators, max_categories=self.max_categories
+        )
         self._vendor_of: dict[str, str] = {}
         # per vendor: pooled confusion, ties, and per-item sums [items, m, a, a*a, a*m, m*m] of its
         # comparisons m and agreements a on each item (the cluster-robust variance)
@@ -104,9 +130,14 @@ class RaterPanel(Detector):
     ) -> Self:
         if not isinstance(labels, dict) or not all(isinstance(x, str) for x in labels.values()):
             raise ValueError(f"labels must be a dict of annotator id -> label, got {labels!r}")
+        if judges is not None and not all(isinstance(x, str) for x in judges.values()):
+            raise ValueError(f"judges must be a dict of judge id -> label, got {judges!r}")
         values = list(labels.values())
         self._agreement.update(values)  # checks there are two or more
         self._raters.update(labels)
+        for label in (judges or {}).values():  # so that a judge's table never folds a label on its own
+            self._agreement.keep(label)
+            self._raters.keep(label)
         vendors = vendors or {}
         for annotator in labels:
             if annotator in vendors and (
@@ -118,13 +149,23 @@ class RaterPanel(Detector):
         if agreed is None:
             self._ties += int(tie)
             return self
-        self._consensus[agreed] = self._consensus.get(agreed, 0) + 1
+        counted = self._agreement.counted_as(agreed)
+        self._consensus[counted] = self._consensus.get(counted, 0) + 1
         for judge_id, label in (judges or {}).items():
             stats = self._judges.get(judge_id)
             if stats is None:
-                stats = self._judges[judge_id] = AgreementStats(confidence_level=self.confidence_level)
-            stats.update(label, agreed)
+                stats = self._judges[judge_id] = self._judge_stats()
+            stats.update(*self._judge_cell(label, agreed))
         return self
+
+    def _judge_stats(self) -> AgreementStats:
+        # it sees the panel's labels only (at most max_categories of them and "other"), so it folds none
+        # itself: its own fold depends on the labels its table holds, and a removal would not find a pair
+        # where it was counted (an item then not taken out at all, and counted twice)
+        return AgreementStats(confidence_level=self.confidence_level, max_categories=self.max_categories)
+
+    def _judge_cell(self, label: str, agreed: str) -> tuple[str, str]:
+        return comparison_cell(label, agreed, self._agreement.counted_as)
 
     def remove(
         self,
@@ -157,11 +198,11 @@ class RaterPanel(Detector):
             if tie and self._ties < 1:
                 raise NotHeldError("no tie to remove")
         else:
-            if self._consensus.get(agreed, 0) < 1:
+            if self._consensus.get(self._agreement.counted_as(agreed), 0) < 1:
                 raise NotHeldError(f"no consensus {agreed!r} to remove")
             for judge_id, label in judges.items():
                 stats = self._judges.get(judge_id)
-                if stats is None or not stats.holds(label, agreed):
+                if stats is None or not stats.holds(*self._judge_cell(label, agreed)):
                     raise NotHeldError(f"no comparison of judge {judge_id!r} to remove")
         self._agreement.remove(values)  # checks there are two or more
         try:
@@ -172,14 +213,14 @@ class RaterPanel(Detector):
         if agreed is None:  # nothing below can fail: checked above
             self._ties -= int(tie)
             return
-        held = self._consensus[agreed]
-        if held > 1:
-            self._consensus[agreed] = held - 1
+        counted = self._agreement.counted_as(agreed)
+        if self._consensus[counted] > 1:
+            self._consensus[counted] -= 1
         else:
-            del self._consensus[agreed]
+            del self._consensus[counted]
         for judge_id, label in judges.items():
             stats = self._judges[judge_id]
-            stats.remove(label, agreed)
+            stats.remove(*self._judge_cell(label, agreed))
             if not stats.n:
                 del self._judges[judge_id]
 
@@ -187,7 +228,9 @@ class RaterPanel(Detector):
         """Undo :meth:`_add_vendor_comparisons` (:class:`~detectors.NotHeldError`: nothing is changed)."""
         comparisons = []
         on_item: dict[str, list[int]] = {}
-        for annotator, label, agreed, tie in leave_one_out(labels):
+        for annotator, label, agreed, tie in folded_comparisons(
+            leave_one_out(labels), self._agreement.counted_as
+        ):
             vendor = str(vendors.get(annotator) or self._vendor_of.get(annotator, "unknown"))
             vendor = vendor if vendor in self._vendors else OTHER_RATERS
             comparisons.append((vendor, label, agreed, tie))
@@ -207,9 +250,13 @@ class RaterPanel(Detector):
                 sums[i] -= term
 
     def _add_vendor_comparisons(self, labels: dict[str, str], vendors: dict[str, str]) -> None:
-        """Each annotator against the others' consensus (leave-one-out), pooled by vendor per item."""
+        """Each annotator against the others' consensus (leave-one-out), pooled by vendor per item (labels
+        folded as the reliability counts fold them: a folded label equals its consensus only if the two are
+        the same label)."""
         on_item: dict[str, list[int]] = {}
-        for annotator, label, agreed, tie in leave_one_out(labels):
+        for annotator, label, agreed, tie in folded_comparisons(
+            leave_one_out(labels), self._agreement.counted_as
+        ):
             vendor = str(vendors.get(annotator) or self._vendor_of.get(annotator, "unknown"))
             if vendor not in self._vendors and len(self._vendors) >= self.max_vendors:
                 vendor = OTHER_RATERS
@@ -230,13 +277,19 @@ class RaterPanel(Detector):
         return self._agreement.n_items
 
     @property
+    def folded_labels(self) -> int:
+        """Labels of the items held that count as ``other`` because ``max_categories`` were kept already."""
+        return self._agreement.folded_labels
+
+    @property
     def ties(self) -> int:
         """Items whose labels have no single most frequent value."""
         return self._ties
 
     @property
     def consensus_counts(self) -> dict[str, int]:
-        """``{consensus label: items}``, sorted by label (tied items are in :attr:`ties`)."""
+        """``{consensus label: items}``, sorted by label (tied items are in :attr:`ties`; a consensus label
+        past ``max_categories`` counts under ``other``)."""
         return dict(sorted(self._consensus.items()))
 
     def reliability(self) -> InterAnnotatorAgreement:
@@ -310,13 +363,30 @@ class RaterPanel(Detector):
         def restore(detector: Detector, s: dict[str, Any]) -> Any:
             return type(detector).from_dict({**detector.to_dict(), "state": s})
 
-        panel._agreement = restore(panel._agreement, state["_agreement"])
-        panel._raters = restore(panel._raters, state["_raters"])
+        panel._agreement = restore(panel._agreement, state["_agreement"])  # folds old labels if need be
+        raters, vendors, counts = state["_raters"], state.get("_vendors", {}), state["_consensus"]
+        judges = state["_judges"]
+        if "_kept_labels" not in state["_agreement"]:  # written before labels were capped: on its scale
+            category = panel._agreement.counted_as
+            tables = {
+                a: {**t, "confusion": _folded(t["confusion"], category)} for a, t in raters["_raters"].items()
+            }
+            raters = {**raters, "_kept_labels": panel._agreement.kept_labels, "_raters": tables}
+            vendors = {v: {**t, "confusion": _folded(t["confusion"], category)} for v, t in vendors.items()}
+            counts = folded_counts(counts, category)[0]
+            judges = {j: {**s, "_confusion": _folded(s["_confusion"], category)} for j, s in judges.items()}
+        panel._raters = restore(panel._raters, raters)
         panel._vendor_of = dict(state["_vendor_of"])
         # state written before vendors were counted by item: their figures start again from here
-        panel._vendors = copy.deepcopy(state.get("_vendors", {}))
-        panel._consensus = dict(state["_consensus"])
+        panel._vendors = copy.deepcopy(vendors)
+        panel._consensus = dict(counts)
         panel._ties = int(state["_ties"])
-        template = AgreementStats(confidence_level=panel.confidence_level)
-        panel._judges = {j: restore(template, s) for j, s in state["_judges"].items()}
+        template = panel._judge_stats()
+        panel._judges = {j: restore(template, s) for j, s in judges.items()}
         return panel
+
+
+def _folded(confusion: Confusion, category: Callable[[str], str]) -> Confusion:
+    folded: Confusion = {}
+    add_folded(folded, confusion, category)
+    return folded

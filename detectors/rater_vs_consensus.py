@@ -4,22 +4,30 @@ For every rater of an item the others' plurality label is its consensus (:func:`
 tied consensus is not scored, only counted. Counts are kept per rater as a confusion table (rater's label
 against the consensus), so agreement, its Wilson interval and Cohen's kappa follow, and an item can be taken
 out again (``remove``: a version of it that a later rater's label superseded).
+
+The tables count the first ``max_categories`` distinct labels apart and later new ones as ``other``
+(:mod:`detectors.kept_labels`): a rater's label and its consensus that differ but both fold go to the cell
+``(other, other (differs))``, as :class:`~detectors.AgreementStats` counts a judge against a human. So
+agreement stays exact (the diagonal holds real agreements only), and kappa is that of the folded table.
 """
 
 from __future__ import annotations
 
 import math
 from collections import Counter
-from typing import Any
+from typing import Any, Self
 
 from detectors.agreement_stats import (
+    MAX_CATEGORIES,
     Confusion,
     check_confidence_level,
+    check_max_categories,
     cohen_kappa_with_se,
     wilson_interval,
 )
 from detectors.base import Detector
 from detectors.exceptions import NotHeldError
+from detectors.kept_labels import add_folded, counted_as, folded_comparisons, keep, most_used
 from detectors.multi_rater import check_labels, leave_one_out
 
 NAN = math.nan
@@ -86,6 +94,8 @@ class RaterVsConsensus(Detector):
     item and ``ties`` counts it. ``per_rater`` gives, per rater, the items scored, agreement with its Wilson
     interval, Cohen's kappa against the consensus, and ties. Raters after the first ``max_raters`` are
     pooled as ``"other"``: a labelling tool minting an id per label must not grow the state without bound.
+    Labels after the first ``max_categories`` distinct ones count as ``other`` (see the module): agreement
+    stays exact, kappa is that of the folded table.
 
     Examples
     --------
@@ -103,24 +113,46 @@ class RaterVsConsensus(Detector):
     {'ann': 0.967, 'bob': 0.936, 'cy': 0.795}
     """
 
-    def __init__(self, confidence_level: float = 0.95, max_raters: int = 1_000) -> None:
+    def __init__(
+        self, confidence_level: float = 0.95, max_raters: int = 1_000, max_categories: int = MAX_CATEGORIES
+    ) -> None:
         check_confidence_level(confidence_level)
         if max_raters < 1:
             raise ValueError(f"max_raters must be at least 1, got {max_raters}")
+        check_max_categories(max_categories)
         self.confidence_level = confidence_level
         self.max_raters = max_raters
+        self.max_categories = max_categories
         self._reset()
 
     def _reset(self) -> None:
         # raters[rater_id] = {"confusion": {rater_label: {consensus_label: count}}, "ties": int}; raters
-        # after the first max_raters are pooled under OTHER_RATERS, so the state stays bounded
+        # after the first max_raters are pooled under OTHER_RATERS, labels after the first max_categories
+        # under "other", so the state stays bounded
         self._raters: dict[str, dict[str, Any]] = {}
         self._items = 0
+        self._kept_labels: list[str] = []  # sorted; only grows, so a label counts where it did (remove)
+
+    def counted_as(self, label: str) -> str:
+        """The label of the tables ``label`` counts in: itself, or ``other`` (past ``max_categories``)."""
+        if label in self._kept_labels:  # the usual case, inline
+            return label
+        return counted_as(self._kept_labels, label, self.max_categories)
+
+    def keep(self, label: str) -> str:
+        """Count ``label`` apart from now on if there is room (a label another rater gives on the same
+        scale); returns what it counts as."""
+        if label in self._kept_labels:  # the usual case, inline
+            return label
+        return keep(self._kept_labels, label, self.max_categories)
 
     def update(self, ratings: dict[str, str]) -> RaterVsConsensus:
         _check_ratings(ratings)
         self._items += 1
-        for rater, label, agreed, tie in leave_one_out(ratings):
+        for label in ratings.values():  # kept in the item's order, as InterAnnotatorAgreement keeps them
+            if label not in self._kept_labels:
+                keep(self._kept_labels, label, self.max_categories)
+        for rater, label, agreed, tie in folded_comparisons(leave_one_out(ratings), self.counted_as):
             if rater not in self._raters and len(self._raters) >= self.max_raters:
                 rater = OTHER_RATERS
             add_comparison(self._raters.setdefault(rater, {"confusion": {}, "ties": 0}), label, agreed, tie)
@@ -135,26 +167,43 @@ class RaterVsConsensus(Detector):
             raise NotHeldError("no item to remove")
         comparisons = [
             (rater if rater in self._raters else OTHER_RATERS, label, agreed, tie)
-            for rater, label, agreed, tie in leave_one_out(ratings)
+            for rater, label, agreed, tie in folded_comparisons(leave_one_out(ratings), self.counted_as)
         ]
         remove_comparisons(self._raters, comparisons)
         self._items -= 1
         return self
 
     def merge(self, other: RaterVsConsensus) -> RaterVsConsensus:
-        """Add ``other``'s counts to this tracker; returns ``self``."""
+        """Add ``other``'s counts to this tracker (its kept labels while there is room, then ``other``);
+        returns ``self``."""
         self._check_mergeable(other)
         self._items += other._items
+        for label in other._kept_labels:
+            keep(self._kept_labels, label, self.max_categories)
         for rater, theirs in other._raters.items():
             if rater not in self._raters and len(self._raters) >= self.max_raters:
                 rater = OTHER_RATERS
             entry = self._raters.setdefault(rater, {"confusion": {}, "ties": 0})
             entry["ties"] += theirs["ties"]
-            for label, row in theirs["confusion"].items():
-                mine = entry["confusion"].setdefault(label, {})
-                for agreed, count in row.items():
-                    mine[agreed] = mine.get(agreed, 0) + count
+            add_folded(entry["confusion"], theirs["confusion"], self.counted_as)
         return self
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Self:
+        if "_kept_labels" in data["state"]:
+            return super().from_dict(data)
+        # written before labels were capped: the most used kept, the others folded
+        rvc = super().from_dict({**data, "state": {**data["state"], "_kept_labels": []}})
+        uses: Counter[str] = Counter()
+        for entry in rvc._raters.values():
+            for label, row in entry["confusion"].items():
+                uses[label] += sum(row.values())
+                uses.update(row)
+        rvc._kept_labels = most_used(uses, rvc.max_categories)
+        for entry in rvc._raters.values():
+            confusion, entry["confusion"] = entry["confusion"], {}
+            add_folded(entry["confusion"], confusion, rvc.counted_as)
+        return rvc
 
     @property
     def n_items(self) -> int:

@@ -7,6 +7,8 @@ label of each turn with ties counted, each annotator's and each vendor's agreeme
 annotators' consensus, and each judge's agreement with the consensus of all annotators. An item published
 again carries the version it supersedes (``replaces``): the panel takes that out before adding the new
 one, so each turn counts once, with all its labels so far (and the judges known when it was published).
+A dimension's labels after its first 32 count as ``other`` (``folded_labels`` in the report row says how
+many of the labels held do; see :mod:`detectors.rater_panel`).
 """
 
 from __future__ import annotations
@@ -65,6 +67,7 @@ class RatersView:
                     "raters_per_item": {str(m): n for m, n in reliability.raters_per_item.items()},
                     "consensus": panel.consensus_counts,
                     "ties": panel.ties,
+                    "folded_labels": panel.folded_labels,
                     "krippendorff_alpha": finite_or_none(reliability.krippendorff_alpha),
                     "fleiss_kappa": finite_or_none(reliability.fleiss_kappa),
                     "fleiss_raters": reliability.fleiss_raters_used,

@@ -19,7 +19,7 @@ from schemas import Stream
 from streams.aggregate import Aggregator
 from streams.join import TurnJoiner
 from streams.metrics import Metrics
-from streams.state import DictStore
+from streams.state import DictStore, encode_json
 from streams.taxonomy import load_taxonomy
 from streams.views.raters import RatersView
 from tests.factories import verdict
@@ -171,6 +171,7 @@ def _check(
     plurality = [Counter(item.values()).most_common() for item in items]
     ties = sum(len(c) == 2 and c[0][1] == c[1][1] for c in plurality)
     assert row["ties"] == ties == sample(registry, "convowatch_raters_consensus_ties", dimension="safety")
+    assert row["folded_labels"] == 0
     consensus = [c[0][0] if not (len(c) == 2 and c[0][1] == c[1][1]) else None for c in plurality]
     assert row["consensus"] == dict(sorted(Counter(x for x in consensus if x).items()))
 
@@ -200,3 +201,32 @@ def _check(
     (judge_row,) = row["judges"]
     assert judge_row["n"] == len(kept)
     assert judge_row["cohen_kappa"] == pytest.approx(cohen_kappa_score(*zip(*kept, strict=True)), abs=1e-9)
+
+
+def test_free_form_labels_keep_the_aggregate_small_and_are_counted_as_folded():
+    # an "intent" dimension whose annotators type free text: each turn published at its second label, then
+    # again with its third (the second version replacing the first). Unbounded, the aggregate grew ~170 B a
+    # turn (345 KB after these 2,000; past a changelog record after ~5,000); now 4.5 KB, labels past the
+    # first 32 counted as "other", agreement on the labels themselves
+    metrics = Metrics(CollectorRegistry())
+    view = RatersView(metrics)
+    store = DictStore()
+    aggregator = Aggregator(metrics, store, views=[view])
+    for i in range(2_000):
+        labels = {"a1": f"refund for order {i}", "a2": f"refund for order {i}", "b1": f"where is order {i}"}
+        first = {"labels": dict(list(labels.items())[:2]), "vendors": {}, "judges": {}}
+        for offset, version in enumerate((first, {**first, "labels": labels, "replaces": first})):
+            observation = {"kind": "raters", "src": ["labels", 2 * i + offset, 0], "dimension": "intent"}
+            aggregator.apply({**observation, **version, "ts": START + 10.0 * i})
+    (row,) = view.report(aggregator)["raters"]
+    assert (row["items"], row["raters_per_item"], row["ties"]) == (2_000, {"3": 2_000}, 0)
+    kept_items = 16  # two labels each
+    assert row["folded_labels"] == 3 * (2_000 - kept_items)
+    assert row["consensus"]["other"] == 2_000 - kept_items and len(row["consensus"]) == kept_items + 1
+    assert row["pairwise_agreement"] == pytest.approx(
+        1 / 3
+    )  # "refund ..." twice agrees, "where ..." does not
+    annotators = {a["annotator_id"]: (a["n"], a["agreement"]) for a in row["annotators"]}
+    assert annotators == {"a1": (0, None), "a2": (0, None), "b1": (2_000, 0.0)}
+    (stored,) = [value for key, value in store.data.items() if key.startswith("raters")]
+    assert len(encode_json(stored.encode())) < 40_000  # its changelog record
