@@ -43,6 +43,8 @@ class RatersView:
             return []
         m = self.metrics
         dim = m.label("dimension", dimension)
+        if dim != dimension:  # folded into "other" by the metric guard: report.json only
+            return []
         reliability = panel.reliability()
         m.raters_alpha.labels(dim).set(reliability.krippendorff_alpha)
         m.raters_fleiss_kappa.labels(dim).set(reliability.fleiss_kappa)

@@ -230,3 +230,36 @@ def test_free_form_labels_keep_the_aggregate_small_and_are_counted_as_folded():
     assert annotators == {"a1": (0, None), "a2": (0, None), "b1": (2_000, 0.0)}
     (stored,) = [value for key, value in store.data.items() if key.startswith("raters")]
     assert len(encode_json(stored.encode())) < 40_000  # its changelog record
+
+
+def test_dimensions_folded_by_the_metric_guard_set_no_other_series():
+    # each folded dimension would overwrite the "other" series, the last refreshed winning (README, Metrics)
+    registry = CollectorRegistry()
+    metrics = Metrics(registry)  # room for 32 dimensions besides the quality ones
+    view = RatersView(metrics, refresh_every=1)
+    aggregator = Aggregator(metrics, DictStore(), views=[view])
+    for i in range(40):
+        aggregator.apply(
+            {
+                "kind": "raters",
+                "src": ["labels", i, 0],
+                "dimension": f"custom-{i}",
+                "labels": {"a1": "pass", "a2": "fail"},
+                "vendors": {"a1": "vendor-a", "a2": "vendor-a"},
+                "judges": {},
+                "ts": START + 10.0 * i,
+            }
+        )
+    shown = {
+        d: registry.get_sample_value("convowatch_raters_items", {"dimension": d})
+        for d in [f"custom-{i}" for i in range(40)] + ["other"]
+    }
+    assert sum(value is not None for value in shown.values()) == 32
+    assert shown["other"] is None
+    assert (
+        registry.get_sample_value(
+            "convowatch_vendor_consensus_agreement_ratio", {"vendor_id": "vendor-a", "dimension": "other"}
+        )
+        is None
+    )
+    assert len(view.report(aggregator)["raters"]) == 40  # every dimension in report.json
