@@ -1,4 +1,5 @@
-"""The worker's HTTP endpoint: ``/metrics`` for Prometheus, ``/healthz`` and ``/readyz`` for orchestration.
+"""The worker's HTTP endpoint: ``/metrics`` for Prometheus, ``/healthz`` and ``/readyz`` for orchestration
+(the demo serves ``/metrics`` alone through :func:`serve_app`).
 
 - ``/healthz`` (liveness): 200 while the worker's event loop beats and its liveness checks pass (the
   worker adds one: it makes progress on the partitions it owns while they have lag); 503 once the loop has
@@ -109,6 +110,10 @@ class _Server(ThreadingMixIn, WSGIServer):
     daemon_threads = True
 
 
+class _Server6(_Server):
+    address_family = socket.AF_INET6
+
+
 class _QuietHandler(WSGIRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:
         """Scrapes and probes every few seconds: not worth a log line each."""
@@ -125,11 +130,19 @@ def server_url(host: str, port: int, path: str = "") -> str:
 
 
 def serve(registry: CollectorRegistry, health: Health, host: str, port: int) -> _Server:
-    """Serve ``/metrics``, ``/healthz`` and ``/readyz`` on ``host:port`` (0: a free port) from a daemon
-    thread; ``server.server_port`` is the port, ``server.shutdown()`` stops it. Raises :class:`ConfigError`
-    when the address cannot be bound (a port in use: two workers on one host need different ports)."""
+    """Serve ``/metrics``, ``/healthz`` and ``/readyz`` on ``host:port``, as :func:`serve_app` does."""
+    return serve_app(wsgi_app(registry, health), host, port)
+
+
+def serve_app(app: Callable[..., Iterable[bytes]], host: str, port: int) -> _Server:
+    """Serve the WSGI ``app`` on ``host:port`` (0: a free port; an IPv4 or IPv6 address or a host name) from
+    a daemon thread; ``server.server_port`` is the port, ``server.shutdown()`` stops it. Raises
+    :class:`ConfigError` when the address cannot be bound (a port in use: two workers on one host need
+    different ports; a host that does not resolve or is not this machine's)."""
     try:
-        server = make_server(host, port, wsgi_app(registry, health), _Server, handler_class=_QuietHandler)
+        addresses = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+        server_class = _Server6 if addresses[0][0] == socket.AF_INET6 else _Server
+        server = make_server(host, port, app, server_class, handler_class=_QuietHandler)
     except OSError as exc:
         raise ConfigError(
             f"cannot serve metrics on {host}:{port} (CONVOWATCH_METRICS_HOST, CONVOWATCH_METRICS_PORT or "

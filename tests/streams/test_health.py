@@ -189,6 +189,33 @@ def test_a_port_in_use_is_a_config_error_naming_the_setting() -> None:
         first.shutdown()
 
 
+def _ipv6_loopback() -> bool:
+    try:
+        with socket.socket(socket.AF_INET6) as probe:
+            probe.bind(("::1", 0))
+    except OSError:
+        return False
+    return True
+
+
+@pytest.mark.skipif(not _ipv6_loopback(), reason="this machine has no IPv6 loopback")
+def test_an_ipv6_host_is_served() -> None:
+    # the server was IPv4 only: CONVOWATCH_METRICS_HOST=::1 (or ::) failed with "Address family for
+    # hostname not supported"
+    server = serve(CollectorRegistry(), Health(60), "::1", 0)
+    try:
+        assert get(f"http://[::1]:{server.server_port}/healthz")[0] == 200
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.mark.parametrize("host", ["256.1.1.1", "no-such-host.invalid"])
+def test_a_host_that_does_not_resolve_is_a_config_error_naming_it(host: str) -> None:
+    with pytest.raises(ConfigError, match=f"cannot serve metrics on {host}:0 .*CONVOWATCH_METRICS_HOST"):
+        serve(CollectorRegistry(), Health(60), host, 0)
+
+
 def test_alerts_link_to_an_address_others_can_open() -> None:
     # bound to every interface (as in the compose file), the generator URL read http://0.0.0.0:9108
     assert server_url("0.0.0.0", 9108, "/metrics") == f"http://{socket.gethostname()}:9108/metrics"
