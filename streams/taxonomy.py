@@ -68,6 +68,17 @@ class Taxonomy(BaseModel):
 _FALLBACK = DimensionPolicy(category="other", severity="medium")
 
 
+def not_valid_yaml(where: str, exc: yaml.YAMLError) -> ConfigError:
+    """The error for a configuration file that is not YAML, in one line naming the line and column (PyYAML's
+    own message runs to four, quoting the line, which may hold anything)."""
+    mark, problem = getattr(exc, "problem_mark", None), getattr(exc, "problem", None)
+    if mark is None or problem is None:
+        return ConfigError(f"{where}: not valid YAML: {' '.join(str(exc).split())}")
+    context = getattr(exc, "context", None)
+    detail = f"{problem} ({context})" if context else problem
+    return ConfigError(f"{where}: not valid YAML at line {mark.line + 1} column {mark.column + 1}: {detail}")
+
+
 def load_taxonomy(path: Path | None = None) -> Taxonomy:
     """Load ``path`` (or the built-in default); errors name the file and the key at fault."""
     if path is None:
@@ -83,7 +94,7 @@ def load_taxonomy(path: Path | None = None) -> Taxonomy:
         data = yaml.safe_load(text)
         return Taxonomy.model_validate(data)
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{where}: not valid YAML: {exc}") from None
+        raise not_valid_yaml(where, exc) from None
     except ValidationError as exc:
         first = exc.errors(include_url=False)[0]
         key = ".".join(str(p) for p in first["loc"])

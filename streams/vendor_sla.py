@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationIn
 from detectors.vendor_scorecard import DEFAULT_TURNAROUND_BOUNDS, Scorecard
 from schemas.common import Identifier
 from streams.exceptions import ConfigError
-from streams.taxonomy import Severity
+from streams.taxonomy import Severity, not_valid_yaml
 
 #: The ``sla`` label values: one per target kind.
 SLAS = ("labels_per_hour", "turnaround", "gold_accuracy", "judge_agreement", "consensus_agreement")
@@ -145,7 +145,7 @@ def load_vendor_sla(path: Path | None = None) -> VendorSla:
         data = yaml.safe_load(text)
         return VendorSla.model_validate({} if data is None else data)
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{where}: not valid YAML: {exc}") from None
+        raise not_valid_yaml(where, exc) from None
     except ValidationError as exc:
         first = exc.errors(include_url=False)[0]
         key = ".".join(str(p) for p in first["loc"]) or "the document"

@@ -30,3 +30,28 @@ def test_high_risk_topics_are_case_folded(tmp_path: Path) -> None:
         "high_risk_topics: [Earnings, FRAUD]\ndimensions:\n  safety: {category: unsafe, severity: critical}\n"
     )
     assert load_taxonomy(path).high_risk_topics == {"earnings", "fraud"}
+
+
+@pytest.mark.parametrize(
+    ("text", "where", "problem"),
+    [
+        # a JSONL file given as the taxonomy: PyYAML's message ran to four lines, quoting the record
+        (
+            '{"turn_id": "t-1", "user_text": "my card number"}\n{"turn_id": "t-2"}\n',
+            "line 2 column 1",
+            "but found",
+        ),
+        ("dimensions: [safety\nteams: {}\n", "line 2 column 6", "(while parsing a flow sequence)"),
+    ],
+)
+def test_a_file_that_is_not_yaml_is_a_one_line_error_naming_line_and_column(
+    tmp_path: Path, text: str, where: str, problem: str
+) -> None:
+    path = tmp_path / "taxonomy.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as error:
+        load_taxonomy(path)
+    message = str(error.value)
+    assert message.startswith(f"{path}: not valid YAML at {where}: ")
+    assert problem in message and "\n" not in message
+    assert "card number" not in message
