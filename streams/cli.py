@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import gc
 import json
+import math
 import os
 import sys
 from collections.abc import Mapping, Sequence
@@ -18,10 +19,12 @@ from pydantic_settings import SettingsError
 from schemas import Stream
 from streams.config import Settings
 from streams.exceptions import ConvowatchError
+from streams.output_files import cannot_write, make_output_directory
 
 
-def _settings(args: argparse.Namespace, **extra: Any) -> Settings:
-    overrides = {k: v for k, v in extra.items() if v is not None}
+def _settings(args: argparse.Namespace, **flags: Any) -> Settings:
+    """The settings, with the values of command-line ``flags`` (``None``: not given) and ``--broker``."""
+    overrides = {k: v for k, v in flags.items() if v is not None}
     if getattr(args, "broker", None):
         overrides["broker"] = args.broker
     try:
@@ -33,6 +36,8 @@ def _settings(args: argparse.Namespace, **extra: Any) -> Settings:
     except ValidationError as exc:
         first = exc.errors(include_url=False)[0]
         field, *key = (str(p) for p in first["loc"])
+        if field in overrides:  # given on the command line, not in the environment
+            raise ConvowatchError(f"invalid --{field.replace('_', '-')}: {first['msg']}") from None
         at = f" at {'.'.join(key)}" if key else ""
         raise ConvowatchError(
             f"invalid setting {field} (CONVOWATCH_{field.upper()}){at}: {first['msg']}"
@@ -42,15 +47,8 @@ def _settings(args: argparse.Namespace, **extra: Any) -> Settings:
 def _cmd_demo(args: argparse.Namespace) -> None:
     from streams.demo import run_demo
 
-    settings = _settings(args)
-    run_demo(
-        settings,
-        duration=args.duration,
-        rate=args.rate,
-        seed=args.seed,
-        out_dir=args.out,
-        metrics_port=args.metrics_port,
-    )
+    settings = _settings(args, metrics_port=args.metrics_port)
+    run_demo(settings, duration=args.duration, rate=args.rate, seed=args.seed, out_dir=args.out)
 
 
 def _cmd_replay(args: argparse.Namespace) -> None:
@@ -124,7 +122,11 @@ def _cmd_topics(args: argparse.Namespace) -> None:
 def _cmd_schemas(args: argparse.Namespace) -> None:
     from schemas.export import write_json_schemas
 
-    for path in write_json_schemas(args.out):
+    try:
+        written = write_json_schemas(make_output_directory(args.out))
+    except OSError as exc:
+        raise cannot_write(Path(exc.filename or args.out), exc) from None
+    for path in written:
         print(path)
 
 
@@ -160,10 +162,35 @@ def _cmd_report(args: argparse.Namespace) -> None:
     print(json.dumps({"turns": data["turns"], "events": data["events"], "out": str(out)}))
 
 
+#: Longest duration a flag takes: a larger one overflows the datetimes it is added to or taken from.
+MAX_SECONDS = 10 * 365 * 86400
+
+
+def _number(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+
+
 def _non_negative_seconds(text: str) -> float:
-    value = float(text)
-    if not 0 <= value < 10 * 365 * 86400:
+    value = _number(text)
+    if not 0 <= value < MAX_SECONDS:
         raise argparse.ArgumentTypeError(f"seconds must be 0 or more (and finite), not {text}")
+    return value
+
+
+def _positive_seconds(text: str) -> float:
+    value = _number(text)
+    if not 0 < value < MAX_SECONDS:
+        raise argparse.ArgumentTypeError(f"seconds must be more than 0 (and under ten years), not {text}")
+    return value
+
+
+def _positive_rate(text: str) -> float:
+    value = _number(text)
+    if not 0 < value < math.inf:
+        raise argparse.ArgumentTypeError(f"the rate must be more than 0 (and finite), not {text}")
     return value
 
 
@@ -183,10 +210,12 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     demo = sub.add_parser("demo", help="embedded demo with generated traffic and an injected incident")
-    demo.add_argument("--duration", type=float, default=30.0, help="wall-clock seconds to run (default 30)")
+    demo.add_argument(
+        "--duration", type=_positive_seconds, default=30.0, help="wall-clock seconds to run (default 30)"
+    )
     demo.add_argument(
         "--rate",
-        type=float,
+        type=_positive_rate,
         default=200.0,
         help="turns per wall-clock second; event time runs 60x faster (default 200)",
     )
@@ -233,8 +262,12 @@ def build_parser() -> argparse.ArgumentParser:
     produce.add_argument("--labels", type=Path)
     produce.add_argument("--signals", type=Path, help="conversation signals JSONL, keyed by conversation_id")
     produce.add_argument("--generate", action="store_true", help="send generated traffic instead of files")
-    produce.add_argument("--duration", type=float, default=60.0, help="event-time seconds to generate")
-    produce.add_argument("--rate", type=float, default=200.0, help="generated turns per event-time second")
+    produce.add_argument(
+        "--duration", type=_positive_seconds, default=60.0, help="event-time seconds to generate"
+    )
+    produce.add_argument(
+        "--rate", type=_positive_rate, default=200.0, help="generated turns per event-time second"
+    )
     produce.add_argument("--seed", type=int, default=7)
     produce.add_argument(
         "--start",

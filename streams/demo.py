@@ -16,15 +16,17 @@ from pathlib import Path
 from typing import IO, Any
 
 import orjson
-from prometheus_client import CollectorRegistry, start_http_server
+from prometheus_client import CollectorRegistry, make_wsgi_app
 
 from streams.alerting import build_alertmanager_sink, publish_escalation
 from streams.config import Settings
 from streams.embedded import JsonlSink, Record, run_records
 from streams.emit import Emit
+from streams.exceptions import ConfigError
 from streams.generator import Incident, TrafficGenerator, to_records
-from streams.health import server_url
+from streams.health import serve_app, server_url
 from streams.metrics import Metrics
+from streams.output_files import write_output
 from streams.pipeline import Pipeline
 
 DEFAULT_SPEEDUP = 60.0
@@ -69,18 +71,21 @@ class _Console:
             self.status_width = 0
 
 
-def _start_metrics_server(
-    settings: Settings, port: int, registry: CollectorRegistry
-) -> tuple[Any, str | None]:
-    """Start /metrics on ``port``, or on a free port if it is taken. Returns (server, fallback note)."""
+def _serve_metrics(settings: Settings, port: int, registry: CollectorRegistry) -> tuple[Any, str | None]:
+    """Serve /metrics on ``port``, or on a free port if that one cannot be bound. Returns (server, fallback
+    note); raises :class:`ConfigError` (naming the address) when no port can be bound on the host."""
+    app = make_wsgi_app(registry)
     try:
-        server, _ = start_http_server(port, addr=settings.metrics_host, registry=registry)
-        return server, None
-    except OSError as exc:
+        return serve_app(app, settings.metrics_host, port), None
+    except ConfigError as exc:
         if port == 0:
             raise
-        server, _ = start_http_server(0, addr=settings.metrics_host, registry=registry)
-        return server, f"port {port} is not available ({exc.strerror}); using free port {server.server_port}"
+        unavailable = exc
+    try:
+        server = serve_app(app, settings.metrics_host, 0)
+    except ConfigError:  # the host, not the port: say what failed first
+        raise unavailable from None
+    return server, f"{unavailable}; using free port {server.server_port}"
 
 
 def _paced(
@@ -116,7 +121,7 @@ def run_demo(
     out_dir: Path = Path("convowatch-out"),
     metrics_port: int | None = None,
     speedup: float | None = None,
-    stream: IO[str] = sys.stdout,
+    stream: IO[str] | None = None,
 ) -> dict[str, Any]:
     """Run ``duration`` wall seconds of generated traffic through the embedded pipeline; return the report.
 
@@ -151,9 +156,9 @@ def run_demo(
     registry = CollectorRegistry()
     pipeline = Pipeline(settings, Metrics(registry, label_max_values=settings.label_max_values), batched=True)
     pipeline.metrics.worker_role.labels("all").set(1)  # both stages, in process (alerts on missing stages)
-    console = _Console(stream)
+    console = _Console(sys.stdout if stream is None else stream)  # sys.stdout now, not at import
     port = settings.metrics_port if metrics_port is None else metrics_port
-    server, note = _start_metrics_server(settings, port, registry)
+    server, note = _serve_metrics(settings, port, registry)
     metrics_url = server_url(settings.metrics_host, server.server_port, "/metrics")
     if note:
         console.line(f"convowatch demo: {note}")
@@ -248,7 +253,7 @@ def run_demo(
             "fail_rate": INCIDENT_FAIL_RATE,
         },
     }
-    (out_dir / "report.json").write_bytes(orjson.dumps(report, option=orjson.OPT_INDENT_2) + b"\n")
+    write_output(out_dir / "report.json", orjson.dumps(report, option=orjson.OPT_INDENT_2) + b"\n")
     _summary(console, report, out_dir)
     return report
 

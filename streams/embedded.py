@@ -16,6 +16,7 @@ import orjson
 from schemas import Stream
 from streams.emit import Emit
 from streams.exceptions import ConvowatchError
+from streams.output_files import cannot_write, make_output_directory, write_output
 from streams.pipeline import Pipeline
 
 OUTPUT_FILES = {
@@ -64,10 +65,13 @@ class JsonlSink:
     """Writes each published record as one JSON line to ``<out_dir>/<topic>.jsonl``."""
 
     def __init__(self, out_dir: Path, stack: ExitStack) -> None:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        self.files: dict[str, IO[bytes]] = {
-            topic: stack.enter_context((out_dir / name).open("wb")) for topic, name in OUTPUT_FILES.items()
-        }
+        make_output_directory(out_dir)
+        self.files: dict[str, IO[bytes]] = {}
+        for topic, name in OUTPUT_FILES.items():
+            try:
+                self.files[topic] = stack.enter_context((out_dir / name).open("wb"))
+            except OSError as exc:
+                raise cannot_write(out_dir / name, exc) from None
         self.counts = dict.fromkeys(OUTPUT_FILES, 0)
 
     def __call__(self, emit: Emit) -> None:
@@ -81,10 +85,10 @@ class JsonlSink:
 class Progress:
     """Prints a progress line to stderr at most every ``interval`` seconds."""
 
-    def __init__(self, enabled: bool, interval: float = 1.0, stream: IO[str] = sys.stderr) -> None:
+    def __init__(self, enabled: bool, interval: float = 1.0, stream: IO[str] | None = None) -> None:
         self.enabled = enabled
         self.interval = interval
-        self.stream = stream
+        self.stream = sys.stderr if stream is None else stream  # sys.stderr now, not at import
         self.started = self.last = time.monotonic()
 
     def __call__(self, done: int, *, final: bool = False) -> None:
@@ -179,5 +183,5 @@ def replay(
         run_records(pipeline, records, sink, Progress(show_progress))
     report = pipeline.report()
     report["outputs"] = sink.counts
-    (out_dir / "report.json").write_bytes(orjson.dumps(report, option=orjson.OPT_INDENT_2) + b"\n")
+    write_output(out_dir / "report.json", orjson.dumps(report, option=orjson.OPT_INDENT_2) + b"\n")
     return report

@@ -25,6 +25,7 @@ from streams.emit import iso
 from streams.exceptions import ConvowatchError
 from streams.labels import UNKNOWN
 from streams.metrics import Metrics
+from streams.output_files import cannot_write, make_output_directory, write_output
 from streams.pipeline import Pipeline
 from streams.report_sources import Item
 
@@ -94,10 +95,14 @@ def write_report(data: dict[str, Any], out: Path) -> Path:
     """Render ``data`` to ``out`` (written whole: a reader never sees half a page)."""
     from streams.report_html import render
 
-    out.parent.mkdir(parents=True, exist_ok=True)
+    make_output_directory(out.parent)
     partial = out.with_name(f".{out.name}.partial")
-    partial.write_text(render(data), encoding="utf-8")
-    partial.replace(out)
+    write_output(partial, render(data).encode("utf-8"))
+    try:
+        partial.replace(out)
+    except OSError as exc:
+        partial.unlink(missing_ok=True)
+        raise cannot_write(out, exc) from None
     return out
 
 
