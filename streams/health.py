@@ -143,10 +143,10 @@ def serve_app(app: Callable[..., Iterable[bytes]], host: str, port: int) -> _Ser
         addresses = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
         server_class = _Server6 if addresses[0][0] == socket.AF_INET6 else _Server
         server = make_server(host, port, app, server_class, handler_class=_QuietHandler)
-    except OSError as exc:
+    except (OSError, OverflowError) as exc:  # OverflowError: a port past 65535
         raise ConfigError(
             f"cannot serve metrics on {host}:{port} (CONVOWATCH_METRICS_HOST, CONVOWATCH_METRICS_PORT or "
-            f"--metrics-port): {exc.strerror or exc}"
+            f"--metrics-port): {getattr(exc, 'strerror', None) or exc}"
         ) from None
     threading.Thread(target=server.serve_forever, name="convowatch-http", daemon=True).start()
     return server

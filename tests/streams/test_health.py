@@ -216,6 +216,14 @@ def test_a_host_that_does_not_resolve_is_a_config_error_naming_it(host: str) -> 
         serve(CollectorRegistry(), Health(60), host, 0)
 
 
+def test_a_port_out_of_range_is_a_config_error() -> None:
+    # Settings refuses it; a caller passing it on (the demo's run_demo) got an OverflowError from bind()
+    with pytest.raises(
+        ConfigError, match=r"cannot serve metrics on 127\.0\.0\.1:99999 .*port must be 0-65535"
+    ):
+        serve(CollectorRegistry(), Health(60), "127.0.0.1", 99999)
+
+
 def test_alerts_link_to_an_address_others_can_open() -> None:
     # bound to every interface (as in the compose file), the generator URL read http://0.0.0.0:9108
     assert server_url("0.0.0.0", 9108, "/metrics") == f"http://{socket.gethostname()}:9108/metrics"
