@@ -44,7 +44,8 @@ def judges() -> dict[str, Any]:
             stat(
                 "Worst kappa (>= 50 pairs)",
                 target('convowatch:judge_cohen_kappa:min{judge_id=~"$judge"}', "{{judge_id}}"),
-                description="Lowest Cohen's kappa over the judge's dimensions with at least 50 pairs.",
+                description="Lowest Cohen's kappa over the judge's dimensions with at least 50 pairs; a "
+                "kappa below 0.4 counts with at least 10 disagreements behind it.",
                 links=[JUDGE_LOW],
                 thresholds=[("red", None), ("orange", 0.4), ("green", 0.6)],
                 w=8,
@@ -81,7 +82,8 @@ def judges() -> dict[str, Any]:
                     "{{judge_id}} {{dimension}}",
                 ),
                 description="Chance-corrected agreement (cumulative). Gaps mean undefined (only one class "
-                "seen). ConvowatchJudgeAgreementLow fires below 0.4 with at least 50 pairs.",
+                "seen). ConvowatchJudgeAgreementLow fires below 0.4 with at least 50 pairs and 10 "
+                "disagreements (one disagreement on a dimension one side never fails puts kappa at 0).",
                 links=[JUDGE_LOW, JUDGE_DRIFT],
                 thresholds=[("red", None), ("green", 0.4)],
                 threshold_line=True,

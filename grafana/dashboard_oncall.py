@@ -268,7 +268,8 @@ def oncall() -> dict[str, Any]:
                 "Worst judge kappa (dimensions with >= 50 pairs)",
                 target("convowatch:judge_cohen_kappa:min", "{{judge_id}}"),
                 description="Lowest Cohen's kappa of each judge against human labels, over dimensions with "
-                "at least 50 pairs. Below 0.4 the judge's defects in that dimension are unreliable.",
+                "at least 50 pairs (a kappa below 0.4 with at least 10 disagreements behind it). Below 0.4 "
+                "the judge's defects in that dimension are unreliable.",
                 links=[JUDGE_LOW, JUDGE_DRIFT],
                 thresholds=[("red", None), ("green", 0.4)],
                 threshold_line=True,
