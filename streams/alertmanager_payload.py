@@ -20,6 +20,11 @@ MAX_LABEL_VALUE = 256  # the longest identifier the event contract admits
 MAX_SUMMARY = 1024
 MAX_EVIDENCE_BYTES = 4096
 MAX_EVIDENCE_TURN_IDS = 20
+#: Evidence fields copied into labels, by escalation kind; all bounded. A defect spike's category and source
+#: (a judge id, or humans) tell spikes of one segment apart and let a finer slice's spike mute its journey's;
+#: a vendor SLA breach's vendor and SLA tell breaches apart. Both let the alert mute the Prometheus backstop
+#: of the same spike or breach (prometheus/alertmanager.yml, inhibit rules).
+EVIDENCE_LABELS = {"defect_spike": ("category", "source"), "vendor_sla": ("vendor_id", "sla")}
 #: Fields that may hold chat text (or a judge's free-text rationale quoting it): never sent to Alertmanager.
 CHAT_TEXT_KEYS = frozenset({"user_text", "response_text", "rationale", "text"})
 
@@ -124,9 +129,10 @@ def alert_from_escalation(
 
     Labels identify and route the alert; they hold no chat text and no free text, only ``alertname``
     (``Convowatch`` + the kind in CamelCase), ``kind``, ``severity``, ``dimension``, ``category`` and
-    ``source`` (of a defect spike), ``team`` (the owning team the sink adds from the taxonomy), the known
-    segment fields and ``escalation_id``. Annotations carry ``summary``, ``runbook_url`` and ``evidence``
-    (compact JSON of up to 20 turn ids and the escalation's evidence, at most 4 KB).
+    ``source`` (of a defect spike), ``vendor_id`` and ``sla`` (of a vendor SLA breach), ``team`` (the owning
+    team the sink adds from the taxonomy), the known segment fields and ``escalation_id``. Annotations carry
+    ``summary``, ``runbook_url`` and ``evidence`` (compact JSON of up to 20 turn ids and the escalation's
+    evidence, at most 4 KB).
 
     ``startsAt`` is the escalation's event time, but no later than ``latest_start`` (default ``now``): an
     event time ahead of the clock must not make the alert end before it starts, which Alertmanager rejects.
@@ -148,12 +154,9 @@ def alert_from_escalation(
     if escalation.get("dimension"):
         labels["dimension"] = _label_value(escalation["dimension"])
     evidence = escalation.get("evidence") or {}
-    if kind == "defect_spike":
-        # a taxonomy category and the detector's source (a judge id, or humans): both bounded; they tell
-        # spikes of one segment apart, and let a finer slice's spike mute its journey's (inhibit rules)
-        for name in ("category", "source"):
-            if isinstance(evidence.get(name), str):
-                labels[name] = _label_value(evidence[name])
+    for name in EVIDENCE_LABELS.get(kind, ()):
+        if isinstance(evidence.get(name), str):
+            labels[name] = _label_value(evidence[name])
     if escalation.get("team"):
         labels["team"] = _label_value(escalation["team"])
     segment = escalation.get("segment") or {}

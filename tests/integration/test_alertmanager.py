@@ -8,64 +8,34 @@ within a second. The routing tree, matchers, grouping and inhibition rules are t
 
 from __future__ import annotations
 
-import copy
 import json
 import subprocess
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from schemas import Escalation
 from streams.alertmanager import AlertmanagerSink
 from streams.alertmanager_payload import alert_from_escalation
 from streams.taxonomy import load_taxonomy
-from tests.support.alertmanager import AlertmanagerError, AlertmanagerServer, find_amtool
+from tests.support.alertmanager import (
+    SHIPPED_CONFIG,
+    AlertmanagerError,
+    AlertmanagerServer,
+    find_amtool,
+    write_config_for_test,
+)
 from tests.support.wait import wait_until
 from tests.support.webhook import Received, WebhookServer
 
 pytestmark = pytest.mark.prometheus
 
-REPO = Path(__file__).resolve().parents[2]
-SHIPPED = REPO / "prometheus" / "alertmanager.yml"
-FAST = {"group_wait": "200ms", "group_interval": "1s", "repeat_interval": "1h"}
 GENERATOR = "http://convowatch.test:9108/metrics"
 #: Owning team per dimension, from the default taxonomy (the sink labels alerts with it)
 TEAMS = load_taxonomy().teams()
-
-
-def _routes(route: dict[str, Any]) -> Iterator[dict[str, Any]]:
-    yield route
-    for child in route.get("routes", []):
-        yield from _routes(child)
-
-
-def config_for_test(shipped: dict[str, Any], webhook_url: str) -> dict[str, Any]:
-    """The shipped config with receiver URLs on the test webhook and fast timings; routing unchanged."""
-    config = copy.deepcopy(shipped)
-    for receiver in config["receivers"]:
-        for hook in receiver.get("webhook_configs", []):
-            hook["url"] = f"{webhook_url}/{receiver['name']}"
-    for route in _routes(config["route"]):
-        for key, value in FAST.items():
-            if key in route:  # only where the shipped file sets it: inheritance stays the same
-                route[key] = value
-    return config
-
-
-def _without_urls_and_timings(config: dict[str, Any]) -> dict[str, Any]:
-    config = copy.deepcopy(config)
-    for receiver in config["receivers"]:
-        for hook in receiver.get("webhook_configs", []):
-            del hook["url"]
-    for route in _routes(config["route"]):
-        for key in FAST:
-            route.pop(key, None)
-    return config
 
 
 def _amtool(*args: str) -> subprocess.CompletedProcess[str]:
@@ -80,7 +50,7 @@ def _amtool(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_shipped_config_passes_amtool_check_config() -> None:
-    result = _amtool("check-config", str(SHIPPED))
+    result = _amtool("check-config", str(SHIPPED_CONFIG))
     assert result.returncode == 0, result.stdout + result.stderr
     assert "SUCCESS" in result.stdout
 
@@ -98,7 +68,7 @@ def test_shipped_config_passes_amtool_check_config() -> None:
 )
 def test_shipped_routing_by_severity(labels: dict[str, str], receiver: str) -> None:
     matchers = [f"{k}={v}" for k, v in labels.items()]
-    result = _amtool("config", "routes", "test", f"--config.file={SHIPPED}", *matchers)
+    result = _amtool("config", "routes", "test", f"--config.file={SHIPPED_CONFIG}", *matchers)
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stdout.strip() == receiver
 
@@ -116,11 +86,7 @@ def webhook() -> Iterator[WebhookServer]:
 def alertmanager(
     webhook: WebhookServer, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[AlertmanagerServer]:
-    shipped = yaml.safe_load(SHIPPED.read_text())
-    config = config_for_test(shipped, webhook.url)
-    assert _without_urls_and_timings(config) == _without_urls_and_timings(shipped)
-    path = tmp_path_factory.mktemp("alertmanager") / "alertmanager.yml"
-    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    path = write_config_for_test(webhook.url, tmp_path_factory.mktemp("alertmanager"))
     check = _amtool("check-config", str(path))
     assert check.returncode == 0, check.stdout + check.stderr
     server = AlertmanagerServer(path)

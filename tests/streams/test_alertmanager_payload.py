@@ -178,6 +178,24 @@ def test_a_defect_spike_is_labelled_with_its_category_and_source_and_nothing_els
     assert not {"category", "source"} & set(alert_from_escalation(drift, None, now=NOW)["labels"])
 
 
+def test_a_vendor_sla_breach_is_labelled_with_its_vendor_and_sla() -> None:
+    # the labels the Prometheus backstop ConvowatchVendorSlaBreached carries: the inhibit rule matches on them
+    breach = escalation(
+        kind="vendor_sla",
+        severity="medium",
+        dimension=None,
+        evidence={"vendor_id": "vendor-a", "sla": "gold_accuracy", "value": 0.8, "target": 0.9},
+    )
+    labels = alert_from_escalation(breach, None, now=NOW)["labels"]
+    assert (labels["alertname"], labels["vendor_id"], labels["sla"]) == (
+        "ConvowatchVendorSla",
+        "vendor-a",
+        "gold_accuracy",
+    )
+    spike = escalation(kind="defect_spike", evidence={"vendor_id": "vendor-a", "sla": "gold_accuracy"})
+    assert not {"vendor_id", "sla"} & set(alert_from_escalation(spike, None, now=NOW)["labels"])
+
+
 def test_escalation_id_keeps_otherwise_identical_escalations_apart() -> None:
     a = alert_from_escalation(
         escalation(escalation_id="high_risk_failure-a", turn_ids=["t-a"]), None, now=NOW

@@ -3,12 +3,14 @@
 :class:`AlertmanagerServer` runs it in its own process group on a free loopback port, with clustering
 disabled, a private storage directory and the given configuration file, and waits for ``/-/ready``.
 A missing binary raises :class:`AlertmanagerError` naming the fix (``make system``); tests turn that into
-a failure, never a skip.
+a failure, never a skip. :func:`write_config_for_test` gives the shipped ``prometheus/alertmanager.yml`` with
+its receivers on a local webhook and short group timings.
 """
 
 from __future__ import annotations
 
 import atexit
+import copy
 import json
 import os
 import shutil
@@ -17,13 +19,19 @@ import tempfile
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+import yaml
 
 from tests.support.broker import free_ports
 from tests.support.process import stop_group, wait_ready
 
 BINARIES = ("prometheus-alertmanager", "alertmanager")  # Debian's name, upstream's name
+SHIPPED_CONFIG = Path(__file__).resolve().parents[2] / "prometheus" / "alertmanager.yml"
+#: Group timings of the config for tests: notifications within a second
+FAST = {"group_wait": "200ms", "group_interval": "1s", "repeat_interval": "1h"}
 _live: set[AlertmanagerServer] = set()
 
 
@@ -53,6 +61,48 @@ def find_amtool() -> str:
     if found := shutil.which("amtool"):
         return found
     raise AlertmanagerError("amtool not found: run `make system` (Debian package prometheus-alertmanager)")
+
+
+def _routes(route: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    yield route
+    for child in route.get("routes", []):
+        yield from _routes(child)
+
+
+def config_for_test(shipped: dict[str, Any], webhook_url: str) -> dict[str, Any]:
+    """The shipped config with receiver URLs on the test webhook and fast timings; routing unchanged."""
+    config = copy.deepcopy(shipped)
+    for receiver in config["receivers"]:
+        for hook in receiver.get("webhook_configs", []):
+            hook["url"] = f"{webhook_url}/{receiver['name']}"
+    for route in _routes(config["route"]):
+        for key, value in FAST.items():
+            if key in route:  # only where the shipped file sets it: inheritance stays the same
+                route[key] = value
+    return config
+
+
+def without_urls_and_timings(config: dict[str, Any]) -> dict[str, Any]:
+    config = copy.deepcopy(config)
+    for receiver in config["receivers"]:
+        for hook in receiver.get("webhook_configs", []):
+            del hook["url"]
+    for route in _routes(config["route"]):
+        for key in FAST:
+            route.pop(key, None)
+    return config
+
+
+def write_config_for_test(webhook_url: str, directory: Path) -> Path:
+    """``prometheus/alertmanager.yml`` as shipped, with its receivers on ``<webhook_url>/<receiver name>`` and
+    the group timings of :data:`FAST`, written to ``directory``; routing, grouping and inhibit rules are the
+    shipped ones."""
+    shipped = yaml.safe_load(SHIPPED_CONFIG.read_text())
+    config = config_for_test(shipped, webhook_url)
+    assert without_urls_and_timings(config) == without_urls_and_timings(shipped)
+    path = directory / "alertmanager.yml"
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    return path
 
 
 class AlertmanagerServer:
@@ -142,6 +192,26 @@ class AlertmanagerServer:
         query = urllib.parse.urlencode(params, doseq=True)
         with urllib.request.urlopen(f"{self.url}{path}{'?' + query if query else ''}", timeout=5) as response:
             return json.loads(response.read())
+
+    def post(self, alerts: list[dict[str, Any]]) -> None:
+        """``POST /api/v2/alerts``, as Prometheus sends the alerts of its rules."""
+        request = urllib.request.Request(
+            f"{self.url}/api/v2/alerts",
+            data=json.dumps(alerts).encode(),
+            headers={"Content-Type": "application/json"},
+            method="POST",
+        )
+        with urllib.request.urlopen(request, timeout=5) as response:
+            response.read()
+
+    def flushes(self, alertname: str) -> int:
+        """How many times the dispatcher has flushed an aggregation group of alerts named ``alertname``, from
+        its debug log: each flush runs the notification pipeline, which leaves inhibited alerts out."""
+        if not self.log_file.is_file():
+            return 0
+        group = f'alertname=\\"{alertname}\\"'  # the group key, as the log quotes it
+        lines = self.log_file.read_text(errors="replace").splitlines()
+        return sum(1 for line in lines if "msg=flushing" in line and group in line)
 
     def alerts(self, **params: Any) -> list[dict[str, Any]]:
         """``GET /api/v2/alerts``: the active (not resolved) alerts, e.g. ``alerts(filter=['kind="x"'])``."""
