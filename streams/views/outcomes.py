@@ -45,23 +45,11 @@ from streams.aggregate import Aggregator, key
 from streams.emit import SEP, Emit
 from streams.expiry import ExpiryIndex
 from streams.metrics import Metrics
-from streams.views.label_cache import LabelCache
+from streams.views.outcome_counts import SEGMENT, OutcomeCounts
 
 CONVERSATION, WATERMARK = "conversation", "conversation_wm"
 MAX_ORDERS = 32  # order ids (and signal event ids) remembered per conversation, for distinct counting
 MAX_PENDING = 64  # signal facts held while the conversation's first turn has not arrived
-SEGMENT = ("journey", "model_version", "channel")
-#: Facts counted by a counter of their own: the Metrics attribute of each.
-COUNTERS = {
-    "started": "conversations",
-    "escalated": "conversations_escalated",
-    "task_completed": "conversations_task_completed",
-    "order": "orders",
-    "closed": "conversations_closed",
-    "contained": "conversations_contained",
-    "settled": "conversations_settled",
-    "resolved": "conversations_resolved",
-}
 
 
 def signal_observation(signal: ConversationSignal, source: tuple[str, int | None]) -> Emit:
@@ -114,14 +102,7 @@ class OutcomeView:
         self.idle_seconds = idle_seconds
         self.recontact_window_seconds = recontact_window_seconds
         self.max_conversations = max_conversations
-        self.totals: dict[str, float] = {}
-        # metric label values and children, cached (``.labels()`` costs more than the increment); the
-        # children by bounded label values, so bounded too
-        self._seg_labels = LabelCache(
-            lambda raw: tuple(metrics.label(label, v) for label, v in zip(SEGMENT, raw, strict=True))
-        )
-        self._started: set[tuple[str, ...]] = set()
-        self._children: dict[tuple[str, str | None, tuple[str, ...]], Any] = {}
+        self.counts = OutcomeCounts(metrics)
         # derived, per observation partition: open conversations by last activity, closed ones by close
         self._open: dict[int | None, ExpiryIndex] = {}
         self._closed: dict[int | None, ExpiryIndex] = {}
@@ -129,8 +110,6 @@ class OutcomeView:
         self._checked: dict[int | None, float] = {}
         self._size = 0
         self._step = min(idle_seconds, recontact_window_seconds) / 16  # event time between expiry checks
-        for reason in ("late", "no_turns"):
-            metrics.conversation_events_dropped.labels(reason)
 
     # -- observations --------------------------------------------------------------------------------
 
@@ -149,7 +128,7 @@ class OutcomeView:
         new = entry is None
         if entry is None:
             if ts < wm - self.idle_seconds - self.recontact_window_seconds:
-                self._drop("late")
+                self.counts.drop("late")
             else:
                 entry = {"p": partition, "seg": None, "last": ts, "end": None, "f": [], "o": [], "ev": []}
                 entry |= {"src": {}, "pend": [], "sig": 0}
@@ -242,58 +221,7 @@ class OutcomeView:
             if len(entry["pend"]) < MAX_PENDING:
                 entry["pend"].append([name, value])
             return
-        labels = self._labels(entry["seg"])
-        if name == "started" and labels not in self._started:
-            # every series of the segment from its first conversation: ratios read 0
-            self._started.add(labels)
-            m = self.metrics
-            for counter in self._counters():
-                counter.labels(*labels)
-            for step in ("add_to_cart", "purchase"):
-                m.conversations_converted.labels(step, *labels)
-            for feedback in ("up", "down"):
-                m.user_feedback.labels(feedback, *labels)
-            m.handle_time.labels(*labels)
-        at = (name, value if name in ("converted", "feedback") else None, labels)
-        child = self._children.get(at)
-        if child is None:
-            child = self._children[at] = self._child(name, value, labels)
-        if child is not False:
-            if name == "handle_time":
-                child.observe(value)
-            else:
-                child.inc()
-        total = f"{name}_{value}" if name in ("converted", "feedback") else name
-        self.totals[total] = self.totals.get(total, 0) + 1
-        if name == "handle_time":
-            self.totals["handle_time_seconds"] = self.totals.get("handle_time_seconds", 0) + value
-
-    def _labels(self, seg: list[str | None]) -> tuple[str, ...]:
-        """The segment's label values (guarded), cached by the raw values (a guard maps a value the same
-        way from its first call on)."""
-        labels: tuple[str, ...] = self._seg_labels[tuple(seg)]
-        return labels
-
-    def _child(self, name: str, value: Any, labels: tuple[str, ...]) -> Any:
-        """The metric child counting ``name`` (``value``: a step or feedback) under ``labels``; False for
-        a fact that is only totalled."""
-        m = self.metrics
-        if name in COUNTERS:
-            return getattr(m, COUNTERS[name]).labels(*labels)
-        if name == "converted":
-            return m.conversations_converted.labels(value, *labels)
-        if name == "feedback":
-            return m.user_feedback.labels(value, *labels)
-        if name == "handle_time":
-            return m.handle_time.labels(*labels)
-        return False
-
-    def _counters(self) -> list[Any]:
-        return [getattr(self.metrics, name) for name in COUNTERS.values()]
-
-    def _drop(self, reason: str, n: int = 1) -> None:
-        self.metrics.conversation_events_dropped.labels(reason).inc(n)
-        self.totals[f"dropped_{reason}"] = self.totals.get(f"dropped_{reason}", 0) + n
+        self.counts.count(entry["seg"], name, value)
 
     # -- event time: close, settle, evict ------------------------------------------------------------
 
@@ -346,14 +274,13 @@ class OutcomeView:
                     else:
                         closed.remove(k, entry["end"])
                     self._forget(aggregator, k, entry)
-                    self.metrics.conversation_evictions.inc()
-                    self.totals["evicted"] = self.totals.get("evicted", 0) + 1
+                    self.counts.evicted()
                     wanted -= 1
 
     def _close(self, aggregator: Aggregator, k: str, entry: dict[str, Any]) -> None:
         self._open_index(entry["p"]).remove(k, entry["last"])
         if entry["seg"] is None:  # signals only: not a conversation convowatch saw
-            self._drop("no_turns", entry["sig"])
+            self.counts.drop("no_turns", entry["sig"])
             self._forget(aggregator, k, entry)
             return
         self._count(entry, "closed")
@@ -423,4 +350,4 @@ class OutcomeView:
 
     def report(self, aggregator: Aggregator) -> dict[str, Any]:
         """Totals of this process (all segments), for ``report.json``."""
-        return {"outcomes": {"tracked": self._size, **dict(sorted(self.totals.items()))}}
+        return {"outcomes": {"tracked": self._size, **dict(sorted(self.counts.totals.items()))}}
