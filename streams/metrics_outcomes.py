@@ -75,8 +75,9 @@ class OutcomeMetrics:
         )
         self.conversation_events_dropped = Counter(
             "convowatch_conversation_events_dropped_total",
-            "Turns and signals left out of business outcomes: late (their conversation had settled) or "
-            "no_turns (signals of a conversation without chat turns).",
+            "Turns and signals left out of business outcomes: late (their conversation had settled), "
+            "no_turns (signals of a conversation without chat turns) or too_many_signals (past a "
+            "conversation's first 512 distinct signals).",
             ["reason"],
             registry=r,
         )

@@ -22,7 +22,7 @@ COUNTERS = {
     "resolved": "conversations_resolved",
 }
 #: Why turns and signals are left out (``convowatch_conversation_events_dropped_total{reason}``).
-DROP_REASONS = ("late", "no_turns")
+DROP_REASONS = ("late", "no_turns", "too_many_signals")
 
 
 class OutcomeCounts:

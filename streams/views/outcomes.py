@@ -25,7 +25,9 @@ started, first-contact resolution = resolved / settled, contacts per order = sta
 
 Signals that come before the conversation's first turn wait for it; a conversation without turns is dropped
 at its close (``convowatch_conversation_events_dropped_total{reason="no_turns"}``), as are turns and signals
-of a conversation that would have settled already (``reason="late"``).
+of a conversation that would have settled already (``reason="late"``), and signals of a conversation past
+its first 512 distinct ones (``reason="too_many_signals"``: see :mod:`streams.views.outcome_ids`, which also
+says how event and order ids are remembered).
 
 State: one small JSON record per open or closed conversation in the aggregate store (key
 ``conversation<SEP><id>``), bounded by event time (deleted when settled) and by ``max_conversations``
@@ -46,10 +48,9 @@ from streams.emit import SEP, Emit
 from streams.expiry import ExpiryIndex
 from streams.metrics import Metrics
 from streams.views.outcome_counts import SEGMENT, OutcomeCounts
+from streams.views.outcome_ids import MAX_SIGNALS, digest, holds, upgrade
 
 CONVERSATION, WATERMARK = "conversation", "conversation_wm"
-MAX_ORDERS = 32  # order ids (and signal event ids) remembered per conversation, for distinct counting
-MAX_PENDING = 64  # signal facts held while the conversation's first turn has not arrived
 
 
 def signal_observation(signal: ConversationSignal, source: tuple[str, int | None]) -> Emit:
@@ -130,7 +131,7 @@ class OutcomeView:
             if ts < wm - self.idle_seconds - self.recontact_window_seconds:
                 self.counts.drop("late")
             else:
-                entry = {"p": partition, "seg": None, "last": ts, "end": None, "f": [], "o": [], "ev": []}
+                entry = {"p": partition, "seg": None, "last": ts, "end": None, "f": [], "od": "", "ed": ""}
                 entry |= {"src": {}, "pend": [], "sig": 0}
                 self._open_index(partition).move(k, None, ts)
                 self._size += 1
@@ -185,12 +186,15 @@ class OutcomeView:
             self._count(entry, "feedback", outcome["user_feedback"])
 
     def _signal(self, entry: dict[str, Any], obs: dict[str, Any]) -> None:
-        seen = entry["ev"]
-        if obs["event_id"] in seen:
+        upgrade(entry)
+        event = digest(obs["event_id"])
+        if holds(entry["ed"], event):
             self.metrics.duplicates.labels("signals").inc()
             return
-        if len(seen) < MAX_ORDERS:
-            seen.append(obs["event_id"])
+        if entry["sig"] >= MAX_SIGNALS:
+            self.counts.drop("too_many_signals")
+            return
+        entry["ed"] += event
         entry["sig"] += 1
         kind = obs["signal"]
         if kind in ("thumbs_up", "thumbs_down"):
@@ -201,8 +205,9 @@ class OutcomeView:
             self._flag(entry, "cart", "converted", "add_to_cart")
         elif kind == "purchase":
             self._flag(entry, "buy", "converted", "purchase")
-            if obs["order_id"] not in entry["o"] and len(entry["o"]) < MAX_ORDERS:
-                entry["o"].append(obs["order_id"])
+            order = digest(obs["order_id"])
+            if not holds(entry["od"], order):
+                entry["od"] += order
                 self._count(entry, "order")
         elif kind == "recontact":
             if "re" not in entry["f"]:
@@ -216,12 +221,12 @@ class OutcomeView:
             self._count(entry, name, value)
 
     def _count(self, entry: dict[str, Any], name: str, value: Any = None) -> None:
-        """Report one fact under the conversation's segment, or hold it until the first turn gives one."""
+        """Report one fact under the conversation's segment, or hold it until the first turn gives one (at
+        most one a signal counted, and the first purchase's conversion: bounded by MAX_SIGNALS)."""
         if entry["seg"] is None:
-            if len(entry["pend"]) < MAX_PENDING:
-                entry["pend"].append([name, value])
-            return
-        self.counts.count(entry["seg"], name, value)
+            entry["pend"].append([name, value])
+        else:
+            self.counts.count(entry["seg"], name, value)
 
     # -- event time: close, settle, evict ------------------------------------------------------------
 
