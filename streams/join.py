@@ -27,6 +27,7 @@ from schemas import ChatTurn, HumanLabel, JudgeVerdict
 from schemas.judge_verdict import MAX_SCORES
 from streams.emit import Emit, Entry, entry_head
 from streams.expiry import ExpiryIndex
+from streams.golden import GoldenSet
 from streams.join_caps import check_caps, fits_a_record
 from streams.join_observations import MIN_RATERS, number_observations
 from streams.join_outputs import MAX_KEPT_TEXT, TurnOutputs, first_sampled, kept
@@ -55,6 +56,7 @@ class TurnJoiner:
         category_topics: bool = True,
         keep_outputs: bool = False,
         text_hash_key: bytes | None = None,
+        golden: GoldenSet | None = None,
     ) -> None:
         self.taxonomy = taxonomy
         self.metrics = metrics
@@ -62,7 +64,7 @@ class TurnJoiner:
         self.store: StateStore = store if store is not None else DictStore(json_values=True)
         self.state = WriteBehind(self.store)
         self.autoflush = autoflush
-        self.outputs = TurnOutputs(taxonomy, metrics, text_redaction, category_topics, text_hash_key)
+        self.outputs = TurnOutputs(taxonomy, metrics, text_redaction, category_topics, text_hash_key, golden)
         self.ttl_seconds = ttl_seconds
         self.max_entries = max_entries
         self.evict_every = evict_every
@@ -364,9 +366,7 @@ class TurnJoiner:
                 self._reindex = True  # indexed elsewhere: rebuilt at the end of this pass
             evicted: list[Emit] = []
             if entry["turn"] is None:  # publish what it holds, with an unknown segment
-                outputs = self.outputs
-                evicted = outputs.defects(key, entry, outputs.failures(entry))
-                evicted.extend(outputs.pairs(key, entry, final=True))
+                evicted = self.outputs.orphaned(key, entry)
                 # labels of turns evicted before them, or never sent: lost to agreement and calibration
                 m = self.metrics
                 m.join_unmatched.labels("judge_verdicts").inc(len(entry["judge"]))

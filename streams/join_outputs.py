@@ -16,6 +16,8 @@ from typing import Any
 from schemas import ChatTurn
 from schemas.common import FAIL, QUALITY_DIMENSIONS
 from streams.emit import SEP, UNKNOWN_SEGMENT, Emit, Entry, iso, output_id
+from streams.golden import GoldenSet
+from streams.join_gold import gold_observations
 from streams.join_observations import number_observations, observations
 from streams.metrics import Metrics
 from streams.policy import HighRiskPolicy
@@ -44,6 +46,7 @@ class TurnOutputs:
         text_redaction: str = "drop",
         category_topics: bool = True,
         text_hash_key: bytes | None = None,
+        golden: GoldenSet | None = None,
     ) -> None:
         if text_redaction not in ("keep", "hash", "drop"):
             raise ValueError(f"text_redaction must be keep, hash or drop, not {text_redaction!r}")
@@ -55,6 +58,8 @@ class TurnOutputs:
         self.text_redaction = text_redaction
         self.category_topics = category_topics
         self.policy = HighRiskPolicy(taxonomy, metrics)
+        #: the golden set: labels and verdicts on its turns are scored as they come (streams.join_gold)
+        self.golden: GoldenSet = golden or {}
 
     def context(self, turn: ChatTurn) -> dict[str, Any]:
         """What a defect record carries about its turn; chat text only as ``text_redaction`` allows."""
@@ -114,7 +119,9 @@ class TurnOutputs:
 
     def outputs(self, turn_id: str, entry: Entry, source: tuple[str, int | None]) -> list[Emit]:
         """Everything the entry's latest change makes publishable; observations numbered from ``source``."""
-        emits: list[Emit] = []
+        # first: before ``observations`` marks the raters observed (and before a ``labelled`` observation
+        # of the same record, so that the vendor scorecard judges its SLAs with both)
+        emits = gold_observations(turn_id, entry, self.golden.get(turn_id))
         failures = self.failures(entry)
         triggers = self.policy.triggers(entry, failures)
         if entry["turn"] is not None:
@@ -125,6 +132,14 @@ class TurnOutputs:
             emits.extend(self.pairs(turn_id, entry))
         emits.extend(self.policy.evaluate(turn_id, entry, triggers))
         number_observations(emits, source)
+        return emits
+
+    def orphaned(self, turn_id: str, entry: Entry) -> list[Emit]:
+        """What an entry whose turn never came publishes when it is evicted: its defects and pairs, with an
+        unknown segment, and the gold observations of labels an entry of code before them holds unscored."""
+        emits = self.defects(turn_id, entry, self.failures(entry))
+        emits.extend(self.pairs(turn_id, entry, final=True))
+        emits.extend(gold_observations(turn_id, entry, self.golden.get(turn_id)))
         return emits
 
     def defects(self, turn_id: str, entry: Entry, failures: list[Any]) -> list[Emit]:

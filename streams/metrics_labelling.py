@@ -54,9 +54,9 @@ class LabellingMetrics:
         # scorecard keeps no per-vendor figure of them
         self.vendor_labels_too_late = Counter(
             "convowatch_vendor_labels_too_late_total",
-            "Vendor scorecard items (labels, consensus comparisons) dropped because their label event time "
-            "was already older than the SLA window; all vendors (report.json vendors.window.too_late: the "
-            "total since the scorecard began).",
+            "Vendor scorecard items (labels, a golden-set label's gold items, consensus comparisons) dropped "
+            "because their label event time was already older than the SLA window; all vendors (report.json "
+            "vendors.window.too_late: the total since the scorecard began).",
             registry=r,
         )
 

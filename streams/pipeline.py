@@ -16,6 +16,7 @@ from schemas.parsing import REASONS
 from streams.aggregate import Aggregator
 from streams.config import Settings
 from streams.emit import Emit
+from streams.golden import load_golden
 from streams.join import TurnJoiner
 from streams.metrics import Metrics
 from streams.state import StateStore
@@ -63,6 +64,8 @@ class Pipeline:
             text_hash_key=self.settings.text_hash_bytes(),
             category_topics=self.settings.defect_category_topics,
             keep_outputs=keep_outputs,
+            # labels on golden turns are scored as the join reads them, with or without their turn
+            golden=load_golden(self.settings.golden),
         )
         self.aggregator = Aggregator(
             self.metrics,

@@ -1,10 +1,13 @@
 """Accuracy on the golden set (``CONVOWATCH_GOLDEN``): each vendor, annotator and judge against known truth.
 
-Observations of golden-set turns only: ``labelled`` (shard ``humans``) feed ``gold_vendor/<vendor>`` and
-``gold_annotator/<vendor>/<annotator>``, ``judged`` (shard: the judge) feeds ``gold_judge/<judge>``. Each
-is a :class:`~detectors.keyed.KeyedDetectors` of :class:`~detectors.ClassAccuracy` by dimension, plus
-``*`` for all dimensions pooled. Dimensions absent from a turn's golden labels are not scored. Past the
-first ``max_vendors`` vendors, and ``max_annotators`` annotators in all, new ones are scored together as
+The join's observations of golden-set turns (``streams/join_gold.py``), one per rater record as it is
+read, whether or not the join holds the chat turn: ``gold_label`` (shard ``humans``) feeds
+``gold_vendor/<vendor>`` and ``gold_annotator/<vendor>/<annotator>``, ``gold_verdict`` (shard: the judge)
+feeds ``gold_judge/<judge>``. (Until 2026-11-26 ``labelled`` and ``judged`` fed them: a label that never
+met its turn in the join, evicted before it or never sent, was not scored.) Each is a
+:class:`~detectors.keyed.KeyedDetectors` of :class:`~detectors.ClassAccuracy` by dimension, plus ``*`` for
+all dimensions pooled. Dimensions absent from a turn's golden labels are not scored. Past the first
+``max_vendors`` vendors, and ``max_annotators`` annotators in all, new ones are scored together as
 ``other`` (``CONVOWATCH_VENDOR_SLA``'s caps, as the scorecards): annotators come and go over the years, and
 their aggregates would otherwise grow without end. On Kafka every label is on the shard ``humans``, so one
 worker holds them all, and a restarted one admits the recovered vendors and annotators first.
@@ -31,7 +34,7 @@ def _accuracies() -> KeyedDetectors:
 
 
 class GoldView:
-    kinds: tuple[str, ...] = ("labelled", "judged")
+    kinds: tuple[str, ...] = ("gold_label", "gold_verdict")
 
     def __init__(
         self, metrics: Metrics, golden: GoldenSet, max_vendors: int = 50, max_annotators: int = 100
@@ -78,7 +81,7 @@ class GoldView:
                 keyed.update(ALL, given, true)
 
         m = self.metrics
-        if obs["kind"] == "labelled":
+        if obs["kind"] == "gold_label":
             vendor, annotator = self._vendor_and_annotator(obs["vendor_id"], obs["annotator_id"])
             keyed = aggregator.update(key("gold_vendor", vendor), obs, partition, _accuracies, score)
             aggregator.update(key("gold_annotator", vendor, annotator), obs, partition, _accuracies, score)

@@ -1,13 +1,14 @@
 """Labelling vendors and annotators: scorecards over a sliding window of label time, and SLAs.
 
-From ``labelled`` (one annotator's labels on a turn) and ``raters`` (a turn's dimension labelled by several
-annotators) observations, both on the shard ``humans``, one
-:class:`~detectors.vendor_scorecard.VendorScorecard` under ``vendor_scorecard``, windowed as
-``CONVOWATCH_VENDOR_SLA`` says (``streams/vendor_sla.py``):
+From ``labelled`` (one annotator's labels on a turn), ``raters`` (a turn's dimension labelled by several
+annotators) and ``gold_label`` (an annotator's labels on a golden turn) observations, all on the shard
+``humans``, one :class:`~detectors.vendor_scorecard.VendorScorecard` under ``vendor_scorecard``, windowed
+as ``CONVOWATCH_VENDOR_SLA`` says (``streams/vendor_sla.py``):
 
 - each label counts at its own event time, with its turnaround: label time minus the turn's time (no
   review-request time reaches the join, so the turn is the start);
-- gold: on golden-set turns (``CONVOWATCH_GOLDEN``), each dimension of the truth the label has is one item;
+- gold: on golden-set turns (``CONVOWATCH_GOLDEN``), each dimension of the truth the label has is one item,
+  at the label's time, whether or not the join held the turn (``gold_label``: ``streams/join_gold.py``);
 - judge: each dimension the label shares with a judge's verdict on the turn (judges known when the label
   met the turn) is one comparison;
 - consensus: each annotator of a ``raters`` item against the plurality of the others (ties not scored,
@@ -63,7 +64,7 @@ Update = tuple[float, str, str, float | None, tuple[int, int], tuple[int, int], 
 
 
 class VendorsView:
-    kinds: tuple[str, ...] = ("labelled", "raters")
+    kinds: tuple[str, ...] = ("labelled", "raters", "gold_label")
 
     def __init__(
         self, metrics: Metrics, sla: VendorSla | None = None, golden: GoldenSet | None = None
@@ -83,7 +84,8 @@ class VendorsView:
         )
 
     def apply(self, aggregator: Aggregator, obs: dict[str, Any], partition: int | None) -> list[Emit]:
-        updates = self._labelled(obs) if obs["kind"] == "labelled" else self._consensus(obs)
+        kind = obs["kind"]
+        updates = {"labelled": self._labelled, "gold_label": self._gold}.get(kind, self._consensus)(obs)
         replaced = obs.get("replaces")
         removals = self._consensus({**obs, **replaced}) if replaced is not None else []
         if removals == updates:  # a version a later judge makes: the same comparisons at the same time
@@ -106,7 +108,8 @@ class VendorsView:
                 self.metrics.vendor_labels_too_late.inc(card.too_late - dropped)
 
         card = aggregator.update(SCORECARD, obs, partition, self._scorecard, add)
-        if card is None or card.watermark is None:
+        # judged at a ``labelled`` or ``raters`` one: with the gold items of a ``gold_label`` just before it
+        if card is None or card.watermark is None or kind == "gold_label":
             return []
         status = aggregator.detector(STATUS)
         if (
@@ -117,10 +120,16 @@ class VendorsView:
             return []
         return self._evaluate(aggregator, obs, partition, card)
 
-    def _labelled(self, obs: dict[str, Any]) -> list[Update]:
-        labels: dict[str, str] = obs["labels"]
-        truth = self.golden.get(obs["turn_id"], {})
+    def _gold(self, obs: dict[str, Any]) -> list[Update]:
+        """A ``gold_label``'s gold items, at the label's time (its ``labelled`` counts the label itself)."""
+        truth, labels = self.golden.get(obs["turn_id"], {}), obs["labels"]
         gold = [labels[dim] == label for dim, label in truth.items() if dim in labels]
+        ts, vendor, annotator = obs["label_ts"], obs["vendor_id"], obs["annotator_id"]
+        return [(ts, vendor, annotator, None, (sum(gold), len(gold)), (0, 0), (0, 0))] if gold else []
+
+    @staticmethod
+    def _labelled(obs: dict[str, Any]) -> list[Update]:
+        labels: dict[str, str] = obs["labels"]
         judge = [
             verdicts[dim] == label
             for verdicts in obs["judges"].values()
@@ -135,7 +144,7 @@ class VendorsView:
                 obs["vendor_id"],
                 obs["annotator_id"],
                 turnaround,
-                (sum(gold), len(gold)),
+                (0, 0),  # gold items: from ``gold_label``
                 (sum(judge), len(judge)),
                 (0, 0),
             )

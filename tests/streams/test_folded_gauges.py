@@ -28,16 +28,13 @@ def test_vendors_folded_into_other_set_no_gauge_and_keep_their_own_rows() -> Non
         offset += 1
         aggregator.apply(
             {
-                "kind": "labelled",
+                "kind": "gold_label",
                 "turn_id": "gold-1",
                 "ts": 1.0,
                 "label_ts": 2.0,
                 "annotator_id": f"a-{vendor}-{offset}",
                 "vendor_id": vendor,
-                "is_gold": True,
                 "labels": {"safety": answer},
-                "judges": {},
-                "segment": None,
                 "src": ["labels:0", offset, 0],
             }
         )

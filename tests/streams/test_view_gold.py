@@ -23,16 +23,13 @@ class Labels:
     def label(self, vendor: str, annotator: str, answer: str = "fail") -> None:
         self.offset += 1
         obs: dict[str, Any] = {
-            "kind": "labelled",
+            "kind": "gold_label",
             "turn_id": "gold-1",
             "ts": 1.0,
             "label_ts": 2.0,
             "annotator_id": annotator,
             "vendor_id": vendor,
-            "is_gold": True,
             "labels": {"safety": answer},
-            "judges": {},
-            "segment": None,
             "src": ["labels:0", self.offset, 0],
         }
         self.aggregator.apply(obs)

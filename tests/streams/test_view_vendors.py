@@ -578,8 +578,13 @@ def test_a_gold_accuracy_breach_closes_when_its_gold_items_leave_the_window_whil
             "labels": {"safety": "pass"},
             "judges": {},
             "segment": None,
-            "src": ["labels:0", i, 0],
+            "src": ["labels:0", i, 1],
         }
+        if turn_id.startswith("g"):  # the join's gold_label comes first (streams/join_gold.py)
+            gold = {k: observation[k] for k in ("turn_id", "ts", "label_ts", "annotator_id", "vendor_id")}
+            aggregator.apply(
+                {**gold, "kind": "gold_label", "labels": {"safety": "pass"}, "src": ["labels:0", i, 0]}
+            )
         seen += [e.value for e in aggregator.apply(observation) if e.topic == "escalations"]
     gold = [e for e in seen if e["evidence"]["sla"] == "gold_accuracy"]
     assert gold[0]["status"] == "firing" and gold[-1]["status"] == "resolved"
