@@ -155,8 +155,10 @@ class Settings(BaseSettings):
     spike_labelled_turns_per_day: float = Field(
         100_000.0,
         ge=0,
-        description="CONVOWATCH_SPIKE_LABELLED_TURNS_PER_DAY: human-labelled turns a day, the human source's "
-        "traffic (default: 10% of the judged turns).",
+        description="CONVOWATCH_SPIKE_LABELLED_TURNS_PER_DAY: human-labelled turns a day the human source's "
+        "detectors take, its traffic (default: 10% of the judged turns): labels without an inclusion "
+        "probability, and a uniform CONVOWATCH_REVIEW_MIN_PROBABILITY of the judged turns of those with one "
+        "(streams/views/uniform_labels.py).",
     )
     spike_turns_per_day: float = Field(
         1_000_000.0,
@@ -173,8 +175,8 @@ class Settings(BaseSettings):
         700_000.0,
         gt=0,
         description="CONVOWATCH_DRIFT_PAIRS_PER_DAY: judge/human label pairs a day (one per judge and "
-        "dimension of a human-labelled turn) the budget is stated for: 1,000,000 judged turns a day, 10% "
-        "labelled, 7 dimensions.",
+        "dimension of a human-labelled turn the detectors take, as CONVOWATCH_SPIKE_LABELLED_TURNS_PER_DAY "
+        "counts them) the budget is stated for: 1,000,000 judged turns a day, 10% labelled, 7 dimensions.",
     )
     alertmanager_url: SecretStr | None = Field(
         None,

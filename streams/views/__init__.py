@@ -39,6 +39,7 @@ def default_views(settings: Settings, metrics: Metrics, taxonomy: Taxonomy) -> l
             metrics,
             false_alarms_per_day=settings.drift_false_alarms_per_day,
             pairs_per_day=settings.drift_pairs_per_day,
+            uniform_probability=settings.review_min_probability,
         ),
         TrafficView(metrics),
         PerceptualView(
@@ -56,6 +57,7 @@ def default_views(settings: Settings, metrics: Metrics, taxonomy: Taxonomy) -> l
             turns_per_day=settings.spike_turns_per_day,
             judges=settings.spike_judges,
             labelled_turns_per_day=settings.spike_labelled_turns_per_day,
+            uniform_probability=settings.review_min_probability,
         ),
         *divergence_views(settings, metrics),
         VersionView(

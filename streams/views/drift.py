@@ -1,11 +1,14 @@
 """Judge drift: a sustained rise in how often a judge disagrees with humans, per dimension and journey.
 
 Each judge/human pair is one Bernoulli observation (1 = they disagree) for the judge and dimension, overall
-and per journey. A :class:`~detectors.DefectRateSpike` on that stream learns the usual disagreement rate
-and alarms on a rise of unknown size; the alarm raises ``judge_drift`` naming judge, dimension and
-segment with the disagreeing turns as evidence, and resolves when the rate is back. The false-alarm budget
-is stated per day, all streams together (``CONVOWATCH_DRIFT_FALSE_ALARMS_PER_DAY`` at
-``CONVOWATCH_DRIFT_PAIRS_PER_DAY``), as the spike view's is.
+and per journey, if its turn is in the uniform sample of the labelled turns
+(``streams/views/uniform_labels.py``: a pair whose label review sampling requested with probability ``pi``
+is kept with probability ``CONVOWATCH_REVIEW_MIN_PROBABILITY / pi``, the turns the human spikes keep; a
+pair without ``pi`` always). A :class:`~detectors.DefectRateSpike` on that stream learns the usual
+disagreement rate and alarms on a rise of unknown size; the alarm raises ``judge_drift`` naming judge,
+dimension and segment with the disagreeing turns as evidence, and resolves when the rate is back. The
+false-alarm budget is stated per day, all streams together (``CONVOWATCH_DRIFT_FALSE_ALARMS_PER_DAY`` at
+``CONVOWATCH_DRIFT_PAIRS_PER_DAY`` pairs so kept), as the spike view's is.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from streams.emit import SEP, UNKNOWN_SEGMENT, Emit, iso
 from streams.labels import SourceGuards
 from streams.metrics import Metrics
 from streams.policy import escalation_id
+from streams.views.uniform_labels import UniformLabels
 
 
 class JudgeDriftView:
@@ -30,8 +34,11 @@ class JudgeDriftView:
         false_alarms_per_day: float = 1.0,
         pairs_per_day: float = 700_000.0,
         warmup: int = 200,
+        uniform_probability: float = 0.001,
     ) -> None:
         self.metrics = metrics
+        # the pairs of a uniform sample of the labelled turns, whatever review sampling requested
+        self.uniform_labels = UniformLabels(uniform_probability)
         # every pair is one event of two streams (all journeys, and its own): the budget over both (Settings
         # checks the run length this gives with the same 2). Human
         # labels are a small sample: a short warm-up. (A fixed run length of 10^5 events per stream gave
@@ -51,6 +58,9 @@ class JudgeDriftView:
             self.journeys(judge_id, "journey").admit(values)
 
     def apply(self, aggregator: Aggregator, pair: dict[str, Any], partition: int | None) -> list[Emit]:
+        # the join gives a pair of a turn judged high-risk pi 1, whatever its label copied
+        if not self.uniform_labels.keeps(pair["turn_id"], pair.get("inclusion_probability")):
+            return []
         judge_id, dimension = pair["judge_id"], pair["dimension"]
         disagree = pair["judge_label"] != pair["human_label"]
         segment = pair["segment"] or UNKNOWN_SEGMENT

@@ -2,18 +2,21 @@
 
 Each judged turn is one Bernoulli observation per category it was assessed on (1 = it failed a dimension
 of that category); for the human source, each turn once, with the first human label of each dimension
-that is not on a gold (honeypot) item. A judge or annotator that sends a turn's dimensions in several
-records (a judge prompted per dimension) adds an observation per record, for the categories that record
-brings: two dimensions of one category in two records count the category twice for the turn, as two
-annotators' first labels on them do (counting it once would drop the second record's failure, or wait for
-records that may never come). Segments are slices: journey; journey and model version; journey
-and intent. One :class:`~detectors.CategorySpikes` holds a slice value's detectors for every category, per
-source (a judge id, or ``humans``). The false-alarm budget is stated per day across all segments and
-sources (``CONVOWATCH_SPIKE_FALSE_ALARMS_PER_DAY`` at ``CONVOWATCH_SPIKE_TURNS_PER_DAY`` turns, each scored
-by ``CONVOWATCH_SPIKE_JUDGES`` judges, and ``CONVOWATCH_SPIKE_LABELLED_TURNS_PER_DAY`` human-labelled turns)
-and turned into each detector's in-control run length: every source's detectors see their own traffic, so a
-budget that counted turns once would be exceeded about once over per judge. A spike raises ``defect_spike``
-(firing, then resolved).
+that is not on a gold (honeypot) item, if the turn is in the uniform sample of the labelled turns
+(``streams/views/uniform_labels.py``: a turn review sampling requested with probability ``pi`` is kept
+with probability ``CONVOWATCH_REVIEW_MIN_PROBABILITY / pi``, one labelled without ``pi`` always). A judge
+or annotator that sends a turn's dimensions in several records (a judge prompted per dimension) adds an
+observation per record, for the categories that record brings: two dimensions of one category in two
+records count the category twice for the turn, as two annotators' first labels on them do (counting it
+once would drop the second record's failure, or wait for records that may never come). Segments are
+slices: journey; journey and model version; journey and intent. One :class:`~detectors.CategorySpikes`
+holds a slice value's detectors for every category, per source (a judge id, or ``humans``). The
+false-alarm budget is stated per day across all segments and sources
+(``CONVOWATCH_SPIKE_FALSE_ALARMS_PER_DAY`` at ``CONVOWATCH_SPIKE_TURNS_PER_DAY`` turns, each scored by
+``CONVOWATCH_SPIKE_JUDGES`` judges, and ``CONVOWATCH_SPIKE_LABELLED_TURNS_PER_DAY`` human-labelled turns
+so kept) and turned into each detector's in-control run length: every source's detectors see their own
+traffic, so a budget that counted turns once would be exceeded about once over per judge. A spike raises
+``defect_spike`` (firing, then resolved).
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ from streams.metrics import Metrics
 from streams.policy import escalation_id
 from streams.taxonomy import SEVERITIES, Taxonomy
 from streams.views.label_cache import LabelCache
+from streams.views.uniform_labels import UniformLabels, labelled_probability
 
 SLICES: tuple[tuple[str, ...], ...] = (("journey",), ("journey", "model_version"), ("journey", "intent"))
 
@@ -48,9 +52,13 @@ class SpikeView:
         judges: int = 1,
         labelled_turns_per_day: float = 100_000.0,
         max_segment_values: int = 50,
+        uniform_probability: float = 0.001,
     ) -> None:
         self.metrics = metrics
         self.taxonomy = taxonomy
+        # the human source's turns: a uniform sample, whatever review sampling requested
+        self.uniform_labels = UniformLabels(uniform_probability)
+        self.high_risk_dims = frozenset(d for d in QUALITY_DIMENSIONS if taxonomy.policy(d).high_risk)
         self.category_of = {dim: taxonomy.policy(dim).category for dim in QUALITY_DIMENSIONS}
         categories = sorted(set(self.category_of.values()))
         # every judged turn is one event, per judge, for each (slice, category) stream it falls in, and every
@@ -104,8 +112,16 @@ class SpikeView:
 
     def apply(self, aggregator: Aggregator, obs: dict[str, Any], partition: int | None) -> list[Emit]:
         # each turn once: a second annotator's label of a dimension (consensus labelling, a honeypot served
-        # to many annotators) is not a second turn, and gold items are not a sample of the traffic
-        labels: dict[str, str] = sampled_labels(obs) if obs["kind"] == "labelled" else obs["labels"]
+        # to many annotators) is not a second turn, and gold items are not a sample of the traffic; of the
+        # turns review sampling requested, a uniform sample (judge-flagged ones come with pi 1, the others
+        # at budget / traffic: their mix, and the labelled defect rate, followed the time of day)
+        if obs["kind"] == "labelled":
+            pi = labelled_probability(obs, self.high_risk_dims)
+            if not self.uniform_labels.keeps(obs["turn_id"], pi):
+                return []
+            labels: dict[str, str] = sampled_labels(obs)
+        else:
+            labels = obs["labels"]
         category_of = self.category_of
         judged_set: set[str] = set()
         failed_set: set[str] = set()
