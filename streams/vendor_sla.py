@@ -16,7 +16,7 @@ from pathlib import Path
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
-from detectors.vendor_scorecard import DEFAULT_TURNAROUND_BOUNDS, Scorecard
+from detectors.label_tally import DEFAULT_TURNAROUND_BOUNDS, Scorecard
 from schemas.common import Identifier
 from streams.exceptions import ConfigError
 from streams.taxonomy import Severity, not_valid_yaml

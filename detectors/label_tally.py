@@ -1,0 +1,230 @@
+"""Counts behind the labelling scorecards: :class:`LabelTally` (one stretch of labels, per vendor and
+annotator, mergeable) and :class:`Scorecard` (one vendor's or annotator's figures read from it).
+:class:`~detectors.vendor_scorecard.VendorScorecard` keeps a sliding window of tallies.
+"""
+
+from __future__ import annotations
+
+import bisect
+import copy
+import functools
+import itertools
+import math
+from dataclasses import dataclass
+from typing import Any, Self
+
+from detectors.base import Detector
+from detectors.exceptions import NotHeldError
+
+#: A vendor's own row (all its annotators together), and where capped vendors and annotators go.
+ALL = "*"
+OTHER = "other"
+#: Turnaround histogram bounds (seconds), as ``convowatch_label_latency_seconds``'s buckets.
+DEFAULT_TURNAROUND_BOUNDS = (60, 300, 900, 1800, 3600, 7200, 14400, 21600, 43200, 86400, 172800, 259200)
+PAIRS = ("gold", "judge", "consensus")
+
+
+def check_bounds(bounds: list[float] | None) -> list[float]:
+    values = list(DEFAULT_TURNAROUND_BOUNDS if bounds is None else bounds)
+    if not values or not all(
+        isinstance(b, int | float) and not isinstance(b, bool) and math.isfinite(b) and b > 0 for b in values
+    ):
+        raise ValueError(f"turnaround_bounds must be positive finite seconds, got {bounds!r}")
+    if any(a >= b for a, b in itertools.pairwise(values)):
+        raise ValueError(f"turnaround_bounds must be strictly increasing, got {bounds!r}")
+    return [float(b) for b in values]
+
+
+def _check_pair(name: str, pair: Any) -> tuple[int, int]:
+    if (
+        not isinstance(pair, list | tuple)
+        or len(pair) != 2
+        or not all(isinstance(x, int) and not isinstance(x, bool) for x in pair)
+        or not 0 <= pair[0] <= pair[1]
+    ):
+        raise ValueError(f"{name} must be (agreeing, total) counts with 0 <= agreeing <= total, got {pair!r}")
+    return pair[0], pair[1]
+
+
+class LabelTally(Detector):
+    """Counts behind a scorecard, per vendor and annotator (``*``: the vendor's row); mergeable.
+
+    ``update(vendor, annotator, turnaround, gold, judge, consensus)``: one label when ``turnaround`` (its
+    delay in seconds) is given, plus (agreeing, total) comparisons against gold truth, the judges and the
+    consensus. Turnarounds fall in histogram bins ``(bound[i-1], bound[i]]``, the last bin above them all.
+
+    Examples
+    --------
+    >>> import random
+    >>> rng = random.Random(5)
+    >>> tally = LabelTally(turnaround_bounds=[600, 3600])
+    >>> for _ in range(200):
+    ...     annotator, delay = rng.choice(["a1", "a2"]), rng.expovariate(1 / 900)
+    ...     tally = tally.update("vendor-a", annotator, delay, judge=(int(rng.random() < 0.9), 1))
+    >>> row = tally.row("vendor-a")
+    >>> row["labels"], row["turnaround"], row["judge"]
+    (200, [86, 111, 3], [188, 200])
+    >>> tally.row("vendor-a", "a1")["labels"], tally.row("vendor-b")["labels"]
+    (93, 0)
+    """
+
+    def __init__(self, turnaround_bounds: list[float] | None = None) -> None:
+        check_bounds(turnaround_bounds)
+        self.turnaround_bounds = turnaround_bounds
+        self._reset()
+
+    # Not private state: derived from a parameter (so not stored in every bucket of a window).
+    @functools.cached_property
+    def bounds(self) -> tuple[float, ...]:
+        """The histogram's bin upper bounds in seconds (the last bin has none)."""
+        return tuple(check_bounds(self.turnaround_bounds))
+
+    def _reset(self) -> None:
+        # vendor -> annotator (or "*") -> {"labels": n, "turnaround": [bin counts], pair: [agreeing, total]}
+        self._rows: dict[str, dict[str, dict[str, Any]]] = {}
+
+    def _empty(self) -> dict[str, Any]:
+        return {"labels": 0, "turnaround": [0] * (len(self.bounds) + 1), **{p: [0, 0] for p in PAIRS}}
+
+    def update(
+        self,
+        vendor: str,
+        annotator: str,
+        turnaround: float | None = None,
+        gold: tuple[int, int] = (0, 0),
+        judge: tuple[int, int] = (0, 0),
+        consensus: tuple[int, int] = (0, 0),
+    ) -> Self:
+        for name, value in (("vendor", vendor), ("annotator", annotator)):
+            if not isinstance(value, str) or not value:
+                raise ValueError(f"{name} must be a non-empty string, got {value!r}")
+        if turnaround is not None and (
+            isinstance(turnaround, bool)
+            or not isinstance(turnaround, int | float)
+            or not math.isfinite(turnaround)
+            or turnaround < 0
+        ):
+            raise ValueError(f"turnaround must be None or non-negative seconds, got {turnaround!r}")
+        pairs = {"gold": _check_pair("gold", gold), "judge": _check_pair("judge", judge)}
+        pairs["consensus"] = _check_pair("consensus", consensus)
+        rows = self._rows.setdefault(vendor, {})
+        for who in (ALL, annotator) if annotator != ALL else (ALL,):
+            row = rows.get(who)
+            if row is None:
+                row = rows[who] = self._empty()
+            if turnaround is not None:
+                row["labels"] += 1
+                row["turnaround"][bisect.bisect_left(self.bounds, turnaround)] += 1
+            for pair, (agreeing, total) in pairs.items():
+                row[pair][0] += agreeing
+                row[pair][1] += total
+        return self
+
+    def remove(self, vendor: str, annotator: str, consensus: tuple[int, int]) -> Self:
+        """Take out consensus comparisons ``update`` added (``turnaround`` None); raises
+        :class:`~detectors.NotHeldError`, changing nothing, if the rows do not hold them."""
+        agreeing, total = _check_pair("consensus", consensus)
+        rows = self._rows.get(vendor, {})
+        held = [rows.get(who, {}).get("consensus", [0, 0]) for who in dict.fromkeys((ALL, annotator))]
+        if any(a < agreeing or n - total < a - agreeing for a, n in held):
+            raise NotHeldError(f"{vendor!r} / {annotator!r} hold no such comparisons to remove")
+        for pair in held:
+            pair[0] -= agreeing
+            pair[1] -= total
+        return self
+
+    def merge(self, other: LabelTally) -> Self:
+        """Add ``other``'s counts (same bounds) to these."""
+        if other.bounds != self.bounds:
+            raise ValueError("cannot merge tallies with different turnaround_bounds")
+        for vendor, rows in other._rows.items():
+            mine = self._rows.setdefault(vendor, {})
+            for who, row in rows.items():
+                target = mine.get(who)
+                if target is None:
+                    mine[who] = copy.deepcopy(row)
+                    continue
+                target["labels"] += row["labels"]
+                target["turnaround"] = [
+                    a + b for a, b in zip(target["turnaround"], row["turnaround"], strict=True)
+                ]
+                for pair in PAIRS:
+                    target[pair] = [a + b for a, b in zip(target[pair], row[pair], strict=True)]
+        return self
+
+    @property
+    def vendors(self) -> list[str]:
+        return sorted(self._rows)
+
+    def annotators(self, vendor: str) -> list[str]:
+        return sorted(who for who in self._rows.get(vendor, {}) if who != ALL)
+
+    def row(self, vendor: str, annotator: str = ALL) -> dict[str, Any]:
+        """A copy of the counts of ``vendor`` (or one of its annotators); zeros when never seen."""
+        row = self._rows.get(vendor, {}).get(annotator)
+        return copy.deepcopy(row) if row is not None else self._empty()
+
+
+@dataclass(frozen=True)
+class Scorecard:
+    """One vendor's (or annotator's) figures over a window; undefined ratios are NaN."""
+
+    labels: int
+    covered_seconds: float
+    """Event time the figures cover: from the window start (or the first label, if later) to the watermark."""
+    full_window: bool
+    """Whether the first label is at or before the window start: throughput is over the whole window."""
+    bounds: tuple[float, ...]
+    histogram: tuple[int, ...]
+    gold: tuple[int, int]
+    judge: tuple[int, int]
+    consensus: tuple[int, int]
+
+    @property
+    def labels_per_hour(self) -> float:
+        return self.labels * 3600.0 / self.covered_seconds if self.covered_seconds > 0 else math.nan
+
+    @staticmethod
+    def _ratio(pair: tuple[int, int]) -> float:
+        return pair[0] / pair[1] if pair[1] else math.nan
+
+    @property
+    def gold_accuracy(self) -> float:
+        return self._ratio(self.gold)
+
+    @property
+    def judge_agreement(self) -> float:
+        return self._ratio(self.judge)
+
+    @property
+    def consensus_agreement(self) -> float:
+        return self._ratio(self.consensus)
+
+    def within(self, limit: float) -> float:
+        """Labels with turnaround at most ``limit``: exact when ``limit`` is a bound, else interpolated
+        linearly inside its bin; labels above the last bound never count."""
+        count = 0.0
+        lower = 0.0
+        for upper, n in zip(self.bounds, self.histogram, strict=False):
+            if limit >= upper:
+                count += n
+            else:
+                count += n * max(limit - lower, 0.0) / (upper - lower)
+                break
+            lower = upper
+        return count
+
+    def quantile(self, q: float) -> float:
+        """Turnaround quantile ``q``, interpolated linearly inside its bin; ``inf`` above the last bound
+        and NaN without labels."""
+        if not self.labels:
+            return math.nan
+        rank = q * self.labels
+        seen = 0
+        lower = 0.0
+        for upper, n in zip(self.bounds, self.histogram, strict=False):
+            if n and seen + n >= rank:
+                return lower + (upper - lower) * max(rank - seen, 0.0) / n
+            seen += n
+            lower = upper
+        return math.inf
