@@ -46,6 +46,32 @@ def _check_pair(name: str, pair: Any) -> tuple[int, int]:
     return pair[0], pair[1]
 
 
+def check_label(
+    vendor: str,
+    annotator: str,
+    turnaround: float | None,
+    gold: tuple[int, int],
+    judge: tuple[int, int],
+    consensus: tuple[int, int],
+) -> dict[str, tuple[int, int]]:
+    """The arguments of :meth:`LabelTally.update`, checked (``ValueError``); the pairs by name."""
+    for name, value in (("vendor", vendor), ("annotator", annotator)):
+        if not isinstance(value, str) or not value:
+            raise ValueError(f"{name} must be a non-empty string, got {value!r}")
+    if turnaround is not None and (
+        isinstance(turnaround, bool)
+        or not isinstance(turnaround, int | float)
+        or not math.isfinite(turnaround)
+        or turnaround < 0
+    ):
+        raise ValueError(f"turnaround must be None or non-negative seconds, got {turnaround!r}")
+    return {
+        "gold": _check_pair("gold", gold),
+        "judge": _check_pair("judge", judge),
+        "consensus": _check_pair("consensus", consensus),
+    }
+
+
 class LabelTally(Detector):
     """Counts behind a scorecard, per vendor and annotator (``*``: the vendor's row); mergeable.
 
@@ -95,18 +121,7 @@ class LabelTally(Detector):
         judge: tuple[int, int] = (0, 0),
         consensus: tuple[int, int] = (0, 0),
     ) -> Self:
-        for name, value in (("vendor", vendor), ("annotator", annotator)):
-            if not isinstance(value, str) or not value:
-                raise ValueError(f"{name} must be a non-empty string, got {value!r}")
-        if turnaround is not None and (
-            isinstance(turnaround, bool)
-            or not isinstance(turnaround, int | float)
-            or not math.isfinite(turnaround)
-            or turnaround < 0
-        ):
-            raise ValueError(f"turnaround must be None or non-negative seconds, got {turnaround!r}")
-        pairs = {"gold": _check_pair("gold", gold), "judge": _check_pair("judge", judge)}
-        pairs["consensus"] = _check_pair("consensus", consensus)
+        pairs = check_label(vendor, annotator, turnaround, gold, judge, consensus)
         rows = self._rows.setdefault(vendor, {})
         for who in (ALL, annotator) if annotator != ALL else (ALL,):
             row = rows.get(who)

@@ -2,19 +2,26 @@
 
 :class:`VendorScorecard` keeps an :class:`~detectors.EventTimeWindows` ring of
 :class:`~detectors.label_tally.LabelTally` buckets, folds vendors and annotators beyond its caps into
-``other`` (globally, not per bucket), and reads a :class:`~detectors.label_tally.Scorecard` per vendor or
-annotator: labels per hour, turnaround quantiles from a bounded histogram, gold accuracy, agreement with
-the judges and with the other annotators' consensus. Targets are in ``streams/vendor_sla.py``; breaches are
-kept by :class:`~detectors.sla_status.SlaStatus`.
+``other``, and reads a :class:`~detectors.label_tally.Scorecard` per vendor or annotator: labels per hour,
+turnaround quantiles from a bounded histogram, gold accuracy, agreement with the judges and with the other
+annotators' consensus. Targets are in ``streams/vendor_sla.py``; breaches are kept by
+:class:`~detectors.sla_status.SlaStatus`.
+
+The caps count the vendors and annotators the window holds: one whose counts have all left it gives up its
+slot (until 2026-11-26 they counted every id ever seen: after turnover every new one was ``other`` for
+good). An id given a slot while ``other`` may hold counts of it in the window is counted under its own name
+only from the bucket after ``other``'s newest count, so that ``remove`` finds what ``update`` added where it
+was added.
 """
 
 from __future__ import annotations
 
 import copy
+import math
 from typing import Any, Self
 
 from detectors.base import Detector
-from detectors.label_tally import ALL, OTHER, LabelTally, Scorecard, check_bounds
+from detectors.label_tally import ALL, OTHER, LabelTally, Scorecard, check_bounds, check_label
 from detectors.windowed import EventTimeWindows
 
 
@@ -24,7 +31,8 @@ class VendorScorecard(Detector):
     ``update(ts, vendor, annotator, turnaround=None, gold=(0, 0), judge=(0, 0), consensus=(0, 0))`` adds,
     at event time ``ts``, one label (when ``turnaround`` is given) and comparisons as (agreeing, total).
     Past ``max_vendors`` vendors, or ``max_annotators`` annotators in all, new ones are counted under
-    ``other``. Events older than the window are dropped (:attr:`too_late`).
+    ``other``; one whose counts have all left the window frees its slot. Events older than the window are
+    dropped (:attr:`too_late`).
 
     Examples
     --------
@@ -76,20 +84,62 @@ class VendorScorecard(Detector):
 
     def _reset(self) -> None:
         self._windows = self._ring()
-        # vendor -> annotator (or "*") -> event time of its first label (None: no label yet); also the
-        # set of vendors and annotators tracked under their own names
+        # vendor -> annotator (or "*": the vendor) -> event time of its first label under its own name (None:
+        # no label yet); also the vendors and annotators with a slot, counted under their own names
         self._seen: dict[str, dict[str, float | None]] = {}
+        # vendor -> annotator (or "*") -> the first bucket start counted under its own name, for those given
+        # a slot while "other" held counts that may be theirs (absent: every bucket)
+        self._since: dict[str, dict[str, int]] = {}
 
-    def _fold(self, vendor: str, annotator: str) -> tuple[str, str]:
-        if vendor not in self._seen and (
-            vendor == OTHER or sum(v != OTHER for v in self._seen) >= self.max_vendors
-        ):
+    def _bucket_of(self, ts: float) -> int:
+        if isinstance(ts, bool) or not isinstance(ts, int | float) or not math.isfinite(ts):
+            raise ValueError(f"ts must be a finite number, got {ts!r}")
+        return int(ts // self.bucket_seconds) * self.bucket_seconds
+
+    def _full(self, who: str) -> bool:
+        if who == ALL:
+            return sum(v != OTHER for v in self._seen) >= self.max_vendors
+        tracked = sum(a not in (ALL, OTHER) for rows in self._seen.values() for a in rows)
+        return tracked >= self.max_annotators
+
+    def _newest_other(self, vendor: str | None) -> int | None:
+        """Start of the newest bucket holding counts under ``other``: of ``vendor``'s annotators, or of the
+        vendors (``None``)."""
+        for start in reversed(self._windows.bucket_starts):
+            rows = self._rows(start)
+            if (OTHER in rows) if vendor is None else (OTHER in rows.get(vendor, {})):
+                return start
+        return None
+
+    def _rows(self, start: int) -> dict[str, dict[str, Any]]:
+        """The rows of the bucket at ``start`` (LabelTally's state, read in place: copies cost too much)."""
+        state = self._windows.bucket_state(start)
+        return {} if state is None else state["_rows"]
+
+    def _own_name(
+        self, vendor: str, who: str, start: int, slots: list[tuple[str, str, int | None]] | None
+    ) -> bool:
+        """Whether counts of ``who`` (``*``: the vendor itself) in the bucket at ``start`` go under its own
+        name. One without a slot gets one if ``slots`` (the slots given, to record) is a list and the cap has
+        room; it holds nothing in the window, but ``other`` may, so it starts after the newest ``other``."""
+        rows = self._seen.get(vendor)
+        if rows is not None and who in rows:
+            since = self._since.get(vendor, {}).get(who)
+            return since is None or start >= since
+        if slots is None or self._full(who):
+            return False
+        newest = self._newest_other(None if who == ALL else vendor)
+        since = None if newest is None else newest + self.bucket_seconds
+        slots.append((vendor, who, since))
+        return since is None or start >= since
+
+    def _fold(
+        self, start: int, vendor: str, annotator: str, slots: list[tuple[str, str, int | None]] | None
+    ) -> tuple[str, str]:
+        if vendor != OTHER and not self._own_name(vendor, ALL, start, slots):
             vendor = OTHER
-        known = self._seen.get(vendor, {})
-        if annotator not in known:
-            tracked = sum(a not in (ALL, OTHER) for rows in self._seen.values() for a in rows)
-            if tracked >= self.max_annotators:
-                annotator = OTHER
+        if annotator not in (ALL, OTHER) and not self._own_name(vendor, annotator, start, slots):
+            annotator = OTHER
         return vendor, annotator
 
     def update(
@@ -102,13 +152,23 @@ class VendorScorecard(Detector):
         judge: tuple[int, int] = (0, 0),
         consensus: tuple[int, int] = (0, 0),
     ) -> Self:
-        if not isinstance(vendor, str) or not vendor or not isinstance(annotator, str) or not annotator:
-            raise ValueError(f"vendor and annotator must be non-empty strings, got {vendor!r}, {annotator!r}")
-        vendor, annotator = self._fold(vendor, annotator)
+        start = self._bucket_of(ts)
+        newest_end = self._windows.window_end
+        if newest_end is not None and start >= newest_end:  # a new bucket: the window slides first, so the
+            # slots it frees are free for this event (checked first: a refused event changes nothing)
+            check_label(vendor, annotator, turnaround, gold, judge, consensus)
+            self._windows.advance(ts)
+            self._free_slots()
+        slots: list[tuple[str, str, int | None]] = []
+        vendor, annotator = self._fold(start, vendor, annotator, slots)
         dropped = self._windows.too_late
         self._windows.update(ts, vendor, annotator, turnaround, gold, judge, consensus)
         if self._windows.too_late > dropped:
             return self
+        for owner, who, since in slots:
+            self._seen.setdefault(owner, {}).setdefault(who, None)
+            if since is not None:
+                self._since.setdefault(owner, {})[who] = since
         rows = self._seen.setdefault(vendor, {})
         for who in (ALL, annotator):
             first = rows.get(who)
@@ -118,11 +178,36 @@ class VendorScorecard(Detector):
                 rows.setdefault(who, None)
         return self
 
+    def _free_slots(self) -> None:
+        """Buckets left the window: vendors and annotators it holds no count of give up their slots (not one
+        whose own name starts at a bucket not yet the window's oldest: it has had no chance yet)."""
+        oldest = self._windows.window_start
+        assert oldest is not None
+        held: dict[str, set[str]] = {}
+        for start in self._windows.bucket_starts:
+            for vendor, rows in self._rows(start).items():
+                held.setdefault(vendor, set()).update(rows)
+        for vendor, rows in list(self._seen.items()):
+            since = self._since.get(vendor, {})
+            for who in list(rows):
+                waiting = since.get(who, oldest) > oldest
+                if who in since and not waiting:  # its own name in every bucket of the window
+                    del since[who]
+                if not waiting and who not in held.get(vendor, ()):
+                    del rows[who]
+            if ALL not in rows:  # no count of the vendor: none of its annotators either
+                del self._seen[vendor]
+                since.clear()
+            if not since:
+                self._since.pop(vendor, None)
+
     def remove(self, ts: float, vendor: str, annotator: str, consensus: tuple[int, int]) -> Self:
         """Take out consensus comparisons ``update`` added at ``ts``, if they are still in the window (an
         item superseded by a later annotator's label); raises :class:`~detectors.NotHeldError`, changing
-        nothing, if their bucket does not hold them."""
-        self._windows.remove(ts, *self._fold(vendor, annotator), consensus)
+        nothing, if their bucket does not hold them. They are where ``update`` put them: a vendor or
+        annotator without a slot now has no count in the window under its own name (it would have kept
+        its slot), so its counts are under ``other``; and no slot is given here."""
+        self._windows.remove(ts, *self._fold(self._bucket_of(ts), vendor, annotator, None), consensus)
         return self
 
     @property
@@ -141,7 +226,8 @@ class VendorScorecard(Detector):
 
     @property
     def vendors(self) -> list[str]:
-        """Vendors seen, sorted (``other`` holds those past ``max_vendors``)."""
+        """Vendors with a slot (counts in the window, or a slot just given), sorted; ``other`` holds those
+        past ``max_vendors``."""
         return sorted(self._seen)
 
     def annotators(self, vendor: str) -> list[str]:
@@ -175,13 +261,14 @@ class VendorScorecard(Detector):
         )
 
     def to_dict(self) -> dict[str, Any]:
-        return self._dict_with(
-            {"_windows": self._windows.to_dict()["state"], "_seen": copy.deepcopy(self._seen)}
-        )
+        seen, since = copy.deepcopy(self._seen), copy.deepcopy(self._since)
+        return self._dict_with({"_windows": self._windows.to_dict()["state"], "_seen": seen, "_since": since})
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Self:
-        card, state = cls._new_from(data, ("_windows", "_seen"))
+        card, state = cls._new_from(data, ("_windows", "_seen", "_since"))
         card._windows = EventTimeWindows.from_dict({**card._windows.to_dict(), "state": state["_windows"]})
         card._seen = copy.deepcopy(state["_seen"])
+        # state written before slots were given up has none: every id kept its slot for good
+        card._since = copy.deepcopy(state.get("_since", {}))
         return card

@@ -182,6 +182,11 @@ class EventTimeWindows(Detector):
         state = self._buckets.get(str(start))
         return None if state is None else self._restore(state)
 
+    def bucket_state(self, start: int) -> dict[str, Any] | None:
+        """The private state of the bucket starting at ``start`` itself, not a copy (``None`` if empty or
+        expired): to read, never to change, where :meth:`bucket`'s copy would cost too much."""
+        return self._buckets.get(str(start))
+
     def window(self) -> Detector:
         """A new inner detector holding the merged state of every bucket in the current window."""
         merged = self._fresh()

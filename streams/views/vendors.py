@@ -25,7 +25,9 @@ are judged and a :class:`~detectors.sla_status.SlaStatus` under ``vendor_sla`` r
 breach publishes a ``vendor_sla`` escalation (id per vendor, SLA and episode), re-published with the next
 revision every ``republish_seconds`` while it lasts, and resolved once the vendor is back on target, or
 the window no longer holds enough to judge it by (``closed_without_evidence`` in the evidence, and
-``closed_without_labels`` when no label at all is left: too few gold items is enough). Both
+``closed_without_labels`` when no label at all is left: too few gold items is enough). A vendor none of
+whose labels the window holds has lost its slot in the scorecard: it is judged (to close what it has open)
+and exported no more. Both
 aggregates go through :meth:`Aggregator.update`, so a replayed observation is skipped and publishes
 nothing, and the evaluation depends on the stream only. Vendor gauges are set at each evaluation; report
 .json has a ``vendors`` section with every vendor's and annotator's scorecard and the SLA verdicts. Items
@@ -36,7 +38,6 @@ dropped.
 from __future__ import annotations
 
 import contextlib
-import math
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
@@ -51,6 +52,7 @@ from streams.metrics import Metrics
 from streams.policy import escalation_id
 from streams.vendor_sla import VendorSla, Verdict
 from streams.views.agreement import finite_or_none
+from streams.views.vendor_figures import describe, figures
 
 SCORECARD = "vendor_scorecard"
 STATUS = "vendor_sla"
@@ -58,6 +60,15 @@ STATUS = "vendor_sla"
 #: both aggregates.
 SHARD = "humans"
 QUANTILES = (0.5, 0.9)
+#: The gauges (Metrics attributes) set per vendor at each evaluation, with a ``vendor_id`` label
+VENDOR_GAUGES = (
+    "vendor_labels_per_hour",
+    "vendor_turnaround",
+    "vendor_window_gold_accuracy",
+    "vendor_window_judge_agreement",
+    "vendor_window_consensus_agreement",
+    "vendor_sla_breached",
+)
 
 #: (vendor, annotator, turnaround, gold, judge, consensus) after the event time: VendorScorecard.update
 Update = tuple[float, str, str, float | None, tuple[int, int], tuple[int, int], tuple[int, int]]
@@ -170,8 +181,12 @@ class VendorsView:
         now = card.watermark
         assert now is not None
         tally = card.window()
+        known = aggregator.detector(STATUS)
+        # a vendor with an open breach is judged though it has lost its slot (no count left in the window):
+        # its breach closes for want of labels, where it stayed open for good, no longer judged
+        breached = known.breached if isinstance(known, SlaStatus) else []
         judged: dict[str, tuple[Scorecard, list[Verdict]]] = {}
-        for vendor in card.vendors:
+        for vendor in sorted({*card.vendors, *(name.rsplit("|", 1)[0] for name in breached)}):
             if vendor != OTHER:  # vendors past the cap are counted together, not judged
                 scorecard = card.scorecard(vendor, tally=tally)
                 judged[vendor] = (scorecard, self.sla.judge(vendor, scorecard))
@@ -199,6 +214,12 @@ class VendorsView:
     def _export(self, judged: dict[str, tuple[Scorecard, list[Verdict]]], status: SlaStatus) -> None:
         m = self.metrics
         breached = set(status.breached)
+        for gauge in VENDOR_GAUGES:  # vendors no longer judged (no slot, no breach): no stale figures
+            metric = getattr(m, gauge)
+            for family in metric.collect():
+                for sample in family.samples:
+                    if sample.labels["vendor_id"] not in judged:
+                        metric.remove(*(sample.labels[n] for n in metric._labelnames))
         for vendor, (card, verdicts) in judged.items():
             label = m.label("vendor_id", vendor)
             if label != vendor:  # a vendor the metric guard folds into "other": report.json only
@@ -274,7 +295,7 @@ class VendorsView:
         assert card.watermark is not None
         severity = self.sla.severity
         eid = escalation_id("vendor_sla", f"{vendor}|{verdict.sla}|{state['episode']}")
-        what = _describe(verdict)
+        what = describe(verdict)
         if lapsed and scorecard.labels == 0:
             summary = (
                 f"Vendor SLA breach closed: no labels from {vendor} in the window to judge {verdict.sla}"
@@ -360,51 +381,3 @@ class VendorsView:
             "too_late": card.too_late,
         }
         return {"vendors": {"window": window, "vendors": vendors, "annotators": annotators}}
-
-
-def figures(card: Scorecard) -> dict[str, Any]:
-    """A scorecard as report.json shows it: undefined figures are ``None``."""
-
-    def finite(value: float) -> float | None:
-        return value if math.isfinite(value) else None
-
-    return {
-        "labels": card.labels,
-        "labels_per_hour": finite(card.labels_per_hour),
-        "covered_seconds": card.covered_seconds,
-        "turnaround_p50_seconds": finite(card.quantile(0.5)),
-        "turnaround_p90_seconds": finite(card.quantile(0.9)),
-        "turnaround_bounds_seconds": list(card.bounds),
-        "turnaround_counts": list(card.histogram),
-        "gold_correct": card.gold[0],
-        "gold_total": card.gold[1],
-        "gold_accuracy": finite(card.gold_accuracy),
-        "judge_agreeing": card.judge[0],
-        "judge_total": card.judge[1],
-        "judge_agreement": finite(card.judge_agreement),
-        "consensus_agreeing": card.consensus[0],
-        "consensus_total": card.consensus[1],
-        "consensus_agreement": finite(card.consensus_agreement),
-    }
-
-
-def _describe(verdict: Verdict) -> str:
-    value, target = verdict.value, verdict.target
-    if verdict.sla == "labels_per_hour":
-        return f"delivers {value:.1f} labels per hour (target at least {target:g})"
-    if verdict.sla == "turnaround":
-        q = verdict.detail["quantile"]
-        shown = "over " + _duration(target) if math.isinf(value) else _duration(value)
-        return f"p{q * 100:g} turnaround {shown} (target at most {_duration(target)})"
-    name = {
-        "gold_accuracy": "gold accuracy",
-        "judge_agreement": "agreement with the judges",
-        "consensus_agreement": "agreement with the annotators' consensus",
-    }[verdict.sla]
-    return f"{name} {value:.1%} over {verdict.samples} items (target at least {target:.0%})"
-
-
-def _duration(seconds: float) -> str:
-    if seconds >= 3600:
-        return f"{seconds / 3600:.1f} h"
-    return f"{seconds / 60:.0f} min"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import random
@@ -113,9 +114,14 @@ def test_the_window_slides_by_event_time_and_old_labels_expire():
     card.update(100.0, "vendor-a", "a1", 100.0)  # older than the window: dropped, nothing counted
     assert card.too_late == 1 and card.scorecard("vendor-a").labels == 5
     card.update(7 * 3600.0, "vendor-b", "b1", 50.0)  # hours later: vendor-a has nothing left in the window
-    a = card.scorecard("vendor-a")
-    assert (a.labels, a.labels_per_hour, math.isnan(a.judge_agreement)) == (0, 0.0, True)
-    assert card.vendors == ["vendor-a", "vendor-b"]
+    a = card.scorecard("vendor-a")  # and no longer has a slot: no label, no time covered
+    assert (a.labels, a.covered_seconds, math.isnan(a.labels_per_hour), math.isnan(a.judge_agreement)) == (
+        0,
+        0.0,
+        True,
+        True,
+    )
+    assert card.vendors == ["vendor-b"]
 
 
 def test_vendors_and_annotators_past_the_caps_fold_into_other():
@@ -149,6 +155,172 @@ def test_consensus_comparisons_are_removed_from_their_bucket_while_it_is_in_the_
     before = card.to_dict()
     card.remove(700.0, "v", "a1", (0, 1))  # gone with its bucket: nothing left to take out
     assert card.to_dict() == before and card.too_late == 0 and card.watermark == 5000.0
+
+
+def _json(card: VendorScorecard) -> VendorScorecard:
+    """The scorecard restored from its state as stored."""
+    return VendorScorecard.from_dict(json.loads(json.dumps(card.to_dict(), allow_nan=False)))
+
+
+def test_vendors_and_annotators_past_the_caps_get_slots_once_the_window_holds_none_of_the_old_ones():
+    # month 1: 100 annotators (the cap), two vendors (the cap) and a third folded into other; all leave.
+    # The caps counted every id ever seen, so a month later every new one was "other" for good
+    card = VendorScorecard(window_seconds=86400, bucket_seconds=3600, max_vendors=2, max_annotators=100)
+    for i in range(100):
+        card.update(i * 60.0, "vendor-a", f"old-{i}", 600.0)
+    card.update(7000.0, "vendor-b", "b-old", 600.0).update(7100.0, "vendor-c", "c-old", 600.0)
+    assert card.vendors == ["other", "vendor-a", "vendor-b"] and card.annotators(OTHER) == [OTHER]
+    card = _json(card)
+    day = 86400.0
+    for j in range(5):
+        card.update(30 * day + j * 60.0, "vendor-a", f"new-{j}", 600.0, gold=(0, 1))
+    card.update(30 * day + 600.0, "vendor-c", "c-new", 300.0, judge=(1, 1))
+    assert card.vendors == ["vendor-a", "vendor-c"]
+    assert card.annotators("vendor-a") == [f"new-{j}" for j in range(5)]
+    new = card.scorecard("vendor-a", "new-0")
+    assert (new.labels, new.gold) == (1, (0, 1))
+    assert card.scorecard("vendor-c").labels == card.scorecard("vendor-c", "c-new").labels == 1
+    assert card.window().annotators("vendor-a") == card.annotators("vendor-a")  # no "other" row
+
+
+def test_a_slot_given_while_other_holds_counts_starts_at_the_next_bucket_and_removals_find_them():
+    card = VendorScorecard(window_seconds=3600, bucket_seconds=600, max_annotators=2)
+    card.update(0.0, "v", "a1", 60.0).update(700.0, "v", "a2", 60.0)  # the two slots
+    card.update(1300.0, "v", "b1", consensus=(1, 1))  # past the cap: under other
+    card.update(3500.0, "v", "b1", consensus=(0, 1))
+    card.update(3650.0, "v", "a2", 60.0)  # bucket 0 leaves the window, and a1 with it: a slot is free
+    assert card.annotators("v") == ["a2", OTHER]
+    card.update(3400.0, "v", "b1", consensus=(1, 1))  # b1 gets it, but other holds b1's counts up to
+    # bucket 3000: b1's own name from bucket 3600 on (else removals would look for them under it)
+    assert card.annotators("v") == ["a2", "b1", OTHER]
+    assert (card.scorecard("v", "b1").consensus, card.scorecard("v", OTHER).consensus) == ((0, 0), (2, 3))
+    card = _json(card)
+    card.update(3700.0, "v", "b1", consensus=(1, 1))
+    assert card.scorecard("v", "b1").consensus == (1, 1)
+    for ts, pair in ((1300.0, (1, 1)), (3500.0, (0, 1)), (3400.0, (1, 1))):  # superseded: found in other
+        card.remove(ts, "v", "b1", pair)
+    assert card.scorecard("v", OTHER).consensus == (0, 0) and card.scorecard("v").consensus == (1, 1)
+    card.remove(3700.0, "v", "b1", (1, 1))
+    assert card.scorecard("v").consensus == card.scorecard("v", "b1").consensus == (0, 0)
+    card.update(7900.0, "v", "c1", 60.0)  # a2's and b1's counts have left: c1 has a slot at once
+    assert card.annotators("v") == ["c1"] and card.scorecard("v", "c1").labels == 1
+
+
+def test_removals_take_out_what_update_added_while_vendors_and_annotators_come_and_go():
+    """Random turnover past both caps, late events, removals of earlier comparisons in any order: every
+    removal of a comparison still in the window finds it, and the window holds exactly the others."""
+    rng = random.Random(31)
+    card = VendorScorecard(window_seconds=3600, bucket_seconds=600, max_vendors=2, max_annotators=3)
+    added: list[tuple[float, str, str, tuple[int, int]]] = []
+    ts, slots = 0.0, 0
+    for _ in range(4000):
+        ts += rng.expovariate(1 / 15)
+        if added and rng.random() < 0.3:
+            comparison = added.pop(rng.randrange(len(added)))
+            card.remove(*comparison)  # raises NotHeldError if it is not where update put it
+            continue
+        vendor = f"v{int(ts // 4000) + rng.randrange(3)}"  # the pools move on: old ids leave
+        annotator = f"{vendor}-{int(ts // 2500) + rng.randrange(3)}"
+        at = ts - (rng.uniform(0, 2400) if rng.random() < 0.2 else 0.0)
+        pair = (int(rng.random() < 0.8), 1)
+        late = card.too_late
+        card.update(at, vendor, annotator, consensus=pair)
+        if card.too_late == late:
+            added.append((at, vendor, annotator, pair))
+        slots = max(slots, len(card.vendors))
+    start = card.window_start
+    assert start is not None
+    kept = [c for c in added if c[0] // 600 * 600 >= start]
+    tally = card.window()
+    held = [tally.row(v)["consensus"] for v in tally.vendors]
+    assert [sum(h[0] for h in held), sum(h[1] for h in held)] == [
+        sum(c[3][0] for c in kept),
+        sum(c[3][1] for c in kept),
+    ]
+    assert slots <= 3 and set(tally.vendors) <= set(card.vendors)  # two vendors and other, no more
+    assert len({v for _, v, _, _ in kept}) > 3  # ... though more than that came through the window
+
+
+#: State as the scorecard wrote it before slots were given up (commit 72a2c5a): no "_since", every id
+#: ever seen in "_seen". max_annotators 2: b1 counted under other.
+OLD_STATE: dict[str, Any] = {
+    "type": "VendorScorecard",
+    "params": {
+        "window_seconds": 3600,
+        "bucket_seconds": 600,
+        "turnaround_bounds": [300.0, 1800.0],
+        "max_vendors": 50,
+        "max_annotators": 2,
+    },
+    "state": {
+        "_windows": {
+            "_buckets": {
+                "0": {
+                    "_rows": {
+                        "v": {
+                            "*": {
+                                "labels": 2,
+                                "turnaround": [2, 0, 0],
+                                "gold": [2, 3],
+                                "judge": [1, 2],
+                                "consensus": [0, 0],
+                            },
+                            "a1": {
+                                "labels": 1,
+                                "turnaround": [1, 0, 0],
+                                "gold": [2, 3],
+                                "judge": [0, 0],
+                                "consensus": [0, 0],
+                            },
+                            "a2": {
+                                "labels": 1,
+                                "turnaround": [1, 0, 0],
+                                "gold": [0, 0],
+                                "judge": [1, 2],
+                                "consensus": [0, 0],
+                            },
+                        }
+                    }
+                },
+                "600": {
+                    "_rows": {
+                        "v": {
+                            "*": {
+                                "labels": 1,
+                                "turnaround": [1, 0, 0],
+                                "gold": [1, 1],
+                                "judge": [0, 0],
+                                "consensus": [1, 1],
+                            },
+                            "other": {
+                                "labels": 1,
+                                "turnaround": [1, 0, 0],
+                                "gold": [1, 1],
+                                "judge": [0, 0],
+                                "consensus": [1, 1],
+                            },
+                        }
+                    }
+                },
+            },
+            "_watermark": 800.0,
+            "_too_late": 0,
+            "_n": 4,
+        },
+        "_seen": {"v": {"*": 0.0, "a1": 0.0, "a2": 100.0, "other": 700.0}},
+    },
+}
+
+
+def test_state_written_before_slots_were_given_up_restores_and_frees_them():
+    card = VendorScorecard.from_dict(copy.deepcopy(OLD_STATE))
+    assert card.annotators("v") == ["a1", "a2", OTHER]
+    assert (card.scorecard("v", "a1").gold, card.scorecard("v", OTHER).consensus) == ((2, 3), (1, 1))
+    card.remove(800.0, "v", "b1", (1, 1))  # b1 had no slot: its comparison is under other
+    assert card.scorecard("v").consensus == card.scorecard("v", OTHER).consensus == (0, 0)
+    card.update(3600.0, "v", "c1", 60.0)  # bucket 0 leaves, and a1 and a2 with it: c1 has a slot
+    assert card.annotators("v") == ["c1", OTHER] and card.scorecard("v", "c1").labels == 1
+    assert _json(card).to_dict() == card.to_dict()
 
 
 @pytest.mark.parametrize("split", [1, 700, 1500])

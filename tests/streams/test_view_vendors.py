@@ -219,8 +219,13 @@ def test_a_breach_closes_once_its_vendor_has_too_few_labels_left_in_the_window(f
     registry = CollectorRegistry()
     pipeline = Pipeline(Settings(vendor_sla=sla, golden=golden), Metrics(registry))
     seen: list[dict[str, Any]] = []
+    gauges: dict[str, float | None] = {}  # the breach gauge as each closed
     for offset, (_, _, stream, data) in enumerate(kept):
-        seen += _escalations(pipeline.process(stream, data, source_topic=stream.value, offset=offset))
+        emitted = _escalations(pipeline.process(stream, data, source_topic=stream.value, offset=offset))
+        for value in emitted:
+            labels = {"vendor_id": "vendor-b", "sla": value["evidence"]["sla"]}
+            gauges[labels["sla"]] = registry.get_sample_value("convowatch_vendor_sla_breached", labels)
+        seen += emitted
     closed = [e for e in seen if e["status"] == "resolved"]
     assert sorted(e["evidence"]["sla"] for e in closed) == ["gold_accuracy", "turnaround"]
     for value in closed:
@@ -230,13 +235,9 @@ def test_a_breach_closes_once_its_vendor_has_too_few_labels_left_in_the_window(f
         assert "from vendor-b in the window" in value["summary"]
         # once the window (1 h in 5 min buckets) has too few of its labels, at the latest when it is empty
         assert stop < _ts(value["event_time"]) <= stop + HOUR + 300
-        name = value["evidence"]["sla"]
-        assert (
-            registry.get_sample_value(
-                "convowatch_vendor_sla_breached", {"vendor_id": "vendor-b", "sla": name}
-            )
-            == 0.0
-        )
+        assert gauges[value["evidence"]["sla"]] == 0.0
+    # then none of its labels is left: it has no slot, and no gauge
+    assert registry.get_sample_value("convowatch_vendor_labels_per_hour", {"vendor_id": "vendor-b"}) is None
 
 
 def _ts(text: str) -> float:
@@ -592,3 +593,60 @@ def test_a_gold_accuracy_breach_closes_when_its_gold_items_leave_the_window_whil
     assert gold[-1]["evidence"]["closed_without_labels"] is False
     breached = {"vendor_id": "vendor-a", "sla": "gold_accuracy"}
     assert registry.get_sample_value("convowatch_vendor_sla_breached", breached) == 0.0
+
+
+def test_a_vendor_that_stops_labelling_gives_up_its_slot_its_breach_closes_and_its_gauges_go():
+    """vendor-x delivers 2 labels an hour against 10, then stops; vendor-y labels on. Once the window holds
+    none of vendor-x's labels it loses its slot: its throughput breach closes for want of labels (it stayed
+    open for good, at 0 labels per hour, as every vendor ever seen was judged), and its gauges go."""
+    registry = CollectorRegistry()
+    metrics = Metrics(registry)
+    sla = VendorSla.model_validate(
+        {
+            "window_seconds": 3600,
+            "bucket_seconds": 300,
+            "evaluate_every_seconds": 60,
+            "defaults": {"min_labels_per_hour": 10, "max_turnaround_seconds": None},
+            "vendors": {"vendor-y": {"min_labels_per_hour": None}},
+        }
+    )
+    aggregator = Aggregator(metrics, views=[VendorsView(metrics, sla)])
+
+    def labelled(i: int, vendor: str, label_ts: float) -> dict[str, Any]:
+        return {
+            "kind": "labelled",
+            "src": ["human_labels:0", i, 0],
+            "turn_id": f"t{i}",
+            "ts": label_ts - 60,
+            "label_ts": label_ts,
+            "vendor_id": vendor,
+            "annotator_id": f"{vendor}-1",
+            "labels": {"relevance": "pass"},
+            "judges": {},
+        }
+
+    def gauge(name: str) -> float | None:
+        return registry.get_sample_value(name, {"vendor_id": "vendor-x"})
+
+    seen: list[dict[str, Any]] = []
+    for i in range(240):  # 4 hours, a label a minute: vendor-x's every 30 minutes, for the first 2 hours
+        ts = START + 60.0 * i
+        vendor = "vendor-x" if i % 30 == 0 and i < 120 else "vendor-y"
+        seen += [e.value for e in aggregator.apply(labelled(i, vendor, ts)) if e.topic == "escalations"]
+        if i == 119:
+            assert gauge("convowatch_vendor_labels_per_hour") == pytest.approx(2.0, rel=0.05)
+    assert {(e["escalation_id"], e["evidence"]["vendor_id"], e["evidence"]["sla"]) for e in seen} == {
+        (seen[0]["escalation_id"], "vendor-x", "labels_per_hour")
+    }
+    assert [e["status"] for e in seen] == ["firing"] * (len(seen) - 1) + ["resolved"]
+    closed = seen[-1]
+    Escalation.model_validate(closed)
+    assert closed["evidence"]["closed_without_labels"] is True
+    # vendor-x's last label, at 1.5 h on a bucket's start, leaves the 1 h window an hour later
+    assert _ts(closed["event_time"]) == START + 2.5 * HOUR
+    card = aggregator.detector("vendor_scorecard")
+    assert isinstance(card, VendorScorecard) and card.vendors == ["vendor-y"]
+    assert gauge("convowatch_vendor_labels_per_hour") is None
+    sla_gauge = {"vendor_id": "vendor-x", "sla": "labels_per_hour"}
+    assert registry.get_sample_value("convowatch_vendor_sla_breached", sla_gauge) is None
+    assert registry.get_sample_value("convowatch_vendor_labels_per_hour", {"vendor_id": "vendor-y"}) > 50
