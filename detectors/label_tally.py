@@ -1,6 +1,12 @@
 """Counts behind the labelling scorecards: :class:`LabelTally` (one stretch of labels, per vendor and
 annotator, mergeable) and :class:`Scorecard` (one vendor's or annotator's figures read from it).
 :class:`~detectors.vendor_scorecard.VendorScorecard` keeps a sliding window of tallies.
+
+Gold and judge comparisons come by label record (one annotator's labels on one turn: a gold turn's
+dimensions, or its dimensions times the judges), and those of one record are not independent: an annotator
+who misreads a turn misses several of its dimensions. So they are also summed by record, for the effective
+number of independent comparisons behind their ratio (:func:`effective_samples`): 20 gold items can be 3
+turns. Consensus comparisons come one at a time and count as independent.
 """
 
 from __future__ import annotations
@@ -22,6 +28,9 @@ OTHER = "other"
 #: Turnaround histogram bounds (seconds), as ``convowatch_label_latency_seconds``'s buckets.
 DEFAULT_TURNAROUND_BOUNDS = (60, 300, 900, 1800, 3600, 7200, 14400, 21600, 43200, 86400, 172800, 259200)
 PAIRS = ("gold", "judge", "consensus")
+#: The pairs also summed by label record: ``<pair>_clusters`` is [records, Σa², Σam, Σm²] of their agreeing
+#: (a) and compared (m) counts
+CLUSTERED = ("gold", "judge")
 
 
 def check_bounds(bounds: list[float] | None) -> list[float]:
@@ -72,12 +81,47 @@ def check_label(
     }
 
 
+def clusters(row: dict[str, Any], pair: str) -> list[int]:
+    """``row``'s sums of ``pair`` by label record ([records, Σa², Σam, Σm²]); a row without them (none
+    counted, or written before they were) has each comparison its own record."""
+    counted = row.get(f"{pair}_clusters")
+    if counted is not None:
+        return list(counted)
+    agreeing, total = row[pair]
+    return [total, agreeing, agreeing, total]
+
+
+def effective_samples(agreeing: int, total: int, by_record: list[int] | tuple[int, ...] | None) -> float:
+    """The effective number of independent comparisons behind ``agreeing / total`` (Korn and Graubard,
+    1998): ``p (1 - p)`` over the ratio's cluster-robust variance ``k / (k - 1) * Σ(a - p m)² / (Σm)²`` over
+    its ``k`` label records (``by_record``: [k, Σa², Σam, Σm²]), at most ``total``; ``k`` where that
+    variance is 0 (``p`` at 0 or 1, or one record), ``total`` without ``by_record``, as RaterPanel does.
+
+    >>> round(effective_samples(18, 20, [20, 18, 18, 20]), 1)  # 20 records of one comparison each
+    19.0
+    >>> round(effective_samples(20, 24, [6, 80, 80, 96]), 1)  # 6 turns of 4 dimensions, one all wrong
+    5.0
+    >>> effective_samples(21, 24, [6, 75, 84, 96])  # three wrong, in three turns: as many as compared
+    24.0
+    """
+    if by_record is None:
+        return float(total)
+    k, a2, am, m2 = by_record
+    if total and k >= 2:
+        p = agreeing / total
+        variance = k / (k - 1) * (a2 - 2 * p * am + p * p * m2) / (total * total)
+        if variance > 0:
+            return min(float(total), max(p * (1 - p) / variance, 1.0))
+    return float(k)
+
+
 class LabelTally(Detector):
     """Counts behind a scorecard, per vendor and annotator (``*``: the vendor's row); mergeable.
 
     ``update(vendor, annotator, turnaround, gold, judge, consensus)``: one label when ``turnaround`` (its
     delay in seconds) is given, plus (agreeing, total) comparisons against gold truth, the judges and the
     consensus. Turnarounds fall in histogram bins ``(bound[i-1], bound[i]]``, the last bin above them all.
+    Each call is one label record: gold and judge comparisons are also summed by record (``clusters``).
 
     Examples
     --------
@@ -106,7 +150,8 @@ class LabelTally(Detector):
         return tuple(check_bounds(self.turnaround_bounds))
 
     def _reset(self) -> None:
-        # vendor -> annotator (or "*") -> {"labels": n, "turnaround": [bin counts], pair: [agreeing, total]}
+        # vendor -> annotator (or "*") -> {"labels": n, "turnaround": [bin counts], pair: [agreeing, total],
+        # "<pair>_clusters" (of CLUSTERED, once counted): [records, Σa², Σam, Σm²]}
         self._rows: dict[str, dict[str, dict[str, Any]]] = {}
 
     def _empty(self) -> dict[str, Any]:
@@ -130,6 +175,11 @@ class LabelTally(Detector):
             if turnaround is not None:
                 row["labels"] += 1
                 row["turnaround"][bisect.bisect_left(self.bounds, turnaround)] += 1
+            for pair in CLUSTERED:  # before the pairs: a row without them derives them from the pair
+                agreeing, total = pairs[pair]
+                if total:
+                    k, a2, am, m2 = clusters(row, pair)
+                    row[f"{pair}_clusters"] = [k + 1, a2 + agreeing**2, am + agreeing * total, m2 + total**2]
             for pair, (agreeing, total) in pairs.items():
                 row[pair][0] += agreeing
                 row[pair][1] += total
@@ -163,6 +213,12 @@ class LabelTally(Detector):
                 target["turnaround"] = [
                     a + b for a, b in zip(target["turnaround"], row["turnaround"], strict=True)
                 ]
+                for pair in CLUSTERED:  # before the pairs, as in update
+                    key = f"{pair}_clusters"
+                    if key in target or key in row:
+                        target[key] = [
+                            a + b for a, b in zip(clusters(target, pair), clusters(row, pair), strict=True)
+                        ]
                 for pair in PAIRS:
                     target[pair] = [a + b for a, b in zip(target[pair], row[pair], strict=True)]
         return self
@@ -194,6 +250,16 @@ class Scorecard:
     gold: tuple[int, int]
     judge: tuple[int, int]
     consensus: tuple[int, int]
+    gold_clusters: tuple[int, ...] | None = None
+    """Gold comparisons by label record ([records, Σa², Σam, Σm²]); None: each its own record."""
+    judge_clusters: tuple[int, ...] | None = None
+
+    def effective_samples(self, pair: str) -> float:
+        """The effective number of independent comparisons of ``pair`` (``gold``, ``judge``,
+        ``consensus``): see :func:`effective_samples`."""
+        agreeing, total = {"gold": self.gold, "judge": self.judge, "consensus": self.consensus}[pair]
+        by_record = {"gold": self.gold_clusters, "judge": self.judge_clusters}.get(pair)
+        return effective_samples(agreeing, total, by_record)
 
     @property
     def labels_per_hour(self) -> float:

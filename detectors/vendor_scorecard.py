@@ -21,7 +21,7 @@ import math
 from typing import Any, Self
 
 from detectors.base import Detector
-from detectors.label_tally import ALL, OTHER, LabelTally, Scorecard, check_bounds, check_label
+from detectors.label_tally import ALL, OTHER, LabelTally, Scorecard, check_bounds, check_label, clusters
 from detectors.windowed import EventTimeWindows
 
 
@@ -258,6 +258,8 @@ class VendorScorecard(Detector):
             gold=(row["gold"][0], row["gold"][1]),
             judge=(row["judge"][0], row["judge"][1]),
             consensus=(row["consensus"][0], row["consensus"][1]),
+            gold_clusters=tuple(clusters(row, "gold")),
+            judge_clusters=tuple(clusters(row, "judge")),
         )
 
     def to_dict(self) -> dict[str, Any]:

@@ -48,6 +48,15 @@ def _recount(
     histogram = [0] * (len(BOUNDS) + 1)
     for e in labelled:
         histogram[sum(e[3] > b for b in BOUNDS)] += 1
+    by_record = {  # each event a label record: [records, Σa², Σam, Σm²] of those with comparisons
+        f"{name}_clusters": (
+            sum(e[i][1] > 0 for e in mine),
+            sum(e[i][0] ** 2 for e in mine),
+            sum(e[i][0] * e[i][1] for e in mine),
+            sum(e[i][1] ** 2 for e in mine),
+        )
+        for i, name in ((4, "gold"), (5, "judge"))
+    }
     return {
         "labels": len(labelled),
         "histogram": tuple(histogram),
@@ -55,6 +64,7 @@ def _recount(
             name: (sum(e[i][0] for e in mine), sum(e[i][1] for e in mine))
             for i, name in ((4, "gold"), (5, "judge"), (6, "consensus"))
         },
+        **by_record,
     }
 
 
@@ -91,6 +101,8 @@ def test_exact_counts_per_vendor_and_annotator_over_the_window():
             assert got.labels == want["labels"] > 0
             assert got.histogram == want["histogram"]
             assert (got.gold, got.judge, got.consensus) == (want["gold"], want["judge"], want["consensus"])
+            assert (got.gold_clusters, got.judge_clusters) == (want["gold_clusters"], want["judge_clusters"])
+            assert got.judge_clusters[0] < got.judge[1]  # up to 3 comparisons a record: fewer records
             assert got.full_window and got.covered_seconds == card.watermark - start
             assert got.labels_per_hour == pytest.approx(got.labels * 3600 / (card.watermark - start))
             # within a bound: exact counts
@@ -316,6 +328,10 @@ def test_state_written_before_slots_were_given_up_restores_and_frees_them():
     card = VendorScorecard.from_dict(copy.deepcopy(OLD_STATE))
     assert card.annotators("v") == ["a1", "a2", OTHER]
     assert (card.scorecard("v", "a1").gold, card.scorecard("v", OTHER).consensus) == ((2, 3), (1, 1))
+    # gold and judge comparisons by label record were not counted: each its own record, as they were taken
+    assert card.scorecard("v").gold_clusters == (4, 3, 3, 4)
+    more = VendorScorecard.from_dict(copy.deepcopy(OLD_STATE)).update(900.0, "v", "a1", 60.0, gold=(1, 3))
+    assert more.scorecard("v").gold_clusters == (5, 4, 6, 13)  # and one record of 3 more
     card.remove(800.0, "v", "b1", (1, 1))  # b1 had no slot: its comparison is under other
     assert card.scorecard("v").consensus == card.scorecard("v", OTHER).consensus == (0, 0)
     card.update(3600.0, "v", "c1", 60.0)  # bucket 0 leaves, and a1 and a2 with it: c1 has a slot
