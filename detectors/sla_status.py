@@ -11,10 +11,13 @@ from detectors.base import Detector
 class SlaStatus(Detector):
     """Open and closed targets (an SLA of a vendor, by name): breach episodes, revisions, re-publication.
 
-    ``update(ts, name, breached)`` records one judgement at event time ``ts``: ``True`` breached,
-    ``False`` within target, ``None`` not judged (nothing changes). :attr:`change` then says what to
-    publish: ``"firing"`` (a new episode, revision 1), ``"updated"`` (still breached and
-    ``republish_seconds`` since the last revision), ``"resolved"``, or ``None``.
+    ``update(ts, name, breached, met=None)`` records one judgement at event time ``ts``: ``breached`` True
+    opens a breach (or keeps it open), ``met`` True closes it, neither keeps it as it is (hysteresis: a
+    judgement that the target is missed beyond doubt opens, one that it is met closes, one in between
+    changes nothing); ``met`` defaults to ``not breached``, and ``breached`` None is not judged (nothing
+    changes). :attr:`change` then says what to publish: ``"firing"`` (a new episode, revision 1),
+    ``"updated"`` (still breached and ``republish_seconds`` since the last revision), ``"resolved"``, or
+    ``None``.
 
     Examples
     --------
@@ -32,6 +35,15 @@ class SlaStatus(Detector):
     [(16, 'firing', 1), (18, 'updated', 2), (20, 'updated', 3)]
     >>> changes[7:]
     [(22, 'updated', 4), (24, 'updated', 5), (25, 'resolved', 6)]
+
+    A judgement in between (neither breached nor met) neither opens nor closes an episode; an open breach
+    stays open, re-published when due:
+
+    >>> neither, breached, met = (False, False), (True, False), (False, True)
+    >>> judged = [neither, breached, neither, neither, met, neither]
+    >>> status = SlaStatus(republish_seconds=600)
+    >>> [status.update(300.0 * i, "vendor-a|gold_accuracy", b, m).change for i, (b, m) in enumerate(judged)]
+    [None, 'firing', None, 'updated', 'resolved', None]
     """
 
     def __init__(self, republish_seconds: float = 3600.0) -> None:
@@ -46,11 +58,14 @@ class SlaStatus(Detector):
         self._evaluated: float | None = None
         self._change: str | None = None
 
-    def update(self, ts: float, name: str, breached: bool | None) -> Self:
+    def update(self, ts: float, name: str, breached: bool | None, met: bool | None = None) -> Self:
         if isinstance(ts, bool) or not isinstance(ts, int | float) or not math.isfinite(ts):
             raise ValueError(f"ts must be a finite number, got {ts!r}")
         if not isinstance(name, str) or not name or breached not in (True, False, None):
             raise ValueError(f"need a name and breached True, False or None, got {name!r}, {breached!r}")
+        if met not in (True, False, None) or (met is not None and breached is None) or (met and breached):
+            raise ValueError(f"met must be None, or True or False with breached not both, got {met!r}")
+        met = met if met is not None else breached is False
         self._evaluated = ts if self._evaluated is None else max(self._evaluated, ts)
         self._change = None
         target = self._targets.get(name)
@@ -67,12 +82,12 @@ class SlaStatus(Detector):
         if breached and not target["breached"]:
             target.update(breached=True, episode=target["episode"] + 1, revision=1, since=ts, published=ts)
             self._change = "firing"
-        elif breached and ts - target["published"] >= self.republish_seconds:
-            target.update(revision=target["revision"] + 1, published=ts)
-            self._change = "updated"
-        elif not breached and target["breached"]:
+        elif met and target["breached"]:
             target.update(breached=False, revision=target["revision"] + 1, published=ts)
             self._change = "resolved"
+        elif target["breached"] and ts - target["published"] >= self.republish_seconds:
+            target.update(revision=target["revision"] + 1, published=ts)  # breached, or not known either way
+            self._change = "updated"
         return self
 
     @property

@@ -2,8 +2,17 @@
 
 The file (built-in default: ``streams/vendor_sla.yaml``) sets the evaluation window, default targets and
 per-vendor overrides; it is validated at start-up and an error names the file and the key. Each SLA is
-judged on a vendor's :class:`~detectors.vendor_scorecard.Scorecard` only once there is enough evidence
+judged on a vendor's :class:`~detectors.label_tally.Scorecard` only once there is enough evidence
 (``min_samples``, ``min_gold_samples``, a full window for throughput); until then it is not judged.
+
+A window's figure is an estimate of the vendor's rate, re-judged every few minutes: compared as it is
+with the target, sampling noise alone opened breach after breach for vendors that meet it (the default
+targets, 14 days at 10 items an hour: a consensus agreement of 0.84 against 0.8 had 14 episodes). So a
+breach opens only when the one-sided upper confidence bound of the figure, at ``confidence_level``, is
+below the target (Wilson's for the ratios and the share of labels within the turnaround limit, at the
+effective number of independent comparisons for gold and judge agreement, counted by label record; the
+Poisson score bound for labels per hour), and closes only once the estimate itself is back on target: in
+between, an open breach stays open and none opens. ``confidence_level: 0.5`` is the estimate itself.
 """
 
 from __future__ import annotations
@@ -12,10 +21,12 @@ import math
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
+from statistics import NormalDist
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
+from detectors.agreement_stats import wilson_interval
 from detectors.label_tally import DEFAULT_TURNAROUND_BOUNDS, Scorecard
 from schemas.common import Identifier
 from streams.exceptions import ConfigError
@@ -38,6 +49,7 @@ class Targets(BaseModel):
     min_gold_accuracy: float | None = Field(0.9, ge=0, le=1)
     min_judge_agreement: float | None = Field(None, ge=0, le=1)
     min_consensus_agreement: float | None = Field(0.8, ge=0, le=1)
+    confidence_level: float = Field(0.95, ge=0.5, lt=1)
 
     def target(self, sla: str) -> float | None:
         return {
@@ -51,13 +63,17 @@ class Targets(BaseModel):
 
 @dataclass(frozen=True)
 class Verdict:
-    """One SLA judged on one scorecard: ``breached`` is None when there is not enough evidence."""
+    """One SLA judged on one scorecard: ``breached``, the target is missed beyond sampling noise (the upper
+    confidence bound, ``detail["upper_bound"]``, is below it: a breach opens); ``met``, the estimate
+    ``value`` is on target (an open breach closes); neither, not known either way; both None when there is
+    not enough evidence."""
 
     sla: str
     target: float
     value: float
     samples: int
     breached: bool | None
+    met: bool | None
     detail: dict[str, float]
 
 
@@ -111,23 +127,49 @@ class VendorSla(BaseModel):
 
 
 def _judge(sla: str, target: float, targets: Targets, card: Scorecard) -> Verdict:
+    level = targets.confidence_level
+    z = NormalDist().inv_cdf(level)  # one-sided
     if sla == "labels_per_hour":
         value = card.labels_per_hour
-        judged = card.full_window and math.isfinite(value)
-        return Verdict(sla, target, value, card.labels, value < target if judged else None, {})
+        if not (card.full_window and math.isfinite(value)):
+            return Verdict(sla, target, value, card.labels, None, None, {})
+        n, hours = card.labels, card.covered_seconds / 3600.0
+        upper = (n + z * z / 2 + z * math.sqrt(n + z * z / 4)) / hours  # the Poisson score bound
+        met = value >= target
+        return Verdict(sla, target, value, n, not met and upper < target, met, _bound(upper, level))
     if sla == "turnaround":
         q = targets.turnaround_quantile
-        within = card.within(target)
-        detail = {"quantile": q, "share_within": within / card.labels if card.labels else math.nan}
-        judged = card.labels >= targets.min_samples
+        within, n = card.within(target), card.labels
+        detail = {"quantile": q, "share_within": within / n if n else math.nan}
+        if n < targets.min_samples:
+            return Verdict(sla, target, card.quantile(q), n, None, None, detail)
         # "quantile q of the turnarounds is at most the limit": at least q of the labels within it
-        breached = within < q * card.labels - 1e-9 if judged else None
-        return Verdict(sla, target, card.quantile(q), card.labels, breached, detail)
-    pair = {"gold_accuracy": card.gold, "judge_agreement": card.judge, "consensus_agreement": card.consensus}
-    agreeing, total = pair[sla]
-    needed = targets.min_gold_samples if sla == "gold_accuracy" else targets.min_samples
+        upper = _wilson_upper(within, n, level)
+        met = within >= q * n - 1e-9
+        detail |= _bound(upper, level)
+        return Verdict(sla, target, card.quantile(q), n, not met and upper < q, met, detail)
+    name = {"gold_accuracy": "gold", "judge_agreement": "judge", "consensus_agreement": "consensus"}[sla]
+    agreeing, total = getattr(card, name)
     value = agreeing / total if total else math.nan
-    return Verdict(sla, target, value, total, value < target if total >= needed else None, {})
+    if total < (targets.min_gold_samples if sla == "gold_accuracy" else targets.min_samples):
+        return Verdict(sla, target, value, total, None, None, {})
+    effective = card.effective_samples(name)  # gold and judge: fewer than compared, by label record
+    upper = _wilson_upper(value * effective, effective, level)
+    met = value >= target
+    detail = {**_bound(upper, level), "effective_samples": effective}
+    by_record = {"gold": card.gold_clusters, "judge": card.judge_clusters}.get(name)
+    if by_record is not None:
+        detail["records"] = by_record[0]
+    return Verdict(sla, target, value, total, not met and upper < target, met, detail)
+
+
+def _bound(upper: float, level: float) -> dict[str, float]:
+    return {"upper_bound": upper, "confidence_level": level}
+
+
+def _wilson_upper(successes: float, n: float, level: float) -> float:
+    """The one-sided upper Wilson bound at ``level``: the two-sided interval's at ``2 level - 1``."""
+    return wilson_interval(successes, n, 2 * level - 1)[1]
 
 
 def load_vendor_sla(path: Path | None = None) -> VendorSla:

@@ -37,19 +37,33 @@ def figures(card: Scorecard) -> dict[str, Any]:
 
 
 def describe(verdict: Verdict) -> str:
-    value, target = verdict.value, verdict.target
+    """The verdict in words: the estimate, and the upper confidence bound a breach is judged by."""
+    value, target, detail = verdict.value, verdict.target, verdict.detail
+
+    def bound(shown: str) -> str:
+        if "upper_bound" not in detail:  # not judged
+            return ""
+        return f", at most {shown} at {detail['confidence_level']:.0%} confidence"
+
+    upper = detail.get("upper_bound", math.nan)
     if verdict.sla == "labels_per_hour":
-        return f"delivers {value:.1f} labels per hour (target at least {target:g})"
+        return f"delivers {value:.1f} labels per hour{bound(f'{upper:.1f}')} (target at least {target:g})"
     if verdict.sla == "turnaround":
-        q = verdict.detail["quantile"]
+        q = detail["quantile"]
         shown = "over " + _duration(target) if math.isinf(value) else _duration(value)
-        return f"p{q * 100:g} turnaround {shown} (target at most {_duration(target)})"
+        within = f"; {detail['share_within']:.0%} within it{bound(f'{upper:.0%}')}" if verdict.samples else ""
+        return f"p{q * 100:g} turnaround {shown} (target at most {_duration(target)}){within}"
     name = {
         "gold_accuracy": "gold accuracy",
         "judge_agreement": "agreement with the judges",
         "consensus_agreement": "agreement with the annotators' consensus",
     }[verdict.sla]
-    return f"{name} {value:.1%} over {verdict.samples} items (target at least {target:.0%})"
+    items = f"{verdict.samples} items"
+    if detail.get("records", verdict.samples) < verdict.samples:  # several to a label record
+        items += (
+            f" of {detail['records']:.0f} labels, worth {detail['effective_samples']:.0f} independent items"
+        )
+    return f"{name} {value:.1%} over {items}{bound(f'{upper:.1%}')} (target at least {target:.0%})"
 
 
 def _duration(seconds: float) -> str:

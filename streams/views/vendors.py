@@ -22,17 +22,17 @@ as ``CONVOWATCH_VENDOR_SLA`` says (``streams/vendor_sla.py``):
 
 Once label event time has moved ``evaluate_every_seconds`` past the last evaluation, every vendor's SLAs
 are judged and a :class:`~detectors.sla_status.SlaStatus` under ``vendor_sla`` records breaches: a
-breach publishes a ``vendor_sla`` escalation (id per vendor, SLA and episode), re-published with the next
-revision every ``republish_seconds`` while it lasts, and resolved once the vendor is back on target, or
-the window no longer holds enough to judge it by (``closed_without_evidence`` in the evidence, and
-``closed_without_labels`` when no label at all is left: too few gold items is enough). A vendor none of
-whose labels the window holds has lost its slot in the scorecard: it is judged (to close what it has open)
-and exported no more. Both
-aggregates go through :meth:`Aggregator.update`, so a replayed observation is skipped and publishes
-nothing, and the evaluation depends on the stream only. Vendor gauges are set at each evaluation; report
-.json has a ``vendors`` section with every vendor's and annotator's scorecard and the SLA verdicts. Items
-older than the window (``too_late``) also count in ``convowatch_vendor_labels_too_late_total`` as they are
-dropped.
+breach opens when the figure's upper confidence bound is below the target (``streams/vendor_sla.py``) and
+publishes a ``vendor_sla`` escalation (id per vendor, SLA and episode; the estimate and the bound in its
+evidence), re-published with the next revision every ``republish_seconds`` while it lasts, and resolved
+once the estimate is back on target, or the window no longer holds enough to judge it by
+(``closed_without_evidence`` in the evidence, and ``closed_without_labels`` when no label at all is left:
+too few gold items is enough). A vendor none of whose labels the window holds has lost its slot in the
+scorecard: it is judged (to close what it has open) and exported no more. Both aggregates go through
+:meth:`Aggregator.update`, so a replayed observation is skipped and publishes nothing, and the evaluation
+depends on the stream only. Vendor gauges are set at each evaluation; report.json has a ``vendors``
+section with every vendor's and annotator's scorecard and the SLA verdicts. Items older than the window
+(``too_late``) also count in ``convowatch_vendor_labels_too_late_total`` as they are dropped.
 """
 
 from __future__ import annotations
@@ -200,7 +200,9 @@ class VendorsView:
                     # items or comparisons): an open breach closes. It stayed open for good, re-published
                     # every hour, when a breaching vendor stopped labelling or its gold items aged out.
                     lapsed = verdict.breached is None
-                    status.update(now, f"{vendor}|{verdict.sla}", False if lapsed else verdict.breached)
+                    # opens when missed beyond sampling noise, closes when met (between: as it is)
+                    breached, met = (False, True) if lapsed else (verdict.breached, verdict.met)
+                    status.update(now, f"{vendor}|{verdict.sla}", breached, met)
                     if status.change is not None:
                         emits.append(self._escalation(status, vendor, verdict, scorecard, card, lapsed))
 
@@ -343,7 +345,9 @@ class VendorsView:
 
     def report(self, aggregator: Aggregator) -> dict[str, Any]:
         """``vendors``: ``window`` (``seconds``, ``start``, ``end``, ``too_late``), ``vendors`` (a
-        scorecard row per vendor, with ``slas``: one verdict per SLA with a target) and ``annotators``
+        scorecard row per vendor, with ``slas``: one verdict per SLA with a target: ``value``, its
+        ``upper_bound`` at ``confidence_level``, ``within_target`` (the value), ``breached`` (the bound
+        below the target), ``escalated``, ``episodes``...) and ``annotators``
         (a scorecard row per annotator, ``vendor_id`` and ``annotator_id``); ``other`` rows hold the
         vendors and annotators past the caps."""
         card = aggregator.detector(SCORECARD)
@@ -365,7 +369,8 @@ class VendorsView:
                         "samples": verdict.samples,
                         **{k: finite_or_none(v) for k, v in verdict.detail.items()},
                         "judged": verdict.breached is not None,
-                        "within_target": None if verdict.breached is None else not verdict.breached,
+                        "within_target": verdict.met,
+                        "breached": verdict.breached,
                         "escalated": bool(state and state["breached"]),
                         "episodes": state["episode"] if state else 0,
                     }

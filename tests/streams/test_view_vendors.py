@@ -361,6 +361,12 @@ def test_an_item_completed_by_an_annotators_later_label_is_counted_at_that_label
         ("bucket_seconds: 700\nwindow_seconds: 3600", "window_seconds", "multiple of bucket_seconds (700)"),
         ("severity: urgent", "severity", "Input should be"),
         ("evaluate_every: 60", "evaluate_every", "Extra inputs"),
+        ("defaults: {confidence_level: 1}", "defaults.confidence_level", "less than 1"),
+        (
+            "vendors: {v: {confidence_level: 0.4}}",
+            "vendors.v.confidence_level",
+            "greater than or equal to 0.5",
+        ),
     ],
 )
 def test_a_bad_sla_file_is_refused_at_start_naming_file_and_key(tmp_path, content, key, message):
@@ -389,6 +395,7 @@ def test_sla_file_errors_and_defaults(tmp_path):
     b, a = sla.targets("vendor-b"), sla.targets("vendor-a")
     assert (b.max_turnaround_seconds, b.min_gold_accuracy, b.min_judge_agreement) == (28800, None, None)
     assert (a.max_turnaround_seconds, a.min_gold_accuracy) == (7200, 0.9)
+    assert shipped.defaults.confidence_level == a.confidence_level == 0.95  # a file without it: the default
     assert {7200.0, 28800.0} <= set(sla.turnaround_bounds)
 
 
