@@ -152,6 +152,8 @@ class VendorScorecard(Detector):
         judge: tuple[int, int] = (0, 0),
         consensus: tuple[int, int] = (0, 0),
     ) -> Self:
+        if not isinstance(vendor, str) or not vendor or not isinstance(annotator, str) or not annotator:
+            raise ValueError(f"vendor and annotator must be non-empty strings, got {vendor!r}, {annotator!r}")
         start = self._bucket_of(ts)
         newest_end = self._windows.window_end
         if newest_end is not None and start >= newest_end:  # a new bucket: the window slides first, so the
