@@ -169,7 +169,7 @@ def test_the_escalation_opens_on_the_bound_closes_on_the_estimate_and_says_both(
     for i, label in enumerate(labels):
         observation = {
             "kind": "labelled",
-            "src": ["human_labels:0", i, 0],
+            "src": ["human_labels:0", i, 1],
             "turn_id": f"g{i}",
             "ts": START + 60.0 * i - 30,
             "label_ts": START + 60.0 * i,
@@ -178,9 +178,14 @@ def test_the_escalation_opens_on_the_bound_closes_on_the_estimate_and_says_both(
             "labels": {"safety": label},
             "judges": {},
         }
-        for emit in aggregator.apply(observation):
-            if emit.topic == "escalations" and emit.value["evidence"]["sla"] == "gold_accuracy":
-                seen[i] = emit.value
+        # the join's gold_label comes first (streams/join_gold.py), the labelled observation after it
+        gold = {
+            k: observation[k] for k in ("turn_id", "ts", "label_ts", "annotator_id", "vendor_id", "labels")
+        }
+        for value in ({**gold, "kind": "gold_label", "src": ["human_labels:0", i, 0]}, observation):
+            for emit in aggregator.apply(value):
+                if emit.topic == "escalations" and emit.value["evidence"]["sla"] == "gold_accuracy":
+                    seen[i] = emit.value
         if i == 47:
             (row,) = view.report(aggregator)["vendors"]["vendors"]
             (gold,) = [v for v in row["slas"] if v["sla"] == "gold_accuracy"]
