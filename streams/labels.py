@@ -187,11 +187,16 @@ class PartitionGuards:
 
 class OpenFlags:
     """A 0/1 gauge of open detectors whose series can each stand for several of them: past a guard's
-    limit, detectors of different values share the ``other`` series. A series reads 1 while any of its
-    detectors (``member``: a tuple that names one) is open, where the last detector to write would win.
+    limit, detectors of different values share the ``other`` series, and past the gauge's series budget
+    (a :class:`~streams.series_budget.CappedGauge` that folds) combinations share its folded series. A
+    series reads 1 while any of its detectors (``member``: a tuple that names one) is open, where the last
+    detector to write would win.
 
-    >>> from prometheus_client import CollectorRegistry, Gauge
-    >>> flags = OpenFlags(Gauge("spike_open", "", ["intent"], registry=CollectorRegistry()))
+    >>> from prometheus_client import CollectorRegistry
+    >>> from streams.series_budget import CappedGauge
+    >>> gauge = CappedGauge("spike_open", "", ["intent"], registry=CollectorRegistry(), combinations=2,
+    ...                     overflow="fold")
+    >>> flags = OpenFlags(gauge)
     >>> flags.set(("other",), ("refund",), True)
     >>> flags.set(("other",), ("payout",), False)  # another detector of the series: still one open
     >>> flags.gauge.labels("other")._value.get()
@@ -199,6 +204,12 @@ class OpenFlags:
     >>> flags.set(("other",), ("refund",), False)
     >>> flags.gauge.labels("other")._value.get()
     0.0
+    >>> flags.set(("a",), ("a",), False)
+    >>> flags.set(("b",), ("b",), True)
+    >>> flags.set(("c",), ("c",), True)  # a third value, past the budget of 2: folded, open
+    >>> flags.set(("d",), ("d",), False)  # folded too: "other" stays open while "c" is
+    >>> [flags.gauge.labels(value)._value.get() for value in ("a", "b", "other")], gauge.folded
+    ([0.0, 1.0, 1.0], 2)
     """
 
     def __init__(self, gauge: Any) -> None:
@@ -206,6 +217,10 @@ class OpenFlags:
         self._open: dict[tuple[str, ...], set[tuple[Any, ...]]] = {}
 
     def set(self, labels: tuple[str, ...], member: tuple[Any, ...], is_open: bool) -> None:
+        kept = self.gauge.series(*labels)
+        if kept is None:  # a gauge that drops combinations past its budget
+            return
+        labels = kept
         members = self._open.get(labels)
         if is_open:
             if members is None:

@@ -15,6 +15,7 @@ from streams.metrics_labelling import LabellingMetrics
 from streams.metrics_models import ModelMetrics
 from streams.metrics_outcomes import OutcomeMetrics
 from streams.metrics_pipeline import SEGMENT_LABELS, PipelineMetrics
+from streams.series_budget import CappedFamily, FoldedUpdates
 from streams.taxonomy import SEVERITIES
 
 __all__ = ["SEGMENT_LABELS", "Metrics"]
@@ -25,7 +26,8 @@ class Metrics(PipelineMetrics, DivergenceMetrics, LabellingMetrics, ModelMetrics
 
     Label values are bounded: streams, reasons, topics and kinds come from fixed sets or configuration;
     segment values, judge ids and dimensions pass through a :class:`LabelGuard` (the quality dimensions
-    always pass).
+    always pass). The families with such labels have a series budget too (``capped``: see
+    :mod:`streams.series_budget`), so that their combinations stay bounded whatever values pass.
     """
 
     def __init__(self, registry: CollectorRegistry | None = None, label_max_values: int = 20) -> None:
@@ -44,6 +46,8 @@ class Metrics(PipelineMetrics, DivergenceMetrics, LabellingMetrics, ModelMetrics
         self._build_labelling_metrics(r)
         self._build_model_metrics(r)
         self._build_outcome_metrics(r)
+        self.capped = [family for family in vars(self).values() if isinstance(family, CappedFamily)]
+        r.register(FoldedUpdates(self.capped))
 
     def zero_known_children(self, streams: list[str], reasons: list[str], topics: list[str]) -> None:
         """Create the label children that are known in advance at 0, so ``increase()`` over a counter sees

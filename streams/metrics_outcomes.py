@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge
+
+from streams.series_budget import OUTCOME_SEGMENTS, CappedCounter, CappedHistogram
 
 
 class OutcomeMetrics:
@@ -12,8 +14,12 @@ class OutcomeMetrics:
         # -- business outcomes per conversation (streams/views/outcomes.py: semantics in its docstring) --
         seg = ["journey", "model_version", "channel"]
 
-        def conversations(name: str, doc: str, extra: tuple[str, ...] = ()) -> Counter:
-            return Counter(name, doc, [*extra, *seg], registry=r)
+        def conversations(name: str, doc: str, extra: tuple[str, ...] = ()) -> CappedCounter:
+            # the same budget for every family of a segment: their series start together (the segment's
+            # first conversation), so they admit the same segments and their ratios stay whole
+            return CappedCounter(
+                name, doc, [*extra, *seg], registry=r, combinations=OUTCOME_SEGMENTS, per_combination=extra
+            )
 
         self.conversations = conversations(
             "convowatch_conversations_total", "Conversations started (first turn seen)."
@@ -55,12 +61,13 @@ class OutcomeMetrics:
             "convowatch_conversations_resolved_first_contact_total",
             "Settled conversations without a recontact.",
         )
-        self.handle_time = Histogram(
+        self.handle_time = CappedHistogram(
             "convowatch_handle_time_seconds",
             "Handling time of a contact, from handle_time signals (one observation per signal).",
             seg,
             buckets=(30, 60, 120, 180, 300, 450, 600, 900, 1200, 1800, 3600, 7200),
             registry=r,
+            combinations=OUTCOME_SEGMENTS,
         )
         self.conversations_tracked = Gauge(
             "convowatch_conversations_tracked",

@@ -5,6 +5,13 @@ from __future__ import annotations
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from streams.labels import OpenFlags
+from streams.series_budget import (
+    DEFECT_COMBINATIONS,
+    JUDGE_DIMENSIONS,
+    SPIKE_SLICES,
+    CappedCounter,
+    CappedGauge,
+)
 
 SEGMENT_LABELS = ("journey", "model_version", "channel", "modality")
 
@@ -96,11 +103,13 @@ class PipelineMetrics:
             ["stream"],
             registry=r,
         )
-        self.defects = Counter(
+        self.defects = CappedCounter(
             "convowatch_defects_total",
             "Defects found, by dimension, category, source and segment.",
             ["dimension", "category", "source", *SEGMENT_LABELS],
             registry=r,
+            combinations=DEFECT_COMBINATIONS,
+            per_combination=["source"],
         )
         self.escalations = Counter(
             "convowatch_escalations_total",
@@ -108,30 +117,35 @@ class PipelineMetrics:
             ["kind", "severity"],
             registry=r,
         )
-        self.agreement_ratio = Gauge(
+        self.agreement_ratio = CappedGauge(
             "convowatch_judge_agreement_ratio",
             "Share of turns where the judge's label equals the human label (cumulative).",
             ["judge_id", "dimension"],
             registry=r,
+            combinations=JUDGE_DIMENSIONS,
         )
-        self.cohen_kappa = Gauge(
+        self.cohen_kappa = CappedGauge(
             "convowatch_judge_cohen_kappa",
             "Cohen's kappa between judge and human labels (cumulative; NaN when undefined).",
             ["judge_id", "dimension"],
             registry=r,
+            combinations=JUDGE_DIMENSIONS,
         )
-        self.agreement_pairs = Gauge(
+        self.agreement_pairs = CappedGauge(
             "convowatch_judge_agreement_pairs",
             "Turns with both a judge and a human label behind the agreement figures.",
             ["judge_id", "dimension"],
             registry=r,
+            combinations=JUDGE_DIMENSIONS,
         )
-        self.spike_active = Gauge(
+        self.spike_active = CappedGauge(
             "convowatch_defect_spike_active",
             '1 while a defect-rate spike is open for the category and segment ("*": not part of the slice), '
             'by source: a judge id, or "humans".',
             ["category", "journey", "model_version", "intent", "source"],
             registry=r,
+            combinations=SPIKE_SLICES,
+            overflow="fold",
         )
         self.spike_open = OpenFlags(self.spike_active)  # set through this (see OpenFlags)
         self.spike_budget_turns = Gauge(
