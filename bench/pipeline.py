@@ -41,6 +41,7 @@ from streams.embedded import run_records
 from streams.generator import TrafficGenerator, to_records
 from streams.metrics import Metrics
 from streams.pipeline import Pipeline
+from streams.series_budget import CappedCounter, CappedFamily
 
 
 def make_records(events: int, seed: int) -> list[Any]:
@@ -77,7 +78,8 @@ def per_dimension(records: list[Any]) -> list[Any]:
 
 
 #: The metric work of the join and the aggregation: prometheus_client's value updates, its child lookups
-#: (``labels()``, where a view does not keep the child), and convowatch's label guard (``Metrics.label``)
+#: (``labels()``, where a view does not keep the child: prometheus_client's, or a family's with a series
+#: budget, which finds an existing child first), and convowatch's label guard (``Metrics.label``)
 CALLS: list[tuple[type, str]] = [
     (Counter, "inc"),
     (Gauge, "inc"),
@@ -85,6 +87,7 @@ CALLS: list[tuple[type, str]] = [
     (Gauge, "set"),
     (Histogram, "observe"),
     (MetricWrapperBase, "labels"),
+    (CappedFamily, "labels"),
     (Metrics, "label"),
 ]
 
@@ -121,6 +124,8 @@ def call_seconds(calls: int = 200_000) -> dict[str, float]:
     counter = Counter("bench_counter", "bench", ["a", "b"], registry=registry)
     gauge = Gauge("bench_gauge", "bench", ["a", "b"], registry=registry).labels("x", "y")
     histogram = Histogram("bench_histogram", "bench", ["a", "b"], registry=registry).labels("x", "y")
+    capped = CappedCounter("bench_capped", "bench", ["a", "b"], registry=registry, combinations=10)
+    capped.labels("x", "y")
     metrics = Metrics(CollectorRegistry())
     metrics.label("journey", "shopper")
 
@@ -141,6 +146,7 @@ def call_seconds(calls: int = 200_000) -> dict[str, float]:
         "Gauge.set": per_call(gauge.set, 0.5),
         "Histogram.observe": per_call(histogram.observe, 0.5),
         "MetricWrapperBase.labels": per_call(counter.labels, "x", "y"),
+        "CappedFamily.labels": per_call(capped.labels, "x", "y"),
         "Metrics.label": per_call(metrics.label, "journey", "shopper"),
     }
     return {kind: max(0.0, cost - loop) for kind, cost in costs.items()}
