@@ -87,6 +87,16 @@ class TrafficWatch(Detector):
     (with a baseline frozen after the warm-up, a +-30% daily swing raised a drop every night and a surge
     every day), a change within minutes is, and so is a slowdown that builds up over a quarter of an hour.
 
+    Time without turns is no traffic to learn from. During the volume warm-up, a gap of more empty minutes
+    than the watch has watched, and than a third of the warm-up, starts the warm-up again at the turn after
+    it (a turn dated 45 minutes early, read first, made a warm-up of empty minutes: the journey's real
+    traffic was a surge that never resolved, and its real drop was never raised); the third doubles with
+    each restart, so a journey of a few turns an hour still warms up. After the warm-up, a silence counts
+    for at most half the memory: ``volume_memory // 2`` empty minutes, enough to raise a drop at its start
+    (hours of them became a quiet journey's baseline), and ``latency_memory_seconds / 2`` of event time
+    (the first latency after hours weighed as the whole baseline, whose spread fell to nothing, and ordinary
+    latencies after it raised a rise that never resolved).
+
     >>> import random
     >>> rng = random.Random(2)
     >>> watch = TrafficWatch()
@@ -154,10 +164,15 @@ class TrafficWatch(Detector):
         bucket = math.floor(ts / self.bucket_seconds)
         if self._bucket is None:
             self._bucket, self._open = bucket, [0]
+        elif self._warm_up_again(bucket):
+            restarts = self._volume.get("restarts", 0) + 1
+            self._bucket, self._open, self._volume = bucket, [0], _Cusum.fresh() | {"restarts": restarts}
         if bucket > self._bucket:
             # the newest late_buckets + 1 buckets stay open for turns of lagging partitions; the older ones
-            # close (at most 1440 empty ones after a long silence)
-            pending = self._open + [0] * min(bucket - self._bucket, 1441 + self.late_buckets)
+            # close, with the first empty minutes of a silence (at least late_buckets of them: the open
+            # buckets before this turn's are empty then)
+            silence = max(self.volume_memory // 2, self.late_buckets)
+            pending = self._open + [0] * (min(bucket - self._bucket - 1, silence) + 1)
             keep = self.late_buckets + 1
             oldest = self._bucket - len(self._open) + 1  # the first open bucket, the first to close
             closed, self._open = pending[:-keep], pending[-keep:]
@@ -196,7 +211,7 @@ class TrafficWatch(Detector):
             latency = self._latency
             since_before = latency["since"]
             last = latency.get("t", ts)
-            elapsed = ts - last
+            elapsed = min(ts - last, self.latency_memory_seconds / 2)  # a silence: at most half the memory
             latency["t"] = max(ts, last)
             follow = -math.expm1(-elapsed / self.latency_memory_seconds) if elapsed > 0 else 0.0
             events = _Cusum.update(
@@ -219,6 +234,16 @@ class TrafficWatch(Detector):
             if events:
                 self._latency_event, self._latency_event_since = events[-1]
         return self
+
+    def _warm_up_again(self, bucket: int) -> bool:
+        """Whether ``bucket``, after the newest, starts the volume warm-up again: still warming up, and more
+        empty minutes before it than the watch has watched and than a third of the warm-up, doubled at each
+        restart (``restarts``: absent in state written before 2026-11-26, and in a watch never restarted)."""
+        assert self._bucket is not None
+        volume = self._volume
+        watched = volume["n"] + len(self._open)
+        longer = max(watched, self.volume_warmup // 3 * 2 ** volume.get("restarts", 0))
+        return volume["n"] < self.volume_warmup and bucket - self._bucket - 1 > longer
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Self:

@@ -1,6 +1,11 @@
-"""TrafficWatch on traffic whose baseline has no spread."""
+"""TrafficWatch: baselines without spread, daily cycles, lagging partitions, gaps and silences."""
 
 from __future__ import annotations
+
+import math
+import random
+
+import pytest
 
 from detectors.traffic_watch import TrafficWatch
 
@@ -161,7 +166,6 @@ def test_state_written_before_the_baseline_was_followed_still_loads_and_runs() -
 def test_a_latency_slowdown_building_over_minutes_is_found_at_any_traffic() -> None:
     # followed over 2,000 turns, the latency baseline absorbed a slowdown building over 5 minutes at 2,000
     # turns a minute (its memory was a minute of traffic there): it is followed by event time now
-    import random
 
     def minutes_to_alarm(per_minute: int, factor: float, ramp: float, seed: int) -> float | None:
         rng, watch = random.Random(seed), TrafficWatch()
@@ -216,3 +220,75 @@ def test_a_latency_sample_that_ends_a_rise_far_below_the_baseline_resolves_the_r
         watch.update(ts, 1.0)  # far faster than usual
         ts += 1.0
     assert watch.latency_event_since == rise_since == watch.latency_since
+
+
+@pytest.mark.parametrize("ages_minutes", [[45], [30 * 1440], [30 * 1440, 45], [20]])
+def test_turns_dated_before_the_traffic_read_first_do_not_hide_its_drop(ages_minutes: list[int]) -> None:
+    # the watch started at the stray turn's minute and warmed up on the empty minutes after it: the real
+    # traffic was a surge that never resolved (a baseline of 0.18 turns a minute), and its real drop, a
+    # high-severity one, never alarmed
+    per_minute = [60] * 90 + [3] * 30
+    plain = feed(TrafficWatch(), per_minute)
+    watch = TrafficWatch()
+    for age in ages_minutes:
+        watch.update(-age * 60.0, 800.0)
+    assert feed(watch, per_minute) == plain == ["down"]
+    assert watch.volume_alarm == "down" and watch.volume_since == 90 * 60.0
+
+
+def _poisson(seed: int, rates: list[float]) -> list[int]:
+    """Poisson turns per minute at each minute's mean."""
+    import numpy as np
+
+    return [int(n) for n in np.random.default_rng(seed).poisson(rates)]
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_a_journey_of_a_few_turns_an_hour_still_warms_up_and_alarms_a_surge(seed: int) -> None:
+    # its first turns look like a stray one: each gap restarts the warm-up, and without the longer gap
+    # asked after each restart, a journey of 3 turns an hour warmed up only after a median 6 hours
+    per_minute = _poisson(seed, [0.05] * 300 + [30.0] * 20)
+    watch = TrafficWatch()
+    assert feed(watch, per_minute)[:1] == ["up"]
+    assert watch.volume_since is not None and watch.volume_since >= 300 * 60
+
+
+def test_hours_of_silence_do_not_become_a_quiet_journeys_baseline() -> None:
+    # every empty minute of a silence (up to a day) was learned as normal: after 6 hours, a journey of 2
+    # turns a minute had a baseline of 0.00
+    watch = TrafficWatch()
+    feed(watch, [1, 2, 3, 2] * 30)
+    before = watch.volume_baseline
+    watch.update(120 * 60 + 6 * 3600 + 1.0, 800.0)  # the next turn, 6 hours later
+    # at most half the memory (15 of 30 minutes) of the silence is followed: 40% of the way to 0 in log
+    assert math.log1p(watch.volume_baseline) >= 0.6 * math.log1p(before) - 1e-9
+    assert watch.volume_alarm is None
+
+
+def test_a_busy_journey_silent_for_hours_raises_its_drop_from_the_silence_and_resolves() -> None:
+    watch = TrafficWatch()
+    events = feed(watch, [60] * 120)
+    since = []
+    for minute in range(120 + 6 * 60, 120 + 7 * 60):  # back after 6 hours
+        for i in range(60):
+            watch.update(minute * 60 + i, 800.0)
+            events += [event for event, *_ in watch.volume_events]
+            since += [at for _, at, *_ in watch.volume_events]
+    assert events == ["down", "resolved"]
+    assert since == [120 * 60.0] * 2  # the silence's first minute
+    assert round(watch.volume_baseline) == 60
+
+
+def test_a_journey_silent_for_hours_raises_no_latency_rise_when_it_comes_back() -> None:
+    # event time since the last latency weighed the next one: after hours, one latency replaced the
+    # baseline and its spread (to the 5% floor), and ordinary latencies raised a rise that never resolved
+    raised = {}
+    for seed in range(4):
+        rng, watch, events = random.Random(seed), TrafficWatch(), []
+        for minute in list(range(120)) + list(range(120 + 6 * 60, 180 + 6 * 60)):
+            for i in range(60):
+                watch.update(minute * 60 + i, rng.lognormvariate(6.5, 0.3))
+                if watch.latency_event:
+                    events.append(watch.latency_event)
+        raised[seed] = events
+    assert raised == {seed: [] for seed in range(4)}
