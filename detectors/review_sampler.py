@@ -19,10 +19,16 @@ The scale ``c`` is the budget controller: every ``recompute_every`` turns it is 
 requests per hour, ``sum pi`` over an exponentially decayed histogram of recent priorities and count of
 high-risk turns (half-life ``half_life_seconds`` of event time) divided by the decayed elapsed time, equals
 ``budget_per_hour``, less what the decayed ``sum pi`` actually given out already spent above it (a closed
-loop: after a lull or a surge the traffic estimate lags, and the open loop over-spent meanwhile). A turn
-dated far ahead does not freeze the clock: ``recompute_every`` turns in a row more than a half-life behind
-it bring it back. Segment floors come on top (they are meant to be small). If high-risk turns alone
-exceed the budget, every other turn falls to its floor and ``expected_requests_per_hour`` shows the excess.
+loop: after a lull or a surge the traffic estimate lags, and the open loop over-spent meanwhile). A silence
+is not traffic: counted whole, it was budget to spend on the first turns after it (one turn dated a day
+before the traffic, read first, had the first 10 minutes request 40 turns not high-risk instead of 2; every
+night's lull had the morning overspend). A gap between judged turns longer than the time in which the budget
+allows ``SILENCE_REQUESTS`` requests is a silence, and counts for that time only: the window holds what it
+held before; a silence after the sampler's first turn starts the window afresh instead, as a new sampler's
+(one turn says nothing of the traffic after it). A turn dated far ahead does not freeze the clock:
+``recompute_every`` turns in a row more than a half-life behind it bring it back. Segment floors come on top
+(they are meant to be small). If high-risk turns alone exceed the budget, every other turn falls to its
+floor and ``expected_requests_per_hour`` shows the excess.
 
 A turn decided again, because a later verdict makes it high-risk (``decided_before``), is requested with
 ``pi = 1`` but is not another turn: its decayed weight moves from the histogram to the high-risk count, and
@@ -54,6 +60,11 @@ OTHER = "other"
 #: requested again, not a second spend (later verdicts come seconds or minutes after). By count, not by event
 #: time: a turn dated far ahead would have made every request look old.
 MAX_REMEMBERED = 128
+#: A gap between judged turns longer than the time the budget allows this many requests in is a silence, and
+#: counts for that time only: after it the window carries at most that much unspent budget. Gaps that long
+#: are rare in traffic the budget has to sample (above it: at the budget, traffic reads under 1% higher);
+#: traffic far below it, every gap capped, reads as a fifth of it, still below (every turn requested).
+SILENCE_REQUESTS = 5
 
 
 def _check_positive(name: str, value: Any, allow_zero: bool = False) -> float:
@@ -148,19 +159,25 @@ class ReviewSampler(Detector):
 
     def _reset(self) -> None:
         self._clock: float | None = None  # newest event time seen
-        self._elapsed = 0.0  # decayed event time (seconds)
-        self._hist = [0.0] * BINS  # decayed counts of turns by log-priority bin
-        self._forced = 0.0  # decayed count of high-risk turns (always requested)
-        self._segments: dict[str, list[float]] = {}  # segment -> [decayed turns, decayed requests, ts]
+        self._start_window()
+        # segment -> [decayed turns, decayed requests, ts], each decayed by its own event time
+        self._segments: dict[str, list[float]] = {}
         self._scale = 1.0
-        self._spent = 0.0  # decayed sum of the pi given out: what the window's requests already cost
-        # turns in a row more than a half-life behind the clock, and the newest one's ts
-        self._behind: list[Any] = [0, None]
-        self._since_solve = 0
         self._counts = {"turns": 0, "requested": 0}
         self._last: dict[str, Any] = {}
         # digests of the turn ids of the last requests of turns not high-risk, oldest first (MAX_REMEMBERED)
         self._requested_recently: list[str] = []
+
+    def _start_window(self) -> None:
+        """The decayed window of traffic and spend, empty: at the start, and after a silence that follows the
+        first turn (:meth:`_decay`). Not the segments' recent traffic: each decays by its own event time."""
+        self._elapsed = 0.0  # decayed event time (seconds)
+        self._hist = [0.0] * BINS  # decayed counts of turns by log-priority bin
+        self._forced = 0.0  # decayed count of high-risk turns (always requested)
+        self._spent = 0.0  # decayed sum of the pi given out: what the window's requests already cost
+        # turns in a row more than a half-life behind the clock, and the newest one's ts
+        self._behind: list[Any] = [0, None]
+        self._since_solve = 0
 
     # -- the decision ---------------------------------------------------------------------------------
 
@@ -187,7 +204,13 @@ class ReviewSampler(Detector):
         self._behind = [0, None]
         if ts <= self._clock:
             return  # a late turn counts at full weight: a small, conservative error
-        f = 0.5 ** ((ts - self._clock) / self.half_life_seconds)
+        gap, silence = ts - self._clock, SILENCE_REQUESTS * 3600.0 / self.budget_per_hour
+        if gap > silence and self._counts["turns"] == 1:
+            # the first turn, then a silence: it says nothing of the traffic after (a turn dated in the past)
+            self._start_window()
+            self._clock = ts
+            return
+        f = 0.5 ** (min(gap, silence) / self.half_life_seconds)
         rate = math.log(2.0) / self.half_life_seconds
         self._elapsed = self._elapsed * f + (1.0 - f) / rate
         self._hist = [h * f for h in self._hist]

@@ -189,6 +189,37 @@ def test_the_hour_after_a_lull_stays_near_the_budget(gap_hours: int) -> None:
     assert _spend(sampler, rng, (4 + gap_hours) * 3600.0, 1, 1.0) < 110
 
 
+@pytest.mark.parametrize("age_hours", [0.75, 720.0])
+def test_a_turn_dated_before_the_traffic_read_first_does_not_overspend_the_first_minutes(
+    age_hours: float,
+) -> None:
+    # the gap after it counted as elapsed time without traffic, budget to spend: the first 10 minutes of the
+    # traffic gave out pi summing to 45-50 instead of 9.7
+    plain = _spend(ReviewSampler(budget_per_hour=60, seed=1), random.Random(0), 0.0, 600 / 3600, 1.0)
+    sampler = ReviewSampler(budget_per_hour=60, seed=1)
+    sampler.update("stray", -age_hours * 3600.0, segment="a", confidence=0.5)
+    assert _spend(sampler, random.Random(0), 0.0, 600 / 3600, 1.0) == pytest.approx(plain, rel=0.1)
+
+
+@pytest.mark.parametrize("gap_hours", [1, 16])
+def test_the_first_minutes_after_a_lull_spend_about_their_share_of_the_budget(gap_hours: int) -> None:
+    # the lull counted whole: the first 10 minutes after it gave out pi summing to 42-52 (a budget of 10)
+    rng, sampler = random.Random(0), ReviewSampler(budget_per_hour=60, seed=1)
+    _spend(sampler, rng, 0.0, 4, 1.0)
+    assert _spend(sampler, rng, (4 + gap_hours) * 3600.0, 600 / 3600, 1.0) < 15
+
+
+@pytest.mark.parametrize("per_hour", [10, 20, 40])
+def test_traffic_below_the_budget_is_all_requested_though_its_gaps_are_long(per_hour: int) -> None:
+    # gaps longer than the silence (5 requests' time: 5 minutes) count as 5 minutes: the traffic reads higher
+    # than it is, but still below the budget
+    rng, sampler = random.Random(1), ReviewSampler(budget_per_hour=60, seed=1)
+    _spend(sampler, rng, 0.0, 40 / per_hour, per_hour / 3600)  # 40 turns: past the young sampler's floor
+    turns = sampler.n_turns
+    spent = _spend(sampler, rng, 40 / per_hour * 3600, 10, per_hour / 3600)
+    assert spent == pytest.approx(sampler.n_turns - turns, rel=0.01)
+
+
 def test_one_turn_dated_hours_ahead_does_not_starve_review() -> None:
     # the clock froze at the future turn, every later turn counted as late and fell to its floor: the
     # hours after it got 4-15 of a budget of 60 until event time caught up
