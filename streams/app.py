@@ -306,7 +306,9 @@ class KafkaTransport:
                 offset=message.offset,
                 key=message.key,
             )
-        if len(emits) == 1 and emits[0].topic == "deadletter":  # the record's key is part of it too
+        # the record's key is part of its dead letter too (first: a record the join refused may publish the
+        # gold observations of its labels after it)
+        if emits and emits[0].topic == "deadletter":
             key, dead = message.key, emits[0].value
             # cut like a long detail: the dead letter must fit a producer request
             kept = None if key is None else base64.b64encode(key[:MAX_KEY_BYTES]).decode()

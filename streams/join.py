@@ -23,12 +23,13 @@ from typing import Any
 
 import orjson
 
-from schemas import ChatTurn, HumanLabel, JudgeVerdict
+from schemas import ChatTurn, HumanLabel, InvalidRecord, JudgeVerdict
 from schemas.judge_verdict import MAX_SCORES
 from streams.emit import Emit, Entry, entry_head
 from streams.expiry import ExpiryIndex
 from streams.golden import GoldenSet
-from streams.join_caps import check_caps, fits_a_record
+from streams.join_caps import RefusedRecord, check_caps, fits_a_record
+from streams.join_gold import refused_gold_observations
 from streams.join_observations import MIN_RATERS, number_observations
 from streams.join_outputs import MAX_KEPT_TEXT, TurnOutputs, first_sampled, kept
 from streams.kept_outputs import KeptOutputs
@@ -114,7 +115,11 @@ class TurnJoiner:
                 self.watermark = max(self.watermark, ts)
                 return taken
         if entry is not None and not isinstance(event, ChatTurn):
-            check_caps(entry, event)
+            try:
+                check_caps(entry, event)
+            except InvalidRecord as refused:  # dead-lettered; its labels of a golden turn are still scored
+                gold = refused_gold_observations(turn_id, entry, event, self.outputs.golden.get(turn_id))
+                raise RefusedRecord(refused, number_observations(gold, source)) from None
         if ts > self.watermark:
             self.watermark = ts
         new = entry is None

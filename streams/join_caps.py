@@ -7,7 +7,7 @@ import orjson
 
 from schemas import HumanLabel, JudgeVerdict
 from schemas.exceptions import InvalidRecord
-from streams.emit import Entry
+from streams.emit import Emit, Entry
 from streams.state import MAX_WRITE_BYTES
 
 #: Most judges, and most annotators, whose labels one turn keeps (each adds ~180 bytes to its entry, and an
@@ -33,6 +33,16 @@ MAX_LABEL_BYTES_PER_TURN = 110_000
 #: of 64 plain characters, a label of 64 escaped ones, quotes, colon and comma), and 2 more if it is its
 #: rater's only one (the braces).
 _ALWAYS_FIT = MAX_LABEL_BYTES_PER_TURN // 456
+
+
+class RefusedRecord(InvalidRecord):
+    """A record :func:`check_caps` refused, dead-lettered with its ``reason`` and ``detail``, and what it
+    publishes all the same: the gold observations of its labels on a golden turn
+    (:func:`~streams.join_gold.refused_gold_observations`), numbered from its source position."""
+
+    def __init__(self, refused: InvalidRecord, emits: list[Emit]) -> None:
+        super().__init__(refused.reason, refused.detail)
+        self.emits = emits
 
 
 def check_caps(entry: Entry, event: JudgeVerdict | HumanLabel) -> None:

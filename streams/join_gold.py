@@ -14,6 +14,12 @@ the arrival order; a record read again adds nothing, and a replay publishes the 
 reading, with their source positions (:mod:`streams.kept_outputs`). A record of the turn delivered again
 after its entry was evicted makes an entry anew, and its labels are scored again there, as its defects are
 published again.
+
+A record the join's caps refuse (:mod:`streams.join_caps`: a honeypot served to more annotators than a turn
+keeps) is dead-lettered, and its labels of the golden turn's truth that its rater's record does not hold are
+scored all the same, from the record itself (:func:`refused_gold_observations`), at its source position: a
+replay, refused again, is skipped by the aggregates. The entry is left as it is, so nothing remembers them
+scored: the same record sent again (a duplicate at another position) is scored again.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ from __future__ import annotations
 import itertools
 from typing import Any
 
+from schemas import HumanLabel, JudgeVerdict
 from streams.emit import SEP, Emit, Entry
 
 
@@ -61,6 +68,31 @@ def gold_observations(turn_id: str, entry: Entry, truth: dict[str, str] | None) 
             }
             emits.append(Emit("observations", "humans", value))
     return emits
+
+
+def refused_gold_observations(
+    turn_id: str, entry: Entry, event: JudgeVerdict | HumanLabel, truth: dict[str, str] | None
+) -> list[Emit]:
+    """The gold observation of ``event``, a record the caps refuse on ``entry`` (``truth``: None, not a
+    golden turn): of its labels on ``truth``'s dimensions that its rater's record in ``entry`` does not
+    hold, as :func:`gold_observations` would make it had the join kept the record. ``entry`` is unchanged."""
+    if not truth:
+        return []
+    ts = event.ts.timestamp()
+    record: dict[str, Any]
+    if isinstance(event, JudgeVerdict):
+        side, rater, record = "judge", event.judge_id, {"ts": ts, "labels": {}}
+    else:
+        side, rater = "human", event.annotator_id
+        record = {"ts": ts, "vendor": event.vendor_id, "labels": {}}
+    held = entry[side].get(rater)
+    if held is not None:  # its labels were scored (or were before ``g``): only the record's new ones are now
+        record = {**held, "labels": dict(held["labels"]), "g": len(held["labels"]), "lts": ts}
+    for v in event.verdicts:  # as the join keeps them: the first label of a dimension stands
+        record["labels"].setdefault(v.dimension, v.label)
+    alone: Entry = {"turn": entry["turn"], "judge": {}, "human": {}}
+    alone[side][rater] = record
+    return gold_observations(turn_id, alone, truth)
 
 
 def _unscored(record: dict[str, Any], observed: bool, truth: dict[str, str]) -> tuple[int, dict[str, str]]:

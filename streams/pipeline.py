@@ -18,6 +18,7 @@ from streams.config import Settings
 from streams.emit import Emit
 from streams.golden import load_golden
 from streams.join import TurnJoiner
+from streams.join_caps import RefusedRecord
 from streams.metrics import Metrics
 from streams.state import StateStore
 from streams.taxonomy import Taxonomy, load_taxonomy
@@ -146,7 +147,9 @@ class Pipeline:
             else:  # the join may refuse it too: a turn with too many raters
                 emits = self.joiner.handle(event, partition, (source, offset))
         except InvalidRecord as exc:
-            return self._dead_letter(stream, raw, exc, source_topic, partition, offset)
+            dead = self._dead_letter(stream, raw, exc, source_topic, partition, offset)
+            # refused by the join's caps: the gold observations of its labels on a golden turn go out too
+            return dead + exc.emits if isinstance(exc, RefusedRecord) else dead
         self._stream_metrics[stream][1].inc()  # valid: counted once it went through
         if ahead:
             self._stream_metrics[stream][3].inc()

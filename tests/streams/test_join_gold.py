@@ -3,11 +3,14 @@
 The join emits a ``gold_label`` or ``gold_verdict`` observation as it reads a rater's record of a golden turn
 (``streams/join_gold.py``); the gold view and the vendor scorecards score them. Before, they scored
 ``labelled`` and ``judged``, which need the turn: a honeypot label that came after the TTL or the size cap
-evicted its turn, or on a curated honeypot whose turn was never sent, was not scored.
+evicted its turn, or on a curated honeypot whose turn was never sent, was not scored. A record the join's caps
+refuse (``streams/join_caps.py``) is dead-lettered and scored all the same: a honeypot is served to every
+annotator, and past the 100th (or 800 labels) every later one's label on it went unscored.
 """
 
 from __future__ import annotations
 
+import base64
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -20,6 +23,7 @@ from schemas import Stream
 from streams.aggregate import Aggregator
 from streams.config import Settings
 from streams.join import Emit, TurnJoiner
+from streams.join_caps import MAX_LABELS_PER_TURN, MAX_RATERS_PER_TURN, RefusedRecord
 from streams.metrics import Metrics
 from streams.observation_packs import positioned
 from streams.pipeline import Pipeline
@@ -267,3 +271,140 @@ def test_entries_of_code_before_gold_observations_score_only_labels_never_scored
     assert aggregation.scored() == {"ann-2": 1}
     aggregation.publish(j.handle(turn("later", seconds=3 * HOUR)) + j.evict())
     assert aggregation.scored() == {"ann-1": 1, "ann-2": 1}  # g-2's label, at its entry's eviction
+
+
+# -- records the join's caps refuse: dead-lettered, and scored all the same ----------------------------------
+
+
+def _refused_run(
+    tmp_path: Path, records: list[tuple[Stream, dict[str, Any]]], golden: dict[str, dict[str, str]]
+) -> tuple[Pipeline, list[Emit], list[bytes]]:
+    """Each record through the embedded pipeline; its dead letters, and the records they came from."""
+    path = tmp_path / "golden.jsonl"
+    path.write_bytes(b"".join(orjson.dumps({"turn_id": t, "labels": d}) + b"\n" for t, d in golden.items()))
+    settings = Settings(golden=path)
+    pipeline = Pipeline(settings, Metrics(CollectorRegistry(), label_max_values=settings.label_max_values))
+    dead, refused = [], []
+    for offset, (stream, value) in enumerate(records):
+        record = orjson.dumps(value)
+        emits = pipeline.process(stream, record, source_topic="in", offset=offset)
+        if emits and emits[0].topic == "deadletter":
+            dead.append(emits[0])
+            refused.append(record)
+    pipeline.finish()
+    return pipeline, dead, refused
+
+
+def _annotators(n: int, dims: list[str]) -> list[tuple[Stream, dict[str, Any]]]:
+    """``n`` annotators of vendor-x labelling honeypot ``hp`` wrongly on ``dims``, a minute apart (within the
+    vendor scorecard's window)."""
+    return [
+        (
+            Stream.HUMAN_LABELS,
+            {
+                "turn_id": "hp",
+                "ts": (T0 + timedelta(minutes=i)).isoformat(),
+                "annotator_id": f"ann-{i}",
+                "vendor_id": "vendor-x",
+                "is_gold": True,
+                "verdicts": [{"dimension": d, "label": "fail"} for d in dims],
+            },
+        )
+        for i in range(n)
+    ]
+
+
+def _scored(pipeline: Pipeline, section: str) -> int:
+    return sum(r["n"] for r in pipeline.report()["gold"][section] if r["dimension"] == "*")
+
+
+def test_every_annotator_of_a_honeypot_is_scored_past_the_rater_cap_and_dead_lettered(tmp_path):
+    # 150 annotators on one honeypot: the 50 past the cap of 100 were dead-lettered and never scored
+    records = _annotators(150, ["relevance"])
+    pipeline, dead, refused = _refused_run(tmp_path, records, {"hp": {"relevance": "pass"}})
+    assert _scored(pipeline, "annotators") == _scored(pipeline, "vendors") == 150
+    assert _vendor_gold(pipeline) == (0, 150)  # the vendor scorecard's gold items
+    # the 50 still dead-lettered, as before: reason and original bytes; the join keeps 100 annotators
+    assert len(dead) == 150 - MAX_RATERS_PER_TURN
+    assert {e.value["reason"] for e in dead} == {"too_many_raters"}
+    assert [base64.b64decode(e.value["original_base64"]) for e in dead] == refused
+    assert refused == [orjson.dumps(value) for _, value in records[MAX_RATERS_PER_TURN:]]
+
+
+def test_a_honeypot_of_ten_dimensions_is_scored_past_the_label_cap(tmp_path):
+    # 80 annotators of 10 dimensions fill the 800 labels a turn keeps: 70 more were refused and not scored
+    dims = [f"dim_{k}" for k in range(10)]
+    pipeline, dead, _ = _refused_run(tmp_path, _annotators(150, dims), {"hp": dict.fromkeys(dims, "pass")})
+    assert [e.value["reason"] for e in dead] == ["too_many_labels"] * (150 - MAX_LABELS_PER_TURN // 10)
+    assert _scored(pipeline, "annotators") == 150 * 10
+    assert _vendor_gold(pipeline) == (0, 1500)
+
+
+def test_a_judge_verdict_refused_at_the_rater_cap_on_a_golden_turn_is_scored(tmp_path):
+    records = [_turn("g-1", T0)]
+    for i in range(MAX_RATERS_PER_TURN + 1):
+        stream, value = _verdict("g-1", T0 + timedelta(minutes=i))
+        records.append((stream, value | {"judge_id": f"judge-{i}"}))
+    pipeline, dead, _ = _refused_run(tmp_path, records, GOLDEN)
+    assert [e.value["reason"] for e in dead] == ["too_many_raters"]
+    rows = {r["judge_id"]: r["n"] for r in pipeline.report()["gold"]["judges"] if r["dimension"] == "*"}
+    assert rows[f"judge-{MAX_RATERS_PER_TURN}"] == 1 and sum(rows.values()) == MAX_RATERS_PER_TURN + 1
+
+
+def test_a_refused_record_scores_only_its_golden_dimensions_its_rater_had_not_labelled():
+    """A record of an annotator the turn keeps, refused for the labels it adds: those of the truth's
+    dimensions are scored, the one its first record brought is not again; a refused record on a turn outside
+    the golden set, or on none of its truth's dimensions, publishes its dead letter only."""
+    truth = {"g-1": {"relevance": "pass", "safety": "pass"}}
+    j = TurnJoiner(load_taxonomy(), Metrics(CollectorRegistry()), golden=truth)
+    styles = [verdict(f"style_{k}", "ok") for k in range(64)]
+    for turn_id in ("g-1", "t-1"):
+        # ann-1 labels 63 dimensions, relevance (scored) among them; 99 others one each
+        j.handle(labelled(turn_id, seconds=0, verdicts=WRONG + styles[:62]), None, ("in", 0))
+        for i in range(1, MAX_RATERS_PER_TURN):
+            j.handle(labelled(turn_id, seconds=i, verdicts=WRONG, annotator_id=f"ann-x{i}"), None, ("in", i))
+
+    def refused(event: Any) -> list[Emit]:
+        with pytest.raises(RefusedRecord) as caught:
+            j.handle(event, None, ("in", 500))
+        return caught.value.emits
+
+    # 3 new dimensions on 63: past the 64 a rater keeps
+    again = refused(labelled("g-1", seconds=900, verdicts=[*WRONG, verdict("safety", "fail"), *styles[62:]]))
+    assert [(e.value["kind"], e.value["labels"], e.value["src"]) for e in again] == [
+        ("gold_label", {"safety": "fail"}, ["in", 500, 0])
+    ]
+    assert again[0].value["label_ts"] == labelled(seconds=900).ts.timestamp()  # when this record was made
+    assert "safety" not in j.state.get("g-1")["human"]["ann-1"]["labels"]  # the entry is unchanged
+    assert refused(labelled("t-1", seconds=900, verdicts=WRONG, annotator_id="ann-new")) == []
+    assert refused(labelled("g-1", seconds=900, verdicts=styles[:1], annotator_id="ann-new")) == []
+
+
+@pytest.mark.parametrize("acknowledged", [False, True], ids=["outputs-lost", "outputs-acknowledged"])
+def test_a_refused_record_read_again_after_a_crash_is_scored_once(acknowledged):
+    """A honeypot label past the rater cap, in a batch whose state is written before the worker crashes,
+    before or after the broker acknowledged its outputs: read again at the same position, it makes the same
+    observation, which the aggregates skip if they applied it."""
+    store, aggregation = DeferredChangelog(), Aggregation()
+    first = _joiner(store)
+    crowd = [
+        ("verdicts:0", i, judged("g-1", seconds=i, verdicts=WRONG, judge_id=f"judge-{i}"))
+        for i in range(MAX_RATERS_PER_TURN)
+    ]
+    aggregation.publish(_batch(first, crowd))
+    first.published()
+    extra = judged("g-1", seconds=200, verdicts=WRONG, judge_id="judge-extra")
+    with pytest.raises(RefusedRecord) as caught:
+        first.handle(extra, 0, ("verdicts:0", 500))
+    first.flush()
+    lost = caught.value.emits
+    if acknowledged:
+        aggregation.publish(lost)
+    replay = _joiner(store.recover())
+    replay.rebalanced({})
+    with pytest.raises(RefusedRecord) as again:
+        replay.handle(extra, 0, ("verdicts:0", 500))
+    assert [e.value for e in again.value.emits] == [e.value for e in lost]
+    aggregation.publish(again.value.emits)
+    scored = aggregation.scored()
+    assert scored["judge-extra"] == 1 and sum(scored.values()) == MAX_RATERS_PER_TURN + 1

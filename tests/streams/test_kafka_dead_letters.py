@@ -35,6 +35,44 @@ def test_a_dead_letter_keeps_a_long_key_cut_and_stays_publishable() -> None:
     assert len(encoded) <= MAX_WRITE_BYTES
 
 
+def test_a_refused_honeypot_label_keeps_its_key_in_its_dead_letter_and_is_scored(tmp_path) -> None:
+    # a record the join's caps refuse on a golden turn publishes its gold observation after its dead letter;
+    # the dead letter, no longer alone, must still get the record's key
+    import base64
+    from types import SimpleNamespace
+
+    import orjson
+    from prometheus_client import CollectorRegistry
+
+    from schemas import Stream
+    from streams.app import KafkaTransport
+    from streams.config import Settings
+    from streams.join_caps import MAX_RATERS_PER_TURN
+    from streams.metrics import Metrics
+
+    golden = tmp_path / "golden.jsonl"
+    golden.write_bytes(orjson.dumps({"turn_id": "hp", "labels": {"relevance": "pass"}}) + b"\n")
+    transport = KafkaTransport(Settings(broker="127.0.0.1:1", golden=golden), Metrics(CollectorRegistry()))
+    topic = next(t for t, stream in transport.streams_by_topic.items() if stream == Stream.HUMAN_LABELS)
+    for offset in range(MAX_RATERS_PER_TURN + 1):
+        label = {
+            "turn_id": "hp",
+            "ts": "2026-11-02T09:00:00Z",
+            "annotator_id": f"ann-{offset}",
+            "vendor_id": "vendor-x",
+            "is_gold": True,
+            "verdicts": [{"dimension": "relevance", "label": "fail"}],
+        }
+        message = SimpleNamespace(topic=topic, partition=0, offset=offset, key=b"hp")
+        emits = transport._ingest(SimpleNamespace(message=message, value=orjson.dumps(label)))
+    dead, gold = emits
+    assert dead.value["reason"] == "too_many_raters"
+    assert base64.b64decode(dead.value["original_key_base64"]) == b"hp" and dead.value["tombstone"] is False
+    assert base64.b64decode(dead.value["original_base64"]) == orjson.dumps(label)
+    assert gold.value["kind"] == "gold_label" and gold.value["annotator_id"] == f"ann-{MAX_RATERS_PER_TURN}"
+    assert gold.value["src"] == [f"{topic}:0", MAX_RATERS_PER_TURN, 0]
+
+
 def test_an_output_too_large_for_a_record_is_counted_and_not_sent_and_the_batch_goes_on() -> None:
     # sent, it would fail the producer's size check and the batch at every retry: a crash loop
     import asyncio
