@@ -18,7 +18,13 @@ class OutcomeMetrics:
             # the same budget for every family of a segment: their series start together (the segment's
             # first conversation), so they admit the same segments and their ratios stay whole
             return CappedCounter(
-                name, doc, [*extra, *seg], registry=r, combinations=OUTCOME_SEGMENTS, per_combination=extra
+                name,
+                doc,
+                [*extra, *seg],
+                registry=r,
+                combinations=OUTCOME_SEGMENTS,
+                per_combination=extra,
+                kept_on_fold=["journey"],  # ConvowatchJourneySilent and the outcome ratios sum by journey
             )
 
         self.conversations = conversations(
@@ -68,6 +74,7 @@ class OutcomeMetrics:
             buckets=(30, 60, 120, 180, 300, 450, 600, 900, 1200, 1800, 3600, 7200),
             registry=r,
             combinations=OUTCOME_SEGMENTS,
+            kept_on_fold=["journey"],
         )
         self.conversations_tracked = Gauge(
             "convowatch_conversations_tracked",

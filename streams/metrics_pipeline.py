@@ -145,6 +145,7 @@ class PipelineMetrics:
             ["category", "journey", "model_version", "intent", "source"],
             registry=r,
             combinations=SPIKE_SLICES,
+            kept_on_fold=["category", "journey"],  # and "*": the backstop alert and its inhibit rules
             overflow="fold",
         )
         self.spike_open = OpenFlags(self.spike_active)  # set through this (see OpenFlags)

@@ -9,8 +9,11 @@ sums over the family stay right; the 0/1 flags of :class:`~streams.labels.OpenFl
 folded there is open), or, for a gauge of a figure, is not exported (the last of several figures written to
 one series would be meaningless, as for the guards' ``other``). Labels named in ``per_combination``
 (``bound``, ``arm``, ``source``...: small fixed sets) take all their values within each combination and are
-kept when it folds. Each update past the budget is counted in ``convowatch_series_folded_total{metric}``
-(:class:`FoldedUpdates`).
+kept when it folds. Labels named in ``kept_on_fold`` count in the combination but keep their values in
+the folded series too (``journey``, which the alert rules sum by: a journey's traffic in a folded combination
+must still count for that journey), and so does a value ``*`` (a spike slice's "not part of the slice"): a
+family then has a folded series per kept value, each label's values bounded by its guard. Each update past
+the budget is counted in ``convowatch_series_folded_total{metric}`` (:class:`FoldedUpdates`).
 
 A family exports at most ``combinations + 1`` times the product of its ``per_combination`` labels' values
 children. The hot path is one dict lookup: a child that exists is found before anything else (cheaper than
@@ -27,6 +30,9 @@ from prometheus_client.metrics import MetricWrapperBase
 from prometheus_client.metrics_core import CounterMetricFamily, Metric
 
 from streams.labels import OTHER
+
+#: a label value that stands for every value (a spike slice's field outside the slice): kept when folding
+ALL = "*"
 
 # Budgets: label combinations per family (per process), by what a combination is. Families written together
 # (a comparison's lift, bounds and turns; the outcome counters of a segment) have the same budget, so they
@@ -81,6 +87,7 @@ class CappedFamily(MetricWrapperBase):
         *args: Any,
         combinations: int | None = None,
         per_combination: Iterable[str] = (),
+        kept_on_fold: Iterable[str] = (),
         overflow: str | None = None,
         **kwargs: Any,
     ) -> None:
@@ -92,14 +99,18 @@ class CappedFamily(MetricWrapperBase):
         per = tuple(per_combination)
         if not set(per) <= set(self._labelnames) or len(per) == len(self._labelnames):
             raise ValueError(f"{self._name}: per_combination must name some of its labels, not all")
+        kept = tuple(kept_on_fold)
+        if not set(kept) <= set(self._labelnames) - set(per):
+            raise ValueError(f"{self._name}: kept_on_fold must name labels not in per_combination")
         if overflow is not None:
             if overflow not in ("fold", "drop"):
                 raise ValueError(f"{self._name}: overflow must be 'fold' or 'drop'")
             self.overflow = overflow
         self.combinations = combinations
         self.per_combination = per
+        self.kept_on_fold = kept
         self._combining = tuple(i for i, name in enumerate(self._labelnames) if name not in per)
-        self._all_other = (OTHER,) * len(self._combining)
+        self._folding = tuple(i for i in self._combining if self._labelnames[i] not in kept)
         self._children_of: dict[tuple[str, ...], int] = {}  # admitted combination -> its children
         self._overflows: dict[tuple[str, ...] | None, Overflow] = {}  # by folded series (None: dropped)
         #: updates of combinations past the budget, folded or dropped
@@ -161,22 +172,24 @@ class CappedFamily(MetricWrapperBase):
 
     def _place(self, values: tuple[str, ...]) -> tuple[str, ...] | None:
         combination = tuple(values[i] for i in self._combining)
-        if (
-            combination in self._children_of
-            or combination == self._all_other
-            or len(self._children_of) < self.combinations
-        ):
+        if combination in self._children_of or len(self._children_of) < self.combinations:
             return values
-        if self.overflow == "drop":
-            return None
+        folded = self._fold(values)
+        if folded == values:  # a folded series itself (the guards' "other" too): outside the budget
+            return values
+        return None if self.overflow == "drop" else folded
+
+    def _fold(self, values: tuple[str, ...]) -> tuple[str, ...]:
+        """``values`` with the combining labels ``other``, but for ``kept_on_fold`` and ``*`` values."""
         folded = list(values)
-        for i in self._combining:
-            folded[i] = OTHER
+        for i in self._folding:
+            if folded[i] != ALL:
+                folded[i] = OTHER
         return tuple(folded)
 
     def _count(self, values: tuple[str, ...]) -> None:
         combination = tuple(values[i] for i in self._combining)
-        if combination != self._all_other:
+        if self._fold(values) != values:
             self._children_of[combination] = self._children_of.get(combination, 0) + 1
 
     def _forget(self, values: tuple[str, ...]) -> None:

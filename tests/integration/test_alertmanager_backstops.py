@@ -227,7 +227,13 @@ def test_spike_drift_and_vendor_backstops_are_muted_by_convowatch_alerts_of_the_
         backstop("ConvowatchJudgeDriftEscalations"),
         backstop("ConvowatchVendorSlaBreached", vendor_id="vendor-a", sla="gold_accuracy"),
     ]
+    # slices whose version or intent shows as "other" (past a guard or the series budget)
+    muted_folded = [
+        spike_backstop("hallucination", "shopper", model_version="other"),
+        spike_backstop("biased", "shopper", intent="other"),
+    ]
     notifying = [
+        spike_backstop("unsafe", "driver", model_version="other"),  # no convowatch spike there
         spike_backstop("unsafe", "shopper", model_version="shopper-v42"),  # a finer slice of the category
         spike_backstop("hallucination", "shopper"),  # the journey, where only a model version alerted
         spike_backstop("hallucination", "shopper", model_version="shopper-v41"),
@@ -247,12 +253,16 @@ def test_spike_drift_and_vendor_backstops_are_muted_by_convowatch_alerts_of_the_
         timeout=10,
         message=lambda: f"{_states(alertmanager)}; sink error {sink.last_error}",
     )
-    alertmanager.post(muted + notifying)
+    alertmanager.post(muted + muted_folded + notifying)
 
     def settled() -> bool:
         states = _states(alertmanager)
-        return all(states.get(_key(a["labels"]), {}).get("state") == "suppressed" for a in muted) and all(
-            states.get(_key(a["labels"]), {}).get("state") == "active" for a in notifying
+
+        def state(alert: dict[str, Any]) -> str | None:
+            return states.get(_key(alert["labels"]), {}).get("state")
+
+        return all(state(a) == "suppressed" for a in muted + muted_folded) and all(
+            state(a) == "active" for a in notifying
         )
 
     wait_until(settled, timeout=10, message=lambda: _states(alertmanager))

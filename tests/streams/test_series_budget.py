@@ -19,7 +19,9 @@ from streams.metrics import Metrics
 from streams.pipeline import REASONS, Pipeline
 from streams.series_budget import (
     DEFECT_COMBINATIONS,
+    OUTCOME_SEGMENTS,
     PERCEPTUAL_SCORES,
+    SPIKE_SLICES,
     CappedCounter,
     CappedFamily,
     CappedGauge,
@@ -162,7 +164,9 @@ def test_at_full_budgets_the_exposition_stays_under_the_stated_bound() -> None:
         per_values = 1
         for name in per:
             per_values *= len(PER_COMBINATION_VALUES[name])
-        folded = 1 if family.overflow == "fold" else 0
+        # one folded series, or one per value of the labels kept on folding (10 here, one per extra row;
+        # each bounded by its guard: at most 21 journeys, 8 categories)
+        folded = (10 if family.kept_on_fold else 1) if family.overflow == "fold" else 0
         assert len(family._metrics) == (family.combinations + folded) * per_values, family._name
         assert family.folded == 10 * per_values, family._name
     total = _series(registry)
@@ -277,3 +281,35 @@ def test_generated_traffic_folds_nothing() -> None:
     assert _samples(registry, "convowatch_defects_total")  # the traffic reached the metrics
     assert [family._name for family in metrics.capped if family.folded] == []
     assert _samples(registry, "convowatch_series_folded_total") == []
+
+
+def test_a_journey_keeps_its_name_and_a_slice_its_stars_when_their_combination_folds() -> None:
+    # the review's case: a new model version past the outcome budget made every journey's own series go
+    # flat and ConvowatchJourneySilent page them all; a spike slice folded to other/other/other/other
+    registry = CollectorRegistry()
+    metrics = Metrics(registry)
+    for version in range(OUTCOME_SEGMENTS):
+        metrics.conversations.labels("shopper", f"v{version}", "chat").inc()
+    metrics.conversations.labels("shopper", "v-new", "chat").inc(3)
+    metrics.conversations.labels("driver", "v-new", "voice").inc(2)
+    total = "convowatch_conversations_total"
+    assert (
+        registry.get_sample_value(total, {"journey": "shopper", "model_version": "other", "channel": "other"})
+        == 3
+    )
+    assert (
+        registry.get_sample_value(total, {"journey": "driver", "model_version": "other", "channel": "other"})
+        == 2
+    )
+    assert metrics.conversations.folded == 2
+    flags = metrics.spike_active
+    for i in range(SPIKE_SLICES):
+        flags.labels(f"c{i}", "shopper", "*", "*", "judge-a").set(0)
+    assert flags.series("unsafe", "driver", "v-new", "*", "humans") == (
+        "unsafe",
+        "driver",
+        "other",
+        "*",
+        "other",
+    )
+    assert flags.series("unsafe", "driver", "*", "*", "humans") == ("unsafe", "driver", "*", "*", "other")
