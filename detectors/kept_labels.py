@@ -42,6 +42,27 @@ def counted_as(kept: list[str], label: str, max_categories: int) -> str:
     return OTHER if label in _RESERVED or len(kept) >= max_categories else label
 
 
+class KeptLabelScale:
+    """``counted_as`` and ``keep`` for a tracker that keeps its labels in ``_kept_labels`` (sorted, only
+    growing) up to ``max_categories``."""
+
+    max_categories: int
+    _kept_labels: list[str]
+
+    def counted_as(self, label: str) -> str:
+        """The label ``label`` counts in: itself, or ``other`` (past ``max_categories``)."""
+        if label in self._kept_labels:  # the usual case, inline
+            return label
+        return counted_as(self._kept_labels, label, self.max_categories)
+
+    def keep(self, label: str) -> str:
+        """Count ``label`` apart from now on if there is room (a label another rater gives on the same
+        scale); returns what it counts as."""
+        if label in self._kept_labels:  # the usual case, inline
+            return label
+        return keep(self._kept_labels, label, self.max_categories)
+
+
 def is_folded(label: str, category: str) -> bool:
     """Whether ``label`` counts as ``other`` for want of room (not for its name)."""
     return category == OTHER and label not in _RESERVED

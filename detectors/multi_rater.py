@@ -32,7 +32,7 @@ from typing import Any, Self
 from detectors.agreement_stats import MAX_CATEGORIES, check_max_categories
 from detectors.base import Detector
 from detectors.exceptions import NotHeldError
-from detectors.kept_labels import counted_as, folded_counts, is_folded, keep, most_used
+from detectors.kept_labels import KeptLabelScale, folded_counts, is_folded, keep, most_used
 
 NAN = math.nan
 
@@ -73,7 +73,7 @@ def check_labels(labels: Any, minimum: int) -> None:
         raise ValueError(f"an item needs labels from at least {minimum} raters, got {len(labels)}")
 
 
-class InterAnnotatorAgreement(Detector):
+class InterAnnotatorAgreement(KeptLabelScale, Detector):
     """Krippendorff's alpha (nominal) and Fleiss' kappa over items rated by two or more raters.
 
     ``update(labels)`` adds one item: the labels its raters gave (order and rater identity do not matter).
@@ -133,19 +133,6 @@ class InterAnnotatorAgreement(Detector):
             totals[category] = totals.get(category, 0) + count
             self._folded_labels += count * is_folded(label, category)
         return self
-
-    def counted_as(self, label: str) -> str:
-        """The label of the totals ``label`` counts in: itself, or ``other`` (past ``max_categories``)."""
-        if label in self._kept_labels:  # the usual case, inline
-            return label
-        return counted_as(self._kept_labels, label, self.max_categories)
-
-    def keep(self, label: str) -> str:
-        """Count ``label`` apart from now on if there is room (a label another rater gives on the same
-        scale); returns what it counts as."""
-        if label in self._kept_labels:  # the usual case, inline
-            return label
-        return keep(self._kept_labels, label, self.max_categories)
 
     def remove(self, labels: list[str]) -> InterAnnotatorAgreement:
         """Take out one item ``update`` added with these labels; raises :class:`~detectors.NotHeldError`,

@@ -27,7 +27,7 @@ from detectors.agreement_stats import (
 )
 from detectors.base import Detector
 from detectors.exceptions import NotHeldError
-from detectors.kept_labels import add_folded, counted_as, folded_comparisons, keep, most_used
+from detectors.kept_labels import KeptLabelScale, add_folded, folded_comparisons, keep, most_used
 from detectors.multi_rater import check_labels, leave_one_out
 
 NAN = math.nan
@@ -86,7 +86,7 @@ def _check_ratings(ratings: Any) -> None:
 OTHER_RATERS = "other"
 
 
-class RaterVsConsensus(Detector):
+class RaterVsConsensus(KeptLabelScale, Detector):
     """Each rater's agreement with the consensus of the *other* raters on the same item (leave-one-out).
 
     ``update(ratings)`` takes ``{rater_id: label}`` for one item with at least two raters. For every rater,
@@ -132,19 +132,6 @@ class RaterVsConsensus(Detector):
         self._raters: dict[str, dict[str, Any]] = {}
         self._items = 0
         self._kept_labels: list[str] = []  # sorted; only grows, so a label counts where it did (remove)
-
-    def counted_as(self, label: str) -> str:
-        """The label of the tables ``label`` counts in: itself, or ``other`` (past ``max_categories``)."""
-        if label in self._kept_labels:  # the usual case, inline
-            return label
-        return counted_as(self._kept_labels, label, self.max_categories)
-
-    def keep(self, label: str) -> str:
-        """Count ``label`` apart from now on if there is room (a label another rater gives on the same
-        scale); returns what it counts as."""
-        if label in self._kept_labels:  # the usual case, inline
-            return label
-        return keep(self._kept_labels, label, self.max_categories)
 
     def update(self, ratings: dict[str, str]) -> RaterVsConsensus:
         _check_ratings(ratings)
