@@ -12,11 +12,13 @@ one series would be meaningless, as for the guards' ``other``). Labels named in 
 kept when it folds. Labels named in ``kept_on_fold`` count in the combination but keep their values in
 the folded series too (``journey``, which the alert rules sum by: a journey's traffic in a folded combination
 must still count for that journey), and so does a value ``*`` (a spike slice's "not part of the slice"): a
-family then has a folded series per kept value, each label's values bounded by its guard. Each update past
-the budget is counted in ``convowatch_series_folded_total{metric}`` (:class:`FoldedUpdates`).
+family then has a folded series per kept value, at most :data:`KEPT_FOLDS` of them (past that, the kept
+labels fold to ``other`` too, whatever ``CONVOWATCH_LABEL_MAX_VALUES`` admits). Each update past the budget
+is counted in ``convowatch_series_folded_total{metric}`` (:class:`FoldedUpdates`).
 
 A family exports at most ``combinations + 1`` times the product of its ``per_combination`` labels' values
-children. The hot path is one dict lookup: a child that exists is found before anything else (cheaper than
+children, and with ``kept_on_fold`` ``combinations + KEPT_FOLDS + 4`` times it (``*`` kept in two labels).
+The hot path is one dict lookup: a child that exists is found before anything else (cheaper than
 prometheus_client's own ``labels()``, which converts the values and takes a lock).
 """
 
@@ -60,6 +62,8 @@ PERCEPTUAL_SCORES = 200
 OUTCOME_SEGMENTS = 200
 #: families of one guarded label (a vendor, a dimension, a model version, a journey)
 ONE_LABEL = 50
+#: folded series of distinct kept values (journeys; categories and journeys) a family with kept_on_fold has
+KEPT_FOLDS = 100
 
 
 class CappedFamily(MetricWrapperBase):
@@ -112,6 +116,7 @@ class CappedFamily(MetricWrapperBase):
         self._combining = tuple(i for i, name in enumerate(self._labelnames) if name not in per)
         self._folding = tuple(i for i in self._combining if self._labelnames[i] not in kept)
         self._children_of: dict[tuple[str, ...], int] = {}  # admitted combination -> its children
+        self._kept_folds: set[tuple[str, ...]] = set()  # folded combinations of kept values (kept_on_fold)
         self._overflows: dict[tuple[str, ...] | None, Overflow] = {}  # by folded series (None: dropped)
         #: updates of combinations past the budget, folded or dropped
         self.folded = 0
@@ -149,6 +154,7 @@ class CappedFamily(MetricWrapperBase):
     def clear(self) -> None:
         super().clear()
         self._children_of.clear()
+        self._kept_folds.clear()
         self._overflows.clear()
 
     def _new_child(self, labelvalues: tuple[Any, ...], labelkwargs: dict[str, Any]) -> Any:
@@ -172,24 +178,39 @@ class CappedFamily(MetricWrapperBase):
 
     def _place(self, values: tuple[str, ...]) -> tuple[str, ...] | None:
         combination = tuple(values[i] for i in self._combining)
-        if combination in self._children_of or len(self._children_of) < self.combinations:
+        if combination in self._children_of:
             return values
-        folded = self._fold(values)
+        folded = self._fold(values, self._folding)
         if folded == values:  # a folded series itself (the guards' "other" too): outside the budget
+            return self._room_for(values)
+        if len(self._children_of) < self.combinations:
             return values
-        return None if self.overflow == "drop" else folded
+        return None if self.overflow == "drop" else self._room_for(folded)
 
-    def _fold(self, values: tuple[str, ...]) -> tuple[str, ...]:
-        """``values`` with the combining labels ``other``, but for ``kept_on_fold`` and ``*`` values."""
+    def _room_for(self, folded: tuple[str, ...]) -> tuple[str, ...]:
+        """``folded``; past :data:`KEPT_FOLDS` folded series of kept values, with those ``other`` too."""
+        if not self.kept_on_fold:
+            return folded
+        combination = tuple(folded[i] for i in self._combining)
+        if combination in self._kept_folds:
+            return folded
+        if len(self._kept_folds) < KEPT_FOLDS:
+            self._kept_folds.add(combination)
+            return folded
+        return self._fold(folded, self._combining)
+
+    @staticmethod
+    def _fold(values: tuple[str, ...], labels: tuple[int, ...]) -> tuple[str, ...]:
+        """``values`` with those of ``labels`` ``other``, but for ``*`` values."""
         folded = list(values)
-        for i in self._folding:
+        for i in labels:
             if folded[i] != ALL:
                 folded[i] = OTHER
         return tuple(folded)
 
     def _count(self, values: tuple[str, ...]) -> None:
         combination = tuple(values[i] for i in self._combining)
-        if self._fold(values) != values:
+        if self._fold(values, self._folding) != values:
             self._children_of[combination] = self._children_of.get(combination, 0) + 1
 
     def _forget(self, values: tuple[str, ...]) -> None:

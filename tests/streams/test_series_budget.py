@@ -19,6 +19,7 @@ from streams.metrics import Metrics
 from streams.pipeline import REASONS, Pipeline
 from streams.series_budget import (
     DEFECT_COMBINATIONS,
+    KEPT_FOLDS,
     OUTCOME_SEGMENTS,
     PERCEPTUAL_SCORES,
     SPIKE_SLICES,
@@ -151,7 +152,10 @@ def test_at_full_budgets_the_exposition_stays_under_the_stated_bound() -> None:
     )
     for family in metrics.capped:
         per = family.per_combination
-        for i in range(family.combinations + 10):  # every combination with every per-combination value
+        # every combination with every per-combination value, then 10 past the budget, or past KEPT_FOLDS
+        # too for a family whose folded series keep some labels (whatever CONVOWATCH_LABEL_MAX_VALUES admits)
+        extra = KEPT_FOLDS + 10 if family.kept_on_fold else 10
+        for i in range(family.combinations + extra):
             for fixed in itertools.product(*(PER_COMBINATION_VALUES[name] for name in per)):
                 values = dict(zip(per, fixed, strict=True))
                 child = family.labels(*(values.get(name, f"{name}-{i}") for name in family._labelnames))
@@ -164,11 +168,10 @@ def test_at_full_budgets_the_exposition_stays_under_the_stated_bound() -> None:
         per_values = 1
         for name in per:
             per_values *= len(PER_COMBINATION_VALUES[name])
-        # one folded series, or one per value of the labels kept on folding (10 here, one per extra row;
-        # each bounded by its guard: at most 21 journeys, 8 categories)
-        folded = (10 if family.kept_on_fold else 1) if family.overflow == "fold" else 0
+        # one folded series, or one per value of the labels kept on folding up to KEPT_FOLDS, then one more
+        folded = (KEPT_FOLDS + 1 if family.kept_on_fold else 1) if family.overflow == "fold" else 0
         assert len(family._metrics) == (family.combinations + folded) * per_values, family._name
-        assert family.folded == 10 * per_values, family._name
+        assert family.folded == extra * per_values, family._name
     total = _series(registry)
     assert total <= STATED_BOUND
     readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
@@ -313,3 +316,18 @@ def test_a_journey_keeps_its_name_and_a_slice_its_stars_when_their_combination_f
         "other",
     )
     assert flags.series("unsafe", "driver", "*", "*", "humans") == ("unsafe", "driver", "*", "*", "other")
+
+
+def test_folded_series_of_kept_values_are_bounded_whatever_the_guards_admit() -> None:
+    # a review's case: with CONVOWATCH_LABEL_MAX_VALUES at 1,000, every journey had a folded series of its
+    # own in every outcome family (1,200 children for a budget of 200)
+    metrics = Metrics(CollectorRegistry(), label_max_values=1_000)
+    conversations = metrics.conversations
+    for version in range(OUTCOME_SEGMENTS):
+        conversations.labels("shopper", f"v{version}", "chat").inc()
+    for journey in range(1_000):
+        conversations.labels(f"journey-{journey}", "v-new", "chat").inc()
+    assert len(conversations._metrics) == OUTCOME_SEGMENTS + KEPT_FOLDS + 1
+    assert conversations.folded == 1_000
+    total = sum(s.value for s in conversations.collect()[0].samples if s.name.endswith("_total"))
+    assert total == OUTCOME_SEGMENTS + 1_000  # every conversation counted somewhere
