@@ -17,6 +17,7 @@ from streams.aggregate import Aggregator
 from streams.labels import OTHER, UNKNOWN
 from streams.metrics import Metrics
 from streams.views.spikes import set_spike_active, slice_values
+from streams.views.vendors import VENDOR_GAUGES
 
 #: Gauges (Metrics attributes) set by the aggregates of one observations shard key (streams/join.py)
 SHARD_GAUGES: dict[str, tuple[str, ...]] = {
@@ -27,12 +28,7 @@ SHARD_GAUGES: dict[str, tuple[str, ...]] = {
         "raters_ties",
         "vendor_consensus_ratio",
         "vendor_gold_accuracy",
-        "vendor_labels_per_hour",
-        "vendor_turnaround",
-        "vendor_window_gold_accuracy",
-        "vendor_window_judge_agreement",
-        "vendor_window_consensus_agreement",
-        "vendor_sla_breached",
+        *VENDOR_GAUGES,
         "live_intent_accuracy",
         "live_intent_ece",
     ),
