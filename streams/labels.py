@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
+
+from prometheus_client.metrics_core import CounterMetricFamily, Metric
 
 OTHER = "other"
 UNKNOWN = "unknown"
@@ -21,6 +23,8 @@ class LabelGuard:
     >>> guard = LabelGuard(max_values=2, reserved=["safety"])
     >>> [guard("a"), guard("b"), guard("c"), guard("a"), guard(None), guard("safety")]
     ['a', 'b', 'other', 'a', 'unknown', 'safety']
+    >>> guard.folded
+    1
     """
 
     def __init__(
@@ -33,6 +37,7 @@ class LabelGuard:
         self.reserved = frozenset(reserved)
         self._admitted: set[str] = set(self.reserved)
         self._counted = 0  # admitted values that take room (not reserved)
+        self.folded = 0
 
     def admit(self, values: Iterable[str]) -> None:
         """Admit ``values`` (in sorted order, while there is room) as if they had been seen first: a process
@@ -56,12 +61,49 @@ class LabelGuard:
         if value in (OTHER, UNKNOWN):  # as admit() reads them: no room taken, so a restart maps alike
             return value
         if self.allow is not None:
-            return value if value in self.allow else OTHER
-        if self._counted < self.max_values and len(value) <= 64:
+            if value in self.allow:
+                return value
+        elif self._counted < self.max_values and len(value) <= 64:
             self._admitted.add(value)
             self._counted += 1
             return value
+        self.folded += 1
         return OTHER
+
+
+class FoldedLabelValues:
+    """``convowatch_label_value_folds_total{label}``: the lookups whose value of ``label`` its guard folded
+    into ``other`` (a collector reading the guards' counts; a label shows once its guard has folded). The
+    views cache the label of a value, so each folded value counts at least once, not once per update.
+
+    >>> from prometheus_client import CollectorRegistry
+    >>> registry, guard = CollectorRegistry(), LabelGuard(max_values=1)
+    >>> registry.register(FoldedLabelValues({"model_version": guard}))
+    >>> [guard(v) for v in ("v41", "v42", "v43")]
+    ['v41', 'other', 'other']
+    >>> registry.get_sample_value("convowatch_label_value_folds_total", {"label": "model_version"})
+    2.0
+    """
+
+    NAME = "convowatch_label_value_folds"
+    HELP = (
+        "Lookups of a guarded label whose value was past the label's first CONVOWATCH_LABEL_MAX_VALUES "
+        "distinct values (or outside its allow-list), so shown as other, by label: each such value at least "
+        "once (its label is cached), not once per update."
+    )
+
+    def __init__(self, guards: Mapping[str, LabelGuard]) -> None:
+        self.guards = guards
+
+    def describe(self) -> list[Metric]:
+        return [CounterMetricFamily(self.NAME, self.HELP, labels=["label"])]
+
+    def collect(self) -> Iterator[Metric]:
+        metric = CounterMetricFamily(self.NAME, self.HELP, labels=["label"])
+        for name, guard in self.guards.items():
+            if guard.folded:
+                metric.add_metric([name], float(guard.folded))
+        yield metric
 
 
 class SourceGuards:

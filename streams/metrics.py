@@ -9,7 +9,7 @@ from __future__ import annotations
 from prometheus_client import CollectorRegistry
 
 from schemas.common import QUALITY_DIMENSIONS
-from streams.labels import LabelGuard
+from streams.labels import FoldedLabelValues, LabelGuard
 from streams.metrics_divergence import DivergenceMetrics
 from streams.metrics_labelling import LabellingMetrics
 from streams.metrics_models import ModelMetrics
@@ -48,6 +48,7 @@ class Metrics(PipelineMetrics, DivergenceMetrics, LabellingMetrics, ModelMetrics
         self._build_outcome_metrics(r)
         self.capped = [family for family in vars(self).values() if isinstance(family, CappedFamily)]
         r.register(FoldedUpdates(self.capped))
+        r.register(FoldedLabelValues(self.guards))
 
     def zero_known_children(self, streams: list[str], reasons: list[str], topics: list[str]) -> None:
         """Create the label children that are known in advance at 0, so ``increase()`` over a counter sees

@@ -15,7 +15,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 import streams.metrics
 from schemas import ChatTurn, JudgeVerdict
 from streams.join import TurnJoiner
-from streams.labels import OTHER, UNKNOWN, LabelGuard
+from streams.labels import OTHER, UNKNOWN, FoldedLabelValues, LabelGuard
 from streams.metrics import Metrics
 from streams.series_budget import FoldedUpdates
 from streams.taxonomy import load_taxonomy
@@ -152,9 +152,10 @@ def test_every_metric_is_prefixed_and_counters_end_in_total():
     registry = CollectorRegistry()
     metrics = Metrics(registry)
     families = list(registry.collect())
-    # and convowatch_series_folded_total, a collector of the capped families' counts (series_budget.py)
-    assert len(families) == len(_collectors(metrics)) + 1 >= 10
-    assert FoldedUpdates.NAME in {family.name for family in families}
+    # and two collectors: convowatch_series_folded_total, of the capped families' counts (series_budget.py),
+    # and convowatch_label_value_folds_total, of the label guards' (labels.py)
+    assert len(families) == len(_collectors(metrics)) + 2 >= 10
+    assert {FoldedUpdates.NAME, FoldedLabelValues.NAME} <= {family.name for family in families}
     for family in families:
         assert family.name.startswith("convowatch_"), family.name
         if family.type != "counter":
@@ -173,7 +174,7 @@ def test_every_metric_is_prefixed_and_counters_end_in_total():
                     )
                     declared.setdefault(kind, []).append(first.value)
     every = [name for names in declared.values() for name in names]
-    assert len(every) + 1 == len(families)
+    assert len(every) + 2 == len(families)
     for name in every:
         assert name.startswith("convowatch_"), name
     assert declared["Counter"]
@@ -208,3 +209,8 @@ def test_segment_labels_are_bounded_end_to_end():
     assert journeys == {"journey-0", "journey-1", "journey-2", OTHER}
     assert len(versions) == 4
     assert sum(s.value for s in samples) == 50
+    # the folds are visible (ConvowatchLabelValuesFolded): each of the 47 later values at least once
+    for label in ("journey", "model_version"):
+        folds = registry.get_sample_value("convowatch_label_value_folds_total", {"label": label})
+        assert folds is not None and folds >= 47, (label, folds)
+    assert registry.get_sample_value("convowatch_label_value_folds_total", {"label": "channel"}) is None
