@@ -53,7 +53,7 @@ RULES: list[tuple[str, Callable[[str], bool]]] = [
     ("aggregate + views", lambda s: re.search(r"streams/(aggregate\.py|views/)", s) is not None),
     ("state write-behind (state.py)", lambda s: "streams/state.py" in s),
     (
-        "convowatch glue (app.py agents, pipeline.py)",
+        "convowatch glue (agents: app.py, join_agent.py, aggregate_agent.py; pipeline.py)",
         lambda s: (
             "(streams/" in s
             and "_execute_actor" in s

@@ -7,6 +7,8 @@ observations, repartitioned by shard key and sent in packs (one record per shard
 :mod:`streams.observation_packs`), with the aggregates in the ``aggregates`` table. Both tables are
 changelogged: a restarted worker recovers them.
 
+This module builds the app, its topics and tables, runs the agents batch by batch, and handles rebalances;
+what each agent does with a batch is :mod:`streams.join_agent`'s and :mod:`streams.aggregate_agent`'s.
 Each agent takes a batch, publishes its outputs and writes its state to the changelog, and waits until the
 broker has acknowledged both (:mod:`streams.batch_publisher`); Faust commits offsets after that. The
 aggregate publishes first; the join writes its state first, keeping the batch's outputs in it until they are
@@ -21,13 +23,11 @@ is committed; the restarted worker replays it.
 
 from __future__ import annotations
 
-import asyncio
-import base64
 import logging
 import os
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -35,17 +35,17 @@ from typing import Any
 import faust
 
 from schemas import Stream
+from streams.aggregate_agent import AggregateAgent
 from streams.alerting import resend_open_alerts, resend_open_high_risk
 from streams.alertmanager import AlertmanagerSink
-from streams.batch_publisher import BatchPublisher, note_sources
+from streams.batch_publisher import BatchPublisher
 from streams.config import Settings
-from streams.emit import Emit
 from streams.faust_consumer import use_prompt_consumer
 from streams.faust_guards import DeliveryGuard
+from streams.join_agent import JoinAgent
 from streams.kafka_client import faust_credentials, track_topics
 from streams.labels import shard_partition
 from streams.metrics import Metrics
-from streams.observation_packs import positioned, unpack
 from streams.pipeline import Pipeline
 from streams.shard_gauges import clear_lost_children, clear_lost_shards, export_agreement, export_spikes
 from streams.state import DictStore
@@ -54,11 +54,6 @@ from streams.topics import input_topics, output_topics
 
 log = logging.getLogger("convowatch.app")
 
-#: Most bytes of an input record's key a dead letter keeps (its size is kept whole)
-MAX_KEY_BYTES = 10_000
-#: How often the join writes its published marks (Delivery guarantee in the README): one record per input
-#: partition each time. Every batch would add about 6% to the records the join writes, at small batches.
-PUBLISHED_MARKS_SECONDS = 0.25
 EX_SOFTWARE = 70  # sysexits.h: internal software error
 
 
@@ -158,10 +153,26 @@ class KafkaTransport:
         # views that fold journeys fold them per observation partition (streams.labels.PartitionGuards)
         self.pipeline.aggregator.partition_of = self._shard_partition
         self._agent_topics: set[str] = set()
-        if joins:
+        #: what each agent this worker runs does with a batch
+        self.join_agent: JoinAgent | None = None
+        self.aggregate_agent: AggregateAgent | None = None
+        if self.pending is not None and self.published is not None:  # role all or join
+            self.join_agent = JoinAgent(
+                self.app,
+                self.pipeline,
+                metrics,
+                self.publisher,
+                self.pending,
+                self.published,
+                self.streams_by_topic,
+                self.review_keep_topic,
+            )
             self.app.agent(self.inputs, name="join", concurrency=1)(self._join)
             self._agent_topics.update([*self.streams_by_topic, self.review_keep_topic])
-        if aggregates:
+        if self.aggregate_store is not None:  # role all or aggregate
+            self.aggregate_agent = AggregateAgent(
+                self.pipeline, metrics, self.publisher, self.aggregate_store
+            )
             self.app.agent(self.outputs["observations"], name="aggregate", concurrency=1)(self._aggregate)
             self._agent_topics.add(self.outputs["observations"].get_topic_name())
         self.app.on_rebalance_complete.connect(self._on_rebalance_complete)
@@ -172,7 +183,6 @@ class KafkaTransport:
         self.recovered = False
         self.owned: frozenset[tuple[str, int]] = frozenset()
         self.last_progress = time.monotonic()
-        self._marks_written_at = 0.0
 
     def _state_oversized(self, table: str) -> None:
         self.metrics.state_oversized.labels(table).inc()
@@ -206,67 +216,23 @@ class KafkaTransport:
         await track_topics(producer._ensure_producer().client, self.produced_topics)
 
     async def _join(self, stream: Any) -> None:
+        assert self.join_agent is not None  # registered with it
+        await self._take_batches(stream, "join", self.join_agent.process)
+
+    async def _aggregate(self, stream: Any) -> None:
+        assert self.aggregate_agent is not None  # registered with it
+        await self._take_batches(stream, "aggregate", self.aggregate_agent.process)
+
+    async def _take_batches(
+        self, stream: Any, stage: str, process: Callable[[Sequence[Any]], Awaitable[None]]
+    ) -> None:
+        """The body of the Faust agent ``stage``: ``process`` each batch of ``stream``."""
         self.delivery.guard_acks(self.app.consumer)
         await self._track_produced_topics()
         settings = self.settings
         async for events in stream.take_events(settings.batch_max, within=settings.batch_within_seconds):
-            with self._batch(events, "join"):
-                await self._join_batch(events)
-
-    async def _join_batch(self, events: Sequence[Any]) -> None:
-        """Join ``events`` and publish what they make, state first. An entry keeping too much of the batch's
-        outputs (:attr:`~streams.join.TurnJoiner.must_publish`) has them published before the rest is
-        joined, as if the batch ended there (its offsets are still committed at the end only)."""
-        joiner = self.pipeline.joiner
-        emits: list[Emit] = []
-        sources: dict[str, tuple[str, int]] = {}  # escalation id -> input partition
-        spent, began = 0.0, time.perf_counter()  # joining only, not the waits for the broker
-        for event in events:
-            out = self._ingest(event)
-            emits.extend(out)
-            note_sources(sources, out, event.message)
-            if joiner.must_publish:
-                spent += time.perf_counter() - began
-                await self._publish_joined(emits, sources, part_way=True)
-                emits, sources, began = [], {}, time.perf_counter()
-        self.metrics.processing_seconds.observe(spent + time.perf_counter() - began)
-        await self._publish_joined(emits, sources)
-
-    async def _publish_joined(
-        self, emits: list[Emit], sources: dict[str, tuple[str, int]], *, part_way: bool = False
-    ) -> None:
-        """Publish what the join made, state first. ``part_way`` (the batch goes on): the published marks too,
-        awaited now: within one batch the join counts on the batch's state to know the records an entry
-        evicted and made anew took (streams.kept_outputs), which a publish part-way writes out; the marks
-        keep a replay from joining those records again."""
-        assert self.pending is not None  # the join's table
-        joiner = self.pipeline.joiner
-        # the last positions given to evictions' outputs: awaited with the state, before the outputs
-        await self._write_marks(joiner.eviction_marks())
-        await self.publisher.publish(emits, joiner.flush, self.pending, sources, state_first=True)
-        joiner.published()
-        if part_way:
-            self._marks_written_at = time.monotonic()
-            await self._write_marks(joiner.published_marks(), now=True)
-        elif (now := time.monotonic()) - self._marks_written_at >= PUBLISHED_MARKS_SECONDS:
-            self._marks_written_at = now
-            # sent now, awaited with the next batch's state: a crash while that batch is processed finds
-            # the marks written, and re-publishes none of this batch's outputs
-            await self._write_marks(joiner.published_marks())
-
-    async def _write_marks(self, marks: dict[str, int], *, now: bool = False) -> None:
-        """Send the join's ``marks`` (source: offset or position) to the ``published`` table, each to the
-        changelog partition of its source's partition; awaited with the next state written, or ``now``."""
-        assert self.published is not None  # the join's table
-        if not marks:  # most batches evict nothing that publishes
-            return
-        for source, offset in marks.items():
-            self.published.put(source, offset, int(source.rsplit(":", 1)[1]))
-        sent = await self.published.send(self.app.producer)
-        if now:
-            await asyncio.gather(*sent)
-        else:
-            self.publisher.awaited_with_state.extend(sent)
+            with self._batch(events, stage):
+                await process(events)
 
     @contextmanager
     def _batch(self, events: Sequence[Any], stage: str) -> Iterator[None]:
@@ -290,65 +256,6 @@ class KafkaTransport:
         self.delivery.completed(event.message for event in events)
         self.last_progress = time.monotonic()
 
-    def _ingest(self, event: Any) -> list[Emit]:
-        message = event.message
-        raw = event.value if event.value is not None else b""
-        if message.topic == self.review_keep_topic:
-            emits = self.pipeline.keep_for_review(
-                raw, source_topic=message.topic, partition=message.partition, offset=message.offset
-            )
-        else:
-            emits = self.pipeline.ingest(
-                self.streams_by_topic[message.topic],
-                raw,
-                source_topic=message.topic,
-                partition=message.partition,
-                offset=message.offset,
-                key=message.key,
-            )
-        # the record's key is part of its dead letter too (first: a record the join refused may publish the
-        # gold observations of its labels after it)
-        if emits and emits[0].topic == "deadletter":
-            key, dead = message.key, emits[0].value
-            # cut like a long detail: the dead letter must fit a producer request
-            kept = None if key is None else base64.b64encode(key[:MAX_KEY_BYTES]).decode()
-            dead["original_key_base64"], dead["original_key_size"] = kept, None if key is None else len(key)
-            dead["tombstone"] = event.value is None
-        return emits
-
-    async def _aggregate(self, stream: Any) -> None:
-        self.delivery.guard_acks(self.app.consumer)
-        await self._track_produced_topics()
-        settings = self.settings
-        async for events in stream.take_events(settings.batch_max, within=settings.batch_within_seconds):
-            with self._batch(events, "aggregate"):
-                emits: list[Emit] = []
-                sources: dict[str, tuple[str, int]] = {}  # escalation id -> observations partition
-                for event in events:
-                    message = event.message
-                    try:
-                        source = f"{message.topic}:{message.partition}"
-                        observations = positioned(unpack(event.value), source, message.offset)
-                    except Exception:  # a bug (observations are ours): log where, count, go on
-                        observations = []
-                        self._aggregate_error(message)
-                    for observation in observations:
-                        try:
-                            out = self.pipeline.aggregate(observation, message.partition)
-                        except Exception:  # one observation's bug must not drop the rest of its pack
-                            self._aggregate_error(message)
-                            continue
-                        emits.extend(out)
-                        note_sources(sources, out, message)
-                assert self.aggregate_store is not None  # the aggregate agent runs only with its table
-                await self.publisher.publish(
-                    emits, self.pipeline.aggregator.flush, self.aggregate_store, sources
-                )
-
-    def _aggregate_error(self, message: Any) -> None:
-        log.exception("internal error on %s[%d]@%d", message.topic, message.partition, message.offset)
-        self.metrics.internal_errors.labels("aggregate").inc()
-
     # -- rebalances ----------------------------------------------------------------------------------
 
     async def _on_rebalance_complete(self, sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
@@ -371,7 +278,9 @@ class KafkaTransport:
         self.recovered = True
         # the tables were recovered, and may hold values newer than the decoded ones kept across batches
         self.pipeline.joiner.state.forget()
-        self.pipeline.joiner.rebalanced(self._published_through())
+        joining = self.join_agent  # the recovered marks of the input partitions owned now
+        marks = {} if joining is None else joining.published_through(self._input_partitions())
+        self.pipeline.joiner.rebalanced(marks)
         self.pipeline.aggregator.rebalanced()
         if self.pending is not None:
             if dropped := self.pending.drop_unowned():
@@ -401,18 +310,6 @@ class KafkaTransport:
                     return topic, self._shard_partition(shard_key)
 
                 resend_open_alerts(self.alerts, self.pipeline.aggregator, keys, owns, source)
-
-    def _published_through(self) -> dict[str, int]:
-        """The recovered marks of the input partitions this worker owns now: the offsets through which the
-        join's outputs are published, and the last positions given to its evictions' outputs."""
-        if self.published is None:
-            return {}
-        owned = self._input_partitions()
-        return {
-            source: offset
-            for source, offset in self.published.table.data.items()
-            if int(source.rsplit(":", 1)[1]) in owned
-        }
 
 
 def data_dir(settings: Settings) -> Path:

@@ -190,7 +190,7 @@ class TrafficFeeder:
     A burst first (so joins, evictions and judge/human pairs accumulate), then a trickle every 100 ms
     so counters keep moving while Prometheus scrapes. Every batch also carries malformed records and
     re-sends the latest record of each stream (duplicates), and is timed into
-    ``convowatch_processing_seconds`` as the Kafka transport does (``streams/app.py``)."""
+    ``convowatch_processing_seconds`` as the Kafka transport's join does (``streams/join_agent.py``)."""
 
     WARMUP, BATCH = 20_000, 200
 

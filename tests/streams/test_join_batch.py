@@ -43,8 +43,10 @@ def test_many_records_of_one_turn_in_a_batch_are_published_part_way_and_the_entr
         )
         for offset, (stream, record) in enumerate(records)
     ]
-    transport._marks_written_at = time.monotonic()  # marks just written: the next are 0.25 s away
-    asyncio.run(transport._join_batch(events))
+    join = transport.join_agent
+    assert join is not None
+    join._marks_written_at = time.monotonic()  # marks just written: the next are 0.25 s away
+    asyncio.run(join.process(events))
     assert transport.pending is not None
     changelog = transport.pending.table.changelog_topic.get_topic_name()
     writes = [size for name, key, size in sent if name == changelog and key == b'"t-h"']

@@ -1,9 +1,9 @@
 """A crash between the join's state and its outputs: the replay publishes what the first run would have.
 
-The Kafka transport writes the join's state before the batch's outputs (streams/app.py). These tests play
-that crash on the pure joiner: state flushed to a store, outputs never published, a new joiner recovering
-the store's JSON (as from the changelog) and re-reading the records in another interleaving of the three
-input topics.
+The Kafka transport writes the join's state before the batch's outputs (streams/join_agent.py). These tests
+play that crash on the pure joiner: state flushed to a store, outputs never published, a new joiner
+recovering the store's JSON (as from the changelog) and re-reading the records in another interleaving of
+the three input topics.
 """
 
 from __future__ import annotations

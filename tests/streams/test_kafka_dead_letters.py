@@ -15,17 +15,20 @@ def test_a_dead_letter_keeps_a_long_key_cut_and_stays_publishable() -> None:
     import orjson
     from prometheus_client import CollectorRegistry
 
-    from streams.app import MAX_KEY_BYTES, KafkaTransport
+    from streams.app import KafkaTransport
     from streams.batch_publisher import truncated_dead_letter
     from streams.config import Settings
+    from streams.join_agent import MAX_KEY_BYTES
     from streams.metrics import Metrics
     from streams.state import MAX_WRITE_BYTES
 
     transport = KafkaTransport(Settings(broker="127.0.0.1:1"), Metrics(CollectorRegistry()))
     topic = next(iter(transport.streams_by_topic))
+    join = transport.join_agent
+    assert join is not None
     key = b"k" * 800_000
     message = SimpleNamespace(topic=topic, partition=0, offset=5, key=key)
-    [dead] = transport._ingest(SimpleNamespace(message=message, value=b"x" * 400_000))
+    [dead] = join.ingest(SimpleNamespace(message=message, value=b"x" * 400_000))
     value = dead.value
     assert base64.b64decode(value["original_key_base64"]) == key[:MAX_KEY_BYTES]
     assert value["original_key_size"] == len(key) and value["tombstone"] is False
@@ -53,6 +56,8 @@ def test_a_refused_honeypot_label_keeps_its_key_in_its_dead_letter_and_is_scored
     golden = tmp_path / "golden.jsonl"
     golden.write_bytes(orjson.dumps({"turn_id": "hp", "labels": {"relevance": "pass"}}) + b"\n")
     transport = KafkaTransport(Settings(broker="127.0.0.1:1", golden=golden), Metrics(CollectorRegistry()))
+    join = transport.join_agent
+    assert join is not None
     topic = next(t for t, stream in transport.streams_by_topic.items() if stream == Stream.HUMAN_LABELS)
     for offset in range(MAX_RATERS_PER_TURN + 1):
         label = {
@@ -64,7 +69,7 @@ def test_a_refused_honeypot_label_keeps_its_key_in_its_dead_letter_and_is_scored
             "verdicts": [{"dimension": "relevance", "label": "fail"}],
         }
         message = SimpleNamespace(topic=topic, partition=0, offset=offset, key=b"hp")
-        emits = transport._ingest(SimpleNamespace(message=message, value=orjson.dumps(label)))
+        emits = join.ingest(SimpleNamespace(message=message, value=orjson.dumps(label)))
     dead, gold = emits
     assert dead.value["reason"] == "too_many_raters"
     assert base64.b64decode(dead.value["original_key_base64"]) == b"hp" and dead.value["tombstone"] is False
