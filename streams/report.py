@@ -28,6 +28,7 @@ from streams.metrics import Metrics
 from streams.output_files import cannot_write, make_output_directory, write_output
 from streams.pipeline import Pipeline
 from streams.report_sources import Item
+from streams.views.gold import ALL as ALL_DIMENSIONS
 
 SEGMENTS = ("journey", "intent", "model_version", "channel", "modality")
 TOP_SEGMENTS = 15
@@ -286,7 +287,10 @@ class AuditCollector:
         return rows[:TOP_SEGMENTS]
 
     def _vendors(self, report: dict[str, Any]) -> list[dict[str, Any]]:
-        gold = _pool(report.get("gold", {}).get("vendors", []), "vendor_id", "n", "accuracy")
+        # the gold view's "*" row is every dimension of the vendor's scored labels: its per-dimension rows
+        # are the same labels again (pooling both counted each twice)
+        gold_rows = [r for r in report.get("gold", {}).get("vendors", []) if r["dimension"] == ALL_DIMENSIONS]
+        gold = _pool(gold_rows, "vendor_id", "n", "accuracy")
         consensus = _pool(
             [v for row in report.get("raters", []) for v in row["vendors"]], "vendor_id", "n", "agreement"
         )

@@ -14,7 +14,7 @@ from typing import Any
 import orjson
 import pytest
 
-from detectors import AgreementTracker
+from detectors import AgreementTracker, wilson_interval
 from streams.cli import main
 from streams.config import Settings
 from streams.exceptions import ConvowatchError
@@ -372,3 +372,37 @@ def test_a_vendor_sla_breach_on_turns_in_range_is_reported_though_dated_after_it
 def test_agreement_axis_ticks_say_where_their_lines_are() -> None:
     page = str(line_chart("a", "t", ["x", "y"], [("s", [0.97, 0.99])], "agreement"))
     assert re.findall(r">([0-9.]+)</text>", page) == ["0.9", "0.925", "0.95", "0.975", "1"]
+
+
+def test_a_vendors_gold_accuracy_counts_each_scored_label_once(tmp_path: Path) -> None:
+    # 10 golden turns of one dimension, 9 labelled right: n 10 and its Wilson interval, not n 20 (the gold
+    # view's all-dimensions row and its safety row are the same labels)
+    at = START + timedelta(minutes=1)
+    turns = [chat_turn(turn_id=f"t{i}", ts=at.isoformat()) for i in range(10)]
+    labels = [
+        human_label(
+            turn_id=f"t{i}",
+            ts=(at + timedelta(minutes=5)).isoformat(),
+            vendor_id="vendor-x",
+            verdicts=[verdict("safety", "fail" if i == 0 else "pass")],
+        )
+        for i in range(10)
+    ]
+    golden = tmp_path / "golden.jsonl"
+    golden.write_bytes(
+        b"\n".join(orjson.dumps({"turn_id": f"t{i}", "labels": {"safety": "pass"}}) for i in range(10))
+    )
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    (inputs / "chat_turns.jsonl").write_bytes(b"\n".join(map(orjson.dumps, turns)))
+    (inputs / "human_labels.jsonl").write_bytes(b"\n".join(map(orjson.dumps, labels)))
+    data = audit(
+        Settings(golden=golden),
+        TimeRange(START, START + timedelta(hours=1)),
+        file_items(directory_inputs(inputs)),
+        "t",
+    )
+    (vendor,) = data["vendors"]
+    assert vendor["gold_accuracy"]["n"] == 10
+    assert vendor["gold_accuracy"]["rate"] == pytest.approx(0.9)
+    assert vendor["gold_accuracy"]["interval"] == pytest.approx(list(wilson_interval(9, 10)))
