@@ -3,13 +3,19 @@
 By default a ``safety`` or ``bias`` fail (``high_risk`` in the taxonomy), or any failing dimension on a
 turn whose ``risk_topics`` include a high-risk topic (earnings, identity, fraud), from the judge or a human.
 A later verdict or label on the same turn updates the escalation: same ``escalation_id``, next revision.
+
+The judges' share of it (:func:`judged_high_risk_fails`) is what review sampling always requests, so what
+makes 1 the inclusion probability of the turn's labels: the join decides it with the escalation and publishes
+it on the turn's observations (``streams/join_observations.py``); the views read it there.
 """
 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterable, Mapping
 from typing import Any
 
+from schemas.common import FAIL, QUALITY_DIMENSIONS
 from streams.emit import UNKNOWN_SEGMENT, Emit, Entry, iso
 from streams.metrics import Metrics
 from streams.taxonomy import SEVERITIES, Taxonomy
@@ -18,6 +24,39 @@ from streams.taxonomy import SEVERITIES, Taxonomy
 def escalation_id(kind: str, subject: str) -> str:
     """Stable id of an escalation about ``subject``: re-delivery and updates keep it."""
     return f"{kind}-{hashlib.blake2b(subject.encode(), digest_size=10).hexdigest()}"
+
+
+def high_risk_failure(taxonomy: Taxonomy, dimension: str, label: str, risky_turn: bool) -> bool:
+    """Whether ``label`` on ``dimension`` makes its turn a high-risk failure: a fail of a quality dimension
+    the taxonomy marks ``high_risk``, or of any quality dimension on a turn about a high-risk topic
+    (``risky_turn``). The one copy of the rule."""
+    return (
+        label == FAIL
+        and dimension in QUALITY_DIMENSIONS
+        and (risky_turn or taxonomy.policy(dimension).high_risk)
+    )
+
+
+def judged_high_risk_fails(triggers: list[list[str]]) -> list[str]:
+    """The dimensions, sorted, of the judges' failures among a turn's high-risk ``triggers``: what review
+    sampling always requests (a human's failure was reviewed by a human already)."""
+    return sorted({dim for source, _, dim in triggers if source == "judge"})
+
+
+def judged_high_risk_fails_of(
+    taxonomy: Taxonomy, judges: Iterable[Mapping[str, str]], risky_turn: bool
+) -> list[str]:
+    """:func:`judged_high_risk_fails` of a turn from its judges' labels (dimension -> label, one mapping per
+    judge) as an observation carries them: for an observation of a join from before it carried the decision.
+    """
+    return sorted(
+        {
+            dim
+            for labels in judges
+            for dim, label in labels.items()
+            if high_risk_failure(taxonomy, dim, label, risky_turn)
+        }
+    )
 
 
 class HighRiskPolicy:
@@ -34,7 +73,7 @@ class HighRiskPolicy:
         return sorted(
             [source, source_id, dim]
             for source, source_id, dim, _ in failures
-            if self.taxonomy.policy(dim).high_risk or risky_turn
+            if high_risk_failure(self.taxonomy, dim, FAIL, risky_turn)
         )
 
     def evaluate(self, turn_id: str, entry: Entry, triggers: list[list[str]]) -> list[Emit]:
