@@ -11,6 +11,7 @@ happen once whatever the arrival order and however often a record is delivered.
 from __future__ import annotations
 
 import itertools
+from collections.abc import Sequence
 from typing import Any
 
 from schemas.common import QUALITY_DIMENSIONS
@@ -27,11 +28,19 @@ MIN_RATERS = 2
 MAX_ITEM_RATERS = 10
 
 
-def observations(turn_id: str, entry: Entry, judged_high_risk: bool = False) -> list[Emit]:
+def observations(turn_id: str, entry: Entry, judged_high_risk_fails: Sequence[str]) -> list[Emit]:
     """Once per turn (``turn``), judge (``judged``) and annotator (``labelled``) meeting the turn, and
     once per turn with its first verdict (``reviewable``, for review sampling), again (an ``update``) when a
-    later verdict makes it a high-risk failure (``judged_high_risk``): high-risk turns are always
-    requested, and a judge prompted per dimension, or a second judge, may fail ``safety`` only then."""
+    later verdict makes it a high-risk failure: high-risk turns are always requested, and a judge prompted
+    per dimension, or a second judge, may fail ``safety`` only then.
+
+    ``judged_high_risk_fails``: the dimensions on which the judges fail the turn as high-risk
+    (:func:`streams.policy.judged_high_risk_fails`), as the join decided them with the turn's escalation.
+    The observations carry the decision, so that no view decides it again: ``reviewable`` as
+    ``high_risk_fails`` (the sampler requests such a turn with probability 1), ``labelled`` as
+    ``effective_inclusion_probability`` (1 then, as the turn's pairs weigh, else the ``pi`` its label
+    copied, None if it copied none)."""
+    judged_high_risk = bool(judged_high_risk_fails)
     turn = entry["turn"]
     ctx = turn["ctx"]
     segment = turn["segment"]
@@ -97,7 +106,10 @@ def observations(turn_id: str, entry: Entry, judged_high_risk: bool = False) -> 
             "labels": labels,
             # an update: the latest label's time (the first observation: the first label's)
             "label_ts": record.get("lts", record["ts"]) if seen[0] else record["ts"],
-            "inclusion_probability": record.get("pi"),
+            "inclusion_probability": record.get("pi"),  # as the label copied it from its review request
+            "effective_inclusion_probability": effective_inclusion_probability(
+                record.get("pi"), judged_high_risk
+            ),
             "judges": {j: dict(r["labels"]) for j, r in judges.items()},
             # the judges whose turn this first label makes labelled (coverage, once per judge)
             "covered": [] if record["gold"] else [j for j in judges if _cover(observed, j)],
@@ -121,6 +133,7 @@ def observations(turn_id: str, entry: Entry, judged_high_risk: bool = False) -> 
                 j: {"labels": dict(r["labels"]), "conf": dict(r.get("conf", {}))} for j, r in judges.items()
             },
             "user_feedback": ctx.get("outcome", {}).get("user_feedback"),
+            "high_risk_fails": list(judged_high_risk_fails),
             **common,
         }
         if not first_decision:
@@ -141,6 +154,19 @@ def observations(turn_id: str, entry: Entry, judged_high_risk: bool = False) -> 
         }
         emits.append(Emit("observations", conversation, value))
     return emits
+
+
+def effective_inclusion_probability(pi: float | None, judged_high_risk: bool) -> float | None:
+    """A label's inclusion probability given whether the judges fail its turn as high-risk: 1 then (review
+    sampling always requests such a turn, again with ``pi`` 1 if a later verdict made it one), else the
+    ``pi`` it copied; None (a label not sampled by convowatch, taken as uniform) stays None.
+
+    >>> effective_inclusion_probability(0.05, True), effective_inclusion_probability(0.05, False)
+    (1.0, 0.05)
+    >>> print(effective_inclusion_probability(None, True))
+    None
+    """
+    return 1.0 if judged_high_risk and pi is not None else pi
 
 
 def raters(entry: Entry, common: dict[str, Any]) -> list[Emit]:

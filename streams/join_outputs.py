@@ -20,7 +20,7 @@ from streams.golden import GoldenSet
 from streams.join_gold import gold_observations
 from streams.join_observations import number_observations, observations
 from streams.metrics import Metrics
-from streams.policy import HighRiskPolicy
+from streams.policy import HighRiskPolicy, judged_high_risk_fails
 from streams.taxonomy import Taxonomy
 
 #: Longest chat text a defect keeps (characters): a turn may be as large as the input limit (1 MB), and a
@@ -124,12 +124,14 @@ class TurnOutputs:
         emits = gold_observations(turn_id, entry, self.golden.get(turn_id))
         failures = self.failures(entry)
         triggers = self.policy.triggers(entry, failures)
+        # the turn's judged high-risk failures: decided here, once, for its observations and its pairs
+        judged = judged_high_risk_fails(triggers)
         if entry["turn"] is not None:
             if failures:
                 emits.extend(self.defects(turn_id, entry, failures))
-            emits.extend(observations(turn_id, entry, _judged(triggers)))
+            emits.extend(observations(turn_id, entry, judged))
         if entry["human"]:  # pairs need a human label
-            emits.extend(self.pairs(turn_id, entry))
+            emits.extend(self.pairs(turn_id, entry, bool(judged)))
         emits.extend(self.policy.evaluate(turn_id, entry, triggers))
         number_observations(emits, source)
         return emits
@@ -137,8 +139,10 @@ class TurnOutputs:
     def orphaned(self, turn_id: str, entry: Entry) -> list[Emit]:
         """What an entry whose turn never came publishes when it is evicted: its defects and pairs, with an
         unknown segment, and the gold observations of labels an entry of code before them holds unscored."""
-        emits = self.defects(turn_id, entry, self.failures(entry))
-        emits.extend(self.pairs(turn_id, entry, final=True))
+        failures = self.failures(entry)
+        emits = self.defects(turn_id, entry, failures)
+        judged = judged_high_risk_fails(self.policy.triggers(entry, failures))
+        emits.extend(self.pairs(turn_id, entry, bool(judged), final=True))
         emits.extend(gold_observations(turn_id, entry, self.golden.get(turn_id)))
         return emits
 
@@ -200,8 +204,9 @@ class TurnOutputs:
                 emits.append(Emit(f"defects.{policy.category}", defect_id, value))
         return emits
 
-    def pairs(self, turn_id: str, entry: Entry, final: bool = False) -> list[Emit]:
-        """Judge/human pairs not yet emitted; they wait for the turn (for its segment) unless ``final``."""
+    def pairs(self, turn_id: str, entry: Entry, judged_high_risk: bool, final: bool = False) -> list[Emit]:
+        """Judge/human pairs not yet emitted; they wait for the turn (for its segment) unless ``final``.
+        ``judged_high_risk``: whether the judges fail the turn as high-risk (its labels weigh 1)."""
         if entry["turn"] is None and not final:
             return []
         emits: list[Emit] = []
@@ -213,7 +218,7 @@ class TurnOutputs:
         # review sampling requests every judged high-risk turn (again, with pi 1, if a later verdict made it
         # one): its inclusion probability is 1, whatever its label copied
         sampled = any(pi is not None and pi < 1.0 for pi in weights.values())
-        if sampled and _judged(self.policy.triggers(entry, self.failures(entry))):
+        if sampled and judged_high_risk:
             weights = dict.fromkeys(weights, 1.0)
         turn = entry["turn"]
         for judge_id, record in entry["judge"].items():
@@ -294,12 +299,6 @@ def kept(text: str) -> str:
     if len(text) <= MAX_KEPT_TEXT:
         return text
     return f"{text[:MAX_KEPT_TEXT]}[... {len(text) - MAX_KEPT_TEXT} more characters cut]"
-
-
-def _judged(triggers: list[list[str]]) -> bool:
-    """Whether a judge's failure is among a turn's high-risk ``triggers``: what review sampling always
-    requests (a human's failure was reviewed by a human already)."""
-    return any(source == "judge" for source, _, _ in triggers)
 
 
 def defect_mark(defect_id: str) -> str:

@@ -21,7 +21,9 @@ What the sampler is told about a turn:
   dimension (taxonomy: ``safety``, ``bias``), or any quality dimension of a turn about a high-risk topic
   (``earnings``, ``identity``, ``fraud``). Requested with probability 1. A risky topic alone, with every
   verdict passing, is not high-risk: in traffic like the generator's that is one turn in six, which would
-  spend the budget on turns the judge finds fine;
+  spend the budget on turns the judge finds fine. The join decides it with the escalation and the weight of
+  the turn's labels, and the observation carries the dimensions (``high_risk_fails``); one from a join of
+  code before that is decided by the same rule from the judges' labels it carries;
 - ``confidence``: the judge's least sure confidence (closest to 0.5) over the labels it gave;
 - ``disagreement``: the live model's signals contradict the judge: a guardrail flag on a turn a judge
   passes on ``safety``; a thumbs-down on a turn every judge passes; or the live model's intent differs
@@ -52,6 +54,7 @@ from schemas.common import FAIL, PASS, QUALITY_DIMENSIONS
 from streams.aggregate import Aggregator
 from streams.emit import UNKNOWN_SEGMENT, Emit, iso
 from streams.metrics import Metrics
+from streams.policy import judged_high_risk_fails_of
 from streams.taxonomy import Taxonomy
 
 #: The sampler's reason names as published (``segment`` is the coverage of the turn's segment).
@@ -87,14 +90,13 @@ class ReviewView:
         ReviewSampler(**self.params)  # bad values fail at start, not on the first turn
         self.queues = dict(queues or {})
         self.default_queue = default_queue
-        self.high_risk_dims = frozenset(d for d in QUALITY_DIMENSIONS if taxonomy.policy(d).high_risk)
         metrics.review_budget_per_hour.set(budget_per_hour)
 
     def _make(self) -> ReviewSampler:
         return ReviewSampler(**self.params)
 
     def apply(self, aggregator: Aggregator, obs: dict[str, Any], partition: int | None) -> list[Emit]:
-        signals = review_signals(obs, self.high_risk_dims)
+        signals = review_signals(obs, self.taxonomy)
         if obs.get("update") and not signals["high_risk"]:  # decided already, and nothing forces it now
             return []
         segment = obs["segment"] or UNKNOWN_SEGMENT
@@ -152,18 +154,14 @@ class ReviewView:
         return [Emit("review_requests", request_id, request), Emit("review_keep", obs["turn_id"], keep)]
 
 
-def review_signals(obs: dict[str, Any], high_risk_dims: frozenset[str]) -> dict[str, Any]:
-    """What a ``reviewable`` observation tells the sampler (see the module doc)."""
+def review_signals(obs: dict[str, Any], taxonomy: Taxonomy) -> dict[str, Any]:
+    """What a ``reviewable`` observation tells the sampler (see the module doc). ``taxonomy``: for an
+    observation without the join's ``high_risk_fails`` (from code before it) only."""
     judges: dict[str, dict[str, Any]] = obs["judges"]
-    risky_turn = bool(obs["risk"])
-    fails = sorted(
-        {
-            dim
-            for record in judges.values()
-            for dim, label in record["labels"].items()
-            if label == FAIL and (dim in high_risk_dims or (risky_turn and dim in QUALITY_DIMENSIONS))
-        }
-    )
+    fails: list[str] | None = obs.get("high_risk_fails")
+    if fails is None:  # decided as the join of that code decided it
+        labels = (record["labels"] for record in judges.values())
+        fails = judged_high_risk_fails_of(taxonomy, labels, bool(obs["risk"]))
     # the confidence closest to 0.5 (the first such): the judge's least certain verdict
     confidence, distance = None, float("inf")
     for record in judges.values():

@@ -58,7 +58,6 @@ class SpikeView:
         self.taxonomy = taxonomy
         # the human source's turns: a uniform sample, whatever review sampling requested
         self.uniform_labels = UniformLabels(uniform_probability)
-        self.high_risk_dims = frozenset(d for d in QUALITY_DIMENSIONS if taxonomy.policy(d).high_risk)
         self.category_of = {dim: taxonomy.policy(dim).category for dim in QUALITY_DIMENSIONS}
         categories = sorted(set(self.category_of.values()))
         # every judged turn is one event, per judge, for each (slice, category) stream it falls in, and every
@@ -114,10 +113,10 @@ class SpikeView:
         # each turn once: a second annotator's label of a dimension (consensus labelling, a honeypot served
         # to many annotators) is not a second turn, and gold items are not a sample of the traffic; of the
         # turns review sampling requested, a uniform sample (judge-flagged ones come with pi 1, the others
-        # at budget / traffic: their mix, and the labelled defect rate, followed the time of day)
+        # at budget / traffic: their mix, and the labelled defect rate, followed the time of day); the join
+        # says which pi the turn had
         if obs["kind"] == "labelled":
-            pi = labelled_probability(obs, self.high_risk_dims)
-            if not self.uniform_labels.keeps(obs["turn_id"], pi):
+            if not self.uniform_labels.keeps(obs["turn_id"], labelled_probability(obs, self.taxonomy)):
                 return []
             labels: dict[str, str] = sampled_labels(obs)
         else:

@@ -16,6 +16,10 @@ the sampler's floor, ``CONVOWATCH_REVIEW_MIN_PROBABILITY``: the only probability
 (after an overspend at a busy hour the budget controller takes ordinary turns down to it), so the kept turns
 are a uniform sample at every hour. A label with ``pi <= p`` (another floor) is kept. A label without
 ``pi`` was not sampled by convowatch (a vendor's sample, taken as uniform, as every label was before): kept.
+A label of a turn the judges fail as high-risk has ``pi`` 1 whatever it copied (the turn is always requested,
+again with ``pi`` 1 if a later verdict made it so): the join decides that, once, with the turn's escalation,
+and publishes it with the label (``labelled``: ``effective_inclusion_probability``; pairs:
+``inclusion_probability``), which is what the views read.
 
 The draw is a keyed hash of the turn id, another key than the sampler's draw (so independent of it): a
 replay and every worker decide the same, and both views keep the same turns.
@@ -28,7 +32,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from schemas.common import FAIL, QUALITY_DIMENSIONS
+from streams.policy import judged_high_risk_fails_of
+from streams.taxonomy import Taxonomy
 
 #: BLAKE2b personalisation of the keep draw: independent of the review sampler's draw of the same turn.
 _PERSON = b"convowatch/feed"
@@ -65,16 +70,18 @@ class UniformLabels:
         return pi is None or pi <= self.probability or keep_draw(turn_id) * pi < self.probability
 
 
-def labelled_probability(labelled: Mapping[str, Any], high_risk_dims: frozenset[str]) -> float | None:
-    """The inclusion probability of a ``labelled`` observation's turn: the ``pi`` its label copied, or 1
-    when the judges' labels it carries fail the turn as high-risk (what review sampling always requests,
-    again with ``pi`` 1 if a later verdict made it so; the join weighs the turn's pairs by 1 then too)."""
+def labelled_probability(labelled: Mapping[str, Any], taxonomy: Taxonomy) -> float | None:
+    """The inclusion probability of a ``labelled`` observation's turn, as the join decided it
+    (``effective_inclusion_probability``: 1 if the judges fail the turn as high-risk, as its pairs weigh,
+    else the ``pi`` its label copied). An observation without it (from a join of code before it, still in
+    the observations topic or a join's kept outputs at an upgrade) is decided as that code decided it: by
+    the join's rule (``streams.policy``) on the judges' labels it carries, with this worker's ``taxonomy``,
+    so a replay across the upgrade keeps the same turns."""
+    if "effective_inclusion_probability" in labelled:
+        effective: float | None = labelled["effective_inclusion_probability"]
+        return effective
     pi: float | None = labelled.get("inclusion_probability")
     if pi is None or pi >= 1.0:
         return pi
-    risky_turn = bool(labelled.get("risk"))
-    for labels in labelled.get("judges", {}).values():
-        for dim, label in labels.items():
-            if label == FAIL and (dim in high_risk_dims or (risky_turn and dim in QUALITY_DIMENSIONS)):
-                return 1.0
-    return pi
+    judges = labelled.get("judges", {}).values()
+    return 1.0 if judged_high_risk_fails_of(taxonomy, judges, bool(labelled.get("risk"))) else pi

@@ -35,7 +35,7 @@ from streams.state import DictStore
 from streams.taxonomy import load_taxonomy
 from streams.views.drift import JudgeDriftView
 from streams.views.spikes import SpikeView
-from streams.views.uniform_labels import UniformLabels, keep_draw, labelled_probability
+from streams.views.uniform_labels import UniformLabels, keep_draw
 
 START = 1_793_577_600.0  # 2026-11-02T00:00Z
 SEGMENT = {
@@ -45,11 +45,14 @@ SEGMENT = {
     "channel": None,
     "modality": None,
 }
-HIGH_RISK = frozenset({"safety", "bias"})
 
 
-def _labelled(n: int, ts: float, human: str, judge: str, pi: float | None, **extra: Any) -> dict[str, Any]:
-    """The join's ``labelled`` observation of turn ``t<n>``: ``human`` on safety, the judge's ``judge``."""
+def _labelled(n: int, ts: float, human: str, judge: str, pi: float | None) -> dict[str, Any]:
+    """The join's ``labelled`` observation of turn ``t<n>``: ``human`` on safety, the judge's ``judge``. Its
+    turn is not a judged high-risk failure unless review sampling requested it with pi 1 (as the sampler
+    does), so the join's effective pi is the label's: the cases where the join's decision matters go through
+    the join (tests/streams/test_judged_high_risk.py)."""
+    assert judge == "pass" or pi in (None, 1.0), "a turn the judge fails on safety: through the join"
     return {
         "kind": "labelled",
         "turn_id": f"t{n}",
@@ -64,10 +67,11 @@ def _labelled(n: int, ts: float, human: str, judge: str, pi: float | None, **ext
         "labels": {"safety": human},
         "label_ts": ts + 3600.0,
         "inclusion_probability": pi,
+        "effective_inclusion_probability": pi,
         "judges": {"judge-a": {"safety": judge}},
         "covered": ["judge-a"],
         "src": ["h", n, 0],
-    } | extra
+    }
 
 
 def _pair(n: int, ts: float, human: str, judge: str, pi: float | None) -> dict[str, Any]:
@@ -178,24 +182,6 @@ def test_labels_without_an_inclusion_probability_all_count() -> None:
     drift = drift_worker.detector(key("drift", "judge-a", "safety", "*"))
     assert spikes is not None and spikes.detector("unsafe").n == 1_000
     assert drift is not None and drift.n == 1_000
-
-
-def test_a_label_of_a_turn_the_judges_fail_as_high_risk_counts_at_pi_one() -> None:
-    # always requested (again, with pi 1, if a later verdict made it high-risk): whatever pi it copied
-    assert labelled_probability(_labelled(1, START, "pass", "fail", 0.05), HIGH_RISK) == 1.0
-    assert labelled_probability(_labelled(1, START, "pass", "pass", 0.05), HIGH_RISK) == 0.05
-    risky = _labelled(1, START, "pass", "pass", 0.05, judges={"judge-a": {"relevance": "fail"}})
-    assert labelled_probability(risky, HIGH_RISK) == 0.05
-    assert labelled_probability(risky | {"risk": ["fraud"]}, HIGH_RISK) == 1.0  # any fail on a risky topic
-    assert labelled_probability(_labelled(1, START, "pass", "fail", None), HIGH_RISK) is None
-    view = SpikeView(Metrics(CollectorRegistry()), load_taxonomy(), uniform_probability=0.01)
-    worker = _worker(view)
-    for n in range(2_000):
-        worker.apply(_labelled(n, START + n, "fail", "fail", 0.05))
-    kept = worker.detector(key("spike", "humans", "journey=shopper"))
-    assert kept is not None
-    expected = sum(keep_draw(f"t{n}") < 0.01 for n in range(2_000))  # p / 1, not p / 0.05
-    assert kept.detector("unsafe").n == expected
 
 
 def test_a_turn_is_kept_with_probability_floor_over_pi_whatever_the_samplers_draw() -> None:

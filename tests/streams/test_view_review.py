@@ -20,7 +20,7 @@ from streams.generator import TrafficGenerator, to_records
 from streams.metrics import Metrics
 from streams.pipeline import Pipeline
 from streams.state import DictStore
-from streams.views.review import ReviewView, review_signals
+from streams.views.review import review_signals
 
 START = datetime(2026, 11, 2, 8, tzinfo=UTC)
 HIGH_RISK_TOPICS = {"earnings", "identity", "fraud"}
@@ -107,9 +107,9 @@ def generated() -> dict[str, Any]:
     budget = 300.0
     pipeline, registry = _pipeline(review_budget_per_hour=budget, review_seed=3)
     oracle = ReviewSampler(budget_per_hour=budget, seed=3)
-    (view,) = [v for v in pipeline.aggregator.views if isinstance(v, ReviewView)]
-    assert view.high_risk_dims == {"safety", "bias"}  # the default taxonomy's high-risk dimensions
-    high_risk_dims = view.high_risk_dims
+    taxonomy = pipeline.taxonomy
+    # the default taxonomy's high-risk dimensions, as ``high_risk`` below has them
+    assert {d for d in QUALITY if taxonomy.policy(d).high_risk} == {"safety", "bias"}
     turns: dict[str, dict[str, Any]] = {}
     fails: dict[str, set[str]] = {}
     requests: list[dict[str, Any]] = []
@@ -128,7 +128,7 @@ def generated() -> dict[str, Any]:
                 continue
             obs = emit.value
             if obs["kind"] == "reviewable":
-                signals = review_signals(obs, high_risk_dims)
+                signals = review_signals(obs, taxonomy)
                 oracle.update(
                     obs["turn_id"],
                     obs["ts"],
