@@ -1,14 +1,30 @@
-"""Topic administration with confluent-kafka (``convowatch topics create``)."""
+"""Topic administration with confluent-kafka: ``convowatch topics create``, and every worker before it starts.
+
+Every topic convowatch uses is created here, the tables' changelogs included, compacted, before any Kafka
+client of the worker names one in a metadata request: on a cluster with ``auto.create.topics.enable=true``
+(Apache Kafka's default) such a request had the broker create the changelogs with its own defaults
+(``num.partitions``, ``cleanup.policy=delete``, ``default.replication.factor``). The worker then failed its
+first batch on a partition the changelog lacked and was refused at every restart; with matching partition
+counts it ran on changelogs that lose the state after ``retention.ms``.
+"""
 
 from __future__ import annotations
 
-from confluent_kafka import KafkaException
-from confluent_kafka.admin import AdminClient, NewTopic
+import logging
+from collections.abc import Iterable, Mapping
+
+from confluent_kafka import KafkaError, KafkaException
+from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic, ResourceType
 
 from streams.config import Settings
 from streams.exceptions import ConfigError, ConvowatchError
 from streams.kafka_client import admin_config, check_broker
-from streams.topics import all_topics, copartitioned_topics
+from streams.topics import all_topics, changelog_topics, copartitioned_topics
+
+log = logging.getLogger("convowatch.admin")
+
+#: The configuration of the changelogs convowatch creates (Faust's for a table without a window).
+COMPACTED = {"cleanup.policy": "compact"}
 
 
 def create_topics(
@@ -19,20 +35,35 @@ def create_topics(
 ) -> dict[str, str]:
     """Create the topics (all of convowatch's by default) that do not exist yet; return name -> outcome.
 
-    Raises :class:`ConfigError` when existing topics that must be co-partitioned (inputs, the internal
-    topics, the tables' changelogs) differ in partition count, or, with ``expect_partitions``, differ from
-    ``CONVOWATCH_PARTITIONS``: a turn's events would meet on different workers, and a changelog record
-    sent to its input's partition number would fail its batch at every restart.
+    Raises :class:`ConfigError` when an existing changelog among ``names`` is not compacted, and when
+    existing topics that must be co-partitioned (inputs, the internal topics, the tables' changelogs)
+    differ in partition count, or, with ``expect_partitions``, differ from ``CONVOWATCH_PARTITIONS``: a
+    turn's events would meet on different workers, and a changelog record sent to its input's partition
+    number would fail its batch at every restart. Logs a warning for each existing topic among ``names``
+    replicated fewer times than ``CONVOWATCH_REPLICATION_FACTOR``.
     """
     check_broker(settings)
     admin = AdminClient(admin_config(settings))
     wanted = names if names is not None else all_topics(settings)
     metadata = admin.list_topics(timeout=timeout).topics
+    changelogs = {name for name in changelog_topics(settings) if name in wanted}
+    _check_compacted(settings, cleanup_policies(admin, sorted(changelogs & set(metadata)), timeout))
     counts = {name: len(topic.partitions) for name, topic in metadata.items()}
     _check_partitions(settings, counts, expect_partitions)
+    replicas = {
+        name: min(len(p.replicas) for p in metadata[name].partitions.values())
+        for name in wanted
+        if name in metadata and metadata[name].partitions
+    }
+    warn_under_replicated(replicas, settings.replication_factor)
     outcome = {name: "exists" for name in wanted if name in metadata}
     new = [
-        NewTopic(name, num_partitions=settings.partitions, replication_factor=settings.replication_factor)
+        NewTopic(
+            name,
+            num_partitions=settings.partitions,
+            replication_factor=settings.replication_factor,
+            config=COMPACTED if name in changelogs else {},
+        )
         for name in wanted
         if name not in metadata
     ]
@@ -48,6 +79,53 @@ def create_topics(
                 else:
                     raise ConvowatchError(f"cannot create topic {name}: {error.str()}") from None
     return outcome
+
+
+def cleanup_policies(admin: AdminClient, names: Iterable[str], timeout: float) -> dict[str, str]:
+    """``cleanup.policy`` of each topic in ``names``; a topic whose configuration this principal may not
+    read (no DescribeConfigs ACL) is left out, with a warning."""
+    resources = [ConfigResource(ResourceType.TOPIC, name) for name in names]
+    if not resources:
+        return {}
+    policies = {}
+    for resource, future in admin.describe_configs(resources, request_timeout=timeout).items():
+        try:
+            policies[resource.name] = future.result(timeout=timeout)["cleanup.policy"].value
+        except KafkaException as exc:
+            error = exc.args[0]
+            if error.code() != KafkaError.TOPIC_AUTHORIZATION_FAILED:
+                raise ConvowatchError(
+                    f"cannot read the configuration of {resource.name}: {error.str()}"
+                ) from None
+            log.warning("cannot check that %s is compacted: %s", resource.name, error.str())
+    return policies
+
+
+def _check_compacted(settings: Settings, policies: Mapping[str, str]) -> None:
+    wrong = {name: policy for name, policy in policies.items() if policy != "compact"}
+    if wrong:
+        found = ", ".join(f"{name} has cleanup.policy={policy}" for name, policy in sorted(wrong.items()))
+        raise ConfigError(
+            f"{found}: a table's changelog must be compacted, or the state in it is lost after retention.ms "
+            "(a broker with auto.create.topics.enable creates topics with its defaults). Delete it and "
+            "restart (convowatch creates it compacted, with CONVOWATCH_PARTITIONS partitions; its state is "
+            f"lost), or keep its state: kafka-configs.sh --bootstrap-server {settings.broker} --alter "
+            "--entity-type topics --entity-name <topic> --add-config cleanup.policy=compact"
+        )
+
+
+def warn_under_replicated(replicas: Mapping[str, int], wanted: int) -> None:
+    """Log each topic of ``replicas`` (name -> its replication factor) replicated fewer than ``wanted``
+    times."""
+    for name, count in sorted(replicas.items()):
+        if count < wanted:
+            log.warning(
+                "%s has replication factor %d, below CONVOWATCH_REPLICATION_FACTOR=%d: a broker's loss can "
+                "lose it; add replicas with kafka-reassign-partitions.sh",
+                name,
+                count,
+                wanted,
+            )
 
 
 def _check_partitions(settings: Settings, partitions: dict[str, int], expect_partitions: bool) -> None:

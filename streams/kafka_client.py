@@ -13,7 +13,9 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
+import aiokafka.client
 import faust
+from aiokafka.protocol.metadata import MetadataRequest
 from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient
 
@@ -35,6 +37,9 @@ def confluent_config(settings: Settings, **extra: Any) -> dict[str, Any]:
         # Java's and aiokafka's partitioner: the same turn_id lands in the same partition on every topic.
         "partitioner": "murmur2_random",
         "logger": librdkafka_log,
+        # a producer's default is true: a metadata request naming a missing topic would have a broker with
+        # auto.create.topics.enable create it with the broker's defaults (streams.admin creates them)
+        "allow.auto.create.topics": False,
     }
     if settings.security_protocol.startswith("SASL"):
         config["sasl.mechanism"] = settings.sasl_mechanism or "PLAIN"  # as Faust's; librdkafka's is GSSAPI
@@ -94,6 +99,28 @@ class _Probe:
     @property
     def authentication_failed(self) -> bool:
         return any(e.code() == KafkaError._AUTHENTICATION for e in self.errors)
+
+
+class MetadataRequestNoAutoCreate(MetadataRequest):
+    """aiokafka's metadata request, asking the broker not to create the topics it names (version 4 on)."""
+
+    def __init__(
+        self, topics: list[str] | None = None, allow_auto_topic_creation: bool | None = False
+    ) -> None:
+        super().__init__(topics, allow_auto_topic_creation=allow_auto_topic_creation)
+
+
+def refuse_topic_auto_creation() -> None:
+    """Make every aiokafka client of this process (Faust's producer and consumers) ask that the topics its
+    metadata requests name are never auto-created.
+
+    aiokafka (0.14) offers no setting for it: its metadata requests allow auto-creation, so on a broker with
+    ``auto.create.topics.enable=true`` a topic missing when a client named it (a changelog deleted while a
+    worker ran) was created with the broker's defaults: ``num.partitions`` partitions,
+    ``cleanup.policy=delete``. Missing topics are created by :mod:`streams.admin` and Faust instead, with
+    convowatch's settings.
+    """
+    aiokafka.client.MetadataRequest = MetadataRequestNoAutoCreate  # type: ignore[misc]
 
 
 async def track_topics(client: Any, topics: Iterable[str]) -> None:

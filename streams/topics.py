@@ -39,14 +39,19 @@ def output_topics(settings: Settings) -> dict[str, str]:
     return {logical: settings.topic(name) for logical, name in names.items()}
 
 
+def changelog_topics(settings: Settings) -> list[str]:
+    """The tables' changelogs (Faust's names; the aggregation role keeps the combined role's)."""
+    return [f"{settings.app_id}-{table}-changelog" for table in ("pending", "published", "aggregates")]
+
+
 def copartitioned_topics(settings: Settings) -> list[str]:
     """Topics whose partition counts must equal ``CONVOWATCH_PARTITIONS``: the inputs (a turn's events meet
     by partition) and the review keeps the join reads with them, the observations and the tables' changelogs
     (state goes to its input's partition)."""
-    changelogs = [f"{settings.app_id}-{table}-changelog" for table in ("pending", "published", "aggregates")]
     internal = [settings.topic(name) for name in INTERNAL.values()]
-    return [*input_topics(settings).values(), *internal, *changelogs]
+    return [*input_topics(settings).values(), *internal, *changelog_topics(settings)]
 
 
 def all_topics(settings: Settings) -> list[str]:
-    return [*input_topics(settings).values(), *output_topics(settings).values()]
+    """Every topic convowatch creates: inputs, outputs, internal topics and the tables' changelogs."""
+    return [*input_topics(settings).values(), *output_topics(settings).values(), *changelog_topics(settings)]

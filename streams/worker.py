@@ -15,7 +15,7 @@ from streams.alerting import build_alertmanager_sink
 from streams.app import KafkaTransport
 from streams.config import Settings
 from streams.health import Health, serve, server_url
-from streams.kafka_client import BrokerMonitor, quiet_client_logs
+from streams.kafka_client import BrokerMonitor, quiet_client_logs, refuse_topic_auto_creation
 from streams.lag import ConsumerLagMonitor
 from streams.metrics import Metrics
 from streams.periodic import Periodic
@@ -32,6 +32,7 @@ def run_worker(settings: Settings, loglevel: str = "warning") -> None:
     health = Health(settings.health_stall_seconds)
     server = serve(registry, health, settings.metrics_host, settings.metrics_port)  # a port in use: first
     create_topics(settings)  # raises BrokerUnreachable with the address when the broker does not answer
+    refuse_topic_auto_creation()  # Faust's clients: a topic missing now is not created with broker defaults
     monitor = BrokerMonitor(settings, metrics)  # convowatch_broker_connected, _outages_total; log
     base = server_url(settings.metrics_host, server.server_port)  # not 0.0.0.0: alerts link to it
     log.warning("convowatch metrics on %s/metrics, health on %s/healthz and %s/readyz", base, base, base)

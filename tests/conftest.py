@@ -7,7 +7,7 @@ FAIL with the reason; they are never skipped.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
 import pytest
@@ -16,8 +16,8 @@ from tests.support.broker import BrokerError, KafkaBroker
 from tests.support.worker import WorkerProcess
 
 
-def _start_broker() -> KafkaBroker:
-    broker = KafkaBroker()
+def _start_broker(extra_config: Mapping[str, str] | None = None) -> KafkaBroker:
+    broker = KafkaBroker(extra_config=extra_config)
     try:
         broker.start()
     except BrokerError as exc:
@@ -35,6 +35,16 @@ def _start_broker() -> KafkaBroker:
 def kafka_broker() -> Iterator[KafkaBroker]:
     """The session's shared broker. Do not stop or restart it; use ``kafka_broker_factory`` for that."""
     broker = _start_broker()
+    yield broker
+    broker.close()
+
+
+@pytest.fixture(scope="module")
+def kafka_broker_autocreating() -> Iterator[KafkaBroker]:
+    """A broker of the requesting module's own with ``auto.create.topics.enable=true`` (Apache Kafka's
+    default; the session's broker has it off): a metadata request naming a missing topic creates it, with
+    the broker's ``num.partitions`` (1) and ``cleanup.policy=delete``."""
+    broker = _start_broker({"auto.create.topics.enable": "true"})
     yield broker
     broker.close()
 
