@@ -10,7 +10,7 @@ import asyncio
 import logging
 import ssl
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import aiokafka.client
@@ -42,13 +42,19 @@ def confluent_config(settings: Settings, **extra: Any) -> dict[str, Any]:
         "allow.auto.create.topics": False,
     }
     if settings.security_protocol.startswith("SASL"):
-        config["sasl.mechanism"] = settings.sasl_mechanism or "PLAIN"  # as Faust's; librdkafka's is GSSAPI
+        config["sasl.mechanism"] = sasl_mechanism(settings)
         config["sasl.username"] = settings.sasl_username or ""
         config["sasl.password"] = settings.sasl_password.get_secret_value() if settings.sasl_password else ""
     if settings.ssl_cafile:
         config["ssl.ca.location"] = str(settings.ssl_cafile)
     config.update(extra)
     return config
+
+
+def sasl_mechanism(settings: Settings) -> str:
+    """The SASL mechanism every client uses: ``CONVOWATCH_SASL_MECHANISM``, PLAIN if unset (Faust's default;
+    librdkafka's is GSSAPI)."""
+    return settings.sasl_mechanism or "PLAIN"
 
 
 def admin_config(settings: Settings, **extra: Any) -> dict[str, Any]:
@@ -67,12 +73,27 @@ def faust_credentials(settings: Settings) -> Any:
         return faust.SASLCredentials(
             username=settings.sasl_username or "",
             password=password,
-            mechanism=settings.sasl_mechanism or "PLAIN",
+            mechanism=sasl_mechanism(settings),
             ssl_context=context,
         )
     if context is not None:
         return faust.SSLCredentials(context)
     return None
+
+
+#: What to check when the TLS handshake with the broker fails.
+TLS_SETTINGS = "check CONVOWATCH_SSL_CAFILE / CONVOWATCH_SECURITY_PROTOCOL"
+
+
+def probe_failure(errors: Sequence[KafkaError], reason: str) -> str:
+    """Why a metadata request failed with ``reason``, given the errors librdkafka reported meanwhile
+    (``error_cb``): a rejected authentication or TLS handshake, which the request itself reports only as
+    "Broker transport failure", else ``reason``."""
+    if auth := [e for e in errors if e.code() == KafkaError._AUTHENTICATION]:
+        return f"authentication failed: {auth[-1].str()}"
+    if tls := [e for e in errors if e.code() == KafkaError._SSL]:
+        return f"TLS handshake with the broker failed: {tls[-1].str()}; {TLS_SETTINGS}"
+    return reason
 
 
 class _Probe:
@@ -92,13 +113,16 @@ class _Probe:
             reason = "metadata lists no brokers"
         except KafkaException as exc:
             reason = exc.args[0].str() if exc.args else str(exc)
-        self.admin.poll(0)  # serves error_cb: the underlying cause (refused, authentication, ...)
-        auth = [e for e in self.errors if e.code() == KafkaError._AUTHENTICATION]
-        return f"authentication failed: {auth[-1].str()}" if auth else reason
+        self.admin.poll(0)  # serves error_cb: the underlying cause (refused, authentication, TLS, ...)
+        return probe_failure(self.errors, reason)
 
     @property
     def authentication_failed(self) -> bool:
         return any(e.code() == KafkaError._AUTHENTICATION for e in self.errors)
+
+    @property
+    def tls_failed(self) -> bool:
+        return any(e.code() == KafkaError._SSL for e in self.errors)
 
 
 class MetadataRequestNoAutoCreate(MetadataRequest):
@@ -140,7 +164,8 @@ async def track_topics(client: Any, topics: Iterable[str]) -> None:
 def check_broker(settings: Settings, timeout: float = 10.0) -> None:
     """Raise :class:`BrokerUnreachable` naming the address unless the broker answers within ``timeout``.
 
-    Rejected SASL credentials fail at once, with a message that names the user (never the password).
+    Rejected SASL credentials fail at once, with a message that names the user (never the password); so
+    does a failed TLS handshake (an unverifiable broker certificate, a listener of another protocol).
     """
     probe = _Probe(settings)
     deadline = time.monotonic() + timeout
@@ -151,9 +176,11 @@ def check_broker(settings: Settings, timeout: float = 10.0) -> None:
         if probe.authentication_failed:
             raise BrokerUnreachable(
                 f"the Kafka broker at {settings.broker} rejected the credentials of SASL user "
-                f"{settings.sasl_username!r} ({settings.sasl_mechanism}): {reason}; check "
+                f"{settings.sasl_username!r} ({sasl_mechanism(settings)}): {reason}; check "
                 "CONVOWATCH_SASL_USERNAME / CONVOWATCH_SASL_PASSWORD / CONVOWATCH_SASL_MECHANISM"
             )
+        if probe.tls_failed:
+            raise BrokerUnreachable(f"Kafka broker at {settings.broker}: {reason}")
         if time.monotonic() >= deadline:
             raise BrokerUnreachable(
                 f"cannot reach the Kafka broker at {settings.broker} within {timeout:.0f}s "
