@@ -369,6 +369,10 @@ class Settings(BaseSettings):
         hosts = [host.strip() for host in broker.split(",")]
         if not all(hosts):
             raise ValueError("must be host:port[,host:port...], with no empty entry")
+        if schemes := [host for host in hosts if "://" in host]:  # as advertised.listeners prints them
+            raise ValueError(
+                f"{schemes[0][:200]!r}: give host:port; the protocol is CONVOWATCH_SECURITY_PROTOCOL"
+            )
         return ",".join(hosts)  # "a:9092, b:9092" gave Faust a host " b"
 
     @field_validator("heartbeat_interval_seconds")

@@ -86,6 +86,16 @@ def test_bootstrap_servers_are_trimmed_and_never_empty() -> None:
             Settings(broker=broker)
 
 
+def test_a_broker_address_with_a_listener_scheme_is_refused() -> None:
+    # PLAINTEXT://host:9092 passed the broker check and topic creation (librdkafka strips a scheme), then the
+    # Faust worker crashed with a traceback: aiokafka took "plaintext" for the host
+    for broker in ("PLAINTEXT://kafka:9092", "a:9092,SASL_SSL://b:9093"):
+        with pytest.raises(
+            ValidationError, match="give host:port; the protocol is CONVOWATCH_SECURITY_PROTOCOL"
+        ):
+            Settings(broker=broker)
+
+
 def test_aiokafka_debug_lines_of_sasl_authenticate_requests_never_reach_the_log(caplog) -> None:
     # at --loglevel debug aiokafka prints every request whole; a PLAIN authenticate request carries the
     # password in clear, and the repeat filter let one such line through every 30 s
