@@ -3,6 +3,7 @@
 # something is missing, so it is cheap to run before every `make test`.
 #   - prometheus (promtool), prometheus-alertmanager, kcat: real servers/clients used by the tests
 #   - java + mvn: the pinned Kafka broker (`make kafka`, tests/support/broker.py)
+#   - openssl: a private CA for the TLS broker (tests/support/tls_broker.py)
 #   - chromium: headless browser that opens the audit report (tests/integration/test_report_browser.py)
 #   - make, python3 >= 3.11 with venv support: the build itself
 set -euo pipefail
@@ -18,6 +19,7 @@ command -v java >/dev/null || pkgs+=(openjdk-17-jre-headless)
 command -v mvn >/dev/null || pkgs+=(maven)
 command -v make >/dev/null || pkgs+=(make)
 command -v chromium >/dev/null || pkgs+=(chromium)
+command -v openssl >/dev/null || pkgs+=(openssl)
 
 python_ok=no
 for py in python3.13 python3.12 python3.11 python3; do
@@ -60,11 +62,11 @@ missing=()
 for f in /usr/bin/promtool /usr/bin/prometheus-alertmanager /usr/bin/kcat; do
   [ -x "$f" ] || missing+=("$f")
 done
-for c in java mvn make chromium; do
+for c in java mvn make chromium openssl; do
   command -v "$c" >/dev/null || missing+=("$c")
 done
 if [ "${#missing[@]}" -gt 0 ]; then
   echo "install-system: still missing after install: ${missing[*]}" >&2
   exit 1
 fi
-echo "install-system: ok (promtool, prometheus-alertmanager, kcat, java, mvn, make, chromium present)"
+echo "install-system: ok (promtool, prometheus-alertmanager, kcat, java, mvn, make, chromium, openssl present)"
