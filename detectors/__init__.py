@@ -10,6 +10,7 @@ from detectors.calibration import BinaryCalibration, ClassAccuracy
 from detectors.category_spikes import CategorySpikes
 from detectors.defect_rate_spike import DefectRateSpike, arl0_for_budget
 from detectors.exceptions import DetectorError, NotHeldError, StateError
+from detectors.gold_items import GoldItemTally
 from detectors.keyed import KeyedDetectors
 from detectors.msprt import MixtureSPRT, VersionComparison
 from detectors.multi_rater import InterAnnotatorAgreement, consensus
@@ -37,6 +38,7 @@ __all__ = [
     "Detector",
     "DetectorError",
     "EventTimeWindows",
+    "GoldItemTally",
     "InterAnnotatorAgreement",
     "KeyedDetectors",
     "LabelTally",

@@ -429,3 +429,14 @@ def _sla_inputs(rng: random.Random) -> Iterator[Args]:
 
 
 INPUTS.update({"LabelTally": _tally_inputs, "VendorScorecard": _scorecard_inputs, "SlaStatus": _sla_inputs})
+
+
+# Per-item gold counts (detectors/gold_items.py).
+def _gold_item_inputs(rng: random.Random) -> Iterator[Args]:
+    truth = {"safety": "pass", "relevance": "fail", "intent": "refund"}
+    for _ in range(300):
+        dimensions = rng.sample(sorted(truth), rng.randint(1, 3))
+        yield ({d: rng.choice(["pass", "fail", "refund", "cancel"]) for d in dimensions}, truth)
+
+
+INPUTS.update({"GoldItemTally": _gold_item_inputs})
