@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry
+from prometheus_client import CollectorRegistry, Gauge
 
 from streams.series_budget import (
     JUDGE_DIMENSIONS,
@@ -151,6 +151,12 @@ class DivergenceMetrics:
             jd,
             registry=r,
             combinations=JUDGE_DIMENSIONS,
+        )
+        self.gold_items_suspect = Gauge(
+            "convowatch_gold_items_suspect",
+            "Golden-set items (turn and dimension) most of whose human labels, at least 3, miss the expected "
+            "label: likely wrong expected answers (report.json gold.items: with the judges' verdicts too).",
+            registry=r,
         )
         self.judge_sensitivity = CappedGauge(
             "convowatch_judge_sensitivity_ratio",

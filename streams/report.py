@@ -238,6 +238,7 @@ class AuditCollector:
             "defect_rates": report.get("defect_rates", []),
             "top_segments": self._top_segments(),
             "vendors": self._vendors(report),
+            "gold_items": _gold_items(report.get("gold", {})),
             "vendor_view": report.get("vendors"),
             "versions": report.get("versions", []),
         }
@@ -321,6 +322,15 @@ class AuditCollector:
                 }
             )
         return out
+
+
+def _gold_items(gold: dict[str, Any]) -> dict[str, Any]:
+    """The golden items raters miss most (the gold view's ``items``) and how many are suspect."""
+    return {
+        "items_scored": gold.get("items_scored", 0),
+        "items_suspect": gold.get("items_suspect", 0),
+        "items": gold.get("items", []),
+    }
 
 
 def _finite(value: float) -> float | None:

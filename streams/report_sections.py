@@ -24,6 +24,7 @@ from streams.report_charts import (
     table,
     tag,
 )
+from streams.report_gold import gold_items
 
 #: Most series drawn in the trend chart (the ones with most pairs); the table lists every one.
 MAX_SERIES = 8
@@ -305,6 +306,7 @@ def vendors(data: dict[str, Any]) -> Html:
             class_="note",
         ),
         table(headers, cells) if rows else no_data("No human labels in the range."),
+        gold_items(data),
     ]
     if data.get("vendor_view"):
         parts.extend(

@@ -28,6 +28,7 @@ SHARD_GAUGES: dict[str, tuple[str, ...]] = {
         "raters_ties",
         "vendor_consensus_ratio",
         "vendor_gold_accuracy",
+        "gold_items_suspect",
         *VENDOR_GAUGES,
         "live_intent_accuracy",
         "live_intent_ece",

@@ -6,11 +6,13 @@ read, whether or not the join holds the chat turn: ``gold_label`` (shard ``human
 feeds ``gold_judge/<judge>``. (Until 2026-11-26 ``labelled`` and ``judged`` fed them: a label that never
 met its turn in the join, evicted before it or never sent, was not scored.) Each is a
 :class:`~detectors.keyed.KeyedDetectors` of :class:`~detectors.ClassAccuracy` by dimension, plus ``*`` for
-all dimensions pooled. Dimensions absent from a turn's golden labels are not scored. Past the first
-``max_vendors`` vendors, and ``max_annotators`` annotators in all, new ones are scored together as
-``other`` (``CONVOWATCH_VENDOR_SLA``'s caps, as the scorecards): annotators come and go over the years, and
-their aggregates would otherwise grow without end. On Kafka every label is on the shard ``humans``, so one
-worker holds them all, and a restarted one admits the recovered vendors and annotators first.
+all dimensions pooled; and per golden item (turn and dimension), how many labels missed it, to tell a
+wrong expected answer from the raters' mistakes (:mod:`streams.views.gold_items`). Dimensions absent from a
+turn's golden labels are not scored. Past the first ``max_vendors`` vendors, and ``max_annotators``
+annotators in all, new ones are scored together as ``other`` (``CONVOWATCH_VENDOR_SLA``'s caps, as the
+scorecards): annotators come and go over the years, and their aggregates would otherwise grow without end.
+On Kafka every label is on the shard ``humans``, so one worker holds them all, and a restarted one admits
+the recovered vendors and annotators first.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from streams.golden import GoldenSet
 from streams.labels import OTHER, LabelGuard
 from streams.metrics import Metrics
 from streams.views.agreement import finite_or_none, interval_or_none
+from streams.views.gold_items import GoldItems
 
 ALL = "*"
 
@@ -45,6 +48,7 @@ class GoldView:
         self.max_annotators = max_annotators
         self._guard_vendors = LabelGuard(max_vendors)
         self._annotators: set[tuple[str, str]] = set()  # (vendor, annotator) with rows of their own
+        self.items = GoldItems(metrics, golden)  # per golden item: report.json ``gold.items``
 
     def rebalanced(self, aggregator: Aggregator) -> None:
         """Admit the vendors and annotators of the recovered aggregates first: with a fresh process's guards,
@@ -53,6 +57,7 @@ class GoldView:
         self._guard_vendors.admit(k.split(SEP, 1)[1] for k, _ in aggregator.records("gold_vendor"))
         recovered = (k.split(SEP)[1:] for k, _ in aggregator.records("gold_annotator"))
         self._annotators = {(v, a) for v, a in recovered if OTHER not in (v, a)}
+        self.items.rebalanced(aggregator)
 
     def _vendor_and_annotator(self, vendor: str, annotator: str) -> tuple[str, str]:
         """The vendor and annotator a label is scored under: themselves, or ``other`` past the caps."""
@@ -87,10 +92,12 @@ class GoldView:
             aggregator.update(key("gold_annotator", vendor, annotator), obs, partition, _accuracies, score)
             gauge, raw = m.vendor_gold_accuracy, obs["vendor_id"]
             who = m.label("vendor_id", vendor)
+            self.items.score(aggregator, obs, partition, truth, vendor)
         else:
             keyed = aggregator.update(key("gold_judge", obs["judge_id"]), obs, partition, _accuracies, score)
             gauge, raw = m.judge_gold_accuracy, obs["judge_id"]
             who = m.label("judge_id", raw)
+            self.items.score(aggregator, obs, partition, truth, raw)
         if keyed is not None and who == raw:  # one folded into "other" by the label guard: report.json only
             for dim in (*(d for d, _, _ in scored), ALL):
                 dimension = dim if dim == ALL else m.label("dimension", dim)
@@ -99,13 +106,15 @@ class GoldView:
         return []
 
     def report(self, aggregator: Aggregator) -> dict[str, Any]:
-        """``gold``: the golden set's size and accuracy rows per vendor, annotator and judge."""
+        """``gold``: the golden set's size, accuracy rows per vendor, annotator and judge, and the golden
+        items most worth a look (:meth:`GoldItems.report`)."""
         return {
             "gold": {
                 "turns": len(self.golden),
                 "vendors": self._rows(aggregator, "gold_vendor", ("vendor_id",)),
                 "annotators": self._rows(aggregator, "gold_annotator", ("vendor_id", "annotator_id")),
                 "judges": self._rows(aggregator, "gold_judge", ("judge_id",)),
+                **self.items.report(aggregator),
             }
         }
 
