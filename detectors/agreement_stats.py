@@ -29,7 +29,9 @@ kappa and AC1 are those of the folded table (rare labels pooled, a standard way 
 
 Wald intervals are clipped to ``[-1, 1]``; they are large-sample approximations and mean little below a few
 dozen pairs. Undefined figures are ``nan``: everything with no pairs; kappa when both raters only ever used
-one and the same label (``p_e = 1``); AC1 when ``q < 2``.
+one and the same label (``p_e = 1``); AC1 when ``q < 2``; kappa and AC1 intervals where the standard error,
+exact from the counts (not 1e-8 by rounding), is 0: at perfect agreement; for kappa, where a rater only used
+one label (kappa 0).
 """
 
 from __future__ import annotations
@@ -140,9 +142,8 @@ def wilson_interval(successes: float, n: float, confidence_level: float = 0.95) 
 
 
 def _wald(estimate: float, se: float, z: float, low: float, high: float) -> tuple[float, float]:
-    """The large-sample interval; undefined (NaN) where the standard error is 0: at perfect agreement, or
-    one disagreement in a few pairs, the delta method gives a zero-width interval ([1, 1] over 10 pairs),
-    which a reader would take for certainty."""
+    """The large-sample interval; undefined (NaN) where the standard error is (exactly) 0: a zero-width
+    interval ([1, 1] at perfect agreement over 10 pairs) would read as certainty."""
     if math.isnan(estimate) or math.isnan(se) or se == 0.0:
         return (NAN, NAN)
     return (max(estimate - z * se, low), min(estimate + z * se, high))
@@ -157,50 +158,57 @@ def _marginals(confusion: Confusion) -> tuple[int, dict[str, int], dict[str, int
     return sum(rows.values()), rows, cols
 
 
+def _spread(weighted: list[tuple[int, int]], n: int) -> int:
+    """``n^2`` times the variance of the integer scores of ``(count, score)`` over ``n`` pairs, exactly:
+    0 if and only if every pair scores the same."""
+    total = sum(count * score for count, score in weighted)
+    return n * sum(count * score * score for count, score in weighted) - total * total
+
+
 def cohen_kappa_with_se(confusion: Confusion) -> tuple[float, float]:
-    """Cohen's kappa and its Fleiss-Cohen-Everitt (1969) standard error from ``{a: {b: count}}``."""
+    """Cohen's kappa and its Fleiss-Cohen-Everitt (1969) standard error from ``{a: {b: count}}``, in
+    integers (the variance is that of the cells' influences, scaled to integers): 0 when exactly 0."""
     n, rows, cols = _marginals(confusion)
     if n == 0:
         return (NAN, NAN)
-    labels = sorted(set(rows) | set(cols))  # one order: a set's follows PYTHONHASHSEED, and so did the sums
-    p_row = {k: rows.get(k, 0) / n for k in labels}
-    p_col = {k: cols.get(k, 0) / n for k in labels}
-    p_o = sum(confusion.get(k, {}).get(k, 0) for k in labels) / n
-    p_e = sum(p_row[k] * p_col[k] for k in labels)
-    if p_e >= 1.0:
+    agree = sum(row.get(a, 0) for a, row in confusion.items())
+    chance = sum(rows[k] * cols.get(k, 0) for k in rows)  # n^2 p_e
+    spare = n * n - chance  # n^2 (1 - p_e)
+    if spare <= 0:
         return (NAN, NAN)
-    kappa = (p_o - p_e) / (1.0 - p_e)
-    term_a = term_b = 0.0
-    for a, row in confusion.items():
-        for b, count in row.items():
-            p = count / n
-            if a == b:
-                term_a += p * (1.0 - (p_row[a] + p_col[a]) * (1.0 - kappa)) ** 2
-            else:
-                term_b += p * (p_col[a] + p_row[b]) ** 2
-    term_c = (kappa - p_e * (1.0 - kappa)) ** 2
-    var = (term_a + (1.0 - kappa) ** 2 * term_b - term_c) / ((1.0 - p_e) ** 2 * n)
-    return (kappa, math.sqrt(max(var, 0.0)))
+    miss = n - agree  # n (1 - p_o); 1 - kappa = n miss / spare
+    # a cell's influence on kappa, times spare: diagonal 1 - (p_i. + p_.i)(1 - k), else -(p_.i + p_j.)(1 - k)
+    scores = [
+        (count, spare - (rows[a] + cols[a]) * miss if a == b else -(cols.get(a, 0) + rows.get(b, 0)) * miss)
+        for a, row in confusion.items()
+        for b, count in row.items()
+    ]
+    # var = spread / n^2 / spare^2 / (n (1 - p_e)^2) = spread n / spare^4
+    return ((agree * n - chance) / spare, math.sqrt(_spread(scores, n) * n) / (spare * spare))
 
 
 def gwet_ac1_with_se(confusion: Confusion, q: int | None = None) -> tuple[float, float]:
-    """Gwet's AC1 and its Gwet (2008) standard error; ``q`` defaults to the number of labels seen."""
+    """Gwet's AC1 and its Gwet (2008) standard error; ``q`` defaults to the number of labels seen. In
+    integers from the counts, as :func:`cohen_kappa_with_se`."""
     n, rows, cols = _marginals(confusion)
-    labels = sorted(set(rows) | set(cols))  # in one order, as in cohen_kappa_with_se
-    q = len(labels) if q is None else q
+    both = {k: rows.get(k, 0) + cols.get(k, 0) for k in set(rows) | set(cols)}  # 2 n pi_k
+    q = len(both) if q is None else q
     if n == 0 or q < 2:
         return (NAN, NAN)
-    pi = {k: (rows.get(k, 0) + cols.get(k, 0)) / (2.0 * n) for k in labels}
-    p_o = sum(confusion.get(k, {}).get(k, 0) for k in labels) / n
-    p_e = sum(v * (1.0 - v) for v in pi.values()) / (q - 1)
-    ac1 = (p_o - p_e) / (1.0 - p_e)
-    total = 0.0
-    for a, row in confusion.items():
-        for b, count in row.items():
-            term = (1.0 if a == b else 0.0) - 2.0 * (1.0 - ac1) * (1.0 - (pi[a] + pi[b]) / 2.0) / (q - 1)
-            total += count / n * term * term
-    var = (total - (p_o - 2.0 * (1.0 - ac1) * p_e) ** 2) / (n * (1.0 - p_e) ** 2)
-    return (ac1, math.sqrt(max(var, 0.0)))
+    agree = sum(row.get(a, 0) for a, row in confusion.items())
+    scale = 4 * n * n * (q - 1)  # p_e = chance / scale
+    chance = sum(s * (2 * n - s) for s in both.values())
+    spare = scale - chance  # scale (1 - p_e), positive: p_e <= 1 / q
+    miss = n - agree  # 1 - ac1 = 4 n (q - 1) miss / spare
+    # each cell's influence, times spare: d_kl - 2 (1 - g)(1 - (pi_k + pi_l) / 2) / (q - 1)
+    scores = [
+        (count, (spare if a == b else 0) - 2 * miss * (4 * n - both[a] - both[b]))
+        for a, row in confusion.items()
+        for b, count in row.items()
+    ]
+    # var = spread / n^2 / spare^2 / (n (1 - p_e)^2) = spread scale^2 / (n^3 spare^4)
+    se = math.sqrt(_spread(scores, n) / n) * scale / (n * spare * spare)
+    return ((4 * n * (q - 1) * agree - chance) / spare, se)
 
 
 class AgreementStats(Detector):

@@ -6,6 +6,7 @@ import json
 import math
 import random
 import warnings
+from fractions import Fraction
 
 import numpy as np
 import pytest
@@ -13,7 +14,14 @@ from sklearn.metrics import cohen_kappa_score
 from statsmodels.stats.inter_rater import cohens_kappa
 from statsmodels.stats.proportion import proportion_confint
 
-from detectors.agreement_stats import AgreementStats, wilson_interval
+from detectors.agreement_breakdown import AgreementBreakdown
+from detectors.agreement_stats import (
+    AgreementStats,
+    cohen_kappa_with_se,
+    gwet_ac1_with_se,
+    table_labels,
+    wilson_interval,
+)
 
 TOL = 1e-9
 Z = 1.959963984540054
@@ -126,12 +134,15 @@ def test_kappa_and_its_interval_match_sklearn_and_statsmodels(kind, seed):
     if math.isnan(expected):
         assert math.isnan(stats.cohen_kappa_se) and all(math.isnan(x) for x in stats.cohen_kappa_interval)
         return
-    # statsmodels' var_kappa can round to -1e-17 when it is 0 (it then reports std nan): compare the variance
+    # statsmodels' var_kappa rounds where it is 0 (to -1e-17, std nan, or to 1.5e-18, std 1.2e-9, with a
+    # constant rater): compare the variance; ours is exact, so 0 there, and the interval undefined
     assert abs(stats.cohen_kappa_se**2 - float(result.var_kappa)) <= TOL, (
         stats.cohen_kappa_se,
         result.var_kappa,
     )
-    if float(result.var_kappa) > 0:
+    if stats.cohen_kappa_se == 0.0:
+        assert all(math.isnan(x) for x in stats.cohen_kappa_interval)
+    else:
         assert _close(stats.cohen_kappa_se, float(result.std_kappa))
         low, high = stats.cohen_kappa_interval
         assert _close(low, max(float(result.kappa_low), -1.0))
@@ -330,3 +341,102 @@ def test_kappa_and_ac1_are_the_same_whatever_the_hash_seed():
         for seed in range(4)
     }
     assert len(runs) == 1
+
+
+def _fce_variance(confusion: dict[str, dict[str, int]]) -> Fraction:
+    """Fleiss, Cohen and Everitt's (1969) kappa variance as printed, in exact rational arithmetic."""
+    n = sum(sum(row.values()) for row in confusion.values())
+    labels = set(confusion) | {b for row in confusion.values() for b in row}
+    p = {(a, b): Fraction(c, n) for a, row in confusion.items() for b, c in row.items()}
+    row_p = {k: sum((v for (a, _), v in p.items() if a == k), Fraction(0)) for k in labels}
+    col_p = {k: sum((v for (_, b), v in p.items() if b == k), Fraction(0)) for k in labels}
+    p_o = sum((v for (a, b), v in p.items() if a == b), Fraction(0))
+    p_e = sum(row_p[k] * col_p[k] for k in labels)
+    k = (p_o - p_e) / (1 - p_e)
+    diagonal = sum(v * (1 - (row_p[a] + col_p[a]) * (1 - k)) ** 2 for (a, b), v in p.items() if a == b)
+    off = sum(v * (col_p[a] + row_p[b]) ** 2 for (a, b), v in p.items() if a != b)
+    return (diagonal + (1 - k) ** 2 * off - (k - p_e * (1 - k)) ** 2) / (n * (1 - p_e) ** 2)
+
+
+def _gwet_variance(confusion: dict[str, dict[str, int]]) -> Fraction:
+    """Gwet's (2008) AC1 variance, in exact rational arithmetic (q: the labels seen)."""
+    n = sum(sum(row.values()) for row in confusion.values())
+    labels = set(confusion) | {b for row in confusion.values() for b in row}
+    q = len(labels)
+    p = {(a, b): Fraction(c, n) for a, row in confusion.items() for b, c in row.items()}
+    pi = {k: sum((v for (a, b), v in p.items() for x in (a, b) if x == k), Fraction(0)) / 2 for k in labels}
+    p_o = sum((v for (a, b), v in p.items() if a == b), Fraction(0))
+    p_e = sum(v * (1 - v) for v in pi.values()) / (q - 1)
+    g = (p_o - p_e) / (1 - p_e)
+    total = sum(
+        v * ((1 if a == b else 0) - 2 * (1 - g) * (1 - (pi[a] + pi[b]) / 2) / (q - 1)) ** 2
+        for (a, b), v in p.items()
+    )
+    return (total - (p_o - 2 * (1 - g) * p_e) ** 2) / (n * (1 - p_e) ** 2)
+
+
+def _random_confusions(count: int) -> list[dict[str, dict[str, int]]]:
+    rng = random.Random(11)
+    tables = []
+    for _ in range(count):
+        labels = [f"l{i}" for i in range(rng.randint(2, 5))]
+        mode = rng.choice(["perfect", "constant_a", "constant_b", "random"])
+        confusion: dict[str, dict[str, int]] = {}
+        for _ in range(rng.randint(2, 80)):
+            a, b = rng.choice(labels), rng.choice(labels)
+            a, b = {"perfect": (a, a), "constant_a": ("l0", b), "constant_b": (a, "l0"), "random": (a, b)}[
+                mode
+            ]
+            confusion.setdefault(a, {})[b] = confusion.get(a, {}).get(b, 0) + 1
+        tables.append(confusion)
+    return tables
+
+
+@pytest.mark.parametrize("confusion", _random_confusions(300))
+def test_standard_errors_are_those_of_exact_arithmetic(confusion):
+    # computed in floats, a variance that is 0 came out 1e-17 or so: a standard error of 1e-8 and a
+    # zero-width interval where the README promises NaN
+    if len(table_labels(confusion)) == 1:  # both raters one and the same label: both undefined
+        assert all(math.isnan(x) for x in (*cohen_kappa_with_se(confusion), *gwet_ac1_with_se(confusion)))
+        return
+    exact = {"kappa": _fce_variance(confusion), "ac1": _gwet_variance(confusion)}
+    got = {"kappa": cohen_kappa_with_se(confusion)[1], "ac1": gwet_ac1_with_se(confusion)[1]}
+    for name, variance in exact.items():
+        assert (got[name] == 0.0) == (variance == 0), (name, confusion, got[name], variance)
+        assert got[name] ** 2 == pytest.approx(float(variance), rel=1e-12, abs=0.0), (name, confusion)
+
+
+@pytest.mark.parametrize(
+    ("confusion", "kappa"),
+    [
+        ({"fail": {"pass": 3}, "pass": {"pass": 17}}, 0.0),  # humans never fail, the judge 3 of 20
+        ({"fail": {"pass": 1}, "pass": {"pass": 199}}, 0.0),
+        ({"pass": {"pass": 93, "fail": 7}}, 0.0),  # the judge never fails, humans 7 of 100
+        ({"l3": {"l3": 11}, "l1": {"l1": 12}, "l0": {"l0": 14}, "l2": {"l2": 4}}, 1.0),  # 3e-9 in floats
+        ({"pass": {"fail": 5}, "fail": {"pass": 5}}, -1.0),  # complete disagreement, balanced
+    ],
+)
+def test_kappa_has_no_interval_where_its_standard_error_is_zero(confusion, kappa):
+    stats = AgreementStats()
+    for a, row in confusion.items():
+        for b, count in row.items():
+            for _ in range(count):
+                stats.update(a, b)
+    assert stats.cohen_kappa == kappa and stats.cohen_kappa_se == 0.0
+    summary = stats.summary()
+    assert all(math.isnan(x) for x in (*stats.cohen_kappa_interval, *summary["cohen_kappa_interval"]))
+    if kappa != 0.0:  # AC1 is 1 or -1 there too
+        assert stats.gwet_ac1 == kappa and stats.gwet_ac1_se == 0.0
+        assert all(math.isnan(x) for x in summary["gwet_ac1_interval"])
+    else:  # AC1 is not stuck where one rater is: it keeps its interval
+        low, high = summary["gwet_ac1_interval"]
+        assert low < stats.gwet_ac1 < high
+
+
+def test_windows_and_segments_have_no_zero_width_kappa_interval():
+    breakdown = AgreementBreakdown(segments=["journey"], windows={"1h": [3600, 300]})
+    for i in range(200):  # humans never fail; the judge fails 1 of 200
+        breakdown.update(10.0 * i, {"journey": "shop"}, "fail" if i == 50 else "pass", "pass")
+    for stats in (breakdown.overall(), breakdown.window("1h"), breakdown.segment("journey")["shop"]):
+        assert stats.cohen_kappa == 0.0
+        assert all(math.isnan(x) for x in stats.cohen_kappa_interval), stats.cohen_kappa_interval
