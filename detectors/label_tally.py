@@ -81,6 +81,24 @@ def check_label(
     }
 
 
+def turnaround_ranges(row: dict[str, Any]) -> list[list[float] | None] | None:
+    """``row``'s smallest and largest turnaround per histogram bin (``None`` in an empty bin); ``None`` for
+    a row with labels counted before they were kept (state from before 2026-11-26): their bins' edges."""
+    ranges = row.get("turnaround_range")
+    if ranges is None and not row["labels"]:
+        return [None] * len(row["turnaround"])
+    return ranges
+
+
+def _widest(a: list[float] | None, b: list[float] | None) -> list[float] | None:
+    """The range covering both ``[min, max]`` ranges (``None``: empty)."""
+    if a is None:
+        return None if b is None else list(b)
+    if b is None:
+        return list(a)
+    return [min(a[0], b[0]), max(a[1], b[1])]
+
+
 def clusters(row: dict[str, Any], pair: str) -> list[int]:
     """``row``'s sums of ``pair`` by label record ([records, Σa², Σam, Σm²]); a row without them (none
     counted, or written before they were) has each comparison its own record."""
@@ -120,8 +138,10 @@ class LabelTally(Detector):
 
     ``update(vendor, annotator, turnaround, gold, judge, consensus)``: one label when ``turnaround`` (its
     delay in seconds) is given, plus (agreeing, total) comparisons against gold truth, the judges and the
-    consensus. Turnarounds fall in histogram bins ``(bound[i-1], bound[i]]``, the last bin above them all.
-    Each call is one label record: gold and judge comparisons are also summed by record (``clusters``).
+    consensus. Turnarounds fall in histogram bins ``(bound[i-1], bound[i]]``, the last bin above them all;
+    each bin also keeps the smallest and largest it holds (``turnaround_range``), so quantiles read between
+    turnarounds seen. Each call is one label record: gold and judge comparisons are also summed by record
+    (``clusters``).
 
     Examples
     --------
@@ -134,6 +154,8 @@ class LabelTally(Detector):
     >>> row = tally.row("vendor-a")
     >>> row["labels"], row["turnaround"], row["judge"]
     (200, [86, 111, 3], [188, 200])
+    >>> [[round(x) for x in seen] for seen in row["turnaround_range"]]
+    [[0, 600], [605, 3361], [3872, 5758]]
     >>> tally.row("vendor-a", "a1")["labels"], tally.row("vendor-b")["labels"]
     (93, 0)
     """
@@ -150,12 +172,19 @@ class LabelTally(Detector):
         return tuple(check_bounds(self.turnaround_bounds))
 
     def _reset(self) -> None:
-        # vendor -> annotator (or "*") -> {"labels": n, "turnaround": [bin counts], pair: [agreeing, total],
-        # "<pair>_clusters" (of CLUSTERED, once counted): [records, Σa², Σam, Σm²]}
+        # vendor -> annotator (or "*") -> {"labels": n, "turnaround": [bin counts], "turnaround_range": [[min,
+        # max] or None per bin] (see turnaround_ranges), pair: [agreeing, total], "<pair>_clusters" (of
+        # CLUSTERED, once counted): [records, Σa², Σam, Σm²]}
         self._rows: dict[str, dict[str, dict[str, Any]]] = {}
 
     def _empty(self) -> dict[str, Any]:
-        return {"labels": 0, "turnaround": [0] * (len(self.bounds) + 1), **{p: [0, 0] for p in PAIRS}}
+        bins = len(self.bounds) + 1
+        return {
+            "labels": 0,
+            "turnaround": [0] * bins,
+            "turnaround_range": [None] * bins,
+            **{p: [0, 0] for p in PAIRS},
+        }
 
     def update(
         self,
@@ -173,8 +202,13 @@ class LabelTally(Detector):
             if row is None:
                 row = rows[who] = self._empty()
             if turnaround is not None:
+                ranges = turnaround_ranges(row)
                 row["labels"] += 1
-                row["turnaround"][bisect.bisect_left(self.bounds, turnaround)] += 1
+                at = bisect.bisect_left(self.bounds, turnaround)
+                row["turnaround"][at] += 1
+                if ranges is not None:  # else labels of old state: their bins' edges for good
+                    ranges[at] = _widest(ranges[at], [float(turnaround)] * 2)
+                    row["turnaround_range"] = ranges
             for pair in CLUSTERED:  # before the pairs: a row without them derives them from the pair
                 agreeing, total = pairs[pair]
                 if total:
@@ -209,6 +243,13 @@ class LabelTally(Detector):
                 if target is None:
                     mine[who] = copy.deepcopy(row)
                     continue
+                mine_ranges, their_ranges = turnaround_ranges(target), turnaround_ranges(row)
+                if mine_ranges is None or their_ranges is None:
+                    target.pop("turnaround_range", None)
+                else:
+                    target["turnaround_range"] = [
+                        _widest(a, b) for a, b in zip(mine_ranges, their_ranges, strict=True)
+                    ]
                 target["labels"] += row["labels"]
                 target["turnaround"] = [
                     a + b for a, b in zip(target["turnaround"], row["turnaround"], strict=True)
@@ -253,6 +294,8 @@ class Scorecard:
     gold_clusters: tuple[int, ...] | None = None
     """Gold comparisons by label record ([records, Σa², Σam, Σm²]); None: each its own record."""
     judge_clusters: tuple[int, ...] | None = None
+    ranges: tuple[tuple[float, float] | None, ...] | None = None
+    """The smallest and largest turnaround in each bin (None: empty); None: not kept, the bins' edges."""
 
     def effective_samples(self, pair: str) -> float:
         """The effective number of independent comparisons of ``pair`` (``gold``, ``judge``,
@@ -281,31 +324,35 @@ class Scorecard:
     def consensus_agreement(self) -> float:
         return self._ratio(self.consensus)
 
+    def _spans(self) -> list[tuple[float, float]]:
+        """Per bin, the smallest and largest turnaround it may hold: those seen, else its edges (the last
+        bin's upper edge ``inf``)."""
+        edges = list(itertools.pairwise((0.0, *self.bounds, math.inf)))
+        if self.ranges is None:
+            return edges
+        return [edge if seen is None else seen for edge, seen in zip(edges, self.ranges, strict=True)]
+
     def within(self, limit: float) -> float:
-        """Labels with turnaround at most ``limit``: exact when ``limit`` is a bound, else interpolated
-        linearly inside its bin; labels above the last bound never count."""
+        """Labels with turnaround at most ``limit``: exact when ``limit`` is a bound (or outside every
+        bin's turnarounds), else interpolated linearly between the bin's smallest and largest."""
         count = 0.0
-        lower = 0.0
-        for upper, n in zip(self.bounds, self.histogram, strict=False):
-            if limit >= upper:
+        for n, (low, high) in zip(self.histogram, self._spans(), strict=True):
+            if n and limit >= high:
                 count += n
-            else:
-                count += n * max(limit - lower, 0.0) / (upper - lower)
-                break
-            lower = upper
+            elif n and limit > low:
+                count += n * (limit - low) / (high - low)
         return count
 
     def quantile(self, q: float) -> float:
-        """Turnaround quantile ``q``, interpolated linearly inside its bin; ``inf`` above the last bound
-        and NaN without labels."""
+        """Turnaround quantile ``q``, interpolated linearly between the smallest and largest turnaround of
+        its bin (so all labels at one turnaround read exactly that); NaN without labels; ``inf`` in the
+        last bin of state from before 2026-11-26, which kept no range."""
         if not self.labels:
             return math.nan
         rank = q * self.labels
         seen = 0
-        lower = 0.0
-        for upper, n in zip(self.bounds, self.histogram, strict=False):
+        for n, (low, high) in zip(self.histogram, self._spans(), strict=True):
             if n and seen + n >= rank:
-                return lower + (upper - lower) * max(rank - seen, 0.0) / n
+                return math.inf if math.isinf(high) else low + (high - low) * max(rank - seen, 0.0) / n
             seen += n
-            lower = upper
         return math.inf

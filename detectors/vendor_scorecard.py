@@ -21,7 +21,16 @@ import math
 from typing import Any, Self
 
 from detectors.base import Detector
-from detectors.label_tally import ALL, OTHER, LabelTally, Scorecard, check_bounds, check_label, clusters
+from detectors.label_tally import (
+    ALL,
+    OTHER,
+    LabelTally,
+    Scorecard,
+    check_bounds,
+    check_label,
+    clusters,
+    turnaround_ranges,
+)
 from detectors.windowed import EventTimeWindows
 
 
@@ -50,9 +59,9 @@ class VendorScorecard(Detector):
     (17397, 10200, ['vendor-a', 'vendor-b'], ['b1', 'b2', 'other'])
     >>> a, b = card.scorecard("vendor-a"), card.scorecard("vendor-b")
     >>> a.labels, round(a.labels_per_hour, 1), round(a.quantile(0.9)), round(a.judge_agreement, 3)
-    (137, 68.5, 1603, 0.934)
+    (137, 68.5, 1562, 0.934)
     >>> b.labels, round(b.quantile(0.9)), round(b.judge_agreement, 3), b.within(3600) / b.labels > 0.9
-    (121, 6316, 0.793, False)
+    (121, 5842, 0.793, False)
     """
 
     def __init__(
@@ -246,6 +255,7 @@ class VendorScorecard(Detector):
         :meth:`window`) to read many scorecards from one merge."""
         tally = tally if tally is not None else self.window()
         row = tally.row(vendor, annotator)
+        ranges = turnaround_ranges(row)
         first = self._seen.get(vendor, {}).get(annotator)
         start, now = self.window_start, self.watermark
         covered, full = 0.0, False
@@ -257,6 +267,7 @@ class VendorScorecard(Detector):
             full_window=full,
             bounds=tally.bounds,
             histogram=tuple(row["turnaround"]),
+            ranges=None if ranges is None else tuple(None if r is None else (r[0], r[1]) for r in ranges),
             gold=(row["gold"][0], row["gold"][1]),
             judge=(row["judge"][0], row["judge"][1]),
             consensus=(row["consensus"][0], row["consensus"][1]),

@@ -22,8 +22,8 @@ class LabellingMetrics:
         )
         self.vendor_turnaround = CappedGauge(
             "convowatch_vendor_turnaround_seconds",
-            "Quantile (0.5, 0.9) of a vendor's turnaround, turn to label, over the SLA window (interpolated "
-            "in the scorecard's histogram; +Inf above its last bound).",
+            "Quantile (0.5, 0.9) of a vendor's turnaround, turn to label, over the SLA window (from the "
+            "scorecard's histogram, between the smallest and largest turnaround of the quantile's bin).",
             ["vendor_id", "quantile"],
             registry=r,
             combinations=ONE_LABEL,
