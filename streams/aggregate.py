@@ -213,11 +213,12 @@ class Aggregator:
         if offset is not None:
             applied = aggregate.applied
             last = applied.get(source)
-            if last is not None and [offset, seq] <= last:
+            position = [offset, seq]  # one list: compared, then kept
+            if last is not None and position <= last:
                 self.duplicates += 1
                 state.live[key] = aggregate
                 return None
-            applied[source] = [offset, seq]
+            applied[source] = position
         apply(aggregate.detector)
         state.live[key] = aggregate
         state.dirty[key] = partition
