@@ -253,6 +253,8 @@ class LiveVersionPairs(Detector, metaclass=ABCMeta):
     @property
     def live_pairs(self) -> list[list[str]]:
         """``[control, treatment]`` of every pair of versions live together now."""
+        if len(self._seen) < 2:  # one version tracked (most streams): no pair
+            return []
         live_since = self._watermark - self.horizon_seconds
         live = [v for v, seen in self._seen.items() if seen[1] >= live_since]
         if len(live) < 3:  # most streams run one version at a time, or two (a canary)
@@ -263,6 +265,11 @@ class LiveVersionPairs(Detector, metaclass=ABCMeta):
     @property
     def events(self) -> list[tuple[str, str, str]]:
         return [(c, t, what) for c, t, what in self._events]
+
+    @property
+    def eventful(self) -> bool:
+        """True when the last update left :attr:`events` (most leave none)."""
+        return bool(self._events)
 
     @property
     def versions(self) -> list[str]:

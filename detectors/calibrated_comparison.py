@@ -144,7 +144,8 @@ class CalibratedComparison(_AlwaysValidTest):
         """One judged turn of ``arm``; with ``y`` its human label too. ``stratum``: its time stratum (module
         doc; None, one stratum for all); a turn of an earlier stratum than the open one counts in the open
         one."""
-        value = _unit("f", f)
+        # a pass/fail verdict (a bool) is the common case: skip the call that checks it
+        value = 1.0 if f is True else 0.0 if f is False else _unit("f", f)
         self._check_arm(arm)
         if y is not None:
             self._label(arm, value, y, weight)
@@ -363,7 +364,7 @@ class CalibratedVersionComparison(LiveVersionPairs):
         for control, treatment, tests in self._arrive(version, ts):
             arm = "treatment" if version == treatment else "control"
             for dim, f in fails.items():
-                test = self._dimension(tests, dim)
+                test = tests.get(dim) or self._dimension(tests, dim)
                 if test is not None:
                     test.update(arm, f, stratum=stratum)
                     if test.decided_now:

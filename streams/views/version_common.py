@@ -206,9 +206,9 @@ class VersionPairView(ABC):
                 for dim, test in self._pair_tests(comparison, control, treatment).items():
                     self._publish(TestKey(scope, dim, control, treatment), test)
         self._since_publish[scope] = since
-        events = self._events(comparison)
-        if not events:  # most observations
+        if not comparison.eventful:  # most observations
             return []
+        events = self._events(comparison)
         emits: list[Emit] = []
         for control, treatment, dim, what in events:
             try:
