@@ -16,9 +16,7 @@ chart *is* the integer chart of Reynolds & Stoumbos (1999), which DefectRateSpik
 
 from __future__ import annotations
 
-import itertools
 import math
-from collections.abc import Iterator
 
 import numpy as np
 
@@ -68,22 +66,26 @@ def arl(up: int, down: int, threshold: int, p: float) -> float:
 
 def _arl_skip_free(up: int, n: int, p: float) -> float:
     """Zero-state ARL of a chart that falls 1 unit per ok event, threshold ``n > up + 1``, in ``O(n)``
-    operations (:func:`_skip_free_maps`). Agrees with the banded solve to ~1e-9 relative at ARL 1e6-1e8
+    operations (:func:`_skip_free_scan`). Agrees with the banded solve to ~1e-9 relative at ARL 1e6-1e8
     (tests)."""
-    c, e = next(itertools.islice(_skip_free_maps(up, p), n - up - 2, None))
+    _, c, e = _skip_free_scan(up, p, n)
     return (1.0 + p * c) / (p * (1.0 - e))
 
 
-def _skip_free_maps(up: int, p: float) -> Iterator[tuple[float, float]]:
-    """For thresholds ``up + 2, up + 3, ...`` of a chart that falls 1 unit per ok event, ``(c, e)`` with
-    ``L(up) = c + e * L(0)``: its zero-state ARL is ``(1 + p * c) / (p * (1 - e))``.
+def _skip_free_scan(up: int, p: float, last: int, arl0: float = math.inf) -> tuple[int, float, float]:
+    """Thresholds ``up + 2, up + 3, ... last`` of a chart that falls 1 unit per ok event, in turn: the first
+    whose zero-state ARL reaches ``arl0`` (none with the default), else ``last``, as ``(threshold, c, e)``
+    with ``L(up) = c + e * L(0)``: its zero-state ARL is ``(1 + p * c) / (p * (1 - e))``.
 
     Each state's ARL is an affine function of its lower neighbour's, ``L(i) = a_i + b_i L(i-1)``, from
     the top down; the map from ``L(i)`` to ``L(i+up)`` is the composition of ``up`` such functions,
     updated in O(1) per state by dropping the outermost function and adding the innermost one. The numbers
     depend only on the distance ``k`` below the threshold, never on the threshold itself, so one pass
-    serves every threshold in turn: after the step at distance ``k``, threshold ``k + 1``.
+    serves every threshold in turn: after the step at distance ``k``, threshold ``k + 1``. The loop is
+    written out (no generator, no calls): a spike detector's design runs it a few hundred steps per chart.
     """
+    near = arl0 * (1.0 - 1e-9)  # an ARL below this has ln ARL < ln arl0 for certain: no log needed
+    target = math.log(arl0)
     q = 1.0 - p
     # distance 0 .. up below the threshold: fall back, or alarm on a defect: L = 1 + q L(below)
     a = [1.0] * (up + 1)  # a[k], b[k]: the affine map of the state at distance k below the threshold
@@ -91,16 +93,23 @@ def _skip_free_maps(up: int, p: float) -> Iterator[tuple[float, float]]:
     c, e = 0.0, 1.0
     for _ in range(up):
         c, e = 1.0 + q * c, q * e
-    for k in itertools.count(up + 1):
+    add_a, add_b = a.append, b.append
+    j = 1  # k - up, for the state at distance k = up + 1, up + 2, ...
+    threshold = up + 2
+    while True:
         d = 1.0 - p * e
         ak = (1.0 + p * c) / d
         bk = q / d
-        a.append(ak)
-        b.append(bk)
-        bj = b[k - up]
-        c = (c + e * ak - a[k - up]) / bj
+        add_a(ak)
+        add_b(bk)
+        bj = b[j]
+        c = (c + e * ak - a[j]) / bj
         e = e * bk / bj
-        yield c, e
+        value = (1.0 + p * c) / (p * (1.0 - e))
+        if (value >= near and math.log(value) - target >= 0.0) or threshold >= last:
+            return threshold, c, e
+        j += 1
+        threshold += 1
 
 
 def quasi_stationary(up: int, down: int, threshold: int, p: float, tol: float = 1e-13) -> np.ndarray:
@@ -158,7 +167,7 @@ def threshold_for_arl(up: int, down: int, p: float, arl0: float) -> int:
         raise ValueError(f"chart with up={up}, down={down} drifts upward at p={p}: its ARL stays small")
     target = math.log(arl0)
     if down == 1:
-        found = _skip_free_threshold(up, p, arl0, target)
+        found = _skip_free_threshold(up, p, arl0)
         if found:
             return found
     # ln ARL(t) is close to theta * t - ln(theta * drift) and its slope tends to theta: Newton steps of
@@ -188,18 +197,15 @@ def threshold_for_arl(up: int, down: int, p: float, arl0: float) -> int:
     raise RuntimeError("threshold search did not converge")  # pragma: no cover
 
 
-def _skip_free_threshold(up: int, p: float, arl0: float, target: float) -> int:
+def _skip_free_threshold(up: int, p: float, arl0: float) -> int:
     """:func:`threshold_for_arl` of a chart falling 1 unit per ok event, in one pass of
-    :func:`_skip_free_maps`, stopped at the first threshold whose ``ln ARL`` reaches ``target = ln(arl0)``
-    (``ln ARL`` rises with the threshold); 0 when the answer is ``up + 2`` or less (thresholds whose ARL
-    :func:`arl` takes from the banded solve)."""
-    near = arl0 * (1.0 - 1e-9)  # an ARL below this has ln ARL < target for certain: no log needed
-    thresholds = range(up + 2, _MAX_THRESHOLD + 1)
-    for threshold, (c, e) in zip(thresholds, _skip_free_maps(up, p), strict=False):
-        value = (1.0 + p * c) / (p * (1.0 - e))
-        if value >= near and math.log(value) - target >= 0.0:
-            return threshold if threshold > up + 2 else 0
-    raise ValueError(f"no threshold below {_MAX_THRESHOLD} reaches ARL {arl0}")  # pragma: no cover
+    :func:`_skip_free_scan`, stopped at the first threshold whose ARL reaches ``arl0`` (``ln ARL`` rises
+    with the threshold); 0 when the answer is ``up + 2`` or less (thresholds whose ARL :func:`arl` takes
+    from the banded solve)."""
+    threshold, c, e = _skip_free_scan(up, p, _MAX_THRESHOLD, arl0)
+    if math.log((1.0 + p * c) / (p * (1.0 - e))) < math.log(arl0):  # pragma: no cover - runaway guard
+        raise ValueError(f"no threshold below {_MAX_THRESHOLD} reaches ARL {arl0}")
+    return threshold if threshold > up + 2 else 0
 
 
 def lattice(p0: float, p1: float, resolution: int = 1, tolerance: float = 1e-4) -> tuple[int, int, float]:
