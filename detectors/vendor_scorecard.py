@@ -9,9 +9,12 @@ annotators' consensus. Targets are in ``streams/vendor_sla.py``; breaches are ke
 
 The caps count the vendors and annotators the window holds: one whose counts have all left it gives up its
 slot (until 2026-11-26 they counted every id ever seen: after turnover every new one was ``other`` for
-good). An id given a slot while ``other`` may hold counts of it in the window is counted under its own name
-only from the bucket after ``other``'s newest count, so that ``remove`` finds what ``update`` added where it
-was added.
+good), unless it is a vendor :meth:`VendorScorecard.hold` keeps: its slot, and the time of its first
+label, stay while the window holds nothing of it, so that a vendor gone silent is judged at 0 labels over
+the window instead of being forgotten (``streams/views/vendors.py`` holds those with a labels-per-hour
+target until they have been judged at 0, and for as long as their throughput breach is open). An id given
+a slot while ``other`` may hold counts of it in the window is counted under its own name only from the
+bucket after ``other``'s newest count, so that ``remove`` finds what ``update`` added where it was added.
 """
 
 from __future__ import annotations
@@ -40,8 +43,8 @@ class VendorScorecard(Detector):
     ``update(ts, vendor, annotator, turnaround=None, gold=(0, 0), judge=(0, 0), consensus=(0, 0))`` adds,
     at event time ``ts``, one label (when ``turnaround`` is given) and comparisons as (agreeing, total).
     Past ``max_vendors`` vendors, or ``max_annotators`` annotators in all, new ones are counted under
-    ``other``; one whose counts have all left the window frees its slot. Events older than the window are
-    dropped (:attr:`too_late`).
+    ``other``; one whose counts have all left the window frees its slot, unless it is a vendor :meth:`hold`
+    keeps. Events older than the window are dropped (:attr:`too_late`).
 
     Examples
     --------
@@ -62,6 +65,13 @@ class VendorScorecard(Detector):
     (137, 68.5, 1562, 0.934)
     >>> b.labels, round(b.quantile(0.9)), round(b.judge_agreement, 3), b.within(3600) / b.labels > 0.9
     (121, 5842, 0.793, False)
+
+    A vendor :meth:`hold` keeps has a slot after its labels have left the window: 0 labels an hour over it.
+
+    >>> quiet = VendorScorecard(window_seconds=3600, bucket_seconds=600).update(0.0, "v", "v1", 60.0)
+    >>> quiet = quiet.hold({"v"}).update(7200.0, "w", "w1", 60.0)
+    >>> quiet.vendors, quiet.annotators("v"), quiet.scorecard("v").labels_per_hour
+    (['v', 'w'], [], 0.0)
     """
 
     def __init__(
@@ -99,6 +109,8 @@ class VendorScorecard(Detector):
         # vendor -> annotator (or "*") -> the first bucket start counted under its own name, for those given
         # a slot while "other" held counts that may be theirs (absent: every bucket)
         self._since: dict[str, dict[str, int]] = {}
+        # vendors whose slot (and first label time) is kept while the window holds none of their counts
+        self._held: set[str] = set()
 
     def _bucket_of(self, ts: float) -> int:
         if isinstance(ts, bool) or not isinstance(ts, int | float) or not math.isfinite(ts):
@@ -189,9 +201,20 @@ class VendorScorecard(Detector):
                 rows.setdefault(who, None)
         return self
 
+    def hold(self, vendors: set[str]) -> Self:
+        """Keep the slots of ``vendors`` (those that have one) while the window holds none of their counts,
+        until the next call: such a vendor keeps the time of its first label, so its labels per hour are
+        over the whole window (0 when it has gone silent), and a label it sends again counts under its own
+        name. Its annotators give up their slots as usual. Held slots count against ``max_vendors``."""
+        if not isinstance(vendors, set | frozenset) or not all(isinstance(v, str) for v in vendors):
+            raise ValueError(f"vendors must be a set of strings, got {vendors!r}")
+        self._held = {vendor for vendor in vendors if vendor in self._seen and vendor != OTHER}
+        return self
+
     def _free_slots(self) -> None:
         """Buckets left the window: vendors and annotators it holds no count of give up their slots (not one
-        whose own name starts at a bucket not yet the window's oldest: it has had no chance yet)."""
+        whose own name starts at a bucket not yet the window's oldest: it has had no chance yet, nor a vendor
+        :meth:`hold` keeps)."""
         oldest = self._windows.window_start
         assert oldest is not None
         held: dict[str, set[str]] = {}
@@ -204,7 +227,8 @@ class VendorScorecard(Detector):
                 waiting = since.get(who, oldest) > oldest
                 if who in since and not waiting:  # its own name in every bucket of the window
                     del since[who]
-                if not waiting and who not in held.get(vendor, ()):
+                kept = who == ALL and vendor in self._held
+                if not waiting and not kept and who not in held.get(vendor, ()):
                     del rows[who]
             if ALL not in rows:  # no count of the vendor: none of its annotators either
                 del self._seen[vendor]
@@ -237,8 +261,8 @@ class VendorScorecard(Detector):
 
     @property
     def vendors(self) -> list[str]:
-        """Vendors with a slot (counts in the window, or a slot just given), sorted; ``other`` holds those
-        past ``max_vendors``."""
+        """Vendors with a slot (counts in the window, a slot just given, or held), sorted; ``other`` holds
+        those past ``max_vendors``."""
         return sorted(self._seen)
 
     def annotators(self, vendor: str) -> list[str]:
@@ -277,13 +301,16 @@ class VendorScorecard(Detector):
 
     def to_dict(self) -> dict[str, Any]:
         seen, since = copy.deepcopy(self._seen), copy.deepcopy(self._since)
-        return self._dict_with({"_windows": self._windows.to_dict()["state"], "_seen": seen, "_since": since})
+        state = {"_windows": self._windows.to_dict()["state"], "_seen": seen, "_since": since}
+        return self._dict_with({**state, "_held": sorted(self._held)})
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Self:
-        card, state = cls._new_from(data, ("_windows", "_seen", "_since"))
+        card, state = cls._new_from(data, ("_windows", "_seen", "_since", "_held"))
         card._windows = EventTimeWindows.from_dict({**card._windows.to_dict(), "state": state["_windows"]})
         card._seen = copy.deepcopy(state["_seen"])
         # state written before slots were given up has none: every id kept its slot for good
         card._since = copy.deepcopy(state.get("_since", {}))
+        # state written before slots were held has none: the view holds them again at its next evaluation
+        card._held = set(state.get("_held", []))
         return card

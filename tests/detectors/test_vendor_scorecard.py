@@ -195,6 +195,29 @@ def test_vendors_and_annotators_past_the_caps_get_slots_once_the_window_holds_no
     assert card.window().annotators("vendor-a") == card.annotators("vendor-a")  # no "other" row
 
 
+def test_a_held_vendor_keeps_its_slot_and_first_label_time_while_the_window_holds_none_of_its_counts():
+    card = VendorScorecard(window_seconds=3600, bucket_seconds=600, max_vendors=2)
+    card.update(0.0, "quiet", "q1", 60.0).update(300.0, "busy", "b1", 60.0)
+    card = _json(card.hold({"quiet", "never-seen", OTHER}))  # held as stored: only a vendor with a slot
+    assert card.to_dict()["state"]["_held"] == ["quiet"]
+    for i in range(12):  # 2 hours of busy's labels: quiet's last label left the window an hour ago
+        card.update(1200.0 + 600.0 * i, "busy", "b1", 60.0)
+    quiet = card.scorecard("quiet")
+    assert card.vendors == ["busy", "quiet"] and card.annotators("quiet") == []  # its annotator left
+    assert (quiet.labels, quiet.full_window, quiet.labels_per_hour) == (0, True, 0.0)
+    assert quiet.covered_seconds == card.watermark - card.window_start
+    card.update(7900.0, "new", "n1", 60.0)  # every slot taken: the new vendor is counted under other
+    assert card.vendors == ["busy", "other", "quiet"]
+    card.update(7950.0, "quiet", "q2", 60.0)  # back: under its own name, first label time kept
+    assert card.scorecard("quiet").labels == 1 and card.scorecard("quiet").full_window
+    card.hold(set())  # released: gone once the window holds none of its counts, and its slot is free
+    card.update(7950.0 + 3600.0, "busy", "b1", 60.0).update(7950.0 + 3700.0, "new", "n1", 60.0)
+    assert card.vendors == ["busy", "new"]
+    assert card.scorecard("quiet").labels == 0 and not card.scorecard("quiet").full_window
+    with pytest.raises(ValueError, match="set of strings"):
+        card.hold(["busy"])  # type: ignore[arg-type]
+
+
 def test_a_slot_given_while_other_holds_counts_starts_at_the_next_bucket_and_removals_find_them():
     card = VendorScorecard(window_seconds=3600, bucket_seconds=600, max_annotators=2)
     card.update(0.0, "v", "a1", 60.0).update(700.0, "v", "a2", 60.0)  # the two slots
