@@ -3,7 +3,10 @@
 The file (built-in default: ``streams/vendor_sla.yaml``) sets the evaluation window, default targets and
 per-vendor overrides; it is validated at start-up and an error names the file and the key. Each SLA is
 judged on a vendor's :class:`~detectors.label_tally.Scorecard` only once there is enough evidence
-(``min_samples``, ``min_gold_samples``, a full window for throughput); until then it is not judged.
+(``min_samples``, ``min_gold_samples``); until then it is not judged. Throughput is labels per hour over the
+window, or since the vendor's first label if that is later (a new vendor), judged once that is
+:data:`THROUGHPUT_WARM_UP_SECONDS` or the whole window: no labels is evidence too, so a vendor the scorecard
+keeps after its labels have left the window (``VendorScorecard.hold``) is judged at 0 labels over it.
 
 A window's figure is an estimate of the vendor's rate, re-judged every few minutes: compared as it is
 with the target, sampling noise alone opened breach after breach for vendors that meet it (the default
@@ -18,6 +21,7 @@ between, an open breach stays open and none opens. ``confidence_level: 0.5`` is 
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -34,6 +38,9 @@ from streams.taxonomy import Severity, not_valid_yaml
 
 #: The ``sla`` label values: one per target kind.
 SLAS = ("labels_per_hour", "turnaround", "gold_accuracy", "judge_agreement", "consensus_agreement")
+#: A new vendor's labels per hour are judged once this much label time has passed since its first label (or
+#: a whole window, if shorter): not on its first few minutes (2 labels 4 minutes apart are 30 an hour).
+THROUGHPUT_WARM_UP_SECONDS = 3600.0
 
 
 class Targets(BaseModel):
@@ -131,7 +138,8 @@ def _judge(sla: str, target: float, targets: Targets, card: Scorecard) -> Verdic
     z = NormalDist().inv_cdf(level)  # one-sided
     if sla == "labels_per_hour":
         value = card.labels_per_hour
-        if not (card.full_window and math.isfinite(value)):
+        warm = card.full_window or card.covered_seconds >= THROUGHPUT_WARM_UP_SECONDS
+        if not (warm and math.isfinite(value)):
             return Verdict(sla, target, value, card.labels, None, None, {})
         n, hours = card.labels, card.covered_seconds / 3600.0
         upper = (n + z * z / 2 + z * math.sqrt(n + z * z / 4)) / hours  # the Poisson score bound
@@ -161,6 +169,22 @@ def _judge(sla: str, target: float, targets: Targets, card: Scorecard) -> Verdic
     if by_record is not None:
         detail["records"] = by_record[0]
     return Verdict(sla, target, value, total, not met and upper < target, met, detail)
+
+
+def silence_judged(verdicts: dict[str, list[Verdict]], breached: Iterable[str]) -> set[str]:
+    """Of the vendors judged (``verdicts``) those the scorecard is to keep (``VendorScorecard.hold``) while
+    its window holds none of their counts: those with a labels-per-hour target and labels in the window (so
+    that, once their last label has left it, they are judged at 0 before they give up their slot: a vendor
+    gone silent breaches unless its target is below what a window without labels can tell, about 3 labels
+    a window at 95%), and those whose labels-per-hour breach is open, by name in ``breached`` (judged at 0
+    for as long as they send nothing: only labels back on target close it)."""
+    open_ = set(breached)
+    return {
+        vendor
+        for vendor, judged in verdicts.items()
+        for verdict in judged
+        if verdict.sla == "labels_per_hour" and (verdict.samples > 0 or f"{vendor}|labels_per_hour" in open_)
+    }
 
 
 def _bound(upper: float, level: float) -> dict[str, float]:

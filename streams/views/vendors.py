@@ -27,8 +27,11 @@ publishes a ``vendor_sla`` escalation (id per vendor, SLA and episode; the estim
 evidence), re-published with the next revision every ``republish_seconds`` while it lasts, and resolved
 once the estimate is back on target, or the window no longer holds enough to judge it by
 (``closed_without_evidence`` in the evidence, and ``closed_without_labels`` when no label at all is left:
-too few gold items is enough). A vendor none of whose labels the window holds has lost its slot in the
-scorecard: it is judged (to close what it has open) and exported no more. Both aggregates go through
+too few gold items is enough). Silence is evidence for labels per hour: a vendor with that target keeps its
+slot in the scorecard (``VendorScorecard.hold``) after its last label leaves the window, to be judged at 0
+labels over it, and for as long as its throughput breach is open, which only its labels back on target
+close (its other SLAs close for want of labels). Any other vendor none of whose labels the window holds
+has lost its slot: it is judged (to close what it has open) and exported no more. Both aggregates go through
 :meth:`Aggregator.update`, so a replayed observation is skipped and publishes nothing, and the evaluation
 depends on the stream only. Vendor gauges are set at each evaluation; report.json has a ``vendors``
 section with every vendor's and annotator's scorecard and the SLA verdicts. Items older than the window
@@ -50,7 +53,7 @@ from streams.emit import UNKNOWN_SEGMENT, Emit, iso
 from streams.golden import GoldenSet
 from streams.metrics import Metrics
 from streams.policy import escalation_id
-from streams.vendor_sla import VendorSla, Verdict
+from streams.vendor_sla import VendorSla, Verdict, silence_judged
 from streams.views.agreement import finite_or_none
 from streams.views.vendor_figures import describe, figures
 
@@ -183,7 +186,8 @@ class VendorsView:
         tally = card.window()
         known = aggregator.detector(STATUS)
         # a vendor with an open breach is judged though it has lost its slot (no count left in the window):
-        # its breach closes for want of labels, where it stayed open for good, no longer judged
+        # its breach closes for want of labels, where it stayed open for good, no longer judged (a
+        # labels-per-hour breach keeps the vendor's slot: judged at 0 labels, it stays open)
         breached = known.breached if isinstance(known, SlaStatus) else []
         judged: dict[str, tuple[Scorecard, list[Verdict]]] = {}
         for vendor in sorted({*card.vendors, *(name.rsplit("|", 1)[0] for name in breached)}):
@@ -211,6 +215,10 @@ class VendorsView:
         )
         if status is not None:
             self._export(judged, status)
+        # the vendors whose silence is judged keep their slots (written with the scorecard's update)
+        known = aggregator.detector(STATUS)
+        open_ = known.breached if isinstance(known, SlaStatus) else []
+        card.hold(silence_judged({vendor: verdicts for vendor, (_, verdicts) in judged.items()}, open_))
         return emits
 
     def _export(self, judged: dict[str, tuple[Scorecard, list[Verdict]]], status: SlaStatus) -> None:
