@@ -25,8 +25,8 @@ class Emit:
     value: dict[str, Any]
 
 
-#: How the JSON of a join entry begins (TurnJoiner.handle creates them so): its changelog partition, then
-#: its last event time.
+#: How the JSON of a join entry begins (streams.join_entry.new_entry makes them so): its changelog partition,
+#: then its last event time.
 _ENTRY_HEAD = re.compile(rb'\{"p":(\d+|null),"last":(-?\d+(?:\.\d+)?(?:[eE][+-]?\d+)?)[,}]')
 
 

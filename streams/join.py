@@ -2,8 +2,8 @@
 
 Pure and transport-agnostic: state lives in an injected :class:`~streams.state.StateStore` (a dict when
 embedded, a Faust table on Kafka) holding JSON-native entries, written behind: once per touched turn at
-:meth:`TurnJoiner.flush`. A verdict or label seen twice for the same turn, source and dimension counts once.
-What a joined turn publishes is built by :class:`~streams.join_outputs.TurnOutputs`.
+:meth:`TurnJoiner.flush`. What an entry holds, and how each record adds to it: :mod:`streams.join_entry`;
+what a joined turn publishes is built by :class:`~streams.join_outputs.TurnOutputs`.
 
 Observations for the aggregation stage carry ``src`` = [input topic/partition, offset, sequence]: a replay
 after a crash re-emits them with the same ``src``, which lets the aggregates apply each exactly once.
@@ -24,14 +24,14 @@ from typing import Any
 import orjson
 
 from schemas import ChatTurn, HumanLabel, InvalidRecord, JudgeVerdict
-from schemas.judge_verdict import MAX_SCORES
 from streams.emit import Emit, Entry, entry_head
 from streams.expiry import ExpiryIndex
 from streams.golden import GoldenSet
 from streams.join_caps import RefusedRecord, check_caps, fits_a_record
+from streams.join_entry import add_human, add_judge, add_turn, new_entry
 from streams.join_gold import refused_gold_observations
 from streams.join_observations import MIN_RATERS, number_observations
-from streams.join_outputs import MAX_KEPT_TEXT, TurnOutputs, first_sampled, kept
+from streams.join_outputs import MAX_KEPT_TEXT, TurnOutputs, kept
 from streams.kept_outputs import KeptOutputs
 from streams.metrics import Metrics
 from streams.state import DictStore, StateStore, WriteBehind
@@ -124,23 +124,15 @@ class TurnJoiner:
             self.watermark = ts
         new = entry is None
         if entry is None:
-            entry = {
-                "p": partition,
-                "last": ts,
-                "turn": None,
-                "judge": {},
-                "human": {},
-                "paired": [],
-                "observed": [],
-                "defects": [],
-                "esc": None,
-            }
+            entry = new_entry(partition, ts)
         if isinstance(event, JudgeVerdict):
-            changed = self._add_judge(entry, event)
+            changed = add_judge(entry, event, self.metrics)
         elif isinstance(event, ChatTurn):
-            changed = self._add_turn(entry, event)
+            changed = add_turn(
+                entry, event, self.metrics, self.taxonomy.high_risk_topics, self.outputs.context
+            )
         else:
-            changed = self._add_human(entry, event)
+            changed = add_human(entry, event, self.metrics)
         if changed:
             emits = self.outputs.outputs(turn_id, entry, source)
             if entry["esc"] is not None and entry["turn"] is not None and not entry.get("keep"):
@@ -267,73 +259,6 @@ class TurnJoiner:
         the partitions owned now)."""
         self._reindex = True  # the store now holds other partitions' entries, maybe as many as before
         self._evicted_again = self.kept_outputs.rebalanced(self.state, dict(published_through or {}))
-
-    def _add_turn(self, entry: Entry, turn: ChatTurn) -> bool:
-        if entry["turn"] is not None:
-            self.metrics.duplicates.labels("chat_turns").inc()
-            return False
-        entry["turn"] = {
-            "ts": turn.ts.timestamp(),
-            "segment": {
-                "journey": turn.journey,
-                "intent": turn.intent,
-                "model_version": turn.model_version,
-                "channel": turn.channel,
-                "modality": turn.modality,
-            },
-            "risk": sorted({t.casefold() for t in turn.risk_topics} & self.taxonomy.high_risk_topics),
-            "ctx": self.outputs.context(turn),
-        }
-        return True
-
-    def _add_judge(self, entry: Entry, verdict: JudgeVerdict) -> bool:
-        record = entry["judge"].setdefault(verdict.judge_id, {"ts": verdict.ts.timestamp(), "labels": {}})
-        changed = self._merge(record["labels"], verdict.verdicts, "judge_verdicts")
-        for v in verdict.verdicts:  # the judge's confidence, for calibration against humans
-            if v.confidence is not None and v.dimension not in record.get("conf", {}):
-                record.setdefault("conf", {})[v.dimension] = v.confidence
-        for name, score in verdict.scores.items():  # perceptual scores: the first value per name counts
-            scores = record.setdefault("scores", {})
-            if name not in scores and len(scores) < MAX_SCORES:
-                scores[name] = score
-                changed = True
-        return changed
-
-    def _add_human(self, entry: Entry, label: HumanLabel) -> bool:
-        ts = label.ts.timestamp()
-        # each dimension's first sampled label, as labels come (the pairs' human label)
-        first = entry.get("first")
-        if first is None:
-            first = entry["first"] = first_sampled(entry)
-        record = entry["human"].get(label.annotator_id)
-        if record is None:
-            record = {"ts": ts, "vendor": label.vendor_id, "gold": label.is_gold, "labels": {}}
-            entry["human"][label.annotator_id] = record
-        elif any(v.dimension not in record["labels"] for v in label.verdicts):
-            record["lts"] = ts  # a later label of this annotator, with new dimensions: when it was made
-            # and when each new dimension was labelled (the others: at ``ts``): a ``raters`` item it
-            # completes is timed then, not at the annotator's first label
-            times = record.setdefault("dts", {})
-            for v in label.verdicts:
-                if v.dimension not in record["labels"]:
-                    times.setdefault(v.dimension, ts)
-        if label.inclusion_probability is not None:  # from the review request: weights the label by 1/p
-            record.setdefault("pi", label.inclusion_probability)
-        if not record["gold"]:
-            for v in label.verdicts:
-                first.setdefault(v.dimension, label.annotator_id)
-        return self._merge(record["labels"], label.verdicts, "human_labels")
-
-    def _merge(self, labels: dict[str, str], verdicts: list[Any], stream: str) -> bool:
-        changed = False
-        for v in verdicts:
-            if v.dimension in labels:  # the first label stands: outputs were published on it
-                same = labels[v.dimension] == v.label
-                (self.metrics.duplicates if same else self.metrics.label_conflicts).labels(stream).inc()
-            else:
-                labels[v.dimension] = v.label
-                changed = True
-        return changed
 
     # -- bounded state -------------------------------------------------------------------------------
 

@@ -17,6 +17,7 @@ import orjson
 import pytest
 from prometheus_client import CollectorRegistry
 
+from streams import join
 from streams.aggregate import Aggregator
 from streams.aggregate import key as aggregate_key
 from streams.join import TurnJoiner
@@ -656,12 +657,12 @@ def test_a_record_that_fails_midway_on_a_turn_evicted_in_its_batch_leaves_one_fi
     # the final state was set aside before the record was applied: failing midway (an internal error, which
     # the pipeline dead-letters and goes on), the record left the turn's own key with its state of an earlier
     # batch, tombstone deferred; a crash recovered both, and the stale one, evicted again, paired again
-    added = TurnJoiner._add_human
+    added = join.add_human
 
-    def failing(self: TurnJoiner, entry: Any, label: Any) -> bool:
+    def failing(entry: Any, label: Any, metrics: Any) -> bool:
         if label.annotator_id == "ann-2":
             raise RuntimeError("a bug midway")
-        return bool(added(self, entry, label))
+        return added(entry, label, metrics)
 
     class Refusing(Worker):
         def batch(self, records: list[Record], crash: str | None = None) -> None:
@@ -683,9 +684,9 @@ def test_a_record_that_fails_midway_on_a_turn_evicted_in_its_batch_leaves_one_fi
         31,
         labelled("t-1", seconds=3 * HOUR, annotator_id="ann-2", verdicts=[verdict("bias", "fail")]),
     )
-    monkeypatch.setattr(TurnJoiner, "_add_human", failing)
+    monkeypatch.setattr(join, "add_human", failing)
     worker.batch([LATER, late], crash=crash)  # evicts t-1, then its late label fails midway
-    monkeypatch.setattr(TurnJoiner, "_add_human", added)
+    monkeypatch.setattr(join, "add_human", added)
     worker = worker.restarted()
     worker.batch([LATER, late])
     worker.batch([("turns:0", 12, turn("t-3", seconds=6 * HOUR))])  # evicts what is left
