@@ -113,6 +113,22 @@ class AgreementBreakdown(Detector):
             stats.update(a_cell, b_cell)
         return self
 
+    def add_segment(self, name: str) -> Self:
+        """Count pairs per value of segment ``name`` too, from the next pair on (an aggregate kept since
+        before the segment existed); nothing if it is counted already.
+
+        >>> breakdown = AgreementBreakdown(segments=["journey"], windows={}).update(0.0, None, "pass", "pass")
+        >>> breakdown = breakdown.add_segment("judge_version").update(1.0, {"judge_version": "v2"}, "a", "b")
+        >>> breakdown.segments
+        ['journey', 'judge_version']
+        >>> {v: s.n for v, s in breakdown.segment("judge_version").items()}, breakdown.n
+        ({'v2': 1}, 2)
+        """
+        if name not in self._segments:
+            self.segments.append(name)
+            self._segments[name] = {}
+        return self
+
     def overall(self) -> AgreementStats:
         """All pairs (the live tracker: read only)."""
         return self._overall

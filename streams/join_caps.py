@@ -10,8 +10,8 @@ from schemas.exceptions import InvalidRecord
 from streams.emit import Emit, Entry
 from streams.state import MAX_WRITE_BYTES
 
-#: Most judges, and most annotators, whose labels one turn keeps (each adds ~180 bytes to its entry, and an
-#: annotator's dimension sent in a later record ~25 more: when it was labelled).
+#: Most judges, and most annotators, whose labels one turn keeps (each adds ~180 bytes to its entry, a judge
+#: its version too, and an annotator's dimension sent in a later record ~25 more: when it was labelled).
 MAX_RATERS_PER_TURN = 100
 #: Most dimensions one judge or annotator labels on one turn (one record carries at most this many too).
 MAX_DIMENSIONS_PER_RATER = 64

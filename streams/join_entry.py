@@ -62,8 +62,13 @@ def add_turn(
 
 
 def add_judge(entry: Entry, verdict: JudgeVerdict, metrics: Metrics) -> bool:
-    """A judge's verdict: its labels, confidences and perceptual scores, under its ``judge_id``."""
-    record = entry["judge"].setdefault(verdict.judge_id, {"ts": verdict.ts.timestamp(), "labels": {}})
+    """A judge's verdict: its labels, confidences and perceptual scores, under its ``judge_id``, with the
+    ``judge_version`` (``v``) of its first verdict on the turn (the version its pairs are counted under; an
+    entry written before the join kept it has none: version unknown)."""
+    record = entry["judge"].get(verdict.judge_id)
+    if record is None:
+        record = {"ts": verdict.ts.timestamp(), "v": verdict.judge_version, "labels": {}}
+        entry["judge"][verdict.judge_id] = record
     changed = _merge(record["labels"], verdict.verdicts, "judge_verdicts", metrics)
     for v in verdict.verdicts:  # the judge's confidence, for calibration against humans
         if v.confidence is not None and v.dimension not in record.get("conf", {}):

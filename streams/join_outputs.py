@@ -231,6 +231,7 @@ class TurnOutputs:
                     "kind": "pair",
                     "turn_id": turn_id,
                     "judge_id": judge_id,
+                    "judge_version": record.get("v"),  # None: an entry of code before the join kept it
                     "dimension": dim,
                     "judge_label": label,
                     "human_label": human_labels[dim],

@@ -40,6 +40,7 @@ class Metrics(PipelineMetrics, DivergenceMetrics, LabellingMetrics, ModelMetrics
         self.guards["dimension"] = LabelGuard(max(label_max_values, 32), reserved=QUALITY_DIMENSIONS)
         self.guards["intent"] = LabelGuard(label_max_values)
         self.guards["score"] = LabelGuard(label_max_values)  # perceptual score names (JudgeVerdict.scores)
+        self.guards["judge_version"] = LabelGuard(label_max_values)  # agreement per judge version
 
         self._build_pipeline_metrics(r)
         self._build_divergence_metrics(r)

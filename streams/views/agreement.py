@@ -5,8 +5,9 @@ From ``pair`` observations (judge label vs the turn's first human label; shard: 
 - ``agreement/<judge>/<dimension>``: :class:`~detectors.AgreementTracker`, the cumulative figures behind
   ``convowatch_judge_agreement_ratio`` and friends (the Kafka worker re-exports them after a rebalance);
 - ``agreement_detail/<judge>/<dimension>``: :class:`~detectors.agreement_breakdown.AgreementBreakdown`:
-  intervals, Gwet's AC1, per segment value (journey, intent, model version, channel, modality) and over
-  sliding event-time windows by the turn's time (``CONVOWATCH_AGREEMENT_WINDOWS``).
+  intervals, Gwet's AC1, per segment value (journey, intent, model version, channel, modality, and the
+  judge's version on the turn: ``judge_version``) and over sliding event-time windows by the turn's time
+  (``CONVOWATCH_AGREEMENT_WINDOWS``).
 
 From ``labelled`` observations (one annotator's labels with the judges' labels of the turn; shard:
 ``humans``): ``agreement_vendor/<judge>/<dimension>``, the judge against each annotator's own label, per
@@ -42,7 +43,11 @@ SEGMENT_GUARDS = {
     "channel": "channel",
     "modality": "modality",
     "vendor": "vendor_id",
+    "judge_version": "judge_version",
 }
+#: Segments of the ``agreement_detail`` aggregates: the turn's, and the version of the judge on the turn (from
+#: its first verdict there; ``unknown`` in pairs of a join before the version was kept)
+SEGMENTS = (*DEFAULT_SEGMENTS, "judge_version")
 DEFAULT_WINDOWS = {"1h": (3600, 300), "24h": (86400, 3600)}
 #: Distinct values kept per segment in one judge/dimension aggregate; later ones share ``other``.
 MAX_SEGMENT_VALUES = 50
@@ -93,7 +98,9 @@ class AgreementView:
         self._labels: dict[tuple[str, str], tuple[str, str]] = {}
 
     def _breakdown(self) -> AgreementBreakdown:
-        return AgreementBreakdown(windows=self.windows, max_values=MAX_SEGMENT_VALUES)
+        return AgreementBreakdown(
+            segments=list(SEGMENTS), windows=self.windows, max_values=MAX_SEGMENT_VALUES
+        )
 
     def apply(self, aggregator: Aggregator, obs: dict[str, Any], partition: int | None) -> list[Emit]:
         if obs["kind"] == "pair":
@@ -105,7 +112,7 @@ class AgreementView:
     def _pair(self, aggregator: Aggregator, pair: dict[str, Any], partition: int | None) -> None:
         judge_id, dimension = pair["judge_id"], pair["dimension"]
         judge_label, human_label = pair["judge_label"], pair["human_label"]
-        ts, segment = pair["ts"], pair["segment"]
+        ts, segment = pair["ts"], {**(pair["segment"] or {}), "judge_version": pair.get("judge_version")}
         tracker = aggregator.update(
             key("agreement", judge_id, dimension),
             pair,
@@ -129,7 +136,8 @@ class AgreementView:
             pair,
             partition,
             self._breakdown,
-            lambda b: b.update(ts, segment, judge_label, human_label),
+            # an aggregate kept since before judge_version was a segment counts it from now on
+            lambda b: b.add_segment("judge_version").update(ts, segment, judge_label, human_label),
         )
         if breakdown is None or not own:
             return
@@ -143,8 +151,8 @@ class AgreementView:
                 m.window_cohen_kappa.labels(*labels, name).set(window.cohen_kappa)
                 m.window_gwet_ac1.labels(*labels, name).set(window.gwet_ac1)
                 m.window_agreement_pairs.labels(*labels, name).set(window.n)
-        for name in DEFAULT_SEGMENTS:
-            value, stats = _stored(breakdown, name, segment.get(name) if segment else None)
+        for name in SEGMENTS:
+            value, stats = _stored(breakdown, name, segment.get(name))
             if self.refresh((judge_id, dimension, name, value), ts):
                 self._export_segment(labels, name, value, stats)
 

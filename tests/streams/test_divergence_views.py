@@ -596,13 +596,13 @@ def test_a_pair_whose_turn_never_arrived_counts_as_judged_and_labelled_under_unk
     pipeline = Pipeline(settings, Metrics(CollectorRegistry()), batched=True)
     pipeline.process(Stream.JUDGE_VERDICTS, _verdict("ghost", START, "fail"), source_topic="v", offset=0)
     pipeline.process(Stream.HUMAN_LABELS, _label("ghost", START + 60, "pass"), source_topic="l", offset=0)
-    # a turn an hour later expires the ghost: its pair comes out with no segment
+    # a turn an hour later expires the ghost: its pair comes out with no segment (but its judge's version)
     pipeline.process(Stream.CHAT_TURNS, _turn("later", START + 3600), source_topic="c", offset=0)
     report = pipeline.report()
     (row,) = [r for r in report["defect_rates"] if r["journey"] == "unknown"]
     assert (row["n_judged"], row["n_labelled"], row["judge_rate"], row["human_estimate"]) == (1, 1, 1.0, 0.0)
     segments = {(r["segment"], r["segment_value"]) for r in report["agreement_segments"]}
-    assert segments == {(name, "unknown") for name in SEGMENTS}
+    assert segments == {(name, "unknown") for name in SEGMENTS} | {("judge_version", "1")}
 
 
 def test_gauges_are_recomputed_every_n_observations_or_after_the_event_time_interval():

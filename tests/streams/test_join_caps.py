@@ -183,7 +183,11 @@ def _maximal_turn(
     scores = {_name("s", k): 0.12345678901234566 for k in range(16)}
     for j, dims in enumerate(judge_labels):
         judge = judge_verdict(
-            turn_id=turn_id, judge_id=_name("j", j, fill), verdicts=labels(dims), scores=scores
+            turn_id=turn_id,
+            judge_id=_name("j", j, fill),
+            judge_version=_name("v", j, fill),  # kept on the judge's record, carried by each of its pairs
+            verdicts=labels(dims),
+            scores=scores,
         )
         send(Stream.JUDGE_VERDICTS, judge)
     for a, dims in enumerate(human_labels):
@@ -222,9 +226,11 @@ def test_a_turn_at_every_cap_fits_a_changelog_record_with_room_for_its_outputs(
     # at 800 labels, 100 judges (16 scores each) and 100 annotators, all names 64 characters (filled with "/",
     # tripled in output ids), a turn id of 256 control characters (1,536 bytes of JSON) and both texts kept:
     # every label a failing quality one (a defect each, 4 per rater), or the judges' custom ones of 64
-    # characters (each annotator's observation carries them all, and makes a pair with each judge). Measured:
-    # 514,468 and 708,806 bytes written with one record's outputs (378,658 and 423,689 without); the largest
-    # output 113,973 bytes. Before the caps, 2.36 MB; before defect digests, 1.82 MB for the first.
+    # characters (each annotator's observation carries them all, and makes a pair with each judge), judge
+    # versions of 64 characters. Measured: 529,906 and 724,260 bytes written with one record's outputs
+    # (385,758 and 430,789 without); the largest output 114,027 bytes. With the versions of 2 characters
+    # (before the join kept them, 514,506 and 708,860). Before the caps, 2.36 MB; before defect digests,
+    # 1.82 MB for the first.
     turn_id, fill = "\x01" * 256, "/"
     written, entry, largest = _maximal_turn(judges, humans, turn_id, fill)
     assert written < 0.85 * MAX_WRITE_BYTES and entry < 0.6 * MAX_WRITE_BYTES
