@@ -58,7 +58,9 @@ class SpikeView:
         self.taxonomy = taxonomy
         # the human source's turns: a uniform sample, whatever review sampling requested
         self.uniform_labels = UniformLabels(uniform_probability)
-        self.category_of = {dim: taxonomy.policy(dim).category for dim in QUALITY_DIMENSIONS}
+        # sorted: the runbook below takes the first of a category's most severe dimensions, and a set's order
+        # follows PYTHONHASHSEED (a spike of "inaccurate" linked personalization's runbook in some processes)
+        self.category_of = {dim: taxonomy.policy(dim).category for dim in sorted(QUALITY_DIMENSIONS)}
         categories = sorted(set(self.category_of.values()))
         # every judged turn is one event, per judge, for each (slice, category) stream it falls in, and every
         # human-labelled turn one more for the human source's
@@ -79,12 +81,16 @@ class SpikeView:
             )
             for c in categories
         }
+        # the runbook of the category's most severe dimension that has one (its name breaks ties)
         self.runbook = {
             c: next(
                 (
                     taxonomy.policy(d).runbook_url
-                    for d, cat in self.category_of.items()
-                    if cat == c and taxonomy.policy(d).runbook_url
+                    for d in sorted(
+                        (d for d, cat in self.category_of.items() if cat == c),
+                        key=lambda d: SEVERITIES.index(taxonomy.policy(d).severity),
+                    )
+                    if taxonomy.policy(d).runbook_url
                 ),
                 None,
             )

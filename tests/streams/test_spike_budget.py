@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 from prometheus_client import CollectorRegistry
 
@@ -154,3 +159,25 @@ def test_a_changed_drift_budget_reaches_the_drift_detectors_recovered_from_the_s
     drifts = list(recovered.items("drift"))
     assert len(drifts) == 2  # all journeys, and the turn's
     assert all(detector.arl0 == after.arl0 for _, detector in drifts)
+
+
+def test_a_category_links_its_most_severe_dimensions_runbook_whatever_the_hash_seed() -> None:
+    # "inaccurate" is execution_accuracy (high) and personalization (low): a spike links the former's runbook.
+    # It took whichever the frozenset of quality dimensions iterated first, which PYTHONHASHSEED decides.
+    program = (
+        "from prometheus_client import CollectorRegistry\n"
+        "from streams.metrics import Metrics\n"
+        "from streams.taxonomy import load_taxonomy\n"
+        "from streams.views.spikes import SpikeView\n"
+        "view = SpikeView(Metrics(CollectorRegistry()), load_taxonomy())\n"
+        "print(view.runbook['inaccurate'])\n"
+    )
+    root = Path(__file__).resolve().parents[2]
+    links = set()
+    for seed in range(8):
+        env = {**os.environ, "PYTHONHASHSEED": str(seed), "PYTHONPATH": str(root)}
+        done = subprocess.run(
+            [sys.executable, "-c", program], env=env, capture_output=True, text=True, check=True, timeout=60
+        )
+        links.add(done.stdout.strip())
+    assert links == {"https://runbooks.example.com/convowatch/inaccurate"}
