@@ -325,11 +325,13 @@ class AuditCollector:
 
 
 def _gold_items(gold: dict[str, Any]) -> dict[str, Any]:
-    """The golden items raters miss most (the gold view's ``items``) and how many are suspect."""
+    """The golden items raters miss most (the gold view's ``items``), how many are suspect, and the turns
+    with a suspect item."""
     return {
         "items_scored": gold.get("items_scored", 0),
         "items_suspect": gold.get("items_suspect", 0),
         "items": gold.get("items", []),
+        "suspect_turns": gold.get("suspect_turns", []),
     }
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from streams.report_charts import Html, join, pct, table, tag
-from streams.views.gold_items import MIN_RATERS
+from streams.views.gold_items import MIN_RATERS, SUSPECT_TURNS
 
 HEADERS = (
     "Turn",
@@ -37,6 +37,12 @@ def gold_items(data: dict[str, Any]) -> Html:
         f"gold accuracy alike: check them before a vendor's. The {len(gold['items'])} items listed are "
         "the suspect ones first, then those missed most."
     )
+    turns = gold.get("suspect_turns") or []
+    if turns:
+        summary += (
+            f" The {len(turns)} golden turns with a suspect item, most suspect items first (at most "
+            f"{SUSPECT_TURNS}): " + ", ".join(turns) + "."
+        )
     cells = (
         (
             r["turn_id"],

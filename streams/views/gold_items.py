@@ -9,7 +9,8 @@ the state is a few hundred bytes per golden turn and shard, bounded by the golde
 
 An item is ``suspect`` (likely a wrong expected answer) when at least :data:`MIN_RATERS` labels were scored
 on it, humans' and judges' alike, and most of them missed. report.json ``gold.items`` lists the
-:data:`TOP_ITEMS` items most worth a look: suspect ones first, then by misses. The gauge
+:data:`TOP_ITEMS` items most worth a look: suspect ones first, then by misses; ``gold.suspect_turns``
+the golden turns with a suspect item. The gauge
 ``convowatch_gold_items_suspect`` counts the items suspect on the human labels alone: on Kafka the judges'
 counts are on other workers, and the humans shard's worker sets it.
 """
@@ -27,10 +28,14 @@ from streams.metrics import Metrics
 
 PREFIX = "gold_item"
 HUMANS = "humans"
-#: Labels an item needs before most of them missing makes it suspect.
-MIN_RATERS = 3
+#: Labels an item needs before most of them missing makes it suspect: two that both miss (with raters each
+#: wrong with probability p, p² by chance) are rarer than the 2 of 3 the rule admits anyway (3p²).
+MIN_RATERS = 2
 #: Items listed in report.json ``gold.items``.
 TOP_ITEMS = 20
+#: Turns listed in report.json ``gold.suspect_turns`` (a golden turn's expected answers are one record of
+#: the golden file: a wrong one is often wrong on several dimensions, which would fill ``items``).
+SUSPECT_TURNS = 100
 
 
 def _tallies() -> KeyedDetectors:
@@ -108,16 +113,23 @@ class GoldItems:
             self.metrics.gold_items_suspect.set(self._suspect_on_humans)
 
     def report(self, aggregator: Aggregator) -> dict[str, Any]:
-        """``items_scored``, ``items_suspect`` and ``items``: the :data:`TOP_ITEMS` golden items most worth
-        a look, suspect ones first, then by misses."""
+        """``items_scored``, ``items_suspect``, ``items``: the :data:`TOP_ITEMS` golden items most worth a
+        look, suspect ones first, then by misses, and ``suspect_turns``: the golden turns with a suspect
+        item, most suspect items first (at most :data:`SUSPECT_TURNS`)."""
         rows = list(self._rows(aggregator.items(PREFIX)))
         rows.sort(
             key=lambda r: (not r["suspect"], -r["missed"], -r["disagree_share"], r["turn_id"], r["dimension"])
         )
+        suspect_items: dict[str, int] = {}
+        for row in rows:
+            if row["suspect"]:
+                suspect_items[row["turn_id"]] = suspect_items.get(row["turn_id"], 0) + 1
+        turns = sorted(suspect_items, key=lambda t: (-suspect_items[t], t))
         return {
             "items_scored": len(rows),
-            "items_suspect": sum(r["suspect"] for r in rows),
+            "items_suspect": sum(suspect_items.values()),
             "items": rows[:TOP_ITEMS],
+            "suspect_turns": turns[:SUSPECT_TURNS],
         }
 
     def _rows(self, aggregates: Iterable[tuple[list[str], Any]]) -> Iterable[dict[str, Any]]:

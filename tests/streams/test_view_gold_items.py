@@ -123,6 +123,7 @@ def test_exactly_the_flipped_items_are_suspect(tmp_path: Path) -> None:
     rows = {(r["turn_id"], r["dimension"]): r for r in gold["items"]}
     assert len(rows) == min(TOP_ITEMS, gold["items_scored"])
     assert {item for item, r in rows.items() if r["suspect"]} == flipped
+    assert sorted(gold["suspect_turns"]) == sorted(FLIPPED)
     assert [r["suspect"] for r in gold["items"]] == sorted(
         (r["suspect"] for r in gold["items"]), reverse=True
     )
@@ -150,6 +151,8 @@ def test_the_audit_report_names_the_suspect_items(tmp_path: Path) -> None:
     assert f"{len(suspect)} of {12 * len(DIMENSIONS)} golden items" in page
     for turn_id in FLIPPED:
         assert f"<td>{turn_id}</td>" in page
+    assert sorted(data["gold_items"]["suspect_turns"]) == sorted(FLIPPED)
+    assert f"The {len(FLIPPED)} golden turns with a suspect item" in page
 
 
 class Labels:
@@ -212,12 +215,15 @@ def test_the_list_is_capped_and_puts_the_suspect_items_first() -> None:
     assert rest[0]["missed"] == 4 and not any(r["suspect"] for r in rest)
 
 
-def test_an_item_most_raters_miss_is_suspect_from_three_raters_on() -> None:
+def test_an_item_most_raters_miss_is_suspect_from_two_raters_on() -> None:
     labels = Labels(DictStore(), {"g": {"safety": "pass"}, "h": {"safety": "pass"}})
     labels.label("g", "fail")
+    (row,) = labels.gold()["items"]
+    assert (row["scored"], row["missed"], row["suspect"]) == (1, 1, False)  # one rater is too few
     labels.verdict("g", "fail")
     (row,) = labels.gold()["items"]
-    assert (row["scored"], row["missed"], row["suspect"]) == (2, 2, False)  # two raters are too few
+    assert (row["scored"], row["missed"], row["suspect"]) == (2, 2, True)  # both raters missed
+    assert labels.gold()["suspect_turns"] == ["g"]
     labels.label("g", "pass", vendor="w")
     (row,) = labels.gold()["items"]
     assert (row["humans_missed"], row["judges_missed"], row["suspect"]) == (1, 1, True)  # 2 of 3
