@@ -73,8 +73,8 @@ class LabelGuard:
 
 class FoldedLabelValues:
     """``convowatch_label_value_folds_total{label}``: the lookups whose value of ``label`` its guard folded
-    into ``other`` (a collector reading the guards' counts; a label shows once its guard has folded). The
-    views cache the label of a value, so each folded value counts at least once, not once per update.
+    into ``other`` (a collector reading the guards' counts; a label shows once its guard has folded): about
+    one per update of a metric with that value, fewer where a view caches the value's label.
 
     >>> from prometheus_client import CollectorRegistry
     >>> registry, guard = CollectorRegistry(), LabelGuard(max_values=1)
@@ -88,8 +88,8 @@ class FoldedLabelValues:
     NAME = "convowatch_label_value_folds"
     HELP = (
         "Lookups of a guarded label whose value was past the label's first CONVOWATCH_LABEL_MAX_VALUES "
-        "distinct values (or outside its allow-list), so shown as other, by label: each such value at least "
-        "once (its label is cached), not once per update."
+        "distinct values (or outside its allow-list), so shown as other, by label: about one per metric "
+        "update with such a value, fewer where a view caches the value's label."
     )
 
     def __init__(self, guards: Mapping[str, LabelGuard]) -> None:

@@ -154,7 +154,7 @@ class DivergenceMetrics:
         )
         self.gold_items_suspect = Gauge(
             "convowatch_gold_items_suspect",
-            "Golden-set items (turn and dimension) most of whose human labels, at least 3, miss the expected "
+            "Golden-set items (turn and dimension) most of whose human labels, at least 2, miss the expected "
             "label: likely wrong expected answers (report.json gold.items: with the judges' verdicts too).",
             registry=r,
         )
