@@ -15,6 +15,10 @@ the window instead of being forgotten (``streams/views/vendors.py`` holds those 
 target until they have been judged at 0, and for as long as their throughput breach is open). An id given
 a slot while ``other`` may hold counts of it in the window is counted under its own name only from the
 bucket after ``other``'s newest count, so that ``remove`` finds what ``update`` added where it was added.
+
+Each vendor also keeps the golden turns it most recently missed an item of
+(:meth:`VendorScorecard.missed_gold`): at most :data:`MISSED_GOLD_KEPT`, each once, of those the window
+holds, for a gold accuracy breach to name.
 """
 
 from __future__ import annotations
@@ -36,12 +40,16 @@ from detectors.label_tally import (
 )
 from detectors.windowed import EventTimeWindows
 
+#: A vendor's most recently missed golden turns kept (:meth:`VendorScorecard.missed_gold`)
+MISSED_GOLD_KEPT = 10
+
 
 class VendorScorecard(Detector):
     """Scorecards of every vendor and annotator over the last ``window_seconds`` of label event time.
 
-    ``update(ts, vendor, annotator, turnaround=None, gold=(0, 0), judge=(0, 0), consensus=(0, 0))`` adds,
-    at event time ``ts``, one label (when ``turnaround`` is given) and comparisons as (agreeing, total).
+    ``update(ts, vendor, annotator, turnaround=None, gold=(0, 0), judge=(0, 0), consensus=(0, 0),
+    turn_id=None)`` adds, at event time ``ts``, one label (when ``turnaround`` is given) and comparisons as
+    (agreeing, total) on the turn ``turn_id``: one with a gold item missed is among :meth:`missed_gold`.
     Past ``max_vendors`` vendors, or ``max_annotators`` annotators in all, new ones are counted under
     ``other``; one whose counts have all left the window frees its slot, unless it is a vendor :meth:`hold`
     keeps. Events older than the window are dropped (:attr:`too_late`).
@@ -72,6 +80,13 @@ class VendorScorecard(Detector):
     >>> quiet = quiet.hold({"v"}).update(7200.0, "w", "w1", 60.0)
     >>> quiet.vendors, quiet.annotators("v"), quiet.scorecard("v").labels_per_hour
     (['v', 'w'], [], 0.0)
+
+    The golden turns a vendor missed an item of most recently, each once, newest first:
+
+    >>> for i, (turn_id, correct) in enumerate([("g1", 0), ("g2", 1), ("g1", 1), ("g3", 2)]):
+    ...     card = card.update(ts + i, "vendor-b", "b1", gold=(correct, 2), turn_id=turn_id)
+    >>> card.missed_gold("vendor-b"), card.missed_gold("vendor-a")
+    (['g1', 'g2'], [])
     """
 
     def __init__(
@@ -111,6 +126,8 @@ class VendorScorecard(Detector):
         self._since: dict[str, dict[str, int]] = {}
         # vendors whose slot (and first label time) is kept while the window holds none of their counts
         self._held: set[str] = set()
+        # vendor -> [label event time, golden turn id] of its most recently missed golden turns, newest first
+        self._missed_gold: dict[str, list[list[Any]]] = {}
 
     def _bucket_of(self, ts: float) -> int:
         if isinstance(ts, bool) or not isinstance(ts, int | float) or not math.isfinite(ts):
@@ -172,9 +189,12 @@ class VendorScorecard(Detector):
         gold: tuple[int, int] = (0, 0),
         judge: tuple[int, int] = (0, 0),
         consensus: tuple[int, int] = (0, 0),
+        turn_id: str | None = None,
     ) -> Self:
         if not isinstance(vendor, str) or not vendor or not isinstance(annotator, str) or not annotator:
             raise ValueError(f"vendor and annotator must be non-empty strings, got {vendor!r}, {annotator!r}")
+        if turn_id is not None and (not isinstance(turn_id, str) or not turn_id):
+            raise ValueError(f"turn_id must be None or a non-empty string, got {turn_id!r}")
         start = self._bucket_of(ts)
         newest_end = self._windows.window_end
         if newest_end is not None and start >= newest_end:  # a new bucket: the window slides first, so the
@@ -199,7 +219,18 @@ class VendorScorecard(Detector):
                 rows[who] = float(ts)
             else:
                 rows.setdefault(who, None)
+        if turn_id is not None and gold[0] < gold[1] and vendor != OTHER:
+            self._miss_gold(float(ts), vendor, turn_id)
         return self
+
+    def _miss_gold(self, ts: float, vendor: str, turn_id: str) -> None:
+        """Keep ``turn_id`` among ``vendor``'s most recent misses, once (at its latest miss)."""
+        kept = self._missed_gold.get(vendor, [])
+        ts = max([ts, *(at for at, turn in kept if turn == turn_id)])
+        kept = [miss for miss in kept if miss[1] != turn_id]
+        newer = sum(at > ts for at, _ in kept)  # after those: at the same time, the one come last first
+        kept.insert(newer, [ts, turn_id])
+        self._missed_gold[vendor] = kept[:MISSED_GOLD_KEPT]
 
     def hold(self, vendors: set[str]) -> Self:
         """Keep the slots of ``vendors`` (those that have one) while the window holds none of their counts,
@@ -235,6 +266,13 @@ class VendorScorecard(Detector):
                 since.clear()
             if not since:
                 self._since.pop(vendor, None)
+        # only the window's (a vendor's misses leave it before its slot can: they are among its counts)
+        for vendor, misses in list(self._missed_gold.items()):
+            in_window = [miss for miss in misses if miss[0] >= oldest]
+            if in_window:
+                self._missed_gold[vendor] = in_window
+            else:
+                del self._missed_gold[vendor]
 
     def remove(self, ts: float, vendor: str, annotator: str, consensus: tuple[int, int]) -> Self:
         """Take out consensus comparisons ``update`` added at ``ts``, if they are still in the window (an
@@ -267,6 +305,11 @@ class VendorScorecard(Detector):
 
     def annotators(self, vendor: str) -> list[str]:
         return sorted(a for a in self._seen.get(vendor, {}) if a != ALL)
+
+    def missed_gold(self, vendor: str) -> list[str]:
+        """The golden turns ``vendor`` most recently missed a gold item of (by label event time, newest
+        first, each once, at most :data:`MISSED_GOLD_KEPT`), of those the window holds."""
+        return [turn for _, turn in self._missed_gold.get(vendor, [])]
 
     def window(self) -> LabelTally:
         """The counts of the current window, merged (a new tally)."""
@@ -302,15 +345,18 @@ class VendorScorecard(Detector):
     def to_dict(self) -> dict[str, Any]:
         seen, since = copy.deepcopy(self._seen), copy.deepcopy(self._since)
         state = {"_windows": self._windows.to_dict()["state"], "_seen": seen, "_since": since}
-        return self._dict_with({**state, "_held": sorted(self._held)})
+        missed = copy.deepcopy(self._missed_gold)
+        return self._dict_with({**state, "_held": sorted(self._held), "_missed_gold": missed})
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Self:
-        card, state = cls._new_from(data, ("_windows", "_seen", "_since", "_held"))
+        card, state = cls._new_from(data, ("_windows", "_seen", "_since", "_held", "_missed_gold"))
         card._windows = EventTimeWindows.from_dict({**card._windows.to_dict(), "state": state["_windows"]})
         card._seen = copy.deepcopy(state["_seen"])
         # state written before slots were given up has none: every id kept its slot for good
         card._since = copy.deepcopy(state.get("_since", {}))
         # state written before slots were held has none: the view holds them again at its next evaluation
         card._held = set(state.get("_held", []))
+        # state written before missed golden turns were kept has none
+        card._missed_gold = copy.deepcopy(state.get("_missed_gold", {}))
         return card

@@ -24,8 +24,10 @@ Once label event time has moved ``evaluate_every_seconds`` past the last evaluat
 are judged and a :class:`~detectors.sla_status.SlaStatus` under ``vendor_sla`` records breaches: a
 breach opens when the figure's upper confidence bound is below the target (``streams/vendor_sla.py``) and
 publishes a ``vendor_sla`` escalation (id per vendor, SLA and episode; the estimate and the bound in its
-evidence), re-published with the next revision every ``republish_seconds`` while it lasts, and resolved
-once the estimate is back on target, or the window no longer holds enough to judge it by
+evidence; for gold accuracy, ``turn_ids``: the golden turns the vendor missed most recently,
+:meth:`VendorScorecard.missed_gold`, as they are at each revision), re-published with the next revision
+every ``republish_seconds`` while it lasts, and resolved once the estimate is back on target, or the
+window no longer holds enough to judge it by
 (``closed_without_evidence`` in the evidence, and ``closed_without_labels`` when no label at all is left:
 too few gold items is enough). Silence is evidence for labels per hour: a vendor with that target keeps its
 slot in the scorecard (``VendorScorecard.hold``) after its last label leaves the window, to be judged at 0
@@ -116,8 +118,8 @@ class VendorsView:
             # only when the aggregator applies the observation (a replay it skips counts nothing), and by
             # this observation's own drops: exact without remembering the count between calls or restarts
             dropped = card.too_late
-            for update in updates:
-                card.update(*update)
+            for update in updates:  # a ``gold_label``'s turn with an item missed: among the vendor's misses
+                card.update(*update, turn_id=obs.get("turn_id"))
             if card.too_late > dropped:
                 self.metrics.vendor_labels_too_late.inc(card.too_late - dropped)
 
@@ -329,7 +331,8 @@ class VendorsView:
             "dimension": None,
             "segment": dict(UNKNOWN_SEGMENT),
             "event_time": iso(state["published"]),
-            "turn_ids": [],
+            # the golden turns the vendor missed most recently (of the window's, at most 10), as they are now
+            "turn_ids": card.missed_gold(vendor) if verdict.sla == "gold_accuracy" else [],
             "summary": summary,
             "evidence": {
                 "vendor_id": vendor,

@@ -12,7 +12,7 @@ import pytest
 
 from detectors.exceptions import NotHeldError
 from detectors.sla_status import SlaStatus
-from detectors.vendor_scorecard import OTHER, LabelTally, Scorecard, VendorScorecard
+from detectors.vendor_scorecard import MISSED_GOLD_KEPT, OTHER, LabelTally, Scorecard, VendorScorecard
 
 WINDOW, BUCKET = 7200, 600
 BOUNDS = [300.0, 1800.0, 3600.0]
@@ -347,6 +347,56 @@ OLD_STATE: dict[str, Any] = {
 }
 
 
+def _missed_recently(misses: list[tuple[float, str]], start: float) -> list[str]:
+    """The turns of ``misses`` (ts, turn) at or after ``start``, each at its latest, newest first, 10."""
+    latest: dict[str, float] = {}
+    for ts, turn in misses:
+        if ts >= start:
+            latest[turn] = max(ts, latest.get(turn, ts))
+    return sorted(latest, key=lambda turn: -latest[turn])[:10]
+
+
+def test_a_vendor_keeps_its_most_recently_missed_golden_turns_each_once_of_the_window_s():
+    # gold items on 40 golden turns (one missed again, by another annotator or later, is named once), some
+    # late; against a recount at every step, through JSON round trips on the way
+    rng = random.Random(29)
+    card = VendorScorecard(WINDOW, BUCKET, BOUNDS)
+    misses: dict[str, list[tuple[float, str]]] = {"vendor-a": [], "vendor-b": []}
+    most = dict.fromkeys(misses, 0)
+    ts, watermark = 1_700_000_000.0, -math.inf
+    for i in range(3000):
+        ts += rng.expovariate(1 / 20)
+        at = ts - (rng.uniform(0, 9000) if rng.random() < 0.05 else 0.0)
+        vendor, turn, items = rng.choice(sorted(misses)), f"g{rng.randrange(40)}", rng.randint(1, 3)
+        wrong = rng.randint(1, items) if rng.random() < (0.05 if vendor == "vendor-a" else 0.4) else 0
+        card.update(at, vendor, f"{vendor[-1]}{rng.randrange(3)}", gold=(items - wrong, items), turn_id=turn)
+        watermark = max(watermark, at)
+        if wrong and at // BUCKET * BUCKET >= watermark // BUCKET * BUCKET - WINDOW + BUCKET:  # not too late
+            misses[vendor].append((at, turn))
+        if i % 250 == 0:
+            card = _json(card)
+        start = card.window_start
+        assert start is not None
+        for vendor, missed in misses.items():
+            assert card.missed_gold(vendor) == _missed_recently(missed, start)
+            most[vendor] = max(most[vendor], len(card.missed_gold(vendor)))
+    assert most == dict.fromkeys(misses, MISSED_GOLD_KEPT)  # the bound was reached, and held
+
+
+def test_state_written_before_missed_golden_turns_were_kept_reads_none():
+    card = VendorScorecard.from_dict(copy.deepcopy(OLD_STATE))
+    assert card.missed_gold("v") == []
+    card.update(900.0, "v", "a1", gold=(0, 2), turn_id="g1").update(
+        950.0, "v", "a2", gold=(1, 1), turn_id="g2"
+    )
+    assert _json(card).missed_gold("v") == ["g1"]
+    # past the caps: no turns kept for "other"
+    capped = (
+        VendorScorecard(max_vendors=1).update(0.0, "v", "a1").update(1.0, "w", "b1", gold=(0, 1), turn_id="g")
+    )
+    assert capped.vendors == [OTHER, "v"] and capped.missed_gold(OTHER) == capped.missed_gold("w") == []
+
+
 def test_state_written_before_slots_were_given_up_restores_and_frees_them():
     card = VendorScorecard.from_dict(copy.deepcopy(OLD_STATE))
     assert card.annotators("v") == ["a1", "a2", OTHER]
@@ -410,6 +460,8 @@ def test_bad_arguments_are_refused_before_anything_changes():
         (20.0, "v", "a", 5.0, (2, 1)),
         (20.0, "", "a"),
         (math.nan, "v", "a"),
+        (20.0, "v", "a", None, (0, 1), (0, 0), (0, 0), ""),
+        (20.0, "v", "a", None, (0, 1), (0, 0), (0, 0), 7),
     ]:
         with pytest.raises(ValueError):
             card.update(*args)

@@ -9,6 +9,7 @@ one gold-accuracy escalation (revised while it lasts, then resolved), vendor-a n
 from __future__ import annotations
 
 import math
+import random
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -111,7 +112,7 @@ def _escalations(emits: list[Any]) -> list[dict[str, Any]]:
 
 def test_a_breaching_vendor_gets_one_escalation_per_sla_revised_then_resolved(files):
     sla, golden = files
-    records, _, labels = _world()
+    records, golden_set, labels = _world()
     registry = CollectorRegistry()
     pipeline = Pipeline(Settings(vendor_sla=sla, golden=golden), Metrics(registry))
 
@@ -119,8 +120,14 @@ def test_a_breaching_vendor_gets_one_escalation_per_sla_revised_then_resolved(fi
         return registry.get_sample_value("convowatch_vendor_sla_breached", {"vendor_id": vendor, "sla": name})
 
     seen: list[dict[str, Any]] = []
+    missed: list[tuple[float, str]] = []  # vendor-b's missed golden turns so far (label time, turn)
     checked_midway = False
     for offset, (ts, _, stream, data) in enumerate(records):
+        record = orjson.loads(data)
+        if stream is Stream.HUMAN_LABELS and record["turn_id"] in golden_set:
+            truth = golden_set[record["turn_id"]]
+            if any(v["label"] != truth.get(v["dimension"], v["label"]) for v in record["verdicts"]):
+                missed.append((ts, record["turn_id"]))
         if not checked_midway and ts >= START + 4 * HOUR:  # vendor-b is late and wrong: both breached
             checked_midway = True
             assert breached("vendor-b", "turnaround") == 1.0
@@ -129,9 +136,15 @@ def test_a_breaching_vendor_gets_one_escalation_per_sla_revised_then_resolved(fi
             assert {breached("vendor-a", s) for s in ("turnaround", "gold_accuracy", "judge_agreement")} == {
                 0
             }
-        seen += _escalations(pipeline.process(stream, data, source_topic=stream.value, offset=offset))
+        for value in _escalations(pipeline.process(stream, data, source_topic=stream.value, offset=offset)):
+            # gold accuracy: vendor-b's missed golden turns of the window (1 h, 5 min buckets), newest first
+            start = _ts(value["event_time"]) // 300 * 300 - 3600 + 300
+            due = _missed_recently([miss for miss in missed if miss[0] >= start])
+            assert value["turn_ids"] == (due if value["evidence"]["sla"] == "gold_accuracy" else [])
+            seen.append(value)
     seen += _escalations(pipeline.finish())
     assert checked_midway
+    assert all(e["turn_ids"] for e in seen if e["evidence"]["sla"] == "gold_accuracy" and e["revision"] < 3)
 
     by_sla: dict[str, list[dict[str, Any]]] = {}
     for value in seen:
@@ -603,3 +616,65 @@ def test_a_gold_accuracy_breach_closes_when_its_gold_items_leave_the_window_whil
     assert gold[-1]["evidence"]["closed_without_labels"] is False
     breached = {"vendor_id": "vendor-a", "sla": "gold_accuracy"}
     assert registry.get_sample_value("convowatch_vendor_sla_breached", breached) == 0.0
+
+
+def _missed_recently(misses: list[tuple[float, str]]) -> list[str]:
+    """The turns of ``misses`` (label time, turn), each at its latest, newest first, the first 10."""
+    latest: dict[str, float] = {}
+    for ts, turn in misses:
+        latest[turn] = max(ts, latest.get(turn, ts))
+    return sorted(latest, key=lambda turn: -latest[turn])[:10]
+
+
+@pytest.mark.parametrize("old_state", [False, True], ids=["restart", "restart-from-older-state"])
+def test_a_gold_accuracy_breach_names_the_vendor_s_latest_missed_golden_turns_across_a_restart(old_state):
+    """Its ``turn_ids``: the golden turns the vendor missed an item of most recently (each once, newest first,
+    at most 10), at every revision, given again after a restart from the state as JSON (from state written
+    before they were kept: only those missed since)."""
+    golden = {f"g{i}": {"safety": "fail", "relevance": "pass"} for i in range(60)}
+    sla = VendorSla.model_validate({"evaluate_every_seconds": 1, "republish_seconds": 600})
+    store = DictStore()
+
+    def started(store: DictStore) -> tuple[Aggregator, VendorsView]:
+        metrics = Metrics(CollectorRegistry())
+        view = VendorsView(metrics, sla, golden)
+        return Aggregator(metrics, store, views=[view]), view
+
+    aggregator, view = started(store)
+    rng = random.Random(7)
+    misses: list[tuple[float, str]] = []
+    missed_again: list[str] = []
+    seen: list[tuple[dict[str, Any], list[str]]] = []  # each gold accuracy escalation, with the turns due
+    for i in range(100):  # one label a minute; from minute 60 the golden turns come again, to a2
+        turn_id, ts = f"g{i % 60}", START + 60.0 * (i + 1)
+        labels = {"safety": "pass" if rng.random() < 0.5 else "fail", "relevance": "pass"}
+        if i == 70:  # a restart, from the state as stored (JSON), or as older code stored it
+            aggregator.flush()
+            restarted = DictStore()
+            restarted.data = {k: orjson.loads(orjson.dumps(v.encode())) for k, v in store.data.items()}
+            if old_state:
+                del restarted.data["vendor_scorecard"]["detector"]["state"]["_missed_gold"]
+                misses = []
+            aggregator, view = started(store := restarted)
+            keys = [key for key, _ in store.items(raw=True)]
+            [(_, again)] = view.open_escalations(aggregator, keys, lambda shard: True, START)
+            assert again["evidence"]["sla"] == "gold_accuracy" and again["status"] == "firing"
+            assert again["turn_ids"] == _missed_recently(misses)
+        if labels["safety"] != "fail":
+            if any(turn == turn_id for _, turn in misses):
+                missed_again.append(turn_id)
+            misses.append((ts, turn_id))
+        label = {"turn_id": turn_id, "ts": ts - 60, "label_ts": ts, "vendor_id": "vendor-a", "labels": labels}
+        label["annotator_id"] = "a1" if i < 60 else "a2"
+        aggregator.apply({**label, "kind": "gold_label", "src": ["labels:0", i, 0]})
+        labelled = {**label, "kind": "labelled", "judges": {}, "is_gold": True, "src": ["labels:0", i, 1]}
+        for emitted in aggregator.apply(labelled):
+            if emitted.topic == "escalations" and emitted.value["evidence"]["sla"] == "gold_accuracy":
+                seen.append((emitted.value, _missed_recently(misses)))
+    assert len(seen) >= 4  # fired, then re-published every 10 minutes of label time
+    assert {value["status"] for value, _ in seen} == {"firing"}
+    for value, due in seen:
+        Escalation.model_validate(value)
+        assert value["turn_ids"] == due
+    assert max(len(value["turn_ids"]) for value, _ in seen) == 10
+    assert len(set(missed_again)) > 1  # golden turns missed by a1, then by a2, are named once each
