@@ -70,6 +70,20 @@ class LabelGuard:
         self.folded += 1
         return OTHER
 
+    def unless_folded(self, value: str | None) -> str | None:
+        """``self(value)``, or None where that would fold ``value`` into ``other`` (not counted in
+        ``folded``): for labelling figures recovered from state, which would rather go unexported than fold.
+
+        >>> guard = LabelGuard(max_values=1)
+        >>> [guard.unless_folded("a"), guard.unless_folded("b"), guard("a"), guard.folded]
+        ['a', None, 'a', 0]
+        """
+        label = self(value)
+        if label == OTHER and value != OTHER:
+            self.folded -= 1
+            return None
+        return label
+
 
 class FoldedLabelValues:
     """``convowatch_label_value_folds_total{label}``: the lookups whose value of ``label`` its guard folded

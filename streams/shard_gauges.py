@@ -12,8 +12,9 @@ import math
 from collections.abc import Callable, Iterable
 
 from detectors import AgreementTracker
+from detectors.agreement_breakdown import AgreementBreakdown
 from detectors.category_spikes import CategorySpikes
-from streams.aggregate import Aggregator
+from streams.aggregate import Aggregator, key
 from streams.labels import OTHER, UNKNOWN
 from streams.metrics import Metrics
 from streams.views.spikes import set_spike_active, slice_values
@@ -143,15 +144,35 @@ def export_agreement(
     m = metrics
     for gauge in (m.agreement_ratio, m.cohen_kappa, m.agreement_pairs):
         gauge.clear()
-    for parts, tracker in aggregator.owned_detectors(keys, "agreement", owns):
-        if len(parts) != 2:
-            continue
-        judge_id, dimension = parts
+    recovered = [(p, t) for p, t in aggregator.owned_detectors(keys, "agreement", owns) if len(p) == 2]
+    # the judges with the newest pairs first: labelling a judge admits it to the fresh process's label guards,
+    # and in the state's order the oldest judges took the room and the newest showed as other after a restart
+    recovered.sort(key=lambda item: -_newest_pair(aggregator, *item[0]))
+    for (judge_id, dimension), tracker in recovered:
         assert isinstance(tracker, AgreementTracker)
-        labels = (m.label("judge_id", judge_id), m.label("dimension", dimension))
+        # a judge past the guard's room (older than the newest 20, by default) goes unexported, not folded:
+        # its figures are in report.json, and ConvowatchLabelValuesFolded is about new values only
+        judge, dim = (
+            m.guards["judge_id"].unless_folded(judge_id),
+            m.guards["dimension"].unless_folded(dimension),
+        )
+        if judge is None or dim is None:
+            continue
+        labels = (judge, dim)
         m.agreement_ratio.labels(*labels).set(tracker.percent_agreement)
         m.cohen_kappa.labels(*labels).set(tracker.cohen_kappa)
         m.agreement_pairs.labels(*labels).set(tracker.n)
+
+
+def _newest_pair(aggregator: Aggregator, judge_id: str, dimension: str) -> float:
+    """The end of a judge and dimension's finest agreement window (its newest pair's time to the window's
+    bucket: 5 minutes by default), or -inf."""
+    breakdown = aggregator.detector(key("agreement_detail", judge_id, dimension))
+    if not isinstance(breakdown, AgreementBreakdown) or not breakdown.windows:
+        return -math.inf
+    finest = min(breakdown.windows, key=lambda name: breakdown.windows[name][1])
+    end = breakdown.window_bounds(finest)[1]
+    return -math.inf if end is None else end
 
 
 def export_spikes(

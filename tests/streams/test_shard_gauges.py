@@ -7,6 +7,7 @@ import math
 from prometheus_client import CollectorRegistry
 
 from detectors import AgreementTracker
+from detectors.agreement_breakdown import AgreementBreakdown
 from streams.aggregate import Aggregator, key
 from streams.metrics import Metrics
 from streams.shard_gauges import SHARD_GAUGES, clear_lost_shards, export_agreement, export_spikes
@@ -185,3 +186,38 @@ def test_open_flags_forget_the_detectors_of_lost_shards() -> None:
     assert active("other", "image") == 0.0
     assert active("other", "audio") == 1.0
     assert active("judge-lost", "image") is None
+
+
+def test_after_a_restart_the_judges_with_the_newest_pairs_take_the_label_guards_room() -> None:
+    # five judges, one after another (a judge id per judge version); room for two in the fresh process's
+    # guard. In the state's order the oldest took the room, the newest showed as other, and the folds
+    # counted at once raised ConvowatchLabelValuesFolded again after the restart its runbook advises.
+    registry = CollectorRegistry()
+    metrics = Metrics(registry, label_max_values=2)
+    judges = [f"judge-{i}" for i in range(5)]
+    aggregator = agreement_aggregator(metrics, {(j, "safety"): [("pass", "pass")] * 3 for j in judges})
+    day = 1_798_000_000.0
+    for i, judge in enumerate(judges):
+        observation = {"kind": "pair", "src": ["judge_verdicts:1", i, 0]}
+        aggregator.update(
+            key("agreement_detail", judge, "safety"),
+            observation,
+            None,
+            AgreementBreakdown,
+            lambda b, ts=day + 3600 * i: b.update(ts, None, "pass", "pass"),
+        )
+    aggregator.flush()
+
+    export_agreement(
+        metrics, aggregator, [key("agreement", j, "safety") for j in judges], owns=lambda s: True
+    )
+
+    exported = {
+        s.labels["judge_id"]
+        for family in registry.collect()
+        for s in family.samples
+        if s.name == "convowatch_judge_agreement_pairs"
+    }
+    assert exported == {"judge-3", "judge-4"}
+    assert registry.get_sample_value("convowatch_label_value_folds_total", {"label": "judge_id"}) is None
+    assert metrics.label("judge_id", "judge-4") == "judge-4"  # its new pairs keep their own series
