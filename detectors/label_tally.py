@@ -28,6 +28,8 @@ OTHER = "other"
 #: Turnaround histogram bounds (seconds), as ``convowatch_label_latency_seconds``'s buckets.
 DEFAULT_TURNAROUND_BOUNDS = (60, 300, 900, 1800, 3600, 7200, 14400, 21600, 43200, 86400, 172800, 259200)
 PAIRS = ("gold", "judge", "consensus")
+#: A vendor row's per-bin turnaround ranges (:func:`kept_ranges`)
+RANGES = "turnaround_range"
 #: The pairs also summed by label record: ``<pair>_clusters`` is [records, Σa², Σam, Σm²] of their agreeing
 #: (a) and compared (m) counts
 CLUSTERED = ("gold", "judge")
@@ -82,12 +84,50 @@ def check_label(
 
 
 def turnaround_ranges(row: dict[str, Any]) -> list[list[float] | None] | None:
-    """``row``'s smallest and largest turnaround per histogram bin (``None`` in an empty bin); ``None`` for
-    a row with labels counted before they were kept (state from before 2026-11-26): their bins' edges."""
-    ranges = row.get("turnaround_range")
+    """``row``'s smallest and largest turnaround per histogram bin (``None`` in an empty bin), as a vendor
+    row keeps them (:func:`kept_ranges`); ``None`` for a row with labels counted before they were kept
+    (state from before 2026-11-26): their bins' edges."""
+    ranges = row.get(RANGES)
     if ranges is None and not row["labels"]:
         return [None] * len(row["turnaround"])
+    if isinstance(ranges, dict):
+        return [ranges.get(str(at)) for at in range(len(row["turnaround"]))]
     return ranges
+
+
+def kept_ranges(row: dict[str, Any], bounds: tuple[float, ...]) -> dict[str, list[float]] | None:
+    """A vendor row's ranges as kept: ``{bin: [min, max]}`` of its non-empty bins in whole seconds (see
+    :func:`_seen`); ``{}`` for a row without labels, ``None`` for one counted without ranges. Dense ones (a
+    list per bin, of every row, as written earlier on 2026-11-26: too large a record) are converted."""
+    ranges = row.get(RANGES)
+    if ranges is None:
+        return None if row["labels"] else {}
+    if isinstance(ranges, list):
+        return {str(at): _seen(bounds, at, *seen) for at, seen in enumerate(ranges) if seen is not None}
+    return ranges
+
+
+def compact_ranges(rows: dict[str, dict[str, dict[str, Any]]], bounds: tuple[float, ...]) -> None:
+    """Keep ranges as :class:`LabelTally` now does, in place: on vendor rows only, sparse (state of
+    2026-11-26 had them dense on every row)."""
+    for by_who in rows.values():
+        for who, row in by_who.items():
+            if who != ALL:
+                row.pop(RANGES, None)
+            elif isinstance(row.get(RANGES), list):
+                row[RANGES] = kept_ranges(row, bounds)
+
+
+def _seen(bounds: tuple[float, ...], at: int, low: float, high: float) -> list[float]:
+    """``[low, high]`` in bin ``at`` to whole seconds (``low`` down, ``high`` up), within the bin's edges:
+    a label at a whole second reads exactly that, and a limit at a bound counts exactly."""
+    lower = bounds[at - 1] if at else 0.0
+    upper = bounds[at] if at < len(bounds) else math.inf
+    return [_whole(max(math.floor(low), lower)), _whole(min(math.ceil(high), upper))]
+
+
+def _whole(seconds: float) -> float:
+    return int(seconds) if seconds == int(seconds) else seconds
 
 
 def _widest(a: list[float] | None, b: list[float] | None) -> list[float] | None:
@@ -139,9 +179,9 @@ class LabelTally(Detector):
     ``update(vendor, annotator, turnaround, gold, judge, consensus)``: one label when ``turnaround`` (its
     delay in seconds) is given, plus (agreeing, total) comparisons against gold truth, the judges and the
     consensus. Turnarounds fall in histogram bins ``(bound[i-1], bound[i]]``, the last bin above them all;
-    each bin also keeps the smallest and largest it holds (``turnaround_range``), so quantiles read between
-    turnarounds seen. Each call is one label record: gold and judge comparisons are also summed by record
-    (``clusters``).
+    a vendor's row also keeps each bin's smallest and largest, in whole seconds (``turnaround_range``), so
+    its quantiles read between turnarounds seen (an annotator's, between its bins' edges). Each call is one
+    label record: gold and judge comparisons are also summed by record (``clusters``).
 
     Examples
     --------
@@ -154,8 +194,8 @@ class LabelTally(Detector):
     >>> row = tally.row("vendor-a")
     >>> row["labels"], row["turnaround"], row["judge"]
     (200, [86, 111, 3], [188, 200])
-    >>> [[round(x) for x in seen] for seen in row["turnaround_range"]]
-    [[0, 600], [605, 3361], [3872, 5758]]
+    >>> row["turnaround_range"]
+    {'1': [605, 3362], '0': [0, 600], '2': [3872, 5758]}
     >>> tally.row("vendor-a", "a1")["labels"], tally.row("vendor-b")["labels"]
     (93, 0)
     """
@@ -172,19 +212,14 @@ class LabelTally(Detector):
         return tuple(check_bounds(self.turnaround_bounds))
 
     def _reset(self) -> None:
-        # vendor -> annotator (or "*") -> {"labels": n, "turnaround": [bin counts], "turnaround_range": [[min,
-        # max] or None per bin] (see turnaround_ranges), pair: [agreeing, total], "<pair>_clusters" (of
+        # vendor -> annotator (or "*") -> {"labels": n, "turnaround": [bin counts], "turnaround_range" (of "*"
+        # only): {bin: [min, max]} (see kept_ranges), pair: [agreeing, total], "<pair>_clusters" (of
         # CLUSTERED, once counted): [records, Σa², Σam, Σm²]}
         self._rows: dict[str, dict[str, dict[str, Any]]] = {}
 
-    def _empty(self) -> dict[str, Any]:
-        bins = len(self.bounds) + 1
-        return {
-            "labels": 0,
-            "turnaround": [0] * bins,
-            "turnaround_range": [None] * bins,
-            **{p: [0, 0] for p in PAIRS},
-        }
+    def _empty(self, who: str) -> dict[str, Any]:
+        row: dict[str, Any] = {"labels": 0, "turnaround": [0] * (len(self.bounds) + 1)}
+        return {**row, **({RANGES: {}} if who == ALL else {}), **{p: [0, 0] for p in PAIRS}}
 
     def update(
         self,
@@ -200,15 +235,19 @@ class LabelTally(Detector):
         for who in (ALL, annotator) if annotator != ALL else (ALL,):
             row = rows.get(who)
             if row is None:
-                row = rows[who] = self._empty()
+                row = rows[who] = self._empty(who)
+            if who != ALL:  # ranges of annotators too made a scorecard at the caps too large for a record
+                row.pop(RANGES, None)
             if turnaround is not None:
-                ranges = turnaround_ranges(row)
+                ranges = kept_ranges(row, self.bounds) if who == ALL else None
                 row["labels"] += 1
                 at = bisect.bisect_left(self.bounds, turnaround)
                 row["turnaround"][at] += 1
-                if ranges is not None:  # else labels of old state: their bins' edges for good
-                    ranges[at] = _widest(ranges[at], [float(turnaround)] * 2)
-                    row["turnaround_range"] = ranges
+                if ranges is not None:  # else an annotator, or old state's labels: bins' edges for good
+                    low, high = _seen(self.bounds, at, turnaround, turnaround)
+                    seen = ranges.get(str(at), [low, high])
+                    ranges[str(at)] = [min(seen[0], low), max(seen[1], high)]
+                    row[RANGES] = ranges
             for pair in CLUSTERED:  # before the pairs: a row without them derives them from the pair
                 agreeing, total = pairs[pair]
                 if total:
@@ -242,14 +281,21 @@ class LabelTally(Detector):
                 target = mine.get(who)
                 if target is None:
                     mine[who] = copy.deepcopy(row)
+                    if who != ALL:
+                        mine[who].pop(RANGES, None)
                     continue
-                mine_ranges, their_ranges = turnaround_ranges(target), turnaround_ranges(row)
-                if mine_ranges is None or their_ranges is None:
-                    target.pop("turnaround_range", None)
+                if who != ALL:
+                    target.pop(RANGES, None)
                 else:
-                    target["turnaround_range"] = [
-                        _widest(a, b) for a, b in zip(mine_ranges, their_ranges, strict=True)
-                    ]
+                    mine_ranges = kept_ranges(target, self.bounds)
+                    their_ranges = kept_ranges(row, self.bounds)
+                    if mine_ranges is None or their_ranges is None:
+                        target.pop(RANGES, None)
+                    else:
+                        bins = sorted({*mine_ranges, *their_ranges}, key=int)
+                        target[RANGES] = {
+                            at: _widest(mine_ranges.get(at), their_ranges.get(at)) for at in bins
+                        }
                 target["labels"] += row["labels"]
                 target["turnaround"] = [
                     a + b for a, b in zip(target["turnaround"], row["turnaround"], strict=True)
@@ -274,7 +320,7 @@ class LabelTally(Detector):
     def row(self, vendor: str, annotator: str = ALL) -> dict[str, Any]:
         """A copy of the counts of ``vendor`` (or one of its annotators); zeros when never seen."""
         row = self._rows.get(vendor, {}).get(annotator)
-        return copy.deepcopy(row) if row is not None else self._empty()
+        return copy.deepcopy(row) if row is not None else self._empty(annotator)
 
 
 @dataclass(frozen=True)

@@ -36,6 +36,7 @@ from detectors.label_tally import (
     check_bounds,
     check_label,
     clusters,
+    compact_ranges,
     turnaround_ranges,
 )
 from detectors.windowed import EventTimeWindows
@@ -70,7 +71,7 @@ class VendorScorecard(Detector):
     (17397, 10200, ['vendor-a', 'vendor-b'], ['b1', 'b2', 'other'])
     >>> a, b = card.scorecard("vendor-a"), card.scorecard("vendor-b")
     >>> a.labels, round(a.labels_per_hour, 1), round(a.quantile(0.9)), round(a.judge_agreement, 3)
-    (137, 68.5, 1562, 0.934)
+    (137, 68.5, 1563, 0.934)
     >>> b.labels, round(b.quantile(0.9)), round(b.judge_agreement, 3), b.within(3600) / b.labels > 0.9
     (121, 5842, 0.793, False)
 
@@ -322,7 +323,7 @@ class VendorScorecard(Detector):
         :meth:`window`) to read many scorecards from one merge."""
         tally = tally if tally is not None else self.window()
         row = tally.row(vendor, annotator)
-        ranges = turnaround_ranges(row)
+        ranges = turnaround_ranges(row) if annotator == ALL else None  # kept for vendors only
         first = self._seen.get(vendor, {}).get(annotator)
         start, now = self.window_start, self.watermark
         covered, full = 0.0, False
@@ -352,6 +353,9 @@ class VendorScorecard(Detector):
     def from_dict(cls, data: dict[str, Any]) -> Self:
         card, state = cls._new_from(data, ("_windows", "_seen", "_since", "_held", "_missed_gold"))
         card._windows = EventTimeWindows.from_dict({**card._windows.to_dict(), "state": state["_windows"]})
+        bounds = tuple(check_bounds(card.turnaround_bounds))
+        for start in card._windows.bucket_starts:  # the ring's own copy: ranges as now kept, in place
+            compact_ranges(card._rows(start), bounds)
         card._seen = copy.deepcopy(state["_seen"])
         # state written before slots were given up has none: every id kept its slot for good
         card._since = copy.deepcopy(state.get("_since", {}))

@@ -44,7 +44,8 @@ def test_quantiles_stay_between_the_turnarounds_their_bin_saw(seed):
     for q in [i / 20 for i in range(1, 21)]:
         exact = ordered[math.ceil(q * len(ordered)) - 1]  # nearest rank
         seen = bins[bisect.bisect_left(DEFAULT_TURNAROUND_BOUNDS, exact)]
-        assert min(seen) <= card.quantile(q) <= max(seen), (q, card.quantile(q), min(seen), max(seen))
+        low, high = math.floor(min(seen)), math.ceil(max(seen))  # kept in whole seconds
+        assert low <= card.quantile(q) <= high, (q, card.quantile(q), min(seen), max(seen))
     # at a bound the share within is the exact count, as the SLA judges it
     for bound in DEFAULT_TURNAROUND_BOUNDS:
         assert card.within(bound) == sum(t <= bound for t in turnarounds)
@@ -99,4 +100,37 @@ def test_a_row_of_old_state_without_labels_starts_keeping_ranges():
         }
     )
     tally.update("v", "*", 120.0)
-    assert tally.row("v")["turnaround_range"] == [[120.0, 120.0], None]
+    assert tally.row("v")["turnaround_range"] == {"0": [120, 120]}
+
+
+def test_state_with_dense_ranges_on_every_row_reads_and_is_kept_sparse_for_vendors_only():
+    # as written on 2026-11-26 before ranges were kept sparse: a range, or None, per bin of every row
+    card = VendorScorecard(window_seconds=7200, bucket_seconds=600, turnaround_bounds=[300.0, 1800.0])
+    card.update(0.0, "v", "a", 400.5).update(100.0, "v", "a", 1499.2).update(700.0, "v", "b", 60.0)
+    state = json.loads(json.dumps(card.to_dict()))
+    dense = {"0": [None, [400.5, 1499.2], None], "600": [[60.0, 60.0], None, None]}
+    for start, rows in state["state"]["_windows"]["_buckets"].items():
+        for row in rows["_rows"]["v"].values():
+            row["turnaround_range"] = dense[start]
+    restored = VendorScorecard.from_dict(state)
+    scorecard = restored.scorecard("v")
+    assert scorecard.ranges == ((60, 60), (400, 1500), None) and scorecard.quantile(1.0) == 1500
+    assert restored.scorecard("v", "a").ranges is None  # an annotator's quantiles read its bins' edges
+    assert restored.scorecard("v", "a").quantile(1.0) == 1800.0
+    kept = restored.to_dict()["state"]["_windows"]["_buckets"]
+    assert kept["0"]["_rows"]["v"]["*"]["turnaround_range"] == {"1": [400, 1500]}
+    assert kept["600"]["_rows"]["v"]["*"]["turnaround_range"] == {"0": [60, 60]}
+    assert not any("turnaround_range" in kept[s]["_rows"]["v"][w] for s, w in (("0", "a"), ("600", "b")))
+    restored.update(800.0, "v", "b", 2000.0)
+    assert restored.scorecard("v").ranges == ((60, 60), (400, 1500), (2000, 2000))
+
+
+def test_ranges_are_whole_seconds_within_their_bins_edges():
+    tally = LabelTally(turnaround_bounds=[60.5, 300.0])
+    for turnaround in (60.2, 60.7, 299.1, 300.0, 1000.4):
+        tally.update("v", "a", turnaround)
+    # 60.2 up to 61 would leave its bin (0, 60.5]: limits at a bound stay exact
+    assert tally.row("v")["turnaround_range"] == {"0": [60, 60.5], "1": [60.5, 300], "2": [1000, 1001]}
+    assert "turnaround_range" not in tally.row("v", "a")
+    card = _card([7.0, 7.0, 86400.0]).scorecard("v")
+    assert card.quantile(0.5) == 7.0 and card.quantile(1.0) == 86400.0
