@@ -29,7 +29,9 @@ evidence; for gold accuracy, ``turn_ids``: the golden turns the vendor missed mo
 every ``republish_seconds`` while it lasts, and resolved once the estimate is back on target, or the
 window no longer holds enough to judge it by
 (``closed_without_evidence`` in the evidence, and ``closed_without_labels`` when no label at all is left:
-too few gold items is enough). Silence is evidence for labels per hour: a vendor with that target keeps its
+too few gold items is enough), or once the vendor has no target for it any more (``closed_without_target``:
+set to null, as for a vendor that has left). Silence is evidence for labels per hour: a vendor with that
+target keeps its
 slot in the scorecard (``VendorScorecard.hold``) after its last label leaves the window, to be judged at 0
 labels over it, and for as long as its throughput breach is open, which only its labels back on target
 close (its other SLAs close for want of labels). Any other vendor none of whose labels the window holds
@@ -43,6 +45,7 @@ section with every vendor's and annotator's scorecard and the SLA verdicts. Item
 from __future__ import annotations
 
 import contextlib
+import math
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
@@ -211,6 +214,14 @@ class VendorsView:
                     status.update(now, f"{vendor}|{verdict.sla}", breached, met)
                     if status.change is not None:
                         emits.append(self._escalation(status, vendor, verdict, scorecard, card, lapsed))
+            # a breach of an SLA without a target any more closes (stayed open for good, its vendor judged)
+            for name in status.breached:
+                vendor, sla = name.rsplit("|", 1)
+                scorecard, verdicts = judged[vendor]
+                if all(verdict.sla != sla for verdict in verdicts):
+                    status.update(now, name, False, True)
+                    removed = Verdict(sla, math.nan, math.nan, 0, None, None, {})
+                    emits.append(self._escalation(status, vendor, removed, scorecard, card, removed=True))
 
         status = aggregator.update(
             STATUS, obs, partition, lambda: SlaStatus(republish_seconds=self.sla.republish_seconds), judge
@@ -256,7 +267,7 @@ class VendorsView:
         evaluation's; ``at`` is not used). The status keeps no figures: the verdict, the scorecard and
         the window in the evidence and the summary are the scorecard's now, up to ``evaluate_every_seconds``
         of label time past that evaluation. A breach of an SLA its vendor has no target for any more is
-        left out (nothing judges it again)."""
+        left out (the next evaluation resolves it)."""
         if not owns(SHARD) or STATUS not in keys:
             return
         status, card = aggregator.detector(STATUS), aggregator.detector(SCORECARD)
@@ -283,12 +294,13 @@ class VendorsView:
         scorecard: Scorecard,
         card: VendorScorecard,
         lapsed: bool = False,
+        removed: bool = False,
     ) -> Emit:
         state = status.status(f"{vendor}|{verdict.sla}")
         assert state is not None and status.change is not None
         if status.change == "firing":
             self.metrics.escalations.labels("vendor_sla", self.sla.severity).inc()
-        value = self._value(state, status.change, vendor, verdict, scorecard, card, lapsed)
+        value = self._value(state, status.change, vendor, verdict, scorecard, card, lapsed, removed)
         return Emit("escalations", value["escalation_id"], value)
 
     def _value(
@@ -300,15 +312,18 @@ class VendorsView:
         scorecard: Scorecard,
         card: VendorScorecard,
         lapsed: bool = False,
+        removed: bool = False,
     ) -> dict[str, Any]:
         """The escalation of ``vendor``'s SLA of ``verdict`` as ``state`` (:meth:`SlaStatus.status`) and its
         ``change`` (``firing``, ``updated``, ``resolved``) say, with the figures of ``scorecard``; its event
-        time is the revision's (``published``)."""
+        time is the revision's (``published``). ``lapsed``: closed for want of evidence; ``removed``: closed
+        for want of a target (``verdict`` judges nothing)."""
         assert card.watermark is not None
         severity = self.sla.severity
         eid = escalation_id("vendor_sla", f"{vendor}|{verdict.sla}|{state['episode']}")
-        what = describe(verdict)
-        if lapsed and scorecard.labels == 0:
+        if removed:
+            summary = f"Vendor SLA breach closed: {vendor} has no {verdict.sla} target any more"
+        elif lapsed and scorecard.labels == 0:
             summary = (
                 f"Vendor SLA breach closed: no labels from {vendor} in the window to judge {verdict.sla}"
             )
@@ -318,9 +333,9 @@ class VendorsView:
                 f"{verdict.sla}"
             )
         elif change == "resolved":
-            summary = f"Vendor SLA met again: {vendor} {what}"
+            summary = f"Vendor SLA met again: {vendor} {describe(verdict)}"
         else:
-            summary = f"Vendor SLA breach: {vendor} {what}"
+            summary = f"Vendor SLA breach: {vendor} {describe(verdict)}"
         return {
             "schema_version": 1,
             "escalation_id": eid,
@@ -338,12 +353,13 @@ class VendorsView:
                 "vendor_id": vendor,
                 "sla": verdict.sla,
                 "value": finite_or_none(verdict.value),
-                "target": verdict.target,
+                "target": finite_or_none(verdict.target),
                 "samples": verdict.samples,
                 **{k: finite_or_none(v) for k, v in verdict.detail.items()},
                 "breached_since": iso(state["since"]),
                 "closed_without_labels": lapsed and scorecard.labels == 0,
                 "closed_without_evidence": lapsed,
+                "closed_without_target": removed,
                 "episode": state["episode"],
                 "window_start": iso(card.window_start or card.watermark),
                 "window_end": iso(card.watermark),

@@ -23,7 +23,7 @@ from schemas.outputs import Escalation
 from streams.aggregate import Aggregator
 from streams.metrics import Metrics
 from streams.state import DictStore
-from streams.vendor_sla import VendorSla, Verdict, silence_judged
+from streams.vendor_sla import Targets, VendorSla, Verdict, silence_judged
 from streams.views.vendors import VendorsView
 
 START = 1_793_577_600.0  # 2026-11-02T00:00:00Z
@@ -47,6 +47,7 @@ class Run:
 
     def __init__(self) -> None:
         self.store = JsonStore()
+        self.sla = SLA
         self.offset = 0
         self.escalations: list[dict[str, Any]] = []
         self._start()
@@ -54,10 +55,12 @@ class Run:
     def _start(self) -> None:
         self.registry = CollectorRegistry()
         metrics = Metrics(self.registry)
-        self.aggregator = Aggregator(metrics, self.store, views=[VendorsView(metrics, SLA)])
+        self.aggregator = Aggregator(metrics, self.store, views=[VendorsView(metrics, self.sla)])
 
-    def restart(self) -> None:
+    def restart(self, sla: VendorSla | None = None) -> None:
+        """Stop and start again from the stored state (with ``sla`` as the SLA file, if given)."""
         self.aggregator.flush()
+        self.sla = sla or self.sla
         self._start()
         self.aggregator.rebalanced()
 
@@ -101,7 +104,9 @@ class Run:
         return self.registry.get_sample_value(name, {"vendor_id": "vendor-x", **labels})
 
     def row(self) -> dict[str, Any] | None:
-        rows = VendorsView(Metrics(CollectorRegistry()), SLA).report(self.aggregator)["vendors"]["vendors"]
+        rows = VendorsView(Metrics(CollectorRegistry()), self.sla).report(self.aggregator)["vendors"][
+            "vendors"
+        ]
         return next((row for row in rows if row["vendor_id"] == "vendor-x"), None)
 
 
@@ -204,6 +209,34 @@ def test_a_new_vendor_is_judged_over_its_time_since_its_first_label_and_one_with
     card = run.aggregator.detector("vendor_scorecard")
     assert isinstance(card, VendorScorecard) and card.vendors == ["vendor-x"]
     assert run.throughput()[-1]["status"] == "resolved"
+
+
+def test_a_vendor_that_has_left_has_its_breach_resolved_once_its_target_is_removed_and_then_leaves():
+    """vendor-x labels 10 an hour for a day and stops: its throughput breach opens. As README says for a
+    vendor that has left, its min_labels_per_hour is set to null and the worker restarted: the next
+    evaluation resolves the breach (closed_without_target), and the vendor gives up its slot, its series and
+    its report row. The breach stayed open for good, and the vendor judged and exported with it."""
+    run = Run()
+    stop = START + DAY
+    run.feed(_every(START + 30.0, stop, 360.0), START, stop + DAY)
+    assert run.throughput()[-1]["status"] == "firing"
+    departed = {**SLA.vendors, "vendor-x": Targets(min_labels_per_hour=None)}
+    run.restart(SLA.model_copy(update={"vendors": departed}))
+    before = len(run.throughput())
+    run.feed([], stop + DAY, stop + 2 * DAY)
+
+    (closed,) = run.throughput()[before:]
+    assert closed["status"] == "resolved" and closed["evidence"]["episode"] == 1
+    assert stop + DAY < _ts(closed["event_time"]) < stop + DAY + HOUR  # at the first evaluation
+    evidence = closed["evidence"]
+    assert evidence["closed_without_target"] is True and evidence["target"] is None
+    assert evidence["closed_without_labels"] is evidence["closed_without_evidence"] is False
+    assert closed["summary"] == "Vendor SLA breach closed: vendor-x has no labels_per_hour target any more"
+    status, card = run.aggregator.detector("vendor_sla"), run.aggregator.detector("vendor_scorecard")
+    assert status.breached == [] and isinstance(card, VendorScorecard) and card.vendors == ["vendor-y"]
+    assert run.row() is None
+    assert run.gauge("convowatch_vendor_labels_per_hour") is None
+    assert run.gauge("convowatch_vendor_sla_breached", sla="turnaround") is None
 
 
 def _card(labels: int, covered: float, full: bool) -> Scorecard:
