@@ -54,13 +54,13 @@ from detectors.multi_rater import leave_one_out
 from detectors.sla_status import SlaStatus
 from detectors.vendor_scorecard import ALL, OTHER, Scorecard, VendorScorecard
 from streams.aggregate import Aggregator
-from streams.emit import UNKNOWN_SEGMENT, Emit, iso
+from streams.emit import Emit, iso
 from streams.golden import GoldenSet
 from streams.metrics import Metrics
-from streams.policy import escalation_id
 from streams.vendor_sla import VendorSla, Verdict, silence_judged
 from streams.views.agreement import finite_or_none
-from streams.views.vendor_figures import describe, figures
+from streams.views.vendor_escalation import sla_escalation
+from streams.views.vendor_figures import figures
 
 SCORECARD = "vendor_scorecard"
 STATUS = "vendor_sla"
@@ -284,7 +284,7 @@ class VendorsView:
             verdict = next((v for v in self.sla.judge(vendor, scorecard) if v.sla == sla), None)
             state = status.status(name)
             if verdict is not None and state is not None:  # "updated" builds the same record
-                yield SHARD, self._value(state, "firing", vendor, verdict, scorecard, card)
+                yield SHARD, sla_escalation(self.sla, state, "firing", vendor, verdict, scorecard, card)
 
     def _escalation(
         self,
@@ -300,73 +300,10 @@ class VendorsView:
         assert state is not None and status.change is not None
         if status.change == "firing":
             self.metrics.escalations.labels("vendor_sla", self.sla.severity).inc()
-        value = self._value(state, status.change, vendor, verdict, scorecard, card, lapsed, removed)
+        value = sla_escalation(
+            self.sla, state, status.change, vendor, verdict, scorecard, card, lapsed, removed
+        )
         return Emit("escalations", value["escalation_id"], value)
-
-    def _value(
-        self,
-        state: dict[str, Any],
-        change: str,
-        vendor: str,
-        verdict: Verdict,
-        scorecard: Scorecard,
-        card: VendorScorecard,
-        lapsed: bool = False,
-        removed: bool = False,
-    ) -> dict[str, Any]:
-        """The escalation of ``vendor``'s SLA of ``verdict`` as ``state`` (:meth:`SlaStatus.status`) and its
-        ``change`` (``firing``, ``updated``, ``resolved``) say, with the figures of ``scorecard``; its event
-        time is the revision's (``published``). ``lapsed``: closed for want of evidence; ``removed``: closed
-        for want of a target (``verdict`` judges nothing)."""
-        assert card.watermark is not None
-        severity = self.sla.severity
-        eid = escalation_id("vendor_sla", f"{vendor}|{verdict.sla}|{state['episode']}")
-        if removed:
-            summary = f"Vendor SLA breach closed: {vendor} has no {verdict.sla} target any more"
-        elif lapsed and scorecard.labels == 0:
-            summary = (
-                f"Vendor SLA breach closed: no labels from {vendor} in the window to judge {verdict.sla}"
-            )
-        elif lapsed:
-            summary = (
-                f"Vendor SLA breach closed: too few samples from {vendor} in the window to judge "
-                f"{verdict.sla}"
-            )
-        elif change == "resolved":
-            summary = f"Vendor SLA met again: {vendor} {describe(verdict)}"
-        else:
-            summary = f"Vendor SLA breach: {vendor} {describe(verdict)}"
-        return {
-            "schema_version": 1,
-            "escalation_id": eid,
-            "kind": "vendor_sla",
-            "severity": severity,
-            "status": "resolved" if change == "resolved" else "firing",
-            "revision": state["revision"],
-            "dimension": None,
-            "segment": dict(UNKNOWN_SEGMENT),
-            "event_time": iso(state["published"]),
-            # the golden turns the vendor missed most recently (of the window's, at most 10), as they are now
-            "turn_ids": card.missed_gold(vendor) if verdict.sla == "gold_accuracy" else [],
-            "summary": summary,
-            "evidence": {
-                "vendor_id": vendor,
-                "sla": verdict.sla,
-                "value": finite_or_none(verdict.value),
-                "target": finite_or_none(verdict.target),
-                "samples": verdict.samples,
-                **{k: finite_or_none(v) for k, v in verdict.detail.items()},
-                "breached_since": iso(state["since"]),
-                "closed_without_labels": lapsed and scorecard.labels == 0,
-                "closed_without_evidence": lapsed,
-                "closed_without_target": removed,
-                "episode": state["episode"],
-                "window_start": iso(card.window_start or card.watermark),
-                "window_end": iso(card.watermark),
-                "scorecard": figures(scorecard),
-                "runbook_url": self.sla.runbook_url,
-            },
-        }
 
     # -- report.json ---------------------------------------------------------------------------------
 
