@@ -21,18 +21,12 @@ from typing import Any, Self
 
 from detectors.base import Detector
 from detectors.exceptions import NotHeldError
+from detectors.tally_record import ALL, CLUSTERED, PAIRS, RANGES, loaded_rows, stored_rows
 
-#: A vendor's own row (all its annotators together), and where capped vendors and annotators go.
-ALL = "*"
+#: Where capped vendors and annotators go (``ALL``: a vendor's own row).
 OTHER = "other"
 #: Turnaround histogram bounds (seconds), as ``convowatch_label_latency_seconds``'s buckets.
 DEFAULT_TURNAROUND_BOUNDS = (60, 300, 900, 1800, 3600, 7200, 14400, 21600, 43200, 86400, 172800, 259200)
-PAIRS = ("gold", "judge", "consensus")
-#: A vendor row's per-bin turnaround ranges (:func:`kept_ranges`)
-RANGES = "turnaround_range"
-#: The pairs also summed by label record: ``<pair>_clusters`` is [records, Σa², Σam, Σm²] of their agreeing
-#: (a) and compared (m) counts
-CLUSTERED = ("gold", "judge")
 
 
 def check_bounds(bounds: list[float] | None) -> list[float]:
@@ -116,6 +110,19 @@ def compact_ranges(rows: dict[str, dict[str, dict[str, Any]]], bounds: tuple[flo
                 row.pop(RANGES, None)
             elif isinstance(row.get(RANGES), list):
                 row[RANGES] = kept_ranges(row, bounds)
+
+
+def restored_rows(
+    stored: Any, bounds: tuple[float, ...], names: list[str] | None = None
+) -> dict[str, dict[str, dict[str, Any]]]:
+    """Rows from their stored form, new ones: positional lists (:mod:`detectors.tally_record`; ``names``
+    their names table), or dicts as written before 2026-11-27 (ranges kept as now, see
+    :func:`compact_ranges`)."""
+    if isinstance(stored, list):
+        return loaded_rows(stored, names)
+    rows = copy.deepcopy(stored)
+    compact_ranges(rows, bounds)
+    return rows
 
 
 def _seen(bounds: tuple[float, ...], at: int, low: float, high: float) -> list[float]:
@@ -309,6 +316,17 @@ class LabelTally(Detector):
                 for pair in PAIRS:
                     target[pair] = [a + b for a, b in zip(target[pair], row[pair], strict=True)]
         return self
+
+    def to_dict(self) -> dict[str, Any]:
+        """Parameters and state, rows stored positionally (:mod:`detectors.tally_record`)."""
+        return self._dict_with({"_rows": stored_rows(self._rows, lambda row: kept_ranges(row, self.bounds))})
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Self:
+        """Restore a tally written by :meth:`to_dict`, or with rows as dicts (:func:`restored_rows`)."""
+        tally, state = cls._new_from(data)
+        tally._rows = restored_rows(state.get("_rows", {}), tally.bounds)
+        return tally
 
     @property
     def vendors(self) -> list[str]:

@@ -36,9 +36,11 @@ from detectors.label_tally import (
     check_bounds,
     check_label,
     clusters,
-    compact_ranges,
+    kept_ranges,
+    restored_rows,
     turnaround_ranges,
 )
+from detectors.tally_record import stored_rows
 from detectors.windowed import EventTimeWindows
 
 #: A vendor's most recently missed golden turns kept (:meth:`VendorScorecard.missed_gold`)
@@ -344,18 +346,39 @@ class VendorScorecard(Detector):
         )
 
     def to_dict(self) -> dict[str, Any]:
+        """Parameters and state; the buckets' rows stored positionally (:mod:`detectors.tally_record`), their
+        vendors and annotators as indices into ``_names``, the names the buckets hold."""
+        starts, bounds = self._windows.bucket_starts, tuple(check_bounds(self.turnaround_bounds))
+        names = list(
+            dict.fromkeys(n for s in starts for v, rows in self._rows(s).items() for n in (v, *rows))
+        )
+        index = {name: at for at, name in enumerate(names)}
+        ring = {
+            k: copy.deepcopy(v)
+            for k, v in vars(self._windows).items()
+            if k.startswith("_") and k != "_buckets"
+        }
+        ring["_buckets"] = {
+            str(start): {"_rows": stored_rows(self._rows(start), lambda row: kept_ranges(row, bounds), index)}
+            for start in starts
+        }
         seen, since = copy.deepcopy(self._seen), copy.deepcopy(self._since)
-        state = {"_windows": self._windows.to_dict()["state"], "_seen": seen, "_since": since}
+        state = {"_windows": ring, "_names": names, "_seen": seen, "_since": since}
         missed = copy.deepcopy(self._missed_gold)
         return self._dict_with({**state, "_held": sorted(self._held), "_missed_gold": missed})
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Self:
-        card, state = cls._new_from(data, ("_windows", "_seen", "_since", "_held", "_missed_gold"))
-        card._windows = EventTimeWindows.from_dict({**card._windows.to_dict(), "state": state["_windows"]})
+        fields = ("_windows", "_names", "_seen", "_since", "_held", "_missed_gold")
+        card, state = cls._new_from(data, fields)
         bounds = tuple(check_bounds(card.turnaround_bounds))
-        for start in card._windows.bucket_starts:  # the ring's own copy: ranges as now kept, in place
-            compact_ranges(card._rows(start), bounds)
+        names = state.get("_names")  # state written before rows were stored positionally has none
+        buckets = {  # rows as dicts, ranges as now kept
+            start: {"_rows": restored_rows(bucket["_rows"], bounds, names)}
+            for start, bucket in state["_windows"]["_buckets"].items()
+        }
+        ring = {**state["_windows"], "_buckets": buckets}
+        card._windows = EventTimeWindows.from_dict({**card._windows.to_dict(), "state": ring})
         card._seen = copy.deepcopy(state["_seen"])
         # state written before slots were given up has none: every id kept its slot for good
         card._since = copy.deepcopy(state.get("_since", {}))
