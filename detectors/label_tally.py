@@ -21,7 +21,8 @@ from typing import Any, Self
 
 from detectors.base import Detector
 from detectors.exceptions import NotHeldError
-from detectors.tally_record import ALL, CLUSTERED, PAIRS, RANGES, loaded_rows, stored_rows
+from detectors.tally_record import ALL, CLUSTERED, PAIRS, RANGES, stored_rows
+from detectors.turnaround_ranges import kept_ranges, restored_rows, seen_range, widest
 
 #: Where capped vendors and annotators go (``ALL``: a vendor's own row).
 OTHER = "other"
@@ -75,75 +76,6 @@ def check_label(
         "judge": _check_pair("judge", judge),
         "consensus": _check_pair("consensus", consensus),
     }
-
-
-def turnaround_ranges(row: dict[str, Any]) -> list[list[float] | None] | None:
-    """``row``'s smallest and largest turnaround per histogram bin (``None`` in an empty bin), as a vendor
-    row keeps them (:func:`kept_ranges`); ``None`` for a row with labels counted before they were kept
-    (state from before 2026-11-26): their bins' edges."""
-    ranges = row.get(RANGES)
-    if ranges is None and not row["labels"]:
-        return [None] * len(row["turnaround"])
-    if isinstance(ranges, dict):
-        return [ranges.get(str(at)) for at in range(len(row["turnaround"]))]
-    return ranges
-
-
-def kept_ranges(row: dict[str, Any], bounds: tuple[float, ...]) -> dict[str, list[float]] | None:
-    """A vendor row's ranges as kept: ``{bin: [min, max]}`` of its non-empty bins in whole seconds (see
-    :func:`_seen`); ``{}`` for a row without labels, ``None`` for one counted without ranges. Dense ones (a
-    list per bin, of every row, as written earlier on 2026-11-26: too large a record) are converted."""
-    ranges = row.get(RANGES)
-    if ranges is None:
-        return None if row["labels"] else {}
-    if isinstance(ranges, list):
-        return {str(at): _seen(bounds, at, *seen) for at, seen in enumerate(ranges) if seen is not None}
-    return ranges
-
-
-def compact_ranges(rows: dict[str, dict[str, dict[str, Any]]], bounds: tuple[float, ...]) -> None:
-    """Keep ranges as :class:`LabelTally` now does, in place: on vendor rows only, sparse (state of
-    2026-11-26 had them dense on every row)."""
-    for by_who in rows.values():
-        for who, row in by_who.items():
-            if who != ALL:
-                row.pop(RANGES, None)
-            elif isinstance(row.get(RANGES), list):
-                row[RANGES] = kept_ranges(row, bounds)
-
-
-def restored_rows(
-    stored: Any, bounds: tuple[float, ...], names: list[str] | None = None
-) -> dict[str, dict[str, dict[str, Any]]]:
-    """Rows from their stored form, new ones: positional lists (:mod:`detectors.tally_record`; ``names``
-    their names table), or dicts as written before 2026-11-27 (ranges kept as now, see
-    :func:`compact_ranges`)."""
-    if isinstance(stored, list):
-        return loaded_rows(stored, names)
-    rows = copy.deepcopy(stored)
-    compact_ranges(rows, bounds)
-    return rows
-
-
-def _seen(bounds: tuple[float, ...], at: int, low: float, high: float) -> list[float]:
-    """``[low, high]`` in bin ``at`` to whole seconds (``low`` down, ``high`` up), within the bin's edges:
-    a label at a whole second reads exactly that, and a limit at a bound counts exactly."""
-    lower = bounds[at - 1] if at else 0.0
-    upper = bounds[at] if at < len(bounds) else math.inf
-    return [_whole(max(math.floor(low), lower)), _whole(min(math.ceil(high), upper))]
-
-
-def _whole(seconds: float) -> float:
-    return int(seconds) if seconds == int(seconds) else seconds
-
-
-def _widest(a: list[float] | None, b: list[float] | None) -> list[float] | None:
-    """The range covering both ``[min, max]`` ranges (``None``: empty)."""
-    if a is None:
-        return None if b is None else list(b)
-    if b is None:
-        return list(a)
-    return [min(a[0], b[0]), max(a[1], b[1])]
 
 
 def clusters(row: dict[str, Any], pair: str) -> list[int]:
@@ -251,7 +183,7 @@ class LabelTally(Detector):
                 at = bisect.bisect_left(self.bounds, turnaround)
                 row["turnaround"][at] += 1
                 if ranges is not None:  # else an annotator, or old state's labels: bins' edges for good
-                    low, high = _seen(self.bounds, at, turnaround, turnaround)
+                    low, high = seen_range(self.bounds, at, turnaround, turnaround)
                     seen = ranges.get(str(at), [low, high])
                     ranges[str(at)] = [min(seen[0], low), max(seen[1], high)]
                     row[RANGES] = ranges
@@ -301,7 +233,7 @@ class LabelTally(Detector):
                     else:
                         bins = sorted({*mine_ranges, *their_ranges}, key=int)
                         target[RANGES] = {
-                            at: _widest(mine_ranges.get(at), their_ranges.get(at)) for at in bins
+                            at: widest(mine_ranges.get(at), their_ranges.get(at)) for at in bins
                         }
                 target["labels"] += row["labels"]
                 target["turnaround"] = [

@@ -36,11 +36,9 @@ from detectors.label_tally import (
     check_bounds,
     check_label,
     clusters,
-    kept_ranges,
-    restored_rows,
-    turnaround_ranges,
 )
 from detectors.tally_record import stored_rows
+from detectors.turnaround_ranges import kept_ranges, restored_rows, turnaround_ranges
 from detectors.windowed import EventTimeWindows
 
 #: A vendor's most recently missed golden turns kept (:meth:`VendorScorecard.missed_gold`)
