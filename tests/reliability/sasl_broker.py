@@ -7,12 +7,9 @@ The controller listener stays PLAINTEXT.
 
 from __future__ import annotations
 
-import socket
 import subprocess
-import time
 from typing import Any
 
-from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
 
 from tests.support.broker import BrokerError, KafkaBroker, _cluster_id
@@ -65,22 +62,5 @@ class ScramBroker(KafkaBroker):
             raise BrokerError(f"formatting SCRAM broker storage failed:\n{res.stdout}{res.stderr}")
         self._formatted = True
 
-    def _wait_ready(self) -> None:
-        assert self._proc is not None
-        deadline = time.monotonic() + self.start_timeout
-        admin: AdminClient | None = None
-        last_error = "no answer yet"
-        while time.monotonic() < deadline:
-            if (code := self._proc.poll()) is not None:
-                raise BrokerError(f"broker exited with code {code} during startup\n{self.tail()}")
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.5).close()
-                admin = admin or AdminClient(
-                    {**self.client_config(ADMIN_USER, ADMIN_PASSWORD), "log_level": 0}
-                )
-                if admin.list_topics(timeout=2.0).brokers:
-                    return
-            except (OSError, KafkaException) as exc:
-                last_error = repr(exc)
-            time.sleep(0.1)
-        raise BrokerError(f"SCRAM broker at {self.bootstrap} not ready ({last_error})\n{self.tail()}")
+    def _readiness_admin(self) -> AdminClient:
+        return AdminClient({**self.client_config(ADMIN_USER, ADMIN_PASSWORD), "log_level": 0})

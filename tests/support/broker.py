@@ -213,7 +213,7 @@ class KafkaBroker:
                 raise BrokerError(f"broker exited with code {code} during startup\n{self.tail()}")
             try:  # cheap TCP probe first, so librdkafka does not log connection-refused errors
                 socket.create_connection(("127.0.0.1", self.port), timeout=0.5).close()
-                admin = admin or _admin(self.bootstrap)
+                admin = admin or self._readiness_admin()
                 if admin.list_topics(timeout=max(0.1, min(2.0, deadline - time.monotonic()))).brokers:
                     _log.info("Kafka broker %s ready in %.1fs", self.bootstrap, time.monotonic() - started)
                     return
@@ -225,6 +225,10 @@ class KafkaBroker:
         raise BrokerError(
             f"broker at {self.bootstrap} not ready after {waited} ({last_error})\n{self.tail()}"
         )
+
+    def _readiness_admin(self) -> AdminClient:
+        """The admin client :meth:`_wait_ready` asks for metadata (a secured broker's subclass logs in)."""
+        return _admin(self.bootstrap)
 
     def _signal(self, sig: signal.Signals) -> None:
         if self._proc is not None and self._proc.poll() is None:

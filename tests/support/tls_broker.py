@@ -8,13 +8,10 @@ certificate for 127.0.0.1 signed by it (a PEM keystore, which Kafka reads direct
 from __future__ import annotations
 
 import shutil
-import socket
 import subprocess
-import time
 from pathlib import Path
 from typing import Any
 
-from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
 
 from tests.support.broker import BrokerError, KafkaBroker, free_ports
@@ -100,20 +97,5 @@ class TlsBroker(KafkaBroker):
         self._make_certificates()
         super().start()
 
-    def _wait_ready(self) -> None:
-        assert self._proc is not None
-        deadline = time.monotonic() + self.start_timeout
-        admin: AdminClient | None = None
-        last_error = "no answer yet"
-        while time.monotonic() < deadline:
-            if (code := self._proc.poll()) is not None:
-                raise BrokerError(f"broker exited with code {code} during startup\n{self.tail()}")
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.5).close()
-                admin = admin or AdminClient({**self.client_config(), "log_level": 0})
-                if admin.list_topics(timeout=2.0).brokers:
-                    return
-            except (OSError, KafkaException) as exc:
-                last_error = repr(exc)
-            time.sleep(0.1)
-        raise BrokerError(f"TLS broker at {self.bootstrap} not ready ({last_error})\n{self.tail()}")
+    def _readiness_admin(self) -> AdminClient:
+        return AdminClient({**self.client_config(), "log_level": 0})
