@@ -53,7 +53,7 @@ def restored_rows(
     stored: Any, bounds: tuple[float, ...], names: list[str] | None = None
 ) -> dict[str, dict[str, dict[str, Any]]]:
     """Rows from their stored form, new ones: positional lists (:mod:`detectors.tally_record`; ``names``
-    their names table), or dicts as written before 2026-11-27 (ranges kept as now, see
+    their names table), or dicts as written until 2026-11-26 (ranges kept as now, see
     :func:`compact_ranges`)."""
     if isinstance(stored, list):
         return loaded_rows(stored, names)

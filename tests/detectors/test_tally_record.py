@@ -39,7 +39,7 @@ def _card(seed: int) -> VendorScorecard:
 
 
 def _as_dict_rows(card: VendorScorecard) -> dict[str, Any]:
-    """``card``'s state as written before 2026-11-27: every bucket's rows as dicts, no names table."""
+    """``card``'s state as written until 2026-11-26: every bucket's rows as dicts, no names table."""
     state = json.loads(json.dumps(card.to_dict()))
     del state["state"]["_names"]
     for start, bucket in state["state"]["_windows"]["_buckets"].items():

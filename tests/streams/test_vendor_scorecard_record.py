@@ -12,6 +12,17 @@ from streams.state import MAX_WRITE_BYTES, encode_json
 from streams.vendor_sla import VendorSla
 
 
+def _scorecard(sla: VendorSla) -> VendorScorecard:
+    """An empty scorecard windowed and capped as ``sla`` (the default SLA file's) says."""
+    return VendorScorecard(
+        window_seconds=sla.window_seconds,
+        bucket_seconds=sla.bucket_seconds,
+        turnaround_bounds=sla.turnaround_bounds,
+        max_vendors=sla.max_vendors,
+        max_annotators=sla.max_annotators,
+    )
+
+
 def _scorecard_at_the_caps(
     per_hour: tuple[float, float], sigma: float, seed: int
 ) -> tuple[VendorScorecard, int]:
@@ -22,13 +33,7 @@ def _scorecard_at_the_caps(
     on a tenth (golden turns of 36-character ids, most with an item missed: each vendor's latest misses
     are kept)."""
     sla, rng = VendorSla(), random.Random(seed)
-    card = VendorScorecard(
-        window_seconds=sla.window_seconds,
-        bucket_seconds=sla.bucket_seconds,
-        turnaround_bounds=sla.turnaround_bounds,
-        max_vendors=sla.max_vendors,
-        max_annotators=sla.max_annotators,
-    )
+    card = _scorecard(sla)
     medians = [300.0 * 144 ** rng.random() for _ in range(sla.max_vendors)]
     golden = [str(uuid.UUID(int=rng.getrandbits(128))) for _ in range(500)]
     seconds, events = sla.window_seconds + sla.bucket_seconds, []
@@ -55,7 +60,7 @@ def _scorecard_at_the_caps(
 def test_a_scorecard_at_every_cap_fits_a_changelog_record_with_room_to_spare():
     # Measured: 352,438 bytes (0.39 of MAX_WRITE_BYTES) at 1 to 10 labels an hour (11,562 labels); with
     # every annotator at 10 an hour and turnarounds spread wider (25,098 labels, each vendor's in 8 of the 13
-    # bins of a bucket), 433,453 (0.48). With rows stored as dicts by field name (before 2026-11-27), 692,909
+    # bins of a bucket), 433,453 (0.48). With rows stored as dicts by field name (until 2026-11-26), 692,909
     # and 821,883 (0.91; 173 KB of it the vendors' ranges, 31 KB their missed golden turns).
     # With a range per bin on every row of every bucket (2026-11-26, before they were kept sparse and for
     # vendors only), 1,281,590 and 1,709,944: never written (convowatch_state_oversized_total), a restart
@@ -74,15 +79,9 @@ def test_a_scorecard_past_both_caps_with_long_ids_fits_a_changelog_record_with_r
     # annotator at 10 labels an hour with turnarounds spread wide, golden turn ids of 256 characters (the
     # contract's limit) and every vendor's missed-gold list full. Measured 667,877 bytes (0.74 of
     # MAX_WRITE_BYTES; 142 KB of it the missed golden turns); 1,247,157 (1.39) with rows stored as dicts by
-    # field name (before 2026-11-27): never written, a restart recovered an older scorecard.
+    # field name (until 2026-11-26): never written, a restart recovered an older scorecard.
     sla, rng = VendorSla(), random.Random(3)
-    card = VendorScorecard(
-        window_seconds=sla.window_seconds,
-        bucket_seconds=sla.bucket_seconds,
-        turnaround_bounds=sla.turnaround_bounds,
-        max_vendors=sla.max_vendors,
-        max_annotators=sla.max_annotators,
-    )
+    card = _scorecard(sla)
     vendors, annotators = sla.max_vendors + 10, 2 * sla.max_annotators
     medians = [300.0 * 144 ** rng.random() for _ in range(vendors)]
     vendor_ids = [str(uuid.UUID(int=rng.getrandbits(128))) for _ in range(vendors)]
