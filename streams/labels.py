@@ -54,21 +54,13 @@ class LabelGuard:
                 self._counted += 1
 
     def __call__(self, value: str | None) -> str:
-        if value is None or value == "":
-            return UNKNOWN
         if value in self._admitted:
-            return value
-        if value in (OTHER, UNKNOWN):  # as admit() reads them: no room taken, so a restart maps alike
-            return value
-        if self.allow is not None:
-            if value in self.allow:
-                return value
-        elif self._counted < self.max_values and len(value) <= 64:
-            self._admitted.add(value)
-            self._counted += 1
-            return value
-        self.folded += 1
-        return OTHER
+            return value  # type: ignore[return-value]  # None is never admitted
+        label = self.unless_folded(value)
+        if label is None:
+            self.folded += 1
+            return OTHER
+        return label
 
     def unless_folded(self, value: str | None) -> str | None:
         """``self(value)``, or None where that would fold ``value`` into ``other`` (not counted in
@@ -78,11 +70,19 @@ class LabelGuard:
         >>> [guard.unless_folded("a"), guard.unless_folded("b"), guard("a"), guard.folded]
         ['a', None, 'a', 0]
         """
-        label = self(value)
-        if label == OTHER and value != OTHER:
-            self.folded -= 1
-            return None
-        return label
+        if value is None or value == "":
+            return UNKNOWN
+        if value in self._admitted:
+            return value
+        if value in (OTHER, UNKNOWN):  # as admit() reads them: no room taken, so a restart maps alike
+            return value
+        if self.allow is not None:
+            return value if value in self.allow else None
+        if self._counted < self.max_values and len(value) <= 64:
+            self._admitted.add(value)
+            self._counted += 1
+            return value
+        return None
 
 
 class FoldedLabelValues:
