@@ -32,6 +32,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationIn
 
 from detectors.agreement_stats import wilson_interval
 from detectors.label_tally import DEFAULT_TURNAROUND_BOUNDS, Scorecard
+from detectors.vendor_scorecard import VendorScorecard
 from schemas.common import Identifier
 from streams.exceptions import ConfigError
 from streams.taxonomy import Severity, not_valid_yaml
@@ -121,6 +122,16 @@ class VendorSla(BaseModel):
         turnaround SLA is judged exactly)."""
         limits = {t.max_turnaround_seconds for t in (self.defaults, *self.vendors.values())}
         return sorted({float(b) for b in DEFAULT_TURNAROUND_BOUNDS} | {x for x in limits if x is not None})
+
+    def new_scorecard(self) -> VendorScorecard:
+        """An empty scorecard windowed, binned and capped as this SLA file says."""
+        return VendorScorecard(
+            window_seconds=self.window_seconds,
+            bucket_seconds=self.bucket_seconds,
+            turnaround_bounds=self.turnaround_bounds,
+            max_vendors=self.max_vendors,
+            max_annotators=self.max_annotators,
+        )
 
     def judge(self, vendor: str, card: Scorecard) -> list[Verdict]:
         """Every SLA with a target for ``vendor``, judged on ``card``."""

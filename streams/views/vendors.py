@@ -92,16 +92,6 @@ class VendorsView:
         self.sla = sla if sla is not None else VendorSla()
         self.golden = golden or {}
 
-    def _scorecard(self) -> VendorScorecard:
-        sla = self.sla
-        return VendorScorecard(
-            window_seconds=sla.window_seconds,
-            bucket_seconds=sla.bucket_seconds,
-            turnaround_bounds=sla.turnaround_bounds,
-            max_vendors=sla.max_vendors,
-            max_annotators=sla.max_annotators,
-        )
-
     def apply(self, aggregator: Aggregator, obs: dict[str, Any], partition: int | None) -> list[Emit]:
         kind = obs["kind"]
         updates = {"labelled": self._labelled, "gold_label": self._gold}.get(kind, self._consensus)(obs)
@@ -126,7 +116,7 @@ class VendorsView:
             if card.too_late > dropped:
                 self.metrics.vendor_labels_too_late.inc(card.too_late - dropped)
 
-        card = aggregator.update(SCORECARD, obs, partition, self._scorecard, add)
+        card = aggregator.update(SCORECARD, obs, partition, self.sla.new_scorecard, add)
         # judged at a ``labelled`` or ``raters`` one: with the gold items of a ``gold_label`` just before it
         if card is None or card.watermark is None or kind == "gold_label":
             return []

@@ -9,6 +9,7 @@ import json
 import random
 import warnings
 from collections import Counter
+from collections.abc import Callable
 from typing import Any
 
 import krippendorff
@@ -42,6 +43,20 @@ def _leave_one_out_hits(items: list[dict[str, str]]) -> dict[str, list[bool]]:
                 continue
             hits.setdefault(rater, []).append(label == others[0][0])
     return hits
+
+
+def _assert_leave_one_out(panel: Any, items: list[dict[str, str]], vendor_of: Callable[[str], str]) -> None:
+    """``panel``'s per-annotator and per-vendor agreement with the others' consensus are the hand counts of
+    :func:`_leave_one_out_hits` over ``items`` (``vendor_of``: an annotator's vendor)."""
+    hits = _leave_one_out_hits(items)
+    for annotator, figures in panel.per_annotator.items():
+        assert (figures["n"], figures["agreement"]) == (
+            len(hits[annotator]),
+            sum(hits[annotator]) / figures["n"],
+        )
+    for vendor, figures in panel.per_vendor.items():
+        vendor_hits = [h for a, hs in hits.items() if vendor_of(a) == vendor for h in hs]
+        assert (figures["n"], figures["agreement"]) == (len(vendor_hits), sum(vendor_hits) / figures["n"])
 
 
 def _first_labels(items: list[Item], n: int) -> list[str]:
@@ -86,15 +101,7 @@ def test_ten_thousand_items_of_distinct_labels_keep_a_rater_panel_small_and_its_
     # vendor's agreement with the others' consensus that of the labels (the odd label, folded as its
     # consensus is, does not agree with it)
     assert panel.reliability().pairwise_agreement == 0.5
-    hits = _leave_one_out_hits(items)
-    for annotator, figures in panel.per_annotator.items():
-        assert (figures["n"], figures["agreement"]) == (
-            len(hits[annotator]),
-            sum(hits[annotator]) / figures["n"],
-        )
-    for vendor, figures in panel.per_vendor.items():
-        vendor_hits = [h for a, hs in hits.items() if f"vendor-{int(a[-3:]) % 20:02d}" == vendor for h in hs]
-        assert (figures["n"], figures["agreement"]) == (len(vendor_hits), sum(vendor_hits) / figures["n"])
+    _assert_leave_one_out(panel, items, lambda a: f"vendor-{int(a[-3:]) % 20:02d}")
     tables = panel.to_dict()["state"]["_raters"]["_raters"]
     assert {label for t in tables.values() for row in t["confusion"].values() for label in row} <= {
         *kept,
@@ -241,15 +248,7 @@ def test_items_replaced_with_free_form_labels_count_once_with_their_last_labels(
     assert panel.n_items == 400 and panel.folded_labels > 300
     assert sum(panel.consensus_counts.values()) + panel.ties == 400
     assert sum(panel.reliability().raters_per_item.values()) == 400
-    hits = _leave_one_out_hits(items)
-    for annotator, figures in panel.per_annotator.items():
-        assert (figures["n"], figures["agreement"]) == (
-            len(hits[annotator]),
-            sum(hits[annotator]) / figures["n"],
-        )
-    for vendor, figures in panel.per_vendor.items():
-        vendor_hits = [h for a, hs in hits.items() if a[0] == vendor[-1] for h in hs]
-        assert (figures["n"], figures["agreement"]) == (len(vendor_hits), sum(vendor_hits) / figures["n"])
+    _assert_leave_one_out(panel, items, lambda a: f"vendor-{a[0]}")
     for version in last.values():  # every part gives each item back: nothing is left
         panel.remove(*version)
     assert (panel.n_items, panel.ties, panel.consensus_counts, panel.folded_labels) == (0, 0, {}, 0)

@@ -12,17 +12,6 @@ from streams.state import MAX_WRITE_BYTES, encode_json
 from streams.vendor_sla import VendorSla
 
 
-def _scorecard(sla: VendorSla) -> VendorScorecard:
-    """An empty scorecard windowed and capped as ``sla`` (the default SLA file's) says."""
-    return VendorScorecard(
-        window_seconds=sla.window_seconds,
-        bucket_seconds=sla.bucket_seconds,
-        turnaround_bounds=sla.turnaround_bounds,
-        max_vendors=sla.max_vendors,
-        max_annotators=sla.max_annotators,
-    )
-
-
 def _scorecard_at_the_caps(
     per_hour: tuple[float, float], sigma: float, seed: int
 ) -> tuple[VendorScorecard, int]:
@@ -33,7 +22,7 @@ def _scorecard_at_the_caps(
     on a tenth (golden turns of 36-character ids, most with an item missed: each vendor's latest misses
     are kept)."""
     sla, rng = VendorSla(), random.Random(seed)
-    card = _scorecard(sla)
+    card = sla.new_scorecard()
     medians = [300.0 * 144 ** rng.random() for _ in range(sla.max_vendors)]
     golden = [str(uuid.UUID(int=rng.getrandbits(128))) for _ in range(500)]
     seconds, events = sla.window_seconds + sla.bucket_seconds, []
@@ -81,7 +70,7 @@ def test_a_scorecard_past_both_caps_with_long_ids_fits_a_changelog_record_with_r
     # MAX_WRITE_BYTES; 142 KB of it the missed golden turns); 1,247,157 (1.39) with rows stored as dicts by
     # field name (until 2026-11-26): never written, a restart recovered an older scorecard.
     sla, rng = VendorSla(), random.Random(3)
-    card = _scorecard(sla)
+    card = sla.new_scorecard()
     vendors, annotators = sla.max_vendors + 10, 2 * sla.max_annotators
     medians = [300.0 * 144 ** rng.random() for _ in range(vendors)]
     vendor_ids = [str(uuid.UUID(int=rng.getrandbits(128))) for _ in range(vendors)]
