@@ -183,6 +183,8 @@ def test_worker_reports_unreachable_broker(unique_name: Callable[[str], str]) ->
     from tests.support.broker import free_ports
 
     address = f"127.0.0.1:{free_ports(1)[0]}"
-    result = run_cli("worker", "--broker", address, env={"CONVOWATCH_APP_ID": unique_name("app")})
+    # metrics on a free port: the default 9108 may be taken on a shared machine (a demo running beside)
+    env = {"CONVOWATCH_APP_ID": unique_name("app"), "CONVOWATCH_METRICS_PORT": "0"}
+    result = run_cli("worker", "--broker", address, env=env)
     assert result.returncode == 1
     assert address in result.stderr and "Traceback" not in result.stderr

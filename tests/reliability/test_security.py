@@ -178,7 +178,12 @@ def test_scram_end_to_end_without_leaking_secrets_or_chat_text(
 def test_wrong_password_fails_fast_with_a_clear_error(
     scram_broker: ScramBroker, unique_name: Callable[[str], str], command: str
 ) -> None:
-    env = {"CONVOWATCH_TOPIC_PREFIX": unique_name("bad") + ".", **sasl_env(WRONG)}
+    # metrics on a free port: the default 9108 may be taken on a shared machine (a demo running beside)
+    env = {
+        "CONVOWATCH_TOPIC_PREFIX": unique_name("bad") + ".",
+        "CONVOWATCH_METRICS_PORT": "0",
+        **sasl_env(WRONG),
+    }
     extra = ["--generate", "--duration=1"] if command == "produce" else []
     started = time.monotonic()
     result = cli(command, "--broker", scram_broker.bootstrap, *extra, env=env, timeout=60)
