@@ -64,12 +64,19 @@ from detectors.always_valid import (
     stratum_of,
     stratum_sums,
 )
-
-#: Pseudo-turns (each side) added to the variance sums (module doc).
-PSEUDO = 0.5
-# judged sums per arm: [N, sum f, sum f^2];
-# labelled sums: [n, sum w, sum w r, sum w^2, sum w^2 r, sum w^2 r^2] (r = y - f, w = weight)
-_N, _W, _WR, _W2, _W2R, _W2RR = range(6)
+from detectors.calibrated_variance import (
+    _N,
+    _W,
+    _W2,
+    _W2R,
+    _W2RR,
+    _WR,
+    lift_variance,
+    rectifier_variances,
+)
+from detectors.calibrated_variance import (
+    PSEUDO as PSEUDO,  # re-exported: the tests and bench/version_calibrated.py import it from here
+)
 
 
 def _unit(name: str, value: Any) -> float:
@@ -78,23 +85,6 @@ def _unit(name: str, value: Any) -> float:
     if not isinstance(value, int | float) or not 0.0 <= value <= 1.0:
         raise ValueError(f"{name} must be a number in [0, 1] (or a bool), got {value!r}")
     return float(value)
-
-
-def _judge_variance(n: float, s: float, ss: float) -> float:
-    """Variance of one judged turn's ``f`` from ``n`` turns, ``sum f``, ``sum f^2``, with ``PSEUDO`` turns
-    at 0 and at 1."""
-    n, s, ss = n + 2 * PSEUDO, s + PSEUDO, ss + PSEUDO
-    return max(ss / n - (s / n) ** 2, 0.0)
-
-
-def _rectifier_variance(lab: list[float]) -> float:
-    """Variance of the weighted mean rectifier, ``PSEUDO`` turns of mean weight at ``r = -1`` and ``+1``."""
-    w_bar = lab[_W] / lab[_N]
-    n, w = lab[_N] + 2 * PSEUDO, lab[_W] + 2 * PSEUDO * w_bar
-    w2, w2r, w2rr = lab[_W2] + 2 * PSEUDO * w_bar**2, lab[_W2R], lab[_W2RR] + 2 * PSEUDO * w_bar**2
-    mean = lab[_WR] / w
-    spread = max(w2rr - 2 * mean * w2r + mean * mean * w2, 0.0)
-    return n / (n - 1) * spread / (w * w)
 
 
 class CalibratedComparison(_AlwaysValidTest):
@@ -189,12 +179,7 @@ class CalibratedComparison(_AlwaysValidTest):
         lab[_W2RR] += w * w * r * r
         lc, lt = self._labelled["control"], self._labelled["treatment"]
         if min(lc[_N], lt[_N]) >= 2:
-            pooled = [a + b for a, b in zip(lc, lt, strict=True)]
-            self._rectifier = [
-                _rectifier_variance(lc),
-                _rectifier_variance(lt),
-                _rectifier_variance(pooled) * pooled[_N] * (1 / lc[_N] + 1 / lt[_N]),
-            ]
+            self._rectifier = rectifier_variances(lc, lt)
 
     def _test(self) -> None:
         self._decided_now = False
@@ -207,18 +192,9 @@ class CalibratedComparison(_AlwaysValidTest):
         if sums[1] <= 0.0:  # the arms never met in one stratum yet
             return
         d = sums[0] / sums[1] + lt[_WR] / lt[_W] - lc[_WR] / lc[_W]
-        s2 = self._variance(jc, jt, sums)
+        s2 = lift_variance(jc, jt, self._rectifier, sums)
         if self._advance(d, s2, math.exp(-mixture_log_lr(d, s2, self.tau2)), worse=d > 0):
             self._decided_at = [int(lc[_N]), int(lt[_N])]
-
-    def _variance(self, jc: list[float], jt: list[float], sums: tuple[float, float, float, float]) -> float:
-        """The lift's variance (module doc): the judged part within strata (``sums``: :func:`stratum_sums`)
-        with each arm's variance over the whole test, the rectifier's over the whole test."""
-        rc, rt, r_pooled = self._rectifier
-        _, weight, over_c, over_t = sums
-        judged = (_judge_variance(*jc) * over_c + _judge_variance(*jt) * over_t) / (weight * weight)
-        pooled = _judge_variance(jc[0] + jt[0], jc[1] + jt[1], jc[2] + jt[2]) / weight
-        return max(judged + rc + rt, pooled + r_pooled)
 
     def _rate(self, arm: str) -> float:
         judged, lab = self._judged[arm], self._labelled[arm]
@@ -235,7 +211,7 @@ class CalibratedComparison(_AlwaysValidTest):
         sums = stratum_sums(self._open, self._closed)
         if sums[1] <= 0.0 or min(lc[_N], lt[_N]) < 2:
             return NAN
-        return self._variance(jc, jt, sums)
+        return lift_variance(jc, jt, self._rectifier, sums)
 
     @property
     def control_rate(self) -> float:
