@@ -2,63 +2,23 @@
 
 from __future__ import annotations
 
-import functools
 import math
 
-from detectors.arl import lattice, threshold_for_arl
 from detectors.base import Detector
 from detectors.bernoulli_cusum import BernoulliCUSUM  # re-exported: the package imports both from here
+from detectors.spike_design import (
+    _GRID_STEP,
+    _MAX_RATE,
+    _chart,
+    arl0_for_budget,
+    bank_ratios,
+    chart_arl,
+    check_arl0,
+    inflated_design,
+    rate_gain,
+)
 
 __all__ = ["BernoulliCUSUM", "DefectRateSpike", "arl0_for_budget"]
-
-#: Design rates live on a log grid this fine (0.2% steps); a rate is rounded *up* to it (conservative).
-#: Each step up costs ~1% of delay at a 1.5x rise, so the grid is fine; a design is cached per step.
-_GRID_STEP = 0.002
-#: Highest design rate: a "defect spike" above a 50% baseline is out of scope.
-_MAX_RATE = 0.5
-#: Multiplier ``c`` of the baseline-uncertainty inflation (see ``DefectRateSpike``): 1, the Gaussian
-#: argument. The inflation is ``O(1/k)`` in the baseline's defect count ``k``, so it fades as the
-#: baseline ages and the bank correction below is left to cover the bank.
-_UNCERTAINTY_MARGIN = 1.0
-#: Exponent of the bank correction: each of ``m`` charts targets ``arl0 * m**_BANK_EXPONENT``. 1 would be
-#: Bonferroni; the charts' alarms are correlated, so less is enough. With a *known* baseline, 4 charts
-#: need a factor 2.6 (exponent 0.7); 0.8 (factor 3.0) keeps the MEASURED rate of a learned baseline at
-#: the target over 200k-event streams (``bench/detection.py``: 1 per 1.22e6; 0.7 measured 1 per 0.93e6).
-_BANK_EXPONENT = 0.8
-#: Highest design-rate grid index.
-_Q_MAX = math.floor(math.log(_MAX_RATE) / _GRID_STEP)
-
-
-def arl0_for_budget(false_alarms_per_day: float, events_per_day_per_stream: float, streams: int) -> float:
-    """Per-stream in-control ARL (events per false alarm) that meets a fleet-wide false-alarm budget.
-
-    With ``streams`` independent streams each seeing ``events_per_day_per_stream`` events a day, a
-    per-stream ARL of ``A`` events gives ``streams * events_per_day_per_stream / A`` false alarms a day.
-
-    >>> arl0_for_budget(false_alarms_per_day=0.5, events_per_day_per_stream=20_000, streams=25)
-    1000000.0
-    """
-    if not false_alarms_per_day > 0.0 or math.isinf(false_alarms_per_day):
-        raise ValueError(f"false_alarms_per_day must be positive and finite, got {false_alarms_per_day}")
-    if not events_per_day_per_stream > 0.0 or math.isinf(events_per_day_per_stream):
-        raise ValueError(f"events_per_day_per_stream must be positive, got {events_per_day_per_stream}")
-    if streams < 1:
-        raise ValueError(f"streams must be >= 1, got {streams}")
-    return streams * events_per_day_per_stream / false_alarms_per_day
-
-
-@functools.lru_cache(maxsize=8192)
-def _chart(q: int, ratio: float, arl: float) -> tuple[int, int, int, float]:
-    """Lattice chart ``(up, down, threshold, unit)`` for design rate ``exp(q * _GRID_STEP)`` and ``ratio``.
-
-    The chart is exactly the finite Markov chain of :mod:`detectors.arl`, so its zero-state ARL at the
-    design rate is exactly ``>= arl``. ``down`` is 1 (one unit per ok event) unless the rate is so high
-    that ``up/down`` would miss the LLR ratio by more than 5%.
-    """
-    p0 = math.exp(q * _GRID_STEP)
-    p1 = min(ratio * p0, 0.5 + 0.5 * p0)
-    up, down, unit = lattice(p0, p1, 16, tolerance=0.05)
-    return up, down, threshold_for_arl(up, down, p0, arl), unit
 
 
 class DefectRateSpike(Detector):
@@ -134,8 +94,7 @@ class DefectRateSpike(Detector):
         resolve_llr: float = math.log(100.0),
         min_rate: float = 1e-3,
     ) -> None:
-        if not 1.0 < arl0 < 1e12:
-            raise ValueError(f"arl0 (in-control events per false alarm) must be in (1, 1e12), got {arl0}")
+        check_arl0(arl0)
         if not 1.0 < min_ratio <= max_ratio < 1e3:
             raise ValueError(f"need 1 < min_ratio <= max_ratio < 1000, got {min_ratio}, {max_ratio}")
         if not 1 <= n_charts <= 16 or (n_charts > 1 and min_ratio == max_ratio):
@@ -159,13 +118,9 @@ class DefectRateSpike(Detector):
         self.max_evidence = max_evidence
         self.resolve_llr = resolve_llr
         self.min_rate = min_rate
-        if n_charts == 1:
-            self._ratios = [float(min_ratio)]
-        else:
-            step = math.log(max_ratio / min_ratio) / (n_charts - 1)
-            self._ratios = [min_ratio * math.exp(j * step) for j in range(n_charts)]
-        self._gains = [(r - 1.0) / (r * math.log(r) - r + 1.0) for r in self._ratios]
-        self._chart_arl = float(arl0 * n_charts**_BANK_EXPONENT)
+        self._ratios = bank_ratios(min_ratio, max_ratio, n_charts)
+        self._gains = [rate_gain(r) for r in self._ratios]
+        self._chart_arl = chart_arl(arl0, n_charts)
         self._decay = 1.0 - 1.0 / 1000.0  # current_rate: exponential average over ~1,000 events
         self._reset()
 
@@ -285,14 +240,12 @@ class DefectRateSpike(Detector):
         """(Re)design each chart for the current baseline estimate, inflated for its uncertainty."""
         k = self._base_k + 0.5
         log_p = math.log(min(max(k / (self._base_n + 1.0), self.min_rate), _MAX_RATE))
-        q_max = _Q_MAX
         for j, ratio in enumerate(self._ratios):
             if self._q[j] == 0:  # first design: threshold of the uninflated chart
                 _, _, thr, unit = _chart(math.ceil(log_p / _GRID_STEP), ratio, self._chart_arl)
             else:
                 thr, unit = self._thr[j], self._unit[j]
-            delta = _UNCERTAINTY_MARGIN * self._gains[j] * thr * unit / (2.0 * k)
-            q = min(math.ceil((log_p + delta) / _GRID_STEP), q_max)
+            q = inflated_design(log_p, k, self._gains[j], thr, unit)
             if q != self._q[j]:
                 self._q[j] = q
                 self._up[j], self._down[j], self._thr[j], self._unit[j] = _chart(q, ratio, self._chart_arl)
@@ -313,10 +266,9 @@ class DefectRateSpike(Detector):
         """
         if arl0 == self.arl0:
             return self
-        if not 1.0 < arl0 < 1e12:
-            raise ValueError(f"arl0 (in-control events per false alarm) must be in (1, 1e12), got {arl0}")
+        check_arl0(arl0)
         self.arl0 = arl0
-        self._chart_arl = float(arl0 * self.n_charts**_BANK_EXPONENT)
+        self._chart_arl = chart_arl(arl0, self.n_charts)
         for j, ratio in enumerate(self._ratios):
             if self._q[j] != 0:  # designed
                 self._up[j], self._down[j], self._thr[j], self._unit[j] = _chart(
