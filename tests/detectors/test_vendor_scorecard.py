@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from detectors import base
 from detectors.exceptions import NotHeldError
 from detectors.sla_status import SlaStatus
 from detectors.vendor_scorecard import MISSED_GOLD_KEPT, OTHER, LabelTally, Scorecard, VendorScorecard
@@ -422,6 +423,36 @@ def test_json_round_trip_mid_stream_continues_identically(split):
     assert restored.to_dict() == card.to_dict()
     for vendor in card.vendors:
         assert restored.scorecard(vendor) == card.scorecard(vendor)
+
+
+def _containers(value: Any) -> dict[int, Any]:
+    """Every list and dict in ``value`` (nested), by id."""
+    found: dict[int, Any] = {}
+    pending = [value]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, list | dict) and id(item) not in found:
+            found[id(item)] = item
+            pending.extend(item.values() if isinstance(item, dict) else item)
+    return found
+
+
+def test_a_restore_builds_the_rows_once_and_shares_nothing_with_the_stored_state(monkeypatch):
+    # until 2026-11-26 EventTimeWindows.from_dict copied every bucket's rows after they were built from
+    # their stored lists: about 40% of a restore at the caps
+    card = _feed(VendorScorecard(WINDOW, BUCKET, BOUNDS, max_annotators=7), _events(seed=23, n=1500))
+    stored = json.loads(json.dumps(card.to_dict(), allow_nan=False))
+    copied: list[dict[str, Any]] = []
+    copy_state = base._copy
+    monkeypatch.setattr(base, "_copy", lambda state: copied.append(state) or copy_state(state))
+    restored = VendorScorecard.from_dict(stored)
+    assert len(restored._windows.bucket_starts) > 1
+    assert not [state for state in copied if state.get("_buckets")]  # rows copied
+    params = _containers(stored["params"])
+    shared = set(_containers(stored)) - set(params)
+    assert not shared & set(_containers({k: v for k, v in vars(restored).items() if k != "_held"}))
+    assert not shared & set(_containers(vars(restored._windows)))
+    assert restored.to_dict() == card.to_dict()
 
 
 def test_scorecard_quantiles_and_shares_interpolate_inside_bins():
