@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any, Self
 
 from detectors.base import Detector
@@ -18,6 +19,12 @@ class SlaStatus(Detector):
     changes). :attr:`change` then says what to publish: ``"firing"`` (a new episode, revision 1),
     ``"updated"`` (still breached and ``republish_seconds`` since the last revision), ``"resolved"``, or
     ``None``.
+
+    :meth:`forget` drops what is over: targets not breached that have not been judged for
+    ``forget_after_seconds`` of event time (a vendor gone for good), or that have no target any more;
+    without it the status holds every target ever judged. One judged again after that starts afresh
+    (episode 1), under a ``created`` time of its own that keeps its escalation ids apart from the earlier
+    episodes'.
 
     Examples
     --------
@@ -44,16 +51,31 @@ class SlaStatus(Detector):
     >>> status = SlaStatus(republish_seconds=600)
     >>> [status.update(300.0 * i, "vendor-a|gold_accuracy", b, m).change for i, (b, m) in enumerate(judged)]
     [None, 'firing', None, 'updated', 'resolved', None]
+
+    A target not judged for ``forget_after_seconds`` is forgotten once it is not breached; an open breach
+    stays, however long its target goes unjudged:
+
+    >>> status = SlaStatus(republish_seconds=600, forget_after_seconds=86400)
+    >>> status = status.update(0.0, "vendor-a|turnaround", True).update(0.0, "vendor-b|turnaround", True)
+    >>> status = status.update(600.0, "vendor-b|turnaround", False)
+    >>> sorted(status.forget(90000.0).names), status.breached
+    (['vendor-a|turnaround'], ['vendor-a|turnaround'])
     """
 
-    def __init__(self, republish_seconds: float = 3600.0) -> None:
-        if isinstance(republish_seconds, bool) or not republish_seconds > 0:
-            raise ValueError(f"republish_seconds must be positive, got {republish_seconds!r}")
+    def __init__(self, republish_seconds: float = 3600.0, forget_after_seconds: float = 30 * 86400.0) -> None:
+        for name, value in (
+            ("republish_seconds", republish_seconds),
+            ("forget_after_seconds", forget_after_seconds),
+        ):
+            if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+                raise ValueError(f"{name} must be positive, got {value!r}")
         self.republish_seconds = republish_seconds
+        self.forget_after_seconds = forget_after_seconds
         self._reset()
 
     def _reset(self) -> None:
-        # name -> {"breached", "episode", "revision", "since" (event time), "published" (event time)}
+        # name -> {"breached", "episode", "revision", "since" (event time), "published" (event time),
+        # "judged" (event time: last judged), "created" (event time; none in state from before 2026-11-26)}
         self._targets: dict[str, dict[str, Any]] = {}
         self._evaluated: float | None = None
         self._change: str | None = None
@@ -78,7 +100,9 @@ class SlaStatus(Detector):
                 "revision": 0,
                 "since": None,
                 "published": None,
+                "created": ts,
             }
+        target["judged"] = ts if target.get("judged") is None else max(target["judged"], ts)
         if breached and not target["breached"]:
             target.update(breached=True, episode=target["episode"] + 1, revision=1, since=ts, published=ts)
             self._change = "firing"
@@ -89,6 +113,25 @@ class SlaStatus(Detector):
             target.update(revision=target["revision"] + 1, published=ts)  # breached, or not known either way
             self._change = "updated"
         return self
+
+    def forget(self, ts: float, targeted: Callable[[str], bool] | None = None) -> Self:
+        """Drop every target not breached that was last judged more than ``forget_after_seconds`` before event
+        time ``ts``, or that ``targeted`` (given a name) says has no target any more. A target of state
+        written before 2026-11-26 (no judgement time) counts as judged at ``ts``."""
+        horizon = ts - self.forget_after_seconds
+        for name, target in list(self._targets.items()):
+            if target.get("judged") is None:
+                target["judged"] = ts
+            if not target["breached"] and (
+                target["judged"] < horizon or (targeted is not None and not targeted(name))
+            ):
+                del self._targets[name]
+        return self
+
+    @property
+    def names(self) -> list[str]:
+        """Every target the status holds (breached or not), sorted."""
+        return sorted(self._targets)
 
     @property
     def change(self) -> str | None:

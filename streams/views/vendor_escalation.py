@@ -31,7 +31,10 @@ def sla_escalation(
     for want of a target (``verdict`` judges nothing)."""
     assert card.watermark is not None
     severity = sla.severity
-    eid = escalation_id("vendor_sla", f"{vendor}|{verdict.sla}|{state['episode']}")
+    subject = f"{vendor}|{verdict.sla}|{state['episode']}"
+    if state.get("created") is not None:  # a target forgotten and judged again starts at episode 1 again
+        subject += f"|{state['created']!r}"
+    eid = escalation_id("vendor_sla", subject)
     if removed:
         summary = f"Vendor SLA breach closed: {vendor} has no {verdict.sla} target any more"
     elif lapsed and scorecard.labels == 0:

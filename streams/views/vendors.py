@@ -35,7 +35,9 @@ target keeps its
 slot in the scorecard (``VendorScorecard.hold``) after its last label leaves the window, to be judged at 0
 labels over it, and for as long as its throughput breach is open, which only its labels back on target
 close (its other SLAs close for want of labels). Any other vendor none of whose labels the window holds
-has lost its slot: it is judged (to close what it has open) and exported no more. Both aggregates go through
+has lost its slot: it is judged (to close what it has open) and exported no more; 30 days of label time
+later the status forgets it, as it does an SLA the vendor has no target for any more
+(:meth:`SlaStatus.forget`: never an open breach). Both aggregates go through
 :meth:`Aggregator.update`, so a replayed observation is skipped and publishes nothing, and the evaluation
 depends on the stream only. Vendor gauges are set at each evaluation; report.json has a ``vendors``
 section with every vendor's and annotator's scorecard and the SLA verdicts. Items older than the window
@@ -212,6 +214,9 @@ class VendorsView:
                     status.update(now, name, False, True)
                     removed = Verdict(sla, math.nan, math.nan, 0, None, None, {})
                     emits.append(self._escalation(status, vendor, removed, scorecard, card, removed=True))
+            # what is over goes (the status held every vendor and SLA ever judged): targets no longer in the
+            # SLA file, and vendors judged no more for a month (no label left in the window, no breach)
+            status.forget(now, self._targeted)
 
         status = aggregator.update(
             STATUS, obs, partition, lambda: SlaStatus(republish_seconds=self.sla.republish_seconds), judge
@@ -223,6 +228,11 @@ class VendorsView:
         open_ = known.breached if isinstance(known, SlaStatus) else []
         card.hold(silence_judged({vendor: verdicts for vendor, (_, verdicts) in judged.items()}, open_))
         return emits
+
+    def _targeted(self, name: str) -> bool:
+        """Whether the vendor of SLA status ``name`` (``vendor|sla``) has a target for that SLA."""
+        vendor, sla = name.rsplit("|", 1)
+        return self.sla.targets(vendor).target(sla) is not None
 
     def _export(self, judged: dict[str, tuple[Scorecard, list[Verdict]]], status: SlaStatus) -> None:
         m = self.metrics

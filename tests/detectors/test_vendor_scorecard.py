@@ -529,3 +529,46 @@ def test_sla_status_episodes_revisions_and_unjudged_evaluations():
         2,
         ["v|turnaround"],
     )
+
+
+def test_sla_status_forgets_what_is_over_keeps_breaches_and_reads_state_from_before():
+    status = SlaStatus(republish_seconds=100, forget_after_seconds=1000)
+    status.update(0.0, "a|turnaround", True)  # breached, never judged again
+    status.update(0.0, "b|turnaround", True).update(50.0, "b|turnaround", False)  # closed, last judged at 50
+    status.update(0.0, "c|gold_accuracy", False).update(900.0, "c|gold_accuracy", False)
+    status.update(900.0, "d|turnaround", None)  # not judged: no target made
+    status.update(900.0, "d|turnaround", False)
+    assert status.forget(1049.0).names == ["a|turnaround", "b|turnaround", "c|gold_accuracy", "d|turnaround"]
+    assert status.forget(1051.0).names == ["a|turnaround", "c|gold_accuracy", "d|turnaround"]
+    assert status.forget(1051.0, lambda name: not name.startswith("d|")).names == [
+        "a|turnaround",
+        "c|gold_accuracy",
+    ]
+    assert status.forget(1e9, lambda name: False).breached == ["a|turnaround"]  # a breach stays
+    assert status.status("a|turnaround")["episode"] == 1
+    assert _json_status(status).to_dict() == status.to_dict()
+
+    # judged again, a forgotten target starts afresh, created anew (its escalation ids its own)
+    status.update(2000.0, "b|turnaround", True)
+    assert {k: status.status("b|turnaround")[k] for k in ("episode", "revision", "created")} == {
+        "episode": 1,
+        "revision": 1,
+        "created": 2000.0,
+    }
+
+    # state written before 2026-11-26 has no judgement or creation times: judged at the first forget
+    before = SlaStatus(republish_seconds=100, forget_after_seconds=1000)
+    before.update(0.0, "a|turnaround", True).update(0.0, "c|gold_accuracy", False)
+    old = before.to_dict()
+    for target in old["state"]["_targets"].values():
+        del target["judged"], target["created"]
+    restored = SlaStatus.from_dict(old)
+    assert restored.forget(5000.0).names == ["a|turnaround", "c|gold_accuracy"]
+    assert restored.forget(6001.0).names == ["a|turnaround"]
+    assert restored.status("a|turnaround").get("created") is None  # its escalation ids as before
+    restored.update(6100.0, "a|turnaround", True)
+    assert (restored.change, restored.status("a|turnaround")["revision"]) == ("updated", 2)
+
+
+def _json_status(status: SlaStatus) -> SlaStatus:
+    return SlaStatus.from_dict(json.loads(json.dumps(status.to_dict(), allow_nan=False)))

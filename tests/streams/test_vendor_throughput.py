@@ -23,7 +23,7 @@ from schemas.outputs import Escalation
 from streams.aggregate import Aggregator
 from streams.metrics import Metrics
 from streams.state import DictStore
-from streams.vendor_sla import Targets, VendorSla, Verdict, silence_judged
+from streams.vendor_sla import SLAS, Targets, VendorSla, Verdict, silence_judged
 from streams.views.vendors import VendorsView
 
 START = 1_793_577_600.0  # 2026-11-02T00:00:00Z
@@ -45,9 +45,9 @@ class JsonStore(DictStore):
 class Run:
     """The vendors view over an aggregator whose state is stored as JSON, so that it can restart."""
 
-    def __init__(self) -> None:
+    def __init__(self, sla: VendorSla = SLA) -> None:
         self.store = JsonStore()
-        self.sla = SLA
+        self.sla = sla
         self.offset = 0
         self.escalations: list[dict[str, Any]] = []
         self._start()
@@ -237,6 +237,59 @@ def test_a_vendor_that_has_left_has_its_breach_resolved_once_its_target_is_remov
     assert run.row() is None
     assert run.gauge("convowatch_vendor_labels_per_hour") is None
     assert run.gauge("convowatch_vendor_sla_breached", sla="turnaround") is None
+    # and the status forgets the SLA it has no target for (it held every vendor and SLA ever judged)
+    assert status.status("vendor-x|labels_per_hour") is None
+
+
+def test_a_vendor_judged_no_more_is_forgotten_after_a_month_and_a_silent_breach_is_kept():
+    """vendor-x labels 10 an hour for a day and stops; vendor-z, without a throughput target, labels as
+    much 40 minutes after each turn (its turnaround breached) and stops too. 40 days on (a restart
+    between), vendor-x's throughput breach is still open, one episode; vendor-z's closed for want of labels
+    and, judged no more for 30 days, the status has forgotten it (until 2026-11-26 it held every vendor and
+    SLA ever judged). Back for a day, vendor-z breaches again: episode 1, revision 1, under an id of its
+    own (the same id, revision 1, would be refused as older than the first episode's last revision)."""
+    idle = {"min_labels_per_hour": None}
+    sla = VendorSla.model_validate(  # judged hourly over 6 hours: 40 days of label time go quickly
+        {
+            "window_seconds": 6 * 3600,
+            "evaluate_every_seconds": 3600,
+            "defaults": {"min_labels_per_hour": 5, "max_turnaround_seconds": 1800, "min_samples": 10},
+            "vendors": {"vendor-y": idle, "vendor-z": idle},
+        }
+    )
+    run = Run(sla)
+    stop, back = START + DAY, START + 40 * DAY
+
+    def day_of_z(since: float) -> None:  # vendor-z's labels, vendor-x's if in its day, vendor-y's ticks
+        z = [(ts, "vendor-z", 2400.0) for ts in _every(since + 50.0, since + DAY, 360.0)]
+        x = [(ts, "vendor-x", 60.0) for ts in _every(since + 30.0, min(since + DAY, stop), 360.0)]
+        y = [(ts + 1.0, "vendor-y", 60.0) for ts in _every(since, since + DAY, 600.0)]
+        for ts, vendor, turnaround in sorted(x + y + z):
+            run.label(ts, vendor, turnaround)
+
+    day_of_z(START)
+    run.feed([], stop, START + 20 * DAY)
+    run.restart()
+    run.feed([], START + 20 * DAY, back)
+    status = run.aggregator.detector("vendor_sla")
+    assert status.breached == ["vendor-x|labels_per_hour"]
+    assert status.status("vendor-x|labels_per_hour")["episode"] == 1
+    assert status.status("vendor-y|turnaround") is not None  # judged all along
+    assert [status.status(f"vendor-z|{name}") for name in SLAS] == [None] * len(SLAS)
+
+    first = [e for e in run.escalations if e["evidence"]["vendor_id"] == "vendor-z"]
+    assert [e["status"] for e in first][:: len(first) - 1] == ["firing", "resolved"]
+    assert first[-1]["evidence"]["closed_without_evidence"] is True
+    before = len(run.escalations)
+    day_of_z(back)
+    again = [e for e in run.escalations[before:] if e["evidence"]["vendor_id"] == "vendor-z"]
+    assert again and (again[0]["status"], again[0]["revision"], again[0]["evidence"]["episode"]) == (
+        "firing",
+        1,
+        1,
+    )
+    assert again[0]["escalation_id"] != first[0]["escalation_id"]
+    assert "vendor-z|turnaround" in run.aggregator.detector("vendor_sla").breached
 
 
 def _card(labels: int, covered: float, full: bool) -> Scorecard:
