@@ -14,6 +14,7 @@ class CategorySpikes(Detector):
     ``update(judged, failed, ref)`` adds one turn: ``judged`` are the categories the turn was assessed
     on, ``failed`` those it failed (a subset). After an update, ``alarms`` and ``resolutions`` list the
     categories whose detector just fired or just resolved. Parameters go to every ``DefectRateSpike``.
+    With ``ts`` (event time), :attr:`last_seen` is the newest one: for its owner to tell idle detectors.
 
     >>> import random
     >>> rng = random.Random(5)
@@ -39,8 +40,13 @@ class CategorySpikes(Detector):
         self._detectors: dict[str, DefectRateSpike] = {}
         self._alarms: list[str] = []
         self._resolutions: list[str] = []
+        self._last_seen: float | None = None
 
-    def update(self, judged: list[str], failed: list[str], ref: int | str | None = None) -> Self:
+    def update(
+        self, judged: list[str], failed: list[str], ref: int | str | None = None, ts: float | None = None
+    ) -> Self:
+        if ts is not None and (self._last_seen is None or ts > self._last_seen):
+            self._last_seen = float(ts)
         self._alarms = []
         self._resolutions = []
         failed_set = set(failed) if failed else ()  # most turns fail nothing
@@ -83,6 +89,11 @@ class CategorySpikes(Detector):
         return list(self._resolutions)
 
     @property
+    def last_seen(self) -> float | None:
+        """The newest event time an update brought (None: none did, or state from before 2026-11-26)."""
+        return self._last_seen
+
+    @property
     def in_alarm(self) -> list[str]:
         return [c for c, d in self._detectors.items() if d.in_alarm]
 
@@ -95,13 +106,15 @@ class CategorySpikes(Detector):
                 "_detectors": {c: d.to_dict() for c, d in self._detectors.items()},
                 "_alarms": list(self._alarms),
                 "_resolutions": list(self._resolutions),
+                "_last_seen": self._last_seen,
             }
         )
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Self:
-        spikes, state = cls._new_from(data, ("_detectors", "_alarms", "_resolutions"))
+        spikes, state = cls._new_from(data, ("_detectors", "_alarms", "_resolutions", "_last_seen"))
         spikes._detectors = {c: DefectRateSpike.from_dict(d) for c, d in state["_detectors"].items()}
         spikes._alarms = list(state["_alarms"])
         spikes._resolutions = list(state["_resolutions"])
+        spikes._last_seen = state.get("_last_seen")  # state from before 2026-11-26 has none
         return spikes

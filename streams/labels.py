@@ -53,6 +53,23 @@ class LabelGuard:
                 self._admitted.add(value)
                 self._counted += 1
 
+    def retain(self, values: Iterable[str]) -> bool:
+        """Give up the room of every admitted value not among ``values`` (reserved ones stay): a later new
+        value may take it, and one seen again is admitted anew if there is room. Whether any was given up.
+
+        >>> guard = LabelGuard(max_values=1)
+        >>> guard("v1"), guard("v2")
+        ('v1', 'other')
+        >>> guard.retain([])
+        True
+        >>> guard("v2"), guard("v1")
+        ('v2', 'other')
+        """
+        unused = self._admitted - set(values) - self.reserved
+        self._admitted -= unused
+        self._counted -= len(unused)
+        return bool(unused)
+
     def __call__(self, value: str | None) -> str:
         if value in self._admitted:
             return value  # type: ignore[return-value]  # None is never admitted

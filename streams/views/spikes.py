@@ -17,10 +17,17 @@ false-alarm budget is stated per day across all segments and sources
 so kept) and turned into each detector's in-control run length: every source's detectors see their own
 traffic, so a budget that counted turns once would be exceeded about once over per judge. A spike raises
 ``defect_spike`` (firing, then resolved).
+
+A source's detectors of a slice value that has seen nothing for ``idle_seconds`` of the source's event time
+(a model version retired) are dropped, unless in alarm, and a value none of the source's detectors has any
+more gives up its room in the source's guard: each source's first 50 values held it for good, and after
+turnover every new model version shared the ``other`` detector. Not while the source's ``other`` detector
+of that segment label is in alarm: the values it folds would leave it, and it would never resolve.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
@@ -30,7 +37,7 @@ from schemas.common import FAIL, QUALITY_DIMENSIONS
 from streams.aggregate import Aggregator, key
 from streams.config import spike_events_per_day
 from streams.emit import SEP, Emit, iso, sampled_labels
-from streams.labels import SourceGuards
+from streams.labels import OTHER, SourceGuards
 from streams.metrics import Metrics
 from streams.policy import escalation_id
 from streams.taxonomy import SEVERITIES, Taxonomy
@@ -38,6 +45,10 @@ from streams.views.label_cache import LabelCache
 from streams.views.uniform_labels import UniformLabels, labelled_probability
 
 SLICES: tuple[tuple[str, ...], ...] = (("journey",), ("journey", "model_version"), ("journey", "intent"))
+#: Event time after which a slice value's detectors that saw nothing are dropped (see the module docstring).
+IDLE_SECONDS = 30 * 86400.0
+#: Idle detectors are looked for once per this share of ``idle_seconds`` of a source's event time.
+SWEEPS_PER_IDLE = 30
 
 
 class SpikeView:
@@ -53,9 +64,13 @@ class SpikeView:
         labelled_turns_per_day: float = 100_000.0,
         max_segment_values: int = 50,
         uniform_probability: float = 0.001,
+        idle_seconds: float = IDLE_SECONDS,
     ) -> None:
+        if not idle_seconds > 0:
+            raise ValueError(f"idle_seconds must be positive, got {idle_seconds!r}")
         self.metrics = metrics
         self.taxonomy = taxonomy
+        self.idle_seconds = idle_seconds
         # the human source's turns: a uniform sample, whatever review sampling requested
         self.uniform_labels = UniformLabels(uniform_probability)
         # sorted: the runbook below takes the first of a category's most severe dimensions, and a set's order
@@ -100,6 +115,10 @@ class SpikeView:
         # segment label, the rest share an "other" detector
         self.guards = SourceGuards(max_segment_values)
         self._slice_cache = LabelCache(self._new_slices)
+        # derived, never persisted: each source's spike keys (from the slices built and the recovered state),
+        # and its event time at its last look for idle detectors (the first comes at its first observation)
+        self._keys: dict[str, set[str]] = {}
+        self._swept: dict[str, float] = {}
 
     def rebalanced(self, aggregator: Aggregator) -> None:
         """Admit the slice values of the recovered spike aggregates first: with the guards of a fresh process,
@@ -107,8 +126,10 @@ class SpikeView:
         alarm, perhaps) would stop getting its turns and never resolve. Each source's own guard: a source
         taken over from another worker keeps its values, whatever this worker's sources saw."""
         seen: dict[tuple[str, str], set[str]] = {}
+        self._keys = {}
         for spike_key, _ in aggregator.records("spike"):
             source, values = spike_slice(spike_key)
+            self._keys.setdefault(source, set()).add(spike_key)
             for name, value in values.items():
                 seen.setdefault((source, name), set()).add(value)
         for (source, name), admitted in seen.items():
@@ -140,11 +161,11 @@ class SpikeView:
             return []
         judged, failed = sorted(judged_set), sorted(failed_set)
         source = obs["judge_id"] if obs["kind"] == "judged" else "humans"
-        turn_id = obs["turn_id"]
+        turn_id, ts = obs["turn_id"], obs["ts"]
 
         def apply(s: CategorySpikes) -> None:
             # one made under another budget (or before 2026-11-26, per source) follows this one
-            s.retune(self.arl0).update(judged, failed, ref=turn_id)
+            s.retune(self.arl0).update(judged, failed, ref=turn_id, ts=ts)
 
         emits: list[Emit] = []
         counted = False
@@ -159,7 +180,46 @@ class SpikeView:
                 emits.append(self._escalation(spikes, category, source, values, obs, firing=True))
             for category in spikes.resolutions:
                 emits.append(self._escalation(spikes, category, source, values, obs, firing=False))
+        if ts - self._swept.get(source, -math.inf) >= self.idle_seconds / SWEEPS_PER_IDLE:
+            self._drop_idle(aggregator, source, obs, partition)
         return emits
+
+    def _drop_idle(
+        self, aggregator: Aggregator, source: str, obs: dict[str, Any], partition: int | None
+    ) -> None:
+        """Drop ``source``'s detectors that saw nothing for ``idle_seconds`` before ``obs`` and are not in
+        alarm (their deletions to the changelog ``partition`` of the source's observations), and release
+        the guard room of the slice values none of its detectors has left (not while the ``other``
+        detector of that segment label is in alarm: a value it folds could leave it)."""
+        now = obs["ts"]
+        self._swept[source] = now
+        keys = self._keys.get(source, set())
+        kept: set[tuple[str, str]] = set()  # (segment label, value) of the detectors kept
+        dropped = False
+        open_other: set[str] = set()  # segment labels whose "other" detector is in alarm
+        for spike_key in sorted(keys):
+            spikes = aggregator.detector(spike_key)
+            if not isinstance(spikes, CategorySpikes):
+                keys.discard(spike_key)  # never made (a replay), or dropped by an earlier sweep
+                continue
+            _, values = spike_slice(spike_key)
+            if spikes.last_seen is None:  # state from before 2026-11-26: idle from now on, written so
+                aggregator.update(spike_key, obs, partition, self._make, lambda s: s.update([], [], ts=now))
+            if spikes.in_alarm or spikes.last_seen is None or spikes.last_seen >= now - self.idle_seconds:
+                kept.update(values.items())
+                if spikes.in_alarm:
+                    open_other.update(name for name, value in values.items() if value == OTHER)
+            else:
+                aggregator.delete(spike_key, partition)
+                keys.discard(spike_key)
+                dropped = True
+        released = False
+        for name in ("journey", "model_version", "intent"):
+            if name not in open_other:
+                in_use = {value for n, value in kept if n == name}
+                released = self.guards(source, name).retain(in_use) or released
+        if dropped or released:
+            self._slice_cache = LabelCache(self._new_slices)  # its keys are registered again as they come
 
     def _make(self) -> CategorySpikes:
         return CategorySpikes(arl0=self.arl0)
@@ -180,6 +240,7 @@ class SpikeView:
         for names in SLICES:
             values = {name: self.guards(source, name)(segment[name]) for name in names}
             slices.append((key("spike", source, *(f"{n}={v}" for n, v in values.items())), values))
+        self._keys.setdefault(source, set()).update(spike_key for spike_key, _ in slices)
         return slices
 
     def open_escalations(
