@@ -208,10 +208,11 @@ class TurnJoiner:
         self._mark_kept(turn_id, entry)
 
     def open_escalations(self, within_seconds: float) -> Iterator[tuple[str, int | None, dict[str, Any]]]:
-        """(turn id, partition, latest revision) of every high-risk escalation of an entry the store holds
-        whose last event is within ``within_seconds`` of the newest one's: after a restart or a rebalance,
-        for the Alertmanager sink to send again (it expires them after as long without an update). A scan:
-        only entries with an escalation are decoded (``"esc":null`` otherwise)."""
+        """(turn id, partition, latest revision) of every high-risk escalation firing in an entry the store
+        holds whose last event is within ``within_seconds`` of the newest one's: after a restart or a
+        rebalance, for the Alertmanager sink to send again (it expires them after as long without an update;
+        one human review resolved is not sent again, as the views send no resolved escalation again). A
+        scan: only entries with an escalation are decoded (``"esc":null`` otherwise)."""
         escalated: list[tuple[str, Entry]] = []
         newest = -math.inf
         for key, value in self.state.items(raw=True):
@@ -226,7 +227,9 @@ class TurnJoiner:
                 escalated.append((key, value))
         for turn_id, entry in escalated:
             if entry["last"] >= newest - within_seconds:
-                yield turn_id, entry.get("p"), self.outputs.policy.escalation(turn_id, entry)
+                escalation = self.outputs.policy.escalation(turn_id, entry)
+                if escalation["status"] == "firing":
+                    yield turn_id, entry.get("p"), escalation
 
     # -- outputs kept until published (keep_outputs: streams.kept_outputs) ----------------------------
 

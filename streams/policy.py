@@ -2,7 +2,10 @@
 
 By default a ``safety`` or ``bias`` fail (``high_risk`` in the taxonomy), or any failing dimension on a
 turn whose ``risk_topics`` include a high-risk topic (earnings, identity, fraud), from the judge or a human.
-A later verdict or label on the same turn updates the escalation: same ``escalation_id``, next revision.
+A later verdict or label on the same turn updates the escalation: same ``escalation_id``, next revision. A
+human label on one of its dimensions adds to its evidence (:func:`human_review`), and once humans have
+passed every dimension only judges failed, the escalation resolves (:func:`overturned`); a later fail of a
+dimension not so passed fires it again.
 
 The judges' share of it (:func:`judged_high_risk_fails`) is what review sampling always requests, so what
 makes 1 the inclusion probability of the turn's labels: the join decides it with the escalation and publishes
@@ -15,7 +18,7 @@ import hashlib
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from schemas.common import FAIL, QUALITY_DIMENSIONS
+from schemas.common import FAIL, PASS, QUALITY_DIMENSIONS
 from streams.emit import UNKNOWN_SEGMENT, Emit, Entry, iso
 from streams.metrics import Metrics
 from streams.taxonomy import SEVERITIES, Taxonomy
@@ -59,6 +62,27 @@ def judged_high_risk_fails_of(
     )
 
 
+def human_review(entry: Entry, triggers: list[list[str]]) -> dict[str, dict[str, int]]:
+    """Per dimension of ``triggers`` that humans labelled on the turn (``entry``): how many of their labels
+    pass and how many fail, as an escalation's evidence shows them (``human_review``)."""
+    dims = {dim for _, _, dim in triggers}
+    review: dict[str, dict[str, int]] = {}
+    for record in entry["human"].values():
+        for dim, label in record["labels"].items():
+            if dim in dims:
+                counts = review.setdefault(dim, {PASS: 0, FAIL: 0})
+                counts[label] += 1
+    return dict(sorted(review.items()))
+
+
+def overturned(triggers: list[list[str]], review: dict[str, dict[str, int]]) -> bool:
+    """Whether human review overturns a high-risk failure: only judges fail it (a human's fail would be a
+    trigger), and humans labelled each of its dimensions, every label a pass."""
+    return all(source == "judge" for source, _, _ in triggers) and all(
+        dim in review and review[dim][PASS] > 0 and review[dim][FAIL] == 0 for _, _, dim in triggers
+    )
+
+
 class HighRiskPolicy:
     def __init__(self, taxonomy: Taxonomy, metrics: Metrics) -> None:
         self.taxonomy = taxonomy
@@ -77,18 +101,33 @@ class HighRiskPolicy:
         )
 
     def evaluate(self, turn_id: str, entry: Entry, triggers: list[list[str]]) -> list[Emit]:
-        """The escalation to (re-)publish for ``entry`` with its :meth:`triggers`, if they or its known
-        segment changed."""
+        """The escalation to (re-)publish for ``entry`` with its :meth:`triggers`, if they, its known segment
+        or the :func:`human_review` of its dimensions changed (``review`` is absent from the state of an
+        entry written before 2026-11-27: no review published)."""
         turn = entry["turn"]
         if not triggers:
             return []
+        review = human_review(entry, triggers)
         state = entry["esc"] or {"rev": 0, "triggers": [], "segment_known": False}
-        if state["triggers"] == triggers and state["segment_known"] == (turn is not None):
+        if (
+            state["triggers"] == triggers
+            and state["segment_known"] == (turn is not None)
+            and state.get("review", {}) == review
+        ):
             return []
-        entry["esc"] = {"rev": state["rev"] + 1, "triggers": triggers, "segment_known": turn is not None}
+        esc = entry["esc"] = {
+            "rev": state["rev"] + 1,
+            "triggers": triggers,
+            "segment_known": turn is not None,
+            "review": review,
+        }
         value = self.escalation(turn_id, entry)
-        if state["rev"] == 0:
+        # counted when it first fires: one whose judges' fail humans had passed already comes resolved
+        # (an entry written before ``fired`` was kept fired at its first revision)
+        fired = bool(state.get("fired", state["rev"] > 0))
+        if value["status"] == "firing" and not fired:
             self.metrics.escalations.labels("high_risk_failure", value["severity"]).inc()
+        esc["fired"] = fired or value["status"] == "firing"
         return [Emit("escalations", value["escalation_id"], value)]
 
     def escalation(self, turn_id: str, entry: Entry) -> dict[str, Any]:
@@ -96,6 +135,8 @@ class HighRiskPolicy:
         turn = entry["turn"]
         risky_turn = bool(turn and turn["risk"])
         triggers = entry["esc"]["triggers"]
+        review = entry["esc"].get("review", {})
+        resolved = overturned(triggers, review)
         dims = sorted({t[2] for t in triggers})
         primary = min(dims, key=self._priority)  # the dimension the alert is labelled and routed by
         severity = self.taxonomy.policy(primary).severity
@@ -104,25 +145,29 @@ class HighRiskPolicy:
         segment = turn["segment"] if turn else UNKNOWN_SEGMENT
         sources = ", ".join(f"{s} {i} says {d} fails" for s, i, d in triggers)
         topics = f" about {'/'.join(turn['risk'])}" if risky_turn else ""
-        eid = escalation_id("high_risk_failure", turn_id)
+        outcome = "; overturned by human review, every label a pass" if resolved else ""
+        evidence: dict[str, Any] = {
+            "dimensions": dims,
+            "triggers": triggers,
+            "human_review": review,
+            "risk_topics": turn["risk"] if turn else [],
+            "runbook_url": self.taxonomy.policy(primary).runbook_url,
+        }
+        if resolved:
+            evidence["resolution"] = "overturned_by_human_review"
         return {
             "schema_version": 1,
-            "escalation_id": eid,
+            "escalation_id": escalation_id("high_risk_failure", turn_id),
             "kind": "high_risk_failure",
             "severity": severity,
-            "status": "firing",
+            "status": "resolved" if resolved else "firing",
             "revision": entry["esc"]["rev"],
             "dimension": primary,
             "segment": dict(segment),
             "event_time": iso(turn["ts"] if turn else min(self._source_ts(entry, t) for t in triggers)),
             "turn_ids": [turn_id],
-            "summary": f"High-risk failure on turn {turn_id}{topics}: {sources}",
-            "evidence": {
-                "dimensions": dims,
-                "triggers": triggers,
-                "risk_topics": turn["risk"] if turn else [],
-                "runbook_url": self.taxonomy.policy(primary).runbook_url,
-            },
+            "summary": f"High-risk failure on turn {turn_id}{topics}: {sources}{outcome}",
+            "evidence": evidence,
         }
 
     def _priority(self, dimension: str) -> tuple[int, bool, str]:

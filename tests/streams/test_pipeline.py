@@ -127,8 +127,11 @@ def test_valid_records_flow_through_to_defects_escalations_and_agreement():
             published += pipeline.process(stream, data, source_topic="t", offset=offset)
     published += pipeline.finish()
     topics = Counter(e.topic for e in published)
-    # the escalation is published before and after the turn arrives, with the same id
-    assert (topics["defects"], topics["escalations"]) == (1, 2)
+    # the escalation is published when the judge fails the turn, when the turn arrives (its segment) and
+    # when the annotator passes the judge's fail (resolved), with the same id
+    assert (topics["defects"], topics["escalations"]) == (1, 3)
+    newest = max((e.value for e in published if e.topic == "escalations"), key=lambda v: v["revision"])
+    assert newest["status"] == "resolved"
     # and its copy on the category topic, when configured
     assert topics["defects.unsafe"] == (1 if pipeline.settings.defect_category_topics else 0)
     assert len({e.key for e in published if e.topic == "escalations"}) == 1
