@@ -91,7 +91,9 @@ class TrafficView:
     ) -> dict[str, Any]:
         """The escalation of ``event`` in the watch of ``journey`` (its key part: a folded watch's id names
         its partition, its labels and summary say ``other``); ``turn`` the turn that made it (a ``turn_id``
-        of None: none, when an open alarm is sent again)."""
+        of None: none, when an open alarm is sent again). An alarm is dated from its start, ``since``: a
+        drop's first minute, not the turn after the silence that closed the minutes and raised it (until
+        2026-11-27, up to the silence's length later); a resolution from the turn that made it."""
         firing = event != "resolved"
         eid = escalation_id(kind, f"{journey}|{since}")
         journey = shown(journey)
@@ -113,7 +115,7 @@ class TrafficView:
             "revision": 1 if firing else 2,
             "dimension": None,
             "segment": {**UNKNOWN_SEGMENT, "journey": journey},
-            "event_time": iso(turn["ts"]),
+            "event_time": iso(since if firing and since is not None else turn["ts"]),
             "turn_ids": [turn["turn_id"]] if turn["turn_id"] is not None else [],
             "summary": f"{what} in journey {journey}: {detail}",
             "evidence": {

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 from prometheus_client import CollectorRegistry
 
 from streams.aggregate import Aggregator
-from streams.alertmanager_payload import alert_labels
+from streams.alertmanager_payload import alert_from_escalation, alert_labels
 from streams.emit import SEP
 from streams.metrics import Metrics
 from streams.views.traffic import TrafficView
@@ -85,3 +86,23 @@ def test_journeys_past_the_first_hundred_share_one_watch_and_a_restart_keeps_the
     restarted.rebalanced(aggregator)
     assert restarted.journeys.fold("journey-099", None) == "journey-099"
     assert restarted.journeys.fold("journey-100", None) == "other"
+
+
+def test_a_drop_is_dated_from_the_silences_first_minute_not_from_the_turn_that_raised_it() -> None:
+    """Its minutes close only with the journey's next turn: the drop was dated then, 30 minutes late, and
+    its alert started when the silence ended."""
+    journey = Journey()
+    for minute in range(60):
+        journey.minute(minute, 20)
+    for minute in range(90, 130):  # silent from minute 60 to 89
+        journey.minute(minute, 20)
+    drop, resolved = journey.escalations
+    assert (drop["status"], resolved["status"]) == ("firing", "resolved")
+    silence = datetime.fromtimestamp(T0 + 60 * 60, UTC)
+    assert datetime.fromisoformat(drop["event_time"]) == silence
+    assert drop["evidence"]["since"] == drop["event_time"]
+    raised_by = int(drop["turn_ids"][0][1:])  # the first turn after the silence (offsets count the turns)
+    assert raised_by == 60 * 20 + 1
+    assert datetime.fromisoformat(resolved["event_time"]) > datetime.fromtimestamp(T0 + 90 * 60, UTC)
+    alert = alert_from_escalation(drop, None)
+    assert datetime.fromisoformat(alert["startsAt"]) == silence
