@@ -59,7 +59,7 @@ from streams.aggregate import Aggregator
 from streams.emit import Emit, iso
 from streams.golden import GoldenSet
 from streams.metrics import Metrics
-from streams.vendor_sla import VendorSla, Verdict, silence_judged
+from streams.vendor_sla import SLAS, VendorSla, Verdict, silence_judged
 from streams.views.agreement import finite_or_none
 from streams.views.vendor_escalation import sla_escalation
 from streams.views.vendor_figures import figures
@@ -256,6 +256,11 @@ class VendorsView:
             for verdict in verdicts:
                 on = f"{vendor}|{verdict.sla}" in breached
                 m.vendor_sla_breached.labels(label, verdict.sla).set(1.0 if on else 0.0)
+            # an SLA that had a breach and has no target any more (a vendor that has left): 0, which ends the
+            # backstop alert; not exported, its last value (1, before a restart) held it for 6 hours
+            for sla in sorted(set(SLAS) - {verdict.sla for verdict in verdicts}):
+                if status.status(f"{vendor}|{sla}") is not None:
+                    m.vendor_sla_breached.labels(label, sla).set(0.0)
 
     def open_escalations(
         self, aggregator: Aggregator, keys: Iterable[str], owns: Callable[[str], bool], at: float

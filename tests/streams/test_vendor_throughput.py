@@ -292,6 +292,33 @@ def test_a_vendor_judged_no_more_is_forgotten_after_a_month_and_a_silent_breach_
     assert "vendor-z|turnaround" in run.aggregator.detector("vendor_sla").breached
 
 
+def test_a_breach_closed_for_want_of_a_target_exports_0_at_once_and_after_a_restart():
+    """The backstop ConvowatchVendorSlaBreached holds a series no worker exports at its last value for 6 h:
+    the breach's series must read 0 from the evaluation that closes it, not vanish at 1 (until 2026-11-26
+    the SLA without a target was not exported by the restarted worker, and the backstop fired on). vendor-x
+    labels once an hour (target 5): breached. Its target is removed and the worker restarted; the vendor
+    still labels, so it stays judged, its series at 0, also after a second restart (from the recovered
+    status: the new process has seen no breach of its own)."""
+    run = Run()
+    run.feed(_every(START + 30.0, START + 2 * DAY, HOUR), START, START + DAY)
+    assert run.throughput()[-1]["status"] == "firing"
+    assert run.gauge("convowatch_vendor_sla_breached", sla="labels_per_hour") == 1.0
+    departed = {**SLA.vendors, "vendor-x": Targets(min_labels_per_hour=None)}
+    run.restart(SLA.model_copy(update={"vendors": departed}))
+    before = len(run.throughput())
+    ticks = iter(_every(START + DAY + 1.0, START + 2 * DAY, 600.0))
+    while len(run.throughput()) == before:  # vendor-y's labels move label time on to the next evaluation
+        run.label(next(ticks), "vendor-y", 60.0)
+    assert run.throughput()[-1]["evidence"]["closed_without_target"] is True
+    assert run.gauge("convowatch_vendor_sla_breached", sla="labels_per_hour") == 0.0
+
+    run.restart()
+    run.feed(_every(START + 30.0, START + 3 * DAY, HOUR), START + DAY + HOUR, START + DAY + 3 * HOUR)
+    assert run.aggregator.detector("vendor_sla").evaluated_at > START + DAY + 2 * HOUR  # judged since
+    assert run.gauge("convowatch_vendor_sla_breached", sla="labels_per_hour") == 0.0
+    assert run.gauge("convowatch_vendor_sla_breached", sla="turnaround") == 0.0  # its other SLAs as before
+
+
 def _card(labels: int, covered: float, full: bool) -> Scorecard:
     return Scorecard(labels, covered, full, (60.0,), (labels, 0), (0, 0), (0, 0), (0, 0))
 
