@@ -51,6 +51,7 @@ from streams.shard_gauges import clear_lost_children, clear_lost_shards, export_
 from streams.state import DictStore
 from streams.tables import NamedChangelogTable, TableStore
 from streams.topics import input_topics, output_topics
+from streams.views.spikes import category_severities
 
 log = logging.getLogger("convowatch.app")
 
@@ -300,7 +301,8 @@ class KafkaTransport:
 
             keys = list(self.aggregate_store.table.data)
             export_agreement(self.metrics, self.pipeline.aggregator, keys, owns)
-            export_spikes(self.metrics, self.pipeline.aggregator, keys, owns)
+            severity = category_severities(self.pipeline.taxonomy)
+            export_spikes(self.metrics, self.pipeline.aggregator, keys, owns, severity)
             clear_lost_shards(self.metrics, owns)
             clear_lost_children(self.metrics, owns)
             self.metrics.perceptual_open.retain(lambda member: owns(member[0]))  # (judge, ...): its shard

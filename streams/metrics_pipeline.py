@@ -141,10 +141,11 @@ class PipelineMetrics:
         self.spike_active = CappedGauge(
             "convowatch_defect_spike_active",
             '1 while a defect-rate spike is open for the category and segment ("*": not part of the slice), '
-            'by source: a judge id, or "humans".',
-            ["category", "journey", "model_version", "intent", "source"],
+            'by source: a judge id, or "humans"; severity: the category\'s, from the taxonomy.',
+            ["category", "journey", "model_version", "intent", "source", "severity"],
             registry=r,
             combinations=SPIKE_SLICES,
+            per_combination=["severity"],  # the category's: one per combination, kept when it folds
             kept_on_fold=["category", "journey"],  # and "*": the backstop alert and its inhibit rules
             overflow="fold",
         )

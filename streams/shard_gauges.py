@@ -9,7 +9,7 @@ would keep an alert firing.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 
 from detectors import AgreementTracker
 from detectors.agreement_breakdown import AgreementBreakdown
@@ -176,14 +176,19 @@ def _newest_pair(aggregator: Aggregator, judge_id: str, dimension: str) -> float
 
 
 def export_spikes(
-    metrics: Metrics, aggregator: Aggregator, keys: Iterable[str], owns: Callable[[str], bool]
+    metrics: Metrics,
+    aggregator: Aggregator,
+    keys: Iterable[str],
+    owns: Callable[[str], bool],
+    severity: Mapping[str, str],
 ) -> None:
     """``convowatch_defect_spike_active`` from the spike aggregates at ``keys`` whose source (a judge, or
-    ``humans``) this worker owns: 1 for each category in alarm. A spike open on a shard another worker took
-    over no longer shows here, and one recovered in alarm shows before its next observation."""
+    ``humans``) this worker owns: 1 for each category in alarm, with its ``severity`` (by category). A spike
+    open on a shard another worker took over no longer shows here, and one recovered in alarm shows before
+    its next observation."""
     metrics.spike_open.clear()
     for parts, spikes in aggregator.owned_detectors(keys, "spike", owns):
         source, values = slice_values(parts)
         assert isinstance(spikes, CategorySpikes)
         for category in spikes.in_alarm:
-            set_spike_active(metrics, category, source, values, True)
+            set_spike_active(metrics, category, severity[category], source, values, True)

@@ -89,13 +89,7 @@ class SpikeView:
             "labelled": metrics.spike_turns.labels("humans"),
         }
         DefectRateSpike(arl0=self.arl0)  # a budget out of range fails at start, not on every observation
-        self.severity = {
-            c: min(
-                (taxonomy.policy(d).severity for d, cat in self.category_of.items() if cat == c),
-                key=SEVERITIES.index,
-            )
-            for c in categories
-        }
+        self.severity = category_severities(taxonomy)
         # the runbook of the category's most severe dimension that has one (its name breaks ties)
         self.runbook = {
             c: next(
@@ -268,7 +262,7 @@ class SpikeView:
         value = self._value(spikes, category, source, values, obs["ts"], firing)
         if firing:
             self.metrics.escalations.labels("defect_spike", value["severity"]).inc()
-        set_spike_active(self.metrics, category, source, values, firing)
+        set_spike_active(self.metrics, category, value["severity"], source, values, firing)
         return Emit("escalations", value["escalation_id"], value)
 
     def _value(
@@ -323,6 +317,16 @@ class SpikeView:
         }
 
 
+def category_severities(taxonomy: Taxonomy) -> dict[str, str]:
+    """A spike's severity by category: the most severe of the category's dimensions' (the taxonomy's)."""
+    severities: dict[str, str] = {}
+    for dim in QUALITY_DIMENSIONS:
+        policy = taxonomy.policy(dim)
+        known = severities.get(policy.category, policy.severity)
+        severities[policy.category] = min(known, policy.severity, key=SEVERITIES.index)
+    return severities
+
+
 def spike_slice(spike_key: str) -> tuple[str, dict[str, str]]:
     """(source, slice values) of a spike aggregate's key (``spike<SEP>source<SEP>journey=...``)."""
     return slice_values(spike_key.split(SEP)[1:])
@@ -335,12 +339,13 @@ def slice_values(parts: list[str]) -> tuple[str, dict[str, str]]:
 
 
 def set_spike_active(
-    metrics: Metrics, category: str, source: str, values: dict[str, str], active: bool
+    metrics: Metrics, category: str, severity: str, source: str, values: dict[str, str], active: bool
 ) -> None:
-    """``convowatch_defect_spike_active`` of one source's detector of ``category`` in one slice. Each source
-    (a judge, or human labels) has a series of its own: a source's resolution must not hide another's open
-    spike. Values past the metric label guard share an ``other`` series, 1 while any of their detectors is
-    open (:class:`~streams.labels.OpenFlags`)."""
+    """``convowatch_defect_spike_active`` of one source's detector of ``category`` in one slice, labelled
+    with the category's ``severity`` (the backstop alert routes on it). Each source (a judge, or human
+    labels) has a series of its own: a source's resolution must not hide another's open spike. Values past
+    the metric label guard share an ``other`` series, 1 while any of their detectors is open
+    (:class:`~streams.labels.OpenFlags`)."""
     m = metrics
     labels = (
         category,
@@ -348,5 +353,6 @@ def set_spike_active(
         m.label("model_version", values["model_version"]) if "model_version" in values else "*",
         m.label("intent", values["intent"]) if "intent" in values else "*",
         source if source == "humans" else m.label("judge_id", source),
+        severity,
     )
     m.spike_open.set(labels, (category, source, *sorted(values.items())), active)

@@ -22,6 +22,8 @@ import yaml
 from schemas import Escalation
 from streams.alertmanager import AlertmanagerSink
 from streams.alertmanager_payload import alert_labels
+from streams.taxonomy import load_taxonomy
+from streams.views.spikes import category_severities
 from tests.support.alertmanager import AlertmanagerError, AlertmanagerServer, write_config_for_test
 from tests.support.wait import wait_until
 from tests.support.webhook import Received, WebhookServer
@@ -36,6 +38,7 @@ RULES = {
     if "alert" in rule
 }
 EXTERNAL_LABELS = yaml.safe_load((PROMETHEUS / "prometheus.yml").read_text())["global"]["external_labels"]
+SPIKE_SEVERITY = category_severities(load_taxonomy())
 
 
 @pytest.fixture
@@ -113,13 +116,15 @@ def spike(category: str, journey: str, **slice_values: str) -> dict[str, Any]:
 def spike_backstop(
     category: str, journey: str, model_version: str = "*", intent: str = "*"
 ) -> dict[str, Any]:
-    """ConvowatchDefectSpikeActive of one slice: a field outside the slice is "*" (set_spike_active)."""
+    """ConvowatchDefectSpikeActive of one slice: a field outside the slice is "*", the severity the
+    category's in the taxonomy (set_spike_active)."""
     return backstop(
         "ConvowatchDefectSpikeActive",
         category=category,
         journey=journey,
         model_version=model_version,
         intent=intent,
+        severity=SPIKE_SEVERITY[category],
     )
 
 
@@ -192,7 +197,8 @@ def test_without_convowatch_alerts_every_backstop_notifies_by_its_severity(
             backstop("ConvowatchHighRiskEscalations", severity="critical"),
             "pager",
         ),
-        "ConvowatchDefectSpikeActive": (spike_backstop("unsafe", "shopper"), "oncall"),
+        # a safety spike pages, as convowatch's own alert of it does (until 2026-11-26 it went to on-call)
+        "ConvowatchDefectSpikeActive": (spike_backstop("unsafe", "shopper"), "pager"),
         "ConvowatchJudgeDriftEscalations": (backstop("ConvowatchJudgeDriftEscalations"), "oncall"),
         "ConvowatchVendorSlaBreached": (
             backstop("ConvowatchVendorSlaBreached", vendor_id="vendor-a", sla="gold_accuracy"),

@@ -42,6 +42,7 @@ PER_COMBINATION_VALUES = {
     "sample": ["judged", "labelled"],
     "window": list(Settings().agreement_windows),
     "quantile": ["0.5", "0.9"],
+    "severity": ["critical"],  # a spike's: its category's, so one per combination
     "sla": ["labels_per_hour", "turnaround", "gold_accuracy", "judge_agreement", "consensus_agreement"],
     "reason": ["high_risk", "segment_coverage", "disagreement", "uncertain", "random"],
     "step": ["add_to_cart", "purchase"],
@@ -307,15 +308,24 @@ def test_a_journey_keeps_its_name_and_a_slice_its_stars_when_their_combination_f
     assert metrics.conversations.folded == 2
     flags = metrics.spike_active
     for i in range(SPIKE_SLICES):
-        flags.labels(f"c{i}", "shopper", "*", "*", "judge-a").set(0)
-    assert flags.series("unsafe", "driver", "v-new", "*", "humans") == (
+        flags.labels(f"c{i}", "shopper", "*", "*", "judge-a", "medium").set(0)
+    # the severity (the category's) is kept: the backstop alert routes on it
+    assert flags.series("unsafe", "driver", "v-new", "*", "humans", "critical") == (
         "unsafe",
         "driver",
         "other",
         "*",
         "other",
+        "critical",
     )
-    assert flags.series("unsafe", "driver", "*", "*", "humans") == ("unsafe", "driver", "*", "*", "other")
+    assert flags.series("unsafe", "driver", "*", "*", "humans", "critical") == (
+        "unsafe",
+        "driver",
+        "*",
+        "*",
+        "other",
+        "critical",
+    )
 
 
 def test_folded_series_of_kept_values_are_bounded_whatever_the_guards_admit() -> None:

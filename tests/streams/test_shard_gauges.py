@@ -72,6 +72,8 @@ def test_gauges_of_single_shard_aggregates_are_cleared_when_their_shard_is_lost(
 
 def test_open_spikes_are_exported_for_owned_sources_only_after_a_rebalance() -> None:
     from detectors.category_spikes import CategorySpikes
+    from streams.taxonomy import load_taxonomy
+    from streams.views.spikes import category_severities
 
     registry = CollectorRegistry()
     metrics = Metrics(registry)
@@ -88,15 +90,17 @@ def test_open_spikes_are_exported_for_owned_sources_only_after_a_rebalance() -> 
         aggregator.update(spike_key, {"kind": "judged", "src": [source, 0, 0]}, None, CategorySpikes, alarm)
     aggregator.flush()
     assert all(aggregator.detector(k).in_alarm == ["unsafe"] for k in keys)  # type: ignore[union-attr]
-    metrics.spike_active.labels("unsafe", "shopper", "shop-v1", "*", "judge-b").set(
+    metrics.spike_active.labels("unsafe", "shopper", "shop-v1", "*", "judge-b", "critical").set(
         1.0
     )  # before the rebalance
 
-    export_spikes(metrics, aggregator, keys, owns=lambda shard: shard in ("judge-a", "humans"))
+    severity = category_severities(load_taxonomy())
+    export_spikes(metrics, aggregator, keys, lambda shard: shard in ("judge-a", "humans"), severity)
 
     def active(source: str) -> float | None:
         labels = {"category": "unsafe", "journey": "shopper", "model_version": "shop-v1", "intent": "*"}
-        return registry.get_sample_value("convowatch_defect_spike_active", labels | {"source": source})
+        labels |= {"source": source, "severity": "critical"}  # unsafe's in the taxonomy
+        return registry.get_sample_value("convowatch_defect_spike_active", labels)
 
     assert active("judge-a") == 1.0 and active("humans") == 1.0  # recovered in alarm: shown at once
     assert active("judge-b") is None  # its shard is another worker's now

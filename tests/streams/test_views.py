@@ -118,6 +118,7 @@ def test_spike_in_one_segment_among_many_quiet_ones() -> None:
                 "model_version": hot[1],
                 "intent": "*",
                 "source": "judge-a",
+                "severity": "medium",  # the taxonomy's for irrelevant: the backstop alert routes on it
             },
         )
         == 1.0
@@ -492,11 +493,12 @@ def test_spike_series_shared_by_folded_values_stays_open_while_any_spike_is() ->
 
     def active() -> float | None:
         labels = {"category": "unsafe", "journey": "shopper", "model_version": "*", "intent": "other"}
-        return registry.get_sample_value("convowatch_defect_spike_active", labels | {"source": "judge-a"})
+        labels |= {"source": "judge-a", "severity": "critical"}
+        return registry.get_sample_value("convowatch_defect_spike_active", labels)
 
-    set_spike_active(metrics, "unsafe", "judge-a", slice_of("refund"), True)
-    set_spike_active(metrics, "unsafe", "judge-a", slice_of("payout"), True)
-    set_spike_active(metrics, "unsafe", "judge-a", slice_of("payout"), False)
+    set_spike_active(metrics, "unsafe", "critical", "judge-a", slice_of("refund"), True)
+    set_spike_active(metrics, "unsafe", "critical", "judge-a", slice_of("payout"), True)
+    set_spike_active(metrics, "unsafe", "critical", "judge-a", slice_of("payout"), False)
     assert active() == 1.0  # refund's spike is still open
-    set_spike_active(metrics, "unsafe", "judge-a", slice_of("refund"), False)
+    set_spike_active(metrics, "unsafe", "critical", "judge-a", slice_of("refund"), False)
     assert active() == 0.0
