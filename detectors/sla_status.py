@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from typing import Any, Self
 
 from detectors.base import Detector
@@ -21,8 +20,8 @@ class SlaStatus(Detector):
     ``None``.
 
     :meth:`forget` drops what is over: targets not breached that have not been judged for
-    ``forget_after_seconds`` of event time (a vendor gone for good), or that have no target any more;
-    without it the status holds every target ever judged. One judged again after that starts afresh
+    ``forget_after_seconds`` of event time (a vendor gone for good, or an SLA its vendor has no target for
+    any more, judged no more once its breach closed); without it the status holds every target ever judged. One judged again after that starts afresh
     (episode 1), under a ``created`` time of its own that keeps its escalation ids apart from the earlier
     episodes'.
 
@@ -114,17 +113,17 @@ class SlaStatus(Detector):
             self._change = "updated"
         return self
 
-    def forget(self, ts: float, targeted: Callable[[str], bool] | None = None) -> Self:
+    def forget(self, ts: float) -> Self:
         """Drop every target not breached that was last judged more than ``forget_after_seconds`` before event
-        time ``ts``, or that ``targeted`` (given a name) says has no target any more. A target of state
-        written before 2026-11-26 (no judgement time) counts as judged at ``ts``."""
+        time ``ts``. A target whose SLA was removed is judged no more once its breach closed, so it goes too,
+        after the horizon: until then its view exports it at 0 (a series removed at once might never be
+        scraped at 0). A target of state written before 2026-11-26 (no judgement time) counts as judged at
+        ``ts``."""
         horizon = ts - self.forget_after_seconds
         for name, target in list(self._targets.items()):
             if target.get("judged") is None:
                 target["judged"] = ts
-            if not target["breached"] and (
-                target["judged"] < horizon or (targeted is not None and not targeted(name))
-            ):
+            if not target["breached"] and target["judged"] < horizon:
                 del self._targets[name]
         return self
 

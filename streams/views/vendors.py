@@ -36,8 +36,8 @@ slot in the scorecard (``VendorScorecard.hold``) after its last label leaves the
 labels over it, and for as long as its throughput breach is open, which only its labels back on target
 close (its other SLAs close for want of labels). Any other vendor none of whose labels the window holds
 has lost its slot: it is judged (to close what it has open) and exported no more; 30 days of label time
-later the status forgets it, as it does an SLA the vendor has no target for any more
-(:meth:`SlaStatus.forget`: never an open breach). Both aggregates go through
+later the status forgets it, as it does an SLA the vendor has no target for any more (exported at 0
+until then; :meth:`SlaStatus.forget`: never an open breach). Both aggregates go through
 :meth:`Aggregator.update`, so a replayed observation is skipped and publishes nothing, and the evaluation
 depends on the stream only. Vendor gauges are set at each evaluation; report.json has a ``vendors``
 section with every vendor's and annotator's scorecard and the SLA verdicts. Items older than the window
@@ -214,9 +214,9 @@ class VendorsView:
                     status.update(now, name, False, True)
                     removed = Verdict(sla, math.nan, math.nan, 0, None, None, {})
                     emits.append(self._escalation(status, vendor, removed, scorecard, card, removed=True))
-            # what is over goes (the status held every vendor and SLA ever judged): targets no longer in the
-            # SLA file, and vendors judged no more for a month (no label left in the window, no breach)
-            status.forget(now, self._targeted)
+            # what is over goes (the status held every vendor and SLA ever judged): targets judged no more
+            # for a month (a vendor with no label left in the window, an SLA no longer in the file; no breach)
+            status.forget(now)
 
         status = aggregator.update(
             STATUS, obs, partition, lambda: SlaStatus(republish_seconds=self.sla.republish_seconds), judge
@@ -229,20 +229,23 @@ class VendorsView:
         card.hold(silence_judged({vendor: verdicts for vendor, (_, verdicts) in judged.items()}, open_))
         return emits
 
-    def _targeted(self, name: str) -> bool:
-        """Whether the vendor of SLA status ``name`` (``vendor|sla``) has a target for that SLA."""
-        vendor, sla = name.rsplit("|", 1)
-        return self.sla.targets(vendor).target(sla) is not None
-
     def _export(self, judged: dict[str, tuple[Scorecard, list[Verdict]]], status: SlaStatus) -> None:
         m = self.metrics
         breached = set(status.breached)
+        retired = self._retired({*judged, *self.sla.vendors}, status)
         for gauge in VENDOR_GAUGES:  # vendors no longer judged (no slot, no breach): no stale figures
             metric = getattr(m, gauge)
             for family in metric.collect():
                 for sample in family.samples:
-                    if sample.labels["vendor_id"] not in judged:
-                        metric.remove(*(sample.labels[n] for n in metric._labelnames))
+                    labels = sample.labels
+                    if (
+                        labels["vendor_id"] not in judged
+                        and (labels["vendor_id"], labels.get("sla")) not in retired
+                    ):
+                        metric.remove(*(labels[n] for n in metric._labelnames))
+        for vendor, sla in sorted(retired):
+            if m.label("vendor_id", vendor) == vendor:  # else folded into "other": not exported, as above
+                m.vendor_sla_breached.labels(vendor, sla).set(0.0)
         for vendor, (card, verdicts) in judged.items():
             label = m.label("vendor_id", vendor)
             if label != vendor:  # a vendor the metric guard folds into "other": report.json only
@@ -256,11 +259,20 @@ class VendorsView:
             for verdict in verdicts:
                 on = f"{vendor}|{verdict.sla}" in breached
                 m.vendor_sla_breached.labels(label, verdict.sla).set(1.0 if on else 0.0)
-            # an SLA that had a breach and has no target any more (a vendor that has left): 0, which ends the
-            # backstop alert; not exported, its last value (1, before a restart) held it for 6 hours
-            for sla in sorted(set(SLAS) - {verdict.sla for verdict in verdicts}):
-                if status.status(f"{vendor}|{sla}") is not None:
-                    m.vendor_sla_breached.labels(label, sla).set(0.0)
+
+    def _retired(self, vendors: Iterable[str], status: SlaStatus) -> set[tuple[str, str]]:
+        """(vendor, SLA) of ``vendors``' breaches closed since their target was removed (a vendor that has
+        left): exported at 0 whether the vendor is still judged or not, from the SLA status (so also after a
+        restart). Not exported, such a series stood at its last value, 1 before a restart, and the backstop
+        alert held that for 6 hours."""
+        retired = set()
+        for vendor in vendors:
+            targets = self.sla.targets(vendor)
+            for sla in SLAS:
+                state = status.status(f"{vendor}|{sla}") if targets.target(sla) is None else None
+                if state is not None and state["episode"] > 0 and not state["breached"]:
+                    retired.add((vendor, sla))
+        return retired
 
     def open_escalations(
         self, aggregator: Aggregator, keys: Iterable[str], owns: Callable[[str], bool], at: float

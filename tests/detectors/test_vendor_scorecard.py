@@ -540,11 +540,8 @@ def test_sla_status_forgets_what_is_over_keeps_breaches_and_reads_state_from_bef
     status.update(900.0, "d|turnaround", False)
     assert status.forget(1049.0).names == ["a|turnaround", "b|turnaround", "c|gold_accuracy", "d|turnaround"]
     assert status.forget(1051.0).names == ["a|turnaround", "c|gold_accuracy", "d|turnaround"]
-    assert status.forget(1051.0, lambda name: not name.startswith("d|")).names == [
-        "a|turnaround",
-        "c|gold_accuracy",
-    ]
-    assert status.forget(1e9, lambda name: False).breached == ["a|turnaround"]  # a breach stays
+    assert status.forget(1e9).breached == ["a|turnaround"]  # a breach stays
+    assert status.names == ["a|turnaround"]
     assert status.status("a|turnaround")["episode"] == 1
     assert _json_status(status).to_dict() == status.to_dict()
 
