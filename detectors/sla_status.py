@@ -21,9 +21,9 @@ class SlaStatus(Detector):
 
     :meth:`forget` drops what is over: targets not breached that have not been judged for
     ``forget_after_seconds`` of event time (a vendor gone for good, or an SLA its vendor has no target for
-    any more, judged no more once its breach closed); without it the status holds every target ever judged. One judged again after that starts afresh
-    (episode 1), under a ``created`` time of its own that keeps its escalation ids apart from the earlier
-    episodes'.
+    any more, judged no more once its breach closed); without it the status holds every target ever
+    judged. One judged again after that starts afresh (episode 1), under a ``created`` time of its own that
+    keeps its escalation ids apart from the earlier episodes'.
 
     Examples
     --------
