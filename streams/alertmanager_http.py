@@ -30,6 +30,27 @@ class _RefuseRedirects(urllib.request.HTTPRedirectHandler):
         return None
 
 
+def split_url(url: str) -> urllib.parse.SplitResult:
+    """``url``'s parts, checked to be an Alertmanager URL :class:`AlertsEndpoint` can post to; else a
+    ``ValueError`` that quotes no part of it (it may carry a password, or a proxy's token)."""
+    invalid = ValueError(
+        "Alertmanager URL must be http(s)://[user:password@]host[:port][/prefix], with '/', '?', '#' and "
+        "'@' in the user or password percent-encoded (the value is not shown: it may hold credentials)"
+    )
+    try:  # urlsplit's and port's messages quote what they read: part of a password, perhaps
+        parsed = urllib.parse.urlsplit(url)
+        parsed.port  # noqa: B018 (a port that is not a number in 0-65535 raises)
+    except ValueError:
+        raise invalid from None
+    if parsed.scheme not in ("http", "https") or not parsed.netloc:
+        raise invalid
+    if any(c <= " " or c == "\x7f" for c in url):  # http.client refuses each post, quoting the query
+        raise invalid
+    if "@" in parsed.path or "@" in parsed.query or "@" in parsed.fragment:
+        raise invalid  # a password with an unencoded '/', '?' or '#' ends the host part early
+    return parsed
+
+
 class AlertsEndpoint:
     """POSTs alerts to one Alertmanager.
 
@@ -39,22 +60,8 @@ class AlertsEndpoint:
     """
 
     def __init__(self, url: str) -> None:
-        # the URL may carry a password: no message quotes it, or any part of it
-        invalid = ValueError(
-            "Alertmanager URL must be http(s)://[user:password@]host[:port][/prefix], with '/', '?', '#' and "
-            "'@' in the user or password percent-encoded (the value is not shown: it may hold credentials)"
-        )
-        try:  # urlsplit's and port's messages quote what they read: part of a password, perhaps
-            parsed = urllib.parse.urlsplit(url)
-            port = parsed.port
-        except ValueError:
-            raise invalid from None
-        if parsed.scheme not in ("http", "https") or not parsed.netloc:
-            raise invalid
-        if any(c <= " " or c == "\x7f" for c in url):  # http.client refuses each post, quoting the query
-            raise invalid
-        if "@" in parsed.path or "@" in parsed.query or "@" in parsed.fragment:
-            raise invalid  # a password with an unencoded '/', '?' or '#' ends the host part early
+        parsed = split_url(url)
+        port = parsed.port
         path = parsed.path.rstrip("/")
         if not path.endswith(ALERTS_PATH):
             path += ALERTS_PATH
@@ -65,13 +72,21 @@ class AlertsEndpoint:
         #: query string (a proxy's token may be there)
         self.url = urllib.parse.urlunsplit((parsed.scheme, netloc, path, "", ""))
         self._target = urllib.parse.urlunsplit((parsed.scheme, netloc, path, parsed.query, ""))
-        self._query = parsed.query
         self._headers = {"Content-Type": "application/json", "User-Agent": "convowatch"}
+        #: (secret, what replaces it in a message): the query string and the credentials, as sent and decoded
+        self._secrets: list[tuple[str, str]] = []
+        if parsed.query:
+            self._secrets += [(q, "<query>") for q in _spellings(parsed.query)]
         if parsed.username is not None:  # Alertmanager's --web.config.file basic_auth_users
             user = urllib.parse.unquote(parsed.username)
             password = urllib.parse.unquote(parsed.password or "")
             token = base64.b64encode(f"{user}:{password}".encode()).decode("ascii")
             self._headers["Authorization"] = f"Basic {token}"
+            userinfo = parsed.netloc.rpartition("@")[0]
+            self._secrets += [(token, "<credentials>"), (userinfo, "<credentials>")]
+            self._secrets += [(p, "<password>") for p in _spellings(parsed.password or "")]
+        # longest first: a secret containing another is replaced whole
+        self._secrets.sort(key=lambda pair: len(pair[0]), reverse=True)
         self._opener = urllib.request.build_opener(_RefuseRedirects)
 
     def post(self, alerts: list[dict[str, Any]], timeout: float) -> None:
@@ -88,7 +103,8 @@ class AlertsEndpoint:
             with self._opener.open(request, timeout=timeout) as response:
                 response.read()
         except urllib.error.HTTPError as exc:
-            detail = exc.read(1024).decode("utf-8", "replace").strip()
+            # a proxy's error page may quote the request line (with the query) or its headers
+            detail = self._without_secrets(exc.read(1024).decode("utf-8", "replace").strip())
             message = f"Alertmanager {self.url} answered HTTP {exc.code}: {detail or exc.reason}"
             if 300 <= exc.code < 400:  # not followed (see _RefuseRedirects); where to is not shown either
                 message = (
@@ -100,7 +116,17 @@ class AlertsEndpoint:
             raise RuntimeError(message) from exc
         # URLError, refused, reset, timeout; a garbled status line or a response cut short (HTTPException)
         except (OSError, ValueError, http.client.HTTPException) as exc:
-            reason = str(exc)
-            if self._query:  # http.client's messages may quote the path with its query string
-                reason = reason.replace(self._query, "<query>")
+            reason = self._without_secrets(str(exc))  # http.client's may quote the path with its query
             raise AlertmanagerUnavailable(f"Alertmanager {self.url} unreachable: {reason}") from None
+
+    def _without_secrets(self, text: str) -> str:
+        """``text`` with the URL's query string and credentials (as sent, or percent-decoded) replaced."""
+        for secret, replacement in self._secrets:
+            text = text.replace(secret, replacement)
+        return text
+
+
+def _spellings(part: str) -> set[str]:
+    """``part`` of a URL as sent and as a server may quote it, percent-decoded (``+`` as a space, or not);
+    none empty."""
+    return {s for s in (part, urllib.parse.unquote(part), urllib.parse.unquote_plus(part)) if s}

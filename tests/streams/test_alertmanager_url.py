@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import socket
 import threading
+import urllib.parse
 from collections.abc import Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -79,6 +80,51 @@ def test_credentials_go_to_the_authorization_header_and_not_into_the_logged_url(
     assert endpoint.url == "http://alertmanager:9093/prefix/api/v2/alerts"
     token = endpoint._headers["Authorization"].removeprefix("Basic ")
     assert base64.b64decode(token).decode() == "admin:p/ss@w0rd"
+
+
+@contextmanager
+def echoing(status: int) -> Iterator[str]:
+    """A gateway answering every request ``status`` with an error page quoting the request line, percent-
+    decoded too, and the Authorization header (as some proxies' and WAFs' error pages do)."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            decoded = urllib.parse.unquote(self.path)
+            page = f"{self.command} {self.path} ({decoded}) refused, {self.headers.get('Authorization')}"
+            body = page.encode()
+            self.send_response(status)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.mark.parametrize(("status", "error"), [(403, RuntimeError), (502, AlertmanagerUnavailable)])
+def test_an_error_page_quoting_the_request_shows_neither_query_nor_credentials(
+    status: int, error: type[Exception]
+) -> None:
+    """The sink logs the message at ERROR, and keeps it as its last error."""
+    with echoing(status) as gateway:
+        endpoint = AlertsEndpoint(f"http://admin:Pw%2Fs3cret@{gateway}/am?token=Tok%2Bs3cret&x=1")
+        with pytest.raises(error) as failed:
+            endpoint.post([{"labels": {"alertname": "x"}}], timeout=5)
+    message = str(failed.value)
+    assert f"answered HTTP {status}: POST /am/api/v2/alerts?<query> (/am/api/v2/alerts?<query>)" in message
+    token = endpoint._headers["Authorization"].removeprefix("Basic ")
+    for secret in ("s3cret", token, "Tok+", "Pw/"):
+        assert secret not in message, message
+    assert message.endswith("refused, Basic <credentials>"), message
 
 
 @contextmanager
