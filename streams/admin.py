@@ -17,6 +17,7 @@ from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic, ResourceType
 
 from streams.config import Settings
+from streams.config_validation import MAX_TOPIC_NAME
 from streams.exceptions import ConfigError, ConvowatchError
 from streams.kafka_client import admin_config, check_broker
 from streams.topics import all_topics, changelog_topics, copartitioned_topics
@@ -42,9 +43,14 @@ def create_topics(
     number would fail its batch at every restart. Logs a warning for each existing topic among ``names``
     replicated fewer times than ``CONVOWATCH_REPLICATION_FACTOR``.
     """
+    wanted = names if names is not None else all_topics(settings)
+    if too_long := [name for name in wanted if len(name) > MAX_TOPIC_NAME]:  # before any is created
+        raise ConfigError(
+            f"topic name {too_long[0][:60]}... is {len(too_long[0])} characters long, Kafka takes "
+            f"{MAX_TOPIC_NAME}: shorten CONVOWATCH_TOPIC_PREFIX or the taxonomy's category names"
+        )
     check_broker(settings)
     admin = AdminClient(admin_config(settings))
-    wanted = names if names is not None else all_topics(settings)
     metadata = admin.list_topics(timeout=timeout).topics
     changelogs = {name for name in changelog_topics(settings) if name in wanted}
     _check_compacted(settings, cleanup_policies(admin, sorted(changelogs & set(metadata)), timeout))

@@ -18,6 +18,7 @@ from pydantic_settings import SettingsError
 
 from schemas import Stream
 from streams.config import Settings
+from streams.config_validation import MAX_SECONDS
 from streams.exceptions import ConvowatchError
 from streams.output_files import cannot_write, make_output_directory
 
@@ -36,11 +37,12 @@ def _settings(args: argparse.Namespace, **flags: Any) -> Settings:
     except ValidationError as exc:
         first = exc.errors(include_url=False)[0]
         field, *key = (str(p) for p in first["loc"])
+        message = first["msg"].removeprefix("Value error, ")  # a check of streams/config_validation.py
         if field in overrides:  # given on the command line, not in the environment
-            raise ConvowatchError(f"invalid --{field.replace('_', '-')}: {first['msg']}") from None
+            raise ConvowatchError(f"invalid --{field.replace('_', '-')}: {message}") from None
         at = f" at {'.'.join(key)}" if key else ""
         raise ConvowatchError(
-            f"invalid setting {field} (CONVOWATCH_{field.upper()}){at}: {first['msg']}"
+            f"invalid setting {field} (CONVOWATCH_{field.upper()}){at}: {message}"
         ) from None
 
 
@@ -160,10 +162,6 @@ def _cmd_report(args: argparse.Namespace) -> None:
     data = audit(settings, window, items, source)
     out = write_report(data, args.out)
     print(json.dumps({"turns": data["turns"], "events": data["events"], "out": str(out)}))
-
-
-#: Longest duration a flag takes: a larger one overflows the datetimes it is added to or taken from.
-MAX_SECONDS = 10 * 365 * 86400
 
 
 def _number(text: str) -> float:

@@ -9,18 +9,8 @@ from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from schemas.common import MIN_INCLUSION_PROBABILITY
+from streams import config_validation as check
 from streams.config_validation import MIN_TEXT_HASH_KEY as MIN_TEXT_HASH_KEY  # re-exported
-from streams.config_validation import (
-    bootstrap_servers,
-    drift_budget_in_range,
-    hash_needs_key,
-    heartbeat_within_session,
-    integers_fit_64_bits,
-    perceptual_consistent,
-    readable_cafile,
-    sasl_needs_credentials,
-    spike_budget_in_range,
-)
 from streams.config_validation import (
     spike_events_per_day as spike_events_per_day,  # re-exported: streams/views/spikes.py imports it from here
 )
@@ -35,6 +25,7 @@ class Settings(BaseSettings):
         extra="ignore",
         hide_input_in_errors=True,  # an error must not echo a secret
         allow_inf_nan=False,  # inf passes gt=0 and breaks expiry buckets and timers later
+        env_ignore_empty=True,  # an empty variable (a template's ${VAR:-}) is unset, as for every setting
     )
 
     broker: str = Field(
@@ -103,7 +94,7 @@ class Settings(BaseSettings):
         None, description="CONVOWATCH_SSL_CAFILE: CA bundle to verify the broker."
     )
     join_ttl_seconds: float = Field(
-        7 * 24 * 3600, gt=0, description="CONVOWATCH_JOIN_TTL_SECONDS: event-time life of an unjoined turn."
+        7 * 24 * 3600, ge=1, description="CONVOWATCH_JOIN_TTL_SECONDS: event-time life of an unjoined turn."
     )
     join_max_entries: int = Field(
         1_000_000,
@@ -193,11 +184,11 @@ class Settings(BaseSettings):
         "(a secret: it may carry basic-auth credentials).",
     )
     alert_resend_seconds: float = Field(
-        60.0, gt=0, description="CONVOWATCH_ALERT_RESEND_SECONDS: how often active alerts are re-sent."
+        60.0, ge=1, description="CONVOWATCH_ALERT_RESEND_SECONDS: how often active alerts are re-sent."
     )
     alert_expire_seconds: float = Field(
         21_600.0,
-        gt=0,
+        ge=1,
         description="CONVOWATCH_ALERT_EXPIRE_SECONDS: an alert with no update resolves after this long.",
     )
     text_redaction: Literal["keep", "hash", "drop"] = Field(
@@ -272,7 +263,7 @@ class Settings(BaseSettings):
 
     version_horizon_seconds: float = Field(
         3600.0,
-        gt=0,
+        ge=1,
         description="CONVOWATCH_VERSION_HORIZON_SECONDS: two model versions seen on a journey within this "
         "much event time of each other are compared (version_regression).",
     )
@@ -300,13 +291,13 @@ class Settings(BaseSettings):
     )
     conversation_idle_seconds: float = Field(
         1800.0,
-        gt=0,
+        ge=1,
         description="CONVOWATCH_CONVERSATION_IDLE_SECONDS: a conversation without turns or signals for this "
         "much event time is closed (containment decided).",
     )
     recontact_window_seconds: float = Field(
         259_200.0,
-        gt=0,
+        ge=1,
         description="CONVOWATCH_RECONTACT_WINDOW_SECONDS: a closed conversation with no recontact within "
         "this much event time is resolved at first contact; its state is then dropped.",
     )
@@ -374,15 +365,20 @@ class Settings(BaseSettings):
 
     # checks beyond each field's own bounds (streams/config_validation.py); they run in this order, each after
     # the field's own, and may read the fields declared before theirs (ValidationInfo.data)
-    _bootstrap_servers = field_validator("broker")(bootstrap_servers)
-    _heartbeat_within_session = field_validator("heartbeat_interval_seconds")(heartbeat_within_session)
-    _sasl_needs_credentials = field_validator("sasl_password")(sasl_needs_credentials)
-    _readable_cafile = field_validator("ssl_cafile")(readable_cafile)
-    _integers_fit_64_bits = field_validator("*")(integers_fit_64_bits)
-    _spike_budget_in_range = field_validator("spike_turns_per_day")(spike_budget_in_range)
-    _drift_budget_in_range = field_validator("drift_pairs_per_day")(drift_budget_in_range)
-    _perceptual_consistent = field_validator("perceptual_horizon")(perceptual_consistent)
-    _hash_needs_key = field_validator("text_hash_key")(hash_needs_key)
+    _bootstrap_servers = field_validator("broker")(check.bootstrap_servers)
+    _legal_topic_prefix = field_validator("topic_prefix")(check.legal_topic_prefix)
+    _legal_app_id = field_validator("app_id")(check.legal_app_id)
+    _heartbeat_within_session = field_validator("heartbeat_interval_seconds")(check.heartbeat_within_session)
+    _sasl_needs_credentials = field_validator("sasl_password")(check.sasl_needs_credentials)
+    _readable_cafile = field_validator("ssl_cafile")(check.readable_cafile)
+    _integers_fit_64_bits = field_validator("*")(check.integers_fit_64_bits)
+    _spike_budget_in_range = field_validator("spike_turns_per_day")(check.spike_budget_in_range)
+    _drift_budget_in_range = field_validator("drift_pairs_per_day")(check.drift_budget_in_range)
+    _perceptual_consistent = field_validator("perceptual_horizon")(check.perceptual_consistent)
+    _hash_needs_key = field_validator("text_hash_key")(check.hash_needs_key)
+    _alertmanager_url = field_validator("alertmanager_url")(check.alertmanager_url)
+    _agreement_windows = field_validator("agreement_windows")(check.agreement_windows)
+    _duration_in_range = field_validator("*")(check.duration_in_range)  # of the fields named *_seconds
 
     def text_hash_bytes(self) -> bytes | None:
         """The text hash key as bytes (None when unset)."""

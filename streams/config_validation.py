@@ -1,12 +1,14 @@
 """The checks of :class:`~streams.config.Settings` beyond each field's own bounds: values that only make
 sense together (SASL credentials, heartbeat and session timeout, the detectors' false-alarm budgets, the
-perceptual-drift settings), a broker list and a CA bundle a worker can use, and integers the changelog's JSON
-takes. Each is a pydantic field validator, attached to its field in ``Settings``.
+perceptual-drift settings), a broker list, topic names, an Alertmanager URL and a CA bundle a worker can use,
+durations and agreement windows the datetimes take, and integers the changelog's JSON takes. Each is a
+pydantic field validator, attached to its field in ``Settings``; each runs before any topic is created.
 """
 
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 from pydantic import SecretStr, ValidationInfo
@@ -14,9 +16,16 @@ from pydantic import SecretStr, ValidationInfo
 from detectors.defect_rate_spike import DefectRateSpike, arl0_for_budget
 from detectors.score_drift import ScoreDrift
 from schemas.common import QUALITY_DIMENSIONS
+from streams.alertmanager_http import split_url
 
 #: Shortest CONVOWATCH_TEXT_HASH_KEY accepted.
 MIN_TEXT_HASH_KEY = 16
+#: Longest duration a setting (or a flag) takes, ten years: a larger one overflows the datetimes it is added
+#: to or taken from (an alert's endsAt, a window's start), and the timers waiting on it.
+MAX_SECONDS = 10 * 365 * 86400
+#: Kafka's limit on a topic name's length, and the characters it takes.
+MAX_TOPIC_NAME = 249
+TOPIC_CHARACTERS = re.compile(r"[A-Za-z0-9._-]*")
 
 
 def bootstrap_servers(broker: str) -> str:
@@ -27,7 +36,94 @@ def bootstrap_servers(broker: str) -> str:
         raise ValueError(
             f"{schemes[0][:200]!r}: give host:port; the protocol is CONVOWATCH_SECURITY_PROTOCOL"
         )
+    for host in hosts:  # the clients tried "kafka:notaport" until their 10 s timeout
+        port = _port(host)
+        if port is not None and not (port.isascii() and port.isdigit() and 1 <= int(port) <= 65535):
+            raise ValueError(f"{host[:200]!r}: the port must be a number from 1 to 65535")
     return ",".join(hosts)  # "a:9092, b:9092" gave Faust a host " b"
+
+
+def _port(host: str) -> str | None:
+    """The port of a bootstrap server ``host:port`` or ``[IPv6]:port`` (None: none given)."""
+    _, bracket, tail = host.rpartition("]")
+    if bracket:
+        return tail.removeprefix(":") if tail else None
+    return host.rpartition(":")[2] if host.count(":") == 1 else None
+
+
+def legal_topic_prefix(prefix: str) -> str:
+    from streams.topics import INPUTS, INTERNAL, OUTPUTS  # streams.topics imports Settings
+
+    _check_topic_characters(prefix)
+    longest = max([*INPUTS.values(), *OUTPUTS.values(), *INTERNAL.values()], key=len)
+    _check_topic_length(prefix + longest)  # defects.<category> topics: streams.admin checks them
+    return prefix
+
+
+def legal_app_id(app_id: str) -> str:
+    from streams.topics import TABLES
+
+    if not app_id:
+        raise ValueError("must not be empty")
+    _check_topic_characters(app_id)
+    changelogs = [f"{app_id}-{table}-changelog" for table in TABLES]
+    # Faust's leader topic, of each role's consumer group
+    leaders = [f"{group}-__assignor-__leader" for group in (app_id, f"{app_id}-aggregate")]
+    _check_topic_length(max([*changelogs, *leaders], key=len))
+    return app_id
+
+
+def _check_topic_characters(part: str) -> None:
+    if not TOPIC_CHARACTERS.fullmatch(part):
+        raise ValueError(
+            f"{part[:100]!r}: a topic name takes ASCII letters, digits, '.', '_' and '-' only (Kafka's rule)"
+        )
+
+
+def _check_topic_length(name: str) -> None:
+    if len(name) > MAX_TOPIC_NAME:
+        raise ValueError(
+            f"makes topic names {len(name)} characters long (...{name[-40:]}): Kafka takes {MAX_TOPIC_NAME}"
+        )
+
+
+def alertmanager_url(url: SecretStr | None) -> SecretStr | None:
+    if url is not None:
+        split_url(url.get_secret_value())  # its ValueError quotes no part of the URL
+    return url
+
+
+def duration_in_range(value: object, info: ValidationInfo) -> object:
+    if (info.field_name or "").endswith("_seconds") and isinstance(value, float) and value > MAX_SECONDS:
+        raise ValueError(f"must be at most ten years ({MAX_SECONDS} seconds)")
+    return value
+
+
+def agreement_windows(windows: dict[str, tuple[int, int]]) -> dict[str, tuple[int, int]]:
+    for name, (window, bucket) in windows.items():
+        if problem := agreement_window_problem(name, window, bucket):
+            raise ValueError(problem)
+    return windows
+
+
+def agreement_window_problem(name: str, window: int, bucket: int) -> str | None:
+    """What is wrong with agreement window ``name`` of ``window`` seconds in ``bucket``-second buckets.
+
+    >>> agreement_window_problem("1h", 3600, 300) is None
+    True
+    >>> agreement_window_problem("", 3600, 300)
+    "a window needs a name (the metrics' window label), got '' for [3600, 300]"
+    """
+    if not name:
+        return f"a window needs a name (the metrics' window label), got '' for [{window}, {bucket}]"
+    if window <= 0 or bucket <= 0 or window % bucket:
+        return (
+            f"window {name!r} needs positive sizes with window_seconds a multiple of bucket_seconds, got "
+            f"[{window}, {bucket}]"
+        )
+    if window > MAX_SECONDS:
+        return f"window {name!r} is longer than ten years ({MAX_SECONDS} seconds), got [{window}, {bucket}]"
+    return None
 
 
 def heartbeat_within_session(interval: float, info: ValidationInfo) -> float:
@@ -50,7 +146,7 @@ def sasl_needs_credentials(password: SecretStr | None, info: ValidationInfo) -> 
 
 
 def readable_cafile(path: Path | None, info: ValidationInfo) -> Path | None:
-    if path is None or str(path) == ".":  # an empty variable (a template's ${VAR:-}) reads as "."
+    if path is None:
         return None
     ssl = str(info.data.get("security_protocol", "")).endswith("SSL")
     if ssl and not (path.is_file() and os.access(path, os.R_OK)):  # only SSL reads it

@@ -25,6 +25,9 @@ INTERNAL = {
     "review_keep": "internal.review.keep",
 }
 
+#: The Faust tables, each with a changelog topic ``<app id>-<table>-changelog``
+TABLES = ("pending", "published", "aggregates")
+
 
 def input_topics(settings: Settings) -> dict[Stream, str]:
     return {stream: settings.topic(name) for stream, name in INPUTS.items()}
@@ -41,7 +44,7 @@ def output_topics(settings: Settings) -> dict[str, str]:
 
 def changelog_topics(settings: Settings) -> list[str]:
     """The tables' changelogs (Faust's names; the aggregation role keeps the combined role's)."""
-    return [f"{settings.app_id}-{table}-changelog" for table in ("pending", "published", "aggregates")]
+    return [f"{settings.app_id}-{table}-changelog" for table in TABLES]
 
 
 def copartitioned_topics(settings: Settings) -> list[str]:

@@ -30,6 +30,7 @@ from typing import Any
 from detectors import AgreementStats, AgreementTracker
 from detectors.agreement_breakdown import DEFAULT_SEGMENTS, AgreementBreakdown
 from streams.aggregate import Aggregator, key
+from streams.config_validation import agreement_window_problem
 from streams.emit import Emit, iso
 from streams.exceptions import ConfigError
 from streams.labels import OTHER, UNKNOWN
@@ -88,11 +89,8 @@ class AgreementView:
         self.metrics = metrics
         self.windows = {name: [int(w), int(b)] for name, (w, b) in (windows or DEFAULT_WINDOWS).items()}
         for name, (window, bucket) in self.windows.items():
-            if not name or window <= 0 or bucket <= 0 or window % bucket:
-                raise ConfigError(
-                    f"CONVOWATCH_AGREEMENT_WINDOWS: window {name!r} needs positive sizes with window_seconds "
-                    f"a multiple of bucket_seconds, got [{window}, {bucket}]"
-                )
+            if problem := agreement_window_problem(name, window, bucket):
+                raise ConfigError(f"CONVOWATCH_AGREEMENT_WINDOWS: {problem}")
         self.refresh = Refresh(refresh_every, refresh_seconds)
         self.refresh_windows = Refresh(refresh_every, refresh_seconds)
         self._labels: dict[tuple[str, str], tuple[str, str]] = {}

@@ -44,7 +44,47 @@ def _a_file(tmp_path: Path) -> Path:
     ("variable", "value", "expected"),
     [
         ("CONVOWATCH_PARTITIONS", "abc", "invalid setting partitions (CONVOWATCH_PARTITIONS): "),
-        ("CONVOWATCH_AGREEMENT_WINDOWS", '{"x": [0, 0]}', "CONVOWATCH_AGREEMENT_WINDOWS: window 'x'"),
+        (
+            "CONVOWATCH_AGREEMENT_WINDOWS",
+            '{"x": [0, 0]}',
+            "(CONVOWATCH_AGREEMENT_WINDOWS): window 'x' needs ",
+        ),
+        # a traceback (a year out of range), and a message about the sizes of a window without a name
+        (
+            "CONVOWATCH_AGREEMENT_WINDOWS",
+            '{"x": [1e15, 1]}',
+            "(CONVOWATCH_AGREEMENT_WINDOWS): window 'x' is ",
+        ),
+        (
+            "CONVOWATCH_AGREEMENT_WINDOWS",
+            '{"": [3600, 300]}',
+            "(CONVOWATCH_AGREEMENT_WINDOWS): a window needs a ",
+        ),
+        # every record an internal_error dead letter (an OverflowError), with exit status 0
+        (
+            "CONVOWATCH_JOIN_TTL_SECONDS",
+            "1e-300",
+            "(CONVOWATCH_JOIN_TTL_SECONDS): Input should be greater than ",
+        ),
+        ("CONVOWATCH_CONVERSATION_IDLE_SECONDS", "1e-300", "(CONVOWATCH_CONVERSATION_IDLE_SECONDS): Input "),
+        (
+            "CONVOWATCH_ALERT_RESEND_SECONDS",
+            "1e300",
+            "(CONVOWATCH_ALERT_RESEND_SECONDS): must be at most ten ",
+        ),
+        # accepted, and refused by Kafka, the clients or the Alertmanager sink only later, on Kafka
+        (
+            "CONVOWATCH_TOPIC_PREFIX",
+            "shop bot.",
+            "(CONVOWATCH_TOPIC_PREFIX): 'shop bot.': a topic name takes ",
+        ),
+        ("CONVOWATCH_APP_ID", "a" * 250, "(CONVOWATCH_APP_ID): makes topic names 280 characters long"),
+        ("CONVOWATCH_BROKER", "kafka:notaport", "(CONVOWATCH_BROKER): 'kafka:notaport': the port must be "),
+        (
+            "CONVOWATCH_ALERTMANAGER_URL",
+            "http://am:notaport",
+            "(CONVOWATCH_ALERTMANAGER_URL): Alertmanager URL ",
+        ),
         ("CONVOWATCH_TAXONOMY", "{tmp}/missing.yaml", "cannot read taxonomy file {tmp}/missing.yaml: "),
         ("CONVOWATCH_GOLDEN", "{tmp}/missing.jsonl", "cannot read golden set file {tmp}/missing.jsonl: "),
         ("CONVOWATCH_VENDOR_SLA", "{tmp}/missing.yaml", "cannot read vendor SLA file {tmp}/missing.yaml: "),
@@ -59,6 +99,22 @@ def test_replay_with_a_bad_setting(variable, value, expected, tmp_path, capsys, 
     monkeypatch.setenv(variable, value.replace("{tmp}", str(tmp_path)))
     line = _error([*REPLAY, str(tmp_path / "out")], capsys)
     assert expected.replace("{tmp}", str(tmp_path)) in line
+
+
+def test_an_alertmanager_url_refused_at_start_is_not_shown(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("CONVOWATCH_ALERTMANAGER_URL", "http://amuser:AmPass-s3cret@am:notaport")
+    line = _error([*REPLAY, str(tmp_path / "out")], capsys)
+    assert "(CONVOWATCH_ALERTMANAGER_URL)" in line and "s3cret" not in line and "amuser" not in line
+
+
+def test_topics_create_refuses_a_category_making_a_topic_name_too_long_before_asking_the_broker(
+    tmp_path, capsys, monkeypatch
+):
+    taxonomy = tmp_path / "taxonomy.yaml"
+    taxonomy.write_text(f"dimensions:\n  safety:\n    category: {'u' * 240}\n    severity: high\n")
+    monkeypatch.setenv("CONVOWATCH_TAXONOMY", str(taxonomy))
+    line = _error(["topics", "create", "--broker", "127.0.0.1:1"], capsys)
+    assert f"topic name convowatch.defects.{'u' * 41}... is 259 characters long, Kafka takes 249" in line
 
 
 def test_replay_of_a_directory_names_it(tmp_path, capsys):
