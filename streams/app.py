@@ -40,6 +40,7 @@ from streams.alerting import resend_open_alerts, resend_open_high_risk
 from streams.alertmanager import AlertmanagerSink
 from streams.batch_publisher import BatchPublisher
 from streams.config import Settings
+from streams.exceptions import ConfigError
 from streams.faust_consumer import use_prompt_consumer
 from streams.faust_guards import DeliveryGuard
 from streams.join_agent import JoinAgent
@@ -315,8 +316,17 @@ class KafkaTransport:
 
 
 def data_dir(settings: Settings) -> Path:
-    """The Faust app's data directory (``Settings.data_dir``), its parent created: Faust creates only the
-    last component. Nothing durable goes there (tables are in memory and in their changelogs)."""
+    """The Faust app's data directory (``Settings.data_dir``), created and checked to take files (Faust
+    creates its own directories in it), else a one-line :class:`ConfigError` naming the variable. Nothing
+    durable goes there (tables are in memory and in their changelogs)."""
     path = settings.data_dir or Path(tempfile.gettempdir()) / "convowatch" / settings.app_id
-    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=path):
+            pass
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        raise ConfigError(
+            f"cannot use {path} as the data directory (CONVOWATCH_DATA_DIR): {reason}"
+        ) from None
     return path

@@ -12,13 +12,16 @@ from prometheus_client import CollectorRegistry
 
 from streams.admin import create_topics
 from streams.alerting import build_alertmanager_sink
-from streams.app import KafkaTransport
+from streams.app import KafkaTransport, data_dir
 from streams.config import Settings
+from streams.golden import load_golden
 from streams.health import Health, serve, server_url
 from streams.kafka_client import BrokerMonitor, quiet_client_logs, refuse_topic_auto_creation
 from streams.lag import ConsumerLagMonitor
 from streams.metrics import Metrics
 from streams.periodic import Periodic
+from streams.taxonomy import load_taxonomy
+from streams.vendor_sla import load_vendor_sla
 
 log = logging.getLogger("convowatch.worker")
 
@@ -30,6 +33,7 @@ def run_worker(settings: Settings, loglevel: str = "warning") -> None:
     metrics = Metrics(registry, label_max_values=settings.label_max_values)
     metrics.worker_role.labels(settings.role).set(1)  # rule ConvowatchJoinStageDown / AggregateStageDown
     health = Health(settings.health_stall_seconds)
+    check_local_files(settings)  # before any topic is created: a wrong file left the cluster half set up
     server = serve(registry, health, settings.metrics_host, settings.metrics_port)  # a port in use: first
     create_topics(settings)  # raises BrokerUnreachable with the address when the broker does not answer
     refuse_topic_auto_creation()  # Faust's clients: a topic missing now is not created with broker defaults
@@ -55,6 +59,16 @@ def run_worker(settings: Settings, loglevel: str = "warning") -> None:
         lag.stop()
         if alerts is not None:
             alerts.close()
+
+
+def check_local_files(settings: Settings) -> None:
+    """What the worker reads and writes on this host, each a one-line :class:`ConfigError` naming its file
+    when it cannot be used: the data directory (created), the taxonomy, the golden set and the vendor SLA
+    file. The settings were checked as they were read, the Alertmanager URL among them."""
+    data_dir(settings)
+    load_taxonomy(settings.taxonomy)
+    load_golden(settings.golden)
+    load_vendor_sla(settings.vendor_sla)
 
 
 def use_event_loop(name: str) -> None:
