@@ -13,11 +13,16 @@ Against humans each turn counts once, with the first label of each dimension not
 narrow), and gold items (honeypots) are not a sample of the traffic. A judge or annotator sending ``safety``
 and ``compliance`` in two records counts the turn once per record (as spike detection counts a category).
 
-Each is a :class:`~detectors.keyed.KeyedDetectors` by model version, plus ``*`` for all versions.
+Each is a :class:`~detectors.keyed.KeyedDetectors` by model version, plus ``*`` for all versions. The
+detectors of a model version that has seen nothing for ``idle_seconds`` of the aggregate's event time (a
+retired version) are dropped, looked for daily and at the aggregate's first observation after a start, and
+the next new version takes its room: until 2026-11-26 the first 49 held it for good, and after turnover
+every new version was counted as ``other``.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from detectors import BinaryCalibration, ClassAccuracy
@@ -28,6 +33,7 @@ from streams.emit import SEP, Emit, sampled_labels
 from streams.labels import UNKNOWN
 from streams.metrics import Metrics
 from streams.views.agreement import MAX_SEGMENT_VALUES, Refresh, finite_or_none, interval_or_none
+from streams.views.spikes import IDLE_SECONDS, SWEEPS_PER_IDLE
 
 ALL = "*"
 GUARDED_DIMENSIONS = ("safety", "compliance")
@@ -49,9 +55,30 @@ def _stored(keyed: KeyedDetectors, version: str) -> str:
 class LiveModelView:
     kinds: tuple[str, ...] = ("labelled", "judged")
 
-    def __init__(self, metrics: Metrics, refresh_every: int = 200, refresh_seconds: float = 60.0) -> None:
+    def __init__(
+        self,
+        metrics: Metrics,
+        refresh_every: int = 200,
+        refresh_seconds: float = 60.0,
+        idle_seconds: float = IDLE_SECONDS,
+    ) -> None:
+        if not idle_seconds > 0:
+            raise ValueError(f"idle_seconds must be positive, got {idle_seconds!r}")
         self.metrics = metrics
         self.refresh = Refresh(refresh_every, refresh_seconds)
+        self.idle_seconds = idle_seconds
+        self._sweep_every = idle_seconds / SWEEPS_PER_IDLE
+        # derived, never persisted: each aggregate's event time of its next look for idle versions (the
+        # first comes at its first observation after a start)
+        self._next_sweep: dict[str, float] = {}
+
+    def _update(self, keyed: KeyedDetectors, name: str, version: str, ts: float, *args: Any) -> None:
+        """Update the detectors of all versions and of ``version`` of aggregate ``name`` with ``args`` at
+        event time ``ts``, and drop its idle versions' detectors when it is time to look."""
+        keyed.update(ALL, *args, ts=ts).update(version, *args, ts=ts)
+        if ts >= self._next_sweep.get(name, -math.inf):
+            self._next_sweep[name] = ts + self._sweep_every
+            keyed.drop_idle(ts, self.idle_seconds)
 
     def apply(self, aggregator: Aggregator, obs: dict[str, Any], partition: int | None) -> list[Emit]:
         labels: dict[str, str] = obs["labels"]
@@ -64,12 +91,13 @@ class LiveModelView:
             truth, predicted = labels.get("intent"), segment.get("intent")
             if truth is not None and predicted is not None:
                 confidence = obs.get("intent_confidence")
+                intent_key = key("live_intent")
                 intents = aggregator.update(
-                    key("live_intent"),
+                    intent_key,
                     obs,
                     partition,
                     _intents,
-                    lambda k: [k.update(v, predicted, truth, confidence) for v in (ALL, version)],
+                    lambda k: self._update(k, intent_key, version, ts, predicted, truth, confidence),
                 )
                 if intents is not None and self.refresh(("intent", _stored(intents, version)), ts):
                     for where, label in self._versions(intents, version):
@@ -89,7 +117,7 @@ class LiveModelView:
             obs,
             partition,
             _guardrails,
-            lambda k: [k.update(v, flagged, failed) for v in (ALL, version)],
+            lambda k: self._update(k, name, version, ts, flagged, failed),
         )
         if guardrails is not None and self.refresh((name, _stored(guardrails, version)), ts):
             judge_label = m.label("judge_id", judge) if judge else ""
