@@ -6,6 +6,9 @@ window of its turn. Segment values per segment are bounded by ``max_values``: la
 ``other``; a missing value counts as ``unknown``. Labels are bounded by the overall tracker's
 ``max_categories``: segment and window trackers count each pair in the cell the overall table does, so
 they share its scale (later new labels as ``other``), and only the overall one counts ``folded_labels``.
+Each segment value keeps the newest turn time of its pairs, so that its owner can drop the trackers of values
+gone idle (a retired model version) with :meth:`AgreementBreakdown.drop_idle`, and the room goes to the next
+new value.
 """
 
 from __future__ import annotations
@@ -49,6 +52,16 @@ class AgreementBreakdown(Detector):
     (600, 0.915)
     >>> breakdown.window_bounds("1h")  # the 12 five-minute buckets up to the newest turn
     (14400, 18000)
+
+    Model versions that turn over, one a day (room for two and ``other``): idle ones give theirs to new ones.
+
+    >>> day = 86400.0
+    >>> by_version = AgreementBreakdown(segments=["model_version"], windows={}, max_values=3)
+    >>> for n in range(1, 5):
+    ...     dropped = by_version.drop_idle(now=n * day, idle_seconds=1.5 * day)
+    ...     by_version = by_version.update(n * day, {"model_version": f"v{n}"}, "pass", "pass")
+    >>> list(by_version.segment("model_version")), dropped
+    (['v3', 'v4'], [('model_version', 'v2')])
     """
 
     def __init__(
@@ -79,6 +92,8 @@ class AgreementBreakdown(Detector):
     def _reset(self) -> None:
         self._overall = self._stats()
         self._segments: dict[str, dict[str, AgreementStats]] = {name: {} for name in self.segments}
+        # segment -> value -> the newest turn time of its pairs
+        self._last_seen: dict[str, dict[str, float]] = {name: {} for name in self.segments}
         self._windows = {
             name: EventTimeWindows(
                 "AgreementStats",
@@ -100,6 +115,7 @@ class AgreementBreakdown(Detector):
         for windows in self._windows.values():  # validates ts before anything changes
             windows.update(ts, a_cell, b_cell)
         self._overall.update(a, b)
+        last_seen = self._last_seen
         for name, values in self._segments.items():
             value = segment.get(name) if segment else None
             value = UNKNOWN if value is None or value == "" else str(value)
@@ -111,7 +127,25 @@ class AgreementBreakdown(Detector):
                 if stats is None:
                     stats = values[value] = self._stats()
             stats.update(a_cell, b_cell)
+            seen = last_seen[name]
+            newest = seen.get(value)
+            if newest is None or ts > newest:
+                seen[value] = float(ts)
         return self
+
+    def drop_idle(self, now: float, idle_seconds: float) -> list[tuple[str, str]]:
+        """Drop the trackers of the segment values whose newest pair's turn is more than ``idle_seconds``
+        before ``now``, so that later new values take their room; the dropped ``(segment, value)`` pairs,
+        sorted. A value with no time (state from before 2026-11-26) is stamped ``now``: idle from then on."""
+        cutoff, dropped = now - idle_seconds, []
+        for name, values in self._segments.items():
+            seen = self._last_seen[name]
+            for value in values.keys() - seen.keys():
+                seen[value] = float(now)
+            for value in sorted(value for value, newest in seen.items() if newest < cutoff):
+                del values[value], seen[value]
+                dropped.append((name, value))
+        return sorted(dropped)
 
     def add_segment(self, name: str) -> Self:
         """Count pairs per value of segment ``name`` too, from the next pair on (an aggregate kept since
@@ -127,6 +161,7 @@ class AgreementBreakdown(Detector):
         if name not in self._segments:
             self.segments.append(name)
             self._segments[name] = {}
+            self._last_seen[name] = {}
         return self
 
     def overall(self) -> AgreementStats:
@@ -168,12 +203,13 @@ class AgreementBreakdown(Detector):
                     for name, values in self._segments.items()
                 },
                 "_windows": {name: w.to_dict()["state"] for name, w in self._windows.items()},
+                "_last_seen": {name: dict(seen) for name, seen in self._last_seen.items()},
             }
         )
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Self:
-        breakdown, state = cls._new_from(data, ("_overall", "_segments", "_windows"))
+        breakdown, state = cls._new_from(data, ("_overall", "_segments", "_windows", "_last_seen"))
         stats_params = breakdown._overall._get_params()
 
         def stats(s: dict[str, Any]) -> AgreementStats:
@@ -183,6 +219,8 @@ class AgreementBreakdown(Detector):
         breakdown._segments = {
             name: {v: stats(s) for v, s in values.items()} for name, values in state["_segments"].items()
         }
+        last_seen = state.get("_last_seen") or {}  # state from before 2026-11-26 has none
+        breakdown._last_seen = {name: dict(last_seen.get(name) or {}) for name in breakdown._segments}
         for name, windows in breakdown._windows.items():
             breakdown._windows[name] = EventTimeWindows.from_dict(
                 {

@@ -17,7 +17,11 @@ Interval and window figures cost tens to hundreds of microseconds, so gauges are
 :class:`Refresh`, not on every pair. Per-segment gauges are cumulative only, and only for values the
 metric label guard admits (the first ``CONVOWATCH_LABEL_MAX_VALUES`` of each segment; the aggregate keeps
 50 per segment and folds later ones into ``other``, all in report.json); windows are exported for the judge
-and dimension overall.
+and dimension overall. An ``agreement_detail`` aggregate drops the figures of a segment value whose pairs'
+turns are all more than ``idle_seconds`` older than the turn of the pair that looks (a retired model or
+judge version), looked for daily and at its first pair after a start, and the next new value takes its
+room: until 2026-11-26 the first 49 values of a segment held it for good, and after turnover every new
+model version was counted as ``other``.
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ from streams.emit import Emit, iso
 from streams.exceptions import ConfigError
 from streams.labels import OTHER, UNKNOWN
 from streams.metrics import Metrics
+from streams.views.spikes import IDLE_SECONDS, SWEEPS_PER_IDLE
 
 #: Metric label guard of each segment (``streams.metrics.Metrics.guards``).
 SEGMENT_GUARDS = {
@@ -85,8 +90,16 @@ class AgreementView:
         windows: dict[str, tuple[int, int]] | None = None,
         refresh_every: int = 200,
         refresh_seconds: float = 60.0,
+        idle_seconds: float = IDLE_SECONDS,
     ) -> None:
+        if not idle_seconds > 0:
+            raise ValueError(f"idle_seconds must be positive, got {idle_seconds!r}")
         self.metrics = metrics
+        self.idle_seconds = idle_seconds
+        self._sweep_every = idle_seconds / SWEEPS_PER_IDLE
+        # derived, never persisted: each agreement_detail aggregate's turn time of its next look for idle
+        # segment values (the first comes at its first pair after a start)
+        self._next_sweep: dict[tuple[str, str], float] = {}
         self.windows = {name: [int(w), int(b)] for name, (w, b) in (windows or DEFAULT_WINDOWS).items()}
         for name, (window, bucket) in self.windows.items():
             if problem := agreement_window_problem(name, window, bucket):
@@ -111,6 +124,7 @@ class AgreementView:
         judge_id, dimension = pair["judge_id"], pair["dimension"]
         judge_label, human_label = pair["judge_label"], pair["human_label"]
         ts, segment = pair["ts"], {**(pair["segment"] or {}), "judge_version": pair.get("judge_version")}
+        jd = (judge_id, dimension)
         tracker = aggregator.update(
             key("agreement", judge_id, dimension),
             pair,
@@ -118,7 +132,6 @@ class AgreementView:
             AgreementTracker,
             lambda t: t.update(judge_label, human_label),
         )
-        jd = (judge_id, dimension)
         labels = self._labels.get(jd) or self._label_values(jd)
         # a judge or dimension the metric guard folds into "other": report.json only (each would set the one
         # "other" series, the last one winning)
@@ -134,8 +147,7 @@ class AgreementView:
             pair,
             partition,
             self._breakdown,
-            # an aggregate kept since before judge_version was a segment counts it from now on
-            lambda b: b.add_segment("judge_version").update(ts, segment, judge_label, human_label),
+            lambda b: self._add_pair(b, jd, ts, segment, judge_label, human_label),
         )
         if breakdown is None or not own:
             return
@@ -153,6 +165,22 @@ class AgreementView:
             value, stats = _stored(breakdown, name, segment.get(name))
             if self.refresh((judge_id, dimension, name, value), ts):
                 self._export_segment(labels, name, value, stats)
+
+    def _add_pair(
+        self,
+        breakdown: AgreementBreakdown,
+        jd: tuple[str, str],
+        ts: float,
+        segment: dict[str, Any],
+        *pair: str,
+    ) -> None:
+        """Add ``pair`` (judge label, human label) to judge and dimension ``jd``'s breakdown, and drop its
+        idle segment values' figures when it is time to look."""
+        # an aggregate kept since before judge_version was a segment counts it from now on
+        breakdown.add_segment("judge_version").update(ts, segment, *pair)
+        if ts >= self._next_sweep.get(jd, -math.inf):
+            self._next_sweep[jd] = ts + self._sweep_every
+            breakdown.drop_idle(ts, self.idle_seconds)
 
     def _label_values(self, jd: tuple[str, str]) -> tuple[str, str]:
         labels = (self.metrics.label("judge_id", jd[0]), self.metrics.label("dimension", jd[1]))
