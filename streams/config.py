@@ -25,7 +25,6 @@ class Settings(BaseSettings):
         extra="ignore",
         hide_input_in_errors=True,  # an error must not echo a secret
         allow_inf_nan=False,  # inf passes gt=0 and breaks expiry buckets and timers later
-        env_ignore_empty=True,  # an empty variable (a template's ${VAR:-}) is unset, as for every setting
     )
 
     broker: str = Field(
@@ -365,6 +364,7 @@ class Settings(BaseSettings):
 
     # checks beyond each field's own bounds (streams/config_validation.py); they run in this order, each after
     # the field's own, and may read the fields declared before theirs (ValidationInfo.data)
+    _empty_path_unset = field_validator(*check.OPTIONAL_PATHS, mode="before")(check.empty_path_unset)
     _bootstrap_servers = field_validator("broker")(check.bootstrap_servers)
     _legal_topic_prefix = field_validator("topic_prefix")(check.legal_topic_prefix)
     _legal_app_id = field_validator("app_id")(check.legal_app_id)

@@ -145,6 +145,17 @@ def sasl_needs_credentials(password: SecretStr | None, info: ValidationInfo) -> 
     return password
 
 
+#: the optional file and directory settings: empty (a template's ``${VAR:-}``) means unset, where it was
+#: ``Path(".")``, the working directory. Only these: an empty prefix is no prefix, an empty metrics host every
+#: interface, and an empty Alertmanager URL or role is refused (a secret that rendered empty must not
+#: silently turn alerting off)
+OPTIONAL_PATHS = ("data_dir", "ssl_cafile", "taxonomy", "golden", "vendor_sla")
+
+
+def empty_path_unset(value: object) -> object:
+    return None if isinstance(value, str) and not value.strip() else value
+
+
 def readable_cafile(path: Path | None, info: ValidationInfo) -> Path | None:
     if path is None:
         return None

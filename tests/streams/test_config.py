@@ -1,5 +1,5 @@
 """Settings refused as they are read, before any topic is created: what Kafka, the datetimes or the
-Alertmanager client would refuse later; and an empty variable, which means unset for every setting."""
+Alertmanager client would refuse later; and an empty variable, which means unset for the optional paths."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import pytest
 from pydantic import ValidationError
 
 from streams.config import Settings
-from streams.config_validation import MAX_SECONDS, MAX_TOPIC_NAME
+from streams.config_validation import MAX_SECONDS, MAX_TOPIC_NAME, OPTIONAL_PATHS
 from streams.topics import all_topics
 
 
@@ -19,12 +19,31 @@ def _refusal(**values: object) -> tuple[str, str]:
     return str(first["loc"][0]), first["msg"]
 
 
-@pytest.mark.parametrize("name", sorted(Settings.model_fields))
-def test_an_empty_variable_is_the_setting_unset(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    # a template's ${VAR:-}: the alertmanager URL was refused, the taxonomy, golden set and vendor SLA file
-    # became Path("."), the data directory the working directory, the JSON-valued ones "not valid JSON"
+@pytest.mark.parametrize("name", OPTIONAL_PATHS)
+def test_an_empty_path_variable_is_the_setting_unset(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    # a template's ${VAR:-}: the taxonomy, golden set and vendor SLA file became Path("."), the data
+    # directory the working directory
+    monkeypatch.setenv("CONVOWATCH_SECURITY_PROTOCOL", "SSL")  # the CA file is checked only with SSL
     monkeypatch.setenv(f"CONVOWATCH_{name.upper()}", "")
-    assert getattr(Settings(), name) == Settings.model_fields[name].get_default(call_default_factory=True)
+    assert getattr(Settings(), name) is None
+
+
+def test_empty_prefix_and_metrics_host_keep_their_meaning(monkeypatch: pytest.MonkeyPatch) -> None:
+    # no prefix, and every interface: an empty value meant these, and taken as unset it moved a deployment
+    # to 22 new, empty topics and made its metrics unreachable from outside its container
+    monkeypatch.setenv("CONVOWATCH_TOPIC_PREFIX", "")
+    monkeypatch.setenv("CONVOWATCH_METRICS_HOST", "")
+    settings = Settings()
+    assert (settings.topic_prefix, settings.metrics_host, settings.topic("defects")) == ("", "", "defects")
+
+
+@pytest.mark.parametrize(("name", "field"), [("ALERTMANAGER_URL", "alertmanager_url"), ("ROLE", "role")])
+def test_an_empty_alertmanager_url_or_role_is_refused(
+    name: str, field: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # a secret that rendered empty must not turn alerting off without a word
+    monkeypatch.setenv(f"CONVOWATCH_{name}", "")
+    assert _refusal()[0] == field
 
 
 @pytest.mark.parametrize(
