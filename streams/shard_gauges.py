@@ -185,10 +185,13 @@ def export_spikes(
     """``convowatch_defect_spike_active`` from the spike aggregates at ``keys`` whose source (a judge, or
     ``humans``) this worker owns: 1 for each category in alarm, with its ``severity`` (by category). A spike
     open on a shard another worker took over no longer shows here, and one recovered in alarm shows before
-    its next observation."""
+    its next observation. A category the taxonomy no longer has (a dimension moved to another) is not
+    shown: nothing feeds its detector any more, so it would read 1 for good (and it raised KeyError in the
+    rebalance handler, at every rebalance)."""
     metrics.spike_open.clear()
     for parts, spikes in aggregator.owned_detectors(keys, "spike", owns):
         source, values = slice_values(parts)
         assert isinstance(spikes, CategorySpikes)
         for category in spikes.in_alarm:
-            set_spike_active(metrics, category, severity[category], source, values, True)
+            if category in severity:
+                set_spike_active(metrics, category, severity[category], source, values, True)
