@@ -7,6 +7,7 @@ Only the standard library is used (:mod:`urllib.request`, which honours ``*_prox
 from __future__ import annotations
 
 import base64
+import html
 import http.client
 import json
 import urllib.error
@@ -15,6 +16,11 @@ import urllib.request
 from typing import Any
 
 ALERTS_PATH = "/api/v2/alerts"
+#: of an error page, what a message keeps (characters), and what is read to find the secrets in it first
+PAGE_KEPT = 1024
+PAGE_READ = 64 * 1024
+#: a query parameter's value this long or longer is replaced where a page quotes it alone
+MIN_SECRET_VALUE = 4
 
 
 class AlertmanagerUnavailable(Exception):
@@ -77,6 +83,11 @@ class AlertsEndpoint:
         self._secrets: list[tuple[str, str]] = []
         if parsed.query:
             self._secrets += [(q, "<query>") for q in _spellings(parsed.query)]
+            # a page may quote one parameter's value alone ("invalid key: ..."); values this short are no
+            # secret, and replacing them would garble the message (a port, a status)
+            for _, value in urllib.parse.parse_qsl(parsed.query, keep_blank_values=True):
+                if len(value) >= MIN_SECRET_VALUE:
+                    self._secrets += [(v, "<query>") for v in _spellings(urllib.parse.quote_plus(value))]
         if parsed.username is not None:  # Alertmanager's --web.config.file basic_auth_users
             user = urllib.parse.unquote(parsed.username)
             password = urllib.parse.unquote(parsed.password or "")
@@ -85,6 +96,10 @@ class AlertsEndpoint:
             userinfo = parsed.netloc.rpartition("@")[0]
             self._secrets += [(token, "<credentials>"), (userinfo, "<credentials>")]
             self._secrets += [(p, "<password>") for p in _spellings(parsed.password or "")]
+        # and as an HTML page quotes them (& as &amp;)
+        self._secrets += [
+            (html.escape(secret), r) for secret, r in self._secrets if html.escape(secret) != secret
+        ]
         # longest first: a secret containing another is replaced whole
         self._secrets.sort(key=lambda pair: len(pair[0]), reverse=True)
         self._opener = urllib.request.build_opener(_RefuseRedirects)
@@ -103,8 +118,10 @@ class AlertsEndpoint:
             with self._opener.open(request, timeout=timeout) as response:
                 response.read()
         except urllib.error.HTTPError as exc:
-            # a proxy's error page may quote the request line (with the query) or its headers
-            detail = self._without_secrets(exc.read(1024).decode("utf-8", "replace").strip())
+            # a proxy's error page may quote the request line (with the query) or its headers: read well
+            # past what is kept, so that no secret is cut in two before it is replaced, then cut
+            page = exc.read(PAGE_READ).decode("utf-8", "replace")
+            detail = self._without_secrets(page)[:PAGE_KEPT].strip()
             message = f"Alertmanager {self.url} answered HTTP {exc.code}: {detail or exc.reason}"
             if 300 <= exc.code < 400:  # not followed (see _RefuseRedirects); where to is not shown either
                 message = (
