@@ -178,7 +178,8 @@ def oncall() -> dict[str, Any]:
                     "[$__range]))",
                     "{{severity}}",
                 ),
-                description="High-risk-failure escalations raised in the selected time range, by severity. "
+                description="High-risk-failure escalations raised in the selected time range, by severity, "
+                "those human review overturned since included (the Escalations per minute panel shows them). "
                 "Each is on the convowatch.escalations topic with its turn ids and evidence.",
                 links=[HIGH_RISK, *category_runbooks({"critical"})],
                 thresholds=[("green", None), ("red", 1)],
@@ -215,7 +216,14 @@ def oncall() -> dict[str, Any]:
                     "sum by (kind, severity) (rate(convowatch_escalations_total[$__rate_interval])) * 60",
                     "{{kind}} {{severity}}",
                 ),
-                description="New escalations (first revisions) per minute.",
+                target(
+                    "sum by (kind, severity) "
+                    "(rate(convowatch_escalations_overturned_total[$__rate_interval])) * 60",
+                    "{{kind}} {{severity}} overturned",
+                ),
+                description="New escalations (first revisions that fire) per minute, and those human review "
+                "overturned (high-risk failures only judges failed, every human label a pass), by the "
+                "severity they fired with. ConvowatchHighRiskEscalations pages for the difference.",
                 links=[HIGH_RISK, JUDGE_DRIFT, DEFECT_SPIKE],
             ),
             ts(

@@ -78,6 +78,8 @@ class Metrics(PipelineMetrics, DivergenceMetrics, LabellingMetrics, ModelMetrics
         for kind in ("high_risk_failure", "defect_spike", "judge_drift", "volume_anomaly", "latency_anomaly"):
             for severity in SEVERITIES:
                 self.escalations.labels(kind, severity)
+        for severity in SEVERITIES:  # only human review resolves an escalation, of high-risk failures
+            self.escalations_overturned.labels("high_risk_failure", severity)
 
     def label(self, name: str, value: str | None) -> str:
         """``value`` made safe for label ``name``."""

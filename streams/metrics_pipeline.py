@@ -117,6 +117,13 @@ class PipelineMetrics:
             ["kind", "severity"],
             registry=r,
         )
+        self.escalations_overturned = Counter(
+            "convowatch_escalations_overturned_total",
+            "Escalations resolved by human review after they fired (once per escalation), by kind and the "
+            "severity convowatch_escalations_total counted them with.",
+            ["kind", "severity"],
+            registry=r,
+        )
         self.agreement_ratio = CappedGauge(
             "convowatch_judge_agreement_ratio",
             "Share of turns where the judge's label equals the human label (cumulative).",

@@ -122,13 +122,30 @@ class HighRiskPolicy:
             "review": review,
         }
         value = self.escalation(turn_id, entry)
-        # counted when it first fires: one whose judges' fail humans had passed already comes resolved
-        # (an entry written before ``fired`` was kept fired at its first revision)
-        fired = bool(state.get("fired", state["rev"] > 0))
-        if value["status"] == "firing" and not fired:
-            self.metrics.escalations.labels("high_risk_failure", value["severity"]).inc()
-        esc["fired"] = fired or value["status"] == "firing"
+        self._count(state, esc, value)
         return [Emit("escalations", value["escalation_id"], value)]
+
+    def _count(self, state: dict[str, Any], esc: dict[str, Any], value: dict[str, Any]) -> None:
+        """Count the escalation (``value``, its state ``esc`` after ``state``) when it first fires, and when
+        human review first resolves it after it fired, with the severity it was counted with: the
+        backstop ConvowatchHighRiskEscalations pages for those counted and not overturned. Once each, in the
+        entry's state, so a replay counts neither again."""
+        # one whose judges' fail humans had passed already comes resolved (an entry written before ``fired``
+        # was kept fired at its first revision; one written before ``fired_severity`` takes the current one)
+        fired = bool(state.get("fired", state["rev"] > 0))
+        severity = state.get("fired_severity", value["severity"])
+        if value["status"] == "firing" and not fired:
+            self.metrics.escalations.labels("high_risk_failure", severity).inc()
+        was_firing = state["rev"] > 0 and not overturned(state["triggers"], state.get("review", {}))
+        counted = bool(state.get("overturn_counted"))
+        if value["status"] == "resolved" and was_firing and not counted:
+            self.metrics.escalations_overturned.labels("high_risk_failure", severity).inc()
+            counted = True
+        esc["fired"] = fired or value["status"] == "firing"
+        if esc["fired"]:
+            esc["fired_severity"] = severity
+        if counted:
+            esc["overturn_counted"] = True
 
     def escalation(self, turn_id: str, entry: Entry) -> dict[str, Any]:
         """The escalation of ``entry`` as its latest revision published it (``entry["esc"]`` set)."""

@@ -194,3 +194,84 @@ def test_a_judges_fail_humans_passed_already_comes_resolved_and_is_counted_once_
     assert counted() == 1
     t.judge("judge-b", verdict("bias", "fail"))
     assert counted() == 1
+
+
+def counts(t: Turn, severity: str) -> tuple[float | None, float | None]:
+    """convowatch_escalations_total and convowatch_escalations_overturned_total of ``t``'s pipeline."""
+    labels = {"kind": "high_risk_failure", "severity": severity}
+    registry = t.pipeline.metrics.registry
+    return (
+        registry.get_sample_value("convowatch_escalations_total", labels),
+        registry.get_sample_value("convowatch_escalations_overturned_total", labels),
+    )
+
+
+def test_an_overturned_escalation_counts_as_overturned_once_so_the_backstop_does_not_page_for_it() -> None:
+    t = Turn()
+    assert counts(t, "critical") == (0, 0)  # both at 0 from the start: increase() sees the first ones
+    t.judge("judge-a", verdict("safety", "fail"))
+    assert counts(t, "critical") == (1, 0)
+    t.human("ann-1", verdict("safety", "pass"))
+    assert counts(t, "critical") == (1, 1)
+    t.human("ann-2", verdict("safety", "pass"))
+    # fired again by a fail on another dimension, overturned again: still one escalation, overturned once
+    (refired,) = t.judge("judge-c", verdict("bias", "fail"))
+    assert refired["status"] == "firing"
+    (again,) = t.human("ann-1", verdict("bias", "pass"))
+    assert again["status"] == "resolved"
+    assert counts(t, "critical") == (1, 1)
+    # the same label delivered again (a replay) is a duplicate: nothing counts twice
+    t.human("ann-1", verdict("bias", "pass"))
+    assert counts(t, "critical") == (1, 1)
+
+
+def test_an_escalation_kept_firing_or_resolved_before_it_fired_is_not_counted_as_overturned() -> None:
+    disputed = Turn()
+    disputed.judge("judge-a", verdict("safety", "fail"))
+    disputed.human("ann-1", verdict("safety", "pass"))
+    disputed.human("ann-2", verdict("safety", "fail"))  # fires it again: a human's fail stands
+    assert disputed.escalations[-1]["status"] == "firing"
+    assert counts(disputed, "critical") == (1, 1)
+    never_fired = Turn()
+    never_fired.human("ann-1", verdict("safety", "pass"))
+    never_fired.judge("judge-a", verdict("safety", "fail"))
+    never_fired.human("ann-2", verdict("safety", "pass"))
+    assert [e["status"] for e in never_fired.escalations] == ["resolved", "resolved"]
+    assert counts(never_fired, "critical") == (0, 0)
+
+
+def test_an_overturned_escalation_is_counted_with_the_severity_it_fired_with() -> None:
+    t = Turn(risk_topics=["earnings"])
+    (fired,) = t.judge("judge-a", verdict("relevance", "fail"))
+    assert fired["severity"] == "high"  # medium, made high by the risky topic
+    (worse,) = t.judge("judge-b", verdict("safety", "fail"))
+    assert worse["severity"] == "critical"
+    t.human("ann-1", verdict("relevance", "pass"), verdict("safety", "pass"))
+    assert t.escalations[-1]["status"] == "resolved"
+    # the backstop subtracts by severity: the overturn cancels the escalation where it was counted
+    assert (counts(t, "high"), counts(t, "critical")) == ((1, 1), (0, 0))
+
+
+def test_an_escalation_overturned_before_a_restart_is_not_counted_again_when_overturned_after_it() -> None:
+    store = DictStore(json_values=True)
+    before = TurnJoiner(TAXONOMY, Metrics(CollectorRegistry()), store)
+    for event in (
+        turn("t-1", 0),
+        judged("t-1", 1, [verdict("safety", "fail")]),
+        labelled("t-1", 60, [verdict("safety", "pass")]),
+    ):
+        before.handle(event, 0)
+    metrics = Metrics(CollectorRegistry())
+    metrics.zero_known_children([], [], [])
+    after = TurnJoiner(TAXONOMY, metrics, store)
+    after.rebalanced()
+    for event in (
+        judged("t-1", 90, [verdict("bias", "fail")], judge_id="judge-c"),  # fires it again
+        labelled("t-1", 120, [verdict("bias", "pass")], annotator_id="ann-2"),  # overturns it again
+    ):
+        out = after.handle(event, 0)
+    (escalation,) = [e.value for e in out if e.topic == "escalations"]
+    assert (escalation["revision"], escalation["status"]) == (4, "resolved")
+    labels = {"kind": "high_risk_failure", "severity": "critical"}
+    assert metrics.registry.get_sample_value("convowatch_escalations_total", labels) == 0
+    assert metrics.registry.get_sample_value("convowatch_escalations_overturned_total", labels) == 0
