@@ -22,7 +22,10 @@ A source's detectors of a slice value that has seen nothing for ``idle_seconds``
 (a model version retired) are dropped, unless in alarm, and a value none of the source's detectors has any
 more gives up its room in the source's guard: each source's first 50 values held it for good, and after
 turnover every new model version shared the ``other`` detector. Not while the source's ``other`` detector
-of that segment label is in alarm: the values it folds would leave it, and it would never resolve.
+of that segment label is in alarm: the values it folds would leave it, and it would never resolve; the idle
+detectors of that label's values are kept until it resolves, so that a restart, which admits the values of
+the recovered detectors, keeps the room as full (they were dropped on 2026-11-26, and after a restart a
+value ``other`` folded had a detector of its own, and ``other`` never resolved).
 """
 
 from __future__ import annotations
@@ -183,13 +186,15 @@ class SpikeView:
     ) -> None:
         """Drop ``source``'s detectors that saw nothing for ``idle_seconds`` before ``obs`` and are not in
         alarm (their deletions to the changelog ``partition`` of the source's observations), and release
-        the guard room of the slice values none of its detectors has left (not while the ``other``
-        detector of that segment label is in alarm: a value it folds could leave it)."""
+        the guard room of the slice values none of its detectors has left. Not while the ``other``
+        detector of that segment label is in alarm: a value it folds could take the room and leave it, so
+        the idle detectors of the values that keep their room are kept too, until the first look after it
+        resolves (the state a restart recovers the guards from must name every value the room is kept for).
+        """
         now = obs["ts"]
         self._swept[source] = now
         keys = self._keys.get(source, set())
-        kept: set[tuple[str, str]] = set()  # (segment label, value) of the detectors kept
-        dropped = False
+        detectors: list[tuple[str, CategorySpikes, dict[str, str]]] = []
         open_other: set[str] = set()  # segment labels whose "other" detector is in alarm
         for spike_key in sorted(keys):
             spikes = aggregator.detector(spike_key)
@@ -199,10 +204,19 @@ class SpikeView:
             _, values = spike_slice(spike_key)
             if spikes.last_seen is None:  # state from before 2026-11-26: idle from now on, written so
                 aggregator.update(spike_key, obs, partition, self._make, lambda s: s.update([], [], ts=now))
-            if spikes.in_alarm or spikes.last_seen is None or spikes.last_seen >= now - self.idle_seconds:
+            if spikes.in_alarm:
+                open_other.update(name for name, value in values.items() if value == OTHER)
+            detectors.append((spike_key, spikes, values))
+        kept: set[tuple[str, str]] = set()  # (segment label, value) of the detectors kept
+        dropped = False
+        for spike_key, spikes, values in detectors:
+            if (
+                spikes.in_alarm
+                or spikes.last_seen is None
+                or spikes.last_seen >= now - self.idle_seconds
+                or any(name in open_other and value != OTHER for name, value in values.items())
+            ):
                 kept.update(values.items())
-                if spikes.in_alarm:
-                    open_other.update(name for name, value in values.items() if value == OTHER)
             else:
                 aggregator.delete(spike_key, partition)
                 keys.discard(spike_key)
