@@ -113,6 +113,9 @@ class ScoreDrift(Detector):
     the hysteresis keeps a window near the threshold from flapping). A persistent, accepted change is
     adopted with :meth:`rebase`: the window becomes the start of a new reference.
 
+    With ``ts`` (event time), :attr:`last_seen` is the newest one an update brought: for its owner to tell
+    idle detectors.
+
     Examples
     --------
     Scores around 0.7 whose distribution splits into two modes (0.55 and 0.85, the same mean) at value
@@ -178,11 +181,14 @@ class ScoreDrift(Detector):
         self._detected = False
         self._resolved = False
         self._n_alarms = 0
+        self._last_seen: float | None = None
 
-    def update(self, x: float) -> ScoreDrift:
+    def update(self, x: float, ts: float | None = None) -> ScoreDrift:
         x = float(x)
         if not math.isfinite(x):
             raise ValueError(f"values must be finite, got {x}")
+        if ts is not None and (self._last_seen is None or ts > self._last_seen):
+            self._last_seen = float(ts)
         self._checked = self._detected = self._resolved = False
         self._n += 1
         if len(self._reference) < self.reference_size:
@@ -226,10 +232,27 @@ class ScoreDrift(Detector):
         self._statistic, self._p_value = 0.0, 1.0
         return self
 
+    def stamp(self, ts: float) -> ScoreDrift:
+        """Take event time ``ts`` as :attr:`last_seen` if there is none (state from before 2026-11-26):
+        for its owner to count such a detector as idle from ``ts`` on.
+
+        >>> drift = ScoreDrift()
+        >>> drift.stamp(5.0).update(0.5, ts=3.0).last_seen, drift.stamp(9.0).last_seen
+        (5.0, 5.0)
+        """
+        if self._last_seen is None:
+            self._last_seen = float(ts)
+        return self
+
     @property
     def n(self) -> int:
         """Number of values seen."""
         return self._n
+
+    @property
+    def last_seen(self) -> float | None:
+        """The newest event time an update brought (None: none did, or state from before 2026-11-26)."""
+        return self._last_seen
 
     @property
     def reference_ready(self) -> bool:

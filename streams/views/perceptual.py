@@ -12,8 +12,16 @@ modality, model version and score: a later episode re-publishes it with the next
 ``2k - 1``, resolved ``2k`` for the k-th episode).
 
 Scores are expected in [0, 1]: ``convowatch_perceptual_score`` counts values outside in its edge buckets
-(the detector sees them unchanged). State is bounded: the first ``max_keys`` model versions and the first
-``max_keys`` score names seen get detectors of their own; later ones share ``other``.
+(the detector sees them unchanged). State is bounded: per judge, the first ``max_keys`` model versions and
+the first ``max_keys`` score names seen get detectors of their own; later ones share ``other``. A judge's
+detector that has seen nothing for ``idle_seconds`` of the judge's event time (a retired model version) is
+dropped, unless in alarm, and a model version or score name none of the judge's detectors has left gives up
+its room to the next new one: looked for daily (:class:`~streams.views.idle_looks.IdleLooks`) and at the
+judge's first observation after a start. Until 2026-11-26 the first 20 held their room for good, and after
+turnover every new model version shared ``other``. Not while one of the judge's ``other`` detectors of that
+label is in alarm: the values it folds would take the room and leave it, and it would never resolve; the
+idle detectors of the values that keep their room are kept too, so that a restart, which admits the values
+of the recovered detectors, keeps the room as full.
 """
 
 from __future__ import annotations
@@ -25,13 +33,17 @@ from typing import Any
 from detectors.score_drift import ScoreDrift
 from streams.aggregate import Aggregator
 from streams.emit import SEP, UNKNOWN_SEGMENT, Emit, iso
-from streams.labels import UNKNOWN, SourceGuards
+from streams.labels import OTHER, UNKNOWN, SourceGuards
 from streams.metrics import Metrics
 from streams.policy import escalation_id
+from streams.views.idle_looks import IdleLooks
 from streams.views.label_cache import LabelCache
+from streams.views.spikes import IDLE_SECONDS, SWEEPS_PER_IDLE
 
 KIND = "perceptual_drift"
 SEVERITY = "medium"
+#: The guarded parts of a detector's key (after ``perceptual``, the judge and the modality).
+GUARDED = ("model_version", "score")
 
 
 class _Children:
@@ -62,8 +74,12 @@ class PerceptualView:
         false_alarms: float = 0.01,
         horizon: int = 100_000,
         max_keys: int = 20,
+        idle_seconds: float = IDLE_SECONDS,
     ) -> None:
+        if not idle_seconds > 0:
+            raise ValueError(f"idle_seconds must be positive, got {idle_seconds!r}")
         self.metrics = metrics
+        self.idle_seconds = idle_seconds
         self.params: dict[str, Any] = {
             "reference_size": reference_size,
             "window_size": window_size,
@@ -79,35 +95,45 @@ class PerceptualView:
         # past ``max_keys`` model versions or score names, the rest share an "other" detector
         self.guards = SourceGuards(max_keys)  # per judge: see SourceGuards
         self._cache = LabelCache(self._new_children)
+        # derived, never persisted: each judge's detector keys (from those built and the recovered state),
+        # and when to look for its idle ones
+        self._keys: dict[str, set[str]] = {}
+        self._looks = IdleLooks(idle_seconds / SWEEPS_PER_IDLE)
 
     def rebalanced(self, aggregator: Aggregator) -> None:
         """Admit the model versions and score names of the recovered detectors first (see
         ``SpikeView.rebalanced``)."""
         seen: dict[tuple[str, str], set[str]] = {}
+        self._keys = {}
         for perceptual_key, _ in aggregator.records("perceptual"):
-            _, judge_id, _, model_version, score = perceptual_key.split(SEP)
-            seen.setdefault((judge_id, "model_version"), set()).add(model_version)
-            seen.setdefault((judge_id, "score"), set()).add(score)
+            judge_id, parts = _guarded(perceptual_key)
+            self._keys.setdefault(judge_id, set()).add(perceptual_key)
+            for name, value in parts:
+                seen.setdefault((judge_id, name), set()).add(value)
         for (judge_id, name), values in seen.items():
             self.guards(judge_id, name).admit(values)
         self._cache = LabelCache(self._new_children)
+        self._looks.forget()
 
     def apply(self, aggregator: Aggregator, obs: dict[str, Any], partition: int | None) -> list[Emit]:
         scores: dict[str, float] = obs.get("scores") or {}
         if not scores:
             return []
-        judge_id, segment = obs["judge_id"], obs["segment"]
+        judge_id, segment, ts = obs["judge_id"], obs["segment"], obs["ts"]
         modality = segment.get("modality") or UNKNOWN
         model_version = self.guards(judge_id, "model_version")(segment.get("model_version"))
+        keys = self._keys.get(judge_id) or self._keys.setdefault(judge_id, set())
         emits: list[Emit] = []
         for name, value in sorted(scores.items()):
             score = self.guards(judge_id, "score")(name)
+            perceptual_key = f"perceptual{SEP}{judge_id}{SEP}{modality}{SEP}{model_version}{SEP}{score}"
+            keys.add(perceptual_key)
             detector = aggregator.update(
-                f"perceptual{SEP}{judge_id}{SEP}{modality}{SEP}{model_version}{SEP}{score}",
+                perceptual_key,
                 obs,
                 partition,
-                lambda: ScoreDrift(**self.params),
-                functools.partial(ScoreDrift.update, x=value),
+                self._make,
+                functools.partial(ScoreDrift.update, x=value, ts=ts),
             )
             if detector is None:  # a replay: already counted
                 continue
@@ -120,7 +146,57 @@ class PerceptualView:
                 )
             if detector.drift_detected or detector.resolved:
                 emits.append(self._escalation(detector, judge_id, modality, model_version, score, obs))
+        now = self._looks.due(judge_id, ts)
+        if now is not None:
+            self._drop_idle(aggregator, judge_id, now, obs, partition)
         return emits
+
+    def _make(self) -> ScoreDrift:
+        return ScoreDrift(**self.params)
+
+    def _drop_idle(
+        self, aggregator: Aggregator, judge_id: str, now: float, obs: dict[str, Any], partition: int | None
+    ) -> None:
+        """Drop ``judge_id``'s detectors that saw nothing for ``idle_seconds`` before ``now`` and are not in
+        alarm (their deletions, and the stamps of detectors without an event time, to the changelog
+        ``partition`` of the judge's observations, with ``obs``), and release the guard room of the model
+        versions and score names none of its detectors has left. Not while an ``other`` detector of that
+        label is in alarm: a value it folds could take the room and leave it, so the idle detectors of the
+        values that keep their room are kept too, until the first look after it resolves (the state a
+        restart recovers the guards from must name every value the room is kept for)."""
+        keys = self._keys.get(judge_id, set())
+        detectors: list[tuple[str, ScoreDrift, tuple[tuple[str, str], ...]]] = []
+        open_other: set[str] = set()  # labels one of whose "other" detectors is in alarm
+        for perceptual_key in sorted(keys):
+            detector = aggregator.detector(perceptual_key)
+            if not isinstance(detector, ScoreDrift):
+                keys.discard(perceptual_key)  # never made (a replay), or dropped by an earlier look
+                continue
+            if detector.last_seen is None:  # state from before 2026-11-26: idle from now on, written so
+                # (not on a replay of ``obs``: kept, and stamped at the next look)
+                detector = (
+                    aggregator.update(perceptual_key, obs, partition, self._make, _stamp(now)) or detector
+                )
+            _, values = _guarded(perceptual_key)
+            if detector.in_alarm:
+                open_other.update(name for name, value in values if value == OTHER)
+            detectors.append((perceptual_key, detector, values))
+        kept: set[tuple[str, str]] = set()  # (label, value) of the detectors kept
+        for perceptual_key, detector, values in detectors:
+            last_seen = detector.last_seen
+            if (
+                detector.in_alarm
+                or last_seen is None
+                or last_seen >= now - self.idle_seconds
+                or any(name in open_other and value != OTHER for name, value in values)
+            ):
+                kept.update(values)
+            else:
+                aggregator.delete(perceptual_key, partition)
+                keys.discard(perceptual_key)
+        for name in GUARDED:
+            if name not in open_other:
+                self.guards(judge_id, name).retain(value for n, value in kept if n == name)
 
     def open_escalations(
         self, aggregator: Aggregator, keys: Iterable[str], owns: Callable[[str], bool], at: float
@@ -252,3 +328,13 @@ class PerceptualView:
                 }
             )
         return {"perceptual": rows}
+
+
+def _guarded(perceptual_key: str) -> tuple[str, tuple[tuple[str, str], ...]]:
+    """The judge of a detector key, and its guarded parts: (label, value) of each of :data:`GUARDED`."""
+    _, judge_id, _, model_version, score = perceptual_key.split(SEP)
+    return judge_id, (("model_version", model_version), ("score", score))
+
+
+def _stamp(ts: float) -> Callable[[ScoreDrift], ScoreDrift]:
+    return lambda detector: detector.stamp(ts)
