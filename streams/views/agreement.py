@@ -11,7 +11,10 @@ From ``pair`` observations (judge label vs the turn's first human label; shard: 
 
 From ``labelled`` observations (one annotator's labels with the judges' labels of the turn; shard:
 ``humans``): ``agreement_vendor/<judge>/<dimension>``, the judge against each annotator's own label, per
-vendor.
+vendor. It keeps 49 vendors, later ones share ``other``, and drops the figures of a vendor that has sent no
+label for ``idle_seconds`` of label time, looked for at its first label of each day and after a start
+(:class:`~streams.views.idle_looks.IdleLooks`), so that the next new vendor takes its room: until
+2026-11-26 the first 49 held it for good, and after turnover every new vendor was counted as ``other``.
 
 Interval and window figures cost tens to hundreds of microseconds, so gauges are recomputed through
 :class:`Refresh`, not on every pair. Per-segment gauges are cumulative only, and only for values the
@@ -39,6 +42,7 @@ from streams.emit import Emit, iso
 from streams.exceptions import ConfigError
 from streams.labels import OTHER, UNKNOWN
 from streams.metrics import Metrics
+from streams.views.idle_looks import IdleLooks
 from streams.views.spikes import IDLE_SECONDS, SWEEPS_PER_IDLE
 
 #: Metric label guard of each segment (``streams.metrics.Metrics.guards``).
@@ -100,6 +104,8 @@ class AgreementView:
         # derived, never persisted: each agreement_detail aggregate's turn time of its next look for idle
         # segment values (the first comes at its first pair after a start)
         self._next_sweep: dict[tuple[str, str], float] = {}
+        # derived, never persisted: when to look for each agreement_vendor aggregate's idle vendors
+        self._vendor_looks = IdleLooks(self._sweep_every)
         self.windows = {name: [int(w), int(b)] for name, (w, b) in (windows or DEFAULT_WINDOWS).items()}
         for name, (window, bucket) in self.windows.items():
             if problem := agreement_window_problem(name, window, bucket):
@@ -182,6 +188,22 @@ class AgreementView:
             self._next_sweep[jd] = ts + self._sweep_every
             breakdown.drop_idle(ts, self.idle_seconds)
 
+    def _add_vendor_pair(
+        self,
+        jd: tuple[str, str],
+        ts: float,
+        vendor: str,
+        judge_label: str,
+        human_label: str,
+        breakdown: AgreementBreakdown,
+    ) -> None:
+        """Add a pair (``judge_label``, ``vendor``'s ``human_label``) labelled at ``ts`` to judge and
+        dimension ``jd``'s vendor breakdown, and drop its idle vendors' figures when it is time to look."""
+        breakdown.update(ts, {"vendor": vendor}, judge_label, human_label)
+        now = self._vendor_looks.due(jd, ts)
+        if now is not None:
+            breakdown.drop_idle(now, self.idle_seconds)
+
     def _label_values(self, jd: tuple[str, str]) -> tuple[str, str]:
         labels = (self.metrics.label("judge_id", jd[0]), self.metrics.label("dimension", jd[1]))
         self._labels[jd] = labels
@@ -200,7 +222,14 @@ class AgreementView:
                     obs,
                     partition,
                     _vendor_breakdown,
-                    partial(_add_vendor_pair, ts=obs["ts"], vendor=vendor, a=judge_label, b=human_label),
+                    partial(
+                        self._add_vendor_pair,
+                        (judge_id, dimension),
+                        obs["label_ts"],
+                        vendor,
+                        judge_label,
+                        human_label,
+                    ),
                 )
                 if breakdown is None:
                     continue
@@ -303,10 +332,6 @@ def _stored(breakdown: AgreementBreakdown, name: str, value: str | None) -> tupl
 
 def _vendor_breakdown() -> AgreementBreakdown:
     return AgreementBreakdown(segments=["vendor"], windows={}, max_values=MAX_SEGMENT_VALUES)
-
-
-def _add_vendor_pair(breakdown: AgreementBreakdown, ts: float, vendor: str, a: str, b: str) -> None:
-    breakdown.update(ts, {"vendor": vendor}, a, b)
 
 
 def stats_row(stats: AgreementStats) -> dict[str, Any]:
