@@ -21,10 +21,11 @@ Interval and window figures cost tens to hundreds of microseconds, so gauges are
 metric label guard admits (the first ``CONVOWATCH_LABEL_MAX_VALUES`` of each segment; the aggregate keeps
 50 per segment and folds later ones into ``other``, all in report.json); windows are exported for the judge
 and dimension overall. An ``agreement_detail`` aggregate drops the figures of a segment value whose pairs'
-turns are all more than ``idle_seconds`` older than the turn of the pair that looks (a retired model or
-judge version), looked for daily and at its first pair after a start, and the next new value takes its
-room: until 2026-11-26 the first 49 values of a segment held it for good, and after turnover every new
-model version was counted as ``other``.
+turns are all more than ``idle_seconds`` older than the start of the day of the pair that looks (a retired
+model or judge version), looked for at its first pair of each day and after a start
+(:class:`~streams.views.idle_looks.IdleLooks`), and the next new value takes its room: until 2026-11-26
+the first 49 values of a segment held it for good, and after turnover every new model version was counted as
+``other``.
 """
 
 from __future__ import annotations
@@ -100,12 +101,10 @@ class AgreementView:
             raise ValueError(f"idle_seconds must be positive, got {idle_seconds!r}")
         self.metrics = metrics
         self.idle_seconds = idle_seconds
-        self._sweep_every = idle_seconds / SWEEPS_PER_IDLE
-        # derived, never persisted: each agreement_detail aggregate's turn time of its next look for idle
-        # segment values (the first comes at its first pair after a start)
-        self._next_sweep: dict[tuple[str, str], float] = {}
-        # derived, never persisted: when to look for each agreement_vendor aggregate's idle vendors
-        self._vendor_looks = IdleLooks(self._sweep_every)
+        # derived, never persisted: when to look for each agreement_detail aggregate's idle segment values,
+        # and each agreement_vendor aggregate's idle vendors
+        self._looks = IdleLooks(idle_seconds / SWEEPS_PER_IDLE)
+        self._vendor_looks = IdleLooks(idle_seconds / SWEEPS_PER_IDLE)
         self.windows = {name: [int(w), int(b)] for name, (w, b) in (windows or DEFAULT_WINDOWS).items()}
         for name, (window, bucket) in self.windows.items():
             if problem := agreement_window_problem(name, window, bucket):
@@ -184,9 +183,9 @@ class AgreementView:
         idle segment values' figures when it is time to look."""
         # an aggregate kept since before judge_version was a segment counts it from now on
         breakdown.add_segment("judge_version").update(ts, segment, *pair)
-        if ts >= self._next_sweep.get(jd, -math.inf):
-            self._next_sweep[jd] = ts + self._sweep_every
-            breakdown.drop_idle(ts, self.idle_seconds)
+        now = self._looks.due(jd, ts)
+        if now is not None:
+            breakdown.drop_idle(now, self.idle_seconds)
 
     def _add_vendor_pair(
         self,

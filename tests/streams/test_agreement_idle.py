@@ -11,6 +11,7 @@ import random
 from typing import Any
 
 import orjson
+import pytest
 from prometheus_client import CollectorRegistry
 
 from detectors.agreement_breakdown import AgreementBreakdown
@@ -138,6 +139,31 @@ def test_a_restarted_worker_drops_as_the_one_before_it() -> None:
     once, restarted = Worker(), Worker()
     _turnover(once, versions=30)
     _turnover(restarted, versions=30, restart_at=20)
+    assert restarted.state() == once.state()
+
+
+@pytest.mark.parametrize(
+    "restart_at", [40 * DAY + 13 * 3600.0, 52 * DAY + 1 * 3600.0, 61 * DAY + 19 * 3600.0]
+)
+def test_a_worker_restarted_in_the_middle_of_a_day_drops_as_the_one_before_it(restart_at: float) -> None:
+    # two new model versions a day, each for 15 days: 49 values' room is full, and a new version takes one
+    # when a look drops a version idle for 30 days. Looks every day from a start (until 2026-11-26) looked,
+    # after a restart at 13:00, at 13:00 each day: versions were dropped, and new ones had room, at other
+    # times than in a run without the restart
+    pairs = sorted(
+        (start + half_day * DAY / 2 + 60.0 * k, f"v{k}")
+        for k in range(1, 161)
+        for start in [(k - 1) * DAY / 2]
+        for half_day in range(30)
+    )
+    once, restarted, pending = Worker(), Worker(), True
+    for ts, version in pairs:
+        once.pair(ts, version, "j1")
+        if pending and ts >= restart_at:
+            restarted.restart()
+            pending = False
+        restarted.pair(ts, version, "j1")
+    assert "other" in once.breakdown().segment("model_version")
     assert restarted.state() == once.state()
 
 
