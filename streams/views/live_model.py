@@ -14,15 +14,15 @@ narrow), and gold items (honeypots) are not a sample of the traffic. A judge or 
 and ``compliance`` in two records counts the turn once per record (as spike detection counts a category).
 
 Each is a :class:`~detectors.keyed.KeyedDetectors` by model version, plus ``*`` for all versions. The
-detectors of a model version that has seen nothing for ``idle_seconds`` of the aggregate's event time (a
-retired version) are dropped, looked for daily and at the aggregate's first observation after a start, and
-the next new version takes its room: until 2026-11-26 the first 49 held it for good, and after turnover
+detectors of a model version that has seen nothing for ``idle_seconds`` of the aggregate's event time before
+the start of the day that looks (a retired version) are dropped, looked for at the aggregate's first
+observation of each day and after a start (:class:`~streams.views.idle_looks.IdleLooks`), and the next new
+version takes its room: until 2026-11-26 the first 49 held it for good, and after turnover
 every new version was counted as ``other``.
 """
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 from detectors import BinaryCalibration, ClassAccuracy
@@ -33,6 +33,7 @@ from streams.emit import SEP, Emit, sampled_labels
 from streams.labels import UNKNOWN
 from streams.metrics import Metrics
 from streams.views.agreement import MAX_SEGMENT_VALUES, Refresh, finite_or_none, interval_or_none
+from streams.views.idle_looks import IdleLooks
 from streams.views.spikes import IDLE_SECONDS, SWEEPS_PER_IDLE
 
 ALL = "*"
@@ -67,18 +68,16 @@ class LiveModelView:
         self.metrics = metrics
         self.refresh = Refresh(refresh_every, refresh_seconds)
         self.idle_seconds = idle_seconds
-        self._sweep_every = idle_seconds / SWEEPS_PER_IDLE
-        # derived, never persisted: each aggregate's event time of its next look for idle versions (the
-        # first comes at its first observation after a start)
-        self._next_sweep: dict[str, float] = {}
+        # derived, never persisted: when to look for each aggregate's idle versions
+        self._looks = IdleLooks(idle_seconds / SWEEPS_PER_IDLE)
 
     def _update(self, keyed: KeyedDetectors, name: str, version: str, ts: float, *args: Any) -> None:
         """Update the detectors of all versions and of ``version`` of aggregate ``name`` with ``args`` at
         event time ``ts``, and drop its idle versions' detectors when it is time to look."""
         keyed.update(ALL, *args, ts=ts).update(version, *args, ts=ts)
-        if ts >= self._next_sweep.get(name, -math.inf):
-            self._next_sweep[name] = ts + self._sweep_every
-            keyed.drop_idle(ts, self.idle_seconds)
+        now = self._looks.due(name, ts)
+        if now is not None:
+            keyed.drop_idle(now, self.idle_seconds)
 
     def apply(self, aggregator: Aggregator, obs: dict[str, Any], partition: int | None) -> list[Emit]:
         labels: dict[str, str] = obs["labels"]

@@ -11,6 +11,7 @@ import random
 from typing import Any
 
 import orjson
+import pytest
 from prometheus_client import CollectorRegistry
 
 from detectors.keyed import KeyedDetectors
@@ -157,6 +158,30 @@ def test_a_restarted_worker_drops_as_the_one_before_it() -> None:
     once, restarted = Worker(), Worker()
     _turnover(once, versions=30)
     _turnover(restarted, versions=30, restart_at=20)
+    assert restarted.state() == once.state()
+
+
+@pytest.mark.parametrize(
+    "restart_at", [40 * DAY + 13 * 3600.0, 52 * DAY + 1 * 3600.0, 61 * DAY + 19 * 3600.0]
+)
+def test_a_worker_restarted_in_the_middle_of_a_day_drops_as_the_one_before_it(restart_at: float) -> None:
+    # two new model versions a day, each for 15 days: the room is full, and a new version takes a place when
+    # a look drops a version idle for 30 days. Looks every day from a start (until 2026-11-26) looked, after a
+    # restart at 13:00, at 13:00 each day: versions were dropped, and new ones had room, at other times than
+    # in a run without the restart
+    turns = sorted(
+        ((k - 1) * DAY / 2 + half_day * DAY / 2 + 60.0 * k, f"v{k}")
+        for k in range(1, 161)
+        for half_day in range(30)
+    )
+    once, restarted, pending = Worker(), Worker(), True
+    for ts, version in turns:
+        once.turn(ts, version)
+        if pending and ts >= restart_at:
+            restarted.restart()
+            pending = False
+        restarted.turn(ts, version)
+    assert "other" in once.keyed(INTENT).keys
     assert restarted.state() == once.state()
 
 
