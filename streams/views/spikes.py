@@ -30,7 +30,6 @@ value ``other`` folded had a detector of its own, and ``other`` never resolved).
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
@@ -44,6 +43,7 @@ from streams.labels import OTHER, SourceGuards
 from streams.metrics import Metrics
 from streams.policy import escalation_id
 from streams.taxonomy import SEVERITIES, Taxonomy
+from streams.views.idle_looks import IdleLooks
 from streams.views.label_cache import LabelCache
 from streams.views.uniform_labels import UniformLabels, labelled_probability
 
@@ -113,9 +113,9 @@ class SpikeView:
         self.guards = SourceGuards(max_segment_values)
         self._slice_cache = LabelCache(self._new_slices)
         # derived, never persisted: each source's spike keys (from the slices built and the recovered state),
-        # and its event time at its last look for idle detectors (the first comes at its first observation)
+        # and when to look for its idle detectors (at its first observation of each period, and after a start)
         self._keys: dict[str, set[str]] = {}
-        self._swept: dict[str, float] = {}
+        self._looks = IdleLooks(idle_seconds / SWEEPS_PER_IDLE)
 
     def rebalanced(self, aggregator: Aggregator) -> None:
         """Admit the slice values of the recovered spike aggregates first: with the guards of a fresh process,
@@ -124,6 +124,7 @@ class SpikeView:
         taken over from another worker keeps its values, whatever this worker's sources saw."""
         seen: dict[tuple[str, str], set[str]] = {}
         self._keys = {}
+        self._looks.forget()
         for spike_key, _ in aggregator.records("spike"):
             source, values = spike_slice(spike_key)
             self._keys.setdefault(source, set()).add(spike_key)
@@ -177,22 +178,22 @@ class SpikeView:
                 emits.append(self._escalation(spikes, category, source, values, obs, firing=True))
             for category in spikes.resolutions:
                 emits.append(self._escalation(spikes, category, source, values, obs, firing=False))
-        if ts - self._swept.get(source, -math.inf) >= self.idle_seconds / SWEEPS_PER_IDLE:
-            self._drop_idle(aggregator, source, obs, partition)
+        now = self._looks.due(source, ts)
+        if now is not None:
+            self._drop_idle(aggregator, source, obs, partition, now)
         return emits
 
     def _drop_idle(
-        self, aggregator: Aggregator, source: str, obs: dict[str, Any], partition: int | None
+        self, aggregator: Aggregator, source: str, obs: dict[str, Any], partition: int | None, now: float
     ) -> None:
-        """Drop ``source``'s detectors that saw nothing for ``idle_seconds`` before ``obs`` and are not in
+        """Drop ``source``'s detectors that saw nothing for ``idle_seconds`` before event time ``now`` (the
+        start of the look's period: a look after a restart decides as the period's first did) and are not in
         alarm (their deletions to the changelog ``partition`` of the source's observations), and release
         the guard room of the slice values none of its detectors has left. Not while the ``other``
         detector of that segment label is in alarm: a value it folds could take the room and leave it, so
         the idle detectors of the values that keep their room are kept too, until the first look after it
         resolves (the state a restart recovers the guards from must name every value the room is kept for).
         """
-        now = obs["ts"]
-        self._swept[source] = now
         keys = self._keys.get(source, set())
         detectors: list[tuple[str, CategorySpikes, dict[str, str]]] = []
         open_other: set[str] = set()  # segment labels whose "other" detector is in alarm

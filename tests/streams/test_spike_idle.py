@@ -125,6 +125,23 @@ def test_a_restarted_worker_drops_and_maps_as_the_one_before_it() -> None:
     assert restarted.version_slice("m-5") == "m-5" and restarted.version_slice("m-4") == "other"
 
 
+@pytest.mark.parametrize("restart_day", [40 + 13 / 24, 52 + 1 / 24, 77 + 9 / 24])
+def test_a_worker_restarted_in_the_middle_of_a_day_ends_as_one_that_was_not(restart_day: float) -> None:
+    # 30 model versions, 5 days apart, 20 turns each, the guard full: looks counted from each start (until
+    # 2026-11-26) dropped, and gave a new version room, hours apart from the run without a restart
+    turns = sorted(
+        ((k - 1) * 5 * DAY + h * DAY / 2 + 60.0 * k, f"m-{k}") for k in range(1, 31) for h in range(20)
+    )
+    once, restarted, pending = Worker(30 * DAY), Worker(30 * DAY), True
+    for ts, version in turns:
+        once.turn(ts, version)
+        if pending and ts >= restart_day * DAY:
+            restarted.restart()
+            pending = False
+        restarted.turn(ts, version)
+    assert not pending and restarted.state() == once.state()
+
+
 def test_detectors_from_before_idle_times_were_kept_are_idle_from_the_first_look_on() -> None:
     # state from before 2026-11-26 has no last event time: a detector is stamped at the first look for
     # idle ones after the upgrade (written, so a restart keeps the stamp) and dropped idle_seconds later
