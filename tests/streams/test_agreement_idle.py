@@ -7,18 +7,15 @@ good: after turnover every new model version (judge version) was counted as ``ot
 
 from __future__ import annotations
 
-import random
-from typing import Any
-
 import orjson
 import pytest
-from prometheus_client import CollectorRegistry
 
 from detectors.agreement_breakdown import AgreementBreakdown
-from streams.aggregate import Aggregator, key
+from streams.aggregate import key
 from streams.metrics import Metrics
-from streams.state import DictStore, encode_json
+from streams.state import encode_json
 from streams.views.agreement import AgreementView
+from tests.support.restartable import RestartableView
 
 DAY = 86400.0
 JUDGE, DIMENSION = "judge-a", "safety"
@@ -26,31 +23,15 @@ DETAIL = key("agreement_detail", JUDGE, DIMENSION)
 NEVER = 1e12  # idle_seconds of a view that drops nothing, as until 2026-11-26
 
 
-class JsonStore(DictStore):
-    """A store that keeps each aggregate as its JSON bytes, as the Faust table's does."""
-
-    serialises = True
-
-
-class Worker:
+class Worker(RestartableView):
     """The agreement view over an aggregator whose state is stored as JSON, so that it can restart."""
 
     def __init__(self, idle_seconds: float = 30 * DAY) -> None:
-        self.store = JsonStore()
         self.idle_seconds = idle_seconds
-        self.offset = 0
-        self.rng = random.Random(11)
-        self._start()
+        super().__init__(seed=11)
 
-    def _start(self) -> None:
-        metrics = Metrics(CollectorRegistry())
-        self.view = AgreementView(metrics, refresh_every=1, idle_seconds=self.idle_seconds)
-        self.aggregator = Aggregator(metrics, self.store, views=[self.view])
-
-    def restart(self) -> None:
-        self.aggregator.flush()
-        self._start()
-        self.aggregator.rebalanced()
+    def make_view(self, metrics: Metrics) -> AgreementView:
+        return AgreementView(metrics, refresh_every=1, idle_seconds=self.idle_seconds)
 
     def pair(self, ts: float, version: str, judge_version: str) -> None:
         self.offset += 1
@@ -77,10 +58,6 @@ class Worker:
         detector = self.aggregator.detector(DETAIL)
         assert isinstance(detector, AgreementBreakdown)
         return detector
-
-    def state(self) -> dict[str, Any]:
-        self.aggregator.flush()
-        return {k: orjson.loads(v) for k, v in self.store.items()}
 
 
 def _turnover(worker: Worker, versions: int = 60, restart_at: int | None = None) -> list[set[str]]:

@@ -6,18 +6,15 @@ turnover every new vendor was counted as ``other``.
 
 from __future__ import annotations
 
-import random
 from typing import Any
 
-import orjson
 import pytest
-from prometheus_client import CollectorRegistry
 
 from detectors.agreement_breakdown import AgreementBreakdown
-from streams.aggregate import Aggregator, key
+from streams.aggregate import key
 from streams.metrics import Metrics
-from streams.state import DictStore
 from streams.views.agreement import AgreementView
+from tests.support.restartable import RestartableView
 
 DAY = 86400.0
 JUDGE, DIMENSION = "judge-a", "safety"
@@ -25,32 +22,16 @@ VENDOR = key("agreement_vendor", JUDGE, DIMENSION)
 NEVER = 1e12  # idle_seconds of a view that drops nothing, as until 2026-11-26
 
 
-class JsonStore(DictStore):
-    """A store that keeps each aggregate as its JSON bytes, as the Faust table's does."""
-
-    serialises = True
-
-
-class Worker:
+class Worker(RestartableView):
     """The agreement view over an aggregator whose state is stored as JSON, so that it can restart."""
 
     def __init__(self, idle_seconds: float | None = None) -> None:
-        self.store = JsonStore()
         # None: the view's default (also on code from before idle vendors were dropped)
         self.settings: dict[str, Any] = {} if idle_seconds is None else {"idle_seconds": idle_seconds}
-        self.offset = 0
-        self.rng = random.Random(13)
-        self._start()
+        super().__init__(seed=13)
 
-    def _start(self) -> None:
-        metrics = Metrics(CollectorRegistry())
-        self.view = AgreementView(metrics, refresh_every=1, **self.settings)
-        self.aggregator = Aggregator(metrics, self.store, views=[self.view])
-
-    def restart(self) -> None:
-        self.aggregator.flush()
-        self._start()
-        self.aggregator.rebalanced()
+    def make_view(self, metrics: Metrics) -> AgreementView:
+        return AgreementView(metrics, refresh_every=1, **self.settings)
 
     def label(self, label_ts: float, vendor: str) -> None:
         """A label of ``vendor`` at ``label_ts`` on a turn of an hour before, with the judge's label."""
@@ -77,10 +58,6 @@ class Worker:
         detector = self.aggregator.detector(VENDOR)
         assert isinstance(detector, AgreementBreakdown)
         return set(detector.segment("vendor"))
-
-    def state(self) -> dict[str, Any]:
-        self.aggregator.flush()
-        return {k: orjson.loads(v) for k, v in self.store.items()}
 
 
 def _labels(vendors: int, start_every: float, days: int) -> list[tuple[float, str]]:

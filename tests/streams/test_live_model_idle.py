@@ -7,19 +7,15 @@ first 50 model versions held their room for good: after turnover every new model
 
 from __future__ import annotations
 
-import random
-from typing import Any
-
 import orjson
 import pytest
-from prometheus_client import CollectorRegistry
 
 from detectors.keyed import KeyedDetectors
-from streams.aggregate import Aggregator
 from streams.emit import SEP
 from streams.metrics import Metrics
-from streams.state import DictStore, encode_json
+from streams.state import encode_json
 from streams.views.live_model import LiveModelView
+from tests.support.restartable import RestartableView
 
 DAY = 86400.0
 JUDGE = "judge-a"
@@ -27,31 +23,15 @@ INTENT, HUMANS, JUDGED = "live_intent", "guardrail_human", SEP.join(["guardrail_
 NEVER = 1e12  # idle_seconds of a view that drops nothing, as until 2026-11-26
 
 
-class JsonStore(DictStore):
-    """A store that keeps each aggregate as its JSON bytes, as the Faust table's does."""
-
-    serialises = True
-
-
-class Worker:
+class Worker(RestartableView):
     """The live-model view over an aggregator whose state is stored as JSON, so that it can restart."""
 
     def __init__(self, idle_seconds: float = 30 * DAY) -> None:
-        self.store = JsonStore()
         self.idle_seconds = idle_seconds
-        self.offset = 0
-        self.rng = random.Random(3)
-        self._start()
+        super().__init__(seed=3)
 
-    def _start(self) -> None:
-        metrics = Metrics(CollectorRegistry())
-        self.view = LiveModelView(metrics, idle_seconds=self.idle_seconds)
-        self.aggregator = Aggregator(metrics, self.store, views=[self.view])
-
-    def restart(self) -> None:
-        self.aggregator.flush()
-        self._start()
-        self.aggregator.rebalanced()
+    def make_view(self, metrics: Metrics) -> LiveModelView:
+        return LiveModelView(metrics, idle_seconds=self.idle_seconds)
 
     def turn(self, ts: float, version: str) -> None:
         """A turn of ``version`` labelled by a human (intent and safety) and judged on safety."""
@@ -94,10 +74,6 @@ class Worker:
         detector = self.aggregator.detector(name)
         assert isinstance(detector, KeyedDetectors)
         return detector
-
-    def state(self) -> dict[str, Any]:
-        self.aggregator.flush()
-        return {k: orjson.loads(v) for k, v in self.store.items()}
 
 
 def _turnover(

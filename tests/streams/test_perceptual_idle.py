@@ -7,19 +7,17 @@ good: after turnover every new model version shared the ``other`` detector.
 
 from __future__ import annotations
 
-import random
 from typing import Any
 
 import orjson
 import pytest
-from prometheus_client import CollectorRegistry
 
 from detectors.score_drift import ScoreDrift
-from streams.aggregate import Aggregator
 from streams.emit import SEP
 from streams.metrics import Metrics
-from streams.state import DictStore, encode_json
+from streams.state import encode_json
 from streams.views.perceptual import PerceptualView
+from tests.support.restartable import RestartableView
 
 DAY = 86400.0
 JUDGE = "vlm-judge"
@@ -27,34 +25,18 @@ NEVER = 1e12  # idle_seconds of a view that drops nothing, as until 2026-11-26
 SMALL = {"reference_size": 20, "window_size": 10, "check_every": 5, "horizon": 1_000}
 
 
-class JsonStore(DictStore):
-    """A store that keeps each aggregate as its JSON bytes, as the Faust table's does."""
-
-    serialises = True
-
-
-class Worker:
+class Worker(RestartableView):
     """The perceptual view over an aggregator whose state is stored as JSON, so that it can restart."""
 
     def __init__(self, idle_seconds: float | None = None, max_keys: int = 20) -> None:
-        self.store = JsonStore()
         # None: the view's default (also on code from before idle detectors were dropped)
         self.settings: dict[str, Any] = {**SMALL, "max_keys": max_keys}
         if idle_seconds is not None:
             self.settings["idle_seconds"] = idle_seconds
-        self.offset = 0
-        self.rng = random.Random(5)
-        self._start()
+        super().__init__(seed=5)
 
-    def _start(self) -> None:
-        metrics = Metrics(CollectorRegistry())
-        self.view = PerceptualView(metrics, **self.settings)
-        self.aggregator = Aggregator(metrics, self.store, views=[self.view])
-
-    def restart(self) -> None:
-        self.aggregator.flush()
-        self._start()
-        self.aggregator.rebalanced()
+    def make_view(self, metrics: Metrics) -> PerceptualView:
+        return PerceptualView(metrics, **self.settings)
 
     def turn(self, ts: float, version: str, score: str = "artifact", alignment: float = 0.7) -> None:
         """A verdict on an image of ``version`` with scores ``score`` and ``prompt_alignment`` (around
@@ -90,9 +72,8 @@ class Worker:
         """The model version a verdict on ``version`` is kept under now (``other`` past the guard)."""
         return self.view.guards(JUDGE, "model_version").unless_folded(version) or "other"
 
-    def state(self) -> dict[str, Any]:
-        self.aggregator.flush()
-        return {k: v for k, v in self.store.items() if k.startswith("perceptual")}
+    def state(self, prefix: str = "perceptual") -> dict[str, Any]:
+        return super().state(prefix)
 
 
 def _turnover(

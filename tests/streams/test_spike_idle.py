@@ -11,44 +11,28 @@ from typing import Any
 
 import orjson
 import pytest
-from prometheus_client import CollectorRegistry
 
 from detectors.category_spikes import CategorySpikes
-from streams.aggregate import Aggregator
 from streams.emit import SEP
 from streams.metrics import Metrics
 from streams.state import DictStore, encode_json
 from streams.taxonomy import load_taxonomy
 from streams.views.spikes import SpikeView
+from tests.support.restartable import RestartableView
 
 DAY = 86400.0
 JUDGE = "judge-a"
 
 
-class JsonStore(DictStore):
-    """A store that keeps each aggregate as its JSON bytes, as the Faust table's does."""
-
-    serialises = True
-
-
-class Worker:
+class Worker(RestartableView):
     """The spike view over an aggregator whose state is stored as JSON, so that it can restart."""
 
     def __init__(self, idle_seconds: float, store: DictStore | None = None) -> None:
-        self.store = store if store is not None else JsonStore()
         self.idle_seconds = idle_seconds
-        self.offset = 0
-        self._start()
+        super().__init__(store)
 
-    def _start(self) -> None:
-        metrics = Metrics(CollectorRegistry())
-        self.view = SpikeView(metrics, load_taxonomy(), max_segment_values=3, idle_seconds=self.idle_seconds)
-        self.aggregator = Aggregator(metrics, self.store, views=[self.view])
-
-    def restart(self) -> None:
-        self.aggregator.flush()
-        self._start()
-        self.aggregator.rebalanced()
+    def make_view(self, metrics: Metrics) -> SpikeView:
+        return SpikeView(metrics, load_taxonomy(), max_segment_values=3, idle_seconds=self.idle_seconds)
 
     def turn(self, ts: float, version: str, failed: bool = False) -> None:
         self.offset += 1
@@ -75,9 +59,8 @@ class Worker:
         assert detector is None or isinstance(detector, CategorySpikes)
         return detector
 
-    def state(self) -> dict[str, Any]:
-        self.aggregator.flush()
-        return {k: v for k, v in self.store.items() if k.startswith("spike")}
+    def state(self, prefix: str = "spike") -> dict[str, Any]:
+        return super().state(prefix)
 
 
 def _run(worker: Worker, restart_at: float | None = None) -> None:

@@ -22,9 +22,9 @@ from detectors.vendor_scorecard import VendorScorecard
 from schemas.outputs import Escalation
 from streams.aggregate import Aggregator
 from streams.metrics import Metrics
-from streams.state import DictStore
 from streams.vendor_sla import SLAS, Targets, VendorSla, Verdict, silence_judged
 from streams.views.vendors import VendorsView
+from tests.support.restartable import JsonStore
 
 START = 1_793_577_600.0  # 2026-11-02T00:00:00Z
 HOUR, DAY = 3600.0, 86400.0
@@ -34,12 +34,6 @@ SLA = VendorSla.model_validate(
         "vendors": {"vendor-y": {"min_labels_per_hour": None}},
     }
 )
-
-
-class JsonStore(DictStore):
-    """A store that keeps each aggregate as its JSON bytes, as the Faust table's does."""
-
-    serialises = True
 
 
 class Run:

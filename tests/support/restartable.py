@@ -1,0 +1,55 @@
+"""A view over an aggregator whose state is stored as a Faust table stores it, so that a test restarts it."""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+import orjson
+from prometheus_client import CollectorRegistry
+
+from streams.aggregate import Aggregator
+from streams.metrics import Metrics
+from streams.state import DictStore
+
+
+class JsonStore(DictStore):
+    """A store that keeps each aggregate as its JSON bytes, as the Faust table's does."""
+
+    serialises = True
+
+
+class RestartableView:
+    """One view over an aggregator on a :class:`JsonStore` (or ``store``). :meth:`restart` does what a
+    restarted worker does: flush, build a new view and aggregator over the same store, and recover
+    (``rebalanced``). Subclasses make the view (:meth:`make_view`) from attributes set before
+    ``super().__init__``; ``rng`` (seeded) and ``offset`` are theirs to use for the traffic they feed."""
+
+    def __init__(self, store: DictStore | None = None, seed: int = 0) -> None:
+        self.store = store if store is not None else JsonStore()
+        self.offset = 0
+        self.rng = random.Random(seed)
+        self._start()
+
+    def make_view(self, metrics: Metrics) -> Any:
+        raise NotImplementedError
+
+    def _start(self) -> None:
+        self.registry = CollectorRegistry()
+        metrics = Metrics(self.registry)
+        self.view = self.make_view(metrics)
+        self.aggregator = Aggregator(metrics, self.store, views=[self.view])
+
+    def restart(self) -> None:
+        self.aggregator.flush()
+        self._start()
+        self.aggregator.rebalanced()
+
+    def state(self, prefix: str = "") -> dict[str, Any]:
+        """The aggregates stored now whose keys start with ``prefix``, decoded."""
+        self.aggregator.flush()
+        return {
+            k: orjson.loads(v) if isinstance(v, bytes) else v
+            for k, v in self.store.items()
+            if k.startswith(prefix)
+        }
