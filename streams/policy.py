@@ -103,7 +103,7 @@ class HighRiskPolicy:
     def evaluate(self, turn_id: str, entry: Entry, triggers: list[list[str]]) -> list[Emit]:
         """The escalation to (re-)publish for ``entry`` with its :meth:`triggers`, if they, its known segment
         or the :func:`human_review` of its dimensions changed (``review`` is absent from the state of an
-        entry written before 2026-11-27: no review published)."""
+        entry written before 2026-11-26: no review published)."""
         turn = entry["turn"]
         if not triggers:
             return []

@@ -93,7 +93,7 @@ class TrafficView:
         its partition, its labels and summary say ``other``); ``turn`` the turn that made it (a ``turn_id``
         of None: none, when an open alarm is sent again). An alarm is dated from its start, ``since``: a
         drop's first minute, not the turn after the silence that closed the minutes and raised it (until
-        2026-11-27, up to the silence's length later); a resolution from the turn that made it."""
+        2026-11-26, up to the silence's length later); a resolution from the turn that made it."""
         firing = event != "resolved"
         eid = escalation_id(kind, f"{journey}|{since}")
         journey = shown(journey)

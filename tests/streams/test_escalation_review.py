@@ -1,6 +1,6 @@
 """Human review of a high-risk failure updates its escalation, and resolves it when it overturns the judges.
 
-Before 2026-11-27 an escalation changed only with its failing triggers or its segment: annotators passing
+Before 2026-11-26 an escalation changed only with its failing triggers or its segment: annotators passing
 what a judge failed reached neither the escalations topic nor Alertmanager, and the page stayed open until
 it expired. Each test drives the embedded pipeline.
 """
@@ -167,7 +167,7 @@ def test_an_entry_escalated_before_reviews_were_kept_publishes_its_review_at_its
     before.handle(turn("t-1", 0), 0)
     before.handle(judged("t-1", 1, [verdict("safety", "fail")]), 0)
     entry = store.get("t-1")
-    del entry["esc"]["review"]  # as code before 2026-11-27 wrote it
+    del entry["esc"]["review"]  # as code before 2026-11-26 wrote it
     recovered = DictStore(json_values=True)
     recovered.put("t-1", entry, 0)
     joiner = TurnJoiner(TAXONOMY, Metrics(CollectorRegistry()), recovered)
