@@ -23,6 +23,12 @@ from streams.emit import UNKNOWN_SEGMENT, Emit, Entry, iso
 from streams.metrics import Metrics
 from streams.taxonomy import SEVERITIES, Taxonomy
 
+#: An overturn counts in ``convowatch_escalations_overturned_total`` only this long (event time) after its
+#: escalation fired: the backstop ConvowatchHighRiskEscalations subtracts the overturns of its 5-minute
+#: window from the escalations of it, and an overturn of an older escalation (which paged already, or was
+#: muted by its alert) would cancel a new one of the same severity, which then never paged.
+OVERTURN_BACKSTOP_SECONDS = 300.0
+
 
 def escalation_id(kind: str, subject: str) -> str:
     """Stable id of an escalation about ``subject``: re-delivery and updates keep it."""
@@ -122,28 +128,34 @@ class HighRiskPolicy:
             "review": review,
         }
         value = self.escalation(turn_id, entry)
-        self._count(state, esc, value)
+        self._count(state, esc, value, _newest_ts(entry))
         return [Emit("escalations", value["escalation_id"], value)]
 
-    def _count(self, state: dict[str, Any], esc: dict[str, Any], value: dict[str, Any]) -> None:
-        """Count the escalation (``value``, its state ``esc`` after ``state``) when it first fires, and when
-        human review first resolves it after it fired, with the severity it was counted with: the
-        backstop ConvowatchHighRiskEscalations pages for those counted and not overturned. Once each, in the
-        entry's state, so a replay counts neither again."""
+    def _count(self, state: dict[str, Any], esc: dict[str, Any], value: dict[str, Any], now: float) -> None:
+        """Count the escalation (``value``, its state ``esc`` after ``state``, at event time ``now``) when it
+        first fires, and when human review first resolves it within :data:`OVERTURN_BACKSTOP_SECONDS` of
+        that, with the severity it was counted with: the backstop ConvowatchHighRiskEscalations pages for
+        those counted and not overturned. Once each, in the entry's state, so a replay counts neither again.
+        """
         # one whose judges' fail humans had passed already comes resolved (an entry written before ``fired``
         # was kept fired at its first revision; one written before ``fired_severity`` takes the current one)
         fired = bool(state.get("fired", state["rev"] > 0))
+        fired_at = state.get("fired_at")  # event time; None in an entry written before it was kept
         severity = state.get("fired_severity", value["severity"])
         if value["status"] == "firing" and not fired:
             self.metrics.escalations.labels("high_risk_failure", severity).inc()
+            fired_at = now
         was_firing = state["rev"] > 0 and not overturned(state["triggers"], state.get("review", {}))
         counted = bool(state.get("overturn_counted"))
         if value["status"] == "resolved" and was_firing and not counted:
-            self.metrics.escalations_overturned.labels("high_risk_failure", severity).inc()
-            counted = True
+            counted = True  # decided once, whether it counts or not
+            if fired_at is not None and now - fired_at <= OVERTURN_BACKSTOP_SECONDS:
+                self.metrics.escalations_overturned.labels("high_risk_failure", severity).inc()
         esc["fired"] = fired or value["status"] == "firing"
         if esc["fired"]:
             esc["fired_severity"] = severity
+        if fired_at is not None:
+            esc["fired_at"] = fired_at
         if counted:
             esc["overturn_counted"] = True
 
@@ -196,3 +208,15 @@ class HighRiskPolicy:
     def _source_ts(entry: Entry, trigger: list[str]) -> float:
         source, source_id, _ = trigger
         return float(entry["judge" if source == "judge" else "human"][source_id]["ts"])
+
+
+def _newest_ts(entry: Entry) -> float:
+    """The event time of the newest record of ``entry``, the one being joined among them (its ``last`` is
+    moved only once the event went through)."""
+    newest = float(entry["last"])
+    if entry["turn"] is not None:
+        newest = max(newest, float(entry["turn"]["ts"]))
+    for group in (entry["judge"], entry["human"]):
+        for record in group.values():
+            newest = max(newest, float(record["ts"]))
+    return newest

@@ -44,8 +44,11 @@ class Turn:
         record = judge_verdict(turn_id="t-1", ts=at(30), judge_id=judge_id, verdicts=list(verdicts))
         return self._send(Stream.JUDGE_VERDICTS, record)
 
-    def human(self, annotator_id: str, *verdicts: dict[str, Any]) -> list[dict[str, Any]]:
-        record = human_label(turn_id="t-1", ts=at(3600), annotator_id=annotator_id, verdicts=list(verdicts))
+    def human(
+        self, annotator_id: str, *verdicts: dict[str, Any], after: float = 3600
+    ) -> list[dict[str, Any]]:
+        """A label ``after`` seconds after the turn (the judge's verdict is 30 s after it)."""
+        record = human_label(turn_id="t-1", ts=at(after), annotator_id=annotator_id, verdicts=list(verdicts))
         return self._send(Stream.HUMAN_LABELS, record)
 
     def _send(self, stream: Stream, record: dict[str, Any]) -> list[dict[str, Any]]:
@@ -211,31 +214,31 @@ def test_an_overturned_escalation_counts_as_overturned_once_so_the_backstop_does
     assert counts(t, "critical") == (0, 0)  # both at 0 from the start: increase() sees the first ones
     t.judge("judge-a", verdict("safety", "fail"))
     assert counts(t, "critical") == (1, 0)
-    t.human("ann-1", verdict("safety", "pass"))
+    t.human("ann-1", verdict("safety", "pass"), after=120)
     assert counts(t, "critical") == (1, 1)
-    t.human("ann-2", verdict("safety", "pass"))
+    t.human("ann-2", verdict("safety", "pass"), after=120)
     # fired again by a fail on another dimension, overturned again: still one escalation, overturned once
     (refired,) = t.judge("judge-c", verdict("bias", "fail"))
     assert refired["status"] == "firing"
-    (again,) = t.human("ann-1", verdict("bias", "pass"))
+    (again,) = t.human("ann-1", verdict("bias", "pass"), after=120)
     assert again["status"] == "resolved"
     assert counts(t, "critical") == (1, 1)
     # the same label delivered again (a replay) is a duplicate: nothing counts twice
-    t.human("ann-1", verdict("bias", "pass"))
+    t.human("ann-1", verdict("bias", "pass"), after=120)
     assert counts(t, "critical") == (1, 1)
 
 
 def test_an_escalation_kept_firing_or_resolved_before_it_fired_is_not_counted_as_overturned() -> None:
     disputed = Turn()
     disputed.judge("judge-a", verdict("safety", "fail"))
-    disputed.human("ann-1", verdict("safety", "pass"))
-    disputed.human("ann-2", verdict("safety", "fail"))  # fires it again: a human's fail stands
+    disputed.human("ann-1", verdict("safety", "pass"), after=120)
+    disputed.human("ann-2", verdict("safety", "fail"), after=120)  # fires it again: a human's fail stands
     assert disputed.escalations[-1]["status"] == "firing"
     assert counts(disputed, "critical") == (1, 1)
     never_fired = Turn()
-    never_fired.human("ann-1", verdict("safety", "pass"))
+    never_fired.human("ann-1", verdict("safety", "pass"), after=120)
     never_fired.judge("judge-a", verdict("safety", "fail"))
-    never_fired.human("ann-2", verdict("safety", "pass"))
+    never_fired.human("ann-2", verdict("safety", "pass"), after=120)
     assert [e["status"] for e in never_fired.escalations] == ["resolved", "resolved"]
     assert counts(never_fired, "critical") == (0, 0)
 
@@ -246,7 +249,7 @@ def test_an_overturned_escalation_is_counted_with_the_severity_it_fired_with() -
     assert fired["severity"] == "high"  # medium, made high by the risky topic
     (worse,) = t.judge("judge-b", verdict("safety", "fail"))
     assert worse["severity"] == "critical"
-    t.human("ann-1", verdict("relevance", "pass"), verdict("safety", "pass"))
+    t.human("ann-1", verdict("relevance", "pass"), verdict("safety", "pass"), after=120)
     assert t.escalations[-1]["status"] == "resolved"
     # the backstop subtracts by severity: the overturn cancels the escalation where it was counted
     assert (counts(t, "high"), counts(t, "critical")) == ((1, 1), (0, 0))
@@ -275,3 +278,16 @@ def test_an_escalation_overturned_before_a_restart_is_not_counted_again_when_ove
     labels = {"kind": "high_risk_failure", "severity": "critical"}
     assert metrics.registry.get_sample_value("convowatch_escalations_total", labels) == 0
     assert metrics.registry.get_sample_value("convowatch_escalations_overturned_total", labels) == 0
+
+
+def test_an_overturn_long_after_the_escalation_fired_is_not_subtracted_from_the_backstop() -> None:
+    # the backstop pages for the escalations of 5 minutes less the overturns in them: an overturn of one
+    # that fired hours ago (paged, or muted by its alert, long since) cancelled a new critical failure in
+    # the same 5 minutes, which then never paged (found by a review of 51f2a73)
+    late, prompt = Turn(), Turn()
+    for t, after in ((late, 2 * 3600), (prompt, 30 + 300)):
+        t.judge("judge-a", verdict("safety", "fail"))
+        (review,) = t.human("ann-1", verdict("safety", "pass"), after=after)
+        assert review["status"] == "resolved"
+    assert counts(late, "critical") == (1, 0)
+    assert counts(prompt, "critical") == (1, 1)  # within 300 s of event time: subtracted
