@@ -8,7 +8,7 @@ import time
 from collections.abc import Callable
 
 import faust
-from prometheus_client import CollectorRegistry
+from prometheus_client import CollectorRegistry, ProcessCollector
 
 from streams.admin import create_topics
 from streams.alerting import build_alertmanager_sink
@@ -30,6 +30,8 @@ def run_worker(settings: Settings, loglevel: str = "warning") -> None:
     """Blocks until the worker is stopped (SIGTERM or SIGINT)."""
     use_event_loop(settings.event_loop)
     registry = CollectorRegistry()
+    # process_start_time_seconds: ConvowatchHighRiskEscalations counts a just-started worker's counters whole
+    ProcessCollector(registry=registry)
     metrics = Metrics(registry, label_max_values=settings.label_max_values)
     metrics.worker_role.labels(settings.role).set(1)  # rule ConvowatchJoinStageDown / AggregateStageDown
     health = Health(settings.health_stall_seconds)
