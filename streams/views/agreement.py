@@ -43,8 +43,7 @@ from streams.emit import Emit, iso
 from streams.exceptions import ConfigError
 from streams.labels import OTHER, UNKNOWN
 from streams.metrics import Metrics
-from streams.views.idle_looks import IdleLooks
-from streams.views.spikes import IDLE_SECONDS, SWEEPS_PER_IDLE
+from streams.views.idle_looks import IDLE_SECONDS, IdleLooks
 
 #: Metric label guard of each segment (``streams.metrics.Metrics.guards``).
 SEGMENT_GUARDS = {
@@ -97,14 +96,12 @@ class AgreementView:
         refresh_seconds: float = 60.0,
         idle_seconds: float = IDLE_SECONDS,
     ) -> None:
-        if not idle_seconds > 0:
-            raise ValueError(f"idle_seconds must be positive, got {idle_seconds!r}")
         self.metrics = metrics
         self.idle_seconds = idle_seconds
         # derived, never persisted: when to look for each agreement_detail aggregate's idle segment values,
         # and each agreement_vendor aggregate's idle vendors
-        self._looks = IdleLooks(idle_seconds / SWEEPS_PER_IDLE)
-        self._vendor_looks = IdleLooks(idle_seconds / SWEEPS_PER_IDLE)
+        self._looks = IdleLooks.per_idle(idle_seconds)
+        self._vendor_looks = IdleLooks.per_idle(idle_seconds)
         self.windows = {name: [int(w), int(b)] for name, (w, b) in (windows or DEFAULT_WINDOWS).items()}
         for name, (window, bucket) in self.windows.items():
             if problem := agreement_window_problem(name, window, bucket):

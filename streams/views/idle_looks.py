@@ -5,6 +5,11 @@ from __future__ import annotations
 import math
 from collections.abc import Hashable
 
+#: Event time after which a view's detectors of a value that saw nothing are dropped (unless in alarm).
+IDLE_SECONDS = 30 * 86400.0
+#: Idle detectors are looked for once per this share of ``idle_seconds`` of an owner's event time (daily).
+SWEEPS_PER_IDLE = 30
+
 
 class IdleLooks:
     """Tells a view when to look for the idle detectors of an owner (a judge, a judge and dimension), and
@@ -31,6 +36,17 @@ class IdleLooks:
             raise ValueError(f"every must be positive, got {every!r}")
         self.every = every
         self._next: dict[Hashable, float] = {}  # owner: the start of the period after its last look's
+
+    @classmethod
+    def per_idle(cls, idle_seconds: float) -> IdleLooks:
+        """Looks :data:`SWEEPS_PER_IDLE` times per ``idle_seconds`` (a view's argument, checked here).
+
+        >>> IdleLooks.per_idle(30 * 86400.0).every
+        86400.0
+        """
+        if not idle_seconds > 0:
+            raise ValueError(f"idle_seconds must be positive, got {idle_seconds!r}")
+        return cls(idle_seconds / SWEEPS_PER_IDLE)
 
     def due(self, owner: Hashable, ts: float) -> float | None:
         """The start of the period of ``ts`` if ``owner`` is due a look at ``ts`` (it is recorded as

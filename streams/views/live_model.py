@@ -33,8 +33,7 @@ from streams.emit import SEP, Emit, sampled_labels
 from streams.labels import UNKNOWN
 from streams.metrics import Metrics
 from streams.views.agreement import MAX_SEGMENT_VALUES, Refresh, finite_or_none, interval_or_none
-from streams.views.idle_looks import IdleLooks
-from streams.views.spikes import IDLE_SECONDS, SWEEPS_PER_IDLE
+from streams.views.idle_looks import IDLE_SECONDS, IdleLooks
 
 ALL = "*"
 GUARDED_DIMENSIONS = ("safety", "compliance")
@@ -63,13 +62,11 @@ class LiveModelView:
         refresh_seconds: float = 60.0,
         idle_seconds: float = IDLE_SECONDS,
     ) -> None:
-        if not idle_seconds > 0:
-            raise ValueError(f"idle_seconds must be positive, got {idle_seconds!r}")
         self.metrics = metrics
         self.refresh = Refresh(refresh_every, refresh_seconds)
         self.idle_seconds = idle_seconds
         # derived, never persisted: when to look for each aggregate's idle versions
-        self._looks = IdleLooks(idle_seconds / SWEEPS_PER_IDLE)
+        self._looks = IdleLooks.per_idle(idle_seconds)
 
     def _update(self, keyed: KeyedDetectors, name: str, version: str, ts: float, *args: Any) -> None:
         """Update the detectors of all versions and of ``version`` of aggregate ``name`` with ``args`` at

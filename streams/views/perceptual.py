@@ -36,9 +36,8 @@ from streams.emit import SEP, UNKNOWN_SEGMENT, Emit, iso
 from streams.labels import OTHER, UNKNOWN, SourceGuards
 from streams.metrics import Metrics
 from streams.policy import escalation_id
-from streams.views.idle_looks import IdleLooks
+from streams.views.idle_looks import IDLE_SECONDS, IdleLooks
 from streams.views.label_cache import LabelCache
-from streams.views.spikes import IDLE_SECONDS, SWEEPS_PER_IDLE
 
 KIND = "perceptual_drift"
 SEVERITY = "medium"
@@ -76,8 +75,6 @@ class PerceptualView:
         max_keys: int = 20,
         idle_seconds: float = IDLE_SECONDS,
     ) -> None:
-        if not idle_seconds > 0:
-            raise ValueError(f"idle_seconds must be positive, got {idle_seconds!r}")
         self.metrics = metrics
         self.idle_seconds = idle_seconds
         self.params: dict[str, Any] = {
@@ -98,7 +95,7 @@ class PerceptualView:
         # derived, never persisted: each judge's detector keys (from those built and the recovered state),
         # and when to look for its idle ones
         self._keys: dict[str, set[str]] = {}
-        self._looks = IdleLooks(idle_seconds / SWEEPS_PER_IDLE)
+        self._looks = IdleLooks.per_idle(idle_seconds)
 
     def rebalanced(self, aggregator: Aggregator) -> None:
         """Admit the model versions and score names of the recovered detectors first (see

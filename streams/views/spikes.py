@@ -43,15 +43,11 @@ from streams.labels import OTHER, SourceGuards
 from streams.metrics import Metrics
 from streams.policy import escalation_id
 from streams.taxonomy import SEVERITIES, Taxonomy
-from streams.views.idle_looks import IdleLooks
+from streams.views.idle_looks import IDLE_SECONDS, IdleLooks
 from streams.views.label_cache import LabelCache
 from streams.views.uniform_labels import UniformLabels, labelled_probability
 
 SLICES: tuple[tuple[str, ...], ...] = (("journey",), ("journey", "model_version"), ("journey", "intent"))
-#: Event time after which a slice value's detectors that saw nothing are dropped (see the module docstring).
-IDLE_SECONDS = 30 * 86400.0
-#: Idle detectors are looked for once per this share of ``idle_seconds`` of a source's event time.
-SWEEPS_PER_IDLE = 30
 
 
 class SpikeView:
@@ -69,8 +65,6 @@ class SpikeView:
         uniform_probability: float = 0.001,
         idle_seconds: float = IDLE_SECONDS,
     ) -> None:
-        if not idle_seconds > 0:
-            raise ValueError(f"idle_seconds must be positive, got {idle_seconds!r}")
         self.metrics = metrics
         self.taxonomy = taxonomy
         self.idle_seconds = idle_seconds
@@ -115,7 +109,7 @@ class SpikeView:
         # derived, never persisted: each source's spike keys (from the slices built and the recovered state),
         # and when to look for its idle detectors (at its first observation of each period, and after a start)
         self._keys: dict[str, set[str]] = {}
-        self._looks = IdleLooks(idle_seconds / SWEEPS_PER_IDLE)
+        self._looks = IdleLooks.per_idle(idle_seconds)
 
     def rebalanced(self, aggregator: Aggregator) -> None:
         """Admit the slice values of the recovered spike aggregates first: with the guards of a fresh process,
