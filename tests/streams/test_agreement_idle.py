@@ -7,15 +7,13 @@ good: after turnover every new model version (judge version) was counted as ``ot
 
 from __future__ import annotations
 
-import orjson
 import pytest
 
 from detectors.agreement_breakdown import AgreementBreakdown
 from streams.aggregate import key
 from streams.metrics import Metrics
-from streams.state import encode_json
 from streams.views.agreement import AgreementView
-from tests.support.restartable import RestartableView
+from tests.support.restartable import RestartableView, with_and_without_a_restart
 
 DAY = 86400.0
 JUDGE, DIMENSION = "judge-a", "safety"
@@ -133,13 +131,9 @@ def test_a_worker_restarted_in_the_middle_of_a_day_drops_as_the_one_before_it(re
         for start in [(k - 1) * DAY / 2]
         for half_day in range(30)
     )
-    once, restarted, pending = Worker(), Worker(), True
-    for ts, version in pairs:
-        once.pair(ts, version, "j1")
-        if pending and ts >= restart_at:
-            restarted.restart()
-            pending = False
-        restarted.pair(ts, version, "j1")
+    once, restarted = with_and_without_a_restart(
+        Worker, pairs, lambda w, ts, version: w.pair(ts, version, "j1"), restart_at
+    )
     assert "other" in once.breakdown().segment("model_version")
     assert restarted.state() == once.state()
 
@@ -148,11 +142,7 @@ def test_figures_from_before_idle_times_were_kept_are_idle_from_the_first_look_o
     worker = Worker(idle_seconds=10 * DAY)
     for version in ("m-1", "m-2"):
         worker.pair(0.0, version, "j1")
-    worker.aggregator.flush()
-    stored = orjson.loads(worker.store.get(DETAIL))
-    stored["detector"]["state"].pop("_last_seen")  # as written before 2026-11-26
-    worker.store.put(DETAIL, encode_json(stored), None)
-    worker.restart()
+    worker.without_last_seen([DETAIL])  # as written before 2026-11-26
     worker.pair(5 * DAY, "m-1", "j1")  # the first look: m-2 stamped at day 5, and written
     worker.restart()
     assert worker.breakdown().to_dict()["state"]["_last_seen"]["model_version"] == {

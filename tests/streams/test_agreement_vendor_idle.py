@@ -14,7 +14,7 @@ from detectors.agreement_breakdown import AgreementBreakdown
 from streams.aggregate import key
 from streams.metrics import Metrics
 from streams.views.agreement import AgreementView
-from tests.support.restartable import RestartableView
+from tests.support.restartable import RestartableView, with_and_without_a_restart
 
 DAY = 86400.0
 JUDGE, DIMENSION = "judge-a", "safety"
@@ -103,12 +103,6 @@ def test_a_new_vendor_after_turnover_gets_its_own_figures() -> None:
 def test_a_restarted_worker_drops_as_the_one_before_it(restart_at: float) -> None:
     # two new vendors a day, each labelling for 15 days: 49 vendors' room is full, and a new vendor takes
     # one when a look drops a vendor idle for 30 days; a restart in the middle of a day must not look earlier
-    once, restarted = Worker(), Worker()
-    for ts, vendor in _labels(160, 0.5, 15):
-        once.label(ts, vendor)
-        if restart_at is not None and ts >= restart_at:
-            restarted.restart()
-            restart_at = None
-        restarted.label(ts, vendor)
+    once, restarted = with_and_without_a_restart(Worker, _labels(160, 0.5, 15), Worker.label, restart_at)
     assert "other" in once.vendors()
     assert restarted.state() == once.state()

@@ -7,15 +7,13 @@ first 50 model versions held their room for good: after turnover every new model
 
 from __future__ import annotations
 
-import orjson
 import pytest
 
 from detectors.keyed import KeyedDetectors
 from streams.emit import SEP
 from streams.metrics import Metrics
-from streams.state import encode_json
 from streams.views.live_model import LiveModelView
-from tests.support.restartable import RestartableView
+from tests.support.restartable import RestartableView, with_and_without_a_restart
 
 DAY = 86400.0
 JUDGE = "judge-a"
@@ -150,13 +148,7 @@ def test_a_worker_restarted_in_the_middle_of_a_day_drops_as_the_one_before_it(re
         for k in range(1, 161)
         for half_day in range(30)
     )
-    once, restarted, pending = Worker(), Worker(), True
-    for ts, version in turns:
-        once.turn(ts, version)
-        if pending and ts >= restart_at:
-            restarted.restart()
-            pending = False
-        restarted.turn(ts, version)
+    once, restarted = with_and_without_a_restart(Worker, turns, Worker.turn, restart_at)
     assert "other" in once.keyed(INTENT).keys
     assert restarted.state() == once.state()
 
@@ -167,12 +159,7 @@ def test_detectors_from_before_idle_times_were_kept_are_idle_from_the_first_look
     worker = Worker(idle_seconds=10 * DAY)
     for version in ("m-1", "m-2"):
         worker.turn(0.0, version)
-    worker.aggregator.flush()
-    for name, stored in list(worker.store.items()):
-        value = orjson.loads(stored)
-        value["detector"]["state"].pop("_last_seen")
-        worker.store.put(name, encode_json(value), None)
-    worker.restart()
+    worker.without_last_seen()
     assert worker.keyed(INTENT).last_seen == {}
     worker.turn(5 * DAY, "m-1")  # the first look: m-2 stamped at day 5
     for name in (INTENT, HUMANS, JUDGED):

@@ -15,7 +15,6 @@ import pytest
 from detectors.score_drift import ScoreDrift
 from streams.emit import SEP
 from streams.metrics import Metrics
-from streams.state import encode_json
 from streams.views.perceptual import PerceptualView
 from tests.support.restartable import RestartableView
 
@@ -226,12 +225,7 @@ def test_detectors_from_before_idle_times_were_kept_are_idle_from_the_first_look
     worker = Worker(idle_seconds=10 * DAY)
     for version in ("m-1", "m-2"):
         worker.turn(0.0, version)
-    worker.aggregator.flush()
-    for name, stored in list(worker.store.items()):
-        value = orjson.loads(stored)
-        value["detector"]["state"].pop("_last_seen")
-        worker.store.put(name, encode_json(value), None)
-    worker.restart()
+    worker.without_last_seen()
     m2 = worker.detector("m-2")
     assert m2 is not None and m2.last_seen is None
     assert ScoreDrift.from_dict(m2.to_dict()).last_seen is None

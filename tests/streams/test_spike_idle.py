@@ -9,16 +9,15 @@ from __future__ import annotations
 import random
 from typing import Any
 
-import orjson
 import pytest
 
 from detectors.category_spikes import CategorySpikes
 from streams.emit import SEP
 from streams.metrics import Metrics
-from streams.state import DictStore, encode_json
+from streams.state import DictStore
 from streams.taxonomy import load_taxonomy
 from streams.views.spikes import SpikeView
-from tests.support.restartable import RestartableView
+from tests.support.restartable import RestartableView, with_and_without_a_restart
 
 DAY = 86400.0
 JUDGE = "judge-a"
@@ -115,14 +114,10 @@ def test_a_worker_restarted_in_the_middle_of_a_day_ends_as_one_that_was_not(rest
     turns = sorted(
         ((k - 1) * 5 * DAY + h * DAY / 2 + 60.0 * k, f"m-{k}") for k in range(1, 31) for h in range(20)
     )
-    once, restarted, pending = Worker(30 * DAY), Worker(30 * DAY), True
-    for ts, version in turns:
-        once.turn(ts, version)
-        if pending and ts >= restart_day * DAY:
-            restarted.restart()
-            pending = False
-        restarted.turn(ts, version)
-    assert not pending and restarted.state() == once.state()
+    once, restarted = with_and_without_a_restart(
+        lambda: Worker(30 * DAY), turns, Worker.turn, restart_day * DAY
+    )
+    assert restarted.state() == once.state()
 
 
 def test_detectors_from_before_idle_times_were_kept_are_idle_from_the_first_look_on() -> None:
@@ -131,12 +126,7 @@ def test_detectors_from_before_idle_times_were_kept_are_idle_from_the_first_look
     worker = Worker(idle_seconds=10 * DAY)
     for version in ("m-1", "m-2"):
         worker.turn(0.0, version)
-    worker.aggregator.flush()
-    for key, stored in list(worker.store.items()):
-        value = orjson.loads(stored)
-        value["detector"]["state"].pop("_last_seen")
-        worker.store.put(key, encode_json(value), None)
-    worker.restart()
+    worker.without_last_seen()
     worker.turn(5 * DAY, "m-1")  # the first look: m-2 stamped at day 5
     m2 = worker.detector("m-2")
     assert m2 is not None and m2.last_seen == 5 * DAY

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import random
-from typing import Any
+from collections.abc import Callable, Iterable
+from typing import Any, TypeVar
 
 import orjson
 from prometheus_client import CollectorRegistry
 
 from streams.aggregate import Aggregator
 from streams.metrics import Metrics
-from streams.state import DictStore
+from streams.state import DictStore, encode_json
+
+V = TypeVar("V", bound="RestartableView")
 
 
 class JsonStore(DictStore):
@@ -53,3 +56,32 @@ class RestartableView:
             for k, v in self.store.items()
             if k.startswith(prefix)
         }
+
+    def without_last_seen(self, keys: Iterable[str] | None = None) -> None:
+        """Store the aggregates at ``keys`` (all) without their detectors' ``_last_seen``, as code before
+        2026-11-26 wrote them, and restart on them."""
+        self.aggregator.flush()
+        for key in [k for k, _ in self.store.items()] if keys is None else list(keys):
+            value = orjson.loads(self.store.get(key))
+            value["detector"]["state"].pop("_last_seen")
+            self.store.put(key, encode_json(value), None)
+        self.restart()
+
+
+def with_and_without_a_restart(
+    make: Callable[[], V],
+    events: Iterable[tuple[float, str]],
+    feed: Callable[[V, float, str], None],
+    at: float,
+) -> tuple[V, V]:
+    """Two views made by ``make`` fed the same ``events`` ((event time, value), in order) by ``feed``; the
+    second restarted before its first event at or after ``at``, which must come."""
+    once, restarted, pending = make(), make(), True
+    for ts, value in events:
+        feed(once, ts, value)
+        if pending and ts >= at:
+            restarted.restart()
+            pending = False
+        feed(restarted, ts, value)
+    assert not pending, "no event at or after the restart time"
+    return once, restarted
