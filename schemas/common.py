@@ -90,8 +90,11 @@ def _plausible_time(value: datetime) -> datetime:
     return value.astimezone(UTC)
 
 
-#: RFC 3339 date-time with an offset (pydantic alone also takes "1700000000" as Unix seconds, in quotes too)
-_RFC3339 = re.compile(r"\d{4}-\d\d-\d\d[Tt ]\d\d:\d\d(:\d\d(\.\d+)?)?([Zz]|[+-]\d\d:?\d\d)")
+#: RFC 3339 date-time with an offset (pydantic alone also takes "1700000000" as Unix seconds, in quotes too);
+#: ASCII digits, as ``\d`` means in a JSON Schema pattern (ECMA-262), not in Python's ``re``
+_RFC3339 = re.compile(
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt ][0-9]{2}:[0-9]{2}(:[0-9]{2}(\.[0-9]+)?)?([Zz]|[+-][0-9]{2}:?[0-9]{2})"
+)
 
 
 def _text_only(value: object) -> object:
@@ -100,8 +103,15 @@ def _text_only(value: object) -> object:
     raise ValueError("must be an RFC 3339 string with an offset, e.g. 2026-11-02T08:00:00Z")
 
 
-#: An RFC 3339 timestamp with an explicit offset, normalised to UTC. Naive timestamps are rejected.
-EventTime = Annotated[AwareDatetime, BeforeValidator(_text_only), AfterValidator(_plausible_time)]
+#: An RFC 3339 timestamp with an explicit offset, normalised to UTC. Naive timestamps are rejected. Its JSON
+#: Schema carries the shape as a ``pattern`` too: ``format`` is only an annotation in draft 2020-12, which
+#: most validators do not check unless told to.
+EventTime = Annotated[
+    AwareDatetime,
+    BeforeValidator(_text_only),
+    AfterValidator(_plausible_time),
+    Field(json_schema_extra={"pattern": f"^{_RFC3339.pattern}$"}),
+]
 
 #: Identifiers and short codes: non-empty, bounded, no surrounding whitespace.
 Identifier = Annotated[str, Field(min_length=1, max_length=256, pattern=r"^\S(.*\S)?$")]

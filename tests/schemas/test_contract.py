@@ -473,7 +473,10 @@ def test_export_writes_one_valid_json_schema_per_event(exported):
         assert path.read_text().endswith("\n")
     for name, schema in schemas.items():
         jsonschema.Draft202012Validator.check_schema(schema)
+        assert schema["$schema"] == "https://json-schema.org/draft/2020-12/schema"
         assert schema["$id"].endswith(f"/{name}.v{SCHEMA_VERSION}.schema.json")
+        # a map's key pattern is checked on every key (``patternProperties`` lets other keys through)
+        assert "patternProperties" not in json.dumps(schema)
         assert schema["type"] == "object"
         assert "properties" in schema
 
