@@ -26,6 +26,7 @@ INPUTS: dict[str, type[BaseModel]] = {
     "human_label": HumanLabel,
     "signal": ConversationSignal,
 }
+#: Records convowatch publishes: exported open (consumers ignore fields added within a version).
 OUTPUTS: dict[str, type[BaseModel]] = {
     "defect": Defect,
     "escalation": Escalation,
@@ -55,9 +56,21 @@ class ContractJsonSchema(GenerateJsonSchema):
         return json_schema
 
 
+def _opened(schema: Any) -> Any:
+    """``schema`` with every ``additionalProperties: false`` left out (the output models forbid unknown
+    fields, which keeps them complete: a test fails on a field the worker publishes and they lack)."""
+    if isinstance(schema, dict):
+        return {k: _opened(v) for k, v in schema.items() if not (k == "additionalProperties" and v is False)}
+    if isinstance(schema, list):
+        return [_opened(v) for v in schema]
+    return schema
+
+
 def json_schema(name: str) -> dict[str, Any]:
     """The exported JSON Schema of the event ``name`` (a key of :data:`EXPORTED`)."""
     schema = EXPORTED[name].model_json_schema(schema_generator=ContractJsonSchema)
+    if name in OUTPUTS:
+        schema = _opened(schema)
     return {
         "$schema": DIALECT,
         "$id": f"https://convowatch.dev/schemas/{name}.v{SCHEMA_VERSION}.schema.json",

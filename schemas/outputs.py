@@ -11,6 +11,10 @@ from schemas.common import MIN_INCLUSION_PROBABILITY, SCHEMA_VERSION
 
 
 class OutputModel(BaseModel):
+    """Base of every output. Closed (unknown fields refused), so that a test validating what the worker
+    publishes fails on a field the model lacks; exported open (:mod:`schemas.export`): consumers ignore
+    fields added within a version."""
+
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
