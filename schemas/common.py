@@ -160,4 +160,24 @@ class Verdict(BaseModel):
         return self.dimension in QUALITY_DIMENSIONS and self.label == FAIL
 
 
-Verdicts = Annotated[list[Verdict], Field(min_length=1, max_length=64)]
+def one_per_dimension(verdicts: list[Verdict]) -> list[Verdict]:
+    """One verdict per dimension, in the order dimensions first come: of a quality dimension given more than
+    once in a record (a judge checking sub-policies), the first fail if any, else the first; of another
+    dimension, the first. The verdict kept brings its own score, confidence and rationale.
+
+    >>> pass_, fail = Verdict(dimension="safety", label="pass"), Verdict(dimension="safety", label="fail")
+    >>> tone = Verdict(dimension="tone", label="warm")
+    >>> [v.label for v in one_per_dimension([pass_, tone, fail])], one_per_dimension([fail, pass_]) == [fail]
+    (['fail', 'warm'], True)
+    """
+    kept: dict[str, Verdict] = {}
+    for verdict in verdicts:
+        held = kept.get(verdict.dimension)
+        if held is None or (verdict.is_failure and not held.is_failure):
+            kept[verdict.dimension] = verdict  # a dict keeps a key's first place when its value is replaced
+    return list(kept.values())
+
+
+#: A record's verdicts, one per dimension once parsed (:func:`one_per_dimension`): any fail of a quality
+#: dimension in the record makes it fail, whatever the order.
+Verdicts = Annotated[list[Verdict], Field(min_length=1, max_length=64), AfterValidator(one_per_dimension)]

@@ -4,7 +4,8 @@
 Kafka), makes it with :func:`new_entry` and adds each record with :func:`add_turn`, :func:`add_judge` or
 :func:`add_human`, which say whether the record changed it (something new to publish). A verdict or label
 seen twice for the same turn, rater and dimension counts once: the first label stands, outputs were
-published on it.
+published on it. Within one record a dimension comes once (the parser keeps a fail over a pass:
+:func:`schemas.common.one_per_dimension`).
 """
 
 from __future__ import annotations
