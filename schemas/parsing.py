@@ -39,6 +39,9 @@ MODELS: dict[Stream, type[EventModel] | type[ConversationSignal]] = {
 #: errors; the models are complete at import, so their validators are final).
 _VALIDATE_JSON = {stream: model.__pydantic_validator__.validate_json for stream, model in MODELS.items()}
 
+#: First byte of a record framed by a Confluent Schema Registry serializer, before its 4-byte schema id.
+SCHEMA_REGISTRY_MAGIC = b"\x00"
+
 #: Longest field location quoted in a validation error's summary.
 MAX_LOCATION_CHARS = 200
 
@@ -84,6 +87,13 @@ def _diagnose(raw: bytes) -> None:
     try:
         data = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
+        if raw[:1] == SCHEMA_REGISTRY_MAGIC and len(raw) >= 5:  # JSON never starts with a NUL byte
+            schema_id = int.from_bytes(raw[1:5], "big")
+            raise InvalidRecord(
+                "invalid_json",
+                f"Schema Registry framing (schema id {schema_id}): convowatch reads plain JSON; produce "
+                "with a plain JSON serializer (no magic byte and schema id before the JSON)",
+            ) from None
         raise InvalidRecord("invalid_json", str(exc)) from None
     if not isinstance(data, dict):
         raise InvalidRecord("not_an_object", f"expected a JSON object, got {type(data).__name__}")

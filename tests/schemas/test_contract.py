@@ -241,6 +241,18 @@ def test_invalid_json_or_non_utf8_is_invalid_json(stream, data):
     assert _reject(stream, data).reason == "invalid_json"
 
 
+@pytest.mark.parametrize("schema_id", [0, 42, 2**32 - 1])
+@pytest.mark.parametrize("body", [raw(judge_verdict()), b"\x02\x0ahello", b""])  # JSON, Avro, nothing
+def test_a_record_framed_by_schema_registry_says_so(schema_id, body):
+    # a Confluent serializer writes 0x00 and a 4-byte schema id before the value: the dead letter said only
+    # "unexpected character ... (char 0)"
+    error = _reject(Stream.JUDGE_VERDICTS, b"\x00" + schema_id.to_bytes(4, "big") + body)
+    assert error.reason == "invalid_json"
+    assert error.detail.startswith(
+        f"Schema Registry framing (schema id {schema_id}): convowatch reads plain JSON"
+    )
+
+
 @pytest.mark.parametrize("data", [b"[]", b'[{"turn_id": "x"}]', b'"text"', b"42", b"null", b"true", b"1.5"])
 @pytest.mark.parametrize("stream", ALL_STREAMS)
 def test_json_that_is_not_an_object_is_not_an_object(stream, data):
