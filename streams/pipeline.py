@@ -283,7 +283,7 @@ def dead_letter(
         "source_topic": source_topic,
         "partition": partition,
         "offset": offset,
-        "received_at": datetime.now(UTC).isoformat(),
+        "received_at": datetime.now(UTC).isoformat().replace("+00:00", "Z"),  # as every output writes times
         "original_base64": base64.b64encode(raw).decode("ascii"),
         "original_size": len(raw),
     }

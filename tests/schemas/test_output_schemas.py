@@ -114,3 +114,20 @@ def test_output_models_still_forbid_unknown_fields():
     Defect.model_validate(defect)
     with pytest.raises(ValidationError, match="field_added_later"):
         Defect.model_validate({**defect, "field_added_later": 1})
+
+
+#: Every time of every output: RFC 3339 in UTC, written with ``Z``
+TIME_FIELDS = ("ts", "event_time", "received_at", "requested_at")
+
+
+def test_every_output_writes_its_times_in_utc_with_z(published):
+    # dead letters wrote received_at with +00:00, where every other output writes Z
+    seen = set()
+    for topic, records in published.items():
+        for record in records:
+            for field in TIME_FIELDS:
+                if field in record:
+                    seen.add((topic, field))
+                    assert record[field].endswith("Z"), (topic, field, record[field])
+                    assert datetime.fromisoformat(record[field]).utcoffset() == timedelta(0)
+    assert ("deadletter", "received_at") in seen and ("review_requests", "requested_at") in seen
