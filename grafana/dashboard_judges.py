@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from panels import (
+    CONNECTED,
     DIMENSION,
     JOURNEY,
     JUDGE,
@@ -27,6 +28,11 @@ from panels import (
 
 def judges() -> dict[str, Any]:
     sel = 'judge_id=~"$judge", dimension=~"$dimension"'
+
+    def per_dimension(metric: str) -> str:
+        """``metric`` per judge and dimension, whichever worker owns the judge (a cut-off one left out)."""
+        return f"max by (judge_id, dimension) ({metric}{{{sel}}} {CONNECTED})"
+
     version_sel = 'journey=~"$journey", treatment=~"$model_version"'
     return dashboard(
         "convowatch-judges",
@@ -53,7 +59,7 @@ def judges() -> dict[str, Any]:
             stat(
                 "Judge/human pairs",
                 target(
-                    f"max by (judge_id) (convowatch_judge_agreement_pairs{{{sel}}})",
+                    f"max by (judge_id) (convowatch_judge_agreement_pairs{{{sel}}} {CONNECTED})",
                     "{{judge_id}}",
                 ),
                 description="Turns with both a judge and a human label behind the figures, in the dimension "
@@ -64,7 +70,7 @@ def judges() -> dict[str, Any]:
             ts(
                 "Agreement ratio by judge and dimension",
                 target(
-                    f"max by (judge_id, dimension) (convowatch_judge_agreement_ratio{{{sel}}})",
+                    per_dimension("convowatch_judge_agreement_ratio"),
                     "{{judge_id}} {{dimension}}",
                 ),
                 description="Share of turns where the judge's label equals the human label (cumulative since "
@@ -78,7 +84,7 @@ def judges() -> dict[str, Any]:
             ts(
                 "Cohen's kappa by judge and dimension",
                 target(
-                    f"max by (judge_id, dimension) (convowatch_judge_cohen_kappa{{{sel}}})",
+                    per_dimension("convowatch_judge_cohen_kappa"),
                     "{{judge_id}} {{dimension}}",
                 ),
                 description="Chance-corrected agreement (cumulative). Gaps mean undefined (only one class "
@@ -95,17 +101,17 @@ def judges() -> dict[str, Any]:
                 "Calibration by judge and dimension",
                 [
                     target(
-                        f"max by (judge_id, dimension) (convowatch_judge_cohen_kappa{{{sel}}})",
+                        per_dimension("convowatch_judge_cohen_kappa"),
                         instant=True,
                         table=True,
                     ),
                     target(
-                        f"max by (judge_id, dimension) (convowatch_judge_agreement_ratio{{{sel}}})",
+                        per_dimension("convowatch_judge_agreement_ratio"),
                         instant=True,
                         table=True,
                     ),
                     target(
-                        f"max by (judge_id, dimension) (convowatch_judge_agreement_pairs{{{sel}}})",
+                        per_dimension("convowatch_judge_agreement_pairs"),
                         instant=True,
                         table=True,
                     ),

@@ -139,7 +139,8 @@ def vendor_scorecards() -> list[dict[str, Any]]:
     def per_vendor(metric: str, extra: str = "") -> str:
         return f"max by (vendor_id) ({metric}{{{vendor}{extra}}})"
 
-    breached = f"max by (vendor_id, sla) (convowatch_vendor_sla_breached{{{vendor}}})"
+    # what ConvowatchVendorSlaBreached reads (prometheus/rules/convowatch.yml)
+    breached = f"last_over_time(convowatch:vendor_sla_breached:max{{{vendor}}}[6h])"
     columns = {
         "labels/h": per_vendor("convowatch_vendor_labels_per_hour"),
         "p90 turnaround": per_vendor("convowatch_vendor_turnaround_seconds", ', quantile="0.9"'),
@@ -179,7 +180,9 @@ def vendor_scorecards() -> list[dict[str, Any]]:
             "Vendor SLA breaches",
             target(breached, "{{vendor_id}} {{sla}}"),
             description="1 while a vendor breaches an SLA of CONVOWATCH_VENDOR_SLA (a vendor_sla escalation "
-            "is open), 0 within target or not judged yet (too few labels).",
+            "is open), 0 within target or not judged yet (too few labels). As the backstop alert reads it: "
+            "the last value any worker exported within 6 h (a rebalance moves the scorecard), a worker cut "
+            "off from the broker left out.",
             links=[VENDOR_SLA],
             thresholds=[("green", None), ("red", 1)],
             w=18,

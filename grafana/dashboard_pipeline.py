@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from panels import (
+    CONNECTED,
     CONSUMER_LAG,
     DEAD_LETTERS,
     INSTANCE,
@@ -102,8 +103,12 @@ def pipeline() -> dict[str, Any]:
             ),
             ts(
                 "Consumer lag by partition",
-                target("max by (topic, partition) (convowatch_consumer_lag)", "{{topic}}[{{partition}}]"),
-                description="The partition a stuck or slow worker owns stands out here.",
+                target(
+                    f"max by (topic, partition) (convowatch_consumer_lag {CONNECTED})",
+                    "{{topic}}[{{partition}}]",
+                ),
+                description="The partition a stuck or slow worker owns stands out here. A worker cut off "
+                "from the broker is left out while another of its role reaches it (its last lag stays).",
                 links=[CONSUMER_LAG],
                 min_value=0,
             ),

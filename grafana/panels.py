@@ -21,6 +21,9 @@ GRID_WIDTH = 24
 
 # Selector fragments filled from template variables (multi-value: Grafana expands them to a regex).
 SEGMENT = 'journey=~"$journey", model_version=~"$model_version"'
+# After a gauge's selector: leaves out a worker cut off from Kafka, whose gauges stay at their last values,
+# while another worker of its job and role reaches it (as the rules do: prometheus/rules/convowatch.yml).
+CONNECTED = "unless on (job, instance) convowatch:broker_connected:cut_off"
 
 
 # ---- runbooks -------------------------------------------------------------------------------------------
