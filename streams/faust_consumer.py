@@ -33,12 +33,26 @@ class PromptConsumerThread(AIOKafkaConsumerThread):
         consumer._fetch_max_wait_ms = getattr(self.app, FETCH_MAX_WAIT_ATTRIBUTE)
         return consumer
 
+    def partition_count(self, topic: str) -> int | None:
+        """``topic``'s number of partitions in the consumer's metadata; None before the consumer starts or
+        learns of the topic. (Faust's ``topic_partitions`` reads the group leader's snapshot: None on the
+        other workers.)"""
+        consumer = self._consumer
+        partitions = None if consumer is None else consumer.partitions_for_topic(topic)
+        return None if partitions is None else len(partitions)
+
 
 class PromptConsumer(Consumer):
     """Faust's aiokafka consumer running :class:`PromptConsumerThread`."""
 
     def _new_consumer_thread(self) -> PromptConsumerThread:
         return PromptConsumerThread(self, loop=self.loop, beacon=self.beacon)
+
+    def partition_count(self, topic: str) -> int | None:
+        """``topic``'s number of partitions as this consumer knows it (None if it does not yet)."""
+        thread = self._thread
+        assert isinstance(thread, PromptConsumerThread)  # made by _new_consumer_thread
+        return thread.partition_count(topic)
 
 
 def use_prompt_consumer(app: Any, fetch_max_wait_seconds: float) -> None:

@@ -19,6 +19,7 @@ import faust
 from schemas import Stream
 from streams.batch_publisher import BatchPublisher, note_sources
 from streams.emit import Emit
+from streams.faust_consumer import PromptConsumer
 from streams.metrics import Metrics
 from streams.pipeline import Pipeline
 from streams.tables import TableStore
@@ -55,6 +56,8 @@ class JoinAgent:
         self.streams_by_topic = streams_by_topic
         self.review_keep_topic = review_keep_topic
         self._marks_written_at = 0.0
+        #: the input topics' partition counts, read from the consumer once a batch (a topic may grow)
+        self._partition_counts: dict[str, int | None] = {}
 
     async def process(self, events: Sequence[Any]) -> None:
         """Join ``events`` and publish what they make, state first. An entry keeping too much of the batch's
@@ -64,6 +67,7 @@ class JoinAgent:
         emits: list[Emit] = []
         sources: dict[str, tuple[str, int]] = {}  # escalation id -> input partition
         spent, began = 0.0, time.perf_counter()  # joining only, not the waits for the broker
+        self._partition_counts.clear()
         for event in events:
             out = self.ingest(event)
             emits.extend(out)
@@ -118,6 +122,15 @@ class JoinAgent:
             if int(source.rsplit(":", 1)[1]) in owned
         }
 
+    def partition_count(self, topic: str) -> int | None:
+        """``topic``'s number of partitions as the consumer knows it (None if it does not): the pipeline
+        counts the records keyed right but on another partition than Java's partitioner gives their key."""
+        if topic not in self._partition_counts:
+            consumer = self.app.consumer
+            known = consumer.partition_count(topic) if isinstance(consumer, PromptConsumer) else None
+            self._partition_counts[topic] = known
+        return self._partition_counts[topic]
+
     def ingest(self, event: Any) -> list[Emit]:
         """Hand one input record to the pipeline; a dead letter it makes gets the record's key."""
         message = event.message
@@ -134,6 +147,7 @@ class JoinAgent:
                 partition=message.partition,
                 offset=message.offset,
                 key=message.key,
+                partitions=self.partition_count(message.topic),
             )
         # the record's key is part of its dead letter too (first: a record the join refused may publish the
         # gold observations of its labels after it)

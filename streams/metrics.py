@@ -58,6 +58,7 @@ class Metrics(PipelineMetrics, DivergenceMetrics, LabellingMetrics, ModelMetrics
             self.records_in.labels(stream)
             self.records_valid.labels(stream)
             self.records_miskeyed.labels(stream)
+            self.records_misrouted.labels(stream)
             self.records_clock_ahead.labels(stream)
             self.duplicates.labels(stream)
             self.label_conflicts.labels(stream)

@@ -33,6 +33,14 @@ class PipelineMetrics:
             ["stream"],
             registry=r,
         )
+        self.records_misrouted = Counter(
+            "convowatch_records_misrouted_total",
+            "Valid records keyed by their turn_id on another partition than Java's partitioner (murmur2) "
+            "gives that key: their producer partitions otherwise. Processed, but with several workers they "
+            "may miss the other records of their turn.",
+            ["stream"],
+            registry=r,
+        )
         self.records_clock_ahead = Counter(
             "convowatch_records_clock_ahead_total",
             "Valid records dated further ahead of the worker's clock than CONVOWATCH_CLOCK_SKEW_SECONDS: "

@@ -20,6 +20,7 @@ from streams.golden import load_golden
 from streams.join import TurnJoiner
 from streams.join_caps import RefusedRecord
 from streams.metrics import Metrics
+from streams.partitioning import PlacementCheck
 from streams.state import StateStore
 from streams.taxonomy import Taxonomy, load_taxonomy
 from streams.views import default_views
@@ -88,6 +89,8 @@ class Pipeline:
             )
             for s in Stream
         }
+        #: records keyed by their turn id but on another partition than Java's partitioner gives their key
+        self.placement = PlacementCheck(self.metrics)
         #: the newest event time per stream, exported once a stream has had a valid record: a worker that
         #: reads none (the aggregate role, a join worker without partitions) must not show a time of 0
         self._newest: dict[Stream, list[Any]] = {}  # [event time, gauge child]
@@ -103,13 +106,17 @@ class Pipeline:
         partition: int | None = None,
         offset: int | None = None,
         key: bytes | Literal[False] | None = False,
+        partitions: int | None = None,
     ) -> list[Emit]:
         """One raw record of ``stream``: its outputs, or one dead letter saying why it was rejected (reason
         ``internal_error`` when processing it failed: a bug must not stop a transport or lose the record).
         ``key``: the record's Kafka key, counted in ``convowatch_records_miskeyed_total`` when it is not the
-        event's turn id (signals: conversation id); False when the record has none to check (files)."""
+        event's turn id (signals: conversation id); False when the record has none to check (files).
+        ``partitions``: the number of partitions of ``source_topic``, if known: a record of the joined streams
+        keyed by its turn id is counted in ``convowatch_records_misrouted_total`` when ``partition`` is not
+        the one Java's partitioner gives its key (:mod:`streams.partitioning`). Either is processed."""
         try:
-            return self._ingest(stream, raw, source_topic, partition, offset, key)
+            return self._ingest(stream, raw, source_topic, partition, offset, key, partitions)
         except Exception as exc:
             log.exception("internal error on %s[%s]@%s", source_topic, partition, offset)
             rejected = InvalidRecord("internal_error", f"{type(exc).__name__}: {exc}")
@@ -123,6 +130,7 @@ class Pipeline:
         partition: int | None,
         offset: int | None,
         key: bytes | Literal[False] | None,
+        partitions: int | None,
     ) -> list[Emit]:
         self._stream_metrics[stream][0].inc()
         try:
@@ -157,6 +165,9 @@ class Pipeline:
             expected = event.conversation_id if isinstance(event, ConversationSignal) else event.turn_id
             if key is None or key.decode("utf-8", "replace") != expected:
                 self._stream_metrics[stream][2].inc()
+            elif partitions and partition is not None and not isinstance(event, ConversationSignal):
+                # a signal is observed alone: where it sits does not matter
+                self.placement.check(stream, key, source_topic, partition, partitions)
         self.counts[stream.value] += 1
         newest = self._newest.get(stream)
         if newest is None:
