@@ -24,7 +24,13 @@ class TableStore:
     codec reads back on recovery (Faust's codec, like ours, is orjson).
 
     ``owned`` gives the partitions this worker holds now; iteration skips entries of other partitions
-    (their tombstones would go to another worker's changelog partition).
+    (their tombstones would go to another worker's changelog partition), and :meth:`drop_unowned` forgets
+    them. An entry's partition is its value's ``p`` (a join entry), or with ``keyed_partitions`` (values that
+    do not carry it: aggregates) the changelog partition noted for its key: the one Faust's memory store
+    recovered it from, else the first this worker wrote it to. Faust notes only the former, and drops, when
+    recovery completes, only those of partitions not assigned: an aggregate a worker created itself stayed
+    in its memory after its partition moved to another worker, counted, and came back into use, stale, if
+    the partition came back after the other worker had deleted it and compaction had removed the tombstone.
 
     With ``defer_deletes``, a deletion reaches the changelog through :meth:`send_deferred`, which the
     transport calls once the batch's outputs are acknowledged: for a store written before its batch's
@@ -50,10 +56,12 @@ class TableStore:
         defer_deletes: bool = False,
         oversized: Callable[[str], None] | None = None,
         json_values: bool = False,
+        keyed_partitions: bool = False,
     ) -> None:
         self.table = table
         self.json_values = json_values
         self.owned = owned
+        self.keyed_partitions = keyed_partitions
         self.defer_deletes = defer_deletes
         #: called with the table's name for each value too large to write (after logging it)
         self.oversized = oversized
@@ -67,8 +75,10 @@ class TableStore:
 
     def count_kinds(self) -> dict[str, int]:
         """Start counting entries by kind; the counts, kept up to date from now on. The table's in-memory
-        store (``memory://``) gets a :class:`~streams.state.KindCounts` as its dict, so the entries Faust
-        recovers from the changelog, or drops after a rebalance, are counted too."""
+        store (``memory://``) gets a :class:`~streams.state.KindCounts` as its dict, so every change to it is
+        counted: the entries Faust recovers from the changelog, those it drops when recovery completes (of
+        partitions not assigned, if it knows their partition: see ``keyed_partitions``), and those
+        :meth:`drop_unowned` drops."""
         store = self.table.data  # faust.stores.memory.Store: its entries are the dict ``store.data``
         if not isinstance(store.data, KindCounts):
             store.data = KindCounts(store.data)
@@ -77,6 +87,10 @@ class TableStore:
     def put(self, key: str, value: Any, partition: int | None) -> None:
         raw = value if isinstance(value, bytes) else encode_json(value)
         self.table.data[key] = raw if self.json_values else value
+        if self.keyed_partitions and partition is not None:
+            # as Faust notes the partition of a key it recovers; one it recovered from another partition
+            # keeps that one (where a copy lies, which delete() removes too)
+            self.table.data._key_partition.setdefault(key, partition)
         if len(raw) > MAX_WRITE_BYTES:  # a state that grew without bound: keep going, say so loudly
             log.error(
                 "%s: %r is %d bytes, over the %d a changelog record may hold: kept in memory, not written",
@@ -125,18 +139,27 @@ class TableStore:
         as iterated, unless ``raw`` (their partitions are read from the bytes)."""
         entries = list(self.table.data.items())
         if self.owned is not None:
-            owned = self.owned()
-            entries = [(k, v) for k, v in entries if entry_head(v)[0] in owned]
+            owned, partition = self.owned(), self._partition()
+            entries = [(k, v) for k, v in entries if partition(k, v) in owned]
         return decoded(entries) if self.json_values and not raw else iter(entries)
+
+    def _partition(self) -> Callable[[str, Any], int | None]:
+        """The changelog partition of an entry (key, value): see ``keyed_partitions``."""
+        if self.keyed_partitions:
+            noted = self.table.data._key_partition.get
+            return lambda key, _: noted(key)
+        return lambda _, value: entry_head(value)[0]
 
     def drop_unowned(self) -> int:
         """Forget entries of partitions this worker no longer holds (after a rebalance); how many."""
         if self.owned is None:
             return 0
-        owned = self.owned()
-        stale = [k for k, v in self.table.data.items() if entry_head(v)[0] not in owned]
+        owned, partition = self.owned(), self._partition()
+        stale = [k for k, v in self.table.data.items() if partition(k, v) not in owned]
+        noted = self.table.data._key_partition
         for key in stale:
             self.table.data.pop(key, None)
+            noted.pop(key, None)
         # a deferred tombstone of a partition another worker owns now would delete that worker's entry
         self._deferred = [record for record in self._deferred if record[2] in owned]
         return len(stale)

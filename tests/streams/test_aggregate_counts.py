@@ -109,7 +109,7 @@ def test_table_counts_follow_faust_recovery_and_its_drop_of_revoked_partitions()
     app = faust.App("counts-test", broker="kafka://localhost:1", store="memory://", autodiscover=False)
     schema = faust.Schema(key_type=str, value_type=None, key_serializer="json", value_serializer="json")
     table = app.Table("aggregates", schema=schema)
-    store = TableStore(table)
+    store = TableStore(table, keyed_partitions=True)  # as the worker's (streams/app.py)
     counts = store.count_kinds()
     store.put(f"spike{SEP}own", b"{}", 0)
     store.put(f"traffic{SEP}own", {"p": 0}, 0)
@@ -129,9 +129,10 @@ def test_table_counts_follow_faust_recovery_and_its_drop_of_revoked_partitions()
     table.data.apply_changelog_batch(batch, to_key=lambda k: k, to_value=lambda v: v)
     assert counts == scanned(table.data.data) == {"spike": 2, "traffic": 1, "conversation": 1, "agreement": 1}
 
-    # recovery completed: entries recovered for partitions this worker was not assigned are dropped
+    # recovery completed: entries of partitions this worker was not assigned are dropped, those it wrote
+    # included (until 2026-11-26 Faust knew the partitions of recovered entries only, and they stayed)
     asyncio.run(table.data.on_recovery_completed({TP("changelog", 1)}, set()))
-    assert counts == scanned(table.data.data) == {"spike": 2, "traffic": 1, "conversation": 1}
+    assert counts == scanned(table.data.data) == {"spike": 1, "conversation": 1}
 
     store.delete(f"conversation{SEP}c", 1)
-    assert counts == scanned(table.data.data) == {"spike": 2, "traffic": 1}
+    assert counts == scanned(table.data.data) == {"spike": 1}

@@ -7,6 +7,7 @@ from typing import Any
 
 import faust
 import orjson
+from faust.types import TP
 
 from streams.tables import TableStore
 
@@ -201,3 +202,30 @@ def test_raw_items_are_the_bytes_of_the_partitions_owned() -> None:
     assert all(isinstance(v, bytes) for _, v in store.items(raw=True))
     assert [k for k, _ in store.items()] == ["a", "other-layout"]
     assert store.drop_unowned() == 2 and sorted(store.table.data) == ["a", "other-layout"]
+
+
+def test_with_keyed_partitions_entries_are_owned_by_the_partition_noted_for_their_key() -> None:
+    # aggregates do not carry their partition: the store notes it, as Faust's memory store does for the keys
+    # it recovers, and Faust's own drop at the end of recovery takes the entries the worker wrote too
+    owned = {0, 1}
+    store, recorder = table_store(owned=lambda: owned, keyed_partitions=True), Recorder()
+    store.put("written-0", {"n": 1}, 0)
+    store.put("written-1", {"n": 1}, 1)
+    store.table.data["copy"] = {"n": 1}
+    store.table.data._key_partition["copy"] = 3  # recovered from partition 3 (a copy a mis-keyed record left)
+    store.put("copy", {"n": 2}, 1)  # where it lies stays noted: its deletion goes there too
+    store.delete("copy", 1)
+    assert [(k, p) for k, _, p in recorder.sent(store)] == [
+        ("written-0", 0),
+        ("written-1", 1),
+        ("copy", 1),
+        ("copy", 1),
+        ("copy", 3),
+    ]
+    store.put("copy", {"n": 3}, 1)  # made anew after its deletion: in its own partition
+    owned = {1}
+    assert [k for k, _ in store.items()] == ["written-1", "copy"]
+    asyncio.run(store.table.data.on_recovery_completed({TP("changelog", 1)}, set()))
+    assert sorted(store.table.data) == ["copy", "written-1"]
+    owned = {0}
+    assert store.drop_unowned() == 2 and len(store) == 0 and not store.table.data._key_partition
