@@ -142,7 +142,13 @@ class KafkaTransport:
                     changelog_name=f"{settings.app_id}-aggregates-changelog",
                 )
             )
-            self.aggregate_store = TableStore(table, oversized=self._state_oversized)
+            # each aggregate noted with its changelog (observation) partition: dropped when that moves away
+            self.aggregate_store = TableStore(
+                table,
+                owned=self._observation_partitions,
+                oversized=self._state_oversized,
+                keyed_partitions=True,
+            )
         self.pipeline = Pipeline(
             settings,
             metrics,
@@ -202,6 +208,10 @@ class KafkaTransport:
 
     def _input_partitions(self) -> set[int]:
         return {tp.partition for tp in self.app.consumer.assignment() if tp.topic in self.streams_by_topic}
+
+    def _observation_partitions(self) -> set[int]:
+        topic = self.outputs["observations"].get_topic_name()
+        return {tp.partition for tp in self.app.consumer.assignment() if tp.topic == topic}
 
     @property
     def produced_topics(self) -> list[str]:
@@ -283,6 +293,9 @@ class KafkaTransport:
         joining = self.join_agent  # the recovered marks of the input partitions owned now
         marks = {} if joining is None else joining.published_through(self._input_partitions())
         self.pipeline.joiner.rebalanced(marks)
+        # before the views index what the store holds
+        if self.aggregate_store is not None and (dropped := self.aggregate_store.drop_unowned()):
+            log.info("dropped %d aggregates of observation partitions now owned by other workers", dropped)
         self.pipeline.aggregator.rebalanced()
         if self.pending is not None:
             if dropped := self.pending.drop_unowned():
@@ -307,6 +320,7 @@ class KafkaTransport:
             clear_lost_shards(self.metrics, owns)
             clear_lost_children(self.metrics, owns)
             self.metrics.perceptual_open.retain(lambda member: owns(member[0]))  # (judge, ...): its shard
+            self.pipeline.aggregator.export_counts()  # not 10 s later, at a batch a quiet worker may not get
             if self.alerts is not None:
 
                 def source(shard_key: str) -> tuple[str, int]:  # as note_sources gives the escalation's
