@@ -48,7 +48,9 @@ class JudgeDriftView:
         self.journeys = SourceGuards(50)  # per judge: see SourceGuards
 
     def rebalanced(self, aggregator: Aggregator) -> None:
-        """Admit the journeys of the recovered drift detectors first (see ``SpikeView.rebalanced``)."""
+        """Admit the journeys of the recovered drift detectors to fresh guards first (see
+        ``SpikeView.rebalanced``)."""
+        self.journeys = SourceGuards(self.journeys.max_values)
         journeys: dict[str, set[str]] = {}
         for drift_key, _ in aggregator.records("drift"):
             _, judge_id, _, journey = drift_key.split(SEP)

@@ -99,8 +99,9 @@ class PerceptualView:
 
     def rebalanced(self, aggregator: Aggregator) -> None:
         """Admit the model versions and score names of the recovered detectors first (see
-        ``SpikeView.rebalanced``)."""
+        ``SpikeView.rebalanced``), to fresh guards."""
         seen: dict[tuple[str, str], set[str]] = {}
+        self.guards = SourceGuards(self.guards.max_values)
         self._keys = {}
         for perceptual_key, _ in aggregator.records("perceptual"):
             judge_id, parts = _guarded(perceptual_key)

@@ -45,7 +45,9 @@ class DefectRateView:
 
     def rebalanced(self, aggregator: Aggregator) -> None:
         """Admit the journeys of the recovered estimators first: with a fresh guard a restarted worker
-        admitted new ones in their place, and each restart added estimators to a judge's one record."""
+        admitted new ones in their place, and each restart added estimators to a judge's one record. Fresh
+        guards, as a restart's (see ``SpikeView.rebalanced``)."""
+        self.journeys = SourceGuards(self.journeys.max_values)
         for ppi_key, _ in list(aggregator.records("ppi")):
             keyed = aggregator.detector(ppi_key)
             assert isinstance(keyed, KeyedDetectors)

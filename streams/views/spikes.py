@@ -115,8 +115,11 @@ class SpikeView:
         """Admit the slice values of the recovered spike aggregates first: with the guards of a fresh process,
         a value folded into ``other`` before could get a slice of its own, and the ``other`` detector (in
         alarm, perhaps) would stop getting its turns and never resolve. Each source's own guard: a source
-        taken over from another worker keeps its values, whatever this worker's sources saw."""
+        taken over from another worker keeps its values, whatever this worker's sources saw. Guards afresh,
+        as a restart's: one kept from before a rebalance held the room of the values of a source that moved
+        to another worker and back, which that worker may have given to others (until 2026-11-26)."""
         seen: dict[tuple[str, str], set[str]] = {}
+        self.guards = SourceGuards(self.guards.max_values)
         self._keys = {}
         self._looks.forget()
         for spike_key, _ in aggregator.records("spike"):

@@ -149,7 +149,9 @@ class VersionPairView(ABC):
         self._children.clear()
 
     def _admit(self, aggregator: Aggregator) -> None:
-        """Admit the journeys of the recovered comparisons to the journey guards."""
+        """Admit the journeys of the recovered comparisons to fresh journey guards (see
+        ``SpikeView.rebalanced``)."""
+        self.journeys = SourceGuards(self.journeys.max_values)
         at = 1 + self.scope_names.index("journey")
         judge_at = 1 + self.scope_names.index("judge_id") if "judge_id" in self.scope_names else None
         seen: dict[str, set[str]] = {}

@@ -17,7 +17,7 @@ from streams.metrics import Metrics
 from streams.state import DictStore
 from streams.taxonomy import load_taxonomy
 from streams.views.spikes import SpikeView
-from tests.support.restartable import RestartableView, with_and_without_a_restart
+from tests.support.restartable import JsonStore, RestartableView, with_and_without_a_restart
 
 DAY = 86400.0
 JUDGE = "judge-a"
@@ -173,3 +173,32 @@ def test_no_room_is_given_up_while_the_other_detector_is_in_alarm(restart: bool)
         worker.turn(hour * 3600.0, "m-3")
     assert worker.detector("m-1") is None and worker.detector("m-2") is None
     assert worker.version_slice("m-4") == "m-4" and worker.version_slice("m-5") == "m-5"
+
+
+def test_a_source_that_comes_back_maps_its_values_as_the_worker_that_held_it_meanwhile() -> None:
+    # the source moves to another worker, which drops idle versions and gives their room to a new one, then
+    # comes back: until 2026-11-26 the first worker's guard still held the room it had given then, and
+    # folded the new version into other, its detector (in alarm, perhaps) no longer updated
+    first = Worker(idle_seconds=10 * DAY)
+    for version in ("m-1", "m-2", "m-3"):  # the guard's room of 3, full
+        first.turn(0.0, version)
+    first.aggregator.flush()
+    second = Worker(idle_seconds=10 * DAY, store=JsonStore())
+    second.store.data.update(first.store.data)  # the rebalance: the second recovers the source's state
+    second.aggregator.rebalanced()
+    first.store.data.clear()  # and the first drops it (streams.app: the partition's aggregates)
+    first.aggregator.rebalanced()
+
+    for hour in range(1, 20 * 24):
+        second.turn(hour * 3600.0, "m-3")
+    second.turn(20 * DAY, "m-4")  # m-1 and m-2 were dropped idle: room for m-4
+    assert second.version_slice("m-4") == "m-4" and second.detector("m-4") is not None
+    second.aggregator.flush()
+
+    first.store.data.update(second.store.data)  # the source comes back
+    first.aggregator.rebalanced()
+    assert first.version_slice("m-4") == "m-4"
+    first.offset = second.offset  # the input positions go on
+    first.turn(20 * DAY + 60.0, "m-4")
+    m4 = first.detector("m-4")
+    assert m4 is not None and m4.last_seen == 20 * DAY + 60.0  # its own detector, not other's
