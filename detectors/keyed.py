@@ -108,13 +108,19 @@ class KeyedDetectors(Detector):
                 self._last_seen[key] = float(ts)
         return self
 
+    def stamp(self, ts: float) -> Self:
+        """Give the keys with no event time (updated without ``ts``, or state from before 2026-11-26) the
+        event time ``ts``: idle from then on, for an owner that drops whole maps (a gold annotator's)."""
+        for key in self._inner.keys() - self._last_seen.keys():
+            self._last_seen[key] = float(ts)
+        return self
+
     def drop_idle(self, now: float, idle_seconds: float) -> list[str]:
         """Drop the detectors of the keys last updated more than ``idle_seconds`` before ``now`` (event
         time), so that later new keys take their room; the dropped keys, sorted. A key with no event time
         (updated without ``ts``, or state from before 2026-11-26) is stamped ``now``: idle from then on.
         None of the detectors a map can hold (mergeable ones) has an alarm that dropping could lose."""
-        for key in self._inner.keys() - self._last_seen.keys():
-            self._last_seen[key] = float(now)
+        self.stamp(now)
         dropped = sorted(key for key, seen in self._last_seen.items() if seen < now - idle_seconds)
         for key in dropped:
             del self._inner[key], self._last_seen[key]

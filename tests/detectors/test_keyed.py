@@ -49,3 +49,10 @@ def test_merge_keeps_the_newest_event_time_of_each_key() -> None:
     assert ours.keys == [OTHER, "v1", "v2"]  # v3 folded, as v3 was
     assert ours.last_seen == {"v1": 9.0, "v2": 2.0}
     assert ours.get("v1").n == 2
+
+
+def test_stamp_gives_keys_without_an_event_time_one_and_keeps_the_others() -> None:
+    keyed = KeyedDetectors("ClassAccuracy").update("v1", "a", "a", ts=3.0).update("v2", "a", "a")
+    assert keyed.stamp(8.0) is keyed
+    assert keyed.last_seen == {"v1": 3.0, "v2": 8.0}
+    assert keyed.stamp(9.0).last_seen == {"v1": 3.0, "v2": 8.0}  # stamped once
