@@ -33,7 +33,6 @@ their folded tables (two different folded labels in the cell ``(other, other (di
 from __future__ import annotations
 
 import contextlib
-import copy
 from collections.abc import Callable
 from typing import Any, Self
 
@@ -43,14 +42,13 @@ from detectors.agreement_stats import (
     Confusion,
     check_confidence_level,
     check_max_categories,
-    cohen_kappa_with_se,
-    wilson_interval,
 )
 from detectors.base import Detector
 from detectors.exceptions import NotHeldError
 from detectors.kept_labels import add_folded, comparison_cell, folded_comparisons, folded_counts
 from detectors.multi_rater import InterAnnotatorAgreement, consensus, leave_one_out
-from detectors.rater_vs_consensus import OTHER_RATERS, RaterVsConsensus, add_comparison, remove_comparisons
+from detectors.rater_vs_consensus import RaterVsConsensus
+from detectors.vendor_consensus import Comparison, VendorConsensus
 
 
 class RaterPanel(Detector):
@@ -115,9 +113,7 @@ class RaterPanel(Detector):
             self.confidence_level, max_raters=self.max_annotators, max_categories=self.max_categories
         )
         self._vendor_of: dict[str, str] = {}
-        # per vendor: pooled confusion, ties, and per-item sums [items, m, a, a*a, a*m, m*m] of its
-        # comparisons m and agreements a on each item (the cluster-robust variance)
-        self._vendors: dict[str, dict[str, Any]] = {}
+        self._vendors = VendorConsensus(self.max_vendors)  # stored as a field of the panel's state
         self._consensus: dict[str, int] = {}
         self._ties = 0
         self._judges: dict[str, AgreementStats] = {}
@@ -144,7 +140,7 @@ class RaterPanel(Detector):
                 annotator in self._vendor_of or len(self._vendor_of) < self.max_annotators
             ):
                 self._vendor_of[annotator] = str(vendors[annotator])
-        self._add_vendor_comparisons(labels, vendors)
+        self._vendors.add(self._vendor_comparisons(labels, vendors))
         agreed, tie = consensus(values)
         if agreed is None:
             self._ties += int(tie)
@@ -185,7 +181,7 @@ class RaterPanel(Detector):
         except NotHeldError:
             return self
         with contextlib.suppress(NotHeldError):  # changes nothing when it raises
-            self._remove_vendor_comparisons(labels, vendors or {})
+            self._vendors.remove(self._vendor_comparisons(labels, vendors or {}))
         return self
 
     def _remove_counts(self, labels: dict[str, str], judges: dict[str, str]) -> None:
@@ -224,53 +220,16 @@ class RaterPanel(Detector):
             if not stats.n:
                 del self._judges[judge_id]
 
-    def _remove_vendor_comparisons(self, labels: dict[str, str], vendors: dict[str, str]) -> None:
-        """Undo :meth:`_add_vendor_comparisons` (:class:`~detectors.NotHeldError`: nothing is changed)."""
-        comparisons = []
-        on_item: dict[str, list[int]] = {}
-        for annotator, label, agreed, tie in folded_comparisons(
-            leave_one_out(labels), self._agreement.counted_as
-        ):
-            vendor = str(vendors.get(annotator) or self._vendor_of.get(annotator, "unknown"))
-            vendor = vendor if vendor in self._vendors else OTHER_RATERS
-            comparisons.append((vendor, label, agreed, tie))
-            if agreed is not None:
-                counts = on_item.setdefault(vendor, [0, 0])
-                counts[0] += 1
-                counts[1] += int(label == agreed)
-        terms = {v: (1, m, a, a * a, a * m, m * m) for v, (m, a) in on_item.items()}
-        for vendor, item in terms.items():
-            sums = self._vendors.get(vendor, {}).get("sums", [0] * 6)
-            if any(held < term for held, term in zip(sums, item, strict=True)):
-                raise NotHeldError(f"vendor {vendor!r} holds no such item to remove")
-        remove_comparisons(self._vendors, comparisons)
-        for vendor, item in terms.items():
-            sums = self._vendors[vendor]["sums"]
-            for i, term in enumerate(item):
-                sums[i] -= term
-
-    def _add_vendor_comparisons(self, labels: dict[str, str], vendors: dict[str, str]) -> None:
-        """Each annotator against the others' consensus (leave-one-out), pooled by vendor per item (labels
+    def _vendor_comparisons(self, labels: dict[str, str], vendors: dict[str, str]) -> list[Comparison]:
+        """Each annotator of an item against the others' consensus (leave-one-out), with its vendor (labels
         folded as the reliability counts fold them: a folded label equals its consensus only if the two are
         the same label)."""
-        on_item: dict[str, list[int]] = {}
-        for annotator, label, agreed, tie in folded_comparisons(
-            leave_one_out(labels), self._agreement.counted_as
-        ):
-            vendor = str(vendors.get(annotator) or self._vendor_of.get(annotator, "unknown"))
-            if vendor not in self._vendors and len(self._vendors) >= self.max_vendors:
-                vendor = OTHER_RATERS
-            entry = self._vendors.setdefault(vendor, {"confusion": {}, "ties": 0, "sums": [0] * 6})
-            add_comparison(entry, label, agreed, tie)
-            if agreed is None:
-                continue
-            counts = on_item.setdefault(vendor, [0, 0])
-            counts[0] += 1
-            counts[1] += int(label == agreed)
-        for vendor, (m, a) in on_item.items():
-            sums = self._vendors[vendor]["sums"]
-            for i, term in enumerate((1, m, a, a * a, a * m, m * m)):
-                sums[i] += term
+        return [
+            (str(vendors.get(annotator) or self._vendor_of.get(annotator, "unknown")), label, agreed, tie)
+            for annotator, label, agreed, tie in folded_comparisons(
+                leave_one_out(labels), self._agreement.counted_as
+            )
+        ]
 
     @property
     def n_items(self) -> int:
@@ -309,29 +268,7 @@ class RaterPanel(Detector):
         annotators: dict[str, int] = {}
         for vendor in self._vendor_of.values():
             annotators[vendor] = annotators.get(vendor, 0) + 1
-        result = {}
-        for vendor, entry in sorted(self._vendors.items()):
-            items, n, agree, a2, am, m2 = entry["sums"]
-            p = agree / n if n else float("nan")
-            effective = float(items)
-            if items >= 2:
-                # Σ(a - p m)² / (Σm)², with the small-sample factor items / (items - 1)
-                variance = items / (items - 1) * (a2 - 2 * p * am + p * p * m2) / (n * n)
-                if variance > 0:
-                    effective = min(float(n), max(p * (1 - p) / variance, 1.0))
-            result[vendor] = {
-                "n": n,
-                "items": items,
-                "effective_n": effective,
-                "agreement": p,
-                "agreement_interval": list(
-                    wilson_interval(p * effective if n else 0.0, effective, self.confidence_level)
-                ),
-                "kappa": cohen_kappa_with_se(entry["confusion"])[0],
-                "ties": entry["ties"],
-                "annotators": annotators.get(vendor, 0),
-            }
-        return result
+        return self._vendors.figures(self.confidence_level, annotators)
 
     @property
     def judges(self) -> list[str]:
@@ -347,7 +284,7 @@ class RaterPanel(Detector):
                 "_agreement": self._agreement.to_dict()["state"],
                 "_raters": self._raters.to_dict()["state"],
                 "_vendor_of": dict(self._vendor_of),
-                "_vendors": copy.deepcopy(self._vendors),
+                **self._vendors.state(),
                 "_consensus": dict(self._consensus),
                 "_ties": self._ties,
                 "_judges": {j: s.to_dict()["state"] for j, s in self._judges.items()},
@@ -378,7 +315,7 @@ class RaterPanel(Detector):
         panel._raters = restore(panel._raters, raters)
         panel._vendor_of = dict(state["_vendor_of"])
         # state written before vendors were counted by item: their figures start again from here
-        panel._vendors = copy.deepcopy(vendors)
+        panel._vendors = VendorConsensus(panel.max_vendors, vendors)
         panel._consensus = dict(counts)
         panel._ties = int(state["_ties"])
         template = panel._judge_stats()
