@@ -9,6 +9,13 @@ The tables count the first ``max_categories`` distinct labels apart and later ne
 (:mod:`detectors.kept_labels`): a rater's label and its consensus that differ but both fold go to the cell
 ``(other, other (differs))``, as :class:`~detectors.AgreementStats` counts a judge against a human. So
 agreement stays exact (the diagonal holds real agreements only), and kappa is that of the folded table.
+
+Raters come and go: a rater's row updated with an event time keeps the newest one, and
+:meth:`RaterVsConsensus.drop_idle` drops the rows of raters gone idle, so that new raters take their room
+under ``max_raters`` (until 2026-11-26 the first ``max_raters`` ever seen held it for good, and every later
+one was pooled as ``other``). An item taken out after one of its raters was dropped (``remove`` with the
+item's event time, older than the drop's horizon) gives up nothing for that rater: its comparisons left
+with its row.
 """
 
 from __future__ import annotations
@@ -111,6 +118,18 @@ class RaterVsConsensus(KeptLabelScale, Detector):
     ...     rvc = rvc.update(item)
     >>> {r: round(s["agreement"], 3) for r, s in rvc.per_rater.items()}
     {'ann': 0.967, 'bob': 0.936, 'cy': 0.795}
+
+    Annotators that turn over, two new ones a day: the rows of idle ones give their room to new ones, where
+    without :meth:`drop_idle` every annotator past the first four is pooled as ``other``.
+
+    >>> day = 86400.0
+    >>> kept, forever = RaterVsConsensus(max_raters=4), RaterVsConsensus(max_raters=4)
+    >>> for n in range(1, 7):
+    ...     dropped = kept.drop_idle(now=n * day, idle_seconds=1.5 * day)
+    ...     item = {f"a{n}": "pass", f"b{n}": label("pass", 0.9)}
+    ...     kept, forever = kept.update(item, ts=n * day), forever.update(item, ts=n * day)
+    >>> forever.raters, kept.raters, dropped
+    (['a1', 'a2', 'b1', 'b2', 'other'], ['a5', 'a6', 'b5', 'b6'], ['a4', 'b4'])
     """
 
     def __init__(
@@ -132,33 +151,67 @@ class RaterVsConsensus(KeptLabelScale, Detector):
         self._raters: dict[str, dict[str, Any]] = {}
         self._items = 0
         self._kept_labels: list[str] = []  # sorted; only grows, so a label counts where it did (remove)
+        # rows updated with an event time: the newest one (state from before 2026-11-26 has none)
+        self._last_seen: dict[str, float] = {}
+        # the newest horizon of a drop_idle that dropped a row (None: none has): an item older than it may
+        # have had a rater whose comparisons left with its row (remove)
+        self._dropped_before: float | None = None
 
-    def update(self, ratings: dict[str, str]) -> RaterVsConsensus:
+    def update(self, ratings: dict[str, str], ts: float | None = None) -> RaterVsConsensus:
+        """Add one item; with ``ts`` (its event time) each of its raters' rows keeps the newest one."""
         _check_ratings(ratings)
         self._items += 1
         for label in ratings.values():  # kept in the item's order, as InterAnnotatorAgreement keeps them
             if label not in self._kept_labels:
                 keep(self._kept_labels, label, self.max_categories)
         for rater, label, agreed, tie in folded_comparisons(leave_one_out(ratings), self.counted_as):
-            if rater not in self._raters and len(self._raters) >= self.max_raters:
+            if rater not in self._raters and self._full():
                 rater = OTHER_RATERS
             add_comparison(self._raters.setdefault(rater, {"confusion": {}, "ties": 0}), label, agreed, tie)
+            if ts is not None:
+                seen = self._last_seen.get(rater)
+                if seen is None or ts > seen:
+                    self._last_seen[rater] = float(ts)
         return self
 
-    def remove(self, ratings: dict[str, str]) -> RaterVsConsensus:
+    def _full(self) -> bool:
+        """Whether ``max_raters`` raters have rows of their own (``other``'s takes no room: once raters
+        are dropped, a new one takes the first place they free)."""
+        return len(self._raters) - (OTHER_RATERS in self._raters) >= self.max_raters
+
+    def remove(self, ratings: dict[str, str], ts: float | None = None) -> RaterVsConsensus:
         """Take out one item ``update`` added with these ratings (a rater keeps its row, emptied or not, so
         the cap pools the same raters); raises :class:`~detectors.NotHeldError`, changing nothing, if the
-        counts do not hold its comparisons."""
+        counts do not hold its comparisons. With ``ts``, the item's event time, a rater without a row on an
+        item older than the horizon of a drop (:meth:`drop_idle`) was dropped: nothing is taken out for it
+        (without ``ts``, or on a newer item, it was pooled: out of ``other``)."""
         _check_ratings(ratings)
         if self._items < 1:
             raise NotHeldError("no item to remove")
+        dropped = ts is not None and self._dropped_before is not None and ts < self._dropped_before
         comparisons = [
             (rater if rater in self._raters else OTHER_RATERS, label, agreed, tie)
             for rater, label, agreed, tie in folded_comparisons(leave_one_out(ratings), self.counted_as)
+            if not (dropped and rater not in self._raters)
         ]
         remove_comparisons(self._raters, comparisons)
         self._items -= 1
         return self
+
+    def drop_idle(self, now: float, idle_seconds: float) -> list[str]:
+        """Drop the rows of the raters (``other`` too) last scored more than ``idle_seconds`` before ``now``
+        (event time), so that later new raters take their room; the dropped raters, sorted. A row with no
+        event time (updated without ``ts``, or state from before 2026-11-26) is stamped ``now``: idle from
+        then on. The item count and the kept labels stay: they are the items', not the raters'."""
+        for rater in self._raters.keys() - self._last_seen.keys():
+            self._last_seen[rater] = float(now)
+        horizon = now - idle_seconds
+        dropped = sorted(rater for rater, seen in self._last_seen.items() if seen < horizon)
+        for rater in dropped:
+            del self._raters[rater], self._last_seen[rater]
+        if dropped and (self._dropped_before is None or horizon > self._dropped_before):
+            self._dropped_before = horizon
+        return dropped
 
     def merge(self, other: RaterVsConsensus) -> RaterVsConsensus:
         """Add ``other``'s counts to this tracker (its kept labels while there is room, then ``other``);
@@ -168,11 +221,17 @@ class RaterVsConsensus(KeptLabelScale, Detector):
         for label in other._kept_labels:
             keep(self._kept_labels, label, self.max_categories)
         for rater, theirs in other._raters.items():
-            if rater not in self._raters and len(self._raters) >= self.max_raters:
+            theirs_seen = other._last_seen.get(rater)
+            if rater not in self._raters and self._full():
                 rater = OTHER_RATERS
             entry = self._raters.setdefault(rater, {"confusion": {}, "ties": 0})
             entry["ties"] += theirs["ties"]
             add_folded(entry["confusion"], theirs["confusion"], self.counted_as)
+            ours_seen = self._last_seen.get(rater)
+            if theirs_seen is not None and (ours_seen is None or theirs_seen > ours_seen):
+                self._last_seen[rater] = theirs_seen
+        if other._dropped_before is not None:
+            self._dropped_before = max(other._dropped_before, self._dropped_before or other._dropped_before)
         return self
 
     @classmethod
@@ -199,6 +258,12 @@ class RaterVsConsensus(KeptLabelScale, Detector):
     @property
     def raters(self) -> list[str]:
         return sorted(self._raters)
+
+    @property
+    def last_seen(self) -> dict[str, float]:
+        """Rater -> the newest event time of its updates (raters without one: none had one, or state from
+        before 2026-11-26 not yet stamped by :meth:`drop_idle`)."""
+        return dict(self._last_seen)
 
     def confusion(self, rater: str) -> Confusion:
         """A copy of ``{rater_label: {consensus_label: count}}`` for ``rater``."""
