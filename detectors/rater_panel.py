@@ -28,6 +28,13 @@ a folded label counts under ``other`` in :attr:`~RaterPanel.consensus_counts`, a
 lower bounds (:mod:`detectors.multi_rater`), and annotators', vendors' and judges' kappas are those of
 their folded tables (two different folded labels in the cell ``(other, other (differs))``).
 :attr:`~RaterPanel.folded_labels` says how many of the annotators' labels fold.
+
+Annotators and vendors come and go: updated with the item's event time, :meth:`~RaterPanel.drop_idle`
+drops those with no item for a while (their rows, an annotator's vendor, a vendor's comparisons), and the
+next new ones take their room under ``max_annotators`` and ``max_vendors`` (until 2026-11-26 the first ones
+ever seen held it for good, and every later one was pooled as ``other``). The reliability, the consensus
+and the judges are the items' and stay. An item taken out after one of its annotators or vendors was
+dropped gives up nothing for it (see :class:`~detectors.RaterVsConsensus`).
 """
 
 from __future__ import annotations
@@ -49,6 +56,12 @@ from detectors.kept_labels import add_folded, comparison_cell, folded_comparison
 from detectors.multi_rater import InterAnnotatorAgreement, consensus, leave_one_out
 from detectors.rater_vs_consensus import RaterVsConsensus
 from detectors.vendor_consensus import Comparison, VendorConsensus
+
+#: The fields of a panel's state (the vendors' three are :meth:`VendorConsensus.state`'s)
+STATE_FIELDS = (
+    *("_agreement", "_raters", "_vendor_of", "_vendors", "_vendor_seen", "_vendors_dropped_before"),
+    *("_consensus", "_ties", "_judges"),
+)
 
 
 class RaterPanel(Detector):
@@ -86,6 +99,20 @@ class RaterPanel(Detector):
     >>> before = panel.to_dict()
     >>> panel.update(*item).remove(*item).to_dict() == before  # an item in, then out: as it was
     True
+
+    Annotators and vendors that come and go: ``ann`` (of v1) labels all along, with ``cy`` (of v2) until
+    day 19 and ``dee`` (of v3) from day 20, pooled as ``other`` while ``cy`` and v2 hold the room, and their
+    own once a look drops those, idle for 30 days.
+
+    >>> day = 86400.0
+    >>> small, drops = RaterPanel(max_annotators=2, max_vendors=2), {}
+    >>> for n in range(60):
+    ...     drops[n] = small.drop_idle(now=n * day, idle_seconds=30 * day)
+    ...     mate, firm = ("cy", "v2") if n < 20 else ("dee", "v3")
+    ...     item = {"ann": "pass", mate: rng.choice(["pass", "fail"])}
+    ...     small = small.update(item, {"ann": "v1", mate: firm}, ts=n * day)
+    >>> drops[50], sorted(small.per_annotator), sorted(small.per_vendor)
+    ((['cy'], ['v2']), ['ann', 'dee', 'other'], ['other', 'v1', 'v3'])
     """
 
     def __init__(
@@ -113,7 +140,7 @@ class RaterPanel(Detector):
             self.confidence_level, max_raters=self.max_annotators, max_categories=self.max_categories
         )
         self._vendor_of: dict[str, str] = {}
-        self._vendors = VendorConsensus(self.max_vendors)  # stored as a field of the panel's state
+        self._vendors = VendorConsensus(self.max_vendors)  # stored as three fields of the panel's state
         self._consensus: dict[str, int] = {}
         self._ties = 0
         self._judges: dict[str, AgreementStats] = {}
@@ -123,14 +150,16 @@ class RaterPanel(Detector):
         labels: dict[str, str],
         vendors: dict[str, str] | None = None,
         judges: dict[str, str] | None = None,
+        ts: float | None = None,
     ) -> Self:
+        """Add one item; with ``ts`` (its event time) its annotators and vendors keep the newest one."""
         if not isinstance(labels, dict) or not all(isinstance(x, str) for x in labels.values()):
             raise ValueError(f"labels must be a dict of annotator id -> label, got {labels!r}")
         if judges is not None and not all(isinstance(x, str) for x in judges.values()):
             raise ValueError(f"judges must be a dict of judge id -> label, got {judges!r}")
         values = list(labels.values())
         self._agreement.update(values)  # checks there are two or more
-        self._raters.update(labels)
+        self._raters.update(labels, ts)
         for label in (judges or {}).values():  # so that a judge's table never folds a label on its own
             self._agreement.keep(label)
             self._raters.keep(label)
@@ -140,7 +169,7 @@ class RaterPanel(Detector):
                 annotator in self._vendor_of or len(self._vendor_of) < self.max_annotators
             ):
                 self._vendor_of[annotator] = str(vendors[annotator])
-        self._vendors.add(self._vendor_comparisons(labels, vendors))
+        self._vendors.add(self._vendor_comparisons(labels, vendors), ts)
         agreed, tie = consensus(values)
         if agreed is None:
             self._ties += int(tie)
@@ -168,23 +197,36 @@ class RaterPanel(Detector):
         labels: dict[str, str],
         vendors: dict[str, str] | None = None,
         judges: dict[str, str] | None = None,
+        ts: float | None = None,
     ) -> Self:
         """Take out an item ``update`` added with these arguments: from reliability, the annotators, the
         consensus and each judge all together or from none (a panel started again may not hold it: it is
         then left as it is and the new version added on top, counted twice as before items were replaced,
         rather than taken out of some parts and not others, which then disagreed); then from the vendors',
-        unless they do not hold it (state from before vendors were counted by item)."""
+        unless they do not hold it (state from before vendors were counted by item). With ``ts``, the event
+        time it was added at, an annotator or vendor dropped since (:meth:`drop_idle`) gives up nothing."""
         if not isinstance(labels, dict) or not all(isinstance(x, str) for x in labels.values()):
             raise ValueError(f"labels must be a dict of annotator id -> label, got {labels!r}")
         try:
-            self._remove_counts(labels, judges or {})
+            self._remove_counts(labels, judges or {}, ts)
         except NotHeldError:
             return self
         with contextlib.suppress(NotHeldError):  # changes nothing when it raises
-            self._vendors.remove(self._vendor_comparisons(labels, vendors or {}))
+            self._vendors.remove(self._vendor_comparisons(labels, vendors or {}), ts)
         return self
 
-    def _remove_counts(self, labels: dict[str, str], judges: dict[str, str]) -> None:
+    def drop_idle(self, now: float, idle_seconds: float) -> tuple[list[str], list[str]]:
+        """Drop the annotators and vendors (``other`` too) last seen on an item more than ``idle_seconds``
+        before ``now`` (event time): an annotator's row and vendor, a vendor's comparisons, so that later new
+        ones take their room; the dropped annotators and vendors, each sorted. One with no event time
+        (updated without ``ts``, or state from before 2026-11-26) is stamped ``now``: idle from then on.
+        Nothing dropped is an alarm: the panel has none."""
+        annotators = self._raters.drop_idle(now, idle_seconds)
+        rows = self._raters.last_seen  # every annotator with a row, after the drop
+        self._vendor_of = {a: v for a, v in self._vendor_of.items() if a in rows}
+        return annotators, self._vendors.drop_idle(now, idle_seconds)
+
+    def _remove_counts(self, labels: dict[str, str], judges: dict[str, str], ts: float | None) -> None:
         """:meth:`remove` but for the vendors; :class:`~detectors.NotHeldError`, changing nothing, if a part
         does not hold the item (the consensus and the judges are checked first, the reliability counts given
         back if the annotators' do not hold it: no copy of the panel, which holds every annotator's row)."""
@@ -202,7 +244,7 @@ class RaterPanel(Detector):
                     raise NotHeldError(f"no comparison of judge {judge_id!r} to remove")
         self._agreement.remove(values)  # checks there are two or more
         try:
-            self._raters.remove(labels)
+            self._raters.remove(labels, ts)
         except NotHeldError:
             self._agreement.update(values)  # as it was
             raise
@@ -293,9 +335,7 @@ class RaterPanel(Detector):
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Self:
-        panel, state = cls._new_from(
-            data, ("_agreement", "_raters", "_vendor_of", "_vendors", "_consensus", "_ties", "_judges")
-        )
+        panel, state = cls._new_from(data, STATE_FIELDS)
 
         def restore(detector: Detector, s: dict[str, Any]) -> Any:
             return type(detector).from_dict({**detector.to_dict(), "state": s})
@@ -314,8 +354,11 @@ class RaterPanel(Detector):
             judges = {j: {**s, "_confusion": _folded(s["_confusion"], category)} for j, s in judges.items()}
         panel._raters = restore(panel._raters, raters)
         panel._vendor_of = dict(state["_vendor_of"])
-        # state written before vendors were counted by item: their figures start again from here
-        panel._vendors = VendorConsensus(panel.max_vendors, vendors)
+        # state written before vendors were counted by item: their figures start again from here; before
+        # 2026-11-26, no vendor times (stamped at the next drop_idle) and no drop
+        panel._vendors = VendorConsensus(
+            panel.max_vendors, vendors, state.get("_vendor_seen"), state.get("_vendors_dropped_before")
+        )
         panel._consensus = dict(counts)
         panel._ties = int(state["_ties"])
         template = panel._judge_stats()

@@ -8,7 +8,9 @@ its comparisons ``m`` and agreements ``a`` on each item: two annotators of one v
 compared with nearly the same consensus, so the interval counts items (clusters), not comparisons, with the
 cluster-robust variance of a ratio and the Wilson interval at the effective size it implies.
 
-The first ``max_vendors`` vendors are counted apart and later ones as ``other``.
+The first ``max_vendors`` vendors are counted apart and later ones as ``other``. Each vendor keeps the
+newest event time of its comparisons, and :meth:`VendorConsensus.drop_idle` drops the vendors with none
+for a while, so that new ones take their room (until 2026-11-26 the first ones ever seen kept it for good).
 """
 
 from __future__ import annotations
@@ -38,38 +40,62 @@ def _item_terms(comparisons: Iterable[Comparison]) -> dict[str, tuple[int, ...]]
 
 class VendorConsensus:
     """The vendors' tallies of one panel (see the module); state in :meth:`state`, restored by passing
-    its field back."""
+    its three fields back."""
 
-    def __init__(self, max_vendors: int, tallies: dict[str, dict[str, Any]] | None = None) -> None:
+    def __init__(
+        self,
+        max_vendors: int,
+        tallies: dict[str, dict[str, Any]] | None = None,
+        seen: dict[str, float] | None = None,
+        dropped_before: float | None = None,
+    ) -> None:
         self.max_vendors = max_vendors
         self._tallies: dict[str, dict[str, Any]] = copy.deepcopy(tallies or {})
+        self._seen: dict[str, float] = dict(seen or {})  # tallies updated with an event time: the newest
+        # the newest horizon of a drop_idle that dropped a vendor (None: none has): see remove
+        self._dropped_before = dropped_before
 
     def state(self) -> dict[str, Any]:
-        """The panel's field of this part (a copy): ``_vendors``."""
-        return {"_vendors": copy.deepcopy(self._tallies)}
+        """The panel's fields of this part (a copy): ``_vendors``, ``_vendor_seen``,
+        ``_vendors_dropped_before``."""
+        return {
+            "_vendors": copy.deepcopy(self._tallies),
+            "_vendor_seen": dict(self._seen),
+            "_vendors_dropped_before": self._dropped_before,
+        }
 
-    def add(self, comparisons: list[Comparison]) -> None:
+    def add(self, comparisons: list[Comparison], ts: float | None) -> None:
         """Count one item's ``comparisons``, each of a vendor without a tally under ``other`` when the
-        first ``max_vendors`` have theirs."""
+        first ``max_vendors`` have theirs; with ``ts``, the item's event time, each keeps the newest one."""
         counted = []
         for vendor, label, agreed, tie in comparisons:
-            if vendor not in self._tallies and len(self._tallies) >= self.max_vendors:
+            # other's tally takes no room: once vendors are dropped, a new one takes the first place freed
+            if (
+                vendor not in self._tallies
+                and len(self._tallies) - (OTHER_RATERS in self._tallies) >= self.max_vendors
+            ):
                 vendor = OTHER_RATERS
             entry = self._tallies.setdefault(vendor, {"confusion": {}, "ties": 0, "sums": [0] * 6})
             add_comparison(entry, label, agreed, tie)
             counted.append((vendor, label, agreed, tie))
+            if ts is not None:
+                seen = self._seen.get(vendor)
+                if seen is None or ts > seen:
+                    self._seen[vendor] = float(ts)
         for vendor, item in _item_terms(counted).items():
             sums = self._tallies[vendor]["sums"]
             for i, term in enumerate(item):
                 sums[i] += term
 
-    def remove(self, comparisons: list[Comparison]) -> None:
+    def remove(self, comparisons: list[Comparison], ts: float | None) -> None:
         """Take out one item's ``comparisons`` (as they were added); :class:`~detectors.NotHeldError`,
-        changing nothing, if the tallies do not hold them. A vendor without a tally was pooled: out of
-        ``other``."""
+        changing nothing, if the tallies do not hold them. A vendor without a tally was pooled (out of
+        ``other``), or, on an item older (``ts``) than the horizon of a drop, dropped: nothing of it."""
+        dropped = ts is not None and self._dropped_before is not None and ts < self._dropped_before
         held = [
             (vendor if vendor in self._tallies else OTHER_RATERS, label, agreed, tie)
             for vendor, label, agreed, tie in comparisons
+            if not (dropped and vendor not in self._tallies)
         ]
         terms = _item_terms(held)
         for vendor, item in terms.items():
@@ -81,6 +107,20 @@ class VendorConsensus:
             sums = self._tallies[vendor]["sums"]
             for i, term in enumerate(item):
                 sums[i] -= term
+
+    def drop_idle(self, now: float, idle_seconds: float) -> list[str]:
+        """Drop the tallies of the vendors (``other`` too) with no comparison for ``idle_seconds`` before
+        ``now``; the dropped vendors, sorted. A tally with no event time (state from before 2026-11-26) is
+        stamped ``now``: idle from then on."""
+        for vendor in self._tallies.keys() - self._seen.keys():
+            self._seen[vendor] = float(now)
+        horizon = now - idle_seconds
+        dropped = sorted(vendor for vendor, seen in self._seen.items() if seen < horizon)
+        for vendor in dropped:
+            del self._tallies[vendor], self._seen[vendor]
+        if dropped and (self._dropped_before is None or horizon > self._dropped_before):
+            self._dropped_before = horizon
+        return dropped
 
     def figures(self, confidence_level: float, annotators: dict[str, int]) -> dict[str, dict[str, Any]]:
         """Per vendor, sorted: ``n`` (comparisons), ``items``, ``effective_n``, ``agreement``,
