@@ -9,6 +9,14 @@ again carries the version it supersedes (``replaces``): the panel takes that out
 one, so each turn counts once, with all its labels so far (and the judges known when it was published).
 A dimension's labels after its first 32 count as ``other`` (``folded_labels`` in the report row says how
 many of the labels held do; see :mod:`detectors.rater_panel`).
+
+A panel keeps 1,000 annotators and 100 vendors of their own, later ones pooled as ``other``, and drops
+those with no item for ``idle_seconds`` (30 days) of label time (an item's time is its latest label's, so
+an annotator whose turn another labels later is seen again), their series with them, so that the next new
+ones take their room: looked for at a dimension's first item of each day of label time and at its first
+after a start, measured from the day's start (:class:`~streams.views.idle_looks.IdleLooks`), so that a
+restart does not change what is dropped when. Until 2026-11-26 the first 1,000 annotators and 100 vendors
+ever seen held their rooms for good. The panel has no alarm, so none is kept for one.
 """
 
 from __future__ import annotations
@@ -20,28 +28,49 @@ from streams.aggregate import Aggregator, key
 from streams.emit import Emit
 from streams.metrics import Metrics
 from streams.views.agreement import Refresh, finite_or_none, interval_or_none, stats_row
+from streams.views.idle_looks import IDLE_SECONDS, IdleLooks
 
 
 class RatersView:
     kinds: tuple[str, ...] = ("raters",)
 
-    def __init__(self, metrics: Metrics, refresh_every: int = 200, refresh_seconds: float = 60.0) -> None:
+    def __init__(
+        self,
+        metrics: Metrics,
+        refresh_every: int = 200,
+        refresh_seconds: float = 60.0,
+        idle_seconds: float = IDLE_SECONDS,
+    ) -> None:
         self.metrics = metrics
         self.refresh = Refresh(refresh_every, refresh_seconds)
+        self.idle_seconds = idle_seconds
+        self._looks = IdleLooks.per_idle(idle_seconds)  # derived, never persisted: per dimension
+
+    def rebalanced(self, aggregator: Aggregator) -> None:
+        """Look for idle annotators and vendors at each dimension's first item after a start."""
+        self._looks.forget()
 
     def apply(self, aggregator: Aggregator, obs: dict[str, Any], partition: int | None) -> list[Emit]:
         dimension = obs["dimension"]
+        ts = obs.get("label_ts", obs["ts"])
+        dropped: list[str] = []  # vendors
 
         def replace(panel: RaterPanel) -> None:
             old = obs.get("replaces")
             if old is not None:  # the item again, with a later annotator's label: out with its last version
-                panel.remove(old["labels"], old.get("vendors"), old.get("judges"))
-            panel.update(obs["labels"], obs.get("vendors"), obs.get("judges"))
+                panel.remove(old["labels"], old.get("vendors"), old.get("judges"), old.get("label_ts"))
+            now = self._looks.due(dimension, ts)
+            if now is not None:  # written with the item (not on a replay of it)
+                dropped.extend(panel.drop_idle(now, self.idle_seconds)[1])
+            panel.update(obs["labels"], obs.get("vendors"), obs.get("judges"), ts)
 
         panel = aggregator.update(key("raters", dimension), obs, partition, RaterPanel, replace)
+        m = self.metrics
+        if dropped and m.label("dimension", dimension) == dimension:  # their series, if they had any
+            for vendor in dropped:
+                m.vendor_consensus_ratio.remove_by_labels({"vendor_id": vendor, "dimension": dimension})
         if panel is None or not self.refresh(dimension, obs["ts"]):
             return []
-        m = self.metrics
         dim = m.label("dimension", dimension)
         if dim != dimension:  # folded into "other" by the metric guard: report.json only
             return []
