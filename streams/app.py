@@ -51,7 +51,7 @@ from streams.pipeline import Pipeline
 from streams.shard_gauges import clear_lost_children, clear_lost_shards, export_agreement, export_spikes
 from streams.state import DictStore
 from streams.tables import NamedChangelogTable, TableStore
-from streams.topics import input_topics, output_topics
+from streams.topics import consumer_group, input_topics, output_topics
 from streams.views.spikes import category_severities
 
 log = logging.getLogger("convowatch.app")
@@ -73,9 +73,8 @@ class KafkaTransport:
         #: given each escalation once the broker has acknowledged it, with the partition it came from
         self.alerts = alerts
         self.role = role = settings.role
-        #: one consumer group per role: the join and the aggregation stage scale and fail independently
         self.app = faust.App(
-            settings.app_id if role != "aggregate" else f"{settings.app_id}-aggregate",
+            consumer_group(settings),
             broker=[f"kafka://{host}" for host in settings.broker.split(",")],
             broker_credentials=faust_credentials(settings),
             store="memory://",
@@ -93,6 +92,14 @@ class KafkaTransport:
             table_standby_replicas=0,
             web_enabled=False,
             autodiscover=False,
+            # streams.admin creates every topic the app uses before it starts (changelogs compacted), so Faust
+            # creates none: a principal without CREATE (topics pre-created by a platform team) can run it.
+            # Nothing here runs on the leader alone (no on_leader timers or tasks): no leader topic either.
+            topic_allow_declare=False,
+            topic_disable_leader=True,
+            # Faust reads unprefixed environment variables (BROKER_URL, PRODUCER_ACKS, ...) over the
+            # arguments above: only CONVOWATCH_* settings configure the app
+            env={},
         )
         use_prompt_consumer(self.app, settings.fetch_max_wait_seconds)
         raw: faust.Schema = faust.Schema(

@@ -66,10 +66,7 @@ def legal_app_id(app_id: str) -> str:
     if not app_id:
         raise ValueError("must not be empty")
     _check_topic_characters(app_id)
-    changelogs = [f"{app_id}-{table}-changelog" for table in TABLES]
-    # Faust's leader topic, of each role's consumer group
-    leaders = [f"{group}-__assignor-__leader" for group in (app_id, f"{app_id}-aggregate")]
-    _check_topic_length(max([*changelogs, *leaders], key=len))
+    _check_topic_length(max((f"{app_id}-{table}-changelog" for table in TABLES), key=len))
     return app_id
 
 

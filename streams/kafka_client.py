@@ -141,8 +141,8 @@ def refuse_topic_auto_creation() -> None:
     aiokafka (0.14) offers no setting for it: its metadata requests allow auto-creation, so on a broker with
     ``auto.create.topics.enable=true`` a topic missing when a client named it (a changelog deleted while a
     worker ran) was created with the broker's defaults: ``num.partitions`` partitions,
-    ``cleanup.policy=delete``. Missing topics are created by :mod:`streams.admin` and Faust instead, with
-    convowatch's settings.
+    ``cleanup.policy=delete``. Missing topics are created by :mod:`streams.admin` instead, with convowatch's
+    settings (Faust creates none: ``topic_allow_declare=False``).
     """
     aiokafka.client.MetadataRequest = MetadataRequestNoAutoCreate  # type: ignore[misc]
 

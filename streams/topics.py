@@ -1,4 +1,4 @@
-"""Topic names: every logical topic under the configured prefix."""
+"""Topic names: every logical topic under the configured prefix; and the consumer groups."""
 
 from __future__ import annotations
 
@@ -40,6 +40,12 @@ def output_topics(settings: Settings) -> dict[str, str]:
         for category in load_taxonomy(settings.taxonomy).categories:
             names[f"defects.{category}"] = f"defects.{category}"
     return {logical: settings.topic(name) for logical, name in names.items()}
+
+
+def consumer_group(settings: Settings) -> str:
+    """The consumer group (Faust's app id) of a worker of ``settings.role``: one per role, so that the join
+    and the aggregation stage scale and fail independently; the combined role's is the join's."""
+    return settings.app_id if settings.role != "aggregate" else f"{settings.app_id}-aggregate"
 
 
 def changelog_topics(settings: Settings) -> list[str]:

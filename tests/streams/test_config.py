@@ -95,8 +95,9 @@ def test_a_usable_alertmanager_url_is_taken() -> None:
         ({"app_id": "shop bot"}, "app_id", "a topic name takes ASCII letters"),
         ({"app_id": "caf\u00e9"}, "app_id", "a topic name takes ASCII letters"),
         ({"app_id": ""}, "app_id", "must not be empty"),
-        # the aggregate role's leader topic, <app id>-aggregate-__assignor-__leader, is the longest
-        ({"app_id": "a" * (MAX_TOPIC_NAME - 29)}, "app_id", "names 250 characters long"),
+        # the aggregates' changelog, <app id>-aggregates-changelog, is the longest (Faust's leader topic,
+        # <app id>-aggregate-__assignor-__leader, is no more: the app declares no topic)
+        ({"app_id": "a" * (MAX_TOPIC_NAME - 20)}, "app_id", "names 250 characters long"),
     ],
 )
 def test_a_topic_prefix_or_app_id_kafka_would_refuse_is_refused(
@@ -113,10 +114,11 @@ def test_the_longest_prefix_and_app_id_taken_make_topic_names_kafka_takes() -> N
     longest = max(len(name) for name in all_topics(unprefixed) if not name.startswith(unprefixed.app_id))
     settings = Settings(
         topic_prefix="p" * (MAX_TOPIC_NAME - longest),
-        app_id="a" * (MAX_TOPIC_NAME - len("-aggregate-__assignor-__leader")),
+        app_id="a" * (MAX_TOPIC_NAME - len("-aggregates-changelog")),
         defect_category_topics=False,
     )
     assert max(len(name) for name in all_topics(settings)) == MAX_TOPIC_NAME
+    assert len(f"{settings.app_id}-aggregates-changelog") == MAX_TOPIC_NAME
 
 
 @pytest.mark.parametrize(
