@@ -73,6 +73,7 @@ def create_topics(
         for name in wanted
         if name not in metadata
     ]
+    refused = []
     if new:
         for name, future in admin.create_topics(new, operation_timeout=timeout).items():
             try:
@@ -82,8 +83,16 @@ def create_topics(
                 error = exc.args[0]
                 if error.name() == "TOPIC_ALREADY_EXISTS":
                     outcome[name] = "exists"
+                elif error.code() == KafkaError.TOPIC_AUTHORIZATION_FAILED:
+                    refused.append(name)
                 else:
                     raise ConvowatchError(f"cannot create topic {name}: {error.str()}") from None
+    if refused:  # a topic this principal may not describe is missing to it: pre-created or not
+        raise ConfigError(
+            f"the Kafka ACLs let this principal neither see nor create {', '.join(sorted(refused))}: grant "
+            "it DESCRIBE on every topic convowatch uses (READ or WRITE imply it) where a platform team "
+            "creates them, else CREATE (README, Permissions (ACLs))"
+        )
     return outcome
 
 

@@ -1,4 +1,5 @@
-"""``convowatch worker``: check the broker, create topics, serve metrics and health, run the Faust worker."""
+"""``convowatch worker``: check the broker, create topics, check the ACLs, serve metrics and health, run the
+Faust worker."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from streams.kafka_client import BrokerMonitor, quiet_client_logs, refuse_topic_
 from streams.lag import ConsumerLagMonitor
 from streams.metrics import Metrics
 from streams.periodic import Periodic
+from streams.permissions import check_permissions
 from streams.taxonomy import load_taxonomy
 from streams.vendor_sla import load_vendor_sla
 
@@ -38,6 +40,7 @@ def run_worker(settings: Settings, loglevel: str = "warning") -> None:
     check_local_files(settings)  # before any topic is created: a wrong file left the cluster half set up
     server = serve(registry, health, settings.metrics_host, settings.metrics_port)  # a port in use: first
     create_topics(settings)  # raises BrokerUnreachable with the address when the broker does not answer
+    check_permissions(settings)  # the ACLs this role needs, all named now, not as the first batch fails
     refuse_topic_auto_creation()  # Faust's clients: a topic missing now is not created with broker defaults
     monitor = BrokerMonitor(settings, metrics)  # convowatch_broker_connected, _outages_total; log
     base = server_url(settings.metrics_host, server.server_port)  # not 0.0.0.0: alerts link to it
