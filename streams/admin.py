@@ -40,8 +40,8 @@ def create_topics(
     existing topics that must be co-partitioned (inputs, the internal topics, the tables' changelogs)
     differ in partition count, or, with ``expect_partitions``, differ from ``CONVOWATCH_PARTITIONS``: a
     turn's events would meet on different workers, and a changelog record sent to its input's partition
-    number would fail its batch at every restart. Logs a warning for each existing topic among ``names``
-    replicated fewer times than ``CONVOWATCH_REPLICATION_FACTOR``.
+    number would fail its batch at every restart. Logs a warning for each topic among ``names`` replicated
+    fewer times than :func:`expected_replicas`.
     """
     wanted = names if names is not None else all_topics(settings)
     if too_long := [name for name in wanted if len(name) > MAX_TOPIC_NAME]:  # before any is created
@@ -51,17 +51,12 @@ def create_topics(
         )
     check_broker(settings)
     admin = AdminClient(admin_config(settings))
-    metadata = admin.list_topics(timeout=timeout).topics
+    cluster = admin.list_topics(timeout=timeout)
+    metadata = cluster.topics
     changelogs = {name for name in changelog_topics(settings) if name in wanted}
     _check_compacted(settings, cleanup_policies(admin, sorted(changelogs & set(metadata)), timeout))
     counts = {name: len(topic.partitions) for name, topic in metadata.items()}
     _check_partitions(settings, counts, expect_partitions)
-    replicas = {
-        name: min(len(p.replicas) for p in metadata[name].partitions.values())
-        for name in wanted
-        if name in metadata and metadata[name].partitions
-    }
-    warn_under_replicated(replicas, settings.replication_factor)
     outcome = {name: "exists" for name in wanted if name in metadata}
     new = [
         NewTopic(
@@ -87,6 +82,14 @@ def create_topics(
                     refused.append(name)
                 else:
                     raise ConvowatchError(f"cannot create topic {name}: {error.str()}") from None
+    if settings.replication_factor < 0 and "created" in outcome.values():  # the broker chose their replicas
+        metadata = admin.list_topics(timeout=timeout).topics
+    replicas = {
+        name: min(len(p.replicas) for p in metadata[name].partitions.values())
+        for name in wanted
+        if name in metadata and metadata[name].partitions
+    }
+    warn_under_replicated(replicas, settings.replication_factor, len(cluster.brokers))
     if refused:  # a topic this principal may not describe is missing to it: pre-created or not
         raise ConfigError(
             f"the Kafka ACLs let this principal neither see nor create {', '.join(sorted(refused))}: grant "
@@ -129,17 +132,36 @@ def _check_compacted(settings: Settings, policies: Mapping[str, str]) -> None:
         )
 
 
-def warn_under_replicated(replicas: Mapping[str, int], wanted: int) -> None:
-    """Log each topic of ``replicas`` (name -> its replication factor) replicated fewer than ``wanted``
-    times."""
+def expected_replicas(replication_factor: int, brokers: int) -> int:
+    """The replication factor below which a topic is named in a warning: ``CONVOWATCH_REPLICATION_FACTOR``;
+    with -1 (the broker's ``default.replication.factor``, which the principal may not be allowed to read,
+    and which is 1 unless set) the number of ``brokers``, up to 3."""
+    return replication_factor if replication_factor > 0 else min(brokers, 3)
+
+
+def warn_under_replicated(replicas: Mapping[str, int], replication_factor: int, brokers: int) -> None:
+    """Log each topic of ``replicas`` (name -> its replication factor) replicated fewer times than
+    :func:`expected_replicas` on a cluster of ``brokers``."""
+    wanted = expected_replicas(replication_factor, brokers)
     for name, count in sorted(replicas.items()):
-        if count < wanted:
+        if count >= wanted:
+            continue
+        if replication_factor > 0:
             log.warning(
                 "%s has replication factor %d, below CONVOWATCH_REPLICATION_FACTOR=%d: a broker's loss can "
                 "lose it; add replicas with kafka-reassign-partitions.sh",
                 name,
                 count,
                 wanted,
+            )
+        else:
+            log.warning(
+                "%s has replication factor %d on a cluster of %d brokers: a broker's loss can lose it; add "
+                "replicas with kafka-reassign-partitions.sh. convowatch creates topics with the broker's "
+                "default.replication.factor (1 unless set) while CONVOWATCH_REPLICATION_FACTOR is -1",
+                name,
+                count,
+                brokers,
             )
 
 

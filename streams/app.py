@@ -80,7 +80,6 @@ class KafkaTransport:
             store="memory://",
             datadir=data_dir(settings),
             topic_partitions=settings.partitions,
-            topic_replication_factor=settings.replication_factor,
             broker_commit_interval=settings.commit_interval_seconds,
             consumer_auto_offset_reset="earliest",
             producer_acks=-1,

@@ -55,7 +55,12 @@ class Settings(BaseSettings):
     partitions: int = Field(
         4, ge=1, description="CONVOWATCH_PARTITIONS: partitions of topics convowatch creates."
     )
-    replication_factor: int = Field(1, ge=1, description="CONVOWATCH_REPLICATION_FACTOR: for created topics.")
+    replication_factor: int = Field(
+        -1,
+        ge=-1,
+        description="CONVOWATCH_REPLICATION_FACTOR: replicas of the topics convowatch creates; -1: the "
+        "broker's default.replication.factor.",
+    )
     batch_max: int = Field(
         1_000, ge=1, description="CONVOWATCH_BATCH_MAX: most records an agent processes as one batch."
     )
@@ -368,6 +373,7 @@ class Settings(BaseSettings):
     _bootstrap_servers = field_validator("broker")(check.bootstrap_servers)
     _legal_topic_prefix = field_validator("topic_prefix")(check.legal_topic_prefix)
     _legal_app_id = field_validator("app_id")(check.legal_app_id)
+    _replicas_or_broker_default = field_validator("replication_factor")(check.replicas_or_broker_default)
     _heartbeat_within_session = field_validator("heartbeat_interval_seconds")(check.heartbeat_within_session)
     _sasl_needs_credentials = field_validator("sasl_password")(check.sasl_needs_credentials)
     _readable_cafile = field_validator("ssl_cafile")(check.readable_cafile)

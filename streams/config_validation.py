@@ -70,6 +70,12 @@ def legal_app_id(app_id: str) -> str:
     return app_id
 
 
+def replicas_or_broker_default(replication_factor: int) -> int:
+    if replication_factor == 0:
+        raise ValueError("must be -1 (the broker's default.replication.factor) or at least 1")
+    return replication_factor
+
+
 def _check_topic_characters(part: str) -> None:
     if not TOPIC_CHARACTERS.fullmatch(part):
         raise ValueError(

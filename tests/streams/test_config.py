@@ -121,6 +121,15 @@ def test_the_longest_prefix_and_app_id_taken_make_topic_names_kafka_takes() -> N
     assert len(f"{settings.app_id}-aggregates-changelog") == MAX_TOPIC_NAME
 
 
+def test_the_replication_factor_is_the_brokers_default_unless_set() -> None:
+    # the default was 1: on a 3-broker cluster every topic convowatch created had one replica, silently
+    assert Settings().replication_factor == -1
+    assert Settings(replication_factor=3).replication_factor == 3
+    for wrong in (0, -2):
+        field, message = _refusal(replication_factor=wrong)
+        assert field == "replication_factor", message
+
+
 @pytest.mark.parametrize(
     "broker",
     ["kafka:notaport", "kafka:0", "kafka:65536", "kafka:", "a:9092,kafka:9o92", "[::1]:x", "k:\u00b2"],

@@ -15,7 +15,6 @@ FAUST_VARIABLES = {
     "BROKER_URL": "kafka://other-cluster:9092",
     "PRODUCER_ACKS": "1",
     "CONSUMER_AUTO_OFFSET_RESET": "latest",
-    "TOPIC_REPLICATION_FACTOR": "1",
     "TOPIC_PARTITIONS": "1",
     "TABLE_STANDBY_REPLICAS": "1",
     "PROCESSING_GUARANTEE": "exactly_once",
@@ -32,12 +31,11 @@ def test_faust_environment_variables_do_not_override_convowatch_settings(
     # cluster than CONVOWATCH_BROKER, PRODUCER_ACKS=1 broke the delivery guarantee
     for variable, value in FAUST_VARIABLES.items():
         monkeypatch.setenv(variable, value)
-    settings = Settings(broker="kafka-a:9092,kafka-b:9092", replication_factor=3, partitions=6)
+    settings = Settings(broker="kafka-a:9092,kafka-b:9092", partitions=6)
     conf = KafkaTransport(settings, Metrics(CollectorRegistry())).app.conf
     assert [str(url) for url in conf.broker] == ["kafka://kafka-a:9092", "kafka://kafka-b:9092"]
     assert conf.producer_acks == -1
     assert conf.consumer_auto_offset_reset == "earliest"
-    assert conf.topic_replication_factor == 3
     assert conf.topic_partitions == 6
     assert conf.table_standby_replicas == 0
     assert conf.processing_guarantee.value == "at_least_once"
