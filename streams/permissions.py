@@ -5,8 +5,8 @@ consumer group a worker waited for partitions for ever, reporting itself healthy
 ``escalations`` it ran until its first high-risk failure, maybe days later, then failed that batch at every
 restart. The worker asks the broker instead which operations the principal may do on each topic and on its
 group (KIP-430's authorized operations, one metadata request and one group description), and refuses to
-start naming each one missing. A broker without an authorizer allows every operation; one that does not
-say (older than Kafka 2.3) is taken at its word later, as before.
+start naming each one missing. A broker without an authorizer answers that every operation is allowed;
+what a broker does not answer for (one older than Kafka 2.3) fails when first tried, as before.
 """
 
 from __future__ import annotations
