@@ -33,6 +33,11 @@ READ, WRITE = AclOperation.READ, AclOperation.WRITE
 JOIN_WRITES = ("defects", "escalations", "deadletter", "divergences", "observations")
 AGGREGATE_WRITES = ("escalations", "review_requests", "review_keep")
 
+#: Longest wait for the first description of the consumer group, doubled at each next one: librdkafka (2.16)
+#: reports a coordinator not available yet (a fresh cluster, where the first group lookup creates
+#: ``__consumer_offsets``) by retrying its lookup twice and then only as a timeout of the whole request.
+FIRST_ATTEMPT_SECONDS = 0.5
+
 #: (resource type, name) -> the operations needed on it
 Needs = dict[tuple[str, str], set[AclOperation]]
 
@@ -128,20 +133,24 @@ def group_operations(admin: AdminClient, name: str, timeout: float) -> set[AclOp
     Asks again while the group's coordinator moves or loads (a fresh cluster), for up to ``timeout``
     seconds."""
     deadline = time.monotonic() + timeout
+    attempt = FIRST_ATTEMPT_SECONDS
     while True:
         futures = admin.describe_consumer_groups(
-            [name], request_timeout=timeout, include_authorized_operations=True
+            [name],
+            request_timeout=max(0.1, min(attempt, deadline - time.monotonic())),
+            include_authorized_operations=True,
         )
         try:
-            operations = futures[name].result(timeout=timeout).authorized_operations
+            operations = futures[name].result().authorized_operations  # librdkafka times it out
             return None if operations is None else set(operations)
         except KafkaException as exc:
             error = exc.args[0]
             if error.code() == KafkaError.GROUP_AUTHORIZATION_FAILED:
                 return set()
-            if error.code() not in COORDINATOR_MOVING:
+            if error.code() not in COORDINATOR_MOVING and error.code() != KafkaError._TIMED_OUT:
                 raise ConvowatchError(f"cannot read the permissions on group {name}: {error.str()}") from None
             if time.monotonic() + RETRY_SECONDS >= deadline:
                 log.warning("cannot check the permissions on group %s: %s", name, error.str())
                 return None
         time.sleep(RETRY_SECONDS)
+        attempt *= 2
