@@ -78,7 +78,7 @@ def _a_file(tmp_path: Path) -> Path:
             "shop bot.",
             "(CONVOWATCH_TOPIC_PREFIX): 'shop bot.': a topic name takes ",
         ),
-        ("CONVOWATCH_APP_ID", "a" * 250, "(CONVOWATCH_APP_ID): makes topic names 280 characters long"),
+        ("CONVOWATCH_APP_ID", "a" * 250, "(CONVOWATCH_APP_ID): makes topic names 271 characters long"),
         ("CONVOWATCH_BROKER", "kafka:notaport", "(CONVOWATCH_BROKER): 'kafka:notaport': the port must be "),
         (
             "CONVOWATCH_ALERTMANAGER_URL",
