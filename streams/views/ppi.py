@@ -11,8 +11,17 @@ A label whose HumanLabel carries ``inclusion_probability`` ``p`` (copied from it
 ``streams/views/review.py``) weighs ``1 / p`` (inverse-probability weighting): turns sampled for review
 with known, unequal probabilities still give an unbiased estimate. A label without it weighs 1, i.e. is
 assumed part of a uniform random sample of judged turns; labelling that targets the judge's fails without
-recording the probability, or gold turns chosen for difficulty, bias it. Journeys beyond the first 50 seen
-share ``other``.
+recording the probability, or gold turns chosen for difficulty, bias it.
+
+Per judge, ``max_journeys`` journeys get estimators of their own; later ones share ``other``. An estimator
+that has counted no judged turn for ``idle_seconds`` of the judge's event time before the start of the day
+that looks (a retired journey, or all journeys' figures of a dimension the judge no longer labels) is
+dropped, from report.json too, and a journey none of the judge's estimators has left gives its room to the
+next new one: looked for at the judge's first observation of each day of event time and its first after a
+start (:class:`~streams.views.idle_looks.IdleLooks`), inside the update of the judge's estimators, so the
+drop is written with it. Until 2026-11-26 each judge's first 50 journeys held their room for good, and after
+turnover every new journey was ``other``. A label (``pair``) is dated by its turn, counted already: it
+keeps no estimator.
 """
 
 from __future__ import annotations
@@ -27,6 +36,7 @@ from streams.emit import SEP, Emit
 from streams.labels import OTHER, SourceGuards
 from streams.metrics import Metrics
 from streams.views.agreement import MAX_SEGMENT_VALUES, Refresh, finite_or_none, interval_or_none
+from streams.views.idle_looks import IDLE_SECONDS, IdleLooks
 
 ALL = "*"
 
@@ -38,10 +48,20 @@ def _estimators() -> KeyedDetectors:
 class DefectRateView:
     kinds: tuple[str, ...] = ("judged", "pair")
 
-    def __init__(self, metrics: Metrics, refresh_every: int = 200, refresh_seconds: float = 60.0) -> None:
+    def __init__(
+        self,
+        metrics: Metrics,
+        refresh_every: int = 200,
+        refresh_seconds: float = 60.0,
+        max_journeys: int = MAX_SEGMENT_VALUES,
+        idle_seconds: float = IDLE_SECONDS,
+    ) -> None:
         self.metrics = metrics
         self.refresh = Refresh(refresh_every, refresh_seconds)
-        self.journeys = SourceGuards(MAX_SEGMENT_VALUES)  # bounds the estimators per judge
+        self.journeys = SourceGuards(max_journeys)  # bounds the estimators per judge
+        self.idle_seconds = idle_seconds
+        # derived, never persisted: when to look for each judge's idle estimators
+        self._looks = IdleLooks.per_idle(idle_seconds)
 
     def rebalanced(self, aggregator: Aggregator) -> None:
         """Admit the journeys of the recovered estimators first: with a fresh guard a restarted worker
@@ -53,10 +73,12 @@ class DefectRateView:
             assert isinstance(keyed, KeyedDetectors)
             journeys = {inner.split(SEP, 1)[0] for inner, _ in keyed.items()}
             self.journeys(ppi_key.split(SEP, 1)[1], "journey").admit(journeys - {ALL})
+        self._looks.forget()
 
     def apply(self, aggregator: Aggregator, obs: dict[str, Any], partition: int | None) -> list[Emit]:
         judge_id = obs["judge_id"]
         segment = obs["segment"]
+        ts = obs["ts"]
         if obs["kind"] == "judged":
             verdicts = [(d, label == FAIL) for d, label in obs["labels"].items() if d in QUALITY_DIMENSIONS]
             if not verdicts:
@@ -64,8 +86,9 @@ class DefectRateView:
 
             def apply(keyed: KeyedDetectors) -> None:
                 for dim, fail in verdicts:
-                    keyed.at(journey + SEP + dim).update(fail)
-                    keyed.at(ALL + SEP + dim).update(fail)
+                    keyed.update(journey + SEP + dim, fail, ts=ts)
+                    keyed.update(ALL + SEP + dim, fail, ts=ts)
+                self._drop_idle(keyed, judge_id, ts)
 
         else:
             dim = obs["dimension"]
@@ -78,17 +101,17 @@ class DefectRateView:
 
             def apply(keyed: KeyedDetectors) -> None:
                 for where in (journey, ALL):
-                    ppi = keyed.at(where + SEP + dim)
                     if segment is None:  # the turn never arrived: never counted by a judged observation
-                        ppi.update(fail, truth, weight)
+                        keyed.update(where + SEP + dim, fail, truth, weight, ts=ts)
                     else:
-                        ppi.add_label(fail, truth, weight)
+                        keyed.at(where + SEP + dim).add_label(fail, truth, weight)
+                self._drop_idle(keyed, judge_id, ts)
 
         # the guard only now: a value it admits must get an estimator, or a restart (which admits the
         # estimators' journeys) would map it otherwise
         journey = self.journeys(judge_id, "journey")(segment.get("journey") if segment else None)
         keyed = aggregator.update(f"ppi{SEP}{judge_id}", obs, partition, _estimators, apply)
-        if keyed is None or not self.refresh((judge_id, journey), obs["ts"]):
+        if keyed is None or not self.refresh((judge_id, journey), ts):
             return []
         m = self.metrics
         judge = m.label("judge_id", judge_id)
@@ -111,6 +134,15 @@ class DefectRateView:
                 m.calibrated_rate_bound.labels(judge, dimension, label, "lower").set(low)
                 m.calibrated_rate_bound.labels(judge, dimension, label, "upper").set(high)
         return []
+
+    def _drop_idle(self, keyed: KeyedDetectors, judge_id: str, ts: float) -> None:
+        """At the judge's first observation of a day (and after a start), after its update: drop the
+        estimators idle since ``idle_seconds`` before the day's start, and give up the room of the journeys
+        none is left of (PredictionPoweredRate has no alarm to keep one for)."""
+        now = self._looks.due(judge_id, ts)
+        if now is not None and keyed.drop_idle(now, self.idle_seconds):
+            journeys = {inner.split(SEP, 1)[0] for inner in keyed.keys}
+            self.journeys(judge_id, "journey").retain(journeys)
 
     def report(self, aggregator: Aggregator) -> dict[str, Any]:
         """``defect_rates``: one row per judge, quality dimension and journey (``*``: all journeys)."""
