@@ -57,7 +57,8 @@ class DefectRateSpike(Detector):
     update, and monitoring then restarts with all charts at 0. ``onset`` is the alarming chart's last
     zero (the change-point MLE), ``spike_rate`` the rate since then, ``evidence`` the refs of the last
     ``max_evidence`` defects since ``onset`` (``update(x, ref)``; the event index when ``ref`` is None);
-    all three describe the episode on its resolving update too.
+    all three describe the episode on its resolving update too. With ``ts`` (``update(x, ref, ts)``, event
+    time), :attr:`last_seen` is the newest one: for its owner to tell an idle detector.
 
     **Cost.** About 0.1-0.5 µs per update once designs are cached (``bench/detection.py``). A design
     not yet cached (a new 0.2% step of a baseline) is computed once per process, inside one update:
@@ -155,11 +156,15 @@ class DefectRateSpike(Detector):
         self._r_defect = 0.0
         self._r_ok = 0.0
         self._ring: list[list[int | str]] = []  # [index, ref] of the latest defects
+        self._last_seen: float | None = None  # the newest event time an update brought
 
     # -- updating ---------------------------------------------------------------------------------
 
-    def update(self, x: float, ref: int | str | None = None) -> DefectRateSpike:
-        """Add one event: ``x`` truthy when defective; ``ref`` (int or str) identifies it in ``evidence``."""
+    def update(self, x: float, ref: int | str | None = None, ts: float | None = None) -> DefectRateSpike:
+        """Add one event: ``x`` truthy when defective; ``ref`` (int or str) identifies it in ``evidence``;
+        ``ts`` its event time, if any."""
+        if ts is not None and (self._last_seen is None or ts > self._last_seen):
+            self._last_seen = float(ts)
         n = self._n
         self._n = n + 1
         self._drift = False
@@ -303,12 +308,27 @@ class DefectRateSpike(Detector):
         self._v = [0] * self.n_charts
         self._vmax = 0
 
+    def stamp(self, ts: float) -> DefectRateSpike:
+        """Take event time ``ts`` as :attr:`last_seen` if there is none (state from before 2026-11-26).
+
+        >>> DefectRateSpike().stamp(5.0).update(False, ts=3.0).stamp(9.0).last_seen
+        5.0
+        """
+        if self._last_seen is None:
+            self._last_seen = float(ts)
+        return self
+
     # -- results ----------------------------------------------------------------------------------
 
     @property
     def n(self) -> int:
         """Number of updates so far."""
         return self._n
+
+    @property
+    def last_seen(self) -> float | None:
+        """The newest event time an update brought (None: none did, or state from before 2026-11-26)."""
+        return self._last_seen
 
     @property
     def monitoring(self) -> bool:

@@ -9,6 +9,16 @@ disagreement rate and alarms on a rise of unknown size; the alarm raises ``judge
 dimension and segment with the disagreeing turns as evidence, and resolves when the rate is back. The
 false-alarm budget is stated per day, all streams together (``CONVOWATCH_DRIFT_FALSE_ALARMS_PER_DAY`` at
 ``CONVOWATCH_DRIFT_PAIRS_PER_DAY`` pairs so kept), as the spike view's is.
+
+Per judge, ``max_journeys`` journeys get detectors of their own; later ones share ``other``. A detector that
+has seen no pair for ``idle_seconds`` of the judge's event time (the pairs' turn times) before the start of
+the day that looks (a retired journey; all journeys' ``*`` of a dimension no longer labelled) is dropped,
+unless in alarm, and a journey none of the judge's detectors has left gives its room to the next new one
+(:func:`~streams.views.idle_journeys.drop_idle`, looked for at the judge's first pair of each day and its
+first after a start); not while one of the judge's ``other`` detectors is in alarm. Until 2026-11-26 each
+judge's first 50 journeys held their room for good, and after turnover every new journey was ``other``. A
+drift in alarm of a journey that retired is kept, in alarm (its escalation sent again after a restart),
+until pairs show the rate back, if they ever come.
 """
 
 from __future__ import annotations
@@ -22,7 +32,11 @@ from streams.emit import SEP, UNKNOWN_SEGMENT, Emit, iso
 from streams.labels import SourceGuards
 from streams.metrics import Metrics
 from streams.policy import escalation_id
+from streams.views.idle_journeys import drop_idle
+from streams.views.idle_looks import IDLE_SECONDS, IdleLooks
 from streams.views.uniform_labels import UniformLabels
+
+ALL = "*"
 
 
 class JudgeDriftView:
@@ -35,6 +49,8 @@ class JudgeDriftView:
         pairs_per_day: float = 700_000.0,
         warmup: int = 200,
         uniform_probability: float = 0.001,
+        max_journeys: int = 50,
+        idle_seconds: float = IDLE_SECONDS,
     ) -> None:
         self.metrics = metrics
         # the pairs of a uniform sample of the labelled turns, whatever review sampling requested
@@ -45,16 +61,24 @@ class JudgeDriftView:
         # about 14 false alarms a day at 700,000 pairs a day.)
         self.arl0 = arl0_for_budget(false_alarms_per_day, pairs_per_day, 2)
         self.warmup = warmup
-        self.journeys = SourceGuards(50)  # per judge: see SourceGuards
+        self.journeys = SourceGuards(max_journeys)  # per judge: see SourceGuards
+        self.idle_seconds = idle_seconds
+        # derived, never persisted: each judge's detector keys (those updated, and the recovered ones), and
+        # when to look for its idle ones
+        self._keys: dict[str, set[str]] = {}
+        self._looks = IdleLooks.per_idle(idle_seconds)
 
     def rebalanced(self, aggregator: Aggregator) -> None:
         """Admit the journeys of the recovered drift detectors to fresh guards first (see
         ``SpikeView.rebalanced``)."""
         self.journeys = SourceGuards(self.journeys.max_values)
         journeys: dict[str, set[str]] = {}
+        self._keys = {}
+        self._looks.forget()
         for drift_key, _ in aggregator.records("drift"):
             _, judge_id, _, journey = drift_key.split(SEP)
-            if journey != "*":  # every journey's detector, not a journey
+            self._keys.setdefault(judge_id, set()).add(drift_key)
+            if journey != ALL:  # every journey's detector, not a journey
                 journeys.setdefault(judge_id, set()).add(journey)
         for judge_id, values in journeys.items():
             self.journeys(judge_id, "journey").admit(values)
@@ -66,18 +90,51 @@ class JudgeDriftView:
         judge_id, dimension = pair["judge_id"], pair["dimension"]
         disagree = pair["judge_label"] != pair["human_label"]
         segment = pair["segment"] or UNKNOWN_SEGMENT
+        ts = pair["ts"]
+        keys = self._keys.get(judge_id) or self._keys.setdefault(judge_id, set())
         emits = []
-        for journey in ("*", self.journeys(judge_id, "journey")(segment.get("journey"))):
+        for journey in (ALL, self.journeys(judge_id, "journey")(segment.get("journey"))):
+            drift_key = key("drift", judge_id, dimension, journey)
+            keys.add(drift_key)
             detector = aggregator.update(
-                key("drift", judge_id, dimension, journey),
+                drift_key,
                 pair,
                 partition,
-                lambda: DefectRateSpike(arl0=self.arl0, warmup=self.warmup),
-                lambda d: d.retune(self.arl0).update(disagree, ref=pair["turn_id"]),  # the budget now
+                self._make,
+                lambda d: d.retune(self.arl0).update(disagree, ref=pair["turn_id"], ts=ts),  # the budget now
             )
             if detector is not None and (detector.drift_detected or detector.resolved):
                 emits.append(self._escalation(detector, judge_id, dimension, journey, pair))
+        now = self._looks.due(judge_id, ts)
+        if now is not None:
+            self._drop_idle(aggregator, judge_id, now, pair, partition)
         return emits
+
+    def _make(self) -> DefectRateSpike:
+        return DefectRateSpike(arl0=self.arl0, warmup=self.warmup)
+
+    def _drop_idle(
+        self, aggregator: Aggregator, judge_id: str, now: float, pair: dict[str, Any], partition: int | None
+    ) -> None:
+        """Drop ``judge_id``'s idle detectors not in alarm (:func:`~streams.views.idle_journeys.drop_idle`;
+        those from before 2026-11-26 stamped ``now``, written with ``pair``), and give up the room of the
+        journeys none is left of, unless an ``other`` one is in alarm."""
+
+        def stamp(drift_key: str, _: DefectRateSpike) -> DefectRateSpike | None:
+            return aggregator.update(drift_key, pair, partition, self._make, lambda d: d.stamp(now))
+
+        kept = drop_idle(
+            aggregator,
+            self._keys.get(judge_id, set()),
+            now,
+            self.idle_seconds,
+            partition,
+            _journey,
+            lambda d: d.in_alarm,
+            stamp,
+        ).kept
+        if kept is not None:
+            self.journeys(judge_id, "journey").retain(kept)
 
     def open_escalations(
         self, aggregator: Aggregator, keys: Iterable[str], owns: Callable[[str], bool], at: float
@@ -134,3 +191,9 @@ class JudgeDriftView:
                 "episode": detector.n_alarms,
             },
         }
+
+
+def _journey(drift_key: str) -> str | None:
+    """The journey of a drift detector's key (None: all journeys' ``*``)."""
+    journey = drift_key.rsplit(SEP, 1)[1]
+    return None if journey == ALL else journey

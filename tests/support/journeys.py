@@ -30,15 +30,17 @@ class JourneyWorker(RestartableView):
     def make_view(self, metrics: Metrics) -> Any:
         return self.make(metrics)
 
-    def turn(self, ts: float, journey: str, version: str = "v1", fail: bool | None = None) -> None:
+    def turn(
+        self, ts: float, journey: str, version: str = "v1", fail: float = 0.1, disagree: float = 0.1
+    ) -> None:
         """A turn of ``journey`` served by ``version``: its turn observation (outcome, latency), the judge's
-        verdict on ``safety`` (a fail: ``fail``, else one in ten) and a human label agreeing with it (a
-        disagreement one in ten), each with its own source position."""
+        verdict on ``safety`` (a fail with probability ``fail``) and a human label (disagreeing with
+        probability ``disagree``), each with its own source position."""
         self.offset += 1
         rng, n = self.rng, self.offset
-        failed = rng.random() < 0.1 if fail is None else fail
+        failed = rng.random() < fail
         judge_label = "fail" if failed else "pass"
-        human_label = judge_label if rng.random() < 0.9 else ("pass" if failed else "fail")
+        human_label = judge_label if rng.random() >= disagree else ("pass" if failed else "fail")
         segment = {"journey": journey, "model_version": version, "intent": "refund"}
         common = {"turn_id": f"t{n}", "ts": ts, "segment": segment}
         observations = {
