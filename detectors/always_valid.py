@@ -275,6 +275,12 @@ class LiveVersionPairs(Detector, metaclass=ABCMeta):
     def versions(self) -> list[str]:
         return sorted(self._seen)
 
+    @property
+    def last_seen(self) -> float | None:
+        """The newest event time a turn brought (None before any): for its owner to tell an idle
+        comparison."""
+        return None if self._watermark == -math.inf else self._watermark
+
     def first_seen(self, version: str) -> float | None:
         """Event time ``version`` was first seen (None if not tracked)."""
         seen = self._seen.get(version)

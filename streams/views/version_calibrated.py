@@ -15,6 +15,8 @@ When the new version's calibrated defect rate on a dimension is significantly hi
 ``version_regression`` escalation (high, ``dimension`` set, evidence ``source`` ``calibrated``) fires once
 per judge, journey, dimension and pair; it resolves when the versions stop serving the journey together.
 Gauges ``convowatch_version_calibrated_*`` (labels add ``dimension``; turns per ``arm`` and ``sample``).
+A comparison's idle time counts from its newest judged turn (a label is dated by its turn): one a label made
+for a journey whose turns it never saw holds nothing, and goes at the next look.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from schemas.common import FAIL, QUALITY_DIMENSIONS
 from streams.aggregate import Aggregator
 from streams.emit import SEP, Emit
 from streams.metrics import Metrics
+from streams.views.idle_looks import IDLE_SECONDS
 from streams.views.version_common import TestKey, VersionPairView, regression_text
 
 PREFIX = "version_calibrated"
@@ -63,8 +66,9 @@ class VersionCalibratedView(VersionPairView):
         min_samples: int = 100,
         min_labels: int = 30,
         max_journeys: int = 50,
+        idle_seconds: float = IDLE_SECONDS,
     ) -> None:
-        super().__init__(metrics, horizon_seconds, alpha, tau2, min_samples, max_journeys)
+        super().__init__(metrics, horizon_seconds, alpha, tau2, min_samples, max_journeys, idle_seconds)
         self.min_labels = min_labels
 
     def _make(self) -> CalibratedVersionComparison:
@@ -100,10 +104,11 @@ class VersionCalibratedView(VersionPairView):
 
         judge_id = obs["judge_id"]
         journey = self.journeys(judge_id, "journey")(segment.get("journey") if segment else None)
-        comparison = aggregator.update(
-            f"{PREFIX}{SEP}{judge_id}{SEP}{journey}", obs, partition, self._make, apply
-        )
-        return [] if comparison is None else self._after(comparison, (judge_id, journey), obs)
+        key = f"{PREFIX}{SEP}{judge_id}{SEP}{journey}"
+        comparison = aggregator.update(key, obs, partition, self._make, apply)
+        emits = [] if comparison is None else self._after(comparison, (judge_id, journey), obs)
+        self._looked(aggregator, judge_id, (key,), obs, partition)
+        return emits
 
     # a pair has one test per dimension: the comparison's own tuples carry it already
     def _pair_tests(self, comparison: Any, control: str, treatment: str) -> dict[str, Any]:

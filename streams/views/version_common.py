@@ -11,21 +11,34 @@ that would be most of a view's cost); a test that decides ``worse`` fires a ``ve
 escalation (severity high, revision 1), resolved (revision 2) when its two versions stop serving the
 journey together (a rollback or a completed rollout). After a restart or a rebalance,
 :meth:`VersionPairView.open_escalations` gives the ones still open for the Alertmanager sink to send again.
+
+Each *owner* (the judge; for a view sharded by the journey itself, the observation partition) keeps
+``max_journeys`` journeys apart, the rest sharing ``other``. A comparison that has seen no turn for
+``idle_seconds`` of event time before the start of the day that looks (a retired journey) is dropped, from
+report.json too, and a journey none of the owner's comparisons has left gives its room to the next new one
+(:func:`~streams.views.idle_journeys.drop_idle`, looked for at the owner's first observation of each day and
+its first after a start). Until 2026-11-26 each owner's first 50 journeys held their room for good, and after
+turnover every new journey was ``other``. Not a comparison whose escalation is open (a test decided
+``worse`` of a pair still live together: a retired journey's pair stays live in its state, so it is kept,
+and sent again after a restart, until the journey's turns end the pair), nor, while an ``other`` one is
+open, any journey's: the room is kept whole then.
 """
 
 from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Hashable, Iterable, Iterator
 from typing import Any, NamedTuple
 
 from detectors.msprt import LiveVersionPairs
 from streams.aggregate import Aggregator
 from streams.emit import SEP, UNKNOWN_SEGMENT, Emit, iso
-from streams.labels import SourceGuards
+from streams.labels import LabelGuard, SourceGuards
 from streams.metrics import Metrics
 from streams.policy import escalation_id
+from streams.views.idle_journeys import drop_idle
+from streams.views.idle_looks import IDLE_SECONDS, IdleLooks
 
 KIND = "version_regression"
 SEVERITY = "high"
@@ -126,6 +139,7 @@ class VersionPairView(ABC):
         tau2: float = 1e-4,
         min_samples: int = 100,
         max_journeys: int = 50,
+        idle_seconds: float = IDLE_SECONDS,
     ) -> None:
         self.metrics = metrics
         self.horizon_seconds = horizon_seconds
@@ -137,6 +151,11 @@ class VersionPairView(ABC):
         self.journeys = SourceGuards(max_journeys)
         self._children: dict[tuple[str, ...], tuple[Any, ...]] = {}
         self._since_publish: dict[tuple[str, str], int] = {}
+        self.idle_seconds = idle_seconds
+        # derived, never persisted: each owner's comparison keys (those updated, and the recovered ones), and
+        # when to look for its idle ones
+        self._keys: dict[Hashable, set[str]] = {}
+        self._looks = IdleLooks.per_idle(idle_seconds)
         metrics.escalations.labels(KIND, SEVERITY)  # 0 from the start, so increase() sees the first one
 
     def rebalanced(self, aggregator: Aggregator) -> None:
@@ -147,6 +166,10 @@ class VersionPairView(ABC):
         it lost (``streams/shard_gauges.py``), and a removed child, set again, is never exported."""
         self._admit(aggregator)
         self._children.clear()
+        self._keys = {}
+        for key, _ in aggregator.records(self.prefix):
+            self._keys.setdefault(self._owner_of(key, aggregator), set()).add(key)
+        self._looks.forget()
 
     def _admit(self, aggregator: Aggregator) -> None:
         """Admit the journeys of the recovered comparisons to fresh journey guards (see
@@ -160,6 +183,44 @@ class VersionPairView(ABC):
             seen.setdefault("" if judge_at is None else parts[judge_at], set()).add(parts[at])
         for source, journeys in seen.items():
             self.journeys(source, "journey").admit(journeys)
+
+    def _owner_of(self, key: str, aggregator: Aggregator) -> Hashable:
+        """The owner of a recovered comparison's key: its judge."""
+        return key.split(SEP)[1 + self.scope_names.index("judge_id")]
+
+    def _guard(self, owner: Hashable) -> LabelGuard:
+        """The journey guard of ``owner``."""
+        return self.journeys(str(owner), "journey")
+
+    def _journey_of(self, key: str) -> str:
+        return key.split(SEP)[1 + self.scope_names.index("journey")]
+
+    def _looked(
+        self,
+        aggregator: Aggregator,
+        owner: Hashable,
+        keys: Iterable[str],
+        obs: dict[str, Any],
+        partition: int | None,
+    ) -> None:
+        """After ``obs`` went to the comparisons at ``keys`` of ``owner``: at the owner's first observation
+        of a day (and after a start), drop its idle comparisons not open (module doc) and give up the room
+        of the journeys none is left of."""
+        tracked = self._keys.get(owner) or self._keys.setdefault(owner, set())
+        tracked.update(keys)
+        now = self._looks.due(owner, obs["ts"])
+        if now is None:
+            return
+        is_open = self._is_open
+        swept = drop_idle(aggregator, tracked, now, self.idle_seconds, partition, self._journey_of, is_open)
+        for key in swept.dropped:
+            _, first, second = key.split(SEP)
+            self._since_publish.pop((first, second), None)
+        if swept.kept is not None:
+            self._guard(owner).retain(swept.kept)
+
+    def _is_open(self, comparison: Any) -> bool:
+        return next(self._open_tests(comparison), None) is not None
 
     def _params(self) -> dict[str, Any]:
         """The comparison's parameters from the view's."""
@@ -245,16 +306,21 @@ class VersionPairView(ABC):
         for parts, comparison in aggregator.owned_detectors(keys, self.prefix, owns):
             assert isinstance(comparison, LiveVersionPairs)
             scope = (parts[0], parts[1])
-            for control, treatment in comparison.live_pairs:
-                try:
-                    tests = self._pair_tests(comparison, control, treatment)
-                except KeyError:  # as in _after; not expected for a live pair
-                    continue
-                episode = comparison.episode(control, treatment)
-                for dim, test in sorted(tests.items()):
-                    if test.decision == "worse":
-                        where = TestKey(scope, dim, control, treatment, episode)
-                        yield scope[0], self._escalation(where, test, now, firing=True).value
+            for control, treatment, dim, test in self._open_tests(comparison):
+                where = TestKey(scope, dim, control, treatment, comparison.episode(control, treatment))
+                yield scope[0], self._escalation(where, test, now, firing=True).value
+
+    def _open_tests(self, comparison: LiveVersionPairs) -> Iterator[tuple[str, str, str, Any]]:
+        """(control, treatment, dimension, test) of each test decided ``worse`` of a pair still live: its
+        escalation is open."""
+        for control, treatment in comparison.live_pairs:
+            try:
+                tests = self._pair_tests(comparison, control, treatment)
+            except KeyError:  # as in _after; not expected for a live pair
+                continue
+            for dim, test in sorted(tests.items()):
+                if test.decision == "worse":
+                    yield control, treatment, dim, test
 
     def _publish(self, at: TestKey, test: Any) -> None:
         m = self.metrics

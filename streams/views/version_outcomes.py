@@ -13,18 +13,20 @@ A turn that does not report an outcome (the field is missing) is not counted for
 is significantly worse on an outcome, a ``version_regression`` escalation (high) fires once per journey,
 outcome and pair (evidence: ``source`` ``outcome``, ``outcome``); it resolves when the two versions stop
 serving the journey together. Gauges ``convowatch_version_outcome_*`` mirror ``convowatch_version_*``.
+The journeys kept apart, and the comparisons of idle ones dropped, are per observation partition (their
+owner in ``version_common.py``).
 """
 
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from typing import Any
 
 from detectors.msprt import MixtureSPRT, VersionComparison
 from streams.aggregate import Aggregator
 from streams.emit import SEP, Emit
-from streams.labels import PartitionGuards, shown
+from streams.labels import LabelGuard, PartitionGuards, shard_partition, shown
 from streams.metrics import Metrics
 from streams.views.version_common import TestKey, VersionPairView, regression_text
 
@@ -69,20 +71,32 @@ class VersionOutcomeView(VersionPairView):
         values = outcome_values(obs.get("outcome"))
         if not version or not values:
             return []
-        journey = self.partition_journeys.fold(segment.get("journey"), aggregator.fold_partition(partition))
+        owner = aggregator.fold_partition(partition)
+        journey = self.partition_journeys.fold(segment.get("journey"), owner)
         ts = obs["ts"]
         emits: list[Emit] = []
+        keys = []
         for outcome, value in values.items():
 
             def apply(c: VersionComparison, value: bool = value) -> None:
                 c.update(version, value, ts)
 
-            comparison = aggregator.update(
-                f"{PREFIX}{SEP}{journey}{SEP}{outcome}", obs, partition, self._makers[outcome], apply
-            )
+            key = f"{PREFIX}{SEP}{journey}{SEP}{outcome}"
+            keys.append(key)
+            comparison = aggregator.update(key, obs, partition, self._makers[outcome], apply)
             if comparison is not None:
                 emits.extend(self._after(comparison, (journey, outcome), obs))
+        self._looked(aggregator, owner, keys, obs, partition)
         return emits
+
+    def _owner_of(self, key: str, aggregator: Aggregator) -> Hashable:
+        """The observation partition of a recovered comparison (None without partitions): its owner."""
+        partition_of = aggregator.partition_of
+        return None if partition_of is None else shard_partition(key.split(SEP)[1], partition_of)
+
+    def _guard(self, owner: Hashable) -> LabelGuard:
+        assert owner is None or isinstance(owner, int)  # a partition, as apply and _owner_of give
+        return self.partition_journeys(owner)
 
     @functools.cached_property
     def _makers(self) -> dict[str, Callable[[], VersionComparison]]:

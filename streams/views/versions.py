@@ -9,7 +9,8 @@ ones do not make the turn a second unit, and a unit cannot be taken back once co
 the new version is significantly worse, a ``version_regression`` escalation (severity high) fires once
 per pair; it resolves when the two versions stop serving the journey together (a rollback or a completed
 rollout). Gauges: lift with its bounds, the Go/No-Go decision, the p-value and turns per arm. What the
-three model-version views share (gauges, escalation, report rows) is in ``version_common.py``.
+three model-version views share (gauges, escalation, report rows, the journeys kept apart per judge and
+the comparisons of idle ones dropped) is in ``version_common.py``.
 """
 
 from __future__ import annotations
@@ -49,14 +50,13 @@ class VersionView(VersionPairView):
             return []
         judge_id = obs["judge_id"]
         journey = self.journeys(judge_id, "journey")(obs["segment"].get("journey"))
+        key = f"{self.prefix}{SEP}{judge_id}{SEP}{journey}"
         comparison = aggregator.update(
-            f"{self.prefix}{SEP}{judge_id}{SEP}{journey}",
-            obs,
-            partition,
-            self._make,
-            lambda c: c.update(version, defect, obs["ts"]),
+            key, obs, partition, self._make, lambda c: c.update(version, defect, obs["ts"])
         )
-        return [] if comparison is None else self._after(comparison, (judge_id, journey), obs)
+        emits = [] if comparison is None else self._after(comparison, (judge_id, journey), obs)
+        self._looked(aggregator, judge_id, (key,), obs, partition)
+        return emits
 
     def _scope_labels(self, at: TestKey) -> tuple[str, ...]:
         judge_id, journey = at.scope

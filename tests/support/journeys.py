@@ -33,9 +33,10 @@ class JourneyWorker(RestartableView):
     def turn(
         self, ts: float, journey: str, version: str = "v1", fail: float = 0.1, disagree: float = 0.1
     ) -> None:
-        """A turn of ``journey`` served by ``version``: its turn observation (outcome, latency), the judge's
-        verdict on ``safety`` (a fail with probability ``fail``) and a human label (disagreeing with
-        probability ``disagree``), each with its own source position."""
+        """A turn of ``journey`` served by ``version``, failed with probability ``fail``: its turn observation
+        (latency, and the outcome: escalated to an agent and the task not completed if failed), the judge's
+        verdict on ``safety`` (``fail`` if failed) and a human label (disagreeing with probability
+        ``disagree``), each with its own source position."""
         self.offset += 1
         rng, n = self.rng, self.offset
         failed = rng.random() < fail
@@ -46,7 +47,7 @@ class JourneyWorker(RestartableView):
         observations = {
             "turn": {
                 "latency_ms": rng.lognormvariate(6.5, 0.2),
-                "outcome": {"escalated_to_agent": rng.random() < 0.1, "task_completed": rng.random() < 0.8},
+                "outcome": {"escalated_to_agent": failed, "task_completed": not failed},
             },
             "judged": {"judge_id": JUDGE, "labels": {"safety": judge_label}},
             "pair": {
