@@ -300,6 +300,12 @@ class TrafficWatch(Detector):
         return None if since is None else float(since)
 
     @property
+    def last_seen(self) -> float | None:
+        """The start of the newest bucket a turn fell in (None before any): when the segment was last seen,
+        to a bucket, for its owner to tell an idle watch."""
+        return None if self._bucket is None else self._bucket * self.bucket_seconds
+
+    @property
     def volume_alarm(self) -> str | None:
         """The open volume alarm's direction (``"up"`` or ``"down"``), or None."""
         alarm = self._volume["alarm"]

@@ -1,4 +1,15 @@
-"""Volume and latency anomalies per journey (``volume_anomaly``, ``latency_anomaly`` escalations)."""
+"""Volume and latency anomalies per journey (``volume_anomaly``, ``latency_anomaly`` escalations).
+
+Each observation partition watches ``max_journeys`` journeys apart; its others share one watch. A watch
+that has seen no turn for ``idle_seconds`` of event time before the start of the day that looks (a retired
+journey) is dropped, unless an alarm of its is open, and a journey none of the partition's watches has left
+gives its room to the next new one (:func:`~streams.views.idle_journeys.drop_idle`, looked for at the
+partition's first turn of each day and its first after a start; not while the partition's ``other`` watch
+has an alarm open). Until 2026-11-26 each partition's first 100 journeys held their room for good, and
+every journey ever seen kept its watch. A retired journey's minutes close only with its next turn, so its
+silence raises no drop; a surge or latency rise open when it retired stays open, and is sent again after a
+restart, for as long as no turn of it comes.
+"""
 
 from __future__ import annotations
 
@@ -8,10 +19,12 @@ from typing import Any
 from detectors.traffic_watch import TrafficWatch
 from streams.aggregate import Aggregator
 from streams.emit import SEP, UNKNOWN_SEGMENT, Emit, iso
-from streams.labels import PartitionGuards, shown
+from streams.labels import PartitionGuards, shard_partition, shown
 from streams.metrics import Metrics
 from streams.policy import escalation_id
 from streams.views.agreement import finite_or_none
+from streams.views.idle_journeys import drop_idle
+from streams.views.idle_looks import IDLE_SECONDS, IdleLooks
 
 #: Journeys watched apart per observation partition; the partition's others share one watch, ``other#<p>``
 #: (``other`` embedded: :class:`~streams.labels.PartitionGuards`). A producer sending a new journey with
@@ -22,27 +35,50 @@ MAX_JOURNEYS = 100
 class TrafficView:
     kinds: tuple[str, ...] = ("turn",)
 
-    def __init__(self, metrics: Metrics) -> None:
+    def __init__(
+        self, metrics: Metrics, max_journeys: int = MAX_JOURNEYS, idle_seconds: float = IDLE_SECONDS
+    ) -> None:
         self.metrics = metrics
-        self.journeys = PartitionGuards(MAX_JOURNEYS)
+        self.max_journeys = max_journeys
+        self.journeys = PartitionGuards(max_journeys)
+        self.idle_seconds = idle_seconds
+        # derived, never persisted: each observation partition's watch keys (those updated, and the recovered
+        # ones), and when to look for its idle ones
+        self._keys: dict[int | None, set[str]] = {}
+        self._looks = IdleLooks.per_idle(idle_seconds)
 
     def rebalanced(self, aggregator: Aggregator) -> None:
         """Admit the journeys of the watches this worker holds now first, each to its partition's guard (as
         ``SpikeView.rebalanced`` admits a judge's)."""
-        self.journeys = PartitionGuards(MAX_JOURNEYS)
-        parts = (traffic_key.split(SEP, 1)[1] for traffic_key, _ in aggregator.records("traffic"))
-        self.journeys.admit(parts, aggregator.partition_of)
+        self.journeys = PartitionGuards(self.max_journeys)
+        parts = [traffic_key.split(SEP, 1)[1] for traffic_key, _ in aggregator.records("traffic")]
+        partition_of = aggregator.partition_of
+        self.journeys.admit(parts, partition_of)
         aggregator.drop_unpartitioned_folds("traffic")
+        self._keys = {}
+        for part in parts:
+            owner = None if partition_of is None else shard_partition(part, partition_of)
+            self._keys.setdefault(owner, set()).add(f"traffic{SEP}{part}")
+        self._looks.forget()
 
     def apply(self, aggregator: Aggregator, turn: dict[str, Any], partition: int | None) -> list[Emit]:
-        journey = self.journeys.fold(turn["segment"]["journey"], aggregator.fold_partition(partition))
+        owner = aggregator.fold_partition(partition)
+        journey = self.journeys.fold(turn["segment"]["journey"], owner)
+        traffic_key = f"traffic{SEP}{journey}"
         watch = aggregator.update(
-            f"traffic{SEP}{journey}",
+            traffic_key,
             turn,
             partition,
             TrafficWatch,
             lambda w: w.update(turn["ts"], turn.get("latency_ms")),
         )
+        keys = self._keys.get(owner) or self._keys.setdefault(owner, set())
+        keys.add(traffic_key)
+        now = self._looks.due(owner, turn["ts"])
+        if now is not None:
+            kept = drop_idle(aggregator, keys, now, self.idle_seconds, partition, _journey, _in_alarm).kept
+            if kept is not None:
+                self.journeys(owner).retain(kept)
         if watch is None:
             return []
         emits = []
@@ -125,3 +161,11 @@ class TrafficView:
                 "latency_baseline_ms": finite_or_none(watch.latency_baseline_ms),  # NaN: no latency seen
             },
         }
+
+
+def _journey(traffic_key: str) -> str:
+    return traffic_key.split(SEP, 1)[1]
+
+
+def _in_alarm(watch: TrafficWatch) -> bool:
+    return bool(watch.volume_alarm or watch.latency_alarm)

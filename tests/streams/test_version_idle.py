@@ -153,3 +153,18 @@ def test_no_room_is_given_up_while_the_other_comparison_has_a_regression_open(
     w.turn(ts + 10 * DAY / 30, "c")  # the next look (every 8 hours) gives the room up
     assert journeys(w) - {"c"} == {"other"}
     assert room_for(w, "c")
+
+
+def test_outcome_comparisons_turn_over_per_partition_and_a_restart_drops_as_without() -> None:
+    # as on Kafka: each observation partition (the journey's: odd and even campaign weeks) has room for 2
+    def make() -> JourneyWorker:
+        return JourneyWorker(
+            lambda m: VersionOutcomeView(m, horizon_seconds=HORIZON, max_journeys=2),
+            partition_of=lambda journey: int(journey[-1]) % 2,
+        )
+
+    once, restarted = with_and_without_a_restart(make, weekly_turns(45), feed, 37 * WEEK + 13 * 3600.0)
+    own = journeys(once) - {"other#0", "other#1"}  # at most 2 a partition, of the last 30 days' journeys
+    assert {"other#0", "other#1"} <= journeys(once)
+    assert {campaign(43), campaign(44)} <= own <= {campaign(week) for week in range(39, 45)}
+    assert restarted.state() == once.state()

@@ -21,22 +21,37 @@ def campaign(week: int) -> str:
 
 class JourneyWorker(RestartableView):
     """The view ``make(metrics)`` makes over an aggregator whose state is stored as JSON; :meth:`turn` feeds
-    it a turn's observations of the kinds it takes (the turn, the judge's verdict, a human label)."""
+    it a turn's observations of the kinds it takes (the turn, the judge's verdict, a human label). With
+    ``partition_of`` (journey -> observation partition) the aggregator has partitions, as on Kafka, and
+    each turn's observations come from its journey's."""
 
-    def __init__(self, make: Callable[[Metrics], Any], seed: int = 0) -> None:
+    def __init__(
+        self, make: Callable[[Metrics], Any], seed: int = 0, partition_of: Callable[[str], int] | None = None
+    ) -> None:
         self.make = make
+        self.partition_of = partition_of
         super().__init__(seed=seed)
 
     def make_view(self, metrics: Metrics) -> Any:
         return self.make(metrics)
 
+    def _start(self) -> None:
+        super()._start()
+        self.aggregator.partition_of = self.partition_of
+
     def turn(
-        self, ts: float, journey: str, version: str = "v1", fail: float = 0.1, disagree: float = 0.1
+        self,
+        ts: float,
+        journey: str,
+        version: str = "v1",
+        fail: float = 0.1,
+        disagree: float = 0.1,
+        slow: float = 1.0,
     ) -> None:
         """A turn of ``journey`` served by ``version``, failed with probability ``fail``: its turn observation
         (latency, and the outcome: escalated to an agent and the task not completed if failed), the judge's
         verdict on ``safety`` (``fail`` if failed) and a human label (disagreeing with probability
-        ``disagree``), each with its own source position."""
+        ``disagree``), each with its own source position; its latency about 665 ms times ``slow``."""
         self.offset += 1
         rng, n = self.rng, self.offset
         failed = rng.random() < fail
@@ -46,7 +61,7 @@ class JourneyWorker(RestartableView):
         common = {"turn_id": f"t{n}", "ts": ts, "segment": segment}
         observations = {
             "turn": {
-                "latency_ms": rng.lognormvariate(6.5, 0.2),
+                "latency_ms": rng.lognormvariate(6.5, 0.2) * slow,
                 "outcome": {"escalated_to_agent": failed, "task_completed": not failed},
             },
             "judged": {"judge_id": JUDGE, "labels": {"safety": judge_label}},
@@ -59,10 +74,11 @@ class JourneyWorker(RestartableView):
                 "confidence": None,
             },
         }
+        partition = None if self.partition_of is None else self.partition_of(journey)
         for kind, fields in observations.items():
             if kind in self.view.kinds:
                 src = [f"{kind}:0", n, 0]
-                self.aggregator.apply({"kind": kind, **common, **fields, "src": src})
+                self.aggregator.apply({"kind": kind, **common, **fields, "src": src}, partition)
 
     def journeys(self, prefix: str, at: int) -> set[str]:
         """The journeys of the aggregates whose keys start with ``prefix``: their key part ``at`` (after the
@@ -70,7 +86,7 @@ class JourneyWorker(RestartableView):
         return {k.split(SEP)[1 + at] for k, _ in self.aggregator.records(prefix)}
 
 
-def weekly_turns(weeks: int = 60, turns_per_day: int = 12, days: int = 3) -> list[tuple[float, str]]:
+def weekly_turns(weeks: int, turns_per_day: int = 12, days: int = 3) -> list[tuple[float, str]]:
     """(event time, journey) of a new journey each week, campaign-000 onwards, ``turns_per_day`` turns a day
     over its week's first ``days`` days, then none."""
     return [
