@@ -13,7 +13,13 @@ signals disagree with the judge (a guardrail flag on a turn the judge passes on 
 turn it passes), turns where the judge is unsure (confidence near 0.5), and segments with few recent review
 requests ``R_segment`` (their estimates are the least certain) come first. ``floor_i`` is at least
 ``min_probability`` and, per segment, enough for ``segment_floor_per_hour`` requests an hour at the
-segment's recent traffic. Every turn has ``pi_i >= min_probability > 0``.
+segment's recent traffic. Every turn has ``pi_i >= min_probability > 0``. The first ``max_segments``
+segments have their recent traffic apart, later ones share ``other``'s; a segment without a turn for
+``segment_idle_seconds`` of the clock's event time (a retired journey) is forgotten, and the next new one
+takes its place: looked for when the clock enters a new thirtieth of ``segment_idle_seconds`` (a day), from
+its start. Its decayed counts were 0 by then (0.5 to the 2,880th power at the default 15-minute half-life):
+it comes back as a new segment would. Until 2026-11-26 the first 100 held their places for good, and every
+later journey shared ``other``'s traffic, its coverage term and floor.
 
 The scale ``c`` is the budget controller: every ``recompute_every`` turns it is set so that the expected
 requests per hour, ``sum pi`` over an exponentially decayed histogram of recent priorities and count of
@@ -55,6 +61,8 @@ from detectors.review_budget import SILENCE_REQUESTS as SILENCE_REQUESTS  # name
 from detectors.review_budget import _ReviewBudget
 
 OTHER = "other"
+#: Segments not seen for ``segment_idle_seconds`` are looked for this many times per that time.
+SWEEPS_PER_IDLE = 30
 #: How many of the last requests of turns not high-risk are remembered: one a later verdict makes high-risk is
 #: requested again, not a second spend (later verdicts come seconds or minutes after). By count, not by event
 #: time: a turn dated far ahead would have made every request look old.
@@ -98,6 +106,18 @@ class ReviewSampler(_ReviewBudget):
     ...     risky += sampler.requested and high_risk
     >>> requested, risky, round(sampler.scale, 5), round(sampler.expected_requests_per_hour, 1)
     (305, 35, 0.0037, 59.9)
+
+    Journeys that turn over, one a day, with room for three: an idle one gives its place to the next, where
+    a sampler that never forgets one has every journey after the third share ``other``.
+
+    >>> day = 86400.0
+    >>> kept = ReviewSampler(max_segments=3, segment_idle_seconds=2 * day)
+    >>> forever = ReviewSampler(max_segments=3, segment_idle_seconds=1e12)
+    >>> for n in range(6):
+    ...     kept = kept.update(f"t{n}", ts=n * day, segment=f"campaign-{n}")
+    ...     forever = forever.update(f"t{n}", ts=n * day, segment=f"campaign-{n}")
+    >>> kept.segments, forever.segments[-2:]
+    (['campaign-3', 'campaign-4', 'campaign-5'], ['campaign-2', 'other'])
     """
 
     def __init__(
@@ -112,6 +132,7 @@ class ReviewSampler(_ReviewBudget):
         recompute_every: int = 20,
         max_segments: int = 100,
         seed: int = 0,
+        segment_idle_seconds: float = 30 * 86400.0,
     ) -> None:
         _check_positive("budget_per_hour", budget_per_hour)
         if isinstance(min_probability, bool) or not isinstance(min_probability, int | float):
@@ -126,6 +147,7 @@ class ReviewSampler(_ReviewBudget):
         ):
             _check_positive(name, weight, allow_zero=True)
         _check_positive("half_life_seconds", half_life_seconds)
+        _check_positive("segment_idle_seconds", segment_idle_seconds)
         for name, count in (("recompute_every", recompute_every), ("max_segments", max_segments)):
             if isinstance(count, bool) or not isinstance(count, int) or count < 1:
                 raise ValueError(f"{name} must be an integer >= 1, got {count!r}")
@@ -141,6 +163,7 @@ class ReviewSampler(_ReviewBudget):
         self.recompute_every = recompute_every
         self.max_segments = max_segments
         self.seed = seed
+        self.segment_idle_seconds = segment_idle_seconds
         self._reset()
 
     def _reset(self) -> None:
@@ -164,6 +187,17 @@ class ReviewSampler(_ReviewBudget):
             f = 0.5 ** ((ts - seg[2]) / self.half_life_seconds)
             seg[0], seg[1], seg[2] = seg[0] * f, seg[1] * f, ts
         return seg
+
+    def _forget_idle_segments(self, before: float | None) -> None:
+        """When the clock, ``before`` this turn, entered a new period of ``segment_idle_seconds /
+        SWEEPS_PER_IDLE``: forget the segments not seen since ``segment_idle_seconds`` before its start."""
+        clock, every = self._clock, self.segment_idle_seconds / SWEEPS_PER_IDLE
+        assert clock is not None
+        if before is not None and clock // every == before // every:
+            return
+        since = math.floor(clock / every) * every - self.segment_idle_seconds
+        for name in [name for name, seg in self._segments.items() if seg[2] < since]:
+            del self._segments[name]
 
     def _priority(
         self, seg: list[float], confidence: float | None, disagreement: bool
@@ -194,7 +228,9 @@ class ReviewSampler(_ReviewBudget):
                 raise ValueError("decided_before: a turn is decided again only when it becomes high_risk")
             if self._clock is not None:  # else this sampler never saw the turn (state lost): a new one
                 return self._decided_again(turn_id, ts, segment, confidence, disagreement)
+        before = self._clock
         self._decay(ts)
+        self._forget_idle_segments(before)
         seg = self._segment(segment, ts)
         priority, unsure, need = self._priority(seg, confidence, disagreement)
         if high_risk:
@@ -324,6 +360,11 @@ class ReviewSampler(_ReviewBudget):
     def expected_requests_per_hour(self) -> float:
         """Requests per hour the current scale gives at the recent traffic (segment floors aside)."""
         return self._expected_requests(self._scale) * 3600.0 / self._window_seconds()
+
+    @property
+    def segments(self) -> list[str]:
+        """The segments whose recent traffic is kept apart, sorted (``other``: those past the room)."""
+        return sorted(self._segments)
 
     @property
     def n_turns(self) -> int:

@@ -288,3 +288,41 @@ def test_the_requests_remembered_stay_few_and_small_and_survive_a_turn_dated_far
     assert sampler.requested_before
     sampler.update(f"{long_id}0100", 100.0, segment="a", high_risk=True, decided_before=True)
     assert not sampler.requested_before  # one of the oldest: past the last 128 remembered
+
+
+def _two_campaigns_a_week(sampler: ReviewSampler, weeks: int = 60) -> list[float]:
+    """Each week, a busy new journey (120 turns in an hour, many requested) and a rare one (a turn at the end
+    of that hour); the priority of each rare turn."""
+    priorities = []
+    for week in range(weeks):
+        start = week * 7 * 86400.0
+        for i in range(120):
+            sampler.update(f"b{week}-{i}", ts=start + i * 30.0, segment=f"busy-{week}")
+        sampler.update(f"r{week}", ts=start + 3600.0, segment=f"rare-{week}")
+        priorities.append(sampler.priority)
+    return priorities
+
+
+def test_a_new_journey_after_100_has_its_own_coverage_once_old_ones_are_idle() -> None:
+    """A rare journey's first turn has the coverage term of a segment with no requests (priority 2, its
+    confidence unknown): until 2026-11-26 the first 100 segments held their places for good, and from the
+    51st week on the week's rare journey shared the busy one's requests under ``other``."""
+    sampler = ReviewSampler(budget_per_hour=60, seed=3)
+    assert _two_campaigns_a_week(sampler) == [2.0] * 60
+    assert sampler.segments == sorted(f"{kind}-{week}" for week in range(55, 60) for kind in ("busy", "rare"))
+    forever = _two_campaigns_a_week(ReviewSampler(budget_per_hour=60, seed=3, segment_idle_seconds=1e12))
+    assert forever[:50] == [2.0] * 50 and max(forever[50:]) < 1.5
+
+
+def test_a_sampler_from_before_segments_were_forgotten_forgets_them() -> None:
+    sampler = (
+        ReviewSampler(seed=1).update("t0", ts=0.0, segment="shopper").update("t1", ts=1.0, segment="driver")
+    )
+    data = orjson.loads(orjson.dumps(sampler.to_dict()))
+    del data["params"]["segment_idle_seconds"]  # as written before 2026-11-26
+    restored = ReviewSampler.from_dict(data)
+    assert restored.segment_idle_seconds == 30 * 86400.0 and restored.segments == ["driver", "shopper"]
+    restored.update("t2", ts=31 * 86400.0 - 1.0, segment="shopper")
+    assert restored.segments == ["driver", "shopper"]  # idle 30 days only from the start of this day
+    restored.update("t3", ts=31 * 86400.0, segment="shopper")
+    assert restored.segments == ["shopper"]
