@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any, Self
 
 from detectors.base import Detector
 from detectors.defect_rate_spike import DefectRateSpike
+
+#: Gaps between arrivals fade out of :attr:`CategorySpikes.typical_gap` over about this much time (a week:
+#: weekly and daily rhythms are remembered, a change of traffic is learned within days).
+GAP_MEMORY_SECONDS = 7 * 86400.0
+#: A gap between arrivals counts at most this much in :attr:`CategorySpikes.typical_gap`: one outage of weeks
+#: would otherwise stand for the slice's rhythm for weeks after it.
+MAX_GAP_SECONDS = 86400.0
 
 
 class CategorySpikes(Detector):
@@ -15,6 +23,9 @@ class CategorySpikes(Detector):
     on, ``failed`` those it failed (a subset). After an update, ``alarms`` and ``resolutions`` list the
     categories whose detector just fired or just resolved. Parameters go to every ``DefectRateSpike``.
     With ``ts`` (event time), :attr:`last_seen` is the newest one: for its owner to tell idle detectors.
+    With ``arrival`` (when the turn came, on its owner's clock, which never goes back), :attr:`last_arrival`
+    is the last one and :attr:`typical_gap` the slice's rhythm: for its owner to tell a slice gone silent,
+    whose open alarms :meth:`close` ends.
 
     >>> import random
     >>> rng = random.Random(5)
@@ -28,6 +39,16 @@ class CategorySpikes(Detector):
     20182 ['unsafe'] 0.097
     >>> sorted(spikes.in_alarm)
     ['unsafe']
+    >>> spikes.close().resolutions, spikes.in_alarm
+    (['unsafe'], [])
+
+    Arrivals a minute apart, then an hour's pause: the pause weighs as the time it took.
+
+    >>> spikes = CategorySpikes()
+    >>> for arrival in (0.0, 60.0, 120.0, 3720.0):
+    ...     spikes = spikes.update(["unsafe"], [], arrival=arrival)
+    >>> round(spikes.typical_gap)
+    3486
     """
 
     def __init__(self, arl0: float = 1e6, warmup: int = 2000, max_evidence: int = 20) -> None:
@@ -41,12 +62,21 @@ class CategorySpikes(Detector):
         self._alarms: list[str] = []
         self._resolutions: list[str] = []
         self._last_seen: float | None = None
+        self._last_arrival: float | None = None
+        self._gaps = [0.0, 0.0]  # the sum of the gaps between arrivals and of their squares, faded
 
     def update(
-        self, judged: list[str], failed: list[str], ref: int | str | None = None, ts: float | None = None
+        self,
+        judged: list[str],
+        failed: list[str],
+        ref: int | str | None = None,
+        ts: float | None = None,
+        arrival: float | None = None,
     ) -> Self:
         if ts is not None and (self._last_seen is None or ts > self._last_seen):
             self._last_seen = float(ts)
+        if arrival is not None:
+            self._arrive(arrival)
         self._alarms = []
         self._resolutions = []
         failed_set = set(failed) if failed else ()  # most turns fail nothing
@@ -62,6 +92,28 @@ class CategorySpikes(Detector):
                 self._alarms.append(category)
             elif detector._resolved:
                 self._resolutions.append(category)
+        return self
+
+    def _arrive(self, arrival: float) -> None:
+        last = self._last_arrival
+        if last is None:
+            self._last_arrival = float(arrival)
+        elif arrival > last:  # arrivals at the same time make gaps of 0, which weigh nothing
+            gap = arrival - last
+            fade = math.exp(-gap / GAP_MEMORY_SECONDS)
+            counted = min(gap, MAX_GAP_SECONDS)
+            self._gaps = [self._gaps[0] * fade + counted, self._gaps[1] * fade + counted * counted]
+            self._last_arrival = float(arrival)
+
+    def close(self) -> Self:
+        """End every open alarm without a turn (the slice's traffic stopped), as a resolving update would:
+        monitoring restarts with all charts at 0 and the baseline learned, so the same rise seen again is a
+        new alarm. :attr:`resolutions` lists the categories closed (their detectors describe the episode)."""
+        self._alarms = []
+        self._resolutions = self.in_alarm
+        for category in self._resolutions:
+            detector = self._detectors[category]
+            detector._resolve(detector.n - 1)  # its own resolution, as on its last update
         return self
 
     def retune(self, arl0: float) -> Self:
@@ -94,6 +146,21 @@ class CategorySpikes(Detector):
         return self._last_seen
 
     @property
+    def last_arrival(self) -> float | None:
+        """The ``arrival`` of the last update with one (None: none, or state from before 2026-11-26)."""
+        return self._last_arrival
+
+    @property
+    def typical_gap(self) -> float | None:
+        """The gap between arrivals that a moment of the recent past typically falls in: the mean of the gaps
+        weighted by their length (E[g²] / E[g]), over about :data:`GAP_MEMORY_SECONDS`, each gap counted up
+        to :data:`MAX_GAP_SECONDS`. Twice the mean gap of arrivals at random; recurring pauses (nights, a
+        labelling vendor's daily batches) weigh as the time they take. None before two arrivals at two times.
+        """
+        total, squares = self._gaps
+        return squares / total if total > 0.0 else None
+
+    @property
     def in_alarm(self) -> list[str]:
         return [c for c, d in self._detectors.items() if d.in_alarm]
 
@@ -107,14 +174,19 @@ class CategorySpikes(Detector):
                 "_alarms": list(self._alarms),
                 "_resolutions": list(self._resolutions),
                 "_last_seen": self._last_seen,
+                "_last_arrival": self._last_arrival,
+                "_gaps": list(self._gaps),
             }
         )
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Self:
-        spikes, state = cls._new_from(data, ("_detectors", "_alarms", "_resolutions", "_last_seen"))
+        fields = ("_detectors", "_alarms", "_resolutions", "_last_seen", "_last_arrival", "_gaps")
+        spikes, state = cls._new_from(data, fields)
         spikes._detectors = {c: DefectRateSpike.from_dict(d) for c, d in state["_detectors"].items()}
         spikes._alarms = list(state["_alarms"])
         spikes._resolutions = list(state["_resolutions"])
         spikes._last_seen = state.get("_last_seen")  # state from before 2026-11-26 has none
+        spikes._last_arrival = state.get("_last_arrival")  # nor has state from before closing silent spikes
+        spikes._gaps = list(state.get("_gaps", (0.0, 0.0)))
         return spikes

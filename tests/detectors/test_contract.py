@@ -286,9 +286,11 @@ def _traffic_inputs(rng: random.Random) -> Iterator[Args]:
 
 
 def _category_spike_inputs(rng: random.Random) -> Iterator[Args]:
+    arrival = 0.0
     for i in range(3_000):
         failed = [c for c, p in (("unsafe", 0.03), ("irrelevant", 0.05)) if rng.random() < p]
-        yield (["unsafe", "irrelevant"], failed, f"t{i}")
+        arrival += rng.expovariate(1 / 60)
+        yield (["unsafe", "irrelevant"], failed, f"t{i}", arrival - rng.random() * 30, arrival)
 
 
 INPUTS.update({"TrafficWatch": _traffic_inputs, "CategorySpikes": _category_spike_inputs})
