@@ -224,6 +224,18 @@ class Aggregator:
         state.dirty[key] = partition
         return aggregate.detector
 
+    def change(self, key: str, partition: int | None, apply: Callable[[Any], Any]) -> Detector | None:
+        """Apply ``apply`` to the detector at ``key`` outside any observation, written behind to the changelog
+        ``partition`` (its shard's); its detector, or None if there is none. No source position is kept: a
+        change made again after a replay must change nothing more (an alarm closed stays closed)."""
+        value = self.state.get(key)
+        if value is None:
+            return None
+        aggregate = self._decode(value)
+        apply(aggregate.detector)
+        self.state.touch(key, aggregate, partition)
+        return aggregate.detector
+
     # -- plain records: JSON dicts a view keeps itself (no detector, no replay bookkeeping by the aggregator)
 
     def record(self, key: str) -> Any:
