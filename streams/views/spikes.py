@@ -18,14 +18,16 @@ so kept) and turned into each detector's in-control run length: every source's d
 traffic, so a budget that counted turns once would be exceeded about once over per judge. A spike raises
 ``defect_spike`` (firing, then resolved).
 
-A source's detectors of a slice value that has seen nothing for ``idle_seconds`` of the source's event time
-(a model version retired) are dropped, unless in alarm, and a value none of the source's detectors has any
-more gives up its room in the source's guard: each source's first 50 values held it for good, and after
-turnover every new model version shared the ``other`` detector. Not while the source's ``other`` detector
-of that segment label is in alarm: the values it folds would leave it, and it would never resolve; the idle
-detectors of that label's values are kept until it resolves, so that a restart, which admits the values of
-the recovered detectors, keeps the room as full (they were dropped on 2026-11-26, and after a restart a
-value ``other`` folded had a detector of its own, and ``other`` never resolved).
+An open spike of a slice that has gone silent closes (``closed_without_traffic``:
+``streams/views/spike_silence.py``). A source's detectors of a slice value that has seen nothing for
+``idle_seconds`` of the source's event time (a model version retired) are dropped, unless in alarm, and a
+value none of the source's detectors has any more gives up its room in the source's guard: each source's first
+50 values held it for good, and after turnover every new model version shared the ``other`` detector. Not
+while the source's ``other`` detector of that segment label is in alarm: the values it folds would leave it,
+and it would never resolve; the idle detectors of that label's values are kept until it resolves, so that a
+restart, which admits the values of the recovered detectors, keeps the room as full (they were dropped on
+2026-11-26, and after a restart a value ``other`` folded had a detector of its own, and ``other`` never
+resolved).
 """
 
 from __future__ import annotations
@@ -45,13 +47,14 @@ from streams.policy import escalation_id
 from streams.taxonomy import SEVERITIES, Taxonomy
 from streams.views.idle_looks import IDLE_SECONDS, IdleLooks
 from streams.views.label_cache import LabelCache
+from streams.views.spike_silence import SilentSpikes, closed_summary
 from streams.views.uniform_labels import UniformLabels, labelled_probability
 
 SLICES: tuple[tuple[str, ...], ...] = (("journey",), ("journey", "model_version"), ("journey", "intent"))
 
 
 class SpikeView:
-    kinds: tuple[str, ...] = ("judged", "labelled")
+    kinds: tuple[str, ...] = ("judged", "labelled", "turn")  # every turn: the clock silence is measured on
 
     def __init__(
         self,
@@ -110,6 +113,7 @@ class SpikeView:
         # and when to look for its idle detectors (at its first observation of each period, and after a start)
         self._keys: dict[str, set[str]] = {}
         self._looks = IdleLooks.per_idle(idle_seconds)
+        self._silence = SilentSpikes()  # the worker's clock and its open spikes
 
     def rebalanced(self, aggregator: Aggregator) -> None:
         """Admit the slice values of the recovered spike aggregates first: with the guards of a fresh process,
@@ -130,8 +134,24 @@ class SpikeView:
         for (source, name), admitted in seen.items():
             self.guards(source, name).admit(admitted)
         self._slice_cache = LabelCache(self._new_slices)
+        self._silence.recover(aggregator, [k for keys in self._keys.values() for k in keys])
 
     def apply(self, aggregator: Aggregator, obs: dict[str, Any], partition: int | None) -> list[Emit]:
+        """A judged or labelled turn's observations; on the clock of every observation (a turn's too), the
+        open spikes of silent slices closed."""
+        arrival = self._silence.tick(obs["ts"])
+        emits = [] if obs["kind"] == "turn" else self._observe(aggregator, obs, partition, arrival)
+        now = self._silence.due()
+        if now is not None:
+            for spike_key, spikes, silent_at in self._silence.close(aggregator, now):
+                source, values = spike_slice(spike_key)
+                for category in spikes.resolutions:
+                    emits.append(self._escalation(spikes, category, source, values, silent_at, False, True))
+        return emits
+
+    def _observe(
+        self, aggregator: Aggregator, obs: dict[str, Any], partition: int | None, arrival: float
+    ) -> list[Emit]:
         # each turn once: a second annotator's label of a dimension (consensus labelling, a honeypot served
         # to many annotators) is not a second turn, and gold items are not a sample of the traffic; of the
         # turns review sampling requested, a uniform sample (judge-flagged ones come with pi 1, the others
@@ -160,7 +180,7 @@ class SpikeView:
 
         def apply(s: CategorySpikes) -> None:
             # one made under another budget (or before 2026-11-26, per source) follows this one
-            s.retune(self.arl0).update(judged, failed, ref=turn_id, ts=ts)
+            s.retune(self.arl0).update(judged, failed, ref=turn_id, ts=ts, arrival=arrival)
 
         emits: list[Emit] = []
         counted = False
@@ -172,9 +192,11 @@ class SpikeView:
                 counted = True
                 self._events[obs["kind"]].inc(len(judged) / self._n_categories)
             for category in spikes.alarms:
-                emits.append(self._escalation(spikes, category, source, values, obs, firing=True))
+                emits.append(self._escalation(spikes, category, source, values, ts, firing=True))
+                self._silence.opened(spike_key)
             for category in spikes.resolutions:
-                emits.append(self._escalation(spikes, category, source, values, obs, firing=False))
+                emits.append(self._escalation(spikes, category, source, values, ts, firing=False))
+                self._silence.resolved(spike_key, spikes)
         now = self._looks.due(source, ts)
         if now is not None:
             self._drop_idle(aggregator, source, obs, partition, now)
@@ -268,10 +290,11 @@ class SpikeView:
         category: str,
         source: str,
         values: dict[str, str],
-        obs: dict[str, Any],
+        ts: float,
         firing: bool,
+        silent: bool = False,
     ) -> Emit:
-        value = self._value(spikes, category, source, values, obs["ts"], firing)
+        value = self._value(spikes, category, source, values, ts, firing, silent)
         if firing:
             self.metrics.escalations.labels("defect_spike", value["severity"]).inc()
         set_spike_active(self.metrics, category, value["severity"], source, values, firing)
@@ -285,6 +308,7 @@ class SpikeView:
         values: dict[str, str],
         ts: float,
         firing: bool,
+        silent: bool = False,
     ) -> dict[str, Any]:
         detector = spikes.detector(category)
         episode = detector.n_alarms
@@ -299,6 +323,8 @@ class SpikeView:
                 f"Defect spike: {category} at {detector.spike_rate:.1%} against a baseline of "
                 f"{detector.baseline:.1%} in {where} ({who}), since about {ago} turns ago"
             )
+        elif silent:
+            summary = closed_summary(spikes, category, f"{where} ({who})", ts)
         else:
             summary = f"Defect spike over: {category} back near {detector.baseline:.1%} in {where} ({who})"
         return {
@@ -325,6 +351,7 @@ class SpikeView:
                 "onset_turns_ago": detector.n - (detector.onset or 0),
                 "episode": episode,
                 "runbook_url": self.runbook[category],
+                "closed_without_traffic": silent,
             },
         }
 

@@ -1,0 +1,128 @@
+"""Open defect spikes whose slice has gone silent: closed for want of traffic (``closed_without_traffic``).
+
+A spike resolves once its slice's rate is shown back at the baseline, which takes turns. Until 2026-11-26 a
+slice that got none any more kept its spike open for good: a model version rolled back while its spike was
+open, or a judge replaced (its whole shard silent), which is what one does about a spike, left
+``convowatch_defect_spike_active`` at 1, the alert paging, and the escalation sent to Alertmanager again
+after every restart.
+
+Silence is measured on the worker's clock: the newest event time of the observations the spike view has
+had (judged and labelled turns, and every turn whatever its judges), which keeps running while a source is
+silent, and on which a source's observations arrive as they come (human labels carry their turns' time,
+hours behind the judges'). Each slice's detector keeps the clock at its last observation and the typical gap
+between its observations on it (:attr:`~detectors.category_spikes.CategorySpikes.typical_gap`); an open
+spike closes once its slice has had nothing for its silence period, :func:`silence_seconds`. Open spikes are
+looked at once per :data:`SWEEP_SECONDS` of the clock, measured from the start of that stretch (as
+:class:`~streams.views.idle_looks.IdleLooks` measures), so a restart, which recovers the clock and the open
+spikes from the state, closes what a run without it closes, when it does.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Iterator
+
+from detectors.category_spikes import CategorySpikes
+from streams.aggregate import Aggregator
+from streams.emit import SEP
+from streams.views.idle_looks import IdleLooks
+
+#: A slice's silence period is at least an hour: a busy slice that stops (a rolled-back model version)
+#: closes an hour after its last turn.
+SILENCE_FLOOR_SECONDS = 3600.0
+#: ... and this many typical gaps between its observations: arrivals at random (a typical gap of twice the
+#: mean) are that silent by chance once in e^10, about 22,000 gaps, and a slice of a turn every 2 hours
+#: waits about 20 hours (8 seeded runs of 240 such turns in a spike: 5 gaps closed none, 4 gaps one of
+#: them once, 3 gaps four of them once, the hour alone each 9 to 12 times, opening a new spike after each);
+#: nights and a labelling vendor's daily batches are in the typical gap as the time they take.
+SILENCE_GAPS = 5.0
+#: Open spikes are looked at once per this much of the worker's clock.
+SWEEP_SECONDS = 600.0
+
+
+def silence_seconds(spikes: CategorySpikes) -> float:
+    """How long a slice has nothing before its open spike closes: :data:`SILENCE_GAPS` times its typical gap
+    between observations, at least :data:`SILENCE_FLOOR_SECONDS` (the floor alone while it has no gap)."""
+    gap = spikes.typical_gap
+    return SILENCE_FLOOR_SECONDS if gap is None else max(SILENCE_FLOOR_SECONDS, SILENCE_GAPS * gap)
+
+
+class SilentSpikes:
+    """The worker's clock, the spike aggregates in alarm, and which of them have gone silent.
+
+    :meth:`tick` each observation (its event time advances the clock, which it returns: the arrival to give
+    the slices it updates), :meth:`opened` and :meth:`resolved` the keys whose detector alarms or resolves,
+    and when :meth:`due`, close the silent ones (:meth:`close`)."""
+
+    def __init__(self) -> None:
+        self.clock = -math.inf
+        self._open: set[str] = set()
+        self._sweeps = IdleLooks(SWEEP_SECONDS)
+
+    def tick(self, ts: float) -> float:
+        if ts > self.clock:
+            self.clock = ts
+        return self.clock
+
+    def opened(self, key: str) -> None:
+        self._open.add(key)
+
+    def resolved(self, key: str, spikes: CategorySpikes) -> None:
+        if not spikes.in_alarm:
+            self._open.discard(key)
+
+    def recover(self, aggregator: Aggregator, keys: Iterable[str]) -> None:
+        """After a start or a rebalance: the open spikes of the spike aggregates at ``keys``, and the clock
+        from their last arrivals (the newest event time they had: what the clock was, or so little behind it
+        that a later observation brings it back)."""
+        self._open = set()
+        self._sweeps.forget()
+        for key in keys:
+            spikes = aggregator.detector(key)
+            if isinstance(spikes, CategorySpikes):
+                if spikes.in_alarm:
+                    self._open.add(key)
+                if spikes.last_arrival is not None:
+                    self.tick(spikes.last_arrival)
+
+    def due(self) -> float | None:
+        """The start of the clock's stretch of :data:`SWEEP_SECONDS` if its open spikes are due a look."""
+        return self._sweeps.due("open spikes", self.clock)
+
+    def close(self, aggregator: Aggregator, now: float) -> Iterator[tuple[str, CategorySpikes, float]]:
+        """Close the open spikes silent for their silence period at clock ``now``, each written to its shard's
+        changelog partition: (key, detector, when its silence was complete) of each. A detector from before
+        arrivals were kept (2026-11-26) has its silence counted from ``now`` (written so)."""
+        for key in sorted(self._open):
+            spikes = aggregator.detector(key)
+            if not isinstance(spikes, CategorySpikes) or not spikes.in_alarm:
+                self._open.discard(key)  # dropped, or resolved by a turn
+                continue
+            partition = source_partition(aggregator, key.split(SEP, 2)[1])
+            arrived = spikes.last_arrival
+            if arrived is None:
+                aggregator.change(key, partition, lambda s: s.update([], [], arrival=now))
+                continue
+            silence = silence_seconds(spikes)
+            if now - arrived >= silence:
+                closed = aggregator.change(key, partition, CategorySpikes.close)
+                assert isinstance(closed, CategorySpikes)
+                self._open.discard(key)
+                yield key, closed, arrived + silence
+
+
+def closed_summary(spikes: CategorySpikes, category: str, where: str, closed_at: float) -> str:
+    """The summary of the resolution of ``category``'s spike in ``spikes``, closed at ``closed_at``."""
+    detector = spikes.detector(category)
+    quiet = (closed_at - (spikes.last_arrival or closed_at)) / 3600
+    return (
+        f"Defect spike closed without traffic: no turns in {where} for {quiet:.1f} h; {category} was at "
+        f"{detector.spike_rate:.1%} against a baseline of {detector.baseline:.1%}"
+    )
+
+
+def source_partition(aggregator: Aggregator, source: str) -> int | None:
+    """The changelog partition of the spike aggregates of ``source`` (their shard key), None without
+    partitions (embedded)."""
+    partition_of = aggregator.partition_of
+    return None if partition_of is None else partition_of(source)
