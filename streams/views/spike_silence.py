@@ -110,6 +110,22 @@ class SilentSpikes:
                 self._open.discard(key)
                 yield key, closed, arrived + silence
 
+    def unheard(self, aggregator: Aggregator, keys: dict[str, set[str]], before: float) -> list[str]:
+        """The sources (of ``keys``: spike keys by source) none of whose detectors had an observation at or
+        after clock time ``before`` (their event time, for one from before arrivals were kept): a judge
+        retired, whose own observations never come to look for its idle detectors."""
+        sources = []
+        for source, source_keys in sorted(keys.items()):
+            latest = -math.inf
+            for key in source_keys:
+                spikes = aggregator.detector(key)
+                if isinstance(spikes, CategorySpikes):
+                    seen = spikes.last_arrival if spikes.last_arrival is not None else spikes.last_seen
+                    latest = max(latest, -math.inf if seen is None else seen)
+            if source_keys and latest < before:
+                sources.append(source)
+        return sources
+
 
 def closed_summary(spikes: CategorySpikes, category: str, where: str, closed_at: float) -> str:
     """The summary of the resolution of ``category``'s spike in ``spikes``, closed at ``closed_at``."""

@@ -47,7 +47,7 @@ from streams.policy import escalation_id
 from streams.taxonomy import SEVERITIES, Taxonomy
 from streams.views.idle_looks import IDLE_SECONDS, IdleLooks
 from streams.views.label_cache import LabelCache
-from streams.views.spike_silence import SilentSpikes, closed_summary
+from streams.views.spike_silence import SilentSpikes, closed_summary, source_partition
 from streams.views.uniform_labels import UniformLabels, labelled_probability
 
 SLICES: tuple[tuple[str, ...], ...] = (("journey",), ("journey", "model_version"), ("journey", "intent"))
@@ -137,8 +137,9 @@ class SpikeView:
         self._silence.recover(aggregator, [k for keys in self._keys.values() for k in keys])
 
     def apply(self, aggregator: Aggregator, obs: dict[str, Any], partition: int | None) -> list[Emit]:
-        """A judged or labelled turn's observations; on the clock of every observation (a turn's too), the
-        open spikes of silent slices closed."""
+        """A judged or labelled turn's observations; on the clock of every observation, the open spikes of
+        silent slices closed, and the detectors of sources silent for ``idle_seconds`` dropped (a judge
+        retired: its own observations, which look for idle ones, never come)."""
         arrival = self._silence.tick(obs["ts"])
         emits = [] if obs["kind"] == "turn" else self._observe(aggregator, obs, partition, arrival)
         now = self._silence.due()
@@ -147,6 +148,10 @@ class SpikeView:
                 source, values = spike_slice(spike_key)
                 for category in spikes.resolutions:
                     emits.append(self._escalation(spikes, category, source, values, silent_at, False, True))
+        day = self._looks.due(None, arrival)  # the worker's looks (a source's are by its name)
+        if day is not None:
+            for source in self._silence.unheard(aggregator, self._keys, day - self.idle_seconds):
+                self._drop_idle(aggregator, source, source_partition(aggregator, source), day)
         return emits
 
     def _observe(
@@ -199,12 +204,10 @@ class SpikeView:
                 self._silence.resolved(spike_key, spikes)
         now = self._looks.due(source, ts)
         if now is not None:
-            self._drop_idle(aggregator, source, obs, partition, now)
+            self._drop_idle(aggregator, source, partition, now)
         return emits
 
-    def _drop_idle(
-        self, aggregator: Aggregator, source: str, obs: dict[str, Any], partition: int | None, now: float
-    ) -> None:
+    def _drop_idle(self, aggregator: Aggregator, source: str, partition: int | None, now: float) -> None:
         """Drop ``source``'s detectors that saw nothing for ``idle_seconds`` before event time ``now`` (the
         start of the look's period: a look after a restart decides as the period's first did) and are not in
         alarm (their deletions to the changelog ``partition`` of the source's observations), and release
@@ -223,7 +226,7 @@ class SpikeView:
                 continue
             _, values = spike_slice(spike_key)
             if spikes.last_seen is None:  # state from before 2026-11-26: idle from now on, written so
-                aggregator.update(spike_key, obs, partition, self._make, lambda s: s.update([], [], ts=now))
+                aggregator.change(spike_key, partition, lambda s: s.update([], [], ts=now))
             if spikes.in_alarm:
                 open_other.update(name for name, value in values.items() if value == OTHER)
             detectors.append((spike_key, spikes, values))

@@ -153,6 +153,21 @@ def test_a_retired_judges_spikes_close() -> None:
     assert resent_by(worker) == []
 
 
+def test_a_retired_judges_detectors_are_dropped_after_idle_seconds_as_with_a_restart() -> None:
+    # its own observations, which look for its idle detectors, never come: the worker's clock looks (until
+    # 2026-11-26 they were kept for good)
+    events = list(traffic(random.Random(1), STOP, gone="judge"))
+    ts = events[-1][0]
+    while ts < STOP + 11 * DAY:  # judge-b goes on, a turn an hour
+        ts += HOUR
+        events.append((ts, "judge-b/m-2/0"))
+    once, restarted = with_and_without_a_restart(
+        lambda: Worker(idle_seconds=10 * DAY), events, Worker.feed, STOP + 10 * DAY + 7 * HOUR
+    )
+    assert {key.split(SEP)[1] for key in once.state()} == {"judge-b"}
+    assert restarted.state() == once.state()
+
+
 def resent_by(worker: Worker) -> list[tuple[str, dict[str, Any]]]:
     view = worker.view
     assert isinstance(view, SpikeView)
