@@ -67,6 +67,21 @@ class Worker(RestartableView):
         partition = None if self.partitions is None else self.partitions[judge]
         self.out += self.aggregator.apply(obs, partition)
 
+    def label(self, ts: float, version: str, failed: bool = False) -> None:
+        """A human label (without a sampling probability: every one counts) of a turn at ``ts``."""
+        self.offset += 1
+        obs = {
+            "kind": "labelled",
+            "turn_id": f"t{self.offset}",
+            "ts": ts,
+            "segment": {"journey": "shopper", "model_version": version, "intent": "refund"},
+            "labels": {"relevance": "fail" if failed else "pass"},
+            "first_dimensions": ["relevance"],
+            "effective_inclusion_probability": None,
+            "src": ["observations:1", self.offset, 0],
+        }
+        self.out += self.aggregator.apply(obs)
+
     def feed(self, ts: float, what: str) -> None:
         """``what``: judge/version/failed (0 or 1)."""
         judge, version, failed = what.split("/")
@@ -223,6 +238,27 @@ def test_a_sparse_slice_does_not_close_between_its_turns_and_closes_once_silent(
     assert _statuses(m1) == [("firing", False), ("resolved", True)]
     silence = datetime.fromisoformat(m1[1]["event_time"]).timestamp() - ts
     assert 14 * HOUR < silence < 30 * HOUR  # 5 typical gaps: about 10 mean gaps of 2 hours
+
+
+def test_human_labels_a_day_behind_the_judges_close_their_spike_only_once_they_stop() -> None:
+    # labels carry their turns' event time, a day behind the judges' here: against it, every human slice
+    # would look a day silent; they arrive on the worker's clock as they come
+    worker, rng = Worker(), random.Random(9)
+    clock = T0 + DAY
+    for i in range(2_700):
+        clock += 30.0
+        worker.turn(clock, "m-2", rng.random() < 0.02)
+        worker.label(clock - DAY, "m-1", rng.random() < (0.3 if i >= 2_300 else 0.02))
+    assert _statuses(worker.spikes("m-1", judge="humans")) == [("firing", False)]
+    assert worker.active("m-1", judge="humans") == 1.0
+    last_label = clock
+    for _ in range(240):  # the labels stop; the judge goes on
+        clock += 30.0
+        worker.turn(clock, "m-2", rng.random() < 0.02)
+    humans = worker.spikes("m-1", judge="humans")
+    assert _statuses(humans) == [("firing", False), ("resolved", True)]
+    assert humans[1]["event_time"] == iso(last_label + SILENCE_FLOOR_SECONDS)
+    assert worker.active("m-1", judge="humans") == 0.0
 
 
 def test_a_slice_whose_traffic_comes_back_at_the_spike_rate_raises_a_new_spike() -> None:
