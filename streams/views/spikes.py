@@ -138,18 +138,15 @@ class SpikeView:
 
     def apply(self, aggregator: Aggregator, obs: dict[str, Any], partition: int | None) -> list[Emit]:
         """A judged or labelled turn's observations; on the clock of every observation, the open spikes of
-        silent slices closed, and the detectors of sources silent for ``idle_seconds`` dropped (a judge
-        retired: its own observations, which look for idle ones, never come)."""
+        silent slices closed, and the detectors of sources silent for ``idle_seconds`` (retired) dropped."""
         arrival = self._silence.tick(obs["ts"])
         emits = [] if obs["kind"] == "turn" else self._observe(aggregator, obs, partition, arrival)
-        now = self._silence.due()
-        if now is not None:
+        if (now := self._silence.due()) is not None:
             for spike_key, spikes, silent_at in self._silence.close(aggregator, now):
                 source, values = spike_slice(spike_key)
                 for category in spikes.resolutions:
                     emits.append(self._escalation(spikes, category, source, values, silent_at, False, True))
-        day = self._looks.due(None, arrival)  # the worker's looks (a source's are by its name)
-        if day is not None:
+        if (day := self._looks.due(None, arrival)) is not None:  # the worker's (a source's: by its name)
             for source in self._silence.unheard(aggregator, self._keys, day - self.idle_seconds):
                 self._drop_idle(aggregator, source, source_partition(aggregator, source), day)
         return emits
