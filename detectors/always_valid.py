@@ -157,7 +157,9 @@ class LiveVersionPairs(Detector, metaclass=ABCMeta):
     A version is *live* while it was seen within ``horizon_seconds`` of the newest event time. Each pair of
     live versions gets a test from :meth:`_new_test`: control = the version first seen earlier, treatment =
     the newer one. A pair live again after it ended (a canary paused longer than the horizon) gets a fresh
-    test, its next :meth:`episode`: the old one's decision is final, and would never fire again. At most
+    test, its next :meth:`episode`: the old one's decision is final, and would never fire again. A
+    comparison dropped by its owner and made again counts episodes from 1 again: :attr:`created` (its first
+    turn's event time) tells the two apart. At most
     ``max_versions`` versions are tracked (the least recently seen is forgotten
     with its tests). Subclasses feed the tests (:class:`VersionComparison`: one Bernoulli stream;
     ``detectors.calibrated_comparison``: human-calibrated rates per dimension).
@@ -176,6 +178,7 @@ class LiveVersionPairs(Detector, metaclass=ABCMeta):
         self._events: list[list[str]] = []
         self._watermark = -math.inf
         self._episodes: dict[str, int] = {}  # "control|treatment" -> episodes after the first
+        self._created: float | None = None  # the first turn's event time (not in state until 2026-11-26)
 
     @abstractmethod
     def _new_test(self) -> Any:
@@ -194,6 +197,8 @@ class LiveVersionPairs(Detector, metaclass=ABCMeta):
         now (tests created as needed), after which the caller feeds the tests and calls :meth:`_settle`."""
         self._events = []
         at = float(ts)
+        if self._watermark == -math.inf:  # the first turn
+            self._created = at
         if at > self._watermark:
             self._watermark = at
         seen = self._seen.get(version)
@@ -281,6 +286,18 @@ class LiveVersionPairs(Detector, metaclass=ABCMeta):
         comparison."""
         return None if self._watermark == -math.inf else self._watermark
 
+    @property
+    def created(self) -> float | None:
+        """The event time of the first turn (None before any, or a comparison from state written until
+        2026-11-26, which did not record it): for its owner to tell its episodes from those of a comparison
+        it dropped before.
+
+        >>> from detectors.msprt import VersionComparison
+        >>> VersionComparison().update("v1", False, ts=7.0).update("v2", True, ts=3.0).created
+        7.0
+        """
+        return self._created
+
     def first_seen(self, version: str) -> float | None:
         """Event time ``version`` was first seen (None if not tracked)."""
         seen = self._seen.get(version)
@@ -298,12 +315,13 @@ class LiveVersionPairs(Detector, metaclass=ABCMeta):
                 # JSON has no infinity: a comparison that saw nothing has no watermark
                 "_watermark": None if self._watermark == -math.inf else self._watermark,
                 "_episodes": dict(self._episodes),
+                "_created": self._created,
             }
         )
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Self:
-        fields = ("_seen", "_tests", "_live", "_events", "_watermark", "_episodes")
+        fields = ("_seen", "_tests", "_live", "_events", "_watermark", "_episodes", "_created")
         comparison, state = cls._new_from(data, fields)
         comparison._seen = {v: list(s) for v, s in state["_seen"].items()}
         comparison._tests = {
@@ -314,4 +332,5 @@ class LiveVersionPairs(Detector, metaclass=ABCMeta):
         watermark = state["_watermark"]
         comparison._watermark = -math.inf if watermark is None else float(watermark)
         comparison._episodes = dict(state.get("_episodes", {}))  # absent in state written before 2026-11-25
+        comparison._created = state.get("_created")  # absent in state written until 2026-11-26
         return comparison

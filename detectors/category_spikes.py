@@ -86,7 +86,7 @@ class CategorySpikes(Detector):
             if detector is None:
                 detector = DefectRateSpike(arl0=self.arl0, warmup=self.warmup, max_evidence=self.max_evidence)
                 detectors[category] = detector
-            detector.update(category in failed_set, ref=ref)
+            detector.update(category in failed_set, ref=ref, ts=ts)  # ts: its created, for escalation ids
             # drift_detected and resolved, read without the property calls (several per turn)
             if detector._drift:
                 self._alarms.append(category)

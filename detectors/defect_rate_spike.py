@@ -58,7 +58,9 @@ class DefectRateSpike(Detector):
     zero (the change-point MLE), ``spike_rate`` the rate since then, ``evidence`` the refs of the last
     ``max_evidence`` defects since ``onset`` (``update(x, ref)``; the event index when ``ref`` is None);
     all three describe the episode on its resolving update too. With ``ts`` (``update(x, ref, ts)``, event
-    time), :attr:`last_seen` is the newest one: for its owner to tell an idle detector.
+    time), :attr:`last_seen` is the newest one: for its owner to tell an idle detector; :attr:`created` is
+    the first update's, for its owner to tell this detector's alarms from those of one it dropped before
+    (:attr:`n_alarms` starts at 0 again).
 
     **Cost.** About 0.1-0.5 µs per update once designs are cached (``bench/detection.py``). A design
     not yet cached (a new 0.2% step of a baseline) is computed once per process, inside one update:
@@ -157,15 +159,19 @@ class DefectRateSpike(Detector):
         self._r_ok = 0.0
         self._ring: list[list[int | str]] = []  # [index, ref] of the latest defects
         self._last_seen: float | None = None  # the newest event time an update brought
+        self._created: float | None = None  # the first update's event time (not in state until 2026-11-26)
 
     # -- updating ---------------------------------------------------------------------------------
 
     def update(self, x: float, ref: int | str | None = None, ts: float | None = None) -> DefectRateSpike:
         """Add one event: ``x`` truthy when defective; ``ref`` (int or str) identifies it in ``evidence``;
         ``ts`` its event time, if any."""
-        if ts is not None and (self._last_seen is None or ts > self._last_seen):
-            self._last_seen = float(ts)
         n = self._n
+        if ts is not None:
+            if n == 0:
+                self._created = float(ts)
+            if self._last_seen is None or ts > self._last_seen:
+                self._last_seen = float(ts)
         self._n = n + 1
         self._drift = False
         self._resolved = False
@@ -329,6 +335,16 @@ class DefectRateSpike(Detector):
     def last_seen(self) -> float | None:
         """The newest event time an update brought (None: none did, or state from before 2026-11-26)."""
         return self._last_seen
+
+    @property
+    def created(self) -> float | None:
+        """The event time of the first update (None: it had none, or the detector is from state written until
+        2026-11-26, which did not record it).
+
+        >>> DefectRateSpike().update(False, ts=7.0).update(False, ts=3.0).created
+        7.0
+        """
+        return self._created
 
     @property
     def monitoring(self) -> bool:

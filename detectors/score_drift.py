@@ -114,7 +114,8 @@ class ScoreDrift(Detector):
     adopted with :meth:`rebase`: the window becomes the start of a new reference.
 
     With ``ts`` (event time), :attr:`last_seen` is the newest one an update brought: for its owner to tell
-    idle detectors.
+    idle detectors; :attr:`created` is the first update's, for its owner to tell this detector's episodes
+    from those of one it dropped before (:attr:`n_alarms` starts at 0 again).
 
     Examples
     --------
@@ -182,13 +183,17 @@ class ScoreDrift(Detector):
         self._resolved = False
         self._n_alarms = 0
         self._last_seen: float | None = None
+        self._created: float | None = None  # the first update's event time (not in state until 2026-11-26)
 
     def update(self, x: float, ts: float | None = None) -> ScoreDrift:
         x = float(x)
         if not math.isfinite(x):
             raise ValueError(f"values must be finite, got {x}")
-        if ts is not None and (self._last_seen is None or ts > self._last_seen):
-            self._last_seen = float(ts)
+        if ts is not None:
+            if self._n == 0:
+                self._created = float(ts)
+            if self._last_seen is None or ts > self._last_seen:
+                self._last_seen = float(ts)
         self._checked = self._detected = self._resolved = False
         self._n += 1
         if len(self._reference) < self.reference_size:
@@ -253,6 +258,16 @@ class ScoreDrift(Detector):
     def last_seen(self) -> float | None:
         """The newest event time an update brought (None: none did, or state from before 2026-11-26)."""
         return self._last_seen
+
+    @property
+    def created(self) -> float | None:
+        """The event time of the first update (None: it had none, or the detector is from state written until
+        2026-11-26, which did not record it).
+
+        >>> ScoreDrift().update(0.5, ts=7.0).update(0.5, ts=3.0).created
+        7.0
+        """
+        return self._created
 
     @property
     def reference_ready(self) -> bool:

@@ -30,8 +30,19 @@ from streams.taxonomy import SEVERITIES, Taxonomy
 OVERTURN_BACKSTOP_SECONDS = 300.0
 
 
-def escalation_id(kind: str, subject: str) -> str:
-    """Stable id of an escalation about ``subject``: re-delivery and updates keep it."""
+def escalation_id(kind: str, subject: str, created: float | None = None) -> str:
+    """Stable id of an escalation about ``subject``: re-delivery and updates keep it. ``created``: the event
+    time the detector that counts the subject's episodes was created at, where it recorded one. A detector
+    dropped when idle and made again counts from episode 1 again, and without it its first alarm had the id
+    of the dropped one's first, long resolved; detectors from state written until 2026-11-26 have none,
+    and keep the ids they had.
+
+    >>> subject = "judge-a|safety|*|1"
+    >>> escalation_id("judge_drift", subject), escalation_id("judge_drift", subject, 5.0)
+    ('judge_drift-6acf2183b64d7300c216', 'judge_drift-d915ef59b859d662aeb3')
+    """
+    if created is not None:
+        subject = f"{subject}|{created!r}"
     return f"{kind}-{hashlib.blake2b(subject.encode(), digest_size=10).hexdigest()}"
 
 
