@@ -6,7 +6,9 @@ and per journey, if its turn is in the uniform sample of the labelled turns
 is kept with probability ``CONVOWATCH_REVIEW_MIN_PROBABILITY / pi``, the turns the human spikes keep; a
 pair without ``pi`` always). A :class:`~detectors.DefectRateSpike` on that stream learns the usual
 disagreement rate and alarms on a rise of unknown size; the alarm raises ``judge_drift`` naming judge,
-dimension and segment with the disagreeing turns as evidence, and resolves when the rate is back. The
+dimension and segment with the disagreeing turns as evidence, and resolves when the rate is back (its id is
+per judge, dimension, journey, episode and the event time the detector was made at,
+:attr:`~detectors.DefectRateSpike.created`: not that of a detector from state written until 2026-11-26). The
 false-alarm budget is stated per day, all streams together (``CONVOWATCH_DRIFT_FALSE_ALARMS_PER_DAY`` at
 ``CONVOWATCH_DRIFT_PAIRS_PER_DAY`` pairs so kept), as the spike view's is.
 
@@ -160,7 +162,8 @@ class JudgeDriftView:
         self, detector: DefectRateSpike, judge_id: str, dimension: str, journey: str, ts: float, firing: bool
     ) -> dict[str, Any]:
         where = "all journeys" if journey == "*" else f"journey {journey}"
-        eid = escalation_id("judge_drift", f"{judge_id}|{dimension}|{journey}|{detector.n_alarms}")
+        subject = f"{judge_id}|{dimension}|{journey}|{detector.n_alarms}"
+        eid = escalation_id("judge_drift", subject, detector.created)  # a detector made again: ids of its own
         if firing:
             summary = (
                 f"Judge drift: {judge_id} disagrees with humans on {dimension} in {where} "

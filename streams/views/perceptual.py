@@ -9,7 +9,9 @@ shifted mean). The judge is part of the key because two judges' scores are not o
 because ``judged`` observations are sharded by judge. A drift raises ``perceptual_drift`` (firing), which
 resolves when the recent scores match the reference again. Its ``escalation_id`` is stable per judge,
 modality, model version and score: a later episode re-publishes it with the next revisions (firing
-``2k - 1``, resolved ``2k`` for the k-th episode).
+``2k - 1``, resolved ``2k`` for the k-th episode). A detector dropped when idle (below) and made again
+starts at episode 1 under an id of its own: the id includes the event time it was made at
+(:attr:`~detectors.ScoreDrift.created`; not that of a detector from state written until 2026-11-26).
 
 Scores are expected in [0, 1]: ``convowatch_perceptual_score`` counts values outside in its edge buckets
 (the detector sees them unchanged). State is bounded: per judge, the first ``max_keys`` model versions and
@@ -258,7 +260,7 @@ class PerceptualView:
         firing or resolved at event time ``ts`` by the turn ``turn_id`` (None: no turn)."""
         judge_id, modality, model_version, score = where
         episode = detector.n_alarms
-        eid = escalation_id(KIND, f"{judge_id}|{modality}|{model_version}|{score}")
+        eid = escalation_id(KIND, f"{judge_id}|{modality}|{model_version}|{score}", detector.created)
         summary = detector.summary()
         ref, win = summary["reference"], summary["window"]
         what = f"{score} scores of {modality} outputs from {model_version} (judge {judge_id})"

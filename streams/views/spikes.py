@@ -314,7 +314,7 @@ class SpikeView:
         episode = detector.n_alarms
         where = ", ".join(f"{n} {v}" for n, v in values.items())
         subject = f"{source}|{category}|{where}|{episode}"
-        eid = escalation_id("defect_spike", subject)
+        eid = escalation_id("defect_spike", subject, detector.created)
         severity = self.severity[category]
         who = "human labels" if source == "humans" else f"judge {source}"
         if firing:

@@ -83,6 +83,7 @@ class TestKey(NamedTuple):
     control: str
     treatment: str
     episode: int = 1  # the pair's time live together (LiveVersionPairs.episode)
+    created: float | None = None  # the comparison's first turn (LiveVersionPairs.created)
 
 
 def regression_text(
@@ -279,14 +280,14 @@ class VersionPairView(ABC):
             except KeyError:  # a version forgotten (too many versions): its tests went with it
                 continue
             episode = comparison.episode(control, treatment)
+            at = TestKey(scope, dim, control, treatment, episode, comparison.created)
             if what == "ended":
                 emits.extend(
-                    self._escalation(TestKey(scope, d, control, treatment, episode), test, obs, firing=False)
+                    self._escalation(at._replace(dim=d), test, obs, firing=False)
                     for d, test in sorted(tests.items())
                     if test.decision == "worse"
                 )
                 continue
-            at = TestKey(scope, dim, control, treatment, episode)
             self._publish(at, tests[dim])
             if what == "worse":
                 self.metrics.escalations.labels(KIND, SEVERITY).inc()
@@ -307,7 +308,8 @@ class VersionPairView(ABC):
             assert isinstance(comparison, LiveVersionPairs)
             scope = (parts[0], parts[1])
             for control, treatment, dim, test in self._open_tests(comparison):
-                where = TestKey(scope, dim, control, treatment, comparison.episode(control, treatment))
+                episode = comparison.episode(control, treatment)
+                where = TestKey(scope, dim, control, treatment, episode, comparison.created)
                 yield scope[0], self._escalation(where, test, now, firing=True).value
 
     def _open_tests(self, comparison: LiveVersionPairs) -> Iterator[tuple[str, str, str, Any]]:
@@ -363,8 +365,9 @@ class VersionPairView(ABC):
     ) -> Emit:
         """The escalation ``key`` of a test (firing or resolved) with the summary ``text``; evidence: ``head``
         (with the journey), the pair, the test's figures and the test parameters."""
-        # a pair live again after it ended is tested afresh: its regression is a new escalation
-        eid = escalation_id(KIND, key if at.episode == 1 else f"{key}|{at.episode}")
+        # a pair live again after it ended is tested afresh: its regression is a new escalation; so is one of
+        # a comparison dropped when idle and made again (episode 1 again)
+        eid = escalation_id(KIND, key if at.episode == 1 else f"{key}|{at.episode}", at.created)
         value = {
             "schema_version": 1,
             "escalation_id": eid,
