@@ -67,6 +67,27 @@ class RestartableView:
             self.store.put(key, encode_json(value), None)
         self.restart()
 
+    def without_created(self, last_seen: bool = False) -> None:
+        """Store every aggregate without its detectors' ``_created`` (those nested in it too), as code until
+        2026-11-26 wrote them; with ``last_seen`` without their ``_last_seen`` too, as code before
+        2026-11-26 did (:meth:`without_last_seen`); and restart on them."""
+        self.aggregator.flush()
+        for key, stored in list(self.store.items()):
+            value = _without(orjson.loads(stored), "_created")
+            if last_seen:
+                value["detector"]["state"].pop("_last_seen")
+            self.store.put(key, encode_json(value), None)
+        self.restart()
+
+
+def _without(value: Any, field: str) -> Any:
+    """``value`` (JSON-native) without ``field`` in any dict of it."""
+    if isinstance(value, dict):
+        return {k: _without(v, field) for k, v in value.items() if k != field}
+    if isinstance(value, list):
+        return [_without(v, field) for v in value]
+    return value
+
 
 def with_and_without_a_restart(
     make: Callable[[], V],
