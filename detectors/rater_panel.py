@@ -33,8 +33,10 @@ Annotators and vendors come and go: updated with the item's event time, :meth:`~
 drops those with no item for a while (their rows, an annotator's vendor, a vendor's comparisons), and the
 next new ones take their room under ``max_annotators`` and ``max_vendors`` (until 2026-11-26 the first ones
 ever seen held it for good, and every later one was pooled as ``other``). The reliability, the consensus
-and the judges are the items' and stay. An item taken out after one of its annotators or vendors was
-dropped gives up nothing for it (see :class:`~detectors.RaterVsConsensus`).
+and the judges are the items' and stay. Where an annotator's or vendor's comparison on an item is counted
+(its row, ``other``, or nowhere once the row that held it was dropped) follows from the item's event time
+(:mod:`detectors.row_spans`): ``remove`` with it takes out of each part what ``update`` added, whatever
+rows were given or dropped in between.
 """
 
 from __future__ import annotations
@@ -60,7 +62,7 @@ from detectors.vendor_consensus import Comparison, VendorConsensus
 #: The fields of a panel's state (the vendors' three are :meth:`VendorConsensus.state`'s)
 STATE_FIELDS = (
     *("_agreement", "_raters", "_vendor_of", "_vendors", "_vendor_seen", "_vendors_dropped_before"),
-    *("_consensus", "_ties", "_judges"),
+    *("_vendors_counts_after", "_vendors_gone", "_consensus", "_ties", "_judges"),
 )
 
 
@@ -204,7 +206,8 @@ class RaterPanel(Detector):
         then left as it is and the new version added on top, counted twice as before items were replaced,
         rather than taken out of some parts and not others, which then disagreed); then from the vendors',
         unless they do not hold it (state from before vendors were counted by item). With ``ts``, the event
-        time it was added at, an annotator or vendor dropped since (:meth:`drop_idle`) gives up nothing."""
+        time it was added at, each annotator's and vendor's comparison comes out of where it was counted,
+        and of no row dropped since (:meth:`drop_idle`): its comparisons left with it."""
         if not isinstance(labels, dict) or not all(isinstance(x, str) for x in labels.values()):
             raise ValueError(f"labels must be a dict of annotator id -> label, got {labels!r}")
         try:
@@ -355,9 +358,15 @@ class RaterPanel(Detector):
         panel._raters = restore(panel._raters, raters)
         panel._vendor_of = dict(state["_vendor_of"])
         # state written before vendors were counted by item: their figures start again from here; before
-        # 2026-11-26, no vendor times (stamped at the next drop_idle) and no drop
+        # 2026-11-26, no vendor times (stamped at the next drop_idle) and no drop, and by code of that day
+        # no record of where comparisons are counted (detectors.row_spans)
         panel._vendors = VendorConsensus(
-            panel.max_vendors, vendors, state.get("_vendor_seen"), state.get("_vendors_dropped_before")
+            panel.max_vendors,
+            vendors,
+            state.get("_vendor_seen"),
+            state.get("_vendors_dropped_before"),
+            state.get("_vendors_counts_after"),
+            state.get("_vendors_gone"),
         )
         panel._consensus = dict(counts)
         panel._ties = int(state["_ties"])

@@ -13,9 +13,10 @@ agreement stays exact (the diagonal holds real agreements only), and kappa is th
 Raters come and go: a rater's row updated with an event time keeps the newest one, and
 :meth:`RaterVsConsensus.drop_idle` drops the rows of raters gone idle, so that new raters take their room
 under ``max_raters`` (until 2026-11-26 the first ``max_raters`` ever seen held it for good, and every later
-one was pooled as ``other``). An item taken out after one of its raters was dropped (``remove`` with the
-item's event time, older than the drop's horizon) gives up nothing for that rater: its comparisons left
-with its row.
+one was pooled as ``other``). Where each comparison is counted (the rater's row, ``other``, or nowhere once
+its row was dropped) follows from the rater and the item's event time (:mod:`detectors.row_spans`), so
+``remove`` with the item's time takes out what ``update`` added, whatever rows were given or dropped in
+between.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from detectors.base import Detector
 from detectors.exceptions import NotHeldError
 from detectors.kept_labels import KeptLabelScale, add_folded, folded_comparisons, keep, most_used
 from detectors.multi_rater import check_labels, leave_one_out
+from detectors.row_spans import OTHER, RowSpans, Span
 
 NAN = math.nan
 
@@ -90,7 +92,7 @@ def _check_ratings(ratings: Any) -> None:
 
 
 #: Where raters beyond ``max_raters`` are pooled
-OTHER_RATERS = "other"
+OTHER_RATERS = OTHER
 
 
 class RaterVsConsensus(KeptLabelScale, Detector):
@@ -153,8 +155,11 @@ class RaterVsConsensus(KeptLabelScale, Detector):
         self._kept_labels: list[str] = []  # sorted; only grows, so a label counts where it did (remove)
         # rows updated with an event time: the newest one (state from before 2026-11-26 has none)
         self._last_seen: dict[str, float] = {}
-        # the newest horizon of a drop_idle that dropped a row (None: none has): an item older than it may
-        # have had a rater whose comparisons left with its row (remove)
+        # where comparisons are counted by the item's time (detectors.row_spans): the start of each row
+        # given while other (or a dropped row of its rater) may hold its rater's comparisons, the spans of
+        # the rows dropped, and the horizon the oldest spans were forgotten into
+        self._counts_after: dict[str, float] = {}
+        self._gone: dict[str, list[Span]] = {}
         self._dropped_before: float | None = None
 
     def update(self, ratings: dict[str, str], ts: float | None = None) -> RaterVsConsensus:
@@ -164,15 +169,20 @@ class RaterVsConsensus(KeptLabelScale, Detector):
         for label in ratings.values():  # kept in the item's order, as InterAnnotatorAgreement keeps them
             if label not in self._kept_labels:
                 keep(self._kept_labels, label, self.max_categories)
+        spans, other_seen = self._spans(), self._last_seen.get(OTHER_RATERS)  # other's before this item
         for rater, label, agreed, tie in folded_comparisons(leave_one_out(ratings), self.counted_as):
-            if rater not in self._raters and self._full():
-                rater = OTHER_RATERS
-            add_comparison(self._raters.setdefault(rater, {"confusion": {}, "ties": 0}), label, agreed, tie)
+            where = spans.count_in(rater, ts, self._full(), other_seen)
+            if where is None:  # a rater's comparison on an item of a dropped row's span: gone with it
+                continue
+            add_comparison(self._raters.setdefault(where, {"confusion": {}, "ties": 0}), label, agreed, tie)
             if ts is not None:
-                seen = self._last_seen.get(rater)
+                seen = self._last_seen.get(where)
                 if seen is None or ts > seen:
-                    self._last_seen[rater] = float(ts)
+                    self._last_seen[where] = float(ts)
         return self
+
+    def _spans(self) -> RowSpans:
+        return RowSpans(self._raters, self._last_seen, self._counts_after, self._gone, self._dropped_before)
 
     def _full(self) -> bool:
         """Whether ``max_raters`` raters have rows of their own (``other``'s takes no room: once raters
@@ -180,20 +190,20 @@ class RaterVsConsensus(KeptLabelScale, Detector):
         return len(self._raters) - (OTHER_RATERS in self._raters) >= self.max_raters
 
     def remove(self, ratings: dict[str, str], ts: float | None = None) -> RaterVsConsensus:
-        """Take out one item ``update`` added with these ratings (a rater keeps its row, emptied or not, so
-        the cap pools the same raters); raises :class:`~detectors.NotHeldError`, changing nothing, if the
-        counts do not hold its comparisons. With ``ts``, the item's event time, a rater without a row on an
-        item older than the horizon of a drop (:meth:`drop_idle`) was dropped: nothing is taken out for it
-        (without ``ts``, or on a newer item, it was pooled: out of ``other``)."""
+        """Take out one item ``update`` added with these ratings and ``ts`` (a rater keeps its row, emptied
+        or not, so the cap pools the same raters); raises :class:`~detectors.NotHeldError`, changing
+        nothing, if the counts do not hold its comparisons. Each comes out of where the item's time says it
+        was counted: its rater's row, ``other``, or nowhere if that row was dropped since
+        (:meth:`drop_idle`). Without ``ts``: its rater's row, if it has one, else ``other``."""
         _check_ratings(ratings)
         if self._items < 1:
             raise NotHeldError("no item to remove")
-        dropped = ts is not None and self._dropped_before is not None and ts < self._dropped_before
-        comparisons = [
-            (rater if rater in self._raters else OTHER_RATERS, label, agreed, tie)
-            for rater, label, agreed, tie in folded_comparisons(leave_one_out(ratings), self.counted_as)
-            if not (dropped and rater not in self._raters)
-        ]
+        spans = self._spans()
+        comparisons = []
+        for rater, label, agreed, tie in folded_comparisons(leave_one_out(ratings), self.counted_as):
+            where = spans.counted_in(rater, ts)
+            if where is not None:
+                comparisons.append((where, label, agreed, tie))
         remove_comparisons(self._raters, comparisons)
         self._items -= 1
         return self
@@ -202,20 +212,16 @@ class RaterVsConsensus(KeptLabelScale, Detector):
         """Drop the rows of the raters (``other`` too) last scored more than ``idle_seconds`` before ``now``
         (event time), so that later new raters take their room; the dropped raters, sorted. A row with no
         event time (updated without ``ts``, or state from before 2026-11-26) is stamped ``now``: idle from
-        then on. The item count and the kept labels stay: they are the items', not the raters'."""
-        for rater in self._raters.keys() - self._last_seen.keys():
-            self._last_seen[rater] = float(now)
-        horizon = now - idle_seconds
-        dropped = sorted(rater for rater, seen in self._last_seen.items() if seen < horizon)
-        for rater in dropped:
-            del self._raters[rater], self._last_seen[rater]
-        if dropped and (self._dropped_before is None or horizon > self._dropped_before):
-            self._dropped_before = horizon
+        then on. Their comparisons go with them: on items of their spans, their raters' count nowhere
+        (:mod:`detectors.row_spans`). The item count and the kept labels stay: they are the items'."""
+        spans = self._spans()
+        dropped = spans.drop_idle(now, idle_seconds)
+        self._dropped_before = spans.dropped_before
         return dropped
 
     def merge(self, other: RaterVsConsensus) -> RaterVsConsensus:
-        """Add ``other``'s counts to this tracker (its kept labels while there is room, then ``other``);
-        returns ``self``."""
+        """Add ``other``'s counts to this tracker (its kept labels while there is room, then ``other``), and
+        its records of where comparisons are counted; returns ``self``."""
         self._check_mergeable(other)
         self._items += other._items
         for label in other._kept_labels:
@@ -230,6 +236,11 @@ class RaterVsConsensus(KeptLabelScale, Detector):
             ours_seen = self._last_seen.get(rater)
             if theirs_seen is not None and (ours_seen is None or theirs_seen > ours_seen):
                 self._last_seen[rater] = theirs_seen
+        for rater, after in other._counts_after.items():  # the later start, of the rows kept apart
+            if rater in self._raters:
+                self._counts_after[rater] = max(after, self._counts_after.get(rater, after))
+        for rater, spans in other._gone.items():
+            self._gone.setdefault(rater, []).extend(list(span) for span in spans)
         if other._dropped_before is not None:
             self._dropped_before = max(other._dropped_before, self._dropped_before or other._dropped_before)
         return self

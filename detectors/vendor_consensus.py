@@ -11,6 +11,9 @@ cluster-robust variance of a ratio and the Wilson interval at the effective size
 The first ``max_vendors`` vendors are counted apart and later ones as ``other``. Each vendor keeps the
 newest event time of its comparisons, and :meth:`VendorConsensus.drop_idle` drops the vendors with none
 for a while, so that new ones take their room (until 2026-11-26 the first ones ever seen kept it for good).
+Where a vendor's comparisons on an item are counted (its tally, ``other``'s, or nowhere once its tally was
+dropped) follows from the vendor and the item's time (:mod:`detectors.row_spans`), so ``remove`` takes out
+what ``add`` counted.
 """
 
 from __future__ import annotations
@@ -21,7 +24,8 @@ from typing import Any
 
 from detectors.agreement_stats import cohen_kappa_with_se, wilson_interval
 from detectors.exceptions import NotHeldError
-from detectors.rater_vs_consensus import OTHER_RATERS, add_comparison, remove_comparisons
+from detectors.rater_vs_consensus import add_comparison, remove_comparisons
+from detectors.row_spans import OTHER, RowSpans, Span
 
 #: A comparison: (vendor, annotator's label, the others' consensus or None, tied), as the panel folds it
 Comparison = tuple[str, str, str | None, bool]
@@ -40,7 +44,7 @@ def _item_terms(comparisons: Iterable[Comparison]) -> dict[str, tuple[int, ...]]
 
 class VendorConsensus:
     """The vendors' tallies of one panel (see the module); state in :meth:`state`, restored by passing
-    its three fields back."""
+    its fields back."""
 
     def __init__(
         self,
@@ -48,33 +52,44 @@ class VendorConsensus:
         tallies: dict[str, dict[str, Any]] | None = None,
         seen: dict[str, float] | None = None,
         dropped_before: float | None = None,
+        counts_after: dict[str, float] | None = None,
+        gone: dict[str, list[Span]] | None = None,
     ) -> None:
         self.max_vendors = max_vendors
         self._tallies: dict[str, dict[str, Any]] = copy.deepcopy(tallies or {})
         self._seen: dict[str, float] = dict(seen or {})  # tallies updated with an event time: the newest
-        # the newest horizon of a drop_idle that dropped a vendor (None: none has): see remove
+        # where comparisons are counted by the item's time (detectors.row_spans)
+        self._counts_after: dict[str, float] = dict(counts_after or {})
+        self._gone: dict[str, list[Span]] = copy.deepcopy(gone or {})
         self._dropped_before = dropped_before
 
     def state(self) -> dict[str, Any]:
         """The panel's fields of this part (a copy): ``_vendors``, ``_vendor_seen``,
-        ``_vendors_dropped_before``."""
+        ``_vendors_dropped_before``, ``_vendors_counts_after``, ``_vendors_gone``."""
         return {
             "_vendors": copy.deepcopy(self._tallies),
             "_vendor_seen": dict(self._seen),
             "_vendors_dropped_before": self._dropped_before,
+            "_vendors_counts_after": dict(self._counts_after),
+            "_vendors_gone": copy.deepcopy(self._gone),
         }
+
+    def _spans(self) -> RowSpans:
+        return RowSpans(self._tallies, self._seen, self._counts_after, self._gone, self._dropped_before)
 
     def add(self, comparisons: list[Comparison], ts: float | None) -> None:
         """Count one item's ``comparisons``, each of a vendor without a tally under ``other`` when the
-        first ``max_vendors`` have theirs; with ``ts``, the item's event time, each keeps the newest one."""
+        first ``max_vendors`` have theirs (or where the item's time ``ts`` says: see the module); with
+        ``ts`` each keeps the newest one."""
+        spans, other_seen = self._spans(), self._seen.get(OTHER)  # other's before this item
         counted = []
         for vendor, label, agreed, tie in comparisons:
             # other's tally takes no room: once vendors are dropped, a new one takes the first place freed
-            if (
-                vendor not in self._tallies
-                and len(self._tallies) - (OTHER_RATERS in self._tallies) >= self.max_vendors
-            ):
-                vendor = OTHER_RATERS
+            full = len(self._tallies) - (OTHER in self._tallies) >= self.max_vendors
+            where = spans.count_in(vendor, ts, full, other_seen)
+            if where is None:  # a vendor's comparison on an item of a dropped tally's span: gone with it
+                continue
+            vendor = where
             entry = self._tallies.setdefault(vendor, {"confusion": {}, "ties": 0, "sums": [0] * 6})
             add_comparison(entry, label, agreed, tie)
             counted.append((vendor, label, agreed, tie))
@@ -88,15 +103,15 @@ class VendorConsensus:
                 sums[i] += term
 
     def remove(self, comparisons: list[Comparison], ts: float | None) -> None:
-        """Take out one item's ``comparisons`` (as they were added); :class:`~detectors.NotHeldError`,
-        changing nothing, if the tallies do not hold them. A vendor without a tally was pooled (out of
-        ``other``), or, on an item older (``ts``) than the horizon of a drop, dropped: nothing of it."""
-        dropped = ts is not None and self._dropped_before is not None and ts < self._dropped_before
-        held = [
-            (vendor if vendor in self._tallies else OTHER_RATERS, label, agreed, tie)
-            for vendor, label, agreed, tie in comparisons
-            if not (dropped and vendor not in self._tallies)
-        ]
+        """Take out one item's ``comparisons`` (as they were added, with its time ``ts``), each from where
+        ``add`` counted it: its vendor's tally, ``other``'s, or nowhere if that tally was dropped since;
+        :class:`~detectors.NotHeldError`, changing nothing, if the tallies do not hold them."""
+        spans = self._spans()
+        held = []
+        for vendor, label, agreed, tie in comparisons:
+            where = spans.counted_in(vendor, ts)
+            if where is not None:
+                held.append((where, label, agreed, tie))
         terms = _item_terms(held)
         for vendor, item in terms.items():
             sums = self._tallies.get(vendor, {}).get("sums", [0] * 6)
@@ -110,16 +125,11 @@ class VendorConsensus:
 
     def drop_idle(self, now: float, idle_seconds: float) -> list[str]:
         """Drop the tallies of the vendors (``other`` too) with no comparison for ``idle_seconds`` before
-        ``now``; the dropped vendors, sorted. A tally with no event time (state from before 2026-11-26) is
-        stamped ``now``: idle from then on."""
-        for vendor in self._tallies.keys() - self._seen.keys():
-            self._seen[vendor] = float(now)
-        horizon = now - idle_seconds
-        dropped = sorted(vendor for vendor, seen in self._seen.items() if seen < horizon)
-        for vendor in dropped:
-            del self._tallies[vendor], self._seen[vendor]
-        if dropped and (self._dropped_before is None or horizon > self._dropped_before):
-            self._dropped_before = horizon
+        ``now``, their comparisons with them; the dropped vendors, sorted. A tally with no event time (state
+        from before 2026-11-26) is stamped ``now``: idle from then on."""
+        spans = self._spans()
+        dropped = spans.drop_idle(now, idle_seconds)
+        self._dropped_before = spans.dropped_before
         return dropped
 
     def figures(self, confidence_level: float, annotators: dict[str, int]) -> dict[str, dict[str, Any]]:

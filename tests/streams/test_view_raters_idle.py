@@ -172,9 +172,9 @@ def test_state_from_before_event_times_is_stamped_at_the_first_look_and_dropped_
     worker.aggregator.flush()
     value = orjson.loads(worker.store.get(PANEL))  # as written before 2026-11-26: no event times
     state = value["detector"]["state"]
-    for name in ("_vendor_seen", "_vendors_dropped_before"):
+    for name in ("_vendor_seen", "_vendors_dropped_before", "_vendors_counts_after", "_vendors_gone"):
         del state[name]
-    for name in ("_last_seen", "_dropped_before"):
+    for name in ("_last_seen", "_dropped_before", "_counts_after", "_gone"):
         del state["_raters"][name]
     worker.store.put(PANEL, encode_json(value), None)
     worker.restart()
