@@ -171,7 +171,7 @@ class RaterVsConsensus(KeptLabelScale, Detector):
                 keep(self._kept_labels, label, self.max_categories)
         spans, other_seen = self._spans(), self._last_seen.get(OTHER_RATERS)  # other's before this item
         for rater, label, agreed, tie in folded_comparisons(leave_one_out(ratings), self.counted_as):
-            where = spans.count_in(rater, ts, self._full(), other_seen)
+            where = spans.count_in(rater, ts, self.max_raters, other_seen)
             if where is None:  # a rater's comparison on an item of a dropped row's span: gone with it
                 continue
             add_comparison(self._raters.setdefault(where, {"confusion": {}, "ties": 0}), label, agreed, tie)

@@ -78,12 +78,17 @@ class RowSpans:
             return None
         return OTHER
 
-    def count_in(self, who: str, ts: float | None, full: bool, other_seen: float | None) -> str | None:
+    def count_in(self, who: str, ts: float | None, cap: int, other_seen: float | None) -> str | None:
         """Where ``update`` counts a comparison of ``who`` on an item of event time ``ts``: as
         :meth:`counted_in`, but ``who`` without a row is given one (its start recorded; the caller makes
-        the row) unless ``full`` or the item is not later than all ``who`` may have elsewhere (``other``'s
-        newest item before this one, ``other_seen``, and the spans and horizon of drops)."""
-        if who not in self.rows and not full:
+        the row) unless ``cap`` rows are taken (``other``'s takes no place) or the item is not later than
+        all ``who`` may have elsewhere (``other``'s newest item before this one, ``other_seen``, and the
+        spans and horizon of drops)."""
+        rows = self.rows
+        if who in rows:
+            if ts is None or who not in self.after or ts > self.after[who]:
+                return who
+        elif len(rows) - (OTHER in rows) < cap:
             bounds = [b for b in (other_seen, self.dropped_before) if b is not None]
             for spans in (self.gone.get(who, ()), self.gone.get(OTHER, ())):
                 bounds.extend(horizon for _, horizon in spans)

@@ -85,8 +85,7 @@ class VendorConsensus:
         counted = []
         for vendor, label, agreed, tie in comparisons:
             # other's tally takes no room: once vendors are dropped, a new one takes the first place freed
-            full = len(self._tallies) - (OTHER in self._tallies) >= self.max_vendors
-            where = spans.count_in(vendor, ts, full, other_seen)
+            where = spans.count_in(vendor, ts, self.max_vendors, other_seen)
             if where is None:  # a vendor's comparison on an item of a dropped tally's span: gone with it
                 continue
             vendor = where
