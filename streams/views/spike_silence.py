@@ -6,13 +6,17 @@ open, or a judge replaced (its whole shard silent), which is what one does about
 ``convowatch_defect_spike_active`` at 1, the alert paging, and the escalation sent to Alertmanager again
 after every restart.
 
-Silence is measured on the worker's clock: the newest event time of the observations the spike view has
-had (judged and labelled turns, and every turn whatever its judges), which keeps running while a source is
-silent, and on which a source's observations arrive as they come (human labels carry their turns' time,
-hours behind the judges'). Each slice's detector keeps the clock at its last observation and the typical gap
-between its observations on it (:attr:`~detectors.category_spikes.CategorySpikes.typical_gap`); an open
-spike closes once its slice has had nothing for its silence period, :func:`silence_seconds`. Open spikes are
-looked at once per :data:`SWEEP_SECONDS` of the clock, measured from the start of that stretch (as
+Silence is measured on the worker's clock: the newest event time of the observations the spike view has had
+(judged and labelled turns, and every turn's ``contact``), which keeps running while a source is silent, and
+on which a source's observations arrive as they come (human labels carry their turns' time, hours behind the
+judges', and never move it back). Contacts are keyed by their conversation, so on Kafka every observation
+partition has them and every worker's clock runs, whatever shards it holds: until 2026-11-26 it ran on
+``turn`` observations, keyed by journey, and a worker holding a retired judge's shard and no busy journey's
+had its clock stop with the judge, and the judge's spikes open for good. Each slice's detector keeps the clock
+at its last observation and the typical gap between its observations on it
+(:attr:`~detectors.category_spikes.CategorySpikes.typical_gap`); an open spike closes once its slice has had
+nothing for its silence period, :func:`silence_seconds`. Open spikes are looked at once per
+:data:`SWEEP_SECONDS` of the clock, measured from the start of that stretch (as
 :class:`~streams.views.idle_looks.IdleLooks` measures), so a restart, which recovers the clock and the open
 spikes from the state, closes what a run without it closes, when it does.
 """

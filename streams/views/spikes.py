@@ -54,7 +54,7 @@ SLICES: tuple[tuple[str, ...], ...] = (("journey",), ("journey", "model_version"
 
 
 class SpikeView:
-    kinds: tuple[str, ...] = ("judged", "labelled", "turn")  # every turn: the clock silence is measured on
+    kinds: tuple[str, ...] = ("judged", "labelled", "contact")  # contacts: the clock (spike_silence.py)
 
     def __init__(
         self,
@@ -140,7 +140,7 @@ class SpikeView:
         """A judged or labelled turn's observations; on the clock of every observation, the open spikes of
         silent slices closed, and the detectors of sources silent for ``idle_seconds`` (retired) dropped."""
         arrival = self._silence.tick(obs["ts"])
-        emits = [] if obs["kind"] == "turn" else self._observe(aggregator, obs, partition, arrival)
+        emits = [] if obs["kind"] == "contact" else self._observe(aggregator, obs, partition, arrival)
         if (now := self._silence.due()) is not None:
             for spike_key, spikes, silent_at in self._silence.close(aggregator, now):
                 source, values = spike_slice(spike_key)
