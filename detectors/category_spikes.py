@@ -14,6 +14,12 @@ GAP_MEMORY_SECONDS = 7 * 86400.0
 #: A gap between arrivals counts at most this much in :attr:`CategorySpikes.typical_gap`: one outage of weeks
 #: would otherwise stand for the slice's rhythm for weeks after it.
 MAX_GAP_SECONDS = 86400.0
+#: The longest gap between arrivals is kept per week of arrivals (from the epoch), this week's and the last:
+#: :attr:`CategorySpikes.longest_gap` is the longest of the last 7 to 14 days, which holds the last weekend
+#: (or long weekend) whatever the day, and a weekly batch's gap.
+LONGEST_GAP_WEEK_SECONDS = 7 * 86400.0
+#: A gap counts at most this much in :attr:`CategorySpikes.longest_gap`: the longest rhythm remembered.
+MAX_LONGEST_GAP_SECONDS = 7 * 86400.0
 
 
 class CategorySpikes(Detector):
@@ -24,8 +30,8 @@ class CategorySpikes(Detector):
     categories whose detector just fired or just resolved. Parameters go to every ``DefectRateSpike``.
     With ``ts`` (event time), :attr:`last_seen` is the newest one: for its owner to tell idle detectors.
     With ``arrival`` (when the turn came, on its owner's clock, which never goes back), :attr:`last_arrival`
-    is the last one and :attr:`typical_gap` the slice's rhythm: for its owner to tell a slice gone silent,
-    whose open alarms :meth:`close` ends.
+    is the last one, :attr:`typical_gap` the slice's rhythm and :attr:`longest_gap` its longest recent pause:
+    for its owner to tell a slice gone silent, whose open alarms :meth:`close` ends.
 
     >>> import random
     >>> rng = random.Random(5)
@@ -49,6 +55,19 @@ class CategorySpikes(Detector):
     ...     spikes = spikes.update(["unsafe"], [], arrival=arrival)
     >>> round(spikes.typical_gap)
     3486
+
+    A weekend's pause (Friday 18:00 to Monday 08:00, 2026-10-30 to 2026-11-02) among hourly arrivals: a day
+    in the typical gap, and the longest gap for 7 to 14 days.
+
+    >>> spikes, friday, monday = CategorySpikes(), 1793383200.0, 1793606400.0
+    >>> for arrival in [friday - 3600, friday] + [monday + hour * 3600 for hour in range(8 * 24)]:
+    ...     spikes = spikes.update(["unsafe"], [], arrival=arrival)
+    >>> spikes.longest_gap / 3600, round(spikes.typical_gap / 3600, 1)
+    (62.0, 2.4)
+    >>> for hour in range(8 * 24, 15 * 24):
+    ...     spikes = spikes.update(["unsafe"], [], arrival=monday + hour * 3600)
+    >>> spikes.longest_gap / 3600
+    1.0
     """
 
     def __init__(self, arl0: float = 1e6, warmup: int = 2000, max_evidence: int = 20) -> None:
@@ -64,6 +83,7 @@ class CategorySpikes(Detector):
         self._last_seen: float | None = None
         self._last_arrival: float | None = None
         self._gaps = [0.0, 0.0]  # the sum of the gaps between arrivals and of their squares, faded
+        self._longest = [0, 0.0, 0.0]  # a week's number, its longest gap, and the week before's
 
     def update(
         self,
@@ -104,6 +124,10 @@ class CategorySpikes(Detector):
             counted = min(gap, MAX_GAP_SECONDS)
             self._gaps = [self._gaps[0] * fade + counted, self._gaps[1] * fade + counted * counted]
             self._last_arrival = float(arrival)
+            week, longest, before = self._longest
+            if (now := math.floor(arrival / LONGEST_GAP_WEEK_SECONDS)) > week:
+                longest, before = 0.0, longest if now == week + 1 else 0.0
+            self._longest = [now, max(longest, min(gap, MAX_LONGEST_GAP_SECONDS)), before]
 
     def close(self) -> Self:
         """End every open alarm without a turn (the slice's traffic stopped), as a resolving update would:
@@ -161,6 +185,16 @@ class CategorySpikes(Detector):
         return squares / total if total > 0.0 else None
 
     @property
+    def longest_gap(self) -> float | None:
+        """The longest gap between arrivals of the last 7 to 14 days before the last arrival (the week of
+        :data:`LONGEST_GAP_WEEK_SECONDS` it is in, and the one before), each counted up to
+        :data:`MAX_LONGEST_GAP_SECONDS`: a recurring pause longer than the typical gap makes of it (a
+        weekend), as the slice last had it. None without a gap in that time (or state from before
+        2026-11-26)."""
+        _, longest, before = self._longest
+        return max(longest, before) or None
+
+    @property
     def in_alarm(self) -> list[str]:
         return [c for c, d in self._detectors.items() if d.in_alarm]
 
@@ -176,12 +210,13 @@ class CategorySpikes(Detector):
                 "_last_seen": self._last_seen,
                 "_last_arrival": self._last_arrival,
                 "_gaps": list(self._gaps),
+                "_longest": list(self._longest),
             }
         )
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Self:
-        fields = ("_detectors", "_alarms", "_resolutions", "_last_seen", "_last_arrival", "_gaps")
+        fields = ("_detectors", "_alarms", "_resolutions", "_last_seen", "_last_arrival", "_gaps", "_longest")
         spikes, state = cls._new_from(data, fields)
         spikes._detectors = {c: DefectRateSpike.from_dict(d) for c, d in state["_detectors"].items()}
         spikes._alarms = list(state["_alarms"])
@@ -189,4 +224,5 @@ class CategorySpikes(Detector):
         spikes._last_seen = state.get("_last_seen")  # state from before 2026-11-26 has none
         spikes._last_arrival = state.get("_last_arrival")  # nor has state from before closing silent spikes
         spikes._gaps = list(state.get("_gaps", (0.0, 0.0)))
+        spikes._longest = list(state.get("_longest", (0, 0.0, 0.0)))  # nor from before weekends (2026-11-26)
         return spikes

@@ -14,9 +14,9 @@ partition has them and every worker's clock runs, whatever shards it holds: unti
 ``turn`` observations, keyed by journey, and a worker holding a retired judge's shard and no busy journey's
 had its clock stop with the judge, and the judge's spikes open for good. Each slice's detector keeps the clock
 at its last observation and the typical gap between its observations on it
-(:attr:`~detectors.category_spikes.CategorySpikes.typical_gap`); an open spike closes once its slice has had
-nothing for its silence period, :func:`silence_seconds`. Open spikes are looked at once per
-:data:`SWEEP_SECONDS` of the clock, measured from the start of that stretch (as
+(:attr:`~detectors.category_spikes.CategorySpikes.typical_gap`) and its longest recent gap (a weekend); an
+open spike closes once its slice has had nothing for its silence period, :func:`silence_seconds`. Open spikes
+are looked at once per :data:`SWEEP_SECONDS` of the clock, measured from the start of that stretch (as
 :class:`~streams.views.idle_looks.IdleLooks` measures), so a restart, which recovers the clock and the open
 spikes from the state, closes what a run without it closes, when it does.
 """
@@ -40,15 +40,22 @@ SILENCE_FLOOR_SECONDS = 3600.0
 #: them once, 3 gaps four of them once, the hour alone each 9 to 12 times, opening a new spike after each);
 #: nights and a labelling vendor's daily batches are in the typical gap as the time they take.
 SILENCE_GAPS = 5.0
+#: ... and this many times its longest gap of the last 7 to 14 days
+#: (:attr:`~detectors.category_spikes.CategorySpikes.longest_gap`): a pause that recurs, longer than the
+#: typical gap makes of it (each gap counts a day there), does not close it. A slice of weekday traffic has
+#: a weekend of 62 hours: 93 hours, which a long weekend (86 hours from Friday 18:00 to Tuesday 08:00) does
+#: not reach; 5 typical gaps were 54.5 hours, and its spike closed each Sunday and opened again on Monday.
+LONGEST_GAP_MARGIN = 1.5
 #: Open spikes are looked at once per this much of the worker's clock.
 SWEEP_SECONDS = 600.0
 
 
 def silence_seconds(spikes: CategorySpikes) -> float:
     """How long a slice has nothing before its open spike closes: :data:`SILENCE_GAPS` times its typical gap
-    between observations, at least :data:`SILENCE_FLOOR_SECONDS` (the floor alone while it has no gap)."""
-    gap = spikes.typical_gap
-    return SILENCE_FLOOR_SECONDS if gap is None else max(SILENCE_FLOOR_SECONDS, SILENCE_GAPS * gap)
+    between observations, and :data:`LONGEST_GAP_MARGIN` times its longest recent one, at least
+    :data:`SILENCE_FLOOR_SECONDS` (the floor alone while it has no gap)."""
+    typical, longest = spikes.typical_gap or 0.0, spikes.longest_gap or 0.0
+    return max(SILENCE_FLOOR_SECONDS, SILENCE_GAPS * typical, LONGEST_GAP_MARGIN * longest)
 
 
 class SilentSpikes:

@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from detectors.category_spikes import MAX_GAP_SECONDS, CategorySpikes
+from detectors.category_spikes import MAX_GAP_SECONDS, MAX_LONGEST_GAP_SECONDS, CategorySpikes
 
 
 def _in_alarm(seed: int = 5) -> tuple[CategorySpikes, random.Random]:
@@ -95,3 +95,28 @@ def test_arrivals_at_one_time_make_no_gap_and_state_from_before_has_none() -> No
     assert restored.last_arrival is None and restored.typical_gap is None
     restored.update(["unsafe"], [], arrival=20.0).update(["unsafe"], [], arrival=80.0)
     assert restored.typical_gap == pytest.approx(60.0)
+
+
+def test_the_longest_gap_is_remembered_7_to_14_days_and_an_outage_counts_as_a_week() -> None:
+    day = 86400.0
+    spikes = CategorySpikes().update(["unsafe"], [], arrival=0.0).update(["unsafe"], [], arrival=3 * day)
+    assert spikes.longest_gap == 3 * day
+    for k in range(4 * 24, 14 * 24):  # hourly arrivals: the 3 days' gap is in the week before until day 14
+        spikes.update(["unsafe"], [], arrival=k * 3600.0)
+        assert spikes.longest_gap == 3 * day, k
+    spikes.update(["unsafe"], [], arrival=14 * day)
+    assert spikes.longest_gap == 3600.0
+    spikes.update(["unsafe"], [], arrival=50 * day)  # an outage of 36 days
+    assert spikes.longest_gap == MAX_LONGEST_GAP_SECONDS
+    for k in range(50 * 24 + 1, 64 * 24 + 1):  # hourly again: the outage stands until its next week's end
+        spikes.update(["unsafe"], [], arrival=k * 3600.0)
+        assert spikes.longest_gap == (MAX_LONGEST_GAP_SECONDS if k < 63 * 24 else 3600.0), k
+
+
+def test_state_from_before_weekends_restores_without_a_longest_gap() -> None:
+    spikes = CategorySpikes().update(["unsafe"], [], arrival=0.0).update(["unsafe"], [], arrival=600.0)
+    state = spikes.to_dict()
+    del state["state"]["_longest"]  # as written until 2026-11-26
+    restored = CategorySpikes.from_dict(state)
+    assert restored.longest_gap is None and restored.typical_gap == spikes.typical_gap
+    assert restored.update(["unsafe"], [], arrival=1800.0).longest_gap == 1200.0
