@@ -6,6 +6,7 @@ import math
 
 from detectors.base import Detector
 from detectors.bernoulli_cusum import BernoulliCUSUM  # re-exported: the package imports both from here
+from detectors.event_times import EventTimes
 from detectors.spike_design import (
     _GRID_STEP,
     _MAX_RATE,
@@ -21,7 +22,7 @@ from detectors.spike_design import (
 __all__ = ["BernoulliCUSUM", "DefectRateSpike", "arl0_for_budget"]
 
 
-class DefectRateSpike(Detector):
+class DefectRateSpike(EventTimes, Detector):
     """Online alarm on a rise of a defect rate (``x`` truthy = defective) over the stream's own baseline.
 
     **Baseline.** The first ``warmup`` events only estimate the rate. Afterwards the baseline keeps
@@ -168,10 +169,7 @@ class DefectRateSpike(Detector):
         ``ts`` its event time, if any."""
         n = self._n
         if ts is not None:
-            if n == 0:
-                self._created = float(ts)
-            if self._last_seen is None or ts > self._last_seen:
-                self._last_seen = float(ts)
+            self._saw(ts)
         self._n = n + 1
         self._drift = False
         self._resolved = False
@@ -314,37 +312,12 @@ class DefectRateSpike(Detector):
         self._v = [0] * self.n_charts
         self._vmax = 0
 
-    def stamp(self, ts: float) -> DefectRateSpike:
-        """Take event time ``ts`` as :attr:`last_seen` if there is none (state from before 2026-11-26).
-
-        >>> DefectRateSpike().stamp(5.0).update(False, ts=3.0).stamp(9.0).last_seen
-        5.0
-        """
-        if self._last_seen is None:
-            self._last_seen = float(ts)
-        return self
-
     # -- results ----------------------------------------------------------------------------------
 
     @property
     def n(self) -> int:
         """Number of updates so far."""
         return self._n
-
-    @property
-    def last_seen(self) -> float | None:
-        """The newest event time an update brought (None: none did, or state from before 2026-11-26)."""
-        return self._last_seen
-
-    @property
-    def created(self) -> float | None:
-        """The event time of the first update (None: it had none, or the detector is from state written until
-        2026-11-26, which did not record it).
-
-        >>> DefectRateSpike().update(False, ts=7.0).update(False, ts=3.0).created
-        7.0
-        """
-        return self._created
 
     @property
     def monitoring(self) -> bool:

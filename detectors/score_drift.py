@@ -7,6 +7,7 @@ import math
 from bisect import bisect_left, insort
 
 from detectors.base import Detector
+from detectors.event_times import EventTimes
 
 __all__ = ["ScoreDrift", "kolmogorov_q", "ks_critical_value", "ks_p_value", "ks_statistic"]
 
@@ -83,7 +84,7 @@ def ks_critical_value(alpha: float, m: int, n: int) -> float:
     return high / _root_effective_size(m, n)
 
 
-class ScoreDrift(Detector):
+class ScoreDrift(EventTimes, Detector):
     """Alarms when recent values no longer look drawn from the distribution of a reference sample.
 
     The first ``reference_size`` values form the **reference** (kept sorted). Every later value enters a
@@ -190,10 +191,7 @@ class ScoreDrift(Detector):
         if not math.isfinite(x):
             raise ValueError(f"values must be finite, got {x}")
         if ts is not None:
-            if self._n == 0:
-                self._created = float(ts)
-            if self._last_seen is None or ts > self._last_seen:
-                self._last_seen = float(ts)
+            self._saw(ts)
         self._checked = self._detected = self._resolved = False
         self._n += 1
         if len(self._reference) < self.reference_size:
@@ -237,37 +235,10 @@ class ScoreDrift(Detector):
         self._statistic, self._p_value = 0.0, 1.0
         return self
 
-    def stamp(self, ts: float) -> ScoreDrift:
-        """Take event time ``ts`` as :attr:`last_seen` if there is none (state from before 2026-11-26):
-        for its owner to count such a detector as idle from ``ts`` on.
-
-        >>> drift = ScoreDrift()
-        >>> drift.stamp(5.0).update(0.5, ts=3.0).last_seen, drift.stamp(9.0).last_seen
-        (5.0, 5.0)
-        """
-        if self._last_seen is None:
-            self._last_seen = float(ts)
-        return self
-
     @property
     def n(self) -> int:
         """Number of values seen."""
         return self._n
-
-    @property
-    def last_seen(self) -> float | None:
-        """The newest event time an update brought (None: none did, or state from before 2026-11-26)."""
-        return self._last_seen
-
-    @property
-    def created(self) -> float | None:
-        """The event time of the first update (None: it had none, or the detector is from state written until
-        2026-11-26, which did not record it).
-
-        >>> ScoreDrift().update(0.5, ts=7.0).update(0.5, ts=3.0).created
-        7.0
-        """
-        return self._created
 
     @property
     def reference_ready(self) -> bool:
