@@ -35,6 +35,7 @@ from typing import Any
 import faust
 
 from schemas import Stream
+from streams.aggregate import COUNT_EVERY_SECONDS
 from streams.aggregate_agent import AggregateAgent
 from streams.alerting import resend_open_alerts, resend_open_high_risk
 from streams.alertmanager import AlertmanagerSink
@@ -189,6 +190,7 @@ class KafkaTransport:
             )
             self.app.agent(self.outputs["observations"], name="aggregate", concurrency=1)(self._aggregate)
             self._agent_topics.add(self.outputs["observations"].get_topic_name())
+            self.app.timer(COUNT_EVERY_SECONDS, name="convowatch-aggregate-counts")(self._export_counts)
         self.app.on_rebalance_complete.connect(self._on_rebalance_complete)
         #: the consumer commits only records of completed batches (streams.faust_guards)
         self.delivery = DeliveryGuard(self._agent_topics)
@@ -273,6 +275,13 @@ class KafkaTransport:
             os._exit(EX_SOFTWARE)
         self.delivery.completed(event.message for event in events)
         self.last_progress = time.monotonic()
+
+    async def _export_counts(self) -> None:
+        """``convowatch_aggregates`` every :data:`~streams.aggregate.COUNT_EVERY_SECONDS` on the event loop,
+        batches or not: the store keeps them up to date (Faust's recovery and drops included), but until
+        2026-11-26 they reached the gauge only at a batch 10 s after the last export, or a rebalance, and
+        after a burst a drained worker kept the counts of a batch early in it (3 conversations of 535)."""
+        self.pipeline.aggregator.export_counts()
 
     # -- rebalances ----------------------------------------------------------------------------------
 
