@@ -63,6 +63,12 @@ class DefectRateSpike(EventTimes, Detector):
     the first update's, for its owner to tell this detector's alarms from those of one it dropped before
     (:attr:`n_alarms` starts at 0 again).
 
+    **Event time.** An update older than the one that last raised or resolved an alarm changes nothing but
+    :attr:`last_seen`: turns from before an alarm cannot show that it is over, nor turns from before a
+    resolution start a new episode. Read in event order, nothing is older. A backlog is not: a consumer
+    catching up reads each partition in chunks, each of which may span the whole incident, and an incident
+    read that way fired and resolved 9 times (`tests/streams/test_spikes_backlog.py`); once since 2026-11-26.
+
     **Cost.** About 0.1-0.5 µs per update once designs are cached (``bench/detection.py``). A design
     not yet cached (a new 0.2% step of a baseline) is computed once per process, inside one update:
     ~0.1 ms per chart at a 2% baseline, ~1 ms at the 0.1% floor (one pass of the ARL recursion).
@@ -161,6 +167,7 @@ class DefectRateSpike(EventTimes, Detector):
         self._ring: list[list[int | str]] = []  # [index, ref] of the latest defects
         self._last_seen: float | None = None  # the newest event time an update brought
         self._created: float | None = None  # the first update's event time (not in state until 2026-11-26)
+        self._cutoff: float | None = None  # event time of the update that last raised or resolved an alarm
 
     # -- updating ---------------------------------------------------------------------------------
 
@@ -168,11 +175,13 @@ class DefectRateSpike(EventTimes, Detector):
         """Add one event: ``x`` truthy when defective; ``ref`` (int or str) identifies it in ``evidence``;
         ``ts`` its event time, if any."""
         n = self._n
-        if ts is not None:
-            self._saw(ts)
-        self._n = n + 1
         self._drift = False
         self._resolved = False
+        if ts is not None:
+            self._saw(ts)
+            if self._cutoff is not None and ts < self._cutoff:
+                return self  # older than the last alarm or resolution: see "Event time"
+        self._n = n + 1
         self._ew *= self._decay
         if not x:
             if n < self.warmup:
@@ -183,6 +192,8 @@ class DefectRateSpike(EventTimes, Detector):
                 self._r += self._r_ok
                 if self._r >= self.resolve_llr:
                     self._resolve(n)
+                    if ts is not None:
+                        self._cutoff = float(ts)
             return self  # monitoring: the charts step down lazily (see _defect)
 
         self._ew += 1.0
@@ -205,6 +216,8 @@ class DefectRateSpike(EventTimes, Detector):
             self._r = r if r > 0.0 else 0.0
         else:
             self._defect(n)
+            if self._drift and ts is not None:
+                self._cutoff = float(ts)
         return self
 
     def _defect(self, n: int) -> None:

@@ -327,3 +327,45 @@ def test_a_rise_to_70_percent_from_a_30_percent_baseline_still_alarms_and_stays_
     alarms, resolutions = _run(detector, _stream(6, (30_000, 0.3), (30_000, 0.7)))
     assert len(alarms) == 1 and 30_000 <= alarms[0] < 30_200 and resolutions == []
     assert detector.in_alarm and not detector.saturated
+
+
+def _timed_run(
+    detector: DefectRateSpike, events: list[tuple[float, bool]]
+) -> tuple[list[float], list[float]]:
+    """(event times of the alarms, of the resolutions) of ``events`` (event time, defective) fed in order."""
+    alarms, resolutions = [], []
+    for ts, x in events:
+        detector.update(x, ts=ts)
+        if detector.drift_detected:
+            alarms.append(ts)
+        if detector.resolved:
+            resolutions.append(ts)
+    return alarms, resolutions
+
+
+def test_a_backlog_read_in_chunks_that_each_span_the_incident_fires_and_resolves_once():
+    """Two partitions' events of one incident (2% -> 8% from t = 30,000 to 40,000), read as a consumer
+    catching up reads them: the whole of one partition, then the whole of the other. The second partition's
+    turns from before the alarm do not resolve it, nor do its incident turns after the resolution fire it
+    again; read in event order, the same events fire and resolve once too."""
+    xs = _stream(5, (30_000, 0.02), (10_000, 0.08), (30_000, 0.02))
+    ys = _stream(6, (30_000, 0.02), (10_000, 0.08), (30_000, 0.02))
+    first = [(float(t), x) for t, x in enumerate(xs)]
+    second = [(float(t) + 0.5, y) for t, y in enumerate(ys)]
+    for events in (first + second, sorted(first + second)):
+        alarms, resolutions = _timed_run(DefectRateSpike(), events)
+        assert len(alarms) == len(resolutions) == 1, (alarms, resolutions)
+        assert 30_000 <= alarms[0] < 40_000 <= resolutions[0]
+
+
+def test_an_update_older_than_the_last_alarm_changes_nothing_but_last_seen():
+    xs = _stream(7, (30_000, 0.02), (3_000, 0.10))
+    spike = DefectRateSpike()
+    alarms, _ = _timed_run(spike, [(float(t), x) for t, x in enumerate(xs)])
+    assert alarms
+    before = json.dumps(spike.to_dict(), sort_keys=True)
+    for t in range(500):  # turns of before the alarm, all fine: no resolution, no change
+        spike.update(False, ts=float(t))
+        assert not spike.resolved
+    assert json.dumps(spike.to_dict(), sort_keys=True) == before
+    assert spike.in_alarm and spike.last_seen == len(xs) - 1
