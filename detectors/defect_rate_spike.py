@@ -168,6 +168,7 @@ class DefectRateSpike(EventTimes, Detector):
         self._last_seen: float | None = None  # the newest event time an update brought
         self._created: float | None = None  # the first update's event time (not in state until 2026-11-26)
         self._cutoff: float | None = None  # event time of the update that last raised or resolved an alarm
+        self._last_ts: float | None = None  # event time of the latest update counted
 
     # -- updating ---------------------------------------------------------------------------------
 
@@ -177,10 +178,12 @@ class DefectRateSpike(EventTimes, Detector):
         n = self._n
         self._drift = False
         self._resolved = False
+        last_ts = self._last_ts  # the previous update's: see _cut
         if ts is not None:
             self._saw(ts)
             if self._cutoff is not None and ts < self._cutoff:
                 return self  # older than the last alarm or resolution: see "Event time"
+            self._last_ts = float(ts)
         self._n = n + 1
         self._ew *= self._decay
         if not x:
@@ -192,8 +195,7 @@ class DefectRateSpike(EventTimes, Detector):
                 self._r += self._r_ok
                 if self._r >= self.resolve_llr:
                     self._resolve(n)
-                    if ts is not None:
-                        self._cutoff = float(ts)
+                    self._cut(ts, last_ts)
             return self  # monitoring: the charts step down lazily (see _defect)
 
         self._ew += 1.0
@@ -216,9 +218,16 @@ class DefectRateSpike(EventTimes, Detector):
             self._r = r if r > 0.0 else 0.0
         else:
             self._defect(n)
-            if self._drift and ts is not None:
-                self._cutoff = float(ts)
+            if self._drift:
+                self._cut(ts, last_ts)
         return self
+
+    def _cut(self, ts: float | None, last_ts: float | None) -> None:
+        """On an alarm or resolution at event time ``ts``: older updates change nothing from now on. The
+        previous update's time ``last_ts`` if earlier: one turn with a clock hours ahead, had it raised the
+        alarm, would have held the detector's view for those hours."""
+        if ts is not None:
+            self._cutoff = float(ts) if last_ts is None else min(float(ts), last_ts)
 
     def _defect(self, n: int) -> None:
         if self.saturated:  # no chart for a baseline this high: every event is learned, none can alarm

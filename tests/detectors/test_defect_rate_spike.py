@@ -369,3 +369,12 @@ def test_an_update_older_than_the_last_alarm_changes_nothing_but_last_seen():
         assert not spike.resolved
     assert json.dumps(spike.to_dict(), sort_keys=True) == before
     assert spike.in_alarm and spike.last_seen == len(xs) - 1
+
+
+def test_a_turn_with_a_clock_hours_ahead_that_raises_the_alarm_does_not_hide_the_turns_after_it():
+    xs = _stream(7, (30_000, 0.02), (3_000, 0.10), (20_000, 0.02))
+    on_time = _timed_run(DefectRateSpike(), [(float(t), x) for t, x in enumerate(xs)])
+    (alarm,), (resolution,) = on_time
+    # the same turns, the one that raises the alarm dated 10 hours ahead
+    skewed = [(float(t) + (36_000.0 if t == alarm else 0.0), x) for t, x in enumerate(xs)]
+    assert _timed_run(DefectRateSpike(), skewed) == ([alarm + 36_000.0], [resolution])
