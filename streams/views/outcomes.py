@@ -332,13 +332,26 @@ class OutcomeView:
         return self._closed_index(entry["p"]).holds(k, entry["end"])
 
     def rebalanced(self, aggregator: Aggregator) -> None:
-        """Drop every partition's indexes: those of partitions now owned elsewhere would still count in
-        ``convowatch_conversations_tracked`` and against the cap, and evict real conversations early."""
+        """Index the conversations the store holds now, of every partition, in one pass, and export
+        ``convowatch_conversations_tracked``. Those of partitions now owned elsewhere are gone (they would
+        count against the cap, and evict real conversations early); until 2026-11-26 those of partitions kept
+        or gained were indexed only at their partition's next observation, and the gauge stayed as it was: a
+        quiet worker that took every partition over showed none. One scan of the store, where each owned
+        partition's first observation scanned it before: 0.2 s for 100,000 stored conversations (half of them
+        owned) with the garbage collector off, 0.4 to 1.6 s with it on (2026-11-26, 2 cores)."""
         self._open.clear()
         self._closed.clear()
         self._watermark.clear()
         self._checked.clear()
-        self._size = 0
+        for k, entry in aggregator.records(CONVERSATION):
+            self._index(k, entry)
+        for partition in {*self._open, *self._closed}:  # indexed: not scanned for at its next observation
+            self._open_index(partition), self._closed_index(partition)
+            stored = aggregator.record(key(WATERMARK, str(partition)))
+            if stored is not None:
+                self._watermark[partition] = stored["wm"]
+        self._size = sum(len(i) for i in self._open.values()) + sum(len(i) for i in self._closed.values())
+        self.metrics.conversations_tracked.set(self._size)
 
     def _rebuild(self, aggregator: Aggregator, partition: int | None) -> None:
         """Index the stored conversations of ``partition`` (after a start, or a partition moved here)."""
