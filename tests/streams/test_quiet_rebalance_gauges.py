@@ -9,10 +9,14 @@ its count from before the split, for as long as no event came."""
 from __future__ import annotations
 
 import orjson
+from prometheus_client import CollectorRegistry
 
 from streams.emit import SEP
+from streams.join import TurnJoiner
+from streams.metrics import Metrics
 from streams.state import DictStore
 from streams.views.outcomes import CONVERSATION, WATERMARK
+from tests.streams.test_join import TAXONOMY, judged, turn
 from tests.streams.test_view_outcomes import Run
 from tests.streams.test_view_outcomes import turn as chat_turn
 
@@ -88,3 +92,49 @@ def test_a_gained_partition_counts_against_the_cap_before_its_next_observation()
     # 81 held over a cap of 50, partition 1's counted: evicted down to 45 (the cap less a tenth)
     assert conversations(stores[1]) == tracked(second) == 45
     assert second.registry.get_sample_value("convowatch_conversation_evictions_total") == 36
+
+
+# -- convowatch_join_kept_for_review_turns (streams/join.py) -------------------------------------------------
+
+
+def kept(store: DictStore) -> int:
+    return sum(bool(orjson.loads(value).get("keep")) for value in store.data.values())
+
+
+class Worker:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.store = DictStore(json_values=True)  # as on Kafka: entries are JSON bytes
+        self.joiner = TurnJoiner(TAXONOMY, Metrics(self.registry), self.store)
+
+    def rebalanced(self) -> None:
+        """What the Kafka transport calls, in its order (streams/app.py), the dropped entries gone already."""
+        self.joiner.rebalanced({})
+        self.joiner.forget_unheld()
+
+    def gauge(self, name: str) -> float | None:
+        return self.registry.get_sample_value(name)
+
+
+def test_kept_for_review_follows_the_partitions_a_quiet_worker_holds() -> None:
+    first, second = Worker(), Worker()
+    for i in range(60):
+        partition = i % 2
+        first.joiner.handle(turn(f"t{i}", i), partition)
+        first.joiner.handle(judged(f"t{i}", i + 1), partition)
+        if i % 3 == 0 or (partition == 1 and i % 5 == 0):  # uneven: partition 1 has more
+            first.joiner.keep_for_review(f"t{i}")
+    assert first.gauge("convowatch_join_kept_for_review_turns") == kept(first.store) == 24
+
+    move(first.store, second.store, partition=1)
+    first.rebalanced()
+    second.rebalanced()
+    assert (kept(first.store), kept(second.store)) == (10, 14)
+    assert first.gauge("convowatch_join_kept_for_review_turns") == 10
+    assert second.gauge("convowatch_join_kept_for_review_turns") == 14
+
+    move(first.store, second.store, partition=0)
+    second.rebalanced()
+    assert kept(second.store) == 24
+    assert second.gauge("convowatch_join_kept_for_review_turns") == 24
+    assert second.joiner.kept_for_review == {k for k, v in second.store.data.items() if b'"keep":1' in v}
