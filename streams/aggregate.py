@@ -131,6 +131,30 @@ class Aggregator:
             if rebalanced is not None:
                 rebalanced(self)
 
+    def export_pending(self) -> None:
+        """Let each view that throttles its gauges (``export_pending(aggregator)``) export those of its
+        aggregates with observations since their last refresh, from the detectors: on a wall-clock timer on
+        Kafka and at the end of an embedded run, so the tail of a burst reaches the gauges once the flow
+        stops (until 2026-11-26 it waited for the next observation of the same aggregate)."""
+        self._each_view("export_pending")
+
+    def export_owned(self, keys: list[str], owns: Callable[[str], bool]) -> None:
+        """After a rebalance, let each view (``export_owned(aggregator, keys, owns)``) export the gauges of
+        the aggregates at ``keys`` (the recovered table's) whose shard key ``owns`` accepts; only those are
+        decoded (:meth:`owned_detectors`)."""
+        self._each_view("export_owned", keys, owns)
+
+    def _each_view(self, method: str, *args: Any) -> None:
+        for view in self.views:
+            call = getattr(view, method, None)
+            if call is None:
+                continue
+            try:
+                call(self, *args)
+            except Exception:  # one view's bug must not keep the others' gauges (nor the caller) back
+                log.exception("internal error: %s.%s", type(view).__name__, method)
+                self.metrics.internal_errors.labels("aggregate").inc()
+
     def fold_partition(self, partition: int | None) -> int | None:
         """The partition an observation of ``partition`` folds in: itself, or None without partitions."""
         return None if self.partition_of is None else partition

@@ -190,7 +190,7 @@ class KafkaTransport:
             )
             self.app.agent(self.outputs["observations"], name="aggregate", concurrency=1)(self._aggregate)
             self._agent_topics.add(self.outputs["observations"].get_topic_name())
-            self.app.timer(COUNT_EVERY_SECONDS, name="convowatch-aggregate-counts")(self._export_counts)
+            self.app.timer(COUNT_EVERY_SECONDS, name="convowatch-aggregate-gauges")(self._export_gauges)
         self.app.on_rebalance_complete.connect(self._on_rebalance_complete)
         #: the consumer commits only records of completed batches (streams.faust_guards)
         self.delivery = DeliveryGuard(self._agent_topics)
@@ -276,12 +276,16 @@ class KafkaTransport:
         self.delivery.completed(event.message for event in events)
         self.last_progress = time.monotonic()
 
-    async def _export_counts(self) -> None:
-        """``convowatch_aggregates`` every :data:`~streams.aggregate.COUNT_EVERY_SECONDS` on the event loop,
-        batches or not: the store keeps them up to date (Faust's recovery and drops included), but until
-        2026-11-26 they reached the gauge only at a batch 10 s after the last export, or a rebalance, and
-        after a burst a drained worker kept the counts of a batch early in it (3 conversations of 535)."""
-        self.pipeline.aggregator.export_counts()
+    async def _export_gauges(self) -> None:
+        """Every :data:`~streams.aggregate.COUNT_EVERY_SECONDS` on the event loop, batches or not:
+        ``convowatch_aggregates`` (the store keeps them up to date, Faust's recovery and drops included, but
+        until 2026-11-26 they reached the gauge only at a batch 10 s after the last export, or a rebalance,
+        and after a burst a drained worker kept the counts of a batch early in it: 3 conversations of 535),
+        and the throttled gauges of the aggregates with observations since their last refresh (until
+        2026-11-26 a drained worker showed 594 pairs in a window holding 601)."""
+        aggregator = self.pipeline.aggregator
+        aggregator.export_counts()
+        aggregator.export_pending()
 
     # -- rebalances ----------------------------------------------------------------------------------
 
@@ -332,6 +336,7 @@ class KafkaTransport:
             export_agreement(self.metrics, self.pipeline.aggregator, keys, owns)
             severity = category_severities(self.pipeline.taxonomy)
             export_spikes(self.metrics, self.pipeline.aggregator, keys, owns, severity)
+            self.pipeline.aggregator.export_owned(keys, owns)  # the views' other gauges of the owned shards
             clear_lost_shards(self.metrics, owns)
             clear_lost_children(self.metrics, owns)
             self.metrics.perceptual_open.retain(lambda member: owns(member[0]))  # (judge, ...): its shard

@@ -9,7 +9,7 @@ from __future__ import annotations
 from prometheus_client import CollectorRegistry
 
 from schemas.common import QUALITY_DIMENSIONS
-from streams.labels import FoldedLabelValues, LabelGuard
+from streams.labels import OTHER, FoldedLabelValues, LabelGuard
 from streams.metrics_divergence import DivergenceMetrics
 from streams.metrics_labelling import LabellingMetrics
 from streams.metrics_models import ModelMetrics
@@ -85,3 +85,9 @@ class Metrics(PipelineMetrics, DivergenceMetrics, LabellingMetrics, ModelMetrics
     def label(self, name: str, value: str | None) -> str:
         """``value`` made safe for label ``name``."""
         return self.guards[name](value)
+
+    def recovered_label(self, name: str, value: str | None) -> str:
+        """``value`` made safe for label ``name`` for figures recovered from state: as :meth:`label`, but a
+        value the guard would fold is ``other`` without counting as folded (the caller leaves it unexported:
+        ``convowatch_label_value_folds_total`` is about new values)."""
+        return self.guards[name].unless_folded(value) or OTHER

@@ -31,7 +31,7 @@ the first 49 values of a segment held it for good, and after turnover every new 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
 from functools import partial
 from typing import Any
 
@@ -65,7 +65,16 @@ MAX_SEGMENT_VALUES = 50
 
 class Refresh:
     """When to recompute an aggregate's gauges: on its first observation, then after ``every``
-    observations or once its event time has moved ``seconds`` past the last refresh (process-local)."""
+    observations or once its event time has moved ``seconds`` past the last refresh (process-local).
+    :meth:`pending` gives the keys with observations since their last refresh, for a wall-clock export of
+    the tail a quiet flow never refreshes (``Aggregator.export_pending``).
+
+    >>> refresh = Refresh(every=3)
+    >>> [refresh("a", 0.0), refresh("a", 1.0), refresh("b", 1.0)]
+    [True, False, True]
+    >>> list(refresh.pending()), list(refresh.pending())
+    (['a'], [])
+    """
 
     def __init__(self, every: int = 200, seconds: float = 60.0) -> None:
         self.every = every
@@ -83,6 +92,19 @@ class Refresh:
             state[0], state[1] = 0, max(ts, state[1])
             return True
         return False
+
+    def pending(self) -> Iterator[Any]:
+        """Each key with observations since its last refresh, counted as refreshed (the caller exports it);
+        its event time stays that of its last refresh."""
+        for name, state in self._seen.items():
+            if state[0]:
+                state[0] = 0
+                yield name
+
+    def forget(self) -> None:
+        """Start afresh (after a rebalance: what was pending of a shard that moved is not this worker's to
+        export, and the owned shards' gauges are exported from the recovered state)."""
+        self._seen.clear()
 
 
 class AgreementView:
@@ -156,17 +178,65 @@ class AgreementView:
         if self.refresh(jd, ts):
             self._export_overall(breakdown.overall(), labels)
         if self.refresh_windows(jd, ts):
-            m = self.metrics
-            for name in breakdown.windows:  # those it was created with (the setting may change since)
-                window = breakdown.window(name)
-                m.window_agreement_ratio.labels(*labels, name).set(window.percent_agreement)
-                m.window_cohen_kappa.labels(*labels, name).set(window.cohen_kappa)
-                m.window_gwet_ac1.labels(*labels, name).set(window.gwet_ac1)
-                m.window_agreement_pairs.labels(*labels, name).set(window.n)
+            self._export_windows(breakdown, labels)
         for name in SEGMENTS:
             value, stats = _stored(breakdown, name, segment.get(name))
             if self.refresh((judge_id, dimension, name, value), ts):
                 self._export_segment(labels, name, value, stats)
+
+    def export_pending(self, aggregator: Aggregator) -> None:
+        """The gauges of each judge and dimension, segment value and vendor with pairs since its last
+        refresh, from its aggregate (the tail of a burst the throttle left; all of them are the view's own:
+        the hot path refreshes only those)."""
+        for jd in self.refresh_windows.pending():
+            breakdown = aggregator.detector(key("agreement_detail", *jd))
+            if isinstance(breakdown, AgreementBreakdown):
+                self._export_windows(breakdown, jd)
+        for name in self.refresh.pending():
+            judge_id, dimension, *segment = name
+            prefix = "agreement_vendor" if segment and segment[0] == "vendor" else "agreement_detail"
+            breakdown = aggregator.detector(key(prefix, judge_id, dimension))
+            if not isinstance(breakdown, AgreementBreakdown):
+                continue  # dropped since
+            if not segment:
+                self._export_overall(breakdown.overall(), (judge_id, dimension))
+                continue
+            name, value = segment
+            stats = breakdown.segment_value(name, value) if name in breakdown.segments else None
+            if stats is not None:  # not dropped as idle since
+                self._export_segment((judge_id, dimension), name, value, stats, self.metrics.recovered_label)
+
+    def export_owned(self, aggregator: Aggregator, keys: Iterable[str], owns: Callable[[str], bool]) -> None:
+        """After a rebalance, the interval, window and segment gauges of the aggregates at ``keys`` (the
+        recovered table's) whose judge (or ``humans``, for vendors) this worker owns: a worker that took
+        over or regained a shard shows them before the shard's next pairs. Values past the room of a label
+        guard go unexported, not folded (as ``export_agreement``'s)."""
+        m = self.metrics
+        for (judge_id, dimension), breakdown in _breakdowns(
+            aggregator.owned_detectors(keys, "agreement_detail", owns)
+        ):
+            labels = (m.recovered_label("judge_id", judge_id), m.recovered_label("dimension", dimension))
+            if labels != (judge_id, dimension):
+                continue
+            self._export_overall(breakdown.overall(), labels)
+            self._export_windows(breakdown, labels)
+            for name in breakdown.segments:
+                for value, stats in breakdown.segment(name).items():
+                    self._export_segment(labels, name, value, stats, m.recovered_label)
+        humans = owns("humans")  # the shard of the vendor breakdowns (labelled observations)
+        for (judge_id, dimension), breakdown in _breakdowns(
+            aggregator.owned_detectors(keys, "agreement_vendor", lambda judge: humans)
+        ):
+            labels = (m.recovered_label("judge_id", judge_id), m.recovered_label("dimension", dimension))
+            if labels == (judge_id, dimension):
+                for value, stats in breakdown.segment("vendor").items():
+                    self._export_segment(labels, "vendor", value, stats, m.recovered_label)
+
+    def rebalanced(self, aggregator: Aggregator) -> None:
+        """Refresh afresh: the owned shards' gauges are exported from the recovered state (``export_owned``),
+        and nothing pending of a shard that moved away is exported here again."""
+        self.refresh.forget()
+        self.refresh_windows.forget()
 
     def _add_pair(
         self,
@@ -245,8 +315,24 @@ class AgreementView:
             m.agreement_bound.labels(*labels, statistic, "lower").set(low)
             m.agreement_bound.labels(*labels, statistic, "upper").set(high)
 
-    def _export_segment(self, labels: tuple[str, str], name: str, value: str, stats: AgreementStats) -> None:
-        label = self.metrics.label(SEGMENT_GUARDS[name], None if value == UNKNOWN else value)
+    def _export_windows(self, breakdown: AgreementBreakdown, labels: tuple[str, str]) -> None:
+        m = self.metrics
+        for name in breakdown.windows:  # those it was created with (the setting may change since)
+            window = breakdown.window(name)
+            m.window_agreement_ratio.labels(*labels, name).set(window.percent_agreement)
+            m.window_cohen_kappa.labels(*labels, name).set(window.cohen_kappa)
+            m.window_gwet_ac1.labels(*labels, name).set(window.gwet_ac1)
+            m.window_agreement_pairs.labels(*labels, name).set(window.n)
+
+    def _export_segment(
+        self,
+        labels: tuple[str, str],
+        name: str,
+        value: str,
+        stats: AgreementStats,
+        label_of: Callable[[str, str | None], str] | None = None,
+    ) -> None:
+        label = (label_of or self.metrics.label)(SEGMENT_GUARDS[name], None if value == UNKNOWN else value)
         if label != value or value == OTHER:
             return  # values the metric guard or the aggregate fold into "other": report.json only
         m = self.metrics
@@ -324,6 +410,15 @@ def _stored(breakdown: AgreementBreakdown, name: str, value: str | None) -> tupl
     other = breakdown.segment_value(name, OTHER)
     assert other is not None  # the value was just counted: if not under its name, under "other"
     return OTHER, other
+
+
+def _breakdowns(
+    owned: Iterable[tuple[list[str], Any]],
+) -> Iterator[tuple[tuple[str, str], AgreementBreakdown]]:
+    """((judge, dimension), breakdown) of ``Aggregator.owned_detectors``' agreement breakdowns."""
+    for parts, breakdown in owned:
+        if len(parts) == 2 and isinstance(breakdown, AgreementBreakdown):
+            yield (parts[0], parts[1]), breakdown
 
 
 def _vendor_breakdown() -> AgreementBreakdown:

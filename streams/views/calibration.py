@@ -10,6 +10,7 @@ its label is right.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from detectors import BinaryCalibration
@@ -41,12 +42,39 @@ class CalibrationView:
             BinaryCalibration,
             lambda c: c.update(pair["judge_label"] == FAIL, pair["human_label"] == FAIL, confidence),
         )
-        if calibration is None or not self.refresh((judge_id, dimension), pair["ts"]):
-            return []
+        if calibration is not None and self.refresh((judge_id, dimension), pair["ts"]):
+            self._export(calibration, judge_id, dimension, self.metrics.label)
+        return []
+
+    def export_pending(self, aggregator: Aggregator) -> None:
+        """The gauges of each judge and dimension with pairs since its last refresh."""
+        for judge_id, dimension in self.refresh.pending():
+            calibration = aggregator.detector(key("calibration", judge_id, dimension))
+            if isinstance(calibration, BinaryCalibration):
+                self._export(calibration, judge_id, dimension, self.metrics.recovered_label)
+
+    def export_owned(self, aggregator: Aggregator, keys: Iterable[str], owns: Callable[[str], bool]) -> None:
+        """After a rebalance, the gauges of the recovered aggregates at ``keys`` of the judges this worker
+        owns."""
+        for parts, calibration in aggregator.owned_detectors(keys, "calibration", owns):
+            if len(parts) == 2 and isinstance(calibration, BinaryCalibration):
+                self._export(calibration, parts[0], parts[1], self.metrics.recovered_label)
+
+    def rebalanced(self, aggregator: Aggregator) -> None:
+        """Refresh afresh (see ``AgreementView.rebalanced``)."""
+        self.refresh.forget()
+
+    def _export(
+        self,
+        calibration: BinaryCalibration,
+        judge_id: str,
+        dimension: str,
+        label_of: Callable[[str, str | None], str],
+    ) -> None:
         m = self.metrics
-        labels = (m.label("judge_id", judge_id), m.label("dimension", dimension))
+        labels = (label_of("judge_id", judge_id), label_of("dimension", dimension))
         if labels != (judge_id, dimension):  # folded into "other" by the metric guard: report.json only
-            return []
+            return
         m.judge_sensitivity.labels(*labels).set(calibration.sensitivity)
         m.judge_specificity.labels(*labels).set(calibration.specificity)
         m.judge_ece.labels(*labels).set(calibration.ece)
@@ -54,7 +82,6 @@ class CalibrationView:
             low, high = getattr(calibration, f"{statistic}_interval")
             m.judge_calibration_bound.labels(*labels, statistic, "lower").set(low)
             m.judge_calibration_bound.labels(*labels, statistic, "upper").set(high)
-        return []
 
     def report(self, aggregator: Aggregator) -> dict[str, Any]:
         """``judge_calibration``: one row per judge and quality dimension."""

@@ -23,6 +23,7 @@ every new version was counted as ``other``.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from detectors import BinaryCalibration, ClassAccuracy
@@ -36,6 +37,7 @@ from streams.views.agreement import MAX_SEGMENT_VALUES, Refresh, finite_or_none,
 from streams.views.idle_looks import IDLE_SECONDS, IdleLooks
 
 ALL = "*"
+LabelOf = Callable[[str, str | None], str]
 GUARDED_DIMENSIONS = ("safety", "compliance")
 
 
@@ -96,14 +98,10 @@ class LiveModelView:
                     lambda k: self._update(k, intent_key, version, ts, predicted, truth, confidence),
                 )
                 if intents is not None and self.refresh(("intent", _stored(intents, version)), ts):
-                    for where, label in self._versions(intents, version):
-                        accuracy = intents.get(where)
-                        m.live_intent_accuracy.labels(label).set(accuracy.accuracy)
-                        m.live_intent_ece.labels(label).set(accuracy.ece)
-            name, source, judge = key("guardrail_human"), "human", ""
+                    self._export_intent(intents, version, m.label)
+            name = key("guardrail_human")
         else:
-            judge = obs["judge_id"]
-            name, source = f"guardrail_judge{SEP}{judge}", "judge"
+            name = f"guardrail_judge{SEP}{obs['judge_id']}"
         checked = [labels[d] for d in GUARDED_DIMENSIONS if d in labels]
         if not checked:
             return []
@@ -116,18 +114,64 @@ class LiveModelView:
             lambda k: self._update(k, name, version, ts, flagged, failed),
         )
         if guardrails is not None and self.refresh((name, _stored(guardrails, version)), ts):
-            judge_label = m.label("judge_id", judge) if judge else ""
-            for where, label in self._versions(guardrails, version):
-                calibration = guardrails.get(where)
-                m.guardrail_recall.labels(source, judge_label, label).set(calibration.sensitivity)
-                m.guardrail_precision.labels(source, judge_label, label).set(calibration.precision)
+            self._export_guardrails(guardrails, name, version, m.label)
         return []
 
-    def _versions(self, keyed: KeyedDetectors, version: str) -> list[tuple[str, str]]:
+    def export_pending(self, aggregator: Aggregator) -> None:
+        """The gauges of each aggregate and model version with observations since its last refresh."""
+        for name, version in self.refresh.pending():
+            keyed = aggregator.detector(key("live_intent") if name == "intent" else name)
+            if not isinstance(keyed, KeyedDetectors):
+                continue  # dropped since
+            if name == "intent":
+                self._export_intent(keyed, version, self.metrics.recovered_label)
+            else:
+                self._export_guardrails(keyed, name, version, self.metrics.recovered_label)
+
+    def export_owned(self, aggregator: Aggregator, keys: Iterable[str], owns: Callable[[str], bool]) -> None:
+        """After a rebalance, the gauges of every model version of the recovered aggregates at ``keys`` this
+        worker owns (``humans``': intent and guardrails against humans; each judge's guardrails)."""
+        label_of = self.metrics.recovered_label
+        if owns("humans"):
+            for name in (key("live_intent"), key("guardrail_human")):
+                keyed = aggregator.detector(name)  # one each: the humans' shard
+                if isinstance(keyed, KeyedDetectors):
+                    for version in keyed.keys:
+                        if name == "live_intent":
+                            self._export_intent(keyed, version, label_of)
+                        else:
+                            self._export_guardrails(keyed, name, version, label_of)
+        for parts, keyed in aggregator.owned_detectors(keys, "guardrail_judge", owns):
+            if len(parts) == 1 and isinstance(keyed, KeyedDetectors):
+                for version in keyed.keys:
+                    self._export_guardrails(keyed, key("guardrail_judge", parts[0]), version, label_of)
+
+    def rebalanced(self, aggregator: Aggregator) -> None:
+        """Refresh afresh (see ``AgreementView.rebalanced``)."""
+        self.refresh.forget()
+
+    def _export_intent(self, intents: KeyedDetectors, version: str, label_of: LabelOf) -> None:
+        for where, label in self._versions(intents, version, label_of):
+            accuracy = intents.get(where)
+            self.metrics.live_intent_accuracy.labels(label).set(accuracy.accuracy)
+            self.metrics.live_intent_ece.labels(label).set(accuracy.ece)
+
+    def _export_guardrails(
+        self, guardrails: KeyedDetectors, name: str, version: str, label_of: LabelOf
+    ) -> None:
+        m = self.metrics
+        judge = name.split(SEP, 1)[1] if SEP in name else ""
+        source, judge_label = ("judge", label_of("judge_id", judge)) if judge else ("human", "")
+        for where, label in self._versions(guardrails, version, label_of):
+            calibration = guardrails.get(where)
+            m.guardrail_recall.labels(source, judge_label, label).set(calibration.sensitivity)
+            m.guardrail_precision.labels(source, judge_label, label).set(calibration.precision)
+
+    def _versions(self, keyed: KeyedDetectors, version: str, label_of: LabelOf) -> list[tuple[str, str]]:
         """(detector key, model_version label) of the gauges to set: all versions, and this one unless the
         detector or the metric guard folds it into "other" (then it is in report.json only)."""
         stored = _stored(keyed, version)
-        label = self.metrics.label("model_version", None if stored == UNKNOWN else stored)
+        label = label_of("model_version", None if stored == UNKNOWN else stored)
         return [(ALL, ALL), (stored, label)] if label == stored != OTHER else [(ALL, ALL)]
 
     def report(self, aggregator: Aggregator) -> dict[str, Any]:

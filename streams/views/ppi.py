@@ -26,6 +26,7 @@ keeps no estimator.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from detectors import PredictionPoweredRate
@@ -74,6 +75,7 @@ class DefectRateView:
             journeys = {inner.split(SEP, 1)[0] for inner, _ in keyed.items()}
             self.journeys(ppi_key.split(SEP, 1)[1], "journey").admit(journeys - {ALL})
         self._looks.forget()
+        self.refresh.forget()  # the owned judges' gauges are exported from the recovered state (export_owned)
 
     def apply(self, aggregator: Aggregator, obs: dict[str, Any], partition: int | None) -> list[Emit]:
         judge_id = obs["judge_id"]
@@ -111,18 +113,40 @@ class DefectRateView:
         # estimators' journeys) would map it otherwise
         journey = self.journeys(judge_id, "journey")(segment.get("journey") if segment else None)
         keyed = aggregator.update(f"ppi{SEP}{judge_id}", obs, partition, _estimators, apply)
-        if keyed is None or not self.refresh((judge_id, journey), ts):
-            return []
+        if keyed is not None and self.refresh((judge_id, journey), ts):
+            self._export(keyed, judge_id, journey, self.metrics.label)
+        return []
+
+    def export_pending(self, aggregator: Aggregator) -> None:
+        """The gauges of each judge and journey with observations since its last refresh."""
+        for judge_id, journey in self.refresh.pending():
+            keyed = aggregator.detector(f"ppi{SEP}{judge_id}")
+            if isinstance(keyed, KeyedDetectors):
+                self._export(keyed, judge_id, journey, self.metrics.recovered_label)
+
+    def export_owned(self, aggregator: Aggregator, keys: Iterable[str], owns: Callable[[str], bool]) -> None:
+        """After a rebalance, the gauges of every journey (and ``*``) of the recovered estimators at ``keys``
+        of the judges this worker owns."""
+        for parts, keyed in aggregator.owned_detectors(keys, "ppi", owns):
+            if len(parts) == 1 and isinstance(keyed, KeyedDetectors):
+                journeys = {inner.split(SEP, 1)[0] for inner in keyed.keys} - {ALL}
+                for journey in sorted(journeys) or [ALL]:
+                    self._export(keyed, parts[0], journey, self.metrics.recovered_label)
+
+    def _export(
+        self, keyed: KeyedDetectors, judge_id: str, journey: str, label_of: Callable[[str, str | None], str]
+    ) -> None:
+        """The gauges of ``journey`` (a key part) and of all journeys, of every dimension the judge's
+        estimators hold (a judge prompted per dimension sends one a record, and the refresh, per judge and
+        journey, went to whichever came)."""
         m = self.metrics
-        judge = m.label("judge_id", judge_id)
+        judge = label_of("judge_id", judge_id)
         if judge != judge_id:  # folded into "other" by the metric guard: report.json only
-            return []
-        journey_label = m.label("journey", segment.get("journey") if segment else None)
-        # every dimension the judge's estimators hold, not this observation's only: a judge prompted per
-        # dimension sends one a record, and the refresh (per judge and journey) went to whichever came
+            return
+        journey_label = label_of("journey", journey)
         dims = sorted({inner.split(SEP, 1)[1] for inner, _ in keyed.items()})
         for dim in dims:
-            dimension = m.label("dimension", dim)
+            dimension = label_of("dimension", dim)
             for where, label in ((journey, journey_label), (ALL, ALL)):
                 if where != ALL and (label != journey or journey == OTHER):
                     continue  # journeys the metric guard or the view fold into "other": report.json only
@@ -133,7 +157,6 @@ class DefectRateView:
                 m.calibrated_rate.labels(judge, dimension, label).set(ppi.estimate)
                 m.calibrated_rate_bound.labels(judge, dimension, label, "lower").set(low)
                 m.calibrated_rate_bound.labels(judge, dimension, label, "upper").set(high)
-        return []
 
     def _drop_idle(self, keyed: KeyedDetectors, judge_id: str, ts: float) -> None:
         """At the judge's first observation of a day (and after a start), after its update: drop the

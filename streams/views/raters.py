@@ -21,6 +21,7 @@ ever seen held their rooms for good. The panel has no alarm, so none is kept for
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from detectors.rater_panel import RaterPanel
@@ -47,8 +48,10 @@ class RatersView:
         self._looks = IdleLooks.per_idle(idle_seconds)  # derived, never persisted: per dimension
 
     def rebalanced(self, aggregator: Aggregator) -> None:
-        """Look for idle annotators and vendors at each dimension's first item after a start."""
+        """Look for idle annotators and vendors at each dimension's first item after a start; refresh afresh
+        (see ``AgreementView.rebalanced``)."""
         self._looks.forget()
+        self.refresh.forget()
 
     def apply(self, aggregator: Aggregator, obs: dict[str, Any], partition: int | None) -> list[Emit]:
         dimension = obs["dimension"]
@@ -69,21 +72,40 @@ class RatersView:
         if dropped and m.label("dimension", dimension) == dimension:  # their series, if they had any
             for vendor in dropped:
                 m.vendor_consensus_ratio.remove_by_labels({"vendor_id": vendor, "dimension": dimension})
-        if panel is None or not self.refresh(dimension, obs["ts"]):
-            return []
-        dim = m.label("dimension", dimension)
+        if panel is not None and self.refresh(dimension, obs["ts"]):
+            self._export(panel, dimension, m.label)
+        return []
+
+    def export_pending(self, aggregator: Aggregator) -> None:
+        """The gauges of each dimension with items since its last refresh."""
+        for dimension in self.refresh.pending():
+            panel = aggregator.detector(key("raters", dimension))
+            if isinstance(panel, RaterPanel):
+                self._export(panel, dimension, self.metrics.recovered_label)
+
+    def export_owned(self, aggregator: Aggregator, keys: Iterable[str], owns: Callable[[str], bool]) -> None:
+        """After a rebalance, the gauges of the recovered panels at ``keys``, if this worker owns
+        ``humans``."""
+        if not owns("humans"):  # the shard of every panel (its key's first part is the dimension)
+            return
+        for parts, panel in aggregator.owned_detectors(keys, "raters", lambda dimension: True):
+            if len(parts) == 1 and isinstance(panel, RaterPanel):
+                self._export(panel, parts[0], self.metrics.recovered_label)
+
+    def _export(self, panel: RaterPanel, dimension: str, label_of: Callable[[str, str | None], str]) -> None:
+        m = self.metrics
+        dim = label_of("dimension", dimension)
         if dim != dimension:  # folded into "other" by the metric guard: report.json only
-            return []
+            return
         reliability = panel.reliability()
         m.raters_alpha.labels(dim).set(reliability.krippendorff_alpha)
         m.raters_fleiss_kappa.labels(dim).set(reliability.fleiss_kappa)
         m.raters_items.labels(dim).set(panel.n_items)
         m.raters_ties.labels(dim).set(panel.ties)
         for vendor, figures in panel.per_vendor.items():
-            label = m.label("vendor_id", vendor)
+            label = label_of("vendor_id", vendor)
             if label == vendor:  # a vendor the guard folds into "other" is in report.json only
                 m.vendor_consensus_ratio.labels(label, dim).set(figures["agreement"])
-        return []
 
     def report(self, aggregator: Aggregator) -> dict[str, Any]:
         """``raters``: one row per dimension."""

@@ -164,9 +164,11 @@ class VersionPairView(ABC):
         a fresh process a journey folded into ``other`` before could get a comparison of its own, and one
         that had its own could be folded into ``other``, its test (perhaps firing) never updated or ended
         again. Then forget the cached gauge children: after a rebalance the worker removes those of shards
-        it lost (``streams/shard_gauges.py``), and a removed child, set again, is never exported."""
+        it lost (``streams/shard_gauges.py``), and a removed child, set again, is never exported; and publish
+        afresh."""
         self._admit(aggregator)
         self._children.clear()
+        self._since_publish.clear()  # the owned comparisons' gauges: exported from the state (export_owned)
         self._keys = {}
         for key, _ in aggregator.records(self.prefix):
             self._keys.setdefault(self._owner_of(key, aggregator), set()).add(key)
@@ -266,9 +268,7 @@ class VersionPairView(ABC):
         since = self._since_publish.get(scope, 0) + 1
         if since >= PUBLISH_EVERY:
             since = 0
-            for control, treatment in comparison.live_pairs:
-                for dim, test in self._pair_tests(comparison, control, treatment).items():
-                    self._publish(TestKey(scope, dim, control, treatment), test)
+            self._publish_live(scope, comparison)
         self._since_publish[scope] = since
         if not comparison.eventful:  # most observations
             return []
@@ -293,6 +293,29 @@ class VersionPairView(ABC):
                 self.metrics.escalations.labels(KIND, SEVERITY).inc()
                 emits.append(self._escalation(at, tests[dim], obs, firing=True))
         return emits
+
+    def _publish_live(self, scope: tuple[str, str], comparison: Any) -> None:
+        """The gauges of every pair live together in ``comparison``."""
+        for control, treatment in comparison.live_pairs:
+            for dim, test in self._pair_tests(comparison, control, treatment).items():
+                self._publish(TestKey(scope, dim, control, treatment), test)
+
+    def export_pending(self, aggregator: Aggregator) -> None:
+        """The gauges of the live pairs of each comparison with observations since its last refresh (the
+        tail of a burst: until 2026-11-26 it waited for the comparison's next ``PUBLISH_EVERY`` turns)."""
+        for scope, since in self._since_publish.items():
+            if since:
+                self._since_publish[scope] = 0
+                comparison = aggregator.detector(SEP.join((self.prefix, *scope)))
+                if isinstance(comparison, LiveVersionPairs):
+                    self._publish_live(scope, comparison)
+
+    def export_owned(self, aggregator: Aggregator, keys: Iterable[str], owns: Callable[[str], bool]) -> None:
+        """After a rebalance, the gauges of the live pairs of the recovered comparisons at ``keys`` whose
+        shard (the scope's first part) this worker owns."""
+        for parts, comparison in aggregator.owned_detectors(keys, self.prefix, owns):
+            if len(parts) == 2 and isinstance(comparison, LiveVersionPairs):
+                self._publish_live((parts[0], parts[1]), comparison)
 
     def open_escalations(
         self, aggregator: Aggregator, keys: Iterable[str], owns: Callable[[str], bool], at: float
