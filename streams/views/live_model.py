@@ -54,6 +54,11 @@ def _stored(keyed: KeyedDetectors, version: str) -> str:
     return version if keyed.get(version) is not None else OTHER
 
 
+def _versions_of(keyed: KeyedDetectors) -> list[str]:
+    """The model versions ``keyed`` holds detectors of (not ``*``, all versions: exported with each)."""
+    return [version for version in keyed.keys if version != ALL] or [ALL]
+
+
 class LiveModelView:
     kinds: tuple[str, ...] = ("labelled", "judged")
 
@@ -136,14 +141,14 @@ class LiveModelView:
             for name in (key("live_intent"), key("guardrail_human")):
                 keyed = aggregator.detector(name)  # one each: the humans' shard
                 if isinstance(keyed, KeyedDetectors):
-                    for version in keyed.keys:
+                    for version in _versions_of(keyed):
                         if name == "live_intent":
                             self._export_intent(keyed, version, label_of)
                         else:
                             self._export_guardrails(keyed, name, version, label_of)
         for parts, keyed in aggregator.owned_detectors(keys, "guardrail_judge", owns):
             if len(parts) == 1 and isinstance(keyed, KeyedDetectors):
-                for version in keyed.keys:
+                for version in _versions_of(keyed):
                     self._export_guardrails(keyed, key("guardrail_judge", parts[0]), version, label_of)
 
     def rebalanced(self, aggregator: Aggregator) -> None:
