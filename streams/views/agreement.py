@@ -17,10 +17,13 @@ label for ``idle_seconds`` of label time, looked for at its first label of each 
 2026-11-26 the first 49 held it for good, and after turnover every new vendor was counted as ``other``.
 
 Interval and window figures cost tens to hundreds of microseconds, so gauges are recomputed through
-:class:`Refresh`, not on every pair. Per-segment gauges are cumulative only, and only for values the
-metric label guard admits (the first ``CONVOWATCH_LABEL_MAX_VALUES`` of each segment; the aggregate keeps
-50 per segment and folds later ones into ``other``, all in report.json); windows are exported for the judge
-and dimension overall. An ``agreement_detail`` aggregate drops the figures of a segment value whose pairs'
+:class:`~streams.views.refresh.Refresh`, not on every pair; what it leaves since the last refresh is
+exported on the worker's timer (:meth:`AgreementView.export_pending`), and the owner exports them all after a
+rebalance. Per-segment gauges
+are cumulative only, and only for values the metric label guard admits (the first
+``CONVOWATCH_LABEL_MAX_VALUES`` of each segment; the aggregate keeps 50 per segment and folds later ones into
+``other``, all in report.json); windows are exported for the judge and dimension overall.
+An ``agreement_detail`` aggregate drops the figures of a segment value whose pairs'
 turns are all more than ``idle_seconds`` older than the start of the day of the pair that looks (a retired
 model or judge version), looked for at its first pair of each day and after a start
 (:class:`~streams.views.idle_looks.IdleLooks`), and the next new value takes its room: until 2026-11-26
@@ -44,6 +47,7 @@ from streams.exceptions import ConfigError
 from streams.labels import OTHER, UNKNOWN
 from streams.metrics import Metrics
 from streams.views.idle_looks import IDLE_SECONDS, IdleLooks
+from streams.views.refresh import Refresh
 
 #: Metric label guard of each segment (``streams.metrics.Metrics.guards``).
 SEGMENT_GUARDS = {
@@ -61,50 +65,6 @@ SEGMENTS = (*DEFAULT_SEGMENTS, "judge_version")
 DEFAULT_WINDOWS = {"1h": (3600, 300), "24h": (86400, 3600)}
 #: Distinct values kept per segment in one judge/dimension aggregate; later ones share ``other``.
 MAX_SEGMENT_VALUES = 50
-
-
-class Refresh:
-    """When to recompute an aggregate's gauges: on its first observation, then after ``every``
-    observations or once its event time has moved ``seconds`` past the last refresh (process-local).
-    :meth:`pending` gives the keys with observations since their last refresh, for a wall-clock export of
-    the tail a quiet flow never refreshes (``Aggregator.export_pending``).
-
-    >>> refresh = Refresh(every=3)
-    >>> [refresh("a", 0.0), refresh("a", 1.0), refresh("b", 1.0)]
-    [True, False, True]
-    >>> list(refresh.pending()), list(refresh.pending())
-    (['a'], [])
-    """
-
-    def __init__(self, every: int = 200, seconds: float = 60.0) -> None:
-        self.every = every
-        self.seconds = seconds
-        self._seen: dict[Any, list[float]] = {}  # key -> [observations since refresh, event time then]
-
-    def __call__(self, name: Any, ts: float | None) -> bool:
-        ts = 0.0 if ts is None else ts
-        state = self._seen.get(name)
-        if state is None:
-            self._seen[name] = [0, ts]
-            return True
-        state[0] += 1
-        if state[0] >= self.every or ts - state[1] >= self.seconds:
-            state[0], state[1] = 0, max(ts, state[1])
-            return True
-        return False
-
-    def pending(self) -> Iterator[Any]:
-        """Each key with observations since its last refresh, counted as refreshed (the caller exports it);
-        its event time stays that of its last refresh."""
-        for name, state in self._seen.items():
-            if state[0]:
-                state[0] = 0
-                yield name
-
-    def forget(self) -> None:
-        """Start afresh (after a rebalance: what was pending of a shard that moved is not this worker's to
-        export, and the owned shards' gauges are exported from the recovered state)."""
-        self._seen.clear()
 
 
 class AgreementView:

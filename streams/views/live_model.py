@@ -33,8 +33,9 @@ from streams.aggregate import Aggregator, key
 from streams.emit import SEP, Emit, sampled_labels
 from streams.labels import UNKNOWN
 from streams.metrics import Metrics
-from streams.views.agreement import MAX_SEGMENT_VALUES, Refresh, finite_or_none, interval_or_none
+from streams.views.agreement import MAX_SEGMENT_VALUES, finite_or_none, interval_or_none
 from streams.views.idle_looks import IDLE_SECONDS, IdleLooks
+from streams.views.refresh import Refresh
 
 ALL = "*"
 LabelOf = Callable[[str, str | None], str]

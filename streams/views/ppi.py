@@ -36,8 +36,9 @@ from streams.aggregate import Aggregator
 from streams.emit import SEP, Emit
 from streams.labels import OTHER, SourceGuards
 from streams.metrics import Metrics
-from streams.views.agreement import MAX_SEGMENT_VALUES, Refresh, finite_or_none, interval_or_none
+from streams.views.agreement import MAX_SEGMENT_VALUES, finite_or_none, interval_or_none
 from streams.views.idle_looks import IDLE_SECONDS, IdleLooks
+from streams.views.refresh import Refresh
 
 ALL = "*"
 

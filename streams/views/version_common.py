@@ -6,11 +6,13 @@ The three views (``versions.py``: the judge's defect rates; ``version_outcomes.p
 comparison holds the tests of every pair of versions live together; a test is addressed by its dimension,
 ``""`` where a pair has a single test. After each observation of a scope the view calls
 :meth:`VersionPairView._after`: the gauges of all live pairs are refreshed every ``PUBLISH_EVERY``
-observations and those of a test when it decides, not on every observation (with several live versions
-that would be most of a view's cost); a test that decides ``worse`` fires a ``version_regression``
-escalation (severity high, revision 1), resolved (revision 2) when its two versions stop serving the
-journey together (a rollback or a completed rollout). After a restart or a rebalance,
-:meth:`VersionPairView.open_escalations` gives the ones still open for the Alertmanager sink to send again.
+observations and those of a test when it decides, not on every observation (with several live versions that
+would be most of a view's cost), and those of a comparison with turns since on the worker's timer
+(:meth:`VersionPairView.export_pending`) and by the owner after a rebalance; a test that decides ``worse``
+fires a ``version_regression`` escalation (severity high, revision 1), resolved (revision 2) when its two
+versions stop serving the journey together (a rollback or a completed rollout). After a restart or a
+rebalance, :meth:`VersionPairView.open_escalations` gives the ones still open for the Alertmanager sink to
+send again.
 
 Each *owner* (the judge; for a view sharded by the journey itself, the observation partition) keeps
 ``max_journeys`` journeys apart, the rest sharing ``other``. A comparison that has seen no turn for

@@ -30,7 +30,7 @@ from streams.emit import iso
 from streams.metrics import Metrics
 from streams.pipeline import Pipeline
 from streams.state import DictStore
-from streams.views.agreement import Refresh
+from streams.views.refresh import Refresh
 
 START = datetime(2026, 11, 2, 8, tzinfo=UTC).timestamp()
 JUDGE = "judge-a"
