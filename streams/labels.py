@@ -11,6 +11,10 @@ OTHER = "other"
 UNKNOWN = "unknown"
 
 
+#: (label, value) -> label value: ``Metrics.label``, ``recovered_label`` or ``admitted_label``.
+LabelOf = Callable[[str, str | None], str]
+
+
 class LabelGuard:
     """Maps raw values (journeys, model versions, judge ids...) to a bounded set of label values.
 
@@ -78,6 +82,23 @@ class LabelGuard:
             self.folded += 1
             return OTHER
         return label
+
+    def admitted(self, value: str | None) -> str | None:
+        """``self(value)`` for a value the guard passes already, else None; admits nothing and counts no
+        fold: for figures recovered from state after a rebalance, whose values (up to 30 days old) would
+        otherwise take the room in the state's order, and the newest show as ``other`` after a restart.
+
+        >>> guard = LabelGuard(max_values=1)
+        >>> [guard.admitted("a"), guard("a"), guard.admitted("a"), guard.admitted(None), guard.folded]
+        [None, 'a', 'a', 'unknown', 0]
+        """
+        if value is None or value == "":
+            return UNKNOWN
+        if value in self._admitted or value in (OTHER, UNKNOWN):
+            return value
+        if self.allow is not None:
+            return value if value in self.allow else None
+        return None
 
     def unless_folded(self, value: str | None) -> str | None:
         """``self(value)``, or None where that would fold ``value`` into ``other`` (not counted in

@@ -91,3 +91,10 @@ class Metrics(PipelineMetrics, DivergenceMetrics, LabellingMetrics, ModelMetrics
         value the guard would fold is ``other`` without counting as folded (the caller leaves it unexported:
         ``convowatch_label_value_folds_total`` is about new values)."""
         return self.guards[name].unless_folded(value) or OTHER
+
+    def admitted_label(self, name: str, value: str | None) -> str:
+        """``value``'s label for label ``name`` if its guard passes it already, else ``other`` (the caller
+        leaves it unexported): for re-exporting figures recovered from state after a rebalance without
+        letting old values take the guard's room (a fresh worker's guards fill with the values live traffic
+        brings, and the agreement gauges admit judges newest first)."""
+        return self.guards[name].admitted(value) or OTHER

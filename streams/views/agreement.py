@@ -169,28 +169,29 @@ class AgreementView:
     def export_owned(self, aggregator: Aggregator, keys: Iterable[str], owns: Callable[[str], bool]) -> None:
         """After a rebalance, the interval, window and segment gauges of the aggregates at ``keys`` (the
         recovered table's) whose judge (or ``humans``, for vendors) this worker owns: a worker that took
-        over or regained a shard shows them before the shard's next pairs. Values past the room of a label
-        guard go unexported, not folded (as ``export_agreement``'s)."""
+        over or regained a shard shows them before the shard's next pairs. Values a label guard does not pass
+        already go unexported (``Metrics.admitted_label``): admitted in the state's order, values idle for up
+        to 30 days took a fresh worker's room, and after a restart the newest model version was ``other``."""
         m = self.metrics
         for (judge_id, dimension), breakdown in _breakdowns(
             aggregator.owned_detectors(keys, "agreement_detail", owns)
         ):
-            labels = (m.recovered_label("judge_id", judge_id), m.recovered_label("dimension", dimension))
+            labels = (m.admitted_label("judge_id", judge_id), m.admitted_label("dimension", dimension))
             if labels != (judge_id, dimension):
                 continue
             self._export_overall(breakdown.overall(), labels)
             self._export_windows(breakdown, labels)
             for name in breakdown.segments:
                 for value, stats in breakdown.segment(name).items():
-                    self._export_segment(labels, name, value, stats, m.recovered_label)
+                    self._export_segment(labels, name, value, stats, m.admitted_label)
         humans = owns("humans")  # the shard of the vendor breakdowns (labelled observations)
         for (judge_id, dimension), breakdown in _breakdowns(
             aggregator.owned_detectors(keys, "agreement_vendor", lambda judge: humans)
         ):
-            labels = (m.recovered_label("judge_id", judge_id), m.recovered_label("dimension", dimension))
+            labels = (m.admitted_label("judge_id", judge_id), m.admitted_label("dimension", dimension))
             if labels == (judge_id, dimension):
                 for value, stats in breakdown.segment("vendor").items():
-                    self._export_segment(labels, "vendor", value, stats, m.recovered_label)
+                    self._export_segment(labels, "vendor", value, stats, m.admitted_label)
 
     def rebalanced(self, aggregator: Aggregator) -> None:
         """Refresh afresh: the owned shards' gauges are exported from the recovered state (``export_owned``),

@@ -59,7 +59,7 @@ class CalibrationView:
         owns."""
         for parts, calibration in aggregator.owned_detectors(keys, "calibration", owns):
             if len(parts) == 2 and isinstance(calibration, BinaryCalibration):
-                self._export(calibration, parts[0], parts[1], self.metrics.recovered_label)
+                self._export(calibration, parts[0], parts[1], self.metrics.admitted_label)
 
     def rebalanced(self, aggregator: Aggregator) -> None:
         """Refresh afresh (see ``AgreementView.rebalanced``)."""

@@ -31,14 +31,13 @@ from detectors.keyed import OTHER, KeyedDetectors
 from schemas.common import FAIL
 from streams.aggregate import Aggregator, key
 from streams.emit import SEP, Emit, sampled_labels
-from streams.labels import UNKNOWN
+from streams.labels import UNKNOWN, LabelOf
 from streams.metrics import Metrics
 from streams.views.agreement import MAX_SEGMENT_VALUES, finite_or_none, interval_or_none
 from streams.views.idle_looks import IDLE_SECONDS, IdleLooks
 from streams.views.refresh import Refresh
 
 ALL = "*"
-LabelOf = Callable[[str, str | None], str]
 GUARDED_DIMENSIONS = ("safety", "compliance")
 
 
@@ -137,7 +136,7 @@ class LiveModelView:
     def export_owned(self, aggregator: Aggregator, keys: Iterable[str], owns: Callable[[str], bool]) -> None:
         """After a rebalance, the gauges of every model version of the recovered aggregates at ``keys`` this
         worker owns (``humans``': intent and guardrails against humans; each judge's guardrails)."""
-        label_of = self.metrics.recovered_label
+        label_of = self.metrics.admitted_label
         if owns("humans"):
             for name in (key("live_intent"), key("guardrail_human")):
                 keyed = aggregator.detector(name)  # one each: the humans' shard
@@ -168,6 +167,8 @@ class LiveModelView:
         m = self.metrics
         judge = name.split(SEP, 1)[1] if SEP in name else ""
         source, judge_label = ("judge", label_of("judge_id", judge)) if judge else ("human", "")
+        if judge_label != judge and label_of != self.metrics.label:
+            return  # a recovered judge's figures the guard does not pass: unexported, not under "other"
         for where, label in self._versions(guardrails, version, label_of):
             calibration = guardrails.get(where)
             m.guardrail_recall.labels(source, judge_label, label).set(calibration.sensitivity)

@@ -132,7 +132,7 @@ class DefectRateView:
             if len(parts) == 1 and isinstance(keyed, KeyedDetectors):
                 journeys = {inner.split(SEP, 1)[0] for inner in keyed.keys} - {ALL}
                 for journey in sorted(journeys) or [ALL]:
-                    self._export(keyed, parts[0], journey, self.metrics.recovered_label)
+                    self._export(keyed, parts[0], journey, self.metrics.admitted_label)
 
     def _export(
         self, keyed: KeyedDetectors, judge_id: str, journey: str, label_of: Callable[[str, str | None], str]

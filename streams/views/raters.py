@@ -91,7 +91,7 @@ class RatersView:
             return
         for parts, panel in aggregator.owned_detectors(keys, "raters", lambda dimension: True):
             if len(parts) == 1 and isinstance(panel, RaterPanel):
-                self._export(panel, parts[0], self.metrics.recovered_label)
+                self._export(panel, parts[0], self.metrics.admitted_label)
 
     def _export(self, panel: RaterPanel, dimension: str, label_of: Callable[[str, str | None], str]) -> None:
         m = self.metrics

@@ -29,6 +29,7 @@ from detectors.msprt import ARMS
 from schemas.common import FAIL, QUALITY_DIMENSIONS
 from streams.aggregate import Aggregator
 from streams.emit import SEP, Emit
+from streams.labels import LabelOf
 from streams.metrics import Metrics
 from streams.views.idle_looks import IDLE_SECONDS
 from streams.views.version_common import TestKey, VersionPairView, regression_text
@@ -126,14 +127,13 @@ class VersionCalibratedView(VersionPairView):
     def _turns(self, test: CalibratedComparison) -> tuple[int, ...]:
         return (test.n_control, test.n_treatment, test.labels_control, test.labels_treatment)
 
-    def _publish(self, at: TestKey, test: CalibratedComparison) -> None:
+    def _publish(self, at: TestKey, test: CalibratedComparison, recovered: bool = False) -> None:
         if not math.isnan(test.lift):  # an arm without labels yet
-            super()._publish(at, test)
+            super()._publish(at, test, recovered)
 
-    def _scope_labels(self, at: TestKey) -> tuple[str, ...]:
-        m = self.metrics
+    def _scope_labels(self, at: TestKey, label_of: LabelOf) -> tuple[str, ...]:
         judge_id, journey = at.scope
-        return (m.label("judge_id", judge_id), m.label("journey", journey), m.label("dimension", at.dim))
+        return (label_of("judge_id", judge_id), label_of("journey", journey), label_of("dimension", at.dim))
 
     def _escalation(self, at: TestKey, test: CalibratedComparison, obs: dict[str, Any], firing: bool) -> Emit:
         (judge_id, journey), dim = at.scope, at.dim

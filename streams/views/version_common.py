@@ -36,7 +36,7 @@ from typing import Any, NamedTuple
 from detectors.msprt import LiveVersionPairs
 from streams.aggregate import Aggregator
 from streams.emit import SEP, UNKNOWN_SEGMENT, Emit, iso
-from streams.labels import LabelGuard, SourceGuards
+from streams.labels import OTHER, LabelGuard, LabelOf, SourceGuards
 from streams.metrics import Metrics
 from streams.policy import escalation_id
 from streams.views.idle_journeys import drop_idle
@@ -239,8 +239,8 @@ class VersionPairView(ABC):
     # -- what a subclass says ------------------------------------------------------------------------
 
     @abstractmethod
-    def _scope_labels(self, at: TestKey) -> tuple[str, ...]:
-        """The gauges' label values (bounded) before the two model versions."""
+    def _scope_labels(self, at: TestKey, label_of: LabelOf) -> tuple[str, ...]:
+        """The gauges' label values (bounded, by ``label_of``) before the two model versions."""
 
     @abstractmethod
     def _escalation(self, at: TestKey, test: Any, obs: dict[str, Any], firing: bool) -> Emit:
@@ -296,11 +296,11 @@ class VersionPairView(ABC):
                 emits.append(self._escalation(at, tests[dim], obs, firing=True))
         return emits
 
-    def _publish_live(self, scope: tuple[str, str], comparison: Any) -> None:
-        """The gauges of every pair live together in ``comparison``."""
+    def _publish_live(self, scope: tuple[str, str], comparison: Any, recovered: bool = False) -> None:
+        """The gauges of every pair live together in ``comparison`` (``recovered``: see :meth:`_publish`)."""
         for control, treatment in comparison.live_pairs:
             for dim, test in self._pair_tests(comparison, control, treatment).items():
-                self._publish(TestKey(scope, dim, control, treatment), test)
+                self._publish(TestKey(scope, dim, control, treatment), test, recovered)
 
     def export_pending(self, aggregator: Aggregator) -> None:
         """The gauges of the live pairs of each comparison with observations since its last refresh (the
@@ -317,7 +317,7 @@ class VersionPairView(ABC):
         shard (the scope's first part) this worker owns."""
         for parts, comparison in aggregator.owned_detectors(keys, self.prefix, owns):
             if len(parts) == 2 and isinstance(comparison, LiveVersionPairs):
-                self._publish_live((parts[0], parts[1]), comparison)
+                self._publish_live((parts[0], parts[1]), comparison, recovered=True)
 
     def open_escalations(
         self, aggregator: Aggregator, keys: Iterable[str], owns: Callable[[str], bool], at: float
@@ -349,13 +349,18 @@ class VersionPairView(ABC):
                 if test.decision == "worse":
                     yield control, treatment, dim, test
 
-    def _publish(self, at: TestKey, test: Any) -> None:
+    def _publish(self, at: TestKey, test: Any, recovered: bool = False) -> None:
+        """The test's gauges; ``recovered`` (re-exported after a rebalance): only with label values the
+        guards pass already (``Metrics.admitted_label``), else unexported."""
         m = self.metrics
+        label_of = m.admitted_label if recovered else m.label
         labels = (
-            *self._scope_labels(at),
-            m.label("model_version", at.control),
-            m.label("model_version", at.treatment),
+            *self._scope_labels(at, label_of),
+            label_of("model_version", at.control),
+            label_of("model_version", at.treatment),
         )
+        if recovered and OTHER in labels:
+            return
         children = self._children.get(labels)  # keyed by bounded label values, so bounded too
         if children is None:
             prefix = self.gauge_prefix

@@ -21,6 +21,7 @@ from detectors.msprt import MixtureSPRT, VersionComparison
 from schemas.common import FAIL, QUALITY_DIMENSIONS
 from streams.aggregate import Aggregator
 from streams.emit import SEP, Emit
+from streams.labels import LabelOf
 from streams.views.version_common import TestKey, VersionPairView, regression_text
 
 
@@ -58,9 +59,9 @@ class VersionView(VersionPairView):
         self._looked(aggregator, judge_id, (key,), obs, partition)
         return emits
 
-    def _scope_labels(self, at: TestKey) -> tuple[str, ...]:
+    def _scope_labels(self, at: TestKey, label_of: LabelOf) -> tuple[str, ...]:
         judge_id, journey = at.scope
-        return (self.metrics.label("judge_id", judge_id), self.metrics.label("journey", journey))
+        return (label_of("judge_id", judge_id), label_of("journey", journey))
 
     def _escalation(self, at: TestKey, test: MixtureSPRT, obs: dict[str, Any], firing: bool) -> Emit:
         judge_id, journey = at.scope

@@ -13,6 +13,7 @@ import math
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import orjson
 import pytest
 from prometheus_client import CollectorRegistry
 
@@ -26,7 +27,7 @@ from streams.emit import SEP
 from streams.generator import TrafficGenerator, to_records
 from streams.metrics import Metrics
 from streams.pipeline import Pipeline
-from streams.shard_gauges import clear_lost_children
+from streams.shard_gauges import clear_lost_children, export_agreement
 from streams.views.version_common import TestKey as At
 from streams.views.version_common import VersionPairView
 
@@ -138,22 +139,32 @@ def test_version_gauges_after_a_burst_are_what_the_tests_hold(ended: tuple[Any, 
                         continue
                     at = At((scope[0], scope[1]), dim, control, treatment)
                     labels = dict(
-                        zip(gauge._labelnames, (*view._scope_labels(at), control, treatment), strict=True)
+                        zip(
+                            gauge._labelnames,
+                            (*view._scope_labels(at, pipeline.metrics.label), control, treatment),
+                            strict=True,
+                        )
                     )
                     assert registry.get_sample_value(gauge._name, labels) == test.lift, labels
                     tests += 1
     assert tests >= 10  # outcome tests, the judge's, the calibrated ones per dimension
 
 
-def fresh_owner(pipeline: Pipeline, owns: Callable[[str], bool]) -> CollectorRegistry:
+def fresh_owner(pipeline: Pipeline, owns: Callable[[str], bool], warm: bool = True) -> CollectorRegistry:
     """A worker process that recovered ``pipeline``'s aggregates (its table) and owns the shards ``owns``
-    accepts, after its rebalance: a fresh registry, as after a rolling restart."""
+    accepts, after its rebalance handler's exports (streams/app.py): a fresh registry. ``warm``: a worker
+    that was running, whose label guards passed the values of the traffic it had (here: ``pipeline``'s);
+    else a restarted one, whose guards are empty."""
     settings = Settings()
     registry = CollectorRegistry()
     metrics = Metrics(registry, label_max_values=settings.label_max_values)
+    if warm:
+        for name, guard in metrics.guards.items():
+            guard.admit(pipeline.metrics.guards[name]._admitted)
     owner = Pipeline(settings, metrics, aggregate_store=pipeline.aggregator.store, batched=True)
     owner.aggregator.rebalanced()
     keys = [k for k, _ in owner.aggregator.store.items()]
+    export_agreement(metrics, owner.aggregator, keys, owns)
     owner.aggregator.export_owned(keys, owns)
     return registry
 
@@ -168,6 +179,40 @@ def test_a_worker_that_takes_the_shards_over_shows_the_throttled_gauges_before_a
         assert before, name
         assert before.keys() == after.keys(), name
         assert all(same(after[series], v) for series, v in before.items()), name
+
+
+#: Gauges labelled by a segment value (journey, model version, intent, vendor), not only judge and dimension
+BY_SEGMENT_VALUE = {
+    "convowatch_judge_segment_agreement_pairs",
+    "convowatch_judge_segment_agreement_ratio",
+    "convowatch_calibrated_defect_rate_ratio",
+    "convowatch_version_lift",
+    "convowatch_version_turns",
+    "convowatch_version_outcome_lift",
+    "convowatch_version_outcome_turns",
+    "convowatch_version_calibrated_lift",
+    "convowatch_guardrail_recall_ratio",
+}
+
+
+def test_a_restarted_worker_shows_the_judges_gauges_and_leaves_the_label_guards_to_live_traffic(
+    ended: tuple[Any, Any],
+) -> None:
+    """Re-exported in the state's order, values idle for up to 30 days took a restarted worker's label
+    guards, and the model version live after the restart was ``other`` (found by the day's review of
+    2026-11-26). A restarted worker re-exports the figures of its judges, and those of segment values once
+    live traffic has brought the values."""
+    pipeline, registry = ended
+    restarted = fresh_owner(pipeline, lambda shard: True, warm=False)
+    for name in THROTTLED:
+        before, after = samples(registry, name), samples(restarted, name)
+        if name in BY_SEGMENT_VALUE:  # only all versions' ("*"), if any: the values wait for their traffic
+            assert after.keys() < before.keys(), name
+            assert all(dict(series).get("model_version", "*") == "*" for series in after), name
+        else:
+            assert after.keys() == before.keys(), name
+    for label in ("model_version", "journey", "intent", "vendor_id", "judge_id"):
+        assert restarted.get_sample_value("convowatch_label_value_folds_total", {"label": label}) is None
 
 
 def test_a_worker_shows_only_the_gauges_of_the_shards_it_owns_after_a_rebalance(
@@ -228,3 +273,46 @@ def test_the_pending_gauges_of_a_quiet_worker_reach_the_timer_export() -> None:
         labels = {"judge_id": judge_id, "dimension": dimension, "window": "24h"}
         n = registry.get_sample_value("convowatch_judge_window_agreement_pairs", labels)
         assert n == breakdown.window("24h").n
+
+
+def test_after_a_restart_the_live_model_version_is_shown_not_folded_by_the_retired_ones() -> None:
+    """The model version changes every 4 minutes, 8 in all, against a label guard of 5: the restarted
+    worker's guards keep the room for the version of the traffic after the restart (before the fix the
+    recovered state's first five took it, and the live version was ``other``). (The version tests' gauges
+    of every pair still live, the retired versions' included, are published with the live one's and take
+    room too: label guards are never freed, ``ConvowatchLabelValuesFolded``.)"""
+    settings = Settings(label_max_values=5)
+
+    def versions(records: Iterator[Any], last: int | None = None) -> Iterator[Any]:
+        start = None
+        for ts, offset, stream, raw, source, number in records:
+            if stream.value == "chat_turns":
+                start = ts if start is None else start
+                version = min(int((ts - start) / 240), 7) if last is None else last
+                turn = orjson.loads(raw)
+                turn["model_version"] = f"mv{version}"
+                raw = orjson.dumps(turn)
+            yield ts, offset, stream, raw, source, number
+
+    records = list(to_records(TrafficGenerator(seed=13, rate=5.0).records(40 * 60, drain=True)))
+    cut = next(i for i, r in enumerate(records) if r[0] - records[0][0] >= 32 * 60)
+    first = Pipeline(settings, Metrics(CollectorRegistry(), label_max_values=5), batched=True)
+    run_records(first, versions(iter(records[:cut])), lambda emit: None)
+
+    registry = CollectorRegistry()
+    metrics = Metrics(registry, label_max_values=5)
+    restarted = Pipeline(settings, metrics, aggregate_store=first.aggregator.store, batched=True)
+    restarted.aggregator.rebalanced()
+    keys = [k for k, _ in restarted.aggregator.store.items()]
+    export_agreement(metrics, restarted.aggregator, keys, lambda shard: True)
+    restarted.aggregator.export_owned(keys, lambda shard: True)
+    run_records(restarted, versions(iter(records[cut:]), last=7), lambda emit: None)
+
+    live = {
+        value
+        for name in ("convowatch_judge_segment_agreement_pairs", "convowatch_version_outcome_lift")
+        for series in samples(registry, name)
+        for label, value in series
+        if label in ("segment_value", "treatment") and value == "mv7"
+    }
+    assert live, "the live model version has no series"
