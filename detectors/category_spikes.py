@@ -6,7 +6,7 @@ import math
 from typing import Any, Self
 
 from detectors.base import Detector
-from detectors.defect_rate_spike import DefectRateSpike
+from detectors.defect_rate_spike import RECENT_TIMES, DefectRateSpike
 
 #: Gaps between arrivals fade out of :attr:`CategorySpikes.typical_gap` over about this much time (a week:
 #: weekly and daily rhythms are remembered, a change of traffic is learned within days).
@@ -84,6 +84,7 @@ class CategorySpikes(Detector):
         self._last_arrival: float | None = None
         self._gaps = [0.0, 0.0]  # the sum of the gaps between arrivals and of their squares, faded
         self._longest = [0, 0.0, 0.0]  # a week's number, its longest gap, and the week before's
+        self._recent: list[float] = []  # the event times of the latest RECENT_TIMES updates, oldest first
 
     def update(
         self,
@@ -93,8 +94,14 @@ class CategorySpikes(Detector):
         ts: float | None = None,
         arrival: float | None = None,
     ) -> Self:
-        if ts is not None and (self._last_seen is None or ts > self._last_seen):
-            self._last_seen = float(ts)
+        recent = None
+        if ts is not None:
+            if self._last_seen is None or ts > self._last_seen:
+                self._last_seen = float(ts)
+            recent = self._recent
+            recent.append(float(ts))
+            if len(recent) > RECENT_TIMES:
+                del recent[0]
         if arrival is not None:
             self._arrive(arrival)
         self._alarms = []
@@ -106,7 +113,8 @@ class CategorySpikes(Detector):
             if detector is None:
                 detector = DefectRateSpike(arl0=self.arl0, warmup=self.warmup, max_evidence=self.max_evidence)
                 detectors[category] = detector
-            detector.update(category in failed_set, ref=ref, ts=ts)  # ts: its created, for escalation ids
+            # ts: its created, for escalation ids; recent: its cut-off after an alarm or resolution
+            detector.update(category in failed_set, ref=ref, ts=ts, recent=recent)
             # drift_detected and resolved, read without the property calls (several per turn)
             if detector._drift:
                 self._alarms.append(category)
@@ -211,12 +219,22 @@ class CategorySpikes(Detector):
                 "_last_arrival": self._last_arrival,
                 "_gaps": list(self._gaps),
                 "_longest": list(self._longest),
+                "_recent": list(self._recent),
             }
         )
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Self:
-        fields = ("_detectors", "_alarms", "_resolutions", "_last_seen", "_last_arrival", "_gaps", "_longest")
+        fields = (
+            "_detectors",
+            "_alarms",
+            "_resolutions",
+            "_last_seen",
+            "_last_arrival",
+            "_gaps",
+            "_longest",
+            "_recent",
+        )
         spikes, state = cls._new_from(data, fields)
         spikes._detectors = {c: DefectRateSpike.from_dict(d) for c, d in state["_detectors"].items()}
         spikes._alarms = list(state["_alarms"])
@@ -225,4 +243,5 @@ class CategorySpikes(Detector):
         spikes._last_arrival = state.get("_last_arrival")  # nor has state from before closing silent spikes
         spikes._gaps = list(state.get("_gaps", (0.0, 0.0)))
         spikes._longest = list(state.get("_longest", (0, 0.0, 0.0)))  # nor from before weekends (2026-11-26)
+        spikes._recent = list(state.get("_recent", ()))  # nor from before cut-offs (2026-11-26)
         return spikes

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 from detectors.base import Detector
 from detectors.bernoulli_cusum import BernoulliCUSUM  # re-exported: the package imports both from here
@@ -19,7 +20,12 @@ from detectors.spike_design import (
     rate_gain,
 )
 
-__all__ = ["BernoulliCUSUM", "DefectRateSpike", "arl0_for_budget"]
+__all__ = ["RECENT_TIMES", "BernoulliCUSUM", "DefectRateSpike", "arl0_for_budget"]
+
+#: An alarm or resolution cuts off the updates older than the earliest event time of the latest this many
+#: (see "Event time"): a producer whose clock runs ahead, even one of half the turns, sets the cut-off ahead
+#: only if all of them are its (one time in 65,536 for half).
+RECENT_TIMES = 16
 
 
 class DefectRateSpike(EventTimes, Detector):
@@ -63,11 +69,14 @@ class DefectRateSpike(EventTimes, Detector):
     the first update's, for its owner to tell this detector's alarms from those of one it dropped before
     (:attr:`n_alarms` starts at 0 again).
 
-    **Event time.** An update older than the one that last raised or resolved an alarm changes nothing but
-    :attr:`last_seen`: turns from before an alarm cannot show that it is over, nor turns from before a
-    resolution start a new episode. Read in event order, nothing is older. A backlog is not: a consumer
-    catching up reads each partition in chunks, each of which may span the whole incident, and an incident
-    read that way fired and resolved 9 times (`tests/streams/test_spikes_backlog.py`); once since 2026-11-26.
+    **Event time.** An update older than the one that last raised or resolved an alarm (than the earliest
+    of the latest :data:`RECENT_TIMES`, if earlier: a producer whose clock runs ahead does not move it)
+    changes nothing but :attr:`last_seen`: turns from before an alarm cannot show that it is over, nor turns
+    from before a resolution start a new episode. Read in event order, nothing is older. A backlog is not: a
+    consumer catching up reads each partition in chunks, each of which may span the whole incident, and an
+    incident read that way fired and resolved 9 times (`tests/streams/test_spikes_backlog.py`); once since
+    2026-11-26. A detector given the ``recent`` times of its owner (:class:`CategorySpikes`, one list for
+    all its categories) keeps none of its own.
 
     **Cost.** About 0.1-0.5 µs per update once designs are cached (``bench/detection.py``). A design
     not yet cached (a new 0.2% step of a baseline) is computed once per process, inside one update:
@@ -168,22 +177,32 @@ class DefectRateSpike(EventTimes, Detector):
         self._last_seen: float | None = None  # the newest event time an update brought
         self._created: float | None = None  # the first update's event time (not in state until 2026-11-26)
         self._cutoff: float | None = None  # event time of the update that last raised or resolved an alarm
-        self._last_ts: float | None = None  # event time of the latest update counted
+        self._recent: list[float] = []  # event times of the latest RECENT_TIMES updates, unless given them
 
     # -- updating ---------------------------------------------------------------------------------
 
-    def update(self, x: float, ref: int | str | None = None, ts: float | None = None) -> DefectRateSpike:
+    def update(
+        self,
+        x: float,
+        ref: int | str | None = None,
+        ts: float | None = None,
+        recent: Sequence[float] | None = None,
+    ) -> DefectRateSpike:
         """Add one event: ``x`` truthy when defective; ``ref`` (int or str) identifies it in ``evidence``;
-        ``ts`` its event time, if any."""
+        ``ts`` its event time, if any; ``recent`` the event times of its owner's latest events (this one's
+        included), if it keeps them: see :meth:`_cut`."""
         n = self._n
         self._drift = False
         self._resolved = False
-        last_ts = self._last_ts  # the previous update's: see _cut
         if ts is not None:
             self._saw(ts)
             if self._cutoff is not None and ts < self._cutoff:
                 return self  # older than the last alarm or resolution: see "Event time"
-            self._last_ts = float(ts)
+            if recent is None:  # kept here only if the owner keeps none
+                recent = self._recent
+                recent.append(float(ts))
+                if len(recent) > RECENT_TIMES:
+                    del recent[0]
         self._n = n + 1
         self._ew *= self._decay
         if not x:
@@ -195,7 +214,7 @@ class DefectRateSpike(EventTimes, Detector):
                 self._r += self._r_ok
                 if self._r >= self.resolve_llr:
                     self._resolve(n)
-                    self._cut(ts, last_ts)
+                    self._cut(ts, recent)
             return self  # monitoring: the charts step down lazily (see _defect)
 
         self._ew += 1.0
@@ -219,15 +238,16 @@ class DefectRateSpike(EventTimes, Detector):
         else:
             self._defect(n)
             if self._drift:
-                self._cut(ts, last_ts)
+                self._cut(ts, recent)
         return self
 
-    def _cut(self, ts: float | None, last_ts: float | None) -> None:
+    def _cut(self, ts: float | None, recent: Sequence[float] | None) -> None:
         """On an alarm or resolution at event time ``ts``: older updates change nothing from now on. The
-        previous update's time ``last_ts`` if earlier: one turn with a clock hours ahead, had it raised the
-        alarm, would have held the detector's view for those hours."""
+        earliest of the ``recent`` event times if earlier: a turn whose clock runs hours ahead that raised
+        the alarm held the detector's view for those hours, and with a producer of half a slice's turns
+        ahead, so did the turn before it one time in two."""
         if ts is not None:
-            self._cutoff = float(ts) if last_ts is None else min(float(ts), last_ts)
+            self._cutoff = min(float(ts), min(recent)) if recent else float(ts)
 
     def _defect(self, n: int) -> None:
         if self.saturated:  # no chart for a baseline this high: every event is learned, none can alarm
