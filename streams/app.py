@@ -48,6 +48,7 @@ from streams.join_agent import JoinAgent
 from streams.kafka_client import faust_credentials, track_topics
 from streams.labels import shard_partition
 from streams.metrics import Metrics
+from streams.partition_count import exit_if_grown
 from streams.pipeline import Pipeline
 from streams.shard_gauges import clear_lost_children, clear_lost_shards, export_agreement, export_spikes
 from streams.state import DictStore
@@ -292,8 +293,9 @@ class KafkaTransport:
     async def _on_rebalance_complete(self, sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
         """After a rebalance and table recovery, before Faust resumes the agents' partitions and seeks them to
         their committed offsets: hold the flow (:mod:`streams.faust_guards`), report what this worker owns,
-        export its figures."""
+        export its figures. Exit if the topics were grown meanwhile (:mod:`streams.partition_count`)."""
         consumer = self.app.consumer
+        exit_if_grown(self.settings, consumer)
         self.delivery.hold_flow(consumer)
         assigned = consumer.assignment()
         owned: dict[str, list[int]] = {}

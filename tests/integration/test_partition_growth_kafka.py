@@ -1,0 +1,114 @@
+"""Topics grown under a running worker, on a real broker: the worker exits with status 78 (EX_CONFIG) and one
+line saying so at the rebalance that would hand it the new partitions, instead of splitting its state without
+a word (every topic grown) or failing every batch with ``AssertionError: Unrecognized partition`` (only the
+inputs grown: a changelog record for a partition the changelog lacks).
+
+A group's leader notices a growth at its next metadata refresh (aiokafka's ``metadata_max_age_ms``, 300 s;
+not a convowatch setting), or at once when the group's subscription gains a topic: here a second worker
+joins the group (the same app id) with topics of its own (another topic prefix)."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from confluent_kafka import Producer
+from confluent_kafka.admin import AdminClient, NewPartitions
+
+from schemas import Stream
+from streams.config import Settings
+from streams.generator import TrafficGenerator, to_records
+from streams.partition_count import EX_CONFIG
+from streams.topics import copartitioned_topics, input_topics
+from tests.support.broker import KafkaBroker
+from tests.support.wait import wait_until
+from tests.support.worker import WorkerProcess, produce_jsonl
+
+pytestmark = pytest.mark.kafka
+
+FLAGS = {
+    Stream.CHAT_TURNS: "chats",
+    Stream.JUDGE_VERDICTS: "verdicts",
+    Stream.HUMAN_LABELS: "labels",
+    Stream.SIGNALS: "signals",
+}
+
+
+def traffic(seed: int, count: int) -> list[tuple[Stream, bytes]]:
+    records = to_records(TrafficGenerator(seed=seed, rate=20.0).records(200))
+    return [(stream, raw) for _, _, stream, raw, _, _ in itertools.islice(records, count)]
+
+
+def grow(bootstrap: str, topics: list[str], partitions: int) -> None:
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    for future in admin.create_partitions([NewPartitions(t, partitions) for t in topics]).values():
+        future.result(30)
+
+
+def send_murmur2(bootstrap: str, settings: Settings, records: list[tuple[Stream, bytes]]) -> None:
+    """Send ``records`` keyed as the event contract says, placed by Java's partitioner on the grown topics
+    (``convowatch produce`` refuses inputs that disagree with the internal topics)."""
+    producer = Producer({"bootstrap.servers": bootstrap, "partitioner": "murmur2_random"})
+    topics = input_topics(settings)
+    for stream, raw in records:
+        event = orjson.loads(raw)
+        key = event["conversation_id"] if stream is Stream.SIGNALS else event["turn_id"]
+        producer.produce(topics[stream], value=raw, key=key.encode())
+    assert producer.flush(30) == 0
+
+
+def exited(worker: WorkerProcess) -> bool:
+    assert worker.proc is not None
+    return worker.proc.poll() is not None
+
+
+def run_until_grown(
+    bootstrap: str,
+    unique_name: Callable[[str], str],
+    make_worker: Callable[..., WorkerProcess],
+    tmp_path: Path,
+    inputs_only: bool,
+) -> WorkerProcess:
+    app_id = unique_name("grow-app")
+    env = {"CONVOWATCH_TOPIC_PREFIX": unique_name("grow") + ".", "CONVOWATCH_APP_ID": app_id}
+    settings = Settings(topic_prefix=env["CONVOWATCH_TOPIC_PREFIX"], app_id=app_id, partitions=4)
+    streams: dict[str, list[dict[str, Any]]] = {}
+    for stream, raw in traffic(seed=5, count=200):
+        streams.setdefault(FLAGS[stream], []).append(orjson.loads(raw))
+    produce_jsonl(bootstrap, env, tmp_path, **streams)
+    worker = make_worker(bootstrap, env)
+    joined = "assigned input partitions"
+    wait_until(lambda: joined in worker.log_tail(400), timeout=60, interval=0.25, message=worker.log_tail)
+
+    grown = list(input_topics(settings).values()) if inputs_only else copartitioned_topics(settings)
+    grow(bootstrap, grown, 8)
+    send_murmur2(bootstrap, settings, traffic(seed=6, count=200))  # records on partitions 4-7 too
+    # the second worker's own topics are created with the count its start-up check accepts: the changelogs'
+    other = {**env, "CONVOWATCH_TOPIC_PREFIX": unique_name("grow-other") + "."}
+    other["CONVOWATCH_PARTITIONS"] = "4" if inputs_only else "8"
+    make_worker(bootstrap, other)
+    wait_until(lambda: exited(worker), timeout=60, interval=0.25, message=worker.log_tail)
+    return worker
+
+
+@pytest.mark.parametrize("inputs_only", [False, True], ids=["every-topic", "inputs-only"])
+def test_topics_grown_under_a_running_worker_stop_it_with_one_line_and_a_config_status(
+    kafka_broker: KafkaBroker,
+    unique_name: Callable[[str], str],
+    make_worker: Callable[..., WorkerProcess],
+    tmp_path: Path,
+    inputs_only: bool,
+) -> None:
+    worker = run_until_grown(kafka_broker.bootstrap, unique_name, make_worker, tmp_path, inputs_only)
+    log = worker.log_tail(400)
+    assert worker.proc is not None and worker.proc.returncode == EX_CONFIG, log
+    (line,) = [line for line in log.splitlines() if "[CRITICAL]" in line]
+    assert "were grown while this worker ran" in line and "CONVOWATCH_PARTITIONS is 4" in line
+    prefix = worker.env["CONVOWATCH_TOPIC_PREFIX"]
+    assert f"{prefix}chat.turns has 8" in line
+    assert (f"{prefix}internal.observations has 8" in line) is not inputs_only
+    assert "Unrecognized partition" not in log
