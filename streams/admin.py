@@ -20,6 +20,7 @@ from streams.config import Settings
 from streams.config_validation import MAX_TOPIC_NAME
 from streams.exceptions import ConfigError, ConvowatchError
 from streams.kafka_client import admin_config, check_broker
+from streams.partition_count import startup_refusal
 from streams.topics import all_topics, changelog_topics, copartitioned_topics
 
 log = logging.getLogger("convowatch.admin")
@@ -167,17 +168,6 @@ def warn_under_replicated(replicas: Mapping[str, int], replication_factor: int, 
 
 def _check_partitions(settings: Settings, partitions: dict[str, int], expect_partitions: bool) -> None:
     counts = {name: partitions[name] for name in copartitioned_topics(settings) if name in partitions}
-    if expect_partitions:
-        wrong = {name: n for name, n in counts.items() if n != settings.partitions}
-    elif len(set(counts.values())) > 1:
-        wrong = counts
-    else:
-        return
-    if wrong:
-        found = ", ".join(f"{name} has {n}" for name, n in sorted(wrong.items()))
-        raise ConfigError(
-            f"partition counts disagree: {found}, CONVOWATCH_PARTITIONS is {settings.partitions}. The input "
-            "topics, the internal topics (observations, review keeps) and the tables' changelogs must all "
-            "have the same number: set "
-            "CONVOWATCH_PARTITIONS to it, or recreate the topics that differ"
-        )
+    refusal = startup_refusal(counts, changelog_topics(settings), settings.partitions, expect_partitions)
+    if refusal is not None:
+        raise ConfigError(refusal)
