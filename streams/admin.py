@@ -21,7 +21,7 @@ from streams.config_validation import MAX_TOPIC_NAME
 from streams.exceptions import ConfigError, ConvowatchError
 from streams.kafka_client import admin_config, check_broker
 from streams.partition_count import startup_refusal
-from streams.topics import all_topics, changelog_topics, copartitioned_topics
+from streams.topics import all_topics, changelog_topics, copartitioned_topics, partition_count_topic
 
 log = logging.getLogger("convowatch.admin")
 
@@ -54,17 +54,19 @@ def create_topics(
     admin = AdminClient(admin_config(settings))
     cluster = admin.list_topics(timeout=timeout)
     metadata = cluster.topics
-    changelogs = {name for name in changelog_topics(settings) if name in wanted}
-    _check_compacted(settings, cleanup_policies(admin, sorted(changelogs & set(metadata)), timeout))
+    compacted = {
+        name for name in [*changelog_topics(settings), partition_count_topic(settings)] if name in wanted
+    }
+    _check_compacted(settings, cleanup_policies(admin, sorted(compacted & set(metadata)), timeout))
     counts = {name: len(topic.partitions) for name, topic in metadata.items()}
     _check_partitions(settings, counts, expect_partitions)
     outcome = {name: "exists" for name in wanted if name in metadata}
     new = [
         NewTopic(
             name,
-            num_partitions=settings.partitions,
+            num_partitions=1 if name == partition_count_topic(settings) else settings.partitions,
             replication_factor=settings.replication_factor,
-            config=COMPACTED if name in changelogs else {},
+            config=COMPACTED if name in compacted else {},
         )
         for name in wanted
         if name not in metadata
@@ -125,9 +127,9 @@ def _check_compacted(settings: Settings, policies: Mapping[str, str]) -> None:
     if wrong:
         found = ", ".join(f"{name} has cleanup.policy={policy}" for name, policy in sorted(wrong.items()))
         raise ConfigError(
-            f"{found}: a table's changelog must be compacted, or the state in it is lost after retention.ms "
-            "(a broker with auto.create.topics.enable creates topics with its defaults). Delete it and "
-            "restart (convowatch creates it compacted, with CONVOWATCH_PARTITIONS partitions; its state is "
+            f"{found}: a table's changelog (and <app id>-partition-count) must be compacted, or the state in "
+            "it is lost after retention.ms (a broker with auto.create.topics.enable creates topics with its "
+            "defaults). Delete it and restart (convowatch creates it compacted; a changelog's state is "
             f"lost), or keep its state: kafka-configs.sh --bootstrap-server {settings.broker} --alter "
             "--entity-type topics --entity-name <topic> --add-config cleanup.policy=compact"
         )

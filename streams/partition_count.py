@@ -73,6 +73,15 @@ def grown_while_running(counts: Mapping[str, int], partitions: int) -> str | Non
     )
 
 
+def recorded_count_refusal(topic: str, recorded: int, partitions: int) -> str:
+    """Why a worker must not start a state made with ``recorded`` partitions (as ``topic`` says) on topics
+    that all have ``CONVOWATCH_PARTITIONS`` ``partitions``."""
+    return (
+        f"this deployment's state was made with {recorded} partitions ({topic} says so), and its topics now "
+        f"have {partitions}, as CONVOWATCH_PARTITIONS says: they were grown. {CANNOT_MOVE}; see {PROCEDURE}"
+    )
+
+
 def exit_if_grown(settings: Settings, consumer: Any) -> None:
     """Log one CRITICAL line and exit with status 78 (EX_CONFIG) if a topic that must have
     ``CONVOWATCH_PARTITIONS`` partitions (:func:`~streams.topics.copartitioned_topics`) has another count as

@@ -23,7 +23,13 @@ from streams.config import Settings
 from streams.exceptions import ConfigError, ConvowatchError
 from streams.kafka_client import admin_config
 from streams.lag import COORDINATOR_MOVING, RETRY_SECONDS
-from streams.topics import changelog_topics, consumer_group, input_topics, output_topics
+from streams.topics import (
+    changelog_topics,
+    consumer_group,
+    input_topics,
+    output_topics,
+    partition_count_topic,
+)
 
 log = logging.getLogger("convowatch.permissions")
 
@@ -67,6 +73,8 @@ def role_needs(settings: Settings) -> Needs:
         needs[("topic", name)].add(READ)
     for name in writes:
         needs[("topic", name)].add(WRITE)
+    # the state's partition count (streams.partition_marker), checked and recorded at start by every role
+    needs[("topic", partition_count_topic(settings))] |= {READ, WRITE}
     needs[("group", consumer_group(settings))].add(READ)
     return dict(needs)
 

@@ -53,6 +53,12 @@ def changelog_topics(settings: Settings) -> list[str]:
     return [f"{settings.app_id}-{table}-changelog" for table in TABLES]
 
 
+def partition_count_topic(settings: Settings) -> str:
+    """The compacted topic of one partition recording the partition count the tables' state was made with
+    (:mod:`streams.partition_marker`); named after the app id, as the changelogs are."""
+    return f"{settings.app_id}-partition-count"
+
+
 def copartitioned_topics(settings: Settings) -> list[str]:
     """Topics whose partition counts must equal ``CONVOWATCH_PARTITIONS``: the inputs (a turn's events meet
     by partition) and the review keeps the join reads with them, the observations and the tables' changelogs
@@ -62,5 +68,11 @@ def copartitioned_topics(settings: Settings) -> list[str]:
 
 
 def all_topics(settings: Settings) -> list[str]:
-    """Every topic convowatch creates: inputs, outputs, internal topics and the tables' changelogs."""
-    return [*input_topics(settings).values(), *output_topics(settings).values(), *changelog_topics(settings)]
+    """Every topic convowatch creates: inputs, outputs, internal topics, the tables' changelogs and the
+    state's partition count."""
+    topics = [
+        *input_topics(settings).values(),
+        *output_topics(settings).values(),
+        *changelog_topics(settings),
+    ]
+    return [*topics, partition_count_topic(settings)]

@@ -20,6 +20,7 @@ from streams.health import Health, serve, server_url
 from streams.kafka_client import BrokerMonitor, quiet_client_logs, refuse_topic_auto_creation
 from streams.lag import ConsumerLagMonitor
 from streams.metrics import Metrics
+from streams.partition_marker import check_partition_count
 from streams.periodic import Periodic
 from streams.permissions import check_permissions
 from streams.taxonomy import load_taxonomy
@@ -41,6 +42,7 @@ def run_worker(settings: Settings, loglevel: str = "warning") -> None:
     server = serve(registry, health, settings.metrics_host, settings.metrics_port)  # a port in use: first
     create_topics(settings)  # raises BrokerUnreachable with the address when the broker does not answer
     check_permissions(settings)  # the ACLs this role needs, all named now, not as the first batch fails
+    check_partition_count(settings)  # the state's, recorded at its first start: topics grown since refused
     refuse_topic_auto_creation()  # Faust's clients: a topic missing now is not created with broker defaults
     monitor = BrokerMonitor(settings, metrics)  # convowatch_broker_connected, _outages_total; log
     base = server_url(settings.metrics_host, server.server_port)  # not 0.0.0.0: alerts link to it

@@ -4,8 +4,14 @@ a word (every topic grown) or failing every batch with ``AssertionError: Unrecog
 inputs grown: a changelog record for a partition the changelog lacks).
 
 A group's leader notices a growth at its next metadata refresh (aiokafka's ``metadata_max_age_ms``, 300 s;
-not a convowatch setting), or at once when the group's subscription gains a topic: here a second worker
-joins the group (the same app id) with topics of its own (another topic prefix)."""
+not a convowatch setting), or at once when the group's subscription gains a topic: here a second worker joins
+the group with topics of its own, an aggregate worker of another topic prefix and app id ``<id>``, whose group
+is ``<id>-aggregate``, the first worker's app id. (A worker of the first's app id could not join: its start
+is refused, the changelogs grown, or the count recorded at the state's first start differing.)
+
+Every topic grown while no worker ran, restarted with ``CONVOWATCH_PARTITIONS`` set to the new count, passes
+the comparison of the topics with each other and with the setting: the count recorded at the state's first
+start refuses it (``streams.partition_marker``)."""
 
 from __future__ import annotations
 
@@ -23,10 +29,11 @@ from schemas import Stream
 from streams.config import Settings
 from streams.generator import TrafficGenerator, to_records
 from streams.partition_count import EX_CONFIG
-from streams.topics import copartitioned_topics, input_topics
+from streams.topics import copartitioned_topics, input_topics, partition_count_topic
 from tests.support.broker import KafkaBroker
+from tests.support.verify import read_raw
 from tests.support.wait import wait_until
-from tests.support.worker import WorkerProcess, produce_jsonl
+from tests.support.worker import WorkerProcess, produce_jsonl, run_cli
 
 pytestmark = pytest.mark.kafka
 
@@ -66,6 +73,11 @@ def exited(worker: WorkerProcess) -> bool:
     return worker.proc.poll() is not None
 
 
+def wait_assigned(worker: WorkerProcess) -> None:
+    joined = "assigned input partitions"
+    wait_until(lambda: joined in worker.log_tail(400), timeout=60, interval=0.25, message=worker.log_tail)
+
+
 def run_until_grown(
     bootstrap: str,
     unique_name: Callable[[str], str],
@@ -73,7 +85,8 @@ def run_until_grown(
     tmp_path: Path,
     inputs_only: bool,
 ) -> WorkerProcess:
-    app_id = unique_name("grow-app")
+    other_app = unique_name("grow-app")
+    app_id = f"{other_app}-aggregate"  # the consumer group of other_app's aggregate workers
     env = {"CONVOWATCH_TOPIC_PREFIX": unique_name("grow") + ".", "CONVOWATCH_APP_ID": app_id}
     settings = Settings(topic_prefix=env["CONVOWATCH_TOPIC_PREFIX"], app_id=app_id, partitions=4)
     streams: dict[str, list[dict[str, Any]]] = {}
@@ -81,16 +94,13 @@ def run_until_grown(
         streams.setdefault(FLAGS[stream], []).append(orjson.loads(raw))
     produce_jsonl(bootstrap, env, tmp_path, **streams)
     worker = make_worker(bootstrap, env)
-    joined = "assigned input partitions"
-    wait_until(lambda: joined in worker.log_tail(400), timeout=60, interval=0.25, message=worker.log_tail)
+    wait_assigned(worker)
 
     grown = list(input_topics(settings).values()) if inputs_only else copartitioned_topics(settings)
     grow(bootstrap, grown, 8)
     send_murmur2(bootstrap, settings, traffic(seed=6, count=200))  # records on partitions 4-7 too
-    # the second worker's own topics are created with the count its start-up check accepts: the changelogs'
-    other = {**env, "CONVOWATCH_TOPIC_PREFIX": unique_name("grow-other") + "."}
-    other["CONVOWATCH_PARTITIONS"] = "4" if inputs_only else "8"
-    make_worker(bootstrap, other)
+    other = {"CONVOWATCH_TOPIC_PREFIX": unique_name("grow-other") + ".", "CONVOWATCH_APP_ID": other_app}
+    make_worker(bootstrap, {**other, "CONVOWATCH_ROLE": "aggregate"})  # joins the group app_id
     wait_until(lambda: exited(worker), timeout=60, interval=0.25, message=worker.log_tail)
     return worker
 
@@ -112,3 +122,33 @@ def test_topics_grown_under_a_running_worker_stop_it_with_one_line_and_a_config_
     assert f"{prefix}chat.turns has 8" in line
     assert (f"{prefix}internal.observations has 8" in line) is not inputs_only
     assert "Unrecognized partition" not in log
+
+
+def test_a_state_whose_every_topic_was_grown_is_refused_at_start_with_the_new_count_set(
+    kafka_broker: KafkaBroker,
+    unique_name: Callable[[str], str],
+    make_worker: Callable[..., WorkerProcess],
+) -> None:
+    bootstrap = kafka_broker.bootstrap
+    app_id = unique_name("grown-app")
+    env = {"CONVOWATCH_TOPIC_PREFIX": unique_name("grown") + ".", "CONVOWATCH_APP_ID": app_id}
+    settings = Settings(topic_prefix=env["CONVOWATCH_TOPIC_PREFIX"], app_id=app_id, partitions=4)
+    marker = partition_count_topic(settings)
+    first = make_worker(bootstrap, env)
+    wait_assigned(first)
+    assert read_raw(bootstrap, marker) == [(b"partitions", b'{"partitions":4}')]
+    assert first.stop() == 0
+    again = make_worker(bootstrap, env)  # the same count: it starts, and records nothing more
+    wait_assigned(again)
+    assert again.stop() == 0
+    assert len(read_raw(bootstrap, marker)) == 1
+
+    grow(bootstrap, copartitioned_topics(settings), 8)
+    grown = {**env, "CONVOWATCH_PARTITIONS": "8"}
+    done = run_cli("worker", "--broker", bootstrap, "--metrics-port", "0", env=grown, timeout=90)
+    assert done.returncode == 1, done.stderr
+    (line,) = done.stderr.strip().splitlines()
+    assert line.startswith(
+        f"convowatch: error: this deployment's state was made with 4 partitions ({marker} says so), and its "
+        "topics now have 8, as CONVOWATCH_PARTITIONS says: they were grown. convowatch cannot move its state"
+    ), line

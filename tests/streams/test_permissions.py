@@ -13,7 +13,13 @@ from streams.config import Settings
 from streams.generator import TrafficGenerator, to_records
 from streams.permissions import missing_operations, role_needs
 from streams.pipeline import Pipeline
-from streams.topics import changelog_topics, consumer_group, input_topics, output_topics
+from streams.topics import (
+    changelog_topics,
+    consumer_group,
+    input_topics,
+    output_topics,
+    partition_count_topic,
+)
 from streams.traffic_model import Incident
 
 READ, WRITE, DESCRIBE = AclOperation.READ, AclOperation.WRITE, AclOperation.DESCRIBE
@@ -68,8 +74,9 @@ def test_each_role_may_write_every_topic_its_stage_publishes_and_no_other(
     categories = {name for logical, name in names.items() if logical.startswith("defects.")}  # some unused
     assert {names[topic] for topic in joined} <= writes(join)
     others = {names[topic] for topic in joined if not topic.startswith("defects.")}
-    assert writes(join) == others | categories | {pending, published}
-    assert writes(aggregate) == {names[topic] for topic in aggregated} | {aggregates}
+    marker = partition_count_topic(settings)  # every role records the state's partition count
+    assert writes(join) == others | categories | {pending, published, marker}
+    assert writes(aggregate) == {names[topic] for topic in aggregated} | {aggregates, marker}
     assert writes(settings) == writes(join) | writes(aggregate)
 
 
@@ -79,8 +86,9 @@ def test_each_role_may_read_what_its_agents_consume_and_its_state() -> None:
     pending, published, aggregates = changelog_topics(settings)
     join, aggregate = (Settings(role=role) for role in ("join", "aggregate"))
     inputs = set(input_topics(settings).values())
-    assert reads(join) == inputs | {names["review_keep"], pending, published}
-    assert reads(aggregate) == {names["observations"], aggregates}
+    marker = partition_count_topic(settings)
+    assert reads(join) == inputs | {names["review_keep"], pending, published, marker}
+    assert reads(aggregate) == {names["observations"], aggregates, marker}
     assert reads(settings) == reads(join) | reads(aggregate)
 
 
