@@ -48,17 +48,18 @@ def _listed(counts: Mapping[str, int]) -> str:
     return ", ".join(f"{name} has {n}" for name, n in sorted(counts.items()))
 
 
-def known_counts(consumer: PromptConsumer, topics: Collection[str]) -> dict[str, int]:
-    """The partition count of each topic of ``topics`` that ``consumer`` knows of: the larger of
-    its metadata's and one more than the highest partition it is assigned (a group leader with fresher
-    metadata may assign partitions this consumer's metadata lacks)."""
+def known_counts(consumer: PromptConsumer, topics: Collection[str], partitions: int) -> dict[str, int]:
+    """The partition count of each topic of ``topics`` that ``consumer`` knows of in its metadata, or more
+    where it is assigned a partition numbered ``partitions`` or above (a group leader with fresher metadata
+    may assign partitions this consumer's metadata lacks). Its assignment says nothing more: a worker of
+    several is assigned some partitions of each topic."""
     counts: dict[str, int] = {}
-    for tp in consumer.assignment():
-        if tp.topic in topics:
-            counts[tp.topic] = max(counts.get(tp.topic, 0), tp.partition + 1)
     for topic in topics:
         if (known := consumer.partition_count(topic)) is not None:
-            counts[topic] = max(counts.get(topic, 0), known)
+            counts[topic] = known
+    for tp in consumer.assignment():
+        if tp.topic in topics and tp.partition >= partitions:
+            counts[tp.topic] = max(counts.get(tp.topic, 0), tp.partition + 1)
     return counts
 
 
@@ -87,7 +88,8 @@ def exit_if_grown(settings: Settings, consumer: Any) -> None:
     ``CONVOWATCH_PARTITIONS`` partitions (:func:`~streams.topics.copartitioned_topics`) has another count as
     ``consumer`` (the app's, a :class:`~streams.faust_consumer.PromptConsumer`) knows it now (the start-up
     check made them equal)."""
-    message = grown_while_running(known_counts(consumer, copartitioned_topics(settings)), settings.partitions)
+    counts = known_counts(consumer, copartitioned_topics(settings), settings.partitions)
+    message = grown_while_running(counts, settings.partitions)
     if message is not None:
         log.critical("%s", message)
         logging.shutdown()

@@ -5,8 +5,10 @@ tests/integration/test_worker_health.py."""
 
 from __future__ import annotations
 
+from faust.types import TP
+
 from streams.config import Settings
-from streams.partition_count import PROCEDURE, STATE, grown_while_running, startup_refusal
+from streams.partition_count import PROCEDURE, STATE, grown_while_running, known_counts, startup_refusal
 from streams.topics import changelog_topics, copartitioned_topics, input_topics
 
 SETTINGS = Settings(topic_prefix="cw.", app_id="app", partitions=4)
@@ -76,3 +78,27 @@ def test_topics_changed_under_a_running_worker_are_named_with_their_counts() -> 
     assert message.startswith("partition counts changed: cw.chat.turns has 8, cw.human.labels has 8, ")
     assert "cw.judge.verdicts" not in message
     assert "were grown while this worker ran" in message and message.endswith(PROCEDURE)
+
+
+class Assigned:
+    """What :func:`known_counts` reads of Faust's consumer: its assignment, and its metadata's counts."""
+
+    def __init__(self, assigned: set[TP], metadata: dict[str, int]) -> None:
+        self.assigned, self.metadata = assigned, metadata
+
+    def assignment(self) -> set[TP]:
+        return self.assigned
+
+    def partition_count(self, topic: str) -> int | None:
+        return self.metadata.get(topic)
+
+
+def test_a_worker_assigned_some_partitions_of_each_topic_is_no_growth() -> None:
+    # one worker of two holds partitions 0 and 1 of 4: the first version took 2 for the count and exited
+    turns = INPUTS[0]
+    some = Assigned({TP(turns, 0), TP(turns, 1)}, {})
+    assert known_counts(some, TOPICS, 4) == {}  # type: ignore[arg-type]
+    assert known_counts(Assigned(some.assigned, {turns: 4}), TOPICS, 4) == {turns: 4}  # type: ignore[arg-type]
+    # a partition past the count, assigned by a leader with fresher metadata than this worker's
+    past = Assigned({TP(turns, 6)}, {turns: 4})
+    assert known_counts(past, TOPICS, 4) == {turns: 7}  # type: ignore[arg-type]
