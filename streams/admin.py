@@ -93,6 +93,11 @@ def create_topics(
         if name in metadata and metadata[name].partitions
     }
     warn_under_replicated(replicas, settings.replication_factor, len(cluster.brokers))
+    # the state's partition count: without it, its check is off (streams.partition_marker)
+    marker = partition_count_topic(settings)
+    if marker in refused:
+        refused.remove(marker)
+        outcome[marker] = "refused"
     if refused:  # a topic this principal may not describe is missing to it: pre-created or not
         raise ConfigError(
             f"the Kafka ACLs let this principal neither see nor create {', '.join(sorted(refused))}: grant "
@@ -169,7 +174,14 @@ def warn_under_replicated(replicas: Mapping[str, int], replication_factor: int, 
 
 
 def _check_partitions(settings: Settings, partitions: dict[str, int], expect_partitions: bool) -> None:
-    counts = {name: partitions[name] for name in copartitioned_topics(settings) if name in partitions}
+    # a producer (``expect_partitions`` False) checks the inputs and internal topics only: the changelogs of
+    # whatever app id it was started with may be an old deployment's (README, changing the count)
+    changelogs = set(changelog_topics(settings))
+    counts = {
+        name: partitions[name]
+        for name in copartitioned_topics(settings)
+        if name in partitions and (expect_partitions or name not in changelogs)
+    }
     refusal = startup_refusal(counts, changelog_topics(settings), settings.partitions, expect_partitions)
     if refusal is not None:
         raise ConfigError(refusal)

@@ -25,7 +25,7 @@ from streams.config import Settings
 from streams.exceptions import ConfigError, ConvowatchError
 from streams.kafka_client import admin_config, confluent_config
 from streams.partition_count import recorded_count_refusal
-from streams.topics import partition_count_topic
+from streams.topics import consumer_group, partition_count_topic
 
 log = logging.getLogger("convowatch.partition_marker")
 
@@ -41,22 +41,55 @@ NO_LEADER_YET = {
 RETRY_SECONDS = 0.1
 
 
-def check_partition_count(settings: Settings, timeout: float = 30.0) -> None:
+def check_partition_count(settings: Settings, timeout: float = 30.0, exists: bool = True) -> None:
     """Record ``CONVOWATCH_PARTITIONS`` if this deployment's state has no count recorded yet; raise
-    :class:`ConfigError` if it has another one. Call after the topics exist and their counts were checked."""
+    :class:`ConfigError` if it has another one. Call after the topics exist and their counts were checked;
+    ``exists``: the record's topic does (where a platform team creates the topics, one created before
+    2026-11-26 has none, and its principal may not create it). Where the topic is missing, or the ACLs let
+    this principal not read or write it, the check is off: one warning says how to turn it on, and the
+    worker starts (the comparison of the topics with each other still runs)."""
     topic = partition_count_topic(settings)
-    recorded = recorded_count(settings, topic, timeout)
-    if recorded is None:
-        record_count(settings, topic, timeout)
-        log.info("recorded this state's partition count, %d, in %s", settings.partitions, topic)
-    elif recorded != settings.partitions:
+    if not exists:
+        log.warning(OFF, topic, "it does not exist and this principal may not create it", topic)
+        return
+    try:
+        recorded = recorded_count(settings, topic, timeout)
+        if recorded is None:
+            record_count(settings, topic, timeout)
+            log.info("recorded this state's partition count, %d, in %s", settings.partitions, topic)
+    except NotAuthorized as exc:
+        log.warning(OFF, topic, exc, topic)
+        return
+    if recorded is not None and recorded != settings.partitions:
         raise ConfigError(recorded_count_refusal(topic, recorded, settings.partitions))
+
+
+OFF = (
+    "the check of this state's partition count is off: %s: %s. Create it (compacted, 1 partition) and "
+    "grant this principal READ and WRITE on %s to turn it on (README, Permissions (ACLs))"
+)
+#: Errors that mean the ACLs do not let this principal use the record's topic (or the role's group)
+DENIED = {
+    KafkaError.TOPIC_AUTHORIZATION_FAILED,
+    KafkaError.GROUP_AUTHORIZATION_FAILED,
+    KafkaError.CLUSTER_AUTHORIZATION_FAILED,
+}
+
+
+class NotAuthorized(ConvowatchError):
+    """The ACLs do not let this principal read or write the partition count's topic."""
+
+
+def _failure(topic: str, error: KafkaError, doing: str) -> ConvowatchError:
+    cls = NotAuthorized if error.code() in DENIED else ConvowatchError
+    return cls(f"cannot {doing} {topic}: {error.str()}")
 
 
 def recorded_count(settings: Settings, topic: str, timeout: float) -> int | None:
     """The count the last record of ``topic`` holds; None if it holds none."""
-    # a group id covered by the consumer groups' ACL; the consumer is assigned its partition and never commits
-    config = admin_config(settings, **{"group.id": f"{settings.app_id}-partition-count"})
+    # the role's own consumer group, whose ACL the worker has and checks (librdkafka looks its coordinator up
+    # even for an assigned consumer); assigned its partition, it never joins the group nor commits
+    config = admin_config(settings, **{"group.id": consumer_group(settings)})
     config |= {"enable.auto.commit": False, "enable.partition.eof": True}
     consumer = Consumer(config)
     try:
@@ -73,7 +106,7 @@ def recorded_count(settings: Settings, topic: str, timeout: float) -> int | None
             if error is not None and error.code() == KafkaError._PARTITION_EOF:
                 return found
             if error is not None:
-                raise ConvowatchError(f"cannot read {topic}: {error.str()}")
+                raise _failure(topic, error, "read")
             if message.key() == KEY and (value := message.value()) is not None:
                 found = _count(topic, value)
     finally:
@@ -91,7 +124,7 @@ def _watermarks(consumer: Consumer, topic: str, timeout: float) -> tuple[int, in
         except KafkaException as exc:
             error = exc.args[0]
             if not (error.retriable() or error.code() in NO_LEADER_YET) or time.monotonic() > deadline:
-                raise ConvowatchError(f"cannot read {topic}: {error.str()}") from None
+                raise _failure(topic, error, "read") from None
         time.sleep(RETRY_SECONDS)
 
 
@@ -116,6 +149,10 @@ def record_count(settings: Settings, topic: str, timeout: float) -> None:
     producer = Producer(confluent_config(settings, acks="all"))
     value = orjson.dumps({"partitions": settings.partitions})
     producer.produce(topic, key=KEY, value=value, partition=0, on_delivery=delivered)
-    if producer.flush(timeout) or failures:
-        reason = failures[0].str() if failures else f"not acknowledged in {timeout:g} s"
-        raise ConvowatchError(f"cannot record the partition count in {topic}: {reason}")
+    unsent = producer.flush(timeout)  # the delivery callbacks run in it
+    if failures:
+        raise _failure(topic, failures[0], "record the partition count in")
+    if unsent:
+        raise ConvowatchError(
+            f"cannot record the partition count in {topic}: not acknowledged in {timeout:g} s"
+        )

@@ -28,7 +28,6 @@ from streams.topics import (
     consumer_group,
     input_topics,
     output_topics,
-    partition_count_topic,
 )
 
 log = logging.getLogger("convowatch.permissions")
@@ -73,8 +72,6 @@ def role_needs(settings: Settings) -> Needs:
         needs[("topic", name)].add(READ)
     for name in writes:
         needs[("topic", name)].add(WRITE)
-    # the state's partition count (streams.partition_marker), checked and recorded at start by every role
-    needs[("topic", partition_count_topic(settings))] |= {READ, WRITE}
     needs[("group", consumer_group(settings))].add(READ)
     return dict(needs)
 

@@ -24,6 +24,7 @@ from streams.partition_marker import check_partition_count
 from streams.periodic import Periodic
 from streams.permissions import check_permissions
 from streams.taxonomy import load_taxonomy
+from streams.topics import partition_count_topic
 from streams.vendor_sla import load_vendor_sla
 
 log = logging.getLogger("convowatch.worker")
@@ -40,9 +41,11 @@ def run_worker(settings: Settings, loglevel: str = "warning") -> None:
     health = Health(settings.health_stall_seconds)
     check_local_files(settings)  # before any topic is created: a wrong file left the cluster half set up
     server = serve(registry, health, settings.metrics_host, settings.metrics_port)  # a port in use: first
-    create_topics(settings)  # raises BrokerUnreachable with the address when the broker does not answer
+    # raises BrokerUnreachable with the address when the broker does not answer
+    created = create_topics(settings)
     check_permissions(settings)  # the ACLs this role needs, all named now, not as the first batch fails
-    check_partition_count(settings)  # the state's, recorded at its first start: topics grown since refused
+    # the state's, recorded at its first start: topics grown since are refused (off if it may not be made)
+    check_partition_count(settings, exists=created.get(partition_count_topic(settings)) != "refused")
     refuse_topic_auto_creation()  # Faust's clients: a topic missing now is not created with broker defaults
     monitor = BrokerMonitor(settings, metrics)  # convowatch_broker_connected, _outages_total; log
     base = server_url(settings.metrics_host, server.server_port)  # not 0.0.0.0: alerts link to it

@@ -5,6 +5,7 @@ tests/integration/test_worker_health.py."""
 
 from __future__ import annotations
 
+import pytest
 from faust.types import TP
 
 from streams.config import Settings
@@ -102,3 +103,34 @@ def test_a_worker_assigned_some_partitions_of_each_topic_is_no_growth() -> None:
     # a partition past the count, assigned by a leader with fresher metadata than this worker's
     past = Assigned({TP(turns, 6)}, {turns: 4})
     assert known_counts(past, TOPICS, 4) == {turns: 7}  # type: ignore[arg-type]
+
+
+def test_a_producer_after_the_documented_change_of_count_is_not_refused_by_the_old_changelogs() -> None:
+    """README's procedure: inputs grown to 8, internal topics recreated with 8, a new app id for the workers;
+    `convowatch produce` started with the old (default) app id finds its changelogs at 4 (the day's review:
+    it was refused, told the inputs were grown after the state was made)."""
+    from streams.admin import _check_partitions
+    from streams.exceptions import ConfigError
+
+    counts = {**dict.fromkeys(TOPICS, 8), **dict.fromkeys(CHANGELOGS, 4)}
+    _check_partitions(SETTINGS, counts, expect_partitions=False)  # the producer's check
+    try:
+        _check_partitions(SETTINGS, counts, expect_partitions=True)  # a worker of the old app id's
+    except ConfigError as refused:
+        assert "were grown after this deployment's state was made" in str(refused)
+    else:
+        raise AssertionError("a worker on the old state was not refused")
+
+
+def test_without_the_partition_count_topic_the_check_is_off_with_a_warning(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Topics a platform team created before 2026-11-26, and a principal without CREATE: the worker
+    starts, and says how to turn the check on (the day's review: it was refused at every start)."""
+    from streams.partition_marker import check_partition_count
+
+    with caplog.at_level("WARNING", logger="convowatch.partition_marker"):
+        check_partition_count(SETTINGS, exists=False)  # no broker is asked
+    (record,) = caplog.records
+    assert "check of this state's partition count is off" in record.getMessage()
+    assert "app-partition-count" in record.getMessage() and "READ and WRITE" in record.getMessage()
