@@ -13,6 +13,8 @@ UNKNOWN = "unknown"
 
 #: (label, value) -> label value: ``Metrics.label``, ``recovered_label`` or ``admitted_label``.
 LabelOf = Callable[[str, str | None], str]
+#: (label, value) -> label value, or None where the value is left unexported: ``Metrics.settled_label``
+SettledOf = Callable[[str, str | None], str | None]
 
 
 class LabelGuard:
@@ -99,6 +101,20 @@ class LabelGuard:
         if self.allow is not None:
             return value if value in self.allow else None
         return None
+
+    def settled(self, value: str | None) -> str | None:
+        """:meth:`admitted`, or ``other`` where the guard would fold ``value`` (no room left, or not in its
+        allow list), as ``self(value)`` would, without counting it; None for a value it has not passed and
+        still has room for (admitting it is left to live traffic).
+
+        >>> guard = LabelGuard(max_values=1)
+        >>> [guard.settled("a"), guard("b"), guard.settled("a"), guard.settled("b"), guard.folded]
+        [None, 'b', 'other', 'b', 0]
+        """
+        label = self.admitted(value)
+        if label is None and (self.allow is not None or self._counted >= self.max_values):
+            return OTHER
+        return label
 
     def unless_folded(self, value: str | None) -> str | None:
         """``self(value)``, or None where that would fold ``value`` into ``other`` (not counted in

@@ -98,3 +98,9 @@ class Metrics(PipelineMetrics, DivergenceMetrics, LabellingMetrics, ModelMetrics
         letting old values take the guard's room (a fresh worker's guards fill with the values live traffic
         brings, and the agreement gauges admit judges newest first)."""
         return self.guards[name].admitted(value) or OTHER
+
+    def settled_label(self, name: str, value: str | None) -> str | None:
+        """``value``'s label for label ``name`` if its guard passes it already, ``other`` if the guard would
+        fold it (as :meth:`label` does, without counting it), None if it could still take the guard's room:
+        for re-exporting figures that the live path publishes under ``other`` too (the version tests')."""
+        return self.guards[name].settled(value)

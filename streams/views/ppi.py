@@ -148,7 +148,7 @@ class DefectRateView:
         dims = sorted({inner.split(SEP, 1)[1] for inner, _ in keyed.items()})
         for dim in dims:
             dimension = label_of("dimension", dim)
-            for where, label in ((journey, journey_label), (ALL, ALL)):
+            for where, label in ((ALL, ALL),) if journey == ALL else ((journey, journey_label), (ALL, ALL)):
                 if where != ALL and (label != journey or journey == OTHER):
                     continue  # journeys the metric guard or the view fold into "other": report.json only
                 ppi = keyed.get(where + SEP + dim)

@@ -29,7 +29,7 @@ from detectors.msprt import ARMS
 from schemas.common import FAIL, QUALITY_DIMENSIONS
 from streams.aggregate import Aggregator
 from streams.emit import SEP, Emit
-from streams.labels import LabelOf
+from streams.labels import SettledOf
 from streams.metrics import Metrics
 from streams.views.idle_looks import IDLE_SECONDS
 from streams.views.version_common import TestKey, VersionPairView, regression_text
@@ -131,7 +131,7 @@ class VersionCalibratedView(VersionPairView):
         if not math.isnan(test.lift):  # an arm without labels yet
             super()._publish(at, test, recovered)
 
-    def _scope_labels(self, at: TestKey, label_of: LabelOf) -> tuple[str, ...]:
+    def _scope_labels(self, at: TestKey, label_of: SettledOf) -> tuple[str | None, ...]:
         judge_id, journey = at.scope
         return (label_of("judge_id", judge_id), label_of("journey", journey), label_of("dimension", at.dim))
 

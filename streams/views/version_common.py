@@ -36,7 +36,7 @@ from typing import Any, NamedTuple
 from detectors.msprt import LiveVersionPairs
 from streams.aggregate import Aggregator
 from streams.emit import SEP, UNKNOWN_SEGMENT, Emit, iso
-from streams.labels import OTHER, LabelGuard, LabelOf, SourceGuards
+from streams.labels import LabelGuard, SettledOf, SourceGuards
 from streams.metrics import Metrics
 from streams.policy import escalation_id
 from streams.views.idle_journeys import drop_idle
@@ -239,7 +239,7 @@ class VersionPairView(ABC):
     # -- what a subclass says ------------------------------------------------------------------------
 
     @abstractmethod
-    def _scope_labels(self, at: TestKey, label_of: LabelOf) -> tuple[str, ...]:
+    def _scope_labels(self, at: TestKey, label_of: SettledOf) -> tuple[str | None, ...]:
         """The gauges' label values (bounded, by ``label_of``) before the two model versions."""
 
     @abstractmethod
@@ -350,17 +350,19 @@ class VersionPairView(ABC):
                     yield control, treatment, dim, test
 
     def _publish(self, at: TestKey, test: Any, recovered: bool = False) -> None:
-        """The test's gauges; ``recovered`` (re-exported after a rebalance): only with label values the
-        guards pass already (``Metrics.admitted_label``), else unexported."""
+        """The test's gauges; ``recovered`` (re-exported after a rebalance): with the label values the live
+        path gives (``other`` for a value a full guard folds), unexported where a value could still take a
+        guard's room (``Metrics.settled_label``: old values would fill a restarted worker's guards)."""
         m = self.metrics
-        label_of = m.admitted_label if recovered else m.label
-        labels = (
+        label_of: SettledOf = m.settled_label if recovered else m.label
+        settled = (
             *self._scope_labels(at, label_of),
             label_of("model_version", at.control),
             label_of("model_version", at.treatment),
         )
-        if recovered and OTHER in labels:
+        if None in settled:
             return
+        labels = tuple(label for label in settled if label is not None)
         children = self._children.get(labels)  # keyed by bounded label values, so bounded too
         if children is None:
             prefix = self.gauge_prefix

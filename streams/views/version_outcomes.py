@@ -26,7 +26,7 @@ from typing import Any
 from detectors.msprt import MixtureSPRT, VersionComparison
 from streams.aggregate import Aggregator
 from streams.emit import SEP, Emit
-from streams.labels import LabelGuard, LabelOf, PartitionGuards, shard_partition, shown
+from streams.labels import LabelGuard, PartitionGuards, SettledOf, shard_partition, shown
 from streams.metrics import Metrics
 from streams.views.version_common import TestKey, VersionPairView, regression_text
 
@@ -106,7 +106,7 @@ class VersionOutcomeView(VersionPairView):
     def _make(self, better: bool) -> VersionComparison:
         return VersionComparison(**self._params(), higher_is_better=better)
 
-    def _scope_labels(self, at: TestKey, label_of: LabelOf) -> tuple[str, ...]:
+    def _scope_labels(self, at: TestKey, label_of: SettledOf) -> tuple[str | None, ...]:
         journey, outcome = at.scope
         return (label_of("journey", shown(journey)), outcome)
 

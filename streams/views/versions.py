@@ -21,7 +21,7 @@ from detectors.msprt import MixtureSPRT, VersionComparison
 from schemas.common import FAIL, QUALITY_DIMENSIONS
 from streams.aggregate import Aggregator
 from streams.emit import SEP, Emit
-from streams.labels import LabelOf
+from streams.labels import SettledOf
 from streams.views.version_common import TestKey, VersionPairView, regression_text
 
 
@@ -59,7 +59,7 @@ class VersionView(VersionPairView):
         self._looked(aggregator, judge_id, (key,), obs, partition)
         return emits
 
-    def _scope_labels(self, at: TestKey, label_of: LabelOf) -> tuple[str, ...]:
+    def _scope_labels(self, at: TestKey, label_of: SettledOf) -> tuple[str | None, ...]:
         judge_id, journey = at.scope
         return (label_of("judge_id", judge_id), label_of("journey", journey))
 
