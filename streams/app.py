@@ -192,6 +192,7 @@ class KafkaTransport:
             self.app.agent(self.outputs["observations"], name="aggregate", concurrency=1)(self._aggregate)
             self._agent_topics.add(self.outputs["observations"].get_topic_name())
             self.app.timer(COUNT_EVERY_SECONDS, name="convowatch-aggregate-gauges")(self._export_gauges)
+        self.app.on_partitions_assigned.connect(self._on_partitions_assigned)
         self.app.on_rebalance_complete.connect(self._on_rebalance_complete)
         #: the consumer commits only records of completed batches (streams.faust_guards)
         self.delivery = DeliveryGuard(self._agent_topics)
@@ -289,6 +290,12 @@ class KafkaTransport:
         aggregator.export_pending()
 
     # -- rebalances ----------------------------------------------------------------------------------
+
+    async def _on_partitions_assigned(self, sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
+        """Exit if the topics were grown (:mod:`streams.partition_count`), as soon as the new assignment is
+        known: before the tables' recovery, which waited for ever, in a CI run, on the changelog partitions
+        of a group assigned partitions they do not have (the check at the rebalance's end never came)."""
+        exit_if_grown(self.settings, self.app.consumer)
 
     async def _on_rebalance_complete(self, sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
         """After a rebalance and table recovery, before Faust resumes the agents' partitions and seeks them to
