@@ -15,22 +15,14 @@ from typing import Any
 import orjson
 import pytest
 
-from schemas import Stream
 from streams.emit import SEP
 from streams.generator import TrafficGenerator, to_records
 from tests.support.broker import KafkaBroker
 from tests.support.verify import read_raw
 from tests.support.wait import wait_until
-from tests.support.worker import WorkerProcess, produce_jsonl
+from tests.support.worker import WorkerProcess, produce_records
 
 pytestmark = pytest.mark.kafka
-
-FLAGS = {
-    Stream.CHAT_TURNS: "chats",
-    Stream.JUDGE_VERDICTS: "verdicts",
-    Stream.HUMAN_LABELS: "labels",
-    Stream.SIGNALS: "signals",
-}
 
 
 def changelog_kinds(bootstrap: str, topic: str) -> dict[str, int]:
@@ -72,10 +64,7 @@ def test_workers_count_the_aggregates_of_the_partitions_they_own_after_a_scale_o
         "CONVOWATCH_LAG_INTERVAL_SECONDS": "0.5",
     }
     records = itertools.islice(to_records(TrafficGenerator(seed=13, rate=20.0).records(600)), 3000)
-    streams: dict[str, list[dict[str, Any]]] = {}
-    for record in records:
-        streams.setdefault(FLAGS[record[2]], []).append(orjson.loads(record[3]))
-    produce_jsonl(bootstrap, env, tmp_path, **streams)
+    streams = produce_records(bootstrap, env, tmp_path, ((r[2], r[3]) for r in records))
 
     first = make_worker(bootstrap, env)
     wait_until(lambda: drained(first), timeout=120, interval=0.5, ignore=(OSError,), message=first.log_tail)

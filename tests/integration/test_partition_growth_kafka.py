@@ -18,7 +18,6 @@ from __future__ import annotations
 import itertools
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import orjson
 import pytest
@@ -33,16 +32,9 @@ from streams.topics import copartitioned_topics, input_topics, partition_count_t
 from tests.support.broker import KafkaBroker
 from tests.support.verify import read_raw
 from tests.support.wait import wait_until
-from tests.support.worker import WorkerProcess, produce_jsonl, run_cli
+from tests.support.worker import WorkerProcess, produce_records, run_cli
 
 pytestmark = pytest.mark.kafka
-
-FLAGS = {
-    Stream.CHAT_TURNS: "chats",
-    Stream.JUDGE_VERDICTS: "verdicts",
-    Stream.HUMAN_LABELS: "labels",
-    Stream.SIGNALS: "signals",
-}
 
 
 def traffic(seed: int, count: int) -> list[tuple[Stream, bytes]]:
@@ -89,10 +81,7 @@ def run_until_grown(
     app_id = f"{other_app}-aggregate"  # the consumer group of other_app's aggregate workers
     env = {"CONVOWATCH_TOPIC_PREFIX": unique_name("grow") + ".", "CONVOWATCH_APP_ID": app_id}
     settings = Settings(topic_prefix=env["CONVOWATCH_TOPIC_PREFIX"], app_id=app_id, partitions=4)
-    streams: dict[str, list[dict[str, Any]]] = {}
-    for stream, raw in traffic(seed=5, count=200):
-        streams.setdefault(FLAGS[stream], []).append(orjson.loads(raw))
-    produce_jsonl(bootstrap, env, tmp_path, **streams)
+    produce_records(bootstrap, env, tmp_path, traffic(seed=5, count=200))
     worker = make_worker(bootstrap, env)
     wait_assigned(worker)
 

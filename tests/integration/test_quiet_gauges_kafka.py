@@ -19,23 +19,16 @@ import pytest
 
 from detectors.agreement_breakdown import AgreementBreakdown
 from detectors.msprt import VersionComparison
-from schemas import Stream
 from streams.aggregate import detector_types
 from streams.emit import SEP
 from streams.generator import TrafficGenerator, to_records
 from tests.support.broker import KafkaBroker
 from tests.support.verify import read_raw
 from tests.support.wait import wait_until
-from tests.support.worker import WorkerProcess, produce_jsonl
+from tests.support.worker import WorkerProcess, produce_records
 
 pytestmark = pytest.mark.kafka
 
-FLAGS = {
-    Stream.CHAT_TURNS: "chats",
-    Stream.JUDGE_VERDICTS: "verdicts",
-    Stream.HUMAN_LABELS: "labels",
-    Stream.SIGNALS: "signals",
-}
 #: Gauges refreshed through a throttle (and re-exported after a rebalance), by shard
 THROTTLED = (
     "convowatch_judge_gwet_ac1",
@@ -140,11 +133,8 @@ def test_a_drained_worker_shows_what_it_holds_and_each_owner_its_shards_after_a_
         "CONVOWATCH_APP_ID": app_id,
         "CONVOWATCH_LAG_INTERVAL_SECONDS": "0.5",
     }
-    records = to_records(TrafficGenerator(seed=13, rate=5.0).records(600, drain=True))
-    streams: dict[str, list[dict[str, Any]]] = {}
-    for record in itertools.islice(records, 8000):
-        streams.setdefault(FLAGS[record[2]], []).append(orjson.loads(record[3]))
-    produce_jsonl(bootstrap, env, tmp_path, **streams)
+    records = itertools.islice(to_records(TrafficGenerator(seed=13, rate=5.0).records(600, drain=True)), 8000)
+    produce_records(bootstrap, env, tmp_path, ((r[2], r[3]) for r in records))
 
     first = make_worker(bootstrap, env)
     wait_until(lambda: drained(first), timeout=120, interval=0.5, ignore=(OSError,), message=first.log_tail)

@@ -13,7 +13,6 @@ import itertools
 import re
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import orjson
 import pytest
@@ -22,11 +21,11 @@ from schemas import Stream
 from streams.emit import SEP
 from streams.generator import TrafficGenerator, to_records
 from streams.views.outcomes import CONVERSATION
-from tests.integration.test_aggregate_counts_kafka import FLAGS, drained
+from tests.integration.test_aggregate_counts_kafka import drained
 from tests.support.broker import KafkaBroker
 from tests.support.verify import read_raw
 from tests.support.wait import wait_until
-from tests.support.worker import WorkerProcess, produce_jsonl
+from tests.support.worker import WorkerProcess, produce_records
 
 pytestmark = pytest.mark.kafka
 
@@ -69,10 +68,7 @@ def test_quiet_workers_export_what_they_hold_after_a_scale_out_and_a_takeover(
         "CONVOWATCH_LAG_INTERVAL_SECONDS": "0.5",
     }
     records = itertools.islice(to_records(TrafficGenerator(seed=13, rate=20.0).records(600)), 3000)
-    streams: dict[str, list[dict[str, Any]]] = {}
-    for record in records:
-        streams.setdefault(FLAGS[record[2]], []).append(orjson.loads(record[3]))
-    produce_jsonl(bootstrap, env, tmp_path, **streams)
+    streams = produce_records(bootstrap, env, tmp_path, ((r[2], r[3]) for r in records))
 
     first = make_worker(bootstrap, env)
     wait_until(lambda: drained(first), timeout=120, interval=0.5, ignore=(OSError,), message=first.log_tail)

@@ -8,11 +8,14 @@ import signal
 import subprocess
 import sys
 import urllib.request
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+import orjson
 from prometheus_client.parser import text_string_to_metric_families
 
+from schemas import Stream
 from tests.support.broker import free_ports
 from tests.support.wait import wait_until
 
@@ -116,3 +119,24 @@ def produce_jsonl(
     produced = run_cli("produce", "--broker", bootstrap, *flags, env=env)
     assert produced.returncode == 0, produced.stderr
     return json.loads(produced.stdout)["sent"]  # type: ignore[no-any-return]
+
+
+#: The flag of ``convowatch produce`` (and keyword of :func:`produce_jsonl`) of each input stream
+FLAGS = {
+    Stream.CHAT_TURNS: "chats",
+    Stream.JUDGE_VERDICTS: "verdicts",
+    Stream.HUMAN_LABELS: "labels",
+    Stream.SIGNALS: "signals",
+}
+
+
+def produce_records(
+    bootstrap: str, env: dict[str, str], directory: Path, records: Iterable[tuple[Stream, bytes]]
+) -> dict[str, list[dict[str, Any]]]:
+    """Send ``records`` ((stream, JSON bytes), e.g. a generator's) with ``convowatch produce``; the records
+    sent, decoded, by flag (``chats``, ``verdicts``, ``labels``, ``signals``)."""
+    streams: dict[str, list[dict[str, Any]]] = {}
+    for stream, raw in records:
+        streams.setdefault(FLAGS[stream], []).append(orjson.loads(raw))
+    produce_jsonl(bootstrap, env, directory, **streams)
+    return streams
