@@ -6,7 +6,7 @@ import math
 from typing import Any, Self
 
 from detectors.base import Detector
-from detectors.defect_rate_spike import RECENT_TIMES, DefectRateSpike
+from detectors.defect_rate_spike import DefectRateSpike, note_recent
 
 #: Gaps between arrivals fade out of :attr:`CategorySpikes.typical_gap` over about this much time (a week:
 #: weekly and daily rhythms are remembered, a change of traffic is learned within days).
@@ -98,10 +98,7 @@ class CategorySpikes(Detector):
         if ts is not None:
             if self._last_seen is None or ts > self._last_seen:
                 self._last_seen = float(ts)
-            recent = self._recent
-            recent.append(float(ts))
-            if len(recent) > RECENT_TIMES:
-                del recent[0]
+            recent = note_recent(self._recent, ts)
         if arrival is not None:
             self._arrive(arrival)
         self._alarms = []

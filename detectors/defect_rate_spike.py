@@ -20,12 +20,20 @@ from detectors.spike_design import (
     rate_gain,
 )
 
-__all__ = ["RECENT_TIMES", "BernoulliCUSUM", "DefectRateSpike", "arl0_for_budget"]
+__all__ = ["RECENT_TIMES", "BernoulliCUSUM", "DefectRateSpike", "arl0_for_budget", "note_recent"]
 
 #: An alarm or resolution cuts off the updates older than the earliest event time of the latest this many
 #: (see "Event time"): a producer whose clock runs ahead, even one of half the turns, sets the cut-off ahead
 #: only if all of them are its (one time in 65,536 for half).
 RECENT_TIMES = 16
+
+
+def note_recent(recent: list[float], ts: float) -> list[float]:
+    """Append event time ``ts`` to ``recent``, keeping the latest :data:`RECENT_TIMES`; ``recent``."""
+    recent.append(float(ts))
+    if len(recent) > RECENT_TIMES:
+        del recent[0]
+    return recent
 
 
 class DefectRateSpike(EventTimes, Detector):
@@ -199,10 +207,7 @@ class DefectRateSpike(EventTimes, Detector):
             if self._cutoff is not None and ts < self._cutoff:
                 return self  # older than the last alarm or resolution: see "Event time"
             if recent is None:  # kept here only if the owner keeps none
-                recent = self._recent
-                recent.append(float(ts))
-                if len(recent) > RECENT_TIMES:
-                    del recent[0]
+                recent = note_recent(self._recent, ts)
         self._n = n + 1
         self._ew *= self._decay
         if not x:

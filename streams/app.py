@@ -300,9 +300,8 @@ class KafkaTransport:
     async def _on_rebalance_complete(self, sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
         """After a rebalance and table recovery, before Faust resumes the agents' partitions and seeks them to
         their committed offsets: hold the flow (:mod:`streams.faust_guards`), report what this worker owns,
-        export its figures. Exit if the topics were grown meanwhile (:mod:`streams.partition_count`)."""
+        export its figures (a growth of the topics was checked when the partitions were assigned)."""
         consumer = self.app.consumer
-        exit_if_grown(self.settings, consumer)
         self.delivery.hold_flow(consumer)
         assigned = consumer.assignment()
         owned: dict[str, list[int]] = {}
