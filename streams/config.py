@@ -219,6 +219,14 @@ class Settings(BaseSettings):
         description="CONVOWATCH_HEARTBEAT_INTERVAL_SECONDS: consumer group heartbeats; at most a third "
         "of the session timeout.",
     )
+    shutdown_timeout_seconds: float = Field(
+        20.0,
+        gt=0,
+        description="CONVOWATCH_SHUTDOWN_TIMEOUT_SECONDS: a stopping worker (SIGTERM or SIGINT) that has not "
+        "finished its batch, flushed and committed within this long exits 75 anyway (the broker down, say); "
+        "what it had not committed is read again at the next start. Keep it under the orchestrator's grace "
+        "period (Kubernetes: 30 s).",
+    )
     broker_probe_interval_seconds: float = Field(
         2.0,
         gt=0,

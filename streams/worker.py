@@ -8,7 +8,6 @@ import logging
 import time
 from collections.abc import Callable
 
-import faust
 from prometheus_client import CollectorRegistry, ProcessCollector
 
 from streams.admin import create_topics
@@ -23,6 +22,7 @@ from streams.metrics import Metrics
 from streams.partition_marker import check_partition_count
 from streams.periodic import Periodic
 from streams.permissions import check_permissions
+from streams.shutdown import ShutdownDeadline, Worker
 from streams.taxonomy import load_taxonomy
 from streams.topics import partition_count_topic
 from streams.vendor_sla import load_vendor_sla
@@ -60,7 +60,8 @@ def run_worker(settings: Settings, loglevel: str = "warning") -> None:
     quiet_client_logs()  # after the Kafka clients are imported: their loggers exist
     monitor.start()
     lag.start()
-    worker = faust.Worker(transport.app, loglevel=loglevel, quiet=True)
+    deadline = ShutdownDeadline(settings.shutdown_timeout_seconds, waiting_for=lambda: outage(monitor))
+    worker = Worker(transport.app, loglevel=loglevel, quiet=True, deadline=deadline)
     beats = loop_heartbeat(worker.loop, health.beat).start()
     try:
         worker.execute_from_commandline()
@@ -79,6 +80,13 @@ def check_local_files(settings: Settings) -> None:
     load_taxonomy(settings.taxonomy)
     load_golden(settings.golden)
     load_vendor_sla(settings.vendor_sla)
+
+
+def outage(monitor: BrokerMonitor) -> str | None:
+    """What a stop that does not end is probably waiting for, if the broker monitor knows."""
+    if monitor.down_since is None:
+        return None
+    return f"the Kafka broker has been unreachable for {time.monotonic() - monitor.down_since:.0f} s"
 
 
 def use_event_loop(name: str) -> None:
