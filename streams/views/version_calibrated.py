@@ -32,7 +32,8 @@ from streams.emit import SEP, Emit
 from streams.labels import SettledOf
 from streams.metrics import Metrics
 from streams.views.idle_looks import IDLE_SECONDS
-from streams.views.version_common import TestKey, VersionPairView, regression_text
+from streams.views.version_common import VersionPairView
+from streams.views.version_regression import TestKey, regression_text
 
 PREFIX = "version_calibrated"
 

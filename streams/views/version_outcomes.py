@@ -28,7 +28,8 @@ from streams.aggregate import Aggregator
 from streams.emit import SEP, Emit
 from streams.labels import LabelGuard, PartitionGuards, SettledOf, shard_partition, shown
 from streams.metrics import Metrics
-from streams.views.version_common import TestKey, VersionPairView, regression_text
+from streams.views.version_common import VersionPairView
+from streams.views.version_regression import TestKey, regression_text
 
 #: Outcome -> higher is better.
 OUTCOMES = {"escalated_to_agent": False, "thumbs_down": False, "contained": True, "task_completed": True}

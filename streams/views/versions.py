@@ -10,7 +10,7 @@ the new version is significantly worse, a ``version_regression`` escalation (sev
 per pair; it resolves when the two versions stop serving the journey together (a rollback or a completed
 rollout). Gauges: lift with its bounds, the Go/No-Go decision, the p-value and turns per arm. What the
 three model-version views share (gauges, escalation, report rows, the journeys kept apart per judge and
-the comparisons of idle ones dropped) is in ``version_common.py``.
+the comparisons of idle ones dropped) is in ``version_common.py`` and ``version_regression.py``.
 """
 
 from __future__ import annotations
@@ -22,7 +22,8 @@ from schemas.common import FAIL, QUALITY_DIMENSIONS
 from streams.aggregate import Aggregator
 from streams.emit import SEP, Emit
 from streams.labels import SettledOf
-from streams.views.version_common import TestKey, VersionPairView, regression_text
+from streams.views.version_common import VersionPairView
+from streams.views.version_regression import TestKey, regression_text
 
 
 class VersionView(VersionPairView):

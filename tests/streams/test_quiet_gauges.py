@@ -28,8 +28,8 @@ from streams.generator import TrafficGenerator, to_records
 from streams.metrics import Metrics
 from streams.pipeline import Pipeline
 from streams.shard_gauges import clear_lost_children, export_agreement
-from streams.views.version_common import TestKey as At
 from streams.views.version_common import VersionPairView
+from streams.views.version_regression import TestKey as At
 
 #: The gauges refreshed through a throttle, which a rebalance re-exports from the recovered state
 THROTTLED = (
