@@ -29,7 +29,8 @@ from bench.detection_streams import (
 from detectors.arl import arl as lattice_arl
 from detectors.arl import llr_chart_arl, llr_steady_state_delay, llr_threshold_for_arl
 from detectors.bernoulli_cusum import BernoulliCUSUM
-from detectors.defect_rate_spike import DefectRateSpike, _chart
+from detectors.defect_rate_spike import DefectRateSpike
+from detectors.spike_design import _chart
 
 Rows = list[tuple[int, int, int]]  # per stream: (change index, first alarm index or -1, onset or -1)
 

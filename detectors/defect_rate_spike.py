@@ -6,7 +6,6 @@ import math
 from collections.abc import Sequence
 
 from detectors.base import Detector
-from detectors.bernoulli_cusum import BernoulliCUSUM  # re-exported: the package imports both from here
 from detectors.defect_rate_spike_results import DefectRateSpikeResults
 from detectors.event_times import EventTimes
 from detectors.spike_design import (
@@ -21,7 +20,7 @@ from detectors.spike_design import (
     rate_gain,
 )
 
-__all__ = ["RECENT_TIMES", "BernoulliCUSUM", "DefectRateSpike", "arl0_for_budget", "note_recent"]
+__all__ = ["RECENT_TIMES", "DefectRateSpike", "arl0_for_budget", "note_recent"]
 
 #: An alarm or resolution cuts off the updates older than the earliest event time of the latest this many
 #: (see "Event time"): a producer whose clock runs ahead, even one of half the turns, sets the cut-off ahead

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from detectors import arl
-from detectors.defect_rate_spike import _GRID_STEP, DefectRateSpike, _chart, arl0_for_budget
+from detectors.defect_rate_spike import DefectRateSpike, arl0_for_budget
+from detectors.spike_design import _GRID_STEP, _chart
 
 ORACLE_DELAY_2_6 = 319  # exact steady-state delay of the oracle CUSUM 2% -> 6% at ARL0 = 1e6 (KNOWN.md)
 ORACLE_DELAY_2_3 = 2779  # the same for 2% -> 3%
