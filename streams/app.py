@@ -23,12 +23,12 @@ is committed; the restarted worker replays it.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import tempfile
 import time
-from collections.abc import Awaitable, Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +59,8 @@ from streams.views.spikes import category_severities
 log = logging.getLogger("convowatch.app")
 
 EX_SOFTWARE = 70  # sysexits.h: internal software error
+#: How often a worker whose batch failed while the broker was away looks whether it is back
+BROKER_WAIT_SECONDS = 1.0
 
 
 class KafkaTransport:
@@ -69,8 +71,11 @@ class KafkaTransport:
         settings: Settings,
         metrics: Metrics,
         alerts: AlertmanagerSink | None = None,
+        broker_down: Callable[[], bool] = lambda: False,
     ) -> None:
         self.settings = settings
+        #: whether the broker is unreachable now (the worker's BrokerMonitor)
+        self.broker_down = broker_down
         self.metrics = metrics
         #: given each escalation once the broker has acknowledged it, with the partition it came from
         self.alerts = alerts
@@ -85,6 +90,7 @@ class KafkaTransport:
             broker_commit_interval=settings.commit_interval_seconds,
             consumer_auto_offset_reset="earliest",
             producer_acks=-1,
+            producer_request_timeout=settings.producer_timeout_seconds,
             broker_session_timeout=settings.session_timeout_seconds,
             broker_heartbeat_interval=settings.heartbeat_interval_seconds,
             # No standby replicas: they would fill ``pending`` with other workers' turns, which its size
@@ -253,30 +259,39 @@ class KafkaTransport:
         await self._track_produced_topics()
         settings = self.settings
         async for events in stream.take_events(settings.batch_max, within=settings.batch_within_seconds):
-            with self._batch(events, stage):
+            try:
                 await process(events)
+            except Exception:
+                await self._exit_after_failed_batch(events, stage)
+            # the batch completed: its acks may reach the consumer
+            self.delivery.completed(event.message for event in events)
+            self.last_progress = time.monotonic()
 
-    @contextmanager
-    def _batch(self, events: Sequence[Any], stage: str) -> Iterator[None]:
-        """Mark ``events`` completed (their acks may reach the consumer) once the block completes; exit if
-        it fails."""
-        try:
-            yield
-        except Exception:
-            first = events[0].message
-            log.critical(
-                "%s: batch of %d records from %s[%d]@%d failed; exiting: a restart replays it",
-                stage,
-                len(events),
-                first.topic,
-                first.partition,
-                first.offset,
-                exc_info=True,
-            )
-            logging.shutdown()
-            os._exit(EX_SOFTWARE)
-        self.delivery.completed(event.message for event in events)
-        self.last_progress = time.monotonic()
+    async def _exit_after_failed_batch(self, events: Sequence[Any], stage: str) -> None:
+        """Exit :data:`EX_SOFTWARE` after a batch failed (call from its ``except``): a restart replays it.
+
+        While the broker is unreachable (a batch's outputs expire after
+        ``CONVOWATCH_PRODUCER_TIMEOUT_SECONDS`` of an outage), it first waits for the broker, the event loop
+        turning: a restart could not start before the broker's return (it exits 1 after 10 s, and an
+        orchestrator then backs off for minutes), and meanwhile the Alertmanager sink keeps re-sending the
+        open alerts. Until 2026-11-26 busy workers crash-looped through an outage longer than the timeout,
+        and their alerts resolved meanwhile."""
+        first = events[0].message
+        log.critical(
+            "%s: batch of %d records from %s[%d]@%d failed; exiting: a restart replays it",
+            stage,
+            len(events),
+            first.topic,
+            first.partition,
+            first.offset,
+            exc_info=True,
+        )
+        if self.broker_down():
+            log.critical("%s: waiting for the Kafka broker to answer again before exiting", stage)
+            while self.broker_down():
+                await asyncio.sleep(BROKER_WAIT_SECONDS)
+        logging.shutdown()
+        os._exit(EX_SOFTWARE)
 
     async def _export_gauges(self) -> None:
         """Every :data:`~streams.aggregate.COUNT_EVERY_SECONDS` on the event loop, batches or not:

@@ -219,6 +219,13 @@ class Settings(BaseSettings):
         description="CONVOWATCH_HEARTBEAT_INTERVAL_SECONDS: consumer group heartbeats; at most a third "
         "of the session timeout.",
     )
+    producer_timeout_seconds: float = Field(
+        1200.0,
+        gt=0,
+        description="CONVOWATCH_PRODUCER_TIMEOUT_SECONDS: how long a batch's outputs and state may wait for "
+        "the broker before the batch fails (Faust's producer request timeout). A worker whose batch fails "
+        "during an outage waits for the broker's return, then exits 70 and replays the batch at restart.",
+    )
     shutdown_timeout_seconds: float = Field(
         20.0,
         gt=0,

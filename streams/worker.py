@@ -51,7 +51,9 @@ def run_worker(settings: Settings, loglevel: str = "warning") -> None:
     base = server_url(settings.metrics_host, server.server_port)  # not 0.0.0.0: alerts link to it
     log.warning("convowatch metrics on %s/metrics, health on %s/healthz and %s/readyz", base, base, base)
     alerts = build_alertmanager_sink(settings, metrics, generator_url=f"{base}/metrics")
-    transport = KafkaTransport(settings, metrics, alerts=alerts)
+    transport = KafkaTransport(
+        settings, metrics, alerts=alerts, broker_down=lambda: monitor.down_since is not None
+    )
     lag = ConsumerLagMonitor(settings, metrics, transport.agent_topics, group=transport.app.conf.id)
     health.add_liveness("progress", progress_check(transport, lag, monitor, settings.health_stall_seconds))
     health.add_readiness("broker", lambda: None if monitor.down_since is None else "Kafka broker unreachable")
