@@ -172,6 +172,24 @@ class AgreementBreakdown(Detector):
     def n(self) -> int:
         return self._overall.n
 
+    @property
+    def last_seen(self) -> float | None:
+        """The newest turn time of the pairs its segment values hold (every pair counts under a value of
+        each segment); None with no value (none kept since the last :meth:`drop_idle`) or none timed (state
+        from before 2026-11-26).
+
+        >>> breakdown = AgreementBreakdown(segments=["journey"], windows={})
+        >>> breakdown = breakdown.update(7.0, {"journey": "a"}, "pass", "pass")
+        >>> breakdown.update(5.0, None, "fail", "pass").last_seen
+        7.0
+        """
+        return max((ts for seen in self._last_seen.values() for ts in seen.values()), default=None)
+
+    @property
+    def timed(self) -> bool:
+        """Whether every segment value held has its newest turn time (not state from before 2026-11-26)."""
+        return all(self._segments[name].keys() <= seen.keys() for name, seen in self._last_seen.items())
+
     def segment(self, name: str) -> dict[str, AgreementStats]:
         """``{value: tracker}`` of segment ``name``, sorted by value (live trackers: read only)."""
         return dict(sorted(self._segments[name].items()))

@@ -42,12 +42,14 @@ from detectors import AgreementStats, AgreementTracker
 from detectors.agreement_breakdown import DEFAULT_SEGMENTS, AgreementBreakdown
 from streams.aggregate import Aggregator, key
 from streams.config_validation import agreement_window_problem
-from streams.emit import Emit, iso
+from streams.emit import SEP, Emit, iso
 from streams.exceptions import ConfigError
 from streams.labels import OTHER, UNKNOWN
 from streams.metrics import Metrics
 from streams.views.idle_looks import IDLE_SECONDS, IdleLooks
 from streams.views.refresh import Refresh
+from streams.views.retired_pairs import PAIR_KINDS, drop_unheard, remove_pair_gauges, remove_segment_gauges
+from streams.views.worker_clock import WorkerClock
 
 #: Metric label guard of each segment (``streams.metrics.Metrics.guards``).
 SEGMENT_GUARDS = {
@@ -68,7 +70,7 @@ MAX_SEGMENT_VALUES = 50
 
 
 class AgreementView:
-    kinds: tuple[str, ...] = ("pair", "labelled")
+    kinds: tuple[str, ...] = ("pair", "labelled", "contact")  # contacts: the clock (worker_clock.py)
 
     def __init__(
         self,
@@ -84,6 +86,11 @@ class AgreementView:
         # and each agreement_vendor aggregate's idle vendors
         self._looks = IdleLooks.per_idle(idle_seconds)
         self._vendor_looks = IdleLooks.per_idle(idle_seconds)
+        # the judges and dimensions of the pair and vendor aggregates made or recovered, and the clock on
+        # which those never heard from again are dropped (retired_pairs.py)
+        self._judged: set[tuple[str, str]] = set()
+        self._vendor_judged: set[tuple[str, str]] = set()
+        self._clock = WorkerClock(idle_seconds)
         self.windows = {name: [int(w), int(b)] for name, (w, b) in (windows or DEFAULT_WINDOWS).items()}
         for name, (window, bucket) in self.windows.items():
             if problem := agreement_window_problem(name, window, bucket):
@@ -98,11 +105,24 @@ class AgreementView:
         )
 
     def apply(self, aggregator: Aggregator, obs: dict[str, Any], partition: int | None) -> list[Emit]:
-        if obs["kind"] == "pair":
+        kind = obs["kind"]
+        if kind == "pair":
             self._pair(aggregator, obs, partition)
-        else:
+        elif kind == "labelled":
             self._labelled(aggregator, obs, partition)
+        if (look := self._clock.tick(obs["ts"])) is not None:
+            self._drop_unheard(aggregator, look)
         return []
+
+    def _drop_unheard(self, aggregator: Aggregator, look: float) -> None:
+        """Drop the aggregates, and remove the gauges, of the judges and dimensions with no pair (their
+        vendor figures: no label) for ``idle_seconds`` before the clock's ``look`` (a judge retired)."""
+        for jd in drop_unheard(aggregator, self._judged, PAIR_KINDS, None, look, self.idle_seconds):
+            self._labels.pop(jd, None)
+            remove_pair_gauges(self.metrics, jd, SEGMENTS)
+        vendors = ("agreement_vendor",)
+        for jd in drop_unheard(aggregator, self._vendor_judged, vendors, "humans", look, self.idle_seconds):
+            remove_segment_gauges(self.metrics, jd, "vendor")
 
     def _pair(self, aggregator: Aggregator, pair: dict[str, Any], partition: int | None) -> None:
         judge_id, dimension = pair["judge_id"], pair["dimension"]
@@ -198,6 +218,9 @@ class AgreementView:
         and nothing pending of a shard that moved away is exported here again."""
         self.refresh.forget()
         self.refresh_windows.forget()
+        self._clock.forget()
+        self._judged = {_judge_dimension(k) for k, _ in aggregator.records("agreement_detail")}
+        self._vendor_judged = {_judge_dimension(k) for k, _ in aggregator.records("agreement_vendor")}
 
     def _add_pair(
         self,
@@ -213,7 +236,8 @@ class AgreementView:
         breakdown.add_segment("judge_version").update(ts, segment, *pair)
         now = self._looks.due(jd, ts)
         if now is not None:
-            breakdown.drop_idle(now, self.idle_seconds)
+            for name, value in breakdown.drop_idle(now, self.idle_seconds):
+                remove_segment_gauges(self.metrics, jd, name, value)
 
     def _add_vendor_pair(
         self,
@@ -229,11 +253,13 @@ class AgreementView:
         breakdown.update(ts, {"vendor": vendor}, judge_label, human_label)
         now = self._vendor_looks.due(jd, ts)
         if now is not None:
-            breakdown.drop_idle(now, self.idle_seconds)
+            for name, value in breakdown.drop_idle(now, self.idle_seconds):
+                remove_segment_gauges(self.metrics, jd, name, value)
 
     def _label_values(self, jd: tuple[str, str]) -> tuple[str, str]:
         labels = (self.metrics.label("judge_id", jd[0]), self.metrics.label("dimension", jd[1]))
         self._labels[jd] = labels
+        self._judged.add(jd)
         return labels
 
     def _labelled(self, aggregator: Aggregator, obs: dict[str, Any], partition: int | None) -> None:
@@ -260,6 +286,7 @@ class AgreementView:
                 )
                 if breakdown is None:
                     continue
+                self._vendor_judged.add((judge_id, dimension))
                 value, stats = _stored(breakdown, "vendor", vendor)
                 labels = (m.label("judge_id", judge_id), m.label("dimension", dimension))
                 if labels != (judge_id, dimension):  # folded into "other": report.json only
@@ -380,6 +407,12 @@ def _breakdowns(
     for parts, breakdown in owned:
         if len(parts) == 2 and isinstance(breakdown, AgreementBreakdown):
             yield (parts[0], parts[1]), breakdown
+
+
+def _judge_dimension(breakdown_key: str) -> tuple[str, str]:
+    """(judge, dimension) of an ``agreement_detail`` or ``agreement_vendor`` key."""
+    _, judge_id, dimension = breakdown_key.split(SEP)
+    return judge_id, dimension
 
 
 def _vendor_breakdown() -> AgreementBreakdown:
