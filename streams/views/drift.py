@@ -17,7 +17,10 @@ has seen no pair for ``idle_seconds`` of the judge's event time (the pairs' turn
 the day that looks (a retired journey; all journeys' ``*`` of a dimension no longer labelled) is dropped,
 unless in alarm, and a journey none of the judge's detectors has left gives its room to the next new one
 (:func:`~streams.views.idle_journeys.drop_idle`, looked for at the judge's first pair of each day and its
-first after a start); not while one of the judge's ``other`` detectors is in alarm. Until 2026-11-26 each
+first after a start); not while one of the judge's ``other`` detectors is in alarm. A judge none of whose
+detectors has seen a pair for ``idle_seconds`` before the start of a day of the worker's clock (retired: its
+own pairs never come to look) has them looked at so then
+(:class:`~streams.views.worker_clock.WorkerClock`). Until 2026-11-26 each
 judge's first 50 journeys held their room for good, and after turnover every new journey was ``other``. A
 drift in alarm of a journey that retired is kept, in alarm (its escalation sent again after a restart),
 until pairs show the rate back, if they ever come.
@@ -36,13 +39,15 @@ from streams.metrics import Metrics
 from streams.policy import escalation_id
 from streams.views.idle_journeys import drop_idle
 from streams.views.idle_looks import IDLE_SECONDS, IdleLooks
+from streams.views.spike_silence import source_partition
 from streams.views.uniform_labels import UniformLabels
+from streams.views.worker_clock import WorkerClock, unheard_since
 
 ALL = "*"
 
 
 class JudgeDriftView:
-    kinds: tuple[str, ...] = ("pair",)
+    kinds: tuple[str, ...] = ("pair", "contact")  # contacts: the clock (worker_clock.py)
 
     def __init__(
         self,
@@ -69,6 +74,7 @@ class JudgeDriftView:
         # when to look for its idle ones
         self._keys: dict[str, set[str]] = {}
         self._looks = IdleLooks.per_idle(idle_seconds)
+        self._clock = WorkerClock(idle_seconds)  # and of the judges never heard from again
 
     def rebalanced(self, aggregator: Aggregator) -> None:
         """Admit the journeys of the recovered drift detectors to fresh guards first (see
@@ -77,6 +83,7 @@ class JudgeDriftView:
         journeys: dict[str, set[str]] = {}
         self._keys = {}
         self._looks.forget()
+        self._clock.forget()
         for drift_key, _ in aggregator.records("drift"):
             _, judge_id, _, journey = drift_key.split(SEP)
             self._keys.setdefault(judge_id, set()).add(drift_key)
@@ -85,7 +92,31 @@ class JudgeDriftView:
         for judge_id, values in journeys.items():
             self.journeys(judge_id, "journey").admit(values)
 
-    def apply(self, aggregator: Aggregator, pair: dict[str, Any], partition: int | None) -> list[Emit]:
+    def apply(self, aggregator: Aggregator, obs: dict[str, Any], partition: int | None) -> list[Emit]:
+        """A pair's disagreement; on the worker's clock, the idle detectors of the judges with no pair for
+        ``idle_seconds`` (retired: their own pairs, which look for them, never come) dropped."""
+        emits = self._pair(aggregator, obs, partition) if obs["kind"] == "pair" else []
+        if (look := self._clock.tick(obs["ts"])) is not None:
+            self._drop_unheard(aggregator, look)
+        return emits
+
+    def _drop_unheard(self, aggregator: Aggregator, look: float) -> None:
+        before = self._clock.before(look)
+        for judge_id, keys in sorted(self._keys.items()):
+            seen = []
+            for drift_key in keys:
+                detector = aggregator.detector(drift_key)
+                seen.append(detector.last_seen if isinstance(detector, DefectRateSpike) else None)
+            if not unheard_since(seen, before):
+                continue
+            partition = source_partition(aggregator, judge_id)
+            self._drop_idle(
+                aggregator, judge_id, look, _changed_stamp(aggregator, partition, look), partition
+            )
+            if not keys:
+                del self._keys[judge_id]
+
+    def _pair(self, aggregator: Aggregator, pair: dict[str, Any], partition: int | None) -> list[Emit]:
         # the join gives a pair of a turn judged high-risk pi 1, whatever its label copied
         if not self.uniform_labels.keeps(pair["turn_id"], pair.get("inclusion_probability")):
             return []
@@ -109,22 +140,27 @@ class JudgeDriftView:
                 emits.append(self._escalation(detector, judge_id, dimension, journey, pair))
         now = self._looks.due(judge_id, ts)
         if now is not None:
-            self._drop_idle(aggregator, judge_id, now, pair, partition)
+
+            def stamp(drift_key: str, _: DefectRateSpike) -> DefectRateSpike | None:
+                return aggregator.update(drift_key, pair, partition, self._make, lambda d: d.stamp(now))
+
+            self._drop_idle(aggregator, judge_id, now, stamp, partition)
         return emits
 
     def _make(self) -> DefectRateSpike:
         return DefectRateSpike(arl0=self.arl0, warmup=self.warmup)
 
     def _drop_idle(
-        self, aggregator: Aggregator, judge_id: str, now: float, pair: dict[str, Any], partition: int | None
+        self,
+        aggregator: Aggregator,
+        judge_id: str,
+        now: float,
+        stamp: Callable[[str, DefectRateSpike], DefectRateSpike | None],
+        partition: int | None,
     ) -> None:
         """Drop ``judge_id``'s idle detectors not in alarm (:func:`~streams.views.idle_journeys.drop_idle`;
-        those from before 2026-11-26 stamped ``now``, written with ``pair``), and give up the room of the
-        journeys none is left of, unless an ``other`` one is in alarm."""
-
-        def stamp(drift_key: str, _: DefectRateSpike) -> DefectRateSpike | None:
-            return aggregator.update(drift_key, pair, partition, self._make, lambda d: d.stamp(now))
-
+        those from before 2026-11-26 stamped ``now`` by ``stamp``), and give up the room of the journeys none
+        is left of, unless an ``other`` one is in alarm."""
         kept = drop_idle(
             aggregator,
             self._keys.get(judge_id, set()),
@@ -194,6 +230,17 @@ class JudgeDriftView:
                 "episode": detector.n_alarms,
             },
         }
+
+
+def _changed_stamp(
+    aggregator: Aggregator, partition: int | None, now: float
+) -> Callable[[str, DefectRateSpike], Any]:
+    """A stamp for :func:`~streams.views.idle_journeys.drop_idle` outside any pair: written as a change."""
+
+    def stamp(drift_key: str, _: DefectRateSpike) -> Any:
+        return aggregator.change(drift_key, partition, lambda d: d.stamp(now))
+
+    return stamp
 
 
 def _journey(drift_key: str) -> str | None:

@@ -21,7 +21,10 @@ next new one: looked for at the judge's first observation of each day of event t
 start (:class:`~streams.views.idle_looks.IdleLooks`), inside the update of the judge's estimators, so the
 drop is written with it. Until 2026-11-26 each judge's first 50 journeys held their room for good, and after
 turnover every new journey was ``other``. A label (``pair``) is dated by its turn, counted already: it
-keeps no estimator.
+keeps no estimator. A judge none of whose estimators has counted a judged turn for ``idle_seconds`` before
+the start of a day of the worker's clock (retired: its own observations, which look, never come) has them
+looked at so then, and its record deleted once empty (``streams/views/retired_maps.py``); the gauges of an
+estimator dropped go with it (until 2026-11-26 they stayed, at their last figures).
 """
 
 from __future__ import annotations
@@ -39,6 +42,8 @@ from streams.metrics import Metrics
 from streams.views.agreement import MAX_SEGMENT_VALUES, finite_or_none, interval_or_none
 from streams.views.idle_looks import IDLE_SECONDS, IdleLooks
 from streams.views.refresh import Refresh
+from streams.views.retired_maps import drop_unheard_maps
+from streams.views.worker_clock import WorkerClock
 
 ALL = "*"
 
@@ -48,7 +53,7 @@ def _estimators() -> KeyedDetectors:
 
 
 class DefectRateView:
-    kinds: tuple[str, ...] = ("judged", "pair")
+    kinds: tuple[str, ...] = ("judged", "pair", "contact")  # contacts: the clock (worker_clock.py)
 
     def __init__(
         self,
@@ -62,30 +67,61 @@ class DefectRateView:
         self.refresh = Refresh(refresh_every, refresh_seconds)
         self.journeys = SourceGuards(max_journeys)  # bounds the estimators per judge
         self.idle_seconds = idle_seconds
-        # derived, never persisted: when to look for each judge's idle estimators
+        # derived, never persisted: when to look for each judge's idle estimators, the judges whose
+        # estimators this worker made or recovered, and the clock on which those never heard from again are
+        # looked at (retired_maps.py)
         self._looks = IdleLooks.per_idle(idle_seconds)
+        self._judges: set[str] = set()
+        self._clock = WorkerClock(idle_seconds)
 
     def rebalanced(self, aggregator: Aggregator) -> None:
         """Admit the journeys of the recovered estimators first: with a fresh guard a restarted worker
         admitted new ones in their place, and each restart added estimators to a judge's one record. Fresh
         guards, as a restart's (see ``SpikeView.rebalanced``)."""
         self.journeys = SourceGuards(self.journeys.max_values)
+        self._judges = set()
         for ppi_key, _ in list(aggregator.records("ppi")):
             keyed = aggregator.detector(ppi_key)
             assert isinstance(keyed, KeyedDetectors)
             journeys = {inner.split(SEP, 1)[0] for inner, _ in keyed.items()}
+            self._judges.add(ppi_key.split(SEP, 1)[1])
             self.journeys(ppi_key.split(SEP, 1)[1], "journey").admit(journeys - {ALL})
         self._looks.forget()
+        self._clock.forget()
         self.refresh.forget()  # the owned judges' gauges are exported from the recovered state (export_owned)
 
     def apply(self, aggregator: Aggregator, obs: dict[str, Any], partition: int | None) -> list[Emit]:
+        """A judged turn's verdicts or a pair's label; on the worker's clock, the idle estimators of the
+        judges that counted nothing for ``idle_seconds`` (retired: they never look themselves) dropped."""
+        if obs["kind"] != "contact":
+            self._observe(aggregator, obs, partition)
+        if (look := self._clock.tick(obs["ts"])) is not None:
+            for judge_id, dropped in drop_unheard_maps(
+                aggregator, self._judges, "ppi", look, self.idle_seconds
+            ).items():
+                self._dropped(judge_id, dropped)
+                keyed = aggregator.detector(f"ppi{SEP}{judge_id}")
+                held = keyed.keys if isinstance(keyed, KeyedDetectors) else []
+                self.journeys(judge_id, "journey").retain({inner.split(SEP, 1)[0] for inner in held})
+        return []
+
+    def _dropped(self, judge_id: str, dropped: list[str]) -> None:
+        """Remove the gauges of ``judge_id``'s ``dropped`` estimators (``<journey><SEP><dimension>``)."""
+        m = self.metrics
+        for inner in dropped:
+            journey, dimension = inner.split(SEP, 1)
+            labels = {"judge_id": judge_id, "dimension": dimension, "journey": journey}
+            m.calibrated_rate.remove_by_labels(labels)
+            m.calibrated_rate_bound.remove_by_labels(labels)
+
+    def _observe(self, aggregator: Aggregator, obs: dict[str, Any], partition: int | None) -> None:
         judge_id = obs["judge_id"]
         segment = obs["segment"]
         ts = obs["ts"]
         if obs["kind"] == "judged":
             verdicts = [(d, label == FAIL) for d, label in obs["labels"].items() if d in QUALITY_DIMENSIONS]
             if not verdicts:
-                return []
+                return
 
             def apply(keyed: KeyedDetectors) -> None:
                 for dim, fail in verdicts:
@@ -96,7 +132,7 @@ class DefectRateView:
         else:
             dim = obs["dimension"]
             if dim not in QUALITY_DIMENSIONS:
-                return []
+                return
             fail, truth = obs["judge_label"] == FAIL, obs["human_label"] == FAIL
             verdicts = [(dim, fail)]
             pi = obs.get("inclusion_probability")
@@ -114,9 +150,9 @@ class DefectRateView:
         # estimators' journeys) would map it otherwise
         journey = self.journeys(judge_id, "journey")(segment.get("journey") if segment else None)
         keyed = aggregator.update(f"ppi{SEP}{judge_id}", obs, partition, _estimators, apply)
+        self._judges.add(judge_id)
         if keyed is not None and self.refresh((judge_id, journey), ts):
             self._export(keyed, judge_id, journey, self.metrics.label)
-        return []
 
     def export_pending(self, aggregator: Aggregator) -> None:
         """The gauges of each judge and journey with observations since its last refresh."""
@@ -164,9 +200,10 @@ class DefectRateView:
         estimators idle since ``idle_seconds`` before the day's start, and give up the room of the journeys
         none is left of (PredictionPoweredRate has no alarm to keep one for)."""
         now = self._looks.due(judge_id, ts)
-        if now is not None and keyed.drop_idle(now, self.idle_seconds):
+        if now is not None and (dropped := keyed.drop_idle(now, self.idle_seconds)):
             journeys = {inner.split(SEP, 1)[0] for inner in keyed.keys}
             self.journeys(judge_id, "journey").retain(journeys)
+            self._dropped(judge_id, dropped)
 
     def report(self, aggregator: Aggregator) -> dict[str, Any]:
         """``defect_rates``: one row per judge, quality dimension and journey (``*``: all journeys)."""

@@ -20,6 +20,7 @@ it drops, when it does. An owner is unheard when its newest event time, read fro
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 
 from streams.views.idle_looks import IdleLooks
 
@@ -53,3 +54,13 @@ class WorkerClock:
     def forget(self) -> None:
         """After a start or a rebalance: the next observation is due a look (the owners may have changed)."""
         self._looks.forget()
+
+
+def unheard_since(seen: Iterable[float | None], before: float) -> bool:
+    """Whether none of an owner's aggregates' newest event times ``seen`` is at or after ``before`` (one
+    without: state from before 2026-11-26, which the look stamps).
+
+    >>> unheard_since([3.0, None], 4.0), unheard_since([3.0, 5.0], 4.0), unheard_since([], 4.0)
+    (True, False, True)
+    """
+    return max((ts for ts in seen if ts is not None), default=-math.inf) < before
