@@ -18,7 +18,10 @@ detectors of a model version that has seen nothing for ``idle_seconds`` of the a
 the start of the day that looks (a retired version) are dropped, looked for at the aggregate's first
 observation of each day and after a start (:class:`~streams.views.idle_looks.IdleLooks`), and the next new
 version takes its room: until 2026-11-26 the first 49 held it for good, and after turnover
-every new version was counted as ``other``.
+every new version was counted as ``other``. A judge whose guardrail figures have seen nothing for
+``idle_seconds`` before the start of a day of the worker's clock (retired: its own verdicts, which look, never
+come) has them looked at so then, and its record deleted once empty (``streams/views/retired_maps.py``). The
+gauges of a version dropped go with it (until 2026-11-26 they stayed, at their last figures).
 """
 
 from __future__ import annotations
@@ -36,6 +39,8 @@ from streams.metrics import Metrics
 from streams.views.agreement import MAX_SEGMENT_VALUES, finite_or_none, interval_or_none
 from streams.views.idle_looks import IDLE_SECONDS, IdleLooks
 from streams.views.refresh import Refresh
+from streams.views.retired_maps import drop_unheard_maps
+from streams.views.worker_clock import WorkerClock
 
 ALL = "*"
 GUARDED_DIMENSIONS = ("safety", "compliance")
@@ -60,7 +65,7 @@ def _versions_of(keyed: KeyedDetectors) -> list[str]:
 
 
 class LiveModelView:
-    kinds: tuple[str, ...] = ("labelled", "judged")
+    kinds: tuple[str, ...] = ("labelled", "judged", "contact")  # contacts: the clock (worker_clock.py)
 
     def __init__(
         self,
@@ -72,8 +77,12 @@ class LiveModelView:
         self.metrics = metrics
         self.refresh = Refresh(refresh_every, refresh_seconds)
         self.idle_seconds = idle_seconds
-        # derived, never persisted: when to look for each aggregate's idle versions
+        # derived, never persisted: when to look for each aggregate's idle versions, the judges whose
+        # guardrail figures this worker made or recovered, and the clock on which those never heard from
+        # again are looked at (retired_maps.py)
         self._looks = IdleLooks.per_idle(idle_seconds)
+        self._judges: set[str] = set()
+        self._clock = WorkerClock(idle_seconds)
 
     def _update(self, keyed: KeyedDetectors, name: str, version: str, ts: float, *args: Any) -> None:
         """Update the detectors of all versions and of ``version`` of aggregate ``name`` with ``args`` at
@@ -81,9 +90,34 @@ class LiveModelView:
         keyed.update(ALL, *args, ts=ts).update(version, *args, ts=ts)
         now = self._looks.due(name, ts)
         if now is not None:
-            keyed.drop_idle(now, self.idle_seconds)
+            self._remove_gauges(name, keyed.drop_idle(now, self.idle_seconds))
+
+    def _remove_gauges(self, name: str, versions: Iterable[str]) -> None:
+        """Remove the gauges of aggregate ``name``'s dropped ``versions`` (their series budget freed)."""
+        m = self.metrics
+        for version in versions:
+            if name == "live_intent":
+                m.live_intent_accuracy.remove_by_labels({"model_version": version})
+                m.live_intent_ece.remove_by_labels({"model_version": version})
+                continue
+            judge = name.split(SEP, 1)[1] if SEP in name else ""
+            labels = {"source": "judge" if judge else "human", "judge_id": judge, "model_version": version}
+            m.guardrail_recall.remove_by_labels(labels)
+            m.guardrail_precision.remove_by_labels(labels)
 
     def apply(self, aggregator: Aggregator, obs: dict[str, Any], partition: int | None) -> list[Emit]:
+        """A labelled or judged turn's figures; on the worker's clock, the idle versions of the judges whose
+        guardrail figures saw nothing for ``idle_seconds`` (retired: they never look themselves) dropped."""
+        if obs["kind"] != "contact":
+            self._observe(aggregator, obs, partition)
+        if (look := self._clock.tick(obs["ts"])) is not None:
+            for judge_id, dropped in drop_unheard_maps(
+                aggregator, self._judges, "guardrail_judge", look, self.idle_seconds
+            ).items():
+                self._remove_gauges(key("guardrail_judge", judge_id), dropped)
+        return []
+
+    def _observe(self, aggregator: Aggregator, obs: dict[str, Any], partition: int | None) -> None:
         labels: dict[str, str] = obs["labels"]
         segment = obs["segment"] or {}
         version = segment.get("model_version") or UNKNOWN
@@ -107,9 +141,10 @@ class LiveModelView:
             name = key("guardrail_human")
         else:
             name = f"guardrail_judge{SEP}{obs['judge_id']}"
+            self._judges.add(obs["judge_id"])
         checked = [labels[d] for d in GUARDED_DIMENSIONS if d in labels]
         if not checked:
-            return []
+            return
         flagged, failed = bool(obs.get("guardrail_flags")), FAIL in checked
         guardrails = aggregator.update(
             name,
@@ -120,7 +155,6 @@ class LiveModelView:
         )
         if guardrails is not None and self.refresh((name, _stored(guardrails, version)), ts):
             self._export_guardrails(guardrails, name, version, m.label)
-        return []
 
     def export_pending(self, aggregator: Aggregator) -> None:
         """The gauges of each aggregate and model version with observations since its last refresh."""
@@ -152,8 +186,11 @@ class LiveModelView:
                     self._export_guardrails(keyed, key("guardrail_judge", parts[0]), version, label_of)
 
     def rebalanced(self, aggregator: Aggregator) -> None:
-        """Refresh afresh (see ``AgreementView.rebalanced``)."""
+        """Refresh afresh (see ``AgreementView.rebalanced``), and the judges of the recovered guardrail
+        figures."""
         self.refresh.forget()
+        self._clock.forget()
+        self._judges = {k.split(SEP, 1)[1] for k, _ in aggregator.records("guardrail_judge")}
 
     def _export_intent(self, intents: KeyedDetectors, version: str, label_of: LabelOf) -> None:
         for where, label in self._versions(intents, version, label_of):

@@ -39,7 +39,7 @@ PREFIX = "version_calibrated"
 
 
 class VersionCalibratedView(VersionPairView):
-    kinds: tuple[str, ...] = ("judged", "pair")
+    kinds: tuple[str, ...] = ("judged", "pair", "contact")  # contacts: the clock (worker_clock.py)
     prefix = PREFIX
     gauge_prefix = "version_calibrated"
     scope_names = ("judge_id", "journey")
@@ -78,7 +78,7 @@ class VersionCalibratedView(VersionPairView):
             **self._params(), min_labels=self.min_labels, max_dimensions=len(QUALITY_DIMENSIONS)
         )
 
-    def apply(self, aggregator: Aggregator, obs: dict[str, Any], partition: int | None) -> list[Emit]:
+    def _observe(self, aggregator: Aggregator, obs: dict[str, Any], partition: int | None) -> list[Emit]:
         segment = obs.get("segment")
         version = segment.get("model_version") if segment else None
         if not version:  # a pair whose turn never arrived has no version

@@ -23,7 +23,9 @@ its first after a start). Until 2026-11-26 each owner's first 50 journeys held t
 turnover every new journey was ``other``. Not a comparison whose escalation is open (a test decided
 ``worse`` of a pair still live together: a retired journey's pair stays live in its state, so it is kept,
 and sent again after a restart, until the journey's turns end the pair), nor, while an ``other`` one is
-open, any journey's: the room is kept whole then.
+open, any journey's: the room is kept whole then. An owner none of whose comparisons has seen a turn for
+``idle_seconds`` before the start of a day of the worker's clock (a retired judge, whose own observations,
+which look, never come; :class:`~streams.views.worker_clock.WorkerClock`) has them looked at so then.
 """
 
 from __future__ import annotations
@@ -40,7 +42,9 @@ from streams.metrics import Metrics
 from streams.policy import escalation_id
 from streams.views.idle_journeys import drop_idle
 from streams.views.idle_looks import IDLE_SECONDS, IdleLooks
+from streams.views.spike_silence import source_partition
 from streams.views.version_regression import FIGURES, KIND, SEVERITY, TestKey, figures
+from streams.views.worker_clock import WorkerClock, unheard_since
 
 DECISION_VALUE = {"continue": 0.0, "better": 1.0, "worse": -1.0}
 
@@ -91,6 +95,7 @@ class VersionPairView(ABC):
         # when to look for its idle ones
         self._keys: dict[Hashable, set[str]] = {}
         self._looks = IdleLooks.per_idle(idle_seconds)
+        self._clock = WorkerClock(idle_seconds)  # and of the owners never heard from again
         metrics.escalations.labels(KIND, SEVERITY)  # 0 from the start, so increase() sees the first one
 
     def rebalanced(self, aggregator: Aggregator) -> None:
@@ -107,6 +112,32 @@ class VersionPairView(ABC):
         for key, _ in aggregator.records(self.prefix):
             self._keys.setdefault(self._owner_of(key, aggregator), set()).add(key)
         self._looks.forget()
+        self._clock.forget()
+
+    def apply(self, aggregator: Aggregator, obs: dict[str, Any], partition: int | None) -> list[Emit]:
+        """An observation's comparisons (:meth:`_observe`); on the worker's clock, the idle comparisons of
+        the owners none of whose comparisons saw a turn for ``idle_seconds`` (a retired judge: its own
+        observations, which look, never come) dropped as the owner's own look would."""
+        emits = [] if obs["kind"] == "contact" else self._observe(aggregator, obs, partition)
+        if (look := self._clock.tick(obs["ts"])) is not None:
+            self._drop_unheard(aggregator, look)
+        return emits
+
+    @abstractmethod
+    def _observe(self, aggregator: Aggregator, obs: dict[str, Any], partition: int | None) -> list[Emit]:
+        """Feed ``obs`` to its comparisons, then :meth:`_looked`; the escalations their tests raise."""
+
+    def _drop_unheard(self, aggregator: Aggregator, look: float) -> None:
+        before = self._clock.before(look)
+        for owner, keys in list(self._keys.items()):
+            if unheard_since((_last_seen(aggregator.detector(key)) for key in keys), before):
+                self._sweep(aggregator, owner, keys, look, self._owner_partition(aggregator, owner))
+                if not keys:
+                    del self._keys[owner]
+
+    def _owner_partition(self, aggregator: Aggregator, owner: Hashable) -> int | None:
+        """The changelog partition of ``owner``'s comparisons: its judge's shard's."""
+        return source_partition(aggregator, str(owner))
 
     def _admit(self, aggregator: Aggregator) -> None:
         """Admit the journeys of the recovered comparisons to fresh journey guards (see
@@ -146,8 +177,14 @@ class VersionPairView(ABC):
         tracked = self._keys.get(owner) or self._keys.setdefault(owner, set())
         tracked.update(keys)
         now = self._looks.due(owner, obs["ts"])
-        if now is None:
-            return
+        if now is not None:
+            self._sweep(aggregator, owner, tracked, now, partition)
+
+    def _sweep(
+        self, aggregator: Aggregator, owner: Hashable, tracked: set[str], now: float, partition: int | None
+    ) -> None:
+        """Drop ``owner``'s comparisons at ``tracked`` idle before ``now`` and not open, their deletions to
+        the changelog ``partition``, and give up the room of the journeys none is left of."""
         is_open = self._is_open
         swept = drop_idle(aggregator, tracked, now, self.idle_seconds, partition, self._journey_of, is_open)
         for key in swept.dropped:
@@ -376,3 +413,8 @@ class VersionPairView(ABC):
                     }
                 )
         return {self.prefix: rows}
+
+
+def _last_seen(comparison: Any) -> float | None:
+    """A comparison's newest turn time (None: none there, or none kept)."""
+    return None if comparison is None else comparison.last_seen

@@ -66,7 +66,7 @@ class VersionOutcomeView(VersionPairView):
         self.partition_journeys.admit(parts, aggregator.partition_of)
         aggregator.drop_unpartitioned_folds(PREFIX, OUTCOMES)
 
-    def apply(self, aggregator: Aggregator, obs: dict[str, Any], partition: int | None) -> list[Emit]:
+    def _observe(self, aggregator: Aggregator, obs: dict[str, Any], partition: int | None) -> list[Emit]:
         segment = obs.get("segment") or {}
         version = segment.get("model_version")
         values = outcome_values(obs.get("outcome"))
@@ -94,6 +94,11 @@ class VersionOutcomeView(VersionPairView):
         """The observation partition of a recovered comparison (None without partitions): its owner."""
         partition_of = aggregator.partition_of
         return None if partition_of is None else shard_partition(key.split(SEP)[1], partition_of)
+
+    def _owner_partition(self, aggregator: Aggregator, owner: Hashable) -> int | None:
+        """The owner is the partition itself (None without partitions)."""
+        assert owner is None or isinstance(owner, int)
+        return owner
 
     def _guard(self, owner: Hashable) -> LabelGuard:
         assert owner is None or isinstance(owner, int)  # a partition, as apply and _owner_of give

@@ -27,7 +27,7 @@ from streams.views.version_regression import TestKey, regression_text
 
 
 class VersionView(VersionPairView):
-    kinds: tuple[str, ...] = ("judged",)
+    kinds: tuple[str, ...] = ("judged", "contact")  # contacts: the clock (worker_clock.py)
     prefix = "versions"
     gauge_prefix = "version"
     scope_names = ("judge_id", "journey")
@@ -35,7 +35,7 @@ class VersionView(VersionPairView):
     def _make(self) -> VersionComparison:
         return VersionComparison(**self._params())
 
-    def apply(self, aggregator: Aggregator, obs: dict[str, Any], partition: int | None) -> list[Emit]:
+    def _observe(self, aggregator: Aggregator, obs: dict[str, Any], partition: int | None) -> list[Emit]:
         version = obs["segment"].get("model_version")
         labels: dict[str, str] = obs["labels"]
         # a turn is one unit: the judge's first verdict on it with a quality dimension decides it

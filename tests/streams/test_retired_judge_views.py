@@ -14,7 +14,10 @@ import pytest
 from streams.emit import SEP
 from streams.metrics import Metrics
 from streams.views.drift import JudgeDriftView
+from streams.views.live_model import LiveModelView
 from streams.views.ppi import DefectRateView
+from streams.views.version_calibrated import VersionCalibratedView
+from streams.views.versions import VersionView
 from tests.support.restartable import RestartableView
 
 DAY = 86400.0
@@ -24,6 +27,9 @@ OLD, NEW = "judge-old", "judge-new"
 VIEWS: dict[str, tuple[Callable[[Metrics], Any], str]] = {
     "drift": (lambda m: JudgeDriftView(m), "drift"),
     "ppi": (lambda m: DefectRateView(m, refresh_every=1), "ppi"),
+    "live_model": (lambda m: LiveModelView(m, refresh_every=1), "guardrail_judge"),
+    "versions": (lambda m: VersionView(m), "versions"),
+    "version_calibrated": (lambda m: VersionCalibratedView(m), "version_calibrated"),
 }
 
 
@@ -148,3 +154,16 @@ def test_an_idle_journeys_calibrated_rate_gauges_go_with_its_estimators() -> Non
         worker.turn(hours * 3600.0, NEW, None if hours < 3 * 24 else "shopper")
     journeys = {labels[3] for labels in worker.series(NEW)}
     assert journeys == {"*", "shopper"}
+
+
+def test_an_idle_model_versions_guardrail_gauges_go_with_its_figures() -> None:
+    worker = Worker("live_model")
+    for hours in range(0, 40 * 24, 2):
+        worker.turn(hours * 3600.0, NEW)
+    versions = {
+        s.labels["model_version"]
+        for family in worker.registry.collect()
+        for s in family.samples
+        if s.name.startswith("convowatch_guardrail_")
+    }
+    assert versions == {"*", "m1", "m2", "m3", "m4", "m5"}  # m0: no turn since day 7
