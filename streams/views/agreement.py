@@ -118,8 +118,9 @@ class AgreementView:
         """Drop the aggregates, and remove the gauges, of the judges and dimensions with no pair (their
         vendor figures: no label) for ``idle_seconds`` before the clock's ``look`` (a judge retired)."""
         for jd in drop_unheard(aggregator, self._judged, PAIR_KINDS, None, look, self.idle_seconds):
-            self._labels.pop(jd, None)
             remove_pair_gauges(self.metrics, jd, SEGMENTS)
+        # those cached are those indexed: one that left the index is indexed again at its next pair
+        self._labels = {jd: labels for jd, labels in self._labels.items() if jd in self._judged}
         vendors = ("agreement_vendor",)
         for jd in drop_unheard(aggregator, self._vendor_judged, vendors, "humans", look, self.idle_seconds):
             remove_segment_gauges(self.metrics, jd, "vendor")
@@ -219,6 +220,7 @@ class AgreementView:
         self.refresh.forget()
         self.refresh_windows.forget()
         self._clock.forget()
+        self._labels.clear()
         self._judged = {_judge_dimension(k) for k, _ in aggregator.records("agreement_detail")}
         self._vendor_judged = {_judge_dimension(k) for k, _ in aggregator.records("agreement_vendor")}
 
