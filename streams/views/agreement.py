@@ -28,7 +28,10 @@ turns are all more than ``idle_seconds`` older than the start of the day of the 
 model or judge version), looked for at its first pair of each day and after a start
 (:class:`~streams.views.idle_looks.IdleLooks`), and the next new value takes its room: until 2026-11-26
 the first 49 values of a segment held it for good, and after turnover every new model version was counted as
-``other``.
+``other``. A dropped value's ``convowatch_judge_segment_*`` gauges go with it. A judge and dimension with no
+pair for ``idle_seconds`` of the worker's clock (a retired judge, whose pairs never come to look) loses its
+``agreement``, ``agreement_detail`` and ``calibration`` aggregates and their gauges, and its
+``agreement_vendor`` one once no label of it has come for as long (``streams/views/retired_pairs.py``).
 """
 
 from __future__ import annotations

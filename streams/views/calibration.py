@@ -5,7 +5,8 @@ under ``calibration/<judge>/<dimension>`` (shard: the judge): sensitivity and sp
 (the judge's ``fail`` against the human's) with Wilson intervals, precision, and the expected calibration
 error of the judge's confidence. The pair carries the verdict's ``confidence``, or its ``score`` when it
 has none; values outside [0, 1] are ignored, and the ECE reads the value as the judge's probability that
-its label is right.
+its label is right. A judge and dimension with no pair for ``idle_seconds`` of the worker's clock (a retired
+judge) loses its aggregate and gauges with its agreement figures (``streams/views/retired_pairs.py``).
 """
 
 from __future__ import annotations
