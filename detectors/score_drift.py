@@ -235,6 +235,24 @@ class ScoreDrift(EventTimes, Detector):
         self._statistic, self._p_value = 0.0, 1.0
         return self
 
+    def close(self) -> ScoreDrift:
+        """End an open episode without a value (the stream stopped): ``resolved`` turns True, as on a
+        resolving test. The reference and the window are kept, so values still different when they come back
+        open the next episode at the next test.
+
+        >>> drift = ScoreDrift(reference_size=10, window_size=10, check_every=5, horizon=100)
+        >>> for i in range(20):
+        ...     drift = drift.update(0.1 * (i % 10) if i < 10 else 5.0)
+        >>> drift.in_alarm, drift.close().in_alarm, drift.resolved, drift.n_alarms
+        (True, False, True, 1)
+        >>> [drift.update(5.0).drift_detected for _ in range(5)][-1], drift.n_alarms
+        (True, 2)
+        """
+        self._checked = self._detected = False
+        self._resolved = self._in_alarm
+        self._in_alarm = False
+        return self
+
     @property
     def n(self) -> int:
         """Number of values seen."""

@@ -7,7 +7,9 @@ observation carries them with the turn's segment. Per judge, modality, model ver
 two-sample Kolmogorov-Smirnov test, so a change of spread or shape at the same mean counts as much as a
 shifted mean). The judge is part of the key because two judges' scores are not on the same scale, and
 because ``judged`` observations are sharded by judge. A drift raises ``perceptual_drift`` (firing), which
-resolves when the recent scores match the reference again. Its ``escalation_id`` is stable per judge,
+resolves when the recent scores match the reference again, or closes once the detector has had no score for
+its silence period (``closed_without_traffic``: a rolled-back model version, a replaced judge;
+``streams/views/perceptual_silence.py``). Its ``escalation_id`` is stable per judge,
 modality, model version and score: a later episode re-publishes it with the next revisions (firing
 ``2k - 1``, resolved ``2k`` for the k-th episode). A detector dropped when idle (below) and made again
 starts at episode 1 under an id of its own: the id includes the event time it was made at
@@ -17,7 +19,8 @@ Scores are expected in [0, 1]: ``convowatch_perceptual_score`` counts values out
 (the detector sees them unchanged). State is bounded: per judge, the first ``max_keys`` model versions and
 the first ``max_keys`` score names seen get detectors of their own; later ones share ``other``. A judge's
 detector that has seen nothing for ``idle_seconds`` of the judge's event time (a retired model version) is
-dropped, unless in alarm, and a model version or score name none of the judge's detectors has left gives up
+dropped, unless in alarm, with its metric series, and a model version or score name none of the judge's
+detectors has left gives up
 its room to the next new one: looked for daily (:class:`~streams.views.idle_looks.IdleLooks`) and at the
 judge's first observation after a start. Until 2026-11-26 the first 20 held their room for good, and after
 turnover every new model version shared ``other``. Not while one of the judge's ``other`` detectors of that
@@ -40,6 +43,7 @@ from streams.metrics import Metrics
 from streams.policy import escalation_id
 from streams.views.idle_looks import IDLE_SECONDS, IdleLooks
 from streams.views.label_cache import LabelCache
+from streams.views.perceptual_silence import SilentDrifts
 
 KIND = "perceptual_drift"
 SEVERITY = "medium"
@@ -64,7 +68,7 @@ class _Children:
 
 
 class PerceptualView:
-    kinds: tuple[str, ...] = ("judged",)
+    kinds: tuple[str, ...] = ("judged", "contact")  # contacts: the clock (perceptual_silence.py)
 
     def __init__(
         self,
@@ -98,6 +102,10 @@ class PerceptualView:
         # and when to look for its idle ones
         self._keys: dict[str, set[str]] = {}
         self._looks = IdleLooks.per_idle(idle_seconds)
+        self._silence = SilentDrifts()  # the worker's clock and its open drifts
+        # the label values of the metric series each detector's scores were exported under (in this
+        # process): for closing its open flag, and for removing its series when it is dropped
+        self._series: dict[str, set[tuple[str, ...]]] = {}
 
     def rebalanced(self, aggregator: Aggregator) -> None:
         """Admit the model versions and score names of the recovered detectors first (see
@@ -114,8 +122,24 @@ class PerceptualView:
             self.guards(judge_id, name).admit(values)
         self._cache = LabelCache(self._new_children)
         self._looks.forget()
+        self._silence.recover(aggregator, [k for keys in self._keys.values() for k in keys])
 
     def apply(self, aggregator: Aggregator, obs: dict[str, Any], partition: int | None) -> list[Emit]:
+        """A judged turn's scores; on the clock of every observation, the open drifts of silent detectors
+        closed."""
+        self._silence.tick(obs["ts"])
+        emits = self._observe(aggregator, obs, partition) if obs["kind"] == "judged" else []
+        if (now := self._silence.due()) is not None:
+            for perceptual_key, detector, silent_at in self._silence.close(aggregator, now):
+                _, judge_id, modality, model_version, score = perceptual_key.split(SEP)
+                where = (judge_id, modality, model_version, score)
+                for labels in self._series.get(perceptual_key, ()):
+                    self.metrics.perceptual_open.set(labels, where, False)
+                value = self._value(detector, where, silent_at, None, firing=False, silent=True)
+                emits.append(Emit("escalations", value["escalation_id"], value))
+        return emits
+
+    def _observe(self, aggregator: Aggregator, obs: dict[str, Any], partition: int | None) -> list[Emit]:
         scores: dict[str, float] = obs.get("scores") or {}
         if not scores:
             return []
@@ -137,7 +161,7 @@ class PerceptualView:
             )
             if detector is None:  # a replay: already counted
                 continue
-            children = self._children(judge_id, modality, segment.get("model_version"), name)
+            children = self._children(perceptual_key, judge_id, modality, segment.get("model_version"), name)
             children.score.observe(min(max(value, 0.0), 1.0))
             if detector.checked:
                 children.statistic.set(detector.statistic)
@@ -146,6 +170,8 @@ class PerceptualView:
                 )
             if detector.drift_detected or detector.resolved:
                 emits.append(self._escalation(detector, judge_id, modality, model_version, score, obs))
+                if detector.drift_detected:
+                    self._silence.opened(perceptual_key)
         now = self._looks.due(judge_id, ts)
         if now is not None:
             self._drop_idle(aggregator, judge_id, now, obs, partition)
@@ -182,6 +208,7 @@ class PerceptualView:
                 open_other.update(name for name, value in values if value == OTHER)
             detectors.append((perceptual_key, detector, values))
         kept: set[tuple[str, str]] = set()  # (label, value) of the detectors kept
+        dropped: list[str] = []
         for perceptual_key, detector, values in detectors:
             last_seen = detector.last_seen
             if (
@@ -194,9 +221,24 @@ class PerceptualView:
             else:
                 aggregator.delete(perceptual_key, partition)
                 keys.discard(perceptual_key)
+                dropped.append(perceptual_key)
         for name in GUARDED:
             if name not in open_other:
                 self.guards(judge_id, name).retain(value for n, value in kept if n == name)
+        if dropped:
+            self._remove_series(dropped)
+
+    def _remove_series(self, dropped: list[str]) -> None:
+        """Remove the metric series of the ``dropped`` detectors that no other detector's scores were
+        exported under (a value folded by a metric label guard shares ``other``), and build the metric
+        children afresh (a removed child, still cached, would be set unexported)."""
+        gone = set().union(*(self._series.pop(perceptual_key, ()) for perceptual_key in dropped))
+        gone.difference_update(*self._series.values())
+        m = self.metrics
+        for labels in gone:
+            for family in (m.perceptual_score, m.perceptual_drift_statistic, m.perceptual_drift_active):
+                family.remove(*labels)
+        self._cache = LabelCache(self._new_children)
 
     def open_escalations(
         self, aggregator: Aggregator, keys: Iterable[str], owns: Callable[[str], bool], at: float
@@ -215,14 +257,17 @@ class PerceptualView:
                 where = (judge_id, modality, model_version, score)
                 yield judge_id, self._value(detector, where, at, None, firing=True)
 
-    def _children(self, judge_id: str, modality: str, version: str | None, name: str) -> _Children:
-        """The metric children of a score, cached by the raw values (a guard maps a value the same way
-        from its first call on; the children are created when first used, as ``.labels()`` would)."""
-        children: _Children = self._cache[judge_id, modality, version, name]
+    def _children(
+        self, perceptual_key: str, judge_id: str, modality: str, version: str | None, name: str
+    ) -> _Children:
+        """The metric children of a score kept by the detector at ``perceptual_key``, cached by it and the
+        raw values (a guard maps a value the same way from its first call on; the children are created when
+        first used, as ``.labels()`` would)."""
+        children: _Children = self._cache[perceptual_key, judge_id, modality, version, name]
         return children
 
-    def _new_children(self, raw: tuple[str, str, str | None, str]) -> _Children:
-        judge_id, modality, version, name = raw
+    def _new_children(self, raw: tuple[str, str, str, str | None, str]) -> _Children:
+        perceptual_key, judge_id, modality, version, name = raw
         m = self.metrics
         labels = (
             m.label("judge_id", judge_id),
@@ -230,6 +275,7 @@ class PerceptualView:
             m.label("model_version", version),
             m.label("score", name),
         )
+        self._series.setdefault(perceptual_key, set()).add(labels)
         return _Children(m, labels)
 
     def _escalation(
@@ -255,9 +301,11 @@ class PerceptualView:
         ts: float,
         turn_id: str | None,
         firing: bool,
+        silent: bool = False,
     ) -> dict[str, Any]:
         """The escalation of the drift of ``detector`` at ``where`` (judge, modality, model version, score),
-        firing or resolved at event time ``ts`` by the turn ``turn_id`` (None: no turn)."""
+        firing or resolved at event time ``ts`` by the turn ``turn_id`` (None: no turn), or closed at ``ts``
+        because its scores stopped (``silent``)."""
         judge_id, modality, model_version, score = where
         episode = detector.n_alarms
         eid = escalation_id(KIND, f"{judge_id}|{modality}|{model_version}|{score}", detector.created)
@@ -274,6 +322,12 @@ class PerceptualView:
                 f"Perceptual drift: {what} no longer match their reference: {distance}; median "
                 f"{ref['p50']:.3f} -> {win['p50']:.3f}, p05-p95 {ref['p05']:.3f}-{ref['p95']:.3f} -> "
                 f"{win['p05']:.3f}-{win['p95']:.3f}"
+            )
+        elif silent:
+            quiet = (ts - (detector.last_seen or ts)) / 3600
+            text = (
+                f"Perceptual drift closed without traffic: no {what} for {quiet:.1f} h; KS distance "
+                f"{detector.statistic:.3f} at the last test"
             )
         else:
             text = f"Perceptual drift over: {what} match their reference again (KS {detector.statistic:.3f})"
@@ -300,6 +354,7 @@ class PerceptualView:
                 "scores_seen": detector.n,
                 "reference": ref,
                 "window": win,
+                "closed_without_traffic": silent,
             },
         }
         return value

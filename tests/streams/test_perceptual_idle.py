@@ -164,21 +164,31 @@ def test_a_restarted_worker_drops_as_the_one_before_it(restart_at: float) -> Non
     assert restarted.version_label("v10") == once.version_label("v10")
 
 
-def test_a_detector_in_alarm_is_kept_however_idle() -> None:
-    worker = Worker(idle_seconds=10 * DAY)
+def test_a_detector_in_alarm_is_kept_however_idle_until_its_drift_closes() -> None:
+    # idle after half an hour; its drift closes after an hour without scores (perceptual_silence.py), and
+    # the next look drops it (until 2026-11-26 nothing closed it: kept, and sent again, for good)
+    worker = Worker(idle_seconds=1800.0)
     for n in range(40):
         worker.turn(n * 60.0, "m-1", alignment=0.7 if n < 20 else 0.3)
     drifted = worker.detector("m-1")
     assert drifted is not None and drifted.in_alarm
-    for day in range(1, 40):
-        worker.turn(day * DAY, "m-2")
+    last = 39 * 60.0
+    for minute in range(1, 60):  # m-2 only, within the hour
+        worker.turn(last + minute * 60.0, "m-2")
     assert worker.detector("m-1", "artifact") is None  # idle, and not in alarm: dropped
     drifted = worker.detector("m-1")
     assert drifted is not None and drifted.in_alarm
     escalations = list(
-        worker.view.open_escalations(worker.aggregator, worker.detector_keys(), lambda judge: True, 40 * DAY)
+        worker.view.open_escalations(worker.aggregator, worker.detector_keys(), lambda judge: True, last)
     )
     assert [value["segment"]["model_version"] for _, value in escalations] == ["m-1"]
+    for minute in range(60, 120):
+        worker.turn(last + minute * 60.0, "m-2")
+    assert worker.detector("m-1") is None
+    assert (
+        list(worker.view.open_escalations(worker.aggregator, worker.detector_keys(), lambda j: True, 0.0))
+        == []
+    )
 
 
 @pytest.mark.parametrize("restart", [False, True])

@@ -1,0 +1,105 @@
+"""Open perceptual drifts whose scores have stopped: closed for want of traffic (``closed_without_traffic``).
+
+A drift resolves when a test of new scores finds them back at the reference, which takes scores. Until
+2026-11-26 a drift open when its scores stopped stayed open for good: a canary model version rolled back
+because of its drift (what one does about it), or a judge replaced, left
+``convowatch_perceptual_drift_active`` at 1, and the escalation sent to Alertmanager again after every
+restart (the sink never expires a drift).
+
+As the spike view does (:mod:`streams.views.spike_silence`), silence is measured on the worker's clock: the
+newest event time of the observations the perceptual view has had (judged turns, and every turn's
+``contact``, so that a worker holding a retired judge's shard has a clock that runs). A detector's silence
+period is :func:`silence_seconds`: the spike view's floor (an hour) and its number of typical gaps, the
+typical gap of a detector's scores being twice their mean gap (the typical gap of arrivals at random) from its
+first to its last score (a detector keeps no gap history: a drift open over a pause much longer than its
+scores' rhythm, a weekend of weekday traffic, closes, and opens again as the next episode when its scores
+are back). Open drifts are looked at once per :data:`~streams.views.spike_silence.SWEEP_SECONDS` of the
+clock, measured from the start of that stretch, and a restart recovers the clock and the open drifts from the
+state, so it closes what a run without it closes, when it does.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Iterator
+
+from detectors.score_drift import ScoreDrift
+from streams.aggregate import Aggregator
+from streams.emit import SEP
+from streams.views.idle_looks import IdleLooks
+from streams.views.spike_silence import SILENCE_FLOOR_SECONDS, SILENCE_GAPS, SWEEP_SECONDS, source_partition
+
+
+def silence_seconds(detector: ScoreDrift) -> float:
+    """How long a detector has no score before its open drift closes: :data:`SILENCE_GAPS` times its typical
+    gap between scores (twice the mean from its first to its last), at least :data:`SILENCE_FLOOR_SECONDS`
+    (the floor alone without two scores at two event times, or from state without ``created``).
+
+    >>> drift = ScoreDrift()
+    >>> for n in range(11):
+    ...     drift = drift.update(0.5, ts=n * 1800.0)
+    >>> silence_seconds(drift) / 3600, silence_seconds(ScoreDrift().update(0.5, ts=0.0)) / 3600
+    (5.0, 1.0)
+    """
+    created, last_seen, n = detector.created, detector.last_seen, detector.n
+    if created is None or last_seen is None or n < 2:
+        return SILENCE_FLOOR_SECONDS
+    typical = 2.0 * (last_seen - created) / (n - 1)
+    return max(SILENCE_FLOOR_SECONDS, SILENCE_GAPS * typical)
+
+
+class SilentDrifts:
+    """The worker's clock, the perceptual detectors in alarm, and which of them have gone silent.
+
+    :meth:`tick` each observation (its event time advances the clock), :meth:`opened` the keys whose
+    detector alarms, and when :meth:`due`, close the silent ones (:meth:`close`)."""
+
+    def __init__(self) -> None:
+        self.clock = -math.inf
+        self._open: set[str] = set()
+        self._sweeps = IdleLooks(SWEEP_SECONDS)
+
+    def tick(self, ts: float) -> None:
+        if ts > self.clock:
+            self.clock = ts
+
+    def opened(self, key: str) -> None:
+        self._open.add(key)
+
+    def recover(self, aggregator: Aggregator, keys: Iterable[str]) -> None:
+        """After a start or a rebalance: the open drifts of the detectors at ``keys``, and the clock from
+        their last scores."""
+        self._open = set()
+        self._sweeps.forget()
+        for key in keys:
+            detector = aggregator.detector(key)
+            if isinstance(detector, ScoreDrift):
+                if detector.in_alarm:
+                    self._open.add(key)
+                if detector.last_seen is not None:
+                    self.tick(detector.last_seen)
+
+    def due(self) -> float | None:
+        """The start of the clock's stretch of :data:`SWEEP_SECONDS` if its open drifts are due a look."""
+        return self._sweeps.due("open drifts", self.clock)
+
+    def close(self, aggregator: Aggregator, now: float) -> Iterator[tuple[str, ScoreDrift, float]]:
+        """Close the open drifts silent for their silence period at clock ``now``, each written to its
+        judge's changelog partition: (key, detector, when its silence was complete) of each. A detector from
+        before event times were kept (2026-11-26) has its silence counted from ``now`` (written so)."""
+        for key in sorted(self._open):
+            detector = aggregator.detector(key)
+            if not isinstance(detector, ScoreDrift) or not detector.in_alarm:
+                self._open.discard(key)  # dropped, or resolved by a score
+                continue
+            partition = source_partition(aggregator, key.split(SEP, 2)[1])
+            last_seen = detector.last_seen
+            if last_seen is None:
+                aggregator.change(key, partition, lambda d: d.stamp(now))
+                continue
+            silence = silence_seconds(detector)
+            if now - last_seen >= silence:
+                closed = aggregator.change(key, partition, ScoreDrift.close)
+                assert isinstance(closed, ScoreDrift)
+                self._open.discard(key)
+                yield key, closed, last_seen + silence
