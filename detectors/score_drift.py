@@ -116,7 +116,9 @@ class ScoreDrift(EventTimes, Detector):
 
     With ``ts`` (event time), :attr:`last_seen` is the newest one an update brought: for its owner to tell
     idle detectors; :attr:`created` is the first update's, for its owner to tell this detector's episodes
-    from those of one it dropped before (:attr:`n_alarms` starts at 0 again).
+    from those of one it dropped before (:attr:`n_alarms` starts at 0 again). With ``arrival`` (when the value
+    came, on its owner's clock, which never goes back), :attr:`last_arrival` is the latest: for its owner to
+    tell a stream that stopped from one that lags in event time.
 
     Examples
     --------
@@ -185,13 +187,16 @@ class ScoreDrift(EventTimes, Detector):
         self._n_alarms = 0
         self._last_seen: float | None = None
         self._created: float | None = None  # the first update's event time (not in state until 2026-11-26)
+        self._last_arrival: float | None = None  # not in state until 2026-11-26 either
 
-    def update(self, x: float, ts: float | None = None) -> ScoreDrift:
+    def update(self, x: float, ts: float | None = None, arrival: float | None = None) -> ScoreDrift:
         x = float(x)
         if not math.isfinite(x):
             raise ValueError(f"values must be finite, got {x}")
         if ts is not None:
             self._saw(ts)
+        if arrival is not None:
+            self.arrive(arrival)
         self._checked = self._detected = self._resolved = False
         self._n += 1
         if len(self._reference) < self.reference_size:
@@ -235,6 +240,17 @@ class ScoreDrift(EventTimes, Detector):
         self._statistic, self._p_value = 0.0, 1.0
         return self
 
+    def arrive(self, arrival: float) -> ScoreDrift:
+        """Take ``arrival`` as :attr:`last_arrival` if it is later (or there is none): what an update with it
+        does, and what its owner does for a detector from state without one (until 2026-11-26).
+
+        >>> ScoreDrift().update(0.5, arrival=9.0).arrive(5.0).last_arrival
+        9.0
+        """
+        if self._last_arrival is None or arrival > self._last_arrival:
+            self._last_arrival = float(arrival)
+        return self
+
     def close(self) -> ScoreDrift:
         """End an open episode without a value (the stream stopped): ``resolved`` turns True, as on a
         resolving test. The reference and the window are kept, so values still different when they come back
@@ -257,6 +273,11 @@ class ScoreDrift(EventTimes, Detector):
     def n(self) -> int:
         """Number of values seen."""
         return self._n
+
+    @property
+    def last_arrival(self) -> float | None:
+        """The latest ``arrival`` an update brought (None: none did, or state from before 2026-11-26)."""
+        return self._last_arrival
 
     @property
     def reference_ready(self) -> bool:

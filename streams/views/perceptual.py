@@ -127,8 +127,8 @@ class PerceptualView:
     def apply(self, aggregator: Aggregator, obs: dict[str, Any], partition: int | None) -> list[Emit]:
         """A judged turn's scores; on the clock of every observation, the open drifts of silent detectors
         closed."""
-        self._silence.tick(obs["ts"])
-        emits = self._observe(aggregator, obs, partition) if obs["kind"] == "judged" else []
+        arrival = self._silence.tick(obs["ts"])
+        emits = self._observe(aggregator, obs, partition, arrival) if obs["kind"] == "judged" else []
         if (now := self._silence.due()) is not None:
             for perceptual_key, detector, silent_at in self._silence.close(aggregator, now):
                 _, judge_id, modality, model_version, score = perceptual_key.split(SEP)
@@ -139,7 +139,9 @@ class PerceptualView:
                 emits.append(Emit("escalations", value["escalation_id"], value))
         return emits
 
-    def _observe(self, aggregator: Aggregator, obs: dict[str, Any], partition: int | None) -> list[Emit]:
+    def _observe(
+        self, aggregator: Aggregator, obs: dict[str, Any], partition: int | None, arrival: float
+    ) -> list[Emit]:
         scores: dict[str, float] = obs.get("scores") or {}
         if not scores:
             return []
@@ -157,7 +159,7 @@ class PerceptualView:
                 obs,
                 partition,
                 self._make,
-                functools.partial(ScoreDrift.update, x=value, ts=ts),
+                functools.partial(ScoreDrift.update, x=value, ts=ts, arrival=arrival),
             )
             if detector is None:  # a replay: already counted
                 continue
@@ -324,7 +326,7 @@ class PerceptualView:
                 f"{win['p05']:.3f}-{win['p95']:.3f}"
             )
         elif silent:
-            quiet = (ts - (detector.last_seen or ts)) / 3600
+            quiet = (ts - (detector.last_arrival or ts)) / 3600
             text = (
                 f"Perceptual drift closed without traffic: no {what} for {quiet:.1f} h; KS distance "
                 f"{detector.statistic:.3f} at the last test"

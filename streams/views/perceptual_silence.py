@@ -8,7 +8,9 @@ restart (the sink never expires a drift).
 
 As the spike view does (:mod:`streams.views.spike_silence`), silence is measured on the worker's clock: the
 newest event time of the observations the perceptual view has had (judged turns, and every turn's
-``contact``, so that a worker holding a retired judge's shard has a clock that runs). A detector's silence
+``contact``, so that a worker holding a retired judge's shard has a clock that runs), on which each score
+arrives as it comes (:attr:`~detectors.score_drift.ScoreDrift.last_arrival`: a judge whose verdicts lag the
+turns by hours is not silent). A detector's silence
 period is :func:`silence_seconds`: the spike view's floor (an hour) and its number of typical gaps, the
 typical gap of a detector's scores being twice their mean gap (the typical gap of arrivals at random) from its
 first to its last score (a detector keeps no gap history: a drift open over a pause much longer than its
@@ -51,24 +53,26 @@ def silence_seconds(detector: ScoreDrift) -> float:
 class SilentDrifts:
     """The worker's clock, the perceptual detectors in alarm, and which of them have gone silent.
 
-    :meth:`tick` each observation (its event time advances the clock), :meth:`opened` the keys whose
-    detector alarms, and when :meth:`due`, close the silent ones (:meth:`close`)."""
+    :meth:`tick` each observation (its event time advances the clock, which it returns: the arrival to give
+    the detectors it updates), :meth:`opened` the keys whose detector alarms, and when :meth:`due`, close
+    the silent ones (:meth:`close`)."""
 
     def __init__(self) -> None:
         self.clock = -math.inf
         self._open: set[str] = set()
         self._sweeps = IdleLooks(SWEEP_SECONDS)
 
-    def tick(self, ts: float) -> None:
+    def tick(self, ts: float) -> float:
         if ts > self.clock:
             self.clock = ts
+        return self.clock
 
     def opened(self, key: str) -> None:
         self._open.add(key)
 
     def recover(self, aggregator: Aggregator, keys: Iterable[str]) -> None:
         """After a start or a rebalance: the open drifts of the detectors at ``keys``, and the clock from
-        their last scores."""
+        their last arrivals (or event times, for state from before arrivals were kept)."""
         self._open = set()
         self._sweeps.forget()
         for key in keys:
@@ -76,8 +80,9 @@ class SilentDrifts:
             if isinstance(detector, ScoreDrift):
                 if detector.in_alarm:
                     self._open.add(key)
-                if detector.last_seen is not None:
-                    self.tick(detector.last_seen)
+                arrived = detector.last_arrival if detector.last_arrival is not None else detector.last_seen
+                if arrived is not None:
+                    self.tick(arrived)
 
     def due(self) -> float | None:
         """The start of the clock's stretch of :data:`SWEEP_SECONDS` if its open drifts are due a look."""
@@ -85,21 +90,23 @@ class SilentDrifts:
 
     def close(self, aggregator: Aggregator, now: float) -> Iterator[tuple[str, ScoreDrift, float]]:
         """Close the open drifts silent for their silence period at clock ``now``, each written to its
-        judge's changelog partition: (key, detector, when its silence was complete) of each. A detector from
-        before event times were kept (2026-11-26) has its silence counted from ``now`` (written so)."""
+        judge's changelog partition: (key, detector, when its silence was complete) of each. Silence counts
+        from the detector's last arrival on the clock (a judge whose verdicts lag the turns' contacts by
+        hours is not silent); a detector from before arrivals were kept (2026-11-26) has its silence counted
+        from ``now`` (written so)."""
         for key in sorted(self._open):
             detector = aggregator.detector(key)
             if not isinstance(detector, ScoreDrift) or not detector.in_alarm:
                 self._open.discard(key)  # dropped, or resolved by a score
                 continue
             partition = source_partition(aggregator, key.split(SEP, 2)[1])
-            last_seen = detector.last_seen
-            if last_seen is None:
-                aggregator.change(key, partition, lambda d: d.stamp(now))
+            arrived = detector.last_arrival
+            if arrived is None:
+                aggregator.change(key, partition, lambda d: d.arrive(now))
                 continue
             silence = silence_seconds(detector)
-            if now - last_seen >= silence:
+            if now - arrived >= silence:
                 closed = aggregator.change(key, partition, ScoreDrift.close)
                 assert isinstance(closed, ScoreDrift)
                 self._open.discard(key)
-                yield key, closed, last_seen + silence
+                yield key, closed, arrived + silence

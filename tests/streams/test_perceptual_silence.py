@@ -11,9 +11,11 @@ from __future__ import annotations
 
 from typing import Any
 
+import orjson
 import pytest
 
 from streams.emit import SEP, iso
+from streams.state import encode_json
 from streams.views.perceptual_silence import silence_seconds
 from streams.views.spike_silence import SILENCE_FLOOR_SECONDS, SWEEP_SECONDS
 from tests.streams.test_perceptual_idle import DAY, JUDGE, Worker
@@ -140,6 +142,47 @@ def test_a_drift_whose_scores_keep_coming_stays_open() -> None:
     assert [e["status"] for e in worker.of("m-1")] == ["firing"]
     detector = worker.detector("m-1")
     assert detector is not None and detector.in_alarm
+
+
+def test_a_judge_lagging_the_turns_by_hours_is_not_silent() -> None:
+    # the contacts of the turns come 2 hours ahead of the judge's verdicts on them: silence is counted from
+    # when the scores arrive on the worker's clock, not from their event time
+    worker, lag = Emitting(), 2 * 3600.0
+    n = 0
+    while not worker.of("m-1"):
+        n += 1
+        worker.contact(n * 60.0 + lag)
+        worker.turn(n * 60.0, "m-1", alignment=0.7 if n <= 20 else 0.3)
+    for m in range(n + 1, n + 300):  # 5 hours more
+        worker.contact(m * 60.0 + lag)
+        worker.turn(m * 60.0, "m-1", alignment=0.3)
+    assert [e["status"] for e in worker.of("m-1")] == ["firing"]
+    last = (n + 299) * 60.0
+    for minute in range(1, 121):  # the verdicts stop
+        worker.contact(last + lag + minute * 60.0)
+    (_, resolved) = worker.of("m-1")
+    assert resolved["evidence"]["closed_without_traffic"]
+    assert resolved["event_time"] == iso(last + lag + SILENCE_FLOOR_SECONDS)
+
+
+def test_a_drift_from_state_without_arrivals_is_silent_from_the_first_look_on() -> None:
+    # state written until 2026-11-26 has no arrival: the first look after the upgrade writes the clock's
+    worker = Emitting()
+    last = _canary_drifts(worker)
+    worker.aggregator.flush()
+    for key, stored in list(worker.store.items()):
+        value = orjson.loads(stored)
+        value["detector"]["state"].pop("_last_arrival")
+        worker.store.put(key, encode_json(value), None)
+    worker.restart()
+    detector = worker.detector("m-1")
+    assert detector is not None and detector.in_alarm and detector.last_arrival is None
+    upgraded = last + 3 * 3600.0  # the first look: at the start of its 10 minutes
+    for minute in range(0, 121, 5):
+        worker.contact(upgraded + minute * 60.0)
+    (_, resolved) = worker.of("m-1")
+    first_look = upgraded // SWEEP_SECONDS * SWEEP_SECONDS
+    assert resolved["event_time"] == iso(first_look + SILENCE_FLOOR_SECONDS)
 
 
 def test_a_dropped_detectors_series_go() -> None:
