@@ -73,7 +73,8 @@ MAX_SEGMENT_VALUES = 50
 
 
 class AgreementView:
-    kinds: tuple[str, ...] = ("pair", "labelled", "contact")  # contacts: the clock (worker_clock.py)
+    # contacts: the clock (worker_clock.py); judged: which judges are still heard (:meth:`_drop_unheard`)
+    kinds: tuple[str, ...] = ("pair", "labelled", "judged", "contact")
 
     def __init__(
         self,
@@ -94,6 +95,10 @@ class AgreementView:
         self._judged: set[tuple[str, str]] = set()
         self._vendor_judged: set[tuple[str, str]] = set()
         self._clock = WorkerClock(idle_seconds)
+        # each judge's newest verdict or pair (event time) since the start or rebalance, the first observation
+        # since at ``_since``
+        self._heard: dict[str, float] = {}
+        self._since: float | None = None
         self.windows = {name: [int(w), int(b)] for name, (w, b) in (windows or DEFAULT_WINDOWS).items()}
         for name, (window, bucket) in self.windows.items():
             if problem := agreement_window_problem(name, window, bucket):
@@ -108,7 +113,11 @@ class AgreementView:
         )
 
     def apply(self, aggregator: Aggregator, obs: dict[str, Any], partition: int | None) -> list[Emit]:
-        kind = obs["kind"]
+        kind, ts = obs["kind"], obs["ts"]
+        if self._since is None:
+            self._since = ts
+        if kind in ("judged", "pair") and ts > self._heard.get(judge_id := obs["judge_id"], -math.inf):
+            self._heard[judge_id] = ts
         if kind == "pair":
             self._pair(aggregator, obs, partition)
         elif kind == "labelled":
@@ -119,14 +128,28 @@ class AgreementView:
 
     def _drop_unheard(self, aggregator: Aggregator, look: float) -> None:
         """Drop the aggregates, and remove the gauges, of the judges and dimensions with no pair (their
-        vendor figures: no label) for ``idle_seconds`` before the clock's ``look`` (a judge retired)."""
-        for jd in drop_unheard(aggregator, self._judged, PAIR_KINDS, None, look, self.idle_seconds):
+        vendor figures: no label) for ``idle_seconds`` before the clock's ``look``, of judges with no verdict
+        for as long either (a judge retired). Pairs come only as humans label: a dimension they audit less
+        often than that, or a pause in labelling, must not cost an active judge its cumulative figures
+        (a review of the first version of this rule, 2026-11-26: a dimension audited with 40 pairs every
+        35 days never reached the 50 pairs of ``ConvowatchJudgeAgreementLow``). A judge's verdicts are
+        counted from the start or rebalance (not kept in state): a restart defers its drops, never hastens
+        them."""
+        before = self._clock.before(look)
+        since = self._since if self._since is not None else look
+
+        def heard(judge: str) -> bool:
+            return self._heard.get(judge, since) >= before
+
+        for jd in drop_unheard(aggregator, self._judged, PAIR_KINDS, None, look, self.idle_seconds, heard):
             remove_pair_gauges(self.metrics, jd, SEGMENTS)
+        vendors = ("agreement_vendor",)
+        for jd in drop_unheard(
+            aggregator, self._vendor_judged, vendors, "humans", look, self.idle_seconds, heard
+        ):
+            remove_segment_gauges(self.metrics, jd, "vendor")
         # those cached are those indexed: one that left the index is indexed again at its next pair
         self._labels = {jd: labels for jd, labels in self._labels.items() if jd in self._judged}
-        vendors = ("agreement_vendor",)
-        for jd in drop_unheard(aggregator, self._vendor_judged, vendors, "humans", look, self.idle_seconds):
-            remove_segment_gauges(self.metrics, jd, "vendor")
 
     def _pair(self, aggregator: Aggregator, pair: dict[str, Any], partition: int | None) -> None:
         judge_id, dimension = pair["judge_id"], pair["dimension"]
@@ -224,6 +247,8 @@ class AgreementView:
         self.refresh_windows.forget()
         self._clock.forget()
         self._labels.clear()
+        self._heard.clear()  # the judges this worker now holds are heard from the next observation on
+        self._since = None
         self._judged = {_judge_dimension(k) for k, _ in aggregator.records("agreement_detail")}
         self._vendor_judged = {_judge_dimension(k) for k, _ in aggregator.records("agreement_vendor")}
 

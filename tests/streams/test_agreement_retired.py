@@ -146,7 +146,9 @@ def test_a_worker_holding_only_the_retired_judges_shard_drops_it_on_its_contacts
     assert worker.series(OLD) == set()
 
 
-def test_a_restart_drops_as_a_run_without_one() -> None:
+def test_a_restart_defers_the_drop_never_hastens_it() -> None:
+    # a judge's verdicts are counted from the start (not kept in state): after a restart on day 20 every
+    # judge it holds counts as heard on day 20, so the retired one goes 30 days after that, not on day 33
     once, restarted = Worker(), Worker()
     _traffic(once, days=20)
     _traffic(restarted, days=20)
@@ -154,8 +156,33 @@ def test_a_restart_drops_as_a_run_without_one() -> None:
     assert restarted.series(OLD) == once.series(OLD) != set()
     _traffic_from(once, 20 * DAY, 35 * DAY)
     _traffic_from(restarted, 20 * DAY, 35 * DAY)
+    assert once.keys(OLD) == set() and once.series(OLD) == set()
+    assert len(restarted.keys(OLD)) == 7
+    _traffic_from(once, 35 * DAY, 52 * DAY)
+    _traffic_from(restarted, 35 * DAY, 52 * DAY)
     assert restarted.state() == once.state()
     assert restarted.keys(OLD) == set() and restarted.series(OLD) == set()
+
+
+def test_an_active_judges_figures_stay_through_a_month_without_human_labels() -> None:
+    # pairs come only as humans label: a dimension audited less often than monthly, or a pause in labelling,
+    # must not cost a judge that still sends verdicts its cumulative figures (the review of the first
+    # version of the rule: 40 pairs every 35 days never reached ConvowatchJudgeAgreementLow's 50)
+    worker = Worker()
+    for audit in (0.0, 35 * DAY):
+        for i in range(40):
+            worker.pair(OLD, audit + i * 60.0)
+        day = audit
+        while day < audit + 35 * DAY:  # the judge's verdicts, every hour, with no label
+            worker.apply({"kind": "judged", "judge_id": OLD, "labels": {"relevance": "pass"}, "ts": day})
+            day += 3600.0
+    assert len(worker.keys(OLD)) == 7
+    assert (
+        worker.registry.get_sample_value(
+            "convowatch_judge_agreement_pairs", {"judge_id": OLD, "dimension": "safety"}
+        )
+        == 80.0
+    )
 
 
 def test_a_judge_from_before_turn_times_were_kept_counts_from_the_first_look() -> None:
