@@ -43,7 +43,7 @@ from streams.metrics import Metrics
 from streams.policy import escalation_id
 from streams.views.idle_looks import IDLE_SECONDS, IdleLooks
 from streams.views.label_cache import LabelCache
-from streams.views.perceptual_silence import SilentDrifts
+from streams.views.perceptual_silence import SILENCE_SECONDS, SilentDrifts
 
 KIND = "perceptual_drift"
 SEVERITY = "medium"
@@ -80,9 +80,11 @@ class PerceptualView:
         horizon: int = 100_000,
         max_keys: int = 20,
         idle_seconds: float = IDLE_SECONDS,
+        silence_seconds: float = SILENCE_SECONDS,
     ) -> None:
         self.metrics = metrics
         self.idle_seconds = idle_seconds
+        self.silence_seconds = silence_seconds
         self.params: dict[str, Any] = {
             "reference_size": reference_size,
             "window_size": window_size,
@@ -102,7 +104,7 @@ class PerceptualView:
         # and when to look for its idle ones
         self._keys: dict[str, set[str]] = {}
         self._looks = IdleLooks.per_idle(idle_seconds)
-        self._silence = SilentDrifts()  # the worker's clock and its open drifts
+        self._silence = SilentDrifts(silence_seconds)  # the worker's clock and its open drifts
         # the label values of the metric series each detector's scores were exported under (in this
         # process): for closing its open flag, and for removing its series when it is dropped
         self._series: dict[str, set[tuple[str, ...]]] = {}

@@ -10,14 +10,16 @@ As the spike view does (:mod:`streams.views.spike_silence`), silence is measured
 newest event time of the observations the perceptual view has had (judged turns, and every turn's
 ``contact``, so that a worker holding a retired judge's shard has a clock that runs), on which each score
 arrives as it comes (:attr:`~detectors.score_drift.ScoreDrift.last_arrival`: a judge whose verdicts lag the
-turns by hours is not silent). A detector's silence
-period is :func:`silence_seconds`: the spike view's floor (an hour) and its number of typical gaps, the
-typical gap of a detector's scores being twice their mean gap (the typical gap of arrivals at random) from its
-first to its last score (a detector keeps no gap history: a drift open over a pause much longer than its
-scores' rhythm, a weekend of weekday traffic, closes, and opens again as the next episode when its scores
-are back). Open drifts are looked at once per :data:`~streams.views.spike_silence.SWEEP_SECONDS` of the
-clock, measured from the start of that stretch, and a restart recovers the clock and the open drifts from the
-state, so it closes what a run without it closes, when it does.
+turns by hours is not silent). The silence period is fixed, :data:`SILENCE_SECONDS` (a week), not the spike
+view's rhythm of the slice's traffic: a review of a first version that took an hour and 5 typical gaps of the
+detector's scores found a still-drifted version closing and firing again, a page each time, every quiet
+night (7 times in 10 days at 5% of the day's traffic by night), at each round of a backlog's chunks (18 times
+in 48 h of backlog at 0.5 turns a second: one partition's contacts move the clock hours past another's
+scores), and daily on detectors from state written before the first score's time was kept. A week is longer
+than any night, weekend or backlog's spread. Open drifts are looked at once per
+:data:`~streams.views.spike_silence.SWEEP_SECONDS` of the clock, measured from the start of that stretch,
+and a restart recovers the clock and the open drifts from the state, so it closes what a run without it
+closes, when it does.
 """
 
 from __future__ import annotations
@@ -29,25 +31,10 @@ from detectors.score_drift import ScoreDrift
 from streams.aggregate import Aggregator
 from streams.emit import SEP
 from streams.views.idle_looks import IdleLooks
-from streams.views.spike_silence import SILENCE_FLOOR_SECONDS, SILENCE_GAPS, SWEEP_SECONDS, source_partition
+from streams.views.spike_silence import SWEEP_SECONDS, source_partition
 
-
-def silence_seconds(detector: ScoreDrift) -> float:
-    """How long a detector has no score before its open drift closes: :data:`SILENCE_GAPS` times its typical
-    gap between scores (twice the mean from its first to its last), at least :data:`SILENCE_FLOOR_SECONDS`
-    (the floor alone without two scores at two event times, or from state without ``created``).
-
-    >>> drift = ScoreDrift()
-    >>> for n in range(11):
-    ...     drift = drift.update(0.5, ts=n * 1800.0)
-    >>> silence_seconds(drift) / 3600, silence_seconds(ScoreDrift().update(0.5, ts=0.0)) / 3600
-    (5.0, 1.0)
-    """
-    created, last_seen, n = detector.created, detector.last_seen, detector.n
-    if created is None or last_seen is None or n < 2:
-        return SILENCE_FLOOR_SECONDS
-    typical = 2.0 * (last_seen - created) / (n - 1)
-    return max(SILENCE_FLOOR_SECONDS, SILENCE_GAPS * typical)
+#: How long an open drift's detector has had no score before the drift is closed (the worker's clock)
+SILENCE_SECONDS = 7 * 86400.0
 
 
 class SilentDrifts:
@@ -57,7 +44,8 @@ class SilentDrifts:
     the detectors it updates), :meth:`opened` the keys whose detector alarms, and when :meth:`due`, close
     the silent ones (:meth:`close`)."""
 
-    def __init__(self) -> None:
+    def __init__(self, silence_seconds: float = SILENCE_SECONDS) -> None:
+        self.silence_seconds = silence_seconds
         self.clock = -math.inf
         self._open: set[str] = set()
         self._sweeps = IdleLooks(SWEEP_SECONDS)
@@ -89,7 +77,7 @@ class SilentDrifts:
         return self._sweeps.due("open drifts", self.clock)
 
     def close(self, aggregator: Aggregator, now: float) -> Iterator[tuple[str, ScoreDrift, float]]:
-        """Close the open drifts silent for their silence period at clock ``now``, each written to its
+        """Close the open drifts silent for ``silence_seconds`` at clock ``now``, each written to its
         judge's changelog partition: (key, detector, when its silence was complete) of each. Silence counts
         from the detector's last arrival on the clock (a judge whose verdicts lag the turns' contacts by
         hours is not silent); a detector from before arrivals were kept (2026-11-26) has its silence counted
@@ -104,7 +92,7 @@ class SilentDrifts:
             if arrived is None:
                 aggregator.change(key, partition, lambda d: d.arrive(now))
                 continue
-            silence = silence_seconds(detector)
+            silence = self.silence_seconds
             if now - arrived >= silence:
                 closed = aggregator.change(key, partition, ScoreDrift.close)
                 assert isinstance(closed, ScoreDrift)

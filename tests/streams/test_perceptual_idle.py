@@ -27,11 +27,15 @@ SMALL = {"reference_size": 20, "window_size": 10, "check_every": 5, "horizon": 1
 class Worker(RestartableView):
     """The perceptual view over an aggregator whose state is stored as JSON, so that it can restart."""
 
-    def __init__(self, idle_seconds: float | None = None, max_keys: int = 20) -> None:
+    def __init__(
+        self, idle_seconds: float | None = None, max_keys: int = 20, silence_seconds: float | None = None
+    ) -> None:
         # None: the view's default (also on code from before idle detectors were dropped)
         self.settings: dict[str, Any] = {**SMALL, "max_keys": max_keys}
         if idle_seconds is not None:
             self.settings["idle_seconds"] = idle_seconds
+        if silence_seconds is not None:
+            self.settings["silence_seconds"] = silence_seconds
         super().__init__(seed=5)
 
     def make_view(self, metrics: Metrics) -> PerceptualView:
@@ -165,9 +169,9 @@ def test_a_restarted_worker_drops_as_the_one_before_it(restart_at: float) -> Non
 
 
 def test_a_detector_in_alarm_is_kept_however_idle_until_its_drift_closes() -> None:
-    # idle after half an hour; its drift closes after an hour without scores (perceptual_silence.py), and
-    # the next look drops it (until 2026-11-26 nothing closed it: kept, and sent again, for good)
-    worker = Worker(idle_seconds=1800.0)
+    # idle after half an hour; its drift closes after an hour without scores (perceptual_silence.py; a week
+    # by default), and the next look drops it (until 2026-11-26 nothing closed it: kept, and sent again)
+    worker = Worker(idle_seconds=1800.0, silence_seconds=3600.0)
     for n in range(40):
         worker.turn(n * 60.0, "m-1", alignment=0.7 if n < 20 else 0.3)
     drifted = worker.detector("m-1")
