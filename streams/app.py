@@ -275,7 +275,8 @@ class KafkaTransport:
         turning: a restart could not start before the broker's return (it exits 1 after 10 s, and an
         orchestrator then backs off for minutes), and meanwhile the Alertmanager sink keeps re-sending the
         open alerts. Until 2026-11-26 busy workers crash-looped through an outage longer than the timeout,
-        and their alerts resolved meanwhile."""
+        and their alerts resolved meanwhile. Not while the broker refuses this worker (a rotated password, an
+        expired certificate): a restart, which reads its credentials anew, is what mends that."""
         first = events[0].message
         log.critical(
             "%s: batch of %d records from %s[%d]@%d failed; exiting: a restart replays it",

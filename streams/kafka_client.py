@@ -244,6 +244,9 @@ class BrokerMonitor:
         self.timeout = max(1.0, self.interval)
         self.down_since: float | None = None
         self.up_since = time.monotonic()  # when the broker last came back (or the monitor started)
+        #: whether the last probe failed because the broker refused this worker (authentication or TLS: a
+        #: rotated password, an expired certificate), which only a restart with new credentials can mend
+        self.refused = False
         self._probe = _Probe(settings)
         self._timer = Periodic(self.interval, "convowatch-broker-monitor", self.check)
         metrics.broker_connected.set(1)  # the worker checked the broker before starting
@@ -272,4 +275,14 @@ class BrokerMonitor:
             self.metrics.broker_connected.set(0)
             self.metrics.broker_outages.inc()
             log.error("Kafka broker at %s unreachable: %s", self.settings.broker, reason)
+        refused = reason is not None and (self._probe.authentication_failed or self._probe.tls_failed)
+        if refused and not self.refused and self.down_since != started:  # new since the outage's first line
+            log.error("Kafka broker at %s refuses this worker: %s", self.settings.broker, reason)
+        self.refused = refused
         return reason is None
+
+    @property
+    def unreachable(self) -> bool:
+        """Whether the broker has not answered since the last probe, for a cause other than refusing this
+        worker (:attr:`refused`): one that its return mends without a restart."""
+        return self.down_since is not None and not self.refused

@@ -51,9 +51,7 @@ def run_worker(settings: Settings, loglevel: str = "warning") -> None:
     base = server_url(settings.metrics_host, server.server_port)  # not 0.0.0.0: alerts link to it
     log.warning("convowatch metrics on %s/metrics, health on %s/healthz and %s/readyz", base, base, base)
     alerts = build_alertmanager_sink(settings, metrics, generator_url=f"{base}/metrics")
-    transport = KafkaTransport(
-        settings, metrics, alerts=alerts, broker_down=lambda: monitor.down_since is not None
-    )
+    transport = KafkaTransport(settings, metrics, alerts=alerts, broker_down=lambda: monitor.unreachable)
     lag = ConsumerLagMonitor(settings, metrics, transport.agent_topics, group=transport.app.conf.id)
     health.add_liveness("progress", progress_check(transport, lag, monitor, settings.health_stall_seconds))
     health.add_readiness("broker", lambda: None if monitor.down_since is None else "Kafka broker unreachable")
@@ -88,7 +86,10 @@ def outage(monitor: BrokerMonitor) -> str | None:
     """What a stop that does not end is probably waiting for, if the broker monitor knows."""
     if monitor.down_since is None:
         return None
-    return f"the Kafka broker has been unreachable for {time.monotonic() - monitor.down_since:.0f} s"
+    seconds = time.monotonic() - monitor.down_since
+    if monitor.refused:
+        return f"the Kafka broker has refused this worker (authentication or TLS) for {seconds:.0f} s"
+    return f"the Kafka broker has been unreachable for {seconds:.0f} s"
 
 
 def use_event_loop(name: str) -> None:
