@@ -244,9 +244,9 @@ class BrokerMonitor:
         self.timeout = max(1.0, self.interval)
         self.down_since: float | None = None
         self.up_since = time.monotonic()  # when the broker last came back (or the monitor started)
-        #: whether the last probe failed because the broker refused this worker (authentication or TLS: a
-        #: rotated password, an expired certificate), which only a restart with new credentials can mend
-        self.refused = False
+        #: since when the probes have failed because the broker refuses this worker (authentication or TLS:
+        #: a rotated password, an expired certificate), which only a restart with new credentials mends
+        self.refused_since: float | None = None
         self._probe = _Probe(settings)
         self._timer = Periodic(self.interval, "convowatch-broker-monitor", self.check)
         metrics.broker_connected.set(1)  # the worker checked the broker before starting
@@ -276,10 +276,18 @@ class BrokerMonitor:
             self.metrics.broker_outages.inc()
             log.error("Kafka broker at %s unreachable: %s", self.settings.broker, reason)
         refused = reason is not None and (self._probe.authentication_failed or self._probe.tls_failed)
-        if refused and not self.refused and self.down_since != started:  # new since the outage's first line
-            log.error("Kafka broker at %s refuses this worker: %s", self.settings.broker, reason)
-        self.refused = refused
+        if refused and self.refused_since is None:
+            self.refused_since = started
+            if self.down_since != started:  # new since the outage's first line
+                log.error("Kafka broker at %s refuses this worker: %s", self.settings.broker, reason)
+        elif not refused:
+            self.refused_since = None
         return reason is None
+
+    @property
+    def refused(self) -> bool:
+        """Whether the last probe failed because the broker refuses this worker."""
+        return self.refused_since is not None
 
     @property
     def unreachable(self) -> bool:

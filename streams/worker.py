@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from collections.abc import Callable
 
@@ -123,12 +124,15 @@ def progress_check(
     """Fails when no batch has completed for ``stall_seconds`` although the partitions this worker owns
     have lag (outside rebalances and recovery, which may legitimately take longer). Not while the broker
     is unreachable, nor within ``stall_seconds`` of its return: a restart would not bring it back, and a
-    restarted worker cannot start without it (readiness reports the outage)."""
+    restarted worker cannot start without it (readiness reports the outage). But a broker that refuses this
+    worker (a rotated password, an expired certificate) for ``stall_seconds`` fails it: a restart, which
+    reads the credentials anew, is what mends that (until 2026-11-26 /healthz stayed 200 for good)."""
 
     def check() -> str | None:
-        if not transport.recovered or transport.app.rebalancing or monitor.down_since is not None:
+        if not transport.recovered or transport.app.rebalancing or monitor.unreachable:
             return None
-        idle = time.monotonic() - max(transport.last_progress, monitor.up_since)
+        refused_since = monitor.refused_since if monitor.refused_since is not None else -math.inf
+        idle = time.monotonic() - max(transport.last_progress, monitor.up_since, refused_since)
         if idle <= stall_seconds:
             return None
         owned = transport.owned

@@ -95,10 +95,11 @@ class AgreementView:
         self._judged: set[tuple[str, str]] = set()
         self._vendor_judged: set[tuple[str, str]] = set()
         self._clock = WorkerClock(idle_seconds)
-        # each judge's newest verdict or pair (event time) since the start or rebalance, the first observation
-        # since at ``_since``
-        self._heard: dict[str, float] = {}
+        # each judge and dimension's newest verdict or pair (event time) since the start or rebalance, and
+        # the first verdict or contact since (``_drop_unheard``)
+        self._heard: dict[tuple[str, str], float] = {}
         self._since: float | None = None
+        self._first: float | None = None  # the first observation's, until a verdict or contact comes
         self.windows = {name: [int(w), int(b)] for name, (w, b) in (windows or DEFAULT_WINDOWS).items()}
         for name, (window, bucket) in self.windows.items():
             if problem := agreement_window_problem(name, window, bucket):
@@ -114,10 +115,17 @@ class AgreementView:
 
     def apply(self, aggregator: Aggregator, obs: dict[str, Any], partition: int | None) -> list[Emit]:
         kind, ts = obs["kind"], obs["ts"]
-        if self._since is None:
+        if kind == "judged":
+            judge_id, heard = obs["judge_id"], self._heard
+            for dimension in obs["labels"]:
+                if ts > heard.get(jd := (judge_id, dimension), -math.inf):
+                    heard[jd] = ts
+        elif kind == "pair" and ts > self._heard.get(jd := (obs["judge_id"], obs["dimension"]), -math.inf):
+            self._heard[jd] = ts
+        if self._since is None and kind in ("judged", "contact"):  # not a label's: its turn may be old
             self._since = ts
-        if kind in ("judged", "pair") and ts > self._heard.get(judge_id := obs["judge_id"], -math.inf):
-            self._heard[judge_id] = ts
+        if self._first is None:
+            self._first = ts
         if kind == "pair":
             self._pair(aggregator, obs, partition)
         elif kind == "labelled":
@@ -128,25 +136,28 @@ class AgreementView:
 
     def _drop_unheard(self, aggregator: Aggregator, look: float) -> None:
         """Drop the aggregates, and remove the gauges, of the judges and dimensions with no pair (their
-        vendor figures: no label) for ``idle_seconds`` before the clock's ``look``, of judges with no verdict
-        for as long either (a judge retired). Pairs come only as humans label: a dimension they audit less
-        often than that, or a pause in labelling, must not cost an active judge its cumulative figures
-        (a review of the first version of this rule, 2026-11-26: a dimension audited with 40 pairs every
-        35 days never reached the 50 pairs of ``ConvowatchJudgeAgreementLow``). A judge's verdicts are
-        counted from the start or rebalance (not kept in state): a restart defers its drops, never hastens
-        them."""
+        vendor figures: no label) for ``idle_seconds`` before the clock's ``look``, and no verdict of the
+        judge on the dimension for as long either (a judge retired, or a dimension it no longer judges).
+        Pairs come only as humans label: a dimension they audit less often than that, or a pause in
+        labelling, must not cost a judge still judging it its cumulative figures (a review of the first
+        version of this rule, 2026-11-26: a dimension audited with 40 pairs every 35 days never reached the
+        50 pairs of ``ConvowatchJudgeAgreementLow``). The verdicts are counted from the start or rebalance
+        (not kept in state), as if heard at the first verdict or contact since (a label's turn may be
+        older): a restart defers drops, never hastens them. The vendor figures (shard ``humans``, which the
+        judges' verdicts do not reach on Kafka) go once no label of the judge and dimension has come."""
         before = self._clock.before(look)
-        since = self._since if self._since is not None else look
+        since = next((ts for ts in (self._since, self._first) if ts is not None), look)
+        heard = self._heard
+        if since < before:  # an entry older than ``before`` now reads as unheard without it
+            self._heard = heard = {jd: ts for jd, ts in heard.items() if ts >= before}
 
-        def heard(judge: str) -> bool:
-            return self._heard.get(judge, since) >= before
+        def judged(jd: tuple[str, str]) -> bool:
+            return heard.get(jd, since) >= before
 
-        for jd in drop_unheard(aggregator, self._judged, PAIR_KINDS, None, look, self.idle_seconds, heard):
+        for jd in drop_unheard(aggregator, self._judged, PAIR_KINDS, None, look, self.idle_seconds, judged):
             remove_pair_gauges(self.metrics, jd, SEGMENTS)
         vendors = ("agreement_vendor",)
-        for jd in drop_unheard(
-            aggregator, self._vendor_judged, vendors, "humans", look, self.idle_seconds, heard
-        ):
+        for jd in drop_unheard(aggregator, self._vendor_judged, vendors, "humans", look, self.idle_seconds):
             remove_segment_gauges(self.metrics, jd, "vendor")
         # those cached are those indexed: one that left the index is indexed again at its next pair
         self._labels = {jd: labels for jd, labels in self._labels.items() if jd in self._judged}
@@ -248,7 +259,7 @@ class AgreementView:
         self._clock.forget()
         self._labels.clear()
         self._heard.clear()  # the judges this worker now holds are heard from the next observation on
-        self._since = None
+        self._since = self._first = None
         self._judged = {_judge_dimension(k) for k, _ in aggregator.records("agreement_detail")}
         self._vendor_judged = {_judge_dimension(k) for k, _ in aggregator.records("agreement_vendor")}
 

@@ -55,14 +55,14 @@ def drop_unheard(
     shard: str | None,
     look: float,
     idle_seconds: float,
-    heard: Callable[[str], bool] = lambda judge: False,
+    heard: Callable[[tuple[str, str]], bool] = lambda jd: False,
 ) -> list[tuple[str, str]]:
     """Delete the aggregates ``kinds`` of each judge and dimension of ``owners`` whose breakdown (at
-    ``kinds[0]``) holds no pair at or after ``look - idle_seconds``, unless its judge is ``heard`` (still
-    sends verdicts), each to the changelog partition of its shard (``shard``, or the judge); those dropped,
-    which leave ``owners``, as do those this worker holds no breakdown of (dropped, or a shard moved away).
-    A breakdown from before turn times were kept (2026-11-26) is stamped ``look`` (written so): idle from
-    then on."""
+    ``kinds[0]``) holds no pair at or after ``look - idle_seconds``, unless it is ``heard`` (its judge
+    still judges the dimension), each to the changelog partition of its shard (``shard``, or the judge);
+    those dropped, which leave ``owners``, as do those this worker holds no breakdown of (dropped, or a
+    shard moved away). A breakdown from before turn times were kept (2026-11-26) is stamped ``look``
+    (written so): idle from then on."""
     dropped = []
     for jd in sorted(owners):
         at = key(kinds[0], *jd)
@@ -75,7 +75,7 @@ def drop_unheard(
             aggregator.change(at, partition, lambda b: b.drop_idle(look, idle_seconds))
             continue
         newest = breakdown.last_seen
-        if (newest is None or newest < look - idle_seconds) and not heard(jd[0]):
+        if (newest is None or newest < look - idle_seconds) and not heard(jd):
             for kind in kinds:
                 if aggregator.detector(key(kind, *jd)) is not None:
                     aggregator.delete(key(kind, *jd), partition)

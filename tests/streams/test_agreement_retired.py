@@ -157,7 +157,7 @@ def test_a_restart_defers_the_drop_never_hastens_it() -> None:
     _traffic_from(once, 20 * DAY, 35 * DAY)
     _traffic_from(restarted, 20 * DAY, 35 * DAY)
     assert once.keys(OLD) == set() and once.series(OLD) == set()
-    assert len(restarted.keys(OLD)) == 7
+    assert len(restarted.keys(OLD)) == 6  # its vendor figures go with their labels, restart or not
     _traffic_from(once, 35 * DAY, 52 * DAY)
     _traffic_from(restarted, 35 * DAY, 52 * DAY)
     assert restarted.state() == once.state()
@@ -174,15 +174,65 @@ def test_an_active_judges_figures_stay_through_a_month_without_human_labels() ->
             worker.pair(OLD, audit + i * 60.0)
         day = audit
         while day < audit + 35 * DAY:  # the judge's verdicts, every hour, with no label
-            worker.apply({"kind": "judged", "judge_id": OLD, "labels": {"relevance": "pass"}, "ts": day})
+            labels = {"relevance": "pass", "safety": "pass"}
+            worker.apply({"kind": "judged", "judge_id": OLD, "labels": labels, "ts": day})
             day += 3600.0
-    assert len(worker.keys(OLD)) == 7
+    assert len(worker.keys(OLD)) == 6  # its vendor figures went with their labels (labels only decide them)
     assert (
         worker.registry.get_sample_value(
             "convowatch_judge_agreement_pairs", {"judge_id": OLD, "dimension": "safety"}
         )
         == 80.0
     )
+
+
+def _verdicts(worker: Worker, start: float, end: float, dimensions: tuple[str, ...]) -> None:
+    """OLD's verdicts on ``dimensions``, every hour, with no label."""
+    ts = start
+    while ts < end:
+        worker.apply(
+            {"kind": "judged", "judge_id": OLD, "labels": dict.fromkeys(dimensions, "pass"), "ts": ts}
+        )
+        ts += 3600.0
+
+
+def test_a_dimension_the_judge_no_longer_judges_goes_while_it_judges_others() -> None:
+    # safety handed to another judge: OLD's safety figures go 30 days after its last safety verdict and pair
+    worker = Worker()
+    for i in range(40):
+        worker.pair(OLD, i * 60.0)
+    _verdicts(worker, DAY, 40 * DAY, ("relevance",))
+    assert {k.split("\x1f")[2] for k in worker.keys(OLD) if not k.startswith("agreement_vendor")} == {
+        "relevance"
+    }
+
+
+def test_a_restart_whose_first_observation_is_an_old_label_does_not_hasten_a_drop() -> None:
+    # the first observation after the restart is a label of a turn 40 days old: the judge's verdicts since
+    # the start count from its first verdict or contact, not from that label's turn
+    once, restarted = Worker(), Worker()
+    for worker in (once, restarted):
+        for i in range(40):
+            worker.pair(OLD, i * 60.0)
+        _verdicts(worker, DAY, 40 * DAY, ("relevance", "safety"))
+    restarted.restart()
+    for worker in (once, restarted):
+        worker.apply(
+            {
+                "kind": "labelled",
+                "turn_id": "t-old",
+                "vendor_id": "acme",
+                "judges": {OLD: {"relevance": "pass"}},
+                "labels": {"relevance": "pass"},
+                "label_ts": 40 * DAY,
+                "ts": 60.0,
+            }
+        )
+        worker.contact(40 * DAY)  # a current turn's: the clock moves, and looks, before OLD's next verdict
+        _verdicts(worker, 40 * DAY, 45 * DAY, ("relevance", "safety"))
+    pairs = {"agreement", "agreement_detail", "calibration"}
+    assert {k.split("\x1f")[0] for k in restarted.keys(OLD)} >= pairs
+    assert restarted.keys(OLD) == once.keys(OLD)
 
 
 def test_a_judge_from_before_turn_times_were_kept_counts_from_the_first_look() -> None:

@@ -157,16 +157,22 @@ def transport(recovered: bool = True, rebalancing: bool = False, idle: float = 0
         ({"idle": 100, "broker_down": True}, {("in", 0): 5}, False),  # a restart would not help
         ({"idle": 100, "broker_back": 10}, {("in", 0): 5}, False),  # back 10 s ago: time to resume
         ({"idle": 100, "broker_back": 70}, {("in", 0): 5}, True),
+        ({"idle": 100, "refused": 10}, {("in", 0): 5}, False),  # refused 10 s: maybe a broker starting up
+        ({"idle": 100, "refused": 70}, {("in", 0): 5}, True),  # refused for longer: a restart mends that
     ],
 )
 def test_progress_check_fails_only_for_owned_lag_without_progress(
     kwargs: dict[str, Any], lag: dict[tuple[str, int], int], failing: bool
 ) -> None:
     now = time.monotonic()
+    refused = kwargs.pop("refused", None)
+    down = kwargs.pop("broker_down", False) or refused is not None
     monitor = SimpleNamespace(
-        down_since=now - 5 if kwargs.pop("broker_down", False) else None,
+        down_since=now - max(5, refused or 0) if down else None,
         up_since=now - kwargs.pop("broker_back", 1000),
+        refused_since=now - refused if refused is not None else None,
     )
+    monitor.unreachable = down and refused is None
     check = progress_check(transport(**kwargs), SimpleNamespace(latest=lag), monitor, stall_seconds=60)  # type: ignore[arg-type]
     reason = check()
     assert (reason is not None) is failing
