@@ -125,14 +125,18 @@ def progress_check(
     have lag (outside rebalances and recovery, which may legitimately take longer). Not while the broker
     is unreachable, nor within ``stall_seconds`` of its return: a restart would not bring it back, and a
     restarted worker cannot start without it (readiness reports the outage). But a broker that refuses this
-    worker (a rotated password, an expired certificate) for ``stall_seconds`` fails it: a restart, which
-    reads the credentials anew, is what mends that (until 2026-11-26 /healthz stayed 200 for good)."""
+    worker (a rotated password, an expired certificate) for ``stall_seconds`` fails it, lag or not (the
+    lag monitor, refused too, keeps its last figures): a restart, which reads the credentials anew, is what
+    mends that (until 2026-11-26 /healthz stayed 200 for good)."""
 
     def check() -> str | None:
         if not transport.recovered or transport.app.rebalancing or monitor.unreachable:
             return None
+        now = time.monotonic()
+        if monitor.refused_since is not None and (refused := now - monitor.refused_since) > stall_seconds:
+            return f"the Kafka broker has refused this worker for {refused:.0f}s (authentication or TLS)"
         refused_since = monitor.refused_since if monitor.refused_since is not None else -math.inf
-        idle = time.monotonic() - max(transport.last_progress, monitor.up_since, refused_since)
+        idle = now - max(transport.last_progress, monitor.up_since, refused_since)
         if idle <= stall_seconds:
             return None
         owned = transport.owned

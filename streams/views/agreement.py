@@ -99,7 +99,6 @@ class AgreementView:
         # the first verdict or contact since (``_drop_unheard``)
         self._heard: dict[tuple[str, str], float] = {}
         self._since: float | None = None
-        self._first: float | None = None  # the first observation's, until a verdict or contact comes
         self.windows = {name: [int(w), int(b)] for name, (w, b) in (windows or DEFAULT_WINDOWS).items()}
         for name, (window, bucket) in self.windows.items():
             if problem := agreement_window_problem(name, window, bucket):
@@ -124,8 +123,6 @@ class AgreementView:
             self._heard[jd] = ts
         if self._since is None and kind in ("judged", "contact"):  # not a label's: its turn may be old
             self._since = ts
-        if self._first is None:
-            self._first = ts
         if kind == "pair":
             self._pair(aggregator, obs, partition)
         elif kind == "labelled":
@@ -146,13 +143,13 @@ class AgreementView:
         older): a restart defers drops, never hastens them. The vendor figures (shard ``humans``, which the
         judges' verdicts do not reach on Kafka) go once no label of the judge and dimension has come."""
         before = self._clock.before(look)
-        since = next((ts for ts in (self._since, self._first) if ts is not None), look)
+        since = self._since if self._since is not None else look
         heard = self._heard
         if since < before:  # an entry older than ``before`` now reads as unheard without it
             self._heard = heard = {jd: ts for jd, ts in heard.items() if ts >= before}
 
         def judged(jd: tuple[str, str]) -> bool:
-            return heard.get(jd, since) >= before
+            return max(heard.get(jd, -math.inf), since) >= before
 
         for jd in drop_unheard(aggregator, self._judged, PAIR_KINDS, None, look, self.idle_seconds, judged):
             remove_pair_gauges(self.metrics, jd, SEGMENTS)
@@ -259,7 +256,7 @@ class AgreementView:
         self._clock.forget()
         self._labels.clear()
         self._heard.clear()  # the judges this worker now holds are heard from the next observation on
-        self._since = self._first = None
+        self._since = None
         self._judged = {_judge_dimension(k) for k, _ in aggregator.records("agreement_detail")}
         self._vendor_judged = {_judge_dimension(k) for k, _ in aggregator.records("agreement_vendor")}
 

@@ -101,6 +101,7 @@ def _traffic(worker: Worker, days: float, other_judge: bool = True) -> None:
     another worker's shard) every 3 hours."""
     ts = 0.0
     while ts < days * DAY:
+        worker.contact(ts)  # every turn's, on every worker (the clock: worker_clock.py)
         if ts < 3 * DAY:
             worker.pair(OLD, ts)
         elif other_judge:
@@ -135,6 +136,7 @@ def test_a_retired_judges_aggregates_and_gauges_go_after_the_idle_period_of_othe
 def _traffic_from(worker: Worker, start: float, end: float) -> None:
     ts = start
     while ts < end:
+        worker.contact(ts)
         worker.pair(NEW, ts)
         ts += 3 * 3600.0
 
@@ -233,6 +235,23 @@ def test_a_restart_whose_first_observation_is_an_old_label_does_not_hasten_a_dro
     pairs = {"agreement", "agreement_detail", "calibration"}
     assert {k.split("\x1f")[0] for k in restarted.keys(OLD)} >= pairs
     assert restarted.keys(OLD) == once.keys(OLD)
+
+
+def test_a_late_pair_of_an_old_turn_after_a_restart_does_not_hasten_a_drop() -> None:
+    # a human labels a 35-day-old turn right after a restart: the (judge, dimension) still counts as heard
+    # at the start, not at that turn's time
+    once, restarted = Worker(), Worker()
+    for worker in (once, restarted):
+        for i in range(40):
+            worker.pair(OLD, i * 60.0)
+        _verdicts(worker, DAY, 39 * DAY, ("relevance", "safety"))
+    restarted.restart()
+    for worker in (once, restarted):
+        worker.contact(40 * DAY)
+        worker.pair(OLD, 5 * DAY)
+        _verdicts(worker, 40 * DAY, 41.5 * DAY, ("relevance",))
+    assert restarted.keys(OLD) == once.keys(OLD)
+    assert {k.split("\x1f")[2] for k in restarted.keys(OLD)} == {"relevance", "safety"}
 
 
 def test_a_judge_from_before_turn_times_were_kept_counts_from_the_first_look() -> None:

@@ -159,6 +159,7 @@ def transport(recovered: bool = True, rebalancing: bool = False, idle: float = 0
         ({"idle": 100, "broker_back": 70}, {("in", 0): 5}, True),
         ({"idle": 100, "refused": 10}, {("in", 0): 5}, False),  # refused 10 s: maybe a broker starting up
         ({"idle": 100, "refused": 70}, {("in", 0): 5}, True),  # refused for longer: a restart mends that
+        ({"idle": 100, "refused": 70}, {("in", 0): 0}, True),  # lag or not: the lag monitor is refused too
     ],
 )
 def test_progress_check_fails_only_for_owned_lag_without_progress(
@@ -177,7 +178,8 @@ def test_progress_check_fails_only_for_owned_lag_without_progress(
     reason = check()
     assert (reason is not None) is failing
     if failing:
-        assert reason is not None and "5 messages wait" in reason
+        expected = "has refused this worker for 70s" if refused is not None else "5 messages wait"
+        assert reason is not None and expected in reason
 
 
 def test_partitions_check() -> None:
