@@ -19,6 +19,8 @@ from schemas import Stream
 from streams.config import Settings
 from streams.generator import Incident, TrafficGenerator
 from streams.producer import InputProducer
+from streams.topics import input_topics
+from tests.support.verify import Oracle, TopicCheck, check_outputs, consumer_lag, summarise
 from tests.support.wait import wait_until
 from tests.support.worker import REPO, WorkerProcess
 
@@ -152,3 +154,26 @@ def report(name: str, figures: dict[str, Any]) -> None:
     if path:
         with open(path, "a") as handle:
             handle.write(line + "\n")
+
+
+def wait_for_oracle(
+    settings: Settings, oracle: Oracle, worker: WorkerProcess, timeout: float = 120.0
+) -> dict[str, TopicCheck]:
+    """Wait until the group ``settings.app_id`` has read every input and observation record and every
+    output topic matches ``oracle`` (an embedded replay of the same input); the outputs' checks then. On
+    timeout, the mismatches and ``worker``'s log tail."""
+    bootstrap, prefix = settings.broker, settings.topic_prefix
+    topics = [*input_topics(settings).values(), settings.topic("internal.observations")]
+
+    def done() -> bool:
+        if consumer_lag(bootstrap, settings.app_id, topics):
+            return False
+        return all(c.ok for c in check_outputs(bootstrap, prefix, oracle).values())
+
+    wait_until(
+        done,
+        timeout=timeout,
+        interval=1.0,
+        message=lambda: summarise(check_outputs(bootstrap, prefix, oracle)) + worker.log_tail(),
+    )
+    return check_outputs(bootstrap, prefix, oracle)

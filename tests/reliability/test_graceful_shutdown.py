@@ -14,14 +14,11 @@ import pytest
 
 from streams.config import Settings
 from streams.topics import input_topics
-from tests.reliability.harness import BackgroundProducer, Worker, report, traffic, worker_env
+from tests.reliability.harness import BackgroundProducer, Worker, report, traffic, wait_for_oracle, worker_env
 from tests.support.broker import KafkaBroker
 from tests.support.verify import (
-    check_outputs,
     committed_offsets,
-    consumer_lag,
     embedded_oracle,
-    summarise,
 )
 from tests.support.wait import wait_until
 
@@ -62,18 +59,7 @@ def test_sigterm_commits_everything_processed_and_exits_0(
         second.start()
         producer.join()
 
-        def done() -> bool:
-            if consumer_lag(bootstrap, app_id, [*inputs, settings.topic("internal.observations")]):
-                return False
-            return all(c.ok for c in check_outputs(bootstrap, prefix, oracle).values())
-
-        wait_until(
-            done,
-            timeout=120,
-            interval=1.0,
-            message=lambda: summarise(check_outputs(bootstrap, prefix, oracle)) + second.log_tail(),
-        )
-        checks = check_outputs(bootstrap, prefix, oracle)
+        checks = wait_for_oracle(settings, oracle, second)
         after_restart = second.records_in()
     finally:
         first.kill()

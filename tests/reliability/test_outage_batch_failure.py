@@ -15,10 +15,9 @@ import pytest
 
 from streams.app import EX_SOFTWARE
 from streams.config import Settings
-from streams.topics import input_topics
-from tests.reliability.harness import BackgroundProducer, Worker, report, traffic, worker_env
+from tests.reliability.harness import BackgroundProducer, Worker, report, traffic, wait_for_oracle, worker_env
 from tests.support.broker import KafkaBroker
-from tests.support.verify import check_outputs, consumer_lag, embedded_oracle, summarise
+from tests.support.verify import embedded_oracle
 from tests.support.wait import wait_until
 
 pytestmark = pytest.mark.reliability
@@ -77,20 +76,7 @@ def test_a_batch_failed_in_an_outage_waits_for_the_broker_then_exits_70(
         assert code == EX_SOFTWARE, first.log_tail()
 
         second.start()
-        inputs = list(input_topics(settings).values())
-
-        def done() -> bool:
-            if consumer_lag(bootstrap, app_id, [*inputs, settings.topic("internal.observations")]):
-                return False
-            return all(c.ok for c in check_outputs(bootstrap, prefix, oracle).values())
-
-        wait_until(
-            done,
-            timeout=180,
-            interval=1.0,
-            message=lambda: summarise(check_outputs(bootstrap, prefix, oracle)) + second.log_tail(),
-        )
-        checks = check_outputs(bootstrap, prefix, oracle)
+        checks = wait_for_oracle(settings, oracle, second, timeout=180)
     finally:
         first.kill()
         second.stop()

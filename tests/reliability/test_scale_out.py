@@ -13,15 +13,12 @@ import pytest
 
 from streams.config import Settings
 from streams.topics import input_topics
-from tests.reliability.harness import BackgroundProducer, Worker, report, traffic, worker_env
+from tests.reliability.harness import BackgroundProducer, Worker, report, traffic, wait_for_oracle, worker_env
 from tests.support.broker import KafkaBroker
 from tests.support.verify import (
     agreement_from_changelog,
-    check_outputs,
     committed_offsets,
-    consumer_lag,
     embedded_oracle,
-    summarise,
 )
 from tests.support.wait import wait_until
 
@@ -76,18 +73,7 @@ def test_survivor_takes_over_a_killed_workers_partitions(
         takeover = time.monotonic() - killed_at
         producer.join()
 
-        def done() -> bool:
-            if consumer_lag(bootstrap, app_id, [*inputs, settings.topic("internal.observations")]):
-                return False
-            return all(c.ok for c in check_outputs(bootstrap, prefix, oracle).values())
-
-        wait_until(
-            done,
-            timeout=120,
-            interval=1.0,
-            message=lambda: summarise(check_outputs(bootstrap, prefix, oracle)) + b.log_tail(),
-        )
-        checks = check_outputs(bootstrap, prefix, oracle)
+        checks = wait_for_oracle(settings, oracle, b)
         b_records = b.records_in()
         b_pending = b.value("convowatch_join_pending_turns")
         assert agreement_from_changelog(bootstrap, app_id) == oracle.agreement

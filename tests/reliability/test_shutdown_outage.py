@@ -16,10 +16,9 @@ import pytest
 
 from streams.config import Settings
 from streams.shutdown import EX_TEMPFAIL
-from streams.topics import input_topics
-from tests.reliability.harness import BackgroundProducer, Worker, report, traffic, worker_env
+from tests.reliability.harness import BackgroundProducer, Worker, report, traffic, wait_for_oracle, worker_env
 from tests.support.broker import KafkaBroker
-from tests.support.verify import check_outputs, consumer_lag, embedded_oracle, summarise
+from tests.support.verify import embedded_oracle
 from tests.support.wait import wait_until
 
 pytestmark = pytest.mark.reliability
@@ -69,20 +68,7 @@ def test_sigterm_with_the_broker_down_exits_by_the_deadline_and_loses_nothing(
         broker.restart()
         producer.join(timeout=180)
         second.start()
-        inputs = list(input_topics(settings).values())
-
-        def done() -> bool:
-            if consumer_lag(bootstrap, app_id, [*inputs, settings.topic("internal.observations")]):
-                return False
-            return all(c.ok for c in check_outputs(bootstrap, prefix, oracle).values())
-
-        wait_until(
-            done,
-            timeout=120,
-            interval=1.0,
-            message=lambda: summarise(check_outputs(bootstrap, prefix, oracle)) + second.log_tail(),
-        )
-        checks = check_outputs(bootstrap, prefix, oracle)
+        checks = wait_for_oracle(settings, oracle, second)
     finally:
         first.kill()
         second.stop()
