@@ -24,77 +24,33 @@ closes, when it does.
 
 from __future__ import annotations
 
-import math
-from collections.abc import Iterable, Iterator
+from typing import Any
 
 from detectors.score_drift import ScoreDrift
-from streams.aggregate import Aggregator
-from streams.emit import SEP
-from streams.views.idle_looks import IdleLooks
-from streams.views.spike_silence import SWEEP_SECONDS, source_partition
+from streams.views.spike_silence import SilentAlarms
 
 #: How long an open drift's detector has had no score before the drift is closed (the worker's clock)
 SILENCE_SECONDS = 7 * 86400.0
 
 
-class SilentDrifts:
-    """The worker's clock, the perceptual detectors in alarm, and which of them have gone silent.
+class SilentDrifts(SilentAlarms):
+    """The worker's clock, the perceptual detectors in alarm, and which of them have gone silent for
+    ``silence_seconds`` (:class:`~streams.views.spike_silence.SilentAlarms`). Silence counts from a detector's
+    last arrival on the clock: a judge whose verdicts lag the turns' contacts by hours is not silent."""
 
-    :meth:`tick` each observation (its event time advances the clock, which it returns: the arrival to give
-    the detectors it updates), :meth:`opened` the keys whose detector alarms, and when :meth:`due`, close
-    the silent ones (:meth:`close`)."""
+    kind = ScoreDrift
+    looks = "open drifts"
 
     def __init__(self, silence_seconds: float = SILENCE_SECONDS) -> None:
+        super().__init__()
         self.silence_seconds = silence_seconds
-        self.clock = -math.inf
-        self._open: set[str] = set()
-        self._sweeps = IdleLooks(SWEEP_SECONDS)
 
-    def tick(self, ts: float) -> float:
-        if ts > self.clock:
-            self.clock = ts
-        return self.clock
+    def recovered_arrival(self, detector: Any) -> float | None:
+        """Its last arrival, or event time for state from before arrivals were kept."""
+        return detector.last_arrival if detector.last_arrival is not None else detector.last_seen
 
-    def opened(self, key: str) -> None:
-        self._open.add(key)
+    def silence(self, detector: Any) -> float:
+        return self.silence_seconds
 
-    def recover(self, aggregator: Aggregator, keys: Iterable[str]) -> None:
-        """After a start or a rebalance: the open drifts of the detectors at ``keys``, and the clock from
-        their last arrivals (or event times, for state from before arrivals were kept)."""
-        self._open = set()
-        self._sweeps.forget()
-        for key in keys:
-            detector = aggregator.detector(key)
-            if isinstance(detector, ScoreDrift):
-                if detector.in_alarm:
-                    self._open.add(key)
-                arrived = detector.last_arrival if detector.last_arrival is not None else detector.last_seen
-                if arrived is not None:
-                    self.tick(arrived)
-
-    def due(self) -> float | None:
-        """The start of the clock's stretch of :data:`SWEEP_SECONDS` if its open drifts are due a look."""
-        return self._sweeps.due("open drifts", self.clock)
-
-    def close(self, aggregator: Aggregator, now: float) -> Iterator[tuple[str, ScoreDrift, float]]:
-        """Close the open drifts silent for ``silence_seconds`` at clock ``now``, each written to its
-        judge's changelog partition: (key, detector, when its silence was complete) of each. Silence counts
-        from the detector's last arrival on the clock (a judge whose verdicts lag the turns' contacts by
-        hours is not silent); a detector from before arrivals were kept (2026-11-26) has its silence counted
-        from ``now`` (written so)."""
-        for key in sorted(self._open):
-            detector = aggregator.detector(key)
-            if not isinstance(detector, ScoreDrift) or not detector.in_alarm:
-                self._open.discard(key)  # dropped, or resolved by a score
-                continue
-            partition = source_partition(aggregator, key.split(SEP, 2)[1])
-            arrived = detector.last_arrival
-            if arrived is None:
-                aggregator.change(key, partition, lambda d: d.arrive(now))
-                continue
-            silence = self.silence_seconds
-            if now - arrived >= silence:
-                closed = aggregator.change(key, partition, ScoreDrift.close)
-                assert isinstance(closed, ScoreDrift)
-                self._open.discard(key)
-                yield key, closed, arrived + silence
+    def stamp(self, detector: Any, now: float) -> None:
+        detector.arrive(now)

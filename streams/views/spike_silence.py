@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Iterator
+from typing import Any
 
 from detectors.category_spikes import CategorySpikes
 from streams.aggregate import Aggregator
@@ -58,12 +59,20 @@ def silence_seconds(spikes: CategorySpikes) -> float:
     return max(SILENCE_FLOOR_SECONDS, SILENCE_GAPS * typical, LONGEST_GAP_MARGIN * longest)
 
 
-class SilentSpikes:
-    """The worker's clock, the spike aggregates in alarm, and which of them have gone silent.
+class SilentAlarms:
+    """The worker's clock, the aggregates of detector type :attr:`kind` in alarm, and which of them have gone
+    silent: what the spike view and the perceptual view (:mod:`streams.views.perceptual_silence`) share.
 
     :meth:`tick` each observation (its event time advances the clock, which it returns: the arrival to give
-    the slices it updates), :meth:`opened` and :meth:`resolved` the keys whose detector alarms or resolves,
-    and when :meth:`due`, close the silent ones (:meth:`close`)."""
+    the detectors it updates), :meth:`opened` the keys whose detector alarms, and when :meth:`due`, close
+    the silent ones (:meth:`close`). A subclass names :attr:`kind`, says how long its detectors' silence
+    period is (:meth:`silence`) and how to give one from before arrivals were kept an arrival
+    (:meth:`stamp`)."""
+
+    #: the detector type of the aggregates watched (it has ``in_alarm``, ``last_arrival`` and ``close()``)
+    kind: type[Any] = object
+    #: the name its looks are due under (:class:`~streams.views.idle_looks.IdleLooks`)
+    looks = "open alarms"
 
     def __init__(self) -> None:
         self.clock = -math.inf
@@ -78,48 +87,72 @@ class SilentSpikes:
     def opened(self, key: str) -> None:
         self._open.add(key)
 
+    def recover(self, aggregator: Aggregator, keys: Iterable[str]) -> None:
+        """After a start or a rebalance: the open alarms of the aggregates at ``keys``, and the clock from
+        their last arrivals (:meth:`recovered_arrival`: the newest event time they had, what the clock was or
+        so little behind it that a later observation brings it back)."""
+        self._open = set()
+        self._sweeps.forget()
+        for key in keys:
+            detector = aggregator.detector(key)
+            if isinstance(detector, self.kind):
+                if detector.in_alarm:
+                    self._open.add(key)
+                if (arrived := self.recovered_arrival(detector)) is not None:
+                    self.tick(arrived)
+
+    def due(self) -> float | None:
+        """The start of the clock's stretch of :data:`SWEEP_SECONDS` if its open alarms are due a look."""
+        return self._sweeps.due(self.looks, self.clock)
+
+    def close(self, aggregator: Aggregator, now: float) -> Iterator[tuple[str, Any, float]]:
+        """Close the open alarms silent for their silence period at clock ``now``, each written to its shard's
+        changelog partition: (key, detector, when its silence was complete) of each. Silence counts from the
+        detector's last arrival on the clock; a detector from before arrivals were kept (2026-11-26) has its
+        silence counted from ``now`` (written so)."""
+        for key in sorted(self._open):
+            detector = aggregator.detector(key)
+            if not isinstance(detector, self.kind) or not detector.in_alarm:
+                self._open.discard(key)  # dropped, or resolved by an observation
+                continue
+            partition = source_partition(aggregator, key.split(SEP, 2)[1])
+            arrived = detector.last_arrival
+            if arrived is None:
+                aggregator.change(key, partition, lambda d: self.stamp(d, now))
+                continue
+            silence = self.silence(detector)
+            if now - arrived >= silence:
+                closed = aggregator.change(key, partition, self.kind.close)
+                assert isinstance(closed, self.kind)
+                self._open.discard(key)
+                yield key, closed, arrived + silence
+
+    def recovered_arrival(self, detector: Any) -> float | None:
+        return detector.last_arrival
+
+    def silence(self, detector: Any) -> float:
+        raise NotImplementedError
+
+    def stamp(self, detector: Any, now: float) -> None:
+        raise NotImplementedError
+
+
+class SilentSpikes(SilentAlarms):
+    """The worker's clock, the spike aggregates in alarm, and which of them have gone silent
+    (:class:`SilentAlarms`); :meth:`resolved` the keys whose detector resolves."""
+
+    kind = CategorySpikes
+    looks = "open spikes"
+
     def resolved(self, key: str, spikes: CategorySpikes) -> None:
         if not spikes.in_alarm:
             self._open.discard(key)
 
-    def recover(self, aggregator: Aggregator, keys: Iterable[str]) -> None:
-        """After a start or a rebalance: the open spikes of the spike aggregates at ``keys``, and the clock
-        from their last arrivals (the newest event time they had: what the clock was, or so little behind it
-        that a later observation brings it back)."""
-        self._open = set()
-        self._sweeps.forget()
-        for key in keys:
-            spikes = aggregator.detector(key)
-            if isinstance(spikes, CategorySpikes):
-                if spikes.in_alarm:
-                    self._open.add(key)
-                if spikes.last_arrival is not None:
-                    self.tick(spikes.last_arrival)
+    def silence(self, detector: Any) -> float:
+        return silence_seconds(detector)
 
-    def due(self) -> float | None:
-        """The start of the clock's stretch of :data:`SWEEP_SECONDS` if its open spikes are due a look."""
-        return self._sweeps.due("open spikes", self.clock)
-
-    def close(self, aggregator: Aggregator, now: float) -> Iterator[tuple[str, CategorySpikes, float]]:
-        """Close the open spikes silent for their silence period at clock ``now``, each written to its shard's
-        changelog partition: (key, detector, when its silence was complete) of each. A detector from before
-        arrivals were kept (2026-11-26) has its silence counted from ``now`` (written so)."""
-        for key in sorted(self._open):
-            spikes = aggregator.detector(key)
-            if not isinstance(spikes, CategorySpikes) or not spikes.in_alarm:
-                self._open.discard(key)  # dropped, or resolved by a turn
-                continue
-            partition = source_partition(aggregator, key.split(SEP, 2)[1])
-            arrived = spikes.last_arrival
-            if arrived is None:
-                aggregator.change(key, partition, lambda s: s.update([], [], arrival=now))
-                continue
-            silence = silence_seconds(spikes)
-            if now - arrived >= silence:
-                closed = aggregator.change(key, partition, CategorySpikes.close)
-                assert isinstance(closed, CategorySpikes)
-                self._open.discard(key)
-                yield key, closed, arrived + silence
+    def stamp(self, detector: Any, now: float) -> None:
+        detector.update([], [], arrival=now)
 
     def unheard(self, aggregator: Aggregator, keys: dict[str, set[str]], before: float) -> list[str]:
         """The sources (of ``keys``: spike keys by source) none of whose detectors had an observation at or
