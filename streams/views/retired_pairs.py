@@ -1,14 +1,14 @@
 """A retired judge's agreement and calibration aggregates, dropped on the worker's clock, and their gauges.
 
 A judge and dimension that has had no pair for ``idle_seconds`` of the worker's clock
-(:class:`~streams.views.worker_clock.WorkerClock`) before the start of the look (a judge replaced, or a
-dimension it no longer labels) loses its pair aggregates, ``agreement``, ``agreement_detail`` and
-``calibration`` (shard: the judge), and every gauge of theirs; its ``agreement_vendor`` aggregate (shard:
-``humans``) goes once it has had no label for as long. Its newest pair is read from its breakdown (the newest
-turn time its segment values hold), so a restart drops what a run without it drops. Until 2026-11-26 these
-stayed for good: the cumulative figures had no idle rule, and the breakdowns' looked at the judge's own pairs,
-which a retired judge never sends; ``ConvowatchJudgeAgreementLow`` of a judge replaced for disagreeing with
-humans kept firing, and a restart exported its 198 series again.
+(:class:`~streams.views.worker_clock.WorkerClock`) before the start of the look, and that its view does not
+count as ``heard`` (the judge's verdicts on it: ``AgreementView._drop_unheard``), loses its pair
+aggregates, ``agreement``, ``agreement_detail`` and ``calibration`` (shard: the judge), and every gauge of
+theirs; its ``agreement_vendor`` aggregate (shard: ``humans``) goes once it has had no label for as long.
+Its newest pair is read from its breakdown (the newest turn time its segment values hold). Until 2026-11-26
+these stayed for good: the cumulative figures had no idle rule, and the breakdowns' looked at the judge's own
+pairs, which a retired judge never sends; ``ConvowatchJudgeAgreementLow`` of a judge replaced for disagreeing
+with humans kept firing, and a restart exported its 198 series again.
 """
 
 from __future__ import annotations
