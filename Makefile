@@ -51,7 +51,7 @@ UNIT := not kafka and not reliability and not prometheus and not browser
 
 test: system venv kafka lint
 	$(VENV)/bin/pytest -n auto -m "$(UNIT)" $(PYTEST_ARGS) || [ $$? -eq 5 ]
-	$(VENV)/bin/pytest -m "not ($(UNIT))" $(PYTEST_ARGS) || [ $$? -eq 5 ]
+	$(VENV)/bin/pytest -m "not ($(UNIT))" --durations=15 $(PYTEST_ARGS) || [ $$? -eq 5 ]
 
 test-unit: venv
 	$(VENV)/bin/pytest -n auto -m "$(UNIT)" $(PYTEST_ARGS)
