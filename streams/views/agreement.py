@@ -32,6 +32,8 @@ the first 49 values of a segment held it for good, and after turnover every new 
 pair for ``idle_seconds`` of the worker's clock (a retired judge, whose pairs never come to look) loses its
 ``agreement``, ``agreement_detail`` and ``calibration`` aggregates and their gauges, and its
 ``agreement_vendor`` one once no label of it has come for as long (``streams/views/retired_pairs.py``).
+The gauges are set by ``streams/views/agreement_gauges.py``, report.json's rows made by
+``streams/views/agreement_report.py``.
 """
 
 from __future__ import annotations
@@ -45,25 +47,17 @@ from detectors import AgreementStats, AgreementTracker
 from detectors.agreement_breakdown import DEFAULT_SEGMENTS, AgreementBreakdown
 from streams.aggregate import Aggregator, key
 from streams.config_validation import agreement_window_problem
-from streams.emit import SEP, Emit, iso
+from streams.emit import SEP, Emit
 from streams.exceptions import ConfigError
 from streams.labels import OTHER, UNKNOWN
 from streams.metrics import Metrics
+from streams.views.agreement_gauges import export_overall, export_segment, export_windows
+from streams.views.agreement_report import agreement_rows, segment_rows
 from streams.views.idle_looks import IDLE_SECONDS, IdleLooks
 from streams.views.refresh import Refresh
 from streams.views.retired_pairs import PAIR_KINDS, drop_unheard, remove_pair_gauges, remove_segment_gauges
 from streams.views.worker_clock import WorkerClock
 
-#: Metric label guard of each segment (``streams.metrics.Metrics.guards``).
-SEGMENT_GUARDS = {
-    "journey": "journey",
-    "intent": "intent",
-    "model_version": "model_version",
-    "channel": "channel",
-    "modality": "modality",
-    "vendor": "vendor_id",
-    "judge_version": "judge_version",
-}
 #: Segments of the ``agreement_detail`` aggregates: the turn's, and the version of the judge on the turn (from
 #: its first verdict there; ``unknown`` in pairs of a join before the version was kept)
 SEGMENTS = (*DEFAULT_SEGMENTS, "judge_version")
@@ -191,13 +185,13 @@ class AgreementView:
         if breakdown is None or not own:
             return
         if self.refresh(jd, ts):
-            self._export_overall(breakdown.overall(), labels)
+            export_overall(self.metrics, breakdown.overall(), labels)
         if self.refresh_windows(jd, ts):
-            self._export_windows(breakdown, labels)
+            export_windows(self.metrics, breakdown, labels)
         for name in SEGMENTS:
             value, stats = _stored(breakdown, name, segment.get(name))
             if self.refresh((judge_id, dimension, name, value), ts):
-                self._export_segment(labels, name, value, stats)
+                export_segment(self.metrics, labels, name, value, stats)
 
     def export_pending(self, aggregator: Aggregator) -> None:
         """The gauges of each judge and dimension, segment value and vendor with pairs since its last
@@ -206,7 +200,7 @@ class AgreementView:
         for jd in self.refresh_windows.pending():
             breakdown = aggregator.detector(key("agreement_detail", *jd))
             if isinstance(breakdown, AgreementBreakdown):
-                self._export_windows(breakdown, jd)
+                export_windows(self.metrics, breakdown, jd)
         for name in self.refresh.pending():
             judge_id, dimension, *segment = name
             prefix = "agreement_vendor" if segment and segment[0] == "vendor" else "agreement_detail"
@@ -214,12 +208,14 @@ class AgreementView:
             if not isinstance(breakdown, AgreementBreakdown):
                 continue  # dropped since
             if not segment:
-                self._export_overall(breakdown.overall(), (judge_id, dimension))
+                export_overall(self.metrics, breakdown.overall(), (judge_id, dimension))
                 continue
             name, value = segment
             stats = breakdown.segment_value(name, value) if name in breakdown.segments else None
             if stats is not None:  # not dropped as idle since
-                self._export_segment((judge_id, dimension), name, value, stats, self.metrics.recovered_label)
+                export_segment(
+                    self.metrics, (judge_id, dimension), name, value, stats, self.metrics.recovered_label
+                )
 
     def export_owned(self, aggregator: Aggregator, keys: Iterable[str], owns: Callable[[str], bool]) -> None:
         """After a rebalance, the interval, window and segment gauges of the aggregates at ``keys`` (the
@@ -234,11 +230,11 @@ class AgreementView:
             labels = (m.admitted_label("judge_id", judge_id), m.admitted_label("dimension", dimension))
             if labels != (judge_id, dimension):
                 continue
-            self._export_overall(breakdown.overall(), labels)
-            self._export_windows(breakdown, labels)
+            export_overall(self.metrics, breakdown.overall(), labels)
+            export_windows(self.metrics, breakdown, labels)
             for name in breakdown.segments:
                 for value, stats in breakdown.segment(name).items():
-                    self._export_segment(labels, name, value, stats, m.admitted_label)
+                    export_segment(self.metrics, labels, name, value, stats, m.admitted_label)
         humans = owns("humans")  # the shard of the vendor breakdowns (labelled observations)
         for (judge_id, dimension), breakdown in _breakdowns(
             aggregator.owned_detectors(keys, "agreement_vendor", lambda judge: humans)
@@ -246,7 +242,7 @@ class AgreementView:
             labels = (m.admitted_label("judge_id", judge_id), m.admitted_label("dimension", dimension))
             if labels == (judge_id, dimension):
                 for value, stats in breakdown.segment("vendor").items():
-                    self._export_segment(labels, "vendor", value, stats, m.admitted_label)
+                    export_segment(self.metrics, labels, "vendor", value, stats, m.admitted_label)
 
     def rebalanced(self, aggregator: Aggregator) -> None:
         """Refresh afresh: the owned shards' gauges are exported from the recovered state (``export_owned``),
@@ -330,102 +326,16 @@ class AgreementView:
                 if labels != (judge_id, dimension):  # folded into "other": report.json only
                     continue
                 if self.refresh((judge_id, dimension, "vendor", value), obs["ts"]):
-                    self._export_segment(labels, "vendor", value, stats)
-
-    def _export_overall(self, stats: AgreementStats, labels: tuple[str, str]) -> None:
-        m = self.metrics
-        summary = stats.summary()
-        m.gwet_ac1.labels(*labels).set(summary["gwet_ac1"])
-        for statistic in ("percent_agreement", "cohen_kappa", "gwet_ac1"):
-            low, high = summary[f"{statistic}_interval"]
-            m.agreement_bound.labels(*labels, statistic, "lower").set(low)
-            m.agreement_bound.labels(*labels, statistic, "upper").set(high)
-
-    def _export_windows(self, breakdown: AgreementBreakdown, labels: tuple[str, str]) -> None:
-        m = self.metrics
-        for name in breakdown.windows:  # those it was created with (the setting may change since)
-            window = breakdown.window(name)
-            m.window_agreement_ratio.labels(*labels, name).set(window.percent_agreement)
-            m.window_cohen_kappa.labels(*labels, name).set(window.cohen_kappa)
-            m.window_gwet_ac1.labels(*labels, name).set(window.gwet_ac1)
-            m.window_agreement_pairs.labels(*labels, name).set(window.n)
-
-    def _export_segment(
-        self,
-        labels: tuple[str, str],
-        name: str,
-        value: str,
-        stats: AgreementStats,
-        label_of: Callable[[str, str | None], str] | None = None,
-    ) -> None:
-        label = (label_of or self.metrics.label)(SEGMENT_GUARDS[name], None if value == UNKNOWN else value)
-        if label != value or value == OTHER:
-            return  # values the metric guard or the aggregate fold into "other": report.json only
-        m = self.metrics
-        series = (*labels, name, label)
-        m.segment_agreement_ratio.labels(*series).set(stats.percent_agreement)
-        m.segment_cohen_kappa.labels(*series).set(stats.cohen_kappa)
-        m.segment_gwet_ac1.labels(*series).set(stats.gwet_ac1)
-        m.segment_agreement_pairs.labels(*series).set(stats.n)
+                    export_segment(self.metrics, labels, "vendor", value, stats)
 
     # -- report.json ---------------------------------------------------------------------------------
 
     def report(self, aggregator: Aggregator) -> dict[str, Any]:
         """``agreement`` (one row per judge and dimension) and ``agreement_segments``."""
-        return {"agreement": self.rows(aggregator), "agreement_segments": self.segment_rows(aggregator)}
+        return {"agreement": agreement_rows(aggregator), "agreement_segments": segment_rows(aggregator)}
 
-    @staticmethod
-    def rows(aggregator: Aggregator) -> list[dict[str, Any]]:
-        """Rows sorted by judge and dimension; undefined figures are ``None``. Windows are as of the newest
-        turn time of the judge and dimension (they do not depend on the order pairs arrived in)."""
-        rows = []
-        for (judge_id, dimension), tracker in aggregator.items("agreement"):
-            assert isinstance(tracker, AgreementTracker)
-            row: dict[str, Any] = {
-                "judge_id": judge_id,
-                "dimension": dimension,
-                "segment": None,
-                "segment_value": None,
-                "n": tracker.n,
-                "percent_agreement": finite_or_none(tracker.percent_agreement),
-                "cohen_kappa": finite_or_none(tracker.cohen_kappa),
-                "confusion": tracker.confusion,
-            }
-            breakdown = aggregator.detector(key("agreement_detail", judge_id, dimension))
-            if isinstance(breakdown, AgreementBreakdown):
-                row |= {k: v for k, v in stats_row(breakdown.overall()).items() if k not in row}
-                row["windows"] = {
-                    name: {
-                        "start": iso_or_none(breakdown.window_bounds(name)[0]),
-                        "end": iso_or_none(breakdown.window_bounds(name)[1]),
-                        **stats_row(breakdown.window(name)),
-                    }
-                    for name in breakdown.windows
-                }
-            rows.append(row)
-        return rows
-
-    @staticmethod
-    def segment_rows(aggregator: Aggregator) -> list[dict[str, Any]]:
-        """One row per judge, dimension, segment and value (vendor rows: the judge against each
-        annotator's own label), sorted."""
-        rows = []
-        for prefix in ("agreement_detail", "agreement_vendor"):
-            for (judge_id, dimension), breakdown in aggregator.items(prefix):
-                assert isinstance(breakdown, AgreementBreakdown)
-                for name in breakdown.segments:
-                    for value, stats in breakdown.segment(name).items():
-                        rows.append(
-                            {
-                                "judge_id": judge_id,
-                                "dimension": dimension,
-                                "segment": name,
-                                "segment_value": value,
-                                **stats_row(stats),
-                            }
-                        )
-        rows.sort(key=lambda r: (r["judge_id"], r["dimension"], r["segment"], r["segment_value"]))
-        return rows
+    rows = staticmethod(agreement_rows)
+    segment_rows = staticmethod(segment_rows)
 
 
 def _stored(breakdown: AgreementBreakdown, name: str, value: str | None) -> tuple[str, AgreementStats]:
@@ -455,32 +365,3 @@ def _judge_dimension(breakdown_key: str) -> tuple[str, str]:
 
 def _vendor_breakdown() -> AgreementBreakdown:
     return AgreementBreakdown(segments=["vendor"], windows={}, max_values=MAX_SEGMENT_VALUES)
-
-
-def stats_row(stats: AgreementStats) -> dict[str, Any]:
-    """Every figure of ``stats`` for report.json: NaN becomes ``None``, intervals ``[low, high]``."""
-    summary = stats.summary()
-    return {
-        "n": stats.n,
-        "percent_agreement": finite_or_none(summary["percent_agreement"]),
-        "percent_agreement_interval": interval_or_none(summary["percent_agreement_interval"]),
-        "cohen_kappa": finite_or_none(summary["cohen_kappa"]),
-        "cohen_kappa_interval": interval_or_none(summary["cohen_kappa_interval"]),
-        "gwet_ac1": finite_or_none(summary["gwet_ac1"]),
-        "gwet_ac1_interval": interval_or_none(summary["gwet_ac1_interval"]),
-        "confusion": stats.confusion,
-    }
-
-
-def finite_or_none(value: float | None) -> float | None:
-    return value if value is not None and math.isfinite(value) else None
-
-
-def interval_or_none(bounds: Iterable[float]) -> list[float] | None:
-    """``[low, high]``, or ``None`` when undefined."""
-    low, high = bounds
-    return [low, high] if math.isfinite(low) and math.isfinite(high) else None
-
-
-def iso_or_none(ts: float | None) -> str | None:
-    return None if ts is None else iso(ts)

@@ -19,7 +19,7 @@ from schemas.common import FAIL, QUALITY_DIMENSIONS
 from streams.aggregate import Aggregator, key
 from streams.emit import Emit
 from streams.metrics import Metrics
-from streams.views.agreement import finite_or_none, interval_or_none
+from streams.views.agreement_report import finite_or_none, interval_or_none
 from streams.views.refresh import Refresh
 
 

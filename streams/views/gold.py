@@ -34,7 +34,7 @@ from streams.emit import SEP, Emit
 from streams.golden import GoldenSet
 from streams.labels import OTHER, LabelGuard
 from streams.metrics import Metrics
-from streams.views.agreement import finite_or_none, interval_or_none
+from streams.views.agreement_report import finite_or_none, interval_or_none
 from streams.views.gold_items import GoldItems
 from streams.views.idle_looks import IDLE_SECONDS, IdleLooks
 

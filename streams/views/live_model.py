@@ -36,7 +36,8 @@ from streams.aggregate import Aggregator, key
 from streams.emit import SEP, Emit, sampled_labels
 from streams.labels import UNKNOWN, LabelOf
 from streams.metrics import Metrics
-from streams.views.agreement import MAX_SEGMENT_VALUES, finite_or_none, interval_or_none
+from streams.views.agreement import MAX_SEGMENT_VALUES
+from streams.views.agreement_report import finite_or_none, interval_or_none
 from streams.views.idle_looks import IDLE_SECONDS, IdleLooks
 from streams.views.refresh import Refresh
 from streams.views.retired_maps import drop_unheard_maps

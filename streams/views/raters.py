@@ -28,7 +28,7 @@ from detectors.rater_panel import RaterPanel
 from streams.aggregate import Aggregator, key
 from streams.emit import Emit
 from streams.metrics import Metrics
-from streams.views.agreement import finite_or_none, interval_or_none, stats_row
+from streams.views.agreement_report import finite_or_none, interval_or_none, stats_row
 from streams.views.idle_looks import IDLE_SECONDS, IdleLooks
 from streams.views.refresh import Refresh
 

@@ -22,7 +22,7 @@ from streams.emit import SEP, UNKNOWN_SEGMENT, Emit, iso
 from streams.labels import PartitionGuards, shard_partition, shown
 from streams.metrics import Metrics
 from streams.policy import escalation_id
-from streams.views.agreement import finite_or_none
+from streams.views.agreement_report import finite_or_none
 from streams.views.idle_journeys import drop_idle
 from streams.views.idle_looks import IDLE_SECONDS, IdleLooks
 

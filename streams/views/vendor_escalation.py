@@ -10,7 +10,7 @@ from detectors.vendor_scorecard import Scorecard, VendorScorecard
 from streams.emit import UNKNOWN_SEGMENT, iso
 from streams.policy import escalation_id
 from streams.vendor_sla import VendorSla, Verdict
-from streams.views.agreement import finite_or_none
+from streams.views.agreement_report import finite_or_none
 from streams.views.vendor_figures import describe, figures
 
 

@@ -60,7 +60,7 @@ from streams.emit import Emit, iso
 from streams.golden import GoldenSet
 from streams.metrics import Metrics
 from streams.vendor_sla import SLAS, VendorSla, Verdict, silence_judged
-from streams.views.agreement import finite_or_none
+from streams.views.agreement_report import finite_or_none
 from streams.views.vendor_escalation import sla_escalation
 from streams.views.vendor_figures import figures
 
