@@ -8,7 +8,9 @@ window of its turn. Segment values per segment are bounded by ``max_values``: la
 they share its scale (later new labels as ``other``), and only the overall one counts ``folded_labels``.
 Each segment value keeps the newest turn time of its pairs, so that its owner can drop the trackers of values
 gone idle (a retired model version) with :meth:`AgreementBreakdown.drop_idle`, and the room goes to the next
-new value.
+new value. Its owner may stamp it with the newest time rater ``a`` was heard rating, pairs or not
+(:meth:`AgreementBreakdown.hear`: a judge's verdicts, most of which no human labels), so that the time is kept
+with the figures it keeps alive.
 """
 
 from __future__ import annotations
@@ -94,6 +96,7 @@ class AgreementBreakdown(Detector):
         self._segments: dict[str, dict[str, AgreementStats]] = {name: {} for name in self.segments}
         # segment -> value -> the newest turn time of its pairs
         self._last_seen: dict[str, dict[str, float]] = {name: {} for name in self.segments}
+        self._heard: float | None = None  # the newest time stamped by hear()
         self._windows = {
             name: EventTimeWindows(
                 "AgreementStats",
@@ -146,6 +149,24 @@ class AgreementBreakdown(Detector):
                 del values[value], seen[value]
                 dropped.append((name, value))
         return sorted(dropped)
+
+    def hear(self, ts: float) -> Self:
+        """Stamp that rater ``a`` was heard rating at event time ``ts`` (a verdict of the judge, labelled by
+        a human or not); the stamp only moves forward.
+
+        >>> breakdown = AgreementBreakdown(segments=["journey"], windows={})
+        >>> breakdown.heard is None, breakdown.hear(9.0).hear(4.0).heard
+        (True, 9.0)
+        """
+        if self._heard is None or ts > self._heard:
+            self._heard = float(ts)
+        return self
+
+    @property
+    def heard(self) -> float | None:
+        """The newest time stamped by :meth:`hear`; None if never stamped (or state from before
+        2026-11-26)."""
+        return self._heard
 
     def add_segment(self, name: str) -> Self:
         """Count pairs per value of segment ``name`` too, from the next pair on (an aggregate kept since
@@ -222,12 +243,14 @@ class AgreementBreakdown(Detector):
                 },
                 "_windows": {name: w.to_dict()["state"] for name, w in self._windows.items()},
                 "_last_seen": {name: dict(seen) for name, seen in self._last_seen.items()},
+                "_heard": self._heard,
             }
         )
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Self:
-        breakdown, state = cls._new_from(data, ("_overall", "_segments", "_windows", "_last_seen"))
+        fields = ("_overall", "_segments", "_windows", "_last_seen", "_heard")
+        breakdown, state = cls._new_from(data, fields)
         stats_params = breakdown._overall._get_params()
 
         def stats(s: dict[str, Any]) -> AgreementStats:
@@ -239,6 +262,7 @@ class AgreementBreakdown(Detector):
         }
         last_seen = state.get("_last_seen") or {}  # state from before 2026-11-26 has none
         breakdown._last_seen = {name: dict(last_seen.get(name) or {}) for name in breakdown._segments}
+        breakdown._heard = state.get("_heard")  # absent in state written until 2026-11-26
         for name, windows in breakdown._windows.items():
             breakdown._windows[name] = EventTimeWindows.from_dict(
                 {

@@ -29,16 +29,17 @@ model or judge version), looked for at its first pair of each day and after a st
 (:class:`~streams.views.idle_looks.IdleLooks`), and the next new value takes its room: until 2026-11-26
 the first 49 values of a segment held it for good, and after turnover every new model version was counted as
 ``other``. A dropped value's ``convowatch_judge_segment_*`` gauges go with it. A judge and dimension with no
-pair for ``idle_seconds`` of the worker's clock (a retired judge, whose pairs never come to look) loses its
-``agreement``, ``agreement_detail`` and ``calibration`` aggregates and their gauges, and its
-``agreement_vendor`` one once no label of it has come for as long (``streams/views/retired_pairs.py``).
+pair and no verdict for ``idle_seconds`` of the worker's clock (a retired judge, whose pairs never come to
+look) loses its ``agreement``, ``agreement_detail`` and ``calibration`` aggregates and their gauges, and its
+``agreement_vendor`` one once no label of it has come for as long (``streams/views/retired_pairs.py``); its
+newest verdict time is stamped into its breakdown, so restarts neither defer nor hasten that
+(``streams/views/agreement_heard.py``).
 The gauges are set by ``streams/views/agreement_gauges.py``, report.json's rows made by
 ``streams/views/agreement_report.py``.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Iterable, Iterator
 from functools import partial
 from typing import Any
@@ -52,6 +53,7 @@ from streams.exceptions import ConfigError
 from streams.labels import OTHER, UNKNOWN
 from streams.metrics import Metrics
 from streams.views.agreement_gauges import export_overall, export_segment, export_windows
+from streams.views.agreement_heard import VerdictsHeard
 from streams.views.agreement_report import agreement_rows, segment_rows
 from streams.views.idle_looks import IDLE_SECONDS, IdleLooks
 from streams.views.refresh import Refresh
@@ -89,10 +91,7 @@ class AgreementView:
         self._judged: set[tuple[str, str]] = set()
         self._vendor_judged: set[tuple[str, str]] = set()
         self._clock = WorkerClock(idle_seconds)
-        # each judge and dimension's newest verdict or pair (event time) since the start or rebalance, and
-        # the first verdict or contact since (``_drop_unheard``)
-        self._heard: dict[tuple[str, str], float] = {}
-        self._since: float | None = None
+        self._verdicts = VerdictsHeard(idle_seconds)  # which judges still judge each dimension
         self.windows = {name: [int(w), int(b)] for name, (w, b) in (windows or DEFAULT_WINDOWS).items()}
         for name, (window, bucket) in self.windows.items():
             if problem := agreement_window_problem(name, window, bucket):
@@ -107,17 +106,12 @@ class AgreementView:
         )
 
     def apply(self, aggregator: Aggregator, obs: dict[str, Any], partition: int | None) -> list[Emit]:
-        kind, ts = obs["kind"], obs["ts"]
+        kind = obs["kind"]
         if kind == "judged":
-            judge_id, heard = obs["judge_id"], self._heard
-            for dimension in obs["labels"]:
-                if ts > heard.get(jd := (judge_id, dimension), -math.inf):
-                    heard[jd] = ts
-        elif kind == "pair" and ts > self._heard.get(jd := (obs["judge_id"], obs["dimension"]), -math.inf):
-            self._heard[jd] = ts
-        if self._since is None and kind in ("judged", "contact"):  # not a label's: its turn may be old
-            self._since = ts
-        if kind == "pair":
+            self._verdicts.heard(aggregator, obs["judge_id"], obs["labels"], obs["ts"], partition)
+        elif kind == "contact":
+            self._verdicts.contact(obs["ts"])
+        elif kind == "pair":
             self._pair(aggregator, obs, partition)
         elif kind == "labelled":
             self._labelled(aggregator, obs, partition)
@@ -126,27 +120,25 @@ class AgreementView:
         return []
 
     def _drop_unheard(self, aggregator: Aggregator, look: float) -> None:
-        """Drop the aggregates, and remove the gauges, of the judges and dimensions with no pair (their
-        vendor figures: no label) for ``idle_seconds`` before the clock's ``look``, and no verdict of the
-        judge on the dimension for as long either (a judge retired, or a dimension it no longer judges).
-        Pairs come only as humans label: a dimension they audit less often than that, or a pause in
-        labelling, must not cost a judge still judging it its cumulative figures (a review of the first
-        version of this rule, 2026-11-26: a dimension audited with 40 pairs every 35 days never reached the
-        50 pairs of ``ConvowatchJudgeAgreementLow``). The verdicts are counted from the start or rebalance
-        (not kept in state), as if heard at the first verdict or contact since (a label's turn may be
-        older): a restart defers drops, never hastens them. The vendor figures (shard ``humans``, which the
-        judges' verdicts do not reach on Kafka) go once no label of the judge and dimension has come."""
-        before = self._clock.before(look)
-        since = self._since if self._since is not None else look
-        heard = self._heard
-        if since < before:  # an entry older than ``before`` now reads as unheard without it
-            self._heard = heard = {jd: ts for jd, ts in heard.items() if ts >= before}
+        """Drop the aggregates, and remove the gauges, of the judges and dimensions with no pair (their vendor
+        figures: no label) for ``idle_seconds`` before the clock's ``look``, and no verdict of the judge on
+        the dimension for as long either (a judge retired, or a dimension it no longer judges). Pairs come
+        only as humans label: a dimension they audit less often than that, or a pause in labelling, must not
+        cost a judge still judging it its cumulative figures (a review of the first version of this rule,
+        2026-11-26: a dimension audited with 40 pairs every 35 days never reached the 50 pairs of
+        ``ConvowatchJudgeAgreementLow``). The verdicts' newest time is kept in state
+        (``streams/views/agreement_heard.py``, which says how stale it can be): a restart neither defers a
+        drop nor hastens it. The vendor figures (shard ``humans``, which the judges' verdicts do not reach on
+        Kafka) go once no label of the judge and dimension has come."""
+        before, verdicts = self._clock.before(look), self._verdicts
 
-        def judged(jd: tuple[str, str]) -> bool:
-            return max(heard.get(jd, -math.inf), since) >= before
+        def judged(jd: tuple[str, str], breakdown: AgreementBreakdown) -> bool:
+            return verdicts.heard_at(jd, breakdown.heard, look) >= before
 
         for jd in drop_unheard(aggregator, self._judged, PAIR_KINDS, None, look, self.idle_seconds, judged):
+            verdicts.dropped(jd)
             remove_pair_gauges(self.metrics, jd, SEGMENTS)
+        verdicts.looked(aggregator, self._judged, look)
         vendors = ("agreement_vendor",)
         for jd in drop_unheard(aggregator, self._vendor_judged, vendors, "humans", look, self.idle_seconds):
             remove_segment_gauges(self.metrics, jd, "vendor")
@@ -251,8 +243,7 @@ class AgreementView:
         self.refresh_windows.forget()
         self._clock.forget()
         self._labels.clear()
-        self._heard.clear()  # the judges this worker now holds are heard from the next observation on
-        self._since = None
+        self._verdicts.forget()
         self._judged = {_judge_dimension(k) for k, _ in aggregator.records("agreement_detail")}
         self._vendor_judged = {_judge_dimension(k) for k, _ in aggregator.records("agreement_vendor")}
 
@@ -268,6 +259,7 @@ class AgreementView:
         idle segment values' figures when it is time to look."""
         # an aggregate kept since before judge_version was a segment counts it from now on
         breakdown.add_segment("judge_version").update(ts, segment, *pair)
+        self._verdicts.paired(jd, breakdown)
         now = self._looks.due(jd, ts)
         if now is not None:
             for name, value in breakdown.drop_idle(now, self.idle_seconds):

@@ -2,7 +2,8 @@
 
 A judge and dimension that has had no pair for ``idle_seconds`` of the worker's clock
 (:class:`~streams.views.worker_clock.WorkerClock`) before the start of the look, and that its view does not
-count as ``heard`` (the judge's verdicts on it: ``AgreementView._drop_unheard``), loses its pair
+count as ``heard`` (the judge's verdicts on it, their newest time stamped into its breakdown:
+``streams/views/agreement_heard.py``), loses its pair
 aggregates, ``agreement``, ``agreement_detail`` and ``calibration`` (shard: the judge), and every gauge of
 theirs; its ``agreement_vendor`` aggregate (shard: ``humans``) goes once it has had no label for as long.
 Its newest pair is read from its breakdown (the newest turn time its segment values hold). Until 2026-11-26
@@ -55,14 +56,14 @@ def drop_unheard(
     shard: str | None,
     look: float,
     idle_seconds: float,
-    heard: Callable[[tuple[str, str]], bool] = lambda jd: False,
+    heard: Callable[[tuple[str, str], AgreementBreakdown], bool] = lambda jd, breakdown: False,
 ) -> list[tuple[str, str]]:
     """Delete the aggregates ``kinds`` of each judge and dimension of ``owners`` whose breakdown (at
-    ``kinds[0]``) holds no pair at or after ``look - idle_seconds``, unless it is ``heard`` (its judge
-    still judges the dimension), each to the changelog partition of its shard (``shard``, or the judge);
-    those dropped, which leave ``owners``, as do those this worker holds no breakdown of (dropped, or a
-    shard moved away). A breakdown from before turn times were kept (2026-11-26) is stamped ``look``
-    (written so): idle from then on."""
+    ``kinds[0]``) holds no pair at or after ``look - idle_seconds``, unless it is ``heard`` (its judge still
+    judges the dimension: told from the verdict times its breakdown is stamped with), each to the changelog
+    partition of its shard (``shard``, or the judge); those dropped, which leave ``owners``, as do those this
+    worker holds no breakdown of (dropped, or a shard moved away). A breakdown from before turn times were
+    kept (2026-11-26) is stamped ``look`` (written so): idle from then on."""
     dropped = []
     for jd in sorted(owners):
         at = key(kinds[0], *jd)
@@ -75,7 +76,7 @@ def drop_unheard(
             aggregator.change(at, partition, lambda b: b.drop_idle(look, idle_seconds))
             continue
         newest = breakdown.last_seen
-        if (newest is None or newest < look - idle_seconds) and not heard(jd):
+        if (newest is None or newest < look - idle_seconds) and not heard(jd, breakdown):
             for kind in kinds:
                 if aggregator.detector(key(kind, *jd)) is not None:
                     aggregator.delete(key(kind, *jd), partition)

@@ -1,5 +1,5 @@
 """A retired judge's agreement and calibration aggregates go after ``idle_seconds`` of the worker's clock,
-with their gauges, and a restart does not bring them back.
+with their gauges, and a restart neither brings them back nor defers their drop.
 
 Until 2026-11-26 they stayed for good: the cumulative figures had no idle rule, the breakdowns' looked at the
 judge's own pairs, which a retired judge never sends, and ``ConvowatchJudgeAgreementLow`` of a judge replaced
@@ -21,6 +21,7 @@ from tests.support.restartable import RestartableView
 
 DAY = 86400.0
 OLD, NEW = "judge-old", "judge-new"
+DIMENSIONS = ("relevance", "safety")
 PAIR_KINDS = ("agreement", "agreement_detail", "agreement_vendor", "calibration")
 
 
@@ -42,9 +43,13 @@ class Worker(RestartableView):
         self.aggregator.apply({**obs, "src": ["o", self.offset, 0]})
 
     def pair(self, judge: str, ts: float, model_version: str = "m1") -> None:
+        """The judge's verdict on a turn at ``ts``, its pairs with a human label and that label."""
         human = "fail" if self.rng.random() < 0.3 else "pass"
         agrees = judge == NEW or self.rng.random() < 0.5  # the old judge: a coin against the humans
         label = human if agrees else ("pass" if human == "fail" else "fail")
+        self.apply(
+            {"kind": "judged", "judge_id": judge, "labels": dict.fromkeys(DIMENSIONS, label), "ts": ts}
+        )
         for dimension in ("relevance", "safety"):
             self.apply(
                 {
@@ -148,22 +153,23 @@ def test_a_worker_holding_only_the_retired_judges_shard_drops_it_on_its_contacts
     assert worker.series(OLD) == set()
 
 
-def test_a_restart_defers_the_drop_never_hastens_it() -> None:
-    # a judge's verdicts are counted from the start (not kept in state): after a restart on day 20 every
-    # judge it holds counts as heard on day 20, so the retired one goes 30 days after that, not on day 33
+def test_a_restart_neither_defers_the_drop_nor_hastens_it() -> None:
+    # the judge's newest verdict time is kept in its breakdown: a restart on day 20 drops what a run without
+    # it drops, when it does (until 2026-11-26 every judge counted as heard at the restart, and the retired
+    # one went 30 days after that, on day 51, not on day 34)
     once, restarted = Worker(), Worker()
     _traffic(once, days=20)
     _traffic(restarted, days=20)
     restarted.restart_and_export()
     assert restarted.series(OLD) == once.series(OLD) != set()
-    _traffic_from(once, 20 * DAY, 35 * DAY)
-    _traffic_from(restarted, 20 * DAY, 35 * DAY)
+    _traffic_from(once, 20 * DAY, 33 * DAY)
+    _traffic_from(restarted, 20 * DAY, 33 * DAY)
+    assert len(once.keys(OLD)) == len(restarted.keys(OLD)) == 7
+    _traffic_from(once, 33 * DAY, 35 * DAY)
+    _traffic_from(restarted, 33 * DAY, 35 * DAY)
     assert once.keys(OLD) == set() and once.series(OLD) == set()
-    assert len(restarted.keys(OLD)) == 6  # its vendor figures go with their labels, restart or not
-    _traffic_from(once, 35 * DAY, 52 * DAY)
-    _traffic_from(restarted, 35 * DAY, 52 * DAY)
-    assert restarted.state() == once.state()
     assert restarted.keys(OLD) == set() and restarted.series(OLD) == set()
+    assert restarted.state() == once.state()
 
 
 def test_an_active_judges_figures_stay_through_a_month_without_human_labels() -> None:
