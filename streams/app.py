@@ -272,8 +272,8 @@ class KafkaTransport:
 
         While the broker is unreachable (a batch's outputs expire after
         ``CONVOWATCH_PRODUCER_TIMEOUT_SECONDS`` of an outage), it first waits for the broker, the event loop
-        turning: a restart could not start before the broker's return (it exits 1 after 10 s, and an
-        orchestrator then backs off for minutes), and meanwhile the Alertmanager sink keeps re-sending the
+        turning: a restart could not start before the broker's return (it would wait for it, without an
+        Alertmanager sink: :mod:`streams.broker_wait`), and meanwhile this worker's sink keeps re-sending the
         open alerts. Until 2026-11-26 busy workers crash-looped through an outage longer than the timeout,
         and their alerts resolved meanwhile. Not while the broker refuses this worker (a rotated password, an
         expired certificate): a restart, which reads its credentials anew, is what mends that."""

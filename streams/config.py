@@ -240,6 +240,15 @@ class Settings(BaseSettings):
         description="CONVOWATCH_BROKER_PROBE_INTERVAL_SECONDS: how often the worker checks that the broker "
         "answers (convowatch_broker_connected, convowatch_broker_outages_total).",
     )
+    broker_wait_seconds: float = Field(
+        900.0,
+        gt=0,
+        description="CONVOWATCH_BROKER_WAIT_SECONDS: how long a worker started while the broker does not "
+        "answer waits for it (alive, not ready) before it exits 1. Keep it above 10 minutes on Kubernetes, "
+        "which resets a container's restart back-off once it has run that long: shorter waits that end in "
+        "exits grow the back-off to 5 minutes. A broker that refuses the worker (authentication, TLS) is not "
+        "waited for.",
+    )
     lag_interval_seconds: float = Field(
         15.0,
         gt=0,

@@ -1,7 +1,8 @@
 """Kafka client settings from :class:`Settings`, for confluent-kafka (librdkafka) and Faust (aiokafka).
 
-Also the broker checks: :func:`check_broker` before anything starts, and :class:`BrokerMonitor`, which
-keeps probing while a worker runs so an outage shows up in the metrics and the log.
+Also the broker checks: :func:`check_broker` before a command starts (a worker waits for the broker
+instead: :mod:`streams.broker_wait`), and :class:`BrokerMonitor`, which keeps probing while a worker runs so
+an outage shows up in the metrics and the log.
 """
 
 from __future__ import annotations
@@ -96,13 +97,13 @@ def probe_failure(errors: Sequence[KafkaError], reason: str) -> str:
     return reason
 
 
-class _Probe:
+class BrokerProbe:
     """A metadata request with the configured credentials; remembers why the last one failed."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, **extra: Any) -> None:
         self.errors: list[KafkaError] = []
         # log_level 0: failed connects are reported once, by the caller, not as one line per retry
-        self.admin = AdminClient(admin_config(settings, log_level=0, error_cb=self.errors.append))
+        self.admin = AdminClient(admin_config(settings, log_level=0, error_cb=self.errors.append, **extra))
 
     def __call__(self, timeout: float) -> str | None:
         """``None`` if the broker answered within ``timeout``, else the reason it did not."""
@@ -123,6 +124,12 @@ class _Probe:
     @property
     def tls_failed(self) -> bool:
         return any(e.code() == KafkaError._SSL for e in self.errors)
+
+    @property
+    def cause(self) -> str | None:
+        """The last error librdkafka reported during the last request (a refused connection, a name that
+        does not resolve), if any."""
+        return self.errors[-1].str() if self.errors else None
 
 
 class MetadataRequestNoAutoCreate(MetadataRequest):
@@ -167,25 +174,32 @@ def check_broker(settings: Settings, timeout: float = 10.0) -> None:
     Rejected SASL credentials fail at once, with a message that names the user (never the password); so
     does a failed TLS handshake (an unverifiable broker certificate, a listener of another protocol).
     """
-    probe = _Probe(settings)
+    probe = BrokerProbe(settings)
     deadline = time.monotonic() + timeout
     while True:
         reason = probe(max(0.1, min(1.0, deadline - time.monotonic())))
         if reason is None:
             return
-        if probe.authentication_failed:
-            raise BrokerUnreachable(
-                f"the Kafka broker at {settings.broker} rejected the credentials of SASL user "
-                f"{settings.sasl_username!r} ({sasl_mechanism(settings)}): {reason}; check "
-                "CONVOWATCH_SASL_USERNAME / CONVOWATCH_SASL_PASSWORD / CONVOWATCH_SASL_MECHANISM"
-            )
-        if probe.tls_failed:
-            raise BrokerUnreachable(f"Kafka broker at {settings.broker}: {reason}")
+        raise_if_refused(settings, probe, reason)
         if time.monotonic() >= deadline:
             raise BrokerUnreachable(
                 f"cannot reach the Kafka broker at {settings.broker} within {timeout:.0f}s "
                 f"({reason}); check --broker / CONVOWATCH_BROKER"
             )
+
+
+def raise_if_refused(settings: Settings, probe: BrokerProbe, reason: str) -> None:
+    """Raise :class:`BrokerUnreachable` if the failed ``probe`` (``reason``) was refused: rejected SASL
+    credentials (named with the user, never the password) or a failed TLS handshake. A restart, which reads
+    the settings anew, mends these; waiting does not."""
+    if probe.authentication_failed:
+        raise BrokerUnreachable(
+            f"the Kafka broker at {settings.broker} rejected the credentials of SASL user "
+            f"{settings.sasl_username!r} ({sasl_mechanism(settings)}): {reason}; check "
+            "CONVOWATCH_SASL_USERNAME / CONVOWATCH_SASL_PASSWORD / CONVOWATCH_SASL_MECHANISM"
+        )
+    if probe.tls_failed:
+        raise BrokerUnreachable(f"Kafka broker at {settings.broker}: {reason}")
 
 
 class RepeatFilter(logging.Filter):
@@ -247,7 +261,7 @@ class BrokerMonitor:
         #: since when the probes have failed because the broker refuses this worker (authentication or TLS:
         #: a rotated password, an expired certificate), which only a restart with new credentials mends
         self.refused_since: float | None = None
-        self._probe = _Probe(settings)
+        self._probe = BrokerProbe(settings)
         self._timer = Periodic(self.interval, "convowatch-broker-monitor", self.check)
         metrics.broker_connected.set(1)  # the worker checked the broker before starting
 

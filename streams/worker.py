@@ -1,11 +1,12 @@
-"""``convowatch worker``: check the broker, create topics, check the ACLs, serve metrics and health, run the
-Faust worker."""
+"""``convowatch worker``: serve metrics and health, wait for the broker, create topics, check the ACLs, run
+the Faust worker."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import math
+import signal
 import time
 from collections.abc import Callable
 
@@ -14,6 +15,7 @@ from prometheus_client import CollectorRegistry, ProcessCollector
 from streams.admin import create_topics
 from streams.alerting import build_alertmanager_sink
 from streams.app import KafkaTransport, data_dir
+from streams.broker_wait import BrokerWait
 from streams.config import Settings
 from streams.golden import load_golden
 from streams.health import Health, serve, server_url
@@ -42,7 +44,9 @@ def run_worker(settings: Settings, loglevel: str = "warning") -> None:
     health = Health(settings.health_stall_seconds)
     check_local_files(settings)  # before any topic is created: a wrong file left the cluster half set up
     server = serve(registry, health, settings.metrics_host, settings.metrics_port)  # a port in use: first
-    # raises BrokerUnreachable with the address when the broker does not answer
+    if not wait_for_broker(settings, health):  # a refusal, or no answer in time: BrokerUnreachable
+        log.warning("stopped while waiting for the Kafka broker at %s", settings.broker)
+        return
     created = create_topics(settings)
     check_permissions(settings)  # the ACLs this role needs, all named now, not as the first batch fails
     # the state's, recorded at its first start: topics grown since are refused (off if it may not be made)
@@ -71,6 +75,20 @@ def run_worker(settings: Settings, loglevel: str = "warning") -> None:
         lag.stop()
         if alerts is not None:
             alerts.close()
+
+
+def wait_for_broker(settings: Settings, health: Health) -> bool:
+    """Wait until the broker answers (:class:`~streams.broker_wait.BrokerWait`), live (the wait beats the
+    heartbeat) and not ready, its reason under ``broker``; False if SIGTERM or SIGINT came first (nothing
+    is started yet: the worker exits 0). Faust installs its own handlers later."""
+    wait = BrokerWait(settings, beat=health.beat)
+    health.add_readiness("broker", wait.readiness)
+    previous = {sig: signal.signal(sig, lambda *_: wait.stop()) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        return wait.wait()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def check_local_files(settings: Settings) -> None:

@@ -5,6 +5,7 @@ not as an unreachable address; rejected credentials name the mechanism in use.""
 from __future__ import annotations
 
 import logging
+import time
 import uuid
 from collections.abc import Callable, Iterator
 
@@ -68,6 +69,20 @@ def test_a_failed_tls_handshake_says_so_and_names_the_settings(
     assert "certificate verify failed" in error[0]
     assert error[0].endswith("; check CONVOWATCH_SSL_CAFILE / CONVOWATCH_SECURITY_PROTOCOL"), error[0]
     assert "cannot reach" not in error[0]
+
+
+def test_a_worker_the_broker_refuses_exits_at_once_instead_of_waiting(
+    tls_broker: TlsBroker, tls_env: dict[str, str]
+) -> None:
+    """A worker waits for a broker that does not answer (streams/broker_wait.py), not for one that refuses
+    it: only a restart, which reads the settings anew, mends that."""
+    env = tls_env | {"CONVOWATCH_SSL_CAFILE": str(tls_broker.other_ca_file), "CONVOWATCH_METRICS_PORT": "0"}
+    started = time.monotonic()
+    refused = run_cli("worker", env=env, timeout=60)
+    assert refused.returncode == 1, refused.stderr
+    assert f"convowatch: error: Kafka broker at {tls_broker.bootstrap}: TLS handshake with" in refused.stderr
+    assert "does not answer" not in refused.stderr and "Traceback" not in refused.stderr
+    assert time.monotonic() - started < 20
 
 
 def test_rejected_credentials_name_the_mechanism_in_use(tls_env: dict[str, str]) -> None:

@@ -180,11 +180,17 @@ def test_llmbar_through_broker_and_worker(
 
 
 def test_worker_reports_unreachable_broker(unique_name: Callable[[str], str]) -> None:
+    """Once ``CONVOWATCH_BROKER_WAIT_SECONDS`` has passed (tests/streams/test_broker_wait.py: the wait)."""
     from tests.support.broker import free_ports
 
     address = f"127.0.0.1:{free_ports(1)[0]}"
     # metrics on a free port: the default 9108 may be taken on a shared machine (a demo running beside)
-    env = {"CONVOWATCH_APP_ID": unique_name("app"), "CONVOWATCH_METRICS_PORT": "0"}
+    env = {
+        "CONVOWATCH_APP_ID": unique_name("app"),
+        "CONVOWATCH_METRICS_PORT": "0",
+        "CONVOWATCH_BROKER_WAIT_SECONDS": "3",
+    }
     result = run_cli("worker", "--broker", address, env=env)
     assert result.returncode == 1
-    assert address in result.stderr and "Traceback" not in result.stderr
+    error = f"convowatch: error: the Kafka broker at {address} did not answer within 3s"
+    assert error in result.stderr and "Traceback" not in result.stderr

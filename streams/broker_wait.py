@@ -1,0 +1,110 @@
+"""A worker's wait, at its start, for a Kafka broker that does not answer yet.
+
+Until 2026-11-26 a worker started while the broker was away exited 1 after 10 s. In Kubernetes that is a
+crash loop, backed off for up to 5 minutes after the broker's return: after an outage during which pods
+were rescheduled or a deploy ran, monitoring stayed down for minutes after the broker was back, and open
+alerts resolved meanwhile. :class:`BrokerWait` waits instead, alive (``/healthz`` 200) and not ready
+(``/readyz`` says what for), for at most ``CONVOWATCH_BROKER_WAIT_SECONDS``. A broker that answers but
+refuses the worker (authentication, TLS) is not waited for: a restart, which reads the settings anew, is
+what mends that.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable
+
+from streams.config import Settings
+from streams.exceptions import BrokerUnreachable
+from streams.kafka_client import BrokerProbe, raise_if_refused
+
+log = logging.getLogger("convowatch.broker_wait")
+
+#: How often a worker waiting for the broker at its start says so in the log, after the first time
+WAIT_LOG_SECONDS = 60.0
+#: Longest one probe of that wait waits for an answer, and shortest time between two: a stop (SIGTERM) and
+#: the broker's return are seen within about this long
+WAIT_PROBE_SECONDS = 2.0
+#: librdkafka's longest pause between reconnects during that wait (its default, 10 s, would notice a
+#: broker back up to 10 s late)
+WAIT_RECONNECT_MS = 1000
+
+
+class BrokerWait:
+    """Waits (:meth:`wait`) for at most ``settings.broker_wait_seconds`` until the broker answers, probing
+    every :data:`WAIT_PROBE_SECONDS` and calling ``beat`` between probes (the worker's liveness heartbeat:
+    it is alive, waiting); :meth:`readiness` says what it waits for. It logs a warning naming the address
+    and how long it has waited at the first failed probe and every ``log_every`` seconds after. A broker that
+    answers but refuses the worker (authentication, TLS) is no wait: :class:`BrokerUnreachable` at once, as
+    from :func:`~streams.kafka_client.check_broker`.
+    :meth:`stop` (safe from a signal handler) ends the wait within about :data:`WAIT_PROBE_SECONDS`.
+    """
+
+    def __init__(
+        self, settings: Settings, beat: Callable[[], None] = lambda: None, log_every: float = WAIT_LOG_SECONDS
+    ) -> None:
+        self.settings = settings
+        self.beat = beat
+        self.log_every = log_every
+        self._stopping = False
+        self._since: float | None = None  # when the wait began; None before and after it
+        self._reason: str | None = None  # why the last probe failed
+
+    def stop(self) -> None:
+        """End the wait (a plain assignment: safe in a signal handler)."""
+        self._stopping = True
+
+    def readiness(self) -> str | None:
+        """A readiness check: what the worker waits for (None before the wait and once the broker
+        answered)."""
+        if self._since is None:
+            return None
+        waited = (
+            f"waiting {time.monotonic() - self._since:.0f}s for the Kafka broker at {self.settings.broker}"
+        )
+        return f"{waited} to answer: {self._reason}" if self._reason else f"{waited} to answer"
+
+    def wait(self) -> bool:
+        """Return True once the broker answers, False if :meth:`stop` came first. Raise
+        :class:`BrokerUnreachable` when it refuses this worker, or has not answered within
+        ``settings.broker_wait_seconds``."""
+        settings = self.settings
+        probe = BrokerProbe(settings, **{"reconnect.backoff.max.ms": WAIT_RECONNECT_MS})
+        started = self._since = time.monotonic()
+        deadline = started + settings.broker_wait_seconds
+        logged = -math.inf
+        while not self._stopping:
+            self.beat()
+            began = time.monotonic()
+            reason = probe(max(0.1, min(WAIT_PROBE_SECONDS, deadline - began)))
+            now = time.monotonic()
+            if reason is None:
+                if self._reason is not None:
+                    log.warning(
+                        "Kafka broker at %s answered after %.1fs; starting", settings.broker, now - started
+                    )
+                self._since = self._reason = None
+                return True
+            raise_if_refused(settings, probe, reason)
+            self._reason = f"{reason} ({probe.cause})" if probe.cause else reason
+            if now >= deadline:
+                raise BrokerUnreachable(
+                    f"the Kafka broker at {settings.broker} did not answer within "
+                    f"{settings.broker_wait_seconds:g}s (CONVOWATCH_BROKER_WAIT_SECONDS): {self._reason}; "
+                    "check --broker / CONVOWATCH_BROKER"
+                )
+            if now - logged >= self.log_every:
+                logged = now
+                log.warning(
+                    "Kafka broker at %s does not answer (%s); waiting for it, %.0fs so far, at most %gs "
+                    "(CONVOWATCH_BROKER_WAIT_SECONDS)",
+                    settings.broker,
+                    self._reason,
+                    now - started,
+                    settings.broker_wait_seconds,
+                )
+            if (pause := began + WAIT_PROBE_SECONDS - time.monotonic()) > 0 and not self._stopping:
+                time.sleep(min(pause, deadline - now))  # a probe that failed fast: no busy loop
+        return False

@@ -1,0 +1,141 @@
+"""A worker started while the broker does not answer waits for it (streams/broker_wait.py, streams/worker.py):
+against an address nobody listens on (real librdkafka, a refused connection), it logs a warning naming the
+address at most once a period, stays live and not ready, ends the wait on SIGTERM or SIGINT with status 0,
+and gives up after ``CONVOWATCH_BROKER_WAIT_SECONDS`` naming the address. Until 2026-11-26 it exited 1 after
+10 s. The broker's return is tests/reliability/test_startup_outage.py's."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import logging
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from streams.broker_wait import WAIT_PROBE_SECONDS, BrokerWait
+from streams.config import Settings
+from streams.exceptions import BrokerUnreachable
+from tests.support.broker import free_ports
+from tests.support.wait import wait_until
+
+REPO = Path(__file__).resolve().parents[2]
+SLACK = 3.0  # for a probe in flight and a busy machine
+
+
+def closed_address() -> str:
+    return f"127.0.0.1:{free_ports(1)[0]}"
+
+
+def test_the_wait_logs_once_a_period_beats_and_gives_up_naming_the_address(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    address = closed_address()
+    beats: list[float] = []
+    settings = Settings(broker=address, broker_wait_seconds=6.5)
+    wait = BrokerWait(settings, beat=lambda: beats.append(time.monotonic()), log_every=3.0)
+    started = time.monotonic()
+    with (
+        caplog.at_level(logging.WARNING, logger="convowatch.broker_wait"),
+        pytest.raises(BrokerUnreachable) as gave_up,
+    ):
+        wait.wait()
+    elapsed = time.monotonic() - started
+    assert 6.5 <= elapsed < 6.5 + SLACK
+    message = str(gave_up.value)
+    assert message.startswith(f"the Kafka broker at {address} did not answer within 6.5s")
+    assert "(CONVOWATCH_BROKER_WAIT_SECONDS)" in message and "Connection refused" in message
+    # a probe every 2 s, each beating; a warning after the first and the next 3 s or more after it
+    assert len(beats) == 4 and all(b - a >= WAIT_PROBE_SECONDS * 0.9 for a, b in itertools.pairwise(beats))
+    warnings = [r.getMessage() for r in caplog.records if r.name == "convowatch.broker_wait"]
+    assert len(warnings) == 2, warnings
+    assert all(w.startswith(f"Kafka broker at {address} does not answer (") for w in warnings)
+    waited = [float(re.findall(r"waiting for it, (\d+)s so far, at most 6.5s", w)[0]) for w in warnings]
+    assert waited[0] >= 2 and waited[1] - waited[0] >= 3, warnings
+
+
+def test_a_stop_ends_the_wait_promptly_and_readiness_says_what_it_waits_for() -> None:
+    address = closed_address()
+    wait = BrokerWait(Settings(broker=address, broker_wait_seconds=600))
+    assert wait.readiness() is None
+    outcome: list[bool] = []
+    thread = threading.Thread(target=lambda: outcome.append(wait.wait()), daemon=True)
+    thread.start()
+    assert wait_until(wait.readiness, timeout=10).endswith(f"s for the Kafka broker at {address} to answer")
+    reason = wait_until(lambda: ": " in (wait.readiness() or "") and wait.readiness(), timeout=10)
+    assert reason.startswith("waiting ") and f"s for the Kafka broker at {address} to answer: " in reason
+    assert "Connection refused" in reason
+    stopped = time.monotonic()
+    wait.stop()
+    thread.join(WAIT_PROBE_SECONDS + SLACK)
+    assert not thread.is_alive() and outcome == [False]
+    assert time.monotonic() - stopped < WAIT_PROBE_SECONDS + SLACK
+
+
+def get(port: int, path: str) -> tuple[int, dict[str, Any]]:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as failing:
+        return failing.code, json.loads(failing.read())
+
+
+@pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_a_waiting_worker_is_live_not_ready_and_a_signal_stops_it_with_0(
+    stop: signal.Signals, tmp_path: Path
+) -> None:
+    address, port = closed_address(), free_ports(1)[0]
+    env = {
+        **os.environ,
+        "CONVOWATCH_METRICS_PORT": str(port),
+        "CONVOWATCH_APP_ID": f"wait-{port}",
+        "CONVOWATCH_DATA_DIR": str(tmp_path / "data"),
+        "CONVOWATCH_HEALTH_STALL_SECONDS": "3",  # the heartbeat's limit: the wait must beat
+    }
+    log = tmp_path / "worker.log"
+    with log.open("wb") as out:
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "streams.cli", "worker", "--broker", address],
+            cwd=REPO,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+
+        def waited() -> float:
+            assert worker.poll() is None, log.read_text()
+            status, body = get(port, "/readyz")
+            assert status == 503, body
+            reason = body["checks"].get("broker", "")
+            return float(reason.split("s for the Kafka broker")[0].removeprefix("waiting ") or 0)
+
+        wait_until(lambda: waited() >= 4, timeout=30, interval=0.2, ignore=(OSError, ValueError))  # > 3 s
+        status, body = get(port, "/healthz")
+        assert status == 200, body
+        assert f"Kafka broker at {address}" in get(port, "/readyz")[1]["checks"]["broker"]
+        stopped = time.monotonic()
+        worker.send_signal(stop)
+        code = worker.wait(WAIT_PROBE_SECONDS + SLACK)
+        assert time.monotonic() - stopped < WAIT_PROBE_SECONDS + SLACK
+    finally:
+        if worker.poll() is None:
+            os.killpg(worker.pid, signal.SIGKILL)
+            worker.wait(10)
+    output = log.read_text()
+    assert code == 0, output
+    assert f"Kafka broker at {address} does not answer (" in output
+    assert output.count("does not answer") == 1  # once a minute
+    assert f"stopped while waiting for the Kafka broker at {address}" in output
+    assert "Traceback" not in output
