@@ -15,18 +15,20 @@ modality, model version and score: a later episode re-publishes it with the next
 starts at episode 1 under an id of its own: the id includes the event time it was made at
 (:attr:`~detectors.ScoreDrift.created`; not that of a detector from state written until 2026-11-26).
 
-Scores are expected in [0, 1]: ``convowatch_perceptual_score`` counts values outside in its edge buckets
-(the detector sees them unchanged). State is bounded: per judge, the first ``max_keys`` model versions and
-the first ``max_keys`` score names seen get detectors of their own; later ones share ``other``. A judge's
-detector that has seen nothing for ``idle_seconds`` of the judge's event time (a retired model version) is
-dropped, unless in alarm, with its metric series, and a model version or score name none of the judge's
-detectors has left gives up
-its room to the next new one: looked for daily (:class:`~streams.views.idle_looks.IdleLooks`) and at the
-judge's first observation after a start. Until 2026-11-26 the first 20 held their room for good, and after
-turnover every new model version shared ``other``. Not while one of the judge's ``other`` detectors of that
-label is in alarm: the values it folds would take the room and leave it, and it would never resolve; the
-idle detectors of the values that keep their room are kept too, so that a restart, which admits the values
-of the recovered detectors, keeps the room as full.
+Scores are expected in [0, 1]: ``convowatch_perceptual_score`` counts values outside in its edge buckets (the
+detector sees them unchanged). State is bounded: per judge, the first ``max_keys`` model versions and the
+first ``max_keys`` score names seen get detectors of their own; later ones share ``other``. A judge's detector
+that has seen nothing for ``idle_seconds`` of the judge's event time (a retired model version) is dropped,
+unless in alarm, with its metric series, and a model version or score name none of the judge's detectors has
+left gives up its room to the next new one: looked for daily (:class:`~streams.views.idle_looks.IdleLooks`)
+and at the judge's first observation after a start; for a judge none of whose detectors has seen a score for
+``idle_seconds`` (retired: its own observations never come), daily on the worker's clock
+(:class:`~streams.views.worker_clock.WorkerClock`; until 2026-11-26 its detectors and series stayed for good).
+Until 2026-11-26 the first 20 held their room for good, and after turnover every new model version shared
+``other``. Not while one of the judge's ``other`` detectors of that label is in alarm: the values it folds
+would take the room and leave it, and it would never resolve; the idle detectors of the values that keep their
+room are kept too, so that a restart, which admits the values of the recovered detectors, keeps the room as
+full.
 """
 
 from __future__ import annotations
@@ -37,16 +39,16 @@ from typing import Any
 
 from detectors.score_drift import ScoreDrift
 from streams.aggregate import Aggregator
-from streams.emit import SEP, UNKNOWN_SEGMENT, Emit, iso
+from streams.emit import SEP, Emit
 from streams.labels import OTHER, UNKNOWN, SourceGuards
 from streams.metrics import Metrics
-from streams.policy import escalation_id
 from streams.views.idle_looks import IDLE_SECONDS, IdleLooks
 from streams.views.label_cache import LabelCache
+from streams.views.perceptual_escalation import KIND, SEVERITY, drift_value
 from streams.views.perceptual_silence import SILENCE_SECONDS, SilentDrifts
+from streams.views.spike_silence import source_partition
+from streams.views.worker_clock import WorkerClock, unheard_since
 
-KIND = "perceptual_drift"
-SEVERITY = "medium"
 #: The guarded parts of a detector's key (after ``perceptual``, the judge and the modality).
 GUARDED = ("model_version", "score")
 
@@ -105,6 +107,7 @@ class PerceptualView:
         self._keys: dict[str, set[str]] = {}
         self._looks = IdleLooks.per_idle(idle_seconds)
         self._silence = SilentDrifts(silence_seconds)  # the worker's clock and its open drifts
+        self._clock = WorkerClock(idle_seconds)  # and the looks for the judges never heard from again
         # the label values of the metric series each detector's scores were exported under (in this
         # process): for closing its open flag, and for removing its series when it is dropped
         self._series: dict[str, set[tuple[str, ...]]] = {}
@@ -124,11 +127,13 @@ class PerceptualView:
             self.guards(judge_id, name).admit(values)
         self._cache = LabelCache(self._new_children)
         self._looks.forget()
+        self._clock.forget()
         self._silence.recover(aggregator, [k for keys in self._keys.values() for k in keys])
 
     def apply(self, aggregator: Aggregator, obs: dict[str, Any], partition: int | None) -> list[Emit]:
         """A judged turn's scores; on the clock of every observation, the open drifts of silent detectors
-        closed."""
+        closed, and the idle detectors of the judges with no score for ``idle_seconds`` (retired: their own
+        observations, which look, never come) dropped as their own look would."""
         arrival = self._silence.tick(obs["ts"])
         emits = self._observe(aggregator, obs, partition, arrival) if obs["kind"] == "judged" else []
         if (now := self._silence.due()) is not None:
@@ -137,9 +142,22 @@ class PerceptualView:
                 where = (judge_id, modality, model_version, score)
                 for labels in self._series.get(perceptual_key, ()):
                     self.metrics.perceptual_open.set(labels, where, False)
-                value = self._value(detector, where, silent_at, None, firing=False, silent=True)
+                value = drift_value(detector, where, silent_at, None, firing=False, silent=True)
                 emits.append(Emit("escalations", value["escalation_id"], value))
+        if (look := self._clock.tick(obs["ts"])) is not None:
+            self._drop_unheard(aggregator, look)
         return emits
+
+    def _drop_unheard(self, aggregator: Aggregator, look: float) -> None:
+        before = self._clock.before(look)
+        for judge_id, keys in sorted(self._keys.items()):
+            seen = [getattr(aggregator.detector(k), "last_seen", None) for k in keys]
+            if unheard_since(seen, before):
+                partition = source_partition(aggregator, judge_id)
+                change = functools.partial(aggregator.change, partition=partition, apply=_stamp(look))
+                self._drop_idle(aggregator, judge_id, look, change, partition)
+                if not keys:
+                    del self._keys[judge_id]
 
     def _observe(
         self, aggregator: Aggregator, obs: dict[str, Any], partition: int | None, arrival: float
@@ -178,19 +196,29 @@ class PerceptualView:
                     self._silence.opened(perceptual_key)
         now = self._looks.due(judge_id, ts)
         if now is not None:
-            self._drop_idle(aggregator, judge_id, now, obs, partition)
+
+            def stamp(perceptual_key: str) -> Any:  # with ``obs``: None on its replay (stamped later)
+                return aggregator.update(perceptual_key, obs, partition, self._make, _stamp(now))
+
+            self._drop_idle(aggregator, judge_id, now, stamp, partition)
         return emits
 
     def _make(self) -> ScoreDrift:
         return ScoreDrift(**self.params)
 
     def _drop_idle(
-        self, aggregator: Aggregator, judge_id: str, now: float, obs: dict[str, Any], partition: int | None
+        self,
+        aggregator: Aggregator,
+        judge_id: str,
+        now: float,
+        stamp: Callable[[str], Any],
+        partition: int | None,
     ) -> None:
         """Drop ``judge_id``'s detectors that saw nothing for ``idle_seconds`` before ``now`` and are not in
-        alarm (their deletions, and the stamps of detectors without an event time, to the changelog
-        ``partition`` of the judge's observations, with ``obs``), and release the guard room of the model
-        versions and score names none of its detectors has left. Not while an ``other`` detector of that
+        alarm (their deletions to the changelog ``partition`` of the judge's observations; a detector
+        without an event time stamped ``now`` by ``stamp``: key -> the detector written, or None on a
+        replay), and release the guard room of the model versions and score names none of its detectors
+        has left. Not while an ``other`` detector of that
         label is in alarm: a value it folds could take the room and leave it, so the idle detectors of the
         values that keep their room are kept too, until the first look after it resolves (the state a
         restart recovers the guards from must name every value the room is kept for)."""
@@ -203,10 +231,7 @@ class PerceptualView:
                 keys.discard(perceptual_key)  # never made (a replay), or dropped by an earlier look
                 continue
             if detector.last_seen is None:  # state from before 2026-11-26: idle from now on, written so
-                # (not on a replay of ``obs``: kept, and stamped at the next look)
-                detector = (
-                    aggregator.update(perceptual_key, obs, partition, self._make, _stamp(now)) or detector
-                )
+                detector = stamp(perceptual_key) or detector
             _, values = _guarded(perceptual_key)
             if detector.in_alarm:
                 open_other.update(name for name, value in values if value == OTHER)
@@ -259,7 +284,7 @@ class PerceptualView:
             if detector.in_alarm:
                 judge_id, modality, model_version, score = parts
                 where = (judge_id, modality, model_version, score)
-                yield judge_id, self._value(detector, where, at, None, firing=True)
+                yield judge_id, drift_value(detector, where, at, None, firing=True)
 
     def _children(
         self, perceptual_key: str, judge_id: str, modality: str, version: str | None, name: str
@@ -295,73 +320,8 @@ class PerceptualView:
         if firing:
             self.metrics.escalations.labels(KIND, SEVERITY).inc()
         where = (judge_id, modality, model_version, score)
-        value = self._value(detector, where, obs["ts"], obs["turn_id"], firing)
+        value = drift_value(detector, where, obs["ts"], obs["turn_id"], firing)
         return Emit("escalations", value["escalation_id"], value)
-
-    def _value(
-        self,
-        detector: ScoreDrift,
-        where: tuple[str, str, str, str],
-        ts: float,
-        turn_id: str | None,
-        firing: bool,
-        silent: bool = False,
-    ) -> dict[str, Any]:
-        """The escalation of the drift of ``detector`` at ``where`` (judge, modality, model version, score),
-        firing or resolved at event time ``ts`` by the turn ``turn_id`` (None: no turn), or closed at ``ts``
-        because its scores stopped (``silent``)."""
-        judge_id, modality, model_version, score = where
-        episode = detector.n_alarms
-        eid = escalation_id(KIND, f"{judge_id}|{modality}|{model_version}|{score}", detector.created)
-        summary = detector.summary()
-        ref, win = summary["reference"], summary["window"]
-        what = f"{score} scores of {modality} outputs from {model_version} (judge {judge_id})"
-        if firing:
-            d = detector.statistic
-            if d > detector.threshold:
-                distance = f"KS distance {d:.3f} > {detector.threshold:.3f}"
-            else:  # a later check's, sent again after a restart: open while above the resolve threshold
-                distance = f"KS distance {d:.3f}, above the {detector.resolve_threshold:.3f} it ends at"
-            text = (
-                f"Perceptual drift: {what} no longer match their reference: {distance}; median "
-                f"{ref['p50']:.3f} -> {win['p50']:.3f}, p05-p95 {ref['p05']:.3f}-{ref['p95']:.3f} -> "
-                f"{win['p05']:.3f}-{win['p95']:.3f}"
-            )
-        elif silent:
-            quiet = (ts - (detector.last_arrival or ts)) / 3600
-            text = (
-                f"Perceptual drift closed without traffic: no {what} for {quiet:.1f} h; KS distance "
-                f"{detector.statistic:.3f} at the last test"
-            )
-        else:
-            text = f"Perceptual drift over: {what} match their reference again (KS {detector.statistic:.3f})"
-        value = {
-            "schema_version": 1,
-            "escalation_id": eid,
-            "kind": KIND,
-            "severity": SEVERITY,
-            "status": "firing" if firing else "resolved",
-            "revision": 2 * episode - (1 if firing else 0),
-            "dimension": None,
-            "segment": {**UNKNOWN_SEGMENT, "modality": modality, "model_version": model_version},
-            "event_time": iso(ts),
-            "turn_ids": [] if turn_id is None else [turn_id],
-            "summary": text,
-            "evidence": {
-                "judge_id": judge_id,
-                "score": score,
-                "statistic": detector.statistic,
-                "threshold": detector.threshold,
-                "p_value": detector.p_value,
-                "check_alpha": detector.check_alpha,
-                "episode": episode,
-                "scores_seen": detector.n,
-                "reference": ref,
-                "window": win,
-                "closed_without_traffic": silent,
-            },
-        }
-        return value
 
     def report(self, aggregator: Aggregator) -> dict[str, Any]:
         """``perceptual``: one row per judge, modality, model version and score name."""

@@ -240,3 +240,18 @@ def test_a_drifted_version_with_quiet_nights_and_weekends_pages_once_and_closes_
         worker.contact(ts)
     statuses = [(e["status"], e["evidence"]["closed_without_traffic"]) for e in worker.of("m-1")]
     assert statuses == [("firing", False), ("resolved", True)]
+
+
+def test_a_retired_judges_open_drift_closes_and_its_detectors_go_on_contacts() -> None:
+    # a judge replaced while a drift of its is open: the turns' contacts alone close the drift after its
+    # silence, then drop the judge's detectors and their series once idle (its own looks never come)
+    worker = Emitting(idle_seconds=10 * DAY)
+    last = _canary_drifts(worker)
+    assert worker.sample("convowatch_perceptual_score_count", "main") is not None
+    for hour in range(1, 12 * 24):
+        worker.contact(last + hour * 3600.0)
+    statuses = [(e["status"], e["evidence"]["closed_without_traffic"]) for e in worker.of("m-1")]
+    assert statuses == [("firing", False), ("resolved", True)]
+    assert worker.detector_keys() == []
+    assert worker.sample("convowatch_perceptual_score_count", "main") is None
+    assert worker.sample("convowatch_perceptual_drift_active", "m-1") is None

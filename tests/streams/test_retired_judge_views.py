@@ -15,6 +15,7 @@ from streams.emit import SEP
 from streams.metrics import Metrics
 from streams.views.drift import JudgeDriftView
 from streams.views.live_model import LiveModelView
+from streams.views.perceptual import PerceptualView
 from streams.views.ppi import DefectRateView
 from streams.views.version_calibrated import VersionCalibratedView
 from streams.views.versions import VersionView
@@ -28,6 +29,10 @@ VIEWS: dict[str, tuple[Callable[[Metrics], Any], str]] = {
     "drift": (lambda m: JudgeDriftView(m), "drift"),
     "ppi": (lambda m: DefectRateView(m, refresh_every=1), "ppi"),
     "live_model": (lambda m: LiveModelView(m, refresh_every=1), "guardrail_judge"),
+    "perceptual": (
+        lambda m: PerceptualView(m, reference_size=20, window_size=10, check_every=5),
+        "perceptual",
+    ),
     "versions": (lambda m: VersionView(m), "versions"),
     "version_calibrated": (lambda m: VersionCalibratedView(m), "version_calibrated"),
 }
@@ -50,7 +55,7 @@ class Worker(RestartableView):
         self.offset += 1
         n, rng = self.offset, self.rng
         journey = journey or ("shopper" if n % 2 else "driver")
-        segment = {"journey": journey, "model_version": f"m{int(ts // (7 * DAY))}"}
+        segment = {"journey": journey, "model_version": f"m{int(ts // (7 * DAY))}", "modality": "image"}
         failed = rng.random() < 0.2
         label = "fail" if failed else "pass"
         human = label if rng.random() < 0.9 else ("pass" if failed else "fail")
@@ -63,6 +68,7 @@ class Worker(RestartableView):
                 "judge_id": judge,
                 "labels": {"safety": label},
                 "guardrail_flags": ["pii"] if failed else [],
+                "scores": {"artifact": rng.random()},
             }
             observations["pair"] = {
                 "judge_id": judge,
@@ -125,7 +131,8 @@ def test_a_retired_judges_aggregates_and_gauges_go_after_the_idle_period(view: s
     assert bool(worker.series(NEW)) == bool(old_series)  # the views with gauges keep the active judge's
     worker.restart_and_export()
     assert worker.series(OLD) == set()
-    assert bool(worker.series(NEW)) == bool(old_series)
+    exported = hasattr(worker.view, "export_owned")  # perceptual series come again with scores
+    assert bool(worker.series(NEW)) == (bool(old_series) and exported)
 
 
 @pytest.mark.parametrize("view", sorted(VIEWS))
