@@ -27,30 +27,27 @@ from __future__ import annotations
 from typing import Any
 
 from detectors.score_drift import ScoreDrift
-from streams.views.spike_silence import SilentAlarms
+from streams.views.spike_silence import SilentForPeriod
 
 #: How long an open drift's detector has had no score before the drift is closed (the worker's clock)
 SILENCE_SECONDS = 7 * 86400.0
 
 
-class SilentDrifts(SilentAlarms):
+class SilentDrifts(SilentForPeriod):
     """The worker's clock, the perceptual detectors in alarm, and which of them have gone silent for
-    ``silence_seconds`` (:class:`~streams.views.spike_silence.SilentAlarms`). Silence counts from a detector's
-    last arrival on the clock: a judge whose verdicts lag the turns' contacts by hours is not silent."""
+    ``silence_seconds`` (:class:`~streams.views.spike_silence.SilentForPeriod`). Silence counts from a
+    detector's last arrival on the clock: a judge whose verdicts lag the turns' contacts by hours is not
+    silent."""
 
     kind = ScoreDrift
     looks = "open drifts"
 
     def __init__(self, silence_seconds: float = SILENCE_SECONDS) -> None:
-        super().__init__()
-        self.silence_seconds = silence_seconds
+        super().__init__(silence_seconds)
 
     def recovered_arrival(self, detector: Any) -> float | None:
         """Its last arrival, or event time for state from before arrivals were kept."""
         return detector.last_arrival if detector.last_arrival is not None else detector.last_seen
-
-    def silence(self, detector: Any) -> float:
-        return self.silence_seconds
 
     def stamp(self, detector: Any, now: float) -> None:
         detector.arrive(now)

@@ -66,7 +66,8 @@ class SilentAlarms:
     :meth:`tick` each observation (its event time advances the clock, which it returns: the arrival to give
     the detectors it updates), :meth:`opened` the keys whose detector alarms, and when :meth:`due`, close
     the silent ones (:meth:`close`). A subclass names :attr:`kind`, says how long its detectors' silence
-    period is (:meth:`silence`) and how to give one from before arrivals were kept an arrival
+    period is (:meth:`silence`; :class:`SilentForPeriod`: a fixed one), what time on the clock a detector
+    last had something (:meth:`arrived`) and how to give one from before arrivals were kept one
     (:meth:`stamp`)."""
 
     #: the detector type of the aggregates watched (it has ``in_alarm``, ``last_arrival`` and ``close()``)
@@ -116,7 +117,7 @@ class SilentAlarms:
                 self._open.discard(key)  # dropped, or resolved by an observation
                 continue
             partition = source_partition(aggregator, key.split(SEP, 2)[1])
-            arrived = detector.last_arrival
+            arrived = self.arrived(detector)
             if arrived is None:
                 aggregator.change(key, partition, lambda d: self.stamp(d, now))
                 continue
@@ -127,14 +128,31 @@ class SilentAlarms:
                 self._open.discard(key)
                 yield key, closed, arrived + silence
 
+    def arrived(self, detector: Any) -> float | None:
+        """When on the clock ``detector`` last had something (None: state from before it was kept)."""
+        last_arrival: float | None = detector.last_arrival
+        return last_arrival
+
     def recovered_arrival(self, detector: Any) -> float | None:
-        return detector.last_arrival
+        return self.arrived(detector)
 
     def silence(self, detector: Any) -> float:
         raise NotImplementedError
 
     def stamp(self, detector: Any, now: float) -> None:
         raise NotImplementedError
+
+
+class SilentForPeriod(SilentAlarms):
+    """:class:`SilentAlarms` whose alarms all close after the same silence period, ``silence_seconds``,
+    whatever their detector's rhythm (perceptual drifts, judge drifts)."""
+
+    def __init__(self, silence_seconds: float) -> None:
+        super().__init__()
+        self.silence_seconds = silence_seconds
+
+    def silence(self, detector: Any) -> float:
+        return self.silence_seconds
 
 
 class SilentSpikes(SilentAlarms):

@@ -19,42 +19,17 @@ from streams.state import encode_json
 from streams.views.perceptual_silence import SILENCE_SECONDS
 from streams.views.spike_silence import SWEEP_SECONDS
 from tests.streams.test_perceptual_idle import DAY, JUDGE, Worker
+from tests.support.escalating import Escalating
 
 HOUR = 3600.0  # the silence period of these tests (a week by default)
 
 
-class Emitting(Worker):
+class Emitting(Escalating, Worker):
     """The perceptual view of :class:`Worker`, keeping what it emits, with contacts (the worker's clock)."""
 
     def __init__(self, idle_seconds: float | None = None, silence_seconds: float | None = HOUR) -> None:
         self.escalations: list[dict[str, Any]] = []
         super().__init__(idle_seconds=idle_seconds, silence_seconds=silence_seconds)
-
-    def make_view(self, metrics: Any) -> Any:
-        view = super().make_view(metrics)
-        apply = view.apply
-
-        def keep(aggregator: Any, obs: dict[str, Any], partition: int | None) -> Any:
-            emits = apply(aggregator, obs, partition)
-            self.escalations.extend(emit.value for emit in emits if emit.topic == "escalations")
-            return emits
-
-        view.apply = keep
-        return view
-
-    def contact(self, ts: float) -> None:
-        self.offset += 1
-        self.aggregator.apply(
-            {
-                "kind": "contact",
-                "conversation_id": f"c{self.offset}",
-                "turn_id": f"t{self.offset}",
-                "ts": ts,
-                "segment": {"journey": "creative"},
-                "outcome": {},
-                "src": ["chat_turns:0", self.offset, 0],
-            }
-        )
 
     def of(self, version: str) -> list[dict[str, Any]]:
         return [e for e in self.escalations if e["segment"]["model_version"] == version]
