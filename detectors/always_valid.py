@@ -179,6 +179,7 @@ class LiveVersionPairs(Detector, metaclass=ABCMeta):
         self._watermark = -math.inf
         self._episodes: dict[str, int] = {}  # "control|treatment" -> episodes after the first
         self._created: float | None = None  # the first turn's event time (not in state until 2026-11-26)
+        self._closed_at: float | None = None  # the watermark when closed without a turn (close())
 
     @abstractmethod
     def _new_test(self) -> Any:
@@ -214,6 +215,10 @@ class LiveVersionPairs(Detector, metaclass=ABCMeta):
             self._forget(stalest)
             if stalest == version:  # a late turn of a version not tracked: too old to be live with any
                 return []
+        if self._closed_at is not None:
+            if at <= self._closed_at:  # a late turn of a closed comparison: in no pair
+                return []
+            self._closed_at = None
         live_since = self._watermark - self.horizon_seconds
         if seen[1] < live_since:  # a late turn of a version no longer live: in no pair (nor a new episode)
             return []
@@ -242,6 +247,24 @@ class LiveVersionPairs(Detector, metaclass=ABCMeta):
             self._events.extend([*pair, "ended"] for pair in self._live if pair not in live)
         self._live = live
 
+    def close(self) -> Self:
+        """End every pair live together without a turn (the stream stopped): each becomes an ``ended`` event
+        (:attr:`events`), as turns past the horizon would make it, and no pair is live until a turn newer than
+        the newest one comes (:attr:`last_seen` is kept).
+
+        >>> from detectors.msprt import VersionComparison
+        >>> pairs = VersionComparison().update("v1", False, ts=1.0).update("v2", False, ts=2.0)
+        >>> pairs.live_pairs, pairs.close().events, pairs.live_pairs, pairs.last_seen
+        ([['v1', 'v2']], [('v1', 'v2', 'ended')], [], 2.0)
+        >>> pairs.update("v2", False, ts=1.5).live_pairs, pairs.update("v2", False, ts=9.0).live_pairs
+        ([], [['v1', 'v2']])
+        """
+        self._events = []
+        if self._watermark != -math.inf:
+            self._closed_at = self._watermark
+        self._settle()  # every pair live at the last update ends: none is live now
+        return self
+
     def _order(self, a: str, b: str) -> tuple[str, str]:
         return (a, b) if (self._seen[a][0], a) <= (self._seen[b][0], b) else (b, a)
 
@@ -258,7 +281,9 @@ class LiveVersionPairs(Detector, metaclass=ABCMeta):
     @property
     def live_pairs(self) -> list[list[str]]:
         """``[control, treatment]`` of every pair of versions live together now."""
-        if len(self._seen) < 2:  # one version tracked (most streams): no pair
+        if (
+            len(self._seen) < 2 or self._closed_at is not None
+        ):  # one version tracked (most streams), or closed
             return []
         live_since = self._watermark - self.horizon_seconds
         live = [v for v, seen in self._seen.items() if seen[1] >= live_since]
@@ -316,12 +341,13 @@ class LiveVersionPairs(Detector, metaclass=ABCMeta):
                 "_watermark": None if self._watermark == -math.inf else self._watermark,
                 "_episodes": dict(self._episodes),
                 "_created": self._created,
+                "_closed_at": self._closed_at,
             }
         )
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Self:
-        fields = ("_seen", "_tests", "_live", "_events", "_watermark", "_episodes", "_created")
+        fields = ("_seen", "_tests", "_live", "_events", "_watermark", "_episodes", "_created", "_closed_at")
         comparison, state = cls._new_from(data, fields)
         comparison._seen = {v: list(s) for v, s in state["_seen"].items()}
         comparison._tests = {
@@ -333,4 +359,5 @@ class LiveVersionPairs(Detector, metaclass=ABCMeta):
         comparison._watermark = -math.inf if watermark is None else float(watermark)
         comparison._episodes = dict(state.get("_episodes", {}))  # absent in state written before 2026-11-25
         comparison._created = state.get("_created")  # absent in state written until 2026-11-26
+        comparison._closed_at = state.get("_closed_at")  # absent in state written before closing silent ones
         return comparison

@@ -70,7 +70,8 @@ class SilentAlarms:
     last had something (:meth:`arrived`) and how to give one from before arrivals were kept one
     (:meth:`stamp`)."""
 
-    #: the detector type of the aggregates watched (it has ``in_alarm``, ``last_arrival`` and ``close()``)
+    #: the detector type of the aggregates watched (by default it has ``in_alarm``, ``close()`` and
+    #: ``last_arrival``: see :meth:`is_open`, :meth:`end` and :meth:`arrived`)
     kind: type[Any] = object
     #: the name its looks are due under (:class:`~streams.views.idle_looks.IdleLooks`)
     looks = "open alarms"
@@ -97,7 +98,7 @@ class SilentAlarms:
         for key in keys:
             detector = aggregator.detector(key)
             if isinstance(detector, self.kind):
-                if detector.in_alarm:
+                if self.is_open(detector):
                     self._open.add(key)
                 if (arrived := self.recovered_arrival(detector)) is not None:
                     self.tick(arrived)
@@ -113,20 +114,32 @@ class SilentAlarms:
         silence counted from ``now`` (written so)."""
         for key in sorted(self._open):
             detector = aggregator.detector(key)
-            if not isinstance(detector, self.kind) or not detector.in_alarm:
+            if not isinstance(detector, self.kind) or not self.is_open(detector):
                 self._open.discard(key)  # dropped, or resolved by an observation
                 continue
-            partition = source_partition(aggregator, key.split(SEP, 2)[1])
+            partition = self.partition(aggregator, key)
             arrived = self.arrived(detector)
             if arrived is None:
                 aggregator.change(key, partition, lambda d: self.stamp(d, now))
                 continue
             silence = self.silence(detector)
             if now - arrived >= silence:
-                closed = aggregator.change(key, partition, self.kind.close)
+                closed = aggregator.change(key, partition, self.end)
                 assert isinstance(closed, self.kind)
                 self._open.discard(key)
                 yield key, closed, arrived + silence
+
+    def is_open(self, detector: Any) -> bool:
+        """Whether ``detector`` has an alarm open."""
+        return bool(detector.in_alarm)
+
+    def end(self, detector: Any) -> None:
+        """Close ``detector``'s open alarms."""
+        detector.close()
+
+    def partition(self, aggregator: Aggregator, key: str) -> int | None:
+        """The changelog partition of the aggregate at ``key``: its shard's, the key's first part."""
+        return source_partition(aggregator, key.split(SEP, 2)[1])
 
     def arrived(self, detector: Any) -> float | None:
         """When on the clock ``detector`` last had something (None: state from before it was kept)."""

@@ -10,7 +10,8 @@ observations and those of a test when it decides, not on every observation (with
 would be most of a view's cost), and those of a comparison with turns since on the worker's timer
 (:meth:`VersionPairView.export_pending`) and by the owner after a rebalance; a test that decides ``worse``
 fires a ``version_regression`` escalation (severity high, revision 1), resolved (revision 2) when its two
-versions stop serving the journey together (a rollback or a completed rollout). After a restart or a
+versions stop serving the journey together (a rollback or a completed rollout), or when the comparison has
+had no turn for a week (``closed_without_traffic``: ``version_regression.py``). After a restart or a
 rebalance, :meth:`VersionPairView.open_escalations` gives the ones still open for the Alertmanager sink to
 send again.
 
@@ -21,8 +22,7 @@ report.json too, and a journey none of the owner's comparisons has left gives it
 (:func:`~streams.views.idle_journeys.drop_idle`, looked for at the owner's first observation of each day and
 its first after a start). Until 2026-11-26 each owner's first 50 journeys held their room for good, and after
 turnover every new journey was ``other``. Not a comparison whose escalation is open (a test decided
-``worse`` of a pair still live together: a retired journey's pair stays live in its state, so it is kept,
-and sent again after a restart, until the journey's turns end the pair), nor, while an ``other`` one is
+``worse`` of a pair still live together, until its silence closes it), nor, while an ``other`` one is
 open, any journey's: the room is kept whole then. An owner none of whose comparisons has seen a turn for
 ``idle_seconds`` before the start of a day of the worker's clock (a retired judge, whose own observations,
 which look, never come; :class:`~streams.views.worker_clock.WorkerClock`) has them looked at so then.
@@ -36,14 +36,23 @@ from typing import Any
 
 from detectors.msprt import LiveVersionPairs
 from streams.aggregate import Aggregator
-from streams.emit import SEP, UNKNOWN_SEGMENT, Emit, iso
+from streams.emit import SEP, Emit
 from streams.labels import LabelGuard, SettledOf, SourceGuards
 from streams.metrics import Metrics
-from streams.policy import escalation_id
 from streams.views.idle_journeys import drop_idle
 from streams.views.idle_looks import IDLE_SECONDS, IdleLooks
 from streams.views.spike_silence import source_partition
-from streams.views.version_regression import FIGURES, KIND, SEVERITY, TestKey, figures
+from streams.views.version_regression import (
+    FIGURES,
+    KIND,
+    SEVERITY,
+    SILENCE_SECONDS,
+    SilentComparisons,
+    TestKey,
+    figures,
+    regression_record,
+    report_rows,
+)
 from streams.views.worker_clock import WorkerClock, unheard_since
 
 DECISION_VALUE = {"continue": 0.0, "better": 1.0, "worse": -1.0}
@@ -79,6 +88,7 @@ class VersionPairView(ABC):
         min_samples: int = 100,
         max_journeys: int = 50,
         idle_seconds: float = IDLE_SECONDS,
+        silence_seconds: float = SILENCE_SECONDS,
     ) -> None:
         self.metrics = metrics
         self.horizon_seconds = horizon_seconds
@@ -96,6 +106,8 @@ class VersionPairView(ABC):
         self._keys: dict[Hashable, set[str]] = {}
         self._looks = IdleLooks.per_idle(idle_seconds)
         self._clock = WorkerClock(idle_seconds)  # and of the owners never heard from again
+        self.silence_seconds = silence_seconds
+        self._silence = SilentComparisons(silence_seconds, self._is_open, self._key_partition)
         metrics.escalations.labels(KIND, SEVERITY)  # 0 from the start, so increase() sees the first one
 
     def rebalanced(self, aggregator: Aggregator) -> None:
@@ -113,12 +125,20 @@ class VersionPairView(ABC):
             self._keys.setdefault(self._owner_of(key, aggregator), set()).add(key)
         self._looks.forget()
         self._clock.forget()
+        self._silence.recover(aggregator, [key for keys in self._keys.values() for key in keys])
 
     def apply(self, aggregator: Aggregator, obs: dict[str, Any], partition: int | None) -> list[Emit]:
         """An observation's comparisons (:meth:`_observe`); on the worker's clock, the idle comparisons of
         the owners none of whose comparisons saw a turn for ``idle_seconds`` (a retired judge: its own
-        observations, which look, never come) dropped as the owner's own look would."""
+        observations, which look, never come) dropped as the owner's own look would; before, the comparisons
+        with a regression open and no turn for ``silence_seconds`` closed (``version_regression.py``)."""
+        self._silence.tick(obs["ts"])
         emits = [] if obs["kind"] == "contact" else self._observe(aggregator, obs, partition)
+        if (now := self._silence.due()) is not None:
+            for key, comparison, silent_at in self._silence.close(aggregator, now):
+                closed = {"ts": silent_at, "turn_id": None, "closed_without_traffic": True}
+                _, first, second = key.split(SEP)
+                emits.extend(self._escalations(comparison, (first, second), closed))
         if (look := self._clock.tick(obs["ts"])) is not None:
             self._drop_unheard(aggregator, look)
         return emits
@@ -134,6 +154,10 @@ class VersionPairView(ABC):
                 self._sweep(aggregator, owner, keys, look, self._owner_partition(aggregator, owner))
                 if not keys:
                     del self._keys[owner]
+
+    def _key_partition(self, aggregator: Aggregator, key: str) -> int | None:
+        """The changelog partition of the comparison at ``key``: its owner's."""
+        return self._owner_partition(aggregator, self._owner_of(key, aggregator))
 
     def _owner_partition(self, aggregator: Aggregator, owner: Hashable) -> int | None:
         """The changelog partition of ``owner``'s comparisons: its judge's shard's."""
@@ -243,6 +267,10 @@ class VersionPairView(ABC):
         self._since_publish[scope] = since
         if not comparison.eventful:  # most observations
             return []
+        return self._escalations(comparison, scope, obs)
+
+    def _escalations(self, comparison: Any, scope: tuple[str, str], obs: dict[str, Any]) -> list[Emit]:
+        """The escalations of the events of ``comparison``'s last update or close, at ``obs``."""
         events = self._events(comparison)
         emits: list[Emit] = []
         for control, treatment, dim, what in events:
@@ -261,6 +289,7 @@ class VersionPairView(ABC):
                 continue
             self._publish(at, tests[dim])
             if what == "worse":
+                self._silence.opened(SEP.join((self.prefix, *scope)))
                 self.metrics.escalations.labels(KIND, SEVERITY).inc()
                 emits.append(self._escalation(at, tests[dim], obs, firing=True))
         return emits
@@ -364,54 +393,21 @@ class VersionPairView(ABC):
         firing: bool,
         text: str,
     ) -> Emit:
-        """The escalation ``key`` of a test (firing or resolved) with the summary ``text``; evidence: ``head``
-        (with the journey), the pair, the test's figures and the test parameters."""
-        # a pair live again after it ended is tested afresh: its regression is a new escalation; so is one of
-        # a comparison dropped when idle and made again (episode 1 again)
-        eid = escalation_id(KIND, key if at.episode == 1 else f"{key}|{at.episode}", at.created)
-        value = {
-            "schema_version": 1,
-            "escalation_id": eid,
-            "kind": KIND,
-            "severity": SEVERITY,
-            "status": "firing" if firing else "resolved",
-            "revision": 1 if firing else 2,
-            "dimension": at.dim or None,
-            "segment": {**UNKNOWN_SEGMENT, "journey": head["journey"], "model_version": at.treatment},
-            "event_time": iso(obs["ts"]),
-            "turn_ids": [] if obs["turn_id"] is None else [obs["turn_id"]],
-            "summary": text,
-            "evidence": {
-                **head,
-                "control": at.control,
-                "treatment": at.treatment,
-                **figures(test, self.figure_names),
-                "alpha": self.alpha,
-                "tau2": self.tau2,
-            },
-        }
-        return Emit("escalations", eid, value)
+        """The escalation ``key`` of a test (firing or resolved; closed at ``obs`` if its
+        ``closed_without_traffic``) with the summary ``text`` (:func:`regression_record`)."""
+        if obs.get("closed_without_traffic"):
+            text = f"{text}; closed without traffic: no turns for {self.silence_seconds / 86400:.1f} days"
+        test_figures = {**figures(test, self.figure_names), "alpha": self.alpha, "tau2": self.tau2}
+        value = regression_record(key, head, at, test_figures, obs, firing, text)
+        return Emit("escalations", value["escalation_id"], value)
 
     def report(self, aggregator: Aggregator) -> dict[str, Any]:
         """One row per scope, pair of versions (and dimension, where tests have one)."""
         rows = []
         for scope, comparison in aggregator.items(self.prefix):
-            if not isinstance(comparison, LiveVersionPairs):
-                continue
-            live = comparison.live_pairs
-            for control, treatment, dim, test in self._all_tests(comparison):
-                row: dict[str, Any] = dict(zip(self.scope_names, scope, strict=True))
-                if dim:
-                    row["dimension"] = dim
-                rows.append(
-                    {
-                        **row,
-                        "control": control,
-                        "treatment": treatment,
-                        "live": [control, treatment] in live,
-                        **figures(test, self.figure_names),
-                    }
-                )
+            if isinstance(comparison, LiveVersionPairs):
+                tests = self._all_tests(comparison)
+                rows += report_rows(scope, comparison, tests, self.scope_names, self.figure_names)
         return {self.prefix: rows}
 
 
