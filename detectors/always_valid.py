@@ -341,7 +341,8 @@ class LiveVersionPairs(Detector, metaclass=ABCMeta):
                 "_watermark": None if self._watermark == -math.inf else self._watermark,
                 "_episodes": dict(self._episodes),
                 "_created": self._created,
-                "_closed_at": self._closed_at,
+                # only once closed: state a comparison never closed writes stays readable by code before
+                **({} if self._closed_at is None else {"_closed_at": self._closed_at}),
             }
         )
 

@@ -20,7 +20,7 @@ import math
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
-from detectors.always_valid import LiveVersionPairs
+from detectors.msprt import LiveVersionPairs
 from streams.aggregate import Aggregator
 from streams.emit import UNKNOWN_SEGMENT, iso
 from streams.policy import escalation_id
