@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import math
+import socket
 import time
 from collections.abc import Callable
 
@@ -30,6 +31,11 @@ WAIT_PROBE_SECONDS = 2.0
 #: librdkafka's longest pause between reconnects during that wait (its default, 10 s, would notice a
 #: broker back up to 10 s late)
 WAIT_RECONNECT_MS = 1000
+#: How long the broker's address may answer in another protocol than the configured one (librdkafka says so:
+#: "connecting to a PLAINTEXT broker listener?", or a listener that is not Kafka's) before the worker exits 1
+#: naming ``CONVOWATCH_SECURITY_PROTOCOL``, instead of waiting ``CONVOWATCH_BROKER_WAIT_SECONDS`` for it; a
+#: while, not at once, as a broker at its connection quota closes new connections the same way
+MISMATCH_PATIENCE_SECONDS = 10.0
 
 
 class BrokerWait:
@@ -38,19 +44,34 @@ class BrokerWait:
     it is alive, waiting); :meth:`readiness` says what it waits for. It logs a warning naming the address
     and how long it has waited at the first failed probe and every ``log_every`` seconds after. A broker that
     answers but refuses the worker (authentication, TLS) is no wait: :class:`BrokerUnreachable` at once, as
-    from :func:`~streams.kafka_client.check_broker`.
+    from :func:`~streams.kafka_client.check_broker`; nor, after ``mismatch_patience`` seconds, a listener
+    that speaks another protocol than ``CONVOWATCH_SECURITY_PROTOCOL`` (a PLAINTEXT listener to a TLS
+    client, a listener that is not Kafka's). An address that accepts connections without answering (a
+    broker starting up or hung, or a TLS listener to a PLAINTEXT client, which librdkafka does not tell
+    apart) is waited for, its reason saying so.
     :meth:`stop` (safe from a signal handler) ends the wait within about :data:`WAIT_PROBE_SECONDS`.
     """
 
     def __init__(
-        self, settings: Settings, beat: Callable[[], None] = lambda: None, log_every: float = WAIT_LOG_SECONDS
+        self,
+        settings: Settings,
+        beat: Callable[[], None] = lambda: None,
+        log_every: float = WAIT_LOG_SECONDS,
+        mismatch_patience: float = MISMATCH_PATIENCE_SECONDS,
     ) -> None:
         self.settings = settings
         self.beat = beat
         self.log_every = log_every
+        self.mismatch_patience = mismatch_patience
         self._stopping = False
         self._since: float | None = None  # when the wait began; None before and after it
         self._reason: str | None = None  # why the last probe failed
+        self._mismatched_since: float | None = None  # since when every probe met another protocol
+
+    @property
+    def stopping(self) -> bool:
+        """Whether :meth:`stop` was called."""
+        return self._stopping
 
     def stop(self) -> None:
         """End the wait (a plain assignment: safe in a signal handler)."""
@@ -86,9 +107,9 @@ class BrokerWait:
                         "Kafka broker at %s answered after %.1fs; starting", settings.broker, now - started
                     )
                 self._since = self._reason = None
-                return True
+                return not self._stopping  # a stop during a probe that succeeded: not started
             raise_if_refused(settings, probe, reason)
-            self._reason = f"{reason} ({probe.cause})" if probe.cause else reason
+            self._reason = self._why(probe, reason, now)
             if now >= deadline:
                 raise BrokerUnreachable(
                     f"the Kafka broker at {settings.broker} did not answer within "
@@ -108,3 +129,44 @@ class BrokerWait:
             if (pause := began + WAIT_PROBE_SECONDS - time.monotonic()) > 0 and not self._stopping:
                 time.sleep(min(pause, deadline - now))  # a probe that failed fast: no busy loop
         return False
+
+    def _why(self, probe: BrokerProbe, reason: str, now: float) -> str:
+        """Why the broker did not answer ``probe`` (``reason``); :class:`BrokerUnreachable` once it has
+        answered in another protocol for ``mismatch_patience`` seconds."""
+        settings = self.settings
+        mismatched = probe.mismatched
+        if mismatched is None:
+            self._mismatched_since = None
+        else:
+            if self._mismatched_since is None:
+                self._mismatched_since = now
+            if now - self._mismatched_since >= self.mismatch_patience:
+                raise BrokerUnreachable(
+                    f"the listener at {settings.broker} does not speak Kafka over "
+                    f"{settings.security_protocol} ({mismatched}); check CONVOWATCH_SECURITY_PROTOCOL and "
+                    "that --broker / CONVOWATCH_BROKER names the Kafka listener of that protocol"
+                )
+            return f"{reason} ({mismatched}; check CONVOWATCH_SECURITY_PROTOCOL)"
+        if accepts_connections(settings.broker):
+            return (
+                f"{reason}; it accepts connections but does not answer as Kafka over "
+                f"{settings.security_protocol}: starting up, hung, or not that protocol's listener "
+                "(CONVOWATCH_SECURITY_PROTOCOL)"
+            )
+        return f"{reason} ({probe.cause})" if probe.cause else reason
+
+
+def accepts_connections(bootstrap: str, timeout: float = 0.5) -> bool:
+    """Whether a TCP connection to any address of ``bootstrap`` (``host:port[,...]``) succeeds.
+
+    >>> accepts_connections("127.0.0.1:1")
+    False
+    """
+    for address in bootstrap.split(","):
+        host, _, port = address.strip().rpartition("://")[2].rpartition(":")
+        try:
+            with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout):
+                return True
+        except (OSError, ValueError):
+            continue
+    return False

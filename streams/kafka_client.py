@@ -84,6 +84,8 @@ def faust_credentials(settings: Settings) -> Any:
 
 #: What to check when the TLS handshake with the broker fails.
 TLS_SETTINGS = "check CONVOWATCH_SSL_CAFILE / CONVOWATCH_SECURITY_PROTOCOL"
+#: librdkafka's words for a listener of another protocol than the client's (its error texts)
+PROTOCOL_HINTS = ("broker listener?", "incorrect security.protocol", "connecting to a SSL listener?")
 
 
 def probe_failure(errors: Sequence[KafkaError], reason: str) -> str:
@@ -128,8 +130,19 @@ class BrokerProbe:
     @property
     def cause(self) -> str | None:
         """The last error librdkafka reported during the last request (a refused connection, a name that
-        does not resolve), if any."""
-        return self.errors[-1].str() if self.errors else None
+        does not resolve), if any; one that says why before one that only counts the brokers down."""
+        telling = [e for e in self.errors if e.code() != KafkaError._ALL_BROKERS_DOWN] or self.errors
+        return telling[-1].str() if telling else None
+
+    @property
+    def mismatched(self) -> str | None:
+        """librdkafka's error of the last request that says the listener speaks another protocol than the
+        configured one, or is not Kafka's (an SSL client on a PLAINTEXT listener, an HTTP server), if any."""
+        for error in reversed(self.errors):
+            text = error.str()
+            if error.code() == KafkaError._BAD_MSG or any(hint in text for hint in PROTOCOL_HINTS):
+                return text
+        return None
 
 
 class MetadataRequestNoAutoCreate(MetadataRequest):

@@ -85,10 +85,11 @@ def wait_for_broker(settings: Settings, health: Health) -> bool:
     health.add_readiness("broker", wait.readiness)
     previous = {sig: signal.signal(sig, lambda *_: wait.stop()) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
-        return wait.wait()
+        answered = wait.wait()
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+    return answered and not wait.stopping  # a stop after the broker answered, before the handlers went
 
 
 def check_local_files(settings: Settings) -> None:

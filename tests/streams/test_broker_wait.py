@@ -12,12 +12,14 @@ import logging
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import threading
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -139,3 +141,59 @@ def test_a_waiting_worker_is_live_not_ready_and_a_signal_stops_it_with_0(
     assert output.count("does not answer") == 1  # once a minute
     assert f"stopped while waiting for the Kafka broker at {address}" in output
     assert "Traceback" not in output
+
+
+def listener(answer: Callable[[socket.socket], None]) -> str:
+    """The address of a TCP listener that is not Kafka's, ``answer`` handling each connection."""
+    server = socket.create_server(("127.0.0.1", 0))
+
+    def serve() -> None:
+        while True:
+            connection, _ = server.accept()
+            answer(connection)
+
+    threading.Thread(target=serve, daemon=True).start()
+    return f"127.0.0.1:{server.getsockname()[1]}"
+
+
+def http(connection: socket.socket) -> None:
+    connection.recv(4096)
+    connection.sendall(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
+    connection.close()
+
+
+def test_a_listener_of_another_protocol_ends_the_wait_naming_the_protocol_setting() -> None:
+    """An HTTP server where the broker should be (a wrong port): librdkafka reads its answer as a Kafka
+    message of 1.2 GB. Found by review (2026-11-26): that, and a TLS client on a PLAINTEXT listener, waited
+    the whole bound (900 s) as a broker that "does not answer", the message naming only the address."""
+    address = listener(http)
+    wait = BrokerWait(Settings(broker=address, broker_wait_seconds=60), mismatch_patience=3)
+    started = time.monotonic()
+    with pytest.raises(BrokerUnreachable) as refused:
+        wait.wait()
+    assert 3 <= time.monotonic() - started < 3 + WAIT_PROBE_SECONDS + SLACK
+    message = str(refused.value)
+    assert message.startswith(f"the listener at {address} does not speak Kafka over PLAINTEXT ("), message
+    assert "check CONVOWATCH_SECURITY_PROTOCOL" in message
+
+
+def test_an_address_that_accepts_connections_without_answering_is_waited_for_and_said_so() -> None:
+    """A broker starting up or hung (connections accepted, never answered): waited for, as librdkafka cannot
+    tell it from a TLS listener to a PLAINTEXT client; the reason says both."""
+    held: list[socket.socket] = []
+    address = listener(held.append)
+    wait = BrokerWait(Settings(broker=address, broker_wait_seconds=600), mismatch_patience=1)
+    thread = threading.Thread(target=wait.wait, daemon=True)
+    thread.start()
+    try:
+        reason = wait_until(
+            lambda: "accepts connections" in (wait.readiness() or "") and wait.readiness(), 15
+        )
+        assert "does not answer as Kafka over PLAINTEXT: starting up, hung, or not" in reason
+        assert "(CONVOWATCH_SECURITY_PROTOCOL)" in reason
+        thread.join(4)  # past the patience for another protocol (1 s), and two probes more
+        assert thread.is_alive()
+    finally:
+        wait.stop()
+        thread.join(WAIT_PROBE_SECONDS + SLACK)
+    assert not thread.is_alive()
