@@ -5,10 +5,7 @@ after about 10 s: in Kubernetes a crash loop, backed off for up to 5 minutes aft
 
 from __future__ import annotations
 
-import json
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -20,6 +17,7 @@ from tests.reliability.harness import BackgroundProducer, Worker, report, traffi
 from tests.support.broker import KafkaBroker
 from tests.support.verify import embedded_oracle
 from tests.support.wait import wait_until
+from tests.support.worker import health_response
 
 pytestmark = pytest.mark.reliability
 
@@ -29,11 +27,7 @@ OLD_EXIT_SECONDS = 10.0
 
 
 def health(worker: Worker, path: str) -> tuple[int, dict[str, Any]]:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{worker.metrics_port}{path}", timeout=5) as response:
-            return response.status, json.loads(response.read())
-    except urllib.error.HTTPError as failing:
-        return failing.code, json.loads(failing.read())
+    return health_response(worker.metrics_port, path)
 
 
 def waiting_seconds(worker: Worker, address: str) -> float:

@@ -7,7 +7,6 @@ and gives up after ``CONVOWATCH_BROKER_WAIT_SECONDS`` naming the address. Until 
 from __future__ import annotations
 
 import itertools
-import json
 import logging
 import os
 import re
@@ -17,11 +16,8 @@ import subprocess
 import sys
 import threading
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -30,6 +26,7 @@ from streams.config import Settings
 from streams.exceptions import BrokerUnreachable
 from tests.support.broker import free_ports
 from tests.support.wait import wait_until
+from tests.support.worker import health_response
 
 REPO = Path(__file__).resolve().parents[2]
 SLACK = 3.0  # for a probe in flight and a busy machine
@@ -84,14 +81,6 @@ def test_a_stop_ends_the_wait_promptly_and_readiness_says_what_it_waits_for() ->
     assert time.monotonic() - stopped < WAIT_PROBE_SECONDS + SLACK
 
 
-def get(port: int, path: str) -> tuple[int, dict[str, Any]]:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as response:
-            return response.status, json.loads(response.read())
-    except urllib.error.HTTPError as failing:
-        return failing.code, json.loads(failing.read())
-
-
 @pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
 def test_a_waiting_worker_is_live_not_ready_and_a_signal_stops_it_with_0(
     stop: signal.Signals, tmp_path: Path
@@ -118,15 +107,15 @@ def test_a_waiting_worker_is_live_not_ready_and_a_signal_stops_it_with_0(
 
         def waited() -> float:
             assert worker.poll() is None, log.read_text()
-            status, body = get(port, "/readyz")
+            status, body = health_response(port, "/readyz")
             assert status == 503, body
             reason = body["checks"].get("broker", "")
             return float(reason.split("s for the Kafka broker")[0].removeprefix("waiting ") or 0)
 
         wait_until(lambda: waited() >= 4, timeout=30, interval=0.2, ignore=(OSError, ValueError))  # > 3 s
-        status, body = get(port, "/healthz")
+        status, body = health_response(port, "/healthz")
         assert status == 200, body
-        assert f"Kafka broker at {address}" in get(port, "/readyz")[1]["checks"]["broker"]
+        assert f"Kafka broker at {address}" in health_response(port, "/readyz")[1]["checks"]["broker"]
         stopped = time.monotonic()
         worker.send_signal(stop)
         code = worker.wait(WAIT_PROBE_SECONDS + SLACK)

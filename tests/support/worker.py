@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import urllib.error
 import urllib.request
 from collections.abc import Iterable
 from pathlib import Path
@@ -140,3 +141,12 @@ def produce_records(
         streams.setdefault(FLAGS[stream], []).append(orjson.loads(raw))
     produce_jsonl(bootstrap, env, directory, **streams)
     return streams
+
+
+def health_response(port: int, path: str) -> tuple[int, dict[str, Any]]:
+    """The status and JSON body of a worker's ``/healthz`` or ``/readyz`` on ``port``, failing ones too."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as failing:
+        return failing.code, json.loads(failing.read())
