@@ -21,7 +21,9 @@ restarted or rebalanced more often than every 30 days never dropped a retired ju
 A breakdown without a stamp (state from before 2026-11-26, or one made by a pair since the start before any
 verdict or contact) counts, as before, as heard at the first verdict or contact since the start (not a
 label's: its turn may be old), or at the look until one comes, and is stamped so at its next pair, verdict or
-look: from the start it was recovered at, not from each later one.
+look once one has come: from the start it was recovered at, not from each later one. Not before one: a look
+then stands at a label's or pair's turn, which may be old, and a stamp of it dropped a judge still judging at
+the next look (found by review, 2026-11-26).
 """
 
 from __future__ import annotations
@@ -108,8 +110,9 @@ class VerdictsHeard:
         return max(self._newest.get(jd, -math.inf), counted)
 
     def looked(self, aggregator: Aggregator, kept: Iterable[JudgeDimension], look: float) -> None:
-        """After the look starting at ``look``: stamp the breakdowns of ``kept`` without a stamp, and forget
-        verdicts too old to keep anything at the looks to come."""
+        """After the look starting at ``look``: stamp the breakdowns of ``kept`` without a stamp with the
+        first verdict or contact since the start, once one has come, and forget verdicts too old to keep
+        anything at the looks to come."""
         before = look - self.idle_seconds
         self._newest = {jd: ts for jd, ts in self._newest.items() if ts >= before}
         stamps = self._stamps
@@ -117,8 +120,8 @@ class VerdictsHeard:
             stamp = stamps.get(jd)
             if stamp is None:
                 stamp = stamps[jd] = self._read(aggregator, jd)
-            if stamp == UNSTAMPED:
-                self._stamp(aggregator, jd, stamp, self._fallback(look), source_partition(aggregator, jd[0]))
+            if stamp == UNSTAMPED and self._since is not None:  # not at a label's or pair's old turn
+                self._stamp(aggregator, jd, stamp, self._since, source_partition(aggregator, jd[0]))
 
     def dropped(self, jd: JudgeDimension) -> None:
         self._stamps.pop(jd, None)

@@ -170,3 +170,39 @@ def test_verdicts_are_stamped_once_a_day_of_them_not_once_each() -> None:
     at = key("agreement_detail", OLD, "safety")
     assert store.writes[at] == 10  # the pair's, then the first verdict of each of days 1 to 9
     assert _stamp(worker, at) == 9 * DAY
+
+
+def test_an_upgrade_whose_first_observation_is_an_old_label_keeps_an_active_judge() -> None:
+    """An unstamped breakdown is not stamped at a look before the start's first verdict or contact: the
+    clock then stands at a label's turn, which may be old. Found by review (2026-11-26): the first version
+    stamped it so, and the next look dropped a judge still judging (humans last paired it 36 days before)."""
+    worker = Worker()
+    for i in range(40):
+        worker.pair(OLD, i * 60.0)
+    _verdicts(worker, HOUR, 36 * DAY, ("relevance", "safety"))
+    _without_heard(worker)  # the upgrade on day 36
+    label = {"kind": "labelled", "turn_id": "t-old", "vendor_id": "acme", "judges": {}}
+    worker.apply(label | {"labels": {"relevance": "pass"}, "label_ts": 36 * DAY, "ts": DAY})
+    worker.contact(36 * DAY + 60.0)
+    _verdicts(worker, 36 * DAY + HOUR, 37 * DAY, ("relevance", "safety"))
+    assert {k.split("\x1f")[0] for k in worker.keys(OLD)} == PAIR_KINDS
+
+
+def test_a_first_pair_of_an_old_turn_as_the_first_observation_after_a_restart_keeps_an_active_judge() -> None:
+    """The same at any restart: the first pair ever of a judge and dimension, of a 35-day-old turn, read
+    first after it (found by the same review)."""
+    once, restarted = Worker(), Worker()
+    for worker in (once, restarted):
+        _verdicts(worker, 0.0, 40 * DAY, ("safety",))
+    restarted.restart_and_export()
+    segment = {"journey": "shopper", "model_version": "m1", "intent": "x"}
+    pair = {"kind": "pair", "turn_id": "late", "judge_id": OLD, "judge_version": "v1", "dimension": "safety"}
+    for worker in (once, restarted):
+        worker.apply(
+            pair
+            | {"judge_label": "pass", "human_label": "fail", "inclusion_probability": None, "confidence": 0.8}
+            | {"segment": segment, "ts": 5 * DAY}
+        )
+        worker.contact(40 * DAY + 60.0)
+        _verdicts(worker, 40 * DAY + HOUR, 41 * DAY, ("safety",))
+    assert restarted.keys(OLD) == once.keys(OLD) != set()
