@@ -158,7 +158,7 @@ class SilentAlarms:
 
 class SilentForPeriod(SilentAlarms):
     """:class:`SilentAlarms` whose alarms all close after the same silence period, ``silence_seconds``,
-    whatever their detector's rhythm (perceptual drifts, judge drifts)."""
+    whatever their detector's rhythm (perceptual drifts, version regressions)."""
 
     def __init__(self, silence_seconds: float) -> None:
         super().__init__()

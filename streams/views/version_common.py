@@ -107,7 +107,9 @@ class VersionPairView(ABC):
         self._looks = IdleLooks.per_idle(idle_seconds)
         self._clock = WorkerClock(idle_seconds)  # and of the owners never heard from again
         self.silence_seconds = silence_seconds
-        self._silence = SilentComparisons(silence_seconds, self._is_open, self._key_partition)
+        # two versions seen within the horizon still serve together: not silent before it (review, 2026-11-26)
+        self._silent_after = max(silence_seconds, horizon_seconds)
+        self._silence = SilentComparisons(self._silent_after, self._is_open, self._key_partition)
         metrics.escalations.labels(KIND, SEVERITY)  # 0 from the start, so increase() sees the first one
 
     def rebalanced(self, aggregator: Aggregator) -> None:
@@ -396,7 +398,7 @@ class VersionPairView(ABC):
         """The escalation ``key`` of a test (firing or resolved; closed at ``obs`` if its
         ``closed_without_traffic``) with the summary ``text`` (:func:`regression_record`)."""
         if obs.get("closed_without_traffic"):
-            text = f"{text}; closed without traffic: no turns for {self.silence_seconds / 86400:.1f} days"
+            text = f"{text}; closed without traffic: no turns for {self._silent_after / 86400:.1f} days"
         test_figures = {**figures(test, self.figure_names), "alpha": self.alpha, "tau2": self.tau2}
         value = regression_record(key, head, at, test_figures, obs, firing, text)
         return Emit("escalations", value["escalation_id"], value)

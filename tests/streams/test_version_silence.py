@@ -24,12 +24,12 @@ from tests.support.journeys import DAY, JourneyWorker
 class Emitting(Escalating, JourneyWorker):
     """A model-version view (``prefix``) over a :class:`JourneyWorker`, keeping what it emits."""
 
-    def __init__(self, prefix: str) -> None:
+    def __init__(self, prefix: str, horizon: float = HORIZON) -> None:
         self.escalations: list[dict[str, Any]] = []
         cls = VIEWS[prefix][0]
 
         def make(metrics: Any) -> VersionPairView:
-            return cls(metrics, horizon_seconds=HORIZON, min_samples=20, idle_seconds=10 * DAY)
+            return cls(metrics, horizon_seconds=horizon, min_samples=20, idle_seconds=10 * DAY)
 
         super().__init__(make)
 
@@ -111,3 +111,23 @@ def test_a_closed_comparisons_versions_serving_again_are_tested_afresh(prefix: s
     regress(w, "retiring", last + 9 * DAY)  # the journey back, v2 still worse: its next episode
     fresh = [e["status"] for e in w.of("retiring") if e["escalation_id"] not in before]
     assert fresh and set(fresh) == {"firing"}
+
+
+@pytest.mark.parametrize("prefix", VIEWS)
+def test_a_regression_within_a_horizon_longer_than_the_silence_stays_open(prefix: str) -> None:
+    """With CONVOWATCH_VERSION_HORIZON_SECONDS of 14 days (a low-traffic canary), two versions 9 days apart
+    still serve together: found by review (2026-11-26), the first version closed the regression after its
+    week and paged again under a new id when the journey's turns came back."""
+    w = Emitting(prefix, horizon=14 * DAY)
+    last = regress(w, "claims", 0.0)
+    opened = {e["escalation_id"] for e in w.of("claims")}
+    for day in range(1, 10):  # the journey paused 9 days, other traffic going on
+        w.turn(last + day * DAY, "shopper")
+    w.turn(last + 9 * DAY + 60.0, "claims", version="v2", fail=0.5)
+    assert {e["status"] for e in w.of("claims")} == {"firing"}  # not closed, nor opened anew
+    assert {e["escalation_id"] for e in w.of("claims")} == opened
+    for day in range(10, 25):  # then silent past the horizon: closed, saying for how long
+        w.turn(last + day * DAY, "shopper")
+    assert _statuses(w, "claims") == [("firing", False), ("resolved", True)]
+    resolved = next(e for e in w.of("claims") if e["status"] == "resolved")
+    assert resolved["summary"].endswith("; closed without traffic: no turns for 14.0 days")
