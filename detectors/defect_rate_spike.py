@@ -332,6 +332,25 @@ class DefectRateSpike(DefectRateSpikeResults, EventTimes, Detector):
                 )
         return self
 
+    def close(self) -> DefectRateSpike:
+        """End an open alarm without an event (the stream stopped), as a resolving update would: ``resolved``
+        turns True, monitoring restarts with every chart at 0 and the baseline learned, so the same rise seen
+        again is a new alarm; ``onset``, ``spike_rate`` and ``evidence`` describe the episode closed. Nothing
+        changes without an open alarm.
+
+        >>> spike = DefectRateSpike(warmup=100)
+        >>> i = 0
+        >>> while not spike.in_alarm:
+        ...     spike, i = spike.update(i < 100 and i % 50 == 0 or i >= 100), i + 1
+        >>> spike.close().resolved, spike.in_alarm, spike.n_alarms, spike.close().resolved
+        (True, False, 1, False)
+        """
+        self._drift = False
+        self._resolved = self._alarm
+        if self._alarm:
+            self._resolve(self._n - 1)
+        return self
+
     def _raise_alarm(self, n: int, chart: int) -> None:
         self._alarm = True
         self._drift = True

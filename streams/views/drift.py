@@ -22,8 +22,10 @@ detectors has seen a pair for ``idle_seconds`` before the start of a day of the 
 own pairs never come to look) has them looked at so then
 (:class:`~streams.views.worker_clock.WorkerClock`). Until 2026-11-26 each
 judge's first 50 journeys held their room for good, and after turnover every new journey was ``other``. A
-drift in alarm of a journey that retired is kept, in alarm (its escalation sent again after a restart),
-until pairs show the rate back, if they ever come.
+drift in alarm whose pairs stopped (a judge replaced, a journey retired) closes once its detector has had no
+pair for its silence period, 30 days of the worker's clock (``closed_without_traffic``:
+``streams/views/drift_silence.py``), and is dropped when idle like any other; until 2026-11-26 it stayed in
+alarm for good, its escalation sent again after every restart.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from streams.emit import SEP, UNKNOWN_SEGMENT, Emit, iso
 from streams.labels import SourceGuards
 from streams.metrics import Metrics
 from streams.policy import escalation_id
+from streams.views.drift_silence import SILENCE_SECONDS, SilentJudgeDrifts
 from streams.views.idle_journeys import drop_idle
 from streams.views.idle_looks import IDLE_SECONDS, IdleLooks
 from streams.views.spike_silence import source_partition
@@ -58,6 +61,7 @@ class JudgeDriftView:
         uniform_probability: float = 0.001,
         max_journeys: int = 50,
         idle_seconds: float = IDLE_SECONDS,
+        silence_seconds: float = SILENCE_SECONDS,
     ) -> None:
         self.metrics = metrics
         # the pairs of a uniform sample of the labelled turns, whatever review sampling requested
@@ -70,11 +74,13 @@ class JudgeDriftView:
         self.warmup = warmup
         self.journeys = SourceGuards(max_journeys)  # per judge: see SourceGuards
         self.idle_seconds = idle_seconds
+        self.silence_seconds = silence_seconds
         # derived, never persisted: each judge's detector keys (those updated, and the recovered ones), and
         # when to look for its idle ones
         self._keys: dict[str, set[str]] = {}
         self._looks = IdleLooks.per_idle(idle_seconds)
         self._clock = WorkerClock(idle_seconds)  # and of the judges never heard from again
+        self._silence = SilentJudgeDrifts(silence_seconds)  # the open drifts, and another clock to close them
 
     def rebalanced(self, aggregator: Aggregator) -> None:
         """Admit the journeys of the recovered drift detectors to fresh guards first (see
@@ -91,11 +97,19 @@ class JudgeDriftView:
                 journeys.setdefault(judge_id, set()).add(journey)
         for judge_id, values in journeys.items():
             self.journeys(judge_id, "journey").admit(values)
+        self._silence.recover(aggregator, [k for keys in self._keys.values() for k in keys])
 
     def apply(self, aggregator: Aggregator, obs: dict[str, Any], partition: int | None) -> list[Emit]:
-        """A pair's disagreement; on the worker's clock, the idle detectors of the judges with no pair for
-        ``idle_seconds`` (retired: their own pairs, which look for them, never come) dropped."""
+        """A pair's disagreement; on the worker's clock, the open drifts of detectors with no pair for
+        ``silence_seconds`` closed, and the idle detectors of the judges with no pair for ``idle_seconds``
+        (retired: their own pairs, which look for them, never come) dropped."""
+        self._silence.tick(obs["ts"])
         emits = self._pair(aggregator, obs, partition) if obs["kind"] == "pair" else []
+        if (now := self._silence.due()) is not None:
+            for drift_key, detector, silent_at in self._silence.close(aggregator, now):
+                _, judge_id, dimension, journey = drift_key.split(SEP)
+                value = self._value(detector, judge_id, dimension, journey, silent_at, False, silent=True)
+                emits.append(Emit("escalations", value["escalation_id"], value))
         if (look := self._clock.tick(obs["ts"])) is not None:
             self._drop_unheard(aggregator, look)
         return emits
@@ -138,6 +152,8 @@ class JudgeDriftView:
             )
             if detector is not None and (detector.drift_detected or detector.resolved):
                 emits.append(self._escalation(detector, judge_id, dimension, journey, pair))
+                if detector.drift_detected:
+                    self._silence.opened(drift_key)
         now = self._looks.due(judge_id, ts)
         if now is not None:
 
@@ -195,14 +211,30 @@ class JudgeDriftView:
         return Emit("escalations", value["escalation_id"], value)
 
     def _value(
-        self, detector: DefectRateSpike, judge_id: str, dimension: str, journey: str, ts: float, firing: bool
+        self,
+        detector: DefectRateSpike,
+        judge_id: str,
+        dimension: str,
+        journey: str,
+        ts: float,
+        firing: bool,
+        silent: bool = False,
     ) -> dict[str, Any]:
+        """The escalation of the drift of ``detector``, firing or resolved at event time ``ts``, or closed at
+        ``ts`` because its pairs stopped (``silent``)."""
         where = "all journeys" if journey == "*" else f"journey {journey}"
         subject = f"{judge_id}|{dimension}|{journey}|{detector.n_alarms}"
         eid = escalation_id("judge_drift", subject, detector.created)  # a detector made again: ids of its own
         if firing:
             summary = (
                 f"Judge drift: {judge_id} disagrees with humans on {dimension} in {where} "
+                f"{detector.spike_rate:.1%} of the time, against a usual {detector.baseline:.1%}"
+            )
+        elif silent:  # at ts, its silence period after its last pair
+            summary = (
+                f"Judge drift closed without traffic: no pairs or verdicts of {judge_id} on {dimension} "
+                f"in {where} for "
+                f"{self.silence_seconds / 86400:.1f} days; it disagreed with humans "
                 f"{detector.spike_rate:.1%} of the time, against a usual {detector.baseline:.1%}"
             )
         else:
@@ -228,6 +260,7 @@ class JudgeDriftView:
                 "spike_disagreement": detector.spike_rate,
                 "pairs_since_onset": detector.n - (detector.onset or 0),
                 "episode": detector.n_alarms,
+                "closed_without_traffic": silent,
             },
         }
 

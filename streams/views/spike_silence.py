@@ -118,7 +118,7 @@ class SilentAlarms:
                 self._open.discard(key)  # dropped, or resolved by an observation
                 continue
             partition = self.partition(aggregator, key)
-            arrived = self.arrived(detector)
+            arrived = self.arrival(aggregator, key, detector)
             if arrived is None:
                 aggregator.change(key, partition, lambda d: self.stamp(d, now))
                 continue
@@ -140,6 +140,11 @@ class SilentAlarms:
     def partition(self, aggregator: Aggregator, key: str) -> int | None:
         """The changelog partition of the aggregate at ``key``: its shard's, the key's first part."""
         return source_partition(aggregator, key.split(SEP, 2)[1])
+
+    def arrival(self, aggregator: Aggregator, key: str, detector: Any) -> float | None:
+        """When on the clock the alarm of ``detector`` (at ``key``) last had something: by default
+        :meth:`arrived`; a subclass may read other aggregates too."""
+        return self.arrived(detector)
 
     def arrived(self, detector: Any) -> float | None:
         """When on the clock ``detector`` last had something (None: state from before it was kept)."""

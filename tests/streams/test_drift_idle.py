@@ -14,6 +14,7 @@ import pytest
 from detectors.defect_rate_spike import DefectRateSpike
 from streams.emit import SEP
 from streams.views.drift import JudgeDriftView
+from tests.streams.test_drift_silence import Emitting
 from tests.support.journeys import (
     DAY,
     JUDGE,
@@ -81,8 +82,9 @@ def test_a_worker_restarted_in_the_middle_of_a_day_drops_as_the_one_before_it(re
     assert restarted.state() == once.state()
 
 
-def test_a_detector_in_alarm_is_kept_however_idle() -> None:
-    w = worker(idle_seconds=10 * DAY)
+def test_a_detector_in_alarm_is_kept_however_idle_while_its_judge_judges() -> None:
+    # with the agreement view, whose stamp of the judge's verdicts keeps it open (test_drift_silence.py)
+    w = Emitting(idle_seconds=10 * DAY)
     for n in range(400):  # a disagreement rate of 5%, then 60%: the journey's drift alarms
         w.turn(n * 60.0, "retiring", disagree=0.05 if n < 300 else 0.6)
     drifted = detector(w, "retiring")

@@ -21,9 +21,9 @@ def campaign(week: int) -> str:
 
 class JourneyWorker(RestartableView):
     """The view ``make(metrics)`` makes over an aggregator whose state is stored as JSON; :meth:`turn` feeds
-    it a turn's observations of the kinds it takes (the turn, the judge's verdict, a human label). With
-    ``partition_of`` (journey -> observation partition) the aggregator has partitions, as on Kafka, and
-    each turn's observations come from its journey's."""
+    it (and any other view of the aggregator) a turn's observations of the kinds it takes (the turn, the
+    judge's verdict, a human label). With ``partition_of`` (journey -> observation partition) the aggregator
+    has partitions, as on Kafka, and each turn's observations come from its journey's."""
 
     def __init__(
         self, make: Callable[[Metrics], Any], seed: int = 0, partition_of: Callable[[str], int] | None = None
@@ -75,8 +75,9 @@ class JourneyWorker(RestartableView):
             },
         }
         partition = None if self.partition_of is None else self.partition_of(journey)
+        kinds = {kind for view in self.aggregator.views for kind in view.kinds}
         for kind, fields in observations.items():
-            if kind in self.view.kinds:
+            if kind in kinds:
                 src = [f"{kind}:0", n, 0]
                 self.aggregator.apply({"kind": kind, **common, **fields, "src": src}, partition)
 
