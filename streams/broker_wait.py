@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import math
 import socket
+import struct
 import time
 from collections.abc import Callable
 
@@ -31,10 +32,9 @@ WAIT_PROBE_SECONDS = 2.0
 #: librdkafka's longest pause between reconnects during that wait (its default, 10 s, would notice a
 #: broker back up to 10 s late)
 WAIT_RECONNECT_MS = 1000
-#: How long the broker's address may answer in another protocol than the configured one (librdkafka says so:
-#: "connecting to a PLAINTEXT broker listener?", or a listener that is not Kafka's) before the worker exits 1
-#: naming ``CONVOWATCH_SECURITY_PROTOCOL``, instead of waiting ``CONVOWATCH_BROKER_WAIT_SECONDS`` for it; a
-#: while, not at once, as a broker at its connection quota closes new connections the same way
+#: How long the broker's address may answer in another protocol than the configured one (a listener that is
+#: not Kafka's, or one that answers a TLS client's address in plain Kafka) before the worker exits 1 naming
+#: ``CONVOWATCH_SECURITY_PROTOCOL``, instead of waiting ``CONVOWATCH_BROKER_WAIT_SECONDS`` for it
 MISMATCH_PATIENCE_SECONDS = 10.0
 
 
@@ -45,10 +45,11 @@ class BrokerWait:
     and how long it has waited at the first failed probe and every ``log_every`` seconds after. A broker that
     answers but refuses the worker (authentication, TLS) is no wait: :class:`BrokerUnreachable` at once, as
     from :func:`~streams.kafka_client.check_broker`; nor, after ``mismatch_patience`` seconds, a listener
-    that speaks another protocol than ``CONVOWATCH_SECURITY_PROTOCOL`` (a PLAINTEXT listener to a TLS
-    client, a listener that is not Kafka's). An address that accepts connections without answering (a
-    broker starting up or hung, or a TLS listener to a PLAINTEXT client, which librdkafka does not tell
-    apart) is waited for, its reason saying so.
+    shown to speak another protocol than ``CONVOWATCH_SECURITY_PROTOCOL`` (a PLAINTEXT listener to a TLS
+    client: it answers a Kafka request in plain text; a listener that is not Kafka's). An address that
+    accepts connections and closes or never answers them (a broker starting up, hung or at its connection
+    quota, a proxy with no broker behind it, or a TLS listener to a PLAINTEXT client, which librdkafka does
+    not tell apart) is waited for, its reason saying so.
     :meth:`stop` (safe from a signal handler) ends the wait within about :data:`WAIT_PROBE_SECONDS`.
     """
 
@@ -108,6 +109,8 @@ class BrokerWait:
                     )
                 self._since = self._reason = None
                 return not self._stopping  # a stop during a probe that succeeded: not started
+            if self._stopping:
+                break  # a stop during the probe: stopped, whatever the probe says
             raise_if_refused(settings, probe, reason)
             self._reason = self._why(probe, reason, now)
             if now >= deadline:
@@ -132,10 +135,18 @@ class BrokerWait:
 
     def _why(self, probe: BrokerProbe, reason: str, now: float) -> str:
         """Why the broker did not answer ``probe`` (``reason``); :class:`BrokerUnreachable` once it has
-        answered in another protocol for ``mismatch_patience`` seconds."""
+        answered in another protocol for ``mismatch_patience`` seconds: a listener that is not Kafka's (an
+        HTTP port), or a TLS client's address that answers Kafka in plain text. librdkafka's "connecting to a
+        PLAINTEXT broker listener?" alone is no proof: it says so of any TLS handshake the peer closes (a
+        broker at its connection quota, a proxy with no broker behind it), a wait's case (review,
+        2026-11-26)."""
         settings = self.settings
         mismatched = probe.mismatched
-        if mismatched is None:
+        confirmed = mismatched is not None and (
+            probe.not_kafka
+            or (settings.security_protocol.endswith("SSL") and speaks_plaintext_kafka(settings.broker))
+        )
+        if not confirmed:
             self._mismatched_since = None
         else:
             if self._mismatched_since is None:
@@ -147,6 +158,11 @@ class BrokerWait:
                     "that --broker / CONVOWATCH_BROKER names the Kafka listener of that protocol"
                 )
             return f"{reason} ({mismatched}; check CONVOWATCH_SECURITY_PROTOCOL)"
+        if mismatched is not None:
+            return (
+                f"{reason} ({mismatched}): a broker at its connection quota, a proxy with no broker behind "
+                "it, or another protocol's listener (CONVOWATCH_SECURITY_PROTOCOL)"
+            )
         if accepts_connections(settings.broker):
             return (
                 f"{reason}; it accepts connections but does not answer as Kafka over "
@@ -156,17 +172,55 @@ class BrokerWait:
         return f"{reason} ({probe.cause})" if probe.cause else reason
 
 
+def _addresses(bootstrap: str) -> list[tuple[str, int]]:
+    """(host, port) of each address of ``bootstrap`` (``host:port[,...]``) that reads as one."""
+    addresses = []
+    for address in bootstrap.split(","):
+        host, _, port = address.strip().rpartition("://")[2].rpartition(":")
+        if port.isdigit():
+            addresses.append((host.strip("[]"), int(port)))
+    return addresses
+
+
+#: A Kafka ApiVersions v0 request (api key 18) with correlation id 7 and client id "convowatch", and its frame
+_API_VERSIONS_REQUEST = struct.pack(">hhih", 18, 0, 7, 10) + b"convowatch"
+_API_VERSIONS = struct.pack(">i", len(_API_VERSIONS_REQUEST)) + _API_VERSIONS_REQUEST
+
+
+def speaks_plaintext_kafka(bootstrap: str, timeout: float = 1.0) -> bool:
+    """Whether any address of ``bootstrap`` answers a Kafka request sent in plain text (a PLAINTEXT
+    listener): the reply's size is sane and it carries the request's correlation id.
+
+    >>> speaks_plaintext_kafka("127.0.0.1:1")
+    False
+    """
+    for host, port in _addresses(bootstrap):
+        try:
+            with socket.create_connection((host, port), timeout=timeout) as connection:
+                connection.settimeout(timeout)
+                connection.sendall(_API_VERSIONS)
+                head = b""
+                while len(head) < 8 and (chunk := connection.recv(8 - len(head))):
+                    head += chunk
+        except OSError:
+            continue
+        if len(head) == 8:
+            size, correlation = struct.unpack(">ii", head)
+            if 4 <= size <= 1 << 20 and correlation == 7:
+                return True
+    return False
+
+
 def accepts_connections(bootstrap: str, timeout: float = 0.5) -> bool:
     """Whether a TCP connection to any address of ``bootstrap`` (``host:port[,...]``) succeeds.
 
     >>> accepts_connections("127.0.0.1:1")
     False
     """
-    for address in bootstrap.split(","):
-        host, _, port = address.strip().rpartition("://")[2].rpartition(":")
+    for host, port in _addresses(bootstrap):
         try:
-            with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout):
+            with socket.create_connection((host, port), timeout=timeout):
                 return True
-        except (OSError, ValueError):
+        except OSError:
             continue
     return False

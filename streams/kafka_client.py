@@ -135,6 +135,11 @@ class BrokerProbe:
         return telling[-1].str() if telling else None
 
     @property
+    def not_kafka(self) -> bool:
+        """Whether the last request's answer was not Kafka's (an HTTP server: a message of 1.2 GB)."""
+        return any(e.code() == KafkaError._BAD_MSG for e in self.errors)
+
+    @property
     def mismatched(self) -> str | None:
         """librdkafka's error of the last request that says the listener speaks another protocol than the
         configured one, or is not Kafka's (an SSL client on a PLAINTEXT listener, an HTTP server), if any."""

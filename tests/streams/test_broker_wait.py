@@ -190,3 +190,24 @@ def test_an_address_that_accepts_connections_without_answering_is_waited_for_and
         wait.stop()
         thread.join(WAIT_PROBE_SECONDS + SLACK)
     assert not thread.is_alive()
+
+
+def test_a_tls_client_at_an_address_that_closes_its_connections_waits() -> None:
+    """A broker at its connection quota, or a proxy with no broker behind it, closes a TLS client's
+    handshake as a PLAINTEXT listener does ("connecting to a PLAINTEXT broker listener?"): waited for, as a
+    broker that does not answer. Found by review (2026-11-26): the first version of the protocol check
+    took it for a wrong protocol and exited 1 after 12 s, a crash loop."""
+    address = listener(lambda connection: connection.close())
+    settings = Settings(broker=address, security_protocol="SSL", broker_wait_seconds=600)
+    wait = BrokerWait(settings, mismatch_patience=1)
+    thread = threading.Thread(target=wait.wait, daemon=True)
+    thread.start()
+    try:
+        reason = wait_until(lambda: "connection quota" in (wait.readiness() or "") and wait.readiness(), 15)
+        assert "PLAINTEXT broker listener?" in reason and "(CONVOWATCH_SECURITY_PROTOCOL)" in reason
+        thread.join(5)  # past the patience for another protocol (1 s), and two probes more
+        assert thread.is_alive()
+    finally:
+        wait.stop()
+        thread.join(WAIT_PROBE_SECONDS + SLACK)
+    assert not thread.is_alive()
