@@ -176,20 +176,9 @@ def test_an_address_that_accepts_connections_without_answering_is_waited_for_and
     held: list[socket.socket] = []
     address = listener(held.append)
     wait = BrokerWait(Settings(broker=address, broker_wait_seconds=600), mismatch_patience=1)
-    thread = threading.Thread(target=wait.wait, daemon=True)
-    thread.start()
-    try:
-        reason = wait_until(
-            lambda: "accepts connections" in (wait.readiness() or "") and wait.readiness(), 15
-        )
-        assert "does not answer as Kafka over PLAINTEXT: starting up, hung, or not" in reason
-        assert "(CONVOWATCH_SECURITY_PROTOCOL)" in reason
-        thread.join(4)  # past the patience for another protocol (1 s), and two probes more
-        assert thread.is_alive()
-    finally:
-        wait.stop()
-        thread.join(WAIT_PROBE_SECONDS + SLACK)
-    assert not thread.is_alive()
+    reason = still_waiting(wait, "accepts connections")
+    assert "does not answer as Kafka over PLAINTEXT: starting up, hung, or not" in reason
+    assert "(CONVOWATCH_SECURITY_PROTOCOL)" in reason
 
 
 def test_a_tls_client_at_an_address_that_closes_its_connections_waits() -> None:
@@ -200,14 +189,21 @@ def test_a_tls_client_at_an_address_that_closes_its_connections_waits() -> None:
     address = listener(lambda connection: connection.close())
     settings = Settings(broker=address, security_protocol="SSL", broker_wait_seconds=600)
     wait = BrokerWait(settings, mismatch_patience=1)
+    reason = still_waiting(wait, "connection quota")
+    assert "PLAINTEXT broker listener?" in reason and "(CONVOWATCH_SECURITY_PROTOCOL)" in reason
+
+
+def still_waiting(wait: BrokerWait, says: str) -> str:
+    """Run ``wait`` until its readiness reason ``says`` something, check it still waits 2 probes past its
+    patience for another protocol (1 s), stop it; the reason."""
     thread = threading.Thread(target=wait.wait, daemon=True)
     thread.start()
     try:
-        reason = wait_until(lambda: "connection quota" in (wait.readiness() or "") and wait.readiness(), 15)
-        assert "PLAINTEXT broker listener?" in reason and "(CONVOWATCH_SECURITY_PROTOCOL)" in reason
-        thread.join(5)  # past the patience for another protocol (1 s), and two probes more
+        reason: str = wait_until(lambda: says in (wait.readiness() or "") and wait.readiness(), 15)
+        thread.join(wait.mismatch_patience + 2 * WAIT_PROBE_SECONDS)
         assert thread.is_alive()
     finally:
         wait.stop()
         thread.join(WAIT_PROBE_SECONDS + SLACK)
     assert not thread.is_alive()
+    return reason
