@@ -56,8 +56,7 @@ def test_a_fleet_restarted_weekly_drops_a_retired_judges_figures_30_days_after_i
 def test_a_judge_audited_every_35_days_keeps_its_figures_through_weekly_restarts() -> None:
     worker = Worker()
     for audit in (0.0, 35 * DAY):
-        for i in range(40):
-            worker.pair(OLD, audit + i * 60.0)
+        worker.audit(OLD, audit)
         week = audit
         while week < audit + 35 * DAY:
             _verdicts(worker, week + HOUR, week + WEEK, ("relevance", "safety"))
@@ -77,8 +76,7 @@ def _verdicts_then_quiet(restart: bool, end: float) -> Worker:
     """OLD's 40 pairs on day 0.9, its verdicts every hour until day 3.8 (stamped on days 0.9, 1.9 and 2.9:
     those after are in memory only), a restart on day 3.85 if ``restart``, then contacts every 3 hours."""
     worker = Worker()
-    for i in range(40):
-        worker.pair(OLD, 0.9 * DAY + i * 60.0)
+    worker.audit(OLD, 0.9 * DAY)
     _verdicts(worker, 0.9 * DAY + HOUR, 3.8 * DAY + 1.0, ("relevance", "safety"))
     if restart:
         worker.restart()
@@ -104,8 +102,7 @@ def test_a_verdict_after_weeks_of_silence_just_before_a_restart_keeps_the_judge(
     # restart (one taken at the daily look only would not have it)
     once, restarted = Worker(), Worker()
     for worker in (once, restarted):
-        for i in range(40):
-            worker.pair(OLD, i * 60.0)
+        worker.audit(OLD)
         _verdicts(worker, HOUR, 0.9 * DAY, ("relevance", "safety"))
         worker.contact(30.4 * DAY)  # the day's look comes before OLD's verdicts
         _verdicts(worker, 30.5 * DAY, 30.6 * DAY, ("relevance", "safety"))
@@ -177,8 +174,7 @@ def test_an_upgrade_whose_first_observation_is_an_old_label_keeps_an_active_judg
     clock then stands at a label's turn, which may be old. Found by review (2026-11-26): the first version
     stamped it so, and the next look dropped a judge still judging (humans last paired it 36 days before)."""
     worker = Worker()
-    for i in range(40):
-        worker.pair(OLD, i * 60.0)
+    worker.audit(OLD)
     _verdicts(worker, HOUR, 36 * DAY, ("relevance", "safety"))
     _without_heard(worker)  # the upgrade on day 36
     label = {"kind": "labelled", "turn_id": "t-old", "vendor_id": "acme", "judges": {}}

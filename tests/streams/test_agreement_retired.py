@@ -78,6 +78,11 @@ class Worker(RestartableView):
             }
         )
 
+    def audit(self, judge: str, start: float = 0.0, turns: int = 40) -> None:
+        """``turns`` of the judge's turns labelled by humans, a minute apart from ``start`` (:meth:`pair`)."""
+        for i in range(turns):
+            self.pair(judge, start + i * 60.0)
+
     def contact(self, ts: float) -> None:
         """A turn of another judge's shard: only its contact comes to this worker (on Kafka)."""
         self.apply({"kind": "contact", "conversation_id": f"c{self.offset}", "turn_id": "t", "ts": ts})
@@ -178,8 +183,7 @@ def test_an_active_judges_figures_stay_through_a_month_without_human_labels() ->
     # version of the rule: 40 pairs every 35 days never reached ConvowatchJudgeAgreementLow's 50)
     worker = Worker()
     for audit in (0.0, 35 * DAY):
-        for i in range(40):
-            worker.pair(OLD, audit + i * 60.0)
+        worker.audit(OLD, audit)
         day = audit
         while day < audit + 35 * DAY:  # the judge's verdicts, every hour, with no label
             labels = {"relevance": "pass", "safety": "pass"}
@@ -207,8 +211,7 @@ def _verdicts(worker: Worker, start: float, end: float, dimensions: tuple[str, .
 def test_a_dimension_the_judge_no_longer_judges_goes_while_it_judges_others() -> None:
     # safety handed to another judge: OLD's safety figures go 30 days after its last safety verdict and pair
     worker = Worker()
-    for i in range(40):
-        worker.pair(OLD, i * 60.0)
+    worker.audit(OLD)
     _verdicts(worker, DAY, 40 * DAY, ("relevance",))
     assert {k.split("\x1f")[2] for k in worker.keys(OLD) if not k.startswith("agreement_vendor")} == {
         "relevance"
@@ -220,8 +223,7 @@ def test_a_restart_whose_first_observation_is_an_old_label_does_not_hasten_a_dro
     # the start count from its first verdict or contact, not from that label's turn
     once, restarted = Worker(), Worker()
     for worker in (once, restarted):
-        for i in range(40):
-            worker.pair(OLD, i * 60.0)
+        worker.audit(OLD)
         _verdicts(worker, DAY, 40 * DAY, ("relevance", "safety"))
     restarted.restart()
     for worker in (once, restarted):
@@ -248,8 +250,7 @@ def test_a_late_pair_of_an_old_turn_after_a_restart_does_not_hasten_a_drop() -> 
     # at the start, not at that turn's time
     once, restarted = Worker(), Worker()
     for worker in (once, restarted):
-        for i in range(40):
-            worker.pair(OLD, i * 60.0)
+        worker.audit(OLD)
         _verdicts(worker, DAY, 39 * DAY, ("relevance", "safety"))
     restarted.restart()
     for worker in (once, restarted):
