@@ -33,13 +33,24 @@ from collections.abc import Iterable
 
 from detectors.agreement_breakdown import AgreementBreakdown
 from streams.aggregate import Aggregator, key
-from streams.views.idle_looks import SWEEPS_PER_IDLE
+from streams.views.idle_looks import IDLE_SECONDS, SWEEPS_PER_IDLE
 from streams.views.spike_silence import source_partition
 
 JudgeDimension = tuple[str, str]
 #: In :attr:`VerdictsHeard._stamps`: a breakdown without a stamp (any verdict stamps it), and no breakdown
 #: (nothing to stamp)
 UNSTAMPED, NO_BREAKDOWN = -math.inf, math.inf
+
+
+def counted_heard_at(stamp: float, idle_seconds: float = IDLE_SECONDS) -> float:
+    """When a judge and dimension whose breakdown is stamped ``stamp`` counts as last heard: a look period
+    (``idle_seconds / SWEEPS_PER_IDLE``) after it, as a newer verdict by less than that may be lost with a
+    restart.
+
+    >>> counted_heard_at(0.0) / 86400
+    1.0
+    """
+    return stamp + idle_seconds / SWEEPS_PER_IDLE
 
 
 class VerdictsHeard:
@@ -106,7 +117,7 @@ class VerdictsHeard:
         """The time ``jd``, whose breakdown holds ``stamp``, counts as last heard at the look starting at
         ``look``: the stamp's period after it, or without one the first verdict or contact since the start
         (the look, before one), or a newer verdict heard since the start."""
-        counted = self._fallback(look) if stamp is None else stamp + self.every
+        counted = self._fallback(look) if stamp is None else counted_heard_at(stamp, self.idle_seconds)
         return max(self._newest.get(jd, -math.inf), counted)
 
     def looked(self, aggregator: Aggregator, kept: Iterable[JudgeDimension], look: float) -> None:

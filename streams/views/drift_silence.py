@@ -33,7 +33,8 @@ from detectors.agreement_breakdown import AgreementBreakdown
 from detectors.defect_rate_spike import DefectRateSpike
 from streams.aggregate import Aggregator, key
 from streams.emit import SEP
-from streams.views.idle_looks import IDLE_SECONDS, SWEEPS_PER_IDLE
+from streams.views.agreement_heard import counted_heard_at
+from streams.views.idle_looks import IDLE_SECONDS
 from streams.views.spike_silence import SilentForPeriod
 
 #: How long an open drift's judge has had no verdict on the dimension, and its detector no pair (their
@@ -65,7 +66,7 @@ class SilentJudgeDrifts(SilentForPeriod):
             return last_pair  # the judge's agreement figures dropped: neither pair nor verdict for 30 days
         if breakdown.heard is None:
             return math.inf  # not stamped yet (state from before the stamp): kept open until it is
-        return max(last_pair, breakdown.heard + IDLE_SECONDS / SWEEPS_PER_IDLE)
+        return max(last_pair, counted_heard_at(breakdown.heard))
 
     def arrived(self, detector: Any) -> float | None:
         last_seen: float | None = detector.last_seen
